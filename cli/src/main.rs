@@ -1,1 +1,58 @@
-fn main() {}
+//! `btcmpc`: secure multi-party computation paid and policed by Bitcoin.
+//!
+//! This binary only parses arguments, loads configuration and formats output; the protocol
+//! lives in the library crates (`btcmpc-contracts`, `btcmpc-wallet`, `btcmpc-engine`,
+//! `btcmpc-regtest`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod global;
+mod output;
+
+use global::Global;
+use output::Report;
+
+/// Secure computation on secret-shared data, paid and policed by Bitcoin.
+#[derive(Debug, Parser)]
+#[command(name = "btcmpc", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Miniscript contracts: compile policies, create, fund and spend contract files.
+    Contract(cmd::contract::Args),
+    /// The embedded Bitcoin regtest node.
+    Regtest(cmd::regtest::Args),
+    /// Benchmarks that print a table to compare with the README's figures.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    global::init_logging(&cli.global);
+    let result = match cli.command {
+        Command::Contract(args) => cmd::contract::run(args, &cli.global),
+        Command::Regtest(args) => cmd::regtest::run(args, &cli.global),
+        Command::Bench(args) => cmd::bench::run(args, &cli.global),
+    };
+    match result {
+        Ok(report) => {
+            report.print(cli.global.json);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            // One line: the chain of causes joined, as `anyhow`'s alternate display does.
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

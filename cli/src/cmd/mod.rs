@@ -1,0 +1,5 @@
+//! One module per command group; each has an `Args` and a `run`.
+
+pub mod bench;
+pub mod contract;
+pub mod regtest;

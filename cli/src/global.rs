@@ -1,0 +1,109 @@
+//! Options every subcommand takes, and where the data directory lives.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// The Bitcoin network a datadir and its contracts belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum NetworkArg {
+    /// Local regtest chain (the embedded node by default).
+    #[default]
+    Regtest,
+    /// The default signet.
+    Signet,
+    /// Testnet version 4.
+    Testnet4,
+    /// Bitcoin mainnet.
+    Bitcoin,
+}
+
+impl NetworkArg {
+    /// The `bitcoin` crate's network.
+    pub fn network(self) -> bitcoin::Network {
+        match self {
+            NetworkArg::Regtest => bitcoin::Network::Regtest,
+            NetworkArg::Signet => bitcoin::Network::Signet,
+            NetworkArg::Testnet4 => bitcoin::Network::Testnet4,
+            NetworkArg::Bitcoin => bitcoin::Network::Bitcoin,
+        }
+    }
+
+    /// Lower-case name used for the default datadir.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkArg::Regtest => "regtest",
+            NetworkArg::Signet => "signet",
+            NetworkArg::Testnet4 => "testnet4",
+            NetworkArg::Bitcoin => "bitcoin",
+        }
+    }
+}
+
+/// Global options.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory (default `~/.btcmpc/<network>`).
+    #[arg(long, global = true, env = "BTCMPC_DATADIR")]
+    pub datadir: Option<PathBuf>,
+
+    /// Bitcoin network.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "BTCMPC_NETWORK"
+    )]
+    pub network: NetworkArg,
+
+    /// Electrum server `HOST:PORT` (`tcp://`, `ssl://` prefixes accepted); default: the embedded
+    /// regtest node recorded in the datadir.
+    #[arg(long, global = true, env = "BTCMPC_ELECTRUM")]
+    pub electrum: Option<String>,
+
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More logging (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less logging: errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Global {
+    /// The data directory for this network.
+    pub fn datadir(&self) -> PathBuf {
+        if let Some(dir) = &self.datadir {
+            return dir.clone();
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".btcmpc").join(self.network.name())
+    }
+}
+
+/// Logs go to stderr so that `--json` output on stdout stays one document.
+pub fn init_logging(global: &Global) {
+    let level = if global.quiet {
+        "error"
+    } else {
+        match global.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BTCMPC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
