@@ -1,0 +1,620 @@
+//! The public face of the embedded regtest node: [`Node`], its configuration and the values it
+//! returns.
+//!
+//! A [`Node`] owns one chain (blocks, UTXO set, indexes, mempool) behind a lock. It is cheap to
+//! clone and every method takes `&self`, so the Electrum and RPC servers share one instance
+//! across tasks and threads.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use bitcoin::block::Header;
+use bitcoin::{
+    Amount, Block, BlockHash, FeeRate, OutPoint, Script, ScriptBuf, Transaction, TxMerkleNode,
+    TxOut, Txid, Wtxid,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use crate::chain::{self, ChainState};
+
+/// How many events a slow [`Node::subscribe`] receiver may lag before it misses some.
+const EVENT_CAPACITY: usize = 4096;
+
+/// An Electrum script hash: SHA-256 of a `scriptPubKey`.
+///
+/// It is displayed and parsed as Electrum does, in byte-reversed hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScriptHash(pub [u8; 32]);
+
+impl ScriptHash {
+    /// The Electrum script hash of `script_pubkey`.
+    pub fn from_script(script_pubkey: &Script) -> Self {
+        ScriptHash(Sha256::digest(script_pubkey.as_bytes()).into())
+    }
+}
+
+impl fmt::Display for ScriptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0.iter().rev() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ScriptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScriptHash({self})")
+    }
+}
+
+/// The text is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid script hash {0:?}: expected 64 hex digits")]
+pub struct ParseScriptHashError(pub String);
+
+impl FromStr for ScriptHash {
+    type Err = ParseScriptHashError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| ParseScriptHashError(s.to_owned()))?;
+        bytes.reverse();
+        Ok(ScriptHash(bytes))
+    }
+}
+
+/// When the node mines on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutomineMode {
+    /// Mine one block whenever the mempool is not empty, `delay` after it stopped being empty.
+    OnTransaction {
+        /// How long to wait after the first transaction before mining.
+        delay: Duration,
+    },
+    /// Mine one block every `interval`, even an empty one.
+    Interval(Duration),
+}
+
+/// Automatic mining: when, and to which script the coinbase pays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Automine {
+    /// When to mine.
+    pub mode: AutomineMode,
+    /// Where the block rewards go.
+    pub script_pubkey: ScriptBuf,
+}
+
+/// How to open a [`Node`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// The data directory holding the block store; `None` keeps everything in memory.
+    pub datadir: Option<PathBuf>,
+    /// Mine automatically (a background thread of the node); `None` mines only on request.
+    pub automine: Option<Automine>,
+}
+
+impl NodeConfig {
+    /// A node kept in memory only, mining on request.
+    pub fn in_memory() -> Self {
+        NodeConfig::default()
+    }
+
+    /// A node persisted in `datadir` (created if missing), mining on request.
+    pub fn with_datadir(datadir: impl Into<PathBuf>) -> Self {
+        NodeConfig { datadir: Some(datadir.into()), automine: None }
+    }
+
+    /// Sets automatic mining.
+    pub fn automine(mut self, automine: Option<Automine>) -> Self {
+        self.automine = automine;
+        self
+    }
+}
+
+/// What went wrong in the node itself (storage, unknown block), as opposed to a refused
+/// transaction ([`Reject`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Reading or writing the data directory failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The block store holds data that is not a valid chain.
+    #[error("corrupt block store {path}: {reason}")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No block with this hash is known.
+    #[error("block not found: {0}")]
+    BlockNotFound(BlockHash),
+    /// The genesis block cannot be invalidated.
+    #[error("cannot invalidate the genesis block {0}")]
+    Genesis(BlockHash),
+    /// A block the node built (or was asked to build) was refused by its own checks.
+    #[error("block refused: {0}")]
+    BlockRefused(Reject),
+    /// The node was shut down.
+    #[error("the node is shut down")]
+    ShutDown,
+}
+
+/// A refused transaction or block, with Bitcoin Core's RPC error code and reject reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct Reject {
+    /// Core's RPC error code: -26 (`RPC_VERIFY_REJECTED`) for policy and consensus refusals,
+    /// -25 (`RPC_VERIFY_ERROR`) for missing inputs and other verification errors, -27
+    /// (`RPC_VERIFY_ALREADY_IN_UTXO_SET`) for a transaction already in the chain.
+    pub code: i32,
+    /// Core's reject reason, exactly as Core prints it (for example `non-final`,
+    /// `missing-inputs`, `mempool-script-verify-flag-failed (...)`).
+    pub reason: String,
+    /// Core's debug message, if any (shown after a comma in RPC error messages).
+    pub details: Option<String>,
+}
+
+impl Reject {
+    /// `RPC_VERIFY_ERROR`.
+    pub const VERIFY_ERROR: i32 = -25;
+    /// `RPC_VERIFY_REJECTED`.
+    pub const VERIFY_REJECTED: i32 = -26;
+    /// `RPC_VERIFY_ALREADY_IN_UTXO_SET`.
+    pub const VERIFY_ALREADY_IN_UTXO_SET: i32 = -27;
+
+    /// A refusal with code -26 and `reason`.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Reject { code: Self::VERIFY_REJECTED, reason: reason.into(), details: None }
+    }
+
+    /// A refusal with code -26, `reason` and a debug message.
+    pub fn rejected_with(reason: impl Into<String>, details: impl Into<String>) -> Self {
+        Reject {
+            code: Self::VERIFY_REJECTED,
+            reason: reason.into(),
+            details: Some(details.into()),
+        }
+    }
+
+    /// The message as Core's `sendrawtransaction` prints it: the reason, then `, details`.
+    pub fn message(&self) -> String {
+        match &self.details {
+            Some(d) if !d.is_empty() => format!("{}, {}", self.reason, d),
+            _ => self.reason.clone(),
+        }
+    }
+}
+
+/// The best chain's tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipInfo {
+    /// Height of the tip (0 = genesis).
+    pub height: u32,
+    /// Hash of the tip.
+    pub hash: BlockHash,
+    /// Header of the tip.
+    pub header: Header,
+    /// Median time past of the tip (median of its and its 10 ancestors' times).
+    pub median_time_past: u32,
+    /// The tip's own timestamp.
+    pub time: u32,
+    /// Total work of the chain, as Core's `chainwork` (big-endian).
+    pub chain_work: bitcoin::Work,
+}
+
+/// Where a confirmed transaction is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The block holding it.
+    pub block_hash: BlockHash,
+    /// That block's height.
+    pub height: u32,
+    /// That block's timestamp.
+    pub time: u32,
+    /// Position of the transaction in the block (0 = coinbase).
+    pub position: usize,
+}
+
+/// A transaction the node knows (confirmed in the best chain or in the mempool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxInfo {
+    /// The transaction.
+    pub tx: Transaction,
+    /// Where it is confirmed; `None` when it is in the mempool.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// One entry of a script hash's history, as Electrum's `get_history` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    /// The transaction.
+    pub txid: Txid,
+    /// Block height; 0 for a mempool transaction whose inputs are all confirmed, -1 for one
+    /// with an unconfirmed input.
+    pub height: i32,
+    /// The fee, for mempool transactions.
+    pub fee: Option<Amount>,
+}
+
+/// An unspent output of a script hash, as Electrum's `listunspent` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utxo {
+    /// The output.
+    pub outpoint: OutPoint,
+    /// Its value.
+    pub value: Amount,
+    /// The height of the block that created it; 0 for a mempool output.
+    pub height: u32,
+}
+
+/// An output as `gettxout` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtxoEntry {
+    /// The output.
+    pub txout: TxOut,
+    /// Height of the block that created it; `None` for a mempool output.
+    pub height: Option<u32>,
+    /// Whether it is a coinbase output.
+    pub is_coinbase: bool,
+}
+
+/// What `testmempoolaccept` reports for an accepted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptInfo {
+    /// Its txid.
+    pub txid: Txid,
+    /// Its wtxid.
+    pub wtxid: Wtxid,
+    /// Its virtual size.
+    pub vsize: u64,
+    /// The fee it pays.
+    pub fee: Amount,
+}
+
+/// A mempool transaction, as `getmempoolentry` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolEntry {
+    /// Txid.
+    pub txid: Txid,
+    /// Wtxid.
+    pub wtxid: Wtxid,
+    /// Virtual size.
+    pub vsize: u64,
+    /// Weight.
+    pub weight: u64,
+    /// Fee.
+    pub fee: Amount,
+    /// Unix time it entered the mempool (mocktime if set).
+    pub time: u64,
+    /// Chain height when it entered.
+    pub height: u32,
+    /// Number of in-mempool ancestors, itself included.
+    pub ancestor_count: u64,
+    /// Virtual size of those.
+    pub ancestor_size: u64,
+    /// Fees of those.
+    pub ancestor_fees: Amount,
+    /// Number of in-mempool descendants, itself included.
+    pub descendant_count: u64,
+    /// Virtual size of those.
+    pub descendant_size: u64,
+    /// Fees of those.
+    pub descendant_fees: Amount,
+    /// In-mempool parents.
+    pub depends: Vec<Txid>,
+    /// In-mempool children.
+    pub spent_by: Vec<Txid>,
+}
+
+/// Something that changed in the node, for subscribers ([`Node::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The best chain has a new tip (after mining, a reorg, an invalidation).
+    NewTip {
+        /// Its height.
+        height: u32,
+        /// Its hash.
+        hash: BlockHash,
+    },
+    /// A transaction entered the mempool.
+    TxAdded {
+        /// The transaction.
+        txid: Txid,
+        /// Script hashes of its outputs and of the outputs it spends.
+        script_hashes: Vec<ScriptHash>,
+    },
+    /// A transaction left the mempool (mined, replaced, evicted by a reorg).
+    TxRemoved {
+        /// The transaction.
+        txid: Txid,
+        /// Script hashes of its outputs and of the outputs it spends.
+        script_hashes: Vec<ScriptHash>,
+    },
+    /// The history (confirmed or mempool) of these script hashes changed. Sent after every
+    /// change, mempool or block: an Electrum server needs only this one to notify subscribers.
+    ScriptHashesChanged(Vec<ScriptHash>),
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: RwLock<ChainState>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) shut_down: Mutex<bool>,
+}
+
+/// The embedded regtest node. Cheap to clone; all clones share one chain.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("tip", &self.tip().height).finish()
+    }
+}
+
+impl Node {
+    /// Opens a node: starts from the regtest genesis block in a new (or no) data directory,
+    /// or loads the chain stored in `cfg.datadir`.
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] when the data directory cannot be read or written,
+    /// [`NodeError::Corrupt`] when its blocks do not form a valid chain.
+    pub fn open(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let state = ChainState::open(cfg.datadir.as_deref())?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let node = Node {
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                events,
+                shut_down: Mutex::new(false),
+            }),
+        };
+        if let Some(automine) = cfg.automine {
+            chain::automine::spawn(node.clone(), automine);
+        }
+        Ok(node)
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ChainState> {
+        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ChainState> {
+        self.inner.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn emit(&self, events: Vec<NodeEvent>) {
+        for e in events {
+            // No receiver is not an error.
+            let _ = self.inner.events.send(e);
+        }
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        *self.inner.shut_down.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The best chain's tip.
+    pub fn tip(&self) -> TipInfo {
+        self.read().tip_info()
+    }
+
+    /// Hash of the best chain's block at `height`.
+    pub fn block_hash(&self, height: u32) -> Option<BlockHash> {
+        self.read().block_hash(height)
+    }
+
+    /// Header of the best chain's block at `height`.
+    pub fn header(&self, height: u32) -> Option<Header> {
+        self.read().header_at(height)
+    }
+
+    /// Header of any known block, with its height and whether it is in the best chain.
+    pub fn header_by_hash(&self, hash: &BlockHash) -> Option<(Header, u32, bool)> {
+        self.read().header_by_hash(hash)
+    }
+
+    /// A known block (best chain or not), with its height when it is in the best chain.
+    pub fn block(&self, hash: &BlockHash) -> Option<(Block, Option<u32>)> {
+        self.read().block(hash)
+    }
+
+    /// A transaction of the best chain or the mempool (a full index).
+    pub fn transaction(&self, txid: &Txid) -> Option<TxInfo> {
+        self.read().transaction(txid)
+    }
+
+    /// Merkle branch of a transaction confirmed at `height`, and its position in the block.
+    pub fn merkle_proof(&self, txid: &Txid, height: u32) -> Option<(Vec<TxMerkleNode>, usize)> {
+        self.read().merkle_proof(txid, height)
+    }
+
+    /// Electrum history of a script hash: confirmed transactions by height (then block
+    /// order), then mempool ones.
+    pub fn history(&self, script_hash: &ScriptHash) -> Vec<HistoryItem> {
+        self.read().history(script_hash)
+    }
+
+    /// Unspent outputs of a script hash, confirmed and in the mempool (outputs spent by a
+    /// mempool transaction are left out).
+    pub fn utxos(&self, script_hash: &ScriptHash) -> Vec<Utxo> {
+        self.read().utxos(script_hash)
+    }
+
+    /// Electrum balance of a script hash in satoshis: (confirmed, unconfirmed change).
+    pub fn balance(&self, script_hash: &ScriptHash) -> (i64, i64) {
+        self.read().balance(script_hash)
+    }
+
+    /// Electrum status of a script hash (SHA-256 of the concatenated `txid:height:`), `None`
+    /// when it has no history.
+    pub fn status_hash(&self, script_hash: &ScriptHash) -> Option<[u8; 32]> {
+        let history = self.history(script_hash);
+        if history.is_empty() {
+            return None;
+        }
+        let mut h = Sha256::new();
+        for item in &history {
+            h.update(format!("{}:{}:", item.txid, item.height).as_bytes());
+        }
+        Some(h.finalize().into())
+    }
+
+    /// Checks whether the mempool would accept `tx` now, without adding it.
+    ///
+    /// # Errors
+    /// The [`Reject`] Core's `testmempoolaccept` reports (`missing-inputs` for unknown or
+    /// spent inputs).
+    pub fn test_mempool_accept(&self, tx: &Transaction) -> Result<AcceptInfo, Reject> {
+        self.write().test_accept(tx)
+    }
+
+    /// Adds `tx` to the mempool (Core's `sendrawtransaction`). A transaction already in the
+    /// mempool is accepted again without change. `max_fee_rate` (Core's default is
+    /// 0.10 BTC/kvB) refuses transactions paying more; `None` allows any fee.
+    ///
+    /// # Errors
+    /// A [`Reject`] as Core's `sendrawtransaction` reports it: -25 "Inputs missing or spent",
+    /// -27 "Transaction outputs already in utxo set", -26 with the reject reason otherwise.
+    pub fn send_raw_transaction(
+        &self,
+        tx: &Transaction,
+        max_fee_rate: Option<FeeRate>,
+    ) -> Result<Txid, Reject> {
+        let (txid, events) = self.write().send(tx, max_fee_rate)?;
+        self.emit(events);
+        Ok(txid)
+    }
+
+    /// All mempool entries.
+    pub fn mempool(&self) -> Vec<MempoolEntry> {
+        self.read().mempool_entries()
+    }
+
+    /// One mempool entry.
+    pub fn mempool_entry(&self, txid: &Txid) -> Option<MempoolEntry> {
+        self.read().mempool_entry(txid)
+    }
+
+    /// An unspent output (Core's `gettxout`); with `include_mempool`, outputs created by mempool
+    /// transactions are found and outputs spent by them are not.
+    pub fn utxo(&self, outpoint: &OutPoint, include_mempool: bool) -> Option<UtxoEntry> {
+        self.read().utxo(outpoint, include_mempool)
+    }
+
+    /// Mines `n` blocks paying to `script_pubkey`, each with the best mempool transactions
+    /// that fit (Core's `generatetoaddress`).
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] when the block store cannot be written; [`NodeError::ShutDown`].
+    pub fn generate_to_script(
+        &self,
+        n: u32,
+        script_pubkey: &Script,
+    ) -> Result<Vec<BlockHash>, NodeError> {
+        if self.is_shut_down() {
+            return Err(NodeError::ShutDown);
+        }
+        let (hashes, events) = self.write().generate(n, script_pubkey)?;
+        self.emit(events);
+        Ok(hashes)
+    }
+
+    /// Mines one block with exactly `txs` (in this order) after the coinbase (Core's
+    /// `generateblock`); the transactions need not be in the mempool.
+    ///
+    /// # Errors
+    /// The [`Reject`] of the first invalid transaction or of the block.
+    pub fn generate_block(
+        &self,
+        script_pubkey: &Script,
+        txs: Vec<Transaction>,
+    ) -> Result<BlockHash, Reject> {
+        if self.is_shut_down() {
+            return Err(Reject { code: -1, reason: "the node is shut down".into(), details: None });
+        }
+        let (hash, events) = self.write().generate_block(script_pubkey, txs)?;
+        self.emit(events);
+        Ok(hash)
+    }
+
+    /// Marks a block and its descendants invalid and reorganizes to the best remaining chain;
+    /// transactions of disconnected blocks return to the mempool when still valid.
+    ///
+    /// # Errors
+    /// [`NodeError::BlockNotFound`], [`NodeError::Genesis`], [`NodeError::Io`].
+    pub fn invalidate_block(&self, hash: &BlockHash) -> Result<(), NodeError> {
+        let events = self.write().invalidate(hash)?;
+        self.emit(events);
+        Ok(())
+    }
+
+    /// Removes the invalid mark of a block (and its ancestors and descendants) and
+    /// reorganizes to the chain with the most work.
+    ///
+    /// # Errors
+    /// [`NodeError::BlockNotFound`], [`NodeError::Io`].
+    pub fn reconsider_block(&self, hash: &BlockHash) -> Result<(), NodeError> {
+        let events = self.write().reconsider(hash)?;
+        self.emit(events);
+        Ok(())
+    }
+
+    /// Sets the node's clock (Core's `setmocktime`); 0 returns to the system clock. It drives
+    /// the times of mined blocks (never below median time past + 1) and mempool entry times.
+    pub fn set_mocktime(&self, unix_time: u64) {
+        self.write().set_mocktime(unix_time);
+    }
+
+    /// The node's current time: mocktime when set, else the system clock.
+    pub fn now(&self) -> u64 {
+        self.read().now()
+    }
+
+    /// A fee rate estimate to confirm within `blocks` blocks, `None` when there is no data
+    /// (as Core on a fresh regtest chain).
+    pub fn estimate_fee(&self, blocks: u16) -> Option<FeeRate> {
+        self.read().estimate_fee(blocks)
+    }
+
+    /// The minimum relay fee rate (0.1 sat/vB, Core 30's default).
+    pub fn relay_fee(&self) -> FeeRate {
+        chain::policy::MIN_RELAY_FEE
+    }
+
+    /// Electrum's `mempool.get_fee_histogram`: (fee rate in sat/vB, total vsize) pairs from
+    /// the highest fee rate down.
+    pub fn fee_histogram(&self) -> Vec<(f64, u64)> {
+        self.read().fee_histogram()
+    }
+
+    /// Events from now on (new tips, mempool changes, touched script hashes).
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Flushes the block store and stops mining; further mining calls fail.
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] when the flush fails.
+    pub fn shutdown(&self) -> Result<(), NodeError> {
+        *self.inner.shut_down.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.write().flush()
+    }
+}
