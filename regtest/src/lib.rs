@@ -19,7 +19,6 @@ pub mod electrum;
 pub mod faucet;
 pub mod node;
 pub mod rpc;
-pub mod rpc_client;
 pub mod server;
 
 pub use node::{
