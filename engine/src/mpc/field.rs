@@ -1,0 +1,484 @@
+//! Prime fields the engine computes in.
+//!
+//! Everything in [`crate::mpc`] is generic over [`PrimeField`], the way FROST's core is generic
+//! over ciphersuites. Two fields are provided:
+//!
+//! - [`Secp256k1Scalar`]: the scalar field of secp256k1 (k256's `Scalar`), the default. Its
+//!   arithmetic is constant-time (inherited from k256).
+//! - [`Mersenne127`]: the Mersenne prime `p = 2^127 - 1`, plain `u128` arithmetic with the fast
+//!   reduction `2^127 = 1 (mod p)`. It is **not** constant-time (branches on values); it is meant
+//!   for datasets that choose speed, where the shares themselves are uniformly random.
+//!
+//! Besides the field operations the module gives batch inversion ([`batch_invert`]), hashing to
+//! field elements ([`expand`], rejection-free wide reduction of a domain-separated ChaCha20
+//! stream keyed by SHA-256) and canonical byte encodings that refuse non-canonical values.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+mod m127;
+mod secp256k1;
+
+pub use m127::Mersenne127;
+pub use secp256k1::Secp256k1Scalar;
+
+/// Errors of field encodings and inversions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FieldError {
+    /// An encoding had the wrong number of bytes.
+    #[error("field element encoding has {got} bytes, expected {expected}")]
+    BadLength {
+        /// Bytes given.
+        got: usize,
+        /// Bytes expected ([`PrimeField::ENCODED_LEN`]).
+        expected: usize,
+    },
+    /// An encoding was not the canonical one (the integer is not below the modulus).
+    #[error("non-canonical field element encoding {hex} (not below the modulus of {field})")]
+    NonCanonical {
+        /// The field's name.
+        field: &'static str,
+        /// The offending bytes, hex.
+        hex: String,
+    },
+    /// An encoding was not valid hexadecimal.
+    #[error("field element is not valid hex: {0:?}")]
+    BadHex(String),
+    /// Zero has no inverse.
+    #[error("element at index {index} is zero and has no inverse")]
+    ZeroInverse {
+        /// Position of the zero in the input.
+        index: usize,
+    },
+}
+
+/// A prime field usable by the MPC engine.
+///
+/// Elements are small `Copy` values. The canonical encoding ([`PrimeField::to_repr`]) is the
+/// big-endian integer in `[0, p)` on [`PrimeField::ENCODED_LEN`] bytes; [`PrimeField::from_bytes`]
+/// refuses anything else. Serde uses the same encoding as a lower-case hex string.
+pub trait PrimeField:
+    Copy
+    + Clone
+    + Debug
+    + Default
+    + PartialEq
+    + Eq
+    + Hash
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Sum
+    + Serialize
+    + DeserializeOwned
+{
+    /// Short name used in configuration, messages and reports (`secp256k1`, `m127`).
+    const NAME: &'static str;
+    /// Length of the canonical encoding in bytes.
+    const ENCODED_LEN: usize;
+    /// Bit length of the modulus.
+    const MODULUS_BITS: u32;
+    /// Range limit for signed fixed-point values: a worst-case magnitude needing this many bits
+    /// or more is refused by the planner (254 for secp256k1, 126 for 2^127-1; that is
+    /// log2(p) - 1 rounded down to the value fixed by PROTOCOL.md). Any magnitude below
+    /// `2^(MAGNITUDE_LIMIT_BITS - 1)` is far below `p / 2`, so signs decode without ambiguity.
+    const MAGNITUDE_LIMIT_BITS: u32;
+    /// The modulus as little-endian 64-bit limbs.
+    const MODULUS: [u64; 4];
+    /// The additive identity.
+    const ZERO: Self;
+    /// The multiplicative identity.
+    const ONE: Self;
+
+    /// Canonical encoding type (a byte array of [`PrimeField::ENCODED_LEN`] bytes).
+    type Repr: AsRef<[u8]> + AsMut<[u8]> + Default + Copy + Debug + Send + Sync;
+
+    /// The element `v mod p`.
+    fn from_u64(v: u64) -> Self;
+    /// The element `v mod p`.
+    fn from_u128(v: u128) -> Self;
+    /// Whether this is zero.
+    fn is_zero(&self) -> bool;
+    /// The multiplicative inverse, `None` for zero.
+    fn inverse(&self) -> Option<Self>;
+    /// A uniformly random element.
+    fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self;
+    /// Reduces 64 uniformly random bytes (big-endian integer) modulo `p`; the result is within
+    /// statistical distance `2^-128` of uniform for both fields. Never rejects.
+    fn from_uniform_bytes(bytes: &[u8; 64]) -> Self;
+    /// The canonical encoding.
+    fn to_repr(&self) -> Self::Repr;
+    /// Parses a canonical encoding.
+    ///
+    /// # Errors
+    /// [`FieldError::BadLength`] unless exactly [`PrimeField::ENCODED_LEN`] bytes are given;
+    /// [`FieldError::NonCanonical`] if the integer is not below `p`.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, FieldError>;
+    /// The canonical integer in `[0, p)` as little-endian 64-bit limbs.
+    fn to_limbs(&self) -> [u64; 4];
+
+    /// `self * k` for a small integer `k`.
+    #[inline]
+    fn mul_u64(self, k: u64) -> Self {
+        self * Self::from_u64(k)
+    }
+
+    /// `self + self`.
+    #[inline]
+    fn double(self) -> Self {
+        self + self
+    }
+
+    /// `self^2`.
+    #[inline]
+    fn square(self) -> Self {
+        self * self
+    }
+
+    /// `self^e`.
+    fn pow_u64(self, mut e: u64) -> Self {
+        let mut base = self;
+        let mut acc = Self::ONE;
+        while e > 0 {
+            if e & 1 == 1 {
+                acc *= base;
+            }
+            base = base.square();
+            e >>= 1;
+        }
+        acc
+    }
+
+    /// `2^k`.
+    fn pow2(k: u32) -> Self {
+        Self::from_u64(2).pow_u64(u64::from(k))
+    }
+
+    /// The element `v mod p` for a signed `v`.
+    #[inline]
+    fn from_i64(v: i64) -> Self {
+        let m = Self::from_u64(v.unsigned_abs());
+        if v < 0 {
+            -m
+        } else {
+            m
+        }
+    }
+
+    /// The element `v mod p` for a signed `v`.
+    #[inline]
+    fn from_i128(v: i128) -> Self {
+        let m = Self::from_u128(v.unsigned_abs());
+        if v < 0 {
+            -m
+        } else {
+            m
+        }
+    }
+
+    /// Sum of a slice (implementations may reduce lazily).
+    fn sum_slice(values: &[Self]) -> Self {
+        values.iter().copied().sum()
+    }
+
+    /// Inner product `sum a[i] * b[i]` over the common prefix of the two slices
+    /// (implementations may reduce lazily).
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        a.iter()
+            .zip(b)
+            .fold(Self::ZERO, |acc, (x, y)| acc + *x * *y)
+    }
+
+    /// Lower-case hex of the canonical encoding.
+    fn to_hex(&self) -> String {
+        hex::encode(self.to_repr())
+    }
+
+    /// Parses lower- or upper-case hex of the canonical encoding.
+    ///
+    /// # Errors
+    /// [`FieldError::BadHex`], or the errors of [`PrimeField::from_bytes`].
+    fn from_hex(s: &str) -> Result<Self, FieldError> {
+        let bytes = hex::decode(s).map_err(|_| FieldError::BadHex(s.to_owned()))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+/// Inverts every element in place with one field inversion (Montgomery's trick).
+///
+/// # Errors
+/// [`FieldError::ZeroInverse`] naming the first zero; the slice is then left unchanged.
+pub fn batch_invert<F: PrimeField>(values: &mut [F]) -> Result<(), FieldError> {
+    if let Some(index) = values.iter().position(PrimeField::is_zero) {
+        return Err(FieldError::ZeroInverse { index });
+    }
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = F::ONE;
+    for v in values.iter() {
+        prefix.push(acc);
+        acc *= *v;
+    }
+    let mut inv = acc
+        .inverse()
+        .expect("a product of non-zero elements of a field is non-zero");
+    for (v, before) in values.iter_mut().zip(prefix).rev() {
+        let next = inv * *v;
+        *v = inv * before;
+        inv = next;
+    }
+    Ok(())
+}
+
+/// Domain tag that keys every [`expand`] stream.
+pub const EXPAND_TAG: &[u8] = b"btcmpc/v1/expand";
+
+/// A deterministic stream of field elements derived from a 32-byte seed and a domain tag.
+///
+/// The ChaCha20 key is `SHA256(EXPAND_TAG || u64_be(len(domain)) || domain || seed)`; each
+/// element is the wide reduction ([`PrimeField::from_uniform_bytes`]) of the next 64 bytes of
+/// the ChaCha20 keystream, so no value is rejected and every party derives the same sequence.
+#[derive(Debug, Clone)]
+pub struct Expander {
+    rng: ChaCha20Rng,
+}
+
+impl Expander {
+    /// Starts the stream for `(domain, seed)`.
+    pub fn new(domain: &[u8], seed: &[u8; 32]) -> Self {
+        let mut h = Sha256::new();
+        h.update(EXPAND_TAG);
+        h.update((domain.len() as u64).to_be_bytes());
+        h.update(domain);
+        h.update(seed);
+        let key: [u8; 32] = h.finalize().into();
+        Self {
+            rng: ChaCha20Rng::from_seed(key),
+        }
+    }
+
+    /// The next element of the stream.
+    #[inline]
+    pub fn next_element<F: PrimeField>(&mut self) -> F {
+        let mut buf = [0u8; 64];
+        self.rng.fill_bytes(&mut buf);
+        F::from_uniform_bytes(&buf)
+    }
+}
+
+/// The first `count` elements of the stream of [`Expander::new`]`(domain, seed)`.
+pub fn expand<F: PrimeField>(domain: &[u8], seed: &[u8; 32], count: usize) -> Vec<F> {
+    let mut e = Expander::new(domain, seed);
+    (0..count).map(|_| e.next_element()).collect()
+}
+
+/// Serde helpers shared by the field implementations (hex strings of the canonical encoding).
+pub(crate) mod serde_hex {
+    use super::PrimeField;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<F: PrimeField, S: Serializer>(v: &F, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_hex())
+    }
+
+    pub(crate) fn deserialize<'de, F: PrimeField, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<F, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        F::from_hex(&s).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+
+    fn laws<F: PrimeField>(seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let a = F::random(&mut rng);
+            let b = F::random(&mut rng);
+            let c = F::random(&mut rng);
+            assert_eq!(a + b, b + a);
+            assert_eq!(a * b, b * a);
+            assert_eq!((a + b) * c, a * c + b * c);
+            assert_eq!((a * b) * c, a * (b * c));
+            assert_eq!(a - a, F::ZERO);
+            assert_eq!(a + (-a), F::ZERO);
+            assert_eq!(a.mul_u64(5), a * F::from_u64(5));
+            assert_eq!(a.double(), a + a);
+            if !a.is_zero() {
+                assert_eq!(a * a.inverse().unwrap(), F::ONE);
+            }
+            let bytes = a.to_repr();
+            assert_eq!(F::from_bytes(bytes.as_ref()).unwrap(), a);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(serde_json::from_str::<F>(&json).unwrap(), a);
+        }
+        assert!(F::ZERO.inverse().is_none());
+        assert_eq!(F::from_i64(-3) + F::from_u64(3), F::ZERO);
+        assert_eq!(F::from_i128(-(1 << 100)), -F::pow2(100));
+        assert_eq!(F::pow2(70), F::from_u128(1 << 70));
+        assert_eq!(F::from_u64(7).pow_u64(3), F::from_u64(343));
+    }
+
+    fn refuses_non_canonical<F: PrimeField>() {
+        // p itself, big-endian.
+        let mut bytes = vec![0u8; F::ENCODED_LEN];
+        for (i, limb) in F::MODULUS.iter().enumerate() {
+            for k in 0..8 {
+                let pos = i * 8 + k;
+                if pos < F::ENCODED_LEN {
+                    bytes[F::ENCODED_LEN - 1 - pos] = (limb >> (8 * k)) as u8;
+                }
+            }
+        }
+        assert!(matches!(
+            F::from_bytes(&bytes),
+            Err(FieldError::NonCanonical { .. })
+        ));
+        // p - 1 is canonical and equals -1.
+        let mut pm1 = bytes.clone();
+        pm1[F::ENCODED_LEN - 1] -= 1;
+        assert_eq!(F::from_bytes(&pm1).unwrap(), -F::ONE);
+        assert!(matches!(
+            F::from_bytes(&[0xff; 64]),
+            Err(FieldError::BadLength { got: 64, .. })
+        ));
+        assert!(F::from_hex("zz").is_err());
+        let all_ff = "ff".repeat(F::ENCODED_LEN);
+        assert!(serde_json::from_str::<F>(&format!("\"{all_ff}\"")).is_err());
+    }
+
+    fn limbs_match<F: PrimeField>() {
+        let x = F::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(
+            x.to_limbs(),
+            [0x0011_2233_4455_6677, 0x0123_4567_89ab_cdef, 0, 0]
+        );
+        let m1 = (-F::ONE).to_limbs();
+        let mut p = F::MODULUS;
+        p[0] -= 1;
+        assert_eq!(m1, p);
+    }
+
+    fn batch<F: PrimeField>() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let vals: Vec<F> = (0..37).map(|_| F::random(&mut rng)).collect();
+        let mut inv = vals.clone();
+        batch_invert(&mut inv).unwrap();
+        for (v, i) in vals.iter().zip(&inv) {
+            assert_eq!(*v * *i, F::ONE);
+        }
+        let mut with_zero = vals.clone();
+        with_zero[5] = F::ZERO;
+        assert_eq!(
+            batch_invert(&mut with_zero),
+            Err(FieldError::ZeroInverse { index: 5 })
+        );
+        let a: Vec<F> = (0..1000).map(|_| F::random(&mut rng)).collect();
+        let b: Vec<F> = (0..1000).map(|_| F::random(&mut rng)).collect();
+        let naive = a.iter().zip(&b).fold(F::ZERO, |s, (x, y)| s + *x * *y);
+        assert_eq!(F::dot(&a, &b), naive);
+        let naive_sum = a.iter().fold(F::ZERO, |s, x| s + *x);
+        assert_eq!(F::sum_slice(&a), naive_sum);
+        let minus_ones = vec![-F::ONE; 5000];
+        assert_eq!(F::sum_slice(&minus_ones), F::from_i64(-5000));
+        assert_eq!(F::dot(&minus_ones, &minus_ones), F::from_u64(5000));
+    }
+
+    fn expand_is_deterministic<F: PrimeField>() {
+        let s = [7u8; 32];
+        let a: Vec<F> = expand(b"test", &s, 10);
+        let b: Vec<F> = expand(b"test", &s, 10);
+        let c: Vec<F> = expand(b"other", &s, 10);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a[0], a[1]);
+    }
+
+    #[test]
+    fn secp256k1_field() {
+        laws::<Secp256k1Scalar>(1);
+        refuses_non_canonical::<Secp256k1Scalar>();
+        limbs_match::<Secp256k1Scalar>();
+        batch::<Secp256k1Scalar>();
+        expand_is_deterministic::<Secp256k1Scalar>();
+    }
+
+    #[test]
+    fn m127_field() {
+        laws::<Mersenne127>(2);
+        refuses_non_canonical::<Mersenne127>();
+        limbs_match::<Mersenne127>();
+        batch::<Mersenne127>();
+        expand_is_deterministic::<Mersenne127>();
+    }
+
+    #[test]
+    fn expand_frozen_vector() {
+        // Frozen: a change of the derivation changes every challenge of every store check.
+        let v: Vec<Secp256k1Scalar> = expand(b"btcmpc/v1/store-check", &[0u8; 32], 1);
+        let w: Vec<Mersenne127> = expand(b"btcmpc/v1/store-check", &[0u8; 32], 1);
+        assert_eq!(v[0].to_hex(), EXPECT_SECP);
+        assert_eq!(w[0].to_hex(), EXPECT_M127);
+    }
+    // Computed independently (Python: hashlib + the `cryptography` package's ChaCha20).
+    const EXPECT_SECP: &str = "e4f8c1a60d1dd864f3433b62bade5827c23bcf7e698a64f5442eb227bd812bdb";
+    const EXPECT_M127: &str = "46b11784db6fe55669bb668682000f9f";
+
+    proptest! {
+        #[test]
+        fn m127_matches_big_integer(a in 0u128..Mersenne127::P, b in 0u128..Mersenne127::P) {
+            // Oracle: schoolbook with 64-bit halves via the secp256k1-independent path of
+            // repeated doubling.
+            let x = Mersenne127::from_u128(a);
+            let y = Mersenne127::from_u128(b);
+            let mut acc = 0u128;
+            let mut base = a;
+            let mut e = b;
+            while e > 0 {
+                if e & 1 == 1 {
+                    acc = (acc + base) % Mersenne127::P;
+                }
+                base = (base + base) % Mersenne127::P;
+                e >>= 1;
+            }
+            prop_assert_eq!((x * y).value(), acc);
+            prop_assert_eq!((x + y).value(), (a + b) % Mersenne127::P);
+            prop_assert_eq!((x - y).value(), (a + Mersenne127::P - b) % Mersenne127::P);
+        }
+
+        #[test]
+        fn uniform_bytes_reduce_like_integers(hi in any::<u128>(), lo in any::<u128>()) {
+            // A 64-byte input whose top 32 bytes are zero is the 256-bit integer hi*2^128+lo.
+            let mut buf = [0u8; 64];
+            buf[32..48].copy_from_slice(&hi.to_be_bytes());
+            buf[48..].copy_from_slice(&lo.to_be_bytes());
+            let m = Mersenne127::from_uniform_bytes(&buf);
+            let expect = Mersenne127::from_u128(hi) * Mersenne127::pow2(128) + Mersenne127::from_u128(lo);
+            prop_assert_eq!(m, expect);
+            let s = Secp256k1Scalar::from_uniform_bytes(&buf);
+            let expect = Secp256k1Scalar::from_u128(hi) * Secp256k1Scalar::pow2(128) + Secp256k1Scalar::from_u128(lo);
+            prop_assert_eq!(s, expect);
+        }
+    }
+}
