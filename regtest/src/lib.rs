@@ -17,8 +17,10 @@
 pub mod chain;
 pub mod electrum;
 pub mod faucet;
+pub mod harness;
 pub mod node;
 pub mod rpc;
+pub mod rpc_client;
 pub mod server;
 
 pub use node::{

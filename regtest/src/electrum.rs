@@ -1,0 +1,702 @@
+//! An Electrum protocol 1.4 server over TCP for the embedded node.
+//!
+//! Newline-delimited JSON-RPC: a line holds one request or a JSON array of requests (a batch),
+//! and one write may carry several lines (electrum-client pipelines its batches that way).
+//! Replies go out in request order, each answered by its id; notifications of new tips
+//! (`blockchain.headers.subscribe`) and of changed script-hash statuses
+//! (`blockchain.scripthash.subscribe`, mempool changes included) are interleaved between them.
+//!
+//! The method set, result shapes and error objects follow electrs (which btcmpc uses against
+//! real nodes): a refused broadcast answers `{"code": 2, "message": "<Core's reject text>"}`,
+//! bad parameters `-32602`, unknown methods `-32601`, `blockchain.estimatefee` answers -1 when
+//! there is no estimate.
+//!
+//! Every connection is independent; lines are capped at [`MAX_LINE`] bytes (longer ones get a
+//! parse error and the connection is closed), and a client that does not read its
+//! notifications is disconnected rather than buffered without bound.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::consensus::encode::{deserialize, serialize_hex};
+use bitcoin::{Transaction, Txid};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tracing::{debug, warn};
+
+use crate::node::{Node, NodeEvent, ScriptHash};
+use crate::server::Shutdown;
+
+/// The protocol version served.
+pub const PROTOCOL_VERSION: &str = "1.4";
+/// The largest request line accepted.
+pub const MAX_LINE: usize = 32 * 1024 * 1024;
+/// Most concurrent connections; further ones wait in the accept queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// Most headers returned by one `blockchain.block.headers` (as electrs).
+const MAX_HEADERS: u32 = 2016;
+/// Most outgoing messages queued for one client before it is considered stuck.
+const OUT_QUEUE: usize = 4096;
+/// How long one write to a client may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most script hashes one connection may subscribe to.
+const MAX_SUBSCRIPTIONS: usize = 1_000_000;
+
+fn server_id() -> String {
+    format!("btcmpc-regtest/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Serve the Electrum protocol on `listener` until `shutdown` is triggered.
+pub async fn serve(listener: TcpListener, node: Node, shutdown: Shutdown) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let node = node.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        _ = shutdown.wait() => {}
+                        r = connection(stream, node, port) => {
+                            if let Err(e) = r {
+                                debug!(target: "btcmpc_regtest::electrum", %peer, "connection closed: {e}");
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(target: "btcmpc_regtest::electrum", "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Per-connection subscriptions.
+#[derive(Default)]
+struct Session {
+    headers: bool,
+    last_tip: Option<bitcoin::BlockHash>,
+    scripthashes: HashMap<ScriptHash, Option<[u8; 32]>>,
+}
+
+async fn connection(stream: TcpStream, node: Node, port: u16) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, r);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(mut msg) = out_rx.recv().await {
+            // Coalesce what is already queued into one write.
+            msg.push('\n');
+            while let Ok(more) = out_rx.try_recv() {
+                msg.push_str(&more);
+                msg.push('\n');
+                if msg.len() > 1 << 20 {
+                    break;
+                }
+            }
+            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(msg.as_bytes())).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    });
+    let mut events = node.subscribe();
+    let mut session = Session::default();
+    let mut line = Vec::new();
+    let result = loop {
+        tokio::select! {
+            read = read_line_into(&mut reader, &mut line) => {
+                match read {
+                    Err(e) => break Err(e),
+                    Ok(false) => break Ok(()),
+                    Ok(true) => {}
+                }
+                if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
+                    let _ = out_tx.send(error_msg(&Value::Null, -32700, "request too large").to_string()).await;
+                    break Ok(());
+                }
+                let text = String::from_utf8_lossy(&line).into_owned();
+                line.clear();
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let node2 = node.clone();
+                let text = text.to_owned();
+                // Handling may touch the chain lock: keep it off the async workers.
+                let mut s = std::mem::take(&mut session);
+                let (reply, s) = tokio::task::spawn_blocking(move || {
+                    let reply = handle_line(&node2, &mut s, &text, port);
+                    (reply, s)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                session = s;
+                if let Some(reply) = reply {
+                    if out_tx.send(reply).await.is_err() {
+                        break Ok(());
+                    }
+                }
+            }
+            ev = events.recv() => {
+                let changed = match ev {
+                    Ok(NodeEvent::NewTip { .. }) => Changed::Tip,
+                    Ok(NodeEvent::ScriptHashesChanged(list)) => Changed::Scripts(list),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Changed::All,
+                    Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                };
+                let node2 = node.clone();
+                let mut s = std::mem::take(&mut session);
+                let (notes, s) = tokio::task::spawn_blocking(move || {
+                    let notes = notifications(&node2, &mut s, changed);
+                    (notes, s)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                session = s;
+                for n in notes {
+                    if out_tx.try_send(n).is_err() {
+                        // The client does not read: drop it rather than buffer forever.
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    drop(out_tx);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, writer).await;
+    result
+}
+
+/// Read into `line` up to and including `\n` (at most `MAX_LINE + 1` bytes). Cancel-safe:
+/// bytes read before a cancellation stay in `line`. Returns `false` at end of stream.
+async fn read_line_into(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let room = (MAX_LINE + 1).saturating_sub(line.len());
+        let window = &buf[..buf.len().min(room)];
+        if let Some(i) = window.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&window[..=i]);
+            reader.consume(i + 1);
+            return Ok(true);
+        }
+        let n = window.len();
+        line.extend_from_slice(window);
+        reader.consume(n);
+        if line.len() > MAX_LINE {
+            return Ok(true);
+        }
+    }
+}
+
+enum Changed {
+    Tip,
+    Scripts(Vec<ScriptHash>),
+    All,
+}
+
+fn notification(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+fn header_notification(node: &Node) -> Value {
+    let tip = node.tip();
+    json!({"height": tip.height, "hex": serialize_hex(&tip.header)})
+}
+
+fn status_json(status: Option<[u8; 32]>) -> Value {
+    match status {
+        Some(s) => json!(hex::encode(s)),
+        None => Value::Null,
+    }
+}
+
+fn notifications(node: &Node, session: &mut Session, changed: Changed) -> Vec<String> {
+    let mut out = Vec::new();
+    let check_scripts: Vec<ScriptHash> = match &changed {
+        Changed::Scripts(list) => list
+            .iter()
+            .filter(|sh| session.scripthashes.contains_key(sh))
+            .copied()
+            .collect(),
+        // A reorg can change heights without a script event for every script: recheck all.
+        Changed::Tip | Changed::All => session.scripthashes.keys().copied().collect(),
+    };
+    if matches!(changed, Changed::Tip | Changed::All) && session.headers {
+        let tip = node.tip();
+        if session.last_tip != Some(tip.hash) {
+            session.last_tip = Some(tip.hash);
+            out.push(notification(
+                "blockchain.headers.subscribe",
+                json!([header_notification(node)]),
+            ));
+        }
+    }
+    for sh in check_scripts {
+        let status = node.status_hash(&sh);
+        if let Some(last) = session.scripthashes.get_mut(&sh) {
+            if *last != status {
+                *last = status;
+                out.push(notification(
+                    "blockchain.scripthash.subscribe",
+                    json!([sh.to_string(), status_json(status)]),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn result_msg(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+fn error_msg(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// An Electrum error: `-32602` invalid params, `-32601` unknown method, `1` bad request,
+/// `2` refused by the node (broadcast).
+struct CallError {
+    code: i64,
+    message: String,
+}
+
+impl CallError {
+    fn params() -> Self {
+        CallError {
+            code: -32602,
+            message: "invalid params".into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        CallError {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Handle one line (a request or a batch); `None` when nothing is to be answered.
+fn handle_line(node: &Node, session: &mut Session, line: &str, port: u16) -> Option<String> {
+    let value: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(_) => return Some(error_msg(&Value::Null, -32700, "parse error").to_string()),
+    };
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Some(error_msg(&Value::Null, -32600, "invalid request").to_string());
+            }
+            let replies: Vec<Value> = items
+                .iter()
+                .map(|item| handle_request(node, session, item, port))
+                .collect();
+            Some(Value::Array(replies).to_string())
+        }
+        v @ Value::Object(_) => Some(handle_request(node, session, &v, port).to_string()),
+        _ => Some(error_msg(&Value::Null, -32600, "invalid request").to_string()),
+    }
+}
+
+fn handle_request(node: &Node, session: &mut Session, req: &Value, port: u16) -> Value {
+    let Some(obj) = req.as_object() else {
+        return error_msg(&Value::Null, -32600, "invalid request");
+    };
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = obj.get("method").and_then(Value::as_str) else {
+        return error_msg(&id, -32600, "invalid request");
+    };
+    let params = match obj.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return error_msg(&id, -32602, "invalid params"),
+    };
+    match call(node, session, method, &params, port) {
+        Ok(v) => result_msg(&id, v),
+        Err(e) => {
+            if e.code != -32601 {
+                debug!(target: "btcmpc_regtest::electrum", method, "call failed: {}", e.message);
+            }
+            error_msg(&id, e.code, &e.message)
+        }
+    }
+}
+
+fn param_u32(params: &[Value], i: usize) -> Result<u32, CallError> {
+    params
+        .get(i)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(CallError::params)
+}
+
+fn param_str(params: &[Value], i: usize) -> Result<&str, CallError> {
+    params
+        .get(i)
+        .and_then(Value::as_str)
+        .ok_or_else(CallError::params)
+}
+
+fn param_scripthash(params: &[Value], i: usize) -> Result<ScriptHash, CallError> {
+    if params.len() != 1 {
+        return Err(CallError::params());
+    }
+    ScriptHash::from_str(param_str(params, i)?).map_err(|_| CallError::params())
+}
+
+fn param_txid(params: &[Value], i: usize) -> Result<Txid, CallError> {
+    Txid::from_str(param_str(params, i)?).map_err(|_| CallError::params())
+}
+
+fn no_params(params: &[Value]) -> Result<(), CallError> {
+    if params.is_empty() {
+        Ok(())
+    } else {
+        Err(CallError::params())
+    }
+}
+
+fn call(
+    node: &Node,
+    session: &mut Session,
+    method: &str,
+    params: &[Value],
+    port: u16,
+) -> Result<Value, CallError> {
+    match method {
+        "server.version" => {
+            // [client_name, version] where version is "1.4" or ["min", "max"].
+            let ok = match params.get(1) {
+                None => true,
+                Some(Value::String(v)) => v == PROTOCOL_VERSION,
+                Some(Value::Array(range)) if range.len() == 2 => {
+                    let parse = |v: &Value| {
+                        v.as_str().map(|s| {
+                            s.split('.')
+                                .map(|p| p.parse::<u32>().unwrap_or(0))
+                                .collect::<Vec<_>>()
+                        })
+                    };
+                    match (parse(&range[0]), parse(&range[1])) {
+                        (Some(lo), Some(hi)) => lo <= vec![1, 4] && vec![1, 4] <= hi,
+                        _ => false,
+                    }
+                }
+                Some(_) => return Err(CallError::params()),
+            };
+            if !ok {
+                return Err(CallError::bad(format!(
+                    "unsupported protocol version {}, server supports {PROTOCOL_VERSION}",
+                    params.get(1).map(Value::to_string).unwrap_or_default()
+                )));
+            }
+            Ok(json!([server_id(), PROTOCOL_VERSION]))
+        }
+        "server.features" => {
+            no_params(params)?;
+            let genesis = node.block_hash(0).map(|h| h.to_string());
+            Ok(json!({
+                "genesis_hash": genesis,
+                "hosts": {"tcp_port": port},
+                "protocol_max": PROTOCOL_VERSION,
+                "protocol_min": PROTOCOL_VERSION,
+                "pruning": null,
+                "server_version": server_id(),
+                "hash_function": "sha256",
+            }))
+        }
+        "server.ping" => Ok(Value::Null),
+        "server.banner" => Ok(json!(
+            "Welcome to the btcmpc embedded regtest node (Electrum protocol 1.4)."
+        )),
+        "server.donation_address" => Ok(Value::Null),
+        "server.peers.subscribe" => Ok(json!([])),
+        "blockchain.headers.subscribe" => {
+            session.headers = true;
+            session.last_tip = Some(node.tip().hash);
+            Ok(header_notification(node))
+        }
+        "blockchain.block.header" => {
+            let height = param_u32(params, 0)?;
+            let cp_height = match params.get(1) {
+                None => 0,
+                Some(_) => param_u32(params, 1)?,
+            };
+            if cp_height != 0 {
+                return Err(CallError::bad("cp_height > 0 is not supported"));
+            }
+            let header = node
+                .header(height)
+                .ok_or_else(|| CallError::bad(format!("no header at {height}")))?;
+            Ok(json!(serialize_hex(&header)))
+        }
+        "blockchain.block.headers" => {
+            let start = param_u32(params, 0)?;
+            let count = param_u32(params, 1)?;
+            let cp_height = match params.get(2) {
+                None => 0,
+                Some(_) => param_u32(params, 2)?,
+            };
+            if cp_height != 0 {
+                return Err(CallError::bad("cp_height > 0 is not supported"));
+            }
+            let tip = node.tip().height;
+            let end = u64::from(tip)
+                .saturating_add(1)
+                .min(u64::from(start) + u64::from(count.min(MAX_HEADERS)));
+            let mut hex = String::new();
+            let mut n = 0u32;
+            let mut h = u64::from(start);
+            while h < end {
+                let Some(header) = u32::try_from(h).ok().and_then(|h| node.header(h)) else {
+                    break;
+                };
+                hex.push_str(&serialize_hex(&header));
+                n += 1;
+                h += 1;
+            }
+            Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS}))
+        }
+        "blockchain.scripthash.get_history" => {
+            let sh = param_scripthash(params, 0)?;
+            let items: Vec<Value> = node
+                .history(&sh)
+                .into_iter()
+                .map(|item| match item.fee {
+                    Some(fee) if item.height <= 0 => json!({
+                        "height": item.height,
+                        "tx_hash": item.txid.to_string(),
+                        "fee": fee.to_sat(),
+                    }),
+                    _ => json!({"height": item.height, "tx_hash": item.txid.to_string()}),
+                })
+                .collect();
+            Ok(Value::Array(items))
+        }
+        "blockchain.scripthash.get_balance" => {
+            let sh = param_scripthash(params, 0)?;
+            let (confirmed, unconfirmed) = node.balance(&sh);
+            Ok(json!({"confirmed": confirmed, "unconfirmed": unconfirmed}))
+        }
+        "blockchain.scripthash.listunspent" => {
+            let sh = param_scripthash(params, 0)?;
+            let items: Vec<Value> = node
+                .utxos(&sh)
+                .into_iter()
+                .map(|u| {
+                    json!({
+                        "height": u.height,
+                        "tx_pos": u.outpoint.vout,
+                        "tx_hash": u.outpoint.txid.to_string(),
+                        "value": u.value.to_sat(),
+                    })
+                })
+                .collect();
+            Ok(Value::Array(items))
+        }
+        "blockchain.scripthash.subscribe" => {
+            let sh = param_scripthash(params, 0)?;
+            if !session.scripthashes.contains_key(&sh)
+                && session.scripthashes.len() >= MAX_SUBSCRIPTIONS
+            {
+                return Err(CallError::bad("too many subscriptions"));
+            }
+            let status = node.status_hash(&sh);
+            session.scripthashes.insert(sh, status);
+            Ok(status_json(status))
+        }
+        "blockchain.scripthash.unsubscribe" => {
+            let sh = param_scripthash(params, 0)?;
+            Ok(json!(session.scripthashes.remove(&sh).is_some()))
+        }
+        "blockchain.transaction.get" => {
+            let txid = param_txid(params, 0)?;
+            let verbose = match params.get(1) {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(CallError::params()),
+            };
+            if verbose {
+                let blockhash = node
+                    .transaction(&txid)
+                    .and_then(|i| i.confirmation.map(|c| c.block_hash));
+                return crate::rpc::raw_transaction(node, &txid, 1, blockhash).map_err(|e| {
+                    CallError {
+                        code: 2,
+                        message: e.message,
+                    }
+                });
+            }
+            let info = node.transaction(&txid).ok_or_else(|| CallError {
+                code: 2,
+                message: "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.".into(),
+            })?;
+            Ok(json!(serialize_hex(&info.tx)))
+        }
+        "blockchain.transaction.get_merkle" => {
+            let txid = param_txid(params, 0)?;
+            let height = param_u32(params, 1)?;
+            let (branch, pos) = node.merkle_proof(&txid, height).ok_or_else(|| {
+                CallError::bad(format!("missing txid {txid} in block at height {height}"))
+            })?;
+            Ok(json!({
+                "block_height": height,
+                "pos": pos,
+                "merkle": branch.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            }))
+        }
+        "blockchain.transaction.id_from_pos" => {
+            let height = param_u32(params, 0)?;
+            let pos = param_u32(params, 1)? as usize;
+            let merkle = params.get(2).and_then(Value::as_bool).unwrap_or(false);
+            let hash = node
+                .block_hash(height)
+                .ok_or_else(|| CallError::bad(format!("missing block at {height}")))?;
+            let (block, _) = node
+                .block(&hash)
+                .ok_or_else(|| CallError::bad(format!("missing block at {height}")))?;
+            let tx = block.txdata.get(pos).ok_or_else(|| {
+                CallError::bad(format!("invalid tx_pos {pos} in block at height {height}"))
+            })?;
+            let txid = tx.compute_txid();
+            if merkle {
+                let (branch, _) = node.merkle_proof(&txid, height).ok_or_else(|| {
+                    CallError::bad(format!("missing txid {txid} in block at height {height}"))
+                })?;
+                Ok(json!({
+                    "tx_hash": txid.to_string(),
+                    "merkle": branch.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                }))
+            } else {
+                Ok(json!(txid.to_string()))
+            }
+        }
+        "blockchain.transaction.broadcast" => {
+            if params.len() != 1 {
+                return Err(CallError::params());
+            }
+            let raw = param_str(params, 0)?;
+            let bytes = hex::decode(raw).map_err(|_| CallError::bad("non-hex transaction"))?;
+            let tx: Transaction =
+                deserialize(&bytes).map_err(|_| CallError::bad("invalid transaction"))?;
+            // As bitcoind's sendrawtransaction with its default maxfeerate (0.10 BTC/kvB).
+            let max = bitcoin::FeeRate::from_sat_per_kwu(10_000_000 / 4);
+            match node.send_raw_transaction(&tx, Some(max)) {
+                Ok(txid) => Ok(json!(txid.to_string())),
+                Err(r) => Err(CallError {
+                    code: 2,
+                    message: r.message(),
+                }),
+            }
+        }
+        "blockchain.estimatefee" => {
+            let blocks = param_u32(params, 0)?;
+            let blocks = u16::try_from(blocks.clamp(1, 1008)).unwrap_or(1008);
+            match node.estimate_fee(blocks) {
+                // BTC per kvB.
+                Some(rate) => Ok(json!(bitcoin::Amount::from_sat(
+                    rate.to_sat_per_kwu().saturating_mul(4)
+                )
+                .to_btc())),
+                None => Ok(json!(-1)),
+            }
+        }
+        "blockchain.relayfee" => {
+            no_params(params)?;
+            let rate = node.relay_fee();
+            Ok(json!(bitcoin::Amount::from_sat(
+                rate.to_sat_per_kwu().saturating_mul(4)
+            )
+            .to_btc()))
+        }
+        "mempool.get_fee_histogram" => {
+            no_params(params)?;
+            let pairs: Vec<Value> = node
+                .fee_histogram()
+                .into_iter()
+                .map(|(rate, vsize)| json!([rate, vsize]))
+                .collect();
+            Ok(Value::Array(pairs))
+        }
+        _ => Err(CallError {
+            code: -32601,
+            message: "method not found".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_hash_is_reversed_sha256_hex() {
+        // Electrum protocol docs: P2PKH of 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa.
+        let spk = bitcoin::ScriptBuf::from_hex(
+            "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac",
+        )
+        .unwrap();
+        assert_eq!(
+            ScriptHash::from_script(&spk).to_string(),
+            "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_get_json_rpc_errors() {
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        let mut s = Session::default();
+        let r: Value = serde_json::from_str(&handle_line(&node, &mut s, "{nope", 1).unwrap()).unwrap();
+        assert_eq!(r["error"]["code"], -32700);
+        let r: Value = serde_json::from_str(&handle_line(&node, &mut s, "42", 1).unwrap()).unwrap();
+        assert_eq!(r["error"]["code"], -32600);
+        let r: Value = serde_json::from_str(
+            &handle_line(&node, &mut s, r#"{"id":7,"method":"no.such"}"#, 1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r["error"]["code"], -32601);
+        assert_eq!(r["id"], 7);
+        let r: Value = serde_json::from_str(
+            &handle_line(
+                &node,
+                &mut s,
+                r#"[{"id":1,"method":"server.ping"},{"id":2,"method":"blockchain.block.header","params":["x"]}]"#,
+                1,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r[0]["id"], 1);
+        assert_eq!(r[0]["result"], Value::Null);
+        assert_eq!(r[1]["error"]["code"], -32602);
+    }
+}

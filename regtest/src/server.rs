@@ -1,0 +1,509 @@
+//! The node process: a [`Node`] in a data directory with its Electrum and RPC servers.
+//!
+//! [`Server::start`] opens the node, mines the faucet's first 101 blocks on a new chain, binds
+//! both servers on loopback (port 0 picks free ports), writes the RPC cookie (`.cookie`,
+//! `__cookie__:HEX` as Core does) and `node.json` (ports, pid) into the datadir so that clients
+//! find it, and serves on its own Tokio runtime thread until the `stop` RPC, a signal (when
+//! asked for) or [`Server::stop`]. On the way out it flushes the chain and removes `node.json`
+//! and the cookie.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bitcoin::Address;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::faucet::{self, Faucet, FaucetError};
+use crate::node::{Automine, AutomineMode, Node, NodeConfig, NodeError};
+use crate::rpc::{RpcContext, RpcCredentials};
+
+/// File in the datadir describing the running node.
+pub const NODE_INFO_FILE: &str = "node.json";
+/// Core's cookie file name.
+pub const COOKIE_FILE: &str = ".cookie";
+/// The cookie's user name, as Core's.
+pub const COOKIE_USER: &str = "__cookie__";
+
+/// A shutdown signal shared by the servers of one node process.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    started: Instant,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::channel(false).0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Ask everything to stop (idempotent).
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether [`Shutdown::trigger`] was called.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Time since the signal was created (the process's uptime).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// How to run a node process.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The data directory (created if missing).
+    pub datadir: PathBuf,
+    /// Address both servers bind to (loopback by default).
+    pub bind: IpAddr,
+    /// Electrum port; 0 picks a free one.
+    pub electrum_port: u16,
+    /// RPC port; 0 picks a free one.
+    pub rpc_port: u16,
+    /// Automatic mining (rewards to the faucet).
+    pub automine: Option<AutomineMode>,
+    /// Extra RPC credentials besides the cookie.
+    pub rpc_user: Option<(String, String)>,
+    /// Stop on SIGINT/SIGTERM (for the foreground process; not for in-process test nodes).
+    pub handle_signals: bool,
+}
+
+impl ServerConfig {
+    /// A node in `datadir` on free loopback ports, mining on request.
+    pub fn new(datadir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            datadir: datadir.into(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            electrum_port: 0,
+            rpc_port: 0,
+            automine: None,
+            rpc_user: None,
+            handle_signals: false,
+        }
+    }
+
+    /// Set the ports (0 = any free port).
+    pub fn ports(mut self, electrum: u16, rpc: u16) -> Self {
+        self.electrum_port = electrum;
+        self.rpc_port = rpc;
+        self
+    }
+
+    /// Set automatic mining.
+    pub fn automine(mut self, automine: Option<AutomineMode>) -> Self {
+        self.automine = automine;
+        self
+    }
+
+    /// Stop on SIGINT/SIGTERM.
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.handle_signals = yes;
+        self
+    }
+}
+
+/// Errors starting or running the node process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The node failed to open or flush.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The faucet key could not be used or its first blocks mined.
+    #[error(transparent)]
+    Faucet(#[from] FaucetError),
+    /// Binding a port, writing a file or starting the runtime failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another node process already serves this datadir.
+    #[error("a node is already running on datadir {datadir} (pid {pid})")]
+    AlreadyRunning {
+        /// The datadir.
+        datadir: PathBuf,
+        /// Its process id.
+        pid: u32,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// What `node.json` holds: where a running node listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Process id of the node.
+    pub pid: u32,
+    /// Electrum server, `HOST:PORT`.
+    pub electrum: String,
+    /// RPC server URL, `http://HOST:PORT`.
+    pub rpc: String,
+    /// The cookie file for RPC authentication.
+    pub cookie: PathBuf,
+    /// The faucet's address.
+    pub faucet_address: String,
+    /// Always `regtest`.
+    pub network: String,
+}
+
+impl NodeInfo {
+    /// Read `datadir/node.json`; `Ok(None)` when there is none (no node running there).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when it exists but cannot be read or parsed.
+    pub fn read(datadir: &Path) -> Result<Option<NodeInfo>, ServerError> {
+        let path = datadir.join(NODE_INFO_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                ServerError::Io {
+                    what: format!("parsing {}", path.display()),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                }
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Whether the process recorded here still exists (Linux: `/proc/PID`).
+    pub fn process_alive(&self) -> bool {
+        if self.pid == std::process::id() {
+            return true;
+        }
+        let proc_dir = Path::new("/proc");
+        if proc_dir.is_dir() {
+            proc_dir.join(self.pid.to_string()).exists()
+        } else {
+            // Without /proc, assume it is; the caller checks that the RPC answers.
+            true
+        }
+    }
+}
+
+/// Write a file readable by its owner only, atomically (temp file, fsync, rename).
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A running node process (in this process): the node, its faucet and both servers.
+pub struct Server {
+    node: Node,
+    faucet: Arc<Faucet>,
+    datadir: PathBuf,
+    electrum_addr: SocketAddr,
+    rpc_addr: SocketAddr,
+    cookie: (String, String),
+    shutdown: Shutdown,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("datadir", &self.datadir)
+            .field("electrum", &self.electrum_addr)
+            .field("rpc", &self.rpc_addr)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Open the node in `cfg.datadir`, mine the faucet's first blocks on a new chain, bind
+    /// both servers and serve them on a background runtime thread.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::AlreadyRunning`] when a live node already serves the datadir; node,
+    /// faucet and I/O errors (e.g. a port in use) otherwise.
+    pub fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let datadir = cfg.datadir.clone();
+        std::fs::create_dir_all(&datadir)
+            .map_err(io_err(format!("creating datadir {}", datadir.display())))?;
+        if let Some(info) = NodeInfo::read(&datadir).ok().flatten() {
+            if info.process_alive() && rpc_answers(&info) {
+                return Err(ServerError::AlreadyRunning {
+                    datadir,
+                    pid: info.pid,
+                });
+            }
+        }
+        let key = faucet::load_or_create_key(Some(&datadir))?;
+        let faucet_spk = Faucet::script_pubkey_of(&key);
+        let automine = cfg.automine.clone().map(|mode| Automine {
+            mode,
+            script_pubkey: faucet_spk.clone(),
+        });
+        let node = Node::open(NodeConfig::with_datadir(&datadir).automine(automine))?;
+        let faucet = Arc::new(Faucet::new(node.clone(), key));
+        faucet.ensure_initial_blocks()?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("btcmpc-regtest")
+            .enable_all()
+            .build()
+            .map_err(io_err("starting the tokio runtime"))?;
+        let (electrum_listener, rpc_listener) = runtime.block_on(async {
+            let e = tokio::net::TcpListener::bind((cfg.bind, cfg.electrum_port))
+                .await
+                .map_err(io_err(format!(
+                    "binding the electrum port {}:{}",
+                    cfg.bind, cfg.electrum_port
+                )))?;
+            let r = tokio::net::TcpListener::bind((cfg.bind, cfg.rpc_port))
+                .await
+                .map_err(io_err(format!(
+                    "binding the rpc port {}:{}",
+                    cfg.bind, cfg.rpc_port
+                )))?;
+            Ok::<_, ServerError>((e, r))
+        })?;
+        let electrum_addr = electrum_listener
+            .local_addr()
+            .map_err(io_err("reading the electrum address"))?;
+        let rpc_addr = rpc_listener
+            .local_addr()
+            .map_err(io_err("reading the rpc address"))?;
+
+        let mut secret = [0u8; 32];
+        bitcoin::secp256k1::rand::RngCore::fill_bytes(
+            &mut bitcoin::secp256k1::rand::thread_rng(),
+            &mut secret,
+        );
+        let cookie = (COOKIE_USER.to_string(), hex::encode(secret));
+        let cookie_path = datadir.join(COOKIE_FILE);
+        write_private_file(&cookie_path, format!("{}:{}", cookie.0, cookie.1).as_bytes())
+            .map_err(io_err(format!("writing {}", cookie_path.display())))?;
+
+        let shutdown = Shutdown::new();
+        let mut accepted = vec![cookie.clone()];
+        accepted.extend(cfg.rpc_user.clone());
+        let creds = RpcCredentials::new(accepted);
+        let ctx = RpcContext {
+            node: node.clone(),
+            faucet: Some(faucet.clone()),
+            shutdown: shutdown.clone(),
+        };
+        let info = NodeInfo {
+            pid: std::process::id(),
+            electrum: electrum_addr.to_string(),
+            rpc: format!("http://{rpc_addr}"),
+            cookie: cookie_path.clone(),
+            faucet_address: faucet.address().to_string(),
+            network: "regtest".into(),
+        };
+        let info_path = datadir.join(NODE_INFO_FILE);
+        let info_json = serde_json::to_vec_pretty(&info).map_err(|e| ServerError::Io {
+            what: "encoding node.json".into(),
+            source: std::io::Error::other(e),
+        })?;
+        write_private_file(&info_path, &info_json)
+            .map_err(io_err(format!("writing {}", info_path.display())))?;
+
+        let thread_node = node.clone();
+        let thread_shutdown = shutdown.clone();
+        let handle_signals = cfg.handle_signals;
+        let thread = std::thread::Builder::new()
+            .name("btcmpc-regtest-server".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    if handle_signals {
+                        tokio::spawn(wait_for_signal(thread_shutdown.clone()));
+                    }
+                    let electrum = tokio::spawn(crate::electrum::serve(
+                        electrum_listener,
+                        thread_node.clone(),
+                        thread_shutdown.clone(),
+                    ));
+                    let rpc = tokio::spawn(crate::rpc::serve(rpc_listener, ctx, creds));
+                    let _ = electrum.await;
+                    let _ = rpc.await;
+                    // Let in-flight replies (e.g. to `stop`) reach their clients.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                });
+                runtime.shutdown_timeout(Duration::from_secs(2));
+                if let Err(e) = thread_node.shutdown() {
+                    warn!(target: "btcmpc_regtest::server", "flushing the chain failed: {e}");
+                }
+                let _ = std::fs::remove_file(&info_path);
+                let _ = std::fs::remove_file(&cookie_path);
+                info!(target: "btcmpc_regtest::server", "node stopped");
+            })
+            .map_err(io_err("spawning the server thread"))?;
+        info!(target: "btcmpc_regtest::server", electrum = %electrum_addr, rpc = %rpc_addr, datadir = %datadir.display(), "node serving");
+        Ok(Server {
+            node,
+            faucet,
+            datadir,
+            electrum_addr,
+            rpc_addr,
+            cookie,
+            shutdown,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The faucet.
+    pub fn faucet(&self) -> &Arc<Faucet> {
+        &self.faucet
+    }
+
+    /// The faucet's address.
+    pub fn faucet_address(&self) -> Address {
+        self.faucet.address()
+    }
+
+    /// The datadir.
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// The Electrum server's address.
+    pub fn electrum_addr(&self) -> SocketAddr {
+        self.electrum_addr
+    }
+
+    /// The RPC server's address.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// The RPC URL, `http://127.0.0.1:PORT`.
+    pub fn rpc_url(&self) -> String {
+        format!("http://{}", self.rpc_addr)
+    }
+
+    /// The cookie credentials (`__cookie__`, HEX).
+    pub fn cookie(&self) -> (&str, &str) {
+        (&self.cookie.0, &self.cookie.1)
+    }
+
+    /// The cookie file.
+    pub fn cookie_path(&self) -> PathBuf {
+        self.datadir.join(COOKIE_FILE)
+    }
+
+    /// The shutdown signal (triggered by the `stop` RPC).
+    pub fn shutdown_signal(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Block until the node stops (the `stop` RPC, a handled signal, or [`Server::stop`] from
+    /// another thread), then return once the chain is flushed.
+    pub fn wait(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Stop the servers, flush the chain and remove `node.json` and the cookie.
+    pub fn stop(&self) {
+        self.shutdown.trigger();
+        self.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_for_signal(shutdown: Shutdown) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+    info!(target: "btcmpc_regtest::server", "signal received, stopping");
+    shutdown.trigger();
+}
+
+/// Whether the node described by `info` answers RPC (a quick `getblockcount`).
+pub fn rpc_answers(info: &NodeInfo) -> bool {
+    crate::rpc_client::RpcClient::new(
+        &info.rpc,
+        crate::rpc_client::Auth::CookieFile(info.cookie.clone()),
+    )
+    .map(|c| c.with_timeout(Duration::from_secs(2)))
+    .and_then(|c| c.call("getblockcount", &[]))
+    .is_ok()
+}
