@@ -2,9 +2,13 @@
 //! robust decoding and evidence. No I/O, no clock.
 
 pub mod check;
+pub mod csv;
 pub mod dealing;
 pub mod decode;
+pub mod echo;
 pub mod evidence;
 pub mod field;
 pub mod fixed;
+pub mod prss;
+pub mod query;
 pub mod shamir;

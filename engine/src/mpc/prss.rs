@@ -1,0 +1,680 @@
+//! Pseudo-random secret sharing (PRSS) and pseudo-random zero sharing (PRZS).
+//!
+//! Cramer, Damgård and Ishai, "Share Conversion, Pseudorandom Secret-Sharing and Applications to
+//! Secure Computation" (TCC 2005). For a committee of `n` parties with threshold `t`, every set
+//! `A` of `n - t` parties shares one key `k_A` (so the maximal unqualified sets, of size `t`, are
+//! exactly the complements). For each `A` let `f_A` be the polynomial of degree `t` with
+//! `f_A(0) = 1` and `f_A(j) = 0` for the `t` parties `j` outside `A`:
+//! `f_A(x) = prod_{j not in A} (j - x) / j`. With `r_A = PRF(k_A, job, purpose, counter)`:
+//!
+//! - random sharing of degree `t`: party `i` holds `sum_{A ∋ i} r_A f_A(i)`, a share of
+//!   `r = sum_A r_A`;
+//! - zero sharing of degree `2t` (PRZS): party `i` holds
+//!   `sum_{A ∋ i} f_A(i) sum_{l=1..t} r_{A,l} i^l`, a share of 0 (every term vanishes at 0);
+//! - double sharing (for Damgård-Nielsen): the degree-`t` random sharing `[r]_t` and
+//!   `[r]_2t = [r]_t + PRZS`, a degree-`2t` sharing of the same `r` whose coefficients above `t`
+//!   are pseudo-random.
+//!
+//! Why no coalition `T` of `t` parties can predict or bias these values: the complement
+//! `A* = {1..n} \ T` is one of the sets, and `T` never sees `k_{A*}`. Its term `r_{A*} f_{A*}`
+//! is pseudo-random to `T` and vanishes at every point of `T` (`f_{A*}(j) = 0` for `j ∈ T`), so
+//! `T`'s shares are independent of it while the secret `r` contains it: `r` is pseudo-random
+//! to `T` and `T`'s view is that of a random degree-`t` sharing. Nobody can bias `r` either:
+//! `k_{A*}` is the hash of contributions from honest members only. The same argument gives
+//! the PRZS terms `r_{A*, l}`.
+//!
+//! There is no PRZS of degree `t` in this construction (a degree-`t` polynomial vanishing at 0
+//! and at the `t` points outside `A` is zero); output shares are re-randomized by the
+//! Damgård-Nielsen re-sharing of [`crate::mpc::mult`] instead.
+//!
+//! Key agreement ([`KeyAgreement`]) runs once per roster: every member `i` of `A` sends a
+//! random 32-byte contribution to the other members of `A` over its authenticated private
+//! channel; `k_A = SHA256("btcmpc/v1/prss-key" || A || contributions in member order)`. Each
+//! member then echo-broadcasts `SHA256(k_A)` to the members of `A`; any mismatch aborts, so all
+//! members hold the same key (a member that sent different contributions to different members is
+//! caught by the mismatch and, the contributions being signed, named by equivocation evidence).
+//!
+//! Each party holds `C(n-1, t)` keys: practical for `n <= 10` ([`MAX_PARTIES`]).
+//!
+//! The PRF is ChaCha20 keyed by `SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`,
+//! whose keystream is turned into field elements by [`PrimeField::random`] (deterministic
+//! for a given stream, so every member of `A` derives the same `r_A`).
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha256};
+
+use crate::mpc::field::PrimeField;
+
+/// Largest committee supported (the number of keys grows as `C(n-1, t)`).
+pub const MAX_PARTIES: usize = 10;
+
+/// Domain tag of the key derivation.
+pub const KEY_TAG: &[u8] = b"btcmpc/v1/prss-key";
+/// Domain tag of the PRF.
+pub const PRF_TAG: &[u8] = b"btcmpc/v1/prss";
+
+/// Errors of PRSS setup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrssError {
+    /// `t` and `n` do not describe a committee this module supports.
+    #[error("bad committee n = {n}, t = {t}: need 1 <= t, 2t < n <= {MAX_PARTIES}")]
+    BadCommittee {
+        /// Parties.
+        n: usize,
+        /// Threshold.
+        t: usize,
+    },
+    /// A party index outside `1..=n`.
+    #[error("party index {index} is outside 1..={n}")]
+    BadIndex {
+        /// The index.
+        index: u32,
+        /// Parties.
+        n: usize,
+    },
+    /// A contribution came from a party that is not a member of the set.
+    #[error("party {from} sent a contribution for set {set}, of which it is not a member")]
+    NotMember {
+        /// The sender.
+        from: u32,
+        /// The set.
+        set: usize,
+    },
+    /// A second, different contribution from the same member for the same set.
+    #[error("party {from} sent two different contributions for set {set}")]
+    Conflicting {
+        /// The sender.
+        from: u32,
+        /// The set.
+        set: usize,
+    },
+    /// A contribution is missing when the key is derived.
+    #[error("no contribution from party {from} for set {set}")]
+    Missing {
+        /// The member that sent nothing.
+        from: u32,
+        /// The set.
+        set: usize,
+    },
+    /// Members of a set derived different keys.
+    #[error("key confirmation mismatch for set {set}: party {from} holds a different key")]
+    KeyMismatch {
+        /// The set.
+        set: usize,
+        /// The member whose confirmation differs.
+        from: u32,
+    },
+}
+
+/// All sets of `n - t` parties (1-based indices, increasing), in lexicographic order; the
+/// position of a set in this list is its identifier.
+///
+/// # Errors
+/// [`PrssError::BadCommittee`].
+pub fn key_sets(n: usize, t: usize) -> Result<Vec<Vec<u32>>, PrssError> {
+    if t == 0 || 2 * t >= n || n > MAX_PARTIES {
+        return Err(PrssError::BadCommittee { n, t });
+    }
+    let size = n - t;
+    let mut out = Vec::new();
+    for mask in 0u32..(1 << n) {
+        if mask.count_ones() as usize == size {
+            out.push(
+                (0..n as u32)
+                    .filter(|i| mask >> i & 1 == 1)
+                    .map(|i| i + 1)
+                    .collect(),
+            );
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A contribution of `from` to the key of set `set`, sent privately to the other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    /// Index of the set ([`key_sets`]).
+    pub set: usize,
+    /// The sending member.
+    pub from: u32,
+    /// Recipient.
+    pub to: u32,
+    /// 32 random bytes.
+    pub value: [u8; 32],
+}
+
+/// A key confirmation: `SHA256(k_A)` as derived by `from`, echoed to the other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Index of the set.
+    pub set: usize,
+    /// The confirming member.
+    pub from: u32,
+    /// `SHA256(k_A)`.
+    pub key_hash: [u8; 32],
+}
+
+/// One party's side of the roster-time key agreement (a pure state machine).
+#[derive(Debug)]
+pub struct KeyAgreement {
+    n: usize,
+    t: usize,
+    me: u32,
+    sets: Vec<Vec<u32>>,
+    /// For each set containing me: contributions indexed by member position.
+    received: Vec<Vec<Option<[u8; 32]>>>,
+    keys: Vec<Option<[u8; 32]>>,
+}
+
+impl KeyAgreement {
+    /// Starts the agreement for party `me`; returns the state and the contributions to send.
+    ///
+    /// # Errors
+    /// [`PrssError::BadCommittee`], [`PrssError::BadIndex`].
+    pub fn new<R: RngCore + ?Sized>(
+        n: usize,
+        t: usize,
+        me: u32,
+        rng: &mut R,
+    ) -> Result<(Self, Vec<Contribution>), PrssError> {
+        let sets = key_sets(n, t)?;
+        if me == 0 || me as usize > n {
+            return Err(PrssError::BadIndex { index: me, n });
+        }
+        let mut received = Vec::with_capacity(sets.len());
+        let mut out = Vec::new();
+        for (s, members) in sets.iter().enumerate() {
+            let mut slots = vec![None; members.len()];
+            if let Some(pos) = members.iter().position(|m| *m == me) {
+                let mut value = [0u8; 32];
+                rng.fill_bytes(&mut value);
+                slots[pos] = Some(value);
+                for to in members.iter().filter(|m| **m != me) {
+                    out.push(Contribution {
+                        set: s,
+                        from: me,
+                        to: *to,
+                        value,
+                    });
+                }
+            }
+            received.push(slots);
+        }
+        let keys = vec![None; sets.len()];
+        Ok((
+            KeyAgreement {
+                n,
+                t,
+                me,
+                sets,
+                received,
+                keys,
+            },
+            out,
+        ))
+    }
+
+    /// The sets, as [`key_sets`].
+    pub fn sets(&self) -> &[Vec<u32>] {
+        &self.sets
+    }
+
+    /// Records a contribution addressed to this party.
+    ///
+    /// # Errors
+    /// [`PrssError::NotMember`] if the set is unknown or the sender or this party is not in it;
+    /// [`PrssError::Conflicting`] for a second, different value.
+    pub fn receive(&mut self, c: &Contribution) -> Result<(), PrssError> {
+        let members = self.sets.get(c.set).ok_or(PrssError::NotMember {
+            from: c.from,
+            set: c.set,
+        })?;
+        if !members.contains(&self.me) {
+            return Err(PrssError::NotMember {
+                from: self.me,
+                set: c.set,
+            });
+        }
+        let pos = members
+            .iter()
+            .position(|m| *m == c.from)
+            .ok_or(PrssError::NotMember {
+                from: c.from,
+                set: c.set,
+            })?;
+        let slot = &mut self.received[c.set][pos];
+        match slot {
+            Some(v) if *v != c.value => Err(PrssError::Conflicting {
+                from: c.from,
+                set: c.set,
+            }),
+            _ => {
+                *slot = Some(c.value);
+                Ok(())
+            }
+        }
+    }
+
+    /// Derives the keys of every set containing this party and returns the confirmations to
+    /// echo to the other members.
+    ///
+    /// # Errors
+    /// [`PrssError::Missing`] naming a member whose contribution did not arrive.
+    pub fn derive(&mut self) -> Result<Vec<Confirmation>, PrssError> {
+        let mut out = Vec::new();
+        for (s, members) in self.sets.iter().enumerate() {
+            if !members.contains(&self.me) {
+                continue;
+            }
+            let mut h = Sha256::new();
+            h.update(KEY_TAG);
+            h.update((self.n as u32).to_be_bytes());
+            h.update((self.t as u32).to_be_bytes());
+            for m in members {
+                h.update(m.to_be_bytes());
+            }
+            for (m, v) in members.iter().zip(&self.received[s]) {
+                let v = v.ok_or(PrssError::Missing { from: *m, set: s })?;
+                h.update(v);
+            }
+            let key: [u8; 32] = h.finalize().into();
+            self.keys[s] = Some(key);
+            let key_hash: [u8; 32] = Sha256::digest(key).into();
+            out.push(Confirmation {
+                set: s,
+                from: self.me,
+                key_hash,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks the other members' confirmations and returns the keys.
+    ///
+    /// # Errors
+    /// [`PrssError::KeyMismatch`] for a confirmation that differs from this party's key;
+    /// [`PrssError::Missing`] if a member did not confirm.
+    pub fn finish<F: PrimeField>(
+        self,
+        confirmations: &[Confirmation],
+    ) -> Result<Prss<F>, PrssError> {
+        for (s, members) in self.sets.iter().enumerate() {
+            let Some(key) = self.keys[s] else { continue };
+            let mine: [u8; 32] = Sha256::digest(key).into();
+            for m in members.iter().filter(|m| **m != self.me) {
+                let c = confirmations
+                    .iter()
+                    .find(|c| c.set == s && c.from == *m)
+                    .ok_or(PrssError::Missing { from: *m, set: s })?;
+                if c.key_hash != mine {
+                    return Err(PrssError::KeyMismatch { set: s, from: *m });
+                }
+            }
+        }
+        let keys = self
+            .sets
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(m, k)| k.map(|k| (m.clone(), k)))
+            .collect();
+        Prss::new(self.n, self.t, self.me, keys)
+    }
+}
+
+/// One key of this party with its precomputed coefficients.
+#[derive(Clone)]
+struct SetKey<F> {
+    key: [u8; 32],
+    /// `f_A(me)`.
+    f: F,
+    /// `f_A(me) * me^l` for `l = 1..=t`.
+    z: Vec<F>,
+}
+
+impl<F> std::fmt::Debug for SetKey<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetKey(..)")
+    }
+}
+
+/// What a stream of PRSS values is used for (domain separation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Purpose {
+    /// Random sharings.
+    Random = 1,
+    /// Zero sharings of degree `2t`.
+    Zero = 2,
+    /// Double sharings.
+    Double = 3,
+}
+
+/// One party's PRSS keys: produces its shares of random, zero and double sharings.
+#[derive(Debug, Clone)]
+pub struct Prss<F> {
+    n: usize,
+    t: usize,
+    me: u32,
+    keys: Vec<SetKey<F>>,
+}
+
+impl<F: PrimeField> Prss<F> {
+    /// Builds the generator of party `me` from the keys of the sets containing it.
+    ///
+    /// # Errors
+    /// [`PrssError::BadCommittee`], [`PrssError::BadIndex`], [`PrssError::NotMember`] if a
+    /// set does not contain `me` or is not one of [`key_sets`].
+    pub fn new(
+        n: usize,
+        t: usize,
+        me: u32,
+        keys: Vec<(Vec<u32>, [u8; 32])>,
+    ) -> Result<Self, PrssError> {
+        let sets = key_sets(n, t)?;
+        if me == 0 || me as usize > n {
+            return Err(PrssError::BadIndex { index: me, n });
+        }
+        let x = F::from_u64(u64::from(me));
+        let mut out = Vec::with_capacity(keys.len());
+        for (members, key) in keys {
+            let set = sets.iter().position(|s| *s == members);
+            match set {
+                Some(set) if !members.contains(&me) => {
+                    return Err(PrssError::NotMember { from: me, set })
+                }
+                None => return Err(PrssError::BadCommittee { n, t }),
+                Some(_) => {}
+            }
+            // f_A(x) = prod_{j not in A} (j - x) / j
+            let mut num = F::ONE;
+            let mut den = F::ONE;
+            for j in 1..=n as u32 {
+                if !members.contains(&j) {
+                    let jf = F::from_u64(u64::from(j));
+                    num *= jf - x;
+                    den *= jf;
+                }
+            }
+            let f = num
+                * den
+                    .inverse()
+                    .expect("a product of indices 1..=n < p is non-zero");
+            let mut z = Vec::with_capacity(t);
+            let mut pow = x;
+            for _ in 0..t {
+                z.push(f * pow);
+                pow *= x;
+            }
+            out.push(SetKey { key, f, z });
+        }
+        if out.len() != binomial(n - 1, t) {
+            return Err(PrssError::BadCommittee { n, t });
+        }
+        Ok(Prss {
+            n,
+            t,
+            me,
+            keys: out,
+        })
+    }
+
+    /// This party's index.
+    pub fn me(&self) -> u32 {
+        self.me
+    }
+
+    /// Committee size.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Threshold.
+    pub fn t(&self) -> usize {
+        self.t
+    }
+
+    fn stream(key: &[u8; 32], job: &[u8; 32], purpose: Purpose, counter: u64) -> ChaCha20Rng {
+        let mut h = Sha256::new();
+        h.update(PRF_TAG);
+        h.update(key);
+        h.update(job);
+        h.update([purpose as u8]);
+        h.update(counter.to_be_bytes());
+        ChaCha20Rng::from_seed(h.finalize().into())
+    }
+
+    /// This party's shares of `len` random degree-`t` sharings for `(job, counter)`.
+    pub fn random(&self, job: &[u8; 32], counter: u64, len: usize) -> Vec<F> {
+        let mut out = vec![F::ZERO; len];
+        for k in &self.keys {
+            let mut rng = Self::stream(&k.key, job, Purpose::Random, counter);
+            for o in out.iter_mut() {
+                *o += F::random(&mut rng) * k.f;
+            }
+        }
+        out
+    }
+
+    /// This party's shares of `len` zero sharings of degree `2t` for `(job, counter)`.
+    pub fn zero_2t(&self, job: &[u8; 32], counter: u64, len: usize) -> Vec<F> {
+        let mut out = vec![F::ZERO; len];
+        for k in &self.keys {
+            let mut rng = Self::stream(&k.key, job, Purpose::Zero, counter);
+            for o in out.iter_mut() {
+                for z in &k.z {
+                    *o += F::random(&mut rng) * *z;
+                }
+            }
+        }
+        out
+    }
+
+    /// This party's shares of `len` double sharings `([r]_t, [r]_2t)` for `(job, counter)`.
+    pub fn double(&self, job: &[u8; 32], counter: u64, len: usize) -> (Vec<F>, Vec<F>) {
+        let mut rt = vec![F::ZERO; len];
+        let mut r2t = vec![F::ZERO; len];
+        for k in &self.keys {
+            let mut rng = Self::stream(&k.key, job, Purpose::Double, counter);
+            for (a, b) in rt.iter_mut().zip(r2t.iter_mut()) {
+                *a += F::random(&mut rng) * k.f;
+                let mut z = F::ZERO;
+                for c in &k.z {
+                    z += F::random(&mut rng) * *c;
+                }
+                *b += z;
+            }
+        }
+        for (a, b) in rt.iter().zip(r2t.iter_mut()) {
+            *b += *a;
+        }
+        (rt, r2t)
+    }
+}
+
+fn binomial(n: usize, k: usize) -> usize {
+    (0..k).fold(1, |acc, i| acc * (n - i) / (i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
+    use rand::rngs::StdRng;
+
+    /// Runs the key agreement among all parties honestly.
+    pub(crate) fn agree<F: PrimeField>(n: usize, t: usize, seed: u64) -> Vec<Prss<F>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut states = Vec::new();
+        let mut mail = Vec::new();
+        for me in 1..=n as u32 {
+            let (s, out) = KeyAgreement::new(n, t, me, &mut rng).unwrap();
+            states.push(s);
+            mail.extend(out);
+        }
+        for c in &mail {
+            states[c.to as usize - 1].receive(c).unwrap();
+        }
+        let confirmations: Vec<_> = states
+            .iter_mut()
+            .flat_map(|s| s.derive().unwrap())
+            .collect();
+        states
+            .into_iter()
+            .map(|s| s.finish(&confirmations).unwrap())
+            .collect()
+    }
+
+    /// Lagrange interpolation at `at` through points `(x, y)`.
+    fn interpolate<F: PrimeField>(points: &[(u32, F)], at: F) -> F {
+        let mut acc = F::ZERO;
+        for (i, (xi, yi)) in points.iter().enumerate() {
+            let xi = F::from_u64(u64::from(*xi));
+            let mut l = F::ONE;
+            for (j, (xj, _)) in points.iter().enumerate() {
+                if i != j {
+                    let xj = F::from_u64(u64::from(*xj));
+                    l *= (at - xj) * (xi - xj).inverse().unwrap();
+                }
+            }
+            acc += l * *yi;
+        }
+        acc
+    }
+
+    /// Whether the points lie on one polynomial of degree `<= d`.
+    fn degree_at_most<F: PrimeField>(points: &[(u32, F)], d: usize) -> bool {
+        let base = &points[..=d];
+        points[d + 1..]
+            .iter()
+            .all(|(x, y)| interpolate(base, F::from_u64(u64::from(*x))) == *y)
+    }
+
+    fn sharings<F: PrimeField>(n: usize, t: usize) {
+        let parties = agree::<F>(n, t, 7);
+        let job = [3u8; 32];
+        let len = 5;
+        let rand: Vec<Vec<F>> = parties.iter().map(|p| p.random(&job, 0, len)).collect();
+        let zero: Vec<Vec<F>> = parties.iter().map(|p| p.zero_2t(&job, 0, len)).collect();
+        let dbl: Vec<(Vec<F>, Vec<F>)> = parties.iter().map(|p| p.double(&job, 0, len)).collect();
+        for k in 0..len {
+            let pts = |v: &dyn Fn(usize) -> F| -> Vec<(u32, F)> {
+                (0..n).map(|i| (i as u32 + 1, v(i))).collect()
+            };
+            let r = pts(&|i| rand[i][k]);
+            assert!(degree_at_most(&r, t), "random sharing has degree t");
+            assert!(
+                !degree_at_most(&r, t - 1),
+                "and not less (with overwhelming probability)"
+            );
+            let z = pts(&|i| zero[i][k]);
+            assert!(degree_at_most(&z, 2 * t));
+            assert_eq!(interpolate(&z[..=2 * t], F::ZERO), F::ZERO);
+            if n > 2 * t + 1 {
+                assert!(!degree_at_most(&z, t), "zero sharing uses degree 2t");
+            }
+            let a = pts(&|i| dbl[i].0[k]);
+            let b = pts(&|i| dbl[i].1[k]);
+            assert!(degree_at_most(&a, t));
+            assert_eq!(
+                interpolate(&a[..=t], F::ZERO),
+                interpolate(&b[..=2 * t], F::ZERO),
+                "both halves of a double sharing share one secret"
+            );
+            assert_ne!(interpolate(&a[..=t], F::ZERO), F::ZERO);
+        }
+        // Fresh values per counter and per job.
+        assert_ne!(parties[0].random(&job, 1, 1), parties[0].random(&job, 0, 1));
+        assert_ne!(
+            parties[0].random(&[4u8; 32], 0, 1),
+            parties[0].random(&job, 0, 1)
+        );
+    }
+
+    #[test]
+    fn sharings_have_the_right_degree_and_secret() {
+        for (n, t) in [(3, 1), (4, 1), (5, 1), (5, 2), (7, 2), (7, 3), (10, 3)] {
+            sharings::<Mersenne127>(n, t);
+        }
+        sharings::<Secp256k1Scalar>(4, 1);
+        sharings::<Secp256k1Scalar>(7, 2);
+    }
+
+    #[test]
+    fn a_coalition_misses_exactly_one_key() {
+        // The t parties of T hold keys of every set except the complement of T.
+        let sets = key_sets(7, 2).unwrap();
+        assert_eq!(sets.len(), 21);
+        let coalition = [2u32, 5];
+        let unknown: Vec<_> = sets
+            .iter()
+            .filter(|s| coalition.iter().all(|c| !s.contains(c)))
+            .collect();
+        assert_eq!(unknown, [&vec![1, 3, 4, 6, 7]]);
+        assert_eq!(key_sets(4, 1).unwrap()[0], [1, 2, 3]);
+        assert!(key_sets(4, 2).is_err());
+        assert!(key_sets(11, 1).is_err());
+        assert!(key_sets(4, 0).is_err());
+    }
+
+    #[test]
+    fn conflicting_contributions_are_caught() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let n = 4;
+        let mut states = Vec::new();
+        let mut mail = Vec::new();
+        for me in 1..=n as u32 {
+            let (s, out) = KeyAgreement::new(n, 1, me, &mut rng).unwrap();
+            states.push(s);
+            mail.extend(out);
+        }
+        // Party 2 sends a different contribution to party 3 for every set.
+        for c in mail.iter_mut() {
+            if c.from == 2 && c.to == 3 {
+                c.value[0] ^= 1;
+            }
+        }
+        for c in &mail {
+            states[c.to as usize - 1].receive(c).unwrap();
+        }
+        let confirmations: Vec<_> = states
+            .iter_mut()
+            .flat_map(|s| s.derive().unwrap())
+            .collect();
+        let results: Vec<_> = states
+            .into_iter()
+            .map(|s| s.finish::<Mersenne127>(&confirmations))
+            .collect();
+        // Parties 1 and 4 see party 3's confirmation differ (party 3 sees theirs differ).
+        assert!(matches!(
+            results[0],
+            Err(PrssError::KeyMismatch { from: 3, .. })
+        ));
+        assert!(matches!(results[2], Err(PrssError::KeyMismatch { .. })));
+        // A second different value from the same member is refused at once.
+        let (mut s, _) = KeyAgreement::new(4, 1, 1, &mut rng).unwrap();
+        let c = Contribution {
+            set: 0,
+            from: 2,
+            to: 1,
+            value: [1; 32],
+        };
+        s.receive(&c).unwrap();
+        let mut d = c.clone();
+        d.value = [2; 32];
+        assert_eq!(
+            s.receive(&d),
+            Err(PrssError::Conflicting { from: 2, set: 0 })
+        );
+        // Set 3 is {2, 3, 4}: party 1 is not a member.
+        let e = Contribution {
+            set: 3,
+            from: 2,
+            to: 1,
+            value: [1; 32],
+        };
+        assert!(matches!(s.receive(&e), Err(PrssError::NotMember { .. })));
+    }
+}

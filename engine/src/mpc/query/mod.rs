@@ -1,0 +1,165 @@
+//! The version-1 query language: lexer, parser, planner with range analysis, and the service's
+//! finishing arithmetic.
+//!
+//! A query is a comma-separated list of aggregates over the rows of one dataset:
+//! `sum(e)`, `count()`, `mean(e)`, `var(e)`, `cov(e1, e2)`, `dot(e1, e2)` and `hist(col)` over a
+//! one-hot (category) column, where `e` is built from columns, decimal constants, `+ - *`,
+//! parentheses and unary minus. Column names that are not plain identifiers are written in double
+//! quotes (`"color=red"` is the one-hot column of level `red`).
+//!
+//! ```
+//! use btcmpc_engine::mpc::csv::Dataset;
+//! use btcmpc_engine::mpc::field::Secp256k1Scalar;
+//! use btcmpc_engine::mpc::query::{parse, plan};
+//!
+//! let data = Dataset::parse("x,y\n1,2\n3,4\n").unwrap();
+//! let q = parse("mean(x), cov(x, y)").unwrap();
+//! let p = plan::<Secp256k1Scalar>(&q, &data.schema).unwrap();
+//! // mean(x) needs sum(x); cov(x, y) needs sum(x * y), sum(x) (shared) and sum(y).
+//! let labels: Vec<_> = p.opened.iter().map(|o| o.label.as_str()).collect();
+//! assert_eq!(labels, ["sum(x)", "sum(x * y)", "sum(y)"]);
+//! assert_eq!(p.degree, 2);
+//! let sums = p.eval_clear(&data.values);
+//! let out = p.finish(&sums).unwrap();
+//! assert_eq!(out[0].decimal, "2");
+//! assert_eq!(out[1].decimal, "1");
+//! ```
+//!
+//! Errors point at the offending token with its byte offset and a caret line:
+//!
+//! ```
+//! let e = btcmpc_engine::mpc::query::parse("sum(x + )").unwrap_err();
+//! assert_eq!(e.to_string(), "expected a column, a number or `(`, found `)` at byte 8\n  sum(x + )\n          ^");
+//! ```
+
+pub mod ast;
+pub mod lexer;
+pub mod num;
+pub mod parser;
+pub mod plan;
+
+pub use ast::{Aggregate, BinOp, Expr, Query};
+pub use parser::parse;
+pub use plan::{plan, Finish, Node, Opened, Output, OutputValue, Plan};
+
+/// Longest query accepted, in bytes.
+pub const MAX_QUERY_LEN: usize = 4096;
+
+/// A byte range `[start, end)` of the query text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+/// Renders `query` with a caret line under `span` (two-space indent).
+pub fn caret(query: &str, span: Span) -> String {
+    let start = span.start.min(query.len());
+    let end = span.end.clamp(start, query.len());
+    let pad = query.get(..start).map_or(start, |s| s.chars().count());
+    let width = query
+        .get(start..end)
+        .map_or(1, |s| s.chars().count())
+        .max(1);
+    let line: String = query
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!("  {line}\n  {}{}", " ".repeat(pad), "^".repeat(width))
+}
+
+/// Errors of parsing and planning a query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The text is not a query; `offset` is the byte of the offending token.
+    #[error("{message} at byte {offset}\n{caret}")]
+    Parse {
+        /// What was wrong.
+        message: String,
+        /// Byte offset of the offending token.
+        offset: usize,
+        /// The query with a caret line under the token.
+        caret: String,
+    },
+    /// The query is longer than [`MAX_QUERY_LEN`].
+    #[error("query is {len} bytes long, at most {max} are accepted")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// [`MAX_QUERY_LEN`].
+        max: usize,
+    },
+    /// A column that the dataset does not have.
+    #[error("unknown column `{name}` at byte {offset}\n{caret}")]
+    UnknownColumn {
+        /// The name used.
+        name: String,
+        /// Byte offset of the name.
+        offset: usize,
+        /// The query with a caret line under the name.
+        caret: String,
+    },
+    /// A category column used as a number, or `hist` of a column that is not a category.
+    #[error("{message} at byte {offset}\n{caret}")]
+    WrongColumnKind {
+        /// What was wrong.
+        message: String,
+        /// Byte offset of the name.
+        offset: usize,
+        /// The query with a caret line under the name.
+        caret: String,
+    },
+    /// The worst case of a term does not fit the field's signed range.
+    #[error("term `{term}` (in `{aggregate}`) needs {bits} bits in the worst case over {rows} rows; the {field} field allows at most {max}")]
+    Overflow {
+        /// The opened aggregate whose range is too large.
+        term: String,
+        /// The query aggregate it belongs to.
+        aggregate: String,
+        /// Bits needed (magnitude bits plus a sign bit).
+        bits: u64,
+        /// Largest number of bits allowed (`log2(p) - 2`, one less than the field's limit).
+        max: u32,
+        /// The field.
+        field: &'static str,
+        /// Rows of the dataset.
+        rows: usize,
+    },
+    /// [`plan::Plan::finish`] was given the wrong number of opened values.
+    #[error("{got} opened values given, the plan opens {expected}")]
+    OpenedCount {
+        /// Values given.
+        got: usize,
+        /// Values the plan opens.
+        expected: usize,
+    },
+    /// `mean`, `var` or `cov` over an empty dataset.
+    #[error("`{aggregate}` over zero rows")]
+    NoRows {
+        /// The aggregate.
+        aggregate: String,
+    },
+}
+
+impl QueryError {
+    pub(crate) fn parse(query: &str, span: Span, message: &str) -> Self {
+        QueryError::Parse {
+            message: message.to_owned(),
+            offset: span.start,
+            caret: caret(query, span),
+        }
+    }
+
+    /// Byte offset of the offending token, for errors that point at one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            QueryError::Parse { offset, .. }
+            | QueryError::UnknownColumn { offset, .. }
+            | QueryError::WrongColumnKind { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+}
