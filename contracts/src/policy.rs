@@ -1,0 +1,158 @@
+//! Any user-supplied Miniscript policy compiled to a taproot or segwit v0 descriptor
+//! (`btcmpc contract compile`).
+
+use std::str::FromStr;
+
+use bitcoin::{Address, Network, Weight};
+use miniscript::policy::Concrete;
+use miniscript::{Descriptor, Miniscript, Segwitv0};
+
+use crate::keys::nums_h;
+use crate::Error;
+
+/// The descriptor type to compile to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Taproot (`tr`), with BIP341's NUMS point `H` as internal key unless the compiler
+    /// lifts one of the policy's keys into the key path.
+    #[default]
+    Tr,
+    /// Segwit v0 (`wsh`).
+    Wsh,
+}
+
+/// One spend path of a compiled policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPath {
+    /// `key` for the taproot key path, `leaf N` for a tapscript leaf, `script` for wsh.
+    pub name: String,
+    /// The Miniscript of the leaf or witness script (`None` for the key path).
+    pub miniscript: Option<String>,
+    /// Its script size in bytes (0 for the key path).
+    pub script_size: usize,
+    /// Upper bound of the witness of a spend on this path, in bytes (weight units),
+    /// including the stack-item count.
+    pub witness_size: Weight,
+}
+
+/// A compiled user policy.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// The policy as parsed.
+    pub policy: Concrete<bitcoin::PublicKey>,
+    /// The descriptor.
+    pub descriptor: Descriptor<bitcoin::PublicKey>,
+    /// The spend paths.
+    pub paths: Vec<PolicyPath>,
+}
+
+impl CompiledPolicy {
+    /// The address on `network`.
+    pub fn address(&self, network: Network) -> Address {
+        self.descriptor
+            .address(network)
+            .expect("tr and wsh descriptors always have an address")
+    }
+
+    /// The output script's size in bytes.
+    pub fn script_pubkey_size(&self) -> usize {
+        self.descriptor.script_pubkey().len()
+    }
+}
+
+/// Parse and compile a Miniscript policy. Keys are 33-byte compressed keys (66 hex).
+///
+/// # Errors
+/// [`Error::Policy`] when the policy does not parse, [`Error::Compile`] when it cannot be
+/// compiled (unsafe, malleable, too many leaves, ...).
+pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Error> {
+    let text = policy.trim();
+    let parsed = Concrete::<bitcoin::PublicKey>::from_str(text).map_err(|e| Error::Policy {
+        policy: text.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (name, result) = match target {
+        Target::Tr => (
+            "tr",
+            parsed.compile_tr(Some(bitcoin::PublicKey::new(nums_h()))),
+        ),
+        Target::Wsh => (
+            "wsh",
+            parsed
+                .compile::<Segwitv0>()
+                .map_err(miniscript::Error::from)
+                .and_then(Descriptor::new_wsh),
+        ),
+    };
+    let descriptor = result.map_err(|e| Error::Compile {
+        target: name,
+        reason: e.to_string(),
+    })?;
+    let compile_err = |e: miniscript::Error| Error::Compile {
+        target: name,
+        reason: e.to_string(),
+    };
+    let mut paths = Vec::new();
+    match &descriptor {
+        Descriptor::Tr(tr) => {
+            if *tr.internal_key() != bitcoin::PublicKey::new(nums_h()) {
+                paths.push(PolicyPath {
+                    name: "key".to_owned(),
+                    miniscript: None,
+                    script_size: 0,
+                    witness_size: Weight::from_wu(1 + 1 + 65),
+                });
+            }
+            for (i, (depth, ms)) in tr.iter_scripts().enumerate() {
+                let script_size = ms.script_size();
+                let elements = ms
+                    .max_satisfaction_witness_elements()
+                    .map_err(compile_err)?;
+                let sat = ms.max_satisfaction_size().map_err(compile_err)?;
+                let cb = 33 + 32 * usize::from(depth);
+                let total = varint(elements + 1)
+                    + sat
+                    + varint(script_size)
+                    + script_size
+                    + varint(cb)
+                    + cb;
+                paths.push(PolicyPath {
+                    name: format!("leaf {i}"),
+                    miniscript: Some(ms.to_string()),
+                    script_size,
+                    witness_size: Weight::from_wu(total as u64),
+                });
+            }
+        }
+        Descriptor::Wsh(wsh) => {
+            let ms: &Miniscript<bitcoin::PublicKey, Segwitv0> = match wsh.as_inner() {
+                miniscript::descriptor::WshInner::Ms(ms) => ms,
+                miniscript::descriptor::WshInner::SortedMulti(_) => {
+                    unreachable!("the compiler never builds sortedmulti")
+                }
+            };
+            let script_size = ms.script_size();
+            let elements = ms
+                .max_satisfaction_witness_elements()
+                .map_err(compile_err)?;
+            let sat = ms.max_satisfaction_size().map_err(compile_err)?;
+            let total = varint(elements) + sat + varint(script_size) + script_size;
+            paths.push(PolicyPath {
+                name: "script".to_owned(),
+                miniscript: Some(ms.to_string()),
+                script_size,
+                witness_size: Weight::from_wu(total as u64),
+            });
+        }
+        _ => unreachable!("only tr and wsh are compiled here"),
+    }
+    Ok(CompiledPolicy {
+        policy: parsed,
+        descriptor,
+        paths,
+    })
+}
+
+fn varint(n: usize) -> usize {
+    bitcoin::VarInt(n as u64).size()
+}
