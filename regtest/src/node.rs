@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use bitcoin::block::Header;
@@ -107,7 +107,10 @@ impl NodeConfig {
 
     /// A node persisted in `datadir` (created if missing), mining on request.
     pub fn with_datadir(datadir: impl Into<PathBuf>) -> Self {
-        NodeConfig { datadir: Some(datadir.into()), automine: None }
+        NodeConfig {
+            datadir: Some(datadir.into()),
+            automine: None,
+        }
     }
 
     /// Sets automatic mining.
@@ -177,7 +180,11 @@ impl Reject {
 
     /// A refusal with code -26 and `reason`.
     pub fn rejected(reason: impl Into<String>) -> Self {
-        Reject { code: Self::VERIFY_REJECTED, reason: reason.into(), details: None }
+        Reject {
+            code: Self::VERIFY_REJECTED,
+            reason: reason.into(),
+            details: None,
+        }
     }
 
     /// A refusal with code -26, `reason` and a debug message.
@@ -355,6 +362,16 @@ pub(crate) struct Inner {
     pub(crate) shut_down: Mutex<bool>,
 }
 
+/// A [`Node`] reference that does not keep it alive (for its own background threads).
+#[derive(Clone)]
+pub(crate) struct WeakNode(Weak<Inner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 /// The embedded regtest node. Cheap to clone; all clones share one chain.
 #[derive(Clone)]
 pub struct Node {
@@ -363,7 +380,9 @@ pub struct Node {
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Node").field("tip", &self.tip().height).finish()
+        f.debug_struct("Node")
+            .field("tip", &self.tip().height)
+            .finish()
     }
 }
 
@@ -385,17 +404,23 @@ impl Node {
             }),
         };
         if let Some(automine) = cfg.automine {
-            chain::automine::spawn(node.clone(), automine);
+            chain::automine::spawn(WeakNode(Arc::downgrade(&node.inner)), automine);
         }
         Ok(node)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, ChainState> {
-        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ChainState> {
-        self.inner.state.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn emit(&self, events: Vec<NodeEvent>) {
@@ -407,7 +432,11 @@ impl Node {
 
     /// Whether [`Node::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
-        *self.inner.shut_down.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .inner
+            .shut_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The best chain's tip.
@@ -547,7 +576,11 @@ impl Node {
         txs: Vec<Transaction>,
     ) -> Result<BlockHash, Reject> {
         if self.is_shut_down() {
-            return Err(Reject { code: -1, reason: "the node is shut down".into(), details: None });
+            return Err(Reject {
+                code: -1,
+                reason: "the node is shut down".into(),
+                details: None,
+            });
         }
         let (hash, events) = self.write().generate_block(script_pubkey, txs)?;
         self.emit(events);
@@ -614,7 +647,11 @@ impl Node {
     /// # Errors
     /// [`NodeError::Io`] when the flush fails.
     pub fn shutdown(&self) -> Result<(), NodeError> {
-        *self.inner.shut_down.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *self
+            .inner
+            .shut_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
         self.write().flush()
     }
 }
