@@ -1,1 +1,515 @@
-//! (in progress)
+//! The parties' batch degree check of a dealing, with BGW complaint resolution.
+//!
+//! After every party has signed a receipt for its shares ([`crate::mpc::dealing`]), the
+//! challenge coefficients are derived from the receipts root:
+//! `c = expand(tag, SHA256(tag || receipts_root))` ([`Challenge::new`]), one per shared value.
+//! Party `i` opens `o_i = mask_i + sum_j c_j * share_ij` ([`Challenge::opening`]); the openings
+//! are echo-broadcast and must lie on one polynomial of degree at most `t`
+//! ([`verify_openings`]).
+//!
+//! **Nothing leaks.** The opened polynomial is `r(x) + sum_j c_j f_j(x)` where `r` is the
+//! mask's polynomial: uniformly random of degree `t`, dealt for this check and used once. So the
+//! openings are uniformly random points of a degree-`t` polynomial, independent of the data.
+//!
+//! **Soundness.** If some party's shares are not on degree-`t` polynomials, the openings are
+//! off with probability at least `1 - 1/p` over independent coefficients; PROTOCOL.md states the
+//! conservative bound `m/p` for `m` values (`m <= 2^40` gives below `2^-86` even in the
+//! 127-bit field). The owner cannot choose its shares after seeing the coefficients, and no
+//! party can choose its vector after seeing them, because the coefficients are derived from
+//! the signed receipts, which fix every share vector first.
+//!
+//! **Complaints (BGW).** If the openings are not on one polynomial, the decoder
+//! ([`crate::mpc::decode`]) finds the polynomial that at least `2t + 1` openings agree on and the
+//! parties whose openings are off it. The owner reveals exactly those parties' share vectors
+//! (which reveals only those parties' own shares, at most `t` of them: nothing about the data).
+//! For each: if the revealed vector does not hash to the party's signed receipt, or is missing,
+//! the owner is at fault; if the opening recomputed from it differs from what the party opened,
+//! the party lied and is named ([`Resolution`]`.liars`), otherwise its shares really are off the
+//! polynomial and the owner dealt inconsistent shares: the store is refused.
+//!
+//! The same check serves the service's output masks, with [`mask_check_tag`] as the tag.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::debug;
+
+use super::dealing::{Hash32, PartyShares};
+use super::decode::{Decode, Decoder};
+use super::field::{Expander, PrimeField};
+use super::shamir::{on_one_polynomial, Params, ShamirError};
+
+/// Tag of the store check's challenge.
+pub const STORE_CHECK_TAG: &[u8] = b"btcmpc/v1/store-check";
+/// Prefix of the tag of an output-mask check; the job id follows.
+pub const MASK_CHECK_TAG: &[u8] = b"btcmpc/v1/mask-check";
+
+/// The tag of the check of the service's output masks in job `job_id`.
+pub fn mask_check_tag(job_id: &Hash32) -> Vec<u8> {
+    let mut t = MASK_CHECK_TAG.to_vec();
+    t.extend_from_slice(job_id);
+    t
+}
+
+/// Errors of the batch check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// A party's shares do not have as many values as the challenge.
+    #[error("party {index} holds {got} shared values, the challenge has {expected}")]
+    LengthMismatch {
+        /// The party.
+        index: usize,
+        /// Its number of values.
+        got: usize,
+        /// The challenge's.
+        expected: usize,
+    },
+    /// Too few openings to check anything.
+    #[error("{got} openings received, at least {need} needed")]
+    TooFewOpenings {
+        /// Openings received.
+        got: usize,
+        /// `2t + 1`.
+        need: usize,
+    },
+    /// Receipts are missing for a party whose opening is off.
+    #[error("no receipt for party {index}")]
+    MissingReceipt {
+        /// The party.
+        index: usize,
+    },
+    /// Bad indices.
+    #[error(transparent)]
+    Shamir(#[from] ShamirError),
+}
+
+/// The challenge coefficients of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge<F> {
+    coefficients: Vec<F>,
+}
+
+impl<F: PrimeField> Challenge<F> {
+    /// `m` coefficients `expand(tag, SHA256(tag || receipts_root))`.
+    pub fn new(tag: &[u8], receipts_root: &Hash32, m: usize) -> Self {
+        let seed: Hash32 = Sha256::new()
+            .chain_update(tag)
+            .chain_update(receipts_root)
+            .finalize()
+            .into();
+        let mut e = Expander::new(tag, &seed);
+        Self {
+            coefficients: (0..m).map(|_| e.next_element()).collect(),
+        }
+    }
+
+    /// The coefficients, in the order of the values (column after column).
+    pub fn coefficients(&self) -> &[F] {
+        &self.coefficients
+    }
+
+    /// The opening `mask + sum c_j share_j` of one party's shares.
+    ///
+    /// # Errors
+    /// [`CheckError::LengthMismatch`] if the shares hold a different number of values.
+    pub fn opening(&self, shares: &PartyShares<F>) -> Result<F, CheckError> {
+        let got = shares.len();
+        if got != self.coefficients.len() {
+            return Err(CheckError::LengthMismatch {
+                index: shares.index,
+                got,
+                expected: self.coefficients.len(),
+            });
+        }
+        let mut acc = shares.mask;
+        let mut at = 0;
+        for col in &shares.columns {
+            acc += F::dot(&self.coefficients[at..at + col.len()], col);
+            at += col.len();
+        }
+        Ok(acc)
+    }
+}
+
+/// Result of checking the openings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckOutcome {
+    /// All openings lie on one degree-`t` polynomial: the dealing is accepted.
+    Accepted,
+    /// These parties' openings are off the polynomial `2t + 1` others agree on: the owner must
+    /// reveal their share vectors ([`resolve_complaints`]).
+    Complaint {
+        /// The parties, ascending.
+        off: Vec<usize>,
+    },
+    /// No polynomial is agreed on by `2t + 1` openings within the decoding radius: the dealing
+    /// is refused and nobody is named (with `n >= 3t + 1` and at most `t` faulty parties this
+    /// means the owner dealt inconsistent shares).
+    Refused,
+}
+
+/// Checks the echo-broadcast openings `(party, o_i)`; absent parties are erasures.
+///
+/// # Errors
+/// Index errors; [`CheckError::TooFewOpenings`] with fewer than `2t + 1` openings.
+pub fn verify_openings<F: PrimeField>(
+    params: Params,
+    openings: &[(usize, F)],
+) -> Result<CheckOutcome, CheckError> {
+    params.check_indices(openings.iter().map(|o| o.0))?;
+    let need = 2 * params.t() + 1;
+    if openings.len() < need {
+        return Err(CheckError::TooFewOpenings {
+            got: openings.len(),
+            need,
+        });
+    }
+    let xs: Vec<usize> = openings.iter().map(|o| o.0).collect();
+    let ys: Vec<F> = openings.iter().map(|o| o.1).collect();
+    Ok(match Decoder::new(params, &xs)?.decode(&ys) {
+        Decode::Decoded { culprits, .. } if culprits.is_empty() => CheckOutcome::Accepted,
+        Decode::Decoded { culprits, .. } => CheckOutcome::Complaint { off: culprits },
+        Decode::Inconsistent => CheckOutcome::Refused,
+    })
+}
+
+/// Why a dealing was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The openings could not be resolved (see [`CheckOutcome::Refused`]).
+    Unresolvable,
+    /// The owner did not reveal the vector of a complaining party.
+    NotRevealed {
+        /// The party.
+        index: usize,
+    },
+    /// The revealed vector does not hash to the party's signed receipt.
+    RevealMismatch {
+        /// The party.
+        index: usize,
+    },
+    /// The revealed vector does not have the challenge's shape.
+    RevealShape {
+        /// The party.
+        index: usize,
+    },
+    /// These parties opened exactly what their signed vectors give, yet are off the
+    /// polynomial: the owner dealt inconsistent shares.
+    Inconsistent {
+        /// The parties, ascending.
+        parties: Vec<usize>,
+    },
+}
+
+/// Result of complaint resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// The dealing is accepted; `liars` opened values that disagree with the vectors they
+    /// signed for (named, slashable).
+    Accepted {
+        /// Parties that lied, ascending.
+        liars: Vec<usize>,
+    },
+    /// The dealing is refused with the owner at fault; `liars` are named all the same.
+    Refused {
+        /// Why.
+        reason: Refusal,
+        /// Parties that lied, ascending.
+        liars: Vec<usize>,
+    },
+}
+
+/// BGW complaint resolution. `receipts` holds the receipt hash every party signed, `openings`
+/// the echo-broadcast openings, `revealed` the vectors the owner revealed for the complaining
+/// parties, `context` the receipt context of [`PartyShares::receipt_hash`].
+///
+/// # Errors
+/// As [`verify_openings`]; [`CheckError::MissingReceipt`] if a complaining party has no
+/// receipt (the caller only starts a check once every receipt is in).
+pub fn resolve_complaints<F: PrimeField>(
+    params: Params,
+    challenge: &Challenge<F>,
+    context: &Hash32,
+    receipts: &[(usize, Hash32)],
+    openings: &[(usize, F)],
+    revealed: &[PartyShares<F>],
+) -> Result<Resolution, CheckError> {
+    let off = match verify_openings(params, openings)? {
+        CheckOutcome::Accepted => return Ok(Resolution::Accepted { liars: Vec::new() }),
+        CheckOutcome::Refused => {
+            return Ok(Resolution::Refused {
+                reason: Refusal::Unresolvable,
+                liars: Vec::new(),
+            })
+        }
+        CheckOutcome::Complaint { off } => off,
+    };
+    let mut liars = Vec::new();
+    let mut truly_off = Vec::new();
+    let mut corrected: Vec<(usize, F)> = openings.to_vec();
+    for &i in &off {
+        let receipt = receipts
+            .iter()
+            .find(|r| r.0 == i)
+            .ok_or(CheckError::MissingReceipt { index: i })?
+            .1;
+        let Some(vector) = revealed.iter().find(|v| v.index == i) else {
+            return Ok(Resolution::Refused {
+                reason: Refusal::NotRevealed { index: i },
+                liars,
+            });
+        };
+        if vector.receipt_hash(context) != receipt {
+            return Ok(Resolution::Refused {
+                reason: Refusal::RevealMismatch { index: i },
+                liars,
+            });
+        }
+        let Ok(recomputed) = challenge.opening(vector) else {
+            return Ok(Resolution::Refused {
+                reason: Refusal::RevealShape { index: i },
+                liars,
+            });
+        };
+        let slot = corrected
+            .iter_mut()
+            .find(|o| o.0 == i)
+            .expect("an off party has an opening");
+        if slot.1 == recomputed {
+            truly_off.push(i);
+        } else {
+            debug!(target: "btcmpc_engine::mpc::check", party = i, "opening disagrees with the signed vector");
+            liars.push(i);
+            slot.1 = recomputed;
+        }
+    }
+    if !truly_off.is_empty() {
+        return Ok(Resolution::Refused {
+            reason: Refusal::Inconsistent { parties: truly_off },
+            liars,
+        });
+    }
+    if on_one_polynomial(&corrected, params.t())? {
+        Ok(Resolution::Accepted { liars })
+    } else {
+        // A liar whose true opening is off as well: the owner dealt it inconsistent shares.
+        Ok(Resolution::Refused {
+            reason: Refusal::Inconsistent {
+                parties: liars.clone(),
+            },
+            liars,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::dealing::{deal, receipts_root};
+    use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    struct Run<F> {
+        params: Params,
+        parties: Vec<PartyShares<F>>,
+        ctx: Hash32,
+    }
+
+    fn setup<F: PrimeField>(n: usize, t: usize, rows: usize, rng: &mut StdRng) -> Run<F> {
+        let params = Params::new(n, t).unwrap();
+        let cols: Vec<Vec<F>> = (0..2)
+            .map(|_| {
+                (0..rows)
+                    .map(|_| F::from_u64(rng.gen_range(0..1000)))
+                    .collect()
+            })
+            .collect();
+        Run {
+            params,
+            parties: deal(params, &cols, rng),
+            ctx: [9u8; 32],
+        }
+    }
+
+    impl<F: PrimeField> Run<F> {
+        fn receipts(&self) -> Vec<(usize, Hash32)> {
+            self.parties
+                .iter()
+                .map(|p| (p.index, p.receipt_hash(&self.ctx)))
+                .collect()
+        }
+        fn challenge(&self) -> Challenge<F> {
+            let hashes: Vec<Hash32> = self.receipts().iter().map(|r| r.1).collect();
+            Challenge::new(
+                STORE_CHECK_TAG,
+                &receipts_root(&hashes),
+                self.parties[0].len(),
+            )
+        }
+        fn openings(&self, ch: &Challenge<F>) -> Vec<(usize, F)> {
+            self.parties
+                .iter()
+                .map(|p| (p.index, ch.opening(p).unwrap()))
+                .collect()
+        }
+        fn resolve(&self, ch: &Challenge<F>, openings: &[(usize, F)]) -> Resolution {
+            let off = match verify_openings(self.params, openings).unwrap() {
+                CheckOutcome::Complaint { off } => off,
+                _ => Vec::new(),
+            };
+            let revealed: Vec<PartyShares<F>> =
+                off.iter().map(|&i| self.parties[i - 1].clone()).collect();
+            resolve_complaints(
+                self.params,
+                ch,
+                &self.ctx,
+                &self.receipts(),
+                openings,
+                &revealed,
+            )
+            .unwrap()
+        }
+    }
+
+    fn honest<F: PrimeField>(seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let run = setup::<F>(4, 1, 50, &mut rng);
+        let ch = run.challenge();
+        let op = run.openings(&ch);
+        assert_eq!(
+            verify_openings(run.params, &op).unwrap(),
+            CheckOutcome::Accepted
+        );
+        assert_eq!(
+            run.resolve(&ch, &op),
+            Resolution::Accepted { liars: vec![] }
+        );
+    }
+
+    /// The owner puts one share off its polynomial in a random position, before the receipts.
+    fn cheating_owner<F: PrimeField>(n: usize, t: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut run = setup::<F>(n, t, 30, &mut rng);
+        let victim = rng.gen_range(0..n);
+        let col = rng.gen_range(0..2);
+        let row = rng.gen_range(0..30);
+        run.parties[victim].columns[col][row] += F::from_u64(rng.gen_range(1..u64::MAX));
+        let ch = run.challenge();
+        let op = run.openings(&ch);
+        assert_eq!(
+            verify_openings(run.params, &op).unwrap(),
+            CheckOutcome::Complaint {
+                off: vec![victim + 1]
+            }
+        );
+        assert_eq!(
+            run.resolve(&ch, &op),
+            Resolution::Refused {
+                reason: Refusal::Inconsistent {
+                    parties: vec![victim + 1]
+                },
+                liars: vec![]
+            }
+        );
+        // The owner cannot shift blame by revealing another vector: it must hash to the receipt.
+        let mut forged = run.parties[victim].clone();
+        forged.columns[col][row] = F::ZERO;
+        let r =
+            resolve_complaints(run.params, &ch, &run.ctx, &run.receipts(), &op, &[forged]).unwrap();
+        assert_eq!(
+            r,
+            Resolution::Refused {
+                reason: Refusal::RevealMismatch { index: victim + 1 },
+                liars: vec![]
+            }
+        );
+        let r = resolve_complaints(run.params, &ch, &run.ctx, &run.receipts(), &op, &[]).unwrap();
+        assert_eq!(
+            r,
+            Resolution::Refused {
+                reason: Refusal::NotRevealed { index: victim + 1 },
+                liars: vec![]
+            }
+        );
+    }
+
+    /// Up to t parties open wrong values; they are named and nobody else; the store stands.
+    fn lying_parties<F: PrimeField>(n: usize, t: usize, liars: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let run = setup::<F>(n, t, 20, &mut rng);
+        let ch = run.challenge();
+        let mut op = run.openings(&ch);
+        let mut bad = Vec::new();
+        while bad.len() < liars {
+            let i = rng.gen_range(1..=n);
+            if !bad.contains(&i) {
+                bad.push(i);
+                op[i - 1].1 += F::ONE;
+            }
+        }
+        bad.sort_unstable();
+        // Withhold some openings too, as long as the faults stay within t.
+        let withheld = if liars < t && n > 2 * t + 1 { 1 } else { 0 };
+        let op: Vec<(usize, F)> = op
+            .into_iter()
+            .filter(|o| bad.contains(&o.0) || o.0 > withheld)
+            .collect();
+        assert_eq!(run.resolve(&ch, &op), Resolution::Accepted { liars: bad });
+    }
+
+    #[test]
+    fn honest_dealing_is_accepted() {
+        honest::<Secp256k1Scalar>(1);
+        honest::<Mersenne127>(2);
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let run = setup::<Mersenne127>(4, 1, 5, &mut rng);
+        let ch = Challenge::<Mersenne127>::new(STORE_CHECK_TAG, &[0; 32], 3);
+        assert_eq!(
+            ch.opening(&run.parties[0]),
+            Err(CheckError::LengthMismatch {
+                index: 1,
+                got: 10,
+                expected: 3
+            })
+        );
+        let one = Mersenne127::ONE;
+        assert_eq!(
+            verify_openings(run.params, &[(1, one), (2, one)]),
+            Err(CheckError::TooFewOpenings { got: 2, need: 3 })
+        );
+        assert!(matches!(
+            verify_openings(run.params, &[(1, one), (1, one), (2, one)]),
+            Err(CheckError::Shamir(ShamirError::DuplicateIndex { index: 1 }))
+        ));
+        // The challenge depends on the tag and the root.
+        let a = Challenge::<Mersenne127>::new(STORE_CHECK_TAG, &[0; 32], 2);
+        let b = Challenge::<Mersenne127>::new(&mask_check_tag(&[0; 32]), &[0; 32], 2);
+        let c = Challenge::<Mersenne127>::new(STORE_CHECK_TAG, &[1; 32], 2);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn owner_with_one_bad_share_is_refused(n in 4usize..8, seed in any::<u64>()) {
+            let t = (n - 1) / 3;
+            cheating_owner::<Secp256k1Scalar>(n, t, seed);
+            cheating_owner::<Mersenne127>(n, t, seed);
+        }
+
+        #[test]
+        fn lying_parties_are_named_exactly(n in 4usize..8, l in 0usize..3, seed in any::<u64>()) {
+            let t = (n - 1) / 3;
+            lying_parties::<Secp256k1Scalar>(n, t, l.min(t), seed);
+            lying_parties::<Mersenne127>(n, t, l.min(t), seed);
+        }
+    }
+}

@@ -418,7 +418,7 @@ mod tests {
             .map(|p| p.0)
             .collect();
         assert_eq!(got, oracle(params, &pts), "n={n} t={t} pts={pts:?}");
-        let within = 2 * real_bad.len() + (n - k) <= n - t - 1;
+        let within = 2 * real_bad.len() + (n - k) < n - t;
         if within && (real_bad.is_empty() || k - real_bad.len() > 2 * t) {
             assert_eq!(
                 got,
