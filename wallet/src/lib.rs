@@ -1,1 +1,34 @@
-//! placeholder
+//! The wallet every btcmpc role uses: a BDK wallet (BIP86 taproot, SQLite) over Electrum.
+//!
+//! - [`RoleWallet`] creates, restores and opens a wallet in a directory (mnemonic file with
+//!   0600 permissions, `wallet.sqlite` holding BDK's state and ours), syncs it over Electrum,
+//!   sends, and derives contract keys on a dedicated hardened path outside the BIP86 keychains
+//!   ([`keys::CONTRACT_PURPOSE`]), so every contract key is recoverable from the mnemonic.
+//! - [`ChainClient`] is the Electrum connection: tip, history of a script, fee estimates with a
+//!   floor, broadcast with the server's reject reason.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), btcmpc_wallet::WalletError> {
+//! use btcmpc_wallet::{ChainClient, RoleWallet};
+//! let dir = std::path::Path::new("/tmp/alice");
+//! let (mut wallet, _mnemonic) = RoleWallet::create(dir, bitcoin::Network::Regtest, None)?;
+//! let chain = ChainClient::connect("tcp://127.0.0.1:60401", std::time::Duration::from_secs(5))?;
+//! wallet.sync(&chain)?;
+//! println!("{}", wallet.next_address()?);
+//! # Ok(()) }
+//! ```
+
+mod backup;
+mod chain;
+mod error;
+pub mod keys;
+mod store;
+mod wallet;
+
+pub use backup::Backup;
+pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
+pub use error::WalletError;
+pub use store::{BroadcastRecord, ContractRecord};
+pub use wallet::{HistoryItem, RoleWallet, SyncReport};
+
+pub use bdk_wallet::keys::bip39::Mnemonic;

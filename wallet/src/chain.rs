@@ -1,0 +1,148 @@
+//! The Electrum connection every role uses to read the chain and broadcast.
+
+use std::time::Duration;
+
+use bdk_electrum::electrum_client::{self, ConfigBuilder, ElectrumApi};
+use bdk_electrum::BdkElectrumClient;
+use bitcoin::{BlockHash, FeeRate, Script, Transaction, Txid};
+
+use crate::WalletError;
+
+/// How long one Electrum request may take before it fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One entry of a script's history as the server reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The transaction.
+    pub txid: Txid,
+    /// Its confirmation height, or `None` while unconfirmed.
+    pub height: Option<u32>,
+}
+
+/// An Electrum client (plain TCP by default, `ssl://` for TLS).
+pub struct ChainClient {
+    url: String,
+    inner: BdkElectrumClient<electrum_client::Client>,
+}
+
+impl std::fmt::Debug for ChainClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClient").field("url", &self.url).finish()
+    }
+}
+
+impl ChainClient {
+    /// Connect to an Electrum server at `url` (`HOST:PORT`, `tcp://HOST:PORT` or
+    /// `ssl://HOST:PORT`), with a timeout on every request and no silent retries.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] when the server cannot be reached or does not answer.
+    pub fn connect(url: &str, timeout: Duration) -> Result<Self, WalletError> {
+        let full = if url.contains("://") { url.to_string() } else { format!("tcp://{url}") };
+        let config = ConfigBuilder::new().timeout(Some(timeout)).retry(0).build();
+        let client = electrum_client::Client::from_config(&full, config).map_err(|e| WalletError::Electrum {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let this = ChainClient { url: url.to_string(), inner: BdkElectrumClient::new(client) };
+        // Fail now, with the server named, rather than at the first real request.
+        this.tip()?;
+        Ok(this)
+    }
+
+    /// The server's address as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn bdk(&self) -> &BdkElectrumClient<electrum_client::Client> {
+        &self.inner
+    }
+
+    pub(crate) fn err(&self, e: impl std::fmt::Display) -> WalletError {
+        WalletError::Electrum { url: self.url.clone(), reason: e.to_string() }
+    }
+
+    /// The server's best block: height and hash.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] on a network or protocol failure.
+    pub fn tip(&self) -> Result<(u32, BlockHash), WalletError> {
+        let note = self.inner.inner.block_headers_subscribe().map_err(|e| self.err(e))?;
+        let height = u32::try_from(note.height).map_err(|e| self.err(e))?;
+        Ok((height, note.header.block_hash()))
+    }
+
+    /// Every transaction that pays to or spends from `script`, confirmed ones with their height.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] on a network or protocol failure.
+    pub fn history(&self, script: &Script) -> Result<Vec<HistoryEntry>, WalletError> {
+        let hist = self.inner.inner.script_get_history(script).map_err(|e| self.err(e))?;
+        Ok(hist
+            .into_iter()
+            .map(|h| HistoryEntry {
+                txid: h.tx_hash,
+                height: u32::try_from(h.height).ok().filter(|&h| h > 0),
+            })
+            .collect())
+    }
+
+    /// A transaction by id.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] when the server does not have it.
+    pub fn transaction(&self, txid: &Txid) -> Result<Transaction, WalletError> {
+        self.inner.fetch_tx(*txid).map(|tx| (*tx).clone()).map_err(|e| self.err(e))
+    }
+
+    /// Broadcast a transaction. A transaction the server already has counts as broadcast.
+    ///
+    /// # Errors
+    /// [`WalletError::Broadcast`] with the server's reject reason.
+    pub fn broadcast(&self, tx: &Transaction) -> Result<Txid, WalletError> {
+        let txid = tx.compute_txid();
+        match self.inner.transaction_broadcast(tx) {
+            Ok(_) => Ok(txid),
+            Err(e) => {
+                let reason = broadcast_reason(&e);
+                if reason.contains("already in block chain")
+                    || reason.contains("txn-already-in-mempool")
+                    || reason.contains("txn-already-known")
+                {
+                    Ok(txid)
+                } else {
+                    Err(WalletError::Broadcast { txid, reason })
+                }
+            }
+        }
+    }
+
+    /// A fee rate for confirmation within `target` blocks: the server's estimate, never below
+    /// `floor` nor the server's relay fee. Regtest servers have no estimate: the floor is used.
+    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeRate {
+        let to_rate = |btc_per_kvb: f64| -> Option<FeeRate> {
+            if !(btc_per_kvb.is_finite() && btc_per_kvb > 0.0) {
+                return None;
+            }
+            // BTC/kvB -> sat/kwu: x * 1e8 / 4.
+            Some(FeeRate::from_sat_per_kwu((btc_per_kvb * 1e8 / 4.0).ceil() as u64))
+        };
+        let est = self.inner.inner.estimate_fee(target, None).ok().and_then(to_rate);
+        let relay = self.inner.inner.relay_fee().ok().and_then(to_rate);
+        [Some(floor), est, relay].into_iter().flatten().max().unwrap_or(floor)
+    }
+}
+
+/// The server's message for a refused broadcast, without the client's wrapping.
+fn broadcast_reason(e: &electrum_client::Error) -> String {
+    match e {
+        electrum_client::Error::Protocol(v) => v
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+        other => other.to_string(),
+    }
+}

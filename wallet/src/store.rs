@@ -1,0 +1,250 @@
+//! btcmpc's own records, kept in the wallet's SQLite database beside BDK's tables: contract
+//! files with their funding outpoints, contract key indices handed out, and transactions this
+//! wallet broadcast that are not (yet) wallet transactions (contract spends), so they can be
+//! re-broadcast after a restart.
+//!
+//! Every write is one SQLite transaction: a crash leaves either the old or the new record.
+
+use bdk_wallet::rusqlite::{params, Connection, OptionalExtension};
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::{OutPoint, Transaction, Txid};
+use serde::{Deserialize, Serialize};
+
+use crate::WalletError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS btcmpc_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS btcmpc_contract_keys (
+    idx INTEGER PRIMARY KEY NOT NULL,
+    pubkey TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS btcmpc_contracts (
+    name TEXT PRIMARY KEY NOT NULL,
+    file TEXT NOT NULL,
+    script_pubkey TEXT NOT NULL,
+    funding_txid TEXT,
+    funding_vout INTEGER,
+    amount_sat INTEGER
+);
+CREATE TABLE IF NOT EXISTS btcmpc_broadcasts (
+    txid TEXT PRIMARY KEY NOT NULL,
+    raw TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    contract TEXT
+);
+";
+
+/// A contract this wallet knows: its file (JSON, as written by the contracts crate) and,
+/// once funded, its outpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractRecord {
+    /// Local name (the contract file's address, unless given one).
+    pub name: String,
+    /// The contract file's JSON text.
+    pub file: String,
+    /// The contract output's script, hex.
+    pub script_pubkey: String,
+    /// The funding outpoint, once funded.
+    pub funding: Option<OutPoint>,
+    /// The funded amount in satoshis.
+    pub amount_sat: Option<u64>,
+}
+
+/// A transaction this wallet broadcast and keeps re-broadcasting until it confirms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastRecord {
+    /// Its id.
+    pub txid: Txid,
+    /// The transaction.
+    pub tx: Transaction,
+    /// What it is (`send`, `fund`, `claim`, `refund`, `exit`, `slash`, ...).
+    pub kind: String,
+    /// The contract it belongs to, if any.
+    pub contract: Option<String>,
+}
+
+pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
+    conn.execute_batch(SCHEMA).map_err(WalletError::db)
+}
+
+pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, WalletError> {
+    conn.query_row("SELECT value FROM btcmpc_meta WHERE key = ?1", params![key], |r| r.get(0))
+        .optional()
+        .map_err(WalletError::db)
+}
+
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), WalletError> {
+    conn.execute(
+        "INSERT INTO btcmpc_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .map(|_| ())
+    .map_err(WalletError::db)
+}
+
+pub(crate) fn record_contract_key(
+    conn: &Connection,
+    index: u32,
+    pubkey: &str,
+    label: &str,
+) -> Result<(), WalletError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO btcmpc_contract_keys (idx, pubkey, label) VALUES (?1, ?2, ?3)",
+        params![index, pubkey, label],
+    )
+    .map(|_| ())
+    .map_err(WalletError::db)
+}
+
+pub(crate) fn next_contract_index(conn: &Connection) -> Result<u32, WalletError> {
+    let max: Option<u32> = conn
+        .query_row("SELECT MAX(idx) FROM btcmpc_contract_keys", [], |r| r.get(0))
+        .map_err(WalletError::db)?;
+    Ok(max.map_or(0, |m| m + 1))
+}
+
+pub(crate) fn contract_key_indices(conn: &Connection) -> Result<Vec<(u32, String)>, WalletError> {
+    let mut stmt = conn
+        .prepare("SELECT idx, pubkey FROM btcmpc_contract_keys ORDER BY idx")
+        .map_err(WalletError::db)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(WalletError::db)?;
+    rows.collect::<Result<_, _>>().map_err(WalletError::db)
+}
+
+pub(crate) fn put_contract(conn: &Connection, rec: &ContractRecord) -> Result<(), WalletError> {
+    conn.execute(
+        "INSERT INTO btcmpc_contracts (name, file, script_pubkey, funding_txid, funding_vout, amount_sat)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(name) DO UPDATE SET file = excluded.file, script_pubkey = excluded.script_pubkey,
+           funding_txid = excluded.funding_txid, funding_vout = excluded.funding_vout,
+           amount_sat = excluded.amount_sat",
+        params![
+            rec.name,
+            rec.file,
+            rec.script_pubkey,
+            rec.funding.map(|o| o.txid.to_string()),
+            rec.funding.map(|o| o.vout),
+            rec.amount_sat.map(|a| a as i64),
+        ],
+    )
+    .map(|_| ())
+    .map_err(WalletError::db)
+}
+
+fn row_to_contract(r: &bdk_wallet::rusqlite::Row<'_>) -> bdk_wallet::rusqlite::Result<ContractRecord> {
+    let txid: Option<String> = r.get(3)?;
+    let vout: Option<u32> = r.get(4)?;
+    let amount: Option<i64> = r.get(5)?;
+    let funding = match (txid, vout) {
+        (Some(t), Some(v)) => t.parse().ok().map(|txid| OutPoint { txid, vout: v }),
+        _ => None,
+    };
+    Ok(ContractRecord {
+        name: r.get(0)?,
+        file: r.get(1)?,
+        script_pubkey: r.get(2)?,
+        funding,
+        amount_sat: amount.map(|a| a as u64),
+    })
+}
+
+pub(crate) fn get_contract(conn: &Connection, name: &str) -> Result<Option<ContractRecord>, WalletError> {
+    conn.query_row(
+        "SELECT name, file, script_pubkey, funding_txid, funding_vout, amount_sat
+         FROM btcmpc_contracts WHERE name = ?1",
+        params![name],
+        row_to_contract,
+    )
+    .optional()
+    .map_err(WalletError::db)
+}
+
+pub(crate) fn list_contracts(conn: &Connection) -> Result<Vec<ContractRecord>, WalletError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, file, script_pubkey, funding_txid, funding_vout, amount_sat
+             FROM btcmpc_contracts ORDER BY name",
+        )
+        .map_err(WalletError::db)?;
+    let rows = stmt.query_map([], row_to_contract).map_err(WalletError::db)?;
+    rows.collect::<Result<_, _>>().map_err(WalletError::db)
+}
+
+pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<(), WalletError> {
+    conn.execute(
+        "INSERT INTO btcmpc_broadcasts (txid, raw, kind, contract) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(txid) DO NOTHING",
+        params![rec.txid.to_string(), serialize_hex(&rec.tx), rec.kind, rec.contract],
+    )
+    .map(|_| ())
+    .map_err(WalletError::db)
+}
+
+pub(crate) fn remove_broadcast(conn: &Connection, txid: &Txid) -> Result<(), WalletError> {
+    conn.execute("DELETE FROM btcmpc_broadcasts WHERE txid = ?1", params![txid.to_string()])
+        .map(|_| ())
+        .map_err(WalletError::db)
+}
+
+pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>, WalletError> {
+    let mut stmt = conn
+        .prepare("SELECT txid, raw, kind, contract FROM btcmpc_broadcasts ORDER BY rowid")
+        .map_err(WalletError::db)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+        })
+        .map_err(WalletError::db)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (txid, raw, kind, contract) = row.map_err(WalletError::db)?;
+        let tx: Transaction = deserialize_hex(&raw)
+            .map_err(|e| WalletError::Database(format!("stored transaction {txid}: {e}")))?;
+        out.push(BroadcastRecord { txid: tx.compute_txid(), tx, kind, contract });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_records_round_trip() {
+        let conn = Connection::open_in_memory().unwrap();
+        init(&conn).unwrap();
+        init(&conn).unwrap(); // idempotent
+        let mut rec = ContractRecord {
+            name: "escrow-1".into(),
+            file: "{}".into(),
+            script_pubkey: "5120".into(),
+            funding: None,
+            amount_sat: None,
+        };
+        put_contract(&conn, &rec).unwrap();
+        assert_eq!(get_contract(&conn, "escrow-1").unwrap(), Some(rec.clone()));
+        rec.funding = Some(OutPoint::null());
+        rec.amount_sat = Some(50_000);
+        put_contract(&conn, &rec).unwrap();
+        assert_eq!(list_contracts(&conn).unwrap(), vec![rec]);
+        assert_eq!(get_contract(&conn, "nope").unwrap(), None);
+    }
+
+    #[test]
+    fn contract_key_indices_grow() {
+        let conn = Connection::open_in_memory().unwrap();
+        init(&conn).unwrap();
+        assert_eq!(next_contract_index(&conn).unwrap(), 0);
+        record_contract_key(&conn, 0, "02aa", "").unwrap();
+        record_contract_key(&conn, 3, "02bb", "party").unwrap();
+        assert_eq!(next_contract_index(&conn).unwrap(), 4);
+        assert_eq!(contract_key_indices(&conn).unwrap().len(), 2);
+    }
+}

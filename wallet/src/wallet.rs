@@ -1,0 +1,535 @@
+//! [`RoleWallet`]: one role's wallet in one directory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bdk_wallet::chain::ChainPosition;
+use bdk_wallet::rusqlite::Connection;
+use bdk_wallet::{KeychainKind, PersistedWallet, SignOptions, Wallet};
+use bitcoin::secp256k1::{All, Keypair, PublicKey, Secp256k1};
+use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, Transaction, Txid};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::chain::ChainClient;
+use crate::keys::{self, Seed};
+use crate::store::{self, BroadcastRecord, ContractRecord};
+use crate::{Mnemonic, WalletError};
+
+const MNEMONIC_FILE: &str = "mnemonic.txt";
+const DB_FILE: &str = "wallet.sqlite";
+const STOP_GAP: usize = 20;
+const BATCH: usize = 25;
+/// Contract keys searched when a key was handed out before a restore from the mnemonic.
+const CONTRACT_KEY_SEARCH: u32 = 1_000;
+/// Confirmations after which a broadcast record is forgotten (deep enough not to be reorged).
+pub const REORG_SAFETY: u32 = 6;
+
+/// One wallet transaction, as `wallet history` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryItem {
+    /// Its id.
+    pub txid: Txid,
+    /// Satoshis received by this wallet minus satoshis sent from it.
+    pub net_sat: i64,
+    /// The fee, when all inputs are known.
+    pub fee_sat: Option<u64>,
+    /// Its confirmation height, `None` while unconfirmed.
+    pub height: Option<u32>,
+}
+
+/// What a sync found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// The server's tip height.
+    pub tip: u32,
+    /// Whether this was a full scan (first sync, or after a restore).
+    pub full_scan: bool,
+    /// Unconfirmed transactions broadcast again.
+    pub rebroadcast: usize,
+}
+
+/// One role's wallet: BIP86 taproot keychains in BDK, contract keys beside them, our records in
+/// the same SQLite database.
+pub struct RoleWallet {
+    dir: PathBuf,
+    conn: Connection,
+    wallet: PersistedWallet<Connection>,
+    seed: Seed,
+    secp: Secp256k1<All>,
+}
+
+impl std::fmt::Debug for RoleWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleWallet").field("dir", &self.dir).field("seed", &self.seed).finish()
+    }
+}
+
+/// Write `contents` to `path` atomically (temporary file, fsync, rename) with mode 0600.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), WalletError> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|e| WalletError::io(&tmp, e))?;
+    f.write_all(contents).map_err(|e| WalletError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| WalletError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| WalletError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+impl RoleWallet {
+    /// Whether a wallet exists in `dir`.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(MNEMONIC_FILE).exists()
+    }
+
+    /// Create a wallet in `dir` from `mnemonic`, or from a fresh one. The mnemonic is written to
+    /// `dir/mnemonic.txt` (mode 0600) before anything else.
+    ///
+    /// # Errors
+    /// [`WalletError::AlreadyExists`] when `dir` holds a wallet; I/O and database errors.
+    pub fn create(
+        dir: &Path,
+        network: Network,
+        mnemonic: Option<Mnemonic>,
+    ) -> Result<(Self, Mnemonic), WalletError> {
+        if Self::exists(dir) {
+            return Err(WalletError::AlreadyExists(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(|e| WalletError::io(dir, e))?;
+        let mnemonic = mnemonic.unwrap_or_else(keys::generate_mnemonic);
+        // A database left by an earlier, interrupted create belongs to no mnemonic: start over.
+        let db = dir.join(DB_FILE);
+        if db.exists() {
+            fs::remove_file(&db).map_err(|e| WalletError::io(&db, e))?;
+        }
+        write_private(&dir.join(MNEMONIC_FILE), format!("{mnemonic}\n").as_bytes())?;
+        let wallet = Self::open(dir, network)?;
+        Ok((wallet, mnemonic))
+    }
+
+    /// Open the wallet in `dir`.
+    ///
+    /// # Errors
+    /// [`WalletError::NotFound`] when there is none; [`WalletError::Mismatch`] when its database
+    /// is for another network or another seed.
+    pub fn open(dir: &Path, network: Network) -> Result<Self, WalletError> {
+        let mpath = dir.join(MNEMONIC_FILE);
+        let text = match fs::read_to_string(&mpath) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(WalletError::NotFound(dir.to_path_buf()))
+            }
+            Err(e) => return Err(WalletError::io(&mpath, e)),
+        };
+        let mnemonic = keys::parse_mnemonic(&text)?;
+        let seed = Seed::from_mnemonic(&mnemonic, network)?;
+        let (ext, int) = seed.descriptors();
+        let db = dir.join(DB_FILE);
+        let mut conn = Connection::open(&db).map_err(WalletError::db)?;
+        let mismatch = |reason: String| WalletError::Mismatch { path: db.clone(), reason };
+        let loaded = Wallet::load()
+            .descriptor(KeychainKind::External, Some(ext.clone()))
+            .descriptor(KeychainKind::Internal, Some(int.clone()))
+            .check_network(network)
+            .load_wallet(&mut conn)
+            .map_err(|e| mismatch(e.to_string()))?;
+        let wallet = match loaded {
+            Some(w) => w,
+            None => Wallet::create(ext, int)
+                .network(network)
+                .create_wallet(&mut conn)
+                .map_err(|e| mismatch(e.to_string()))?,
+        };
+        store::init(&conn)?;
+        match store::get_meta(&conn, "network")? {
+            Some(n) if n != network.to_string() => {
+                return Err(mismatch(format!("it is for {n}, not {network}")))
+            }
+            Some(_) => {}
+            None => store::set_meta(&conn, "network", &network.to_string())?,
+        }
+        Ok(RoleWallet { dir: dir.to_path_buf(), conn, wallet, seed, secp: Secp256k1::new() })
+    }
+
+    /// The wallet's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The wallet's network.
+    pub fn network(&self) -> Network {
+        self.seed.network()
+    }
+
+    /// The root keys (for contract signing and seed-derived secrets).
+    pub fn seed(&self) -> &Seed {
+        &self.seed
+    }
+
+    /// The secp256k1 context.
+    pub fn secp(&self) -> &Secp256k1<All> {
+        &self.secp
+    }
+
+    /// BDK's wallet, for reading.
+    pub fn bdk(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    fn persist(&mut self) -> Result<(), WalletError> {
+        self.wallet.persist(&mut self.conn).map(|_| ()).map_err(WalletError::db)
+    }
+
+    /// The next unused receiving address (recorded, so it is watched from now on).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn next_address(&mut self) -> Result<Address, WalletError> {
+        let info = self.wallet.next_unused_address(KeychainKind::External);
+        self.persist()?;
+        Ok(info.address)
+    }
+
+    /// Confirmed and unconfirmed (pending) balance. Immature coinbase outputs count as neither.
+    pub fn balance(&self) -> (Amount, Amount) {
+        let b = self.wallet.balance();
+        (b.confirmed, b.trusted_pending + b.untrusted_pending)
+    }
+
+    /// Sync with the server: a full scan the first time (or after a restore), then a sync of
+    /// the revealed scripts. Afterwards, every unconfirmed transaction of this wallet and every
+    /// contract spend it broadcast is broadcast again (the server may have lost its mempool).
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] when the server fails; database errors.
+    pub fn sync(&mut self, chain: &ChainClient) -> Result<SyncReport, WalletError> {
+        let scanned = store::get_meta(&self.conn, "full_scan_done")?.is_some();
+        if scanned {
+            let req = self.wallet.start_sync_with_revealed_spks().build();
+            let update = chain.bdk().sync(req, BATCH, true).map_err(|e| chain.err(e))?;
+            self.wallet.apply_update(update).map_err(|e| chain.err(e))?;
+        } else {
+            let req = self.wallet.start_full_scan().build();
+            let update = chain.bdk().full_scan(req, STOP_GAP, BATCH, true).map_err(|e| chain.err(e))?;
+            self.wallet.apply_update(update).map_err(|e| chain.err(e))?;
+        }
+        self.persist()?;
+        if !scanned {
+            store::set_meta(&self.conn, "full_scan_done", "1")?;
+        }
+        let (tip, _) = chain.tip()?;
+        let rebroadcast = self.rebroadcast(chain, tip)?;
+        Ok(SyncReport { tip, full_scan: !scanned, rebroadcast })
+    }
+
+    /// Broadcast again this wallet's unconfirmed transactions and its recorded contract spends
+    /// that are not yet [`REORG_SAFETY`] deep; forget records that are deep enough or whose
+    /// inputs were spent by something else.
+    fn rebroadcast(&mut self, chain: &ChainClient, tip: u32) -> Result<usize, WalletError> {
+        let mut count = 0;
+        let unconfirmed: Vec<Transaction> = self
+            .wallet
+            .transactions()
+            .filter(|t| matches!(t.chain_position, ChainPosition::Unconfirmed { .. }))
+            .map(|t| (*t.tx_node.tx).clone())
+            .collect();
+        for tx in unconfirmed {
+            match chain.broadcast(&tx) {
+                Ok(_) => count += 1,
+                Err(e) => debug!(target: "btcmpc_wallet::sync", "not re-broadcast: {e}"),
+            }
+        }
+        for rec in store::list_broadcasts(&self.conn)? {
+            let Some(out) = rec.tx.output.first() else { continue };
+            let hist = chain.history(&out.script_pubkey)?;
+            let height = hist.iter().find(|h| h.txid == rec.txid).and_then(|h| h.height);
+            match height {
+                Some(h) if tip + 1 >= h + REORG_SAFETY => {
+                    store::remove_broadcast(&self.conn, &rec.txid)?;
+                }
+                Some(_) => {}
+                None => match chain.broadcast(&rec.tx) {
+                    Ok(_) => {
+                        info!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, "re-broadcast");
+                        count += 1;
+                    }
+                    Err(WalletError::Broadcast { reason, .. })
+                        if reason.contains("missing") || reason.contains("spent") =>
+                    {
+                        warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, %reason, "dropped: its inputs are gone");
+                        store::remove_broadcast(&self.conn, &rec.txid)?;
+                    }
+                    Err(e) => warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, "re-broadcast failed: {e}"),
+                },
+            }
+        }
+        Ok(count)
+    }
+
+    /// Parse an address and check that it is for this wallet's network.
+    ///
+    /// # Errors
+    /// [`WalletError::Address`] or [`WalletError::WrongNetwork`].
+    pub fn parse_address(&self, text: &str) -> Result<Address, WalletError> {
+        let unchecked: Address<bitcoin::address::NetworkUnchecked> = text
+            .trim()
+            .parse()
+            .map_err(|e: bitcoin::address::ParseError| WalletError::Address {
+                address: text.to_string(),
+                reason: e.to_string(),
+            })?;
+        unchecked.require_network(self.network()).map_err(|_| WalletError::WrongNetwork {
+            address: text.to_string(),
+            network: self.network(),
+        })
+    }
+
+    fn map_create_err(&self, e: bdk_wallet::error::CreateTxError) -> WalletError {
+        use bdk_wallet::error::CreateTxError;
+        match e {
+            CreateTxError::CoinSelection(i) => {
+                WalletError::InsufficientFunds { needed: i.needed, available: i.available }
+            }
+            other => WalletError::Build(other.to_string()),
+        }
+    }
+
+    /// Sign every input this wallet's BIP86 keys can sign and finalize them.
+    ///
+    /// Inputs of contracts are left alone: they are signed and finalized by the contract code.
+    ///
+    /// # Errors
+    /// [`WalletError::Sign`] when a wallet input cannot be signed.
+    pub fn sign_wallet_inputs(&self, psbt: &mut Psbt) -> Result<(), WalletError> {
+        psbt.sign(self.seed.master(), &self.secp)
+            .map_err(|(_, errs)| WalletError::Sign(format!("{errs:?}")))?;
+        let opts = SignOptions { try_finalize: true, ..Default::default() };
+        self.wallet
+            .finalize_psbt(psbt, opts)
+            .map_err(|e| WalletError::Sign(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Build, sign and broadcast a payment of `amount` (or everything, with `None`) to
+    /// `script_pubkey`. Returns the transaction.
+    fn pay(
+        &mut self,
+        chain: &ChainClient,
+        script_pubkey: ScriptBuf,
+        amount: Option<Amount>,
+        fee_rate: FeeRate,
+        kind: &str,
+    ) -> Result<Transaction, WalletError> {
+        let mut psbt = {
+            let mut b = self.wallet.build_tx();
+            match amount {
+                Some(a) => {
+                    b.add_recipient(script_pubkey, a);
+                }
+                None => {
+                    b.drain_wallet().drain_to(script_pubkey);
+                }
+            }
+            b.fee_rate(fee_rate);
+            b.finish()
+        }
+        .map_err(|e| self.map_create_err(e))?;
+        self.sign_wallet_inputs(&mut psbt)?;
+        let tx = psbt.extract_tx().map_err(|e| WalletError::Sign(e.to_string()))?;
+        // Record the change address reveal before the transaction leaves this machine.
+        self.persist()?;
+        chain.broadcast(&tx)?;
+        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, "broadcast");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
+        self.persist()?;
+        Ok(tx)
+    }
+
+    /// Send `amount` (everything with `None`) to `address` at `fee_rate`.
+    ///
+    /// # Errors
+    /// Address, funds, signing, broadcast and database errors; nothing is broadcast on error
+    /// before the broadcast itself.
+    pub fn send(
+        &mut self,
+        chain: &ChainClient,
+        address: &str,
+        amount: Option<Amount>,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        let addr = self.parse_address(address)?;
+        let tx = self.pay(chain, addr.script_pubkey(), amount, fee_rate, "send")?;
+        Ok(tx.compute_txid())
+    }
+
+    /// The wallet's transactions, newest first (unconfirmed on top).
+    pub fn history(&self) -> Vec<HistoryItem> {
+        let mut items: Vec<HistoryItem> = self
+            .wallet
+            .transactions()
+            .map(|t| {
+                let tx = &t.tx_node.tx;
+                let (sent, received) = self.wallet.sent_and_received(tx);
+                let height = match t.chain_position {
+                    ChainPosition::Confirmed { anchor, .. } => Some(anchor.block_id.height),
+                    ChainPosition::Unconfirmed { .. } => None,
+                };
+                HistoryItem {
+                    txid: t.tx_node.txid,
+                    net_sat: received.to_sat() as i64 - sent.to_sat() as i64,
+                    fee_sat: self.wallet.calculate_fee(tx).ok().map(|a| a.to_sat()),
+                    height,
+                }
+            })
+            .collect();
+        items.sort_by_key(|i| (std::cmp::Reverse(i.height.unwrap_or(u32::MAX)), i.txid));
+        items
+    }
+
+    /// A contract public key: `index`, or the next one never handed out. Recorded in the
+    /// database with `label`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn contract_key(&mut self, index: Option<u32>, label: &str) -> Result<(u32, PublicKey), WalletError> {
+        let index = match index {
+            Some(i) => i,
+            None => store::next_contract_index(&self.conn)?,
+        };
+        let pk = self.seed.contract_pubkey(&self.secp, index);
+        store::record_contract_key(&self.conn, index, &pk.to_string(), label)?;
+        Ok((index, pk))
+    }
+
+    /// The key pair behind contract public key `pubkey`, if this wallet's seed derives it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn contract_keypair_for(&self, pubkey: &PublicKey) -> Result<Option<Keypair>, WalletError> {
+        let wanted = pubkey.to_string();
+        for (idx, pk) in store::contract_key_indices(&self.conn)? {
+            if pk == wanted {
+                return Ok(Some(self.seed.contract_keypair(&self.secp, idx)));
+            }
+        }
+        // Keys handed out before a restore from the mnemonic are not in the database.
+        for idx in 0..CONTRACT_KEY_SEARCH {
+            let kp = self.seed.contract_keypair(&self.secp, idx);
+            if kp.public_key() == *pubkey {
+                store::record_contract_key(&self.conn, idx, &wanted, "recovered")?;
+                return Ok(Some(kp));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pay `amount` to a contract output and remember the contract with its outpoint.
+    ///
+    /// # Errors
+    /// Funds, signing, broadcast and database errors.
+    pub fn fund_contract(
+        &mut self,
+        chain: &ChainClient,
+        name: &str,
+        file_json: &str,
+        script_pubkey: ScriptBuf,
+        amount: Amount,
+        fee_rate: FeeRate,
+    ) -> Result<OutPoint, WalletError> {
+        // Remember the contract first: a crash after the broadcast still leaves its file here.
+        let mut rec = ContractRecord {
+            name: name.to_string(),
+            file: file_json.to_string(),
+            script_pubkey: script_pubkey.to_hex_string(),
+            funding: None,
+            amount_sat: None,
+        };
+        store::put_contract(&self.conn, &rec)?;
+        let tx = self.pay(chain, script_pubkey.clone(), Some(amount), fee_rate, "fund")?;
+        let vout = tx
+            .output
+            .iter()
+            .position(|o| o.script_pubkey == script_pubkey && o.value == amount)
+            .expect("the funding transaction pays the contract output it was built with");
+        let outpoint = OutPoint { txid: tx.compute_txid(), vout: vout as u32 };
+        rec.funding = Some(outpoint);
+        rec.amount_sat = Some(amount.to_sat());
+        store::put_contract(&self.conn, &rec)?;
+        Ok(outpoint)
+    }
+
+    /// Remember a contract (for example one funded by someone else) without funding it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn remember_contract(&self, rec: &ContractRecord) -> Result<(), WalletError> {
+        store::put_contract(&self.conn, rec)
+    }
+
+    /// A contract this wallet remembers.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn contract(&self, name: &str) -> Result<Option<ContractRecord>, WalletError> {
+        store::get_contract(&self.conn, name)
+    }
+
+    /// Every contract this wallet remembers.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn contracts(&self) -> Result<Vec<ContractRecord>, WalletError> {
+        store::list_contracts(&self.conn)
+    }
+
+    /// Broadcast a finished contract spend and keep re-broadcasting it at every sync until it is
+    /// [`REORG_SAFETY`] deep.
+    ///
+    /// # Errors
+    /// [`WalletError::Broadcast`] with the server's reason (the record is not kept then).
+    pub fn broadcast_recorded(
+        &mut self,
+        chain: &ChainClient,
+        tx: &Transaction,
+        kind: &str,
+        contract: Option<&str>,
+    ) -> Result<Txid, WalletError> {
+        let rec = BroadcastRecord {
+            txid: tx.compute_txid(),
+            tx: tx.clone(),
+            kind: kind.to_string(),
+            contract: contract.map(str::to_string),
+        };
+        chain.broadcast(tx)?;
+        store::put_broadcast(&self.conn, &rec)?;
+        Ok(rec.txid)
+    }
+
+    /// Contract spends still being re-broadcast.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn pending_broadcasts(&self) -> Result<Vec<BroadcastRecord>, WalletError> {
+        store::list_broadcasts(&self.conn)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
