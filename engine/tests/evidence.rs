@@ -1,0 +1,245 @@
+//! Wrong-output-share and equivocation evidence: a frozen JSON fixture, verification, and
+//! rejection of every tampered field.
+
+use btcmpc_engine::mpc::dealing::Hash32;
+use btcmpc_engine::mpc::evidence::{
+    seal, DeliveryItem, EvidenceError, Fault, PartyKey, WrongOutputShare,
+};
+use btcmpc_engine::mpc::field::{PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::shamir::{Params, Poly};
+use k256::schnorr::SigningKey;
+use sha2::{Digest, Sha256};
+
+type F = Secp256k1Scalar;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/wrong_output_share.json"
+);
+const JOB: Hash32 = [0xab; 32];
+
+fn signing_key(i: usize) -> SigningKey {
+    SigningKey::from_bytes(&Sha256::digest(format!("party {i}"))).expect("valid key")
+}
+
+fn k(i: usize) -> Hash32 {
+    Sha256::digest(format!("job key {i}")).into()
+}
+
+fn roster(n: usize) -> Vec<PartyKey> {
+    (1..=n).map(|i| PartyKey::of(&signing_key(i))).collect()
+}
+
+/// Two output positions on fixed polynomials of degree t.
+fn polys(t: usize) -> Vec<Poly<F>> {
+    (0..2u64)
+        .map(|p| Poly {
+            coeffs: (0..=t as u64)
+                .map(|c| F::from_u64(1000 * p + 17 * c + 5))
+                .collect(),
+        })
+        .collect()
+}
+
+fn honest_values(i: usize, t: usize) -> Vec<F> {
+    polys(t).iter().map(|g| g.eval_u64(i as u64)).collect()
+}
+
+fn item(i: usize, values: &[F]) -> DeliveryItem {
+    DeliveryItem::create(&JOB, i, &k(i), values, &signing_key(i))
+}
+
+/// n = 4, t = 1: party 2 delivers a share off the polynomial in position 1.
+fn fixture_evidence() -> WrongOutputShare {
+    let mut wrong = honest_values(2, 1);
+    wrong[1] += F::ONE;
+    WrongOutputShare {
+        field: F::NAME.into(),
+        job_id: JOB,
+        params: Params::new(4, 1).expect("valid"),
+        accused: item(2, &wrong),
+        others: [1, 3, 4]
+            .iter()
+            .map(|&i| item(i, &honest_values(i, 1)))
+            .collect(),
+    }
+}
+
+fn params() -> Params {
+    Params::new(4, 1).expect("valid")
+}
+
+fn all_claims(_: &Hash32, _: usize, _: &Hash32) -> bool {
+    true
+}
+
+fn verify(ev: &WrongOutputShare) -> Result<Fault, EvidenceError> {
+    ev.verify::<F>(params(), &roster(4), &all_claims)
+}
+
+#[test]
+fn fixture_is_frozen_and_convicts() {
+    let ev = fixture_evidence();
+    let json = serde_json::to_string_pretty(&ev).expect("serializable") + "\n";
+    if std::env::var_os("BTCMPC_BLESS").is_some() {
+        std::fs::write(FIXTURE, &json).expect("write fixture");
+    }
+    let frozen =
+        std::fs::read_to_string(FIXTURE).expect("fixture exists (BTCMPC_BLESS=1 writes it)");
+    assert_eq!(json, frozen, "the evidence encoding changed");
+    let parsed: WrongOutputShare = serde_json::from_str(&frozen).expect("fixture parses");
+    assert_eq!(parsed, ev);
+    assert_eq!(verify(&parsed), Ok(Fault::OffPolynomial { position: 1 }));
+}
+
+#[test]
+fn every_tampered_field_is_rejected() {
+    let ev = fixture_evidence();
+    let mut cases: Vec<(&str, WrongOutputShare)> = Vec::new();
+    let mut e = ev.clone();
+    e.field = "m127".into();
+    cases.push(("field", e));
+    let mut e = ev.clone();
+    e.job_id[0] ^= 1;
+    cases.push(("job_id", e));
+    let mut e = ev.clone();
+    e.params = Params::new(5, 1).expect("valid");
+    cases.push(("params", e));
+    let mut e = ev.clone();
+    e.accused.index = 3;
+    cases.push(("accused index (duplicate)", e));
+    let mut e = ev.clone();
+    e.accused.index = 9;
+    cases.push(("accused index (range)", e));
+    let mut e = ev.clone();
+    e.accused.key_hash[5] ^= 1;
+    cases.push(("accused H_i", e));
+    let mut e = ev.clone();
+    e.accused.ciphertext[3] ^= 1;
+    cases.push(("accused c_i", e));
+    let mut e = ev.clone();
+    e.accused.signature.0[10] ^= 1;
+    cases.push(("accused signature", e));
+    let mut e = ev.clone();
+    e.accused.key[0] ^= 1;
+    cases.push(("accused k_i", e));
+    let mut e = ev.clone();
+    e.others.pop();
+    cases.push(("too few others", e));
+    let mut e = ev.clone();
+    e.others[1] = e.others[0].clone();
+    cases.push(("duplicate other", e));
+    let mut e = ev.clone();
+    e.others[2].ciphertext[0] ^= 1;
+    cases.push(("other c_i", e));
+    let mut e = ev.clone();
+    e.others[0].key[31] ^= 1;
+    cases.push(("other k_i", e));
+    let mut e = ev.clone();
+    e.others[0].signature = e.others[1].signature;
+    cases.push(("other signature", e));
+    // An other re-sealed (and re-signed) with a wrong value: the others are inconsistent.
+    let mut e = ev.clone();
+    let mut v = honest_values(4, 1);
+    v[0] += F::ONE;
+    e.others[2] = item(4, &v);
+    cases.push(("other value", e));
+    for (what, e) in &cases {
+        assert!(verify(e).is_err(), "tampered {what} still convicts");
+    }
+    // Claims not confirmed on the judge's chain.
+    for who in [1usize, 2, 3, 4] {
+        let oracle = move |_: &Hash32, i: usize, _: &Hash32| i != who;
+        assert_eq!(
+            ev.verify::<F>(params(), &roster(4), &oracle),
+            Err(EvidenceError::ClaimNotConfirmed { index: who })
+        );
+    }
+    // A roster with another key for the accused.
+    let mut r = roster(4);
+    r[1] = PartyKey::of(&signing_key(99));
+    assert_eq!(
+        ev.verify::<F>(params(), &r, &all_claims),
+        Err(EvidenceError::BadSignature { index: 2 })
+    );
+    assert!(ev.verify::<F>(params(), &roster(3), &all_claims).is_err());
+    // The judge's parameters, not the evidence's, decide how many witnesses are needed.
+    assert!(ev
+        .verify::<F>(Params::new(4, 0).expect("valid"), &roster(4), &all_claims)
+        .is_err());
+}
+
+#[test]
+fn honest_party_is_never_convicted() {
+    for n in 4..=7 {
+        let t = (n - 1) / 3;
+        let params = Params::new(n, t).expect("valid");
+        let check = |ev: &WrongOutputShare| ev.verify::<F>(params, &roster(n), &all_claims);
+        for accused in 1..=n {
+            let others: Vec<usize> = (1..=n).filter(|&i| i != accused).collect();
+            // Correct share, honest others.
+            let ev = WrongOutputShare {
+                field: F::NAME.into(),
+                job_id: JOB,
+                params,
+                accused: item(accused, &honest_values(accused, t)),
+                others: others
+                    .iter()
+                    .map(|&i| item(i, &honest_values(i, t)))
+                    .collect(),
+            };
+            assert_eq!(check(&ev), Err(EvidenceError::NotGuilty { index: accused }));
+            // Up to t corrupt others collude on another polynomial through the accused's
+            // point: with 2t + 1 others at least t + 1 are honest, so they cannot agree.
+            let fake: Vec<Poly<F>> = polys(t)
+                .into_iter()
+                .map(|mut g| {
+                    g.coeffs[0] += F::from_u64(99);
+                    g
+                })
+                .collect();
+            for chosen in [others[..2 * t + 1].to_vec(), others.clone()] {
+                let items: Vec<DeliveryItem> = chosen
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &i)| {
+                        let v: Vec<F> = if k < t {
+                            fake.iter().map(|g| g.eval_u64(i as u64)).collect()
+                        } else {
+                            honest_values(i, t)
+                        };
+                        item(i, &v)
+                    })
+                    .collect();
+                let ev = WrongOutputShare {
+                    field: F::NAME.into(),
+                    job_id: JOB,
+                    params,
+                    accused: item(accused, &honest_values(accused, t)),
+                    others: items,
+                };
+                assert!(check(&ev).is_err(), "n={n} honest {accused} convicted");
+            }
+        }
+    }
+}
+
+#[test]
+fn unopenable_or_malformed_delivery_convicts() {
+    let mut ev = fixture_evidence();
+    // The accused signs a ciphertext that does not open under its own key.
+    let garbage = seal(&JOB, 2, &[0u8; 32], &honest_values(2, 1));
+    let d = btcmpc_engine::mpc::evidence::Delivery {
+        job_id: JOB,
+        index: 2,
+        key_hash: Sha256::digest(k(2)).into(),
+        ciphertext_hash: Sha256::digest(&garbage).into(),
+    };
+    ev.accused.signature = d.sign(&signing_key(2));
+    ev.accused.ciphertext = garbage;
+    assert_eq!(verify(&ev), Ok(Fault::Unopenable));
+    // Wrong number of values.
+    let mut ev = fixture_evidence();
+    ev.accused = item(2, &honest_values(2, 1)[..1]);
+    assert_eq!(verify(&ev), Ok(Fault::WrongLength));
+}
