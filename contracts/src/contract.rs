@@ -147,11 +147,13 @@ impl Contract {
 
     /// The contract's Miniscript policy, as in PROTOCOL.md.
     pub fn policy(&self) -> Concrete<bitcoin::PublicKey> {
-        Concrete::from_str(&self.policy_string())
+        Concrete::from_str(&self.policy_text())
             .expect("the policy text built from typed values always parses")
     }
 
-    fn policy_string(&self) -> String {
+    /// The policy as text, exactly as PROTOCOL.md writes it (Miniscript's `Display` of a
+    /// policy adds `1@` branch probabilities).
+    pub fn policy_text(&self) -> String {
         match self {
             Contract::ClaimOrRefund(c) => format!(
                 "or({},{})",

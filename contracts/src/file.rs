@@ -282,7 +282,7 @@ fn derived_fields(c: &CompiledContract, network: Network) -> Map<String, Value> 
     let mut m = Map::new();
     m.insert(
         "policy".to_owned(),
-        Value::String(c.contract().policy().to_string()),
+        Value::String(c.contract().policy_text()),
     );
     m.insert(
         "descriptor".to_owned(),
