@@ -88,6 +88,35 @@ impl Global {
     }
 }
 
+impl Global {
+    /// The Electrum server to use: `--electrum`, else the embedded regtest node running on the
+    /// datadir (or on the default regtest datadir).
+    ///
+    /// # Errors
+    /// When neither is given nor running.
+    pub fn electrum_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.electrum {
+            return Ok(url.clone());
+        }
+        if self.network == NetworkArg::Regtest {
+            let mut dirs = vec![self.datadir()];
+            if let Some(home) = std::env::var_os("HOME") {
+                dirs.push(PathBuf::from(home).join(".btcmpc").join("regtest"));
+            }
+            for dir in dirs {
+                if let Ok(Some(info)) = btcmpc_regtest::server::NodeInfo::read(&dir) {
+                    return Ok(info.electrum);
+                }
+            }
+            anyhow::bail!("no Electrum server: pass --electrum HOST:PORT or start the embedded node with `btcmpc regtest up --detach`");
+        }
+        anyhow::bail!(
+            "no Electrum server for {}: pass --electrum HOST:PORT",
+            self.network.name()
+        )
+    }
+}
+
 /// Logs go to stderr so that `--json` output on stdout stays one document.
 pub fn init_logging(global: &Global) {
     let level = if global.quiet {

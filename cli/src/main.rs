@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cmd;
 mod global;
 mod output;
 
 use global::Global;
-use output::Report;
 
 /// Secure computation on secret-shared data, paid and policed by Bitcoin.
 #[derive(Debug, Parser)]
@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Miniscript contracts: compile policies, create, fund and spend contract files.
     Contract(cmd::contract::Args),
+    /// The wallet every role has.
+    Wallet(cmd::wallet::Args),
     /// The embedded Bitcoin regtest node.
     Regtest(cmd::regtest::Args),
     /// Benchmarks that print a table to compare with the README's figures.
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     global::init_logging(&cli.global);
     let result = match cli.command {
         Command::Contract(args) => cmd::contract::run(args, &cli.global),
+        Command::Wallet(args) => cmd::wallet::run(args, &cli.global),
         Command::Regtest(args) => cmd::regtest::run(args, &cli.global),
         Command::Bench(args) => cmd::bench::run(args, &cli.global),
     };

@@ -64,7 +64,11 @@ impl RoleWallet {
     ///
     /// # Errors
     /// Database and I/O errors.
-    pub fn write_backup(&self, path: &Path, extra: serde_json::Map<String, serde_json::Value>) -> Result<(), WalletError> {
+    pub fn write_backup(
+        &self,
+        path: &Path,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), WalletError> {
         use rand::RngCore;
         let mut doc = self.backup_document()?;
         doc.extra = extra;
@@ -73,7 +77,10 @@ impl RoleWallet {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = cipher(self)
             .encrypt(&Nonce::from(nonce), plain.as_slice())
-            .map_err(|_| WalletError::Backup { path: path.into(), reason: "encryption failed".into() })?;
+            .map_err(|_| WalletError::Backup {
+                path: path.into(),
+                reason: "encryption failed".into(),
+            })?;
         let mut out = Vec::with_capacity(8 + 12 + ct.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
@@ -87,7 +94,10 @@ impl RoleWallet {
     /// [`WalletError::Backup`] when the file is not a backup, was made with another seed, or
     /// was altered.
     pub fn read_backup(&self, path: &Path) -> Result<Backup, WalletError> {
-        let bad = |reason: &str| WalletError::Backup { path: path.into(), reason: reason.into() };
+        let bad = |reason: &str| WalletError::Backup {
+            path: path.into(),
+            reason: reason.into(),
+        };
         let bytes = std::fs::read(path).map_err(|e| WalletError::io(path, e))?;
         if bytes.len() < 8 + 12 + 16 || &bytes[..8] != MAGIC {
             return Err(bad("not a btcmpc backup file"));
@@ -96,12 +106,17 @@ impl RoleWallet {
         let plain = cipher(self)
             .decrypt(&Nonce::from(nonce), &bytes[20..])
             .map_err(|_| bad("cannot decrypt: made with another mnemonic, or altered"))?;
-        let doc: Backup = serde_json::from_slice(&plain).map_err(|e| bad(&format!("bad contents: {e}")))?;
+        let doc: Backup =
+            serde_json::from_slice(&plain).map_err(|e| bad(&format!("bad contents: {e}")))?;
         if doc.version != 1 {
             return Err(bad(&format!("unsupported version {}", doc.version)));
         }
         if doc.network != self.network().to_string() {
-            return Err(bad(&format!("it is for {}, this wallet is on {}", doc.network, self.network())));
+            return Err(bad(&format!(
+                "it is for {}, this wallet is on {}",
+                doc.network,
+                self.network()
+            )));
         }
         Ok(doc)
     }
@@ -120,11 +135,19 @@ impl RoleWallet {
             store::put_contract(self.conn(), c)?;
         }
         for (kind, contract, raw) in &doc.pending {
-            let tx: bitcoin::Transaction = deserialize_hex(raw)
-                .map_err(|e| WalletError::Backup { path: path.into(), reason: format!("bad transaction: {e}") })?;
+            let tx: bitcoin::Transaction =
+                deserialize_hex(raw).map_err(|e| WalletError::Backup {
+                    path: path.into(),
+                    reason: format!("bad transaction: {e}"),
+                })?;
             store::put_broadcast(
                 self.conn(),
-                &BroadcastRecord { txid: tx.compute_txid(), tx, kind: kind.clone(), contract: contract.clone() },
+                &BroadcastRecord {
+                    txid: tx.compute_txid(),
+                    tx,
+                    kind: kind.clone(),
+                    contract: contract.clone(),
+                },
             )?;
         }
         Ok(doc)

@@ -28,7 +28,9 @@ pub struct ChainClient {
 
 impl std::fmt::Debug for ChainClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainClient").field("url", &self.url).finish()
+        f.debug_struct("ChainClient")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -39,13 +41,22 @@ impl ChainClient {
     /// # Errors
     /// [`WalletError::Electrum`] when the server cannot be reached or does not answer.
     pub fn connect(url: &str, timeout: Duration) -> Result<Self, WalletError> {
-        let full = if url.contains("://") { url.to_string() } else { format!("tcp://{url}") };
+        let full = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("tcp://{url}")
+        };
         let config = ConfigBuilder::new().timeout(Some(timeout)).retry(0).build();
-        let client = electrum_client::Client::from_config(&full, config).map_err(|e| WalletError::Electrum {
-            url: url.to_string(),
-            reason: e.to_string(),
+        let client = electrum_client::Client::from_config(&full, config).map_err(|e| {
+            WalletError::Electrum {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }
         })?;
-        let this = ChainClient { url: url.to_string(), inner: BdkElectrumClient::new(client) };
+        let this = ChainClient {
+            url: url.to_string(),
+            inner: BdkElectrumClient::new(client),
+        };
         // Fail now, with the server named, rather than at the first real request.
         this.tip()?;
         Ok(this)
@@ -61,7 +72,10 @@ impl ChainClient {
     }
 
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> WalletError {
-        WalletError::Electrum { url: self.url.clone(), reason: e.to_string() }
+        WalletError::Electrum {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        }
     }
 
     /// The server's best block: height and hash.
@@ -69,7 +83,11 @@ impl ChainClient {
     /// # Errors
     /// [`WalletError::Electrum`] on a network or protocol failure.
     pub fn tip(&self) -> Result<(u32, BlockHash), WalletError> {
-        let note = self.inner.inner.block_headers_subscribe().map_err(|e| self.err(e))?;
+        let note = self
+            .inner
+            .inner
+            .block_headers_subscribe()
+            .map_err(|e| self.err(e))?;
         let height = u32::try_from(note.height).map_err(|e| self.err(e))?;
         Ok((height, note.header.block_hash()))
     }
@@ -79,7 +97,11 @@ impl ChainClient {
     /// # Errors
     /// [`WalletError::Electrum`] on a network or protocol failure.
     pub fn history(&self, script: &Script) -> Result<Vec<HistoryEntry>, WalletError> {
-        let hist = self.inner.inner.script_get_history(script).map_err(|e| self.err(e))?;
+        let hist = self
+            .inner
+            .inner
+            .script_get_history(script)
+            .map_err(|e| self.err(e))?;
         Ok(hist
             .into_iter()
             .map(|h| HistoryEntry {
@@ -94,7 +116,10 @@ impl ChainClient {
     /// # Errors
     /// [`WalletError::Electrum`] when the server does not have it.
     pub fn transaction(&self, txid: &Txid) -> Result<Transaction, WalletError> {
-        self.inner.fetch_tx(*txid).map(|tx| (*tx).clone()).map_err(|e| self.err(e))
+        self.inner
+            .fetch_tx(*txid)
+            .map(|tx| (*tx).clone())
+            .map_err(|e| self.err(e))
     }
 
     /// Broadcast a transaction. A transaction the server already has counts as broadcast.
@@ -127,11 +152,22 @@ impl ChainClient {
                 return None;
             }
             // BTC/kvB -> sat/kwu: x * 1e8 / 4.
-            Some(FeeRate::from_sat_per_kwu((btc_per_kvb * 1e8 / 4.0).ceil() as u64))
+            Some(FeeRate::from_sat_per_kwu(
+                (btc_per_kvb * 1e8 / 4.0).ceil() as u64
+            ))
         };
-        let est = self.inner.inner.estimate_fee(target, None).ok().and_then(to_rate);
+        let est = self
+            .inner
+            .inner
+            .estimate_fee(target, None)
+            .ok()
+            .and_then(to_rate);
         let relay = self.inner.inner.relay_fee().ok().and_then(to_rate);
-        [Some(floor), est, relay].into_iter().flatten().max().unwrap_or(floor)
+        [Some(floor), est, relay]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(floor)
     }
 }
 

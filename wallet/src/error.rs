@@ -97,7 +97,10 @@ pub enum WalletError {
 
 impl WalletError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        WalletError::Io { path: path.into(), source }
+        WalletError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn db(err: impl std::fmt::Display) -> Self {

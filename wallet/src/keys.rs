@@ -46,7 +46,10 @@ pub struct Seed {
 impl std::fmt::Debug for Seed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seed")
-            .field("fingerprint", &self.master.fingerprint(&Secp256k1::signing_only()))
+            .field(
+                "fingerprint",
+                &self.master.fingerprint(&Secp256k1::signing_only()),
+            )
             .field("network", &self.network)
             .finish()
     }
@@ -82,7 +85,10 @@ impl Seed {
         let int = Bip86(self.master, KeychainKind::Internal)
             .build(NetworkKind::from(self.network))
             .expect("BIP86 template on a master key always builds");
-        (ext.0.to_string_with_secret(&ext.1), int.0.to_string_with_secret(&int.1))
+        (
+            ext.0.to_string_with_secret(&ext.1),
+            int.0.to_string_with_secret(&int.1),
+        )
     }
 
     fn coin_type(&self) -> u32 {
@@ -123,7 +129,10 @@ impl Seed {
     pub fn derive_secret(&self, purpose: &str) -> [u8; 32] {
         use hkdf::Hkdf;
         use sha2::Sha256;
-        let hk = Hkdf::<Sha256>::new(Some(b"btcmpc/v1/seed"), &self.master.private_key.secret_bytes());
+        let hk = Hkdf::<Sha256>::new(
+            Some(b"btcmpc/v1/seed"),
+            &self.master.private_key.secret_bytes(),
+        );
         let mut out = [0u8; 32];
         hk.expand(purpose.as_bytes(), &mut out)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
@@ -150,7 +159,10 @@ mod tests {
             .unwrap()
             .address(Network::Bitcoin)
             .unwrap();
-        assert_eq!(addr.to_string(), "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr");
+        assert_eq!(
+            addr.to_string(),
+            "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
+        );
     }
 
     #[test]

@@ -72,9 +72,13 @@ pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
 }
 
 pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, WalletError> {
-    conn.query_row("SELECT value FROM btcmpc_meta WHERE key = ?1", params![key], |r| r.get(0))
-        .optional()
-        .map_err(WalletError::db)
+    conn.query_row(
+        "SELECT value FROM btcmpc_meta WHERE key = ?1",
+        params![key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(WalletError::db)
 }
 
 pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), WalletError> {
@@ -103,7 +107,9 @@ pub(crate) fn record_contract_key(
 
 pub(crate) fn next_contract_index(conn: &Connection) -> Result<u32, WalletError> {
     let max: Option<u32> = conn
-        .query_row("SELECT MAX(idx) FROM btcmpc_contract_keys", [], |r| r.get(0))
+        .query_row("SELECT MAX(idx) FROM btcmpc_contract_keys", [], |r| {
+            r.get(0)
+        })
         .map_err(WalletError::db)?;
     Ok(max.map_or(0, |m| m + 1))
 }
@@ -138,7 +144,9 @@ pub(crate) fn put_contract(conn: &Connection, rec: &ContractRecord) -> Result<()
     .map_err(WalletError::db)
 }
 
-fn row_to_contract(r: &bdk_wallet::rusqlite::Row<'_>) -> bdk_wallet::rusqlite::Result<ContractRecord> {
+fn row_to_contract(
+    r: &bdk_wallet::rusqlite::Row<'_>,
+) -> bdk_wallet::rusqlite::Result<ContractRecord> {
     let txid: Option<String> = r.get(3)?;
     let vout: Option<u32> = r.get(4)?;
     let amount: Option<i64> = r.get(5)?;
@@ -155,7 +163,10 @@ fn row_to_contract(r: &bdk_wallet::rusqlite::Row<'_>) -> bdk_wallet::rusqlite::R
     })
 }
 
-pub(crate) fn get_contract(conn: &Connection, name: &str) -> Result<Option<ContractRecord>, WalletError> {
+pub(crate) fn get_contract(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<ContractRecord>, WalletError> {
     conn.query_row(
         "SELECT name, file, script_pubkey, funding_txid, funding_vout, amount_sat
          FROM btcmpc_contracts WHERE name = ?1",
@@ -173,7 +184,9 @@ pub(crate) fn list_contracts(conn: &Connection) -> Result<Vec<ContractRecord>, W
              FROM btcmpc_contracts ORDER BY name",
         )
         .map_err(WalletError::db)?;
-    let rows = stmt.query_map([], row_to_contract).map_err(WalletError::db)?;
+    let rows = stmt
+        .query_map([], row_to_contract)
+        .map_err(WalletError::db)?;
     rows.collect::<Result<_, _>>().map_err(WalletError::db)
 }
 
@@ -181,16 +194,24 @@ pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<
     conn.execute(
         "INSERT INTO btcmpc_broadcasts (txid, raw, kind, contract) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(txid) DO NOTHING",
-        params![rec.txid.to_string(), serialize_hex(&rec.tx), rec.kind, rec.contract],
+        params![
+            rec.txid.to_string(),
+            serialize_hex(&rec.tx),
+            rec.kind,
+            rec.contract
+        ],
     )
     .map(|_| ())
     .map_err(WalletError::db)
 }
 
 pub(crate) fn remove_broadcast(conn: &Connection, txid: &Txid) -> Result<(), WalletError> {
-    conn.execute("DELETE FROM btcmpc_broadcasts WHERE txid = ?1", params![txid.to_string()])
-        .map(|_| ())
-        .map_err(WalletError::db)
+    conn.execute(
+        "DELETE FROM btcmpc_broadcasts WHERE txid = ?1",
+        params![txid.to_string()],
+    )
+    .map(|_| ())
+    .map_err(WalletError::db)
 }
 
 pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>, WalletError> {
@@ -199,7 +220,12 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
         .map_err(WalletError::db)?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
         })
         .map_err(WalletError::db)?;
     let mut out = Vec::new();
@@ -207,7 +233,12 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
         let (txid, raw, kind, contract) = row.map_err(WalletError::db)?;
         let tx: Transaction = deserialize_hex(&raw)
             .map_err(|e| WalletError::Database(format!("stored transaction {txid}: {e}")))?;
-        out.push(BroadcastRecord { txid: tx.compute_txid(), tx, kind, contract });
+        out.push(BroadcastRecord {
+            txid: tx.compute_txid(),
+            tx,
+            kind,
+            contract,
+        });
     }
     Ok(out)
 }

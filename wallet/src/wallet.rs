@@ -62,7 +62,10 @@ pub struct RoleWallet {
 
 impl std::fmt::Debug for RoleWallet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoleWallet").field("dir", &self.dir).field("seed", &self.seed).finish()
+        f.debug_struct("RoleWallet")
+            .field("dir", &self.dir)
+            .field("seed", &self.seed)
+            .finish()
     }
 }
 
@@ -77,7 +80,8 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), WalletEr
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(|e| WalletError::io(&tmp, e))?;
-    f.write_all(contents).map_err(|e| WalletError::io(&tmp, e))?;
+    f.write_all(contents)
+        .map_err(|e| WalletError::io(&tmp, e))?;
     f.sync_all().map_err(|e| WalletError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| WalletError::io(path, e))?;
     if let Some(parent) = path.parent() {
@@ -138,7 +142,10 @@ impl RoleWallet {
         let (ext, int) = seed.descriptors();
         let db = dir.join(DB_FILE);
         let mut conn = Connection::open(&db).map_err(WalletError::db)?;
-        let mismatch = |reason: String| WalletError::Mismatch { path: db.clone(), reason };
+        let mismatch = |reason: String| WalletError::Mismatch {
+            path: db.clone(),
+            reason,
+        };
         let loaded = Wallet::load()
             .descriptor(KeychainKind::External, Some(ext.clone()))
             .descriptor(KeychainKind::Internal, Some(int.clone()))
@@ -160,7 +167,13 @@ impl RoleWallet {
             Some(_) => {}
             None => store::set_meta(&conn, "network", &network.to_string())?,
         }
-        Ok(RoleWallet { dir: dir.to_path_buf(), conn, wallet, seed, secp: Secp256k1::new() })
+        Ok(RoleWallet {
+            dir: dir.to_path_buf(),
+            conn,
+            wallet,
+            seed,
+            secp: Secp256k1::new(),
+        })
     }
 
     /// The wallet's directory.
@@ -189,7 +202,10 @@ impl RoleWallet {
     }
 
     fn persist(&mut self) -> Result<(), WalletError> {
-        self.wallet.persist(&mut self.conn).map(|_| ()).map_err(WalletError::db)
+        self.wallet
+            .persist(&mut self.conn)
+            .map(|_| ())
+            .map_err(WalletError::db)
     }
 
     /// The next unused receiving address (recorded, so it is watched from now on).
@@ -218,11 +234,17 @@ impl RoleWallet {
         let scanned = store::get_meta(&self.conn, "full_scan_done")?.is_some();
         if scanned {
             let req = self.wallet.start_sync_with_revealed_spks().build();
-            let update = chain.bdk().sync(req, BATCH, true).map_err(|e| chain.err(e))?;
+            let update = chain
+                .bdk()
+                .sync(req, BATCH, true)
+                .map_err(|e| chain.err(e))?;
             self.wallet.apply_update(update).map_err(|e| chain.err(e))?;
         } else {
             let req = self.wallet.start_full_scan().build();
-            let update = chain.bdk().full_scan(req, STOP_GAP, BATCH, true).map_err(|e| chain.err(e))?;
+            let update = chain
+                .bdk()
+                .full_scan(req, STOP_GAP, BATCH, true)
+                .map_err(|e| chain.err(e))?;
             self.wallet.apply_update(update).map_err(|e| chain.err(e))?;
         }
         self.persist()?;
@@ -231,7 +253,11 @@ impl RoleWallet {
         }
         let (tip, _) = chain.tip()?;
         let rebroadcast = self.rebroadcast(chain, tip)?;
-        Ok(SyncReport { tip, full_scan: !scanned, rebroadcast })
+        Ok(SyncReport {
+            tip,
+            full_scan: !scanned,
+            rebroadcast,
+        })
     }
 
     /// Broadcast again this wallet's unconfirmed transactions and its recorded contract spends
@@ -252,9 +278,14 @@ impl RoleWallet {
             }
         }
         for rec in store::list_broadcasts(&self.conn)? {
-            let Some(out) = rec.tx.output.first() else { continue };
+            let Some(out) = rec.tx.output.first() else {
+                continue;
+            };
             let hist = chain.history(&out.script_pubkey)?;
-            let height = hist.iter().find(|h| h.txid == rec.txid).and_then(|h| h.height);
+            let height = hist
+                .iter()
+                .find(|h| h.txid == rec.txid)
+                .and_then(|h| h.height);
             match height {
                 Some(h) if tip + 1 >= h + REORG_SAFETY => {
                     store::remove_broadcast(&self.conn, &rec.txid)?;
@@ -271,7 +302,9 @@ impl RoleWallet {
                         warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, %reason, "dropped: its inputs are gone");
                         store::remove_broadcast(&self.conn, &rec.txid)?;
                     }
-                    Err(e) => warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, "re-broadcast failed: {e}"),
+                    Err(e) => {
+                        warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, "re-broadcast failed: {e}")
+                    }
                 },
             }
         }
@@ -283,25 +316,28 @@ impl RoleWallet {
     /// # Errors
     /// [`WalletError::Address`] or [`WalletError::WrongNetwork`].
     pub fn parse_address(&self, text: &str) -> Result<Address, WalletError> {
-        let unchecked: Address<bitcoin::address::NetworkUnchecked> = text
-            .trim()
-            .parse()
-            .map_err(|e: bitcoin::address::ParseError| WalletError::Address {
+        let unchecked: Address<bitcoin::address::NetworkUnchecked> =
+            text.trim()
+                .parse()
+                .map_err(|e: bitcoin::address::ParseError| WalletError::Address {
+                    address: text.to_string(),
+                    reason: e.to_string(),
+                })?;
+        unchecked
+            .require_network(self.network())
+            .map_err(|_| WalletError::WrongNetwork {
                 address: text.to_string(),
-                reason: e.to_string(),
-            })?;
-        unchecked.require_network(self.network()).map_err(|_| WalletError::WrongNetwork {
-            address: text.to_string(),
-            network: self.network(),
-        })
+                network: self.network(),
+            })
     }
 
     fn map_create_err(&self, e: bdk_wallet::error::CreateTxError) -> WalletError {
         use bdk_wallet::error::CreateTxError;
         match e {
-            CreateTxError::CoinSelection(i) => {
-                WalletError::InsufficientFunds { needed: i.needed, available: i.available }
-            }
+            CreateTxError::CoinSelection(i) => WalletError::InsufficientFunds {
+                needed: i.needed,
+                available: i.available,
+            },
             other => WalletError::Build(other.to_string()),
         }
     }
@@ -315,7 +351,10 @@ impl RoleWallet {
     pub fn sign_wallet_inputs(&self, psbt: &mut Psbt) -> Result<(), WalletError> {
         psbt.sign(self.seed.master(), &self.secp)
             .map_err(|(_, errs)| WalletError::Sign(format!("{errs:?}")))?;
-        let opts = SignOptions { try_finalize: true, ..Default::default() };
+        let opts = SignOptions {
+            try_finalize: true,
+            ..Default::default()
+        };
         self.wallet
             .finalize_psbt(psbt, opts)
             .map_err(|e| WalletError::Sign(e.to_string()))?;
@@ -347,7 +386,9 @@ impl RoleWallet {
         }
         .map_err(|e| self.map_create_err(e))?;
         self.sign_wallet_inputs(&mut psbt)?;
-        let tx = psbt.extract_tx().map_err(|e| WalletError::Sign(e.to_string()))?;
+        let tx = psbt
+            .extract_tx()
+            .map_err(|e| WalletError::Sign(e.to_string()))?;
         // Record the change address reveal before the transaction leaves this machine.
         self.persist()?;
         chain.broadcast(&tx)?;
@@ -407,7 +448,11 @@ impl RoleWallet {
     ///
     /// # Errors
     /// Database errors.
-    pub fn contract_key(&mut self, index: Option<u32>, label: &str) -> Result<(u32, PublicKey), WalletError> {
+    pub fn contract_key(
+        &mut self,
+        index: Option<u32>,
+        label: &str,
+    ) -> Result<(u32, PublicKey), WalletError> {
         let index = match index {
             Some(i) => i,
             None => store::next_contract_index(&self.conn)?,
@@ -467,7 +512,10 @@ impl RoleWallet {
             .iter()
             .position(|o| o.script_pubkey == script_pubkey && o.value == amount)
             .expect("the funding transaction pays the contract output it was built with");
-        let outpoint = OutPoint { txid: tx.compute_txid(), vout: vout as u32 };
+        let outpoint = OutPoint {
+            txid: tx.compute_txid(),
+            vout: vout as u32,
+        };
         rec.funding = Some(outpoint);
         rec.amount_sat = Some(amount.to_sat());
         store::put_contract(&self.conn, &rec)?;

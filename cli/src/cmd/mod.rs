@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod contract;
 pub mod regtest;
+pub mod wallet;

@@ -1,0 +1,270 @@
+//! `btcmpc wallet`: the wallet every role has (BIP86 taproot, over Electrum).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use bitcoin::FeeRate;
+use btcmpc_wallet::{keys, ChainClient, RoleWallet, DEFAULT_TIMEOUT};
+use serde_json::json;
+
+use crate::args::{parse_amount, parse_fee_rate};
+use crate::{global::Global, output::Report};
+
+/// Fee rate used when the server has no estimate (regtest): 1 sat/vB.
+pub const FEE_FLOOR: FeeRate = FeeRate::from_sat_per_kwu(250);
+
+/// Arguments of `btcmpc wallet`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Create a wallet: a fresh mnemonic (or the words in --mnemonic-file), kept in
+    /// DATADIR/wallet/mnemonic.txt with mode 0600.
+    Create {
+        /// Use the mnemonic in this file instead of a fresh one.
+        #[arg(long, value_name = "F")]
+        mnemonic_file: Option<PathBuf>,
+        /// Print the mnemonic (it is otherwise only written to the wallet's directory).
+        #[arg(long)]
+        show_mnemonic: bool,
+    },
+    /// Restore a wallet from its mnemonic and scan the chain; with --backup, also bring back
+    /// contract files and job parameters.
+    Restore {
+        /// File with the 12 or 24 words.
+        #[arg(long, value_name = "F")]
+        mnemonic_file: Option<PathBuf>,
+        /// An encrypted backup written by `wallet backup`.
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+    },
+    /// A fresh receiving address.
+    Address,
+    /// Sync, then print the confirmed and unconfirmed balance.
+    Balance {
+        /// Do not contact the server: print what the database knows.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Scan the chain for this wallet's transactions and re-broadcast its unconfirmed ones.
+    Sync,
+    /// Pay AMOUNT (`50000sat`, `0.0005btc`, or `all`) to ADDR.
+    Send {
+        /// The address to pay.
+        address: String,
+        /// The amount with its unit, or `all` for the whole balance less the fee.
+        amount: String,
+        /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
+    /// The wallet's transactions, newest first.
+    History,
+    /// A contract public key (33-byte compressed, hex) on the contract path `m/4743'/coin'/0'/i'`.
+    Key {
+        /// The key index (default: the next one never handed out).
+        #[arg(long, value_name = "N")]
+        index: Option<u32>,
+        /// What the key is for, recorded with it.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Write an encrypted backup of what the mnemonic alone cannot rebuild.
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+    },
+}
+
+/// The directory of the datadir's wallet.
+pub fn wallet_dir(global: &Global) -> PathBuf {
+    global.datadir().join("wallet")
+}
+
+/// Open the datadir's wallet.
+pub fn open(global: &Global) -> anyhow::Result<RoleWallet> {
+    Ok(RoleWallet::open(
+        &wallet_dir(global),
+        global.network.network(),
+    )?)
+}
+
+/// Connect to the Electrum server of `--electrum`, or of the embedded node of the datadir.
+pub fn connect(global: &Global) -> anyhow::Result<ChainClient> {
+    let url = global.electrum_url()?;
+    Ok(ChainClient::connect(&url, DEFAULT_TIMEOUT)?)
+}
+
+/// Open the wallet, connect and sync.
+pub fn open_synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)> {
+    let mut wallet = open(global)?;
+    let chain = connect(global)?;
+    wallet.sync(&chain)?;
+    Ok((wallet, chain))
+}
+
+fn read_mnemonic(path: &Path) -> anyhow::Result<btcmpc_wallet::Mnemonic> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(keys::parse_mnemonic(&text).with_context(|| format!("mnemonic file {}", path.display()))?)
+}
+
+/// Run `btcmpc wallet`.
+pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
+    let network = global.network.network();
+    let dir = wallet_dir(global);
+    match args.cmd {
+        Cmd::Create {
+            mnemonic_file,
+            show_mnemonic,
+        } => {
+            let given = mnemonic_file.as_deref().map(read_mnemonic).transpose()?;
+            let (mut wallet, mnemonic) = RoleWallet::create(&dir, network, given)?;
+            let address = wallet.next_address()?;
+            let file = dir.join("mnemonic.txt");
+            let mut text = format!(
+                "wallet created in {}\n  mnemonic: {} (keep it safe; mode 0600)\n  address:  {address}",
+                dir.display(),
+                file.display()
+            );
+            let mut j = json!({"dir": dir.display().to_string(), "mnemonic_file": file.display().to_string(),
+                "address": address.to_string(), "network": network.to_string()});
+            if show_mnemonic {
+                text.push_str(&format!("\n  words:    {mnemonic}"));
+                j["mnemonic"] = json!(mnemonic.to_string());
+            }
+            Ok(Report::new(text, j))
+        }
+        Cmd::Restore {
+            mnemonic_file,
+            backup,
+        } => {
+            let mut wallet = match mnemonic_file {
+                Some(f) => {
+                    let words = read_mnemonic(&f)?;
+                    RoleWallet::create(&dir, network, Some(words))?.0
+                }
+                None if backup.is_some() => open(global)?,
+                None => bail!("restore needs --mnemonic-file F (and optionally --backup FILE)"),
+            };
+            let mut contracts = 0;
+            if let Some(b) = &backup {
+                contracts = wallet.restore_backup(b)?.contracts.len();
+            }
+            let chain = connect(global)?;
+            let sync = wallet.sync(&chain)?;
+            let (confirmed, unconfirmed) = wallet.balance();
+            Ok(Report::new(
+                format!(
+                    "wallet restored in {} at height {}\n  confirmed:   {confirmed}\n  unconfirmed: {unconfirmed}\n  contracts from backup: {contracts}",
+                    dir.display(),
+                    sync.tip
+                ),
+                json!({"dir": dir.display().to_string(), "height": sync.tip, "confirmed": confirmed.to_sat(),
+                    "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts}),
+            ))
+        }
+        Cmd::Address => {
+            let mut wallet = open(global)?;
+            let address = wallet.next_address()?;
+            Ok(Report::new(
+                address.to_string(),
+                json!({"address": address.to_string()}),
+            ))
+        }
+        Cmd::Balance { offline } => {
+            let wallet = if offline {
+                open(global)?
+            } else {
+                open_synced(global)?.0
+            };
+            let (confirmed, unconfirmed) = wallet.balance();
+            Ok(Report::new(
+                format!("confirmed:   {confirmed}\nunconfirmed: {unconfirmed}"),
+                json!({"confirmed": confirmed.to_sat(), "unconfirmed": unconfirmed.to_sat()}),
+            ))
+        }
+        Cmd::Sync => {
+            let mut wallet = open(global)?;
+            let chain = connect(global)?;
+            let r = wallet.sync(&chain)?;
+            let (confirmed, unconfirmed) = wallet.balance();
+            Ok(Report::new(
+                format!(
+                    "synced to height {}{}; re-broadcast {} transaction(s)\nconfirmed:   {confirmed}\nunconfirmed: {unconfirmed}",
+                    r.tip,
+                    if r.full_scan { " (full scan)" } else { "" },
+                    r.rebroadcast
+                ),
+                json!({"height": r.tip, "full_scan": r.full_scan, "rebroadcast": r.rebroadcast,
+                    "confirmed": confirmed.to_sat(), "unconfirmed": unconfirmed.to_sat()}),
+            ))
+        }
+        Cmd::Send {
+            address,
+            amount,
+            fee_rate,
+        } => {
+            let amount = if amount.trim().eq_ignore_ascii_case("all") {
+                None
+            } else {
+                Some(parse_amount(&amount)?)
+            };
+            let fee_rate = fee_rate.as_deref().map(parse_fee_rate).transpose()?;
+            let mut wallet = open(global)?;
+            // Check the address before touching the network.
+            wallet.parse_address(&address)?;
+            let chain = connect(global)?;
+            wallet.sync(&chain)?;
+            let rate = fee_rate.unwrap_or_else(|| chain.fee_rate(6, FEE_FLOOR));
+            let txid = wallet.send(&chain, &address, amount, rate)?;
+            Ok(Report::new(
+                txid.to_string(),
+                json!({"txid": txid.to_string()}),
+            ))
+        }
+        Cmd::History => {
+            let wallet = open(global)?;
+            let items = wallet.history();
+            let mut text = format!(
+                "{:<64}  {:>14}  {:>8}  height\n",
+                "txid", "net (sat)", "fee"
+            );
+            for i in &items {
+                text.push_str(&format!(
+                    "{}  {:>14}  {:>8}  {}\n",
+                    i.txid,
+                    i.net_sat,
+                    i.fee_sat.map_or("-".into(), |f| f.to_string()),
+                    i.height.map_or("unconfirmed".into(), |h| h.to_string())
+                ));
+            }
+            Ok(Report::new(text, json!({"transactions": items})))
+        }
+        Cmd::Key { index, label } => {
+            let mut wallet = open(global)?;
+            let (index, pk) = wallet.contract_key(index, &label)?;
+            Ok(Report::new(
+                pk.to_string(),
+                json!({"pubkey": pk.to_string(), "index": index}),
+            ))
+        }
+        Cmd::Backup { file } => {
+            let wallet = open(global)?;
+            wallet.write_backup(&file, Default::default())?;
+            let doc = wallet.backup_document()?;
+            Ok(Report::new(
+                format!(
+                    "backup written to {} ({} contracts)",
+                    file.display(),
+                    doc.contracts.len()
+                ),
+                json!({"file": file.display().to_string(), "contracts": doc.contracts.len()}),
+            ))
+        }
+    }
+}
