@@ -614,7 +614,7 @@ fn call(
                 Ok(txid) => Ok(json!(txid.to_string())),
                 Err(r) => Err(CallError {
                     code: 2,
-                    message: r.message(),
+                    message: crate::rpc::send_error_message(&r),
                 }),
             }
         }

@@ -133,7 +133,20 @@ impl RpcError {
 
 impl From<Reject> for RpcError {
     fn from(r: Reject) -> Self {
-        RpcError::new(i64::from(r.code), r.message())
+        RpcError::new(i64::from(r.code), send_error_message(&r))
+    }
+}
+
+/// The message `sendrawtransaction` prints for a refusal: Core reports missing or spent inputs
+/// as `TransactionError::MISSING_INPUTS` ("Inputs missing or spent"), everything else as the
+/// reject reason with its details.
+pub(crate) fn send_error_message(r: &Reject) -> String {
+    if r.code == Reject::VERIFY_ERROR
+        && (r.reason == "bad-txns-inputs-missingorspent" || r.reason == "missing-inputs")
+    {
+        "Inputs missing or spent".to_string()
+    } else {
+        r.message()
     }
 }
 
