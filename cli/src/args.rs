@@ -65,11 +65,11 @@ mod tests {
     fn fee_rates() {
         assert_eq!(
             parse_fee_rate("2").unwrap(),
-            FeeRate::from_sat_per_vb_unchecked(2)
+            FeeRate::from_sat_per_vb_u32(2)
         );
         assert_eq!(
             parse_fee_rate("2sat/vB").unwrap(),
-            FeeRate::from_sat_per_vb_unchecked(2)
+            FeeRate::from_sat_per_vb_u32(2)
         );
         assert_eq!(
             parse_fee_rate("0.1").unwrap(),

@@ -112,6 +112,12 @@ impl RoleWallet {
             return Err(WalletError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir).map_err(|e| WalletError::io(dir, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| WalletError::io(dir, e))?;
+        }
         let mnemonic = mnemonic.unwrap_or_else(keys::generate_mnemonic);
         // A database left by an earlier, interrupted create belongs to no mnemonic: start over.
         let db = dir.join(DB_FILE);
