@@ -587,6 +587,53 @@ impl Node {
         Ok(hash)
     }
 
+    /// Adds a block built elsewhere on top of the tip after all consensus checks (Core's
+    /// `submitblock`, limited to extending the best chain), and stores it durably.
+    ///
+    /// # Errors
+    /// The block's [`Reject`] (Core's reason, e.g. `bad-cb-amount`, `high-hash`), or
+    /// `inconclusive-not-best-prevblk` when it does not extend the tip.
+    pub fn submit_block(&self, block: Block) -> Result<BlockHash, Reject> {
+        let (hash, events) = {
+            let mut state = self.write();
+            let r = state.submit_block(block, true)?;
+            state.flush().map_err(|e| Reject {
+                code: -1,
+                reason: e.to_string(),
+                details: None,
+            })?;
+            r
+        };
+        self.emit(events);
+        Ok(hash)
+    }
+
+    /// A digest of the whole UTXO set (every outpoint with its output, height and coinbase
+    /// flag, in outpoint order), to compare two nodes' states.
+    pub fn utxo_set_digest(&self) -> [u8; 32] {
+        let state = self.read();
+        let mut items: Vec<_> = state.utxos.iter().collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        let mut h = Sha256::new();
+        for (op, coin) in items {
+            h.update(bitcoin::consensus::serialize(op));
+            h.update(bitcoin::consensus::serialize(&coin.txout));
+            h.update(coin.height.to_le_bytes());
+            h.update([u8::from(coin.coinbase)]);
+        }
+        h.finalize().into()
+    }
+
+    /// Number of coins in the UTXO set.
+    pub fn utxo_set_size(&self) -> usize {
+        self.read().utxos.len()
+    }
+
+    /// How many transactions' script checks the script-execution cache saved so far.
+    pub fn script_cache_hits(&self) -> u64 {
+        self.read().script_cache.hits
+    }
+
     /// Marks a block and its descendants invalid and reorganizes to the best remaining chain;
     /// transactions of disconnected blocks return to the mempool when still valid.
     ///

@@ -469,3 +469,59 @@ pub fn has_bip34_height(script_sig: &Script, height: u32) -> bool {
     let prefix = bip34_prefix(height);
     script_sig.as_bytes().starts_with(prefix.as_bytes())
 }
+
+/// Every script verification flag name Bitcoin Core knows (`mapFlagNames`).
+pub const CORE_FLAG_NAMES: [&str; 21] = [
+    "P2SH",
+    "STRICTENC",
+    "DERSIG",
+    "LOW_S",
+    "SIGPUSHONLY",
+    "MINIMALDATA",
+    "NULLDUMMY",
+    "DISCOURAGE_UPGRADABLE_NOPS",
+    "CLEANSTACK",
+    "MINIMALIF",
+    "NULLFAIL",
+    "CHECKLOCKTIMEVERIFY",
+    "CHECKSEQUENCEVERIFY",
+    "WITNESS",
+    "DISCOURAGE_UPGRADABLE_WITNESS_PROGRAM",
+    "WITNESS_PUBKEYTYPE",
+    "CONST_SCRIPTCODE",
+    "TAPROOT",
+    "DISCOURAGE_UPGRADABLE_PUBKEYTYPE",
+    "DISCOURAGE_OP_SUCCESS",
+    "DISCOURAGE_UPGRADABLE_TAPROOT_VERSION",
+];
+
+/// How a Core script flag name maps onto the interpreter this node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMapping {
+    /// A consensus flag `bitcoinconsensus` takes, with its bit.
+    Consensus(u32),
+    /// A policy-only flag of Core's mempool that `bitcoinconsensus` cannot apply.
+    PolicyOnly,
+    /// Not a flag name Core knows.
+    Unknown,
+}
+
+/// Maps a Core script verification flag name (as in Core's test vectors) to this node's
+/// interpreter flags.
+pub fn map_script_flag(name: &str) -> FlagMapping {
+    match name {
+        "P2SH" => FlagMapping::Consensus(bitcoinconsensus::VERIFY_P2SH),
+        "DERSIG" => FlagMapping::Consensus(bitcoinconsensus::VERIFY_DERSIG),
+        "NULLDUMMY" => FlagMapping::Consensus(bitcoinconsensus::VERIFY_NULLDUMMY),
+        "CHECKLOCKTIMEVERIFY" => {
+            FlagMapping::Consensus(bitcoinconsensus::VERIFY_CHECKLOCKTIMEVERIFY)
+        }
+        "CHECKSEQUENCEVERIFY" => {
+            FlagMapping::Consensus(bitcoinconsensus::VERIFY_CHECKSEQUENCEVERIFY)
+        }
+        "WITNESS" => FlagMapping::Consensus(bitcoinconsensus::VERIFY_WITNESS),
+        "TAPROOT" => FlagMapping::Consensus(bitcoinconsensus::VERIFY_TAPROOT),
+        n if CORE_FLAG_NAMES.contains(&n) => FlagMapping::PolicyOnly,
+        _ => FlagMapping::Unknown,
+    }
+}

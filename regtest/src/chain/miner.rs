@@ -194,11 +194,10 @@ impl ChainState {
                     .get(&op)
                     .or_else(|| self.utxos.get(&op))
                     .map(|c| c.txout.value)
-                    .ok_or_else(|| {
-                        Reject::rejected_with(
-                            "bad-txns-inputs-missingorspent",
-                            format!("TestBlockValidity failed: inputs of {txid} missing or spent"),
-                        )
+                    .ok_or_else(|| Reject {
+                        code: Reject::VERIFY_ERROR,
+                        reason: "TestBlockValidity failed: bad-txns-inputs-missingorspent".into(),
+                        details: Some(format!("inputs of {txid} missing or spent")),
                     })?;
                 value_in += v;
             }

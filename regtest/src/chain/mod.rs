@@ -659,7 +659,7 @@ impl ChainState {
     }
 
     /// Adds a freshly built block on top of the tip, connects it and stores it (not synced).
-    fn submit_block(
+    pub(crate) fn submit_block(
         &mut self,
         block: Block,
         check_scripts: bool,

@@ -1,0 +1,501 @@
+//! The chain core end to end: mining, mempool acceptance and its reject reasons, indexes,
+//! replacement, reorgs, persistence and crash safety.
+
+mod support;
+
+use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
+use btcmpc_regtest::{Node, NodeConfig, NodeEvent, ScriptHash};
+use support::{coinbase, funded_node, Key};
+
+const FEE: Amount = Amount::from_sat(1_000);
+
+#[test]
+fn genesis_and_subsidy_follow_regtest() {
+    let node = Node::open(NodeConfig::in_memory()).unwrap();
+    let tip = node.tip();
+    assert_eq!(
+        tip.hash.to_string(),
+        "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
+    );
+    let key = Key::new(1);
+    node.generate_to_script(151, &key.spk).unwrap();
+    assert_eq!(
+        coinbase(&node, 149).1.value,
+        Amount::from_btc(50.0).unwrap()
+    );
+    assert_eq!(
+        coinbase(&node, 150).1.value,
+        Amount::from_btc(25.0).unwrap()
+    );
+    // BIP34 height and the witness commitment are in every coinbase.
+    let (block, h) = node.block(&node.block_hash(20).unwrap()).unwrap();
+    assert_eq!(h, Some(20));
+    assert_eq!(
+        block.txdata[0].input[0].script_sig.as_bytes()[..2],
+        [0x01, 20]
+    );
+    assert!(
+        block.txdata[0].output.len() == 2 && block.txdata[0].output[1].script_pubkey.is_op_return()
+    );
+}
+
+#[test]
+fn spend_confirm_and_index() {
+    let key = Key::new(2);
+    let other = Key::new(3);
+    let node = funded_node(&key);
+    let mut events = node.subscribe();
+    let (op, out) = coinbase(&node, 1);
+    let tx = key.pay(op, out.value, FEE, &other.spk);
+    let txid = node.send_raw_transaction(&tx, None).unwrap();
+    let sh = ScriptHash::from_script(&other.spk);
+    let hist = node.history(&sh);
+    assert_eq!(hist.len(), 1);
+    assert_eq!(
+        (hist[0].txid, hist[0].height, hist[0].fee),
+        (txid, 0, Some(FEE))
+    );
+    assert_eq!(node.balance(&sh), (0, (out.value - FEE).to_sat() as i64));
+    assert_eq!(node.utxos(&sh)[0].height, 0);
+    let mempool_status = node.status_hash(&sh).unwrap();
+    let entry = node.mempool_entry(&txid).unwrap();
+    assert_eq!(entry.fee, FEE);
+    assert_eq!(entry.vsize, tx.vsize() as u64);
+    // A TxAdded event names the script hash.
+    let mut saw = false;
+    while let Ok(e) = events.try_recv() {
+        if let NodeEvent::TxAdded {
+            txid: t,
+            script_hashes,
+        } = e
+        {
+            saw |= t == txid && script_hashes.contains(&sh);
+        }
+    }
+    assert!(saw);
+
+    let hits = node.script_cache_hits();
+    let hash = node.generate_to_script(1, &key.spk).unwrap()[0];
+    assert_eq!(
+        node.script_cache_hits(),
+        hits + 1,
+        "the block reused the mempool's script check"
+    );
+    assert!(node.mempool().is_empty());
+    let info = node.transaction(&txid).unwrap();
+    let conf = info.confirmation.unwrap();
+    assert_eq!(
+        (conf.block_hash, conf.height, conf.position),
+        (hash, 102, 1)
+    );
+    let hist = node.history(&sh);
+    assert_eq!((hist[0].height, hist[0].fee), (102, None));
+    assert_ne!(node.status_hash(&sh).unwrap(), mempool_status);
+    assert_eq!(node.balance(&sh), ((out.value - FEE).to_sat() as i64, 0));
+    // Merkle proof folds to the header's root.
+    let (branch, pos) = node.merkle_proof(&txid, 102).unwrap();
+    let (block, _) = node.block(&hash).unwrap();
+    let mut acc = bitcoin::TxMerkleNode::from_raw_hash(bitcoin::hashes::Hash::from_byte_array(
+        bitcoin::hashes::Hash::to_byte_array(txid),
+    ));
+    let mut idx = pos;
+    for node_hash in branch {
+        use bitcoin::hashes::{Hash, HashEngine};
+        let mut e = bitcoin::TxMerkleNode::engine();
+        if idx & 1 == 0 {
+            e.input(acc.as_byte_array());
+            e.input(node_hash.as_byte_array());
+        } else {
+            e.input(node_hash.as_byte_array());
+            e.input(acc.as_byte_array());
+        }
+        acc = bitcoin::TxMerkleNode::from_engine(e);
+        idx /= 2;
+    }
+    assert_eq!(acc, block.header.merkle_root);
+    // The spent coinbase is gone, the new output is there.
+    assert!(node.utxo(&op, false).is_none());
+    assert_eq!(
+        node.utxo(&OutPoint::new(txid, 0), true).unwrap().height,
+        Some(102)
+    );
+}
+
+#[test]
+fn reject_reasons_match_core() {
+    let key = Key::new(4);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+
+    // Unknown input.
+    let bogus = OutPoint::new(op.txid, 7);
+    let tx = key.pay(bogus, out.value, FEE, &key.spk);
+    assert_eq!(
+        node.test_mempool_accept(&tx).unwrap_err().reason,
+        "missing-inputs"
+    );
+    let e = node.send_raw_transaction(&tx, None).unwrap_err();
+    assert_eq!(
+        (e.code, e.reason.as_str()),
+        (-25, "bad-txns-inputs-missingorspent")
+    );
+
+    // Immature coinbase: block 2's coinbase has 99 confirmations at the next block... no:
+    // the next block is 102, so block 3's coinbase is at depth 99.
+    let (op3, out3) = coinbase(&node, 3);
+    let tx = key.pay(op3, out3.value, FEE, &key.spk);
+    let e = node.test_mempool_accept(&tx).unwrap_err();
+    assert_eq!(e.reason, "bad-txns-premature-spend-of-coinbase");
+    assert_eq!(e.code, -26);
+    let (op2, out2) = coinbase(&node, 2);
+    node.test_mempool_accept(&key.pay(op2, out2.value, FEE, &key.spk))
+        .unwrap();
+
+    // Value created.
+    let tx = key.spend(
+        &[(op, out.clone())],
+        vec![TxOut {
+            value: out.value + Amount::ONE_SAT,
+            script_pubkey: key.spk.clone(),
+        }],
+    );
+    assert_eq!(
+        node.test_mempool_accept(&tx).unwrap_err().reason,
+        "bad-txns-in-belowout"
+    );
+
+    // Fee below 0.1 sat/vB.
+    let tx = key.pay(op, out.value, Amount::from_sat(5), &key.spk);
+    assert_eq!(
+        node.test_mempool_accept(&tx).unwrap_err().reason,
+        "min relay fee not met"
+    );
+    // 0.1 sat/vB exactly is enough (111 vB -> 12 sat rounded up).
+    let tx = key.pay(op, out.value, Amount::from_sat(12), &key.spk);
+    node.test_mempool_accept(&tx).unwrap();
+
+    // Dust output.
+    let tx = key.spend(
+        &[(op, out.clone())],
+        vec![
+            TxOut {
+                value: out.value - FEE - Amount::from_sat(100),
+                script_pubkey: key.spk.clone(),
+            },
+            TxOut {
+                value: Amount::from_sat(100),
+                script_pubkey: key.spk.clone(),
+            },
+        ],
+    );
+    assert_eq!(node.test_mempool_accept(&tx).unwrap_err().reason, "dust");
+
+    // Bad signature.
+    let mut tx = key.pay(op, out.value, FEE, &key.spk);
+    tx.output[0].value -= Amount::ONE_SAT;
+    let e = node.test_mempool_accept(&tx).unwrap_err();
+    assert_eq!(
+        e.reason,
+        "mempool-script-verify-flag-failed (Invalid Schnorr signature)"
+    );
+
+    // Version 4 is not standard.
+    let mut tx = key.pay(op, out.value, FEE, &key.spk);
+    tx.version = bitcoin::transaction::Version(4);
+    assert_eq!(node.test_mempool_accept(&tx).unwrap_err().reason, "version");
+
+    // Duplicate inputs.
+    let mut tx = key.pay(op, out.value, FEE, &key.spk);
+    tx.input.push(tx.input[0].clone());
+    assert_eq!(
+        node.test_mempool_accept(&tx).unwrap_err().reason,
+        "bad-txns-inputs-duplicate"
+    );
+
+    // Already confirmed: -27.
+    let good = key.pay(op, out.value, FEE, &key.spk);
+    node.send_raw_transaction(&good, None).unwrap();
+    assert_eq!(
+        node.test_mempool_accept(&good).unwrap_err().reason,
+        "txn-already-in-mempool"
+    );
+    node.generate_to_script(1, &key.spk).unwrap();
+    let e = node.send_raw_transaction(&good, None).unwrap_err();
+    assert_eq!(
+        (e.code, e.reason.as_str()),
+        (-27, "Transaction outputs already in utxo set")
+    );
+    assert_eq!(
+        node.test_mempool_accept(&good).unwrap_err().reason,
+        "txn-already-known"
+    );
+}
+
+#[test]
+fn full_rbf_follows_core_fee_rules() {
+    let key = Key::new(5);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+    let a = key.pay(op, out.value, Amount::from_sat(1_000), &key.spk);
+    let a_id = node.send_raw_transaction(&a, None).unwrap();
+    // Same fee: refused.
+    let b = key.pay(op, out.value, Amount::from_sat(1_000), &Key::new(6).spk);
+    let e = node.send_raw_transaction(&b, None).unwrap_err();
+    assert_eq!(e.reason, "insufficient fee");
+    assert!(e
+        .details
+        .unwrap()
+        .contains("not enough additional fees to relay"));
+    // Less fee: refused.
+    let b = key.pay(op, out.value, Amount::from_sat(900), &Key::new(6).spk);
+    let e = node.send_raw_transaction(&b, None).unwrap_err();
+    assert!(e
+        .details
+        .unwrap()
+        .contains("less fees than conflicting txs"));
+    // Fee + incremental relay fee for its own size (111 vB -> 12 sat): accepted.
+    let b = key.pay(op, out.value, Amount::from_sat(1_012), &Key::new(6).spk);
+    let b_id = node.send_raw_transaction(&b, None).unwrap();
+    assert!(node.mempool_entry(&a_id).is_none());
+    assert!(node.mempool_entry(&b_id).is_some());
+}
+
+#[test]
+fn invalidate_and_reconsider_move_transactions() {
+    let key = Key::new(7);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+    let tx = key.pay(op, out.value, FEE, &key.spk);
+    let txid = node.send_raw_transaction(&tx, None).unwrap();
+    let hash = node.generate_to_script(1, &key.spk).unwrap()[0];
+    node.generate_to_script(2, &key.spk).unwrap();
+    let digest_before = node.utxo_set_digest();
+    let tip_before = node.tip();
+    node.invalidate_block(&hash).unwrap();
+    assert_eq!(node.tip().height, 101);
+    assert!(
+        node.mempool_entry(&txid).is_some(),
+        "the transaction is back in the mempool"
+    );
+    assert!(node.transaction(&txid).unwrap().confirmation.is_none());
+    // A competing chain is mined on the other branch.
+    node.generate_to_script(1, &Key::new(8).spk).unwrap();
+    assert_eq!(node.tip().height, 102);
+    node.reconsider_block(&hash).unwrap();
+    assert_eq!(node.tip(), tip_before, "the longer chain wins again");
+    assert_eq!(node.utxo_set_digest(), digest_before);
+    assert!(node.mempool().is_empty());
+    assert_eq!(
+        node.transaction(&txid)
+            .unwrap()
+            .confirmation
+            .unwrap()
+            .height,
+        102
+    );
+}
+
+#[test]
+fn generate_block_mines_given_transactions_and_checks_them() {
+    let key = Key::new(9);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+    let tx = key.pay(op, out.value, FEE, &key.spk);
+    let hash = node.generate_block(&key.spk, vec![tx.clone()]).unwrap();
+    let (block, _) = node.block(&hash).unwrap();
+    assert_eq!(block.txdata[1], tx);
+    assert_eq!(
+        block.txdata[0].output[0].value,
+        Amount::from_btc(50.0).unwrap() + FEE
+    );
+    // Spending it again is refused as a block.
+    let again = key.pay(op, out.value, Amount::from_sat(2_000), &key.spk);
+    let e = node.generate_block(&key.spk, vec![again]).unwrap_err();
+    assert_eq!(e.code, -25);
+    assert!(
+        e.reason.contains("bad-txns-inputs-missingorspent"),
+        "{}",
+        e.reason
+    );
+    assert_eq!(node.tip().hash, hash);
+}
+
+#[test]
+fn persistence_survives_restart_and_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new(10);
+    let (tip, digest) = {
+        let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+        node.generate_to_script(105, &key.spk).unwrap();
+        let (op, out) = coinbase(&node, 1);
+        node.send_raw_transaction(&key.pay(op, out.value, FEE, &key.spk), None)
+            .unwrap();
+        node.generate_to_script(1, &key.spk).unwrap();
+        node.shutdown().unwrap();
+        (node.tip(), node.utxo_set_digest())
+    };
+    let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+    assert_eq!(node.tip(), tip);
+    assert_eq!(node.utxo_set_digest(), digest);
+    drop(node);
+
+    // A torn last record (a crash in the middle of a write) is dropped on load.
+    let file = dir.path().join(btcmpc_regtest::chain::store::BLOCKS_FILE);
+    let len = std::fs::metadata(&file).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+    let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+    assert_eq!(node.tip().height, tip.height - 1);
+    // And the store keeps working after the cut.
+    node.generate_to_script(2, &key.spk).unwrap();
+    let tip2 = node.tip();
+    drop(node);
+    let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+    assert_eq!(node.tip(), tip2);
+}
+
+/// Replays the best chain of `node` into a fresh in-memory node with full validation.
+fn replay(node: &Node) -> Node {
+    let fresh = Node::open(NodeConfig::in_memory()).unwrap();
+    for h in 1..=node.tip().height {
+        let (block, _) = node.block(&node.block_hash(h).unwrap()).unwrap();
+        fresh.submit_block(block).unwrap();
+    }
+    fresh
+}
+
+/// Mines and broadcasts in a loop on `dir`, printing `mined HEIGHT HASH` after each block is
+/// reported; stops after `rounds` rounds (never, for the crash child).
+fn burst(dir: &std::path::Path, rounds: Option<u32>) {
+    use std::io::Write;
+    let key = Key::new(11);
+    let node = Node::open(NodeConfig::with_datadir(dir)).unwrap();
+    if node.tip().height < 101 {
+        node.generate_to_script(101 - node.tip().height, &key.spk)
+            .unwrap();
+    }
+    let mut round = 0;
+    let mut out = std::io::stdout();
+    loop {
+        if rounds.is_some_and(|r| round >= r) {
+            node.shutdown().unwrap();
+            return;
+        }
+        // Spend the oldest mature coinbase not yet spent, chained a few times.
+        let height = node.tip().height;
+        let (mut op, mut prev) = coinbase(&node, height - 100);
+        if node.utxo(&op, true).is_some() {
+            for _ in 0..3 {
+                let tx = key.pay(op, prev.value, FEE, &key.spk);
+                node.send_raw_transaction(&tx, None).unwrap();
+                op = OutPoint::new(tx.compute_txid(), 0);
+                prev = tx.output[0].clone();
+            }
+        }
+        let hashes = node.generate_to_script(1, &key.spk).unwrap();
+        writeln!(out, "mined {} {}", node.tip().height, hashes[0]).unwrap();
+        out.flush().unwrap();
+        round += 1;
+    }
+}
+
+#[test]
+fn burst_then_restart_matches_replay() {
+    if let Ok(dir) = std::env::var("BTCMPC_REGTEST_CRASH_CHILD") {
+        // Child mode of `kill_9_during_mining_never_corrupts`: run until killed.
+        burst(std::path::Path::new(&dir), None);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    burst(dir.path(), Some(20));
+    let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+    assert_eq!(node.tip().height, 121);
+    let fresh = replay(&node);
+    assert_eq!(fresh.tip(), node.tip());
+    assert_eq!(fresh.utxo_set_digest(), node.utxo_set_digest());
+}
+
+#[test]
+fn kill_9_during_mining_never_corrupts() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for (i, wait_blocks) in [30u32, 45, 7].into_iter().enumerate() {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "burst_then_restart_matches_replay",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BTCMPC_REGTEST_CRASH_CHILD", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut reported: Vec<(u32, String)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reported.len() < wait_blocks as usize {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "round {i}: the child did not mine in time");
+            if let Ok(line) = rx.recv_timeout(left) {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if let ["mined", h, hash] = parts[..] {
+                    reported.push((h.parse().unwrap(), hash.to_owned()));
+                }
+            }
+        }
+        // SIGKILL in the middle of the burst.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+        let (last_h, last_hash) = reported.last().unwrap().clone();
+        assert!(
+            node.tip().height >= last_h,
+            "round {i}: a reported block was lost"
+        );
+        assert_eq!(node.block_hash(last_h).unwrap().to_string(), last_hash);
+        let fresh = replay(&node);
+        assert_eq!(fresh.tip(), node.tip(), "round {i}");
+        assert_eq!(fresh.utxo_set_digest(), node.utxo_set_digest(), "round {i}");
+        node.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn automine_mines_pending_transactions() {
+    use btcmpc_regtest::{Automine, AutomineMode};
+    use std::time::{Duration, Instant};
+    let key = Key::new(12);
+    let node = funded_node(&key);
+    drop(node);
+    let node = Node::open(NodeConfig::in_memory().automine(Some(Automine {
+        mode: AutomineMode::OnTransaction {
+            delay: Duration::from_millis(100),
+        },
+        script_pubkey: ScriptBuf::from(key.spk.clone()),
+    })))
+    .unwrap();
+    node.generate_to_script(101, &key.spk).unwrap();
+    let (op, out) = coinbase(&node, 1);
+    let txid = node
+        .send_raw_transaction(&key.pay(op, out.value, FEE, &key.spk), None)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.transaction(&txid).unwrap().confirmation.is_none() {
+        assert!(Instant::now() < deadline, "automine did not mine");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(node.tip().height, 102);
+}
