@@ -145,13 +145,20 @@ impl ChainState {
         let now = u32::try_from(self.now()).unwrap_or(u32::MAX);
         block.header.time = now.max(mtp + 1);
         let target = block.header.target();
-        while block.header.validate_pow(target).is_err() {
-            block.header.nonce = block.header.nonce.wrapping_add(1);
-            if block.header.nonce == 0 {
-                block.header.time += 1;
+        loop {
+            while block.header.validate_pow(target).is_err() {
+                block.header.nonce = block.header.nonce.wrapping_add(1);
+                if block.header.nonce == 0 {
+                    block.header.time += 1;
+                }
             }
+            // The same block may exist already (mined again after `invalidateblock` in the
+            // same second): a later time makes a new one.
+            if !self.blocks.contains_key(&block.block_hash()) {
+                return block;
+            }
+            block.header.time += 1;
         }
-        block
     }
 
     /// Mines `n` blocks of mempool transactions; the store is synced once at the end.
