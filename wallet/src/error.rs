@@ -82,6 +82,12 @@ pub enum WalletError {
     /// Signing failed.
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// A contract spend could not be built, signed, finalized or verified.
+    #[error(transparent)]
+    Spend(#[from] btcmpc_contracts::SpendError),
+    /// A contract cannot be used as asked (wrong kind, network, state or key).
+    #[error("{0}")]
+    Contract(String),
     /// A backup could not be read.
     #[error("backup {path}: {reason}")]
     Backup {

@@ -20,6 +20,7 @@
 
 mod backup;
 mod chain;
+mod contract_ops;
 mod error;
 pub mod keys;
 mod store;
@@ -27,6 +28,9 @@ mod wallet;
 
 pub use backup::Backup;
 pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
+pub use contract_ops::{
+    contract_name, contract_status, preimage_in_witness, ContractStatus, FundingStatus, SpendStatus,
+};
 pub use error::WalletError;
 pub use store::{BroadcastRecord, ContractRecord};
 pub use wallet::{HistoryItem, RoleWallet, SyncReport};

@@ -1,0 +1,345 @@
+//! Contracts funded, claimed, refunded, exited and slashed on a regtest chain (the embedded
+//! node, or a real bitcoind + electrs when `BITCOIND_EXE` and `ELECTRS_EXE` are set).
+
+use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::secp256k1::rand::thread_rng;
+use bitcoin::{Amount, FeeRate, Network};
+use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
+use btcmpc_regtest::harness::TestEnv;
+use btcmpc_wallet::{contract_status, ChainClient, RoleWallet, WalletError};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn rate() -> FeeRate {
+    FeeRate::from_sat_per_vb_u32(2)
+}
+
+struct World {
+    env: TestEnv,
+    chain: ChainClient,
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl World {
+    fn new() -> anyhow::Result<World> {
+        let env = TestEnv::new()?;
+        let chain = ChainClient::connect(&env.electrum_url(), Duration::from_secs(10))?;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().to_path_buf();
+        Ok(World {
+            env,
+            chain,
+            _dir: dir,
+            dir: path,
+        })
+    }
+
+    /// A wallet with `sats` confirmed.
+    fn wallet(&self, name: &str, sats: u64) -> anyhow::Result<RoleWallet> {
+        let (mut w, _) = RoleWallet::create(&self.dir.join(name), Network::Regtest, None)?;
+        if sats > 0 {
+            self.env.fund(&w.next_address()?, Amount::from_sat(sats))?;
+            self.settle()?;
+        }
+        w.sync(&self.chain)?;
+        Ok(w)
+    }
+
+    /// Wait until Electrum has caught up with the node's tip.
+    fn settle(&self) -> anyhow::Result<()> {
+        self.env.wait_for_height(self.env.tip_height()?, WAIT)?;
+        Ok(())
+    }
+
+    fn mine(&self, n: u32) -> anyhow::Result<()> {
+        self.env.mine(n)?;
+        self.settle()
+    }
+
+    /// Mine until the tip is exactly `height`.
+    fn mine_to_height(&self, height: u32) -> anyhow::Result<()> {
+        let tip = self.env.tip_height()?;
+        assert!(tip <= height, "tip {tip} already past {height}");
+        if tip < height {
+            self.mine(height - tip)?;
+        }
+        Ok(())
+    }
+}
+
+fn escrow(
+    service: &mut RoleWallet,
+    party: &mut RoleWallet,
+    k: &[u8; 32],
+    timeout: u32,
+) -> anyhow::Result<ContractFile> {
+    let (_, s) = service.contract_key(None, "escrow sender")?;
+    let (_, p) = party.contract_key(None, "escrow receiver")?;
+    let c = Contract::ClaimOrRefund(ClaimOrRefund {
+        receiver: p,
+        sender: s,
+        hash: sha256::Hash::hash(k),
+        timeout: Height::new(timeout)?,
+        internal_key: InternalKey::random_nums(&mut thread_rng()),
+    });
+    Ok(ContractFile::new(c, Network::Regtest)?)
+}
+
+#[test]
+fn claim_reveals_the_preimage_to_the_service() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    let mut party = w.wallet("party", 0)?;
+    let k = [7u8; 32];
+    let file = escrow(&mut service, &mut party, &k, w.env.tip_height()? + 50)?;
+
+    let op = service.fund_contract_file(&w.chain, &file, Amount::from_sat(100_000), rate())?;
+    w.mine(1)?;
+    let st = contract_status(&w.chain, file.compiled(), Some(op))?;
+    assert_eq!(
+        st.funding
+            .as_ref()
+            .map(|f| (f.outpoint, f.value_sat, f.confirmations)),
+        Some((op, 100_000, 1))
+    );
+    assert!(st.spend.is_none());
+
+    // A wrong preimage is refused before anything is built.
+    let err = party
+        .claim(&w.chain, &file, &[8u8; 32], rate())
+        .unwrap_err();
+    assert!(err.to_string().contains("preimage"), "{err}");
+    // The service cannot claim: it does not hold the receiver's key.
+    let err = service.claim(&w.chain, &file, &k, rate()).unwrap_err();
+    assert!(err.to_string().contains("receiver key"), "{err}");
+
+    let claim = party.claim(&w.chain, &file, &k, rate())?;
+    w.env.wait_for_tx(&claim, WAIT)?;
+    // The service sees the claim in the mempool already, with the preimage.
+    let st = contract_status(&w.chain, file.compiled(), None)?;
+    let spend = st.spend.as_ref().expect("the claim is seen");
+    assert_eq!(
+        (spend.txid, spend.path.as_deref(), spend.confirmations),
+        (claim, Some("claim"), 0)
+    );
+    assert_eq!(st.preimage(), Some(k));
+    w.mine(1)?;
+    party.sync(&w.chain)?;
+    let got = party.balance().0;
+    assert!(
+        got > Amount::from_sat(99_000) && got < Amount::from_sat(100_000),
+        "{got}"
+    );
+
+    // A reorg takes the claim out of the chain: confirmations go back down, then up again.
+    let tip = w.env.tip_hash()?;
+    w.env.invalidate(&tip)?;
+    w.settle()?;
+    let st = contract_status(&w.chain, file.compiled(), Some(op))?;
+    assert_eq!(
+        st.spend.as_ref().map(|s| s.confirmations),
+        Some(0),
+        "{st:?}"
+    );
+    assert_eq!(
+        party.pending_broadcasts()?.len(),
+        1,
+        "the claim is still being watched"
+    );
+    let r = party.sync(&w.chain)?;
+    assert!(
+        r.rebroadcast >= 1,
+        "the unconfirmed claim is broadcast again: {r:?}"
+    );
+    w.mine(1)?;
+    let st = contract_status(&w.chain, file.compiled(), Some(op))?;
+    assert_eq!(st.spend.as_ref().map(|s| s.confirmations), Some(1));
+    // A spent contract cannot be claimed twice.
+    let err = party.claim(&w.chain, &file, &k, rate()).unwrap_err();
+    assert!(err.to_string().contains("already spent"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refund_is_non_final_one_block_early_and_valid_at_the_timeout() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    let mut party = w.wallet("party", 0)?;
+    let timeout = w.env.tip_height()? + 5;
+    let file = escrow(&mut service, &mut party, &[1u8; 32], timeout)?;
+    service.fund_contract_file(&w.chain, &file, Amount::from_sat(60_000), rate())?;
+    w.mine(1)?;
+
+    // Tip T-1: the next block is T, and a transaction locked at T is not final in it.
+    w.mine_to_height(timeout - 1)?;
+    let err = service.refund(&w.chain, &file, rate()).unwrap_err();
+    match &err {
+        WalletError::Broadcast { reason, .. } => assert!(reason.contains("non-final"), "{reason}"),
+        other => panic!("expected a non-final refusal, got {other:?}"),
+    }
+    assert!(
+        service.pending_broadcasts()?.is_empty(),
+        "a refused spend is not kept"
+    );
+    // The party cannot refund: not its key.
+    assert!(party.refund(&w.chain, &file, rate()).is_err());
+
+    w.mine_to_height(timeout)?;
+    let txid = service.refund(&w.chain, &file, rate())?;
+    w.env.wait_for_tx(&txid, WAIT)?;
+    w.mine(1)?;
+    let st = contract_status(&w.chain, file.compiled(), None)?;
+    assert_eq!(
+        st.spend.map(|s| (s.txid, s.path)),
+        Some((txid, Some("refund".to_string())))
+    );
+    Ok(())
+}
+
+fn bond(
+    party: &mut RoleWallet,
+    judges: &mut [RoleWallet],
+    k: usize,
+    exit: u32,
+) -> anyhow::Result<ContractFile> {
+    let (_, p) = party.contract_key(None, "bond")?;
+    let mut keys = Vec::new();
+    for j in judges.iter_mut() {
+        keys.push(j.contract_key(None, "judge")?.1);
+    }
+    let c = Contract::Bond(Bond {
+        party: p,
+        judges: keys,
+        k,
+        exit: Height::new(exit)?,
+        internal_key: InternalKey::random_nums(&mut thread_rng()),
+    });
+    Ok(ContractFile::new(c, Network::Regtest)?)
+}
+
+#[test]
+fn bond_is_slashed_by_k_judges_and_not_by_fewer() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut party = w.wallet("party", 2_000_000)?;
+    let mut judges = vec![w.wallet("j1", 0)?, w.wallet("j2", 0)?, w.wallet("j3", 0)?];
+    let mut victim = w.wallet("victim", 0)?;
+    let file = bond(&mut party, &mut judges, 2, w.env.tip_height()? + 100)?;
+    party.fund_contract_file(&w.chain, &file, Amount::from_sat(1_000_000), rate())?;
+    w.mine(1)?;
+
+    let to = victim.next_address()?.script_pubkey();
+    let penalty = Amount::from_sat(300_000);
+    let mut psbt = judges[0].slash_psbt(&w.chain, &file, to, Some(penalty), rate())?;
+    assert_eq!(judges[0].sign_slash(&mut psbt, &file)?, 1);
+    // One judge (k-1) is not enough: the finalizer refuses and nothing is broadcast.
+    let err = judges[0]
+        .broadcast_slash(&w.chain, &file, psbt.clone())
+        .unwrap_err();
+    assert!(matches!(err, WalletError::Spend(_)), "{err:?}");
+    assert!(contract_status(&w.chain, file.compiled(), None)?
+        .spend
+        .is_none());
+    // The party itself holds no judge key.
+    assert!(party.sign_slash(&mut psbt.clone(), &file).is_err());
+
+    // The PSBT goes to a second judge (as a file would), who signs and broadcasts.
+    let mut passed = bitcoin::psbt::Psbt::deserialize(&psbt.serialize())?;
+    judges[2].sign_slash(&mut passed, &file)?;
+    let txid = judges[2].broadcast_slash(&w.chain, &file, passed)?;
+    w.env.wait_for_tx(&txid, WAIT)?;
+    w.mine(1)?;
+    victim.sync(&w.chain)?;
+    assert_eq!(victim.balance().0, penalty);
+    // The remainder went back to the same bond script: a later victim can still be paid.
+    let tx = w.chain.transaction(&txid)?;
+    assert_eq!(tx.output.len(), 2);
+    assert_eq!(&tx.output[1].script_pubkey, file.compiled().script_pubkey());
+    assert!(tx.output[1].value > Amount::from_sat(699_000));
+    Ok(())
+}
+
+#[test]
+fn bond_exit_waits_for_its_height() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut party = w.wallet("party", 2_000_000)?;
+    let mut judges = vec![w.wallet("j1", 0)?, w.wallet("j2", 0)?];
+    let exit = w.env.tip_height()? + 4;
+    let file = bond(&mut party, &mut judges, 2, exit)?;
+    party.fund_contract_file(&w.chain, &file, Amount::from_sat(500_000), rate())?;
+    w.mine(1)?;
+    w.mine_to_height(exit - 1)?;
+    let err = party.exit_bond(&w.chain, &file, rate()).unwrap_err();
+    assert!(err.to_string().contains("non-final"), "{err}");
+    w.mine_to_height(exit)?;
+    let txid = party.exit_bond(&w.chain, &file, rate())?;
+    w.env.wait_for_tx(&txid, WAIT)?;
+    w.mine(1)?;
+    party.sync(&w.chain)?;
+    let st = contract_status(&w.chain, file.compiled(), None)?;
+    assert_eq!(st.spend.and_then(|s| s.path).as_deref(), Some("exit"));
+    Ok(())
+}
+
+#[test]
+fn sending_everything_leaves_contract_outputs_alone() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    // The service is both sides here, so the escrow output is entirely its own keys'.
+    let (_, s) = service.contract_key(None, "")?;
+    let (_, r) = service.contract_key(None, "")?;
+    let file = ContractFile::new(
+        Contract::ClaimOrRefund(ClaimOrRefund {
+            receiver: r,
+            sender: s,
+            hash: sha256::Hash::hash(&[9u8; 32]),
+            timeout: Height::new(w.env.tip_height()? + 10)?,
+            internal_key: InternalKey::Nums,
+        }),
+        Network::Regtest,
+    )?;
+    let op = service.fund_contract_file(&w.chain, &file, Amount::from_sat(200_000), rate())?;
+    w.mine(1)?;
+    service.sync(&w.chain)?;
+    let sink = w.wallet("sink", 0)?.next_address()?;
+    service.send(&w.chain, &sink.to_string(), None, rate())?;
+    w.mine(1)?;
+    service.sync(&w.chain)?;
+    assert_eq!(service.balance(), (Amount::ZERO, Amount::ZERO));
+    let st = contract_status(&w.chain, file.compiled(), Some(op))?;
+    assert!(st.spend.is_none(), "the contract output is unspent: {st:?}");
+    // And it is still claimable by its key.
+    let claim = service.claim(&w.chain, &file, &[9u8; 32], rate())?;
+    w.env.wait_for_tx(&claim, WAIT)?;
+    Ok(())
+}
+
+#[test]
+fn contract_file_for_another_network_is_refused() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 500_000)?;
+    let (_, s) = service.contract_key(None, "")?;
+    let file = ContractFile::new(
+        Contract::ClaimOrRefund(ClaimOrRefund {
+            receiver: s,
+            sender: s,
+            hash: sha256::Hash::hash(&[9u8; 32]),
+            timeout: Height::new(500)?,
+            internal_key: InternalKey::Nums,
+        }),
+        Network::Signet,
+    )?;
+    let err = service
+        .fund_contract_file(&w.chain, &file, Amount::from_sat(10_000), rate())
+        .unwrap_err();
+    assert!(err.to_string().contains("signet"), "{err}");
+    service.sync(&w.chain)?;
+    assert_eq!(
+        service.balance(),
+        (Amount::from_sat(500_000), Amount::ZERO),
+        "nothing spent"
+    );
+    Ok(())
+}
