@@ -119,6 +119,13 @@ pub trait PrimeField:
     fn inverse(&self) -> Option<Self>;
     /// A uniformly random element.
     fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self;
+    /// Fills `out` with independent uniformly random elements (implementations draw the
+    /// randomness in bulk).
+    fn fill_random<R: RngCore + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        for v in out {
+            *v = Self::random(rng);
+        }
+    }
     /// Reduces 64 uniformly random bytes (big-endian integer) modulo `p`; the result is within
     /// statistical distance `2^-128` of uniform for both fields. Never rejects.
     fn from_uniform_bytes(bytes: &[u8; 64]) -> Self;

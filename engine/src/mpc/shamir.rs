@@ -253,41 +253,44 @@ pub fn deal_vec_into<F: PrimeField, R: RngCore + ?Sized>(
     out: &mut [Vec<F>],
 ) {
     assert_eq!(out.len(), params.n, "one output vector per party");
-    let n = params.n;
     let t = params.t;
     for v in out.iter_mut() {
         v.reserve(secrets.len());
     }
-    match t {
-        0 => {
-            for v in out.iter_mut() {
-                v.extend_from_slice(secrets);
-            }
+    if t == 0 {
+        for v in out.iter_mut() {
+            v.extend_from_slice(secrets);
         }
-        1 => {
-            // f(x) = s + a x: f(i + 1) = f(i) + a, additions only.
-            for &s in secrets {
-                let a = F::random(rng);
+        return;
+    }
+    // Newton basis: f(x) = s + sum_k d_k C(x, k) with d_1..d_t uniform is a uniform polynomial
+    // of degree <= t with f(0) = s (the change of basis is triangular with diagonal 1/k!,
+    // invertible since p > t). Its values at 1, 2, ..., n follow from the forward-difference
+    // table with t additions per point and no multiplication.
+    const CHUNK: usize = 256;
+    let mut diffs = vec![F::ZERO; CHUNK * t];
+    let mut table = vec![F::ZERO; t + 1];
+    for chunk in secrets.chunks(CHUNK) {
+        let d = &mut diffs[..chunk.len() * t];
+        F::fill_random(rng, d);
+        for (&s, ds) in chunk.iter().zip(d.chunks_exact(t)) {
+            if t == 1 {
+                let a = ds[0];
                 let mut y = s;
                 for v in out.iter_mut() {
                     y += a;
                     v.push(y);
                 }
+                continue;
             }
-        }
-        _ => {
-            let mut coeffs = vec![F::ZERO; t];
-            for &s in secrets {
-                for c in coeffs.iter_mut() {
-                    *c = F::random(rng);
+            table[0] = s;
+            table[1..].copy_from_slice(ds);
+            for v in out.iter_mut() {
+                for k in 0..t {
+                    let next = table[k + 1];
+                    table[k] += next;
                 }
-                for (x, v) in (1..=n as u64).zip(out.iter_mut()) {
-                    let mut acc = coeffs[t - 1];
-                    for c in coeffs[..t - 1].iter().rev() {
-                        acc = acc.mul_u64(x) + *c;
-                    }
-                    v.push(acc.mul_u64(x) + s);
-                }
+                v.push(table[0]);
             }
         }
     }

@@ -223,6 +223,23 @@ impl PrimeField for Mersenne127 {
         }
     }
 
+    fn fill_random<R: RngCore + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        let mut buf = [0u8; 16 * 256];
+        for chunk in out.chunks_mut(256) {
+            let bytes = &mut buf[..16 * chunk.len()];
+            rng.fill_bytes(bytes);
+            for (v, b) in chunk.iter_mut().zip(bytes.chunks_exact(16)) {
+                let x = u128::from_le_bytes(b.try_into().expect("16 bytes")) & Self::P;
+                // x = p has probability 2^-127; redraw it alone.
+                *v = if x == Self::P {
+                    Self::random(rng)
+                } else {
+                    Self(x)
+                };
+            }
+        }
+    }
+
     fn from_uniform_bytes(bytes: &[u8; 64]) -> Self {
         // Big-endian 512-bit integer = sum L_k 2^(128 k); 2^128 = 2 (mod p).
         let mut acc = Self(0);

@@ -170,6 +170,21 @@ impl PrimeField for Secp256k1Scalar {
         }
     }
 
+    fn fill_random<R: RngCore + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        let mut buf = [0u8; 32 * 128];
+        for chunk in out.chunks_mut(128) {
+            let bytes = &mut buf[..32 * chunk.len()];
+            rng.fill_bytes(bytes);
+            for (v, b) in chunk.iter_mut().zip(bytes.chunks_exact(32)) {
+                let mut repr = FieldBytes::default();
+                repr.copy_from_slice(b);
+                // Above the order with probability below 2^-127; redraw it alone.
+                *v = Option::<Scalar>::from(Scalar::from_repr(repr))
+                    .map_or_else(|| Self::random(rng), Self);
+            }
+        }
+    }
+
     fn from_uniform_bytes(bytes: &[u8; 64]) -> Self {
         Self(<Scalar as Reduce<U512>>::reduce(U512::from_be_slice(bytes)))
     }
