@@ -243,3 +243,30 @@ fn unopenable_or_malformed_delivery_convicts() {
     ev.accused = item(2, &honest_values(2, 1)[..1]);
     assert_eq!(verify(&ev), Ok(Fault::WrongLength));
 }
+
+#[test]
+fn equivocation_fixture_is_frozen_and_convicts() {
+    use btcmpc_engine::mpc::evidence::{verify_equivocation, Equivocation, SignedHeader};
+    const EQUIVOCATION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/equivocation.json");
+    let sk = signing_key(3);
+    let ev = Equivocation {
+        first: SignedHeader::sign(&sk, JOB, 5, 3, 3, Sha256::digest(b"yes").into()),
+        second: SignedHeader::sign(&sk, JOB, 5, 3, 3, Sha256::digest(b"no").into()),
+    };
+    let json = serde_json::to_string_pretty(&ev).expect("serializable") + "\n";
+    if std::env::var_os("BTCMPC_BLESS").is_some() {
+        std::fs::write(EQUIVOCATION, &json).expect("write fixture");
+    }
+    let frozen =
+        std::fs::read_to_string(EQUIVOCATION).expect("fixture exists (BTCMPC_BLESS=1 writes it)");
+    assert_eq!(json, frozen, "the equivocation encoding changed");
+    let parsed: Equivocation = serde_json::from_str(&frozen).expect("fixture parses");
+    assert_eq!(verify_equivocation(&parsed, &roster(4)), Ok(3));
+    // Against another party's key it proves nothing.
+    let mut r = roster(4);
+    r.swap(1, 2);
+    assert_eq!(
+        verify_equivocation(&parsed, &r),
+        Err(EvidenceError::BadSignature { index: 3 })
+    );
+}

@@ -16,8 +16,9 @@
 //! honest party can never be convicted. Whether a claim is confirmed is a chain matter: the
 //! verifier asks a [`ClaimOracle`] (the judge's node, or a closure in tests).
 //!
-//! **Equivocation** ([`Equivocation`]): two messages signed by the same party for the same
-//! `(job, round, slot)` with different payloads.
+//! **Equivocation** ([`Equivocation`], [`verify_equivocation`]): two echo-broadcast headers
+//! ([`SignedHeader`]) signed by the same party for the same `(job, round, slot)` with different
+//! payload hashes.
 //!
 //! Signatures are BIP340 Schnorr (k256) over `SHA256(tag || canonical encoding)`, with zero
 //! auxiliary randomness (deterministic, so fixtures are stable; BIP340 nonces stay secret as
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::dealing::Hash32;
+pub use super::echo::{Equivocation, SignedHeader};
 use super::field::{FieldError, PrimeField};
 use super::shamir::{Lagrange, Params, ShamirError};
 
@@ -38,8 +40,6 @@ use super::shamir::{Lagrange, Params, ShamirError};
 pub const SEAL_SALT: &[u8] = b"btcmpc/v1/seal";
 /// Tag of a delivery signature.
 pub const DELIVERY_TAG: &[u8] = b"btcmpc/v1/delivery";
-/// Tag of a protocol message signature.
-pub const MESSAGE_TAG: &[u8] = b"btcmpc/v1/message";
 
 /// Errors of sealing, signing and evidence verification. Each names what made the evidence
 /// invalid; a valid conviction is `Ok`.
@@ -535,126 +535,38 @@ impl WrongOutputShare {
     }
 }
 
-/// A protocol message signed by its sender, identified by `(job, round, slot)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedMessage {
-    /// The job.
-    #[serde(with = "hex_array")]
-    pub job_id: Hash32,
-    /// Protocol round.
-    pub round: u32,
-    /// Slot within the round (what the message is about).
-    pub slot: u32,
-    /// The sender's party index.
-    pub sender: usize,
-    /// The payload.
-    #[serde(with = "hex_vec")]
-    pub payload: Vec<u8>,
-    /// The sender's signature.
-    pub signature: Sig,
-}
-
-impl SignedMessage {
-    /// `job_id || u32_be(round) || u32_be(slot) || u32_be(sender) || u64_be(len) || payload`.
-    pub fn encoding(
-        job_id: &Hash32,
-        round: u32,
-        slot: u32,
-        sender: usize,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        let mut e = Vec::with_capacity(52 + payload.len());
-        e.extend_from_slice(job_id);
-        e.extend_from_slice(&round.to_be_bytes());
-        e.extend_from_slice(&slot.to_be_bytes());
-        e.extend_from_slice(&(sender as u32).to_be_bytes());
-        e.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-        e.extend_from_slice(payload);
-        e
+/// Verifies equivocation evidence for a judge: two headers signed by the same party for the
+/// same `(job, round, slot)` with different payload hashes ([`SignedHeader`] is the signed
+/// format of every echo-broadcast message). `Ok` names the equivocating party.
+///
+/// # Errors
+/// [`EvidenceError::NoConflict`] if the headers are for different slots or senders or carry
+/// the same payload hash; [`EvidenceError::BadIndex`] for a sender outside the roster;
+/// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
+pub fn verify_equivocation(ev: &Equivocation, roster: &[PartyKey]) -> Result<usize, EvidenceError> {
+    let (a, b) = (&ev.first, &ev.second);
+    if a.job != b.job || a.round != b.round || a.slot != b.slot {
+        return Err(EvidenceError::NoConflict("different (job, round, slot)"));
     }
-
-    /// Signs a message.
-    pub fn sign(
-        sk: &SigningKey,
-        job_id: Hash32,
-        round: u32,
-        slot: u32,
-        sender: usize,
-        payload: Vec<u8>,
-    ) -> Self {
-        let signature = sign_tagged(
-            sk,
-            MESSAGE_TAG,
-            &Self::encoding(&job_id, round, slot, sender, &payload),
-        );
-        SignedMessage {
-            job_id,
-            round,
-            slot,
-            sender,
-            payload,
-            signature,
-        }
+    if a.sender != b.sender {
+        return Err(EvidenceError::NoConflict("different senders"));
     }
-
-    /// Verifies the sender's signature.
-    ///
-    /// # Errors
-    /// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
-    pub fn verify(&self, key: &PartyKey) -> Result<(), EvidenceError> {
-        verify_tagged(
-            key,
-            MESSAGE_TAG,
-            &Self::encoding(
-                &self.job_id,
-                self.round,
-                self.slot,
-                self.sender,
-                &self.payload,
-            ),
-            &self.signature,
-            self.sender,
-        )
+    if a.payload_hash == b.payload_hash {
+        return Err(EvidenceError::NoConflict("same payload"));
     }
-}
-
-/// Two conflicting signed messages from one sender for the same `(job, round, slot)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Equivocation {
-    /// One message.
-    pub first: SignedMessage,
-    /// A different message for the same slot.
-    pub second: SignedMessage,
-}
-
-impl Equivocation {
-    /// Verifies the evidence; `Ok` names the equivocating party.
-    ///
-    /// # Errors
-    /// [`EvidenceError::NoConflict`] if the messages are for different slots or senders or
-    /// carry the same payload; [`EvidenceError::BadIndex`] for a sender outside the roster;
-    /// signature errors.
-    pub fn verify(&self, roster: &[PartyKey]) -> Result<usize, EvidenceError> {
-        let (a, b) = (&self.first, &self.second);
-        if a.job_id != b.job_id || a.round != b.round || a.slot != b.slot {
-            return Err(EvidenceError::NoConflict("different (job, round, slot)"));
-        }
-        if a.sender != b.sender {
-            return Err(EvidenceError::NoConflict("different senders"));
-        }
-        if a.payload == b.payload {
-            return Err(EvidenceError::NoConflict("same payload"));
-        }
-        let key = roster
-            .get(a.sender.wrapping_sub(1))
-            .ok_or(EvidenceError::BadIndex {
-                index: a.sender,
-                reason: "not in the roster",
-            })?;
-        a.verify(key)?;
-        b.verify(key)?;
-        Ok(a.sender)
+    let index = a.sender as usize;
+    let key = roster
+        .get(index.wrapping_sub(1))
+        .ok_or(EvidenceError::BadIndex {
+            index,
+            reason: "not in the roster",
+        })?;
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| EvidenceError::BadEncoding { index })?;
+    for h in [a, b] {
+        h.verify(&vk)
+            .map_err(|_| EvidenceError::BadSignature { index })?;
     }
+    Ok(index)
 }
 
 /// Serde of byte vectors as lower-case hex strings.
@@ -725,13 +637,13 @@ mod tests {
         let sk = SigningKey::from_bytes(&[7u8; 32]).unwrap();
         let other = SigningKey::from_bytes(&[8u8; 32]).unwrap();
         let roster = [PartyKey::of(&other), PartyKey::of(&sk)];
-        let a = SignedMessage::sign(&sk, [1; 32], 2, 3, 2, b"yes".to_vec());
-        let b = SignedMessage::sign(&sk, [1; 32], 2, 3, 2, b"no".to_vec());
+        let a = SignedHeader::sign(&sk, [1; 32], 2, 3, 2, [10; 32]);
+        let b = SignedHeader::sign(&sk, [1; 32], 2, 3, 2, [11; 32]);
         let ev = Equivocation {
             first: a.clone(),
             second: b.clone(),
         };
-        assert_eq!(ev.verify(&roster), Ok(2));
+        assert_eq!(verify_equivocation(&ev, &roster), Ok(2));
         let json = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<Equivocation>(&json).unwrap(), ev);
         let same = Equivocation {
@@ -739,37 +651,44 @@ mod tests {
             second: a.clone(),
         };
         assert!(matches!(
-            same.verify(&roster),
+            verify_equivocation(&same, &roster),
             Err(EvidenceError::NoConflict(_))
         ));
-        let other_slot = SignedMessage::sign(&sk, [1; 32], 2, 4, 2, b"no".to_vec());
+        let other_slot = SignedHeader::sign(&sk, [1; 32], 2, 4, 2, [11; 32]);
+        let ev2 = Equivocation {
+            first: a.clone(),
+            second: other_slot,
+        };
         assert!(matches!(
-            Equivocation {
-                first: a.clone(),
-                second: other_slot
-            }
-            .verify(&roster),
+            verify_equivocation(&ev2, &roster),
             Err(EvidenceError::NoConflict(_))
         ));
-        // A message not signed by the sender does not count.
-        let forged = SignedMessage::sign(&other, [1; 32], 2, 3, 2, b"no".to_vec());
+        // A header not signed by the sender does not count.
+        let forged = SignedHeader::sign(&other, [1; 32], 2, 3, 2, [11; 32]);
+        let ev3 = Equivocation {
+            first: a.clone(),
+            second: forged,
+        };
         assert_eq!(
-            Equivocation {
-                first: a.clone(),
-                second: forged
-            }
-            .verify(&roster),
+            verify_equivocation(&ev3, &roster),
             Err(EvidenceError::BadSignature { index: 2 })
         );
         let mut tampered = b;
-        tampered.payload = b"maybe".to_vec();
+        tampered.payload_hash = [12; 32];
+        let ev4 = Equivocation {
+            first: a.clone(),
+            second: tampered,
+        };
         assert_eq!(
-            Equivocation {
-                first: a,
-                second: tampered
-            }
-            .verify(&roster),
+            verify_equivocation(&ev4, &roster),
             Err(EvidenceError::BadSignature { index: 2 })
         );
+        let mut outside = a;
+        outside.sender = 3;
+        let ev5 = Equivocation {
+            first: outside.clone(),
+            second: outside,
+        };
+        assert!(verify_equivocation(&ev5, &roster).is_err());
     }
 }
