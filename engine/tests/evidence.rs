@@ -270,3 +270,99 @@ fn equivocation_fixture_is_frozen_and_convicts() {
         Err(EvidenceError::BadSignature { index: 3 })
     );
 }
+
+#[test]
+fn store_check_lie_convicts_only_the_liar() {
+    use btcmpc_engine::mpc::check::{check_id, Challenge, STORE_CHECK_TAG};
+    use btcmpc_engine::mpc::dealing::{deal, receipts_root};
+    use btcmpc_engine::mpc::echo::payload_hash;
+    use btcmpc_engine::mpc::evidence::{Receipt, ReceiptHash, SignedHeader, StoreCheckLie};
+    use rand::SeedableRng;
+
+    let p = params();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+    let column: Vec<F> = (0..20).map(F::from_u64).collect();
+    let parties = deal(p, &[column], &mut rng);
+    let context: Hash32 = [0x11; 32];
+    let hashes: Vec<Hash32> = parties.iter().map(|s| s.receipt_hash(&context)).collect();
+    let root = receipts_root(&hashes);
+    let challenge = Challenge::<F>::new(STORE_CHECK_TAG, &root, 20);
+    let make = |i: usize, opened: F| {
+        let receipt = Receipt {
+            context,
+            index: i,
+            hash: hashes[i - 1],
+        };
+        StoreCheckLie {
+            field: F::NAME.into(),
+            tag: STORE_CHECK_TAG.to_vec(),
+            receipts: hashes.iter().map(|h| ReceiptHash(*h)).collect(),
+            receipt,
+            receipt_signature: receipt.sign(&signing_key(i)),
+            revealed: parties[i - 1].clone(),
+            opening: SignedHeader::sign(
+                &signing_key(i),
+                check_id(STORE_CHECK_TAG, &root),
+                0,
+                i as u32,
+                i as u32,
+                payload_hash(&[opened]),
+            ),
+            opened,
+        }
+    };
+    let on_chain = |r: &Hash32| *r == root;
+    let truth = challenge.opening(&parties[1]).expect("shape");
+    let lie = make(2, truth + F::ONE);
+    assert_eq!(lie.verify(p, &roster(4), &on_chain), Ok(2));
+    let json = serde_json::to_string(&lie).expect("serializable");
+    let back: StoreCheckLie<F> = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back, lie);
+    // An honest opening is never a lie.
+    for i in 1..=4 {
+        let honest = make(i, challenge.opening(&parties[i - 1]).expect("shape"));
+        assert_eq!(
+            honest.verify(p, &roster(4), &on_chain),
+            Err(EvidenceError::NotGuilty { index: i })
+        );
+    }
+    // Tampering.
+    assert!(lie.verify(p, &roster(4), &|_: &Hash32| false).is_err());
+    let mut e = lie.clone();
+    e.revealed.columns[0][3] += F::ONE;
+    assert!(e.verify(p, &roster(4), &on_chain).is_err(), "forged vector");
+    let mut e = lie.clone();
+    e.opened = truth;
+    assert!(
+        e.verify(p, &roster(4), &on_chain).is_err(),
+        "opened value swapped"
+    );
+    let mut e = lie.clone();
+    e.opening = SignedHeader::sign(
+        &signing_key(2),
+        [0; 32],
+        0,
+        2,
+        2,
+        payload_hash(&[truth + F::ONE]),
+    );
+    assert!(
+        e.verify(p, &roster(4), &on_chain).is_err(),
+        "opening of another job"
+    );
+    let mut e = lie.clone();
+    e.receipt_signature = make(3, truth).receipt_signature;
+    assert!(
+        e.verify(p, &roster(4), &on_chain).is_err(),
+        "receipt signature"
+    );
+    let mut e = lie.clone();
+    e.receipts.swap(0, 1);
+    assert!(
+        e.verify(p, &roster(4), &on_chain).is_err(),
+        "receipts reordered"
+    );
+    assert!(lie
+        .verify(Params::new(5, 1).expect("valid"), &roster(5), &on_chain)
+        .is_err());
+}

@@ -50,6 +50,19 @@ pub fn mask_check_tag(job_id: &Hash32) -> Vec<u8> {
     t
 }
 
+/// `SHA256(tag || receipts_root)`: the seed of the challenge, and the identifier of the check.
+///
+/// Parties echo-broadcast their openings with this value as the job identifier of the signed
+/// header ([`crate::mpc::echo::SignedHeader`]), so a signed opening is bound to one check and
+/// can serve as evidence ([`crate::mpc::evidence::StoreCheckLie`]).
+pub fn check_id(tag: &[u8], receipts_root: &Hash32) -> Hash32 {
+    Sha256::new()
+        .chain_update(tag)
+        .chain_update(receipts_root)
+        .finalize()
+        .into()
+}
+
 /// Errors of the batch check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -92,11 +105,7 @@ pub struct Challenge<F> {
 impl<F: PrimeField> Challenge<F> {
     /// `m` coefficients `expand(tag, SHA256(tag || receipts_root))`.
     pub fn new(tag: &[u8], receipts_root: &Hash32, m: usize) -> Self {
-        let seed: Hash32 = Sha256::new()
-            .chain_update(tag)
-            .chain_update(receipts_root)
-            .finalize()
-            .into();
+        let seed = check_id(tag, receipts_root);
         let mut e = Expander::new(tag, &seed);
         Self {
             coefficients: (0..m).map(|_| e.next_element()).collect(),

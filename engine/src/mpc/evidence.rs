@@ -1,5 +1,6 @@
 //! Evidence of misbehaviour that anyone can verify offline: the wrong-output-share rule of
-//! PROTOCOL.md and equivocation.
+//! PROTOCOL.md, equivocation, and a batch-check opening that disagrees with the signed receipt
+//! ([`StoreCheckLie`]).
 //!
 //! **Delivery.** Party `i` of job `job_id` seals its masked output share vector `y_i` as
 //! `c_i = ChaCha20-Poly1305(key, nonce = 0, y_i)` with
@@ -31,13 +32,17 @@ use k256::schnorr::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::dealing::Hash32;
+use super::check::{check_id, Challenge};
+use super::dealing::{receipts_root, Hash32, PartyShares};
+use super::echo::payload_hash;
 pub use super::echo::{Equivocation, SignedHeader};
 use super::field::{FieldError, PrimeField};
 use super::shamir::{Lagrange, Params, ShamirError};
 
 /// Salt of the sealing key derivation.
 pub const SEAL_SALT: &[u8] = b"btcmpc/v1/seal";
+/// Tag of a receipt signature.
+pub const RECEIPT_TAG: &[u8] = b"btcmpc/v1/receipt-signature";
 /// Tag of a delivery signature.
 pub const DELIVERY_TAG: &[u8] = b"btcmpc/v1/delivery";
 
@@ -531,6 +536,153 @@ impl WrongOutputShare {
                 .ok_or(EvidenceError::NotGuilty {
                     index: self.accused.index,
                 }),
+        }
+    }
+}
+
+/// What party `i` signs for the shares it received: `(context, i, H_i)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The dataset (or job) context of [`PartyShares::receipt_hash`].
+    #[serde(with = "hex_array")]
+    pub context: Hash32,
+    /// The party.
+    pub index: usize,
+    /// `H_i`, the hash of the party's shares.
+    #[serde(with = "hex_array")]
+    pub hash: Hash32,
+}
+
+impl Receipt {
+    /// `context || u32_be(i) || H_i`.
+    pub fn encoding(&self) -> [u8; 68] {
+        let mut e = [0u8; 68];
+        e[..32].copy_from_slice(&self.context);
+        e[32..36].copy_from_slice(&(self.index as u32).to_be_bytes());
+        e[36..].copy_from_slice(&self.hash);
+        e
+    }
+
+    /// Party `i`'s signature on its receipt.
+    pub fn sign(&self, sk: &SigningKey) -> Sig {
+        sign_tagged(sk, RECEIPT_TAG, &self.encoding())
+    }
+
+    /// Verifies party `i`'s signature.
+    ///
+    /// # Errors
+    /// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
+    pub fn verify(&self, key: &PartyKey, sig: &Sig) -> Result<(), EvidenceError> {
+        verify_tagged(key, RECEIPT_TAG, &self.encoding(), sig, self.index)
+    }
+}
+
+/// Evidence that a party opened, in a batch check, a value that disagrees with the share
+/// vector it signed a receipt for (PROTOCOL.md: slashed to the owner).
+///
+/// Holds the party's signed receipt, the vectors' receipt hashes of all parties (whose root
+/// the judge checks against the STORE record, or the job's mask record), the vector the owner
+/// revealed (hashing to the party's receipt) and the party's signed opening: an echo-broadcast
+/// header whose job identifier is [`crate::mpc::check::check_id`] of the check and whose
+/// payload is the one opened value. The judge recomputes the challenge and the opening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "F: PrimeField")]
+pub struct StoreCheckLie<F> {
+    /// Field name.
+    pub field: String,
+    /// The check's tag ([`crate::mpc::check::STORE_CHECK_TAG`] or a mask-check tag).
+    #[serde(with = "hex_vec")]
+    pub tag: Vec<u8>,
+    /// Every party's receipt hash, in party order.
+    pub receipts: Vec<ReceiptHash>,
+    /// The accused's receipt.
+    pub receipt: Receipt,
+    /// The accused's signature on it.
+    pub receipt_signature: Sig,
+    /// The vector the owner revealed.
+    pub revealed: PartyShares<F>,
+    /// The accused's signed opening header.
+    pub opening: SignedHeader,
+    /// The value the accused opened (hashes to the header's payload hash).
+    pub opened: F,
+}
+
+/// A receipt hash, hex in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptHash(#[serde(with = "hex_array")] pub Hash32);
+
+impl<F: PrimeField> StoreCheckLie<F> {
+    /// The receipts root the judge must find on chain for this evidence to count.
+    pub fn receipts_root(&self) -> Hash32 {
+        receipts_root(&self.receipts.iter().map(|r| r.0).collect::<Vec<_>>())
+    }
+
+    /// Verifies the evidence against the committee's parameters and roster (the judge's
+    /// own) and `root_confirmed`, the judge's check that the receipts root is the one recorded
+    /// on chain for the store (or job). `Ok` names the lying party.
+    ///
+    /// # Errors
+    /// The first reason the evidence is invalid; [`EvidenceError::NotGuilty`] if the opening
+    /// agrees with the revealed vector.
+    pub fn verify(
+        &self,
+        params: Params,
+        roster: &[PartyKey],
+        root_confirmed: &dyn Fn(&Hash32) -> bool,
+    ) -> Result<usize, EvidenceError> {
+        let i = self.receipt.index;
+        let malformed = |reason: &str| EvidenceError::Malformed {
+            index: i,
+            reason: reason.to_owned(),
+        };
+        if self.field != F::NAME {
+            return Err(malformed("evidence is for another field"));
+        }
+        if roster.len() != params.n() || self.receipts.len() != params.n() {
+            return Err(malformed("roster or receipts do not match n"));
+        }
+        params.check_index(i)?;
+        if self.revealed.index != i || self.opening.sender as usize != i {
+            return Err(EvidenceError::BadIndex {
+                index: i,
+                reason: "receipt, revealed vector and opening name different parties",
+            });
+        }
+        if self.receipts[i - 1].0 != self.receipt.hash {
+            return Err(malformed(
+                "receipt is not the party's entry in the receipts",
+            ));
+        }
+        let root = self.receipts_root();
+        if !root_confirmed(&root) {
+            return Err(malformed("receipts root is not recorded on chain"));
+        }
+        let key = &roster[i - 1];
+        self.receipt.verify(key, &self.receipt_signature)?;
+        if self.revealed.receipt_hash(&self.receipt.context) != self.receipt.hash {
+            return Err(malformed("revealed vector does not hash to the receipt"));
+        }
+        if self.opening.job != check_id(&self.tag, &root) {
+            return Err(malformed("opening is not bound to this check"));
+        }
+        let vk = VerifyingKey::from_bytes(&key.0)
+            .map_err(|_| EvidenceError::BadEncoding { index: i })?;
+        self.opening
+            .verify(&vk)
+            .map_err(|_| EvidenceError::BadSignature { index: i })?;
+        if payload_hash(&[self.opened]) != self.opening.payload_hash {
+            return Err(malformed(
+                "opened value does not match the signed payload hash",
+            ));
+        }
+        let challenge = Challenge::<F>::new(&self.tag, &root, self.revealed.len());
+        let recomputed = challenge
+            .opening(&self.revealed)
+            .map_err(|e| malformed(&e.to_string()))?;
+        if recomputed == self.opened {
+            Err(EvidenceError::NotGuilty { index: i })
+        } else {
+            Ok(i)
         }
     }
 }
