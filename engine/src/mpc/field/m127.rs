@@ -296,11 +296,18 @@ impl PrimeField for Mersenne127 {
     }
 
     fn dot(a: &[Self], b: &[Self]) -> Self {
-        let mut acc = Wide::default();
+        // Lazy reduction: with x = x1 2^64 + x0, sum the partial products x0 y0, x0 y1 + x1 y0
+        // and x1 y1 in three 128-bit accumulators (carries counted) and fold once at the end.
+        let (mut s0, mut s1, mut s2) = (Wide::default(), Wide::default(), Wide::default());
         for (x, y) in a.iter().zip(b) {
-            acc.add(mul_fold(x.0, y.0));
+            let (x0, x1) = (x.0 as u64 as u128, x.0 >> 64);
+            let (y0, y1) = (y.0 as u64 as u128, y.0 >> 64);
+            s0.add(x0 * y0);
+            s1.add(x0 * y1 + x1 * y0); // x1, y1 < 2^63: no overflow
+            s2.add(x1 * y1);
         }
-        acc.finish()
+        // total = s0 + s1 2^64 + s2 2^128, and 2^128 = 2 (mod p).
+        s0.finish() + s1.finish().mul_u64(1 << 32).mul_u64(1 << 32) + s2.finish().double()
     }
 }
 

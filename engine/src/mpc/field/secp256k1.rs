@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
-use k256::elliptic_curve::bigint::U512;
+use k256::elliptic_curve::bigint::{Limb, U256, U512};
 use k256::elliptic_curve::ff::PrimeField as _;
 use k256::elliptic_curve::ops::Reduce;
 use k256::{FieldBytes, Scalar};
@@ -219,6 +219,26 @@ impl PrimeField for Secp256k1Scalar {
             *limb = u64::from_be_bytes(b[start..start + 8].try_into().expect("8 bytes"));
         }
         out
+    }
+
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        // Lazy reduction: accumulate the 512-bit products (carries counted above 2^512) and
+        // reduce once.
+        let mut lo = U256::ZERO;
+        let mut hi = U256::ZERO;
+        let mut top: u64 = 0;
+        for (x, y) in a.iter().zip(b) {
+            let (plo, phi) = U256::from(&x.0).mul_wide(&U256::from(&y.0));
+            let (l, c) = lo.adc(&plo, Limb::ZERO);
+            let (h, c) = hi.adc(&phi, c);
+            lo = l;
+            hi = h;
+            top += c.0;
+        }
+        let wide = <Scalar as Reduce<U512>>::reduce(hi.concat(&lo));
+        // 2^512 mod n, as the square of 2^256 mod n.
+        let two256 = <Scalar as Reduce<U256>>::reduce(U256::MAX) + Scalar::ONE;
+        Self(wide + Scalar::from(top) * two256.square())
     }
 
     #[inline]
