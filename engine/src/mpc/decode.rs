@@ -163,11 +163,12 @@ impl<F: PrimeField> Decoder<F> {
             });
         }
         let base = &xs[..=t];
-        let at_zero = Lagrange::at_zero(base)?;
-        let checks = xs[t + 1..]
-            .iter()
-            .map(|&x| Lagrange::new(base, x as u64))
-            .collect::<Result<_, _>>()?;
+        let targets: Vec<u64> = std::iter::once(0)
+            .chain(xs[t + 1..].iter().map(|&x| x as u64))
+            .collect();
+        let mut weights = Lagrange::many(base, &targets)?.into_iter();
+        let at_zero = weights.next().expect("the target 0 is first");
+        let checks = weights.collect();
         Ok(Self {
             params,
             xs: xs.to_vec(),

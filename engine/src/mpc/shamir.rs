@@ -312,32 +312,51 @@ impl<F: PrimeField> Lagrange<F> {
     /// [`ShamirError::DuplicateIndex`], [`ShamirError::BadIndex`] (index 0 or above
     /// [`MAX_PARTIES`]), [`ShamirError::NotEnoughShares`] for an empty list.
     pub fn new(points: &[usize], target: u64) -> Result<Self, ShamirError> {
+        let mut one = Self::many(points, &[target])?;
+        Ok(one.pop().expect("one target gives one set of weights"))
+    }
+
+    /// Weights for each of `targets` from the same points, with a single field inversion.
+    ///
+    /// # Errors
+    /// As [`Lagrange::new`].
+    pub fn many(points: &[usize], targets: &[u64]) -> Result<Vec<Self>, ShamirError> {
         if points.is_empty() {
             return Err(ShamirError::NotEnoughShares { got: 0, need: 1 });
         }
         Params::new(MAX_PARTIES, 0)?.check_indices(points.iter().copied())?;
         let xs: Vec<F> = points.iter().map(|&p| F::from_u64(p as u64)).collect();
-        let tx = F::from_u64(target);
-        let mut nums = Vec::with_capacity(xs.len());
-        let mut dens = Vec::with_capacity(xs.len());
-        for (k, &xk) in xs.iter().enumerate() {
-            let mut num = F::ONE;
-            let mut den = F::ONE;
-            for (j, &xj) in xs.iter().enumerate() {
-                if j != k {
-                    num *= tx - xj;
-                    den *= xk - xj;
-                }
-            }
-            nums.push(num);
-            dens.push(den);
-        }
+        let mut dens: Vec<F> = xs
+            .iter()
+            .enumerate()
+            .map(|(k, &xk)| {
+                xs.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != k)
+                    .fold(F::ONE, |d, (_, &xj)| d * (xk - xj))
+            })
+            .collect();
         batch_invert(&mut dens).expect("distinct points give non-zero denominators");
-        let weights = nums.into_iter().zip(dens).map(|(a, b)| a * b).collect();
-        Ok(Self {
-            points: points.to_vec(),
-            weights,
-        })
+        Ok(targets
+            .iter()
+            .map(|&target| {
+                let tx = F::from_u64(target);
+                let weights = dens
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &inv)| {
+                        xs.iter()
+                            .enumerate()
+                            .filter(|(j, _)| *j != k)
+                            .fold(inv, |w, (_, &xj)| w * (tx - xj))
+                    })
+                    .collect();
+                Self {
+                    points: points.to_vec(),
+                    weights,
+                }
+            })
+            .collect())
     }
 
     /// Weights for the value at 0 (the secret).
