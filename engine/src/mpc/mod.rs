@@ -2,13 +2,16 @@
 //! robust decoding and evidence. No I/O, no clock.
 
 pub mod check;
+pub mod committee;
 pub mod csv;
 pub mod dealing;
 pub mod decode;
 pub mod echo;
+pub mod eval;
 pub mod evidence;
 pub mod field;
 pub mod fixed;
+pub mod mult;
 pub mod prss;
 pub mod query;
 pub mod shamir;

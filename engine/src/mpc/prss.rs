@@ -167,6 +167,7 @@ pub struct KeyAgreement {
     /// For each set containing me: contributions indexed by member position.
     received: Vec<Vec<Option<[u8; 32]>>>,
     keys: Vec<Option<[u8; 32]>>,
+    excluded: Vec<u32>,
 }
 
 impl KeyAgreement {
@@ -212,6 +213,7 @@ impl KeyAgreement {
                 sets,
                 received,
                 keys,
+                excluded: Vec::new(),
             },
             out,
         ))
@@ -222,12 +224,30 @@ impl KeyAgreement {
         &self.sets
     }
 
+    /// Excludes a member convicted earlier: its contribution to every set is fixed to 32 zero
+    /// bytes (public), it is not expected to confirm, and nothing from it is accepted. The key
+    /// of a set without corrupt members is still made of honest contributions only.
+    pub fn exclude(&mut self, member: u32) {
+        for (members, slots) in self.sets.iter().zip(self.received.iter_mut()) {
+            if let Some(pos) = members.iter().position(|m| *m == member) {
+                slots[pos] = Some([0u8; 32]);
+            }
+        }
+        self.excluded.push(member);
+    }
+
     /// Records a contribution addressed to this party.
     ///
     /// # Errors
     /// [`PrssError::NotMember`] if the set is unknown or the sender or this party is not in it;
     /// [`PrssError::Conflicting`] for a second, different value.
     pub fn receive(&mut self, c: &Contribution) -> Result<(), PrssError> {
+        if self.excluded.contains(&c.from) {
+            return Err(PrssError::NotMember {
+                from: c.from,
+                set: c.set,
+            });
+        }
         let members = self.sets.get(c.set).ok_or(PrssError::NotMember {
             from: c.from,
             set: c.set,
@@ -304,7 +324,10 @@ impl KeyAgreement {
         for (s, members) in self.sets.iter().enumerate() {
             let Some(key) = self.keys[s] else { continue };
             let mine: [u8; 32] = Sha256::digest(key).into();
-            for m in members.iter().filter(|m| **m != self.me) {
+            for m in members
+                .iter()
+                .filter(|m| **m != self.me && !self.excluded.contains(m))
+            {
                 let c = confirmations
                     .iter()
                     .find(|c| c.set == s && c.from == *m)
@@ -323,6 +346,9 @@ impl KeyAgreement {
         Prss::new(self.n, self.t, self.me, keys)
     }
 }
+
+/// The keys of one party: `(members of the set, key)` for every set containing it.
+pub type SetKeys = Vec<(Vec<u32>, [u8; 32])>;
 
 /// One key of this party with its precomputed coefficients.
 #[derive(Clone)]
@@ -367,12 +393,7 @@ impl<F: PrimeField> Prss<F> {
     /// # Errors
     /// [`PrssError::BadCommittee`], [`PrssError::BadIndex`], [`PrssError::NotMember`] if a
     /// set does not contain `me` or is not one of [`key_sets`].
-    pub fn new(
-        n: usize,
-        t: usize,
-        me: u32,
-        keys: Vec<(Vec<u32>, [u8; 32])>,
-    ) -> Result<Self, PrssError> {
+    pub fn new(n: usize, t: usize, me: u32, keys: SetKeys) -> Result<Self, PrssError> {
         let sets = key_sets(n, t)?;
         if me == 0 || me as usize > n {
             return Err(PrssError::BadIndex { index: me, n });
@@ -499,7 +520,7 @@ fn binomial(n: usize, k: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
     use rand::rngs::StdRng;

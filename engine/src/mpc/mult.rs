@@ -1,0 +1,313 @@
+//! Products: Damgård-Nielsen degree reduction with PRSS double sharings.
+//!
+//! Damgård and Nielsen, "Scalable and Unconditionally Secure Multiparty Computation"
+//! (CRYPTO 2007). The local product of two degree-`t` sharings is a degree-`2t` sharing `[c]_2t`.
+//! With a double sharing `([r]_t, [r]_2t)` from [`crate::mpc::prss::Prss::double`]:
+//!
+//! 1. each party `i` sends `d_i = c_i - [r]_2t(i)` to **every** party (no single king);
+//! 2. each party checks that the openings it received lie on one polynomial of degree `2t`
+//!    ([`open_2t`]; it needs `2t + 1` of them and checks every further one) and aborts
+//!    otherwise; it interpolates `d = c - r` at 0;
+//! 3. its new share is `d + [r]_t(i)`, a degree-`t` sharing of `c` ([`reshare`]).
+//!
+//! `d` reveals nothing: `r` is uniform and unknown to any `t` parties, and the coefficients of
+//! `[r]_2t` above `t` are pseudo-random, so the opened polynomial is a random degree-`2t`
+//! polynomial with constant term `c - r`. The new sharing's coefficients are those of `[r]_t`:
+//! re-sharing also re-randomizes.
+//!
+//! One reduction serves a whole aggregate: `sum_rows x * y` is a single degree-`2t` value (a dot
+//! product of share vectors), reduced once; element-wise products are reduced in one batch (one
+//! message per party per round carrying the whole vector).
+//!
+//! What the check buys. With `n >= 3t + 1` the `n - t >= 2t + 1` honest openings determine the
+//! degree-`2t` polynomial, so any wrong opening from a corrupt party is detected by every
+//! honest party (the step aborts; it is not attributed, as `n - 2t - 1` redundant points cannot
+//! correct `t` errors). With `n = 2t + 1` (unbonded test networks) there is no redundancy and a
+//! wrong opening shifts the product undetected: an additive attack.
+
+use crate::mpc::field::PrimeField;
+use crate::mpc::shamir::{Lagrange, ShamirError};
+
+/// Errors of a degree reduction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MultError {
+    /// Fewer than `2t + 1` openings arrived.
+    #[error("{got} degree-2t openings received, {need} needed")]
+    TooFewOpenings {
+        /// Openings received.
+        got: usize,
+        /// `2t + 1`.
+        need: usize,
+    },
+    /// The openings do not lie on one polynomial of degree `2t` (some party cheated).
+    #[error("degree-2t openings are inconsistent at position {position}")]
+    Inconsistent {
+        /// First inconsistent position.
+        position: usize,
+    },
+    /// A party's opening has the wrong length.
+    #[error("party {party} opened {got} values, expected {expected}")]
+    LengthMismatch {
+        /// The party.
+        party: usize,
+        /// Its length.
+        got: usize,
+        /// The expected length.
+        expected: usize,
+    },
+    /// Share vectors of different lengths were multiplied or combined.
+    #[error("vectors of lengths {left} and {right} cannot be combined")]
+    Lengths {
+        /// First length.
+        left: usize,
+        /// Second length.
+        right: usize,
+    },
+    /// Bad or duplicate party indices.
+    #[error(transparent)]
+    Shamir(#[from] ShamirError),
+}
+
+/// `c_i - [r]_2t(i)` in place: the value party `i` sends to every party.
+///
+/// # Errors
+/// [`MultError::Lengths`] if the vectors differ in length.
+pub fn mask_for_opening<F: PrimeField>(c2t: &mut [F], r2t: &[F]) -> Result<(), MultError> {
+    if c2t.len() != r2t.len() {
+        return Err(MultError::Lengths {
+            left: c2t.len(),
+            right: r2t.len(),
+        });
+    }
+    for (c, r) in c2t.iter_mut().zip(r2t) {
+        *c -= *r;
+    }
+    Ok(())
+}
+
+/// Checks the degree-`2t` openings and interpolates them at 0.
+///
+/// `openings` holds `(party index, its vector)` for the parties whose opening arrived (in any
+/// order; at least `2t + 1`); every vector must have `len` values. Every opening beyond the
+/// first `2t + 1` is checked against the polynomial through them.
+///
+/// # Errors
+/// [`MultError::TooFewOpenings`], [`MultError::LengthMismatch`],
+/// [`MultError::Inconsistent`], [`MultError::Shamir`] for bad or duplicate indices.
+pub fn open_2t<F: PrimeField>(
+    t: usize,
+    openings: &[(usize, &[F])],
+    len: usize,
+) -> Result<Vec<F>, MultError> {
+    let need = 2 * t + 1;
+    if openings.len() < need {
+        return Err(MultError::TooFewOpenings {
+            got: openings.len(),
+            need,
+        });
+    }
+    for (p, v) in openings {
+        if v.len() != len {
+            return Err(MultError::LengthMismatch {
+                party: *p,
+                got: v.len(),
+                expected: len,
+            });
+        }
+    }
+    let mut sorted: Vec<(usize, &[F])> = openings.to_vec();
+    sorted.sort_by_key(|o| o.0);
+    let points: Vec<usize> = sorted.iter().map(|o| o.0).collect();
+    let base = &points[..need];
+    let zero = Lagrange::<F>::at_zero(base)?;
+    // Validates every index (duplicates included), not only the base.
+    Lagrange::<F>::at_zero(&points)?;
+    let vectors: Vec<&[F]> = sorted[..need].iter().map(|o| o.1).collect();
+    let out = zero.interpolate_vec(&vectors)?;
+    let mut acc = vec![F::ZERO; len];
+    for (x, v) in &sorted[need..] {
+        let l = Lagrange::<F>::new(base, *x as u64)?;
+        acc.copy_from_slice(v);
+        for (w, b) in l.weights().iter().zip(&vectors) {
+            for (a, y) in acc.iter_mut().zip(b.iter()) {
+                *a -= *w * *y;
+            }
+        }
+        if let Some(position) = acc.iter().position(|a| !a.is_zero()) {
+            return Err(MultError::Inconsistent { position });
+        }
+    }
+    Ok(out)
+}
+
+/// `d + [r]_t(i)`: this party's degree-`t` share of the product.
+///
+/// # Errors
+/// [`MultError::Lengths`] if the vectors differ in length.
+pub fn reshare<F: PrimeField>(mut d: Vec<F>, rt: &[F]) -> Result<Vec<F>, MultError> {
+    if d.len() != rt.len() {
+        return Err(MultError::Lengths {
+            left: d.len(),
+            right: rt.len(),
+        });
+    }
+    for (a, r) in d.iter_mut().zip(rt) {
+        *a += *r;
+    }
+    Ok(d)
+}
+
+/// Element-wise products of two share vectors (a degree-`2t` sharing of each product).
+///
+/// # Errors
+/// [`MultError::Lengths`] if the vectors differ in length.
+pub fn local_products<F: PrimeField>(a: &[F], b: &[F]) -> Result<Vec<F>, MultError> {
+    if a.len() != b.len() {
+        return Err(MultError::Lengths {
+            left: a.len(),
+            right: b.len(),
+        });
+    }
+    Ok(a.iter().zip(b).map(|(x, y)| *x * *y).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::field::{Mersenne127, PrimeField};
+    use crate::mpc::prss::tests::agree;
+    use crate::mpc::shamir::{deal_vec, reconstruct, Params};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    type F = Mersenne127;
+
+    /// Runs one reduction among all parties honestly, with `tamper` applied to party 1's
+    /// opening; returns the new shares or the first error.
+    fn reduce(
+        n: usize,
+        t: usize,
+        a: &[Vec<F>],
+        b: &[Vec<F>],
+        tamper: F,
+    ) -> Vec<Result<Vec<F>, MultError>> {
+        let prss = agree::<F>(n, t, 11);
+        let job = [9u8; 32];
+        let len = a[0].len();
+        let mut sent = Vec::new();
+        let mut rts = Vec::new();
+        for i in 0..n {
+            let mut c = local_products(&a[i], &b[i]).unwrap();
+            let (rt, r2t) = prss[i].double(&job, 0, len);
+            mask_for_opening(&mut c, &r2t).unwrap();
+            if i == 0 {
+                c[0] += tamper;
+            }
+            sent.push(c);
+            rts.push(rt);
+        }
+        (0..n)
+            .map(|i| {
+                let openings: Vec<(usize, &[F])> = sent
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| (j + 1, &v[..]))
+                    .collect();
+                let d = open_2t(t, &openings, len)?;
+                reshare(d, &rts[i])
+            })
+            .collect()
+    }
+
+    fn deal(values: &[F], n: usize, t: usize, seed: u64) -> Vec<Vec<F>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        deal_vec(values, Params::new(n, t).unwrap(), &mut rng)
+    }
+
+    fn open(shares: &[Vec<F>], t: usize, k: usize) -> F {
+        let pts: Vec<(usize, F)> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i + 1, s[k]))
+            .collect();
+        let params = Params::new(shares.len(), t).unwrap();
+        assert!(crate::mpc::shamir::on_one_polynomial(&pts, t).unwrap());
+        reconstruct(params, &pts).unwrap()
+    }
+
+    #[test]
+    fn honest_products_are_degree_t_sharings_of_the_product() {
+        for (n, t) in [(3, 1), (4, 1), (7, 2)] {
+            let x: Vec<F> = (0..10).map(|i| F::from_i64(i - 3)).collect();
+            let y: Vec<F> = (0..10).map(|i| F::from_i64(7 * i + 1)).collect();
+            let a = deal(&x, n, t, 1);
+            let b = deal(&y, n, t, 2);
+            let out: Vec<Vec<F>> = reduce(n, t, &a, &b, F::ZERO)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            for k in 0..10 {
+                assert_eq!(open(&out, t, k), x[k] * y[k]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_opening_is_detected_with_3t_plus_1() {
+        let x = vec![F::from_u64(5); 4];
+        let (n, t) = (4, 1);
+        let out = reduce(n, t, &deal(&x, n, t, 3), &deal(&x, n, t, 4), F::ONE);
+        for r in out {
+            assert_eq!(r, Err(MultError::Inconsistent { position: 0 }));
+        }
+    }
+
+    #[test]
+    fn with_2t_plus_1_an_additive_attack_goes_undetected() {
+        // n = 2t + 1: no redundancy, so a shifted opening from party 1 is accepted and the
+        // product is off by delta * lambda_1 (lambda_1 = 3 for points 1, 2, 3).
+        let x = vec![F::from_u64(5); 2];
+        let (n, t) = (3, 1);
+        let delta = F::from_u64(10);
+        let out: Vec<Vec<F>> = reduce(n, t, &deal(&x, n, t, 5), &deal(&x, n, t, 6), delta)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(open(&out, t, 0), F::from_u64(25) + delta * F::from_u64(3));
+        assert_eq!(open(&out, t, 1), F::from_u64(25));
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let v = vec![F::ONE; 3];
+        let w = vec![F::ONE; 2];
+        assert_eq!(
+            open_2t::<F>(1, &[(1, &v), (2, &v)], 3),
+            Err(MultError::TooFewOpenings { got: 2, need: 3 })
+        );
+        assert_eq!(
+            open_2t::<F>(1, &[(1, &v), (2, &w), (3, &v)], 3),
+            Err(MultError::LengthMismatch {
+                party: 2,
+                got: 2,
+                expected: 3
+            })
+        );
+        assert!(matches!(
+            open_2t::<F>(1, &[(1, &v), (1, &v), (3, &v)], 3),
+            Err(MultError::Shamir(ShamirError::DuplicateIndex { .. }))
+        ));
+        assert!(matches!(
+            open_2t::<F>(1, &[(0, &v), (2, &v), (3, &v)], 3),
+            Err(MultError::Shamir(_))
+        ));
+        assert!(matches!(
+            local_products(&v, &w),
+            Err(MultError::Lengths { left: 3, right: 2 })
+        ));
+        let mut c = v.clone();
+        assert!(mask_for_opening(&mut c, &w).is_err());
+        assert!(reshare(v, &w).is_err());
+    }
+}

@@ -1,0 +1,352 @@
+//! End-to-end runs of the in-process committee: every committee size 4..=7, every tolerable
+//! number of faulty parties 0..=t, every evil twin; exact results and exact culprit sets.
+
+use std::collections::BTreeSet;
+
+use btcmpc_engine::mpc::check::Refusal;
+use btcmpc_engine::mpc::committee::{
+    run, Behaviour, CommitteeError, OwnerBehaviour, Scenario, ServiceBehaviour, Status,
+};
+use btcmpc_engine::mpc::csv::Dataset;
+use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::query::{parse, plan, OutputValue};
+use proptest::prelude::*;
+
+const LINEAR: &str = "sum(x), mean(y), hist(c), count(), sum(2 * x - y + 0.5)";
+const PRODUCTS: &str = "var(x), cov(x, y), dot(x, z), sum(x * y * z), mean(x)";
+
+fn data() -> Dataset {
+    let mut csv = String::from("x:int,y:dec,z:dec,c:cat\n");
+    for i in 0..24i64 {
+        let x = (i * 7) % 11 - 5;
+        let y = (i * 13) % 17;
+        csv.push_str(&format!(
+            "{x},{}.{:02},{}.5,{}\n",
+            y - 8,
+            (i * 37) % 100,
+            i % 5,
+            ["red", "green", "blue"][(i % 3) as usize]
+        ));
+    }
+    Dataset::parse(&csv).unwrap()
+}
+
+/// The query evaluated in the clear: the oracle.
+fn expected<F: PrimeField>(d: &Dataset, q: &str) -> Vec<OutputValue> {
+    let p = plan::<F>(&parse(q).unwrap(), &d.schema).unwrap();
+    p.finish(&p.eval_clear(&d.values)).unwrap()
+}
+
+/// `k` faulty parties, spread out: 2, n, 1, 3, ...
+fn faulty(n: usize, k: usize) -> Vec<usize> {
+    let mut order = vec![2, n];
+    order.extend((1..=n).filter(|i| *i != 2 && *i != n));
+    order.truncate(k);
+    order
+}
+
+fn scenario(n: usize, t: usize, bad: &[usize], b: Behaviour, seed: u64) -> Scenario {
+    let mut s = Scenario::honest(n, t);
+    s.seed = seed;
+    for i in bad {
+        s = s.with(*i, b);
+    }
+    s
+}
+
+/// What v1 promises for one behaviour on one query kind.
+fn promise(b: Behaviour, products: bool, bad: &[usize]) -> (bool, BTreeSet<usize>) {
+    let named: BTreeSet<usize> = bad.iter().copied().collect();
+    match b {
+        Behaviour::Honest | Behaviour::Withhold => (true, BTreeSet::new()),
+        // Detected by the over-determined degree-2t openings: abort, no blame.
+        Behaviour::WrongProductContribution => (!products || bad.is_empty(), BTreeSet::new()),
+        _ => (true, named),
+    }
+}
+
+fn sweep<F: PrimeField>(query: &str, products: bool) {
+    let d = data();
+    let want = expected::<F>(&d, query);
+    for n in 4..=7 {
+        let t = (n - 1) / 3;
+        for k in 0..=t {
+            for b in Behaviour::ALL {
+                let bad = faulty(n, k);
+                let out = run::<F>(
+                    &scenario(n, t, &bad, b, n as u64 * 31 + k as u64),
+                    &d,
+                    query,
+                )
+                .unwrap();
+                let (delivered, named) = promise(b, products, &bad);
+                let label = format!("{} n={n} t={t} faulty={bad:?} {b:?}", F::NAME);
+                if delivered {
+                    assert_eq!(out.status, Status::Delivered, "{label}");
+                    assert_eq!(out.result.as_ref(), Some(&want), "{label}");
+                } else {
+                    assert!(
+                        matches!(out.status, Status::Aborted(_)),
+                        "{label}: {:?}",
+                        out.status
+                    );
+                    assert!(out.result.is_none(), "{label}");
+                }
+                assert_eq!(out.culprits, named, "{label}");
+                for ev in &out.equivocations {
+                    assert!(bad.contains(&(ev.sender() as usize)), "{label}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_queries_are_correct_and_name_every_cheater_m127() {
+    sweep::<Mersenne127>(LINEAR, false);
+}
+
+#[test]
+fn product_queries_are_private_and_abort_on_wrong_contributions_m127() {
+    sweep::<Mersenne127>(PRODUCTS, true);
+}
+
+#[test]
+fn secp256k1_sweep_n4_and_n7() {
+    // The full sweep in the default field is the same code; run its corners.
+    let d = data();
+    for (query, products) in [(LINEAR, false), (PRODUCTS, true)] {
+        let want = expected::<Secp256k1Scalar>(&d, query);
+        for (n, t) in [(4, 1), (7, 2)] {
+            for b in Behaviour::ALL {
+                let bad = faulty(n, t);
+                let out = run::<Secp256k1Scalar>(&scenario(n, t, &bad, b, 5), &d, query).unwrap();
+                let (delivered, named) = promise(b, products, &bad);
+                if delivered {
+                    assert_eq!(out.result.as_ref(), Some(&want), "n={n} {b:?}");
+                } else {
+                    assert!(matches!(out.status, Status::Aborted(_)), "n={n} {b:?}");
+                }
+                assert_eq!(out.culprits, named, "n={n} {b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mixed_evil_twins_are_each_named() {
+    let d = data();
+    let want = expected::<Mersenne127>(&d, LINEAR);
+    let s = Scenario::honest(7, 2)
+        .with(3, Behaviour::WrongOutputShare)
+        .with(6, Behaviour::Equivocate);
+    let out = run::<Mersenne127>(&s, &d, LINEAR).unwrap();
+    assert_eq!(out.result, Some(want.clone()));
+    assert_eq!(out.culprits, BTreeSet::from([3, 6]));
+    let s = Scenario::honest(7, 2)
+        .with(1, Behaviour::WrongCheckOpening)
+        .with(4, Behaviour::Withhold);
+    let out = run::<Mersenne127>(&s, &d, LINEAR).unwrap();
+    assert_eq!(out.result, Some(want.clone()));
+    assert_eq!(out.culprits, BTreeSet::from([1]));
+    let s = Scenario::honest(7, 2)
+        .with(2, Behaviour::BadRandomnessContribution)
+        .with(7, Behaviour::WrongOutputShare);
+    let out = run::<Mersenne127>(&s, &d, PRODUCTS).unwrap();
+    assert_eq!(out.result, Some(expected::<Mersenne127>(&d, PRODUCTS)));
+    assert_eq!(out.culprits, BTreeSet::from([2, 7]));
+    let _ = want;
+}
+
+#[test]
+fn a_cheating_owner_is_refused_and_nobody_is_named() {
+    let d = data();
+    for n in 4..=7 {
+        let t = (n - 1) / 3;
+        for victim in 1..=n {
+            let mut s = Scenario::honest(n, t);
+            s.owner = OwnerBehaviour::Inconsistent { victim };
+            let out = run::<Mersenne127>(&s, &d, LINEAR).unwrap();
+            assert_eq!(
+                out.status,
+                Status::StoreRefused(Refusal::Inconsistent {
+                    parties: vec![victim]
+                }),
+                "n={n} victim={victim}"
+            );
+            assert!(out.culprits.is_empty());
+            assert!(out.result.is_none());
+        }
+    }
+}
+
+#[test]
+fn a_cheating_service_mask_gets_the_job_refused() {
+    let d = data();
+    for n in 4..=7 {
+        let t = (n - 1) / 3;
+        for victim in 1..=n {
+            let mut s = Scenario::honest(n, t);
+            s.service = ServiceBehaviour::InconsistentMask { victim };
+            let out = run::<Mersenne127>(&s, &d, PRODUCTS).unwrap();
+            assert_eq!(
+                out.status,
+                Status::JobRefused(Refusal::Inconsistent {
+                    parties: vec![victim]
+                }),
+                "n={n} victim={victim}"
+            );
+            assert!(out.culprits.is_empty());
+        }
+    }
+}
+
+/// No corrupt dealer of randomness (PRSS contributions, the owner's dealing, the service's
+/// masks) and no corrupt party in the place of a "king" (degree-2t openings) can get an
+/// honest party named, whatever it combines with.
+#[test]
+fn no_corrupt_dealer_king_or_mask_gets_an_honest_party_named() {
+    let d = data();
+    let corrupt_kinds = [
+        Behaviour::BadRandomnessContribution,
+        Behaviour::WrongProductContribution,
+        Behaviour::Equivocate,
+        Behaviour::WrongCheckOpening,
+        Behaviour::Withhold,
+    ];
+    for n in 4..=7 {
+        let t = (n - 1) / 3;
+        let bad = faulty(n, t);
+        for b in corrupt_kinds {
+            // An honest victim, a corrupt victim, and the last party.
+            for victim in [1, 2, n] {
+                for (owner, service) in [
+                    (
+                        OwnerBehaviour::Inconsistent { victim },
+                        ServiceBehaviour::Honest,
+                    ),
+                    (
+                        OwnerBehaviour::Honest,
+                        ServiceBehaviour::InconsistentMask { victim },
+                    ),
+                    (OwnerBehaviour::Honest, ServiceBehaviour::Honest),
+                ] {
+                    let mut s = scenario(n, t, &bad, b, victim as u64);
+                    s.owner = owner;
+                    s.service = service;
+                    let out = run::<Mersenne127>(&s, &d, PRODUCTS).unwrap();
+                    let label = format!("n={n} {b:?} victim={victim} {owner:?} {service:?}");
+                    assert!(
+                        out.culprits.iter().all(|c| bad.contains(c)),
+                        "{label}: named {:?}",
+                        out.culprits
+                    );
+                    if let Status::StoreRefused(Refusal::Inconsistent { parties })
+                    | Status::JobRefused(Refusal::Inconsistent { parties }) = &out.status
+                    {
+                        assert!(
+                            parties.contains(&victim) || bad.contains(&victim),
+                            "{label}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Version 1 and products: with n = 2t + 1 a wrong product contribution shifts the result
+/// and nobody notices (an additive attack). Correct only against a semi-honest minority.
+#[test]
+fn additive_attack_on_a_product_goes_undetected_with_2t_plus_1() {
+    let d = data();
+    let query = "dot(x, z)";
+    let want = expected::<Mersenne127>(&d, query);
+    let honest = run::<Mersenne127>(&Scenario::honest(3, 1), &d, query).unwrap();
+    assert_eq!(honest.result, Some(want.clone()));
+    let s = Scenario::honest(3, 1).with(2, Behaviour::WrongProductContribution);
+    let out = run::<Mersenne127>(&s, &d, query).unwrap();
+    assert_eq!(out.status, Status::Delivered);
+    assert_ne!(out.result, Some(want), "the attack changed the result");
+    assert!(out.culprits.is_empty(), "and nobody was named");
+    // The shift is exactly delta * lambda_2 = 1 * (-3) at scale 2^32 (points 1, 2, 3).
+    let diff = out.opened.unwrap()[0].clone() - honest.opened.unwrap()[0].clone();
+    assert_eq!(diff, (-3).into());
+    // A linear query in the same committee is not affected.
+    let out = run::<Mersenne127>(&s, &d, LINEAR).unwrap();
+    assert_eq!(out.result, Some(expected::<Mersenne127>(&d, LINEAR)));
+}
+
+#[test]
+fn bad_scenarios_and_queries_are_typed_errors() {
+    let d = data();
+    let e = run::<Mersenne127>(&Scenario::honest(4, 1), &d, "sum(nope)").unwrap_err();
+    assert!(matches!(e, CommitteeError::Query(_)), "{e}");
+    let e = run::<Mersenne127>(&Scenario::honest(4, 1), &d, "sum(x +)").unwrap_err();
+    assert!(matches!(e, CommitteeError::Query(_)));
+    let mut s = Scenario::honest(4, 1);
+    s.behaviours.pop();
+    let e = run::<Mersenne127>(&s, &d, LINEAR).unwrap_err();
+    assert_eq!(e, CommitteeError::Behaviours { got: 3, n: 4 });
+    let e = run::<Mersenne127>(&Scenario::honest(4, 4), &d, LINEAR).unwrap_err();
+    assert!(matches!(e, CommitteeError::Params(_)), "{e}");
+    let e = run::<Mersenne127>(&Scenario::honest(4, 2), &d, LINEAR).unwrap_err();
+    assert!(matches!(e, CommitteeError::Prss(_)), "{e}");
+}
+
+fn csv_of(rows: &[(i64, f64, f64)]) -> String {
+    let mut s = String::from("a:int,b:dec,w:dec\n");
+    for (a, b, w) in rows {
+        s.push_str(&format!("{a},{b:.6},{w:.3}\n"));
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The evaluator on shares equals the same query evaluated in the clear, exactly.
+    #[test]
+    fn shares_equal_clear(
+        rows in prop::collection::vec((-1000i64..1000, -500.0f64..500.0, -4.0f64..4.0), 1..20),
+        k in -9i64..9,
+    ) {
+        let d = Dataset::parse(&csv_of(&rows)).unwrap();
+        let q = format!("sum(a * {k} + b), dot(a - w, b), sum(a * b * w), var(b), count()");
+        let out = run::<Mersenne127>(&Scenario::honest(4, 1), &d, &q).unwrap();
+        let p = plan::<Mersenne127>(&parse(&q).unwrap(), &d.schema).unwrap();
+        prop_assert_eq!(out.opened.unwrap(), p.eval_clear(&d.values));
+    }
+
+    /// Fixed-point results against f64: every stored decimal is within 2^-17 of its value, so
+    /// with |b| <= M: |mean error| <= 2^-17, |var error| <= M 2^-16 + 2^-34, and
+    /// |cov(a, b) error| <= |a|max 2^-17 (a is an exact integer), plus the 1e-18 of the decimal
+    /// text and f64's own rounding.
+    #[test]
+    fn fixed_point_matches_f64(
+        rows in prop::collection::vec((-1000i64..1000, -500.0f64..500.0, -4.0f64..4.0), 1..20),
+    ) {
+        let d = Dataset::parse(&csv_of(&rows)).unwrap();
+        let out = run::<Secp256k1Scalar>(&Scenario::honest(4, 1), &d, "mean(b), var(b), cov(a, b), sum(a * w)").unwrap();
+        let got: Vec<f64> = out.result.unwrap().iter().map(|v| v.decimal.parse().unwrap()).collect();
+        // The exact inputs are the printed decimals.
+        let b: Vec<f64> = rows.iter().map(|r| format!("{:.6}", r.1).parse().unwrap()).collect();
+        let w: Vec<f64> = rows.iter().map(|r| format!("{:.3}", r.2).parse().unwrap()).collect();
+        let a: Vec<f64> = rows.iter().map(|r| r.0 as f64).collect();
+        let n = rows.len() as f64;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
+        let mb = mean(&b);
+        let var = b.iter().map(|x| (x - mb) * (x - mb)).sum::<f64>() / n;
+        let ma = mean(&a);
+        let cov = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum::<f64>() / n;
+        let saw: f64 = a.iter().zip(&w).map(|(x, y)| x * y).sum();
+        let eps = 2f64.powi(-17);
+        let m_b = b.iter().fold(0f64, |m, x| m.max(x.abs()));
+        let m_a = a.iter().fold(0f64, |m, x| m.max(x.abs()));
+        let slack = 1e-9;
+        prop_assert!((got[0] - mb).abs() <= eps + slack, "mean {} vs {}", got[0], mb);
+        prop_assert!((got[1] - var).abs() <= m_b * 2.0 * eps + eps * eps + 1e-7, "var {} vs {}", got[1], var);
+        prop_assert!((got[2] - cov).abs() <= m_a * 2.0 * eps + 1e-7, "cov {} vs {}", got[2], cov);
+        prop_assert!((got[3] - saw).abs() <= n * m_a * eps + 1e-7, "sum {} vs {}", got[3], saw);
+    }
+}
