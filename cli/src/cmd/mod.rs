@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod contract;
+pub mod contract_chain;
 pub mod regtest;
 pub mod wallet;

@@ -1,0 +1,394 @@
+//! `btcmpc wallet` and the chain-facing `btcmpc contract` commands, run as a user runs them,
+//! against a regtest chain (the embedded node, or bitcoind + electrs with `BITCOIND_EXE` and
+//! `ELECTRS_EXE`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::{Address, Amount, Network};
+use btcmpc_regtest::harness::TestEnv;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Cli {
+    electrum: String,
+    root: PathBuf,
+}
+
+impl Cli {
+    fn run(&self, who: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .arg("--datadir")
+            .arg(self.root.join(who))
+            .arg("--electrum")
+            .arg(&self.electrum)
+            .args(args)
+            .env_remove("BTCMPC_DATADIR")
+            .env_remove("BTCMPC_NETWORK")
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// Run, require success, return stdout as JSON.
+    fn json(&self, who: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(who, &all);
+        assert!(
+            out.status.success(),
+            "btcmpc {args:?} as {who} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
+    }
+
+    /// Run, require failure with exit code 1 and a one-line error; return it.
+    fn fails(&self, who: &str, args: &[&str]) -> String {
+        let out = self.run(who, args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "btcmpc {args:?} should fail: {out:?}"
+        );
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
+        err
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_string()
+}
+
+fn setup() -> (TestEnv, Cli, tempfile::TempDir) {
+    let env = TestEnv::new().expect("regtest chain starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cli = Cli {
+        electrum: env.electrum_url(),
+        root: dir.path().to_path_buf(),
+    };
+    (env, cli, dir)
+}
+
+fn address(cli: &Cli, who: &str) -> Address {
+    str_of(&cli.json(who, &["wallet", "address"]), "address")
+        .parse::<Address<_>>()
+        .unwrap()
+        .require_network(Network::Regtest)
+        .unwrap()
+}
+
+fn settle(env: &TestEnv) {
+    env.wait_for_height(env.tip_height().unwrap(), WAIT)
+        .unwrap();
+}
+
+fn mine(env: &TestEnv, n: u32) {
+    env.mine(n).unwrap();
+    settle(env);
+}
+
+#[test]
+fn escrow_fund_claim_status_and_early_refund() {
+    let (env, cli, dir) = setup();
+    cli.json("service", &["wallet", "create"]);
+    cli.json("party", &["wallet", "create"]);
+    env.fund(&address(&cli, "service"), Amount::from_sat(1_000_000))
+        .unwrap();
+    settle(&env);
+    let bal = cli.json("service", &["wallet", "balance"]);
+    assert_eq!(bal["confirmed"], 1_000_000);
+
+    let s = str_of(&cli.json("service", &["wallet", "key"]), "pubkey");
+    let p = str_of(&cli.json("party", &["wallet", "key"]), "pubkey");
+    assert_eq!(s.len(), 66);
+    let k = [0x5au8; 32];
+    let h = sha256::Hash::hash(&k).to_string();
+    let timeout = (env.tip_height().unwrap() + 6).to_string();
+    let file = dir.path().join("escrow.json");
+    let f = file.to_str().unwrap();
+    cli.json(
+        "service",
+        &[
+            "contract",
+            "new",
+            "claim-or-refund",
+            "--receiver",
+            &p,
+            "--sender",
+            &s,
+            "--hash",
+            &h,
+            "--timeout",
+            &timeout,
+            "--out",
+            f,
+        ],
+    );
+    let funded = cli.json("service", &["contract", "fund", f, "40000sat"]);
+    assert_eq!(funded["txid"].as_str().map(str::len), Some(64));
+    assert!(funded["vout"].is_u64());
+    mine(&env, 1);
+
+    // One block before the timeout the refund is refused by the node as non-final.
+    let tip = env.tip_height().unwrap();
+    let t: u32 = timeout.parse().unwrap();
+    mine(&env, t - 1 - tip);
+    let err = cli.fails("service", &["contract", "refund", f]);
+    assert!(err.contains("non-final"), "{err}");
+
+    // Bad input: a short preimage, the wrong preimage.
+    let err = cli.fails("party", &["contract", "claim", f, "--preimage", "abcd"]);
+    assert!(err.contains("32 bytes"), "{err}");
+    let err = cli.fails(
+        "party",
+        &["contract", "claim", f, "--preimage", &"11".repeat(32)],
+    );
+    assert!(err.contains("preimage"), "{err}");
+
+    let claim = cli.json(
+        "party",
+        &["contract", "claim", f, "--preimage", &hex::encode(k)],
+    );
+    let claim_txid = str_of(&claim, "txid");
+    mine(&env, 1);
+    let st = cli.json("service", &["contract", "status", f]);
+    assert_eq!(st["spend"]["txid"].as_str(), Some(claim_txid.as_str()));
+    assert_eq!(st["spend"]["path"], "claim");
+    assert_eq!(
+        st["spend"]["preimage"].as_str(),
+        Some(hex::encode(k).as_str())
+    );
+    assert_eq!(st["spend"]["confirmations"], 1);
+    let bal = cli.json("party", &["wallet", "balance"]);
+    let got = bal["confirmed"].as_u64().unwrap();
+    assert!(got > 39_000 && got < 40_000, "{bal}");
+}
+
+#[test]
+fn bond_slash_passes_between_judges_as_a_psbt() {
+    let (env, cli, dir) = setup();
+    for who in ["party", "j1", "j2", "j3", "victim"] {
+        cli.json(who, &["wallet", "create"]);
+    }
+    env.fund(&address(&cli, "party"), Amount::from_sat(2_000_000))
+        .unwrap();
+    settle(&env);
+    let party = str_of(&cli.json("party", &["wallet", "key"]), "pubkey");
+    let judges: Vec<String> = ["j1", "j2", "j3"]
+        .iter()
+        .map(|j| str_of(&cli.json(j, &["wallet", "key"]), "pubkey"))
+        .collect();
+    let exit = (env.tip_height().unwrap() + 50).to_string();
+    let file = dir.path().join("bond.json");
+    let f = file.to_str().unwrap();
+    let judges_arg = format!("2,{}", judges.join(","));
+    cli.json(
+        "party",
+        &[
+            "contract",
+            "new",
+            "bond",
+            "--party",
+            &party,
+            "--judges",
+            &judges_arg,
+            "--exit",
+            &exit,
+            "--out",
+            f,
+        ],
+    );
+    cli.json("party", &["contract", "fund", f, "0.01btc"]);
+    mine(&env, 1);
+
+    // Exiting early is refused.
+    let err = cli.fails("party", &["contract", "exit", f]);
+    assert!(err.contains("non-final"), "{err}");
+
+    let victim = address(&cli, "victim").to_string();
+    let psbt = dir.path().join("slash.psbt");
+    let p = psbt.to_str().unwrap();
+    let made = cli.json(
+        "j1",
+        &[
+            "contract",
+            "slash",
+            f,
+            "--to",
+            &victim,
+            "--amount",
+            "300000sat",
+            "--psbt-out",
+            p,
+        ],
+    );
+    assert_eq!(made["signatures"], 1);
+    assert_eq!(made["penalty_sat"], 300_000);
+    // One signature of two: refused, nothing broadcast.
+    let err = cli.fails("j1", &["contract", "broadcast-psbt", p]);
+    assert!(
+        err.to_lowercase().contains("signature") || err.contains("satisf"),
+        "{err}"
+    );
+    // The victim holds no judge key.
+    let err = cli.fails("victim", &["contract", "sign-psbt", p]);
+    assert!(err.contains("judge"), "{err}");
+    let signed = cli.json("j3", &["contract", "sign-psbt", p]);
+    assert_eq!(signed["signatures"], 2);
+    let sent = cli.json("j2", &["contract", "broadcast-psbt", p]);
+    env.wait_for_tx(&str_of(&sent, "txid").parse().unwrap(), WAIT)
+        .unwrap();
+    mine(&env, 1);
+    assert_eq!(
+        cli.json("victim", &["wallet", "balance"])["confirmed"],
+        300_000
+    );
+    let st = cli.json("party", &["contract", "status", f]);
+    assert_eq!(st["spend"]["path"], "slash");
+}
+
+#[test]
+fn wallet_commands_refuse_bad_input_in_one_line() {
+    let (env, cli, _dir) = setup();
+    let err = cli.fails("nobody", &["wallet", "balance"]);
+    assert!(err.contains("no wallet"), "{err}");
+    cli.json("w", &["wallet", "create"]);
+    let err = cli.fails("w", &["wallet", "create"]);
+    assert!(err.contains("already exists"), "{err}");
+    env.fund(&address(&cli, "w"), Amount::from_sat(100_000))
+        .unwrap();
+    settle(&env);
+    let err = cli.fails(
+        "w",
+        &[
+            "wallet",
+            "send",
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "1000sat",
+        ],
+    );
+    assert!(err.contains("not valid on regtest"), "{err}");
+    let own = address(&cli, "w").to_string();
+    let err = cli.fails("w", &["wallet", "send", &own, "5btc"]);
+    assert!(err.contains("insufficient funds"), "{err}");
+    let err = cli.fails("w", &["wallet", "send", &own, "1000"]);
+    assert!(err.contains("needs a unit"), "{err}");
+    // An unreachable server is named.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args([
+            "--datadir",
+            cli.root.join("w").to_str().unwrap(),
+            "--electrum",
+            &format!("127.0.0.1:{port}"),
+            "wallet",
+            "sync",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("127.0.0.1:{port}")));
+    // A contract file for another network.
+    let key = str_of(&cli.json("w", &["wallet", "key"]), "pubkey");
+    let file = cli.root.join("signet.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args([
+            "--network",
+            "signet",
+            "--datadir",
+            cli.root.join("x").to_str().unwrap(),
+        ])
+        .args([
+            "contract",
+            "new",
+            "claim-or-refund",
+            "--receiver",
+            &key,
+            "--sender",
+            &key,
+        ])
+        .args([
+            "--hash",
+            &"00".repeat(32),
+            "--timeout",
+            "500",
+            "--out",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = cli.fails(
+        "w",
+        &["contract", "fund", file.to_str().unwrap(), "1000sat"],
+    );
+    assert!(err.contains("signet"), "{err}");
+    assert_eq!(
+        cli.json("w", &["wallet", "balance"])["confirmed"],
+        100_000,
+        "nothing was spent"
+    );
+}
+
+/// Kill `wallet send` at many points of its run; the wallet must always open again, and after
+/// a sync its coins are all accounted for: either the payment happened or it did not.
+#[test]
+fn a_killed_send_leaves_a_consistent_wallet() {
+    let (env, cli, _dir) = setup();
+    cli.json("w", &["wallet", "create"]);
+    cli.json("sink", &["wallet", "create"]);
+    env.fund(&address(&cli, "w"), Amount::from_sat(5_000_000))
+        .unwrap();
+    settle(&env);
+    cli.json("w", &["wallet", "sync"]);
+    let sink = address(&cli, "sink").to_string();
+    let wallet_dir: &Path = &cli.root.join("w");
+    for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .args([
+                "--datadir",
+                wallet_dir.to_str().unwrap(),
+                "--electrum",
+                &cli.electrum,
+            ])
+            .args(["wallet", "send", &sink, "10000sat"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The wallet opens and syncs after every kill.
+        cli.json("w", &["wallet", "sync"]);
+    }
+    mine(&env, 1);
+    let w = cli.json("w", &["wallet", "sync"]);
+    let sunk = cli.json("sink", &["wallet", "sync"]);
+    let fees: u64 = cli.json("w", &["wallet", "history"])["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["net_sat"].as_i64().unwrap() < 0)
+        .map(|t| t["fee_sat"].as_u64().unwrap())
+        .sum();
+    let paid = sunk["confirmed"].as_u64().unwrap();
+    assert_eq!(paid % 10_000, 0);
+    assert_eq!(w["unconfirmed"], 0);
+    assert_eq!(
+        w["confirmed"].as_u64().unwrap() + paid + fees,
+        5_000_000,
+        "{w} {sunk}"
+    );
+}
