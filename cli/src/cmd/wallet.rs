@@ -110,7 +110,7 @@ pub fn open_synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)>
 fn read_mnemonic(path: &Path) -> anyhow::Result<btcmpc_wallet::Mnemonic> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(keys::parse_mnemonic(&text).with_context(|| format!("mnemonic file {}", path.display()))?)
+    keys::parse_mnemonic(&text).with_context(|| format!("mnemonic file {}", path.display()))
 }
 
 /// Run `btcmpc wallet`.
