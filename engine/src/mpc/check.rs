@@ -175,7 +175,7 @@ pub fn verify_openings<F: PrimeField>(
     }
     let xs: Vec<usize> = openings.iter().map(|o| o.0).collect();
     let ys: Vec<F> = openings.iter().map(|o| o.1).collect();
-    Ok(match Decoder::new(params, &xs)?.decode(&ys) {
+    Ok(match Decoder::new(params, &xs)?.decode(&ys)? {
         Decode::Decoded { culprits, .. } if culprits.is_empty() => CheckOutcome::Accepted,
         Decode::Decoded { culprits, .. } => CheckOutcome::Complaint { off: culprits },
         Decode::Inconsistent => CheckOutcome::Refused,

@@ -88,7 +88,7 @@ pub fn decode<F: PrimeField>(
 ) -> Result<Decode<F>, ShamirError> {
     let plan = Decoder::new(params, &points.iter().map(|p| p.0).collect::<Vec<_>>())?;
     let ys: Vec<F> = points.iter().map(|p| p.1).collect();
-    Ok(plan.decode(&ys))
+    plan.decode(&ys)
 }
 
 /// Decodes vectors: `vectors[k] = (party index, that party's values)`, all of one length.
@@ -119,7 +119,7 @@ pub fn decode_vec<F: PrimeField>(
         for (y, v) in ys.iter_mut().zip(vectors) {
             *y = v.1[pos];
         }
-        match plan.decode(&ys) {
+        match plan.decode_unchecked(&ys) {
             Decode::Decoded { value, culprits: c } => {
                 values.push(value);
                 culprits.extend(c);
@@ -179,10 +179,19 @@ impl<F: PrimeField> Decoder<F> {
 
     /// Decodes the values `ys` (in the order of the parties given to [`Decoder::new`]).
     ///
-    /// # Panics
-    /// If `ys.len()` differs from the number of parties (a programming error).
-    pub fn decode(&self, ys: &[F]) -> Decode<F> {
-        assert_eq!(ys.len(), self.xs.len(), "one value per answering party");
+    /// # Errors
+    /// [`ShamirError::NotEnoughShares`] unless there is exactly one value per party.
+    pub fn decode(&self, ys: &[F]) -> Result<Decode<F>, ShamirError> {
+        if ys.len() != self.xs.len() {
+            return Err(ShamirError::NotEnoughShares {
+                got: ys.len(),
+                need: self.xs.len(),
+            });
+        }
+        Ok(self.decode_unchecked(ys))
+    }
+
+    fn decode_unchecked(&self, ys: &[F]) -> Decode<F> {
         let t = self.params.t();
         let base = &ys[..=t];
         let consistent = self
@@ -536,6 +545,11 @@ mod tests {
         assert_eq!(
             decode(params, &[(1, one)]),
             Err(ShamirError::NotEnoughShares { got: 1, need: 2 })
+        );
+        let d = Decoder::<Secp256k1Scalar>::new(params, &[1, 2, 3]).unwrap();
+        assert_eq!(
+            d.decode(&[one, one]),
+            Err(ShamirError::NotEnoughShares { got: 2, need: 3 })
         );
     }
 }
