@@ -74,7 +74,12 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
     let (name, result) = match target {
         Target::Tr => (
             "tr",
-            parsed.compile_tr(Some(bitcoin::PublicKey::new(nums_h()))),
+            match single_key(&parsed) {
+                // `compile_tr` lifts the key into the key path and then finds no leaf to
+                // compile, which it reports as an error; a single key is a key-path-only output.
+                Some(key) => Descriptor::new_tr(key, None),
+                None => parsed.compile_tr(Some(bitcoin::PublicKey::new(nums_h()))),
+            },
         ),
         Target::Wsh => (
             "wsh",
@@ -151,6 +156,15 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
         descriptor,
         paths,
     })
+}
+
+/// The key, when the policy means exactly "this key signs".
+fn single_key(policy: &Concrete<bitcoin::PublicKey>) -> Option<bitcoin::PublicKey> {
+    use miniscript::policy::{Liftable, Semantic};
+    match policy.lift().ok()?.normalized() {
+        Semantic::Key(k) => Some(k),
+        _ => None,
+    }
 }
 
 fn varint(n: usize) -> usize {

@@ -76,6 +76,7 @@ fn user_policy_descriptors_are_frozen() {
     let b = keypair(2).public_key();
     let c = keypair(3).public_key();
     let policies = [
+        format!("pk({a})"),
         format!("or(pk({a}),and(pk({b}),older(144)))"),
         format!("thresh(2,pk({a}),pk({b}),pk({c}))"),
         format!(
