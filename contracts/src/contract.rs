@@ -326,8 +326,7 @@ impl CompiledContract {
         &self.contract
     }
 
-    /// The taproot descriptor (with checksum when displayed with `{:#}` is not needed:
-    /// `Display` prints the checksum).
+    /// The taproot descriptor (its `Display` includes the checksum).
     pub fn descriptor(&self) -> &Descriptor<bitcoin::PublicKey> {
         &self.descriptor
     }
@@ -469,4 +468,88 @@ pub(crate) fn tweak_keypair(
     merkle_root: Option<TapNodeHash>,
 ) -> bitcoin::secp256k1::Keypair {
     keypair.tap_tweak(secp(), merkle_root).to_keypair()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::secp256k1::SecretKey;
+
+    fn pk(seed: u8) -> PublicKey {
+        PublicKey::from_secret_key(secp(), &SecretKey::from_slice(&[seed; 32]).unwrap())
+    }
+
+    fn bond(judges: Vec<PublicKey>, k: usize) -> Contract {
+        Contract::Bond(Bond {
+            party: pk(1),
+            judges,
+            k,
+            exit: Height::new(10).unwrap(),
+            internal_key: InternalKey::Nums,
+        })
+    }
+
+    #[test]
+    fn bad_bonds_are_refused() {
+        assert!(matches!(
+            bond(vec![pk(2)], 0).compile(),
+            Err(Error::InvalidThreshold { k: 0, judges: 1 })
+        ));
+        assert!(matches!(
+            bond(vec![pk(2), pk(3)], 3).compile(),
+            Err(Error::InvalidThreshold { k: 3, judges: 2 })
+        ));
+        assert!(matches!(
+            bond(vec![pk(2), pk(2)], 1).compile(),
+            Err(Error::DuplicateJudge { .. })
+        ));
+        assert!(matches!(
+            bond(vec![pk(2), pk(1)], 1).compile(),
+            Err(Error::PartyIsJudge { .. })
+        ));
+        assert!(bond(vec![], 0).compile().is_err());
+    }
+
+    #[test]
+    fn every_k_gives_a_multi_a_leaf_and_no_key_path() {
+        for k in 1..=3 {
+            let c = bond(vec![pk(2), pk(3), pk(4)], k).compile().unwrap();
+            let slash = c.path(PathKind::Slash).unwrap();
+            let ms = slash.leaf.as_ref().unwrap().miniscript.to_string();
+            assert!(ms.starts_with(&format!("multi_a({k},")), "{ms}");
+            assert!(c.path(PathKind::KeyPath).is_none());
+            assert_eq!(c.internal_key(), crate::nums_h().x_only_public_key().0);
+        }
+    }
+
+    #[test]
+    fn escrow_matches_the_policy_compiler() {
+        // Our leaf-per-branch construction is what `compile_tr` builds for this policy, up to
+        // the order of the two leaves.
+        let c = Contract::ClaimOrRefund(ClaimOrRefund {
+            receiver: pk(1),
+            sender: pk(2),
+            hash: sha256::Hash::hash(b"k"),
+            timeout: Height::new(700).unwrap(),
+            internal_key: InternalKey::Nums,
+        });
+        let ours = c.compile().unwrap();
+        let theirs = c
+            .policy()
+            .compile_tr(Some(bitcoin::PublicKey::new(crate::nums_h())))
+            .unwrap();
+        let Descriptor::Tr(theirs) = theirs else {
+            panic!("tr")
+        };
+        let mut a: Vec<String> = theirs.iter_scripts().map(|(_, m)| m.to_string()).collect();
+        let mut b: Vec<String> = ours
+            .spend_paths()
+            .iter()
+            .map(|p| p.leaf.as_ref().unwrap().miniscript.to_string())
+            .collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
 }

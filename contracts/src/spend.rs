@@ -559,18 +559,32 @@ pub fn finalize_input(
             expected: encode_hex(contract.script_pubkey().as_bytes()),
         });
     }
+    // A key-path signature on a contract without a key path (an unspendable internal key)
+    // can only be junk from whoever made the PSBT; the satisfier would prefer it to every
+    // leaf, so set it aside while satisfying.
+    let stray = if contract.path(PathKind::KeyPath).is_none() {
+        psbt.inputs[index].tap_key_sig.take()
+    } else {
+        None
+    };
     let satisfier = PsbtInputSatisfier::new(psbt, index);
-    let (stack, _script_sig) = contract
-        .descriptor()
-        .get_satisfaction(satisfier)
-        .map_err(|e| SpendError::Unsatisfied {
-            index,
-            missing: diagnose(psbt, index, contract).unwrap_or_else(|| e.to_string()),
-        })?;
+    let satisfied = contract.descriptor().get_satisfaction(satisfier);
+    let (stack, _script_sig) = match satisfied {
+        Ok(s) => s,
+        Err(e) => {
+            let missing = diagnose(psbt, index, contract).unwrap_or_else(|| e.to_string());
+            psbt.inputs[index].tap_key_sig = stray;
+            return Err(SpendError::Unsatisfied { index, missing });
+        }
+    };
     let witness = Witness::from_slice(&stack);
-    let path = contract
-        .path_of_witness(&witness)
-        .expect("the satisfier only builds witnesses for the descriptor's own paths");
+    let Some(path) = contract.path_of_witness(&witness) else {
+        psbt.inputs[index].tap_key_sig = stray;
+        return Err(SpendError::Unsatisfied {
+            index,
+            missing: "the satisfaction matches no spend path of the contract".to_owned(),
+        });
+    };
     let old = std::mem::take(&mut psbt.inputs[index]);
     psbt.inputs[index] = Input {
         witness_utxo: old.witness_utxo,
@@ -694,7 +708,8 @@ impl CompiledContract {
 }
 
 impl Contract {
-    /// Shorthand for `self.compile()?.path(kind)` without keeping the compiled form.
+    /// Every spend path of the contract (compiles it; keep a [`CompiledContract`] instead when
+    /// spending).
     ///
     /// # Errors
     /// As [`Contract::compile`].

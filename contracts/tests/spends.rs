@@ -597,3 +597,33 @@ fn verify_spend_wants_every_spent_output() {
     wrong.value = Amount::from_sat(50_001);
     assert!(verify_spend(&tx, &[wrong]).is_err());
 }
+
+#[test]
+fn a_stray_key_path_signature_does_not_derail_the_finalizer() {
+    // The escrow's internal key is unspendable; a key-path signature in a PSBT from someone
+    // else must not be used (nor make the finalizer panic).
+    let c = escrow();
+    let utxo = utxo_of(&c, 50_000, 1);
+    let (mut psbt, _) = c
+        .build_claim(&utxo, &PREIMAGE, p2tr_of(1), fee_rate())
+        .unwrap();
+    sign_input(&mut psbt, 0, &keypair(1)).unwrap();
+    let junk = *psbt.inputs[0].tap_script_sigs.values().next().unwrap();
+    psbt.inputs[0].tap_key_sig = Some(junk);
+    let tx = c.finalize_and_verify(psbt.clone()).unwrap();
+    assert_eq!(
+        c.path_of_witness(&tx.input[0].witness),
+        Some(PathKind::Claim)
+    );
+    // Without the receiver's signature, the junk is not used either.
+    psbt.inputs[0].tap_script_sigs.clear();
+    let err = finalize_input(&mut psbt, 0, &c).unwrap_err();
+    assert!(
+        matches!(err, SpendError::Unsatisfied { index: 0, .. }),
+        "{err}"
+    );
+    assert!(
+        psbt.inputs[0].tap_key_sig.is_some(),
+        "the PSBT is left as it was"
+    );
+}
