@@ -35,7 +35,7 @@ pub const INITIAL_BLOCKS: u32 = 101;
 #[non_exhaustive]
 pub enum FaucetError {
     /// The key file could not be read or written.
-    #[error("faucet key file {path}: {source}")]
+    #[error("faucet key file {path}")]
     Io {
         /// The key file.
         path: PathBuf,

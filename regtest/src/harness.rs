@@ -47,7 +47,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 pub enum HarnessError {
     /// Creating the temporary datadir, spawning a process or a socket failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

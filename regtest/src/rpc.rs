@@ -167,15 +167,11 @@ pub async fn serve(listener: TcpListener, ctx: RpcContext, creds: RpcCredentials
             Ok((stream, peer)) => {
                 let ctx = ctx.clone();
                 let creds = creds.clone();
-                let shutdown = shutdown.clone();
+                // Not cancelled on shutdown: the reply to `stop` must still go out. The
+                // runtime's shutdown ends whatever is left.
                 tokio::spawn(async move {
-                    tokio::select! {
-                        _ = shutdown.wait() => {}
-                        r = connection(stream, ctx, creds) => {
-                            if let Err(e) = r {
-                                debug!(target: "btcmpc_regtest::rpc", %peer, "connection closed: {e}");
-                            }
-                        }
+                    if let Err(e) = connection(stream, ctx, creds).await {
+                        debug!(target: "btcmpc_regtest::rpc", %peer, "connection closed: {e}");
                     }
                 });
             }

@@ -36,7 +36,7 @@ pub enum RpcClientError {
     #[error("invalid rpc url {0:?}")]
     Url(String),
     /// Connecting, writing or reading failed (includes timeouts).
-    #[error("rpc transport error talking to {addr}: {source}")]
+    #[error("rpc transport error talking to {addr}")]
     Io {
         /// The server address.
         addr: String,
@@ -45,7 +45,7 @@ pub enum RpcClientError {
         source: std::io::Error,
     },
     /// The cookie file could not be read.
-    #[error("cannot read rpc cookie file {path}: {source}")]
+    #[error("cannot read rpc cookie file {path}")]
     Cookie {
         /// The cookie file.
         path: PathBuf,

@@ -139,7 +139,7 @@ pub enum ServerError {
     #[error(transparent)]
     Faucet(#[from] FaucetError),
     /// Binding a port, writing a file or starting the runtime failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
