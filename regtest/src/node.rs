@@ -596,7 +596,7 @@ impl Node {
     pub fn submit_block(&self, block: Block) -> Result<BlockHash, Reject> {
         let (hash, events) = {
             let mut state = self.write();
-            let r = state.submit_block(block, true)?;
+            let r = state.submit_block(block, true, None)?;
             state.flush().map_err(|e| Reject {
                 code: -1,
                 reason: e.to_string(),

@@ -212,9 +212,18 @@ fn reject_reasons_match_core() {
         "bad-txns-inputs-duplicate"
     );
 
-    // Already confirmed: -27.
+    // Above sendrawtransaction's maxfeerate (1,000 sat on 111 vB is 9 sat/vB).
     let good = key.pay(op, out.value, FEE, &key.spk);
-    node.send_raw_transaction(&good, None).unwrap();
+    let e = node
+        .send_raw_transaction(&good, Some(bitcoin::FeeRate::from_sat_per_vb_u32(8)))
+        .unwrap_err();
+    assert_eq!(e.code, -25);
+    assert!(e.reason.starts_with("Fee exceeds maximum"), "{}", e.reason);
+    assert!(node.mempool().is_empty());
+
+    // Already confirmed: -27.
+    node.send_raw_transaction(&good, Some(bitcoin::FeeRate::from_sat_per_vb_u32(10)))
+        .unwrap();
     assert_eq!(
         node.test_mempool_accept(&good).unwrap_err().reason,
         "txn-already-in-mempool"

@@ -140,6 +140,7 @@ impl ChainState {
         tx: &Transaction,
         bypass_limits: bool,
         test_only: bool,
+        max_fee_rate: Option<FeeRate>,
     ) -> Result<Accepted, Reject> {
         consensus::check_transaction(tx)?;
         if tx.is_coinbase() {
@@ -370,6 +371,18 @@ impl ChainState {
             script_hashes,
             sigops,
         };
+        if let Some(max) = max_fee_rate {
+            // Core's sendrawtransaction `maxfeerate` (sat/kvB), checked after all else.
+            let max_fee = max.to_sat_per_kwu() * 4 * vsize / 1000;
+            if max.to_sat_per_kwu() > 0 && fee.to_sat() > max_fee {
+                return Err(Reject {
+                    code: Reject::VERIFY_ERROR,
+                    reason: "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
+                        .into(),
+                    details: None,
+                });
+            }
+        }
         if test_only {
             return Ok(Accepted {
                 entry,
@@ -508,7 +521,7 @@ impl ChainState {
     }
 
     pub(crate) fn test_accept(&mut self, tx: &Transaction) -> Result<AcceptInfo, Reject> {
-        let a = self.accept(tx, false, true)?;
+        let a = self.accept(tx, false, true, None)?;
         Ok(AcceptInfo {
             txid: a.entry.txid,
             wtxid: a.entry.wtxid,
@@ -544,19 +557,9 @@ impl ChainState {
                 e
             }
         };
-        if let Some(max) = max_fee_rate {
-            let test = self.accept(tx, false, true).map_err(map_err)?;
-            let max_fee = max.to_sat_per_kwu() * 4 * test.entry.vsize / 1000;
-            if max.to_sat_per_kwu() > 0 && test.entry.fee.to_sat() > max_fee {
-                return Err(Reject {
-                    code: Reject::VERIFY_ERROR,
-                    reason: "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
-                        .into(),
-                    details: None,
-                });
-            }
-        }
-        let a = self.accept(tx, false, false).map_err(map_err)?;
+        let a = self
+            .accept(tx, false, false, max_fee_rate)
+            .map_err(map_err)?;
         let mut touched: BTreeSet<ScriptHash> = a.entry.script_hashes.iter().copied().collect();
         let mut events = Vec::new();
         for r in a.replaced {

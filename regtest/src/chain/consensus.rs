@@ -8,7 +8,7 @@ use bitcoin::consensus::encode::serialize;
 use bitcoin::hashes::Hash as _;
 use bitcoin::script::PushBytesBuf;
 use bitcoin::{
-    Amount, Block, CompactTarget, OutPoint, Script, ScriptBuf, Transaction, TxOut,
+    Amount, Block, CompactTarget, OutPoint, Script, ScriptBuf, Transaction, TxMerkleNode, TxOut,
     WitnessMerkleNode,
 };
 
@@ -80,11 +80,18 @@ pub fn check_transaction(tx: &Transaction) -> Result<(), Reject> {
             return Err(Reject::rejected("bad-txns-txouttotal-toolarge"));
         }
     }
-    let mut seen = HashSet::with_capacity(tx.input.len());
-    for input in &tx.input {
-        if !seen.insert(input.previous_output) {
-            return Err(Reject::rejected("bad-txns-inputs-duplicate"));
-        }
+    let duplicate = if tx.input.len() <= 8 {
+        tx.input.iter().enumerate().any(|(i, a)| {
+            tx.input[..i]
+                .iter()
+                .any(|b| b.previous_output == a.previous_output)
+        })
+    } else {
+        let mut seen = HashSet::with_capacity(tx.input.len());
+        !tx.input.iter().all(|i| seen.insert(i.previous_output))
+    };
+    if duplicate {
+        return Err(Reject::rejected("bad-txns-inputs-duplicate"));
     }
     if tx.is_coinbase() {
         let len = tx.input[0].script_sig.len();
@@ -331,27 +338,28 @@ pub fn witness_commitment_index(coinbase: &Transaction) -> Option<usize> {
 }
 
 /// Core's `CheckBlock` (context free): proof of work, merkle root, size, coinbase placement,
-/// every transaction's `CheckTransaction`, legacy sigops.
+/// every transaction's `CheckTransaction`, legacy sigops. `txids` are the block's txids in
+/// order.
 ///
 /// # Errors
 /// Core's reject reason (`high-hash`, `bad-txnmrklroot`, `bad-cb-missing`, ...).
-pub fn check_block(block: &Block) -> Result<(), Reject> {
+pub fn check_block(block: &Block, txids: &[bitcoin::Txid]) -> Result<(), Reject> {
     check_pow(&block.header)?;
-    if !block.check_merkle_root() {
+    let root = bitcoin::merkle_tree::calculate_root(txids.iter().map(|t| t.to_raw_hash()))
+        .map(TxMerkleNode::from_raw_hash);
+    if root != Some(block.header.merkle_root) {
         return Err(Reject::rejected_with(
             "bad-txnmrklroot",
             "hashMerkleRoot mismatch",
         ));
     }
     // Mutation (CVE-2012-2459): duplicate transactions.
-    let mut txids = HashSet::with_capacity(block.txdata.len());
-    for tx in &block.txdata {
-        if !txids.insert(tx.compute_txid()) {
-            return Err(Reject::rejected_with(
-                "bad-txns-duplicate",
-                "duplicate transaction",
-            ));
-        }
+    let mut seen = HashSet::with_capacity(txids.len());
+    if !txids.iter().all(|t| seen.insert(*t)) {
+        return Err(Reject::rejected_with(
+            "bad-txns-duplicate",
+            "duplicate transaction",
+        ));
     }
     if block.txdata.is_empty() || block.txdata.len() * 4 > MAX_BLOCK_WEIGHT as usize {
         return Err(Reject::rejected_with(
@@ -428,7 +436,10 @@ pub fn check_pow(header: &Header) -> Result<(), Reject> {
 ///
 /// # Errors
 /// `bad-witness-nonce-size`, `bad-witness-merkle-match`, `unexpected-witness`.
-pub fn check_witness_commitment(block: &Block) -> Result<(), Reject> {
+pub fn check_witness_commitment(
+    block: &Block,
+    wtxids: Option<&[bitcoin::Wtxid]>,
+) -> Result<(), Reject> {
     let coinbase = &block.txdata[0];
     if let Some(idx) = witness_commitment_index(coinbase) {
         let witness = &coinbase.input[0].witness;
@@ -439,9 +450,12 @@ pub fn check_witness_commitment(block: &Block) -> Result<(), Reject> {
             ));
         }
         let reserved = witness.nth(0).unwrap_or(&[]);
-        let root = block
-            .witness_root()
-            .unwrap_or_else(WitnessMerkleNode::all_zeros);
+        let root = match wtxids {
+            Some(w) => witness_root_of(w),
+            None => block
+                .witness_root()
+                .unwrap_or_else(WitnessMerkleNode::all_zeros),
+        };
         let commitment = Block::compute_witness_commitment(&root, reserved);
         if coinbase.output[idx].script_pubkey.as_bytes()[6..38] != commitment[..] {
             return Err(Reject::rejected_with(
@@ -462,6 +476,20 @@ pub fn check_witness_commitment(block: &Block) -> Result<(), Reject> {
         ));
     }
     Ok(())
+}
+
+/// The witness merkle root from the block's wtxids (the coinbase's counts as zero).
+pub fn witness_root_of(wtxids: &[bitcoin::Wtxid]) -> WitnessMerkleNode {
+    let hashes = wtxids.iter().enumerate().map(|(i, w)| {
+        if i == 0 {
+            bitcoin::hashes::sha256d::Hash::all_zeros()
+        } else {
+            w.to_raw_hash()
+        }
+    });
+    bitcoin::merkle_tree::calculate_root(hashes)
+        .map(WitnessMerkleNode::from_raw_hash)
+        .unwrap_or_else(WitnessMerkleNode::all_zeros)
 }
 
 /// Whether a script begins with the BIP34 height push.

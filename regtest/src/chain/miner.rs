@@ -7,7 +7,7 @@ use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash as _;
 use bitcoin::{
     absolute, transaction, Amount, Block, BlockHash, CompactTarget, OutPoint, Script, Sequence,
-    Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness,
+    Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness, Wtxid,
 };
 
 use super::consensus::{self, Coin};
@@ -22,9 +22,10 @@ const COINBASE_RESERVED_SIGOPS: usize = 400;
 impl ChainState {
     /// Mempool transactions for the next block: by ancestor fee rate, parents first, within
     /// the weight and sigops limits.
-    fn select_transactions(&self) -> (Vec<Transaction>, Amount) {
+    fn select_transactions(&self) -> (Vec<Transaction>, Vec<Txid>, Vec<Wtxid>, Amount) {
         struct Cand {
             txid: Txid,
+            seq: u64,
             anc: Vec<Txid>,
             fee: u64,
             vsize: u64,
@@ -50,6 +51,7 @@ impl ChainState {
                 };
                 Cand {
                     txid: e.txid,
+                    seq: e.seq,
                     anc,
                     fee,
                     vsize,
@@ -60,14 +62,12 @@ impl ChainState {
         cands.sort_by(|a, b| {
             (u128::from(b.fee) * u128::from(a.vsize))
                 .cmp(&(u128::from(a.fee) * u128::from(b.vsize)))
-                .then_with(|| {
-                    self.mempool.txs[&a.txid]
-                        .seq
-                        .cmp(&self.mempool.txs[&b.txid].seq)
-                })
+                .then_with(|| a.seq.cmp(&b.seq))
         });
         let mut included: HashSet<Txid> = HashSet::new();
         let mut out = Vec::new();
+        let mut txids = Vec::new();
+        let mut wtxids = Vec::new();
         let mut weight = COINBASE_RESERVED_WEIGHT;
         let mut sigops = COINBASE_RESERVED_SIGOPS;
         let mut fees = Amount::ZERO;
@@ -89,15 +89,25 @@ impl ChainState {
                 let e = &self.mempool.txs[t];
                 fees += e.fee;
                 out.push((*e.tx).clone());
+                txids.push(e.txid);
+                wtxids.push(e.wtxid);
                 included.insert(*t);
             }
         }
-        (out, fees)
+        (out, txids, wtxids, fees)
     }
 
     /// Builds and grinds a block on the tip with `txs` after a coinbase paying `reward` to
     /// `script_pubkey`.
-    fn build_block(&self, script_pubkey: &Script, txs: Vec<Transaction>, reward: Amount) -> Block {
+    /// With `known` (the txids and wtxids of `txs`), returns them with the coinbase's first.
+    #[allow(clippy::type_complexity)]
+    fn build_block(
+        &self,
+        script_pubkey: &Script,
+        txs: Vec<Transaction>,
+        reward: Amount,
+        known: Option<(Vec<Txid>, Vec<Wtxid>)>,
+    ) -> (Block, Option<(Vec<Txid>, Vec<Wtxid>)>) {
         let height = self.height() + 1;
         let coinbase = Transaction {
             version: transaction::Version::TWO,
@@ -131,16 +141,34 @@ impl ChainState {
             },
             txdata,
         };
-        let witness_root = block
-            .witness_root()
-            .unwrap_or_else(bitcoin::WitnessMerkleNode::all_zeros);
+        let known = known.map(|(mut txids, mut wtxids)| {
+            txids.insert(0, Txid::all_zeros());
+            wtxids.insert(0, Wtxid::all_zeros());
+            (txids, wtxids)
+        });
+        let witness_root = match &known {
+            Some((_, wtxids)) => consensus::witness_root_of(wtxids),
+            None => block
+                .witness_root()
+                .unwrap_or_else(bitcoin::WitnessMerkleNode::all_zeros),
+        };
         block.txdata[0].output.push(TxOut {
             value: Amount::ZERO,
             script_pubkey: consensus::witness_commitment_script(witness_root),
         });
-        block.header.merkle_root = block
-            .compute_merkle_root()
-            .unwrap_or_else(TxMerkleNode::all_zeros);
+        let known = known.map(|(mut txids, mut wtxids)| {
+            txids[0] = block.txdata[0].compute_txid();
+            wtxids[0] = block.txdata[0].compute_wtxid();
+            (txids, wtxids)
+        });
+        block.header.merkle_root = match &known {
+            Some((txids, _)) => {
+                bitcoin::merkle_tree::calculate_root(txids.iter().map(|t| t.to_raw_hash()))
+                    .map(TxMerkleNode::from_raw_hash)
+            }
+            None => block.compute_merkle_root(),
+        }
+        .unwrap_or_else(TxMerkleNode::all_zeros);
         let mtp = self.mtp_at(self.height());
         let now = u32::try_from(self.now()).unwrap_or(u32::MAX);
         block.header.time = now.max(mtp + 1);
@@ -155,7 +183,7 @@ impl ChainState {
             // The same block may exist already (mined again after `invalidateblock` in the
             // same second): a later time makes a new one.
             if !self.blocks.contains_key(&block.block_hash()) {
-                return block;
+                return (block, known);
             }
             block.header.time += 1;
         }
@@ -170,11 +198,12 @@ impl ChainState {
         let mut hashes = Vec::with_capacity(n as usize);
         let mut events = Vec::new();
         for _ in 0..n {
-            let (txs, fees) = self.select_transactions();
+            let (txs, txids, wtxids, fees) = self.select_transactions();
             let reward = consensus::block_subsidy(self.height() + 1) + fees;
-            let block = self.build_block(script_pubkey, txs, reward);
+            let (block, known) =
+                self.build_block(script_pubkey, txs, reward, Some((txids, wtxids)));
             let (hash, ev) = self
-                .submit_block(block, true)
+                .submit_block(block, true, known)
                 .map_err(NodeError::BlockRefused)?;
             hashes.push(hash);
             events.extend(ev);
@@ -222,8 +251,8 @@ impl ChainState {
             }
         }
         let reward = consensus::block_subsidy(self.height() + 1) + fees;
-        let block = self.build_block(script_pubkey, txs, reward);
-        let (hash, events) = self.submit_block(block, true).map_err(|e| Reject {
+        let (block, _) = self.build_block(script_pubkey, txs, reward, None);
+        let (hash, events) = self.submit_block(block, true, None).map_err(|e| Reject {
             code: Reject::VERIFY_ERROR,
             reason: format!("TestBlockValidity failed: {}", e.message()),
             details: None,

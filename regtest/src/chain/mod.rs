@@ -38,6 +38,8 @@ const SCRIPT_CACHE_MAX: usize = 1_000_000;
 #[derive(Debug)]
 pub(crate) struct BlockEntry {
     pub block: Arc<Block>,
+    /// The block's txids, in order (computed once).
+    pub txids: Arc<Vec<Txid>>,
     pub height: u32,
     pub chain_work: Work,
     /// Arrival order, to break ties between chains of equal work (first seen wins).
@@ -107,6 +109,13 @@ impl ChainState {
         let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Regtest);
         let hash = genesis.block_hash();
         let entry = BlockEntry {
+            txids: Arc::new(
+                genesis
+                    .txdata
+                    .iter()
+                    .map(Transaction::compute_txid)
+                    .collect(),
+            ),
             height: 0,
             chain_work: genesis.header.work(),
             seq: 0,
@@ -143,7 +152,8 @@ impl ChainState {
                     if state.blocks.contains_key(&hash) {
                         continue;
                     }
-                    if let Err(e) = state.add_to_index(block) {
+                    let txids = block.txdata.iter().map(Transaction::compute_txid).collect();
+                    if let Err(e) = state.add_to_index(block, txids) {
                         return Err(NodeError::Corrupt {
                             path: dir.join(store::BLOCKS_FILE),
                             reason: format!("block {hash}: {}", e.message()),
@@ -225,7 +235,7 @@ impl ChainState {
     }
 
     /// Adds a block whose parent is known, after its context-free checks.
-    fn add_to_index(&mut self, block: Block) -> Result<BlockHash, Reject> {
+    fn add_to_index(&mut self, block: Block, txids: Vec<Txid>) -> Result<BlockHash, Reject> {
         let hash = block.block_hash();
         let prev = block.header.prev_blockhash;
         let Some(parent) = self.blocks.get(&prev) else {
@@ -233,10 +243,11 @@ impl ChainState {
         };
         let height = parent.height + 1;
         let chain_work = parent.chain_work + block.header.work();
-        consensus::check_block(&block)?;
+        consensus::check_block(&block, &txids)?;
         let mtp = self.compute_mtp(&block.header);
         let entry = BlockEntry {
             block: Arc::new(block),
+            txids: Arc::new(txids),
             height,
             chain_work,
             seq: self.next_seq,
@@ -340,9 +351,11 @@ impl ChainState {
         &mut self,
         hash: &BlockHash,
         check_scripts: bool,
+        wtxids: Option<&[bitcoin::Wtxid]>,
     ) -> Result<Connected, Reject> {
         let entry = &self.blocks[hash];
         let block = Arc::clone(&entry.block);
+        let txids = Arc::clone(&entry.txids);
         let height = entry.height;
         let prev_mtp = self.tip_entry().mtp;
         if block.header.prev_blockhash != self.tip_hash() {
@@ -369,7 +382,7 @@ impl ChainState {
                 "block height mismatch in coinbase",
             ));
         }
-        consensus::check_witness_commitment(&block)?;
+        consensus::check_witness_commitment(&block, wtxids)?;
         if block.weight().to_wu() > consensus::MAX_BLOCK_WEIGHT {
             return Err(Reject::rejected_with(
                 "bad-blk-weight",
@@ -386,7 +399,7 @@ impl ChainState {
         let mut touched = BTreeSet::new();
         let mut per_tx_sh: Vec<Vec<ScriptHash>> = Vec::with_capacity(block.txdata.len());
         for (pos, tx) in block.txdata.iter().enumerate() {
-            let txid = tx.compute_txid();
+            let txid = txids[pos];
             let mut sh: Vec<ScriptHash> = Vec::new();
             if pos > 0 {
                 let mut coins: Vec<Coin> = Vec::with_capacity(tx.input.len());
@@ -437,7 +450,7 @@ impl ChainState {
                         .map(|i| spent_outs[i].clone())
                 });
                 if check_scripts {
-                    let wtxid = tx.compute_wtxid();
+                    let wtxid = wtxids.map_or_else(|| tx.compute_wtxid(), |w| w[pos]);
                     if !self.script_cache.contains(&wtxid) {
                         if let Err((i, _)) =
                             consensus::verify_scripts(tx, &spent_outs, consensus::CONSENSUS_FLAGS)
@@ -497,8 +510,7 @@ impl ChainState {
             self.utxos.remove(op);
         }
         self.utxos.extend(created);
-        for (pos, tx) in block.txdata.iter().enumerate() {
-            let txid = tx.compute_txid();
+        for (pos, &txid) in txids.iter().enumerate() {
             self.tx_index.insert(txid, (height, pos as u32));
             for sh in &per_tx_sh[pos] {
                 self.sh_history
@@ -518,11 +530,11 @@ impl ChainState {
         let hash = self.tip_hash();
         let entry = &self.blocks[&hash];
         let block = Arc::clone(&entry.block);
+        let txids = Arc::clone(&entry.txids);
         let height = entry.height;
         let undo = self.undo.remove(&hash).unwrap_or_default();
         let mut touched = BTreeSet::new();
-        for tx in block.txdata.iter().rev() {
-            let txid = tx.compute_txid();
+        for (tx, &txid) in block.txdata.iter().zip(txids.iter()).rev() {
             for (vout, out) in tx.output.iter().enumerate() {
                 self.utxos.remove(&OutPoint::new(txid, vout as u32));
                 touched.insert(ScriptHash::from_script(&out.script_pubkey));
@@ -580,7 +592,7 @@ impl ChainState {
                 touched.extend(sh);
             }
             for h in path.into_iter().rev() {
-                match self.connect_block(&h, check_scripts) {
+                match self.connect_block(&h, check_scripts, None) {
                     Ok(c) => touched.extend(c.touched),
                     Err(e) => {
                         debug!(target: "btcmpc_regtest::chain", block = %h, reason = %e, "block failed to connect");
@@ -607,7 +619,7 @@ impl ChainState {
             .into_iter()
             .chain(old.into_iter().map(|e| (*e.tx).clone()));
         for tx in all {
-            if let Ok(a) = self.accept(&tx, true, false) {
+            if let Ok(a) = self.accept(&tx, true, false, None) {
                 touched.extend(a.entry.script_hashes.iter().copied());
             }
         }
@@ -631,11 +643,11 @@ impl ChainState {
     fn update_mempool_for_block(
         &mut self,
         block: &Block,
+        txids: &[Txid],
         touched: &mut BTreeSet<ScriptHash>,
     ) -> Events {
         let mut events = Vec::new();
-        for tx in &block.txdata[1..] {
-            let txid = tx.compute_txid();
+        for (tx, &txid) in block.txdata.iter().zip(txids).skip(1) {
             if let Some(e) = self.mempool.remove(&txid) {
                 touched.extend(e.script_hashes.iter().copied());
                 events.push(NodeEvent::TxRemoved {
@@ -663,6 +675,7 @@ impl ChainState {
         &mut self,
         block: Block,
         check_scripts: bool,
+        known: Option<(Vec<Txid>, Vec<bitcoin::Wtxid>)>,
     ) -> Result<(BlockHash, Events), Reject> {
         if block.header.prev_blockhash != self.tip_hash() {
             return Err(Reject::rejected("inconclusive-not-best-prevblk"));
@@ -677,9 +690,19 @@ impl ChainState {
         if self.blocks.contains_key(&hash) {
             return Err(Reject::rejected("duplicate"));
         }
-        let stored = block.clone();
-        self.add_to_index(block)?;
-        let connected = match self.connect_block(&hash, check_scripts) {
+        let bytes = self
+            .store
+            .is_some()
+            .then(|| bitcoin::consensus::serialize(&block));
+        let (txids, wtxids) = match known {
+            Some((t, w)) => (t, Some(w)),
+            None => (
+                block.txdata.iter().map(Transaction::compute_txid).collect(),
+                None,
+            ),
+        };
+        self.add_to_index(block, txids)?;
+        let connected = match self.connect_block(&hash, check_scripts, wtxids.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 self.blocks.remove(&hash);
@@ -687,7 +710,7 @@ impl ChainState {
             }
         };
         if let Some(store) = &mut self.store {
-            if let Err(e) = store.append(&Record::Block(stored)) {
+            if let Err(e) = store.append_block_bytes(bytes.as_deref().unwrap_or_default()) {
                 // Keep memory and disk in agreement: undo the connection.
                 self.disconnect_tip();
                 self.blocks.remove(&hash);
@@ -700,7 +723,8 @@ impl ChainState {
         }
         let mut touched = connected.touched;
         let block = Arc::clone(&self.blocks[&hash].block);
-        let events = self.update_mempool_for_block(&block, &mut touched);
+        let txids = Arc::clone(&self.blocks[&hash].txids);
+        let events = self.update_mempool_for_block(&block, &txids, &mut touched);
         Ok((hash, self.tip_events(touched, events)))
     }
 
@@ -831,11 +855,10 @@ impl ChainState {
         if h != height {
             return None;
         }
-        let block = &self.blocks[&self.chain[h as usize]].block;
-        let mut level: Vec<TxMerkleNode> = block
-            .txdata
+        let txids = &self.blocks[&self.chain[h as usize]].txids;
+        let mut level: Vec<TxMerkleNode> = txids
             .iter()
-            .map(|t| TxMerkleNode::from_raw_hash(t.compute_txid().to_raw_hash()))
+            .map(|t| TxMerkleNode::from_raw_hash(t.to_raw_hash()))
             .collect();
         let mut index = pos as usize;
         let mut branch = Vec::new();

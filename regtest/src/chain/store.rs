@@ -1,7 +1,7 @@
 //! The block store: one append-only file of checksummed records.
 //!
 //! Each record is `kind: u8`, `len: u32 LE`, `payload`, then the first 4 bytes of the
-//! double SHA-256 of the kind, length and payload. A record that is cut short or fails its
+//! SHA-256 of the kind, length and payload. A record that is cut short or fails its
 //! checksum (a crash during a write) ends the log: it and anything after it are dropped and
 //! the file is truncated there, so the store never holds a corrupt record after a restart.
 //! Writes are flushed with `fdatasync` before the node reports the blocks as mined.
@@ -11,7 +11,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bitcoin::consensus::{deserialize, serialize};
-use bitcoin::hashes::{sha256d, Hash as _};
+use bitcoin::hashes::Hash as _;
 use bitcoin::{Block, BlockHash};
 use tracing::warn;
 
@@ -53,14 +53,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
 }
 
 fn checksum(kind: u8, payload: &[u8]) -> [u8; 4] {
-    let mut engine = sha256d::Hash::engine();
-    std::io::Write::write_all(&mut engine, &[kind]).ok();
-    std::io::Write::write_all(&mut engine, &(payload.len() as u32).to_le_bytes()).ok();
-    std::io::Write::write_all(&mut engine, payload).ok();
-    let h = sha256d::Hash::from_engine(engine);
-    let mut out = [0u8; 4];
-    out.copy_from_slice(&h.as_byte_array()[..4]);
-    out
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([kind]);
+    h.update((payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
 }
 
 /// Parses records from `data`; returns them and the length of the valid prefix.
@@ -165,6 +164,14 @@ impl Store {
             Record::Invalidate(h) => self.append_raw(KIND_INVALIDATE, h.as_byte_array()),
             Record::Reconsider(h) => self.append_raw(KIND_RECONSIDER, h.as_byte_array()),
         }
+    }
+
+    /// Appends an already serialized block (not yet synced).
+    ///
+    /// # Errors
+    /// [`NodeError::Io`].
+    pub fn append_block_bytes(&mut self, block: &[u8]) -> Result<(), NodeError> {
+        self.append_raw(KIND_BLOCK, block)
     }
 
     /// Makes appended records durable.
