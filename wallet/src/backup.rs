@@ -147,6 +147,8 @@ impl RoleWallet {
                     tx,
                     kind: kind.clone(),
                     contract: contract.clone(),
+                    height: 0,
+                    fee_rate_sat_kwu: 0,
                 },
             )?;
         }

@@ -182,3 +182,61 @@ fn broadcast_reason(e: &electrum_client::Error) -> String {
         other => other.to_string(),
     }
 }
+
+impl ChainClient {
+    /// Subscribe to changes of `scripts` (their Electrum status) and of the tip. Returns the
+    /// current tip height.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] on a network or protocol failure.
+    pub fn subscribe(&self, scripts: &[&Script]) -> Result<u32, WalletError> {
+        let client = &self.inner.inner;
+        for s in scripts {
+            // Subscribing twice is an error for the client: only new scripts are sent.
+            match client.script_subscribe(s) {
+                Ok(_) => {}
+                Err(electrum_client::Error::AlreadySubscribed(_)) => {}
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(self.tip()?.0)
+    }
+
+    /// Wait until the server notifies a change of a subscribed script or a new tip, or
+    /// `timeout` passes. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] on a network or protocol failure.
+    pub fn wait_for_change(
+        &self,
+        scripts: &[&Script],
+        timeout: Duration,
+    ) -> Result<bool, WalletError> {
+        let client = &self.inner.inner;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // A ping makes the client read whatever notifications the server sent.
+            client.ping().map_err(|e| self.err(e))?;
+            let mut changed = false;
+            while client
+                .block_headers_pop()
+                .map_err(|e| self.err(e))?
+                .is_some()
+            {
+                changed = true;
+            }
+            for s in scripts {
+                if let Ok(Some(_)) = client.script_pop(s) {
+                    changed = true;
+                }
+            }
+            if changed {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

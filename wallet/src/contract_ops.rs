@@ -239,15 +239,52 @@ impl RoleWallet {
         Ok((utxo, status))
     }
 
-    fn finish_spend(
+    /// Build, sign, finalize and verify a one-input sweep of a contract output along `kind`
+    /// (claim, refund or exit) paying `to`.
+    fn build_sweep(
+        &self,
+        file: &ContractFile,
+        kind: PathKind,
+        utxo: &Utxo,
+        to: ScriptBuf,
+        preimage: Option<&[u8; 32]>,
+        fee_rate: FeeRate,
+    ) -> Result<Transaction, WalletError> {
+        let compiled = file.compiled();
+        let (signer, role) = match (file.contract(), kind) {
+            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, "receiver"),
+            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, "sender"),
+            (Contract::Bond(b), PathKind::Exit) => (b.party, "party"),
+            (c, k) => {
+                return Err(WalletError::Contract(format!(
+                    "a {} contract has no {k} path",
+                    c.kind()
+                )))
+            }
+        };
+        let kp = self.keypair_of(&signer, role)?;
+        let (mut psbt, _) = match kind {
+            PathKind::Claim => {
+                let preimage = preimage
+                    .ok_or_else(|| WalletError::Contract("a claim needs the preimage".into()))?;
+                compiled.build_claim(utxo, preimage, to, fee_rate)?
+            }
+            PathKind::Refund => compiled.build_refund(utxo, to, fee_rate)?,
+            _ => compiled.build_exit(utxo, to, fee_rate)?,
+        };
+        sign_input(&mut psbt, 0, &kp)?;
+        Ok(finalize_and_verify(psbt, &[(0, compiled)])?)
+    }
+
+    /// Remember the contract (so its spend is re-broadcast and restorable) and broadcast.
+    fn send_spend(
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
-        psbt: Psbt,
-        kind: &str,
+        tx: &Transaction,
+        kind: PathKind,
+        fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let tx = finalize_and_verify(psbt, &[(0, file.compiled())])?;
-        // Remember the contract so the spend is re-broadcast and restorable.
         let name = contract_name(file);
         if self.contract(&name)?.is_none() {
             self.remember_contract(&ContractRecord {
@@ -258,7 +295,29 @@ impl RoleWallet {
                 amount_sat: None,
             })?;
         }
-        self.broadcast_recorded(chain, &tx, kind, Some(&name))
+        self.broadcast_recorded(chain, tx, kind.name(), Some(&name), fee_rate)
+    }
+
+    fn sweep_to_wallet(
+        &mut self,
+        chain: &ChainClient,
+        file: &ContractFile,
+        kind: PathKind,
+        preimage: Option<&[u8; 32]>,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        self.check_network(file)?;
+        // Check the path and the key before touching the chain.
+        if file.compiled().path(kind).is_none() {
+            return Err(WalletError::Contract(format!(
+                "a {} contract has no {kind} path",
+                file.contract().kind()
+            )));
+        }
+        let (utxo, _) = self.live_utxo(chain, file)?;
+        let to = self.next_address()?.script_pubkey();
+        let tx = self.build_sweep(file, kind, &utxo, to, preimage, fee_rate)?;
+        self.send_spend(chain, file, &tx, kind, fee_rate)
     }
 
     /// Claim an escrow output with the hashlock preimage, paying this wallet.
@@ -273,19 +332,7 @@ impl RoleWallet {
         preimage: &[u8; 32],
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.check_network(file)?;
-        let Contract::ClaimOrRefund(c) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no claim path",
-                file.contract().kind()
-            )));
-        };
-        let kp = self.keypair_of(&c.receiver, "receiver")?;
-        let (utxo, _) = self.live_utxo(chain, file)?;
-        let to = self.next_address()?.script_pubkey();
-        let (mut psbt, _) = file.compiled().build_claim(&utxo, preimage, to, fee_rate)?;
-        sign_input(&mut psbt, 0, &kp)?;
-        self.finish_spend(chain, file, psbt, "claim")
+        self.sweep_to_wallet(chain, file, PathKind::Claim, Some(preimage), fee_rate)
     }
 
     /// Refund an escrow output to this wallet (valid once the tip is at least the timeout).
@@ -298,19 +345,7 @@ impl RoleWallet {
         file: &ContractFile,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.check_network(file)?;
-        let Contract::ClaimOrRefund(c) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no refund path",
-                file.contract().kind()
-            )));
-        };
-        let kp = self.keypair_of(&c.sender, "sender")?;
-        let (utxo, _) = self.live_utxo(chain, file)?;
-        let to = self.next_address()?.script_pubkey();
-        let (mut psbt, _) = file.compiled().build_refund(&utxo, to, fee_rate)?;
-        sign_input(&mut psbt, 0, &kp)?;
-        self.finish_spend(chain, file, psbt, "refund")
+        self.sweep_to_wallet(chain, file, PathKind::Refund, None, fee_rate)
     }
 
     /// Take a bond back after its exit height.
@@ -323,19 +358,122 @@ impl RoleWallet {
         file: &ContractFile,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.check_network(file)?;
-        let Contract::Bond(b) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no exit path",
-                file.contract().kind()
-            )));
+        self.sweep_to_wallet(chain, file, PathKind::Exit, None, fee_rate)
+    }
+
+    /// Replace an unconfirmed claim, refund or exit this wallet broadcast by the same spend at
+    /// `fee_rate` (full RBF: same input, same destination, a higher fee).
+    ///
+    /// # Errors
+    /// Unknown or confirmed transactions; a slash (its judges must sign again); a fee the
+    /// output cannot pay; the server's refusal (for example a rate that does not pay enough more).
+    pub fn bump_contract_spend(
+        &mut self,
+        chain: &ChainClient,
+        txid: Txid,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        let rec = self
+            .pending_broadcasts()?
+            .into_iter()
+            .find(|r| r.txid == txid)
+            .ok_or_else(|| {
+                WalletError::Unknown(format!(
+                    "{txid} is not a contract spend this wallet is watching"
+                ))
+            })?;
+        let name = rec
+            .contract
+            .clone()
+            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no contract")))?;
+        let stored = self
+            .contract(&name)?
+            .ok_or_else(|| WalletError::Unknown(format!("contract {name} is not remembered")))?;
+        let file = ContractFile::from_json(&stored.file)
+            .map_err(|e| WalletError::Contract(format!("stored contract {name}: {e}")))?;
+        let input = rec
+            .tx
+            .input
+            .first()
+            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no input")))?;
+        let kind = file
+            .compiled()
+            .path_of_witness(&input.witness)
+            .ok_or_else(|| {
+                WalletError::Contract(format!("{txid} does not spend contract {name}"))
+            })?;
+        if kind == PathKind::Slash {
+            return Err(WalletError::Contract(
+                "a slash cannot be re-signed alone: its judges must sign the new fee".into(),
+            ));
+        }
+        let preimage = file
+            .compiled()
+            .path(PathKind::Claim)
+            .and_then(|p| p.hash)
+            .and_then(|h| preimage_in_witness(&input.witness, &h));
+        let prev = chain.transaction(&input.previous_output.txid)?;
+        let txout = prev
+            .output
+            .get(input.previous_output.vout as usize)
+            .cloned()
+            .ok_or_else(|| {
+                WalletError::Unknown(format!(
+                    "funding output {} not found",
+                    input.previous_output
+                ))
+            })?;
+        let utxo = Utxo {
+            outpoint: input.previous_output,
+            txout,
         };
-        let kp = self.keypair_of(&b.party, "party")?;
-        let (utxo, _) = self.live_utxo(chain, file)?;
-        let to = self.next_address()?.script_pubkey();
-        let (mut psbt, _) = file.compiled().build_exit(&utxo, to, fee_rate)?;
-        sign_input(&mut psbt, 0, &kp)?;
-        self.finish_spend(chain, file, psbt, "exit")
+        let to = rec.tx.output[0].script_pubkey.clone();
+        let tx = self.build_sweep(&file, kind, &utxo, to, preimage.as_ref(), fee_rate)?;
+        self.replace_recorded(chain, &rec, &tx, fee_rate)
+    }
+
+    /// Bump every claim still unconfirmed one block or more after its broadcast, by a quarter
+    /// (at least 1 sat/vB), never above `max_rate`: PROTOCOL.md's job flow bumps claims every
+    /// block until they are deep. Returns the replacements.
+    ///
+    /// # Errors
+    /// Network and database errors; a claim that cannot be bumped is logged and left as is.
+    pub fn bump_stuck_claims(
+        &mut self,
+        chain: &ChainClient,
+        max_rate: FeeRate,
+    ) -> Result<Vec<(Txid, Txid)>, WalletError> {
+        let (tip, _) = chain.tip()?;
+        let mut out = Vec::new();
+        for rec in self.pending_broadcasts()? {
+            if rec.kind != PathKind::Claim.name() || rec.height >= tip {
+                continue;
+            }
+            let Some(first) = rec.tx.output.first() else {
+                continue;
+            };
+            let confirmed = chain
+                .history(&first.script_pubkey)?
+                .iter()
+                .any(|h| h.txid == rec.txid && h.height.is_some());
+            if confirmed {
+                continue;
+            }
+            let old = rec.fee_rate_sat_kwu;
+            let new = (old + old / 4)
+                .max(old + 250)
+                .min(max_rate.to_sat_per_kwu());
+            if new <= old {
+                continue;
+            }
+            match self.bump_contract_spend(chain, rec.txid, FeeRate::from_sat_per_kwu(new)) {
+                Ok(txid) => out.push((rec.txid, txid)),
+                Err(e) => {
+                    tracing::warn!(target: "btcmpc_wallet::contract", txid = %rec.txid, "claim not bumped: {e}")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Build the canonical slash of a bond paying `victim` up to `penalty` (the whole bond less
@@ -414,6 +552,7 @@ impl RoleWallet {
         psbt: Psbt,
     ) -> Result<Txid, WalletError> {
         self.check_network(file)?;
-        self.finish_spend(chain, file, psbt, "slash")
+        let tx = finalize_and_verify(psbt, &[(0, file.compiled())])?;
+        self.send_spend(chain, file, &tx, PathKind::Slash, FeeRate::ZERO)
     }
 }

@@ -25,6 +25,7 @@ mod error;
 pub mod keys;
 mod store;
 mod wallet;
+mod watch;
 
 pub use backup::Backup;
 pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
@@ -33,6 +34,7 @@ pub use contract_ops::{
 };
 pub use error::WalletError;
 pub use store::{BroadcastRecord, ContractRecord};
-pub use wallet::{HistoryItem, RoleWallet, SyncReport};
+pub use wallet::{HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE, REORG_SAFETY};
+pub use watch::{WatchEvent, Watcher};
 
 pub use bdk_wallet::keys::bip39::Mnemonic;

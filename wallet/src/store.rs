@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS btcmpc_broadcasts (
     txid TEXT PRIMARY KEY NOT NULL,
     raw TEXT NOT NULL,
     kind TEXT NOT NULL,
-    contract TEXT
+    contract TEXT,
+    height INTEGER NOT NULL DEFAULT 0,
+    fee_rate INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -65,6 +67,10 @@ pub struct BroadcastRecord {
     pub kind: String,
     /// The contract it belongs to, if any.
     pub contract: Option<String>,
+    /// The tip height when it was (last) broadcast.
+    pub height: u32,
+    /// Its fee rate in sat/kwu.
+    pub fee_rate_sat_kwu: u64,
 }
 
 pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
@@ -192,17 +198,32 @@ pub(crate) fn list_contracts(conn: &Connection) -> Result<Vec<ContractRecord>, W
 
 pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<(), WalletError> {
     conn.execute(
-        "INSERT INTO btcmpc_broadcasts (txid, raw, kind, contract) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO btcmpc_broadcasts (txid, raw, kind, contract, height, fee_rate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(txid) DO NOTHING",
         params![
             rec.txid.to_string(),
             serialize_hex(&rec.tx),
             rec.kind,
-            rec.contract
+            rec.contract,
+            rec.height,
+            rec.fee_rate_sat_kwu as i64
         ],
     )
     .map(|_| ())
     .map_err(WalletError::db)
+}
+
+/// Replace a broadcast record by its fee-bumped successor in one database transaction.
+pub(crate) fn replace_broadcast(
+    conn: &mut Connection,
+    old: &Txid,
+    new: &BroadcastRecord,
+) -> Result<(), WalletError> {
+    let tx = conn.transaction().map_err(WalletError::db)?;
+    remove_broadcast(&tx, old)?;
+    put_broadcast(&tx, new)?;
+    tx.commit().map_err(WalletError::db)
 }
 
 pub(crate) fn remove_broadcast(conn: &Connection, txid: &Txid) -> Result<(), WalletError> {
@@ -216,7 +237,9 @@ pub(crate) fn remove_broadcast(conn: &Connection, txid: &Txid) -> Result<(), Wal
 
 pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>, WalletError> {
     let mut stmt = conn
-        .prepare("SELECT txid, raw, kind, contract FROM btcmpc_broadcasts ORDER BY rowid")
+        .prepare(
+            "SELECT txid, raw, kind, contract, height, fee_rate FROM btcmpc_broadcasts ORDER BY rowid",
+        )
         .map_err(WalletError::db)?;
     let rows = stmt
         .query_map([], |r| {
@@ -225,12 +248,14 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
                 r.get::<_, String>(1)?,
                 r.get(2)?,
                 r.get(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })
         .map_err(WalletError::db)?;
     let mut out = Vec::new();
     for row in rows {
-        let (txid, raw, kind, contract) = row.map_err(WalletError::db)?;
+        let (txid, raw, kind, contract, height, rate) = row.map_err(WalletError::db)?;
         let tx: Transaction = deserialize_hex(&raw)
             .map_err(|e| WalletError::Database(format!("stored transaction {txid}: {e}")))?;
         out.push(BroadcastRecord {
@@ -238,6 +263,8 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
             tx,
             kind,
             contract,
+            height,
+            fee_rate_sat_kwu: u64::try_from(rate).unwrap_or(0),
         });
     }
     Ok(out)

@@ -23,6 +23,8 @@ const STOP_GAP: usize = 20;
 const BATCH: usize = 25;
 /// Contract keys searched when a key was handed out before a restore from the mnemonic.
 const CONTRACT_KEY_SEARCH: u32 = 1_000;
+/// The highest fee rate automatic claim bumping goes to (100 sat/vB).
+pub const MAX_CLAIM_FEE_RATE: FeeRate = FeeRate::from_sat_per_kwu(25_000);
 /// Confirmations after which a broadcast record is forgotten (deep enough not to be reorged).
 pub const REORG_SAFETY: u32 = 6;
 
@@ -48,6 +50,8 @@ pub struct SyncReport {
     pub full_scan: bool,
     /// Unconfirmed transactions broadcast again.
     pub rebroadcast: usize,
+    /// Claims replaced by fee-bumped ones (unconfirmed a block or more after broadcast).
+    pub bumped: usize,
 }
 
 /// One role's wallet: BIP86 taproot keychains in BDK, contract keys beside them, our records in
@@ -259,10 +263,12 @@ impl RoleWallet {
         }
         let (tip, _) = chain.tip()?;
         let rebroadcast = self.rebroadcast(chain, tip)?;
+        let bumped = self.bump_stuck_claims(chain, MAX_CLAIM_FEE_RATE)?.len();
         Ok(SyncReport {
             tip,
             full_scan: !scanned,
             rebroadcast,
+            bumped,
         })
     }
 
@@ -563,16 +569,83 @@ impl RoleWallet {
         tx: &Transaction,
         kind: &str,
         contract: Option<&str>,
+        fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
+        let (tip, _) = chain.tip()?;
         let rec = BroadcastRecord {
             txid: tx.compute_txid(),
             tx: tx.clone(),
             kind: kind.to_string(),
             contract: contract.map(str::to_string),
+            height: tip,
+            fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
         };
-        chain.broadcast(tx)?;
+        // Recorded first: a crash right after the broadcast still leaves it watched.
         store::put_broadcast(&self.conn, &rec)?;
+        if let Err(e) = chain.broadcast(tx) {
+            store::remove_broadcast(&self.conn, &rec.txid)?;
+            return Err(e);
+        }
+        info!(target: "btcmpc_wallet::contract", txid = %rec.txid, kind, "broadcast");
         Ok(rec.txid)
+    }
+
+    /// Replace a recorded contract spend by a fee-bumped one (already built and verified).
+    pub(crate) fn replace_recorded(
+        &mut self,
+        chain: &ChainClient,
+        old: &BroadcastRecord,
+        tx: &Transaction,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        let (tip, _) = chain.tip()?;
+        chain.broadcast(tx)?;
+        let rec = BroadcastRecord {
+            txid: tx.compute_txid(),
+            tx: tx.clone(),
+            kind: old.kind.clone(),
+            contract: old.contract.clone(),
+            height: tip,
+            fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
+        };
+        store::replace_broadcast(&mut self.conn, &old.txid, &rec)?;
+        info!(target: "btcmpc_wallet::contract", old = %old.txid, new = %rec.txid, "fee bumped");
+        Ok(rec.txid)
+    }
+
+    /// Replace an unconfirmed wallet transaction by one paying `fee_rate` (BIP125 RBF).
+    ///
+    /// # Errors
+    /// The transaction is unknown, confirmed, or cannot pay more; broadcast errors.
+    pub fn bump_wallet_tx(
+        &mut self,
+        chain: &ChainClient,
+        txid: Txid,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        let mut psbt = {
+            let mut b = self
+                .wallet
+                .build_fee_bump(txid)
+                .map_err(|e| WalletError::Build(format!("cannot bump {txid}: {e}")))?;
+            b.fee_rate(fee_rate);
+            b.finish()
+        }
+        .map_err(|e| self.map_create_err(e))?;
+        self.sign_wallet_inputs(&mut psbt)?;
+        let tx = psbt
+            .extract_tx()
+            .map_err(|e| WalletError::Sign(e.to_string()))?;
+        self.persist()?;
+        chain.broadcast(&tx)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
+        self.wallet.apply_evicted_txs([(txid, now)]);
+        self.persist()?;
+        Ok(tx.compute_txid())
     }
 
     /// Contract spends still being re-broadcast.

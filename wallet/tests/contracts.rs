@@ -8,7 +8,7 @@ use bitcoin::secp256k1::rand::thread_rng;
 use bitcoin::{Amount, FeeRate, Network};
 use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
 use btcmpc_regtest::harness::TestEnv;
-use btcmpc_wallet::{contract_status, ChainClient, RoleWallet, WalletError};
+use btcmpc_wallet::{contract_status, ChainClient, RoleWallet, WalletError, WatchEvent, Watcher};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -340,6 +340,154 @@ fn contract_file_for_another_network_is_refused() -> anyhow::Result<()> {
         service.balance(),
         (Amount::from_sat(500_000), Amount::ZERO),
         "nothing spent"
+    );
+    Ok(())
+}
+
+#[test]
+fn unconfirmed_claims_are_bumped_every_block() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    let mut party = w.wallet("party", 0)?;
+    let k = [3u8; 32];
+    let file = escrow(&mut service, &mut party, &k, w.env.tip_height()? + 50)?;
+    service.fund_contract_file(&w.chain, &file, Amount::from_sat(100_000), rate())?;
+    w.mine(1)?;
+    let first = party.claim(&w.chain, &file, &k, rate())?;
+    w.env.wait_for_tx(&first, WAIT)?;
+
+    // A block without the claim (a miner ignoring it): the next sync replaces it, paying more.
+    let empty = |w: &World| -> anyhow::Result<()> {
+        let addr = w.env.mine_address().to_string();
+        w.env.rpc().call(
+            "generateblock",
+            &[serde_json::json!(addr), serde_json::json!([])],
+        )?;
+        w.settle()
+    };
+    empty(&w)?;
+    let report = party.sync(&w.chain)?;
+    assert_eq!(report.bumped, 1, "{report:?}");
+    let pending = party.pending_broadcasts()?;
+    assert_eq!(pending.len(), 1);
+    let second = pending[0].txid;
+    assert_ne!(second, first);
+    assert!(pending[0].fee_rate_sat_kwu > rate().to_sat_per_kwu());
+    w.env.wait_for_tx(&second, WAIT)?;
+    let fee = |txid| -> anyhow::Result<u64> {
+        let tx = w.chain.transaction(&txid)?;
+        Ok(100_000 - tx.output[0].value.to_sat())
+    };
+    assert!(fee(second)? > fee(first)?);
+    // The replaced claim is gone from the node: only the new one can confirm.
+    w.mine(1)?;
+    let st = contract_status(&w.chain, file.compiled(), None)?;
+    assert_eq!(
+        st.spend.map(|s| (s.txid, s.confirmations)),
+        Some((second, 1))
+    );
+    // Confirmed claims are not bumped again.
+    empty(&w)?;
+    assert_eq!(party.sync(&w.chain)?.bumped, 0);
+    Ok(())
+}
+
+#[test]
+fn wallet_transactions_can_be_fee_bumped() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut a = w.wallet("a", 1_000_000)?;
+    let to = w.wallet("b", 0)?.next_address()?;
+    let first = a.send(
+        &w.chain,
+        &to.to_string(),
+        Some(Amount::from_sat(100_000)),
+        rate(),
+    )?;
+    w.env.wait_for_tx(&first, WAIT)?;
+    let second = a.bump_wallet_tx(&w.chain, first, FeeRate::from_sat_per_vb_u32(10))?;
+    assert_ne!(first, second);
+    w.env.wait_for_tx(&second, WAIT)?;
+    w.mine(1)?;
+    a.sync(&w.chain)?;
+    let h = a.history();
+    assert!(
+        h.iter().any(|i| i.txid == second && i.height.is_some()),
+        "{h:?}"
+    );
+    assert!(
+        !h.iter().any(|i| i.txid == first),
+        "the replaced transaction is gone: {h:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn watcher_reports_funding_claim_preimage_and_reorgs() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    let mut party = w.wallet("party", 0)?;
+    let k = [0x42u8; 32];
+    let file = escrow(&mut service, &mut party, &k, w.env.tip_height()? + 50)?;
+    let mut watcher = Watcher::new();
+    watcher.watch("escrow", file.compiled().clone(), None);
+    assert!(watcher.poll(&w.chain)?.is_empty(), "nothing happened yet");
+    // A separate connection for notifications, as a daemon would keep one.
+    let notes = ChainClient::connect(&w.env.electrum_url(), Duration::from_secs(10))?;
+    assert!(
+        !watcher.wait(&notes, Duration::from_millis(300))?,
+        "no change, no wake-up"
+    );
+
+    let op = service.fund_contract_file(&w.chain, &file, Amount::from_sat(80_000), rate())?;
+    assert!(watcher.wait(&notes, WAIT)?, "the funding wakes the watcher");
+    let ev = watcher.poll(&w.chain)?;
+    assert!(
+        ev.contains(&WatchEvent::Funded {
+            name: "escrow".into(),
+            outpoint: op,
+            confirmations: 0
+        }),
+        "{ev:?}"
+    );
+    w.mine(1)?;
+    let ev = watcher.poll(&w.chain)?;
+    assert!(
+        ev.contains(&WatchEvent::Confirmations {
+            name: "escrow".into(),
+            txid: op.txid,
+            from: 0,
+            to: 1
+        }),
+        "{ev:?}"
+    );
+
+    let claim = party.claim(&w.chain, &file, &k, rate())?;
+    assert!(watcher.wait(&notes, WAIT)?);
+    w.env.wait_for_tx(&claim, WAIT)?;
+    let ev = watcher.poll(&w.chain)?;
+    assert!(
+        ev.contains(&WatchEvent::Spent {
+            name: "escrow".into(),
+            txid: claim,
+            path: Some("claim".into()),
+            preimage: Some(k)
+        }),
+        "{ev:?}"
+    );
+    w.mine(1)?;
+    watcher.poll(&w.chain)?;
+    // Reorg the claim's block away: its confirmations go back down.
+    w.env.invalidate(&w.env.tip_hash()?)?;
+    w.settle()?;
+    let ev = watcher.poll(&w.chain)?;
+    assert!(
+        ev.contains(&WatchEvent::Confirmations {
+            name: "escrow".into(),
+            txid: claim,
+            from: 1,
+            to: 0
+        }),
+        "{ev:?}"
     );
     Ok(())
 }

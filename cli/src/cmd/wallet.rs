@@ -62,6 +62,15 @@ enum Cmd {
         #[arg(long, value_name = "R")]
         fee_rate: Option<String>,
     },
+    /// Replace an unconfirmed transaction of this wallet (a payment, or a claim, refund or
+    /// exit it broadcast) by one paying a higher fee rate.
+    BumpFee {
+        /// The transaction to replace.
+        txid: String,
+        /// The new fee rate in sat/vB.
+        #[arg(long, value_name = "R")]
+        fee_rate: String,
+    },
     /// The wallet's transactions, newest first.
     History,
     /// A contract public key (33-byte compressed, hex) on the contract path `m/4743'/coin'/0'/i'`.
@@ -225,6 +234,24 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             Ok(Report::new(
                 txid.to_string(),
                 json!({"txid": txid.to_string()}),
+            ))
+        }
+        Cmd::BumpFee { txid, fee_rate } => {
+            let txid: bitcoin::Txid = txid
+                .trim()
+                .parse()
+                .with_context(|| format!("invalid txid {txid:?}"))?;
+            let rate = parse_fee_rate(&fee_rate)?;
+            let (mut wallet, chain) = open_synced(global)?;
+            let is_contract_spend = wallet.pending_broadcasts()?.iter().any(|r| r.txid == txid);
+            let new = if is_contract_spend {
+                wallet.bump_contract_spend(&chain, txid, rate)?
+            } else {
+                wallet.bump_wallet_tx(&chain, txid, rate)?
+            };
+            Ok(Report::new(
+                format!("{txid} replaced by {new}"),
+                json!({"txid": new.to_string(), "replaces": txid.to_string()}),
             ))
         }
         Cmd::History => {
