@@ -213,3 +213,37 @@ fn every_kind_round_trips() {
         );
     }
 }
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any one-byte change to a contract file is either refused with an error or loads to
+        /// a file that writes back byte for byte (whitespace, key order); it never panics and
+        /// never loads to something else silently.
+        #[test]
+        fn edited_bytes_are_refused_or_harmless(
+            which in 0usize..3,
+            pos in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let name = ["claim_or_refund.json", "bond.json", "anchor.json"][which];
+            let original = std::fs::read_to_string(data(name)).unwrap();
+            let mut bytes = original.clone().into_bytes();
+            let i = pos.index(bytes.len());
+            bytes[i] = byte;
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+            if let Ok(file) = ContractFile::from_json(&text) {
+                prop_assert_eq!(file.to_json(), original);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = ContractFile::from_json(&text);
+        }
+    }
+}

@@ -351,6 +351,17 @@ fn slash_with_k_judges_in_any_order_verifies_and_k_minus_1_is_refused() {
     }
     c.finalize_and_verify(all).unwrap();
 
+    // A copy for another victim is another transaction: it does not combine.
+    let (mut other, _) = c
+        .build_slash(&utxo, p2tr_of(3), penalty, fee_rate())
+        .unwrap();
+    sign_input(&mut other, 0, &keypair(12)).unwrap();
+    let (mut mine, _) = build();
+    assert!(matches!(
+        combine(&mut mine, other),
+        Err(SpendError::Combine { .. })
+    ));
+
     // k - 1 judges: refused.
     let msg = c.finalize_and_verify(only_one).unwrap_err().to_string();
     assert!(msg.contains("slash: 1 of 2 signatures"), "{msg}");
