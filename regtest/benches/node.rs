@@ -112,7 +112,7 @@ fn fixture(key: &Key, n: usize, datadir: Option<&std::path::Path>) -> (Node, Vec
                     script_pubkey: key.spk.clone(),
                 }],
             };
-            key.sign(&mut spend, &[out.clone()]);
+            key.sign(&mut spend, std::slice::from_ref(out));
             spends.push(spend);
         }
     }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
+use bitcoin::{Amount, OutPoint, TxOut};
 use btcmpc_regtest::{Node, NodeConfig, NodeEvent, ScriptHash};
 use support::{coinbase, funded_node, Key};
 
@@ -493,7 +493,7 @@ fn automine_mines_pending_transactions() {
         mode: AutomineMode::OnTransaction {
             delay: Duration::from_millis(100),
         },
-        script_pubkey: ScriptBuf::from(key.spk.clone()),
+        script_pubkey: key.spk.clone(),
     })))
     .unwrap();
     node.generate_to_script(101, &key.spk).unwrap();

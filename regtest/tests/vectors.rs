@@ -160,7 +160,7 @@ fn parse_script(s: &str, ops: &BTreeMap<String, u8>) -> Result<ScriptBuf, String
         } else if let Some(h) = w.strip_prefix("0x").filter(|h| !h.is_empty()) {
             bytes.extend(hex::decode(h).map_err(|_| format!("bad hex {w}"))?);
         } else if w.len() >= 2 && w.starts_with('\'') && w.ends_with('\'') {
-            let data = PushBytesBuf::try_from(w[1..w.len() - 1].as_bytes().to_vec())
+            let data = PushBytesBuf::try_from(w.as_bytes()[1..w.len() - 1].to_vec())
                 .map_err(|_| "push too large".to_owned())?;
             bytes.extend_from_slice(Builder::new().push_slice(data).as_script().as_bytes());
         } else if let Some(code) = ops.get(w) {
