@@ -508,3 +508,110 @@ fn automine_mines_pending_transactions() {
     }
     assert_eq!(node.tip().height, 102);
 }
+
+#[test]
+fn cluster_limit_is_64_transactions() {
+    let key = Key::new(13);
+    let node = funded_node(&key);
+    let (mut op, mut out) = coinbase(&node, 1);
+    for i in 0..65 {
+        let tx = key.pay(op, out.value, FEE, &key.spk);
+        let r = node.send_raw_transaction(&tx, None);
+        if i < 64 {
+            r.unwrap();
+        } else {
+            assert_eq!(r.unwrap_err().reason, "too-large-cluster");
+        }
+        op = OutPoint::new(tx.compute_txid(), 0);
+        out = tx.output[0].clone();
+    }
+    assert_eq!(node.mempool().len(), 64);
+    // Electrum marks mempool transactions with unconfirmed parents as height -1.
+    let hist = node.history(&ScriptHash::from_script(&key.spk));
+    let mempool: Vec<i32> = hist
+        .iter()
+        .filter(|h| h.height <= 0)
+        .map(|h| h.height)
+        .collect();
+    assert_eq!(mempool.len(), 64);
+    assert_eq!(mempool[0], 0);
+    assert!(mempool[1..].iter().all(|h| *h == -1));
+    // The miner takes the whole chain, parents first.
+    node.generate_to_script(1, &key.spk).unwrap();
+    assert!(node.mempool().is_empty());
+    let (block, _) = node.block(&node.tip().hash).unwrap();
+    assert_eq!(block.txdata.len(), 65);
+}
+
+#[test]
+fn replacement_must_improve_the_feerate_diagram() {
+    let key = Key::new(14);
+    let node = funded_node(&key);
+    let (op1, out1) = coinbase(&node, 1);
+    let (op2, out2) = coinbase(&node, 2);
+    let a = key.pay(op1, out1.value, Amount::from_sat(1_000), &key.spk);
+    node.send_raw_transaction(&a, None).unwrap();
+    // More absolute fee (enough for rules 3 and 4) at a lower fee rate: a worse diagram.
+    let total = out1.value + out2.value;
+    let b = key.spend(
+        &[(op1, out1.clone()), (op2, out2.clone())],
+        vec![TxOut {
+            value: total - Amount::from_sat(1_100),
+            script_pubkey: key.spk.clone(),
+        }],
+    );
+    let e = node.send_raw_transaction(&b, None).unwrap_err();
+    assert_eq!(e.reason, "replacement-failed");
+    assert_eq!(
+        e.details.as_deref(),
+        Some("insufficient feerate: does not improve feerate diagram")
+    );
+    // The same replacement at a higher fee rate goes through.
+    let c = key.spend(
+        &[(op1, out1), (op2, out2)],
+        vec![TxOut {
+            value: total - Amount::from_sat(3_000),
+            script_pubkey: key.spk.clone(),
+        }],
+    );
+    node.send_raw_transaction(&c, None).unwrap();
+    assert!(node.mempool_entry(&a.compute_txid()).is_none());
+}
+
+#[test]
+fn truc_transactions_follow_bip431() {
+    let key = Key::new(15);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+    let mut parent = key.spend(
+        &[(op, out.clone())],
+        vec![
+            TxOut {
+                value: Amount::from_btc(10.0).unwrap(),
+                script_pubkey: key.spk.clone(),
+            },
+            TxOut {
+                value: out.value - Amount::from_btc(10.0).unwrap() - FEE,
+                script_pubkey: key.spk.clone(),
+            },
+        ],
+    );
+    parent.version = bitcoin::transaction::Version(3);
+    key.sign(&mut parent, &[out]);
+    let pid = node.send_raw_transaction(&parent, None).unwrap();
+    let child_of = |vout: u32, version: i32| {
+        let prev = parent.output[vout as usize].clone();
+        let mut tx = key.pay(OutPoint::new(pid, vout), prev.value, FEE, &key.spk);
+        tx.version = bitcoin::transaction::Version(version);
+        key.sign(&mut tx, &[prev]);
+        tx
+    };
+    // A non-TRUC child of a TRUC parent.
+    let e = node.test_mempool_accept(&child_of(0, 2)).unwrap_err();
+    assert_eq!(e.reason, "TRUC-violation");
+    assert!(e.details.unwrap().starts_with("non-version=3 tx"));
+    // One TRUC child is fine, a second is not.
+    node.send_raw_transaction(&child_of(0, 3), None).unwrap();
+    let e = node.test_mempool_accept(&child_of(1, 3)).unwrap_err();
+    assert_eq!(e.reason, "TRUC-violation");
+}
