@@ -5,12 +5,20 @@
 //! Electrum script-hash index, persists its blocks in a data directory, and serves them through
 //! the Electrum protocol and a subset of Core's JSON-RPC (the servers are in this crate too).
 //!
+//! The chain itself is [`Node`] (module [`node`], consensus and mempool in [`chain`]); the
+//! servers, the harness and the faucet build on it.
+//!
 //! ```
-//! use btcmpc_regtest::{Node, NodeConfig};
-//! use bitcoin::ScriptBuf;
+//! use bitcoin::{Amount, ScriptBuf, WScriptHash};
+//! use bitcoin::hashes::Hash;
+//! use btcmpc_regtest::{Node, NodeConfig, ScriptHash};
 //!
 //! let node = Node::open(NodeConfig::in_memory())?;
-//! assert_eq!(node.tip().height, 0);
+//! let spk = ScriptBuf::new_p2wsh(&WScriptHash::all_zeros());
+//! node.generate_to_script(101, &spk)?;
+//! assert_eq!(node.tip().height, 101);
+//! let (confirmed, _) = node.balance(&ScriptHash::from_script(&spk));
+//! assert_eq!(confirmed, 101 * Amount::from_btc(50.0).unwrap().to_sat() as i64);
 //! # Ok::<(), btcmpc_regtest::NodeError>(())
 //! ```
 
