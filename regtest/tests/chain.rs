@@ -615,3 +615,75 @@ fn truc_transactions_follow_bip431() {
     let e = node.test_mempool_accept(&child_of(1, 3)).unwrap_err();
     assert_eq!(e.reason, "TRUC-violation");
 }
+
+/// `n - s` for a 32-byte big-endian `s` (secp256k1's group order `n`).
+fn negate_s(s: &[u8]) -> [u8; 32] {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36,
+        0x41, 0x41,
+    ];
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+#[test]
+fn high_s_ecdsa_is_refused_by_policy_but_valid_in_a_block() {
+    use bitcoin::secp256k1::{ecdsa::Signature, Message, Secp256k1, SecretKey};
+    use bitcoin::sighash::{EcdsaSighashType, SighashCache};
+    use bitcoin::{CompressedPublicKey, ScriptBuf, Witness};
+
+    let key = Key::new(16);
+    let node = funded_node(&key);
+    let secp = Secp256k1::new();
+    let sk = SecretKey::from_slice(&[0x23; 32]).unwrap();
+    let pk = CompressedPublicKey(sk.public_key(&secp));
+    let wpkh = ScriptBuf::new_p2wpkh(&pk.wpubkey_hash());
+    // Fund a P2WPKH output.
+    let (op, out) = coinbase(&node, 1);
+    let fund = key.pay(op, out.value, FEE, &wpkh);
+    node.send_raw_transaction(&fund, None).unwrap();
+    node.generate_to_script(1, &key.spk).unwrap();
+    let prev = fund.output[0].clone();
+    let sign = |high_s: bool| {
+        let mut tx = key.pay(
+            OutPoint::new(fund.compute_txid(), 0),
+            prev.value,
+            FEE,
+            &key.spk,
+        );
+        let sighash = SighashCache::new(&tx)
+            .p2wpkh_signature_hash(0, &wpkh, prev.value, EcdsaSighashType::All)
+            .unwrap();
+        let mut sig = secp.sign_ecdsa(&Message::from(sighash), &sk);
+        if high_s {
+            let c = sig.serialize_compact();
+            let mut compact = [0u8; 64];
+            compact[..32].copy_from_slice(&c[..32]);
+            compact[32..].copy_from_slice(&negate_s(&c[32..]));
+            sig = Signature::from_compact(&compact).unwrap();
+        }
+        let mut der = sig.serialize_der().to_vec();
+        der.push(EcdsaSighashType::All as u8);
+        tx.input[0].witness = Witness::from_slice(&[der, pk.to_bytes().to_vec()]);
+        tx
+    };
+    let high = sign(true);
+    let e = node.test_mempool_accept(&high).unwrap_err();
+    assert_eq!(
+        e.reason,
+        "mempool-script-verify-flag-failed (Non-canonical signature: S value is unnecessarily high)"
+    );
+    node.test_mempool_accept(&sign(false)).unwrap();
+    // LOW_S is policy, not consensus: a block may hold it.
+    node.generate_block(&key.spk, vec![high]).unwrap();
+}

@@ -338,11 +338,21 @@ impl ChainState {
             if let Err((i, _)) =
                 consensus::verify_scripts(tx, &spent_outs, consensus::CONSENSUS_FLAGS)
             {
+                // An encoding error is what Core's interpreter reports first.
+                let text = match policy::check_ecdsa_encodings(tx, &spent_outs) {
+                    Err((j, text)) if j == i => text.to_owned(),
+                    _ => consensus::script_error_text(tx, i, &spent_outs[i]),
+                };
                 return Err(Reject::rejected_with(
-                    format!(
-                        "mempool-script-verify-flag-failed ({})",
-                        consensus::script_error_text(tx, i, &spent_outs[i])
-                    ),
+                    format!("mempool-script-verify-flag-failed ({text})"),
+                    format!("input {i} of {txid} (wtxid {wtxid})"),
+                ));
+            }
+            // Core's standard flags on top of the consensus ones, where they are cheap to
+            // check without an interpreter.
+            if let Err((i, text)) = policy::check_ecdsa_encodings(tx, &spent_outs) {
+                return Err(Reject::rejected_with(
+                    format!("mempool-script-verify-flag-failed ({text})"),
                     format!("input {i} of {txid} (wtxid {wtxid})"),
                 ));
             }

@@ -337,3 +337,88 @@ impl AnchorExt for bitcoin::ScriptBuf {
         self.as_bytes() == [0x51, 0x02, 0x4e, 0x73]
     }
 }
+
+/// Core's text for a signature with a high S value.
+pub const ERR_SIG_HIGH_S: &str = "Non-canonical signature: S value is unnecessarily high";
+/// Core's text for a signature that is not strict DER.
+pub const ERR_SIG_DER: &str = "Non-canonical DER signature";
+/// Core's text for an undefined sighash type.
+pub const ERR_SIG_HASHTYPE: &str = "Signature hash type missing or not understood";
+/// Core's text for a badly encoded public key.
+pub const ERR_PUBKEYTYPE: &str = "Public key is neither compressed or uncompressed";
+/// Core's text for an uncompressed key in segwit v0.
+pub const ERR_WITNESS_PUBKEYTYPE: &str = "Using non-compressed keys in segwit";
+
+/// The signature and key of a P2WPKH or P2PKH input, with whether it is segwit.
+fn sig_and_key<'a>(
+    input: &'a bitcoin::TxIn,
+    spk: &Script,
+    pushes: &'a mut Vec<Vec<u8>>,
+) -> Option<(&'a [u8], &'a [u8], bool)> {
+    if spk.is_p2wpkh() {
+        if input.witness.len() != 2 {
+            return None;
+        }
+        return Some((input.witness.nth(0)?, input.witness.nth(1)?, true));
+    }
+    if spk.is_p2pkh() {
+        for ins in input.script_sig.instructions() {
+            match ins.ok()? {
+                Instruction::PushBytes(p) => pushes.push(p.as_bytes().to_vec()),
+                Instruction::Op(_) => return None,
+            }
+        }
+        if pushes.len() != 2 {
+            return None;
+        }
+        return Some((&pushes[0], &pushes[1], false));
+    }
+    None
+}
+
+/// Core's ECDSA signature and key encoding rules of its standard script flags (DERSIG,
+/// LOW_S, STRICTENC, WITNESS_PUBKEYTYPE) for P2WPKH and P2PKH inputs, the ones
+/// `bitcoinconsensus` cannot apply. An empty signature is left to the interpreter.
+///
+/// # Errors
+/// The index of the first offending input and Core's error text.
+pub fn check_ecdsa_encodings(
+    tx: &Transaction,
+    spent: &[TxOut],
+) -> Result<(), (usize, &'static str)> {
+    use bitcoin::secp256k1::ecdsa::Signature;
+    for (i, (input, out)) in tx.input.iter().zip(spent).enumerate() {
+        let mut pushes = Vec::new();
+        let Some((sig, key, segwit)) = sig_and_key(input, &out.script_pubkey, &mut pushes) else {
+            continue;
+        };
+        if sig.is_empty() {
+            continue;
+        }
+        let (der, hashtype) = sig.split_at(sig.len() - 1);
+        let Ok(parsed) = Signature::from_der(der) else {
+            return Err((i, ERR_SIG_DER));
+        };
+        let mut normalized = parsed;
+        normalized.normalize_s();
+        if normalized != parsed {
+            return Err((i, ERR_SIG_HIGH_S));
+        }
+        let base = hashtype[0] & !0x80;
+        if !(1..=3).contains(&base) {
+            return Err((i, ERR_SIG_HASHTYPE));
+        }
+        let key_ok = match key.first() {
+            Some(0x02 | 0x03) => key.len() == 33,
+            Some(0x04) => key.len() == 65,
+            _ => false,
+        };
+        if !key_ok {
+            return Err((i, ERR_PUBKEYTYPE));
+        }
+        if segwit && key.len() != 33 {
+            return Err((i, ERR_WITNESS_PUBKEYTYPE));
+        }
+    }
+    Ok(())
+}
