@@ -687,3 +687,67 @@ fn high_s_ecdsa_is_refused_by_policy_but_valid_in_a_block() {
     // LOW_S is policy, not consensus: a block may hold it.
     node.generate_block(&key.spk, vec![high]).unwrap();
 }
+
+#[test]
+fn a_store_cut_at_any_byte_of_its_last_record_loads_the_chain_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new(17);
+    let file = dir.path().join(btcmpc_regtest::chain::store::BLOCKS_FILE);
+    let (before_len, before_tip) = {
+        let node = Node::open(NodeConfig::with_datadir(dir.path())).unwrap();
+        node.generate_to_script(101, &key.spk).unwrap();
+        let (op, out) = coinbase(&node, 1);
+        node.send_raw_transaction(&key.pay(op, out.value, FEE, &key.spk), None)
+            .unwrap();
+        let len = std::fs::metadata(&file).unwrap().len();
+        let tip = node.tip();
+        node.generate_to_script(1, &key.spk).unwrap();
+        node.shutdown().unwrap();
+        (len, tip)
+    };
+    let full = std::fs::read(&file).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let copy_file = copy.path().join(btcmpc_regtest::chain::store::BLOCKS_FILE);
+    for cut in before_len..full.len() as u64 {
+        std::fs::write(&copy_file, &full[..cut as usize]).unwrap();
+        let node = Node::open(NodeConfig::with_datadir(copy.path())).unwrap();
+        assert_eq!(node.tip(), before_tip, "cut at byte {cut}");
+        // The damaged tail was cut off the file.
+        assert_eq!(std::fs::metadata(&copy_file).unwrap().len(), before_len);
+    }
+    // A flipped byte in the last record drops that record too.
+    let mut flipped = full.clone();
+    let at = (before_len as usize + full.len()) / 2;
+    flipped[at] ^= 0x40;
+    std::fs::write(&copy_file, &flipped).unwrap();
+    let node = Node::open(NodeConfig::with_datadir(copy.path())).unwrap();
+    assert_eq!(node.tip(), before_tip);
+}
+
+#[test]
+fn concurrent_clients_share_one_chain() {
+    let key = Key::new(18);
+    let node = funded_node(&key);
+    node.generate_to_script(40, &key.spk).unwrap();
+    let handles: Vec<_> = (0..4u32)
+        .map(|t| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                let key = Key::new(18);
+                for h in (1 + t * 10)..(11 + t * 10) {
+                    let (op, out) = coinbase(&node, h);
+                    node.send_raw_transaction(&key.pay(op, out.value, FEE, &key.spk), None)
+                        .unwrap();
+                    let _ = node.history(&ScriptHash::from_script(&key.spk));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(node.mempool().len(), 40);
+    node.generate_to_script(1, &key.spk).unwrap();
+    assert!(node.mempool().is_empty());
+    assert_eq!(node.block(&node.tip().hash).unwrap().0.txdata.len(), 41);
+}
