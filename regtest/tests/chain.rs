@@ -751,3 +751,71 @@ fn concurrent_clients_share_one_chain() {
     assert!(node.mempool().is_empty());
     assert_eq!(node.block(&node.tip().hash).unwrap().0.txdata.len(), 41);
 }
+
+#[test]
+fn reorg_drops_coinbase_spends_that_become_immature() {
+    let key = Key::new(19);
+    let node = funded_node(&key);
+    // Block 2's coinbase can be spent in block 102 (depth 100), not in block 101.
+    let (op, out) = coinbase(&node, 2);
+    let txid = node
+        .send_raw_transaction(&key.pay(op, out.value, FEE, &key.spk), None)
+        .unwrap();
+    let (op1, out1) = coinbase(&node, 1);
+    let other = node
+        .send_raw_transaction(&key.pay(op1, out1.value, FEE, &key.spk), None)
+        .unwrap();
+    let tip = node.tip();
+    node.invalidate_block(&tip.hash).unwrap();
+    assert_eq!(node.tip().height, 100);
+    assert!(
+        node.mempool_entry(&txid).is_none(),
+        "immature coinbase spend left the mempool"
+    );
+    assert!(
+        node.mempool_entry(&other).is_some(),
+        "a still valid spend stays"
+    );
+    node.reconsider_block(&tip.hash).unwrap();
+    assert_eq!(node.tip(), tip);
+    assert!(node.mempool_entry(&other).is_some());
+}
+
+#[test]
+fn replacing_a_parent_evicts_its_children() {
+    let key = Key::new(20);
+    let node = funded_node(&key);
+    let mut events = node.subscribe();
+    let (op, out) = coinbase(&node, 1);
+    let parent = key.pay(op, out.value, FEE, &key.spk);
+    let pid = node.send_raw_transaction(&parent, None).unwrap();
+    let child = key.pay(OutPoint::new(pid, 0), parent.output[0].value, FEE, &key.spk);
+    let cid = node.send_raw_transaction(&child, None).unwrap();
+    assert_eq!(node.mempool_entry(&pid).unwrap().spent_by, vec![cid]);
+    assert_eq!(node.mempool_entry(&cid).unwrap().ancestor_count, 2);
+    // The replacement must pay for both evicted transactions and its own relay.
+    let low = key.pay(op, out.value, FEE * 2, &Key::new(21).spk);
+    assert_eq!(
+        node.send_raw_transaction(&low, None).unwrap_err().reason,
+        "insufficient fee"
+    );
+    let high = key.pay(
+        op,
+        out.value,
+        FEE * 2 + Amount::from_sat(12),
+        &Key::new(21).spk,
+    );
+    let hid = node.send_raw_transaction(&high, None).unwrap();
+    let ids: Vec<_> = node.mempool().iter().map(|e| e.txid).collect();
+    assert_eq!(ids, vec![hid]);
+    let mut removed = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let NodeEvent::TxRemoved { txid, .. } = e {
+            removed.push(txid);
+        }
+    }
+    removed.sort();
+    let mut expected = vec![pid, cid];
+    expected.sort();
+    assert_eq!(removed, expected);
+}
