@@ -599,21 +599,45 @@ fn truc_transactions_follow_bip431() {
     parent.version = bitcoin::transaction::Version(3);
     key.sign(&mut parent, &[out]);
     let pid = node.send_raw_transaction(&parent, None).unwrap();
-    let child_of = |vout: u32, version: i32| {
+    let child_with_fee = |vout: u32, version: i32, fee: Amount| {
         let prev = parent.output[vout as usize].clone();
-        let mut tx = key.pay(OutPoint::new(pid, vout), prev.value, FEE, &key.spk);
+        let mut tx = key.pay(OutPoint::new(pid, vout), prev.value, fee, &key.spk);
         tx.version = bitcoin::transaction::Version(version);
         key.sign(&mut tx, &[prev]);
         tx
     };
+    let child_of = |vout: u32, version: i32| child_with_fee(vout, version, FEE);
     // A non-TRUC child of a TRUC parent.
     let e = node.test_mempool_accept(&child_of(0, 2)).unwrap_err();
     assert_eq!(e.reason, "TRUC-violation");
     assert!(e.details.unwrap().starts_with("non-version=3 tx"));
-    // One TRUC child is fine, a second is not.
-    node.send_raw_transaction(&child_of(0, 3), None).unwrap();
+    // One TRUC child is fine; a second one must replace it under the RBF rules (sibling
+    // eviction).
+    let first = node.send_raw_transaction(&child_of(0, 3), None).unwrap();
     let e = node.test_mempool_accept(&child_of(1, 3)).unwrap_err();
+    assert_eq!(e.reason, "insufficient fee (including sibling eviction)");
+    let second = node
+        .send_raw_transaction(&child_with_fee(1, 3, FEE * 2), None)
+        .unwrap();
+    assert!(
+        node.mempool_entry(&first).is_none(),
+        "the sibling was evicted"
+    );
+    assert_eq!(node.mempool_entry(&pid).unwrap().spent_by, vec![second]);
+    // A TRUC grandchild would have too many ancestors.
+    let prev = TxOut {
+        value: parent.output[1].value - FEE * 2,
+        script_pubkey: key.spk.clone(),
+    };
+    let mut grandchild = key.pay(OutPoint::new(second, 0), prev.value, FEE, &key.spk);
+    grandchild.version = bitcoin::transaction::Version(3);
+    key.sign(&mut grandchild, &[prev]);
+    let e = node.test_mempool_accept(&grandchild).unwrap_err();
     assert_eq!(e.reason, "TRUC-violation");
+    assert!(e
+        .details
+        .unwrap()
+        .ends_with("would have too many ancestors"));
 }
 
 /// `n - s` for a 32-byte big-endian `s` (secp256k1's group order `n`).

@@ -239,6 +239,7 @@ impl ChainState {
                 sigops.to_string(),
             ));
         }
+        let mut sibling_eviction = false;
         if !bypass_limits {
             let min = fee_for(policy::MIN_RELAY_FEE_SAT_PER_KVB, vsize);
             if fee < min {
@@ -247,8 +248,16 @@ impl ChainState {
                     format!("{} < {}", fee.to_sat(), min.to_sat()),
                 ));
             }
-            self.truc_checks(tx, &parents, &conflicts, vsize)?;
+            if let Some(sibling) = self.truc_checks(tx, &parents, &conflicts, vsize)? {
+                conflicts.insert(sibling);
+                sibling_eviction = true;
+            }
         }
+        let suffix = if sibling_eviction {
+            " (including sibling eviction)"
+        } else {
+            ""
+        };
 
         // Replacement.
         let mut all_conflicts: HashSet<Txid> = HashSet::new();
@@ -261,7 +270,7 @@ impl ChainState {
             }
             if clusters.len() > policy::MAX_REPLACEMENT_CANDIDATES {
                 return Err(Reject::rejected_with(
-                    "too many potential replacements",
+                    format!("too many potential replacements{suffix}"),
                     format!(
                         "rejecting replacement {txid}; too many conflicting clusters ({} > {})",
                         clusters.len(),
@@ -291,7 +300,7 @@ impl ChainState {
             }
             if fee < old_fees {
                 return Err(Reject::rejected_with(
-                    "insufficient fee",
+                    format!("insufficient fee{suffix}"),
                     format!(
                         "rejecting replacement {txid}, less fees than conflicting txs; {} < {}",
                         consensus::format_money(fee.to_sat()),
@@ -302,7 +311,7 @@ impl ChainState {
             let relay = fee_for(policy::INCREMENTAL_RELAY_FEE_SAT_PER_KVB, vsize);
             if fee - old_fees < relay {
                 return Err(Reject::rejected_with(
-                    "insufficient fee",
+                    format!("insufficient fee{suffix}"),
                     format!(
                         "rejecting replacement {txid}, not enough additional fees to relay; {} < {}",
                         consensus::format_money((fee - old_fees).to_sat()),
@@ -407,68 +416,78 @@ impl ChainState {
         Ok(Accepted { entry, replaced })
     }
 
+    /// Core's `SingleTRUCChecks`; returns a sibling whose eviction may be considered under the
+    /// replacement rules (TRUC sibling eviction).
     fn truc_checks(
         &self,
         tx: &Transaction,
         parents: &BTreeSet<Txid>,
         conflicts: &BTreeSet<Txid>,
         vsize: u64,
-    ) -> Result<(), Reject> {
+    ) -> Result<Option<Txid>, Reject> {
         let txid = tx.compute_txid();
         let wtxid = tx.compute_wtxid();
-        if tx.version.0 == 3 {
-            for p in parents {
-                let e = &self.mempool.txs[p];
-                if e.tx.version.0 != 3 {
-                    return Err(truc(format!(
-                        "version=3 tx {txid} (wtxid={wtxid}) cannot spend from non-version=3 tx {p} (wtxid={})",
-                        e.wtxid
-                    )));
-                }
-            }
-            if vsize > policy::TRUC_MAX_VSIZE {
+        for p in parents {
+            let e = &self.mempool.txs[p];
+            if tx.version.0 != 3 && e.tx.version.0 == 3 {
                 return Err(truc(format!(
-                    "version=3 tx {txid} (wtxid={wtxid}) is too big: {vsize} > {} virtual bytes",
-                    policy::TRUC_MAX_VSIZE
+                    "non-version=3 tx {txid} (wtxid={wtxid}) cannot spend from version=3 tx {p} (wtxid={})",
+                    e.wtxid
                 )));
             }
-            let ancestors: HashSet<Txid> = parents
-                .iter()
-                .flat_map(|p| self.mempool.ancestors(p))
-                .collect();
-            if ancestors.len() + 1 > 2 {
+            if tx.version.0 == 3 && e.tx.version.0 != 3 {
                 return Err(truc(format!(
-                    "tx {txid} (wtxid={wtxid}) would have too many ancestors"
+                    "version=3 tx {txid} (wtxid={wtxid}) cannot spend from non-version=3 tx {p} (wtxid={})",
+                    e.wtxid
                 )));
-            }
-            if let Some(p) = parents.iter().next() {
-                let e = &self.mempool.txs[p];
-                if e.children.iter().any(|c| !conflicts.contains(c)) {
-                    // Core would try sibling eviction here; see the README.
-                    return Err(truc(format!(
-                        "tx {p} (wtxid={}) would exceed descendant count limit",
-                        e.wtxid
-                    )));
-                }
-                if vsize > policy::TRUC_CHILD_MAX_VSIZE {
-                    return Err(truc(format!(
-                        "version=3 child tx {txid} (wtxid={wtxid}) is too big: {vsize} > {} virtual bytes",
-                        policy::TRUC_CHILD_MAX_VSIZE
-                    )));
-                }
-            }
-        } else {
-            for p in parents {
-                let e = &self.mempool.txs[p];
-                if e.tx.version.0 == 3 {
-                    return Err(truc(format!(
-                        "non-version=3 tx {txid} (wtxid={wtxid}) cannot spend from version=3 tx {p} (wtxid={})",
-                        e.wtxid
-                    )));
-                }
             }
         }
-        Ok(())
+        if tx.version.0 != 3 {
+            return Ok(None);
+        }
+        if vsize > policy::TRUC_MAX_VSIZE {
+            return Err(truc(format!(
+                "version=3 tx {txid} (wtxid={wtxid}) is too big: {vsize} > {} virtual bytes",
+                policy::TRUC_MAX_VSIZE
+            )));
+        }
+        let too_many_ancestors = || {
+            truc(format!(
+                "tx {txid} (wtxid={wtxid}) would have too many ancestors"
+            ))
+        };
+        if parents.len() + 1 > 2 {
+            return Err(too_many_ancestors());
+        }
+        let Some(p) = parents.iter().next() else {
+            return Ok(None);
+        };
+        let parent = &self.mempool.txs[p];
+        if self.mempool.ancestors(p).len() + 1 > 2 {
+            return Err(too_many_ancestors());
+        }
+        if vsize > policy::TRUC_CHILD_MAX_VSIZE {
+            return Err(truc(format!(
+                "version=3 child tx {txid} (wtxid={wtxid}) is too big: {vsize} > {} virtual bytes",
+                policy::TRUC_CHILD_MAX_VSIZE
+            )));
+        }
+        let mut descendants = self.mempool.descendants(p);
+        descendants.remove(p);
+        let child_will_be_replaced = descendants.iter().any(|d| conflicts.contains(d));
+        if !descendants.is_empty() && !child_will_be_replaced {
+            let sibling = descendants.iter().next().copied();
+            let consider = descendants.len() == 1
+                && sibling.is_some_and(|s| self.mempool.ancestors(&s).len() == 2);
+            if consider {
+                return Ok(sibling);
+            }
+            return Err(truc(format!(
+                "tx {p} (wtxid={}) would exceed descendant count limit",
+                parent.wtxid
+            )));
+        }
+        Ok(None)
     }
 
     /// Core's feerate-diagram check, exact for clusters of at most two transactions.
