@@ -126,8 +126,13 @@ pub trait PrimeField:
             *v = Self::random(rng);
         }
     }
-    /// Reduces 64 uniformly random bytes (big-endian integer) modulo `p`; the result is within
-    /// statistical distance `2^-128` of uniform for both fields. Never rejects.
+    /// Bytes of uniform randomness whose reduction modulo `p` is within statistical distance
+    /// `2^-128` of uniform (`log2(p) + 128` bits, rounded up to whole bytes): 48 for
+    /// secp256k1, 32 for 2^127-1.
+    const UNIFORM_BYTES: usize;
+    /// Reduces 64 bytes (a big-endian integer) modulo `p`. With the last
+    /// [`PrimeField::UNIFORM_BYTES`] bytes uniformly random and the others zero, the result is
+    /// within statistical distance `2^-128` of uniform. Never rejects.
     fn from_uniform_bytes(bytes: &[u8; 64]) -> Self;
     /// The canonical encoding.
     fn to_repr(&self) -> Self::Repr;
@@ -258,8 +263,9 @@ pub const EXPAND_TAG: &[u8] = b"btcmpc/v1/expand";
 /// A deterministic stream of field elements derived from a 32-byte seed and a domain tag.
 ///
 /// The ChaCha20 key is `SHA256(EXPAND_TAG || u64_be(len(domain)) || domain || seed)`; each
-/// element is the wide reduction ([`PrimeField::from_uniform_bytes`]) of the next 64 bytes of
-/// the ChaCha20 keystream, so no value is rejected and every party derives the same sequence.
+/// element is the wide reduction ([`PrimeField::from_uniform_bytes`]) of the next
+/// [`PrimeField::UNIFORM_BYTES`] bytes of the ChaCha20 keystream (a big-endian integer), so no
+/// value is rejected and every party derives the same sequence.
 #[derive(Debug, Clone)]
 pub struct Expander {
     rng: ChaCha20Rng,
@@ -283,7 +289,7 @@ impl Expander {
     #[inline]
     pub fn next_element<F: PrimeField>(&mut self) -> F {
         let mut buf = [0u8; 64];
-        self.rng.fill_bytes(&mut buf);
+        self.rng.fill_bytes(&mut buf[64 - F::UNIFORM_BYTES..]);
         F::from_uniform_bytes(&buf)
     }
 }
@@ -449,8 +455,8 @@ mod tests {
         assert_eq!(w[0].to_hex(), EXPECT_M127);
     }
     // Computed independently (Python: hashlib + the `cryptography` package's ChaCha20).
-    const EXPECT_SECP: &str = "e4f8c1a60d1dd864f3433b62bade5827c23bcf7e698a64f5442eb227bd812bdb";
-    const EXPECT_M127: &str = "46b11784db6fe55669bb668682000f9f";
+    const EXPECT_SECP: &str = "9421bd8d755ade894da22090db0fd3bf28baf9053a74d97f8edb97a0aadb119a";
+    const EXPECT_M127: &str = "0d215445c2f01ee5c48de94c26ca126a";
 
     proptest! {
         #[test]

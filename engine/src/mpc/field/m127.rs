@@ -177,6 +177,8 @@ impl PrimeField for Mersenne127 {
     const ZERO: Self = Self(0);
     const ONE: Self = Self(1);
 
+    const UNIFORM_BYTES: usize = 32;
+
     type Repr = [u8; 16];
 
     #[inline]

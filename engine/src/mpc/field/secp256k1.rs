@@ -137,6 +137,8 @@ impl PrimeField for Secp256k1Scalar {
     const ZERO: Self = Self(Scalar::ZERO);
     const ONE: Self = Self(Scalar::ONE);
 
+    const UNIFORM_BYTES: usize = 48;
+
     type Repr = [u8; 32];
 
     #[inline]
