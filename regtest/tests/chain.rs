@@ -843,3 +843,20 @@ fn replacing_a_parent_evicts_its_children() {
     expected.sort();
     assert_eq!(removed, expected);
 }
+
+#[test]
+fn mining_again_after_invalidate_makes_a_new_block() {
+    let key = Key::new(22);
+    let node = funded_node(&key);
+    node.set_mocktime(u64::from(node.tip().time) + 1_000);
+    let first = node.generate_to_script(1, &key.spk).unwrap()[0];
+    node.invalidate_block(&first).unwrap();
+    // Same script, same (empty) mempool, same mocktime: the miner must not rebuild `first`.
+    let second = node.generate_to_script(1, &key.spk).unwrap()[0];
+    assert_ne!(first, second);
+    assert_eq!(node.tip().hash, second);
+    // A huge mocktime from a client saturates instead of overflowing.
+    node.set_mocktime(u64::MAX);
+    let r = node.generate_to_script(8, &key.spk);
+    assert!(r.is_ok() || matches!(r, Err(btcmpc_regtest::NodeError::BlockRefused(_))));
+}

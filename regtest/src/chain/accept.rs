@@ -218,13 +218,12 @@ impl ChainState {
             return Err(Reject::rejected("bad-witness-nonstandard"));
         }
         let spent_outs: Vec<TxOut> = coins.iter().map(|c| c.txout.clone()).collect();
-        let spent_map: HashMap<OutPoint, &TxOut> = tx
-            .input
-            .iter()
-            .map(|i| i.previous_output)
-            .zip(spent_outs.iter())
-            .collect();
-        let sigops = tx.total_sigop_cost(|op| spent_map.get(op).map(|o| (*o).clone()));
+        let sigops = tx.total_sigop_cost(|op| {
+            tx.input
+                .iter()
+                .position(|i| i.previous_output == *op)
+                .map(|i| spent_outs[i].clone())
+        });
         let weight = tx.weight().to_wu();
         let vsize = sigop_vsize(weight, sigops);
         if policy::dust_outputs(tx) == 1 && fee > Amount::ZERO {
@@ -248,7 +247,9 @@ impl ChainState {
                     format!("{} < {}", fee.to_sat(), min.to_sat()),
                 ));
             }
-            if let Some(sibling) = self.truc_checks(tx, &parents, &conflicts, vsize)? {
+            if let Some(sibling) =
+                self.truc_checks(tx, (txid, wtxid), &parents, &conflicts, vsize)?
+            {
                 conflicts.insert(sibling);
                 sibling_eviction = true;
             }
@@ -392,7 +393,7 @@ impl ChainState {
         };
         if let Some(max) = max_fee_rate {
             // Core's sendrawtransaction `maxfeerate` (sat/kvB), checked after all else.
-            let max_fee = max.to_sat_per_kwu() * 4 * vsize / 1000;
+            let max_fee = max.to_sat_per_kwu().saturating_mul(4).saturating_mul(vsize) / 1000;
             if max.to_sat_per_kwu() > 0 && fee.to_sat() > max_fee {
                 return Err(Reject {
                     code: Reject::VERIFY_ERROR,
@@ -421,12 +422,11 @@ impl ChainState {
     fn truc_checks(
         &self,
         tx: &Transaction,
+        (txid, wtxid): (Txid, bitcoin::Wtxid),
         parents: &BTreeSet<Txid>,
         conflicts: &BTreeSet<Txid>,
         vsize: u64,
     ) -> Result<Option<Txid>, Reject> {
-        let txid = tx.compute_txid();
-        let wtxid = tx.compute_wtxid();
         for p in parents {
             let e = &self.mempool.txs[p];
             if tx.version.0 != 3 && e.tx.version.0 == 3 {

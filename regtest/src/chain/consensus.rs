@@ -204,7 +204,7 @@ pub fn check_tx_inputs(
                 "bad-txns-premature-spend-of-coinbase",
                 format!(
                     "tried to spend coinbase at depth {}",
-                    spend_height - coin.height
+                    spend_height.saturating_sub(coin.height)
                 ),
             ));
         }

@@ -171,21 +171,21 @@ impl ChainState {
         .unwrap_or_else(TxMerkleNode::all_zeros);
         let mtp = self.mtp_at(self.height());
         let now = u32::try_from(self.now()).unwrap_or(u32::MAX);
-        block.header.time = now.max(mtp + 1);
+        block.header.time = now.max(mtp.saturating_add(1));
         let target = block.header.target();
         loop {
             while block.header.validate_pow(target).is_err() {
                 block.header.nonce = block.header.nonce.wrapping_add(1);
                 if block.header.nonce == 0 {
-                    block.header.time += 1;
+                    block.header.time = block.header.time.saturating_add(1);
                 }
             }
             // The same block may exist already (mined again after `invalidateblock` in the
-            // same second): a later time makes a new one.
+            // same second): grinding on from the next nonce makes a new one.
             if !self.blocks.contains_key(&block.block_hash()) {
                 return (block, known);
             }
-            block.header.time += 1;
+            block.header.nonce = block.header.nonce.wrapping_add(1);
         }
     }
 

@@ -680,7 +680,9 @@ impl ChainState {
         if block.header.prev_blockhash != self.tip_hash() {
             return Err(Reject::rejected("inconclusive-not-best-prevblk"));
         }
-        if u64::from(block.header.time) > self.now() + consensus::MAX_FUTURE_BLOCK_TIME {
+        if u64::from(block.header.time)
+            > self.now().saturating_add(consensus::MAX_FUTURE_BLOCK_TIME)
+        {
             return Err(Reject::rejected_with(
                 "time-too-new",
                 "block timestamp too far in the future",
