@@ -228,6 +228,13 @@ impl RoleWallet {
         Ok(info.address)
     }
 
+    /// The receiving address at `index` of the external keychain, without revealing it.
+    pub fn peek_address(&self, index: u32) -> Address {
+        self.wallet
+            .peek_address(KeychainKind::External, index)
+            .address
+    }
+
     /// Confirmed and unconfirmed (pending) balance. Immature coinbase outputs count as neither.
     pub fn balance(&self) -> (Amount, Amount) {
         let b = self.wallet.balance();

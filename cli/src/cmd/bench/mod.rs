@@ -6,6 +6,7 @@ use crate::{global::Global, output::Report};
 mod contracts;
 mod engine;
 mod regtest;
+mod wallet;
 
 /// Arguments of `btcmpc bench`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,8 @@ enum What {
     Engine(engine::Args),
     /// The embedded regtest node: mempool acceptance, mining, restart.
     Regtest(regtest::Args),
+    /// The wallet: a full scan of a wallet with many transactions.
+    Wallet(wallet::Args),
 }
 
 /// Run `btcmpc bench`.
@@ -30,5 +33,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         What::Contracts(a) => contracts::run(a, global),
         What::Engine(a) => engine::run(a, global),
         What::Regtest(a) => regtest::run(a, global),
+        What::Wallet(a) => wallet::run(a, global),
     }
 }
