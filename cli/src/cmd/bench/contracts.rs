@@ -44,8 +44,26 @@ fn utxo(c: &CompiledContract) -> Utxo {
 
 type Spend<'a> = Box<dyn Fn() -> Result<Transaction, SpendError> + 'a>;
 
-/// Run every path; returns (path, spends, seconds).
-fn measure(seconds: f64) -> anyhow::Result<Vec<(&'static str, u64, f64)>> {
+/// One row of the table.
+struct Row {
+    path: &'static str,
+    spends: u64,
+    seconds: f64,
+    /// CPU time of this thread, when the OS reports it (on a shared machine wall time
+    /// understates what one core does).
+    cpu_seconds: Option<f64>,
+}
+
+/// This thread's CPU time so far, from Linux's `/proc/thread-self/schedstat` (nanoseconds on
+/// the CPU is its first field); `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Run every path.
+fn measure(seconds: f64) -> anyhow::Result<Vec<Row>> {
     let secp = Secp256k1::new();
     let receiver = keypair(&secp, 1)?;
     let sender = keypair(&secp, 2)?;
@@ -130,13 +148,24 @@ fn measure(seconds: f64) -> anyhow::Result<Vec<(&'static str, u64, f64)>> {
     let budget = Duration::from_secs_f64(seconds.max(0.05));
     let mut rows = Vec::new();
     for (name, spend) in paths {
+        let cpu_start = thread_cpu_time();
         let start = Instant::now();
         let mut n = 0u64;
         while start.elapsed() < budget {
             std::hint::black_box(spend().with_context(|| format!("{name} spend"))?);
             n += 1;
         }
-        rows.push((name, n, start.elapsed().as_secs_f64()));
+        let seconds = start.elapsed().as_secs_f64();
+        let cpu_seconds = match (cpu_start, thread_cpu_time()) {
+            (Some(a), Some(b)) if b > a => Some((b - a).as_secs_f64()),
+            _ => None,
+        };
+        rows.push(Row {
+            path: name,
+            spends: n,
+            seconds,
+            cpu_seconds,
+        });
     }
     Ok(rows)
 }
@@ -149,17 +178,25 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
     let rows = measure(args.seconds)?;
     let mut text = String::from(
         "contract spends: build + sign + finalize + verify (Core interpreter), one thread\n\n\
-         path            spends   seconds   spends/s\n",
+         path             spends   seconds   spends/s   per CPU-second\n",
     );
     let mut json_rows = Vec::new();
-    for (name, n, secs) in &rows {
-        let rate = *n as f64 / secs;
-        let _ = writeln!(text, "{name:<14} {n:>8} {secs:>9.2} {rate:>10.0}");
+    for r in &rows {
+        let rate = r.spends as f64 / r.seconds;
+        let per_cpu = r.cpu_seconds.map(|c| r.spends as f64 / c);
+        let cpu_text = per_cpu.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            text,
+            "{:<14} {:>8} {:>9.2} {rate:>10.0} {cpu_text:>16}",
+            r.path, r.spends, r.seconds
+        );
         json_rows.push(json!({
-            "path": name,
-            "spends": n,
-            "seconds": secs,
+            "path": r.path,
+            "spends": r.spends,
+            "seconds": r.seconds,
             "spends_per_second": rate,
+            "cpu_seconds": r.cpu_seconds,
+            "spends_per_cpu_second": per_cpu,
         }));
     }
     Ok(Report::new(text, json!({ "paths": json_rows })))
