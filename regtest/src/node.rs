@@ -519,8 +519,11 @@ impl Node {
     /// 0.10 BTC/kvB) refuses transactions paying more; `None` allows any fee.
     ///
     /// # Errors
-    /// A [`Reject`] as Core's `sendrawtransaction` reports it: -25 "Inputs missing or spent",
-    /// -27 "Transaction outputs already in utxo set", -26 with the reject reason otherwise.
+    /// A [`Reject`] as Core 31's `sendrawtransaction` reports it: -25
+    /// `bad-txns-inputs-missingorspent` for missing or spent inputs (Core puts the validation
+    /// state's text in the message), -25 "Fee exceeds maximum configured by user (e.g.
+    /// -maxtxfee, maxfeerate)", -27 "Transaction outputs already in utxo set", -26 with the
+    /// reject reason otherwise.
     pub fn send_raw_transaction(
         &self,
         tx: &Transaction,

@@ -274,7 +274,17 @@ pub fn script_error_text(tx: &Transaction, index: usize, spent: &TxOut) -> Strin
         if witness.is_empty() {
             "Witness program was passed an empty witness"
         } else if witness.len() == 1 {
-            "Invalid Schnorr signature"
+            match witness.nth(0).map_or(0, <[u8]>::len) {
+                64 => "Invalid Schnorr signature",
+                65 if witness.nth(0).is_some_and(|s| {
+                    s[64] == 0 || s[64] > 0x83 || (0x04..0x81).contains(&s[64])
+                }) =>
+                {
+                    "Invalid Schnorr signature hash type"
+                }
+                65 => "Invalid Schnorr signature",
+                _ => "Invalid Schnorr signature size",
+            }
         } else {
             "Script evaluated without error but finished with a false/empty top stack element"
         }
