@@ -860,3 +860,32 @@ fn mining_again_after_invalidate_makes_a_new_block() {
     let r = node.generate_to_script(8, &key.spk);
     assert!(r.is_ok() || matches!(r, Err(btcmpc_regtest::NodeError::BlockRefused(_))));
 }
+
+#[test]
+fn blocks_verify_scripts_the_mempool_did_not() {
+    let key = Key::new(23);
+    let node = funded_node(&key);
+    let (op, out) = coinbase(&node, 1);
+    let mut bad = key.pay(op, out.value, FEE, &key.spk);
+    bad.output[0].value -= Amount::ONE_SAT; // the signature no longer matches
+    let hits = node.script_cache_hits();
+    let e = node.generate_block(&key.spk, vec![bad]).unwrap_err();
+    assert_eq!(e.code, -25);
+    assert!(
+        e.reason.starts_with(
+            "TestBlockValidity failed: block-script-verify-flag-failed (Invalid Schnorr signature)"
+        ),
+        "{}",
+        e.reason
+    );
+    assert_eq!(node.script_cache_hits(), hits);
+    assert_eq!(node.tip().height, 101);
+    // A valid transaction never seen by the mempool is verified and mined.
+    let good = key.pay(op, out.value, FEE, &key.spk);
+    node.generate_block(&key.spk, vec![good]).unwrap();
+    assert_eq!(
+        node.script_cache_hits(),
+        hits,
+        "no cache entry existed for it"
+    );
+}

@@ -608,3 +608,53 @@ impl ChainState {
         Ok((txid, events))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{diagram, fee_at, improves};
+
+    /// The naive oracle: compare both diagrams at every integer size, in floating point.
+    fn naive_improves(old: &[(i64, i64)], new: &[(i64, i64)]) -> bool {
+        let end = old.last().unwrap().0.max(new.last().unwrap().0);
+        let at = |d: &[(i64, i64)], x: i64| {
+            let (n, den) = fee_at(d, x);
+            n as f64 / den as f64
+        };
+        let mut better = false;
+        for x in 0..=end {
+            let (o, n) = (at(old, x), at(new, x));
+            if n < o - 1e-9 {
+                return false;
+            }
+            if n > o + 1e-9 {
+                better = true;
+            }
+        }
+        better
+    }
+
+    #[test]
+    fn diagram_comparison_matches_the_naive_oracle() {
+        let mut seed = 0x1234_5678_u64;
+        let mut next = |m: i64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 33) as i64 % m) + 1
+        };
+        for _ in 0..2_000 {
+            let old: Vec<(i64, i64)> = (0..next(3)).map(|_| (next(500), next(60))).collect();
+            let new: Vec<(i64, i64)> = (0..next(3)).map(|_| (next(500), next(60))).collect();
+            let (d_old, d_new) = (diagram(old.clone()), diagram(new.clone()));
+            assert_eq!(
+                improves(&d_old, &d_new),
+                naive_improves(&d_old, &d_new),
+                "{old:?} -> {new:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn diagram_sorts_chunks_by_fee_rate() {
+        let d = diagram(vec![(100, 100), (1_000, 100), (50, 10)]);
+        assert_eq!(d, vec![(0, 0), (100, 1_000), (110, 1_050), (210, 1_150)]);
+    }
+}
