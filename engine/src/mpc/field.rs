@@ -416,6 +416,13 @@ mod tests {
         let minus_ones = vec![-F::ONE; 5000];
         assert_eq!(F::sum_slice(&minus_ones), F::from_i64(-5000));
         assert_eq!(F::dot(&minus_ones, &minus_ones), F::from_u64(5000));
+        let short = a[..3]
+            .iter()
+            .zip(&b[..3])
+            .fold(F::ZERO, |s, (x, y)| s + *x * *y);
+        assert_eq!(F::dot(&a[..3], &b[..3]), short);
+        let small: Vec<F> = (1..=20).map(F::from_u64).collect();
+        assert_eq!(F::dot(&small, &small), F::from_u64(2870));
     }
 
     fn expand_is_deterministic<F: PrimeField>() {

@@ -225,7 +225,13 @@ impl PrimeField for Secp256k1Scalar {
 
     fn dot(a: &[Self], b: &[Self]) -> Self {
         // Lazy reduction: accumulate the 512-bit products (carries counted above 2^512) and
-        // reduce once.
+        // reduce once. Short inputs (interpolation weights) multiply directly.
+        if a.len().min(b.len()) < 8 {
+            return a
+                .iter()
+                .zip(b)
+                .fold(Self::ZERO, |acc, (x, y)| acc + *x * *y);
+        }
         let mut lo = U256::ZERO;
         let mut hi = U256::ZERO;
         let mut top: u64 = 0;
@@ -238,6 +244,9 @@ impl PrimeField for Secp256k1Scalar {
             top += c.0;
         }
         let wide = <Scalar as Reduce<U512>>::reduce(hi.concat(&lo));
+        if top == 0 {
+            return Self(wide);
+        }
         // 2^512 mod n, as the square of 2^256 mod n.
         let two256 = <Scalar as Reduce<U256>>::reduce(U256::MAX) + Scalar::ONE;
         Self(wide + Scalar::from(top) * two256.square())
