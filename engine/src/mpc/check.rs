@@ -405,7 +405,13 @@ mod tests {
         let victim = rng.gen_range(0..n);
         let col = rng.gen_range(0..2);
         let row = rng.gen_range(0..30);
-        run.parties[victim].columns[col][row] += F::from_u64(rng.gen_range(1..u64::MAX));
+        let delta = F::from_u64(rng.gen_range(1..u64::MAX));
+        if rng.gen_bool(0.2) {
+            // The mask share itself off its polynomial.
+            run.parties[victim].mask += delta;
+        } else {
+            run.parties[victim].columns[col][row] += delta;
+        }
         let ch = run.challenge();
         let op = run.openings(&ch);
         assert_eq!(
@@ -473,6 +479,24 @@ mod tests {
     fn honest_dealing_is_accepted() {
         honest::<Secp256k1Scalar>(1);
         honest::<Mersenne127>(2);
+    }
+
+    #[test]
+    fn liar_with_inconsistent_shares() {
+        // The owner deals party 2 a bad share and party 2 lies on top: both are at fault.
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut run = setup::<Mersenne127>(4, 1, 10, &mut rng);
+        run.parties[1].columns[0][0] += Mersenne127::ONE;
+        let ch = run.challenge();
+        let mut op = run.openings(&ch);
+        op[1].1 += Mersenne127::from_u64(3);
+        assert_eq!(
+            run.resolve(&ch, &op),
+            Resolution::Refused {
+                reason: Refusal::Inconsistent { parties: vec![2] },
+                liars: vec![2]
+            }
+        );
     }
 
     #[test]
