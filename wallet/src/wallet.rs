@@ -390,7 +390,7 @@ impl RoleWallet {
         fee_rate: FeeRate,
         kind: &str,
     ) -> Result<Transaction, WalletError> {
-        let mut psbt = {
+        let psbt = {
             let mut b = self.wallet.build_tx();
             match amount {
                 Some(a) => {
@@ -404,19 +404,34 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
+        let tx = self.sign_and_broadcast(chain, psbt, None)?;
+        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, "broadcast");
+        Ok(tx)
+    }
+
+    /// Sign and finalize the wallet's inputs, persist (the change address reveal) before the
+    /// transaction leaves this machine, broadcast, and record it as unconfirmed (and the
+    /// transaction it `replaces` as evicted).
+    fn sign_and_broadcast(
+        &mut self,
+        chain: &ChainClient,
+        mut psbt: Psbt,
+        replaces: Option<Txid>,
+    ) -> Result<Transaction, WalletError> {
         self.sign_wallet_inputs(&mut psbt)?;
         let tx = psbt
             .extract_tx()
             .map_err(|e| WalletError::Sign(e.to_string()))?;
-        // Record the change address reveal before the transaction leaves this machine.
         self.persist()?;
         chain.broadcast(&tx)?;
-        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, "broadcast");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
+        if let Some(old) = replaces {
+            self.wallet.apply_evicted_txs([(old, now)]);
+        }
         self.persist()?;
         Ok(tx)
     }
@@ -630,7 +645,7 @@ impl RoleWallet {
         txid: Txid,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let mut psbt = {
+        let psbt = {
             let mut b = self
                 .wallet
                 .build_fee_bump(txid)
@@ -639,19 +654,7 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        self.sign_wallet_inputs(&mut psbt)?;
-        let tx = psbt
-            .extract_tx()
-            .map_err(|e| WalletError::Sign(e.to_string()))?;
-        self.persist()?;
-        chain.broadcast(&tx)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
-        self.wallet.apply_evicted_txs([(txid, now)]);
-        self.persist()?;
+        let tx = self.sign_and_broadcast(chain, psbt, Some(txid))?;
         Ok(tx.compute_txid())
     }
 
