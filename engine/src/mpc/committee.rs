@@ -408,6 +408,11 @@ impl<F: PrimeField> Committee<F> {
         self.params
     }
 
+    /// Party `i`'s PRSS generator.
+    pub fn prss(&self, i: usize) -> Option<&Prss<F>> {
+        self.prss.get(i.checked_sub(1)?)
+    }
+
     /// Parties excluded at setup.
     pub fn excluded(&self) -> &BTreeSet<usize> {
         &self.excluded

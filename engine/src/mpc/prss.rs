@@ -37,7 +37,7 @@
 //! Each party holds `C(n-1, t)` keys: practical for `n <= 10` ([`MAX_PARTIES`]).
 //!
 //! The PRF is ChaCha20 keyed by `SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`,
-//! whose keystream is turned into field elements by [`PrimeField::random`] (deterministic
+//! whose keystream is turned into field elements by [`PrimeField::fill_random`] (deterministic
 //! for a given stream, so every member of `A` derives the same `r_A`).
 
 use rand::{RngCore, SeedableRng};
@@ -354,10 +354,10 @@ pub type SetKeys = Vec<(Vec<u32>, [u8; 32])>;
 #[derive(Clone)]
 struct SetKey<F> {
     key: [u8; 32],
-    /// `f_A(me)`.
-    f: F,
-    /// `f_A(me) * me^l` for `l = 1..=t`.
-    z: Vec<F>,
+    /// `g_A(me)`, as an integer and as a field element.
+    g: (i64, F),
+    /// `g_A(me) * me^l` for `l = 1..=t`.
+    gz: Vec<(i64, F)>,
 }
 
 impl<F> std::fmt::Debug for SetKey<F> {
@@ -378,7 +378,31 @@ pub enum Purpose {
     Double = 3,
 }
 
+/// Elements generated per batch (bounds the scratch buffers).
+const CHUNK: usize = 1024;
+
+/// `x * k` for a small signed integer `k`, with `kf = k` as a field element: `|k| <= 2` by
+/// additions (cheaper than a multiplication in the 256-bit field), otherwise one
+/// multiplication by the precomputed `kf`.
+#[inline]
+fn mul_small<F: PrimeField>(x: F, k: i64, kf: F) -> F {
+    match k {
+        0 => F::ZERO,
+        1 => x,
+        -1 => -x,
+        2 => x.double(),
+        -2 => -x.double(),
+        _ => x * kf,
+    }
+}
+
 /// One party's PRSS keys: produces its shares of random, zero and double sharings.
+///
+/// Implementation note: instead of `f_A(x) = prod (j - x) / j` the shares use the integer
+/// polynomial `g_A(x) = prod_{j not in A} (j - x)` (`f_A` times the non-zero constant
+/// `c_A = prod j`), so every coefficient is a small integer and no full multiplication is
+/// needed. The secret becomes `r = sum_A c_A r_A`, still pseudo-random to any `t` parties since
+/// `c_{A*} != 0`; `g_A` vanishes outside `A` exactly like `f_A`.
 #[derive(Debug, Clone)]
 pub struct Prss<F> {
     n: usize,
@@ -398,7 +422,7 @@ impl<F: PrimeField> Prss<F> {
         if me == 0 || me as usize > n {
             return Err(PrssError::BadIndex { index: me, n });
         }
-        let x = F::from_u64(u64::from(me));
+        let x = i64::from(me);
         let mut out = Vec::with_capacity(keys.len());
         for (members, key) in keys {
             let set = sets.iter().position(|s| *s == members);
@@ -409,27 +433,22 @@ impl<F: PrimeField> Prss<F> {
                 None => return Err(PrssError::BadCommittee { n, t }),
                 Some(_) => {}
             }
-            // f_A(x) = prod_{j not in A} (j - x) / j
-            let mut num = F::ONE;
-            let mut den = F::ONE;
-            for j in 1..=n as u32 {
-                if !members.contains(&j) {
-                    let jf = F::from_u64(u64::from(j));
-                    num *= jf - x;
-                    den *= jf;
-                }
-            }
-            let f = num
-                * den
-                    .inverse()
-                    .expect("a product of indices 1..=n < p is non-zero");
-            let mut z = Vec::with_capacity(t);
+            // g_A(x) = prod_{j not in A} (j - x): |g| < n^t <= 10^3 for n <= 10, t <= 3.
+            let g: i64 = (1..=n as i64)
+                .filter(|j| !members.contains(&(*j as u32)))
+                .map(|j| j - x)
+                .product();
+            let mut gz = Vec::with_capacity(t);
             let mut pow = x;
             for _ in 0..t {
-                z.push(f * pow);
+                gz.push((g * pow, F::from_i64(g * pow)));
                 pow *= x;
             }
-            out.push(SetKey { key, f, z });
+            out.push(SetKey {
+                key,
+                g: (g, F::from_i64(g)),
+                gz,
+            });
         }
         if out.len() != binomial(n - 1, t) {
             return Err(PrssError::BadCommittee { n, t });
@@ -470,10 +489,15 @@ impl<F: PrimeField> Prss<F> {
     /// This party's shares of `len` random degree-`t` sharings for `(job, counter)`.
     pub fn random(&self, job: &[u8; 32], counter: u64, len: usize) -> Vec<F> {
         let mut out = vec![F::ZERO; len];
+        let mut r = vec![F::ZERO; CHUNK.min(len)];
         for k in &self.keys {
             let mut rng = Self::stream(&k.key, job, Purpose::Random, counter);
-            for o in out.iter_mut() {
-                *o += F::random(&mut rng) * k.f;
+            for o in out.chunks_mut(CHUNK) {
+                let r = &mut r[..o.len()];
+                F::fill_random(&mut rng, r);
+                for (o, v) in o.iter_mut().zip(r.iter()) {
+                    *o += mul_small(*v, k.g.0, k.g.1);
+                }
             }
         }
         out
@@ -482,11 +506,16 @@ impl<F: PrimeField> Prss<F> {
     /// This party's shares of `len` zero sharings of degree `2t` for `(job, counter)`.
     pub fn zero_2t(&self, job: &[u8; 32], counter: u64, len: usize) -> Vec<F> {
         let mut out = vec![F::ZERO; len];
+        let mut z = vec![F::ZERO; CHUNK.min(len) * self.t];
         for k in &self.keys {
             let mut rng = Self::stream(&k.key, job, Purpose::Zero, counter);
-            for o in out.iter_mut() {
-                for z in &k.z {
-                    *o += F::random(&mut rng) * *z;
+            for o in out.chunks_mut(CHUNK) {
+                let z = &mut z[..o.len() * self.t];
+                F::fill_random(&mut rng, z);
+                for (o, zs) in o.iter_mut().zip(z.chunks_exact(self.t)) {
+                    for (v, c) in zs.iter().zip(&k.gz) {
+                        *o += mul_small(*v, c.0, c.1);
+                    }
                 }
             }
         }
@@ -497,15 +526,27 @@ impl<F: PrimeField> Prss<F> {
     pub fn double(&self, job: &[u8; 32], counter: u64, len: usize) -> (Vec<F>, Vec<F>) {
         let mut rt = vec![F::ZERO; len];
         let mut r2t = vec![F::ZERO; len];
+        let c = CHUNK.min(len);
+        let mut r = vec![F::ZERO; c];
+        let mut z = vec![F::ZERO; c * self.t];
         for k in &self.keys {
             let mut rng = Self::stream(&k.key, job, Purpose::Double, counter);
-            for (a, b) in rt.iter_mut().zip(r2t.iter_mut()) {
-                *a += F::random(&mut rng) * k.f;
-                let mut z = F::ZERO;
-                for c in &k.z {
-                    z += F::random(&mut rng) * *c;
+            for (a, b) in rt.chunks_mut(CHUNK).zip(r2t.chunks_mut(CHUNK)) {
+                let r = &mut r[..a.len()];
+                let z = &mut z[..a.len() * self.t];
+                F::fill_random(&mut rng, r);
+                F::fill_random(&mut rng, z);
+                for (((a, b), v), zs) in a
+                    .iter_mut()
+                    .zip(b.iter_mut())
+                    .zip(r.iter())
+                    .zip(z.chunks_exact(self.t))
+                {
+                    *a += mul_small(*v, k.g.0, k.g.1);
+                    for (w, c) in zs.iter().zip(&k.gz) {
+                        *b += mul_small(*w, c.0, c.1);
+                    }
                 }
-                *b += z;
             }
         }
         for (a, b) in rt.iter().zip(r2t.iter_mut()) {

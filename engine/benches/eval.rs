@@ -1,0 +1,63 @@
+//! Benchmarks of evaluation in both fields: `sum` and `dot` over 1 million rows of one party's
+//! shares, and element-wise products through the in-process committee (n = 4, t = 1).
+
+use btcmpc_engine::mpc::committee::{Committee, Scenario};
+use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::shamir::{self, Params};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+
+const ROWS: usize = 1_000_000;
+const PRODUCTS: usize = 1 << 18;
+
+fn shares<F: PrimeField>(len: usize, seed: u64) -> Vec<F> {
+    (0..len as u64)
+        .map(|i| F::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed).square())
+        .collect()
+}
+
+fn aggregates<F: PrimeField>(c: &mut Criterion) {
+    let x = shares::<F>(ROWS, 1);
+    let y = shares::<F>(ROWS, 2);
+    let mut g = c.benchmark_group(format!("eval/{}", F::NAME));
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10);
+    g.bench_function("sum_1m", |b| {
+        b.iter(|| black_box(F::sum_slice(black_box(&x))))
+    });
+    g.bench_function("dot_1m", |b| {
+        b.iter(|| black_box(F::dot(black_box(&x), black_box(&y))))
+    });
+    g.finish();
+}
+
+fn products<F: PrimeField>(c: &mut Criterion) {
+    let params = Params::new(4, 1).expect("n = 4, t = 1 is valid");
+    let committee = Committee::<F>::setup(&Scenario::honest(4, 1)).expect("honest setup");
+    let mut rng = shamir::dealer_rng();
+    let values = shares::<F>(PRODUCTS, 3);
+    let a = shamir::deal_vec(&values, params, &mut rng);
+    let b = shamir::deal_vec(&values, params, &mut rng);
+    let mut g = c.benchmark_group(format!("committee/{}", F::NAME));
+    g.throughput(Throughput::Elements(PRODUCTS as u64));
+    g.sample_size(10);
+    g.bench_function("elementwise_products_n4", |bench| {
+        bench.iter(|| {
+            black_box(
+                committee
+                    .multiply([1u8; 32], &a, &b)
+                    .expect("honest products"),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    aggregates::<Secp256k1Scalar>(c);
+    aggregates::<Mersenne127>(c);
+    products::<Secp256k1Scalar>(c);
+    products::<Mersenne127>(c);
+}
+
+criterion_group!(eval, benches);
+criterion_main!(eval);
