@@ -53,7 +53,10 @@ impl Drop for NodeGuard {
         if let Ok(Some(info)) = NodeInfo::read(&self.0) {
             let _ = btcmpc(&self.0, &["regtest", "down"]);
             if info.process_alive() && info.pid != std::process::id() {
-                let _ = Command::new("kill").arg("-9").arg(info.pid.to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .arg(info.pid.to_string())
+                    .status();
             }
         }
     }
@@ -78,9 +81,21 @@ fn up_status_mine_faucet_down_and_restart() {
 
     let up = json_of(&btcmpc(
         datadir,
-        &["--json", "regtest", "up", "--detach", "--electrum-port", "0", "--rpc-port", "0"],
+        &[
+            "--json",
+            "regtest",
+            "up",
+            "--detach",
+            "--electrum-port",
+            "0",
+            "--rpc-port",
+            "0",
+        ],
     ));
-    assert!(up["height"].as_u64().unwrap() >= 101, "faucet blocks mined: {up}");
+    assert!(
+        up["height"].as_u64().unwrap() >= 101,
+        "faucet blocks mined: {up}"
+    );
     assert!(datadir.join("node.json").exists());
     assert!(datadir.join(".cookie").exists());
     assert!(datadir.join("faucet.key").exists());
@@ -88,7 +103,10 @@ fn up_status_mine_faucet_down_and_restart() {
     let status = json_of(&btcmpc(datadir, &["--json", "regtest", "status"]));
     let electrum = status["electrum"].as_str().unwrap();
     assert!(electrum.starts_with("127.0.0.1:"), "{status}");
-    assert!(status["rpc"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(status["rpc"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
     let h0 = status["height"].as_u64().unwrap();
     assert_eq!(h0, 101);
     // The Electrum port answers.
@@ -108,7 +126,15 @@ fn up_status_mine_faucet_down_and_restart() {
     // A second `up` on the same datadir is refused.
     let again = btcmpc(
         datadir,
-        &["regtest", "up", "--detach", "--electrum-port", "0", "--rpc-port", "0"],
+        &[
+            "regtest",
+            "up",
+            "--detach",
+            "--electrum-port",
+            "0",
+            "--rpc-port",
+            "0",
+        ],
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
@@ -124,7 +150,9 @@ fn up_status_mine_faucet_down_and_restart() {
     ));
     assert_eq!(to["height"], json!(h0 + 4));
     let rpc = rpc_of(datadir);
-    let block = rpc.call("getblock", &[to["blocks"][0].clone(), json!(2)]).unwrap();
+    let block = rpc
+        .call("getblock", &[to["blocks"][0].clone(), json!(2)])
+        .unwrap();
     assert_eq!(block["tx"][0]["vout"][0]["scriptPubKey"]["address"], addr);
 
     let paid = json_of(&btcmpc(
@@ -171,7 +199,16 @@ fn up_status_mine_faucet_down_and_restart() {
     // Restart: the chain is kept and no new faucet blocks are mined.
     let up = json_of(&btcmpc(
         datadir,
-        &["--json", "regtest", "up", "--detach", "--electrum-port", "0", "--rpc-port", "0"],
+        &[
+            "--json",
+            "regtest",
+            "up",
+            "--detach",
+            "--electrum-port",
+            "0",
+            "--rpc-port",
+            "0",
+        ],
     ));
     assert_eq!(up["height"], height_before);
     let rpc = rpc_of(datadir);

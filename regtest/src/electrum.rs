@@ -661,10 +661,9 @@ mod tests {
     #[test]
     fn script_hash_is_reversed_sha256_hex() {
         // Electrum protocol docs: P2PKH of 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa.
-        let spk = bitcoin::ScriptBuf::from_hex(
-            "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac",
-        )
-        .unwrap();
+        let spk =
+            bitcoin::ScriptBuf::from_hex("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac")
+                .unwrap();
         assert_eq!(
             ScriptHash::from_script(&spk).to_string(),
             "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
@@ -675,7 +674,8 @@ mod tests {
     fn malformed_lines_get_json_rpc_errors() {
         let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
         let mut s = Session::default();
-        let r: Value = serde_json::from_str(&handle_line(&node, &mut s, "{nope", 1).unwrap()).unwrap();
+        let r: Value =
+            serde_json::from_str(&handle_line(&node, &mut s, "{nope", 1).unwrap()).unwrap();
         assert_eq!(r["error"]["code"], -32700);
         let r: Value = serde_json::from_str(&handle_line(&node, &mut s, "42", 1).unwrap()).unwrap();
         assert_eq!(r["error"]["code"], -32600);

@@ -142,9 +142,9 @@ impl Faucet {
             .utxos(&sh)
             .into_iter()
             .filter(|u| match self.node.utxo(&u.outpoint, true) {
-                Some(e) if e.is_coinbase => {
-                    e.height.is_some_and(|h| next_height - h >= COINBASE_MATURITY)
-                }
+                Some(e) if e.is_coinbase => e
+                    .height
+                    .is_some_and(|h| next_height - h >= COINBASE_MATURITY),
                 Some(_) => true,
                 None => false,
             })
@@ -162,15 +162,25 @@ impl Faucet {
     /// [`FaucetError::InsufficientFunds`] when the mature coins do not cover it,
     /// [`FaucetError::Rejected`] if the mempool refuses the payment, [`FaucetError::Node`] if
     /// mining fails.
-    pub fn pay(&self, script_pubkey: &Script, amount: Amount) -> Result<(Txid, BlockHash), FaucetError> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn pay(
+        &self,
+        script_pubkey: &Script,
+        amount: Amount,
+    ) -> Result<(Txid, BlockHash), FaucetError> {
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self.build(script_pubkey, amount)?;
         let txid = self
             .node
             .send_raw_transaction(&tx, None)
             .map_err(FaucetError::Rejected)?;
         let hashes = self.node.generate_to_script(1, &self.script_pubkey)?;
-        let block = hashes.first().copied().ok_or(FaucetError::Node(NodeError::ShutDown))?;
+        let block = hashes
+            .first()
+            .copied()
+            .ok_or(FaucetError::Node(NodeError::ShutDown))?;
         info!(target: "btcmpc_regtest::faucet", %txid, %amount, "faucet paid");
         Ok((txid, block))
     }
@@ -183,7 +193,11 @@ impl Faucet {
         let vsize = |n_in: usize, change: bool| {
             11 + 68 * n_in as u64
                 + out_size(script_pubkey)
-                + if change { out_size(&self.script_pubkey) } else { 0 }
+                + if change {
+                    out_size(&self.script_pubkey)
+                } else {
+                    0
+                }
         };
         let mut selected = Vec::new();
         let mut total = Amount::ZERO;

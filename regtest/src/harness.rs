@@ -229,7 +229,10 @@ impl TestEnv {
             .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
             .arg(format!("--daemon-p2p-addr=127.0.0.1:{p2p_port}"))
             .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
-            .arg(format!("--db-dir={}", env.dir.path().join("electrs").display()))
+            .arg(format!(
+                "--db-dir={}",
+                env.dir.path().join("electrs").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -337,10 +340,9 @@ impl TestEnv {
     ///
     /// When the RPC call fails.
     pub fn mine_to(&self, n: u32, address: &Address) -> Result<Vec<BlockHash>, HarnessError> {
-        let hashes: Vec<String> = self.rpc.call_as(
-            "generatetoaddress",
-            &[json!(n), json!(address.to_string())],
-        )?;
+        let hashes: Vec<String> = self
+            .rpc
+            .call_as("generatetoaddress", &[json!(n), json!(address.to_string())])?;
         hashes
             .iter()
             .map(|h| BlockHash::from_str(h).map_err(|e| HarnessError::Unexpected(e.to_string())))
@@ -493,8 +495,8 @@ impl TestEnv {
             detail,
         };
         let timeout = Duration::from_secs(10);
-        let stream = TcpStream::connect_timeout(&self.electrum, timeout)
-            .map_err(|e| fail(e.to_string()))?;
+        let stream =
+            TcpStream::connect_timeout(&self.electrum, timeout).map_err(|e| fail(e.to_string()))?;
         stream
             .set_read_timeout(Some(timeout))
             .map_err(|e| fail(e.to_string()))?;
@@ -508,7 +510,9 @@ impl TestEnv {
         let mut reader = BufReader::new(stream);
         loop {
             let mut line = String::new();
-            let n = reader.read_line(&mut line).map_err(|e| fail(e.to_string()))?;
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| fail(e.to_string()))?;
             if n == 0 {
                 return Err(fail("connection closed".into()));
             }
@@ -562,7 +566,10 @@ fn real_exe(var: &str) -> Option<PathBuf> {
 /// A port that was free a moment ago (bind to port 0, read it, release it).
 fn free_port() -> Result<u16, HarnessError> {
     let l = TcpListener::bind(("127.0.0.1", 0)).map_err(io_err("finding a free port"))?;
-    let port = l.local_addr().map_err(io_err("finding a free port"))?.port();
+    let port = l
+        .local_addr()
+        .map_err(io_err("finding a free port"))?
+        .port();
     Ok(port)
 }
 

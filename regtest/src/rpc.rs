@@ -19,8 +19,8 @@ use std::time::Duration;
 use bitcoin::consensus::encode::{deserialize, serialize_hex};
 use bitcoin::hashes::Hash as _;
 use bitcoin::{
-    Address, Amount, Block, BlockHash, FeeRate, Network, OutPoint, Script, ScriptBuf,
-    Transaction, Txid,
+    Address, Amount, Block, BlockHash, FeeRate, Network, OutPoint, Script, ScriptBuf, Transaction,
+    Txid,
 };
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -199,16 +199,21 @@ enum ReadOutcome {
     Bad(u16, &'static str),
 }
 
-async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<ReadOutcome> {
+async fn read_request(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> std::io::Result<ReadOutcome> {
     let mut head_len = 0usize;
     let mut line = Vec::new();
     // Wait for the request line (skipping stray empty lines between requests).
     let request_line = loop {
         line.clear();
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, read_line_capped(reader, &mut line, MAX_HEAD)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(ReadOutcome::Closed),
-        };
+        let n =
+            match tokio::time::timeout(IDLE_TIMEOUT, read_line_capped(reader, &mut line, MAX_HEAD))
+                .await
+            {
+                Ok(r) => r?,
+                Err(_) => return Ok(ReadOutcome::Closed),
+            };
         if n == 0 {
             return Ok(ReadOutcome::Closed);
         }
@@ -237,7 +242,12 @@ async fn read_request(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
     let mut authorization = None;
     loop {
         line.clear();
-        let n = match tokio::time::timeout_at(deadline, read_line_capped(reader, &mut line, MAX_HEAD - head_len.min(MAX_HEAD))).await {
+        let n = match tokio::time::timeout_at(
+            deadline,
+            read_line_capped(reader, &mut line, MAX_HEAD - head_len.min(MAX_HEAD)),
+        )
+        .await
+        {
             Ok(r) => r?,
             Err(_) => return Ok(ReadOutcome::Closed),
         };
@@ -569,6 +579,23 @@ async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8]) -> (u16, Option<Value>)
 }
 
 async fn execute(ctx: &Arc<RpcContext>, method: String, params: Value) -> Result<Value, RpcError> {
+    // Methods that can hold the chain for long (mining, reorgs, whole blocks) run on the
+    // blocking pool; the rest are short and run inline, which saves a thread hop per request.
+    let heavy = matches!(
+        method.as_str(),
+        "generatetoaddress"
+            | "generatetodescriptor"
+            | "generateblock"
+            | "invalidateblock"
+            | "reconsiderblock"
+            | "faucet"
+            | "getblock"
+            | "getrawmempool"
+            | "stop"
+    );
+    if !heavy {
+        return dispatch(ctx, &method, params);
+    }
     let ctx = ctx.clone();
     match tokio::task::spawn_blocking(move || dispatch(&ctx, &method, params)).await {
         Ok(r) => r,
@@ -833,16 +860,24 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             let hash = u32::try_from(h)
                 .ok()
                 .and_then(|h| node.block_hash(h))
-                .ok_or_else(|| RpcError::new(code::INVALID_PARAMETER, "Block height out of range"))?;
+                .ok_or_else(|| {
+                    RpcError::new(code::INVALID_PARAMETER, "Block height out of range")
+                })?;
             Ok(json!(hash.to_string()))
         }
         "getblockheader" => {
-            let p = Params::new(method, &["blockhash", "verbose"], 1, "\"blockhash\" ( verbose )", raw)?;
+            let p = Params::new(
+                method,
+                &["blockhash", "verbose"],
+                1,
+                "\"blockhash\" ( verbose )",
+                raw,
+            )?;
             let hash: BlockHash = p.hash(0)?;
             let verbose = p.bool_opt(1)?.unwrap_or(true);
-            let (header, height, in_best) = node.header_by_hash(&hash).ok_or_else(|| {
-                RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found")
-            })?;
+            let (header, height, in_best) = node
+                .header_by_hash(&hash)
+                .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
             if !verbose {
                 return Ok(json!(serialize_hex(&header)));
             }
@@ -850,22 +885,34 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             Ok(header_json(node, &header, height, in_best, n_tx))
         }
         "getblock" => {
-            let p = Params::new(method, &["blockhash", "verbosity"], 1, "\"blockhash\" ( verbosity )", raw)?;
+            let p = Params::new(
+                method,
+                &["blockhash", "verbosity"],
+                1,
+                "\"blockhash\" ( verbosity )",
+                raw,
+            )?;
             let hash: BlockHash = p.hash(0)?;
             let verbosity = p.verbosity(1, 1)?;
-            let (block, _) = node.block(&hash).ok_or_else(|| {
-                RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found")
-            })?;
+            let (block, _) = node
+                .block(&hash)
+                .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
             if verbosity == 0 {
                 return Ok(json!(serialize_hex(&block)));
             }
-            let (_, height, in_best) = node.header_by_hash(&hash).ok_or_else(|| {
-                RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found")
-            })?;
+            let (_, height, in_best) = node
+                .header_by_hash(&hash)
+                .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
             Ok(block_json(node, &block, height, in_best, verbosity))
         }
         "getrawtransaction" => {
-            let p = Params::new(method, &["txid", "verbose", "blockhash"], 1, "\"txid\" ( verbosity \"blockhash\" )", raw)?;
+            let p = Params::new(
+                method,
+                &["txid", "verbose", "blockhash"],
+                1,
+                "\"txid\" ( verbosity \"blockhash\" )",
+                raw,
+            )?;
             let txid: Txid = p.hash(0)?;
             let verbosity = p.verbosity(1, 0)?;
             let blockhash: Option<BlockHash> = match p.get(2) {
@@ -875,7 +922,13 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             raw_transaction(node, &txid, verbosity, blockhash)
         }
         "sendrawtransaction" => {
-            let p = Params::new(method, &["hexstring", "maxfeerate", "maxburnamount"], 1, "\"hexstring\" ( maxfeerate maxburnamount )", raw)?;
+            let p = Params::new(
+                method,
+                &["hexstring", "maxfeerate", "maxburnamount"],
+                1,
+                "\"hexstring\" ( maxfeerate maxburnamount )",
+                raw,
+            )?;
             let tx = decode_tx(p.str(0)?).ok_or_else(|| {
                 RpcError::new(
                     code::DESERIALIZATION_ERROR,
@@ -907,7 +960,13 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             Ok(json!(txid.to_string()))
         }
         "testmempoolaccept" => {
-            let p = Params::new(method, &["rawtxs", "maxfeerate"], 1, "[\"rawtx\",...] ( maxfeerate )", raw)?;
+            let p = Params::new(
+                method,
+                &["rawtxs", "maxfeerate"],
+                1,
+                "[\"rawtx\",...] ( maxfeerate )",
+                raw,
+            )?;
             let raws = p.required(0)?;
             let raws = raws.as_array().ok_or_else(|| type_error(raws, "array"))?;
             if raws.is_empty() || raws.len() > 25 {
@@ -931,7 +990,9 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             };
             let mut out = Vec::new();
             for raw_tx in raws {
-                let s = raw_tx.as_str().ok_or_else(|| type_error(raw_tx, "string"))?;
+                let s = raw_tx
+                    .as_str()
+                    .ok_or_else(|| type_error(raw_tx, "string"))?;
                 let tx = decode_tx(s).ok_or_else(|| {
                     RpcError::new(
                         code::DESERIALIZATION_ERROR,
@@ -943,7 +1004,13 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             Ok(Value::Array(out))
         }
         "getrawmempool" => {
-            let p = Params::new(method, &["verbose", "mempool_sequence"], 0, "( verbose mempool_sequence )", raw)?;
+            let p = Params::new(
+                method,
+                &["verbose", "mempool_sequence"],
+                0,
+                "( verbose mempool_sequence )",
+                raw,
+            )?;
             let verbose = p.bool_opt(0)?.unwrap_or(false);
             let seq = p.bool_opt(1)?.unwrap_or(false);
             if verbose && seq {
@@ -996,7 +1063,13 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             }))
         }
         "gettxout" => {
-            let p = Params::new(method, &["txid", "n", "include_mempool"], 2, "\"txid\" n ( include_mempool )", raw)?;
+            let p = Params::new(
+                method,
+                &["txid", "n", "include_mempool"],
+                2,
+                "\"txid\" n ( include_mempool )",
+                raw,
+            )?;
             let txid: Txid = p.hash(0)?;
             let vout = p.u64_opt(1)?.unwrap_or(0);
             let include_mempool = p.bool_opt(2)?.unwrap_or(true);
@@ -1016,25 +1089,47 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             }
         }
         "generatetoaddress" => {
-            let p = Params::new(method, &["nblocks", "address", "maxtries"], 2, "nblocks \"address\" ( maxtries )", raw)?;
+            let p = Params::new(
+                method,
+                &["nblocks", "address", "maxtries"],
+                2,
+                "nblocks \"address\" ( maxtries )",
+                raw,
+            )?;
             let n = p.i64_opt(0)?.unwrap_or(0);
             let addr = parse_address(p.str(1)?)?;
             let n = u32::try_from(n.max(0)).unwrap_or(0);
             let hashes = node
                 .generate_to_script(n, &addr.script_pubkey())
                 .map_err(node_error)?;
-            Ok(Value::Array(hashes.iter().map(|h| json!(h.to_string())).collect()))
+            Ok(Value::Array(
+                hashes.iter().map(|h| json!(h.to_string())).collect(),
+            ))
         }
         "generatetodescriptor" => {
-            let p = Params::new(method, &["num_blocks", "descriptor", "maxtries"], 2, "num_blocks \"descriptor\" ( maxtries )", raw)?;
+            let p = Params::new(
+                method,
+                &["num_blocks", "descriptor", "maxtries"],
+                2,
+                "num_blocks \"descriptor\" ( maxtries )",
+                raw,
+            )?;
             let n = p.i64_opt(0)?.unwrap_or(0);
             let spk = parse_output(p.str(1)?)?;
             let n = u32::try_from(n.max(0)).unwrap_or(0);
             let hashes = node.generate_to_script(n, &spk).map_err(node_error)?;
-            Ok(Value::Array(hashes.iter().map(|h| json!(h.to_string())).collect()))
+            Ok(Value::Array(
+                hashes.iter().map(|h| json!(h.to_string())).collect(),
+            ))
         }
         "generateblock" => {
-            let p = Params::new(method, &["output", "transactions", "submit"], 2, "\"output\" [\"rawtx/txid\",...] ( submit )", raw)?;
+            let p = Params::new(
+                method,
+                &["output", "transactions", "submit"],
+                2,
+                "\"output\" [\"rawtx/txid\",...] ( submit )",
+                raw,
+            )?;
             let spk = parse_output(p.str(0)?)?;
             let list = p.required(1)?;
             let list = list.as_array().ok_or_else(|| type_error(list, "array"))?;
@@ -1048,7 +1143,9 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             for item in list {
                 let s = item.as_str().ok_or_else(|| type_error(item, "string"))?;
                 if let Ok(txid) = parse_hash::<Txid>(s, "txid") {
-                    let e = node.mempool_entry(&txid).and_then(|_| node.transaction(&txid));
+                    let e = node
+                        .mempool_entry(&txid)
+                        .and_then(|_| node.transaction(&txid));
                     match e {
                         Some(info) if info.confirmation.is_none() => txs.push(info.tx),
                         _ => {
@@ -1069,7 +1166,10 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                 }
             }
             let hash = node.generate_block(&spk, txs).map_err(|r| {
-                RpcError::new(code::VERIFY_ERROR, format!("TestBlockValidity failed: {}", r.message()))
+                RpcError::new(
+                    code::VERIFY_ERROR,
+                    format!("TestBlockValidity failed: {}", r.message()),
+                )
             })?;
             Ok(json!({"hash": hash.to_string()}))
         }
@@ -1086,7 +1186,13 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             Ok(Value::Null)
         }
         "estimatesmartfee" => {
-            let p = Params::new(method, &["conf_target", "estimate_mode"], 1, "conf_target ( \"estimate_mode\" )", raw)?;
+            let p = Params::new(
+                method,
+                &["conf_target", "estimate_mode"],
+                1,
+                "conf_target ( \"estimate_mode\" )",
+                raw,
+            )?;
             let target = p.i64_opt(0)?.unwrap_or(0);
             if !(1..=1008).contains(&target) {
                 return Err(RpcError::new(
@@ -1095,7 +1201,9 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                 ));
             }
             if let Some(mode) = p.str_opt(1)? {
-                if !["unset", "economical", "conservative"].contains(&mode.to_ascii_lowercase().as_str()) {
+                if !["unset", "economical", "conservative"]
+                    .contains(&mode.to_ascii_lowercase().as_str())
+                {
                     return Err(RpcError::new(
                         code::INVALID_PARAMETER,
                         "Invalid estimate_mode parameter, must be one of: \"unset\", \"economical\", \"conservative\"",
@@ -1105,7 +1213,9 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             let blocks = u16::try_from(target).unwrap_or(1008);
             match node.estimate_fee(blocks) {
                 Some(rate) => Ok(json!({"feerate": btc_per_kvb(rate), "blocks": blocks})),
-                None => Ok(json!({"errors": ["Insufficient data or no feerate found"], "blocks": 0})),
+                None => {
+                    Ok(json!({"errors": ["Insufficient data or no feerate found"], "blocks": 0}))
+                }
             }
         }
         "setmocktime" => {
@@ -1136,16 +1246,19 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
             if amount == Amount::ZERO {
                 return Err(RpcError::new(code::TYPE_ERROR, "Invalid amount for send"));
             }
-            let faucet = ctx.faucet.as_ref().ok_or_else(|| {
-                RpcError::new(code::METHOD_NOT_FOUND, "Method not found")
-            })?;
-            let (txid, block) = faucet.pay(&addr.script_pubkey(), amount).map_err(|e| match e {
-                crate::faucet::FaucetError::InsufficientFunds { .. } => {
-                    RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, e.to_string())
-                }
-                crate::faucet::FaucetError::Rejected(r) => r.into(),
-                other => RpcError::new(code::MISC_ERROR, other.to_string()),
-            })?;
+            let faucet = ctx
+                .faucet
+                .as_ref()
+                .ok_or_else(|| RpcError::new(code::METHOD_NOT_FOUND, "Method not found"))?;
+            let (txid, block) = faucet
+                .pay(&addr.script_pubkey(), amount)
+                .map_err(|e| match e {
+                    crate::faucet::FaucetError::InsufficientFunds { .. } => {
+                        RpcError::new(code::WALLET_INSUFFICIENT_FUNDS, e.to_string())
+                    }
+                    crate::faucet::FaucetError::Rejected(r) => r.into(),
+                    other => RpcError::new(code::MISC_ERROR, other.to_string()),
+                })?;
             Ok(json!({"txid": txid.to_string(), "blockhash": block.to_string()}))
         }
         _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
@@ -1154,15 +1267,26 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
 
 /// An output given as an address or as an `addr(...)` / `raw(HEX)` descriptor.
 fn parse_output(s: &str) -> Result<ScriptBuf, RpcError> {
-    let bad = || RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address or descriptor");
+    let bad = || {
+        RpcError::new(
+            code::INVALID_ADDRESS_OR_KEY,
+            "Error: Invalid address or descriptor",
+        )
+    };
     let desc = s.split('#').next().unwrap_or(s);
     if let Some(inner) = desc.strip_prefix("addr(").and_then(|r| r.strip_suffix(')')) {
-        return parse_address(inner).map(|a| a.script_pubkey()).map_err(|_| bad());
+        return parse_address(inner)
+            .map(|a| a.script_pubkey())
+            .map_err(|_| bad());
     }
     if let Some(inner) = desc.strip_prefix("raw(").and_then(|r| r.strip_suffix(')')) {
-        return hex::decode(inner).map(ScriptBuf::from_bytes).map_err(|_| bad());
+        return hex::decode(inner)
+            .map(ScriptBuf::from_bytes)
+            .map_err(|_| bad());
     }
-    parse_address(s).map(|a| a.script_pubkey()).map_err(|_| bad())
+    parse_address(s)
+        .map(|a| a.script_pubkey())
+        .map_err(|_| bad())
 }
 
 fn blockchain_info(node: &Node) -> Value {
@@ -1314,7 +1438,12 @@ pub(crate) fn raw_transaction(
             let tx = block.txdata[pos].clone();
             (
                 tx,
-                Some((bh, height.unwrap_or(hdr_height), block.header.time, height.is_some())),
+                Some((
+                    bh,
+                    height.unwrap_or(hdr_height),
+                    block.header.time,
+                    height.is_some(),
+                )),
                 Some(height.is_some()),
             )
         }
@@ -1593,14 +1722,23 @@ mod tests {
         assert_eq!(e.message, "txid must be of length 64 (not 3, for 'abc')");
         let bad = "z".repeat(64);
         let e = parse_hash::<Txid>(&bad, "txid").unwrap_err();
-        assert_eq!(e.message, format!("txid must be hexadecimal string (not '{bad}')"));
+        assert_eq!(
+            e.message,
+            format!("txid must be hexadecimal string (not '{bad}')")
+        );
     }
 
     #[test]
     fn credentials_check() {
         let c = RpcCredentials::new([("__cookie__".to_string(), "ab".to_string())]);
-        let good = format!("Basic {}", crate::rpc_client::base64_encode(b"__cookie__:ab"));
-        let bad = format!("Basic {}", crate::rpc_client::base64_encode(b"__cookie__:ac"));
+        let good = format!(
+            "Basic {}",
+            crate::rpc_client::base64_encode(b"__cookie__:ab")
+        );
+        let bad = format!(
+            "Basic {}",
+            crate::rpc_client::base64_encode(b"__cookie__:ac")
+        );
         assert!(c.check(Some(&good)));
         assert!(!c.check(Some(&bad)));
         assert!(!c.check(None));
@@ -1609,8 +1747,14 @@ mod tests {
 
     #[test]
     fn amounts_and_fee_rates() {
-        assert_eq!(amount_from_value(&json!(0.0001)).unwrap(), Amount::from_sat(10_000));
-        assert_eq!(amount_from_value(&json!("1.5")).unwrap(), Amount::from_sat(150_000_000));
+        assert_eq!(
+            amount_from_value(&json!(0.0001)).unwrap(),
+            Amount::from_sat(10_000)
+        );
+        assert_eq!(
+            amount_from_value(&json!("1.5")).unwrap(),
+            Amount::from_sat(150_000_000)
+        );
         assert!(amount_from_value(&json!(0.000000001)).is_err());
         assert!(amount_from_value(&json!(-1)).is_err());
         let r = fee_rate_from_btc_per_kvb(&json!(0.0001)).unwrap();

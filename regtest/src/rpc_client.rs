@@ -335,9 +335,10 @@ fn exchange(
             let value = value.trim();
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => {
-                    content_length = Some(value.parse().map_err(|_| {
-                        Exchange::Protocol(format!("bad content-length {value:?}"))
-                    })?)
+                    content_length =
+                        Some(value.parse().map_err(|_| {
+                            Exchange::Protocol(format!("bad content-length {value:?}"))
+                        })?)
                 }
                 "connection" => keep_alive = !value.eq_ignore_ascii_case("close"),
                 "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
@@ -349,7 +350,9 @@ fn exchange(
         read_chunked(conn)?
     } else if let Some(len) = content_length {
         if len > MAX_RESPONSE {
-            return Err(Exchange::Protocol(format!("response of {len} bytes too large")));
+            return Err(Exchange::Protocol(format!(
+                "response of {len} bytes too large"
+            )));
         }
         let mut body = vec![0; len];
         conn.read_exact(&mut body).map_err(Exchange::DuringReply)?;
@@ -470,7 +473,16 @@ mod tests {
 
     #[test]
     fn base64_round_trip() {
-        for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar", "__cookie__:ab01"] {
+        for s in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "__cookie__:ab01",
+        ] {
             let enc = base64_encode(s.as_bytes());
             assert_eq!(base64_decode(&enc).as_deref(), Some(s.as_bytes()));
         }

@@ -188,12 +188,12 @@ impl NodeInfo {
     pub fn read(datadir: &Path) -> Result<Option<NodeInfo>, ServerError> {
         let path = datadir.join(NODE_INFO_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                ServerError::Io {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ServerError::Io {
                     what: format!("parsing {}", path.display()),
                     source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                }
-            }),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
         }
@@ -319,8 +319,11 @@ impl Server {
         );
         let cookie = (COOKIE_USER.to_string(), hex::encode(secret));
         let cookie_path = datadir.join(COOKIE_FILE);
-        write_private_file(&cookie_path, format!("{}:{}", cookie.0, cookie.1).as_bytes())
-            .map_err(io_err(format!("writing {}", cookie_path.display())))?;
+        write_private_file(
+            &cookie_path,
+            format!("{}:{}", cookie.0, cookie.1).as_bytes(),
+        )
+        .map_err(io_err(format!("writing {}", cookie_path.display())))?;
 
         let shutdown = Shutdown::new();
         let mut accepted = vec![cookie.clone()];

@@ -110,15 +110,18 @@ fn bdk_wallet_full_scan_sync_and_broadcast() {
         Amount::from_sat(1_000_000 - 300_000) - fee
     );
 
-    // A conflicting spend paying less is refused with Core's reject reason.
+    // A conflicting spend paying less (its signature no longer matches either) is refused
+    // with Core's reject text: the replacement check or the script check, whichever runs first.
     let mut conflict = tx.clone();
-    conflict.output[0].value = conflict.output[0].value + Amount::from_sat(1);
+    conflict.output[0].value += Amount::from_sat(1);
     let err = client
         .transaction_broadcast(&conflict)
         .expect_err("refused");
     let text = format!("{err:?}");
     assert!(
-        text.contains("bad-txns") || text.contains("insufficient fee") || text.contains("mempool-script-verify-flag-failed"),
+        text.contains("bad-txns")
+            || text.contains("insufficient fee")
+            || text.contains("mempool-script-verify-flag-failed"),
         "carries Core's reject text: {text}"
     );
 
@@ -254,7 +257,10 @@ fn pipelined_lines_and_array_batches_are_answered_by_id() {
     assert_eq!(batch[0]["id"], "a");
     assert_eq!(batch[1]["error"]["code"], -32601);
     assert_eq!(batch[2]["id"], "c");
-    assert!(batch[2]["result"].is_string(), "cp_height 0 is a plain header");
+    assert!(
+        batch[2]["result"].is_string(),
+        "cp_height 0 is a plain header"
+    );
 
     // A request split over two writes is one request.
     e.send_raw(br#"{"jsonrpc":"2.0","id":9,"method":"#);
@@ -320,12 +326,21 @@ fn notifications_for_new_tips_and_script_hash_statuses() {
             script_pubkey: key.script_pubkey(),
         }],
     );
-    let b = e.call(5, "blockchain.transaction.broadcast", json!([tx_hex(&spend)]));
+    let b = e.call(
+        5,
+        "blockchain.transaction.broadcast",
+        json!([tx_hex(&spend)]),
+    );
     assert_eq!(b["result"], json!(spend.compute_txid().to_string()));
     let n = next_notification(&mut e, "blockchain.scripthash.subscribe");
     assert_eq!(n["params"][0], json!(sh));
     let history = e.call(6, "blockchain.scripthash.get_history", json!([sh]));
-    let last = history["result"].as_array().unwrap().last().unwrap().clone();
+    let last = history["result"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["tx_hash"], json!(spend.compute_txid().to_string()));
     assert_eq!(last["height"], 0, "mempool, confirmed inputs");
     assert!(last["fee"].as_u64().unwrap() == 10_000);
@@ -356,7 +371,12 @@ fn notifications_for_new_tips_and_script_hash_statuses() {
     let n = next_notification(&mut e, "blockchain.scripthash.subscribe");
     let history = e.call(10, "blockchain.scripthash.get_history", json!([sh]));
     assert_eq!(n["params"][1], json!(status_of(&history["result"])));
-    let last = history["result"].as_array().unwrap().last().unwrap().clone();
+    let last = history["result"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["height"], 0, "back in the mempool");
 
     // Unsubscribed: no more notifications for it.
@@ -372,7 +392,11 @@ fn transaction_methods_and_broadcast_errors() {
     let key = Key::new(51);
     let coin = funded(&env, &key, Amount::from_sat(100_000));
     let mut e = Electrum::connect(&env);
-    let raw = e.call(1, "blockchain.transaction.get", json!([coin.txid.to_string()]));
+    let raw = e.call(
+        1,
+        "blockchain.transaction.get",
+        json!([coin.txid.to_string()]),
+    );
     let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize(
         &hex::decode(raw["result"].as_str().unwrap()).unwrap(),
     )
@@ -414,7 +438,11 @@ fn transaction_methods_and_broadcast_errors() {
             script_pubkey: key.script_pubkey(),
         }],
     );
-    let r = e.call(5, "blockchain.transaction.broadcast", json!([tx_hex(&premature)]));
+    let r = e.call(
+        5,
+        "blockchain.transaction.broadcast",
+        json!([tx_hex(&premature)]),
+    );
     assert_eq!(r["error"]["code"], 2);
     let msg = r["error"]["message"].as_str().unwrap();
     assert!(
@@ -434,6 +462,9 @@ fn transaction_methods_and_broadcast_errors() {
         "blockchain.scripthash.listunspent",
         json!([ScriptHash::from_script(&key.script_pubkey()).to_string()]),
     );
-    assert_eq!(listunspent["result"][0]["tx_hash"], json!(coin.txid.to_string()));
+    assert_eq!(
+        listunspent["result"][0]["tx_hash"],
+        json!(coin.txid.to_string())
+    );
     assert_eq!(listunspent["result"][0]["value"], 100_000);
 }

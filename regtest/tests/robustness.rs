@@ -21,7 +21,11 @@ fn assert_serving(env: &TestEnv) {
     let mut e = Electrum::connect(env);
     let r = e.call(99, "server.ping", json!([]));
     assert!(r["result"].is_null() && r.get("error").is_none(), "{r}");
-    let h = env.new_rpc_client().unwrap().call("getblockcount", &[]).unwrap();
+    let h = env
+        .new_rpc_client()
+        .unwrap()
+        .call("getblockcount", &[])
+        .unwrap();
     assert!(h.as_u64().unwrap() >= 101);
 }
 
@@ -97,7 +101,10 @@ fn electrum_oversized_line_closes_only_that_connection() {
     });
     let (out, closed) = read_until_close(&mut s, Duration::from_secs(30));
     let _ = sender.join();
-    assert!(closed, "the server closes a connection with an oversized line");
+    assert!(
+        closed,
+        "the server closes a connection with an oversized line"
+    );
     let text = String::from_utf8_lossy(&out);
     if let Some(line) = text.lines().next() {
         let v: Value = serde_json::from_str(line).unwrap();
@@ -134,7 +141,8 @@ fn half_open_and_silent_connections_do_not_block_others() {
     let (_, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed);
     let mut s = TcpStream::connect(&rpc).unwrap();
-    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\n{").unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+        .unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let (_, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed);
@@ -162,7 +170,11 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
         .unwrap();
     let (out, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed);
-    assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // A declared body over the cap: 413 and closed, without reading it.
     let mut s = TcpStream::connect(&addr).unwrap();
@@ -170,7 +182,11 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
         .unwrap();
     let (out, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed);
-    assert!(out.starts_with(b"HTTP/1.1 413"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // Endless header lines: refused once past the head cap.
     let mut s = TcpStream::connect(&addr).unwrap();
@@ -190,11 +206,16 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
     let (out, closed) = read_until_close(&mut s, Duration::from_secs(10));
     let _ = sender.join();
     assert!(closed);
-    assert!(out.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // Bad content-length, chunked bodies.
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n").unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n")
+        .unwrap();
     let (out, _) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(out.starts_with(b"HTTP/1.1 400"));
     let mut s = TcpStream::connect(&addr).unwrap();
@@ -220,7 +241,11 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
     assert_eq!(status, 400);
     let v: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(v["error"]["code"], -32600);
-    let (status, _) = http(&addr, Some(&auth), r#"{"method": "getblockcount", "params": 5}"#);
+    let (status, _) = http(
+        &addr,
+        Some(&auth),
+        r#"{"method": "getblockcount", "params": 5}"#,
+    );
     assert_eq!(status, 400);
     // Wrong parameter types for every kind of parameter do not crash anything.
     let rpc = env.new_rpc_client().unwrap();
@@ -233,12 +258,18 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
         ("generatetoaddress", vec![json!(-3), json!("x")]),
         ("generateblock", vec![json!("raw(zz)"), json!([])]),
         ("sendrawtransaction", vec![json!(""), json!(-1)]),
-        ("getrawtransaction", vec![json!("00".repeat(32)), json!("yes")]),
+        (
+            "getrawtransaction",
+            vec![json!("00".repeat(32)), json!("yes")],
+        ),
         ("setmocktime", vec![json!("now")]),
     ] {
         let r = rpc.call(m, &p);
         assert!(
-            matches!(r, Err(btcmpc_regtest::rpc_client::RpcClientError::Rpc { .. })),
+            matches!(
+                r,
+                Err(btcmpc_regtest::rpc_client::RpcClientError::Rpc { .. })
+            ),
             "{m}: {r:?}"
         );
     }

@@ -46,18 +46,24 @@ fn chain_queries_have_cores_shapes() {
     );
 
     // getblockheader, verbose and not.
-    let h = rpc.call("getblockheader", &[best.clone()]).unwrap();
+    let h = rpc
+        .call("getblockheader", std::slice::from_ref(&best))
+        .unwrap();
     assert_eq!(h["hash"], best);
     assert_eq!(h["height"], json!(height));
     assert_eq!(h["confirmations"], 1);
     assert_eq!(h["nTx"], 1);
     assert!(h.get("nextblockhash").is_none());
     assert!(h["previousblockhash"].is_string());
-    let raw = rpc.call("getblockheader", &[best.clone(), json!(false)]).unwrap();
+    let raw = rpc
+        .call("getblockheader", &[best.clone(), json!(false)])
+        .unwrap();
     let header: bitcoin::block::Header =
         deserialize(&hex::decode(raw.as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(header.block_hash().to_string(), best.as_str().unwrap());
-    let parent = rpc.call("getblockheader", &[h["previousblockhash"].clone()]).unwrap();
+    let parent = rpc
+        .call("getblockheader", &[h["previousblockhash"].clone()])
+        .unwrap();
     assert_eq!(parent["nextblockhash"], best);
     assert_eq!(parent["confirmations"], 2);
 
@@ -65,7 +71,7 @@ fn chain_queries_have_cores_shapes() {
     let raw = rpc.call("getblock", &[best.clone(), json!(0)]).unwrap();
     let block: Block = deserialize(&hex::decode(raw.as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(block.block_hash().to_string(), best.as_str().unwrap());
-    let b = rpc.call("getblock", &[best.clone()]).unwrap();
+    let b = rpc.call("getblock", std::slice::from_ref(&best)).unwrap();
     let coinbase = block.txdata[0].compute_txid().to_string();
     assert_eq!(b["tx"], json!([coinbase]));
     assert_eq!(b["weight"], json!(block.weight().to_wu()));
@@ -165,7 +171,11 @@ fn errors_have_cores_codes_and_http_statuses() {
     assert_eq!(v["error"]["code"], -32601);
     assert_eq!(v["id"], 1);
     assert!(v["result"].is_null());
-    let (status, _) = http(&addr, Some(&auth), r#"{"id":1,"method":"getblockhash","params":[-1]}"#);
+    let (status, _) = http(
+        &addr,
+        Some(&auth),
+        r#"{"id":1,"method":"getblockhash","params":[-1]}"#,
+    );
     assert_eq!(status, 500);
     let (status, body) = http(
         &addr,
@@ -177,7 +187,11 @@ fn errors_have_cores_codes_and_http_statuses() {
     assert_eq!(v["jsonrpc"], "2.0");
     assert_eq!(v["id"], "a");
     assert!(v.get("result").is_none());
-    let (status, body) = http(&addr, Some(&auth), r#"{"jsonrpc":"2.0","method":"getblockcount"}"#);
+    let (status, body) = http(
+        &addr,
+        Some(&auth),
+        r#"{"jsonrpc":"2.0","method":"getblockcount"}"#,
+    );
     assert_eq!((status, body.as_str()), (204, ""));
     let (status, body) = http(&addr, Some(&auth), "{not json");
     assert_eq!(status, 500);
@@ -224,7 +238,8 @@ fn cookie_and_basic_auth() {
     // GET is refused as Core does.
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut out = String::new();
@@ -300,7 +315,10 @@ fn mempool_methods_and_rejections() {
 
     // gettxout: the spent coin is gone when the mempool counts, there when it does not.
     let spent = rpc
-        .call("gettxout", &[json!(coin.txid.to_string()), json!(coin.vout)])
+        .call(
+            "gettxout",
+            &[json!(coin.txid.to_string()), json!(coin.vout)],
+        )
         .unwrap();
     assert!(spent.is_null());
     let confirmed = rpc
@@ -376,7 +394,10 @@ fn invalidate_and_reconsider_move_transactions_back_to_the_mempool() {
     let height = env.tip_height().unwrap();
     // The funding transaction is in the tip block.
     let t = rpc
-        .call("getrawtransaction", &[json!(coin.txid.to_string()), json!(true)])
+        .call(
+            "getrawtransaction",
+            &[json!(coin.txid.to_string()), json!(true)],
+        )
         .unwrap();
     assert_eq!(t["blockhash"], json!(tip.to_string()));
 
@@ -384,11 +405,16 @@ fn invalidate_and_reconsider_move_transactions_back_to_the_mempool() {
     assert_eq!(env.tip_height().unwrap(), height - 1);
     let pool = rpc.call("getrawmempool", &[]).unwrap();
     assert_eq!(pool, json!([coin.txid.to_string()]), "back in the mempool");
-    let h = rpc.call("getblockheader", &[json!(tip.to_string())]).unwrap();
+    let h = rpc
+        .call("getblockheader", &[json!(tip.to_string())])
+        .unwrap();
     assert_eq!(h["confirmations"], -1, "no longer in the best chain");
     // The transaction index follows the reorg.
     let t = rpc
-        .call("getrawtransaction", &[json!(coin.txid.to_string()), json!(true)])
+        .call(
+            "getrawtransaction",
+            &[json!(coin.txid.to_string()), json!(true)],
+        )
         .unwrap();
     assert!(t.get("blockhash").is_none());
 
@@ -402,7 +428,10 @@ fn invalidate_and_reconsider_move_transactions_back_to_the_mempool() {
     let other = env.mine_to(2, &Key::new(10).address).unwrap();
     assert_eq!(env.tip_height().unwrap(), height + 1);
     let t = rpc
-        .call("getrawtransaction", &[json!(coin.txid.to_string()), json!(true)])
+        .call(
+            "getrawtransaction",
+            &[json!(coin.txid.to_string()), json!(true)],
+        )
         .unwrap();
     assert_eq!(t["blockhash"], json!(other[0].to_string()));
     let (code, _) = err_code(rpc.call("invalidateblock", &[json!("00".repeat(32))]));
@@ -453,7 +482,8 @@ fn generateblock_setmocktime_and_fee_estimates() {
             script_pubkey: key.script_pubkey(),
         }],
     );
-    rpc.call("sendrawtransaction", &[json!(tx_hex(&tx2))]).unwrap();
+    rpc.call("sendrawtransaction", &[json!(tx_hex(&tx2))])
+        .unwrap();
     let r = rpc
         .call(
             "generateblock",
@@ -468,7 +498,10 @@ fn generateblock_setmocktime_and_fee_estimates() {
     // An unknown txid is refused with -5.
     let (code, _) = err_code(rpc.call(
         "generateblock",
-        &[json!(env.mine_address().to_string()), json!(["22".repeat(32)])],
+        &[
+            json!(env.mine_address().to_string()),
+            json!(["22".repeat(32)]),
+        ],
     ));
     assert_eq!(code, -5);
 
