@@ -516,3 +516,94 @@ fn generateblock_setmocktime_and_fee_estimates() {
     let mempool = rpc.call("getmempoolinfo", &[]).unwrap();
     assert_eq!(mempool["minrelaytxfee"], json!(0.000001));
 }
+
+#[test]
+fn automine_on_transaction_and_on_interval() {
+    use btcmpc_regtest::server::{Server, ServerConfig};
+    use btcmpc_regtest::AutomineMode;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::new(dir.path().join("a")).automine(Some(
+        AutomineMode::OnTransaction {
+            delay: Duration::from_millis(200),
+        },
+    )))
+    .unwrap();
+    let rpc = RpcClient::new(&server.rpc_url(), Auth::CookieFile(server.cookie_path())).unwrap();
+    let key = Key::new(61);
+    let reply = rpc
+        .call("faucet", &[json!(key.address.to_string()), json!(0.01)])
+        .unwrap();
+    let ftxid = txid_of(&reply["txid"]);
+    let height = rpc.call("getblockcount", &[]).unwrap().as_u64().unwrap();
+    // Nothing in the mempool: no block appears on its own.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(rpc.call("getblockcount", &[]).unwrap(), json!(height));
+    let ftx: bitcoin::Transaction = deserialize(
+        &hex::decode(
+            rpc.call("getrawtransaction", &[json!(ftxid.to_string())])
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let vout = ftx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == key.script_pubkey())
+        .unwrap();
+    let spend = key.spend(
+        &[(
+            OutPoint {
+                txid: ftxid,
+                vout: vout as u32,
+            },
+            Amount::from_sat(1_000_000),
+        )],
+        vec![TxOut {
+            value: Amount::from_sat(990_000),
+            script_pubkey: key.script_pubkey(),
+        }],
+    );
+    rpc.call("sendrawtransaction", &[json!(tx_hex(&spend))])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = rpc
+            .call(
+                "getrawtransaction",
+                &[json!(spend.compute_txid().to_string()), json!(true)],
+            )
+            .unwrap();
+        if t.get("blockhash").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "automine did not mine the transaction"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        rpc.call("getblockcount", &[]).unwrap(),
+        json!(height + 1),
+        "one block for the transaction"
+    );
+    server.stop();
+
+    // Interval mode mines empty blocks on its own.
+    let server = Server::start(
+        ServerConfig::new(dir.path().join("b"))
+            .automine(Some(AutomineMode::Interval(Duration::from_millis(300)))),
+    )
+    .unwrap();
+    let start = server.node().tip().height;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.node().tip().height < start + 2 {
+        assert!(Instant::now() < deadline, "interval automine did not mine");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
