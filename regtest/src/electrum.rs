@@ -9,7 +9,7 @@
 //! The method set, result shapes and error objects follow electrs (which btcmpc uses against
 //! real nodes): a refused broadcast answers `{"code": 2, "message": "<Core's reject text>"}`,
 //! bad parameters `-32602`, unknown methods `-32601`, `blockchain.estimatefee` answers -1 when
-//! there is no estimate.
+//! there is no estimate. Checkpoint proofs (`cp_height` > 0) follow ElectrumX.
 //!
 //! Every connection is independent; lines are capped at [`MAX_LINE`] bytes (longer ones get a
 //! parse error and the connection is closed), and a client that does not read its
@@ -175,11 +175,11 @@ async fn connection(stream: TcpStream, node: Node, port: u16) -> std::io::Result
                 .await
                 .map_err(std::io::Error::other)?;
                 session = s;
-                for n in notes {
-                    if out_tx.try_send(n).is_err() {
-                        // The client does not read: drop it rather than buffer forever.
-                        break;
-                    }
+                // A client that does not read its notifications is dropped rather than
+                // buffered without bound.
+                if notes.into_iter().any(|n| out_tx.try_send(n).is_err()) {
+                    debug!(target: "btcmpc_regtest::electrum", "client does not read its notifications, closing");
+                    break Ok(());
                 }
             }
         }
@@ -272,6 +272,51 @@ fn notifications(node: &Node, session: &mut Session, changed: Changed) -> Vec<St
         }
     }
     out
+}
+
+/// Merkle branch of the block hash at `height` in the tree of the block hashes 0..=`cp_height`
+/// and the tree's root, hex in display order (Electrum's checkpoint proofs).
+fn header_proof(
+    node: &Node,
+    height: u32,
+    cp_height: u32,
+) -> Result<(Vec<String>, String), CallError> {
+    use bitcoin::hashes::{sha256d, Hash as _};
+    if height > cp_height || cp_height > node.tip().height {
+        return Err(CallError::bad(format!(
+            "header height {height} must be <= cp_height {cp_height} which must be <= chain height {}",
+            node.tip().height
+        )));
+    }
+    let mut level: Vec<sha256d::Hash> = (0..=cp_height)
+        .map(|h| node.block_hash(h).map(|b| b.to_raw_hash()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| CallError::bad("the chain changed during the request"))?;
+    let display = |h: &sha256d::Hash| {
+        let mut b = h.to_byte_array();
+        b.reverse();
+        hex::encode(b)
+    };
+    let mut index = height as usize;
+    let mut branch = Vec::new();
+    while level.len() > 1 {
+        if level.len() % 2 == 1 {
+            let last = level[level.len() - 1];
+            level.push(last);
+        }
+        branch.push(display(&level[index ^ 1]));
+        level = level
+            .chunks(2)
+            .map(|pair| {
+                let mut e = sha256d::Hash::engine();
+                bitcoin::hashes::HashEngine::input(&mut e, pair[0].as_byte_array());
+                bitcoin::hashes::HashEngine::input(&mut e, pair[1].as_byte_array());
+                sha256d::Hash::from_engine(e)
+            })
+            .collect();
+        index /= 2;
+    }
+    Ok((branch, display(&level[0])))
 }
 
 fn result_msg(id: &Value, result: Value) -> Value {
@@ -451,13 +496,14 @@ fn call(
                 None => 0,
                 Some(_) => param_u32(params, 1)?,
             };
-            if cp_height != 0 {
-                return Err(CallError::bad("cp_height > 0 is not supported"));
-            }
             let header = node
                 .header(height)
                 .ok_or_else(|| CallError::bad(format!("no header at {height}")))?;
-            Ok(json!(serialize_hex(&header)))
+            if cp_height == 0 {
+                return Ok(json!(serialize_hex(&header)));
+            }
+            let (branch, root) = header_proof(node, height, cp_height)?;
+            Ok(json!({"branch": branch, "header": serialize_hex(&header), "root": root}))
         }
         "blockchain.block.headers" => {
             let start = param_u32(params, 0)?;
@@ -466,9 +512,6 @@ fn call(
                 None => 0,
                 Some(_) => param_u32(params, 2)?,
             };
-            if cp_height != 0 {
-                return Err(CallError::bad("cp_height > 0 is not supported"));
-            }
             let tip = node.tip().height;
             let end = u64::from(tip)
                 .saturating_add(1)
@@ -484,7 +527,11 @@ fn call(
                 n += 1;
                 h += 1;
             }
-            Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS}))
+            if cp_height == 0 || n == 0 {
+                return Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS}));
+            }
+            let (branch, root) = header_proof(node, start + n - 1, cp_height)?;
+            Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS, "root": root, "branch": branch}))
         }
         "blockchain.scripthash.get_history" => {
             let sh = param_scripthash(params, 0)?;

@@ -11,7 +11,7 @@ use bdk_electrum::BdkElectrumClient;
 use bdk_wallet::descriptor::IntoWalletDescriptor;
 use bdk_wallet::miniscript::descriptor::KeyMapWrapper;
 use bdk_wallet::{KeychainKind, SignOptions, Wallet};
-use bitcoin::hashes::{sha256, Hash};
+use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::{Amount, FeeRate, Network, TxOut, Txid};
 use btcmpc_regtest::harness::TestEnv;
 use btcmpc_regtest::ScriptHash;
@@ -467,4 +467,48 @@ fn transaction_methods_and_broadcast_errors() {
         json!(coin.txid.to_string())
     );
     assert_eq!(listunspent["result"][0]["value"], 100_000);
+}
+
+#[test]
+fn checkpoint_proofs_verify_against_their_root() {
+    use bitcoin::hashes::sha256d;
+    let env = env();
+    let mut e = Electrum::connect(&env);
+    let tip = env.tip_height().unwrap();
+    let cp = tip - 1;
+    for height in [0, 1, 37, cp] {
+        let r = e.call(1, "blockchain.block.header", json!([height, cp]));
+        let res = &r["result"];
+        let header: bitcoin::block::Header = bitcoin::consensus::encode::deserialize(
+            &hex::decode(res["header"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        // Fold the branch from the block hash up to the root.
+        let mut cur = header.block_hash().to_raw_hash();
+        let mut index = height;
+        for b in res["branch"].as_array().unwrap() {
+            let mut sib = hex::decode(b.as_str().unwrap()).unwrap();
+            sib.reverse();
+            let mut eng = sha256d::Hash::engine();
+            if index % 2 == 0 {
+                eng.input(cur.as_byte_array());
+                eng.input(&sib);
+            } else {
+                eng.input(&sib);
+                eng.input(cur.as_byte_array());
+            }
+            cur = sha256d::Hash::from_engine(eng);
+            index /= 2;
+        }
+        let mut root = cur.to_byte_array();
+        root.reverse();
+        assert_eq!(json!(hex::encode(root)), res["root"], "height {height}");
+    }
+    let bad = e.call(2, "blockchain.block.header", json!([tip, cp]));
+    assert!(bad["error"].is_object(), "height above cp_height");
+    let hs = e.call(3, "blockchain.block.headers", json!([0, 5, cp]));
+    assert_eq!(hs["result"]["count"], 5);
+    let one = e.call(4, "blockchain.block.header", json!([4, cp]));
+    assert_eq!(hs["result"]["root"], one["result"]["root"]);
+    assert_eq!(hs["result"]["branch"], one["result"]["branch"]);
 }
