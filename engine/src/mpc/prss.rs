@@ -36,12 +36,13 @@
 //!
 //! Each party holds `C(n-1, t)` keys: practical for `n <= 10` ([`MAX_PARTIES`]).
 //!
-//! The PRF is ChaCha20 keyed by `SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`,
+//! The PRF is ChaCha12 (the stream cipher of the `rand` crate's `StdRng`; the best known attack
+//! reaches 7 rounds) keyed by `SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`,
 //! whose keystream is turned into field elements by [`PrimeField::fill_random`] (deterministic
 //! for a given stream, so every member of `A` derives the same `r_A`).
 
 use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::ChaCha12Rng;
 use sha2::{Digest, Sha256};
 
 use crate::mpc::field::PrimeField;
@@ -476,14 +477,14 @@ impl<F: PrimeField> Prss<F> {
         self.t
     }
 
-    fn stream(key: &[u8; 32], job: &[u8; 32], purpose: Purpose, counter: u64) -> ChaCha20Rng {
+    fn stream(key: &[u8; 32], job: &[u8; 32], purpose: Purpose, counter: u64) -> ChaCha12Rng {
         let mut h = Sha256::new();
         h.update(PRF_TAG);
         h.update(key);
         h.update(job);
         h.update([purpose as u8]);
         h.update(counter.to_be_bytes());
-        ChaCha20Rng::from_seed(h.finalize().into())
+        ChaCha12Rng::from_seed(h.finalize().into())
     }
 
     /// This party's shares of `len` random degree-`t` sharings for `(job, counter)`.
