@@ -746,4 +746,61 @@ mod tests {
         assert_eq!(r[0]["result"], Value::Null);
         assert_eq!(r[1]["error"]["code"], -32602);
     }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            ".{0,70}".prop_map(Value::String),
+            "[0-9a-f]{64}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z_]{1,8}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any line gets exactly one JSON answer and never a panic.
+        #[test]
+        fn any_line_gets_one_json_answer(line in ".{0,200}") {
+            let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+            let mut s = Session::default();
+            if let Some(reply) = handle_line(&node, &mut s, &line, 1) {
+                let v: Value = serde_json::from_str(&reply).unwrap();
+                proptest::prop_assert!(v.is_object() || v.is_array());
+            }
+        }
+
+        /// Every method with arbitrary parameters answers a result or an error object.
+        #[test]
+        fn every_method_with_any_params(
+            m in proptest::sample::select(vec![
+                "server.version", "server.features", "server.ping", "server.banner",
+                "blockchain.headers.subscribe", "blockchain.block.header",
+                "blockchain.block.headers", "blockchain.scripthash.get_history",
+                "blockchain.scripthash.get_balance", "blockchain.scripthash.listunspent",
+                "blockchain.scripthash.subscribe", "blockchain.scripthash.unsubscribe",
+                "blockchain.transaction.get", "blockchain.transaction.get_merkle",
+                "blockchain.transaction.id_from_pos", "blockchain.transaction.broadcast",
+                "blockchain.estimatefee", "blockchain.relayfee", "mempool.get_fee_histogram",
+            ]),
+            params in proptest::collection::vec(json_value(), 0..4),
+        ) {
+            let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+            let mut s = Session::default();
+            let req = json!({"jsonrpc": "2.0", "id": 3, "method": m, "params": params});
+            let v = handle_request(&node, &mut s, &req, 1);
+            proptest::prop_assert_eq!(&v["id"], &json!(3));
+            proptest::prop_assert!(v.get("result").is_some() != v.get("error").is_some());
+        }
+    }
 }

@@ -1699,6 +1699,7 @@ fn mempool_entry_json(e: &MempoolEntry) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     #[test]
     fn asm_like_core() {
@@ -1760,5 +1761,46 @@ mod tests {
         let r = fee_rate_from_btc_per_kvb(&json!(0.0001)).unwrap();
         assert_eq!(btc_per_kvb(r), json!(0.0001));
         assert!(fee_rate_from_btc_per_kvb(&json!(1)).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Every method with arbitrary parameters returns a result or a Core error, never
+        /// panics (mining and stop are left out: they are valid with most inputs).
+        #[test]
+        fn every_method_with_any_params(
+            m in proptest::sample::select(vec![
+                "getblockchaininfo", "getblockcount", "getbestblockhash", "getblockhash",
+                "getblockheader", "getblock", "getrawtransaction", "sendrawtransaction",
+                "testmempoolaccept", "getrawmempool", "getmempoolentry", "getmempoolinfo",
+                "gettxout", "invalidateblock", "reconsiderblock", "estimatesmartfee",
+                "faucet", "nosuchmethod",
+            ]),
+            params in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(Value::Null),
+                    proptest::arbitrary::any::<bool>().prop_map(Value::Bool),
+                    proptest::arbitrary::any::<i64>().prop_map(|n| json!(n)),
+                    proptest::arbitrary::any::<f64>().prop_map(|f| json!(f)),
+                    ".{0,70}".prop_map(Value::String),
+                    "[0-9a-f]{64}".prop_map(Value::String),
+                    "[0-9a-f]{0,300}".prop_map(Value::String),
+                    proptest::collection::vec("[0-9a-f]{0,80}", 0..3)
+                        .prop_map(|v| json!(v)),
+                ],
+                0..4,
+            ),
+        ) {
+            let ctx = RpcContext {
+                node: Node::open(crate::node::NodeConfig::in_memory()).unwrap(),
+                faucet: None,
+                shutdown: Shutdown::new(),
+            };
+            match dispatch(&ctx, m, Value::Array(params)) {
+                Ok(_) => {}
+                Err(e) => proptest::prop_assert!(e.code < 0 && !e.message.is_empty()),
+            }
+        }
     }
 }
