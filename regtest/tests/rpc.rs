@@ -607,3 +607,54 @@ fn automine_on_transaction_and_on_interval() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Against a real bitcoind (BITCOIND_EXE and ELECTRS_EXE set): the embedded node's error codes
+/// equal Core's, and its result fields are a subset of Core's, for the same queries.
+#[test]
+fn same_codes_and_fields_as_a_real_bitcoind() {
+    let Some(real) = TestEnv::real_or_skip("same_codes_and_fields_as_a_real_bitcoind")
+        .expect("start bitcoind and electrs")
+    else {
+        return;
+    };
+    let ours = TestEnv::embedded().expect("start the embedded node");
+    let zero = "0".repeat(64);
+    let error_cases: Vec<(&str, Vec<Value>)> = vec![
+        ("getblockhash", vec![json!(1_000_000)]),
+        ("getblockhash", vec![json!("x")]),
+        ("getblockheader", vec![json!("00")]),
+        ("getblockheader", vec![json!(zero)]),
+        ("getblock", vec![json!(zero)]),
+        ("getrawtransaction", vec![json!(zero)]),
+        ("getmempoolentry", vec![json!(zero)]),
+        ("sendrawtransaction", vec![json!("00zz")]),
+        ("estimatesmartfee", vec![json!(0)]),
+        ("nosuchmethod", vec![]),
+    ];
+    for (m, p) in &error_cases {
+        let a = err_code(ours.rpc().call(m, p)).0;
+        let b = err_code(real.rpc().call(m, p)).0;
+        assert_eq!(a, b, "{m} {p:?}");
+    }
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let (a, b) = (&ours, &real);
+    let best_a = a.rpc().call("getbestblockhash", &[]).unwrap();
+    let best_b = b.rpc().call("getbestblockhash", &[]).unwrap();
+    for (m, pa, pb) in [
+        ("getblockheader", vec![best_a.clone()], vec![best_b.clone()]),
+        ("getblock", vec![best_a.clone()], vec![best_b.clone()]),
+        ("getblockchaininfo", vec![], vec![]),
+    ] {
+        let ka = keys(&a.rpc().call(m, &pa).unwrap());
+        let kb = keys(&b.rpc().call(m, &pb).unwrap());
+        let extra: Vec<_> = ka.iter().filter(|k| !kb.contains(k)).collect();
+        assert!(
+            extra.is_empty(),
+            "{m}: fields Core does not have: {extra:?}"
+        );
+    }
+}
