@@ -304,3 +304,71 @@ pub fn mask_outputs<F: PrimeField>(aggregates: &[F], masks: &[F]) -> Result<Vec<
     }
     Ok(aggregates.iter().zip(masks).map(|(a, m)| *a + *m).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::csv::Dataset;
+    use crate::mpc::field::Mersenne127;
+    use crate::mpc::prss::tests::agree;
+    use crate::mpc::query::{parse, plan};
+
+    type F = Mersenne127;
+
+    struct NoNet;
+
+    impl Exchange<F> for NoNet {
+        fn exchange(&mut self, round: u32, _mine: Vec<F>) -> Result<Openings<F>, EvalError> {
+            Err(EvalError::Exchange {
+                round,
+                reason: "offline".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_typed_errors() {
+        let d = Dataset::parse("x,y\n1,2\n3,4\n5,6\n").unwrap();
+        let prss = agree::<F>(4, 1, 3);
+        let linear = plan::<F>(&parse("sum(x + y)").unwrap(), &d.schema).unwrap();
+        let cols: Vec<Vec<F>> = d.to_field();
+        // Public values are a valid (degree-0) sharing: the sum comes out in the clear.
+        let mut ev = Evaluator::new(&prss[0], [0u8; 32], NoNet);
+        let s = ev.evaluate(&linear, &cols).unwrap();
+        assert_eq!(s, [F::from_u64(21 << 16)]);
+        let short = vec![cols[0].clone(), cols[1][..2].to_vec()];
+        assert_eq!(
+            ev.evaluate(&linear, &short),
+            Err(EvalError::ColumnLength {
+                column: 1,
+                got: 2,
+                expected: 3
+            })
+        );
+        assert_eq!(
+            ev.evaluate(&linear, &cols[..1]),
+            Err(EvalError::ColumnLength {
+                column: 1,
+                got: 0,
+                expected: 3
+            })
+        );
+        // A product needs the network: the failure is reported, not hidden.
+        let product = plan::<F>(&parse("dot(x, y)").unwrap(), &d.schema).unwrap();
+        assert!(matches!(
+            ev.evaluate(&product, &cols),
+            Err(EvalError::Exchange { round: 0, .. })
+        ));
+        assert_eq!(
+            mask_outputs(&[F::ONE, F::ONE], &[F::ONE]),
+            Err(EvalError::MaskCount {
+                got: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            mask_outputs(&[F::ONE], &[F::ONE]).unwrap(),
+            [F::from_u64(2)]
+        );
+    }
+}
