@@ -137,17 +137,13 @@ impl From<Reject> for RpcError {
     }
 }
 
-/// The message `sendrawtransaction` prints for a refusal: Core reports missing or spent inputs
-/// as `TransactionError::MISSING_INPUTS` ("Inputs missing or spent"), everything else as the
-/// reject reason with its details.
+/// The message `sendrawtransaction` prints for a refusal: the validation state's text, reject
+/// reason and details. Core 31's `HandleATMPError` sets the error string to
+/// `state.ToString()` for every refusal, missing inputs included (-25
+/// `bad-txns-inputs-missingorspent`); its generic `TransactionErrorString` ("Inputs missing or
+/// spent") is used only when that string is empty, which it never is for a mempool refusal.
 pub(crate) fn send_error_message(r: &Reject) -> String {
-    if r.code == Reject::VERIFY_ERROR
-        && (r.reason == "bad-txns-inputs-missingorspent" || r.reason == "missing-inputs")
-    {
-        "Inputs missing or spent".to_string()
-    } else {
-        r.message()
-    }
+    r.message()
 }
 
 /// Serve JSON-RPC on `listener` until `ctx.shutdown` is triggered.

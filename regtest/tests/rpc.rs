@@ -352,8 +352,8 @@ fn mempool_methods_and_rejections() {
     assert_eq!(code, -26);
     assert!(msg.starts_with("insufficient fee"), "{msg}");
 
-    // Spending a coin that does not exist: -25 "Inputs missing or spent" from
-    // sendrawtransaction, `missing-inputs` from testmempoolaccept.
+    // Spending a coin that does not exist: -25 `bad-txns-inputs-missingorspent` from
+    // sendrawtransaction (Core 31: `state.ToString()`), `missing-inputs` from testmempoolaccept.
     let ghost = OutPoint {
         txid: Txid::from_str(&"11".repeat(32)).unwrap(),
         vout: 0,
@@ -366,7 +366,7 @@ fn mempool_methods_and_rejections() {
         }],
     );
     let (code, msg) = err_code(rpc.call("sendrawtransaction", &[json!(tx_hex(&orphan))]));
-    assert_eq!((code, msg.as_str()), (-25, "Inputs missing or spent"));
+    assert_eq!((code, msg.as_str()), (-25, "bad-txns-inputs-missingorspent"));
     let r = rpc
         .call("testmempoolaccept", &[json!([tx_hex(&orphan)])])
         .unwrap();
