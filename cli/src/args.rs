@@ -59,6 +59,8 @@ mod tests {
             .to_string()
             .contains("unknown unit"));
         assert!(parse_amount("0.000000001btc").is_err());
+        assert!(parse_amount("1.5sat").is_err());
+        assert!(parse_amount("12 apples").is_err());
     }
 
     #[test]

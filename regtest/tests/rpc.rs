@@ -366,7 +366,10 @@ fn mempool_methods_and_rejections() {
         }],
     );
     let (code, msg) = err_code(rpc.call("sendrawtransaction", &[json!(tx_hex(&orphan))]));
-    assert_eq!((code, msg.as_str()), (-25, "bad-txns-inputs-missingorspent"));
+    assert_eq!(
+        (code, msg.as_str()),
+        (-25, "bad-txns-inputs-missingorspent")
+    );
     let r = rpc
         .call("testmempoolaccept", &[json!([tx_hex(&orphan)])])
         .unwrap();

@@ -10,12 +10,13 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use bitcoin::{Address, Amount, Denomination, Network};
+use bitcoin::{Address, Network};
 use btcmpc_regtest::rpc_client::{Auth, RpcClient};
 use btcmpc_regtest::server::{self, NodeInfo, Server, ServerConfig};
 use btcmpc_regtest::AutomineMode;
 use serde_json::{json, Value};
 
+use crate::args::parse_amount;
 use crate::{global::Global, output::Report};
 
 /// How long `up --detach` waits for the background node to answer.
@@ -322,23 +323,6 @@ fn parse_address(s: &str) -> anyhow::Result<Address> {
         .with_context(|| format!("address {s:?} is not a regtest address"))
 }
 
-/// `50000sat`, `0.0005btc`, `0.0005 BTC`, `1000 sats`.
-fn parse_amount(s: &str) -> anyhow::Result<Amount> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| anyhow!("amount {s:?} needs a unit, e.g. `50000sat` or `0.0005btc`"))?;
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim().to_ascii_lowercase();
-    let denom = match unit.as_str() {
-        "sat" | "sats" | "satoshi" | "satoshis" => Denomination::Satoshi,
-        "btc" => Denomination::Bitcoin,
-        other => Denomination::from_str(other)
-            .map_err(|_| anyhow!("unknown unit {other:?} in amount {s:?}"))?,
-    };
-    Amount::from_str_in(num, denom).with_context(|| format!("invalid amount {s:?}"))
-}
-
 fn mine(datadir: &Path, n: u32, to: Option<&str>) -> anyhow::Result<Report> {
     let info = running(datadir)?;
     let address = match to {
@@ -383,22 +367,4 @@ fn faucet(datadir: &Path, address: &str, amount: &str) -> anyhow::Result<Report>
         format!("paid {amount} to {address}\n  txid:  {txid}\n  block: {block} (height {height})"),
         json!({"txid": txid, "blockhash": block, "height": height, "amount_sat": amount.to_sat(), "address": address.to_string()}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_with_units() {
-        assert_eq!(parse_amount("50000sat").unwrap(), Amount::from_sat(50_000));
-        assert_eq!(parse_amount("0.0005btc").unwrap(), Amount::from_sat(50_000));
-        assert_eq!(
-            parse_amount("0.0005 BTC").unwrap(),
-            Amount::from_sat(50_000)
-        );
-        assert!(parse_amount("0.0005").is_err());
-        assert!(parse_amount("1.5sat").is_err());
-        assert!(parse_amount("12 apples").is_err());
-    }
 }
