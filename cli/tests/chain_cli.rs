@@ -11,6 +11,9 @@ use bitcoin::{Address, Amount, Network};
 use btcmpc_regtest::harness::TestEnv;
 use serde_json::Value;
 
+mod support;
+use support::output_bounded;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Cli {
@@ -20,16 +23,16 @@ struct Cli {
 
 impl Cli {
     fn run(&self, who: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-            .arg("--datadir")
-            .arg(self.root.join(who))
-            .arg("--electrum")
-            .arg(&self.electrum)
-            .args(args)
-            .env_remove("BTCMPC_DATADIR")
-            .env_remove("BTCMPC_NETWORK")
-            .output()
-            .expect("the binary runs")
+        output_bounded(
+            Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+                .arg("--datadir")
+                .arg(self.root.join(who))
+                .arg("--electrum")
+                .arg(&self.electrum)
+                .args(args)
+                .env_remove("BTCMPC_DATADIR")
+                .env_remove("BTCMPC_NETWORK"),
+        )
     }
 
     /// Run, require success, return stdout as JSON.
@@ -286,48 +289,45 @@ fn wallet_commands_refuse_bad_input_in_one_line() {
         .local_addr()
         .unwrap()
         .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-        .args([
-            "--datadir",
-            cli.root.join("w").to_str().unwrap(),
-            "--electrum",
-            &format!("127.0.0.1:{port}"),
-            "wallet",
-            "sync",
-        ])
-        .output()
-        .unwrap();
+    let out = output_bounded(Command::new(env!("CARGO_BIN_EXE_btcmpc")).args([
+        "--datadir",
+        cli.root.join("w").to_str().unwrap(),
+        "--electrum",
+        &format!("127.0.0.1:{port}"),
+        "wallet",
+        "sync",
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("127.0.0.1:{port}")));
     // A contract file for another network.
     let key = str_of(&cli.json("w", &["wallet", "key"]), "pubkey");
     let file = cli.root.join("signet.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-        .args([
-            "--network",
-            "signet",
-            "--datadir",
-            cli.root.join("x").to_str().unwrap(),
-        ])
-        .args([
-            "contract",
-            "new",
-            "claim-or-refund",
-            "--receiver",
-            &key,
-            "--sender",
-            &key,
-        ])
-        .args([
-            "--hash",
-            &"00".repeat(32),
-            "--timeout",
-            "500",
-            "--out",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = output_bounded(
+        Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .args([
+                "--network",
+                "signet",
+                "--datadir",
+                cli.root.join("x").to_str().unwrap(),
+            ])
+            .args([
+                "contract",
+                "new",
+                "claim-or-refund",
+                "--receiver",
+                &key,
+                "--sender",
+                &key,
+            ])
+            .args([
+                "--hash",
+                &"00".repeat(32),
+                "--timeout",
+                "500",
+                "--out",
+                file.to_str().unwrap(),
+            ]),
+    );
     assert!(out.status.success(), "{out:?}");
     let err = cli.fails(
         "w",
@@ -373,6 +373,8 @@ fn a_killed_send_leaves_a_consistent_wallet() {
         // The wallet opens and syncs after every kill.
         cli.json("w", &["wallet", "sync"]);
     }
+    // And it still pays: one send runs to completion after the kills.
+    cli.json("w", &["wallet", "send", &sink, "10000sat"]);
     mine(&env, 1);
     let w = cli.json("w", &["wallet", "sync"]);
     let sunk = cli.json("sink", &["wallet", "sync"]);
@@ -385,6 +387,18 @@ fn a_killed_send_leaves_a_consistent_wallet() {
         .sum();
     let paid = sunk["confirmed"].as_u64().unwrap();
     assert_eq!(paid % 10_000, 0);
+    assert!(paid >= 10_000, "the last send confirmed: {sunk}");
+    let sends = cli.json("w", &["wallet", "history"])["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["net_sat"].as_i64().unwrap() < 0)
+        .count() as u64;
+    assert_eq!(
+        paid,
+        sends * 10_000,
+        "every payment that left the wallet reached the sink"
+    );
     assert_eq!(w["unconfirmed"], 0);
     assert_eq!(
         w["confirmed"].as_u64().unwrap() + paid + fees,

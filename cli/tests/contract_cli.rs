@@ -14,15 +14,17 @@ const C: &str = "02e493dbf1c10d80f3581e4904930b1404cc6c13900ee0758474fa94abe8c4c
 const D: &str = "022f8bde4d1a07209355b4a7250a5c5128e88b84bddc619ab7cba8d569b240efe4";
 const HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+mod support;
+
 fn btcmpc(datadir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(args)
-        .env_remove("BTCMPC_NETWORK")
-        .env_remove("BTCMPC_DATADIR")
-        .output()
-        .expect("the btcmpc binary runs")
+    support::output_bounded(
+        Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .arg("--datadir")
+            .arg(datadir)
+            .args(args)
+            .env_remove("BTCMPC_NETWORK")
+            .env_remove("BTCMPC_DATADIR"),
+    )
 }
 
 fn json_ok(datadir: &Path, args: &[&str]) -> Value {

@@ -145,30 +145,46 @@ impl ChainClient {
     }
 
     /// A fee rate for confirmation within `target` blocks: the server's estimate, never below
-    /// `floor` nor the server's relay fee. Regtest servers have no estimate: the floor is used.
+    /// `floor` nor the server's relay fee, and never above [`MAX_ESTIMATED_FEE_RATE`] (a lying
+    /// server must not be able to burn the wallet's coins in fees). Regtest servers have no
+    /// estimate: the floor is used.
     pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeRate {
-        let to_rate = |btc_per_kvb: f64| -> Option<FeeRate> {
-            if !(btc_per_kvb.is_finite() && btc_per_kvb > 0.0) {
-                return None;
-            }
-            // BTC/kvB -> sat/kwu: x * 1e8 / 4.
-            Some(FeeRate::from_sat_per_kwu(
-                (btc_per_kvb * 1e8 / 4.0).ceil() as u64
-            ))
-        };
-        let est = self
-            .inner
-            .inner
-            .estimate_fee(target, None)
-            .ok()
-            .and_then(to_rate);
-        let relay = self.inner.inner.relay_fee().ok().and_then(to_rate);
-        [Some(floor), est, relay]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(floor)
+        let est = self.inner.inner.estimate_fee(target, None).ok();
+        let relay = self.inner.inner.relay_fee().ok();
+        choose_fee_rate(est, relay, floor)
     }
+}
+
+/// The highest fee rate taken from a server's estimate: 1,000 sat/vB.
+pub const MAX_ESTIMATED_FEE_RATE: FeeRate = FeeRate::from_sat_per_kwu(250_000);
+
+/// The fee rate from a server's estimate and relay fee (both BTC/kvB, -1 or absent when
+/// unknown): at least `floor`, at most [`MAX_ESTIMATED_FEE_RATE`] (or `floor` if that is higher).
+fn choose_fee_rate(estimate: Option<f64>, relay: Option<f64>, floor: FeeRate) -> FeeRate {
+    let to_rate = |btc_per_kvb: f64| -> Option<FeeRate> {
+        if !(btc_per_kvb.is_finite() && btc_per_kvb > 0.0) {
+            return None;
+        }
+        // BTC/kvB -> sat/kwu: x * 1e8 / 4, saturating on absurd values.
+        let sat_per_kwu = (btc_per_kvb * 1e8 / 4.0).ceil();
+        Some(FeeRate::from_sat_per_kwu(
+            sat_per_kwu.min(u64::MAX as f64) as u64
+        ))
+    };
+    let chosen = [
+        Some(floor),
+        estimate.and_then(to_rate),
+        relay.and_then(to_rate),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(floor);
+    if chosen > MAX_ESTIMATED_FEE_RATE && chosen > floor {
+        tracing::warn!(target: "btcmpc_wallet::chain", rate = %chosen.to_sat_per_kwu(), "server fee estimate capped");
+        return MAX_ESTIMATED_FEE_RATE.max(floor);
+    }
+    chosen
 }
 
 /// The server's message for a refused broadcast, without the client's wrapping.
@@ -238,5 +254,34 @@ impl ChainClient {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fee_rate_from_estimates_is_floored_and_capped() {
+        let floor = FeeRate::from_sat_per_kwu(250); // 1 sat/vB
+        assert_eq!(choose_fee_rate(None, None, floor), floor);
+        assert_eq!(choose_fee_rate(Some(-1.0), Some(0.000001), floor), floor);
+        // 0.0002 BTC/kvB = 20 sat/vB = 5,000 sat/kwu.
+        assert_eq!(
+            choose_fee_rate(Some(0.0002), Some(0.00001), floor),
+            FeeRate::from_sat_per_kwu(5_000)
+        );
+        // A hostile estimate of 1 BTC/kvB is capped.
+        assert_eq!(
+            choose_fee_rate(Some(1.0), None, floor),
+            MAX_ESTIMATED_FEE_RATE
+        );
+        assert_eq!(
+            choose_fee_rate(Some(f64::INFINITY), Some(f64::NAN), floor),
+            floor
+        );
+        // The caller's own floor always wins.
+        let high = FeeRate::from_sat_per_kwu(300_000);
+        assert_eq!(choose_fee_rate(Some(10.0), None, high), high);
     }
 }

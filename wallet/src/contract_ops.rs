@@ -66,7 +66,7 @@ impl ContractStatus {
 }
 
 fn confirmations(tip: u32, height: Option<u32>) -> u32 {
-    height.map_or(0, |h| (tip + 1).saturating_sub(h))
+    height.map_or(0, |h| tip.saturating_add(1).saturating_sub(h))
 }
 
 /// The 32-byte preimage of `hash` among a witness's stack items.

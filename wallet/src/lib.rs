@@ -28,7 +28,7 @@ mod wallet;
 mod watch;
 
 pub use backup::Backup;
-pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
+pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT, MAX_ESTIMATED_FEE_RATE};
 pub use contract_ops::{
     contract_name, contract_status, preimage_in_witness, ContractStatus, FundingStatus, SpendStatus,
 };

@@ -117,7 +117,7 @@ pub(crate) fn next_contract_index(conn: &Connection) -> Result<u32, WalletError>
             r.get(0)
         })
         .map_err(WalletError::db)?;
-    Ok(max.map_or(0, |m| m + 1))
+    Ok(max.map_or(0, |m| m.saturating_add(1)))
 }
 
 pub(crate) fn contract_key_indices(conn: &Connection) -> Result<Vec<(u32, String)>, WalletError> {

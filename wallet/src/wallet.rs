@@ -306,7 +306,7 @@ impl RoleWallet {
                 .find(|h| h.txid == rec.txid)
                 .and_then(|h| h.height);
             match height {
-                Some(h) if tip + 1 >= h + REORG_SAFETY => {
+                Some(h) if tip.saturating_add(1) >= h.saturating_add(REORG_SAFETY) => {
                     store::remove_broadcast(&self.conn, &rec.txid)?;
                 }
                 Some(_) => {}
@@ -491,6 +491,11 @@ impl RoleWallet {
             Some(i) => i,
             None => store::next_contract_index(&self.conn)?,
         };
+        if index >= 1 << 31 {
+            return Err(WalletError::Contract(format!(
+                "contract key index {index} is out of range (0 to 2147483647)"
+            )));
+        }
         let pk = self.seed.contract_pubkey(&self.secp, index);
         store::record_contract_key(&self.conn, index, &pk.to_string(), label)?;
         Ok((index, pk))
