@@ -95,57 +95,79 @@ fn fixture_is_frozen_and_convicts() {
 #[test]
 fn every_tampered_field_is_rejected() {
     let ev = fixture_evidence();
-    let mut cases: Vec<(&str, WrongOutputShare)> = Vec::new();
+    let bad_sig = |index| Err(EvidenceError::BadSignature { index });
+    let bad_index = |index, reason| Err(EvidenceError::BadIndex { index, reason });
+    let mut cases: Vec<(&str, WrongOutputShare, Result<Fault, EvidenceError>)> = Vec::new();
     let mut e = ev.clone();
     e.field = "m127".into();
-    cases.push(("field", e));
+    let field_err = Err(EvidenceError::Malformed {
+        index: 2,
+        reason: format!("evidence is for field \"m127\", not {}", F::NAME),
+    });
+    cases.push(("field", e, field_err));
     let mut e = ev.clone();
     e.job_id[0] ^= 1;
-    cases.push(("job_id", e));
+    cases.push(("job_id", e, bad_sig(2)));
     let mut e = ev.clone();
     e.params = Params::new(5, 1).expect("valid");
-    cases.push(("params", e));
+    cases.push(("params", e, Err(EvidenceError::WrongParams { n: 5, t: 1 })));
     let mut e = ev.clone();
     e.accused.index = 3;
-    cases.push(("accused index (duplicate)", e));
+    cases.push((
+        "accused index (duplicate)",
+        e,
+        bad_index(3, "appears twice"),
+    ));
     let mut e = ev.clone();
     e.accused.index = 9;
-    cases.push(("accused index (range)", e));
+    cases.push(("accused index (range)", e, bad_index(9, "outside 1..=n")));
     let mut e = ev.clone();
     e.accused.key_hash[5] ^= 1;
-    cases.push(("accused H_i", e));
+    cases.push(("accused H_i", e, bad_sig(2)));
     let mut e = ev.clone();
     e.accused.ciphertext[3] ^= 1;
-    cases.push(("accused c_i", e));
+    cases.push(("accused c_i", e, bad_sig(2)));
     let mut e = ev.clone();
     e.accused.signature.0[10] ^= 1;
-    cases.push(("accused signature", e));
+    cases.push(("accused signature", e, bad_sig(2)));
     let mut e = ev.clone();
     e.accused.key[0] ^= 1;
-    cases.push(("accused k_i", e));
+    cases.push((
+        "accused k_i",
+        e,
+        Err(EvidenceError::KeyMismatch { index: 2 }),
+    ));
     let mut e = ev.clone();
     e.others.pop();
-    cases.push(("too few others", e));
+    cases.push((
+        "too few others",
+        e,
+        Err(EvidenceError::TooFewOthers { got: 2, need: 3 }),
+    ));
     let mut e = ev.clone();
     e.others[1] = e.others[0].clone();
-    cases.push(("duplicate other", e));
+    cases.push(("duplicate other", e, bad_index(1, "appears twice")));
     let mut e = ev.clone();
     e.others[2].ciphertext[0] ^= 1;
-    cases.push(("other c_i", e));
+    cases.push(("other c_i", e, bad_sig(4)));
     let mut e = ev.clone();
     e.others[0].key[31] ^= 1;
-    cases.push(("other k_i", e));
+    cases.push(("other k_i", e, Err(EvidenceError::KeyMismatch { index: 1 })));
     let mut e = ev.clone();
     e.others[0].signature = e.others[1].signature;
-    cases.push(("other signature", e));
+    cases.push(("other signature", e, bad_sig(1)));
     // An other re-sealed (and re-signed) with a wrong value: the others are inconsistent.
     let mut e = ev.clone();
     let mut v = honest_values(4, 1);
     v[0] += F::ONE;
     e.others[2] = item(4, &v);
-    cases.push(("other value", e));
-    for (what, e) in &cases {
-        assert!(verify(e).is_err(), "tampered {what} still convicts");
+    cases.push((
+        "other value",
+        e,
+        Err(EvidenceError::OthersInconsistent { position: 0, t: 1 }),
+    ));
+    for (what, e, want) in &cases {
+        assert_eq!(&verify(e), want, "tampered {what}");
     }
     // Claims not confirmed on the judge's chain.
     for who in [1usize, 2, 3, 4] {
@@ -162,11 +184,18 @@ fn every_tampered_field_is_rejected() {
         ev.verify::<F>(params(), &r, &all_claims),
         Err(EvidenceError::BadSignature { index: 2 })
     );
-    assert!(ev.verify::<F>(params(), &roster(3), &all_claims).is_err());
+    assert_eq!(
+        ev.verify::<F>(params(), &roster(3), &all_claims),
+        Err(EvidenceError::BadIndex {
+            index: 3,
+            reason: "roster size differs from n"
+        })
+    );
     // The judge's parameters, not the evidence's, decide how many witnesses are needed.
-    assert!(ev
-        .verify::<F>(Params::new(4, 0).expect("valid"), &roster(4), &all_claims)
-        .is_err());
+    assert_eq!(
+        ev.verify::<F>(Params::new(4, 0).expect("valid"), &roster(4), &all_claims),
+        Err(EvidenceError::WrongParams { n: 4, t: 1 })
+    );
 }
 
 #[test]
@@ -326,15 +355,30 @@ fn store_check_lie_convicts_only_the_liar() {
             Err(EvidenceError::NotGuilty { index: i })
         );
     }
-    // Tampering.
-    assert!(lie.verify(p, &roster(4), &|_: &Hash32| false).is_err());
+    // Tampering: each field is bound by its own check.
+    let malformed = |reason: &str| {
+        Err(EvidenceError::Malformed {
+            index: 2,
+            reason: reason.to_owned(),
+        })
+    };
+    assert_eq!(
+        lie.verify(p, &roster(4), &|_: &Hash32| false),
+        malformed("receipts root is not recorded on chain"),
+        "root not on chain"
+    );
     let mut e = lie.clone();
     e.revealed.columns[0][3] += F::ONE;
-    assert!(e.verify(p, &roster(4), &on_chain).is_err(), "forged vector");
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        malformed("revealed vector does not hash to the receipt"),
+        "forged vector"
+    );
     let mut e = lie.clone();
     e.opened = truth;
-    assert!(
-        e.verify(p, &roster(4), &on_chain).is_err(),
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        malformed("opened value does not match the signed payload hash"),
         "opened value swapped"
     );
     let mut e = lie.clone();
@@ -346,23 +390,42 @@ fn store_check_lie_convicts_only_the_liar() {
         2,
         payload_hash(&[truth + F::ONE]),
     );
-    assert!(
-        e.verify(p, &roster(4), &on_chain).is_err(),
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        malformed("opening is not bound to this check"),
         "opening of another job"
     );
     let mut e = lie.clone();
+    e.opening = SignedHeader::sign(
+        &signing_key(3),
+        check_id(STORE_CHECK_TAG, &root),
+        0,
+        2,
+        2,
+        payload_hash(&[truth + F::ONE]),
+    );
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        Err(EvidenceError::BadSignature { index: 2 }),
+        "opening signed by another party"
+    );
+    let mut e = lie.clone();
     e.receipt_signature = make(3, truth).receipt_signature;
-    assert!(
-        e.verify(p, &roster(4), &on_chain).is_err(),
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        Err(EvidenceError::BadSignature { index: 2 }),
         "receipt signature"
     );
     let mut e = lie.clone();
     e.receipts.swap(0, 1);
-    assert!(
-        e.verify(p, &roster(4), &on_chain).is_err(),
+    assert_eq!(
+        e.verify(p, &roster(4), &on_chain),
+        malformed("receipt is not the party's entry in the receipts"),
         "receipts reordered"
     );
-    assert!(lie
-        .verify(Params::new(5, 1).expect("valid"), &roster(5), &on_chain)
-        .is_err());
+    assert_eq!(
+        lie.verify(Params::new(5, 1).expect("valid"), &roster(5), &on_chain),
+        malformed("roster or receipts do not match n"),
+        "other parameters"
+    );
 }
