@@ -62,6 +62,16 @@ pub struct Global {
     #[arg(long, global = true, env = "BTCMPC_ELECTRUM")]
     pub electrum: Option<String>,
 
+    /// Bitcoin Core JSON-RPC URL of any node (`http://HOST:PORT`), for the commands that
+    /// control a chain (`regtest status`, `regtest mine`); default: the embedded node of the
+    /// datadir.
+    #[arg(long, global = true, env = "BTCMPC_RPC", value_name = "URL")]
+    pub rpc: Option<String>,
+
+    /// Cookie file for `--rpc` (Core's `.cookie`); without it no authentication is sent.
+    #[arg(long, global = true, env = "BTCMPC_RPC_COOKIE", value_name = "FILE")]
+    pub rpc_cookie: Option<PathBuf>,
+
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -406,3 +406,38 @@ fn a_killed_send_leaves_a_consistent_wallet() {
         "{w} {sunk}"
     );
 }
+
+/// `regtest status|mine` against any node given by `--rpc` (the harness's node here; a real
+/// bitcoind with `BITCOIND_EXE` and `ELECTRS_EXE`).
+#[test]
+fn regtest_commands_reach_any_node_by_rpc() {
+    let (env, cli, _dir) = setup();
+    let cookie = env.cookie_path().expect("the node writes a cookie");
+    let rpc = [
+        "--rpc",
+        env.rpc_url(),
+        "--rpc-cookie",
+        cookie.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        rpc.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let args = with(&["regtest", "status"]);
+    let st = cli.json("x", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        st["height"].as_u64(),
+        Some(u64::from(env.tip_height().unwrap()))
+    );
+    assert_eq!(st["rpc"].as_str(), Some(env.rpc_url()));
+    let to = env.mine_address().to_string();
+    let args = with(&["regtest", "mine", "2", "--to", &to]);
+    let mined = cli.json("x", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(mined["blocks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        mined["height"].as_u64(),
+        Some(u64::from(env.tip_height().unwrap()))
+    );
+    let args = with(&["regtest", "mine", "1"]);
+    let err = cli.fails("x", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("--to"), "{err}");
+}

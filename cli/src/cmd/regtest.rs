@@ -96,7 +96,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             }
         }
         Cmd::Down => down(&datadir),
+        Cmd::Status if global.rpc.is_some() => status_of_any_node(global),
         Cmd::Status => status(&datadir),
+        Cmd::Mine { n, to } if global.rpc.is_some() => {
+            let to =
+                to.ok_or_else(|| anyhow!("mining on a node given by --rpc needs --to ADDR"))?;
+            let rpc = rpc_of_any_node(global)?;
+            mine_with(&rpc, n, &parse_address(&to)?.to_string())
+        }
         Cmd::Mine { n, to } => mine(&datadir, n, to.as_deref()),
         Cmd::Faucet { address, amount } => faucet(&datadir, &address, &amount),
     }
@@ -268,6 +275,33 @@ fn client(info: &NodeInfo) -> anyhow::Result<RpcClient> {
     )
 }
 
+/// A client for the node of `--rpc`.
+fn rpc_of_any_node(global: &Global) -> anyhow::Result<RpcClient> {
+    let url = global.rpc.as_deref().expect("called only with --rpc");
+    let auth = match &global.rpc_cookie {
+        Some(c) => Auth::CookieFile(c.clone()),
+        None => Auth::None,
+    };
+    Ok(RpcClient::new(url, auth)
+        .with_context(|| format!("--rpc {url}"))?
+        .with_timeout(Duration::from_secs(120)))
+}
+
+/// `status` of the node given by `--rpc` (and `--electrum`): any regtest node, Core included.
+fn status_of_any_node(global: &Global) -> anyhow::Result<Report> {
+    let url = global.rpc.clone().unwrap_or_default();
+    let height = rpc_of_any_node(global)?
+        .call("getblockcount", &[])
+        .with_context(|| format!("the node at {url} does not answer"))?
+        .as_u64()
+        .unwrap_or(0);
+    let electrum = global.electrum.clone().unwrap_or_default();
+    Ok(Report::new(
+        format!("node at {url}\n  electrum: {electrum}\n  height:   {height}"),
+        json!({"electrum": electrum, "rpc": url, "height": height}),
+    ))
+}
+
 fn status(datadir: &Path) -> anyhow::Result<Report> {
     let info = running(datadir)?;
     let height = client(&info)?
@@ -329,7 +363,10 @@ fn mine(datadir: &Path, n: u32, to: Option<&str>) -> anyhow::Result<Report> {
         Some(a) => parse_address(a)?.to_string(),
         None => info.faucet_address.clone(),
     };
-    let rpc = client(&info)?;
+    mine_with(&client(&info)?, n, &address)
+}
+
+fn mine_with(rpc: &RpcClient, n: u32, address: &str) -> anyhow::Result<Report> {
     let hashes: Vec<String> = rpc.call_as("generatetoaddress", &[json!(n), json!(address)])?;
     let height = rpc.call("getblockcount", &[])?.as_u64().unwrap_or(0);
     Ok(Report::new(
