@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use btcmpc_engine::mpc::check::Refusal;
 use btcmpc_engine::mpc::committee::{
-    run, Behaviour, CommitteeError, OwnerBehaviour, Scenario, ServiceBehaviour, Status,
+    run, Behaviour, CommitteeError, Outcome, OwnerBehaviour, Scenario, ServiceBehaviour, Status,
 };
 use btcmpc_engine::mpc::csv::Dataset;
+use btcmpc_engine::mpc::evidence::verify_equivocation;
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use btcmpc_engine::mpc::query::{parse, plan, OutputValue};
 use proptest::prelude::*;
@@ -65,6 +66,40 @@ fn promise(b: Behaviour, products: bool, bad: &[usize]) -> (bool, BTreeSet<usize
     }
 }
 
+/// Equivocators (on check openings and degree-`2t` openings, or on PRSS key contributions)
+/// are named by equivocation evidence, exactly them, each verifying against the roster; any
+/// other run produces none.
+fn check_equivocations(out: &Outcome, b: Behaviour, bad: &[usize], label: &str) {
+    let equivocates = matches!(
+        b,
+        Behaviour::Equivocate | Behaviour::BadRandomnessContribution
+    );
+    let want: BTreeSet<usize> = if equivocates {
+        bad.iter().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let senders: BTreeSet<usize> = out
+        .equivocations
+        .iter()
+        .map(|ev| ev.sender() as usize)
+        .collect();
+    assert_eq!(senders, want, "{label}: equivocation evidence");
+    assert_eq!(
+        out.equivocations.len(),
+        want.len(),
+        "{label}: one piece of evidence per equivocator"
+    );
+    for ev in &out.equivocations {
+        assert_eq!(
+            verify_equivocation(ev, &out.roster),
+            Ok(ev.sender() as usize),
+            "{label}: evidence against {} verifies",
+            ev.sender()
+        );
+    }
+}
+
 fn sweep<F: PrimeField>(query: &str, products: bool) {
     let d = data();
     let want = expected::<F>(&d, query);
@@ -93,9 +128,7 @@ fn sweep<F: PrimeField>(query: &str, products: bool) {
                     assert!(out.result.is_none(), "{label}");
                 }
                 assert_eq!(out.culprits, named, "{label}");
-                for ev in &out.equivocations {
-                    assert!(bad.contains(&(ev.sender() as usize)), "{label}");
-                }
+                check_equivocations(&out, b, &bad, &label);
             }
         }
     }
@@ -128,6 +161,7 @@ fn secp256k1_sweep_n4_and_n7() {
                     assert!(matches!(out.status, Status::Aborted(_)), "n={n} {b:?}");
                 }
                 assert_eq!(out.culprits, named, "n={n} {b:?}");
+                check_equivocations(&out, b, &bad, &format!("secp256k1 n={n} {b:?}"));
             }
         }
     }
@@ -143,6 +177,7 @@ fn mixed_evil_twins_are_each_named() {
     let out = run::<Mersenne127>(&s, &d, LINEAR).unwrap();
     assert_eq!(out.result, Some(want.clone()));
     assert_eq!(out.culprits, BTreeSet::from([3, 6]));
+    check_equivocations(&out, Behaviour::Equivocate, &[6], "mixed 3, 6");
     let s = Scenario::honest(7, 2)
         .with(1, Behaviour::WrongCheckOpening)
         .with(4, Behaviour::Withhold);

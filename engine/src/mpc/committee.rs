@@ -53,6 +53,7 @@ use crate::mpc::dealing::{self, Hash32, PartyShares};
 use crate::mpc::decode::{decode_vec, DecodeVec};
 use crate::mpc::echo::{payload_hash, Echo, EchoRound, Equivocation, SignedHeader};
 use crate::mpc::eval::{mask_outputs, EvalError, Evaluator, Exchange, Openings};
+use crate::mpc::evidence::PartyKey;
 use crate::mpc::field::PrimeField;
 use crate::mpc::mult;
 use crate::mpc::prss::{Contribution, KeyAgreement, Prss, PrssError};
@@ -205,6 +206,9 @@ pub struct Outcome {
     pub culprits: BTreeSet<usize>,
     /// The equivocation evidence gathered.
     pub equivocations: Vec<Equivocation>,
+    /// The committee's signing keys, `roster[i - 1]` for party `i` (what a judge verifies
+    /// evidence against).
+    pub roster: Vec<PartyKey>,
     /// The plan.
     pub plan: Plan,
 }
@@ -416,6 +420,14 @@ impl<F: PrimeField> Committee<F> {
     /// Parties excluded at setup.
     pub fn excluded(&self) -> &BTreeSet<usize> {
         &self.excluded
+    }
+
+    /// The parties' public keys, `[i - 1]` for party `i`.
+    pub fn roster_keys(&self) -> Vec<PartyKey> {
+        self.verifying
+            .iter()
+            .map(|v| PartyKey(v.to_bytes().into()))
+            .collect()
     }
 
     /// Multiplies share vectors element-wise through the committee (one degree reduction of
@@ -956,12 +968,14 @@ pub fn run<F: PrimeField>(
     let mut convicted: BTreeSet<usize> = committee.excluded.clone();
     let mut equivocations = committee.equivocations.clone();
     let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed ^ 0x5eed);
+    let roster = committee.roster_keys();
     let done = |status, convicted: BTreeSet<usize>, equivocations, plan: Plan| Outcome {
         status,
         result: None,
         opened: None,
         culprits: convicted,
         equivocations,
+        roster: roster.clone(),
         plan,
     };
 
@@ -1157,6 +1171,7 @@ pub fn run<F: PrimeField>(
         opened: Some(opened),
         culprits: convicted,
         equivocations,
+        roster,
         plan,
     })
 }
