@@ -129,7 +129,11 @@ impl TestEnv {
     pub fn new() -> Result<TestEnv, HarnessError> {
         match (real_exe(BITCOIND_EXE), real_exe(ELECTRS_EXE)) {
             (Some(b), Some(e)) => Self::real(&b, &e),
-            _ => Self::embedded(),
+            (None, None) => Self::embedded(),
+            (b, _) => {
+                eprintln!("{}", half_configured_message(b.is_some()));
+                Self::embedded()
+            }
         }
     }
 
@@ -557,6 +561,19 @@ impl Drop for TestEnv {
     }
 }
 
+/// The warning printed when only one of `BITCOIND_EXE` / `ELECTRS_EXE` is set.
+fn half_configured_message(bitcoind_set: bool) -> String {
+    let (set, missing) = if bitcoind_set {
+        (BITCOIND_EXE, ELECTRS_EXE)
+    } else {
+        (ELECTRS_EXE, BITCOIND_EXE)
+    };
+    format!(
+        "btcmpc-regtest: {set} is set but {missing} is not; using the embedded node \
+         (set both to test against a real bitcoind + electrs)"
+    )
+}
+
 fn real_exe(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
@@ -578,4 +595,24 @@ fn parse_regtest_address(s: &str) -> Result<Address, HarnessError> {
         .ok()
         .and_then(|a| a.require_network(Network::Regtest).ok())
         .ok_or_else(|| HarnessError::Unexpected(format!("not a regtest address: {s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_configured_message_names_the_missing_variable() {
+        let m = half_configured_message(true);
+        assert!(
+            m.contains("BITCOIND_EXE is set but ELECTRS_EXE is not"),
+            "{m}"
+        );
+        assert!(m.contains("embedded node"), "{m}");
+        let m = half_configured_message(false);
+        assert!(
+            m.contains("ELECTRS_EXE is set but BITCOIND_EXE is not"),
+            "{m}"
+        );
+    }
 }

@@ -9,12 +9,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 /// The largest response body the client accepts (Core's `getblock` of a full block fits).
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// The longest status, header, chunk-size or trailer line the client reads.
+const MAX_LINE: usize = 64 * 1024;
 
 /// How the client proves it may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +130,9 @@ impl RpcClient {
         })
     }
 
-    /// Set the timeout of each connect, read and write (default 60 s).
+    /// Set the timeout of each connect, read and write, and of each whole call (default 60 s):
+    /// a call fails when its reply is not complete within this time, however slowly the
+    /// server keeps sending.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -248,15 +252,16 @@ impl RpcClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let reused = guard.is_some();
+        let deadline = Instant::now() + self.timeout;
         let mut conn = match guard.take() {
             Some(c) => c,
             None => self.connect()?,
         };
-        let result = match exchange(&mut conn, &request) {
+        let result = match exchange(&mut conn, &request, deadline) {
             Err(Exchange::BeforeReply(_)) if reused => {
                 // The server closed the idle connection: retry once on a new one.
                 conn = self.connect()?;
-                exchange(&mut conn, &request)
+                exchange(&mut conn, &request, deadline)
             }
             other => other,
         };
@@ -290,16 +295,107 @@ enum Exchange {
     Protocol(String),
 }
 
-/// Write one request and read one response: (status, keep-alive, body).
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "rpc call did not complete in time",
+    )
+}
+
+/// The time left until `deadline`, or a timeout error when it has passed.
+fn remaining(deadline: Instant) -> std::io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(timed_out())
+    } else {
+        Ok(left)
+    }
+}
+
+/// A reader over the connection whose every read waits at most until the call's deadline (the
+/// per-read timeout alone would let a server that trickles bytes hold a call forever).
+struct DeadlineReader<'a> {
+    conn: &'a mut BufReader<TcpStream>,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for DeadlineReader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.conn.buffer().is_empty() {
+            let left = remaining(self.deadline)?;
+            // The stream's own timeout stays the upper bound of one read.
+            let per_read = self.conn.get_ref().read_timeout()?.unwrap_or(left);
+            self.conn
+                .get_ref()
+                .set_read_timeout(Some(left.min(per_read)))?;
+            let r = self.conn.fill_buf().map(<[u8]>::len);
+            // Restore the per-read timeout for the next call on a kept-alive connection.
+            self.conn.get_ref().set_read_timeout(Some(per_read))?;
+            if let Err(e) = r {
+                return Err(if Instant::now() >= self.deadline {
+                    timed_out()
+                } else {
+                    e
+                });
+            }
+        }
+        self.conn.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.conn.consume(amt);
+    }
+}
+
+/// Read one line of at most [`MAX_LINE`] bytes into `line` (cleared first); a longer line is a
+/// protocol error, found without holding more than the cap in memory.
+fn read_line_bounded(
+    r: &mut DeadlineReader<'_>,
+    line: &mut String,
+    io: fn(std::io::Error) -> Exchange,
+) -> Result<usize, Exchange> {
+    line.clear();
+    let n = r.take(MAX_LINE as u64 + 1).read_line(line).map_err(io)?;
+    if n > MAX_LINE {
+        return Err(Exchange::Protocol("http line too long".into()));
+    }
+    Ok(n)
+}
+
+/// Write one request and read one response: (status, keep-alive, body), all before `deadline`.
 fn exchange(
     conn: &mut BufReader<TcpStream>,
     request: &str,
+    deadline: Instant,
 ) -> Result<(u16, bool, Vec<u8>), Exchange> {
-    conn.get_mut()
-        .write_all(request.as_bytes())
+    let left = remaining(deadline).map_err(Exchange::BeforeReply)?;
+    let stream = conn.get_mut();
+    let per_write = stream
+        .write_timeout()
+        .map_err(Exchange::BeforeReply)?
+        .unwrap_or(left);
+    stream
+        .set_write_timeout(Some(left.min(per_write)))
         .map_err(Exchange::BeforeReply)?;
+    let written = stream.write_all(request.as_bytes());
+    stream
+        .set_write_timeout(Some(per_write))
+        .map_err(Exchange::BeforeReply)?;
+    written.map_err(Exchange::BeforeReply)?;
+    let mut conn = DeadlineReader { conn, deadline };
+    let conn = &mut conn;
     let mut line = String::new();
-    let n = conn.read_line(&mut line).map_err(Exchange::BeforeReply)?;
+    let n = read_line_bounded(conn, &mut line, Exchange::BeforeReply)?;
     if n == 0 {
         return Err(Exchange::BeforeReply(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -315,21 +411,22 @@ fn exchange(
     let mut content_length: Option<usize> = None;
     let mut keep_alive = version == "HTTP/1.1";
     let mut chunked = false;
+    let mut head_len = n;
     loop {
-        line.clear();
-        let n = conn.read_line(&mut line).map_err(Exchange::DuringReply)?;
+        let n = read_line_bounded(conn, &mut line, Exchange::DuringReply)?;
         if n == 0 {
             return Err(Exchange::DuringReply(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "connection closed in the reply headers",
             )));
         }
+        head_len += n;
+        if head_len > MAX_RESPONSE {
+            return Err(Exchange::Protocol("http reply headers too large".into()));
+        }
         let l = line.trim_end();
         if l.is_empty() {
             break;
-        }
-        if line.len() > 64 * 1024 {
-            return Err(Exchange::Protocol("http header line too long".into()));
         }
         if let Some((name, value)) = l.split_once(':') {
             let value = value.trim();
@@ -368,34 +465,44 @@ fn exchange(
     Ok((status, keep_alive, body))
 }
 
-fn read_chunked(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Exchange> {
+fn read_chunked(conn: &mut DeadlineReader<'_>) -> Result<Vec<u8>, Exchange> {
     let mut body = Vec::new();
     let mut line = String::new();
+    let mut trailer_len = 0usize;
     loop {
-        line.clear();
-        conn.read_line(&mut line).map_err(Exchange::DuringReply)?;
-        let size_str = line.trim().split(';').next().unwrap_or_default();
+        let n = read_line_bounded(conn, &mut line, Exchange::DuringReply)?;
+        if n == 0 {
+            return Err(Exchange::DuringReply(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed in a chunked reply",
+            )));
+        }
+        let size_str = line.trim().split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_str, 16)
             .map_err(|_| Exchange::Protocol(format!("bad chunk size {size_str:?}")))?;
-        if body.len() + size > MAX_RESPONSE {
-            return Err(Exchange::Protocol("chunked response too large".into()));
-        }
+        let end = body
+            .len()
+            .checked_add(size)
+            .filter(|&end| end <= MAX_RESPONSE)
+            .ok_or_else(|| Exchange::Protocol("chunked response too large".into()))?;
         if size == 0 {
             // Trailers end with an empty line.
             loop {
-                line.clear();
-                let n = conn.read_line(&mut line).map_err(Exchange::DuringReply)?;
+                let n = read_line_bounded(conn, &mut line, Exchange::DuringReply)?;
+                trailer_len += n;
                 if n == 0 || line.trim().is_empty() {
                     return Ok(body);
+                }
+                if trailer_len > MAX_RESPONSE {
+                    return Err(Exchange::Protocol("chunked trailers too large".into()));
                 }
             }
         }
         let start = body.len();
-        body.resize(start + size, 0);
+        body.resize(end, 0);
         conn.read_exact(&mut body[start..])
             .map_err(Exchange::DuringReply)?;
-        line.clear();
-        conn.read_line(&mut line).map_err(Exchange::DuringReply)?;
+        read_line_bounded(conn, &mut line, Exchange::DuringReply)?;
     }
 }
 
@@ -489,6 +596,79 @@ mod tests {
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_decode("Zm9v!"), None);
+    }
+
+    /// A one-connection server that reads the request and then lets `reply` write.
+    fn fake_server(reply: impl FnOnce(TcpStream) + Send + 'static) -> RpcClient {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            reply(s);
+        });
+        RpcClient::new(&format!("http://{addr}"), Auth::None).unwrap()
+    }
+
+    #[test]
+    fn huge_chunk_size_is_an_error_not_an_overflow() {
+        let client = fake_server(|mut s| {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\nffffffffffffffff\r\n",
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        })
+        .with_timeout(Duration::from_secs(10));
+        let err = client.call("getblockcount", &[]).unwrap_err();
+        assert!(
+            matches!(&err, RpcClientError::Response { detail, .. } if detail.contains("too large")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn overlong_header_line_is_refused_without_waiting_for_its_end() {
+        let client = fake_server(|mut s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Long: ");
+            let junk = vec![b'a'; 256 * 1024];
+            let _ = s.write_all(&junk);
+            // Never finish the line; stay open longer than the client waits.
+            std::thread::sleep(Duration::from_secs(15));
+        })
+        .with_timeout(Duration::from_secs(10));
+        let start = Instant::now();
+        let err = client.call("getblockcount", &[]).unwrap_err();
+        assert!(
+            matches!(&err, RpcClientError::Response { detail, .. } if detail.contains("too long")),
+            "{err:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_trickling_server_cannot_hold_a_call_past_its_timeout() {
+        let client = fake_server(|mut s| {
+            // One byte every 100 ms: each read succeeds within the per-read timeout.
+            for b in b"HTTP/1.1 200 OK\r\nX-Slow: "
+                .iter()
+                .chain([b'a'; 100].iter())
+            {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .with_timeout(Duration::from_millis(800));
+        let start = Instant::now();
+        let err = client.call("getblockcount", &[]).unwrap_err();
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(&err, RpcClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     }
 
     #[test]

@@ -391,12 +391,18 @@ fn core_tx_invalid_vectors() {
         println!("  skipped {n}: {reason}");
     }
     assert!(badtx > 0 && run > 50);
+    // Every tx_invalid vector deserializes; a decoding regression must not pass as "refused".
+    assert_eq!(
+        undecodable, 0,
+        "tx_invalid vectors refused at deserialization"
+    );
 }
 
 #[test]
 fn core_script_tests() {
     let ops = op_names();
     let (mut ok_run, mut fail_run, mut ok_subset) = (0, 0, 0);
+    let mut unparsable = 0usize;
     let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
     let mut skip = |why: &str| *skipped.entry(why.to_owned()).or_default() += 1;
     for v in load("script_tests.json") {
@@ -427,6 +433,7 @@ fn core_script_tests() {
         ) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
+                unparsable += 1;
                 skip("script text Core's ParseScript also refuses");
                 continue;
             }
@@ -492,11 +499,15 @@ fn core_script_tests() {
     let total_skipped: usize = skipped.values().sum();
     println!(
         "script_tests: {ok_run} OK and {fail_run} failing vectors run with their flags, \
-         {ok_subset} OK vectors run with the consensus part of their flags, {total_skipped} skipped:"
+         {ok_subset} OK vectors run with the consensus part of their flags, \
+         {unparsable} with script text the local parser refuses, {total_skipped} skipped:"
     );
     for (reason, n) in &skipped {
         println!("  skipped {n}: {reason}");
     }
     let _ = Txid::all_zeros();
     assert!(ok_run + fail_run > 100);
+    // The local parser reads every script text of script_tests.json; a parser regression must
+    // fail here rather than be counted as a vector Core's ParseScript refuses too.
+    assert_eq!(unparsable, 0, "script texts the local parser refuses");
 }
