@@ -261,7 +261,6 @@ pub struct Committee<F> {
     prss: Vec<Prss<F>>,
     excluded: BTreeSet<usize>,
     equivocations: Vec<Equivocation>,
-    roster: Hash32,
 }
 
 fn contribution_hash(value: &[u8; 32]) -> Hash32 {
@@ -392,7 +391,6 @@ impl<F: PrimeField> Committee<F> {
                     prss,
                     excluded,
                     equivocations,
-                    roster,
                 });
             }
             if convicted.is_empty() {
@@ -769,6 +767,8 @@ impl<F: PrimeField> Exchange<F> for QueueExchange<F> {
 struct Opened<F> {
     values: Vec<(usize, F)>,
     convicted: Vec<Equivocation>,
+    /// Every header signed in the round (what any receiver could keep as evidence).
+    signed: Vec<SignedHeader>,
 }
 
 /// Lockstep echo-broadcast of one value per party. `sent[s][r]` is what sender `s + 1` sent to
@@ -785,6 +785,7 @@ fn broadcast_values<F: PrimeField>(
     let mut rounds: Vec<EchoRound> = (1..=n as u32)
         .map(|me| EchoRound::new(me, job, round, committee.verifying.clone()))
         .collect();
+    let mut all_signed: Vec<SignedHeader> = Vec::new();
     for (s, row) in sent.iter().enumerate() {
         let mut signed: Vec<(F, SignedHeader)> = Vec::new();
         for (r, v) in row.iter().enumerate() {
@@ -802,6 +803,7 @@ fn broadcast_values<F: PrimeField>(
                             h,
                         );
                         signed.push((*v, hdr.clone()));
+                        all_signed.push(hdr.clone());
                         hdr
                     }
                 };
@@ -844,6 +846,7 @@ fn broadcast_values<F: PrimeField>(
         views.push(Opened {
             values,
             convicted: r.evidence().to_vec(),
+            signed: all_signed.clone(),
         });
     }
     let senders = |o: &Opened<F>| {
@@ -866,8 +869,21 @@ fn broadcast_values<F: PrimeField>(
     Ok(first)
 }
 
+/// A batch check that ran: its resolution and every signed opening header.
+struct CheckRun {
+    resolution: Resolution,
+    /// Read by the tests, which pair the openings of different checks.
+    #[cfg_attr(not(test), allow(dead_code))]
+    headers: Vec<SignedHeader>,
+}
+
 /// The batch check of a dealing among the committee (store or mask), with complaint
-/// resolution; returns the resolution and the equivocators convicted on the way.
+/// resolution; returns the resolution and the signed openings, and adds the equivocators
+/// convicted on the way.
+///
+/// Openings are signed for the check's own identifier ([`check::check_id`] of `tag` and the
+/// receipts root), never the roster alone: two checks on one roster open different values,
+/// which must not read as equivocation.
 #[allow(clippy::too_many_arguments)]
 fn run_check<F: PrimeField>(
     committee: &Committee<F>,
@@ -879,10 +895,11 @@ fn run_check<F: PrimeField>(
     lying_allowed: bool,
     convicted: &mut BTreeSet<usize>,
     equivocations: &mut Vec<Equivocation>,
-) -> Result<Resolution, CommitteeError> {
+) -> Result<CheckRun, CommitteeError> {
     let n = committee.params.n();
     let receipts: Vec<Hash32> = dealt.iter().map(|p| p.receipt_hash(context)).collect();
     let root = dealing::receipts_root(&receipts);
+    let id = check::check_id(tag, &root);
     let m = dealt[0].len();
     let challenge = Challenge::<F>::new(tag, &root, m);
     let mut sent = vec![vec![None; n]; n];
@@ -910,7 +927,8 @@ fn run_check<F: PrimeField>(
     let honest: Vec<usize> = (1..=n)
         .filter(|i| scenario.behaviour(*i) == Behaviour::Honest && !committee.excluded.contains(i))
         .collect();
-    let opened = broadcast_values(committee, committee.roster, round, &sent, &honest)?;
+    let opened = broadcast_values(committee, id, round, &sent, &honest)?;
+    let headers = opened.signed;
     for ev in opened.convicted {
         if convicted.insert(ev.sender() as usize) {
             equivocations.push(ev);
@@ -932,14 +950,18 @@ fn run_check<F: PrimeField>(
         _ => Vec::new(),
     };
     let revealed: Vec<PartyShares<F>> = off.iter().map(|i| dealt[i - 1].clone()).collect();
-    Ok(check::resolve_complaints(
+    let resolution = check::resolve_complaints(
         committee.params,
         &challenge,
         context,
         &receipts,
         &openings,
         &revealed,
-    )?)
+    )?;
+    Ok(CheckRun {
+        resolution,
+        headers,
+    })
 }
 
 fn digest_json<T: serde::Serialize>(tag: &[u8], v: &T) -> Hash32 {
@@ -1001,7 +1023,9 @@ pub fn run<F: PrimeField>(
         true,
         &mut convicted,
         &mut equivocations,
-    )? {
+    )?
+    .resolution
+    {
         Resolution::Accepted { liars } => convicted.extend(liars),
         Resolution::Refused { reason, liars } => {
             convicted.extend(liars);
@@ -1044,7 +1068,9 @@ pub fn run<F: PrimeField>(
         false,
         &mut convicted,
         &mut equivocations,
-    )? {
+    )?
+    .resolution
+    {
         Resolution::Accepted { liars } => convicted.extend(liars),
         Resolution::Refused { reason, liars } => {
             convicted.extend(liars);
@@ -1174,4 +1200,69 @@ pub fn run<F: PrimeField>(
         roster,
         plan,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::evidence::{verify_equivocation, EvidenceError};
+    use crate::mpc::field::Mersenne127;
+
+    type F = Mersenne127;
+
+    /// One store check on `committee`; returns the signed openings.
+    fn store(committee: &Committee<F>, scenario: &Scenario, csv: &str, seed: u64) -> CheckRun {
+        let data = Dataset::parse(csv).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let dealt = dealing::deal(committee.params, &data.to_field::<F>(), &mut rng);
+        let context = digest_json(b"btcmpc/v1/dataset", &data.schema);
+        let mut convicted = BTreeSet::new();
+        let mut equivocations = Vec::new();
+        let run = run_check(
+            committee,
+            scenario,
+            check::STORE_CHECK_TAG,
+            &context,
+            STORE_CHECK_ROUND,
+            &dealt,
+            true,
+            &mut convicted,
+            &mut equivocations,
+        )
+        .unwrap();
+        assert_eq!(run.resolution, Resolution::Accepted { liars: Vec::new() });
+        assert!(convicted.is_empty());
+        assert!(equivocations.is_empty());
+        run
+    }
+
+    #[test]
+    fn two_stores_on_one_roster_are_not_equivocation() {
+        let scenario = Scenario::honest(4, 1);
+        let committee = Committee::<F>::setup(&scenario).unwrap();
+        let roster = committee.roster_keys();
+        let a = store(&committee, &scenario, "x:int\n1\n2\n3\n", 7);
+        let b = store(&committee, &scenario, "x:int\n10\n-4\n8\n5\n", 8);
+        assert_eq!(a.headers.len(), 4);
+        assert_eq!(b.headers.len(), 4);
+        let mut differing = 0;
+        for x in &a.headers {
+            for y in b.headers.iter().filter(|y| y.sender == x.sender) {
+                assert_ne!(x.job, y.job, "each store check signs for its own id");
+                differing += usize::from(x.payload_hash != y.payload_hash);
+                let ev = Equivocation {
+                    first: x.clone(),
+                    second: y.clone(),
+                };
+                assert_eq!(
+                    verify_equivocation(&ev, &roster),
+                    Err(EvidenceError::NoConflict("different (job, round, slot)")),
+                    "party {}",
+                    x.sender
+                );
+            }
+        }
+        // The two stores open different values: under one identifier they would convict.
+        assert_eq!(differing, 4);
+    }
 }
