@@ -184,7 +184,6 @@ pub async fn serve(listener: TcpListener, ctx: RpcContext, creds: RpcCredentials
 struct HttpRequest {
     method: String,
     keep_alive: bool,
-    authorization: Option<String>,
     body: Vec<u8>,
 }
 
@@ -193,10 +192,16 @@ enum ReadOutcome {
     Closed,
     /// Reply with this status and close.
     Bad(u16, &'static str),
+    /// A POST whose credentials are refused: answer 401 and close, the body left unread.
+    Unauthorized,
 }
 
+/// Read one request. The credentials of a POST are checked once its headers are in, before
+/// anything of its body is read, so an unauthenticated client cannot make the server hold
+/// (or allocate) a body of up to [`MAX_BODY`] bytes.
 async fn read_request(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    creds: &RpcCredentials,
 ) -> std::io::Result<ReadOutcome> {
     let mut head_len = 0usize;
     let mut line = Vec::new();
@@ -284,17 +289,25 @@ async fn read_request(
     if len > MAX_BODY {
         return Ok(ReadOutcome::Bad(413, "request body too large"));
     }
-    let mut body = vec![0u8; len];
-    match tokio::time::timeout_at(deadline, reader.read_exact(&mut body)).await {
+    if method == "POST" && !creds.check(authorization.as_deref()) {
+        return Ok(ReadOutcome::Unauthorized);
+    }
+    // Grow the buffer as the bytes arrive rather than trusting the declared length.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let mut limited = (&mut *reader).take(len as u64);
+    match tokio::time::timeout_at(deadline, limited.read_to_end(&mut body)).await {
         Ok(r) => {
             r?;
         }
         Err(_) => return Ok(ReadOutcome::Closed),
     }
+    if body.len() != len {
+        // The client closed before sending the whole body.
+        return Ok(ReadOutcome::Closed);
+    }
     Ok(ReadOutcome::Request(HttpRequest {
         method,
         keep_alive,
-        authorization,
         body,
     }))
 }
@@ -381,8 +394,20 @@ async fn connection(
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     loop {
-        let req = match read_request(&mut reader).await? {
+        let req = match read_request(&mut reader, &creds).await? {
             ReadOutcome::Closed => return Ok(()),
+            ReadOutcome::Unauthorized => {
+                warn!(target: "btcmpc_regtest::rpc", "incorrect rpc password");
+                write_response(
+                    &mut w,
+                    401,
+                    b"",
+                    false,
+                    "WWW-Authenticate: Basic realm=\"jsonrpc\"\r\n",
+                )
+                .await?;
+                return Ok(());
+            }
             ReadOutcome::Bad(status, why) => {
                 write_response(&mut w, status, why.as_bytes(), false, "").await?;
                 return Ok(());
@@ -396,16 +421,6 @@ async fn connection(
                 b"JSONRPC server handles only POST requests",
                 req.keep_alive,
                 "",
-            )
-            .await?;
-        } else if !creds.check(req.authorization.as_deref()) {
-            warn!(target: "btcmpc_regtest::rpc", "incorrect rpc password");
-            write_response(
-                &mut w,
-                401,
-                b"",
-                req.keep_alive,
-                "WWW-Authenticate: Basic realm=\"jsonrpc\"\r\n",
             )
             .await?;
         } else {

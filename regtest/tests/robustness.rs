@@ -278,6 +278,31 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
     assert_serving(&env);
 }
 
+/// The embedded node checks credentials once the headers are in, before reading (or making
+/// room for) the body: a client without the cookie gets 401 at once for a large declared body
+/// it never sends. (Core's HTTP layer reads the body first, so this runs on the embedded node.)
+#[test]
+fn rpc_refuses_bad_credentials_before_reading_the_body() {
+    let env = TestEnv::embedded().expect("start the embedded node");
+    let addr = rpc_addr(&env);
+    for auth in ["", "Authorization: Basic X19jb29raWVfXzp3cm9uZw==\r\n"] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(
+            format!("POST / HTTP/1.1\r\n{auth}Content-Length: 30000000\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let (out, closed) = read_until_close(&mut s, Duration::from_secs(10));
+        assert!(closed, "the connection is closed after the 401");
+        assert!(
+            out.starts_with(b"HTTP/1.1 401"),
+            "{:?}: {}",
+            auth,
+            String::from_utf8_lossy(&out)
+        );
+    }
+    assert_serving(&env);
+}
+
 #[test]
 fn many_clients_at_once() {
     let env = env();
