@@ -16,20 +16,90 @@ use proptest::prelude::*;
 const LINEAR: &str = "sum(x), mean(y), hist(c), count(), sum(2 * x - y + 0.5)";
 const PRODUCTS: &str = "var(x), cov(x, y), dot(x, z), sum(x * y * z), mean(x)";
 
+/// One row of the test data as text: `x` (int), `y` and `z` (decimals), `c` (category).
+struct Row {
+    x: i64,
+    y: String,
+    z: String,
+    c: &'static str,
+}
+
+fn rows() -> Vec<Row> {
+    (0..24i64)
+        .map(|i| Row {
+            x: (i * 7) % 11 - 5,
+            y: format!("{}.{:02}", (i * 13) % 17 - 8, (i * 37) % 100),
+            z: format!("{}.5", i % 5),
+            c: ["red", "green", "blue"][(i % 3) as usize],
+        })
+        .collect()
+}
+
 fn data() -> Dataset {
     let mut csv = String::from("x:int,y:dec,z:dec,c:cat\n");
-    for i in 0..24i64 {
-        let x = (i * 7) % 11 - 5;
-        let y = (i * 13) % 17;
-        csv.push_str(&format!(
-            "{x},{}.{:02},{}.5,{}\n",
-            y - 8,
-            (i * 37) % 100,
-            i % 5,
-            ["red", "green", "blue"][(i % 3) as usize]
-        ));
+    for r in rows() {
+        csv.push_str(&format!("{},{},{},{}\n", r.x, r.y, r.z, r.c));
     }
     Dataset::parse(&csv).unwrap()
+}
+
+/// `LINEAR` computed from the rows directly, independently of the planner: integers in i128,
+/// decimals in f64 from their text. Returns `(name, value, tolerance)`; decimals are stored in
+/// fixed point within 2^-17 of their text, so a sum over the rows may be off by rows * 2^-17.
+fn linear_oracle() -> Vec<(String, f64, f64)> {
+    let rows = rows();
+    let n = rows.len();
+    let eps = 2f64.powi(-17);
+    let slack = 1e-9;
+    let sum_x: i128 = rows.iter().map(|r| i128::from(r.x)).sum();
+    let ys: Vec<f64> = rows.iter().map(|r| r.y.parse::<f64>().unwrap()).collect();
+    let mean_y = ys.iter().sum::<f64>() / n as f64;
+    let expr: f64 = rows
+        .iter()
+        .zip(&ys)
+        .map(|(r, y)| 2.0 * r.x as f64 - y + 0.5)
+        .sum();
+    let mut out = vec![
+        ("sum(x)".to_string(), sum_x as f64, 0.0),
+        ("mean(y)".to_string(), mean_y, eps + slack),
+    ];
+    let mut levels: Vec<&str> = rows.iter().map(|r| r.c).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    for level in levels {
+        let count = rows.iter().filter(|r| r.c == level).count();
+        out.push((format!("hist(c)[{level}]"), count as f64, 0.0));
+    }
+    out.push(("count()".to_string(), n as f64, 0.0));
+    out.push((
+        "sum(2 * x - y + 0.5)".to_string(),
+        expr,
+        n as f64 * eps + slack,
+    ));
+    out
+}
+
+/// `got` (the result of `LINEAR`) agrees with [`linear_oracle`]: every aggregate present, within
+/// its tolerance, and the exact integer aggregates exact.
+fn check_linear_oracle(got: &[OutputValue], label: &str) {
+    let want = linear_oracle();
+    let names: BTreeSet<&str> = got.iter().map(|v| v.name.as_str()).collect();
+    let wanted: BTreeSet<&str> = want.iter().map(|w| w.0.as_str()).collect();
+    assert_eq!(names, wanted, "{label}: aggregates");
+    assert_eq!(got.len(), want.len(), "{label}: aggregates");
+    for (name, value, tolerance) in &want {
+        let v = got.iter().find(|v| &v.name == name).unwrap();
+        let decimal: f64 = v.decimal.parse().unwrap();
+        assert!(
+            (decimal - value).abs() <= *tolerance,
+            "{label}: {name} = {} (exact {}), oracle {value}",
+            v.decimal,
+            v.exact
+        );
+        if *tolerance == 0.0 {
+            assert_eq!(v.exact, format!("{}", *value as i128), "{label}: {name}");
+        }
+    }
 }
 
 /// The query evaluated in the clear: the oracle.
@@ -103,6 +173,9 @@ fn check_equivocations(out: &Outcome, b: Behaviour, bad: &[usize], label: &str) 
 fn sweep<F: PrimeField>(query: &str, products: bool) {
     let d = data();
     let want = expected::<F>(&d, query);
+    if query == LINEAR {
+        check_linear_oracle(&want, F::NAME);
+    }
     for n in 4..=7 {
         let t = (n - 1) / 3;
         for k in 0..=t {
@@ -119,6 +192,9 @@ fn sweep<F: PrimeField>(query: &str, products: bool) {
                 if delivered {
                     assert_eq!(out.status, Status::Delivered, "{label}");
                     assert_eq!(out.result.as_ref(), Some(&want), "{label}");
+                    if query == LINEAR {
+                        check_linear_oracle(out.result.as_ref().unwrap(), &label);
+                    }
                 } else {
                     assert!(
                         matches!(out.status, Status::Aborted(_)),
@@ -150,6 +226,9 @@ fn secp256k1_sweep_n4_and_n7() {
     let d = data();
     for (query, products) in [(LINEAR, false), (PRODUCTS, true)] {
         let want = expected::<Secp256k1Scalar>(&d, query);
+        if query == LINEAR {
+            check_linear_oracle(&want, "secp256k1");
+        }
         for (n, t) in [(4, 1), (7, 2)] {
             for b in Behaviour::ALL {
                 let bad = faulty(n, t);
