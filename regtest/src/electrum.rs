@@ -13,7 +13,9 @@
 //!
 //! Every connection is independent; lines are capped at [`MAX_LINE`] bytes (longer ones get a
 //! parse error and the connection is closed), and a client that does not read its
-//! notifications is disconnected rather than buffered without bound.
+//! notifications is disconnected rather than buffered without bound. A line a client has
+//! started must be complete within 30 s, and a connection with no request for 10 minutes is
+//! closed unless it holds a subscription (subscribed clients wait for notifications).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -46,12 +48,40 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most script hashes one connection may subscribe to.
 const MAX_SUBSCRIPTIONS: usize = 1_000_000;
 
+/// How long reads of one connection may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// A request line must be complete this long after its first byte arrived.
+    pub(crate) line: Duration,
+    /// A connection without a subscription is closed after this long without a request.
+    pub(crate) idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            line: Duration::from_secs(30),
+            idle: Duration::from_secs(600),
+        }
+    }
+}
+
 fn server_id() -> String {
     format!("btcmpc-regtest/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Serve the Electrum protocol on `listener` until `shutdown` is triggered.
 pub async fn serve(listener: TcpListener, node: Node, shutdown: Shutdown) {
+    serve_with_timeouts(listener, node, shutdown, Timeouts::default()).await;
+}
+
+/// [`serve`] with other read timeouts (short ones in tests).
+pub(crate) async fn serve_with_timeouts(
+    listener: TcpListener,
+    node: Node,
+    shutdown: Shutdown,
+    timeouts: Timeouts,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -74,7 +104,7 @@ pub async fn serve(listener: TcpListener, node: Node, shutdown: Shutdown) {
                     let _permit = permit;
                     tokio::select! {
                         _ = shutdown.wait() => {}
-                        r = connection(stream, node, port) => {
+                        r = connection(stream, node, port, timeouts) => {
                             if let Err(e) = r {
                                 debug!(target: "btcmpc_regtest::electrum", %peer, "connection closed: {e}");
                             }
@@ -98,7 +128,18 @@ struct Session {
     scripthashes: HashMap<ScriptHash, Option<[u8; 32]>>,
 }
 
-async fn connection(stream: TcpStream, node: Node, port: u16) -> std::io::Result<()> {
+impl Session {
+    fn subscribed(&self) -> bool {
+        self.headers || !self.scripthashes.is_empty()
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    node: Node,
+    port: u16,
+    timeouts: Timeouts,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
@@ -123,14 +164,30 @@ async fn connection(stream: TcpStream, node: Node, port: u16) -> std::io::Result
     let mut events = node.subscribe();
     let mut session = Session::default();
     let mut line = Vec::new();
+    // When the first byte of the line being read arrived.
+    let mut line_started: Option<tokio::time::Instant> = None;
+    let mut last_request = tokio::time::Instant::now();
     let result = loop {
+        // Idle clients are closed only between lines and only without subscriptions.
+        let idle_armed = line.is_empty() && !session.subscribed();
+        let idle_deadline = last_request + timeouts.idle;
         tokio::select! {
-            read = read_line_into(&mut reader, &mut line) => {
+            _ = tokio::time::sleep_until(idle_deadline), if idle_armed => {
+                if line.is_empty() {
+                    debug!(target: "btcmpc_regtest::electrum", "idle connection without subscriptions, closing");
+                    break Ok(());
+                }
+                // A line started meanwhile: its own deadline applies.
+                continue;
+            }
+            read = read_line_into(&mut reader, &mut line, &mut line_started, timeouts.line) => {
                 match read {
                     Err(e) => break Err(e),
                     Ok(false) => break Ok(()),
                     Ok(true) => {}
                 }
+                line_started = None;
+                last_request = tokio::time::Instant::now();
                 if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
                     let _ = out_tx.send(error_msg(&Value::Null, -32700, "request too large").to_string()).await;
                     break Ok(());
@@ -190,15 +247,35 @@ async fn connection(stream: TcpStream, node: Node, port: u16) -> std::io::Result
 }
 
 /// Read into `line` up to and including `\n` (at most `MAX_LINE + 1` bytes). Cancel-safe:
-/// bytes read before a cancellation stay in `line`. Returns `false` at end of stream.
+/// bytes read before a cancellation stay in `line`, and `started` keeps when its first byte
+/// came. Returns `false` at end of stream, a `TimedOut` error when a started line is not
+/// complete `line_timeout` after its first byte.
 async fn read_line_into(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     line: &mut Vec<u8>,
+    started: &mut Option<tokio::time::Instant>,
+    line_timeout: Duration,
 ) -> std::io::Result<bool> {
     loop {
-        let buf = reader.fill_buf().await?;
+        let buf = match (line.is_empty(), *started) {
+            (false, Some(t)) => {
+                match tokio::time::timeout_at(t + line_timeout, reader.fill_buf()).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "request line not completed in time",
+                        ))
+                    }
+                }
+            }
+            _ => reader.fill_buf().await?,
+        };
         if buf.is_empty() {
             return Ok(false);
+        }
+        if started.is_none() {
+            *started = Some(tokio::time::Instant::now());
         }
         let room = (MAX_LINE + 1).saturating_sub(line.len());
         let window = &buf[..buf.len().min(room)];
@@ -704,6 +781,90 @@ fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::io::{BufRead as _, Read as _, Write as _};
+
+    /// An Electrum server on an in-memory node with short read timeouts; returns its address
+    /// and the runtime serving it.
+    fn short_timeout_server() -> (std::net::SocketAddr, tokio::runtime::Runtime, Shutdown) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let timeouts = Timeouts {
+            line: Duration::from_millis(300),
+            idle: Duration::from_millis(700),
+        };
+        rt.spawn(serve_with_timeouts(
+            listener,
+            node,
+            shutdown.clone(),
+            timeouts,
+        ));
+        (addr, rt, shutdown)
+    }
+
+    /// Wait up to `within` for the server to close `s`; true if it did.
+    fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn request(s: &mut std::net::TcpStream, line: &str) -> Value {
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    #[test]
+    fn unfinished_lines_and_idle_connections_are_closed_subscribers_are_kept() {
+        let (addr, _rt, shutdown) = short_timeout_server();
+
+        // A started line that is never finished.
+        let mut partial = std::net::TcpStream::connect(addr).unwrap();
+        partial
+            .write_all(br#"{"id": 1, "method": "server.pi"#)
+            .unwrap();
+        let start = std::time::Instant::now();
+        assert!(closed_within(&mut partial, Duration::from_secs(5)));
+        assert!(start.elapsed() < Duration::from_secs(3));
+
+        // A client that asked something once and then stays silent without subscribing.
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        let r = request(&mut idle, r#"{"id": 1, "method": "server.ping"}"#);
+        assert!(r.get("error").is_none(), "{r}");
+        let start = std::time::Instant::now();
+        assert!(closed_within(&mut idle, Duration::from_secs(5)));
+        assert!(start.elapsed() < Duration::from_secs(3));
+
+        // A subscribed client stays connected well past the idle time and is still served.
+        let mut sub = std::net::TcpStream::connect(addr).unwrap();
+        let r = request(
+            &mut sub,
+            r#"{"id": 1, "method": "blockchain.headers.subscribe"}"#,
+        );
+        assert!(r.get("error").is_none(), "{r}");
+        assert!(!closed_within(&mut sub, Duration::from_millis(2000)));
+        let r = request(&mut sub, r#"{"id": 2, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 2, "{r}");
+        shutdown.trigger();
+    }
 
     #[test]
     fn script_hash_is_reversed_sha256_hex() {
