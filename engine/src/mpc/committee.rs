@@ -691,16 +691,19 @@ impl<F: PrimeField> Exchange<F> for QueueExchange<F> {
         let own = Some((h, honest));
         let mut echo = EchoRound::new(me, job, round, self.verifying.clone());
         let mut payloads: Vec<Option<Arc<Vec<F>>>> = vec![None; self.n];
-        let mut got = self.collect(round, 0)?;
-        if let Some((header, payload)) = own {
-            got.push((self.me, Wire::Opening { header, payload }));
-        }
-        for (from, w) in got {
+        let got = self.collect(round, 0)?;
+        // Our own payload was hashed for its header just above: same bytes, same hash, so
+        // it is not hashed a second time.
+        let own = own.map(|(header, payload)| {
+            let computed = header.payload_hash;
+            (self.me, Wire::Opening { header, payload }, Some(computed))
+        });
+        for (from, w, known) in got.into_iter().map(|(from, w)| (from, w, None)).chain(own) {
             if let Wire::Opening { header, payload } = w {
                 if header.sender as usize != from || self.convicted.contains(&from) {
                     continue;
                 }
-                let computed = payload_hash(&payload);
+                let computed = known.unwrap_or_else(|| payload_hash(&payload));
                 if echo.receive(header, &computed).is_ok() {
                     payloads[from - 1] = Some(payload);
                 }

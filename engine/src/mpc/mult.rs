@@ -86,6 +86,36 @@ pub fn mask_for_opening<F: PrimeField>(c2t: &mut [F], r2t: &[F]) -> Result<(), M
     Ok(())
 }
 
+/// A Lagrange weight, with the small integer it equals when there is one (for consecutive
+/// party indices the weights are such integers): multiplying by `|k| <= 3` takes additions,
+/// cheaper than a full multiplication in the 256-bit field. Same field value either way.
+#[derive(Clone, Copy)]
+struct Weight<F> {
+    w: F,
+    small: Option<i64>,
+}
+
+impl<F: PrimeField> Weight<F> {
+    fn new(w: F) -> Self {
+        let small = (-3i64..=3).find(|k| F::from_i64(*k) == w);
+        Self { w, small }
+    }
+
+    #[inline(always)]
+    fn times(&self, x: F) -> F {
+        match self.small {
+            Some(0) => F::ZERO,
+            Some(1) => x,
+            Some(-1) => -x,
+            Some(2) => x.double(),
+            Some(-2) => -x.double(),
+            Some(3) => x.double() + x,
+            Some(-3) => -(x.double() + x),
+            _ => x * self.w,
+        }
+    }
+}
+
 /// Checks the degree-`2t` openings and interpolates them at 0.
 ///
 /// `openings` holds `(party index, its vector)` for the parties whose opening arrived (in any
@@ -124,19 +154,37 @@ pub fn open_2t<F: PrimeField>(
     // Validates every index (duplicates included), not only the base.
     Lagrange::<F>::at_zero(&points)?;
     let vectors: Vec<&[F]> = sorted[..need].iter().map(|o| o.1).collect();
-    let out = zero.interpolate_vec(&vectors)?;
-    let mut acc = vec![F::ZERO; len];
-    for (x, v) in &sorted[need..] {
-        let l = Lagrange::<F>::new(base, *x as u64)?;
-        acc.copy_from_slice(v);
-        for (w, b) in l.weights().iter().zip(&vectors) {
-            for (a, y) in acc.iter_mut().zip(b.iter()) {
-                *a -= *w * *y;
+    let zero_w: Vec<Weight<F>> = zero.weights().iter().map(|w| Weight::new(*w)).collect();
+    let extras: Vec<(Vec<Weight<F>>, &[F])> = sorted[need..]
+        .iter()
+        .map(|(x, v)| {
+            let l = Lagrange::<F>::new(base, *x as u64)?;
+            Ok((l.weights().iter().map(|w| Weight::new(*w)).collect(), *v))
+        })
+        .collect::<Result<_, ShamirError>>()?;
+    // One pass over the elements: interpolate at 0 and check every further opening against
+    // the polynomial through the base (first failure per further opening is kept, so the
+    // error is the same as checking the openings one after the other).
+    let mut out = vec![F::ZERO; len];
+    let mut failed: Vec<Option<usize>> = vec![None; extras.len()];
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut s = F::ZERO;
+        for (w, b) in zero_w.iter().zip(&vectors) {
+            s += w.times(b[j]);
+        }
+        *o = s;
+        for ((l, v), f) in extras.iter().zip(failed.iter_mut()) {
+            let mut a = v[j];
+            for (w, b) in l.iter().zip(&vectors) {
+                a -= w.times(b[j]);
+            }
+            if f.is_none() && !a.is_zero() {
+                *f = Some(j);
             }
         }
-        if let Some(position) = acc.iter().position(|a| !a.is_zero()) {
-            return Err(MultError::Inconsistent { position });
-        }
+    }
+    if let Some(position) = failed.into_iter().flatten().next() {
+        return Err(MultError::Inconsistent { position });
     }
     Ok(out)
 }
@@ -261,6 +309,27 @@ mod tests {
         for r in out {
             assert_eq!(r, Err(MultError::Inconsistent { position: 0 }));
         }
+    }
+
+    #[test]
+    fn a_wrong_opening_is_detected_with_several_further_openings() {
+        let x = vec![F::from_u64(6); 5];
+        let (n, t) = (7, 2);
+        let out = reduce(n, t, &deal(&x, n, t, 7), &deal(&x, n, t, 8), F::ONE);
+        for r in out {
+            assert_eq!(r, Err(MultError::Inconsistent { position: 0 }));
+        }
+    }
+
+    #[test]
+    fn small_weights_multiply_like_field_elements() {
+        let x = F::from_u64(0x1234_5678_9abc_def0) * F::from_i64(-77);
+        for w in (-5i64..=5).map(F::from_i64).chain([x.double()]) {
+            assert_eq!(Weight::new(w).times(x), w * x);
+        }
+        let s = crate::mpc::field::Secp256k1Scalar::from_i64(-3);
+        let y = crate::mpc::field::Secp256k1Scalar::from_u64(987_654_321);
+        assert_eq!(Weight::new(s).times(y), s * y);
     }
 
     #[test]
