@@ -397,6 +397,26 @@ fn mul_small<F: PrimeField>(x: F, k: i64, kf: F) -> F {
     }
 }
 
+/// `out[i] += x[i] * k` for a small signed integer `k` (`kf = k`), choosing the way to
+/// multiply once for the whole slice (as [`mul_small`]).
+#[inline]
+fn add_scaled<'a, F: PrimeField + 'a>(
+    out: &mut [F],
+    x: impl Iterator<Item = &'a F>,
+    k: i64,
+    kf: F,
+) {
+    let pairs = out.iter_mut().zip(x);
+    match k {
+        0 => {}
+        1 => pairs.for_each(|(o, v)| *o += *v),
+        -1 => pairs.for_each(|(o, v)| *o -= *v),
+        2 => pairs.for_each(|(o, v)| *o += v.double()),
+        -2 => pairs.for_each(|(o, v)| *o -= v.double()),
+        _ => pairs.for_each(|(o, v)| *o += *v * kf),
+    }
+}
+
 /// One party's PRSS keys: produces its shares of random, zero and double sharings.
 ///
 /// Implementation note: instead of `f_A(x) = prod (j - x) / j` the shares use the integer
@@ -537,16 +557,9 @@ impl<F: PrimeField> Prss<F> {
                 let z = &mut z[..a.len() * self.t];
                 F::fill_random(&mut rng, r);
                 F::fill_random(&mut rng, z);
-                for (((a, b), v), zs) in a
-                    .iter_mut()
-                    .zip(b.iter_mut())
-                    .zip(r.iter())
-                    .zip(z.chunks_exact(self.t))
-                {
-                    *a += mul_small(*v, k.g.0, k.g.1);
-                    for (w, c) in zs.iter().zip(&k.gz) {
-                        *b += mul_small(*w, c.0, c.1);
-                    }
+                add_scaled(a, r.iter(), k.g.0, k.g.1);
+                for (m, c) in k.gz.iter().enumerate() {
+                    add_scaled(b, z[m..].iter().step_by(self.t), c.0, c.1);
                 }
             }
         }
