@@ -86,6 +86,9 @@ pub fn mask_for_opening<F: PrimeField>(c2t: &mut [F], r2t: &[F]) -> Result<(), M
     Ok(())
 }
 
+/// Elements per pass of [`open_2t`] (keeps the blocks of every opening in cache).
+const BLOCK: usize = 1024;
+
 /// A Lagrange weight, with the small integer it equals when there is one (for consecutive
 /// party indices the weights are such integers): multiplying by `|k| <= 3` takes additions,
 /// cheaper than a full multiplication in the 256-bit field. Same field value either way.
@@ -101,7 +104,41 @@ impl<F: PrimeField> Weight<F> {
         Self { w, small }
     }
 
+    /// `out[i] += w * x[i]`, choosing the multiplication once for the slice.
+    fn add_times(&self, out: &mut [F], x: &[F]) {
+        let pairs = out.iter_mut().zip(x);
+        match self.small {
+            Some(0) => {}
+            Some(1) => pairs.for_each(|(o, v)| *o += *v),
+            Some(-1) => pairs.for_each(|(o, v)| *o -= *v),
+            Some(k @ (-3 | -2 | 2 | 3)) => pairs.for_each(|(o, v)| *o += self.small_times(k, *v)),
+            _ => pairs.for_each(|(o, v)| *o += *v * self.w),
+        }
+    }
+
+    /// `out[i] -= w * x[i]`, choosing the multiplication once for the slice.
+    fn sub_times(&self, out: &mut [F], x: &[F]) {
+        let pairs = out.iter_mut().zip(x);
+        match self.small {
+            Some(0) => {}
+            Some(1) => pairs.for_each(|(o, v)| *o -= *v),
+            Some(-1) => pairs.for_each(|(o, v)| *o += *v),
+            Some(k @ (-3 | -2 | 2 | 3)) => pairs.for_each(|(o, v)| *o -= self.small_times(k, *v)),
+            _ => pairs.for_each(|(o, v)| *o -= *v * self.w),
+        }
+    }
+
     #[inline(always)]
+    fn small_times(&self, k: i64, x: F) -> F {
+        match k {
+            2 => x.double(),
+            -2 => -x.double(),
+            3 => x.double() + x,
+            _ => -(x.double() + x),
+        }
+    }
+
+    #[cfg(test)]
     fn times(&self, x: F) -> F {
         match self.small {
             Some(0) => F::ZERO,
@@ -167,20 +204,22 @@ pub fn open_2t<F: PrimeField>(
     // error is the same as checking the openings one after the other).
     let mut out = vec![F::ZERO; len];
     let mut failed: Vec<Option<usize>> = vec![None; extras.len()];
-    for (j, o) in out.iter_mut().enumerate() {
-        let mut s = F::ZERO;
+    let mut acc = vec![F::ZERO; BLOCK.min(len)];
+    for (start, o) in (0..len).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let end = start + o.len();
         for (w, b) in zero_w.iter().zip(&vectors) {
-            s += w.times(b[j]);
+            w.add_times(o, &b[start..end]);
         }
-        *o = s;
+        let acc = &mut acc[..o.len()];
         for ((l, v), f) in extras.iter().zip(failed.iter_mut()) {
-            let mut a = v[j];
+            if f.is_some() {
+                continue;
+            }
+            acc.copy_from_slice(&v[start..end]);
             for (w, b) in l.iter().zip(&vectors) {
-                a -= w.times(b[j]);
+                w.sub_times(acc, &b[start..end]);
             }
-            if f.is_none() && !a.is_zero() {
-                *f = Some(j);
-            }
+            *f = acc.iter().position(|a| !a.is_zero()).map(|p| start + p);
         }
     }
     if let Some(position) = failed.into_iter().flatten().next() {
@@ -319,6 +358,39 @@ mod tests {
         for r in out {
             assert_eq!(r, Err(MultError::Inconsistent { position: 0 }));
         }
+    }
+
+    #[test]
+    fn a_wrong_opening_past_the_first_block_is_found_at_its_position() {
+        // Openings of degree-2 polynomials c_k + k x + 3 x^2 at x = 1..=4 (n = 4, t = 1).
+        let len = 2 * BLOCK + 100;
+        let mut sent: Vec<Vec<F>> = (1..=4u64)
+            .map(|x| {
+                (0..len as u64)
+                    .map(|k| F::from_u64(k * k + 1) + F::from_u64(k * x) + F::from_u64(3 * x * x))
+                    .collect()
+            })
+            .collect();
+        let openings = |sent: &[Vec<F>]| {
+            let o: Vec<(usize, &[F])> = sent
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (j + 1, &v[..]))
+                .collect();
+            open_2t(1, &o, len)
+        };
+        let d = openings(&sent).unwrap();
+        for (k, v) in d.iter().enumerate() {
+            assert_eq!(*v, F::from_u64(k as u64 * k as u64 + 1));
+        }
+        sent[3][BLOCK + 7] += F::ONE;
+        sent[3][2 * BLOCK + 50] += F::ONE;
+        assert_eq!(
+            openings(&sent),
+            Err(MultError::Inconsistent {
+                position: BLOCK + 7
+            })
+        );
     }
 
     #[test]
