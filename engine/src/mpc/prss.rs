@@ -398,7 +398,7 @@ fn mul_small<F: PrimeField>(x: F, k: i64, kf: F) -> F {
 }
 
 /// `out[i] += x[i] * k` for a small signed integer `k` (`kf = k`), choosing the way to
-/// multiply once for the whole slice (as [`mul_small`]).
+/// multiply once for the whole slice (`|k| <= 4` by additions, otherwise by `kf`).
 #[inline]
 fn add_scaled<'a, F: PrimeField + 'a>(
     out: &mut [F],
@@ -413,6 +413,10 @@ fn add_scaled<'a, F: PrimeField + 'a>(
         -1 => pairs.for_each(|(o, v)| *o -= *v),
         2 => pairs.for_each(|(o, v)| *o += v.double()),
         -2 => pairs.for_each(|(o, v)| *o -= v.double()),
+        3 => pairs.for_each(|(o, v)| *o += v.double() + *v),
+        -3 => pairs.for_each(|(o, v)| *o -= v.double() + *v),
+        4 => pairs.for_each(|(o, v)| *o += v.double().double()),
+        -4 => pairs.for_each(|(o, v)| *o -= v.double().double()),
         _ => pairs.for_each(|(o, v)| *o += *v * kf),
     }
 }
