@@ -15,11 +15,11 @@ use std::str::FromStr;
 use anyhow::{bail, Context as _};
 use bitcoin::psbt::{raw::ProprietaryKey, Psbt};
 use btcmpc_contracts::{Contract, ContractFile};
-use btcmpc_wallet::{contract_status, ChainClient, RoleWallet};
+use btcmpc_wallet::{contract_status, ChainClient};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
-use crate::cmd::wallet::{connect, open, FEE_FLOOR};
+use crate::cmd::wallet::{connect, open, open_synced, FEE_FLOOR};
 use crate::{global::Global, output::Report};
 
 /// The chain-facing contract commands.
@@ -183,20 +183,13 @@ fn psbt_contract(psbt: &Psbt, global: &Global) -> anyhow::Result<ContractFile> {
     Ok(file)
 }
 
-fn synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)> {
-    let mut wallet = open(global)?;
-    let chain = connect(global)?;
-    wallet.sync(&chain)?;
-    Ok((wallet, chain))
-}
-
 /// Run a chain-facing contract command.
 pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
     match cmd {
         ChainCmd::Fund { file, amount, fee } => {
             let contract = load(&file, global)?;
             let amount = parse_amount(&amount)?;
-            let (mut wallet, chain) = synced(global)?;
+            let (mut wallet, chain) = open_synced(global)?;
             let op = wallet.fund_contract_file(&chain, &contract, amount, fee.rate(&chain)?)?;
             Ok(Report::new(
                 format!(
@@ -271,19 +264,19 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         } => {
             let contract = load(&file, global)?;
             let preimage = parse_preimage(&preimage)?;
-            let (mut wallet, chain) = synced(global)?;
+            let (mut wallet, chain) = open_synced(global)?;
             let txid = wallet.claim(&chain, &contract, &preimage, fee.rate(&chain)?)?;
             Ok(tx_report("claim", txid))
         }
         ChainCmd::Refund { file, fee } => {
             let contract = load(&file, global)?;
-            let (mut wallet, chain) = synced(global)?;
+            let (mut wallet, chain) = open_synced(global)?;
             let txid = wallet.refund(&chain, &contract, fee.rate(&chain)?)?;
             Ok(tx_report("refund", txid))
         }
         ChainCmd::Exit { file, fee } => {
             let contract = load(&file, global)?;
-            let (mut wallet, chain) = synced(global)?;
+            let (mut wallet, chain) = open_synced(global)?;
             let txid = wallet.exit_bond(&chain, &contract, fee.rate(&chain)?)?;
             Ok(tx_report("exit", txid))
         }
@@ -303,7 +296,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                 );
             };
             let penalty = amount.as_deref().map(parse_amount).transpose()?;
-            let (wallet, chain) = synced(global)?;
+            let (wallet, chain) = open_synced(global)?;
             let victim = wallet.parse_address(&to)?;
             let mut psbt = wallet.slash_psbt(
                 &chain,
@@ -345,7 +338,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         ChainCmd::BroadcastPsbt { psbt: path } => {
             let psbt = read_psbt(&path)?;
             let contract = psbt_contract(&psbt, global)?;
-            let (mut wallet, chain) = synced(global)?;
+            let (mut wallet, chain) = open_synced(global)?;
             let txid = wallet.broadcast_slash(&chain, &contract, psbt)?;
             Ok(tx_report("slash", txid))
         }
