@@ -132,6 +132,13 @@ impl CompiledContract {
     }
 
     /// The PSBT input data for spending `utxo` on `path`.
+    /// The PSBT of `tx`, whose input 0 spends the contract output `utxo` along `path`.
+    fn contract_psbt(&self, tx: Transaction, path: &SpendPath, utxo: &Utxo) -> Psbt {
+        let mut psbt = Psbt::from_unsigned_tx(tx).expect("the transaction has empty witnesses");
+        psbt.inputs[0] = self.psbt_input(path, utxo);
+        psbt
+    }
+
     fn psbt_input(&self, path: &SpendPath, utxo: &Utxo) -> Input {
         let mut input = Input {
             witness_utxo: Some(utxo.txout.clone()),
@@ -192,8 +199,7 @@ impl CompiledContract {
             })?;
         tx.output[0].value = value;
         check_dust(0, kind.name(), &tx.output[0])?;
-        let mut psbt = Psbt::from_unsigned_tx(tx).expect("the transaction has empty witnesses");
-        psbt.inputs[0] = self.psbt_input(path, utxo);
+        let psbt = self.contract_psbt(tx, path, utxo);
         Ok((psbt, SpendSummary { fee, weight }))
     }
 
@@ -329,8 +335,7 @@ impl CompiledContract {
         };
         check_dust(0, "victim", &tx.output[0])?;
         let fee = bond - tx.output.iter().map(|o| o.value).sum::<Amount>();
-        let mut psbt = Psbt::from_unsigned_tx(tx).expect("the transaction has empty witnesses");
-        psbt.inputs[0] = self.psbt_input(path, utxo);
+        let psbt = self.contract_psbt(tx, path, utxo);
         Ok((psbt, SpendSummary { fee, weight }))
     }
 
@@ -404,8 +409,7 @@ impl CompiledContract {
                 check_dust(2, "change", &tx.output[2])?;
             }
         }
-        let mut psbt = Psbt::from_unsigned_tx(tx).expect("the transaction has empty witnesses");
-        psbt.inputs[0] = self.psbt_input(path, utxo);
+        let mut psbt = self.contract_psbt(tx, path, utxo);
         if let Some(f) = funding {
             for (slot, fi) in psbt.inputs[1..].iter_mut().zip(&f.inputs) {
                 slot.witness_utxo = Some(fi.utxo.txout.clone());
