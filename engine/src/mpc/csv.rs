@@ -1,49 +1,96 @@
 //! CSV datasets: columns parsed into signed fixed-point integers, ready to be shared.
 //!
-//! A dataset is a CSV file with a header row. Each header cell is a column name, optionally
-//! followed by `:type` where type is one of `int`, `dec`, `bool` or `cat`:
+//! Real files have many columns, gaps and odd values; the reader is built for them.
+//!
+//! **Format.** UTF-8 (a leading byte-order mark is skipped; UTF-16 is refused), comma-separated,
+//! one header row, any number of columns (at most [`MAX_COLUMNS`]), RFC 4180 quotes (`"a,b"`,
+//! `""` inside quotes, line breaks inside quotes), `\n`, `\r\n` or `\r` line ends, blank lines
+//! skipped (as pandas and R do; in a one-column file write a NULL as `NA`), spaces around
+//! unquoted cells trimmed. Every data row must have exactly as many cells
+//! as the header. Errors are one line and name the line (1-based, the header is line 1; a quoted
+//! line break counts) and the column (1-based number and name).
+//!
+//! **Header.** Each header cell is a column name, optionally followed by `:type` and/or
+//! `:MIN..MAX` (a declared range), e.g. `age:int:0..120`, `income:0..1e6`, `color:cat`:
 //!
 //! | type | cells | encoding (16 fractional bits, so 1 is `65536`) |
 //! | --- | --- | --- |
 //! | `int` | signed integers `-12`, `7` | exact |
-//! | `dec` | signed decimals `3.25`, `-0.1` | rounded to the nearest multiple of 2^-16 (error at most 2^-17) |
+//! | `dec` | signed decimals `3.25`, `-0.1`, `1.5e-3` | rounded to the nearest multiple of 2^-16 (error at most 2^-17) |
 //! | `bool` | `true`/`false`, `1`/`0`, `yes`/`no` | 1 or 0, exact |
 //! | `cat` | any label | one-hot: one column per distinct label, named `name=label` |
 //!
-//! Without a type the column is inferred: `int` if every cell is an integer, `dec` if every cell
-//! is a number, `bool` if every cell is a boolean word, and an error otherwise (categories must be
-//! asked for with `:cat`, so that a typo in a numeric column is never silently one-hot encoded).
+//! Without a type the column is inferred from its present cells: `int` if every one is an
+//! integer, `dec` if every one is a number, `bool` if every one is a boolean word. A value outside
+//! a declared range is an error naming line and column. The [`Schema`] records the declared range
+//! when there is one (so the public metadata reveals nothing about the values), otherwise the
+//! observed minimum and maximum of the present values.
 //!
-//! Every value of every field column is stored at scale 2^16 (see [`FRAC_BITS`]); the minimum and
-//! maximum encoded value of every field column is recorded in the [`Schema`], which is part of the
-//! dataset's metadata (covered by the receipts) and drives the planner's range analysis. Every
-//! error names the row (1-based, the header being row 1) and the column.
+//! **Missing values.** An empty cell, `""`, `NA` (R's `write.csv`) and `NaN` (pandas, numpy)
+//! are NULL ([`NULL_TOKENS`]; a quoted `"NA"` is the text `NA`). Other markers (`null`, `-`,
+//! `?`, `.`) are text. A numeric column with at least one NULL is stored with a validity column
+//! `present(name)` (1 present, 0 NULL; the value itself is 0 where NULL), stored right after it as
+//! plain integers (scale 2^0). The planner uses it for SQL semantics: `sum`, `mean`, `var` skip
+//! NULLs, `count()` counts rows, `count(col)` counts present values. In a category column a NULL
+//! belongs to no level. A column without NULLs has no validity column.
+//!
+//! **Unusable columns.** A column whose cells are all NULL, or an undeclared column with text in
+//! it, cannot be stored. [`Dataset::parse`] refuses the file and names every such column with the
+//! reason, in one error, so the owner can fix them at once or pick the columns to store with
+//! [`ReadOptions::columns`] (`--columns`); [`inspect`] reports every column's type, NULL count
+//! and problem without encoding anything. A declared column (`x:int`) with a cell of the wrong
+//! type is an error at that cell: the owner said what the column holds.
+//!
+//! Every value field column is stored at scale 2^16 ([`FRAC_BITS`]); encoding uses
+//! [`crate::mpc::fixed`].
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use num_bigint::BigInt;
-use num_integer::Integer;
-use num_traits::{Signed, ToPrimitive, Zero};
+use num_traits::{Signed, ToPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::mpc::field::PrimeField;
+use crate::mpc::fixed::{Decimal, Scale, DEFAULT_FRAC_BITS};
 
-/// Fractional bits of every stored value (scale 2^16).
-pub const FRAC_BITS: u32 = 16;
+/// Fractional bits of every stored value (scale 2^16), [`DEFAULT_FRAC_BITS`].
+pub const FRAC_BITS: u32 = DEFAULT_FRAC_BITS;
 
 /// Largest magnitude of an encoded stored value: `2^100` (so about `2^84` before scaling).
 /// Values beyond it are refused at parse time; the planner's range analysis bounds the rest.
 pub const MAX_ENCODED_BITS: u32 = 100;
 
+/// Most columns a file may have.
+pub const MAX_COLUMNS: usize = 4096;
+
+/// Longest cell, in bytes.
+pub const MAX_CELL_BYTES: usize = 1024;
+
+/// Unquoted cells that mean NULL (after trimming spaces); a quoted empty cell is NULL too.
+pub const NULL_TOKENS: [&str; 3] = ["", "NA", "NaN"];
+
+/// Longest cell text quoted in an error message (characters).
+const SHOWN_CHARS: usize = 60;
+
 /// Errors of CSV parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CsvError {
+    /// The bytes are not UTF-8.
+    #[error("line {line}: the file is not UTF-8 text")]
+    NotUtf8 {
+        /// Line of the first invalid byte.
+        line: usize,
+    },
+    /// A UTF-16 byte-order mark.
+    #[error("the file is UTF-16; save it as UTF-8")]
+    Utf16,
     /// The file has no header row.
     #[error("the csv has no header row")]
     NoHeader,
     /// A header cell is empty, or names an unknown type.
-    #[error("row 1, column {column}: bad header cell {cell:?}: {reason}")]
+    #[error("line 1, column {column}: bad header cell {cell:?}: {reason}")]
     BadHeader {
         /// Column number, 1-based.
         column: usize,
@@ -53,56 +100,167 @@ pub enum CsvError {
         reason: String,
     },
     /// Two columns share a name.
-    #[error("row 1, column {column}: duplicate column name {name:?}")]
+    #[error("line 1, column {column}: duplicate column name {name:?}")]
     DuplicateColumn {
         /// Column number, 1-based.
         column: usize,
         /// The repeated name.
         name: String,
     },
+    /// A row has more than [`MAX_COLUMNS`] cells.
+    #[error("line {line}: more than {max} columns")]
+    TooManyColumns {
+        /// Line of the row.
+        line: usize,
+        /// [`MAX_COLUMNS`].
+        max: usize,
+    },
     /// A data row has the wrong number of cells.
-    #[error("row {row}: {got} cells, the header has {expected}")]
+    #[error("line {line}: {got} cells, the header has {expected}")]
     RowLength {
-        /// Row number, 1-based (the header is row 1).
-        row: usize,
+        /// Line where the row starts.
+        line: usize,
         /// Cells found.
         got: usize,
         /// Cells expected.
         expected: usize,
     },
     /// A quoted cell is not closed.
-    #[error("row {row}: unterminated quote")]
+    #[error("line {line}, column {column}: unterminated quote")]
     UnterminatedQuote {
-        /// Row number, 1-based.
-        row: usize,
+        /// Line of the opening quote.
+        line: usize,
+        /// Column number, 1-based.
+        column: usize,
     },
-    /// A cell does not parse as the column's type.
-    #[error("row {row}, column {column:?}: {value:?} is not {expected}")]
+    /// Text between a closing quote and the next comma.
+    #[error("line {line}, column {column}: text after a closing quote")]
+    TextAfterQuote {
+        /// Line of the closing quote.
+        line: usize,
+        /// Column number, 1-based.
+        column: usize,
+    },
+    /// A cell longer than [`MAX_CELL_BYTES`].
+    #[error("line {line}, column {column}: cell longer than {max} bytes")]
+    CellTooLong {
+        /// Line of the cell.
+        line: usize,
+        /// Column number, 1-based.
+        column: usize,
+        /// [`MAX_CELL_BYTES`].
+        max: usize,
+    },
+    /// A cell does not parse as the column's declared type.
+    #[error("line {line}, column {column:?}: {value:?} is not {expected}")]
     BadValue {
-        /// Row number, 1-based (the header is row 1).
-        row: usize,
+        /// Line of the cell.
+        line: usize,
         /// Column name.
         column: String,
-        /// The cell.
+        /// The cell (truncated to 60 characters).
         value: String,
         /// What the column expects (`an integer`, `a decimal`, `a boolean`).
         expected: &'static str,
     },
     /// A value is too large for the fixed-point encoding.
-    #[error("row {row}, column {column:?}: {value:?} is out of range (|value| must stay below 2^{bits} after scaling by 2^16)")]
+    #[error("line {line}, column {column:?}: {value:?} is out of range (|value| must stay below 2^{bits} after scaling by 2^16)")]
     OutOfRange {
-        /// Row number, 1-based.
-        row: usize,
+        /// Line of the cell.
+        line: usize,
         /// Column name.
         column: String,
-        /// The cell.
+        /// The cell (truncated).
         value: String,
         /// [`MAX_ENCODED_BITS`].
         bits: u32,
     },
+    /// A value outside the column's declared range.
+    #[error("line {line}, column {column:?}: {value} is outside the declared range {min}..{max}")]
+    OutsideRange {
+        /// Line of the cell.
+        line: usize,
+        /// Column name.
+        column: String,
+        /// The cell (truncated).
+        value: String,
+        /// Declared minimum, as written.
+        min: String,
+        /// Declared maximum, as written.
+        max: String,
+    },
+    /// Columns that cannot be stored (entirely NULL, or text in an undeclared column).
+    #[error("{}", unusable_message(.columns))]
+    Unusable {
+        /// Every unusable selected column, in file order.
+        columns: Vec<UnusableColumn>,
+    },
+    /// [`ReadOptions::columns`] names a column the header does not have.
+    #[error("no column named {name:?} in the header")]
+    UnknownColumn {
+        /// The name asked for.
+        name: String,
+    },
+    /// [`ReadOptions::columns`] selects nothing.
+    #[error("no columns selected")]
+    NoColumns,
     /// The file has a header but no data rows.
     #[error("the csv has no data rows")]
     NoRows,
+}
+
+fn unusable_message(columns: &[UnusableColumn]) -> String {
+    let list: Vec<String> = columns.iter().map(ToString::to_string).collect();
+    format!(
+        "{} column{} cannot be stored: {}; fix {} or choose the columns to store (--columns)",
+        columns.len(),
+        if columns.len() == 1 { "" } else { "s" },
+        list.join("; "),
+        if columns.len() == 1 { "it" } else { "them" },
+    )
+}
+
+/// A column that cannot be stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableColumn {
+    /// Column number, 1-based.
+    pub column: usize,
+    /// Column name.
+    pub name: String,
+    /// Why.
+    pub reason: Unusable,
+}
+
+/// Why a column cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unusable {
+    /// Every cell is NULL.
+    AllNull,
+    /// An undeclared column holds text: the first such cell.
+    Text {
+        /// Line of the cell.
+        line: usize,
+        /// The cell (truncated).
+        value: String,
+    },
+}
+
+impl fmt::Display for UnusableColumn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reason {
+            Unusable::AllNull => write!(
+                f,
+                "column {} {:?} is entirely empty (NULL)",
+                self.column, self.name
+            ),
+            Unusable::Text { line, value } => write!(
+                f,
+                "column {} {:?} has text {value:?} at line {line} (declare `{}:cat` for labels)",
+                self.column, self.name, self.name
+            ),
+        }
+    }
 }
 
 /// The type of a CSV column.
@@ -134,21 +292,37 @@ pub struct Column {
     pub first_field: usize,
 }
 
-/// One shared vector: a column, or one level of a category column.
+/// One shared vector: a column, one level of a category column, or a validity column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldColumn {
-    /// `name` for plain columns, `name=label` for a category level.
+    /// `name` for plain columns, `name=label` for a category level, `present(name)` for the
+    /// validity column of a nullable column.
     pub name: String,
-    /// Smallest encoded value (at scale 2^16).
+    /// Smallest encoded value (at the column's scale), over present values or as declared.
     pub min: i128,
-    /// Largest encoded value (at scale 2^16).
+    /// Largest encoded value (at the column's scale), over present values or as declared.
     pub max: i128,
+    /// For a column with NULLs: the index of its validity column in [`Schema::fields`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<usize>,
+    /// For a validity column: the index of the value column it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present_of: Option<usize>,
 }
 
 impl FieldColumn {
     /// `max(|min|, |max|)`: the worst-case magnitude of one encoded value.
     pub fn magnitude(&self) -> u128 {
         self.min.unsigned_abs().max(self.max.unsigned_abs())
+    }
+
+    /// The scale of the stored integers: 2^16 for values, 2^0 for validity columns.
+    pub fn scale(&self) -> Scale {
+        if self.present_of.is_some() {
+            Scale::INTEGER
+        } else {
+            Scale::UNIT
+        }
     }
 }
 
@@ -170,7 +344,7 @@ impl Schema {
     }
 
     /// Index of the field column called `name` (`col` or `col=label`); a category column's bare
-    /// name is not a field column.
+    /// name and validity columns are not addressable by name.
     pub fn field_index(&self, name: &str) -> Option<usize> {
         if let Some(c) = self.column(name) {
             return match c.kind {
@@ -178,7 +352,18 @@ impl Schema {
                 _ => Some(c.first_field),
             };
         }
-        self.fields.iter().position(|f| f.name == name)
+        self.fields
+            .iter()
+            .position(|f| f.name == name && f.present_of.is_none())
+    }
+
+    /// Names of the columns with NULLs, in file order.
+    pub fn nullable(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|c| self.fields[c.first_field].validity.is_some())
+            .map(|c| c.name.as_str())
+            .collect()
     }
 }
 
@@ -187,8 +372,31 @@ impl Schema {
 pub struct Dataset {
     /// Public metadata.
     pub schema: Schema,
-    /// `values[f][row]`: the encoded value (scale 2^16) of field column `f` at `row`.
+    /// `values[f][row]`: the encoded value of field column `f` at `row` (scale 2^16, 0 where
+    /// NULL; 0 or 1 in a validity column).
     pub values: Vec<Vec<i128>>,
+}
+
+/// Which columns to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Only these columns, stored in file order (`None`: every column).
+    pub columns: Option<Vec<String>>,
+}
+
+/// What [`inspect`] found about one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnReport {
+    /// Column number, 1-based.
+    pub column: usize,
+    /// Column name.
+    pub name: String,
+    /// Its type, if the column can be stored.
+    pub kind: Option<ColumnKind>,
+    /// NULL cells.
+    pub nulls: usize,
+    /// Why it cannot be stored, if it cannot.
+    pub problem: Option<String>,
 }
 
 impl Dataset {
@@ -200,13 +408,87 @@ impl Dataset {
             .collect()
     }
 
-    /// Parses a CSV text.
+    /// Parses a CSV text, every column.
     ///
     /// # Errors
-    /// A [`CsvError`] naming the row and column of the first bad cell.
+    /// A [`CsvError`] naming the line and column of the first bad cell, or every unusable column.
     pub fn parse(text: &str) -> Result<Self, CsvError> {
-        parse(text)
+        Self::from_bytes_with(text.as_bytes(), &ReadOptions::default())
     }
+
+    /// Parses the bytes of a CSV file.
+    ///
+    /// # Errors
+    /// As [`Dataset::parse`]; [`CsvError::NotUtf8`], [`CsvError::Utf16`],
+    /// [`CsvError::UnknownColumn`] for a selected column the header lacks.
+    pub fn from_bytes_with(bytes: &[u8], options: &ReadOptions) -> Result<Self, CsvError> {
+        let table = read_table(bytes, options.columns.as_deref())?;
+        let mut schema = Schema {
+            rows: table.lines.len(),
+            columns: Vec::new(),
+            fields: Vec::new(),
+        };
+        let mut values = Vec::new();
+        let mut unusable = Vec::new();
+        for col in &table.columns {
+            match encode_column(col, &table.lines)? {
+                Encoded::Unusable(u) => unusable.push(u),
+                Encoded::Column(c) => {
+                    if !unusable.is_empty() {
+                        continue;
+                    }
+                    let first_field = schema.fields.len();
+                    for (mut f, v) in c.fields {
+                        if let Some(off) = f.validity {
+                            f.validity = Some(first_field + off);
+                        }
+                        if let Some(off) = f.present_of {
+                            f.present_of = Some(first_field + off);
+                        }
+                        schema.fields.push(f);
+                        values.push(v);
+                    }
+                    schema.columns.push(Column {
+                        name: col.name.clone(),
+                        kind: c.kind,
+                        first_field,
+                    });
+                }
+            }
+        }
+        if !unusable.is_empty() {
+            return Err(CsvError::Unusable { columns: unusable });
+        }
+        Ok(Dataset { schema, values })
+    }
+}
+
+/// Reports every column of a CSV file: its type, NULL count, and why it cannot be stored.
+///
+/// # Errors
+/// Errors of the file's structure ([`CsvError::RowLength`], quotes, encoding, header, no rows);
+/// problems of single columns are reported in [`ColumnReport::problem`].
+pub fn inspect(bytes: &[u8]) -> Result<Vec<ColumnReport>, CsvError> {
+    let table = read_table(bytes, None)?;
+    Ok(table
+        .columns
+        .iter()
+        .map(|col| {
+            let nulls = col.cells.iter().filter(|c| c.is_null()).count();
+            let (kind, problem) = match encode_column(col, &table.lines) {
+                Ok(Encoded::Column(c)) => (Some(c.kind), None),
+                Ok(Encoded::Unusable(u)) => (None, Some(u.to_string())),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            ColumnReport {
+                column: col.number,
+                name: col.name.clone(),
+                kind,
+                nulls,
+                problem,
+            }
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,50 +500,318 @@ enum Declared {
     Infer,
 }
 
-/// Splits one CSV line into cells (RFC 4180 quotes, `""` inside quotes; cells are trimmed).
-fn split_line(line: &str, row: usize) -> Result<Vec<String>, CsvError> {
-    let mut cells = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' && cur.trim().is_empty() {
-            cur.clear();
-            quoted = true;
-            was_quoted = true;
-        } else if c == ',' {
-            cells.push(finish_cell(&cur, was_quoted));
-            cur.clear();
-            was_quoted = false;
-        } else {
-            cur.push(c);
-        }
-    }
-    if quoted {
-        return Err(CsvError::UnterminatedQuote { row });
-    }
-    cells.push(finish_cell(&cur, was_quoted));
-    Ok(cells)
+/// One cell as read.
+#[derive(Debug, Clone)]
+struct Cell {
+    text: String,
+    quoted: bool,
 }
 
-fn finish_cell(cur: &str, was_quoted: bool) -> String {
-    if was_quoted {
-        cur.to_owned()
-    } else {
-        cur.trim().to_owned()
+impl Cell {
+    fn is_null(&self) -> bool {
+        if self.quoted {
+            self.text.is_empty()
+        } else {
+            NULL_TOKENS.contains(&self.text.as_str())
+        }
     }
+}
+
+/// A selected column's header and cells.
+struct RawColumn {
+    number: usize,
+    name: String,
+    declared: Declared,
+    range: Option<DeclaredRange>,
+    cells: Vec<Cell>,
+}
+
+/// A header's `MIN..MAX`.
+#[derive(Debug, Clone)]
+struct DeclaredRange {
+    lo: Decimal,
+    hi: Decimal,
+    lo_text: String,
+    hi_text: String,
+}
+
+/// The selected columns, and the line each data row starts on.
+struct Table {
+    columns: Vec<RawColumn>,
+    lines: Vec<usize>,
+}
+
+/// A cursor over the text, splitting records (RFC 4180).
+struct Records<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Records<'a> {
+    fn byte(&self, at: usize) -> Option<u8> {
+        self.text.as_bytes().get(at).copied()
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.byte(self.pos), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Reads the next non-blank record into `cells`; returns the line it starts on.
+    fn next(&mut self, cells: &mut Vec<Cell>) -> Result<Option<usize>, CsvError> {
+        loop {
+            if self.pos >= self.text.len() {
+                return Ok(None);
+            }
+            cells.clear();
+            let first_line = self.line;
+            loop {
+                if cells.len() >= MAX_COLUMNS {
+                    return Err(CsvError::TooManyColumns {
+                        line: first_line,
+                        max: MAX_COLUMNS,
+                    });
+                }
+                let cell = self.cell(cells.len() + 1)?;
+                cells.push(cell);
+                match self.byte(self.pos) {
+                    Some(b',') => self.pos += 1,
+                    Some(b'\r') => {
+                        self.pos += 1;
+                        if self.byte(self.pos) == Some(b'\n') {
+                            self.pos += 1;
+                        }
+                        self.line += 1;
+                        break;
+                    }
+                    Some(b'\n') => {
+                        self.pos += 1;
+                        self.line += 1;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            let blank = cells.len() == 1 && !cells[0].quoted && cells[0].text.is_empty();
+            if !blank {
+                return Ok(Some(first_line));
+            }
+        }
+    }
+
+    fn cell(&mut self, column: usize) -> Result<Cell, CsvError> {
+        let too_long = |line| CsvError::CellTooLong {
+            line,
+            column,
+            max: MAX_CELL_BYTES,
+        };
+        let start = self.pos;
+        self.skip_blanks();
+        if self.byte(self.pos) != Some(b'"') {
+            while !matches!(self.byte(self.pos), None | Some(b',' | b'\n' | b'\r')) {
+                self.pos += 1;
+                if self.pos - start > MAX_CELL_BYTES {
+                    return Err(too_long(self.line));
+                }
+            }
+            return Ok(Cell {
+                text: self.text[start..self.pos].trim().to_owned(),
+                quoted: false,
+            });
+        }
+        let open_line = self.line;
+        self.pos += 1;
+        let mut text = String::new();
+        let mut seg = self.pos;
+        loop {
+            match self.byte(self.pos) {
+                None => {
+                    return Err(CsvError::UnterminatedQuote {
+                        line: open_line,
+                        column,
+                    })
+                }
+                Some(b'"') => {
+                    text.push_str(&self.text[seg..self.pos]);
+                    if self.byte(self.pos + 1) == Some(b'"') {
+                        text.push('"');
+                        self.pos += 2;
+                        seg = self.pos;
+                    } else {
+                        self.pos += 1;
+                        break;
+                    }
+                }
+                Some(b'\n') => {
+                    self.line += 1;
+                    self.pos += 1;
+                }
+                Some(b'\r') => {
+                    if self.byte(self.pos + 1) != Some(b'\n') {
+                        self.line += 1;
+                    }
+                    self.pos += 1;
+                }
+                Some(_) => self.pos += 1,
+            }
+            if text.len() + (self.pos - seg) > MAX_CELL_BYTES {
+                return Err(too_long(open_line));
+            }
+        }
+        self.skip_blanks();
+        match self.byte(self.pos) {
+            None | Some(b',' | b'\n' | b'\r') => Ok(Cell { text, quoted: true }),
+            Some(_) => Err(CsvError::TextAfterQuote {
+                line: self.line,
+                column,
+            }),
+        }
+    }
+}
+
+fn decode_text(bytes: &[u8]) -> Result<&str, CsvError> {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err(CsvError::Utf16);
+    }
+    let bytes = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| CsvError::NotUtf8 {
+        line: 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count(),
+    })
+}
+
+fn shown(s: &str) -> String {
+    s.chars().take(SHOWN_CHARS).collect()
+}
+
+fn parse_header_cell(column: usize, cell: &str) -> Result<RawColumn, CsvError> {
+    let bad = |reason: &str| CsvError::BadHeader {
+        column,
+        cell: shown(cell),
+        reason: reason.to_owned(),
+    };
+    let mut parts = cell.split(':');
+    let name = parts.next().unwrap_or_default().trim();
+    let mut declared = Declared::Infer;
+    let mut range = None;
+    for part in parts.map(str::trim) {
+        if let Some((lo, hi)) = part.split_once("..") {
+            if range.is_some() {
+                return Err(bad("two ranges"));
+            }
+            let parse = |s: &str| {
+                Decimal::parse_scientific(s.trim())
+                    .map_err(|_| bad("a range is MIN..MAX with two numbers"))
+            };
+            let (l, h) = (parse(lo)?, parse(hi)?);
+            if h.add(&l.neg()).mantissa.is_negative() {
+                return Err(bad("the range's minimum is above its maximum"));
+            }
+            range = Some(DeclaredRange {
+                lo: l,
+                hi: h,
+                lo_text: shown(lo.trim()),
+                hi_text: shown(hi.trim()),
+            });
+            continue;
+        }
+        if declared != Declared::Infer {
+            return Err(bad("two types"));
+        }
+        declared = match part {
+            "int" => Declared::Int,
+            "dec" => Declared::Dec,
+            "bool" => Declared::Bool,
+            "cat" => Declared::Cat,
+            _ => return Err(bad("type must be int, dec, bool or cat, a range MIN..MAX")),
+        };
+    }
+    if name.is_empty() {
+        return Err(bad("empty column name"));
+    }
+    if name.contains('=') {
+        return Err(bad("column names may not contain '='"));
+    }
+    if range.is_some() && matches!(declared, Declared::Bool | Declared::Cat) {
+        return Err(bad("only numeric columns take a range"));
+    }
+    Ok(RawColumn {
+        number: column,
+        name: name.to_owned(),
+        declared,
+        range,
+        cells: Vec::new(),
+    })
+}
+
+fn read_table(bytes: &[u8], select: Option<&[String]>) -> Result<Table, CsvError> {
+    let text = decode_text(bytes)?;
+    let mut records = Records {
+        text,
+        pos: 0,
+        line: 1,
+    };
+    let mut cells = Vec::new();
+    if records.next(&mut cells)?.is_none() {
+        return Err(CsvError::NoHeader);
+    }
+    let mut header = Vec::with_capacity(cells.len());
+    let mut seen = BTreeSet::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let col = parse_header_cell(i + 1, &cell.text)?;
+        if !seen.insert(col.name.clone()) {
+            return Err(CsvError::DuplicateColumn {
+                column: i + 1,
+                name: col.name,
+            });
+        }
+        header.push(col);
+    }
+    let expected = header.len();
+    // Which header positions are kept.
+    let keep: Vec<bool> = match select {
+        None => vec![true; expected],
+        Some(names) => {
+            if names.is_empty() {
+                return Err(CsvError::NoColumns);
+            }
+            for n in names {
+                if !header.iter().any(|c| &c.name == n) {
+                    return Err(CsvError::UnknownColumn { name: shown(n) });
+                }
+            }
+            header.iter().map(|c| names.contains(&c.name)).collect()
+        }
+    };
+    let mut lines = Vec::new();
+    while let Some(line) = records.next(&mut cells)? {
+        if cells.len() != expected {
+            return Err(CsvError::RowLength {
+                line,
+                got: cells.len(),
+                expected,
+            });
+        }
+        for ((col, cell), k) in header.iter_mut().zip(cells.drain(..)).zip(&keep) {
+            if *k {
+                col.cells.push(cell);
+            }
+        }
+        lines.push(line);
+    }
+    if lines.is_empty() {
+        return Err(CsvError::NoRows);
+    }
+    let columns = header
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect();
+    Ok(Table { columns, lines })
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -277,252 +827,209 @@ fn is_integer(s: &str) -> bool {
     !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Parses a signed decimal literal (`-12.5`, `+3`, `.25`, `4.`) into `(mantissa, exponent)` with
-/// value `mantissa / 10^exponent`. No exponent notation.
-pub(crate) fn parse_decimal(s: &str) -> Option<(BigInt, u32)> {
-    let (neg, d) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
+fn number(s: &str) -> Option<Decimal> {
+    Decimal::parse_scientific(s).ok()
+}
+
+enum Encoded {
+    Column(EncodedColumn),
+    Unusable(UnusableColumn),
+}
+
+/// A column's field columns (validity and present_of relative to its first field).
+struct EncodedColumn {
+    kind: ColumnKind,
+    fields: Vec<(FieldColumn, Vec<i128>)>,
+}
+
+fn infer(col: &RawColumn, lines: &[usize]) -> Result<Declared, UnusableColumn> {
+    let unusable = |reason| UnusableColumn {
+        column: col.number,
+        name: col.name.clone(),
+        reason,
     };
-    let (int, frac) = match d.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (d, ""),
-    };
-    if int.is_empty() && frac.is_empty() {
-        return None;
+    let present = || col.cells.iter().filter(|c| !c.is_null());
+    if present().next().is_none() {
+        return Err(unusable(Unusable::AllNull));
     }
-    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    if col.declared != Declared::Infer {
+        return Ok(col.declared);
     }
-    if frac.len() > 60 || int.len() > 60 {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    let mut m: BigInt = if digits.is_empty() {
-        BigInt::zero()
-    } else {
-        digits.parse().ok()?
-    };
-    if neg {
-        m = -m;
-    }
-    Some((m, u32::try_from(frac.len()).ok()?))
-}
-
-/// `round(m / 10^e * 2^bits)`, rounding half away from zero.
-pub(crate) fn decimal_to_fixed(m: &BigInt, e: u32, bits: u32) -> BigInt {
-    let num = m << bits;
-    let den = BigInt::from(10u32).pow(e);
-    round_div(&num, &den)
-}
-
-/// `round(num / den)` for `den > 0`, half away from zero.
-pub(crate) fn round_div(num: &BigInt, den: &BigInt) -> BigInt {
-    let (q, r) = num.abs().div_rem(den);
-    let q = if (r << 1u32) >= *den { q + 1 } else { q };
-    if num.is_negative() {
-        -q
-    } else {
-        q
-    }
-}
-
-fn encode_cell(kind: Declared, cell: &str, row: usize, column: &str) -> Result<i128, CsvError> {
-    let bad = |expected| CsvError::BadValue {
-        row,
-        column: column.to_owned(),
-        value: cell.to_owned(),
-        expected,
-    };
-    let big = match kind {
-        Declared::Int => {
-            if !is_integer(cell) {
-                return Err(bad("an integer"));
-            }
-            let (m, _) = parse_decimal(cell).ok_or_else(|| bad("an integer"))?;
-            m << FRAC_BITS
-        }
-        Declared::Dec => {
-            let (m, e) = parse_decimal(cell).ok_or_else(|| bad("a decimal"))?;
-            decimal_to_fixed(&m, e, FRAC_BITS)
-        }
-        Declared::Bool => {
-            let b = parse_bool(cell).ok_or_else(|| bad("a boolean"))?;
-            BigInt::from(u8::from(b)) << FRAC_BITS
-        }
-        Declared::Cat | Declared::Infer => unreachable!("categories are encoded by the caller"),
-    };
-    if big.bits() >= u64::from(MAX_ENCODED_BITS) {
-        return Err(CsvError::OutOfRange {
-            row,
-            column: column.to_owned(),
-            value: cell.to_owned(),
-            bits: MAX_ENCODED_BITS,
-        });
-    }
-    Ok(big
-        .to_i128()
-        .expect("a value below 2^100 in magnitude fits an i128"))
-}
-
-fn parse(text: &str) -> Result<Dataset, CsvError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or(CsvError::NoHeader)?;
-    let header = split_line(header, 1)?;
-    let mut names = Vec::with_capacity(header.len());
-    let mut declared = Vec::with_capacity(header.len());
-    let mut seen = BTreeSet::new();
-    for (i, cell) in header.iter().enumerate() {
-        let bad = |reason: &str| CsvError::BadHeader {
-            column: i + 1,
-            cell: cell.clone(),
-            reason: reason.to_owned(),
-        };
-        let (name, ty) = match cell.rsplit_once(':') {
-            Some((n, t)) => (n.trim(), Some(t.trim())),
-            None => (cell.as_str(), None),
-        };
-        let ty = match ty {
-            None => Declared::Infer,
-            Some("int") => Declared::Int,
-            Some("dec") => Declared::Dec,
-            Some("bool") => Declared::Bool,
-            Some("cat") => Declared::Cat,
-            Some(_) => return Err(bad("type must be int, dec, bool or cat")),
-        };
-        if name.is_empty() {
-            return Err(bad("empty column name"));
-        }
-        if name.contains('=') {
-            return Err(bad("column names may not contain '='"));
-        }
-        if !seen.insert(name.to_owned()) {
-            return Err(CsvError::DuplicateColumn {
-                column: i + 1,
-                name: name.to_owned(),
-            });
-        }
-        names.push(name.to_owned());
-        declared.push(ty);
-    }
-    let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
-    let mut row_numbers = Vec::new();
-    for (row, line) in lines {
-        let row_cells = split_line(line, row)?;
-        if row_cells.len() != names.len() {
-            return Err(CsvError::RowLength {
-                row,
-                got: row_cells.len(),
-                expected: names.len(),
-            });
-        }
-        for (col, cell) in row_cells.into_iter().enumerate() {
-            cells[col].push(cell);
-        }
-        row_numbers.push(row);
-    }
-    if row_numbers.is_empty() {
-        return Err(CsvError::NoRows);
-    }
-    let mut columns = Vec::new();
-    let mut fields = Vec::new();
-    let mut values = Vec::new();
-    for ((name, ty), col_cells) in names.into_iter().zip(declared).zip(cells) {
-        let ty = match ty {
-            Declared::Infer => infer(&name, &col_cells, &row_numbers)?,
-            t => t,
-        };
-        let first_field = fields.len();
-        let kind = match ty {
-            Declared::Cat => {
-                let levels: BTreeSet<&str> = col_cells.iter().map(String::as_str).collect();
-                let levels: Vec<String> = levels.into_iter().map(str::to_owned).collect();
-                for level in &levels {
-                    let one = 1i128 << FRAC_BITS;
-                    let v: Vec<i128> = col_cells
-                        .iter()
-                        .map(|c| if c == level { one } else { 0 })
-                        .collect();
-                    push_field(&mut fields, &mut values, format!("{name}={level}"), v);
-                }
-                ColumnKind::Category { levels }
-            }
-            t => {
-                let mut v = Vec::with_capacity(col_cells.len());
-                for (cell, row) in col_cells.iter().zip(&row_numbers) {
-                    v.push(encode_cell(t, cell, *row, &name)?);
-                }
-                push_field(&mut fields, &mut values, name.clone(), v);
-                match t {
-                    Declared::Int => ColumnKind::Integer,
-                    Declared::Dec => ColumnKind::Decimal,
-                    _ => ColumnKind::Boolean,
-                }
-            }
-        };
-        columns.push(Column {
-            name,
-            kind,
-            first_field,
-        });
-    }
-    Ok(Dataset {
-        schema: Schema {
-            rows: row_numbers.len(),
-            columns,
-            fields,
-        },
-        values,
-    })
-}
-
-fn push_field(
-    fields: &mut Vec<FieldColumn>,
-    values: &mut Vec<Vec<i128>>,
-    name: String,
-    v: Vec<i128>,
-) {
-    let min = v.iter().copied().min().unwrap_or(0);
-    let max = v.iter().copied().max().unwrap_or(0);
-    fields.push(FieldColumn { name, min, max });
-    values.push(v);
-}
-
-fn infer(name: &str, cells: &[String], rows: &[usize]) -> Result<Declared, CsvError> {
-    if cells.iter().all(|c| is_integer(c)) {
+    if present().all(|c| is_integer(&c.text)) {
         return Ok(Declared::Int);
     }
-    if cells.iter().all(|c| parse_decimal(c).is_some()) {
+    if present().all(|c| number(&c.text).is_some()) {
         return Ok(Declared::Dec);
     }
-    if cells.iter().all(|c| parse_bool(c).is_some()) {
+    if present().all(|c| parse_bool(&c.text).is_some()) {
         return Ok(Declared::Bool);
     }
-    // Name the first cell that is not a number.
-    let (cell, row) = cells
+    let (cell, line) = col
+        .cells
         .iter()
-        .zip(rows)
-        .find(|(c, _)| parse_decimal(c).is_none())
-        .expect("some cell is not a decimal, or the column would be inferred as dec");
-    Err(CsvError::BadValue {
-        row: *row,
-        column: name.to_owned(),
-        value: cell.clone(),
-        expected: "a number (declare the column `:cat` for labels, `:bool` for booleans)",
-    })
+        .zip(lines)
+        .find(|(c, _)| !c.is_null() && number(&c.text).is_none())
+        .expect("some present cell is not a number, or the column would be a decimal one");
+    Err(unusable(Unusable::Text {
+        line: *line,
+        value: shown(&cell.text),
+    }))
+}
+
+fn encode_column(col: &RawColumn, lines: &[usize]) -> Result<Encoded, CsvError> {
+    let ty = match infer(col, lines) {
+        Ok(t) => t,
+        Err(u) => return Ok(Encoded::Unusable(u)),
+    };
+    let one = 1i128 << FRAC_BITS;
+    if ty == Declared::Cat {
+        let levels: BTreeSet<&str> = col
+            .cells
+            .iter()
+            .filter(|c| !c.is_null())
+            .map(|c| c.text.as_str())
+            .collect();
+        let levels: Vec<String> = levels.into_iter().map(str::to_owned).collect();
+        let fields = levels
+            .iter()
+            .map(|level| {
+                let v: Vec<i128> = col
+                    .cells
+                    .iter()
+                    .map(|c| {
+                        if !c.is_null() && c.text == *level {
+                            one
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                let f = FieldColumn {
+                    name: format!("{}={level}", col.name),
+                    min: v.iter().copied().min().unwrap_or(0),
+                    max: v.iter().copied().max().unwrap_or(0),
+                    validity: None,
+                    present_of: None,
+                };
+                (f, v)
+            })
+            .collect();
+        return Ok(Encoded::Column(EncodedColumn {
+            kind: ColumnKind::Category { levels },
+            fields,
+        }));
+    }
+    let mut values = Vec::with_capacity(col.cells.len());
+    let mut valid = Vec::with_capacity(col.cells.len());
+    let (mut min, mut max) = (i128::MAX, i128::MIN);
+    for (cell, &line) in col.cells.iter().zip(lines) {
+        if cell.is_null() {
+            values.push(0);
+            valid.push(0);
+            continue;
+        }
+        let bad = |expected| CsvError::BadValue {
+            line,
+            column: col.name.clone(),
+            value: shown(&cell.text),
+            expected,
+        };
+        let out_of_range = || CsvError::OutOfRange {
+            line,
+            column: col.name.clone(),
+            value: shown(&cell.text),
+            bits: MAX_ENCODED_BITS,
+        };
+        let d = match ty {
+            // An integer literal fails to parse only when it is too long.
+            Declared::Int if is_integer(&cell.text) => {
+                Decimal::parse(&cell.text).map_err(|_| out_of_range())?
+            }
+            Declared::Int => return Err(bad("an integer")),
+            Declared::Dec => number(&cell.text).ok_or_else(|| bad("a decimal"))?,
+            _ => Decimal::integer(BigInt::from(u8::from(
+                parse_bool(&cell.text).ok_or_else(|| bad("a boolean"))?,
+            ))),
+        };
+        if let Some(r) = &col.range {
+            let below = d.add(&r.lo.neg()).mantissa.is_negative();
+            let above = r.hi.add(&d.neg()).mantissa.is_negative();
+            if below || above {
+                return Err(CsvError::OutsideRange {
+                    line,
+                    column: col.name.clone(),
+                    value: shown(&cell.text),
+                    min: r.lo_text.clone(),
+                    max: r.hi_text.clone(),
+                });
+            }
+        }
+        let v = encode_value(&d, line, col, &cell.text)?;
+        min = min.min(v);
+        max = max.max(v);
+        values.push(v);
+        valid.push(1);
+    }
+    if let Some(r) = &col.range {
+        min = encode_value(&r.lo, 1, col, &r.lo_text)?;
+        max = encode_value(&r.hi, 1, col, &r.hi_text)?;
+    }
+    let kind = match ty {
+        Declared::Int => ColumnKind::Integer,
+        Declared::Dec => ColumnKind::Decimal,
+        _ => ColumnKind::Boolean,
+    };
+    let nullable = valid.contains(&0);
+    let mut fields = vec![(
+        FieldColumn {
+            name: col.name.clone(),
+            min,
+            max,
+            validity: nullable.then_some(1),
+            present_of: None,
+        },
+        values,
+    )];
+    if nullable {
+        fields.push((
+            FieldColumn {
+                name: format!("present({})", col.name),
+                min: 0,
+                max: 1,
+                validity: None,
+                present_of: Some(0),
+            },
+            valid,
+        ));
+    }
+    Ok(Encoded::Column(EncodedColumn { kind, fields }))
+}
+
+fn encode_value(d: &Decimal, line: usize, col: &RawColumn, text: &str) -> Result<i128, CsvError> {
+    let big = d.scaled(Scale::UNIT);
+    let out = || CsvError::OutOfRange {
+        line,
+        column: col.name.clone(),
+        value: shown(text),
+        bits: MAX_ENCODED_BITS,
+    };
+    if big.abs().bits() >= u64::from(MAX_ENCODED_BITS) {
+        return Err(out());
+    }
+    big.to_i128().ok_or_else(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mpc::field::{Mersenne127, PrimeField};
+    use proptest::prelude::*;
 
     const ONE: i128 = 1 << 16;
+
+    fn names(d: &Dataset) -> Vec<&str> {
+        d.schema.fields.iter().map(|f| f.name.as_str()).collect()
+    }
 
     #[test]
     fn parses_every_kind() {
@@ -531,9 +1038,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.schema.rows, 3);
-        let names: Vec<_> = d.schema.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
-            names,
+            names(&d),
             ["age", "income", "smoker", "color=blue", "color=red"]
         );
         assert_eq!(d.values[0], [30 * ONE, -4 * ONE, 7 * ONE]);
@@ -546,62 +1052,304 @@ mod tests {
         assert_eq!(d.schema.column("age").unwrap().kind, ColumnKind::Integer);
         assert_eq!(d.schema.field_index("color=red"), Some(4));
         assert_eq!(d.schema.field_index("color"), None);
+        assert!(d.schema.nullable().is_empty());
         let f: Vec<Vec<Mersenne127>> = d.to_field();
         assert_eq!(f[0][1], -Mersenne127::from_u64(4 << 16));
     }
 
     #[test]
-    fn decimals_round_to_nearest() {
-        let d = Dataset::parse("x\n0.1\n-0.1\n0.00000762939453125\n").unwrap();
+    fn decimals_round_to_nearest_and_take_exponents() {
+        let d = Dataset::parse("x\n0.1\n-0.1\n0.00000762939453125\n1.5e-1\n2E2\n").unwrap();
         // 0.1 * 65536 = 6553.6 -> 6554; 2^-17 rounds away from zero to 1.
-        assert_eq!(d.values[0], [6554, -6554, 1]);
+        assert_eq!(d.values[0], [6554, -6554, 1, 9830, 200 * ONE]);
         assert_eq!(d.schema.column("x").unwrap().kind, ColumnKind::Decimal);
     }
 
     #[test]
-    fn errors_name_row_and_column() {
-        let e = Dataset::parse("a:int,b\n1,2\n3,x\n").unwrap_err();
+    fn nulls_get_a_validity_column() {
+        // Empty, NA, NaN and "" are NULL; a quoted "NA" in a category is the label NA.
+        let d =
+            Dataset::parse("a,b,c:cat,d\n1,,x,5\n,2.5,,6\nNA,NaN,\"NA\",7\n4,\"\",x,8\n").unwrap();
+        assert_eq!(
+            names(&d),
+            ["a", "present(a)", "b", "present(b)", "c=NA", "c=x", "d"]
+        );
+        assert_eq!(d.values[0], [ONE, 0, 0, 4 * ONE]);
+        assert_eq!(d.values[1], [1, 0, 0, 1]);
+        assert_eq!(d.values[2], [0, 5 * ONE / 2, 0, 0]);
+        assert_eq!(d.values[3], [0, 1, 0, 0]);
+        assert_eq!(d.values[4], [0, 0, ONE, 0]);
+        assert_eq!(d.values[5], [ONE, 0, 0, ONE]);
+        assert_eq!(d.schema.fields[0].validity, Some(1));
+        assert_eq!(d.schema.fields[1].present_of, Some(0));
+        assert_eq!(d.schema.fields[1].scale(), Scale::INTEGER);
+        assert_eq!(d.schema.fields[0].scale(), Scale::UNIT);
+        // The range covers present values only.
+        assert_eq!(
+            (d.schema.fields[0].min, d.schema.fields[0].max),
+            (ONE, 4 * ONE)
+        );
+        assert_eq!(d.schema.nullable(), ["a", "b"]);
+        // Validity columns are not addressable by name.
+        assert_eq!(d.schema.field_index("present(a)"), None);
+        assert_eq!(d.schema.column("b").unwrap().first_field, 2);
+    }
+
+    #[test]
+    fn unusable_columns_are_all_named_and_can_be_left_out() {
+        let text = "id,note,empty,x\n1,hello,,2\n2,,NA,3\n";
+        let e = Dataset::parse(text).unwrap_err();
         assert_eq!(
             e,
-            CsvError::BadValue {
-                row: 3,
-                column: "b".into(),
-                value: "x".into(),
-                expected: "a number (declare the column `:cat` for labels, `:bool` for booleans)"
+            CsvError::Unusable {
+                columns: vec![
+                    UnusableColumn {
+                        column: 2,
+                        name: "note".into(),
+                        reason: Unusable::Text {
+                            line: 2,
+                            value: "hello".into()
+                        }
+                    },
+                    UnusableColumn {
+                        column: 3,
+                        name: "empty".into(),
+                        reason: Unusable::AllNull
+                    },
+                ]
             }
         );
-        let e = Dataset::parse("a:int,b\n1,2\n1.5,3\n").unwrap_err();
-        assert!(matches!(e, CsvError::BadValue { row: 3, ref column, .. } if column == "a"));
-        assert!(e.to_string().contains("row 3"));
-        let e = Dataset::parse("a,b\n1,2\n3\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.starts_with(
+                "2 columns cannot be stored: column 2 \"note\" has text \"hello\" at line 2"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("column 3 \"empty\" is entirely empty (NULL)"),
+            "{msg}"
+        );
+        assert!(msg.contains("--columns"), "{msg}");
+        let opts = ReadOptions {
+            columns: Some(vec!["x".into(), "id".into()]),
+        };
+        let d = Dataset::from_bytes_with(text.as_bytes(), &opts).unwrap();
+        assert_eq!(names(&d), ["id", "x"]);
+        assert_eq!(d.values[1], [2 * ONE, 3 * ONE]);
+        let opts = ReadOptions {
+            columns: Some(vec!["nope".into()]),
+        };
+        assert_eq!(
+            Dataset::from_bytes_with(text.as_bytes(), &opts).unwrap_err(),
+            CsvError::UnknownColumn {
+                name: "nope".into()
+            }
+        );
+        let opts = ReadOptions {
+            columns: Some(vec![]),
+        };
+        assert_eq!(
+            Dataset::from_bytes_with(text.as_bytes(), &opts).unwrap_err(),
+            CsvError::NoColumns
+        );
+        // The labels column can be declared a category instead.
+        let d = Dataset::parse("id,note:cat\n1,hello\n2,\n").unwrap();
+        assert_eq!(names(&d), ["id", "note=hello"]);
+        let report = inspect(text.as_bytes()).unwrap();
+        let summary: Vec<_> = report
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.kind.clone(),
+                    r.nulls,
+                    r.problem.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("id", Some(ColumnKind::Integer), 0, false),
+                ("note", None, 1, true),
+                ("empty", None, 2, true),
+                ("x", Some(ColumnKind::Integer), 0, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_line_ends_and_bom() {
+        // BOM, CRLF, a quoted comma, a doubled quote, a quoted line break, a blank line, a lone CR.
+        let text = "\u{feff}x,\"la,bel:cat\"\r\n1,\"a,\"\"b\"\r\n\r\n2,\"two\nlines\"\r3,c\n";
+        let d = Dataset::parse(text).unwrap();
+        assert_eq!(
+            names(&d),
+            ["x", "la,bel=a,\"b", "la,bel=c", "la,bel=two\nlines"]
+        );
+        assert_eq!(d.values[0], [ONE, 2 * ONE, 3 * ONE]);
+        // Line numbers count the quoted line break: the short row is on line 4.
+        let e = Dataset::parse("x,y\n1,\"a\nb\"\n2\n").unwrap_err();
         assert_eq!(
             e,
             CsvError::RowLength {
-                row: 3,
+                line: 4,
                 got: 1,
                 expected: 2
             }
         );
-        let e = Dataset::parse("a,a\n1,2\n").unwrap_err();
-        assert!(matches!(e, CsvError::DuplicateColumn { column: 2, .. }));
-        let e = Dataset::parse("a:float\n1\n").unwrap_err();
-        assert!(matches!(e, CsvError::BadHeader { column: 1, .. }));
-        let e = Dataset::parse("a\n\"1\n").unwrap_err();
-        assert_eq!(e, CsvError::UnterminatedQuote { row: 2 });
-        let e = Dataset::parse("a\n").unwrap_err();
-        assert_eq!(e, CsvError::NoRows);
-        let e = Dataset::parse("").unwrap_err();
-        assert_eq!(e, CsvError::NoHeader);
+        let e = Dataset::parse("x,y\r\n1,2\r\n\r\n3,4,5\r\n").unwrap_err();
+        assert_eq!(e.to_string(), "line 4: 3 cells, the header has 2");
+        assert_eq!(
+            Dataset::from_bytes_with(b"\xff\xfex\x00", &ReadOptions::default()).unwrap_err(),
+            CsvError::Utf16
+        );
+        assert_eq!(
+            Dataset::from_bytes_with(b"x\n1\n\xc3\x28\n", &ReadOptions::default()).unwrap_err(),
+            CsvError::NotUtf8 { line: 3 }
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let cases: &[(&str, CsvError)] = &[
+            (
+                "a:int,b\n1,2\n1.5,3\n",
+                CsvError::BadValue {
+                    line: 3,
+                    column: "a".into(),
+                    value: "1.5".into(),
+                    expected: "an integer",
+                },
+            ),
+            (
+                "a,b\n1,2\n3\n",
+                CsvError::RowLength {
+                    line: 3,
+                    got: 1,
+                    expected: 2,
+                },
+            ),
+            (
+                "a,a\n1,2\n",
+                CsvError::DuplicateColumn {
+                    column: 2,
+                    name: "a".into(),
+                },
+            ),
+            (
+                "a\n\"1\n",
+                CsvError::UnterminatedQuote { line: 2, column: 1 },
+            ),
+            (
+                "a,b\n1,\"2\"x\n",
+                CsvError::TextAfterQuote { line: 2, column: 2 },
+            ),
+            ("a\n", CsvError::NoRows),
+            ("", CsvError::NoHeader),
+            ("\n\n  \n", CsvError::NoHeader),
+            (
+                "age:int:0..120\n30\n121\n",
+                CsvError::OutsideRange {
+                    line: 3,
+                    column: "age".into(),
+                    value: "121".into(),
+                    min: "0".into(),
+                    max: "120".into(),
+                },
+            ),
+            (
+                "t:-1.5..1e1\n-1.6\n",
+                CsvError::OutsideRange {
+                    line: 2,
+                    column: "t".into(),
+                    value: "-1.6".into(),
+                    min: "-1.5".into(),
+                    max: "1e1".into(),
+                },
+            ),
+            (
+                "b:bool\nmaybe\n",
+                CsvError::BadValue {
+                    line: 2,
+                    column: "b".into(),
+                    value: "maybe".into(),
+                    expected: "a boolean",
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            let got = Dataset::parse(text).unwrap_err();
+            assert_eq!(&got, want, "{text:?}");
+            assert!(!got.to_string().contains('\n'), "{got}");
+        }
+        for header in [
+            "a:float",
+            "a:int:bool",
+            "a:5..1",
+            "a:0..x",
+            "=x",
+            ":int",
+            "a:cat:0..1",
+        ] {
+            let e = Dataset::parse(&format!("{header}\n1\n")).unwrap_err();
+            assert!(
+                matches!(e, CsvError::BadHeader { column: 1, .. }),
+                "{header}: {e}"
+            );
+        }
         let big = "9".repeat(40);
         let e = Dataset::parse(&format!("a\n{big}\n")).unwrap_err();
-        assert!(matches!(e, CsvError::OutOfRange { row: 2, .. }));
-        let e = Dataset::parse("b:bool\nmaybe\n").unwrap_err();
-        assert!(matches!(
-            e,
-            CsvError::BadValue {
-                expected: "a boolean",
-                ..
+        assert!(matches!(e, CsvError::OutOfRange { line: 2, .. }), "{e}");
+        let e = Dataset::parse(&format!("a\n{}\n", "9".repeat(200))).unwrap_err();
+        assert!(matches!(e, CsvError::OutOfRange { line: 2, .. }), "{e}");
+        let long = "1".repeat(MAX_CELL_BYTES + 1);
+        let e = Dataset::parse(&format!("a\n{long}\n")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CsvError::CellTooLong {
+                    line: 2,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let wide = vec!["c"; MAX_COLUMNS + 1].join(",");
+        let e = Dataset::parse(&format!("{wide}\n")).unwrap_err();
+        assert!(matches!(e, CsvError::TooManyColumns { line: 1, .. }), "{e}");
+        // A declared range becomes the public range, whatever the values.
+        let d = Dataset::parse("age:int:0..120\n30\n\n40\n").unwrap();
+        assert_eq!(
+            (d.schema.fields[0].min, d.schema.fields[0].max),
+            (0, 120 * ONE)
+        );
+    }
+
+    proptest! {
+        /// No input panics: arbitrary bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Dataset::from_bytes_with(&bytes, &ReadOptions::default());
+            let _ = inspect(&bytes);
+        }
+
+        /// No input panics: text made of the characters that matter to the reader.
+        #[test]
+        fn csv_like_text_never_panics(
+            chars in prop::collection::vec(prop::sample::select(vec![
+                'a', 'x', '1', '0', '-', '.', 'e', ',', '"', '\n', '\r', ' ', ':', 'N', 'A', '=',
+                '\u{feff}', 'é',
+            ]), 0..200)
+        ) {
+            let text: String = chars.into_iter().collect();
+            if let Ok(d) = Dataset::parse(&text) {
+                prop_assert_eq!(d.values.len(), d.schema.fields.len());
+                prop_assert!(d.values.iter().all(|v| v.len() == d.schema.rows));
             }
-        ));
+        }
     }
 }

@@ -206,17 +206,113 @@ impl Decimal {
         })
     }
 
+    /// Parses a decimal literal with an optional exponent, `[-+]?digits[.digits][(e|E)[-+]?digits]`
+    /// (`1.5e-3`, `2E4`), as spreadsheets and data frames write small and large numbers. The
+    /// exponent is bounded by [`MAX_EXPONENT`] in magnitude.
+    ///
+    /// # Errors
+    /// [`FixedError::BadDecimal`] naming the input.
+    pub fn parse_scientific(input: &str) -> Result<Self, FixedError> {
+        let Some(at) = input.find(['e', 'E']) else {
+            return Self::parse(input);
+        };
+        let bad = |reason| FixedError::BadDecimal {
+            input: input.chars().take(100).collect(),
+            reason,
+        };
+        let (base, exp) = (&input[..at], &input[at + 1..]);
+        let digits = exp.strip_prefix(['-', '+']).unwrap_or(exp);
+        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("the exponent must be digits with an optional sign"));
+        }
+        let e: i64 = exp.parse().map_err(|_| bad("bad exponent"))?;
+        if e.unsigned_abs() > u64::from(MAX_EXPONENT) {
+            return Err(bad("the exponent is too large"));
+        }
+        let d = Self::parse(base)?;
+        let e = i64::from(d.decimals) - e;
+        Ok(if e >= 0 {
+            Decimal {
+                mantissa: d.mantissa,
+                decimals: u32::try_from(e).map_err(|_| bad("the exponent is too large"))?,
+            }
+        } else {
+            let k = u32::try_from(-e).map_err(|_| bad("the exponent is too large"))?;
+            Decimal {
+                mantissa: d.mantissa * BigInt::from(10u32).pow(k),
+                decimals: 0,
+            }
+        })
+    }
+
+    /// The integer `v`.
+    pub fn integer(v: BigInt) -> Self {
+        Decimal {
+            mantissa: v,
+            decimals: 0,
+        }
+    }
+
     /// `round(self * 2^bits)`, half away from zero.
     pub fn scaled(&self, scale: Scale) -> BigInt {
-        let num = &self.mantissa << scale.bits;
-        let den = BigInt::from(10u32).pow(self.decimals);
-        let (q, r) = num.abs().div_rem(&den);
-        let q = if (r << 1u32) >= den { q + 1 } else { q };
-        if self.mantissa.is_negative() {
-            -q
-        } else {
-            q
+        round_div(
+            &(&self.mantissa << scale.bits),
+            &BigInt::from(10u32).pow(self.decimals),
+        )
+    }
+
+    /// The value as an integer, if it is one (`2.0` is, `2.5` is not).
+    pub fn as_integer(&self) -> Option<BigInt> {
+        let (q, r) = self
+            .mantissa
+            .div_rem(&BigInt::from(10u32).pow(self.decimals));
+        r.is_zero().then_some(q)
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.mantissa.is_zero()
+    }
+
+    /// `-self`.
+    pub fn neg(&self) -> Decimal {
+        Decimal {
+            mantissa: -&self.mantissa,
+            decimals: self.decimals,
         }
+    }
+
+    /// `self + other`, exactly.
+    pub fn add(&self, other: &Decimal) -> Decimal {
+        let e = self.decimals.max(other.decimals);
+        let a = &self.mantissa * BigInt::from(10u32).pow(e - self.decimals);
+        let b = &other.mantissa * BigInt::from(10u32).pow(e - other.decimals);
+        Decimal {
+            mantissa: a + b,
+            decimals: e,
+        }
+    }
+
+    /// `self * other`, exactly.
+    pub fn mul(&self, other: &Decimal) -> Decimal {
+        Decimal {
+            mantissa: &self.mantissa * &other.mantissa,
+            decimals: self.decimals + other.decimals,
+        }
+    }
+}
+
+/// Largest exponent magnitude [`Decimal::parse_scientific`] accepts.
+pub const MAX_EXPONENT: u32 = 60;
+
+/// `round(num / den)` for `den > 0`, half away from zero.
+pub fn round_div(num: &BigInt, den: &BigInt) -> BigInt {
+    let (q, r) = num.abs().div_rem(den);
+    let q = if (r << 1u32) >= *den { q + 1 } else { q };
+    if num.is_negative() {
+        -q
+    } else {
+        q
     }
 }
 
@@ -377,6 +473,14 @@ impl Interval {
         Interval { lo, hi }
     }
 
+    /// The smallest interval containing `self` and 0 (a nullable column holds 0 where NULL).
+    pub fn with_zero(&self) -> Interval {
+        Interval::new(
+            self.lo.clone().min(BigInt::zero()),
+            self.hi.clone().max(BigInt::zero()),
+        )
+    }
+
     /// Rescales by `2^bits` (a term joining one of a higher scale).
     pub fn shift(&self, bits: u32) -> Interval {
         Interval::new(&self.lo << bits, &self.hi << bits)
@@ -405,13 +509,14 @@ impl Interval {
     }
 }
 
-/// Checks a term's worst-case range against the field: returns the bits needed.
+/// Checks a term's worst-case range against the field: returns the bits needed, counting a
+/// sign bit (one more than [`Interval::bits`], so the check keeps a bit of margin below `p/2`).
 ///
 /// # Errors
 /// [`FixedError::Overflow`] naming `term` when the bits needed reach
 /// [`PrimeField::MAGNITUDE_LIMIT_BITS`].
 pub fn check_bits<F: PrimeField>(term: &str, range: &Interval) -> Result<u64, FixedError> {
-    let bits = range.bits();
+    let bits = range.bits() + 1;
     if bits >= u64::from(F::MAGNITUDE_LIMIT_BITS) {
         return Err(FixedError::Overflow {
             term: term.to_owned(),
@@ -506,6 +611,41 @@ mod tests {
     }
 
     #[test]
+    fn decimal_arithmetic_and_exponents() {
+        let d = |s: &str| Decimal::parse_scientific(s).unwrap();
+        assert_eq!(d("1.5e-3"), Decimal::parse("0.0015").unwrap().add(&d("0")));
+        assert_eq!(d("1.5e-3").scaled(Scale::from_bits(0)), BigInt::from(0));
+        assert_eq!(d("2E4").as_integer(), Some(BigInt::from(20_000)));
+        assert_eq!(d("-2.5e+1").as_integer(), Some(BigInt::from(-25)));
+        assert_eq!(d(".25").scaled(Scale::UNIT), BigInt::from(16_384));
+        assert_eq!(d("2.5").as_integer(), None);
+        assert!(d("0.000").is_zero());
+        assert_eq!(
+            d("1.25").add(&d("-0.5")).mul(&d("4")).as_integer(),
+            Some(BigInt::from(3))
+        );
+        assert_eq!(d("7").neg().as_integer(), Some(BigInt::from(-7)));
+        for bad in [
+            "1e", "e5", "1e+", "1e1.5", "1e99999", "1e61", "--1e2", "1ee2",
+        ] {
+            assert!(Decimal::parse_scientific(bad).is_err(), "{bad:?} accepted");
+        }
+        // round_div: half away from zero, both signs.
+        let r = |n: i64, d: i64| round_div(&BigInt::from(n), &BigInt::from(d));
+        assert_eq!(
+            [r(5, 2), r(-5, 2), r(4, 3), r(-4, 3), r(0, 7)],
+            [3, -3, 1, -1, 0].map(BigInt::from)
+        );
+        let i = Interval::new(BigInt::from(5), BigInt::from(7));
+        assert_eq!(
+            i.with_zero(),
+            Interval::new(BigInt::zero(), BigInt::from(7))
+        );
+        let n = Interval::new(BigInt::from(-3), BigInt::from(4));
+        assert_eq!(n.with_zero(), n);
+    }
+
+    #[test]
     fn range_analysis() {
         let s = Scale::UNIT;
         let x = Interval::of_column("-3", "2", s).unwrap();
@@ -525,7 +665,7 @@ mod tests {
         );
         let total = xy.sum_rows(1_000_000);
         assert_eq!(total.magnitude(), BigUint::from(12_000_000u64) << 32);
-        assert_eq!(check_bits::<Mersenne127>("x*y", &total).unwrap(), 56);
+        assert_eq!(check_bits::<Mersenne127>("x*y", &total).unwrap(), 57);
         // A degree-8 product of 2^20-sized values over a million rows overflows m127 only.
         let mut p = Interval::of_column("0", "1048576", s).unwrap();
         let base = p.clone();
@@ -538,7 +678,7 @@ mod tests {
             e,
             FixedError::Overflow {
                 term: "x*x*x*x*x*x*x*x".into(),
-                bits: 309,
+                bits: 310,
                 limit: 126,
                 field: "m127"
             }
@@ -548,7 +688,7 @@ mod tests {
         let ok = Interval::of_column("0", "1000", s)
             .unwrap()
             .sum_rows(1 << 20);
-        assert_eq!(check_bits::<Secp256k1Scalar>("t", &ok).unwrap(), 46);
+        assert_eq!(check_bits::<Secp256k1Scalar>("t", &ok).unwrap(), 47);
     }
 
     proptest! {

@@ -151,8 +151,10 @@ impl fmt::Display for Expr {
 pub enum Aggregate {
     /// `sum(e)`
     Sum(Expr),
-    /// `count()`
+    /// `count()`: every row.
     Count,
+    /// `count(e)`: the rows where every column of `e` is present (not NULL).
+    CountOf(Expr),
     /// `mean(e)`
     Mean(Expr),
     /// `var(e)` (population variance)
@@ -175,6 +177,7 @@ impl fmt::Display for Aggregate {
         match self {
             Aggregate::Sum(e) => write!(f, "sum({e})"),
             Aggregate::Count => write!(f, "count()"),
+            Aggregate::CountOf(e) => write!(f, "count({e})"),
             Aggregate::Mean(e) => write!(f, "mean({e})"),
             Aggregate::Var(e) => write!(f, "var({e})"),
             Aggregate::Cov(a, b) => write!(f, "cov({a}, {b})"),

@@ -2,7 +2,7 @@
 //! finishing arithmetic.
 //!
 //! A query is a comma-separated list of aggregates over the rows of one dataset:
-//! `sum(e)`, `count()`, `mean(e)`, `var(e)`, `cov(e1, e2)`, `dot(e1, e2)` and `hist(col)` over a
+//! `sum(e)`, `count()`, `count(e)`, `mean(e)`, `var(e)`, `cov(e1, e2)`, `dot(e1, e2)` and `hist(col)` over a
 //! one-hot (category) column, where `e` is built from columns, decimal constants, `+ - *`,
 //! parentheses and unary minus. Column names that are not plain identifiers are written in double
 //! quotes (`"color=red"` is the one-hot column of level `red`).
@@ -40,7 +40,7 @@ pub mod plan;
 
 pub use ast::{Aggregate, BinOp, Expr, Query};
 pub use parser::parse;
-pub use plan::{plan, Finish, Node, Opened, Output, OutputValue, Plan};
+pub use plan::{plan, Finish, Node, Opened, Output, OutputValue, Plan, RowCount};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 4096;
@@ -136,8 +136,8 @@ pub enum QueryError {
         /// Values the plan opens.
         expected: usize,
     },
-    /// `mean`, `var` or `cov` over an empty dataset.
-    #[error("`{aggregate}` over zero rows")]
+    /// `mean`, `var` or `cov` over zero rows (an empty dataset, or every row has a NULL input).
+    #[error("`{aggregate}` over zero rows (rows with a NULL input are skipped)")]
     NoRows {
         /// The aggregate.
         aggregate: String,

@@ -1,50 +1,15 @@
-//! Exact integers and rationals for the planner and the service's finishing arithmetic.
+//! Exact rationals for the service's finishing arithmetic (field conversions and rounding come
+//! from [`crate::mpc::fixed`], the one fixed-point implementation).
 
 use std::fmt;
 
-use num_bigint::{BigInt, Sign};
+use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
 
-use crate::mpc::field::PrimeField;
-
-/// The modulus of `F` as a big integer.
-pub fn modulus<F: PrimeField>() -> BigInt {
-    let mut bytes = Vec::with_capacity(32);
-    for limb in F::MODULUS {
-        bytes.extend_from_slice(&limb.to_le_bytes());
-    }
-    BigInt::from_bytes_le(Sign::Plus, &bytes)
-}
-
-/// The element `v mod p`.
-pub fn to_field<F: PrimeField>(v: &BigInt) -> F {
-    let p = modulus::<F>();
-    let r = v.mod_floor(&p);
-    let (_, le) = r.to_bytes_le();
-    // Horner over 64-bit limbs, most significant first.
-    let two64 = F::from_u128(1u128 << 64);
-    le.chunks(8).rev().fold(F::ZERO, |acc, chunk| {
-        let mut b = [0u8; 8];
-        b[..chunk.len()].copy_from_slice(chunk);
-        acc * two64 + F::from_u64(u64::from_le_bytes(b))
-    })
-}
-
-/// The signed integer in `(-p/2, p/2]` congruent to `x`.
-pub fn to_signed<F: PrimeField>(x: F) -> BigInt {
-    let mut bytes = Vec::with_capacity(32);
-    for limb in x.to_limbs() {
-        bytes.extend_from_slice(&limb.to_le_bytes());
-    }
-    let v = BigInt::from_bytes_le(Sign::Plus, &bytes);
-    let p = modulus::<F>();
-    if (&v << 1u32) > p {
-        v - p
-    } else {
-        v
-    }
-}
+// The conversions between field elements and signed integers live with the fixed-point code;
+// re-exported here for the evaluator and the committee.
+pub use crate::mpc::fixed::{from_signed as to_field, to_signed};
 
 /// An exact rational number in lowest terms with a positive denominator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +82,7 @@ impl Rational {
     /// otherwise rounded half away from zero to `digits` digits; trailing zeros are dropped.
     pub fn to_decimal(&self, digits: u32) -> String {
         let scale = BigInt::from(10u32).pow(digits);
-        let scaled = super::super::csv::round_div(&(&self.num * &scale), &self.den);
+        let scaled = crate::mpc::fixed::round_div(&(&self.num * &scale), &self.den);
         let neg = scaled.is_negative();
         let s = scaled.abs().to_string();
         let d = digits as usize;
@@ -149,7 +114,8 @@ impl fmt::Display for Rational {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
+    use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+    use crate::mpc::fixed::modulus;
 
     fn round_trip<F: PrimeField>() {
         for v in [0i64, 1, -1, 65536, -123_456_789, i64::MIN, i64::MAX] {
@@ -160,7 +126,7 @@ mod tests {
         }
         let big = BigInt::from(1u8) << 120u32;
         assert_eq!(to_signed(to_field::<F>(&-&big)), -big);
-        let p = modulus::<F>();
+        let p = BigInt::from(modulus::<F>());
         assert_eq!(to_field::<F>(&(&p - 1u8)), -F::ONE);
         assert_eq!(to_field::<F>(&p), F::ZERO);
     }
@@ -170,7 +136,7 @@ mod tests {
         round_trip::<Secp256k1Scalar>();
         round_trip::<Mersenne127>();
         assert_eq!(
-            modulus::<Mersenne127>(),
+            BigInt::from(modulus::<Mersenne127>()),
             (BigInt::from(1u8) << 127u32) - 1u8
         );
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! query     := aggregate ("," aggregate)*
-//! aggregate := "sum" "(" expr ")" | "count" "(" ")" | "mean" "(" expr ")" | "var" "(" expr ")"
+//! aggregate := "sum" "(" expr ")" | "count" "(" [expr] ")" | "mean" "(" expr ")" | "var" "(" expr ")"
 //!            | "cov" "(" expr "," expr ")" | "dot" "(" expr "," expr ")" | "hist" "(" column ")"
 //! expr      := term (("+" | "-") term)*
 //! term      := unary ("*" unary)*
@@ -105,7 +105,8 @@ impl Parser<'_> {
         self.expect(&Tok::LParen, "`(`")?;
         let agg = match name.as_str() {
             "sum" => Aggregate::Sum(self.expr()?),
-            "count" => Aggregate::Count,
+            "count" if self.peek().tok == Tok::RParen => Aggregate::Count,
+            "count" => Aggregate::CountOf(self.expr()?),
             "mean" => Aggregate::Mean(self.expr()?),
             "var" => Aggregate::Var(self.expr()?),
             "cov" | "dot" => {

@@ -1,47 +1,65 @@
-//! The planner: scales, worst-case ranges, opened aggregates and the service's finishing step.
+//! The planner: scales, worst-case ranges, NULL handling, opened aggregates and the service's
+//! finishing step.
 //!
 //! Version 1 never truncates inside MPC. Every stored value is a signed integer at scale 2^16
-//! ([`crate::mpc::csv::FRAC_BITS`]); the planner gives every expression node a scale 2^(16 d)
+//! ([`Scale::UNIT`]); the planner gives every expression node a scale 2^(16 d)
 //! (`d` = 1 for a column, the sum of the factors' `d` for a product), lifts the smaller side of a
 //! sum by a public power of two, and encodes every constant at the scale of the term it joins:
 //! an added constant at the other operand's scale, an integer factor exactly (scale 2^0), a
 //! non-integer factor rounded to 16 fractional bits (scale 2^16, relative error at most
-//! 2^-17 / |c|; the only rounding the planner introduces).
+//! 2^-17 / |c|; the only rounding the planner introduces). All of it is
+//! [`crate::mpc::fixed`]'s arithmetic.
 //!
-//! Range analysis bounds the magnitude of every opened aggregate from the per-column
-//! `[min, max]` of the [`Schema`] and the row count: `|a + b| <= |a| + |b|`,
-//! `|a b| <= |a| |b|`, `|sum over rows| <= rows x |row value|`. An aggregate whose bound needs
-//! `F::MAGNITUDE_LIMIT_BITS` (= log2(p) - 1: 254 for secp256k1, 126 for 2^127-1) bits or more,
-//! counting the sign bit, is refused with [`QueryError::Overflow`] naming the term; everything
-//! accepted decodes to the exact integer, because field arithmetic agrees with integer arithmetic
-//! as long as the result stays below p/2 in magnitude.
+//! **Range analysis** bounds every opened aggregate with interval arithmetic
+//! ([`crate::mpc::fixed::Interval`]) from the per-column `[min, max]` of the [`Schema`] and the
+//! row count: a nullable column's interval is widened to contain 0 (its value where NULL), a
+//! validity column is `[0, 1]` at scale 2^0, and a sum over rows is `rows` times the row interval
+//! (with 0). An aggregate whose bound needs `F::MAGNITUDE_LIMIT_BITS` (= log2(p) - 1: 254 for
+//! secp256k1, 126 for 2^127-1) bits or more, counting the sign bit, is refused with
+//! [`QueryError::Overflow`] naming the term; everything accepted decodes to the exact integer,
+//! because field arithmetic agrees with integer arithmetic as long as the result stays below p/2
+//! in magnitude.
 //!
-//! Opened to the service ([`Plan::opened`]) are exactly the row sums the outputs need:
+//! **NULLs** (SQL semantics, PROTOCOL.md "Missing values"). A nullable column `x` is stored as 0
+//! where NULL, with a validity column `present(x)` (1 present, 0 NULL). The *support* of an
+//! expression is the set of nullable columns it reads; a row counts for an aggregate only where
+//! every column of the aggregate's support is present. The planner multiplies the row expression
+//! by `present(x)` for every `x` of the support on which the expression is not already 0 when
+//! `x` is NULL: `sum(x)` and `sum(x * y)` need no product (they vanish on NULL rows),
+//! `sum(x + y)` becomes `sum((x + y) * present(x) * present(y))`, and the `sum(y)` of `cov(x, y)`
+//! becomes `sum(y * present(x))`. These are ordinary products (Damgård-Nielsen degree reductions
+//! in the evaluator), so nothing about NULLs is revealed beyond the opened sums. The row count
+//! of a support is opened as `sum(present(x) * ...)`; without nullable columns it is the public
+//! row count.
+//!
+//! Opened to the service ([`Plan::opened`]) are exactly the row sums the outputs need (`S` is
+//! the aggregate's support, `n` its row count):
 //!
 //! | aggregate | opened | finished by the service |
 //! | --- | --- | --- |
-//! | `sum(e)` | `sum(e)` | `S / 2^(16d)` |
+//! | `sum(e)` | `sum(e)` over `S(e)` | `S / 2^(16d)` |
 //! | `count()` | nothing: the row count is public metadata | `rows` |
-//! | `mean(e)` | `sum(e)` | `S / (2^(16d) rows)` |
-//! | `var(e)` | `sum(e * e)`, `sum(e)` | `Q / rows - (S / rows)^2` (population) |
-//! | `cov(a, b)` | `sum(a * b)`, `sum(a)`, `sum(b)` | `P / rows - (A / rows)(B / rows)` (population) |
-//! | `dot(a, b)` | `sum(a * b)` | `P / 2^(16d)` |
-//! | `hist(c)` | `sum("c=level")` for every level | each count |
+//! | `count(e)` | `n` of `S(e)` (nothing if `e` has no nullable column) | `n` |
+//! | `mean(e)` | `sum(e)`, `n` of `S(e)` | `S / (2^(16d) n)` |
+//! | `var(e)` | `sum(e * e)`, `sum(e)`, `n` | `Q / n - (S / n)^2` (population) |
+//! | `cov(a, b)` | `sum(a * b)`, `sum(a)`, `sum(b)`, `n`, all over `S(a) + S(b)` | `P / n - (A / n)(B / n)` (population) |
+//! | `dot(a, b)` | `sum(a * b)` over `S(a) + S(b)` | `P / 2^(16d)` |
+//! | `hist(c)` | `sum("c=level")` for every level (a NULL is in no level) | each count |
 //!
 //! Identical sums are opened once. The service finishes in exact rational arithmetic
 //! ([`Plan::finish`]) and prints decimals ([`OutputValue`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use num_bigint::{BigInt, BigUint};
-use num_integer::Integer;
+use num_bigint::BigInt;
 use num_traits::{One, Zero};
 
 use super::ast::{Aggregate, BinOp, Expr, Query};
 use super::num::Rational;
 use super::{caret, QueryError, Span};
-use crate::mpc::csv::{decimal_to_fixed, parse_decimal, ColumnKind, Schema, FRAC_BITS};
+use crate::mpc::csv::{ColumnKind, Schema};
 use crate::mpc::field::PrimeField;
+use crate::mpc::fixed::{check_bits, Decimal, FixedError, Interval, Scale};
 
 /// Fractional digits of the decimal text of a result that does not terminate.
 pub const DECIMAL_DIGITS: u32 = 18;
@@ -94,7 +112,7 @@ impl Node {
 /// One row sum opened to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
-    /// Canonical text, e.g. `sum(x * y)`.
+    /// Canonical text, e.g. `sum(x * y)` or `sum(present(x))`.
     pub label: String,
     /// The row expression.
     pub node: Node,
@@ -106,6 +124,15 @@ pub struct Opened {
     pub bits: u64,
 }
 
+/// The number of rows an aggregate runs over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowCount {
+    /// Every row: the public row count.
+    All,
+    /// The rows where every nullable input is present: an opened sum of validity products.
+    Opened(usize),
+}
+
 /// How the service finishes one output from the opened sums (indices into [`Plan::opened`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
@@ -114,12 +141,17 @@ pub enum Finish {
         /// The opened sum.
         sum: usize,
     },
-    /// `count()`: the public row count.
-    Count,
+    /// `count()` or `count(e)`.
+    Count {
+        /// The rows counted.
+        rows: RowCount,
+    },
     /// `mean(e)`.
     Mean {
         /// `sum(e)`.
         sum: usize,
+        /// Rows where `e` is present.
+        rows: RowCount,
     },
     /// `var(e)`.
     Var {
@@ -127,15 +159,19 @@ pub enum Finish {
         sum_sq: usize,
         /// `sum(e)`.
         sum: usize,
+        /// Rows where `e` is present.
+        rows: RowCount,
     },
     /// `cov(a, b)`.
     Cov {
         /// `sum(a * b)`.
         sum_xy: usize,
-        /// `sum(a)`.
+        /// `sum(a)` where `b` is present too.
         sum_x: usize,
-        /// `sum(b)`.
+        /// `sum(b)` where `a` is present too.
         sum_y: usize,
+        /// Rows where both are present.
+        rows: RowCount,
     },
     /// `dot(a, b)`.
     Dot {
@@ -207,7 +243,7 @@ impl Plan {
     ///
     /// # Errors
     /// [`QueryError::OpenedCount`] if `opened` does not match [`Plan::opened`];
-    /// [`QueryError::NoRows`] for `mean`, `var` or `cov` of zero rows.
+    /// [`QueryError::NoRows`] for `mean`, `var` or `cov` over zero rows (after skipping NULLs).
     pub fn finish(&self, opened: &[BigInt]) -> Result<Vec<OutputValue>, QueryError> {
         if opened.len() != self.opened.len() {
             return Err(QueryError::OpenedCount {
@@ -218,11 +254,13 @@ impl Plan {
         let real = |i: usize| {
             Rational::new(
                 opened[i].clone(),
-                BigInt::one() << (FRAC_BITS * self.opened[i].scale),
+                BigInt::from(Scale::of_degree(self.opened[i].scale).factor()),
             )
         };
-        let rows = BigInt::from(self.rows);
-        let per_row = |r: Rational| Rational::new(r.numer().clone(), r.denom() * &rows);
+        let count = |rows: &RowCount| match rows {
+            RowCount::All => Rational::integer(BigInt::from(self.rows)),
+            RowCount::Opened(i) => real(*i),
+        };
         let value = |name: String, r: Rational| OutputValue {
             name,
             exact: r.to_string(),
@@ -230,33 +268,38 @@ impl Plan {
         };
         let mut out = Vec::new();
         for o in &self.outputs {
-            let needs_rows = matches!(
-                o.finish,
-                Finish::Mean { .. } | Finish::Var { .. } | Finish::Cov { .. }
-            );
-            if needs_rows && self.rows == 0 {
-                return Err(QueryError::NoRows {
-                    aggregate: o.name.clone(),
-                });
-            }
+            let per_row = |rows: &RowCount| {
+                let n = count(rows);
+                if n.numer().is_zero() {
+                    return Err(QueryError::NoRows {
+                        aggregate: o.name.clone(),
+                    });
+                }
+                Ok(move |r: Rational| Rational::new(r.numer() * n.denom(), r.denom() * n.numer()))
+            };
             match &o.finish {
                 Finish::Sum { sum } | Finish::Dot { sum } => {
                     out.push(value(o.name.clone(), real(*sum)));
                 }
-                Finish::Count => out.push(value(o.name.clone(), Rational::integer(rows.clone()))),
-                Finish::Mean { sum } => out.push(value(o.name.clone(), per_row(real(*sum)))),
-                Finish::Var { sum_sq, sum } => {
-                    let m = per_row(real(*sum));
-                    let v = per_row(real(*sum_sq)).minus(&m.times(&m));
+                Finish::Count { rows } => out.push(value(o.name.clone(), count(rows))),
+                Finish::Mean { sum, rows } => {
+                    let per = per_row(rows)?;
+                    out.push(value(o.name.clone(), per(real(*sum))));
+                }
+                Finish::Var { sum_sq, sum, rows } => {
+                    let per = per_row(rows)?;
+                    let m = per(real(*sum));
+                    let v = per(real(*sum_sq)).minus(&m.times(&m));
                     out.push(value(o.name.clone(), v));
                 }
                 Finish::Cov {
                     sum_xy,
                     sum_x,
                     sum_y,
+                    rows,
                 } => {
-                    let c = per_row(real(*sum_xy))
-                        .minus(&per_row(real(*sum_x)).times(&per_row(real(*sum_y))));
+                    let per = per_row(rows)?;
+                    let c = per(real(*sum_xy)).minus(&per(real(*sum_x)).times(&per(real(*sum_y))));
                     out.push(value(o.name.clone(), c));
                 }
                 Finish::Hist { levels } => {
@@ -270,38 +313,25 @@ impl Plan {
     }
 }
 
-/// A constant `m / 10^e`.
-#[derive(Debug, Clone)]
-struct Dec {
-    m: BigInt,
-    e: u32,
-}
-
-impl Dec {
-    fn align(&self, other: &Dec) -> (BigInt, BigInt, u32) {
-        let e = self.e.max(other.e);
-        let a = &self.m * BigInt::from(10u32).pow(e - self.e);
-        let b = &other.m * BigInt::from(10u32).pow(e - other.e);
-        (a, b, e)
-    }
-
-    fn integer(&self) -> Option<BigInt> {
-        let (q, r) = self.m.div_rem(&BigInt::from(10u32).pow(self.e));
-        r.is_zero().then_some(q)
-    }
-
-    fn encode(&self, scale: u32) -> BigInt {
-        decimal_to_fixed(&self.m, self.e, FRAC_BITS * scale)
-    }
-}
+/// Nullable value columns (indices into [`Schema::fields`]).
+type Support = BTreeSet<usize>;
 
 enum Lowered {
-    Const(Dec),
-    Secret {
-        node: Node,
-        scale: u32,
-        mag: BigUint,
-    },
+    Const(Decimal),
+    Secret(Term),
+}
+
+/// A lowered secret expression.
+struct Term {
+    node: Node,
+    /// Scale exponent `d`.
+    scale: u32,
+    /// Worst-case range of one row's value (scaled integers), NULL rows included.
+    range: Interval,
+    /// The nullable columns it reads.
+    support: Support,
+    /// Those of `support` on which it is 0 whenever the column is NULL.
+    zero: Support,
 }
 
 struct Planner<'a> {
@@ -309,31 +339,36 @@ struct Planner<'a> {
     schema: &'a Schema,
 }
 
-fn lift(node: Node, mag: BigUint, by: u32) -> (Node, BigUint) {
+fn lift(t: Term, by: u32) -> Term {
     if by == 0 {
-        return (node, mag);
+        return t;
     }
-    let k = BigInt::one() << (FRAC_BITS * by);
-    (Node::Scale(Box::new(node), k), mag << (FRAC_BITS * by))
+    let s = Scale::of_degree(by);
+    Term {
+        node: Node::Scale(Box::new(t.node), BigInt::from(s.factor())),
+        range: t.range.shift(s.bits()),
+        scale: t.scale + by,
+        ..t
+    }
 }
 
 impl Planner<'_> {
     fn lower(&self, e: &Expr) -> Result<Lowered, QueryError> {
         match e {
             Expr::Number { text, span } => {
-                let (m, e) = parse_decimal(text).ok_or_else(|| {
+                let d = Decimal::parse(text).map_err(|_| {
                     QueryError::parse(self.query, *span, &format!("`{text}` is not a number"))
                 })?;
-                Ok(Lowered::Const(Dec { m, e }))
+                Ok(Lowered::Const(d))
             }
             Expr::Column { name, span } => self.column(name, *span),
             Expr::Neg { expr, .. } => Ok(match self.lower(expr)? {
-                Lowered::Const(d) => Lowered::Const(Dec { m: -d.m, e: d.e }),
-                Lowered::Secret { node, scale, mag } => Lowered::Secret {
-                    node: Node::Neg(Box::new(node)),
-                    scale,
-                    mag,
-                },
+                Lowered::Const(d) => Lowered::Const(d.neg()),
+                Lowered::Secret(t) => Lowered::Secret(Term {
+                    node: Node::Neg(Box::new(t.node)),
+                    range: t.range.neg(),
+                    ..t
+                }),
             }),
             Expr::Binary { op, lhs, rhs, .. } => {
                 let a = self.lower(lhs)?;
@@ -364,101 +399,127 @@ impl Planner<'_> {
                 offset: span.start,
                 caret: caret(self.query, span),
             })?;
-        Ok(Lowered::Secret {
+        let f = &self.schema.fields[index];
+        let range = Interval::new(BigInt::from(f.min), BigInt::from(f.max));
+        let nullable: Support = f.validity.map(|_| index).into_iter().collect();
+        Ok(Lowered::Secret(Term {
             node: Node::Column(index),
             scale: 1,
-            mag: BigUint::from(self.schema.fields[index].magnitude()),
-        })
+            range: if nullable.is_empty() {
+                range
+            } else {
+                range.with_zero()
+            },
+            zero: nullable.clone(),
+            support: nullable,
+        }))
+    }
+
+    /// The validity column of nullable value column `c`.
+    fn validity(&self, c: usize) -> usize {
+        self.schema.fields[c]
+            .validity
+            .expect("supports hold nullable columns only")
+    }
+
+    fn names(&self, support: &Support) -> Vec<&str> {
+        support
+            .iter()
+            .map(|c| self.schema.fields[*c].name.as_str())
+            .collect()
     }
 }
 
 fn mul(a: Lowered, b: Lowered) -> Lowered {
     match (a, b) {
-        (Lowered::Const(x), Lowered::Const(y)) => Lowered::Const(Dec {
-            m: x.m * y.m,
-            e: x.e + y.e,
-        }),
-        (Lowered::Const(c), Lowered::Secret { node, scale, mag })
-        | (Lowered::Secret { node, scale, mag }, Lowered::Const(c)) => {
-            let (k, scale) = match c.integer() {
-                Some(k) => (k, scale),
-                None => (c.encode(1), scale + 1),
+        (Lowered::Const(x), Lowered::Const(y)) => Lowered::Const(x.mul(&y)),
+        (Lowered::Const(c), Lowered::Secret(t)) | (Lowered::Secret(t), Lowered::Const(c)) => {
+            let (k, scale) = match c.as_integer() {
+                Some(k) => (k, t.scale),
+                None => (c.scaled(Scale::UNIT), t.scale + 1),
             };
-            let mag = mag * k.magnitude();
-            Lowered::Secret {
-                node: Node::Scale(Box::new(node), k),
+            let zero = if k.is_zero() {
+                t.support.clone()
+            } else {
+                t.zero
+            };
+            Lowered::Secret(Term {
+                range: t.range.mul(&Interval::point(k.clone())),
+                node: Node::Scale(Box::new(t.node), k),
                 scale,
-                mag,
-            }
+                support: t.support,
+                zero,
+            })
         }
-        (
-            Lowered::Secret {
-                node: n1,
-                scale: s1,
-                mag: m1,
-            },
-            Lowered::Secret {
-                node: n2,
-                scale: s2,
-                mag: m2,
-            },
-        ) => Lowered::Secret {
-            node: Node::Mul(Box::new(n1), Box::new(n2)),
-            scale: s1 + s2,
-            mag: m1 * m2,
-        },
+        (Lowered::Secret(x), Lowered::Secret(y)) => Lowered::Secret(Term {
+            range: x.range.mul(&y.range),
+            node: Node::Mul(Box::new(x.node), Box::new(y.node)),
+            scale: x.scale + y.scale,
+            support: x.support.union(&y.support).copied().collect(),
+            zero: x.zero.union(&y.zero).copied().collect(),
+        }),
     }
 }
 
 fn add(op: BinOp, a: Lowered, b: Lowered) -> Lowered {
-    let combine = |x: Node, y: Node| match op {
-        BinOp::Sub => Node::Sub(Box::new(x), Box::new(y)),
-        _ => Node::Add(Box::new(x), Box::new(y)),
+    let sub = op == BinOp::Sub;
+    let combine = |x: Node, y: Node| {
+        if sub {
+            Node::Sub(Box::new(x), Box::new(y))
+        } else {
+            Node::Add(Box::new(x), Box::new(y))
+        }
+    };
+    let with_const = |t: Term, c: Decimal, const_first: bool| {
+        let k = c.scaled(Scale::of_degree(t.scale));
+        let point = Interval::point(k.clone());
+        let (node, range) = if const_first {
+            let r = if sub {
+                point.sub(&t.range)
+            } else {
+                point.add(&t.range)
+            };
+            (combine(Node::Const(k.clone()), t.node), r)
+        } else {
+            let r = if sub {
+                t.range.sub(&point)
+            } else {
+                t.range.add(&point)
+            };
+            (combine(t.node, Node::Const(k.clone())), r)
+        };
+        let zero = if k.is_zero() { t.zero } else { Support::new() };
+        Lowered::Secret(Term {
+            node,
+            scale: t.scale,
+            range,
+            support: t.support,
+            zero,
+        })
     };
     match (a, b) {
         (Lowered::Const(x), Lowered::Const(y)) => {
-            let (p, q, e) = x.align(&y);
-            let m = if op == BinOp::Sub { p - q } else { p + q };
-            Lowered::Const(Dec { m, e })
+            Lowered::Const(if sub { x.add(&y.neg()) } else { x.add(&y) })
         }
-        (Lowered::Secret { node, scale, mag }, Lowered::Const(c)) => {
-            let k = c.encode(scale);
-            let mag = mag + k.magnitude();
-            Lowered::Secret {
-                node: combine(node, Node::Const(k)),
+        (Lowered::Secret(t), Lowered::Const(c)) => with_const(t, c, false),
+        (Lowered::Const(c), Lowered::Secret(t)) => with_const(t, c, true),
+        (Lowered::Secret(x), Lowered::Secret(y)) => {
+            let scale = x.scale.max(y.scale);
+            let (bx, by) = (scale - x.scale, scale - y.scale);
+            let x = lift(x, bx);
+            let y = lift(y, by);
+            let range = if sub {
+                x.range.sub(&y.range)
+            } else {
+                x.range.add(&y.range)
+            };
+            Lowered::Secret(Term {
+                node: combine(x.node, y.node),
                 scale,
-                mag,
-            }
-        }
-        (Lowered::Const(c), Lowered::Secret { node, scale, mag }) => {
-            let k = c.encode(scale);
-            let mag = mag + k.magnitude();
-            Lowered::Secret {
-                node: combine(Node::Const(k), node),
-                scale,
-                mag,
-            }
-        }
-        (
-            Lowered::Secret {
-                node: n1,
-                scale: s1,
-                mag: m1,
-            },
-            Lowered::Secret {
-                node: n2,
-                scale: s2,
-                mag: m2,
-            },
-        ) => {
-            let scale = s1.max(s2);
-            let (n1, m1) = lift(n1, m1, scale - s1);
-            let (n2, m2) = lift(n2, m2, scale - s2);
-            Lowered::Secret {
-                node: combine(n1, n2),
-                scale,
-                mag: m1 + m2,
-            }
+                range,
+                support: x.support.union(&y.support).copied().collect(),
+                zero: x.zero.intersection(&y.zero).copied().collect(),
+            })
         }
     }
 }
@@ -471,31 +532,106 @@ struct Builder<'a, F: PrimeField> {
 }
 
 impl<F: PrimeField> Builder<'_, F> {
-    fn open(&mut self, e: &Expr, aggregate: &str) -> Result<usize, QueryError> {
-        let label = format!("sum({e})");
+    /// Lowers `e` to a term (a constant becomes a public term at scale 2^16).
+    fn term(&self, e: &Expr) -> Result<Term, QueryError> {
+        Ok(match self.planner.lower(e)? {
+            Lowered::Secret(t) => t,
+            Lowered::Const(c) => {
+                let k = c.scaled(Scale::UNIT);
+                Term {
+                    range: Interval::point(k.clone()),
+                    node: Node::Const(k),
+                    scale: 1,
+                    support: Support::new(),
+                    zero: Support::new(),
+                }
+            }
+        })
+    }
+
+    /// The nullable columns `e` reads.
+    fn support(&self, e: &Expr) -> Result<Support, QueryError> {
+        Ok(self.term(e)?.support)
+    }
+
+    /// Opens `sum(e)` over the rows where every column of `support` (a superset of `e`'s own)
+    /// is present.
+    fn open(&mut self, e: &Expr, support: &Support, aggregate: &str) -> Result<usize, QueryError> {
+        let mut t = self.term(e)?;
+        let masks: Vec<usize> = support.difference(&t.zero).copied().collect();
+        let label = if masks.is_empty() {
+            format!("sum({e})")
+        } else {
+            let text = e.to_string();
+            let text = match e {
+                Expr::Binary {
+                    op: BinOp::Add | BinOp::Sub,
+                    ..
+                } => format!("({text})"),
+                _ => text,
+            };
+            let present: Vec<String> = self
+                .planner
+                .names(&masks.iter().copied().collect())
+                .iter()
+                .map(|n| format!(" * present({n})"))
+                .collect();
+            format!("sum({text}{})", present.concat())
+        };
+        for c in masks {
+            let v = self.planner.validity(c);
+            t.node = Node::Mul(Box::new(t.node), Box::new(Node::Column(v)));
+            t.range = t.range.with_zero();
+        }
+        self.push(label, t.node, t.scale, &t.range, aggregate)
+    }
+
+    /// The number of rows where every column of `support` is present.
+    fn count(&mut self, support: &Support, aggregate: &str) -> Result<RowCount, QueryError> {
+        let mut columns = support.iter().map(|c| self.planner.validity(*c));
+        let Some(first) = columns.next() else {
+            return Ok(RowCount::All);
+        };
+        let node = columns.fold(Node::Column(first), |n, v| {
+            Node::Mul(Box::new(n), Box::new(Node::Column(v)))
+        });
+        let present: Vec<String> = self
+            .planner
+            .names(support)
+            .iter()
+            .map(|n| format!("present({n})"))
+            .collect();
+        let label = format!("sum({})", present.join(" * "));
+        let range = Interval::new(BigInt::zero(), BigInt::one());
+        Ok(RowCount::Opened(
+            self.push(label, node, 0, &range, aggregate)?,
+        ))
+    }
+
+    fn push(
+        &mut self,
+        label: String,
+        node: Node,
+        scale: u32,
+        range: &Interval,
+        aggregate: &str,
+    ) -> Result<usize, QueryError> {
         if let Some(i) = self.by_label.get(&label) {
             return Ok(*i);
         }
-        let (node, scale, mag) = match self.planner.lower(e)? {
-            Lowered::Secret { node, scale, mag } => (node, scale, mag),
-            Lowered::Const(c) => {
-                let k = c.encode(1);
-                let mag = k.magnitude().clone();
-                (Node::Const(k), 1, mag)
-            }
-        };
-        let worst = mag * BigUint::from(self.planner.schema.rows.max(1));
-        let bits = worst.bits() + 1;
-        if bits >= u64::from(F::MAGNITUDE_LIMIT_BITS) {
-            return Err(QueryError::Overflow {
-                term: label,
+        let rows = self.planner.schema.rows;
+        let total = range.sum_rows(rows.max(1) as u64);
+        let bits = check_bits::<F>(&label, &total).map_err(|e| match e {
+            FixedError::Overflow { bits, .. } => QueryError::Overflow {
+                term: label.clone(),
                 aggregate: aggregate.to_owned(),
                 bits,
                 max: F::MAGNITUDE_LIMIT_BITS - 1,
                 field: F::NAME,
-                rows: self.planner.schema.rows,
-            });
-        }
+                rows,
+            },
+            other => unreachable!("check_bits only reports overflows, got {other}"),
+        })?;
         let degree = node.degree();
         self.opened.push(Opened {
             label: label.clone(),
@@ -537,31 +673,58 @@ pub fn plan_text<F: PrimeField>(
     for (agg, _) in &query.aggregates {
         let name = agg.to_string();
         let finish = match agg {
-            Aggregate::Sum(e) => Finish::Sum {
-                sum: b.open(e, &name)?,
+            Aggregate::Sum(e) => {
+                let s = b.support(e)?;
+                Finish::Sum {
+                    sum: b.open(e, &s, &name)?,
+                }
+            }
+            Aggregate::Count => Finish::Count {
+                rows: RowCount::All,
             },
-            Aggregate::Count => Finish::Count,
-            Aggregate::Mean(e) => Finish::Mean {
-                sum: b.open(e, &name)?,
-            },
+            Aggregate::CountOf(e) => {
+                let s = b.support(e)?;
+                Finish::Count {
+                    rows: b.count(&s, &name)?,
+                }
+            }
+            Aggregate::Mean(e) => {
+                let s = b.support(e)?;
+                let sum = b.open(e, &s, &name)?;
+                Finish::Mean {
+                    sum,
+                    rows: b.count(&s, &name)?,
+                }
+            }
             Aggregate::Var(e) => {
-                let sum = b.open(e, &name)?;
-                let sum_sq = b.open(&Expr::product(e.clone(), e.clone()), &name)?;
-                Finish::Var { sum_sq, sum }
+                let s = b.support(e)?;
+                let sum = b.open(e, &s, &name)?;
+                let sum_sq = b.open(&Expr::product(e.clone(), e.clone()), &s, &name)?;
+                Finish::Var {
+                    sum_sq,
+                    sum,
+                    rows: b.count(&s, &name)?,
+                }
             }
             Aggregate::Cov(x, y) => {
-                let sum_xy = b.open(&Expr::product(x.clone(), y.clone()), &name)?;
-                let sum_x = b.open(x, &name)?;
-                let sum_y = b.open(y, &name)?;
+                let s: Support = b.support(x)?.union(&b.support(y)?).copied().collect();
+                let sum_xy = b.open(&Expr::product(x.clone(), y.clone()), &s, &name)?;
+                let sum_x = b.open(x, &s, &name)?;
+                let sum_y = b.open(y, &s, &name)?;
                 Finish::Cov {
                     sum_xy,
                     sum_x,
                     sum_y,
+                    rows: b.count(&s, &name)?,
                 }
             }
-            Aggregate::Dot(x, y) => Finish::Dot {
-                sum: b.open(&Expr::product(x.clone(), y.clone()), &name)?,
-            },
+            Aggregate::Dot(x, y) => {
+                let p = Expr::product(x.clone(), y.clone());
+                let s = b.support(&p)?;
+                Finish::Dot {
+                    sum: b.open(&p, &s, &name)?,
+                }
+            }
             Aggregate::Hist { column, span } => {
                 let levels = match schema.column(column).map(|c| &c.kind) {
                     Some(ColumnKind::Category { levels }) => levels.clone(),
@@ -586,7 +749,7 @@ pub fn plan_text<F: PrimeField>(
                         name: format!("{column}={level}"),
                         span: *span,
                     };
-                    out.push((level, b.open(&e, &name)?));
+                    out.push((level, b.open(&e, &Support::new(), &name)?));
                 }
                 Finish::Hist { levels: out }
             }
@@ -800,5 +963,156 @@ mod tests {
                 expected: 2
             })
         );
+    }
+
+    fn run_on(d: &Dataset, q: &str) -> (Plan, Vec<String>) {
+        let p = plan_text::<Mersenne127>(q, &parse(q).unwrap(), &d.schema).unwrap();
+        let out = p.finish(&p.eval_clear(&d.values)).unwrap();
+        (p, out.into_iter().map(|v| v.decimal).collect())
+    }
+
+    #[test]
+    fn nulls_are_skipped_with_sql_semantics() {
+        // a = 1, NULL, 3, 4; b = 10, 20, NULL, 40.
+        let d = Dataset::parse("a,b\n1,10\n,20\n3,NA\n4,40\n").unwrap();
+        let q = "sum(a), count(), count(a), count(b), count(a + b), mean(a), var(a), sum(a + b), \
+                 sum(a * b), dot(a, b), cov(a, b), mean(a + b), sum(a + 1), mean(2), count(2)";
+        let (p, got) = run_on(&d, q);
+        assert_eq!(
+            got,
+            [
+                "8",
+                "4",
+                "3",
+                "3",
+                "2",
+                "2.666666666666666667",
+                "1.555555555555555556",
+                "55",
+                "170",
+                "170",
+                "22.5",
+                "27.5",
+                "11",
+                "2",
+                "4"
+            ]
+        );
+        let labels: Vec<_> = p.opened.iter().map(|o| o.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "sum(a)",
+                "sum(present(a))",
+                "sum(present(b))",
+                "sum(present(a) * present(b))",
+                "sum(a * a)",
+                "sum((a + b) * present(a) * present(b))",
+                "sum(a * b)",
+                "sum(a * present(b))",
+                "sum(b * present(a))",
+                "sum((a + 1) * present(a))",
+                "sum(2)",
+            ]
+        );
+        // `sum(a + 1)` alone is masked: a + 1 is 1, not 0, where a is NULL.
+        let (p, _) = run_on(&d, "sum(a + 1)");
+        assert_eq!(p.opened[0].degree, 2);
+        // Linear aggregates of one nullable column stay linear (no product, no reduction).
+        let (p, _) = run_on(&d, "sum(a), mean(a), count(b)");
+        assert_eq!(p.degree, 1);
+        // Every row NULL for a pair of inputs: mean refuses, count says 0.
+        let d = Dataset::parse("a,b\n1,\n,2\n").unwrap();
+        let (_, got) = run_on(&d, "count(a * b), sum(a + b)");
+        assert_eq!(got, ["0", "0"]);
+        let p = plan::<Mersenne127>(&parse("mean(a * b)").unwrap(), &d.schema).unwrap();
+        assert!(matches!(
+            p.finish(&p.eval_clear(&d.values)),
+            Err(QueryError::NoRows { .. })
+        ));
+    }
+
+    #[test]
+    fn range_analysis_counts_the_zero_of_null_rows() {
+        // x in [5, 7] where present: x - 6 spans [-1, 1] on present rows, but a NULL row holds
+        // 0, so the unmasked x - 6 reaches -6; the bound must cover it.
+        let d = Dataset::parse("x:int\n5\nNA\n7\n").unwrap();
+        let (p, got) = run_on(&d, "sum(x - 6), mean(x)");
+        assert_eq!(got, ["0", "6"]);
+        // |x - 6| <= 6 * 2^16 < 2^19, times 3 rows < 2^21: 21 bits + sign.
+        assert_eq!(p.opened[0].bits, 22);
+        let full = Dataset::parse("x:int\n5\n6\n7\n").unwrap();
+        let (p, _) = run_on(&full, "sum(x - 6)");
+        // Without NULLs the interval is [-1, 1] * 2^16 over 3 rows: 18 bits + sign.
+        assert_eq!(p.opened[0].bits, 19);
+    }
+
+    proptest::proptest! {
+        /// Every aggregate on integer data with random gaps against a naive oracle over the
+        /// rows where the inputs are present (exact i128 sums, f64 for the finished ratios).
+        #[test]
+        fn random_gaps_match_a_naive_oracle(
+            rows in proptest::collection::vec(
+                (proptest::option::weighted(0.7, -1000i64..1000), proptest::option::weighted(0.7, -50i64..50)),
+                1..40,
+            ),
+        ) {
+            let mut csv = String::from("a:int,b:int\n");
+            for (a, b) in &rows {
+                let cell = |v: &Option<i64>| v.map_or(String::new(), |v| v.to_string());
+                csv.push_str(&format!("{},{}\n", cell(a), cell(b)));
+            }
+            let d = match Dataset::parse(&csv) {
+                Ok(d) => d,
+                // An entirely empty column is refused; that is tested elsewhere.
+                Err(crate::mpc::csv::CsvError::Unusable { .. }) => return Ok(()),
+                Err(e) => panic!("{e}"),
+            };
+            let q = "sum(a), count(), count(a), count(b), mean(a), var(b), sum(a + b), \
+                     sum(a * b), cov(a, b), dot(a, b - 1), mean(3 * a - b + 2)";
+            let p = plan::<Mersenne127>(&parse(q).unwrap(), &d.schema).unwrap();
+            let out = p.finish(&p.eval_clear(&d.values));
+            let a: Vec<i128> = rows.iter().filter_map(|r| r.0).map(i128::from).collect();
+            let b: Vec<i128> = rows.iter().filter_map(|r| r.1).map(i128::from).collect();
+            let both: Vec<(i128, i128)> = rows
+                .iter()
+                .filter_map(|r| Some((i128::from(r.0?), i128::from(r.1?))))
+                .collect();
+            let n = |v: usize| v as f64;
+            let sum = |v: &[i128]| v.iter().sum::<i128>();
+            let mean = |v: &[i128]| sum(v) as f64 / n(v.len());
+            let var = |v: &[i128]| {
+                let m = mean(v);
+                v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / n(v.len())
+            };
+            if both.is_empty() {
+                // cov and mean over zero rows are refused, never a number.
+                let refused = matches!(out, Err(QueryError::NoRows { .. }));
+                proptest::prop_assert!(refused, "zero rows not refused");
+                return Ok(());
+            }
+            let out = out.unwrap();
+            let got: Vec<f64> = out.iter().map(|v| v.decimal.parse().unwrap()).collect();
+            let (xa, xb): (Vec<i128>, Vec<i128>) = both.iter().copied().unzip();
+            let ma = mean(&xa);
+            let mb = mean(&xb);
+            let cov = both.iter().map(|(x, y)| (*x as f64 - ma) * (*y as f64 - mb)).sum::<f64>() / n(both.len());
+            let want = [
+                sum(&a) as f64,
+                n(rows.len()),
+                n(a.len()),
+                n(b.len()),
+                mean(&a),
+                var(&b),
+                both.iter().map(|(x, y)| x + y).sum::<i128>() as f64,
+                both.iter().map(|(x, y)| x * y).sum::<i128>() as f64,
+                cov,
+                both.iter().map(|(x, y)| x * (y - 1)).sum::<i128>() as f64,
+                both.iter().map(|(x, y)| 3 * x - y + 2).sum::<i128>() as f64 / n(both.len()),
+            ];
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                proptest::prop_assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{}: {} vs {}", out[i].name, g, w);
+            }
+        }
     }
 }
