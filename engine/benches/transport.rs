@@ -2,6 +2,11 @@
 //! `noise::Cipher::default()` was chosen by.
 //!
 //! `cargo bench -p btcmpc-engine --bench transport`
+//!
+//! Measured 2026-11-30 on 2 shared x86-64 cores with AES-NI (load average 12, so absolute
+//! figures are low; the order held in every run): ring AES-GCM 288 MiB/s, ring
+//! ChaCha20-Poly1305 126 MiB/s, RustCrypto ChaCha20-Poly1305 92 MiB/s, RustCrypto AES-GCM
+//! 81 MiB/s.
 
 use std::time::Duration;
 

@@ -166,7 +166,10 @@ pub enum Cipher {
 }
 
 impl Default for Cipher {
-    /// The fastest on our machines, by `engine/benches/transport.rs`.
+    /// The fastest on our machines (x86-64 with AES-NI and CLMUL), by
+    /// `engine/benches/transport.rs` (8 MiB frames over loopback, 2 shared cores): ring
+    /// AES-GCM 288 MiB/s, ring ChaCha20-Poly1305 126 MiB/s, pure-Rust ChaCha20-Poly1305
+    /// 92 MiB/s, pure-Rust AES-GCM 81 MiB/s.
     fn default() -> Self {
         Self::RingAesGcm
     }
