@@ -431,3 +431,36 @@ async fn peers_dial_with_backoff_deliver_and_reconnect() {
     }
     assert!(delivered, "a reconnected channel delivered the frame");
 }
+
+#[tokio::test]
+async fn frames_at_noise_message_boundaries_round_trip_in_order() {
+    let (mut client, mut server, _l) = pair(cfg()).await;
+    let m = noise::MAX_PLAINTEXT;
+    let sizes = [0, 1, m - 9, m - 8, m - 7, m, 2 * m - 8, 2 * m, 3 * m + 5];
+    let frames: Vec<Frame> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Frame::new(MessageType::SHARE_BATCH, vec![i as u8; n]).unwrap())
+        .collect();
+    let to_send = frames.clone();
+    let sender = tokio::spawn(async move {
+        for f in &to_send {
+            client.send(f).await.unwrap();
+        }
+        client
+    });
+    for f in &frames {
+        let got = tokio::time::timeout(WAIT, server.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, f, "frame of {} bytes", f.payload().len());
+    }
+    drop(sender.await.unwrap());
+    // The peer closed between frames: a clean close, not a truncation.
+    let e = tokio::time::timeout(WAIT, server.recv())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Closed { .. }), "{e}");
+}

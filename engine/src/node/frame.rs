@@ -244,6 +244,12 @@ impl Frame {
         HEADER_LEN + self.payload.len()
     }
 
+    /// The 8-byte header of this frame (the encoding is this header then the payload).
+    #[must_use]
+    pub fn header_bytes(&self) -> [u8; HEADER_LEN] {
+        header(self.kind, self.payload.len())
+    }
+
     /// Appends the encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());

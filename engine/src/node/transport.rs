@@ -245,7 +245,6 @@ impl Channel {
                 codec: FrameCodec::new(),
                 buf: BytesMut::new(),
                 wire: vec![0u8; MAX_NOISE_MESSAGE],
-                plain: vec![0u8; MAX_NOISE_MESSAGE],
                 failed: false,
             },
         }
@@ -322,9 +321,8 @@ impl ChannelSender {
     /// [`TransportError::Timeout`] if the peer takes no bytes for `write_timeout`;
     /// [`TransportError::Io`]; [`TransportError::NonceExhausted`].
     pub async fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        let mut bytes = Vec::with_capacity(frame.encoded_len());
-        frame.encode_into(&mut bytes);
-        self.send_encoded(&bytes).await
+        self.send_parts(&[&frame.header_bytes(), frame.payload()])
+            .await
     }
 
     /// Sends bytes that already hold an encoded frame, unchanged: the way a party re-sends a
@@ -333,11 +331,36 @@ impl ChannelSender {
     /// # Errors
     /// As [`ChannelSender::send`].
     pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
-        for chunk in bytes.chunks(MAX_PLAINTEXT) {
-            self.seal(chunk)?;
-            if self.wire.len() >= WRITE_BATCH {
-                self.flush().await?;
+        self.send_parts(&[bytes]).await
+    }
+
+    /// Seals the concatenation of `parts` in messages of [`MAX_PLAINTEXT`] bytes (the last
+    /// one shorter), copying only where a message spans two parts.
+    async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), TransportError> {
+        let mut stage: Vec<u8> = Vec::new();
+        for part in parts {
+            let mut rest: &[u8] = part;
+            while !rest.is_empty() {
+                if stage.is_empty() && rest.len() >= MAX_PLAINTEXT {
+                    let (chunk, tail) = rest.split_at(MAX_PLAINTEXT);
+                    self.seal(chunk)?;
+                    rest = tail;
+                } else {
+                    let take = (MAX_PLAINTEXT - stage.len()).min(rest.len());
+                    stage.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if stage.len() == MAX_PLAINTEXT {
+                        self.seal(&stage)?;
+                        stage.clear();
+                    }
+                }
+                if self.wire.len() >= WRITE_BATCH {
+                    self.flush().await?;
+                }
             }
+        }
+        if !stage.is_empty() {
+            self.seal(&stage)?;
         }
         self.flush().await
     }
@@ -392,7 +415,6 @@ pub struct ChannelReceiver {
     codec: FrameCodec,
     buf: BytesMut,
     wire: Vec<u8>,
-    plain: Vec<u8>,
     failed: bool,
 }
 
@@ -489,16 +511,26 @@ impl ChannelReceiver {
         if n < TAG_LEN {
             return Err(TransportError::ShortMessage { peer, len: n });
         }
-        let m = self
+        // Decrypt straight into the frame buffer.
+        let old = self.buf.len();
+        self.buf.resize(old + n, 0); // room for the tag: ring decrypts in place
+        match self
             .state
-            .read_message(self.nonce, &self.wire[..n], &mut self.plain)
-            .map_err(|_| TransportError::Decrypt {
-                peer,
-                nonce: self.nonce,
-            })?;
-        self.nonce += 1;
-        self.buf.extend_from_slice(&self.plain[..m]);
-        Ok(())
+            .read_message(self.nonce, &self.wire[..n], &mut self.buf[old..])
+        {
+            Ok(m) => {
+                self.buf.truncate(old + m);
+                self.nonce += 1;
+                Ok(())
+            }
+            Err(_) => {
+                self.buf.truncate(old);
+                Err(TransportError::Decrypt {
+                    peer,
+                    nonce: self.nonce,
+                })
+            }
+        }
     }
 }
 
