@@ -1,0 +1,951 @@
+//! Authenticated, encrypted channels carrying [`Frame`]s over TCP, and a manager keeping one
+//! channel per peer.
+//!
+//! A [`Channel`] is a TCP stream after a Noise `XX` handshake ([`super::noise`]) whose remote
+//! static key is in the caller's [`AllowedKeys`]. After the handshake the responder sends one
+//! encrypted acknowledgement, so an initiator whose key the responder refused learns it from
+//! [`connect`] instead of from its first send.
+//!
+//! Frames are encoded ([`super::frame`]) and the bytes cut into Noise transport messages of at
+//! most [`MAX_PLAINTEXT`] plaintext bytes each; the receiver decrypts messages in order into a
+//! buffer and runs the [`FrameCodec`] over it, which refuses a bad header before any payload is
+//! buffered. Nonces are implicit counters (one per direction), so a replayed, reordered,
+//! dropped or altered ciphertext fails authentication ([`TransportError::Decrypt`]) and the
+//! channel is closed.
+//!
+//! Timeouts ([`ChannelConfig`]): the whole handshake, and each socket read or write (a peer that
+//! makes no progress for that long is dropped). The [`Peers`] manager reconnects with bounded
+//! exponential backoff ([`Backoff`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use snow::StatelessTransportState;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::codec::Decoder;
+
+use super::frame::{Frame, FrameCodec, FrameError};
+use super::noise::{
+    self, AllowedKeys, Cipher, NoiseError, StaticKeypair, TransportKey, MAX_NOISE_MESSAGE,
+    MAX_PLAINTEXT, TAG_LEN,
+};
+
+const ACK: &[u8] = b"btcmpc accepted";
+
+/// Timeouts and the cipher of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// Bound on the whole handshake, TCP connect included.
+    pub handshake_timeout: Duration,
+    /// Bound on each socket write: a peer that does not take our bytes for this long is dropped.
+    pub write_timeout: Duration,
+    /// Bound on waiting for the next bytes from the peer in [`Channel::recv`]: an idle peer is
+    /// dropped after this long.
+    pub idle_timeout: Duration,
+    /// The AEAD; both ends must agree.
+    pub cipher: Cipher,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            cipher: Cipher::default(),
+        }
+    }
+}
+
+/// Errors of channels.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The handshake failed or the remote key is refused.
+    #[error(transparent)]
+    Handshake(#[from] NoiseError),
+    /// An operation did not finish in time.
+    #[error("timed out after {after:?} while {during}")]
+    Timeout {
+        /// What we were doing.
+        during: &'static str,
+        /// The bound that fired.
+        after: Duration,
+    },
+    /// A transport message failed authentication: tampered, replayed, reordered or from
+    /// another session.
+    #[error(
+        "message {nonce} from peer {peer} failed authentication (tampered, replayed or reordered)"
+    )]
+    Decrypt {
+        /// The peer.
+        peer: TransportKey,
+        /// The nonce we expected.
+        nonce: u64,
+    },
+    /// The peer sent bytes that are not a valid frame.
+    #[error("bad frame from peer {peer}: {source}")]
+    Frame {
+        /// The peer.
+        peer: TransportKey,
+        /// What was wrong.
+        source: FrameError,
+    },
+    /// The peer closed the connection between frames.
+    #[error("peer {peer} closed the connection")]
+    Closed {
+        /// The peer.
+        peer: TransportKey,
+    },
+    /// A transport message too short to hold its tag.
+    #[error(
+        "noise message of {len} bytes from peer {peer} is shorter than its {TAG_LEN}-byte tag"
+    )]
+    ShortMessage {
+        /// The peer.
+        peer: TransportKey,
+        /// Its length.
+        len: usize,
+    },
+    /// The peer is not known to the [`Peers`] manager.
+    #[error("no address known for peer {0}")]
+    UnknownPeer(TransportKey),
+    /// Every connection attempt of a backoff schedule failed.
+    #[error("gave up on peer {peer} after {attempts} attempts: {last}")]
+    GaveUp {
+        /// The peer.
+        peer: TransportKey,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<TransportError>,
+    },
+    /// The nonce counter is exhausted (2^64 messages): the channel must be re-established.
+    #[error("nonce counter exhausted on the channel to {0}")]
+    NonceExhausted(TransportKey),
+    /// The socket failed.
+    #[error("socket error while {during}: {source}")]
+    Io {
+        /// What we were doing.
+        during: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Connects to `addr`, runs the handshake as initiator and waits for the responder's
+/// acknowledgement, all within `config.handshake_timeout`.
+///
+/// # Errors
+/// [`TransportError::Timeout`], [`TransportError::Io`] if the TCP connect fails,
+/// [`TransportError::Handshake`] (with [`NoiseError::UnknownPeer`] if the responder's key is not
+/// in `allowed`, [`NoiseError::ClosedInHandshake`] if the responder refused ours).
+pub async fn connect(
+    addr: impl ToSocketAddrs,
+    me: &StaticKeypair,
+    allowed: &AllowedKeys,
+    config: ChannelConfig,
+) -> Result<Channel, TransportError> {
+    let fut = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| TransportError::Io {
+                during: "connecting",
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let est = noise::initiate(&mut stream, me, allowed, config.cipher).await?;
+        let mut channel = Channel::new(stream, est, true, config);
+        let ack = channel.receiver.read_ack().await.map_err(|e| match e {
+            TransportError::Closed { .. } => NoiseError::ClosedInHandshake.into(),
+            e => e,
+        })?;
+        if ack != ACK {
+            return Err(NoiseError::Noise("bad acknowledgement".into()).into());
+        }
+        Ok::<_, TransportError>(channel)
+    };
+    match tokio::time::timeout(config.handshake_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(TransportError::Timeout {
+            during: "connecting and handshaking",
+            after: config.handshake_timeout,
+        }),
+    }
+}
+
+/// Runs the handshake as responder on an accepted stream and acknowledges it, within
+/// `config.handshake_timeout`.
+///
+/// # Errors
+/// [`TransportError::Timeout`], [`TransportError::Handshake`] (with
+/// [`NoiseError::UnknownPeer`] naming the key if the initiator is not in `allowed`),
+/// [`TransportError::Io`].
+pub async fn accept(
+    mut stream: TcpStream,
+    me: &StaticKeypair,
+    allowed: &AllowedKeys,
+    config: ChannelConfig,
+) -> Result<Channel, TransportError> {
+    let fut = async {
+        let _ = stream.set_nodelay(true);
+        let est = noise::respond(&mut stream, me, allowed, config.cipher).await?;
+        let mut channel = Channel::new(stream, est, false, config);
+        channel.sender.write_plaintext(ACK).await?;
+        Ok::<_, TransportError>(channel)
+    };
+    match tokio::time::timeout(config.handshake_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(TransportError::Timeout {
+            during: "handshaking",
+            after: config.handshake_timeout,
+        }),
+    }
+}
+
+/// An authenticated encrypted channel to one peer.
+#[derive(Debug)]
+pub struct Channel {
+    sender: ChannelSender,
+    receiver: ChannelReceiver,
+}
+
+impl Channel {
+    fn new(
+        stream: TcpStream,
+        est: noise::Established,
+        initiator: bool,
+        cfg: ChannelConfig,
+    ) -> Self {
+        let (r, w) = stream.into_split();
+        let state = Arc::new(est.state);
+        Self {
+            sender: ChannelSender {
+                writer: w,
+                state: Arc::clone(&state),
+                nonce: 0,
+                remote: est.remote,
+                initiator,
+                timeout: cfg.write_timeout,
+                wire: Vec::new(),
+            },
+            receiver: ChannelReceiver {
+                reader: r,
+                state,
+                nonce: 0,
+                remote: est.remote,
+                timeout: cfg.idle_timeout,
+                codec: FrameCodec::new(),
+                buf: BytesMut::new(),
+                wire: vec![0u8; MAX_NOISE_MESSAGE],
+                failed: false,
+            },
+        }
+    }
+
+    /// The authenticated remote static key.
+    #[must_use]
+    pub fn remote(&self) -> TransportKey {
+        self.sender.remote
+    }
+
+    /// Whether we dialled this channel.
+    #[must_use]
+    pub fn is_initiator(&self) -> bool {
+        self.sender.initiator
+    }
+
+    /// Sends one frame. See [`ChannelSender::send`].
+    ///
+    /// # Errors
+    /// As [`ChannelSender::send`].
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        self.sender.send(frame).await
+    }
+
+    /// Receives one frame. See [`ChannelReceiver::recv`].
+    ///
+    /// # Errors
+    /// As [`ChannelReceiver::recv`].
+    pub async fn recv(&mut self) -> Result<Frame, TransportError> {
+        self.receiver.recv().await
+    }
+
+    /// Splits into halves that can be used from different tasks.
+    #[must_use]
+    pub fn split(self) -> (ChannelSender, ChannelReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The sending half of a [`Channel`].
+pub struct ChannelSender {
+    writer: OwnedWriteHalf,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    remote: TransportKey,
+    initiator: bool,
+    timeout: Duration,
+    wire: Vec<u8>,
+}
+
+impl std::fmt::Debug for ChannelSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSender")
+            .field("remote", &self.remote)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of ciphertext gathered before one socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+impl ChannelSender {
+    /// The remote static key.
+    #[must_use]
+    pub fn remote(&self) -> TransportKey {
+        self.remote
+    }
+
+    /// Encrypts and sends one frame, in as many Noise messages as it needs.
+    ///
+    /// # Errors
+    /// [`TransportError::Timeout`] if the peer takes no bytes for `write_timeout`;
+    /// [`TransportError::Io`]; [`TransportError::NonceExhausted`].
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        self.send_parts(&[&frame.header_bytes(), frame.payload()])
+            .await
+    }
+
+    /// Sends bytes that already hold an encoded frame, unchanged: the way a party re-sends a
+    /// stored outbox message byte for byte. The receiver checks them as any frame.
+    ///
+    /// # Errors
+    /// As [`ChannelSender::send`].
+    pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.send_parts(&[bytes]).await
+    }
+
+    /// Seals the concatenation of `parts` in messages of [`MAX_PLAINTEXT`] bytes (the last
+    /// one shorter), copying only where a message spans two parts.
+    async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), TransportError> {
+        let mut stage: Vec<u8> = Vec::new();
+        for part in parts {
+            let mut rest: &[u8] = part;
+            while !rest.is_empty() {
+                if stage.is_empty() && rest.len() >= MAX_PLAINTEXT {
+                    let (chunk, tail) = rest.split_at(MAX_PLAINTEXT);
+                    self.seal(chunk)?;
+                    rest = tail;
+                } else {
+                    let take = (MAX_PLAINTEXT - stage.len()).min(rest.len());
+                    stage.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if stage.len() == MAX_PLAINTEXT {
+                        self.seal(&stage)?;
+                        stage.clear();
+                    }
+                }
+                if self.wire.len() >= WRITE_BATCH {
+                    self.flush().await?;
+                }
+            }
+        }
+        if !stage.is_empty() {
+            self.seal(&stage)?;
+        }
+        self.flush().await
+    }
+
+    async fn write_plaintext(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.seal(bytes)?;
+        self.flush().await
+    }
+
+    fn seal(&mut self, chunk: &[u8]) -> Result<(), TransportError> {
+        if self.nonce == u64::MAX {
+            return Err(TransportError::NonceExhausted(self.remote));
+        }
+        let start = self.wire.len();
+        self.wire.resize(start + 2 + chunk.len() + TAG_LEN, 0);
+        let n = self
+            .state
+            .write_message(self.nonce, chunk, &mut self.wire[start + 2..])
+            .map_err(|e| TransportError::Handshake(e.into()))?;
+        self.nonce += 1;
+        let len = u16::try_from(n).expect("chunks are at most MAX_PLAINTEXT bytes");
+        self.wire[start..start + 2].copy_from_slice(&len.to_be_bytes());
+        self.wire.truncate(start + 2 + n);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        let after = self.timeout;
+        let r = tokio::time::timeout(after, self.writer.write_all(&self.wire)).await;
+        self.wire.clear();
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(TransportError::Io {
+                during: "sending",
+                source,
+            }),
+            Err(_) => Err(TransportError::Timeout {
+                during: "sending",
+                after,
+            }),
+        }
+    }
+}
+
+/// The receiving half of a [`Channel`].
+pub struct ChannelReceiver {
+    reader: OwnedReadHalf,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    remote: TransportKey,
+    timeout: Duration,
+    codec: FrameCodec,
+    buf: BytesMut,
+    wire: Vec<u8>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for ChannelReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelReceiver")
+            .field("remote", &self.remote)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelReceiver {
+    /// The remote static key.
+    #[must_use]
+    pub fn remote(&self) -> TransportKey {
+        self.remote
+    }
+
+    /// Receives the next frame.
+    ///
+    /// # Errors
+    /// [`TransportError::Timeout`] if no bytes arrive for `idle_timeout`;
+    /// [`TransportError::Decrypt`] for a tampered, replayed or reordered message;
+    /// [`TransportError::Frame`] for garbage, oversized, unknown-type or wrong-version frames,
+    /// and a truncated one when the peer closes inside it; [`TransportError::Closed`] when the
+    /// peer closes between frames. After any error the channel is failed and must be dropped.
+    pub async fn recv(&mut self) -> Result<Frame, TransportError> {
+        if self.failed {
+            return Err(TransportError::Closed { peer: self.remote });
+        }
+        let r = self.recv_inner().await;
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    async fn recv_inner(&mut self) -> Result<Frame, TransportError> {
+        let peer = self.remote;
+        let frame_err = |source| TransportError::Frame { peer, source };
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf).map_err(frame_err)? {
+                return Ok(frame);
+            }
+            match self.read_plaintext_into_buf().await {
+                Ok(()) => {}
+                Err(TransportError::Closed { peer }) => {
+                    return match self.codec.decode_eof(&mut self.buf) {
+                        Ok(Some(frame)) => Ok(frame),
+                        Ok(None) => Err(TransportError::Closed { peer }),
+                        Err(e) => Err(frame_err(e)),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads and decrypts one Noise message, appending its plaintext to `buf`.
+    async fn read_plaintext_into_buf(&mut self) -> Result<(), TransportError> {
+        let peer = self.remote;
+        let after = self.timeout;
+        let n = match tokio::time::timeout(
+            after,
+            noise::read_message(&mut self.reader, &mut self.wire),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(TransportError::Timeout {
+                    during: "waiting for the peer",
+                    after,
+                })
+            }
+            Ok(Ok(Some(n))) => n,
+            Ok(Ok(None)) => return Err(TransportError::Closed { peer }),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(TransportError::Frame {
+                    peer,
+                    source: FrameError::Truncated {
+                        have: self.buf.len(),
+                        need: self.buf.len() + 1,
+                    },
+                })
+            }
+            Ok(Err(source)) => {
+                return Err(TransportError::Io {
+                    during: "receiving",
+                    source,
+                })
+            }
+        };
+        if n < TAG_LEN {
+            return Err(TransportError::ShortMessage { peer, len: n });
+        }
+        // Decrypt straight into the frame buffer.
+        let old = self.buf.len();
+        self.buf.resize(old + n, 0); // room for the tag: ring decrypts in place
+        match self
+            .state
+            .read_message(self.nonce, &self.wire[..n], &mut self.buf[old..])
+        {
+            Ok(m) => {
+                self.buf.truncate(old + m);
+                self.nonce += 1;
+                Ok(())
+            }
+            Err(_) => {
+                self.buf.truncate(old);
+                Err(TransportError::Decrypt {
+                    peer,
+                    nonce: self.nonce,
+                })
+            }
+        }
+    }
+}
+
+impl ChannelReceiver {
+    // The handshake acknowledgement is one raw transport message, not a frame.
+    async fn read_ack(&mut self) -> Result<Vec<u8>, TransportError> {
+        self.read_plaintext_into_buf().await?;
+        Ok(self.buf.split().to_vec())
+    }
+}
+
+/// A TCP listener that handshakes every incoming connection in its own task and yields the
+/// authenticated channels; a connection that fails (garbage, a refused key, a timeout) is
+/// reported and dropped while the others go on.
+#[derive(Debug)]
+pub struct Listener {
+    local_addr: SocketAddr,
+    incoming: mpsc::Receiver<Result<Channel, (SocketAddr, TransportError)>>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` and starts accepting.
+    ///
+    /// # Errors
+    /// [`TransportError::Io`] if the address cannot be bound.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        me: StaticKeypair,
+        allowed: AllowedKeys,
+        config: ChannelConfig,
+    ) -> Result<Self, TransportError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TransportError::Io {
+                during: "binding",
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| TransportError::Io {
+            during: "binding",
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel(64);
+        let me = Arc::new(me);
+        let allowed = Arc::new(allowed);
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, from) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(target: "btcmpc_engine::node::transport", "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (me, allowed, tx) = (Arc::clone(&me), Arc::clone(&allowed), tx.clone());
+                tokio::spawn(async move {
+                    let r = accept(stream, &me, &allowed, config).await;
+                    if let Err(e) = &r {
+                        tracing::info!(target: "btcmpc_engine::node::transport", %from, "refused connection: {e}");
+                    }
+                    let _ = tx.send(r.map_err(|e| (from, e))).await;
+                });
+            }
+        });
+        Ok(Self {
+            local_addr,
+            incoming: rx,
+            task,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next authenticated channel, or the error of a connection that failed (with the
+    /// remote address); `None` once the listener has stopped.
+    pub async fn next(&mut self) -> Option<Result<Channel, (SocketAddr, TransportError)>> {
+        self.incoming.recv().await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A bounded exponential backoff: attempt `i` (from 0) waits `min(initial * 2^i, max_delay)`
+/// before it starts (attempt 0 starts at once); at most `max_attempts` attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the second attempt.
+    pub initial: Duration,
+    /// Largest delay between attempts.
+    pub max_delay: Duration,
+    /// Attempts before giving up (at least 1).
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `attempt` (0-based).
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX);
+        self.initial
+            .checked_mul(factor)
+            .map_or(self.max_delay, |d| d.min(self.max_delay))
+    }
+}
+
+/// What the [`Peers`] manager reports from its channels.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// A frame from an authenticated peer.
+    Frame {
+        /// The peer.
+        peer: TransportKey,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A peer's channel failed or closed; the manager reconnects on the next send.
+    Disconnected {
+        /// The peer.
+        peer: TransportKey,
+        /// Why.
+        error: TransportError,
+    },
+}
+
+struct Slot {
+    addr: Option<SocketAddr>,
+    sender: Option<Arc<Mutex<ChannelSender>>>,
+    dialer: Option<TransportKey>,
+    generation: u64,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// Keeps at most one channel per peer: dials on demand with [`Backoff`], adopts incoming
+/// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`].
+///
+/// When both sides dial at once, both keep the channel dialled by the lower key, so they agree
+/// on one.
+pub struct Peers {
+    me: Arc<StaticKeypair>,
+    allowed: Arc<AllowedKeys>,
+    config: ChannelConfig,
+    backoff: Backoff,
+    slots: Arc<std::sync::Mutex<HashMap<TransportKey, Slot>>>,
+    events: mpsc::Sender<PeerEvent>,
+    next_generation: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("me", &self.me.public())
+            .field("connected", &self.connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peers {
+    /// A manager for `me` accepting `allowed`; returns it with the stream of events
+    /// (bounded: a slow consumer slows the readers down).
+    #[must_use]
+    pub fn new(
+        me: StaticKeypair,
+        allowed: AllowedKeys,
+        config: ChannelConfig,
+        backoff: Backoff,
+    ) -> (Self, mpsc::Receiver<PeerEvent>) {
+        let (tx, rx) = mpsc::channel(256);
+        (
+            Self {
+                me: Arc::new(me),
+                allowed: Arc::new(allowed),
+                config,
+                backoff,
+                slots: Arc::default(),
+                events: tx,
+                next_generation: std::sync::atomic::AtomicU64::new(1),
+            },
+            rx,
+        )
+    }
+
+    /// Records the address of `peer`.
+    pub fn add(&self, peer: TransportKey, addr: SocketAddr) {
+        let mut slots = self
+            .slots
+            .lock()
+            .expect("peer table lock is never poisoned");
+        slots
+            .entry(peer)
+            .or_insert_with(|| Slot {
+                addr: None,
+                sender: None,
+                dialer: None,
+                generation: 0,
+                reader: None,
+            })
+            .addr = Some(addr);
+    }
+
+    /// The peers with a live channel.
+    #[must_use]
+    pub fn connected(&self) -> Vec<TransportKey> {
+        let slots = self
+            .slots
+            .lock()
+            .expect("peer table lock is never poisoned");
+        let mut v: Vec<_> = slots
+            .iter()
+            .filter(|(_, s)| s.sender.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Adopts an authenticated channel (from [`Listener::next`] or [`connect`]). If a live
+    /// channel to the same peer exists, the one dialled by the lower key is kept.
+    ///
+    /// # Errors
+    /// [`NoiseError::UnknownPeer`] if the channel's remote key is not in this manager's
+    /// allowed set (the channel is dropped).
+    pub fn adopt(&self, channel: Channel) -> Result<(), TransportError> {
+        let peer = channel.remote();
+        if !self.allowed.contains(&peer) {
+            return Err(NoiseError::UnknownPeer { key: peer }.into());
+        }
+        let dialer = if channel.is_initiator() {
+            self.me.public()
+        } else {
+            peer
+        };
+        let mut slots = self
+            .slots
+            .lock()
+            .expect("peer table lock is never poisoned");
+        let slot = slots.entry(peer).or_insert_with(|| Slot {
+            addr: None,
+            sender: None,
+            dialer: None,
+            generation: 0,
+            reader: None,
+        });
+        if let (Some(_), Some(old)) = (&slot.sender, slot.dialer) {
+            if old < dialer {
+                tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "keeping the existing channel dialled by the lower key");
+                return Ok(());
+            }
+        }
+        if let Some(r) = slot.reader.take() {
+            r.abort();
+        }
+        let generation = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, mut rx) = channel.split();
+        slot.sender = Some(Arc::new(Mutex::new(tx)));
+        slot.dialer = Some(dialer);
+        slot.generation = generation;
+        let events = self.events.clone();
+        let table = Arc::clone(&self.slots);
+        slot.reader = Some(tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(frame) => {
+                        if events.send(PeerEvent::Frame { peer, frame }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        if let Some(s) = table
+                            .lock()
+                            .expect("peer table lock is never poisoned")
+                            .get_mut(&peer)
+                        {
+                            if s.generation == generation {
+                                s.sender = None;
+                                s.dialer = None;
+                            }
+                        }
+                        let _ = events.send(PeerEvent::Disconnected { peer, error }).await;
+                        return;
+                    }
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Sends `frame` to `peer`, dialling first (with backoff) if no channel is live. A failed
+    /// send drops the channel; the next send dials again.
+    ///
+    /// # Errors
+    /// [`TransportError::UnknownPeer`] if neither an address nor a channel is known;
+    /// [`TransportError::GaveUp`] when every dial failed; the send's own errors.
+    pub async fn send(&self, peer: TransportKey, frame: &Frame) -> Result<(), TransportError> {
+        let sender = self.channel_to(peer).await?;
+        let mut guard = sender.lock().await;
+        let r = guard.send(frame).await;
+        drop(guard);
+        if r.is_err() {
+            let mut slots = self
+                .slots
+                .lock()
+                .expect("peer table lock is never poisoned");
+            if let Some(s) = slots.get_mut(&peer) {
+                if s.sender.as_ref().is_some_and(|x| Arc::ptr_eq(x, &sender)) {
+                    s.sender = None;
+                    s.dialer = None;
+                    if let Some(r) = s.reader.take() {
+                        r.abort();
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    async fn channel_to(
+        &self,
+        peer: TransportKey,
+    ) -> Result<Arc<Mutex<ChannelSender>>, TransportError> {
+        let addr = {
+            let slots = self
+                .slots
+                .lock()
+                .expect("peer table lock is never poisoned");
+            match slots.get(&peer) {
+                Some(Slot {
+                    sender: Some(s), ..
+                }) => return Ok(Arc::clone(s)),
+                Some(Slot { addr: Some(a), .. }) => *a,
+                _ => return Err(TransportError::UnknownPeer(peer)),
+            }
+        };
+        if !self.allowed.contains(&peer) {
+            return Err(NoiseError::UnknownPeer { key: peer }.into());
+        }
+        let only = AllowedKeys::new([peer]);
+        let mut last = None;
+        let attempts = self.backoff.max_attempts.max(1);
+        for attempt in 0..attempts {
+            tokio::time::sleep(self.backoff.delay(attempt)).await;
+            match connect(addr, &self.me, &only, self.config).await {
+                Ok(ch) => {
+                    self.adopt(ch)?;
+                    let slots = self
+                        .slots
+                        .lock()
+                        .expect("peer table lock is never poisoned");
+                    if let Some(s) = slots.get(&peer).and_then(|s| s.sender.as_ref()) {
+                        return Ok(Arc::clone(s));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "btcmpc_engine::node::transport", %peer, attempt, "dial failed: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(TransportError::GaveUp {
+            peer,
+            attempts,
+            last: Box::new(last.unwrap_or(TransportError::Closed { peer })),
+        })
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            for s in slots.values_mut() {
+                if let Some(r) = s.reader.take() {
+                    r.abort();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_bounded() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 40,
+        };
+        let d: Vec<_> = (0..6).map(|i| b.delay(i).as_millis()).collect();
+        assert_eq!(d, vec![0, 100, 200, 400, 800, 1000]);
+        assert_eq!(b.delay(39), Duration::from_secs(1));
+    }
+}

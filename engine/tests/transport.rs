@@ -1,0 +1,466 @@
+//! Transport over real loopback sockets: handshake and a 10 MB frame, pinned keys, bad
+//! frames, replayed ciphertext, timeouts, the peer manager.
+
+use std::time::Duration;
+
+use btcmpc_engine::node::frame::{Frame, FrameError, MessageType, BATCH_CAP, FRAME_MAGIC};
+use btcmpc_engine::node::noise::{self, AllowedKeys, NoiseError, StaticKeypair};
+use btcmpc_engine::node::transport::{
+    connect, Backoff, Channel, ChannelConfig, Listener, PeerEvent, Peers, TransportError,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn cfg() -> ChannelConfig {
+    ChannelConfig {
+        handshake_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(10),
+        ..ChannelConfig::default()
+    }
+}
+
+fn keys() -> (StaticKeypair, StaticKeypair) {
+    (
+        StaticKeypair::generate().unwrap(),
+        StaticKeypair::generate().unwrap(),
+    )
+}
+
+async fn listen(server: &StaticKeypair, allowed: &[&StaticKeypair], c: ChannelConfig) -> Listener {
+    Listener::bind(
+        "127.0.0.1:0",
+        server.clone(),
+        AllowedKeys::new(allowed.iter().map(|k| k.public())),
+        c,
+    )
+    .await
+    .unwrap()
+}
+
+async fn next_ok(l: &mut Listener) -> Channel {
+    tokio::time::timeout(WAIT, l.next())
+        .await
+        .expect("listener answers in time")
+        .expect("listener running")
+        .expect("connection accepted")
+}
+
+async fn next_err(l: &mut Listener) -> TransportError {
+    match tokio::time::timeout(WAIT, l.next())
+        .await
+        .expect("listener answers in time")
+        .expect("listener running")
+    {
+        Ok(c) => panic!("connection from {} accepted", c.remote()),
+        Err((_, e)) => e,
+    }
+}
+
+async fn pair(c: ChannelConfig) -> (Channel, Channel, Listener) {
+    let (a, b) = keys();
+    let mut l = listen(&b, &[&a], c).await;
+    let client = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), c)
+        .await
+        .unwrap();
+    let server = next_ok(&mut l).await;
+    assert_eq!(client.remote(), b.public());
+    assert_eq!(server.remote(), a.public());
+    (client, server, l)
+}
+
+#[tokio::test]
+async fn handshake_and_ten_megabyte_frame_both_ways() {
+    let (mut client, mut server, _l) = pair(cfg()).await;
+    let payload: Vec<u8> = (0..10_000_000u32)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
+    let frame = Frame::new(MessageType::SHARE_BATCH, payload).unwrap();
+    let f2 = frame.clone();
+    let send = tokio::spawn(async move {
+        client.send(&f2).await.unwrap();
+        client
+    });
+    let got = tokio::time::timeout(WAIT, server.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, frame);
+    let mut client = send.await.unwrap();
+    let pong = Frame::new(MessageType::PONG, b"back".to_vec()).unwrap();
+    server.send(&pong).await.unwrap();
+    assert_eq!(client.recv().await.unwrap(), pong);
+}
+
+#[tokio::test]
+async fn key_outside_the_allowed_set_is_refused_by_both_sides() {
+    let (a, b) = keys();
+    let stranger = StaticKeypair::generate().unwrap();
+    let mut l = listen(&b, &[&a], cfg()).await;
+
+    // The server refuses the stranger, naming its key; the stranger's connect fails.
+    let r = connect(
+        l.local_addr(),
+        &stranger,
+        &AllowedKeys::new([b.public()]),
+        cfg(),
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(TransportError::Handshake(NoiseError::ClosedInHandshake))
+        ),
+        "{r:?}"
+    );
+    match next_err(&mut l).await {
+        TransportError::Handshake(NoiseError::UnknownPeer { key }) => {
+            assert_eq!(key, stranger.public());
+        }
+        e => panic!("unexpected {e}"),
+    }
+
+    // A client that does not pin the server's key refuses it, naming it.
+    let r = connect(
+        l.local_addr(),
+        &a,
+        &AllowedKeys::new([stranger.public()]),
+        cfg(),
+    )
+    .await;
+    match r {
+        Err(TransportError::Handshake(NoiseError::UnknownPeer { key })) => {
+            assert_eq!(key, b.public());
+        }
+        r => panic!("unexpected {r:?}"),
+    }
+    let _ = next_err(&mut l).await;
+
+    // The listener still serves an allowed client.
+    let c = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg())
+        .await
+        .unwrap();
+    assert_eq!(next_ok(&mut l).await.remote(), a.public());
+    drop(c);
+}
+
+/// Sends pre-encoded bytes over an authenticated channel and returns the server's error.
+async fn server_error_for(
+    bytes: Vec<u8>,
+    close_after: bool,
+) -> (TransportError, Listener, StaticKeypair, StaticKeypair) {
+    let (a, b) = keys();
+    let mut l = listen(&b, &[&a], cfg()).await;
+    let client = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg())
+        .await
+        .unwrap();
+    let mut server = next_ok(&mut l).await;
+    let (mut tx, rx) = client.split();
+    tx.send_encoded(&bytes).await.unwrap();
+    if close_after {
+        drop(tx);
+        drop(rx);
+    }
+    let e = tokio::time::timeout(WAIT, server.recv())
+        .await
+        .expect("recv answers in time")
+        .expect_err("bad frame refused");
+    // The channel stays failed.
+    assert!(server.recv().await.is_err());
+    (e, l, a, b)
+}
+
+#[tokio::test]
+async fn garbage_truncated_oversized_frames_are_typed_errors_and_the_listener_serves_on() {
+    // Garbage: first byte not the magic.
+    let (e, l, a, _) = server_error_for(b"GET / HTTP/1.1\r\n\r\n".to_vec(), false).await;
+    assert!(
+        matches!(&e, TransportError::Frame { source: FrameError::BadMagic { got: b'G' }, peer } if *peer == a.public()),
+        "{e}"
+    );
+    drop(l);
+
+    // Wrong version.
+    let (e, _l, _, _) = server_error_for(vec![FRAME_MAGIC, 9, 1, 0, 0, 0, 0, 0], false).await;
+    assert!(
+        matches!(
+            e,
+            TransportError::Frame {
+                source: FrameError::WrongVersion { got: 9 },
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Unknown type.
+    let (e, _l, _, _) = server_error_for(vec![FRAME_MAGIC, 1, 0xEE, 0xEE, 0, 0, 0, 0], false).await;
+    assert!(
+        matches!(
+            e,
+            TransportError::Frame {
+                source: FrameError::UnknownType(0xEEEE),
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Oversized: a ping declaring 1 MiB, refused from its header alone.
+    let mut h = vec![FRAME_MAGIC, 1, 0x01, 0x00];
+    h.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    let (e, _l, _, _) = server_error_for(h, false).await;
+    assert!(
+        matches!(
+            e,
+            TransportError::Frame {
+                source: FrameError::Oversized {
+                    len: 1_048_576,
+                    cap: 1024,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A share batch one byte over its cap.
+    let mut h = vec![FRAME_MAGIC, 1, 0x21, 0x00];
+    h.extend_from_slice(&(BATCH_CAP + 1).to_le_bytes());
+    let (e, _l, _, _) = server_error_for(h, false).await;
+    assert!(
+        matches!(
+            e,
+            TransportError::Frame {
+                source: FrameError::Oversized { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Truncated: header promises 100 bytes, 10 arrive, then the peer closes.
+    let mut t = Frame::new(MessageType::HELLO, vec![1u8; 100])
+        .unwrap()
+        .encode();
+    t.truncate(18);
+    let (e, mut l, a, b) = server_error_for(t, true).await;
+    assert!(
+        matches!(
+            e,
+            TransportError::Frame {
+                source: FrameError::Truncated {
+                    have: 18,
+                    need: 108
+                },
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Raw garbage instead of a handshake: the listener reports it and serves the next client.
+    let mut raw = TcpStream::connect(l.local_addr()).await.unwrap();
+    raw.write_all(b"\x00\x05hello").await.unwrap();
+    raw.shutdown().await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(WAIT, raw.read_to_end(&mut sink)).await;
+    let e = next_err(&mut l).await;
+    assert!(matches!(e, TransportError::Handshake(_)), "{e}");
+    let mut c = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg())
+        .await
+        .unwrap();
+    let mut s = next_ok(&mut l).await;
+    let f = Frame::new(MessageType::PING, b"still here".to_vec()).unwrap();
+    c.send(&f).await.unwrap();
+    assert_eq!(s.recv().await.unwrap(), f);
+}
+
+#[tokio::test]
+async fn replayed_noise_ciphertext_is_rejected() {
+    // A man in the middle forwards everything and replays the client's first transport message
+    // (the client sends handshake messages 1 and 3, then transport messages).
+    let (a, b) = keys();
+    let mut l = listen(&b, &[&a], cfg()).await;
+    let server_addr = l.local_addr();
+    let mitm = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mitm_addr = mitm.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = mitm.accept().await.unwrap();
+        let server = TcpStream::connect(server_addr).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        });
+        let mut buf = vec![0u8; noise::MAX_NOISE_MESSAGE];
+        let mut index = 0;
+        while let Ok(Some(n)) = noise::read_message(&mut cr, &mut buf).await {
+            noise::write_message(&mut sw, &buf[..n]).await.unwrap();
+            if index == 2 {
+                noise::write_message(&mut sw, &buf[..n]).await.unwrap();
+            }
+            index += 1;
+        }
+    });
+    let mut client = connect(mitm_addr, &a, &AllowedKeys::new([b.public()]), cfg())
+        .await
+        .unwrap();
+    let mut server = next_ok(&mut l).await;
+    let f = Frame::new(MessageType::PING, b"once".to_vec()).unwrap();
+    client.send(&f).await.unwrap();
+    assert_eq!(server.recv().await.unwrap(), f, "the original is delivered");
+    let e = tokio::time::timeout(WAIT, server.recv())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(e, TransportError::Decrypt { nonce: 1, peer } if peer == a.public()),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_fire() {
+    let short = ChannelConfig {
+        handshake_timeout: Duration::from_millis(200),
+        write_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(200),
+        ..ChannelConfig::default()
+    };
+    // Handshake: a server that accepts TCP and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (s, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    });
+    let (a, b) = keys();
+    let r = connect(addr, &a, &AllowedKeys::new([b.public()]), short).await;
+    assert!(matches!(r, Err(TransportError::Timeout { .. })), "{r:?}");
+    hold.abort();
+
+    // Handshake on the listener side: a client that connects and says nothing.
+    let mut l = listen(&b, &[&a], short).await;
+    let _mute = TcpStream::connect(l.local_addr()).await.unwrap();
+    assert!(matches!(
+        next_err(&mut l).await,
+        TransportError::Timeout { .. }
+    ));
+
+    // Idle: an authenticated peer that sends nothing.
+    let idle = ChannelConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..cfg()
+    };
+    let (_client, mut server, _l) = pair(idle).await;
+    let e = server.recv().await.unwrap_err();
+    assert!(matches!(e, TransportError::Timeout { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn peers_dial_with_backoff_deliver_and_reconnect() {
+    let (a, b) = keys();
+    let backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_attempts: 3,
+    };
+    let (peers_a, _events_a) =
+        Peers::new(a.clone(), AllowedKeys::new([b.public()]), cfg(), backoff);
+    let (peers_b, mut events_b) =
+        Peers::new(b.clone(), AllowedKeys::new([a.public()]), cfg(), backoff);
+    let mut l = listen(&b, &[&a], cfg()).await;
+
+    // Unknown peer, then an address where nobody listens: gives up after 3 attempts.
+    let f = Frame::new(MessageType::PING, b"1".to_vec()).unwrap();
+    assert!(matches!(
+        peers_a.send(b.public(), &f).await,
+        Err(TransportError::UnknownPeer(_))
+    ));
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    peers_a.add(b.public(), dead_addr);
+    match peers_a.send(b.public(), &f).await {
+        Err(TransportError::GaveUp { attempts: 3, .. }) => {}
+        r => panic!("unexpected {r:?}"),
+    }
+
+    // The right address: dials, B adopts the incoming channel and sees the frame.
+    peers_a.add(b.public(), l.local_addr());
+    peers_a.send(b.public(), &f).await.unwrap();
+    peers_b.adopt(next_ok(&mut l).await).unwrap();
+    match tokio::time::timeout(WAIT, events_b.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        PeerEvent::Frame { peer, frame } => {
+            assert_eq!(peer, a.public());
+            assert_eq!(frame, f);
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    assert_eq!(peers_a.connected(), vec![b.public()]);
+    assert_eq!(peers_b.connected(), vec![a.public()]);
+
+    // B drops its side; A's next send fails or is lost, A reconnects on the send after.
+    drop(peers_b);
+    let (peers_b, mut events_b) =
+        Peers::new(b.clone(), AllowedKeys::new([a.public()]), cfg(), backoff);
+    let f2 = Frame::new(MessageType::PING, b"2".to_vec()).unwrap();
+    let mut delivered = false;
+    for _ in 0..5 {
+        if peers_a.send(b.public(), &f2).await.is_err() {
+            continue;
+        }
+        if let Ok(Some(Ok(ch))) = tokio::time::timeout(Duration::from_millis(500), l.next()).await {
+            peers_b.adopt(ch).unwrap();
+        }
+        if let Ok(Some(PeerEvent::Frame { frame, .. })) =
+            tokio::time::timeout(Duration::from_millis(500), events_b.recv()).await
+        {
+            assert_eq!(frame, f2);
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "a reconnected channel delivered the frame");
+}
+
+#[tokio::test]
+async fn frames_at_noise_message_boundaries_round_trip_in_order() {
+    let (mut client, mut server, _l) = pair(cfg()).await;
+    let m = noise::MAX_PLAINTEXT;
+    let sizes = [0, 1, m - 9, m - 8, m - 7, m, 2 * m - 8, 2 * m, 3 * m + 5];
+    let frames: Vec<Frame> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Frame::new(MessageType::SHARE_BATCH, vec![i as u8; n]).unwrap())
+        .collect();
+    let to_send = frames.clone();
+    let sender = tokio::spawn(async move {
+        for f in &to_send {
+            client.send(f).await.unwrap();
+        }
+        client
+    });
+    for f in &frames {
+        let got = tokio::time::timeout(WAIT, server.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, f, "frame of {} bytes", f.payload().len());
+    }
+    drop(sender.await.unwrap());
+    // The peer closed between frames: a clean close, not a truncation.
+    let e = tokio::time::timeout(WAIT, server.recv())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Closed { .. }), "{e}");
+}
