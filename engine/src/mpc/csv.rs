@@ -43,6 +43,21 @@
 //!
 //! Every value field column is stored at scale 2^16 ([`FRAC_BITS`]); encoding uses
 //! [`crate::mpc::fixed`].
+//!
+//! ```
+//! use btcmpc_engine::mpc::csv::{CsvError, Dataset, ReadOptions};
+//!
+//! let text = "age:int:0..120,income,notes\n30,1200.5,ok\n,NA,\n41,980,late\n";
+//! let e = Dataset::parse(text).unwrap_err();
+//! assert!(e.to_string().contains(r#"column 3 "notes" has text "ok" at line 2"#));
+//! let only = ReadOptions { columns: Some(vec!["age".into(), "income".into()]) };
+//! let d = Dataset::from_bytes_with(text.as_bytes(), &only)?;
+//! let names: Vec<_> = d.schema.fields.iter().map(|f| f.name.as_str()).collect();
+//! assert_eq!(names, ["age", "present(age)", "income", "present(income)"]);
+//! assert_eq!(d.values[1], [1, 0, 1]); // row 2 is NULL in both columns
+//! assert_eq!(d.values[0][1], 0);
+//! # Ok::<(), CsvError>(())
+//! ```
 
 use std::collections::BTreeSet;
 use std::fmt;

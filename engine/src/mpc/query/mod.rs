@@ -25,6 +25,24 @@
 //! assert_eq!(out[1].decimal, "1");
 //! ```
 //!
+//! An empty cell is NULL with SQL semantics: aggregates skip rows where an input is NULL,
+//! `count()` counts rows and `count(e)` the rows where `e`'s columns are present (the
+//! [`plan`](mod@plan) module says how the planner turns this into products with validity
+//! columns):
+//!
+//! ```
+//! use btcmpc_engine::mpc::csv::Dataset;
+//! use btcmpc_engine::mpc::field::Mersenne127;
+//! use btcmpc_engine::mpc::query::{parse, plan};
+//!
+//! let data = Dataset::parse("a,b\n1,10\n,20\n3,\n").unwrap();
+//! let q = parse("mean(a), count(), count(a), sum(a + b)").unwrap();
+//! let p = plan::<Mersenne127>(&q, &data.schema).unwrap();
+//! let out = p.finish(&p.eval_clear(&data.values)).unwrap();
+//! let values: Vec<_> = out.iter().map(|v| v.decimal.as_str()).collect();
+//! assert_eq!(values, ["2", "3", "2", "11"]); // a + b is present on the first row only
+//! ```
+//!
 //! Errors point at the offending token with its byte offset and a caret line:
 //!
 //! ```
