@@ -87,6 +87,10 @@ fn address(cli: &Cli, who: &str) -> Address {
         .unwrap()
 }
 
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn settle(env: &TestEnv) {
     env.wait_for_height(env.tip_height().unwrap(), WAIT)
         .unwrap();
@@ -146,18 +150,62 @@ fn escrow_fund_claim_status_and_early_refund() {
     let err = cli.fails("service", &["contract", "refund", f]);
     assert!(err.contains("non-final"), "{err}");
 
-    // Bad input: a short preimage, the wrong preimage.
-    let err = cli.fails("party", &["contract", "claim", f, "--preimage", "abcd"]);
+    let outpoint = format!("{}:{}", str_of(&funded, "txid"), funded["vout"]);
+    let promised = ["--outpoint", outpoint.as_str(), "--amount", "40000sat"];
+    let claim_args = |preimage: &str, extra: &[&str]| -> Vec<String> {
+        ["contract", "claim", f, "--preimage", preimage]
+            .iter()
+            .chain(&promised)
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run_fails = |args: Vec<String>| {
+        cli.fails(
+            "party",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    // Bad input: a short preimage, the wrong preimage, a promise of more than the output holds.
+    let err = run_fails(claim_args("abcd", &[]));
     assert!(err.contains("32 bytes"), "{err}");
+    let err = run_fails(claim_args(&"11".repeat(32), &["--claim-margin", "1"]));
+    assert!(err.contains("preimage"), "{err}");
+    let mut more = claim_args(&hex::encode(k), &[]);
+    more[8] = "40001sat".into();
+    let err = run_fails(more);
+    assert!(err.contains("less than the promised"), "{err}");
+    // One block before the timeout is past `T - claim_margin` (2 on regtest): refused, and
+    // nothing is broadcast.
+    let err = run_fails(claim_args(&hex::encode(k), &[]));
+    assert!(err.contains("claim margin 2"), "{err}");
+    let st = cli.json("service", &["contract", "status", f]);
+    assert!(st["spend"].is_null(), "{st}");
+    // The margin can be lowered on regtest only.
     let err = cli.fails(
         "party",
-        &["contract", "claim", f, "--preimage", &"11".repeat(32)],
+        &[
+            "--network",
+            "signet",
+            "contract",
+            "claim",
+            f,
+            "--preimage",
+            &hex::encode(k),
+            "--outpoint",
+            &outpoint,
+            "--amount",
+            "40000sat",
+            "--claim-margin",
+            "1",
+        ],
     );
-    assert!(err.contains("preimage"), "{err}");
+    assert!(err.contains("regtest only"), "{err}");
 
+    let args = claim_args(&hex::encode(k), &["--claim-margin", "1"]);
     let claim = cli.json(
         "party",
-        &["contract", "claim", f, "--preimage", &hex::encode(k)],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let claim_txid = str_of(&claim, "txid");
     mine(&env, 1);
@@ -216,36 +264,98 @@ fn bond_slash_passes_between_judges_as_a_psbt() {
     assert!(err.contains("non-final"), "{err}");
 
     let victim = address(&cli, "victim").to_string();
-    let psbt = dir.path().join("slash.psbt");
-    let p = psbt.to_str().unwrap();
-    let made = cli.json(
-        "j1",
+    // The terms every judge gives on its own command line.
+    let terms = [
+        "--to",
+        victim.as_str(),
+        "--amount",
+        "300000sat",
+        "--fee-rate",
+        "2",
+    ];
+    let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter().chain(tail).map(|s| s.to_string()).collect()
+    };
+
+    // The accused party writes a slash of its whole bond paying itself: every judge refuses it.
+    let own = address(&cli, "party").to_string();
+    let evil = dir.path().join("evil.psbt");
+    let e = evil.to_str().unwrap();
+    cli.json(
+        "party",
         &[
             "contract",
             "slash",
             f,
             "--to",
-            &victim,
-            "--amount",
-            "300000sat",
+            &own,
+            "--fee-rate",
+            "2",
             "--psbt-out",
-            p,
+            e,
         ],
+    );
+    for j in ["j1", "j3"] {
+        let err = cli.fails(
+            j,
+            &strs(&with(&["contract", "sign-psbt", e, "--bond", f], &terms)),
+        );
+        assert!(err.contains("not the canonical slash"), "{err}");
+    }
+    let err = cli.fails(
+        "j2",
+        &strs(&with(
+            &["contract", "broadcast-psbt", e, "--bond", f],
+            &terms,
+        )),
+    );
+    assert!(err.contains("not the canonical slash"), "{err}");
+
+    let psbt = dir.path().join("slash.psbt");
+    let p = psbt.to_str().unwrap();
+    let made = cli.json(
+        "j1",
+        &strs(&with(&["contract", "slash", f, "--psbt-out", p], &terms)),
     );
     assert_eq!(made["signatures"], 1);
     assert_eq!(made["penalty_sat"], 300_000);
+    let sign = with(&["contract", "sign-psbt", p, "--bond", f], &terms);
+    let broadcast = with(&["contract", "broadcast-psbt", p, "--bond", f], &terms);
     // One signature of two: refused, nothing broadcast.
-    let err = cli.fails("j1", &["contract", "broadcast-psbt", p]);
+    let err = cli.fails("j1", &strs(&broadcast));
     assert!(
         err.to_lowercase().contains("signature") || err.contains("satisf"),
         "{err}"
     );
+    // A judge given another fee rate or penalty refuses the same PSBT.
+    let mut other = sign.clone();
+    other[10] = "3".into();
+    let err = cli.fails("j3", &strs(&other));
+    assert!(err.contains("not the canonical slash"), "{err}");
+    let mut other = sign.clone();
+    other[8] = "400000sat".into();
+    let err = cli.fails("j3", &strs(&other));
+    assert!(err.contains("output 0 pays 300000 sat"), "{err}");
     // The victim holds no judge key.
-    let err = cli.fails("victim", &["contract", "sign-psbt", p]);
-    assert!(err.contains("judge"), "{err}");
-    let signed = cli.json("j3", &["contract", "sign-psbt", p]);
-    assert_eq!(signed["signatures"], 2);
-    let sent = cli.json("j2", &["contract", "broadcast-psbt", p]);
+    // The victim holds no judge key: the checked slash is shown, then the refusal.
+    let out = cli.run("victim", &strs(&sign));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("judge"),
+        "{err}"
+    );
+    let out = cli.run("j3", &strs(&sign));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("300000 sat to {victim}")),
+        "where the money goes is printed before signing: {out:?}"
+    );
+    let sent = cli.json("j2", &strs(&broadcast));
     env.wait_for_tx(&str_of(&sent, "txid").parse().unwrap(), WAIT)
         .unwrap();
     mine(&env, 1);
@@ -255,6 +365,14 @@ fn bond_slash_passes_between_judges_as_a_psbt() {
     );
     let st = cli.json("party", &["contract", "status", f]);
     assert_eq!(st["spend"]["path"], "slash");
+    // The remainder is listed as the bond's unspent output.
+    let outputs = st["outputs"].as_array().expect("outputs listed");
+    assert_eq!(outputs.len(), 2, "{st}");
+    assert!(outputs[1]["spend"].is_null(), "{st}");
+    assert_eq!(
+        outputs[1]["outpoint"].as_str(),
+        Some(format!("{}:1", str_of(&sent, "txid")).as_str())
+    );
 }
 
 #[test]

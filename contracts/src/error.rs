@@ -240,6 +240,33 @@ pub enum SpendError {
         /// Why.
         reason: String,
     },
+    /// A slash PSBT is not the canonical slash the judge rebuilt itself.
+    #[error("not the canonical slash: {0}")]
+    NotCanonical(crate::slash::TxDifference),
+    /// A slash PSBT spends an output that is not an unspent output of the bond.
+    #[error("input 0 spends {outpoint}, which is not an unspent output of this bond in our chain view (unspent: {live})")]
+    NotLiveOutput {
+        /// The outpoint the PSBT spends.
+        outpoint: bitcoin::OutPoint,
+        /// The bond's unspent outputs we see.
+        live: String,
+    },
+    /// A PSBT's `witness_utxo` disagrees with the chain.
+    #[error("input 0: the PSBT says {outpoint} holds {} sat, our chain view says {} sat", .claimed.to_sat(), .chain.to_sat())]
+    PrevoutMismatch {
+        /// The outpoint.
+        outpoint: bitcoin::OutPoint,
+        /// The PSBT's value.
+        claimed: Amount,
+        /// The chain's value.
+        chain: Amount,
+    },
+    /// A slash carrier file could not be read.
+    #[error("slash carrier: {reason}")]
+    Carrier {
+        /// Why.
+        reason: String,
+    },
     /// The finished transaction was refused by the script interpreter.
     #[error(transparent)]
     Verify(#[from] VerifyError),

@@ -44,6 +44,7 @@ mod file;
 mod height;
 mod keys;
 mod policy;
+mod slash;
 mod spend;
 mod verify;
 
@@ -55,6 +56,10 @@ pub use file::{ContractFile, FILE_VERSION};
 pub use height::Height;
 pub use keys::{nums_h, parse_hash, parse_key, parse_scalar, InternalKey, NUMS_H};
 pub use policy::{compile_policy, CompiledPolicy, PolicyPath, Target};
+pub use slash::{
+    compare_unsigned, decode_carrier, encode_carrier, SlashSummary, SlashTerms, TxDifference,
+    CARRIER_VERSION, MAX_CARRIER_LEN,
+};
 pub use spend::{
     combine, finalize_and_verify, finalize_input, sign_input, sign_input_with_secret_key, FeeInput,
     Funding, SpendSummary, Utxo, MAX_RECORD_LEN,

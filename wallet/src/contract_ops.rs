@@ -12,7 +12,8 @@ use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{Keypair, PublicKey};
 use bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, Transaction, TxOut, Txid};
 use btcmpc_contracts::{
-    finalize_and_verify, sign_input, CompiledContract, Contract, ContractFile, PathKind, Utxo,
+    finalize_and_verify, sign_input, CompiledContract, Contract, ContractFile, PathKind,
+    SlashSummary, SlashTerms, Utxo,
 };
 use serde::Serialize;
 
@@ -21,15 +22,19 @@ use crate::store::ContractRecord;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
 
-/// Where a contract output stands on chain.
+/// Where a contract stands on chain: every output that pays its script, and what spent each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractStatus {
     /// The server's tip height.
     pub tip: u32,
-    /// The funding output, when one is known.
+    /// The funding output: the known one when given, otherwise the first output in history
+    /// paying the contract's script.
     pub funding: Option<FundingStatus>,
-    /// What spent it, if anything did.
+    /// What spent the funding output, if anything did.
     pub spend: Option<SpendStatus>,
+    /// Every output paying the contract's script, in history order (funding outputs, slash
+    /// remainders, later payments), each with its spend.
+    pub outputs: Vec<OutputStatus>,
 }
 
 /// The contract's funding output.
@@ -41,6 +46,31 @@ pub struct FundingStatus {
     pub value_sat: u64,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
+}
+
+/// One output paying the contract's script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputStatus {
+    /// The outpoint.
+    pub outpoint: OutPoint,
+    /// Its value in satoshis.
+    pub value_sat: u64,
+    /// Confirmations (0 while in the mempool).
+    pub confirmations: u32,
+    /// What spent it, if anything did.
+    pub spend: Option<SpendStatus>,
+}
+
+impl OutputStatus {
+    fn utxo(&self, compiled: &CompiledContract) -> Utxo {
+        Utxo {
+            outpoint: self.outpoint,
+            txout: TxOut {
+                value: Amount::from_sat(self.value_sat),
+                script_pubkey: compiled.script_pubkey().clone(),
+            },
+        }
+    }
 }
 
 /// The transaction that spent the contract output.
@@ -63,6 +93,30 @@ impl ContractStatus {
         let bytes = hex::decode(hex).ok()?;
         bytes.try_into().ok()
     }
+
+    /// The outputs paying the contract that nothing spent (mempool included).
+    pub fn unspent(&self) -> impl Iterator<Item = &OutputStatus> {
+        self.outputs.iter().filter(|o| o.spend.is_none())
+    }
+
+    /// The output the contract's money lives in now: follow the funding output through every
+    /// spend that pays the same script again (a partial slash's remainder) to its end; when
+    /// that end is spent (or there is no funding), the largest unspent output, if any.
+    pub fn live(&self) -> Option<&OutputStatus> {
+        let find = |op: OutPoint| self.outputs.iter().find(|o| o.outpoint == op);
+        let mut at = self.funding.as_ref().and_then(|f| find(f.outpoint));
+        // Each step moves to an output of a later transaction: at most one step per output.
+        for _ in 0..self.outputs.len() {
+            let Some(o) = at else { break };
+            let Some(s) = &o.spend else { break };
+            match self.outputs.iter().find(|n| n.outpoint.txid == s.txid) {
+                Some(next) => at = Some(next),
+                None => break,
+            }
+        }
+        at.filter(|o| o.spend.is_none())
+            .or_else(|| self.unspent().max_by_key(|o| o.value_sat))
+    }
 }
 
 fn confirmations(tip: u32, height: Option<u32>) -> u32 {
@@ -78,10 +132,12 @@ pub fn preimage_in_witness(witness: &bitcoin::Witness, hash: &sha256::Hash) -> O
         .map(|item| item.try_into().expect("length checked"))
 }
 
-/// Find the contract's funding output and whatever spent it, from the chain alone.
+/// Every output paying the contract's script and whatever spent each, from the chain alone
+/// (the server's history of the script: funding and spending transactions, mempool included;
+/// transactions a reorg or a replacement removed are no longer in it).
 ///
 /// `known` is the funding outpoint when this wallet funded it; otherwise the first output
-/// paying the contract's script is taken.
+/// paying the contract's script is reported as the funding.
 ///
 /// # Errors
 /// [`WalletError::Electrum`] on a network or protocol failure.
@@ -97,58 +153,107 @@ pub fn contract_status(
     for h in &history {
         txs.push((chain.transaction(&h.txid)?, h.height));
     }
+    let spend_of = |outpoint: OutPoint| {
+        txs.iter().find_map(|(tx, h)| {
+            let input = tx.input.iter().find(|i| i.previous_output == outpoint)?;
+            let path = compiled.path_of_witness(&input.witness);
+            let preimage = compiled
+                .path(PathKind::Claim)
+                .and_then(|p| p.hash)
+                .and_then(|hash| preimage_in_witness(&input.witness, &hash))
+                .map(hex::encode);
+            Some(SpendStatus {
+                txid: tx.compute_txid(),
+                path: path.map(|p| p.name().to_string()),
+                preimage,
+                confirmations: confirmations(tip, *h),
+            })
+        })
+    };
+    let mut outputs = Vec::new();
+    for (tx, h) in &txs {
+        let txid = tx.compute_txid();
+        for (vout, o) in tx.output.iter().enumerate() {
+            if &o.script_pubkey != spk {
+                continue;
+            }
+            let outpoint = OutPoint {
+                txid,
+                vout: vout as u32,
+            };
+            outputs.push(OutputStatus {
+                outpoint,
+                value_sat: o.value.to_sat(),
+                confirmations: confirmations(tip, *h),
+                spend: spend_of(outpoint),
+            });
+        }
+    }
     let funding = match known {
         Some(op) => txs
             .iter()
             .find(|(tx, _)| tx.compute_txid() == op.txid)
-            .and_then(|(tx, h)| tx.output.get(op.vout as usize).map(|o| (op, o.value, *h))),
-        None => txs.iter().find_map(|(tx, h)| {
-            tx.output
-                .iter()
-                .position(|o| &o.script_pubkey == spk)
-                .map(|vout| {
-                    (
-                        OutPoint {
-                            txid: tx.compute_txid(),
-                            vout: vout as u32,
-                        },
-                        tx.output[vout].value,
-                        *h,
-                    )
+            .and_then(|(tx, h)| {
+                tx.output.get(op.vout as usize).map(|o| FundingStatus {
+                    outpoint: op,
+                    value_sat: o.value.to_sat(),
+                    confirmations: confirmations(tip, *h),
                 })
+            }),
+        None => outputs.first().map(|o| FundingStatus {
+            outpoint: o.outpoint,
+            value_sat: o.value_sat,
+            confirmations: o.confirmations,
         }),
     };
-    let Some((outpoint, value, fheight)) = funding else {
-        return Ok(ContractStatus {
-            tip,
-            funding: None,
-            spend: None,
-        });
-    };
-    let spend = txs.iter().find_map(|(tx, h)| {
-        let input = tx.input.iter().find(|i| i.previous_output == outpoint)?;
-        let path = compiled.path_of_witness(&input.witness);
-        let preimage = compiled
-            .path(PathKind::Claim)
-            .and_then(|p| p.hash)
-            .and_then(|hash| preimage_in_witness(&input.witness, &hash))
-            .map(hex::encode);
-        Some(SpendStatus {
-            txid: tx.compute_txid(),
-            path: path.map(|p| p.name().to_string()),
-            preimage,
-            confirmations: confirmations(tip, *h),
-        })
-    });
+    let spend = funding.as_ref().and_then(|f| spend_of(f.outpoint));
     Ok(ContractStatus {
         tip,
-        funding: Some(FundingStatus {
-            outpoint,
-            value_sat: value.to_sat(),
-            confirmations: confirmations(tip, fheight),
-        }),
+        funding,
         spend,
+        outputs,
     })
+}
+
+/// PROTOCOL.md's claim rule: a party reveals its hashlock key only against an escrow output
+/// with `min_conf` confirmations while `tip + margin <= T`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// `escrow_min_conf`: confirmations the promised output needs (blocks).
+    pub min_conf: u32,
+    /// `claim_margin`: blocks kept between the tip and the timeout T, so the claim confirms
+    /// before the refund becomes valid.
+    pub margin: u32,
+}
+
+impl ClaimRules {
+    /// The defaults: `escrow_min_conf` 1 on regtest, 3 on signet and testnets, 6 on mainnet
+    /// (PROTOCOL.md, job flow step 6); `claim_margin` 2 blocks on regtest, 6 elsewhere.
+    pub fn for_network(network: bitcoin::Network) -> Self {
+        match network {
+            bitcoin::Network::Regtest => ClaimRules {
+                min_conf: 1,
+                margin: 2,
+            },
+            bitcoin::Network::Bitcoin => ClaimRules {
+                min_conf: 6,
+                margin: 6,
+            },
+            _ => ClaimRules {
+                min_conf: 3,
+                margin: 6,
+            },
+        }
+    }
+}
+
+/// The escrow output a claimer was promised: where, and at least how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowPromise {
+    /// The promised outpoint.
+    pub outpoint: OutPoint,
+    /// The promised value; the output must hold at least this.
+    pub amount: Amount,
 }
 
 /// The local name of a contract: its address.
@@ -208,35 +313,34 @@ impl RoleWallet {
         })
     }
 
-    /// The unspent, funded contract output, or an error saying why there is none.
+    /// The output the contract's money lives in now ([`ContractStatus::live`]), or an error
+    /// saying why there is none.
     fn live_utxo(
         &self,
         chain: &ChainClient,
         file: &ContractFile,
     ) -> Result<(Utxo, ContractStatus), WalletError> {
         let status = contract_status(chain, file.compiled(), self.known_funding(file)?)?;
-        let Some(f) = &status.funding else {
+        if let Some(o) = status.live() {
+            return Ok((o.utxo(file.compiled()), status));
+        }
+        let Some(last) = status.outputs.last() else {
             return Err(WalletError::Contract(format!(
                 "contract {} is not funded (no output pays it)",
                 contract_name(file)
             )));
         };
-        if let Some(s) = &status.spend {
-            return Err(WalletError::Contract(format!(
-                "contract output {} is already spent by {} ({})",
-                f.outpoint,
-                s.txid,
-                s.path.as_deref().unwrap_or("unknown path")
-            )));
-        }
-        let utxo = Utxo {
-            outpoint: f.outpoint,
-            txout: TxOut {
-                value: Amount::from_sat(f.value_sat),
-                script_pubkey: file.compiled().script_pubkey().clone(),
-            },
-        };
-        Ok((utxo, status))
+        let s = last
+            .spend
+            .as_ref()
+            .expect("no unspent output, so the last is spent");
+        Err(WalletError::Contract(format!(
+            "contract {} has no unspent output: {} is already spent by {} ({})",
+            contract_name(file),
+            last.outpoint,
+            s.txid,
+            s.path.as_deref().unwrap_or("unknown path")
+        )))
     }
 
     /// Build, sign, finalize and verify a one-input sweep of a contract output along `kind`
@@ -303,7 +407,6 @@ impl RoleWallet {
         chain: &ChainClient,
         file: &ContractFile,
         kind: PathKind,
-        preimage: Option<&[u8; 32]>,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
         self.check_network(file)?;
@@ -316,23 +419,94 @@ impl RoleWallet {
         }
         let (utxo, _) = self.live_utxo(chain, file)?;
         let to = self.next_address()?.script_pubkey();
-        let tx = self.build_sweep(file, kind, &utxo, to, preimage, fee_rate)?;
+        let tx = self.build_sweep(file, kind, &utxo, to, None, fee_rate)?;
         self.send_spend(chain, file, &tx, kind, fee_rate)
     }
 
-    /// Claim an escrow output with the hashlock preimage, paying this wallet.
+    /// Check PROTOCOL.md's claim rule for `promise` against our chain view: the promised
+    /// output pays this escrow, holds at least the promised amount, is unspent, has
+    /// `rules.min_conf` confirmations, and `tip + rules.margin <= T`. Returns the output.
     ///
     /// # Errors
-    /// Wrong preimage, a key this wallet does not hold, an unfunded or spent contract, the
+    /// [`WalletError::Contract`] naming the rule broken; network errors.
+    pub fn check_claim(
+        &self,
+        chain: &ChainClient,
+        file: &ContractFile,
+        promise: &EscrowPromise,
+        rules: &ClaimRules,
+    ) -> Result<Utxo, WalletError> {
+        self.check_network(file)?;
+        let Contract::ClaimOrRefund(escrow) = file.contract() else {
+            return Err(WalletError::Contract(format!(
+                "a {} contract has no claim path",
+                file.contract().kind()
+            )));
+        };
+        let timeout = escrow.timeout.to_u32();
+        let status = contract_status(chain, file.compiled(), Some(promise.outpoint))?;
+        let out = status
+            .outputs
+            .iter()
+            .find(|o| o.outpoint == promise.outpoint)
+            .ok_or_else(|| {
+                WalletError::Contract(format!(
+                    "promised output {} does not pay escrow {} in our chain view",
+                    promise.outpoint,
+                    contract_name(file)
+                ))
+            })?;
+        if out.value_sat < promise.amount.to_sat() {
+            return Err(WalletError::Contract(format!(
+                "promised output {} holds {} sat, less than the promised {} sat",
+                out.outpoint,
+                out.value_sat,
+                promise.amount.to_sat()
+            )));
+        }
+        if let Some(s) = &out.spend {
+            return Err(WalletError::Contract(format!(
+                "promised output {} is already spent by {} ({})",
+                out.outpoint,
+                s.txid,
+                s.path.as_deref().unwrap_or("unknown path")
+            )));
+        }
+        if out.confirmations < rules.min_conf {
+            return Err(WalletError::Contract(format!(
+                "promised output {} has {} confirmation(s), a claim needs {}",
+                out.outpoint, out.confirmations, rules.min_conf
+            )));
+        }
+        if status.tip.saturating_add(rules.margin) > timeout {
+            return Err(WalletError::Contract(format!(
+                "tip {} + claim margin {} is past the escrow timeout {timeout}: the refund could race the claim",
+                status.tip, rules.margin
+            )));
+        }
+        Ok(out.utxo(file.compiled()))
+    }
+
+    /// Claim the promised escrow output with the hashlock preimage, paying this wallet. The
+    /// preimage leaves this process only when [`RoleWallet::check_claim`] accepts the output.
+    ///
+    /// # Errors
+    /// As [`RoleWallet::check_claim`]; a wrong preimage, a key this wallet does not hold, the
     /// interpreter's refusal (nothing is broadcast then), the server's refusal.
     pub fn claim(
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
         preimage: &[u8; 32],
+        promise: &EscrowPromise,
+        rules: &ClaimRules,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Claim, Some(preimage), fee_rate)
+        let utxo = self.check_claim(chain, file, promise, rules)?;
+        let to = self.next_address()?.script_pubkey();
+        let tx = self.build_sweep(file, PathKind::Claim, &utxo, to, Some(preimage), fee_rate)?;
+        tracing::info!(target: "btcmpc_wallet::contract", outpoint = %utxo.outpoint, value = utxo.txout.value.to_sat(), "claiming the promised escrow output");
+        self.send_spend(chain, file, &tx, PathKind::Claim, fee_rate)
     }
 
     /// Refund an escrow output to this wallet (valid once the tip is at least the timeout).
@@ -345,7 +519,7 @@ impl RoleWallet {
         file: &ContractFile,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Refund, None, fee_rate)
+        self.sweep_to_wallet(chain, file, PathKind::Refund, fee_rate)
     }
 
     /// Take a bond back after its exit height.
@@ -358,7 +532,7 @@ impl RoleWallet {
         file: &ContractFile,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Exit, None, fee_rate)
+        self.sweep_to_wallet(chain, file, PathKind::Exit, fee_rate)
     }
 
     /// Replace an unconfirmed claim, refund or exit this wallet broadcast by the same spend at
@@ -476,8 +650,18 @@ impl RoleWallet {
         Ok(out)
     }
 
-    /// Build the canonical slash of a bond paying `victim` up to `penalty` (the whole bond less
-    /// the fee with `None`), unsigned. Judges sign it with [`RoleWallet::sign_slash`].
+    fn require_bond(file: &ContractFile) -> Result<&btcmpc_contracts::Bond, WalletError> {
+        match file.contract() {
+            Contract::Bond(b) => Ok(b),
+            other => Err(WalletError::Contract(format!(
+                "a {} contract cannot be slashed",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Build the canonical slash of a bond's live output on `terms`, unsigned. Judges check and
+    /// sign it with [`RoleWallet::sign_slash`].
     ///
     /// # Errors
     /// An unfunded or spent bond; a dust payment.
@@ -485,52 +669,52 @@ impl RoleWallet {
         &self,
         chain: &ChainClient,
         file: &ContractFile,
-        victim: ScriptBuf,
-        penalty: Option<Amount>,
-        fee_rate: FeeRate,
-    ) -> Result<Psbt, WalletError> {
+        terms: &SlashTerms,
+    ) -> Result<(Psbt, SlashSummary), WalletError> {
         self.check_network(file)?;
-        if !matches!(file.contract(), Contract::Bond(_)) {
-            return Err(WalletError::Contract(format!(
-                "a {} contract cannot be slashed",
-                file.contract().kind()
-            )));
-        }
+        Self::require_bond(file)?;
         let (utxo, _) = self.live_utxo(chain, file)?;
-        let penalty = penalty.unwrap_or(utxo.txout.value);
-        let (psbt, _) = file
-            .compiled()
-            .build_slash(&utxo, victim, penalty, fee_rate)?;
-        Ok(psbt)
+        Ok(file.compiled().expected_slash(&utxo, terms)?)
     }
 
-    /// Add this wallet's judge signature to a slash PSBT. Returns how many signatures the
-    /// wallet added (0 when it holds none of the judges' keys is an error).
+    /// Check a slash PSBT someone handed us: rebuild the canonical slash of `file` (the bond
+    /// this judge holds) on `terms` (the judge's own) from the bond outputs our chain view says
+    /// are unspent, and require the PSBT's transaction to be identical
+    /// ([`CompiledContract::check_slash`]). Returns our rebuilt PSBT with the PSBT's valid judge
+    /// signatures, and where its money goes.
+    ///
+    /// # Errors
+    /// [`WalletError::Spend`] naming the first difference; a file for another network or not a
+    /// bond; network errors.
+    pub fn check_slash(
+        &self,
+        chain: &ChainClient,
+        file: &ContractFile,
+        terms: &SlashTerms,
+        psbt: &Psbt,
+    ) -> Result<(Psbt, SlashSummary), WalletError> {
+        self.check_network(file)?;
+        Self::require_bond(file)?;
+        let status = contract_status(chain, file.compiled(), self.known_funding(file)?)?;
+        let live: Vec<Utxo> = status.unspent().map(|o| o.utxo(file.compiled())).collect();
+        Ok(file.compiled().check_slash(&live, terms, psbt)?)
+    }
+
+    /// Add this wallet's judge signatures to `canonical`, a PSBT returned by
+    /// [`RoleWallet::check_slash`] or [`RoleWallet::slash_psbt`]. Returns how many it added.
     ///
     /// # Errors
     /// [`WalletError::Sign`] when this wallet holds no judge key of the bond.
-    pub fn sign_slash(&self, psbt: &mut Psbt, file: &ContractFile) -> Result<usize, WalletError> {
-        let Contract::Bond(b) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract cannot be slashed",
-                file.contract().kind()
-            )));
-        };
-        if psbt.inputs.len() != 1
-            || psbt.inputs[0]
-                .witness_utxo
-                .as_ref()
-                .map(|o| &o.script_pubkey)
-                != Some(file.compiled().script_pubkey())
-        {
-            return Err(WalletError::Sign(
-                "the PSBT does not spend this bond".into(),
-            ));
-        }
+    pub fn sign_checked_slash(
+        &self,
+        file: &ContractFile,
+        canonical: &mut Psbt,
+    ) -> Result<usize, WalletError> {
+        let b = Self::require_bond(file)?;
         let mut added = 0;
         for judge in &b.judges {
             if let Some(kp) = self.contract_keypair_for(judge)? {
-                added += sign_input(psbt, 0, &kp)?;
+                added += sign_input(canonical, 0, &kp)?;
             }
         }
         if added == 0 {
@@ -541,18 +725,42 @@ impl RoleWallet {
         Ok(added)
     }
 
-    /// Finalize a slash PSBT (k judge signatures), check it with Core's interpreter, broadcast.
+    /// Check `psbt` ([`RoleWallet::check_slash`]) and replace it by our rebuilt copy carrying
+    /// the valid signatures it had plus this wallet's. Returns the signatures added and where
+    /// the money goes.
     ///
     /// # Errors
-    /// Too few signatures (named by the finalizer), the interpreter's or the server's refusal.
+    /// As [`RoleWallet::check_slash`] and [`RoleWallet::sign_checked_slash`]; `psbt` is left
+    /// unchanged on error.
+    pub fn sign_slash(
+        &self,
+        chain: &ChainClient,
+        file: &ContractFile,
+        terms: &SlashTerms,
+        psbt: &mut Psbt,
+    ) -> Result<(usize, SlashSummary), WalletError> {
+        let (mut canonical, summary) = self.check_slash(chain, file, terms, psbt)?;
+        let added = self.sign_checked_slash(file, &mut canonical)?;
+        *psbt = canonical;
+        Ok((added, summary))
+    }
+
+    /// Check a slash PSBT as [`RoleWallet::check_slash`] does, finalize our rebuilt copy with
+    /// its k valid judge signatures, check it with Core's interpreter, broadcast.
+    ///
+    /// # Errors
+    /// As [`RoleWallet::check_slash`]; too few signatures (named by the finalizer), the
+    /// interpreter's or the server's refusal.
     pub fn broadcast_slash(
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
-        psbt: Psbt,
-    ) -> Result<Txid, WalletError> {
-        self.check_network(file)?;
-        let tx = finalize_and_verify(psbt, &[(0, file.compiled())])?;
-        self.send_spend(chain, file, &tx, PathKind::Slash, FeeRate::ZERO)
+        terms: &SlashTerms,
+        psbt: &Psbt,
+    ) -> Result<(Txid, SlashSummary), WalletError> {
+        let (canonical, summary) = self.check_slash(chain, file, terms, psbt)?;
+        let tx = finalize_and_verify(canonical, &[(0, file.compiled())])?;
+        let txid = self.send_spend(chain, file, &tx, PathKind::Slash, terms.fee_rate)?;
+        Ok((txid, summary))
     }
 }

@@ -30,7 +30,8 @@ mod watch;
 pub use backup::Backup;
 pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT, MAX_ESTIMATED_FEE_RATE};
 pub use contract_ops::{
-    contract_name, contract_status, preimage_in_witness, ContractStatus, FundingStatus, SpendStatus,
+    contract_name, contract_status, preimage_in_witness, ClaimRules, ContractStatus, EscrowPromise,
+    FundingStatus, OutputStatus, SpendStatus,
 };
 pub use error::WalletError;
 pub use store::{BroadcastRecord, ContractRecord};

@@ -5,17 +5,22 @@
 //! finalized with rust-miniscript and checked by Bitcoin Core's script interpreter before it
 //! is broadcast; a refused spend prints the reason and is not broadcast.
 //!
-//! Slash PSBTs are passed between judges as base64 files that carry the bond's contract file
-//! in a proprietary global field (prefix `btcmpc`, subtype 0), so `sign-psbt` and
-//! `broadcast-psbt` need nothing but the PSBT.
+//! Slash PSBTs are passed between judges as carrier files (version 1, see
+//! `btcmpc_contracts::encode_carrier`). Nothing in them is trusted: `sign-psbt` and
+//! `broadcast-psbt` take the bond file the judge holds and the slash terms (victim, penalty,
+//! fee rate) on the judge's own command line, rebuild the canonical slash from the judge's own
+//! chain view, and refuse any PSBT that differs from it, naming the first difference.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context as _};
-use bitcoin::psbt::{raw::ProprietaryKey, Psbt};
-use btcmpc_contracts::{Contract, ContractFile};
-use btcmpc_wallet::{contract_status, ChainClient};
+use bitcoin::psbt::Psbt;
+use bitcoin::OutPoint;
+use btcmpc_contracts::{
+    decode_carrier, encode_carrier, Contract, ContractFile, SlashSummary, SlashTerms,
+};
+use btcmpc_wallet::{contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
@@ -46,6 +51,20 @@ pub enum ChainCmd {
         /// The 32-byte secret, 64 hex.
         #[arg(long)]
         preimage: String,
+        /// The escrow output you were promised, `TXID:VOUT`; no other output is claimed.
+        #[arg(long, value_name = "TXID:VOUT")]
+        outpoint: String,
+        /// The amount you were promised; the output must hold at least this.
+        #[arg(long, value_name = "AMOUNT")]
+        amount: String,
+        /// Confirmations the output needs (default: `escrow_min_conf`, 1 on regtest, 3 on
+        /// signet/testnet, 6 on mainnet). Regtest only.
+        #[arg(long, value_name = "N")]
+        min_conf: Option<u32>,
+        /// Blocks kept before the timeout: refused unless `tip + N <= timeout` (default 2 on
+        /// regtest, 6 elsewhere). Regtest only.
+        #[arg(long, value_name = "N")]
+        claim_margin: Option<u32>,
         #[command(flatten)]
         fee: FeeArg,
     },
@@ -63,34 +82,64 @@ pub enum ChainCmd {
         #[command(flatten)]
         fee: FeeArg,
     },
-    /// Build the canonical slash of a bond paying ADDR, sign it with this wallet's judge key if
-    /// it holds one, and write the PSBT for the other judges.
+    /// Build the canonical slash of a bond's live output paying ADDR, sign it with this
+    /// wallet's judge key if it holds one, and write the PSBT carrier for the other judges.
     Slash {
         /// The bond's contract file.
         file: PathBuf,
-        /// The victim's address.
-        #[arg(long, value_name = "ADDR")]
-        to: String,
-        /// The penalty (default: the whole bond less the fee); the rest returns to the bond.
-        #[arg(long, value_name = "AMOUNT")]
-        amount: Option<String>,
-        /// Where to write the PSBT (base64).
+        #[command(flatten)]
+        terms: TermsArg,
+        /// Where to write the PSBT carrier.
         #[arg(long, value_name = "F")]
         psbt_out: PathBuf,
-        #[command(flatten)]
-        fee: FeeArg,
     },
-    /// Add this wallet's judge signature to a slash PSBT file (in place).
+    /// Check a slash PSBT carrier against the canonical slash rebuilt from your own bond file,
+    /// your own chain view and the terms you give, then add this wallet's judge signature (in
+    /// place). Any difference is refused and named.
     SignPsbt {
-        /// The PSBT file.
+        /// The PSBT carrier file.
         psbt: PathBuf,
+        /// The bond's contract file (the one you hold, not one from the PSBT).
+        #[arg(long, value_name = "FILE")]
+        bond: PathBuf,
+        #[command(flatten)]
+        terms: TermsArg,
     },
-    /// Finalize a slash PSBT with k judge signatures, check it with Core's interpreter and
-    /// broadcast it.
+    /// Check a slash PSBT carrier as `sign-psbt` does, finalize it with k judge signatures,
+    /// check it with Core's interpreter and broadcast it.
     BroadcastPsbt {
-        /// The PSBT file.
+        /// The PSBT carrier file.
         psbt: PathBuf,
+        /// The bond's contract file (the one you hold, not one from the PSBT).
+        #[arg(long, value_name = "FILE")]
+        bond: PathBuf,
+        #[command(flatten)]
+        terms: TermsArg,
     },
+}
+
+/// The slash terms a judge fixes itself: `--to ADDR [--amount AMOUNT] --fee-rate R`.
+#[derive(Debug, clap::Args)]
+pub struct TermsArg {
+    /// The victim's address.
+    #[arg(long, value_name = "ADDR")]
+    to: String,
+    /// The penalty (default: the whole bond less the fee); the rest returns to the bond.
+    #[arg(long, value_name = "AMOUNT")]
+    amount: Option<String>,
+    /// The slash fee rate in sat/vB (the roster's; every judge must give the same).
+    #[arg(long, value_name = "R")]
+    fee_rate: String,
+}
+
+impl TermsArg {
+    fn terms(&self, wallet: &RoleWallet) -> anyhow::Result<SlashTerms> {
+        Ok(SlashTerms {
+            victim: wallet.parse_address(&self.to)?.script_pubkey(),
+            penalty: self.amount.as_deref().map(parse_amount).transpose()?,
+            fee_rate: parse_fee_rate(&self.fee_rate)?,
+        })
+    }
 }
 
 /// `--fee-rate R` in sat/vB.
@@ -144,43 +193,61 @@ fn tx_report(kind: &str, txid: bitcoin::Txid) -> Report {
     )
 }
 
-fn contract_key() -> ProprietaryKey {
-    ProprietaryKey {
-        prefix: b"btcmpc".to_vec(),
-        subtype: 0,
-        key: Vec::new(),
-    }
-}
-
 fn read_psbt(path: &Path) -> anyhow::Result<Psbt> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > btcmpc_contracts::MAX_CARRIER_LEN as u64 {
+        bail!(
+            "{}: {} bytes is more than a slash carrier may have",
+            path.display(),
+            meta.len()
+        );
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Psbt::from_str(text.trim()).with_context(|| format!("{} is not a base64 PSBT", path.display()))
+    decode_carrier(&text).with_context(|| path.display().to_string())
 }
 
 fn write_psbt(path: &Path, psbt: &Psbt) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{psbt}\n"))
+    std::fs::write(&tmp, encode_carrier(psbt))
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
-fn psbt_contract(psbt: &Psbt, global: &Global) -> anyhow::Result<ContractFile> {
-    let raw = psbt
-        .proprietary
-        .get(&contract_key())
-        .context("the PSBT carries no btcmpc contract (write it with `btcmpc contract slash`)")?;
-    let text = std::str::from_utf8(raw).context("the PSBT's contract field is not UTF-8")?;
-    let file = ContractFile::from_json(text).context("the PSBT's contract field")?;
-    if file.network() != global.network.network() {
+fn parse_outpoint(text: &str) -> anyhow::Result<OutPoint> {
+    OutPoint::from_str(text.trim())
+        .map_err(|e| anyhow::anyhow!("--outpoint {text:?} is not TXID:VOUT: {e}"))
+}
+
+fn load_bond(path: &Path, global: &Global) -> anyhow::Result<ContractFile> {
+    let file = load(path, global)?;
+    if !matches!(file.contract(), Contract::Bond(_)) {
         bail!(
-            "the PSBT's contract is for {}, not {}",
-            file.network(),
-            global.network.network()
+            "{} is a {} contract; only bonds can be slashed",
+            path.display(),
+            file.contract().kind()
         );
     }
     Ok(file)
+}
+
+/// Where a slash's money goes, one line.
+fn slash_line(s: &SlashSummary, to: &str) -> String {
+    format!(
+        "slash of {} ({} sat): {} sat to {to}, {} sat back to the bond, fee {} sat",
+        s.outpoint,
+        s.bond.to_sat(),
+        s.paid.to_sat(),
+        s.remainder.to_sat(),
+        s.fee.to_sat()
+    )
+}
+
+fn slash_json(s: &SlashSummary) -> serde_json::Value {
+    json!({"outpoint": s.outpoint.to_string(), "bond_sat": s.bond.to_sat(),
+        "penalty_sat": s.paid.to_sat(), "remainder_sat": s.remainder.to_sat(),
+        "fee_sat": s.fee.to_sat()})
 }
 
 /// Run a chain-facing contract command.
@@ -245,6 +312,23 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                     }
                 }
             }
+            if st.outputs.len() > 1 {
+                text.push_str("  outputs paying the contract:\n");
+                for o in &st.outputs {
+                    let state = match &o.spend {
+                        None => "unspent".to_owned(),
+                        Some(s) => format!(
+                            "spent by {} ({})",
+                            s.txid,
+                            s.path.as_deref().unwrap_or("unknown path")
+                        ),
+                    };
+                    text.push_str(&format!(
+                        "    {} {} sat, {} confirmation(s), {state}\n",
+                        o.outpoint, o.value_sat, o.confirmations
+                    ));
+                }
+            }
             for l in &locks {
                 text.push_str(&format!(
                     "  {} valid from tip {}\n",
@@ -260,12 +344,36 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         ChainCmd::Claim {
             file,
             preimage,
+            outpoint,
+            amount,
+            min_conf,
+            claim_margin,
             fee,
         } => {
+            let network = global.network.network();
+            if (min_conf.is_some() || claim_margin.is_some())
+                && network != bitcoin::Network::Regtest
+            {
+                bail!("--min-conf and --claim-margin are for regtest only, not {network}");
+            }
             let contract = load(&file, global)?;
             let preimage = parse_preimage(&preimage)?;
+            let promise = EscrowPromise {
+                outpoint: parse_outpoint(&outpoint)?,
+                amount: parse_amount(&amount)?,
+            };
+            let mut rules = ClaimRules::for_network(network);
+            rules.min_conf = min_conf.unwrap_or(rules.min_conf);
+            rules.margin = claim_margin.unwrap_or(rules.margin);
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.claim(&chain, &contract, &preimage, fee.rate(&chain)?)?;
+            let txid = wallet.claim(
+                &chain,
+                &contract,
+                &preimage,
+                &promise,
+                &rules,
+                fee.rate(&chain)?,
+            )?;
             Ok(tx_report("claim", txid))
         }
         ChainCmd::Refund { file, fee } => {
@@ -282,65 +390,84 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         }
         ChainCmd::Slash {
             file,
-            to,
-            amount,
+            terms,
             psbt_out,
-            fee,
         } => {
-            let contract = load(&file, global)?;
+            let contract = load_bond(&file, global)?;
             let Contract::Bond(bond) = contract.contract() else {
-                bail!(
-                    "{} is a {} contract; only bonds can be slashed",
-                    file.display(),
-                    contract.contract().kind()
-                );
+                unreachable!("load_bond checked the kind")
             };
-            let penalty = amount.as_deref().map(parse_amount).transpose()?;
             let (wallet, chain) = open_synced(global)?;
-            let victim = wallet.parse_address(&to)?;
-            let mut psbt = wallet.slash_psbt(
-                &chain,
-                &contract,
-                victim.script_pubkey(),
-                penalty,
-                fee.rate(&chain)?,
-            )?;
-            psbt.proprietary
-                .insert(contract_key(), contract.to_json().into_bytes());
-            let signed = wallet.sign_slash(&mut psbt, &contract).unwrap_or(0);
+            let t = terms.terms(&wallet)?;
+            let (mut psbt, summary) = wallet.slash_psbt(&chain, &contract, &t)?;
+            let signed = match wallet.sign_checked_slash(&contract, &mut psbt) {
+                Ok(n) => n,
+                Err(btcmpc_wallet::WalletError::Sign(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
             write_psbt(&psbt_out, &psbt)?;
-            let pay = psbt.unsigned_tx.output[0].value;
+            let mut j = slash_json(&summary);
+            j["psbt"] = json!(psbt_out.display().to_string());
+            j["signatures"] = json!(signed);
+            j["needed"] = json!(bond.k);
             Ok(Report::new(
                 format!(
-                    "slash PSBT written to {} (pays {pay} to {to}; {signed} of {} judge signatures)",
+                    "{}\nslash PSBT written to {} ({signed} of {} judge signatures)",
+                    slash_line(&summary, &terms.to),
                     psbt_out.display(),
                     bond.k
                 ),
-                json!({"psbt": psbt_out.display().to_string(), "penalty_sat": pay.to_sat(),
-                    "signatures": signed, "needed": bond.k}),
+                j,
             ))
         }
-        ChainCmd::SignPsbt { psbt: path } => {
+        ChainCmd::SignPsbt {
+            psbt: path,
+            bond,
+            terms,
+        } => {
+            let contract = load_bond(&bond, global)?;
             let mut psbt = read_psbt(&path)?;
-            let contract = psbt_contract(&psbt, global)?;
             let wallet = open(global)?;
-            let added = wallet.sign_slash(&mut psbt, &contract)?;
+            let chain = connect(global)?;
+            let t = terms.terms(&wallet)?;
+            let (mut canonical, summary) = wallet.check_slash(&chain, &contract, &t, &psbt)?;
+            // Where the money goes, before anything is signed.
+            eprintln!("{}", slash_line(&summary, &terms.to));
+            let added = wallet.sign_checked_slash(&contract, &mut canonical)?;
+            psbt = canonical;
             write_psbt(&path, &psbt)?;
             let total = psbt.inputs[0].tap_script_sigs.len();
+            let mut j = slash_json(&summary);
+            j["psbt"] = json!(path.display().to_string());
+            j["added"] = json!(added);
+            j["signatures"] = json!(total);
             Ok(Report::new(
                 format!(
                     "added {added} signature(s) to {}; it now has {total}",
                     path.display()
                 ),
-                json!({"psbt": path.display().to_string(), "added": added, "signatures": total}),
+                j,
             ))
         }
-        ChainCmd::BroadcastPsbt { psbt: path } => {
+        ChainCmd::BroadcastPsbt {
+            psbt: path,
+            bond,
+            terms,
+        } => {
+            let contract = load_bond(&bond, global)?;
             let psbt = read_psbt(&path)?;
-            let contract = psbt_contract(&psbt, global)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.broadcast_slash(&chain, &contract, psbt)?;
-            Ok(tx_report("slash", txid))
+            let t = terms.terms(&wallet)?;
+            let (txid, summary) = wallet.broadcast_slash(&chain, &contract, &t, &psbt)?;
+            let mut j = slash_json(&summary);
+            j["txid"] = json!(txid.to_string());
+            Ok(Report::new(
+                format!(
+                    "{}\nslash broadcast: {txid}",
+                    slash_line(&summary, &terms.to)
+                ),
+                j,
+            ))
         }
     }
 }
