@@ -464,3 +464,48 @@ async fn frames_at_noise_message_boundaries_round_trip_in_order() {
         .unwrap_err();
     assert!(matches!(e, TransportError::Closed { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn peers_keep_an_idle_channel_alive_with_pings() {
+    let (a, b) = keys();
+    let c = ChannelConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..cfg()
+    };
+    let (peers_a, _events_a) = Peers::new(
+        a.clone(),
+        AllowedKeys::new([b.public()]),
+        c,
+        Backoff::default(),
+    );
+    let (peers_b, mut events_b) = Peers::new(
+        b.clone(),
+        AllowedKeys::new([a.public()]),
+        c,
+        Backoff::default(),
+    );
+    let mut l = listen(&b, &[&a], c).await;
+    peers_a.add(b.public(), l.local_addr());
+    let f = Frame::new(MessageType::HELLO, b"1".to_vec()).unwrap();
+    peers_a.send(b.public(), &f).await.unwrap();
+    peers_b.adopt(next_ok(&mut l).await).unwrap();
+    assert!(matches!(
+        events_b.recv().await,
+        Some(PeerEvent::Frame { .. })
+    ));
+
+    // Two and a half idle timeouts without application traffic.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        events_b.try_recv().is_err(),
+        "no disconnection and no ping reported"
+    );
+    assert_eq!(peers_a.connected(), vec![b.public()]);
+    assert_eq!(peers_b.connected(), vec![a.public()]);
+    let f2 = Frame::new(MessageType::HELLO, b"2".to_vec()).unwrap();
+    peers_a.send(b.public(), &f2).await.unwrap();
+    match tokio::time::timeout(WAIT, events_b.recv()).await.unwrap() {
+        Some(PeerEvent::Frame { frame, .. }) => assert_eq!(frame, f2),
+        e => panic!("unexpected {e:?}"),
+    }
+}

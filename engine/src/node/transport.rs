@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 
-use super::frame::{Frame, FrameCodec, FrameError};
+use super::frame::{Frame, FrameCodec, FrameError, MessageType};
 use super::noise::{
     self, AllowedKeys, Cipher, NoiseError, StaticKeypair, TransportKey, MAX_NOISE_MESSAGE,
     MAX_PLAINTEXT, TAG_LEN,
@@ -687,7 +687,9 @@ struct Slot {
 }
 
 /// Keeps at most one channel per peer: dials on demand with [`Backoff`], adopts incoming
-/// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`].
+/// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`]
+/// (except the empty keepalive [`MessageType::PING`]s managers send each other every third of the idle timeout; a
+/// peer silent for the whole idle timeout is dropped and reported).
 ///
 /// When both sides dial at once, both keep the channel dialled by the lower key, so they agree
 /// on one.
@@ -809,7 +811,9 @@ impl Peers {
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, mut rx) = channel.split();
-        slot.sender = Some(Arc::new(Mutex::new(tx)));
+        let sender = Arc::new(Mutex::new(tx));
+        self.spawn_keepalive(peer, Arc::downgrade(&sender));
+        slot.sender = Some(sender);
         slot.dialer = Some(dialer);
         slot.generation = generation;
         let events = self.events.clone();
@@ -817,6 +821,11 @@ impl Peers {
         slot.reader = Some(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
+                    Ok(frame)
+                        if frame.kind() == MessageType::PING && frame.payload().is_empty() =>
+                    {
+                        tracing::trace!(target: "btcmpc_engine::node::transport", %peer, "keepalive");
+                    }
                     Ok(frame) => {
                         if events.send(PeerEvent::Frame { peer, frame }).await.is_err() {
                             return;
@@ -840,6 +849,29 @@ impl Peers {
             }
         }));
         Ok(())
+    }
+
+    /// Sends an empty [`MessageType::PING`] every third of the idle timeout while the channel
+    /// lives, so that the peer's idle timeout only fires on a dead or silent peer.
+    fn spawn_keepalive(&self, peer: TransportKey, sender: std::sync::Weak<Mutex<ChannelSender>>) {
+        let period = (self.config.idle_timeout / 3).max(Duration::from_millis(10));
+        let ping =
+            Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(sender) = sender.upgrade() else {
+                    return;
+                };
+                let r = sender.lock().await.send(&ping).await;
+                if let Err(e) = r {
+                    tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "keepalive failed: {e}");
+                    return;
+                }
+            }
+        });
     }
 
     /// Sends `frame` to `peer`, dialling first (with backoff) if no channel is live. A failed
