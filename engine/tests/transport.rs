@@ -509,3 +509,38 @@ async fn peers_keep_an_idle_channel_alive_with_pings() {
         e => panic!("unexpected {e:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_is_bounded_and_the_listener_recovers() {
+    use btcmpc_engine::node::transport::MAX_PENDING_HANDSHAKES;
+    let (a, b) = keys();
+    let slow = ChannelConfig {
+        handshake_timeout: Duration::from_secs(3),
+        ..cfg()
+    };
+    let l = listen(&b, &[&a], slow).await;
+    let mut mutes = Vec::new();
+    for _ in 0..MAX_PENDING_HANDSHAKES {
+        mutes.push(TcpStream::connect(l.local_addr()).await.unwrap());
+    }
+    // Every handshake slot is taken: the next client is closed at once.
+    let r = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg()).await;
+    assert!(r.is_err(), "a connection beyond the bound is refused");
+    // Once the silent ones time out, clients are served again.
+    let mut served = false;
+    for _ in 0..40 {
+        if connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg())
+            .await
+            .is_ok()
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        served,
+        "the listener serves again after the flood times out"
+    );
+    drop(mutes);
+}

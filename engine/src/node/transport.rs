@@ -542,9 +542,14 @@ impl ChannelReceiver {
     }
 }
 
+/// Most handshakes a [`Listener`] runs at once; further connections are closed at once until
+/// one finishes (each is bounded by the handshake timeout).
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+
 /// A TCP listener that handshakes every incoming connection in its own task and yields the
 /// authenticated channels; a connection that fails (garbage, a refused key, a timeout) is
-/// reported and dropped while the others go on.
+/// reported and dropped while the others go on. At most [`MAX_PENDING_HANDSHAKES`] handshakes
+/// run at once, so a flood of idle connections costs bounded memory.
 #[derive(Debug)]
 pub struct Listener {
     local_addr: SocketAddr,
@@ -576,6 +581,7 @@ impl Listener {
         let (tx, rx) = mpsc::channel(64);
         let me = Arc::new(me);
         let allowed = Arc::new(allowed);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
         let task = tokio::spawn(async move {
             loop {
                 let (stream, from) = match listener.accept().await {
@@ -586,9 +592,15 @@ impl Listener {
                         continue;
                     }
                 };
+                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_HANDSHAKES} handshakes already in progress");
+                    drop(stream);
+                    continue;
+                };
                 let (me, allowed, tx) = (Arc::clone(&me), Arc::clone(&allowed), tx.clone());
                 tokio::spawn(async move {
                     let r = accept(stream, &me, &allowed, config).await;
+                    drop(permit);
                     if let Err(e) = &r {
                         tracing::info!(target: "btcmpc_engine::node::transport", %from, "refused connection: {e}");
                     }
