@@ -464,3 +464,83 @@ async fn frames_at_noise_message_boundaries_round_trip_in_order() {
         .unwrap_err();
     assert!(matches!(e, TransportError::Closed { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn peers_keep_an_idle_channel_alive_with_pings() {
+    let (a, b) = keys();
+    let c = ChannelConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..cfg()
+    };
+    let (peers_a, _events_a) = Peers::new(
+        a.clone(),
+        AllowedKeys::new([b.public()]),
+        c,
+        Backoff::default(),
+    );
+    let (peers_b, mut events_b) = Peers::new(
+        b.clone(),
+        AllowedKeys::new([a.public()]),
+        c,
+        Backoff::default(),
+    );
+    let mut l = listen(&b, &[&a], c).await;
+    peers_a.add(b.public(), l.local_addr());
+    let f = Frame::new(MessageType::HELLO, b"1".to_vec()).unwrap();
+    peers_a.send(b.public(), &f).await.unwrap();
+    peers_b.adopt(next_ok(&mut l).await).unwrap();
+    assert!(matches!(
+        events_b.recv().await,
+        Some(PeerEvent::Frame { .. })
+    ));
+
+    // Two and a half idle timeouts without application traffic.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        events_b.try_recv().is_err(),
+        "no disconnection and no ping reported"
+    );
+    assert_eq!(peers_a.connected(), vec![b.public()]);
+    assert_eq!(peers_b.connected(), vec![a.public()]);
+    let f2 = Frame::new(MessageType::HELLO, b"2".to_vec()).unwrap();
+    peers_a.send(b.public(), &f2).await.unwrap();
+    match tokio::time::timeout(WAIT, events_b.recv()).await.unwrap() {
+        Some(PeerEvent::Frame { frame, .. }) => assert_eq!(frame, f2),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_is_bounded_and_the_listener_recovers() {
+    use btcmpc_engine::node::transport::MAX_PENDING_HANDSHAKES;
+    let (a, b) = keys();
+    let slow = ChannelConfig {
+        handshake_timeout: Duration::from_secs(3),
+        ..cfg()
+    };
+    let l = listen(&b, &[&a], slow).await;
+    let mut mutes = Vec::new();
+    for _ in 0..MAX_PENDING_HANDSHAKES {
+        mutes.push(TcpStream::connect(l.local_addr()).await.unwrap());
+    }
+    // Every handshake slot is taken: the next client is closed at once.
+    let r = connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg()).await;
+    assert!(r.is_err(), "a connection beyond the bound is refused");
+    // Once the silent ones time out, clients are served again.
+    let mut served = false;
+    for _ in 0..40 {
+        if connect(l.local_addr(), &a, &AllowedKeys::new([b.public()]), cfg())
+            .await
+            .is_ok()
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        served,
+        "the listener serves again after the flood times out"
+    );
+    drop(mutes);
+}

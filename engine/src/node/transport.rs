@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 
-use super::frame::{Frame, FrameCodec, FrameError};
+use super::frame::{Frame, FrameCodec, FrameError, MessageType};
 use super::noise::{
     self, AllowedKeys, Cipher, NoiseError, StaticKeypair, TransportKey, MAX_NOISE_MESSAGE,
     MAX_PLAINTEXT, TAG_LEN,
@@ -542,9 +542,14 @@ impl ChannelReceiver {
     }
 }
 
+/// Most handshakes a [`Listener`] runs at once; further connections are closed at once until
+/// one finishes (each is bounded by the handshake timeout).
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+
 /// A TCP listener that handshakes every incoming connection in its own task and yields the
 /// authenticated channels; a connection that fails (garbage, a refused key, a timeout) is
-/// reported and dropped while the others go on.
+/// reported and dropped while the others go on. At most [`MAX_PENDING_HANDSHAKES`] handshakes
+/// run at once, so a flood of idle connections costs bounded memory.
 #[derive(Debug)]
 pub struct Listener {
     local_addr: SocketAddr,
@@ -576,6 +581,7 @@ impl Listener {
         let (tx, rx) = mpsc::channel(64);
         let me = Arc::new(me);
         let allowed = Arc::new(allowed);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
         let task = tokio::spawn(async move {
             loop {
                 let (stream, from) = match listener.accept().await {
@@ -586,9 +592,15 @@ impl Listener {
                         continue;
                     }
                 };
+                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_HANDSHAKES} handshakes already in progress");
+                    drop(stream);
+                    continue;
+                };
                 let (me, allowed, tx) = (Arc::clone(&me), Arc::clone(&allowed), tx.clone());
                 tokio::spawn(async move {
                     let r = accept(stream, &me, &allowed, config).await;
+                    drop(permit);
                     if let Err(e) = &r {
                         tracing::info!(target: "btcmpc_engine::node::transport", %from, "refused connection: {e}");
                     }
@@ -687,7 +699,9 @@ struct Slot {
 }
 
 /// Keeps at most one channel per peer: dials on demand with [`Backoff`], adopts incoming
-/// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`].
+/// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`]
+/// (except the empty keepalive [`MessageType::PING`]s managers send each other every third of the idle timeout; a
+/// peer silent for the whole idle timeout is dropped and reported).
 ///
 /// When both sides dial at once, both keep the channel dialled by the lower key, so they agree
 /// on one.
@@ -809,7 +823,9 @@ impl Peers {
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, mut rx) = channel.split();
-        slot.sender = Some(Arc::new(Mutex::new(tx)));
+        let sender = Arc::new(Mutex::new(tx));
+        self.spawn_keepalive(peer, Arc::downgrade(&sender));
+        slot.sender = Some(sender);
         slot.dialer = Some(dialer);
         slot.generation = generation;
         let events = self.events.clone();
@@ -817,6 +833,11 @@ impl Peers {
         slot.reader = Some(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
+                    Ok(frame)
+                        if frame.kind() == MessageType::PING && frame.payload().is_empty() =>
+                    {
+                        tracing::trace!(target: "btcmpc_engine::node::transport", %peer, "keepalive");
+                    }
                     Ok(frame) => {
                         if events.send(PeerEvent::Frame { peer, frame }).await.is_err() {
                             return;
@@ -840,6 +861,29 @@ impl Peers {
             }
         }));
         Ok(())
+    }
+
+    /// Sends an empty [`MessageType::PING`] every third of the idle timeout while the channel
+    /// lives, so that the peer's idle timeout only fires on a dead or silent peer.
+    fn spawn_keepalive(&self, peer: TransportKey, sender: std::sync::Weak<Mutex<ChannelSender>>) {
+        let period = (self.config.idle_timeout / 3).max(Duration::from_millis(10));
+        let ping =
+            Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(sender) = sender.upgrade() else {
+                    return;
+                };
+                let r = sender.lock().await.send(&ping).await;
+                if let Err(e) = r {
+                    tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "keepalive failed: {e}");
+                    return;
+                }
+            }
+        });
     }
 
     /// Sends `frame` to `peer`, dialling first (with backoff) if no channel is live. A failed
