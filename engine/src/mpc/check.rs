@@ -37,6 +37,13 @@ use super::dealing::{Hash32, PartyShares};
 use super::decode::{Decode, Decoder};
 use super::field::{Expander, PrimeField};
 use super::shamir::{on_one_polynomial, Params, ShamirError};
+use std::collections::BTreeSet;
+
+use k256::schnorr::{SigningKey, VerifyingKey};
+
+use super::dealing::receipts_root;
+use super::echo::{Broadcast, Equivocation};
+use super::round::{Machine, Message, Outgoing, PartyId, RoundError, RoundId, Step};
 
 /// Tag of the store check's challenge.
 pub const STORE_CHECK_TAG: &[u8] = b"btcmpc/v1/store-check";
@@ -94,6 +101,9 @@ pub enum CheckError {
     /// Bad indices.
     #[error(transparent)]
     Shamir(#[from] ShamirError),
+    /// Revealed vectors were handed to a check that has no complaint pending.
+    #[error("no complaint is pending: nothing to reveal")]
+    NoComplaint,
 }
 
 /// The challenge coefficients of one check.
@@ -309,6 +319,240 @@ pub fn resolve_complaints<F: PrimeField>(
             },
             liars,
         })
+    }
+}
+
+/// Round number of the store check's signed openings.
+pub const STORE_CHECK_ROUND: u32 = 1 << 21;
+/// Round number of the mask check's signed openings.
+pub const MASK_CHECK_ROUND: u32 = (1 << 21) + 1;
+
+/// What one party brings to a batch check run as a machine ([`CheckMachine`]).
+#[derive(Debug, Clone)]
+pub struct CheckInput<F> {
+    /// Committee parameters.
+    pub params: Params,
+    /// This party.
+    pub me: PartyId,
+    /// The challenge tag ([`STORE_CHECK_TAG`] or [`mask_check_tag`]).
+    pub tag: Vec<u8>,
+    /// The round number of the signed openings ([`STORE_CHECK_ROUND`], [`MASK_CHECK_ROUND`]).
+    pub round: u32,
+    /// The receipt context ([`PartyShares::receipt_hash`]).
+    pub context: Hash32,
+    /// The receipt hash every party signed, `receipts[i - 1]` for party `i`.
+    pub receipts: Vec<Hash32>,
+    /// This party's shares.
+    pub shares: PartyShares<F>,
+    /// The committee's keys, `keys[i - 1]` for party `i`.
+    pub keys: Vec<VerifyingKey>,
+    /// Parties excluded or convicted earlier: neither waited for nor heard.
+    pub ignored: BTreeSet<PartyId>,
+}
+
+/// What a batch check ends with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutput<F> {
+    /// Accepted or refused, and the liars.
+    pub resolution: Resolution,
+    /// Equivocation evidence gathered during the opening's echo-broadcast.
+    pub evidence: Vec<Equivocation>,
+    /// The openings used, `(party, opening)`.
+    pub openings: Vec<(PartyId, F)>,
+}
+
+/// A complaint waiting for the dealer: the parties off, the openings, the evidence.
+type Pending<F> = (Vec<PartyId>, Vec<(PartyId, F)>, Vec<Equivocation>);
+
+/// One party's side of a batch check with complaint resolution, as a round-based machine.
+///
+/// Rounds: the opening is echo-broadcast ([`Broadcast`], job [`check_id`], round
+/// `input.round`); the machine then checks the openings. If some are off the polynomial it
+/// waits for the dealer: [`CheckMachine::complaint`] names the parties whose vectors the dealer
+/// must reveal, and the driver hands them over with [`CheckMachine::reveal`] (a dealer that
+/// reveals nothing: call it with an empty list, the dealing is refused). What a driver persists:
+/// the [`CheckInput`], the signing key, and the messages delivered.
+pub struct CheckMachine<F> {
+    input: CheckInput<F>,
+    signer: SigningKey,
+    challenge: Challenge<F>,
+    broadcast: Broadcast<F>,
+    waiting: Option<Pending<F>>,
+    lie: Option<F>,
+    done: bool,
+}
+
+impl<F> std::fmt::Debug for CheckMachine<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckMachine")
+            .field("me", &self.input.me)
+            .field("complaint", &self.waiting.as_ref().map(|w| &w.0))
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: PrimeField> CheckMachine<F> {
+    /// A check of `input.shares` signed with `signer`.
+    ///
+    /// # Errors
+    /// [`RoundError::BadParty`] if `input.me` is outside the committee;
+    /// [`RoundError::Malformed`]-free: a receipt count that is not `n` is
+    /// [`CheckError::MissingReceipt`].
+    pub fn new(input: CheckInput<F>, signer: SigningKey) -> Result<Self, RoundError> {
+        let n = input.params.n();
+        PartyId::new(input.me.point(), n)?;
+        if input.receipts.len() != n || input.keys.len() != n {
+            return Err(CheckError::MissingReceipt {
+                index: input.receipts.len().min(input.keys.len()) + 1,
+            }
+            .into());
+        }
+        let root = receipts_root(&input.receipts);
+        let challenge = Challenge::new(&input.tag, &root, input.shares.len());
+        let broadcast = Broadcast::new(
+            input.me,
+            check_id(&input.tag, &root),
+            input.round,
+            input.keys.clone(),
+            input.ignored.clone(),
+        );
+        Ok(CheckMachine {
+            input,
+            signer,
+            challenge,
+            broadcast,
+            waiting: None,
+            lie: None,
+            done: false,
+        })
+    }
+
+    /// Test support: adds `delta` to this party's opening before it is signed, its own view
+    /// included (a lying check opening, the evil twin of the in-process committee and of the
+    /// fault switchboard).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn lie_in_opening(&mut self, delta: F) {
+        self.lie = Some(delta);
+    }
+
+    /// The check's identifier (the job of its signed openings).
+    pub fn id(&self) -> Hash32 {
+        check_id(&self.input.tag, &receipts_root(&self.input.receipts))
+    }
+
+    /// The parties whose vectors the dealer must reveal, while the machine waits for them.
+    pub fn complaint(&self) -> Option<&[PartyId]> {
+        self.waiting.as_ref().map(|w| &w.0[..])
+    }
+
+    /// The dealer's revealed vectors for the parties of [`CheckMachine::complaint`]: resolves
+    /// the complaints and finishes.
+    ///
+    /// # Errors
+    /// [`RoundError::Check`] if the check cannot run; [`RoundError::Setup`]-free.
+    pub fn reveal(&mut self, revealed: &[PartyShares<F>]) -> Result<CheckOutput<F>, RoundError> {
+        let (_, openings, evidence) = self
+            .waiting
+            .take()
+            .ok_or(RoundError::Check(CheckError::NoComplaint))?;
+        self.resolve(openings, evidence, revealed)
+    }
+
+    fn resolve(
+        &mut self,
+        openings: Vec<(PartyId, F)>,
+        evidence: Vec<Equivocation>,
+        revealed: &[PartyShares<F>],
+    ) -> Result<CheckOutput<F>, RoundError> {
+        let receipts: Vec<(usize, Hash32)> = self
+            .input
+            .receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, *r))
+            .collect();
+        let plain: Vec<(usize, F)> = openings.iter().map(|(p, o)| (p.point(), *o)).collect();
+        let resolution = resolve_complaints(
+            self.input.params,
+            &self.challenge,
+            &self.input.context,
+            &receipts,
+            &plain,
+            revealed,
+        )?;
+        self.done = true;
+        Ok(CheckOutput {
+            resolution,
+            evidence,
+            openings,
+        })
+    }
+
+    /// After the broadcast: the openings, then acceptance or a complaint.
+    fn after(&mut self, send: Vec<Outgoing<F>>) -> Result<Step<F, CheckOutput<F>>, RoundError> {
+        let Some(out) = self
+            .broadcast
+            .output()
+            .filter(|_| self.waiting.is_none() && !self.done)
+        else {
+            return Ok(Step::send(send));
+        };
+        let convicted: BTreeSet<u32> = out.evidence.iter().map(Equivocation::sender).collect();
+        let openings: Vec<(PartyId, F)> = out
+            .values
+            .iter()
+            .filter(|(p, v)| v.len() == 1 && !convicted.contains(&p.get()))
+            .map(|(p, v)| (*p, v[0]))
+            .collect();
+        let plain: Vec<(usize, F)> = openings.iter().map(|(p, o)| (p.point(), *o)).collect();
+        if let CheckOutcome::Complaint { off } = verify_openings(self.input.params, &plain)? {
+            let off = off
+                .into_iter()
+                .map(|i| PartyId::new(i, self.input.params.n()))
+                .collect::<Result<_, _>>()?;
+            self.waiting = Some((off, openings, out.evidence));
+            return Ok(Step::send(send));
+        }
+        let output = self.resolve(openings, out.evidence, &[])?;
+        Ok(Step {
+            send,
+            output: Some(output),
+        })
+    }
+}
+
+impl<F: PrimeField> Machine<F> for CheckMachine<F> {
+    type Output = CheckOutput<F>;
+
+    fn start(&mut self) -> Result<Step<F, CheckOutput<F>>, RoundError> {
+        let opening = self.challenge.opening(&self.input.shares)? + self.lie.unwrap_or(F::ZERO);
+        let send = self.broadcast.start(&self.signer, vec![opening]);
+        self.after(send)
+    }
+
+    fn handle(
+        &mut self,
+        from: PartyId,
+        msg: Message<F>,
+    ) -> Result<Step<F, CheckOutput<F>>, RoundError> {
+        if self.done || self.broadcast.is_done() {
+            return Err(RoundError::Finished {
+                from,
+                kind: msg.kind(),
+            });
+        }
+        let send = self.broadcast.handle(from, msg)?;
+        self.after(send)
+    }
+
+    fn deadline(&mut self, round: RoundId) -> Result<Step<F, CheckOutput<F>>, RoundError> {
+        let send = self.broadcast.deadline(round);
+        self.after(send)
+    }
+
+    fn waiting(&self) -> Option<RoundId> {
+        self.broadcast.waiting()
     }
 }
 

@@ -1,31 +1,38 @@
 //! An in-process committee: `n` parties in one process, each honest or an evil twin, running
-//! setup -> store -> check -> query -> decode end to end. The main test fixture of the
-//! cryptography, and the engine of `btcmpc bench engine`'s product figures.
+//! setup -> store -> check -> query -> decode end to end. A test driver of the protocol
+//! machines ([`crate::mpc::round`]), behind the `test-support` feature: the main test fixture of
+//! the cryptography, and the engine of `btcmpc bench engine`'s product figures.
 //!
-//! Phases (all messages are field vectors in queues; nothing touches a socket or a clock):
+//! The driver runs the `n` machines of each protocol in one process and delivers their
+//! messages from one queue per party, in a loop. When every queue is empty the synchronous
+//! network's deadline has passed: every machine still waiting is told so
+//! ([`Machine::deadline`]), so a withholding party costs no wall-clock time and nothing waits on
+//! a clock. Deliveries of one pass run on one scoped thread per party when the work is large
+//! (evaluation), so the parties compute in parallel as separate processes would.
 //!
-//! 1. **Setup.** Signing keys; PRSS key agreement ([`crate::mpc::prss::KeyAgreement`]) with
-//!    signed contributions and echoed key confirmations. A member that sends conflicting
-//!    contributions is caught by the confirmations, named by the two signed contributions
-//!    ([`Equivocation`]) and excluded; the agreement is re-run with its contributions fixed to
-//!    zero (the key of the all-honest set is still made of honest contributions only).
+//! Phases:
+//!
+//! 1. **Setup.** Signing keys; PRSS key agreement ([`Setup`]) with signed contributions, key
+//!    confirmations and accusations; equivocators are named by two signed contributions
+//!    ([`Equivocation`]) and excluded, and the agreement is re-run without them.
 //! 2. **Store.** The owner deals the dataset plus a check mask ([`dealing::deal`]); every party
-//!    hashes its shares into a receipt; the parties open the batch check with the challenge
-//!    derived from the receipts root, echo-broadcast ([`crate::mpc::echo`]), and run BGW
-//!    complaint resolution ([`check::resolve_complaints`]): liars are named, an inconsistent
-//!    owner gets the store refused.
+//!    hashes its shares into a receipt; the parties run the batch check ([`CheckMachine`]:
+//!    echo-broadcast openings, BGW complaint resolution with the owner revealing the vectors of
+//!    the parties off the polynomial): liars are named, an inconsistent owner gets the store
+//!    refused.
 //! 3. **Job.** The plan is made ([`crate::mpc::query::plan`]); the service deals one mask per
 //!    opened sum, checked like the store (an inconsistent service gets the job refused).
-//! 4. **Compute.** One thread per party evaluates the plan on its shares
-//!    ([`crate::mpc::eval`]); degree-`2t` openings travel through an echo-broadcast exchange
-//!    over `std::sync::mpsc` queues. Each party masks its aggregate shares.
+//! 4. **Compute.** Every party evaluates the plan on its shares ([`EvalMachine`]); degree-`2t`
+//!    openings travel by signed echo-broadcast. Each party masks its aggregate shares.
 //! 5. **Decode.** The service decodes the masked shares with Berlekamp-Welch
 //!    ([`crate::mpc::decode`]), names the parties off the polynomial, removes the masks and
 //!    finishes the query ([`Plan::finish`]).
 //!
-//! The synchronous network's round deadline is modelled by an explicit "nothing from me this
-//! round" marker, so a withholding party costs no wall-clock time; every receive still has a
-//! timeout ([`RECV_TIMEOUT`]).
+//! Evil twins ([`Behaviour`]) run the honest machine; the driver rewrites (and re-signs with
+//! the party's key) the messages it sends, or drops them. Only a wrong product contribution
+//! and a lying check opening lie inside the machine ([`EvalMachine::lie_in_openings`],
+//! [`CheckMachine::lie_in_opening`]): the party signs one value only, its own view included
+//! (rewriting its messages would make it an equivocator).
 //!
 //! What version 1 guarantees, and what the tests assert: with `n >= 3t + 1` and at most `t`
 //! faulty parties, linear aggregates (`sum`, `count`, `mean`, `hist`) are delivered correctly
@@ -36,10 +43,8 @@
 //! undetected and shifts the result (an additive attack): version 1 is correct for products
 //! only against a semi-honest minority, as PROTOCOL.md states.
 
-use std::collections::BTreeSet;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k256::schnorr::{SigningKey, VerifyingKey};
 use num_bigint::BigInt;
@@ -47,29 +52,23 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
-use crate::mpc::check::{self, Challenge, CheckError, Refusal, Resolution};
+use crate::mpc::check::{
+    self, CheckError, CheckInput, CheckMachine, Refusal, Resolution, MASK_CHECK_ROUND,
+    STORE_CHECK_ROUND,
+};
 use crate::mpc::csv::Dataset;
 use crate::mpc::dealing::{self, Hash32, PartyShares};
 use crate::mpc::decode::{decode_vec, DecodeVec};
-use crate::mpc::echo::{payload_hash, Echo, EchoRound, Equivocation, SignedHeader};
-use crate::mpc::eval::{mask_outputs, EvalError, Evaluator, Exchange, Openings};
+use crate::mpc::echo::{payload_hash, Equivocation, SignedHeader};
+use crate::mpc::eval::{mask_outputs, EvalError, EvalMachine, Task};
 use crate::mpc::evidence::PartyKey;
 use crate::mpc::field::PrimeField;
-use crate::mpc::mult;
-use crate::mpc::prss::{Contribution, KeyAgreement, Prss, PrssError};
+use crate::mpc::prss::{Prss, PrssError};
 use crate::mpc::query::num::to_signed;
 use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan, QueryError};
+use crate::mpc::round::{Machine, Message, Outgoing, PartyId, Recipient, RoundError};
+use crate::mpc::setup::{contribution_hash, Setup, SETUP_ROUND};
 use crate::mpc::shamir::{Params, ShamirError};
-
-/// How long a party waits for one message before giving up.
-pub const RECV_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Round numbers of the setup's signed contributions start here (plus the set index).
-const SETUP_ROUND: u32 = 1 << 20;
-/// Round number of the store check's openings.
-const STORE_CHECK_ROUND: u32 = 1 << 21;
-/// Round number of the mask check's openings.
-const MASK_CHECK_ROUND: u32 = (1 << 21) + 1;
 
 /// How a party behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,6 +228,9 @@ pub enum CommitteeError {
     /// The check could not run.
     #[error(transparent)]
     Check(#[from] CheckError),
+    /// A protocol machine failed.
+    #[error(transparent)]
+    Round(RoundError),
     /// The scenario names `behaviours` for a different number of parties.
     #[error("{got} behaviours for {n} parties")]
     Behaviours {
@@ -242,6 +244,16 @@ pub enum CommitteeError {
     Diverged(String),
 }
 
+impl From<RoundError> for CommitteeError {
+    fn from(e: RoundError) -> Self {
+        match e {
+            RoundError::Prss(e) => CommitteeError::Prss(e),
+            RoundError::Check(e) => CommitteeError::Check(e),
+            e => CommitteeError::Round(e),
+        }
+    }
+}
+
 /// A signing key that never prints.
 #[derive(Clone)]
 struct Key(SigningKey);
@@ -250,6 +262,268 @@ impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SigningKey(..)")
     }
+}
+
+/// Which protocol the driver runs (the evil twins misbehave per protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    StoreCheck,
+    MaskCheck,
+    Compute,
+}
+
+/// The in-process network: one queue per party, and the evil twins on the sending side.
+struct Net<'k, F> {
+    n: usize,
+    signing: &'k [Key],
+    behaviours: Vec<Behaviour>,
+    phase: Phase,
+    queues: Vec<VecDeque<(PartyId, Message<F>)>>,
+    /// Every distinct signed value header sent (what any receiver could keep as evidence).
+    signed: Vec<SignedHeader>,
+}
+
+impl<'k, F: PrimeField> Net<'k, F> {
+    fn new(n: usize, signing: &'k [Key], behaviours: Vec<Behaviour>, phase: Phase) -> Self {
+        Net {
+            n,
+            signing,
+            behaviours,
+            phase,
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            signed: Vec::new(),
+        }
+    }
+
+    fn post(&mut self, from: PartyId, out: Vec<Outgoing<F>>) {
+        for o in out {
+            let to: Vec<PartyId> = match o.to {
+                Recipient::All => PartyId::all(self.n).filter(|p| *p != from).collect(),
+                Recipient::One(p) if p.point() <= self.n => vec![p],
+                Recipient::One(_) => Vec::new(),
+            };
+            for p in to {
+                if let Some(m) = self.twin(from, p, &o.msg) {
+                    if let Message::Value { header, .. } = &m {
+                        if !self.signed.contains(header) {
+                            self.signed.push(header.clone());
+                        }
+                    }
+                    self.queues[p.slot()].push_back((from, m));
+                }
+            }
+        }
+    }
+
+    /// What party `from` really sends `to` in place of the honest `msg` (`None`: nothing).
+    fn twin(&self, from: PartyId, to: PartyId, msg: &Message<F>) -> Option<Message<F>> {
+        let b = self.behaviours[from.slot()];
+        let key = &self.signing[from.slot()].0;
+        let job = self.phase != Phase::Setup;
+        match (b, msg) {
+            (Behaviour::Withhold, _) if job => None,
+            (Behaviour::BadRandomnessContribution, Message::Contribution(c))
+                if self.phase == Phase::Setup
+                    && c.header.round.saturating_sub(SETUP_ROUND) >> 12 == 0 =>
+            {
+                let mut c = c.clone();
+                c.value[0] ^= to.get() as u8;
+                let h = &c.header;
+                c.header = SignedHeader::sign(
+                    key,
+                    h.job,
+                    h.round,
+                    h.slot,
+                    h.sender,
+                    contribution_hash(&c.value),
+                );
+                Some(Message::Contribution(c))
+            }
+            (Behaviour::Equivocate, Message::Value { header, payload })
+                if job && to.get() % 2 == 0 && !payload.is_empty() =>
+            {
+                Some(bump(key, header, payload))
+            }
+            _ => Some(msg.clone()),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty)
+    }
+}
+
+/// `header`'s value with 1 added to its first element, signed again.
+fn bump<F: PrimeField>(key: &SigningKey, header: &SignedHeader, payload: &[F]) -> Message<F> {
+    let mut p = payload.to_vec();
+    if let Some(x) = p.first_mut() {
+        *x += F::ONE;
+    }
+    let header = SignedHeader::sign(
+        key,
+        header.job,
+        header.round,
+        header.slot,
+        header.sender,
+        payload_hash(&p),
+    );
+    Message::Value {
+        header,
+        payload: Arc::new(p),
+    }
+}
+
+/// One party's machine in the driver, and how it ended.
+struct Slot<M, O> {
+    machine: M,
+    output: Option<Result<O, RoundError>>,
+}
+
+impl<M, O> Slot<M, O> {
+    fn record<F>(
+        &mut self,
+        r: Result<crate::mpc::round::Step<F, O>, RoundError>,
+    ) -> Vec<Outgoing<F>> {
+        match r {
+            Ok(step) => {
+                if let Some(o) = step.output {
+                    self.output = Some(Ok(o));
+                }
+                step.send
+            }
+            Err(e) if e.is_refusal() => {
+                tracing::debug!(error = %e, "message refused");
+                Vec::new()
+            }
+            Err(e) => {
+                self.output = Some(Err(e));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What the driver offers an idle machine: the dealer's reveal in a check.
+type Hook<'h, M, O> = dyn Fn(PartyId, &mut M) -> Option<Result<O, RoundError>> + 'h;
+
+/// Runs the machines (`None`: a party that takes no part) to the end; `hook` is offered every
+/// machine without output whenever the network is idle (the dealer's reveal). Returns each
+/// machine and its output.
+fn drive<F, M>(
+    net: &mut Net<'_, F>,
+    machines: Vec<Option<M>>,
+    parallel: bool,
+    hook: &Hook<'_, M, M::Output>,
+) -> Vec<Option<Slot<M, M::Output>>>
+where
+    F: PrimeField,
+    M: Machine<F> + Send,
+    M::Output: Send,
+{
+    let n = net.n;
+    let mut slots: Vec<Option<Slot<M, M::Output>>> = machines
+        .into_iter()
+        .map(|m| {
+            m.map(|machine| Slot {
+                machine,
+                output: None,
+            })
+        })
+        .collect();
+    let ids: Vec<PartyId> = PartyId::all(n).collect();
+    // Every party's start, then deliveries until the network is idle, then the deadline.
+    let work = |slot: &mut Option<Slot<M, M::Output>>,
+                inbox: Vec<(PartyId, Message<F>)>,
+                start: bool|
+     -> Vec<Outgoing<F>> {
+        let Some(s) = slot.as_mut() else {
+            return Vec::new();
+        };
+        if s.output.is_some() {
+            return Vec::new();
+        }
+        let mut send = Vec::new();
+        if start {
+            let r = s.machine.start();
+            send.extend(s.record(r));
+        }
+        for (from, m) in inbox {
+            if s.output.is_some() {
+                break;
+            }
+            let r = s.machine.handle(from, m);
+            send.extend(s.record(r));
+        }
+        send
+    };
+    let mut start = true;
+    loop {
+        if !start && net.idle() {
+            let mut progressed = false;
+            for (s, id) in slots.iter_mut().zip(&ids) {
+                let Some(s) = s.as_mut().filter(|s| s.output.is_none()) else {
+                    continue;
+                };
+                if let Some(o) = hook(*id, &mut s.machine) {
+                    s.output = Some(o);
+                    progressed = true;
+                }
+            }
+            let mut out = Vec::new();
+            for (s, id) in slots.iter_mut().zip(&ids) {
+                let Some(s) = s.as_mut().filter(|s| s.output.is_none()) else {
+                    continue;
+                };
+                if let Some(round) = s.machine.waiting() {
+                    let r = s.machine.deadline(round);
+                    progressed |= r.as_ref().map_or(true, |st| st.output.is_some())
+                        || s.machine.waiting() != Some(round);
+                    out.push((*id, s.record(r)));
+                }
+            }
+            for (id, o) in out {
+                progressed |= !o.is_empty();
+                net.post(id, o);
+            }
+            if !progressed {
+                break;
+            }
+            continue;
+        }
+        let inboxes: Vec<Vec<(PartyId, Message<F>)>> = net
+            .queues
+            .iter_mut()
+            .map(|q| q.drain(..).collect())
+            .collect();
+        let sends: Vec<Vec<Outgoing<F>>> = if parallel {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = slots
+                    .iter_mut()
+                    .zip(inboxes)
+                    .map(|(slot, inbox)| {
+                        let work = &work;
+                        scope.spawn(move || work(slot, inbox, start))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        } else {
+            slots
+                .iter_mut()
+                .zip(inboxes)
+                .map(|(slot, inbox)| work(slot, inbox, start))
+                .collect()
+        };
+        start = false;
+        for (id, send) in ids.iter().zip(sends) {
+            net.post(*id, send);
+        }
+    }
+    slots
 }
 
 /// A set-up committee: keys and PRSS of every party, and the parties excluded at setup.
@@ -261,14 +535,6 @@ pub struct Committee<F> {
     prss: Vec<Prss<F>>,
     excluded: BTreeSet<usize>,
     equivocations: Vec<Equivocation>,
-}
-
-fn contribution_hash(value: &[u8; 32]) -> Hash32 {
-    Sha256::new()
-        .chain_update(b"btcmpc/v1/prss-contribution")
-        .chain_update(value)
-        .finalize()
-        .into()
 }
 
 impl<F: PrimeField> Committee<F> {
@@ -286,6 +552,7 @@ impl<F: PrimeField> Committee<F> {
                 n,
             });
         }
+        crate::mpc::prss::key_sets(n, t)?;
         let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
         let signing: Vec<Key> = (0..n).map(|_| Key(SigningKey::random(&mut rng))).collect();
         let verifying: Vec<VerifyingKey> = signing.iter().map(|k| *k.0.verifying_key()).collect();
@@ -297,112 +564,72 @@ impl<F: PrimeField> Committee<F> {
             }
             h.finalize().into()
         };
-        let mut excluded = BTreeSet::new();
-        let mut equivocations = Vec::new();
-        for attempt in 0..2 {
-            let mut states = Vec::with_capacity(n);
-            let mut mail: Vec<(Contribution, SignedHeader)> = Vec::new();
-            for me in 1..=n as u32 {
-                let (mut s, out) = KeyAgreement::new(n, t, me, &mut rng)?;
-                for x in &excluded {
-                    s.exclude(*x as u32);
+        let machines = PartyId::all(n)
+            .map(|me| {
+                let mut seed = [0u8; 32];
+                rng.fill(&mut seed);
+                Setup::<F>::new(
+                    me,
+                    t,
+                    roster,
+                    verifying.clone(),
+                    signing[me.slot()].0.clone(),
+                    seed,
+                )
+                .map(Some)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut net = Net::new(n, &signing, scenario.behaviours.clone(), Phase::Setup);
+        let slots = drive(&mut net, machines, false, &|_, _| None);
+        let mut outputs = Vec::with_capacity(n);
+        for (i, s) in slots.into_iter().enumerate() {
+            let out = s.and_then(|s| s.output);
+            match out {
+                Some(Ok(o)) => outputs.push(Some(o)),
+                Some(Err(e)) if scenario.behaviour(i + 1) == Behaviour::Honest => {
+                    return Err(e.into())
                 }
-                let bad = attempt == 0
-                    && scenario.behaviour(me as usize) == Behaviour::BadRandomnessContribution;
-                let mut signed: Vec<([u8; 32], usize, SignedHeader)> = Vec::new();
-                for mut c in out {
-                    if excluded.contains(&(me as usize)) {
-                        continue;
-                    }
-                    if bad {
-                        c.value[0] ^= c.to as u8;
-                    }
-                    // One signature per distinct (set, value): an honest member sends one value.
-                    let h = match signed.iter().find(|x| x.0 == c.value && x.1 == c.set) {
-                        Some(x) => x.2.clone(),
-                        None => {
-                            let h = SignedHeader::sign(
-                                &signing[me as usize - 1].0,
-                                roster,
-                                SETUP_ROUND + c.set as u32,
-                                me,
-                                me,
-                                contribution_hash(&c.value),
-                            );
-                            signed.push((c.value, c.set, h.clone()));
-                            h
-                        }
-                    };
-                    mail.push((c, h));
-                }
-                states.push(s);
+                _ => outputs.push(None),
             }
-            for (c, _) in &mail {
-                let to = c.to as usize;
-                if !excluded.contains(&to) {
-                    states[to - 1].receive(c)?;
-                }
-            }
-            let mut confirmations = Vec::new();
-            for (i, s) in states.iter_mut().enumerate() {
-                if !excluded.contains(&(i + 1)) {
-                    confirmations.extend(s.derive()?);
-                }
-            }
-            // Honest members compare confirmations; a mismatch makes the members of that set
-            // forward the signed contributions they received, which convicts an equivocator.
-            let mut convicted = BTreeSet::new();
-            let mut mismatch = false;
-            let mut prss = Vec::with_capacity(n);
-            for (i, s) in states.into_iter().enumerate() {
-                let me = i + 1;
-                if excluded.contains(&me) {
-                    prss.push(None);
-                    continue;
-                }
-                match s.finish::<F>(&confirmations) {
-                    Ok(p) => prss.push(Some(p)),
-                    Err(PrssError::KeyMismatch { set, .. }) => {
-                        mismatch = true;
-                        prss.push(None);
-                        for ev in resolve_contributions(&mail, set, &verifying) {
-                            if convicted.insert(ev.sender() as usize) {
-                                equivocations.push(ev);
-                            }
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !mismatch {
-                let prss: Vec<Prss<F>> = prss
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, p)| match p {
-                        Some(p) => Ok(p),
-                        // An excluded party gets a placeholder it never uses.
-                        None => Prss::new(n, t, i as u32 + 1, placeholder_keys(n, t, i + 1)?),
-                    })
-                    .collect::<Result<_, PrssError>>()?;
-                return Ok(Committee {
-                    params,
-                    signing,
-                    verifying,
-                    prss,
-                    excluded,
-                    equivocations,
-                });
-            }
-            if convicted.is_empty() {
-                return Err(CommitteeError::Diverged(
-                    "key confirmation mismatch without an equivocator".into(),
-                ));
-            }
-            excluded.extend(convicted);
         }
-        Err(CommitteeError::Diverged(
-            "key agreement failed twice".into(),
-        ))
+        let first = outputs
+            .iter()
+            .enumerate()
+            .find(|(i, o)| o.is_some() && scenario.behaviour(i + 1) == Behaviour::Honest)
+            .and_then(|(_, o)| o.clone())
+            .ok_or_else(|| CommitteeError::Diverged("no honest party finished setup".into()))?;
+        for (i, o) in outputs.iter().enumerate() {
+            if scenario.behaviour(i + 1) != Behaviour::Honest {
+                continue;
+            }
+            match o {
+                Some(o) if o.excluded == first.excluded => {}
+                _ => {
+                    return Err(CommitteeError::Diverged(format!(
+                        "party {} ended setup with another exclusion set",
+                        i + 1
+                    )))
+                }
+            }
+        }
+        let excluded: BTreeSet<usize> = first.excluded.iter().map(|p| p.point()).collect();
+        let prss = outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| match o.and_then(|o| o.prss) {
+                Some(p) if !excluded.contains(&(i + 1)) => Ok(p),
+                // An excluded party gets a placeholder it never uses.
+                _ => Prss::new(n, t, i as u32 + 1, placeholder_keys(n, t, i + 1)?),
+            })
+            .collect::<Result<Vec<_>, PrssError>>()?;
+        Ok(Committee {
+            params,
+            signing,
+            verifying,
+            prss,
+            excluded,
+            equivocations: first.evidence,
+        })
     }
 
     /// Parameters.
@@ -410,9 +637,9 @@ impl<F: PrimeField> Committee<F> {
         self.params
     }
 
-    /// Party `i`'s PRSS generator.
-    pub fn prss(&self, i: usize) -> Option<&Prss<F>> {
-        self.prss.get(i.checked_sub(1)?)
+    /// Party `p`'s PRSS generator.
+    pub fn prss(&self, p: PartyId) -> Option<&Prss<F>> {
+        self.prss.get(p.slot())
     }
 
     /// Parties excluded at setup.
@@ -428,8 +655,16 @@ impl<F: PrimeField> Committee<F> {
             .collect()
     }
 
+    fn ignored(&self, convicted: &BTreeSet<usize>) -> BTreeSet<PartyId> {
+        self.excluded
+            .iter()
+            .chain(convicted)
+            .filter_map(|i| PartyId::new(*i, self.params.n()).ok())
+            .collect()
+    }
+
     /// Multiplies share vectors element-wise through the committee (one degree reduction of
-    /// the whole batch, one thread per party): `a[i - 1]`, `b[i - 1]` are party `i`'s shares;
+    /// the whole batch, the parties in parallel): `a[i - 1]`, `b[i - 1]` are party `i`'s shares;
     /// returns every party's shares of the products. All parties honest.
     ///
     /// # Errors
@@ -441,58 +676,34 @@ impl<F: PrimeField> Committee<F> {
         b: &[Vec<F>],
     ) -> Result<Vec<Vec<F>>, EvalError> {
         let n = self.params.n();
-        let nets = self.network(job, &vec![Behaviour::Honest; n]);
-        let results: Vec<Result<Vec<F>, EvalError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = nets
-                .into_iter()
-                .enumerate()
-                .map(|(i, net)| {
-                    let prss = &self.prss[i];
-                    let (x, y) = (&a[i], &b[i]);
-                    s.spawn(move || {
-                        let c = mult::local_products(x, y)
-                            .map_err(|source| EvalError::Reduction { round: 0, source })?;
-                        Evaluator::new(prss, job, net).reduce(c)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(EvalError::Exchange {
-                            round: 0,
-                            reason: "party thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        results.into_iter().collect()
-    }
-
-    fn network(&self, job: Hash32, behaviours: &[Behaviour]) -> Vec<QueueExchange<F>> {
-        let n = self.params.n();
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| channel()).unzip();
-        rxs.into_iter()
-            .enumerate()
-            .map(|(i, rx)| QueueExchange {
-                me: i + 1,
-                n,
-                job,
-                behaviour: if self.excluded.contains(&(i + 1)) {
-                    Behaviour::Withhold
-                } else {
-                    behaviours[i]
-                },
-                signing: self.signing[i].clone(),
-                verifying: self.verifying.clone(),
-                peers: txs.clone(),
-                rx,
-                pending: Vec::new(),
-                convicted: self.excluded.clone(),
-                evidence: Vec::new(),
-                gone: BTreeSet::new(),
+        let machines = (0..n)
+            .map(|i| {
+                let task = Task::Products { a: &a[i], b: &b[i] };
+                EvalMachine::new(
+                    &self.prss[i],
+                    job,
+                    task,
+                    self.verifying.clone(),
+                    self.signing[i].0.clone(),
+                    self.ignored(&BTreeSet::new()),
+                )
+                .ok()
+            })
+            .collect();
+        let mut net = Net::new(n, &self.signing, vec![Behaviour::Honest; n], Phase::Compute);
+        let slots = drive(&mut net, machines, true, &|_, _| None);
+        slots
+            .into_iter()
+            .map(|s| match s.and_then(|s| s.output) {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(RoundError::Eval(e))) => Err(e),
+                other => Err(EvalError::Reduction {
+                    round: 0,
+                    source: crate::mpc::mult::MultError::TooFewOpenings {
+                        got: usize::from(other.is_some()),
+                        need: 2 * self.params.t() + 1,
+                    },
+                }),
             })
             .collect()
     }
@@ -506,372 +717,6 @@ fn placeholder_keys(n: usize, t: usize, me: usize) -> Result<crate::mpc::prss::S
         .collect())
 }
 
-/// Two validly signed, different contributions of one sender to `set`.
-fn resolve_contributions(
-    mail: &[(Contribution, SignedHeader)],
-    set: usize,
-    keys: &[VerifyingKey],
-) -> Vec<Equivocation> {
-    let mut out = Vec::new();
-    for (i, (c, h)) in mail.iter().enumerate() {
-        if c.set != set {
-            continue;
-        }
-        for (d, g) in &mail[i + 1..] {
-            if d.set == set && d.from == c.from && h.payload_hash != g.payload_hash {
-                let ev = Equivocation {
-                    first: h.clone(),
-                    second: g.clone(),
-                };
-                if ev.verify(&keys[c.from as usize - 1])
-                    && !out.iter().any(|e: &Equivocation| e.sender() == c.from)
-                {
-                    out.push(ev);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A message between parties in the compute phase.
-#[derive(Debug)]
-enum Wire<F> {
-    Opening {
-        header: SignedHeader,
-        payload: Arc<Vec<F>>,
-    },
-    Echo(u32, Echo),
-    Forward(u32, Vec<SignedHeader>),
-    /// The round deadline passed without a message of `sub` from this sender.
-    Nothing {
-        round: u32,
-        sub: u8,
-    },
-    /// The sender has finished (or failed): it sends nothing more.
-    Gone,
-}
-
-impl<F> Wire<F> {
-    fn key(&self) -> Option<(u32, u8)> {
-        match self {
-            Wire::Opening { header, .. } => Some((header.round, 0)),
-            Wire::Echo(r, _) => Some((*r, 1)),
-            Wire::Forward(r, _) => Some((*r, 2)),
-            Wire::Nothing { round, sub } => Some((*round, *sub)),
-            Wire::Gone => None,
-        }
-    }
-}
-
-/// The queue-based echo-broadcast exchange of one party.
-#[derive(Debug)]
-struct QueueExchange<F> {
-    me: usize,
-    n: usize,
-    job: Hash32,
-    behaviour: Behaviour,
-    signing: Key,
-    verifying: Vec<VerifyingKey>,
-    peers: Vec<Sender<(usize, Wire<F>)>>,
-    rx: Receiver<(usize, Wire<F>)>,
-    pending: Vec<(usize, Wire<F>)>,
-    convicted: BTreeSet<usize>,
-    evidence: Vec<Equivocation>,
-    gone: BTreeSet<usize>,
-}
-
-impl<F: PrimeField> QueueExchange<F> {
-    fn send(&self, to: usize, w: Wire<F>) {
-        // A closed queue means that party finished or failed; it is then an erasure.
-        let _ = self.peers[to - 1].send((self.me, w));
-    }
-
-    fn others(&self) -> impl Iterator<Item = usize> + '_ {
-        (1..=self.n).filter(move |j| *j != self.me)
-    }
-
-    fn silent(&self) -> bool {
-        self.behaviour == Behaviour::Withhold
-    }
-
-    /// One message of `(round, sub)` from every other party that has not left.
-    fn collect(&mut self, round: u32, sub: u8) -> Result<Vec<(usize, Wire<F>)>, EvalError> {
-        let mut got: Vec<(usize, Wire<F>)> = Vec::new();
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].1.key() == Some((round, sub)) {
-                got.push(self.pending.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        loop {
-            let heard: BTreeSet<usize> = got.iter().map(|g| g.0).collect();
-            if self
-                .others()
-                .all(|j| heard.contains(&j) || self.gone.contains(&j))
-            {
-                return Ok(got);
-            }
-            match self.rx.recv_timeout(RECV_TIMEOUT) {
-                Ok((from, Wire::Gone)) => {
-                    self.gone.insert(from);
-                }
-                Ok((from, w)) => {
-                    if w.key() == Some((round, sub)) {
-                        got.push((from, w));
-                    } else {
-                        self.pending.push((from, w));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(EvalError::Exchange {
-                        round,
-                        reason: format!("party {} timed out waiting for round {round}", self.me),
-                    })
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(got),
-            }
-        }
-    }
-}
-
-impl<F> Drop for QueueExchange<F> {
-    fn drop(&mut self) {
-        // Leaving: nobody waits for this party any more.
-        for (j, tx) in self.peers.iter().enumerate() {
-            if j + 1 != self.me {
-                let _ = tx.send((self.me, Wire::Gone));
-            }
-        }
-    }
-}
-
-impl<F: PrimeField> Exchange<F> for QueueExchange<F> {
-    fn exchange(&mut self, round: u32, mut mine: Vec<F>) -> Result<Openings<F>, EvalError> {
-        let job = self.job;
-        let me = self.me as u32;
-        // Sub-round 0: the signed openings. A silent party computes on but sends nothing.
-        if self.behaviour == Behaviour::WrongProductContribution {
-            if let Some(x) = mine.first_mut() {
-                *x += F::ONE;
-            }
-        }
-        let honest = Arc::new(mine);
-        let h = SignedHeader::sign(&self.signing.0, job, round, me, me, payload_hash(&honest));
-        if self.silent() {
-            for j in self.others().collect::<Vec<_>>() {
-                self.send(j, Wire::Nothing { round, sub: 0 });
-            }
-        } else {
-            let forked = if self.behaviour == Behaviour::Equivocate && !honest.is_empty() {
-                let mut other = (*honest).clone();
-                other[0] += F::ONE;
-                let g =
-                    SignedHeader::sign(&self.signing.0, job, round, me, me, payload_hash(&other));
-                Some((g, Arc::new(other)))
-            } else {
-                None
-            };
-            for j in self.others().collect::<Vec<_>>() {
-                let w = match &forked {
-                    Some((g, p)) if j % 2 == 0 => Wire::Opening {
-                        header: g.clone(),
-                        payload: p.clone(),
-                    },
-                    _ => Wire::Opening {
-                        header: h.clone(),
-                        payload: honest.clone(),
-                    },
-                };
-                self.send(j, w);
-            }
-        }
-        let own = Some((h, honest));
-        let mut echo = EchoRound::new(me, job, round, self.verifying.clone());
-        let mut payloads: Vec<Option<Arc<Vec<F>>>> = vec![None; self.n];
-        let got = self.collect(round, 0)?;
-        // Our own payload was hashed for its header just above: same bytes, same hash, so
-        // it is not hashed a second time.
-        let own = own.map(|(header, payload)| {
-            let computed = header.payload_hash;
-            (self.me, Wire::Opening { header, payload }, Some(computed))
-        });
-        for (from, w, known) in got.into_iter().map(|(from, w)| (from, w, None)).chain(own) {
-            if let Wire::Opening { header, payload } = w {
-                if header.sender as usize != from || self.convicted.contains(&from) {
-                    continue;
-                }
-                let computed = known.unwrap_or_else(|| payload_hash(&payload));
-                if echo.receive(header, &computed).is_ok() {
-                    payloads[from - 1] = Some(payload);
-                }
-            }
-        }
-        // Sub-round 1: echoes.
-        let my_echo = echo.echo();
-        for j in self.others().collect::<Vec<_>>() {
-            let w = if self.silent() {
-                Wire::Nothing { round, sub: 1 }
-            } else {
-                Wire::Echo(round, my_echo.clone())
-            };
-            self.send(j, w);
-        }
-        for (from, w) in self.collect(round, 1)? {
-            if let Wire::Echo(_, e) = w {
-                if e.from as usize == from {
-                    echo.receive_echo(e);
-                }
-            }
-        }
-        // Sub-round 2: forward the headers of conflicting senders (always sent, maybe empty).
-        let conflicts = echo.conflicts();
-        let held: Vec<SignedHeader> = conflicts
-            .iter()
-            .filter_map(|s| echo.held(*s).cloned())
-            .collect();
-        for j in self.others().collect::<Vec<_>>() {
-            let w = if self.silent() {
-                Wire::Nothing { round, sub: 2 }
-            } else {
-                Wire::Forward(round, held.clone())
-            };
-            self.send(j, w);
-        }
-        for (_, w) in self.collect(round, 2)? {
-            if let Wire::Forward(_, hs) = w {
-                for h in hs {
-                    echo.receive_forwarded(h);
-                }
-            }
-        }
-        for ev in echo.evidence() {
-            let s = ev.sender() as usize;
-            if self.convicted.insert(s) {
-                self.evidence.push(ev.clone());
-            }
-        }
-        // Openings of conflicting senders without a proof are dropped too (the echo lied or
-        // the sender equivocated): they are erasures.
-        Ok(payloads
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                !self.convicted.contains(&(i + 1)) && !conflicts.contains(&(*i as u32 + 1))
-            })
-            .filter_map(|(i, p)| p.map(|p| (i + 1, p)))
-            .collect())
-    }
-}
-
-/// What the parties agreed after an echo-broadcast of one field value each (lockstep).
-struct Opened<F> {
-    values: Vec<(usize, F)>,
-    convicted: Vec<Equivocation>,
-    /// Every header signed in the round (what any receiver could keep as evidence).
-    signed: Vec<SignedHeader>,
-}
-
-/// Lockstep echo-broadcast of one value per party. `sent[s][r]` is what sender `s + 1` sent to
-/// receiver `r + 1` (`None`: nothing). Returns the view of the first honest receiver after
-/// checking every honest receiver agrees.
-fn broadcast_values<F: PrimeField>(
-    committee: &Committee<F>,
-    job: Hash32,
-    round: u32,
-    sent: &[Vec<Option<F>>],
-    honest: &[usize],
-) -> Result<Opened<F>, CommitteeError> {
-    let n = committee.params.n();
-    let mut rounds: Vec<EchoRound> = (1..=n as u32)
-        .map(|me| EchoRound::new(me, job, round, committee.verifying.clone()))
-        .collect();
-    let mut all_signed: Vec<SignedHeader> = Vec::new();
-    for (s, row) in sent.iter().enumerate() {
-        let mut signed: Vec<(F, SignedHeader)> = Vec::new();
-        for (r, v) in row.iter().enumerate() {
-            if let Some(v) = v {
-                let h = payload_hash(&[*v]);
-                let hdr = match signed.iter().find(|x| x.0 == *v) {
-                    Some(x) => x.1.clone(),
-                    None => {
-                        let hdr = SignedHeader::sign(
-                            &committee.signing[s].0,
-                            job,
-                            round,
-                            s as u32 + 1,
-                            s as u32 + 1,
-                            h,
-                        );
-                        signed.push((*v, hdr.clone()));
-                        all_signed.push(hdr.clone());
-                        hdr
-                    }
-                };
-                // Only well-formed messages are accepted; a refused one is an erasure.
-                let _ = rounds[r].receive(hdr, &h);
-            }
-        }
-    }
-    let echoes: Vec<Echo> = rounds.iter().map(EchoRound::echo).collect();
-    for r in rounds.iter_mut() {
-        for e in &echoes {
-            r.receive_echo(e.clone());
-        }
-    }
-    let forwarded: Vec<SignedHeader> = rounds
-        .iter()
-        .flat_map(|r| {
-            r.conflicts()
-                .into_iter()
-                .filter_map(|s| r.held(s).cloned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut views = Vec::new();
-    for &me in honest {
-        let r = &mut rounds[me - 1];
-        for h in &forwarded {
-            r.receive_forwarded(h.clone());
-        }
-        let conflicts = r.conflicts();
-        let mut values = Vec::new();
-        for s in 1..=n {
-            if conflicts.contains(&(s as u32)) || committee.excluded.contains(&s) {
-                continue;
-            }
-            if let Some(v) = sent[s - 1][me - 1] {
-                values.push((s, v));
-            }
-        }
-        views.push(Opened {
-            values,
-            convicted: r.evidence().to_vec(),
-            signed: all_signed.clone(),
-        });
-    }
-    let senders = |o: &Opened<F>| {
-        o.convicted
-            .iter()
-            .map(Equivocation::sender)
-            .collect::<Vec<_>>()
-    };
-    let mut views = views.into_iter();
-    let first = views
-        .next()
-        .ok_or_else(|| CommitteeError::Diverged("no honest party".into()))?;
-    for v in views {
-        if v.values != first.values || senders(&v) != senders(&first) {
-            return Err(CommitteeError::Diverged(format!(
-                "honest views of round {round} differ"
-            )));
-        }
-    }
-    Ok(first)
-}
-
 /// A batch check that ran: its resolution and every signed opening header.
 struct CheckRun {
     resolution: Resolution,
@@ -880,9 +725,10 @@ struct CheckRun {
     headers: Vec<SignedHeader>,
 }
 
-/// The batch check of a dealing among the committee (store or mask), with complaint
-/// resolution; returns the resolution and the signed openings, and adds the equivocators
-/// convicted on the way.
+/// The batch check of a dealing among the committee (store or mask) with complaint
+/// resolution, every party a [`CheckMachine`] and the dealer revealing the vectors complained
+/// about; returns the resolution and the signed openings, and adds the equivocators convicted
+/// on the way. Honest parties must agree.
 ///
 /// Openings are signed for the check's own identifier ([`check::check_id`] of `tag` and the
 /// receipts root), never the roster alone: two checks on one roster open different values,
@@ -891,79 +737,101 @@ struct CheckRun {
 fn run_check<F: PrimeField>(
     committee: &Committee<F>,
     scenario: &Scenario,
+    phase: Phase,
     tag: &[u8],
     context: &Hash32,
-    round: u32,
     dealt: &[PartyShares<F>],
-    lying_allowed: bool,
     convicted: &mut BTreeSet<usize>,
     equivocations: &mut Vec<Equivocation>,
 ) -> Result<CheckRun, CommitteeError> {
     let n = committee.params.n();
     let receipts: Vec<Hash32> = dealt.iter().map(|p| p.receipt_hash(context)).collect();
-    let root = dealing::receipts_root(&receipts);
-    let id = check::check_id(tag, &root);
-    let m = dealt[0].len();
-    let challenge = Challenge::<F>::new(tag, &root, m);
-    let mut sent = vec![vec![None; n]; n];
-    for (i, p) in dealt.iter().enumerate() {
+    let ignored = committee.ignored(convicted);
+    let round = if phase == Phase::StoreCheck {
+        STORE_CHECK_ROUND
+    } else {
+        MASK_CHECK_ROUND
+    };
+    let machines = PartyId::all(n)
+        .map(|me| {
+            if ignored.contains(&me) {
+                return Ok(None);
+            }
+            let input = CheckInput {
+                params: committee.params,
+                me,
+                tag: tag.to_vec(),
+                round,
+                context: *context,
+                receipts: receipts.clone(),
+                shares: dealt[me.slot()].clone(),
+                keys: committee.verifying.clone(),
+                ignored: ignored.clone(),
+            };
+            let mut m = CheckMachine::new(input, committee.signing[me.slot()].0.clone())?;
+            if phase == Phase::StoreCheck
+                && scenario.behaviour(me.point()) == Behaviour::WrongCheckOpening
+            {
+                m.lie_in_opening(F::ONE);
+            }
+            Ok(Some(m))
+        })
+        .collect::<Result<Vec<_>, RoundError>>()?;
+    let mut net = Net::new(n, &committee.signing, scenario.behaviours.clone(), phase);
+    // The dealer reveals the vectors it dealt to the parties whose openings are off.
+    let reveal = |_: PartyId, m: &mut CheckMachine<F>| {
+        let off: Vec<PartyShares<F>> = m
+            .complaint()?
+            .iter()
+            .map(|p| dealt[p.slot()].clone())
+            .collect();
+        Some(m.reveal(&off))
+    };
+    let slots = drive(&mut net, machines, false, &reveal);
+    let mut views = Vec::new();
+    for (i, s) in slots.into_iter().enumerate() {
         let me = i + 1;
-        if committee.excluded.contains(&me) {
+        if scenario.behaviour(me) != Behaviour::Honest || ignored.contains(&PartyId::new(me, n)?) {
             continue;
         }
-        let mut o = challenge.opening(p)?;
-        let b = scenario.behaviour(me);
-        if b == Behaviour::Withhold {
-            continue;
-        }
-        if b == Behaviour::WrongCheckOpening && lying_allowed {
-            o += F::ONE;
-        }
-        for (r, slot) in sent[i].iter_mut().enumerate() {
-            *slot = Some(if b == Behaviour::Equivocate && (r + 1) % 2 == 0 {
-                o + F::ONE
-            } else {
-                o
-            });
+        match s.and_then(|s| s.output) {
+            Some(Ok(o)) => views.push(o),
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                return Err(CommitteeError::Diverged(format!(
+                    "party {me} did not finish the check"
+                )))
+            }
         }
     }
-    let honest: Vec<usize> = (1..=n)
-        .filter(|i| scenario.behaviour(*i) == Behaviour::Honest && !committee.excluded.contains(i))
-        .collect();
-    let opened = broadcast_values(committee, id, round, &sent, &honest)?;
-    let headers = opened.signed;
-    for ev in opened.convicted {
+    let senders = |o: &check::CheckOutput<F>| {
+        o.evidence
+            .iter()
+            .map(Equivocation::sender)
+            .collect::<BTreeSet<_>>()
+    };
+    let mut views = views.into_iter();
+    let first = views
+        .next()
+        .ok_or_else(|| CommitteeError::Diverged("no honest party".into()))?;
+    for v in views {
+        if v.resolution != first.resolution
+            || v.openings != first.openings
+            || senders(&v) != senders(&first)
+        {
+            return Err(CommitteeError::Diverged(format!(
+                "honest views of check round {round} differ"
+            )));
+        }
+    }
+    for ev in first.evidence {
         if convicted.insert(ev.sender() as usize) {
             equivocations.push(ev);
         }
     }
-    let openings: Vec<(usize, F)> = opened
-        .values
-        .into_iter()
-        .filter(|(s, _)| !convicted.contains(s))
-        .collect();
-    let receipts: Vec<(usize, Hash32)> = receipts
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (i + 1, r))
-        .collect();
-    // The dealer reveals the vectors it dealt to the parties whose openings are off.
-    let off = match check::verify_openings(committee.params, &openings)? {
-        check::CheckOutcome::Complaint { off } => off,
-        _ => Vec::new(),
-    };
-    let revealed: Vec<PartyShares<F>> = off.iter().map(|i| dealt[i - 1].clone()).collect();
-    let resolution = check::resolve_complaints(
-        committee.params,
-        &challenge,
-        context,
-        &receipts,
-        &openings,
-        &revealed,
-    )?;
     Ok(CheckRun {
-        resolution,
-        headers,
+        resolution: first.resolution,
+        headers: net.signed,
     })
 }
 
@@ -990,6 +858,7 @@ pub fn run<F: PrimeField>(
     let plan = plan_text::<F>(query, &parsed, &data.schema)?;
     let committee = Committee::<F>::setup(scenario)?;
     let params = committee.params;
+    let n = params.n();
     let mut convicted: BTreeSet<usize> = committee.excluded.clone();
     let mut equivocations = committee.equivocations.clone();
     let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed ^ 0x5eed);
@@ -1019,11 +888,10 @@ pub fn run<F: PrimeField>(
     match run_check(
         &committee,
         scenario,
+        Phase::StoreCheck,
         check::STORE_CHECK_TAG,
         &context,
-        STORE_CHECK_ROUND,
         &dealt,
-        true,
         &mut convicted,
         &mut equivocations,
     )?
@@ -1064,11 +932,10 @@ pub fn run<F: PrimeField>(
     match run_check(
         &committee,
         scenario,
+        Phase::MaskCheck,
         &check::mask_check_tag(&job),
         &job_context,
-        MASK_CHECK_ROUND,
         &mask_shares,
-        false,
         &mut convicted,
         &mut equivocations,
     )?
@@ -1086,71 +953,65 @@ pub fn run<F: PrimeField>(
         }
     }
 
-    // Compute: one thread per party.
-    let mut behaviours: Vec<Behaviour> = scenario.behaviours.clone();
-    for c in &convicted {
-        behaviours[c - 1] = Behaviour::Withhold;
-    }
-    let nets = committee.network(job, &behaviours);
-    type PartyResult<F> = (usize, Result<Vec<F>, EvalError>, Vec<Equivocation>);
-    let results: Vec<PartyResult<F>> = std::thread::scope(|s| {
-        let handles: Vec<_> = nets
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut net)| {
-                let prss = &committee.prss[i];
-                let columns = &dealt[i].columns;
-                let mask = &mask_shares[i].columns[0];
-                let plan = &plan;
-                let b = behaviours[i];
-                let known = convicted.clone();
-                s.spawn(move || {
-                    net.convicted.extend(known);
-                    let mut ev = Evaluator::new(prss, job, net);
-                    let r = ev
-                        .evaluate(plan, columns)
-                        .and_then(|a| mask_outputs(&a, mask))
-                        .map(|mut y| {
-                            if b == Behaviour::WrongOutputShare {
-                                for v in y.iter_mut() {
-                                    *v += F::ONE;
-                                }
-                            }
-                            y
-                        });
-                    let mut net = ev.into_exchange();
-                    (i + 1, r, std::mem::take(&mut net.evidence))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
-                h.join().unwrap_or_else(|_| {
-                    (
-                        i + 1,
-                        Err(EvalError::Exchange {
-                            round: 0,
-                            reason: "party thread panicked".into(),
-                        }),
-                        Vec::new(),
-                    )
-                })
-            })
-            .collect()
-    });
+    // Compute: the parties not convicted, in parallel.
+    let ignored = committee.ignored(&convicted);
+    let machines = (0..n)
+        .map(|i| {
+            let me = PartyId::new(i + 1, n)?;
+            if ignored.contains(&me) {
+                return Ok(None);
+            }
+            let task = Task::Plan {
+                plan: &plan,
+                columns: &dealt[i].columns,
+            };
+            let mut m = EvalMachine::new(
+                &committee.prss[i],
+                job,
+                task,
+                committee.verifying.clone(),
+                committee.signing[i].0.clone(),
+                ignored.clone(),
+            )?;
+            if scenario.behaviour(i + 1) == Behaviour::WrongProductContribution {
+                m.lie_in_openings(F::ONE);
+            }
+            Ok(Some(m))
+        })
+        .collect::<Result<Vec<_>, RoundError>>()?;
+    let mut net = Net::new(
+        n,
+        &committee.signing,
+        scenario.behaviours.clone(),
+        Phase::Compute,
+    );
+    // Parties compute in parallel when there is enough to compute.
+    let parallel = plan.rows >= 10_000;
+    let slots = drive(&mut net, machines, parallel, &|_, _| None);
     let mut outputs: Vec<(usize, Vec<F>)> = Vec::new();
     let mut abort: Option<String> = None;
-    for (i, r, evs) in results {
-        let b = behaviours[i - 1];
-        for ev in evs {
+    for (i, s) in slots.into_iter().enumerate() {
+        let Some(s) = s else { continue };
+        let b = scenario.behaviour(i + 1);
+        for ev in s.machine.evidence() {
             if convicted.insert(ev.sender() as usize) {
-                equivocations.push(ev);
+                equivocations.push(ev.clone());
             }
         }
+        let r = match s.output {
+            Some(Ok(a)) => mask_outputs(&a, &mask_shares[i].columns[0]).map_err(RoundError::from),
+            Some(Err(e)) => Err(e),
+            None => Err(RoundError::Stalled("the evaluation did not finish".into())),
+        };
         match r {
-            Ok(y) if b != Behaviour::Withhold => outputs.push((i, y)),
+            Ok(mut y) if b != Behaviour::Withhold => {
+                if b == Behaviour::WrongOutputShare {
+                    for v in y.iter_mut() {
+                        *v += F::ONE;
+                    }
+                }
+                outputs.push((i + 1, y));
+            }
             Ok(_) => {}
             Err(e) => {
                 if b == Behaviour::Honest && abort.is_none() {
@@ -1224,11 +1085,10 @@ mod tests {
         let run = run_check(
             committee,
             scenario,
+            Phase::StoreCheck,
             check::STORE_CHECK_TAG,
             &context,
-            STORE_CHECK_ROUND,
             &dealt,
-            true,
             &mut convicted,
             &mut equivocations,
         )

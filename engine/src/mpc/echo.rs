@@ -15,13 +15,25 @@
 //!
 //! Payloads are vectors of field elements hashed in one pass ([`payload_hash`]); nothing is
 //! hashed or signed per element.
+//!
+//! [`EchoRound`] is one receiver's bookkeeping; [`Broadcast`] is the whole step as a
+//! round-based machine (the three sub-rounds, messages kept until their sub-round, duplicates
+//! and replays refused, the round deadline given by the driver), which the check and the
+//! evaluation machines run inside ([`crate::mpc::round`] says what a driver does). This is
+//! Bracha-style echo-broadcast reduced to the synchronous setting with signatures: consistency
+//! among honest parties (or a signed proof against the sender), not termination without a
+//! deadline.
 
 use k256::schnorr::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use k256::schnorr::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use crate::mpc::field::PrimeField;
+use crate::mpc::round::{Message, Outgoing, PartyId, Recipient, RoundError, RoundId};
 
 /// Domain tag of the signed digest.
 pub const SIGNED_TAG: &[u8] = b"btcmpc/v1/signed-message";
@@ -226,7 +238,7 @@ impl EchoRound {
         self.keys.get((sender as usize).checked_sub(1)?)
     }
 
-    fn check(&self, h: &SignedHeader) -> Result<(), EchoError> {
+    pub(crate) fn check(&self, h: &SignedHeader) -> Result<(), EchoError> {
         if h.job != self.job || h.round != self.round || h.slot != h.sender {
             return Err(EchoError::WrongRound { sender: h.sender });
         }
@@ -250,7 +262,7 @@ impl EchoRound {
         Ok(())
     }
 
-    fn record(&mut self, h: SignedHeader) {
+    pub(crate) fn record(&mut self, h: SignedHeader) {
         let slot = &mut self.got[h.sender as usize - 1];
         match slot {
             Some(old) if old.payload_hash != h.payload_hash => {
@@ -337,15 +349,355 @@ impl EchoRound {
     }
 }
 
-mod hex32 {
+/// Sub-round of a [`Broadcast`]: the signed values.
+pub const SUB_VALUES: u8 = 0;
+/// Sub-round of a [`Broadcast`]: the echoes.
+pub const SUB_ECHOES: u8 = 1;
+/// Sub-round of a [`Broadcast`]: the forwarded headers.
+pub const SUB_FORWARDS: u8 = 2;
+const SUB_DONE: u8 = 3;
+
+/// What a finished [`Broadcast`] agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastOutput<F> {
+    /// `(sender, value)` for every sender whose value arrived and was not in conflict, this
+    /// party's own included, ascending.
+    pub values: Vec<(PartyId, Arc<Vec<F>>)>,
+    /// Equivocation evidence gathered (each against a different sender).
+    pub evidence: Vec<Equivocation>,
+    /// Senders seen in conflict (their values are dropped: erasures), evidence or not.
+    pub conflicts: Vec<PartyId>,
+}
+
+/// One signed echo-broadcast of `(job, round)` as a round-based machine: every party sends one
+/// vector of field elements, signed; three sub-rounds ([`SUB_VALUES`], [`SUB_ECHOES`],
+/// [`SUB_FORWARDS`]) as the module docs describe.
+///
+/// Driver contract: [`Broadcast::start`] once, then [`Broadcast::handle`] every message and
+/// [`Broadcast::deadline`] when the deadline of [`Broadcast::waiting`] passes, each returning
+/// the messages to send; [`Broadcast::output`] once [`Broadcast::is_done`]. A message of a
+/// later sub-round of the same round is kept until this party gets there; one of a sub-round
+/// it has left is refused ([`RoundError::PastRound`]); a second one for a sub-round
+/// ([`RoundError::Duplicate`]) is refused whatever it holds (a conflicting signed value is kept
+/// as evidence all the same).
+#[derive(Debug, Clone)]
+pub struct Broadcast<F> {
+    me: PartyId,
+    n: usize,
+    job: [u8; 32],
+    round: u32,
+    ignored: BTreeSet<PartyId>,
+    echo: EchoRound,
+    payloads: Vec<Option<Arc<Vec<F>>>>,
+    sub: u8,
+    started: bool,
+    heard: [Vec<bool>; 3],
+    early: Vec<(PartyId, Message<F>)>,
+}
+
+impl<F: PrimeField> Broadcast<F> {
+    /// A broadcast of `(job, round)` among `keys.len()` parties (party `i` has `keys[i - 1]`);
+    /// parties in `ignored` (excluded or convicted earlier) are neither waited for nor heard.
+    pub fn new(
+        me: PartyId,
+        job: [u8; 32],
+        round: u32,
+        keys: Vec<VerifyingKey>,
+        ignored: BTreeSet<PartyId>,
+    ) -> Self {
+        let n = keys.len();
+        Broadcast {
+            me,
+            n,
+            job,
+            round,
+            ignored,
+            echo: EchoRound::new(me.get(), job, round, keys),
+            payloads: vec![None; n],
+            sub: SUB_VALUES,
+            started: false,
+            heard: [vec![false; n], vec![false; n], vec![false; n]],
+            early: Vec::new(),
+        }
+    }
+
+    /// The broadcast's round.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// Signs and sends this party's value (a second call sends nothing).
+    pub fn start(&mut self, key: &SigningKey, payload: Vec<F>) -> Vec<Outgoing<F>> {
+        if self.started {
+            return Vec::new();
+        }
+        self.started = true;
+        let me = self.me.get();
+        let hash = payload_hash(&payload);
+        let header = SignedHeader::sign(key, self.job, self.round, me, me, hash);
+        let payload = Arc::new(payload);
+        // Our own value: hashed once, just above.
+        self.echo.record(header.clone());
+        self.payloads[self.me.slot()] = Some(payload.clone());
+        let mut out = vec![Outgoing {
+            to: Recipient::All,
+            msg: Message::Value { header, payload },
+        }];
+        out.extend(self.advance());
+        out
+    }
+
+    /// The sub-round waited in, `None` once done.
+    pub fn waiting(&self) -> Option<RoundId> {
+        (self.sub < SUB_DONE).then_some(RoundId {
+            round: self.round,
+            sub: self.sub,
+        })
+    }
+
+    /// Whether all three sub-rounds are over.
+    pub fn is_done(&self) -> bool {
+        self.sub == SUB_DONE
+    }
+
+    fn expected(&self) -> impl Iterator<Item = PartyId> + '_ {
+        PartyId::all(self.n).filter(move |p| *p != self.me && !self.ignored.contains(p))
+    }
+
+    /// `(job, round, sub)` of a broadcast message, `None` for other kinds.
+    pub fn slot_of(msg: &Message<F>) -> Option<([u8; 32], u32, u8)> {
+        match msg {
+            Message::Value { header, .. } => Some((header.job, header.round, SUB_VALUES)),
+            Message::Echo { job, round, .. } => Some((*job, *round, SUB_ECHOES)),
+            Message::Forward { job, round, .. } => Some((*job, *round, SUB_FORWARDS)),
+            _ => None,
+        }
+    }
+
+    /// Delivers a message; returns the messages to send.
+    ///
+    /// # Errors
+    /// Refusals only ([`RoundError::is_refusal`]): [`RoundError::NotParticipant`],
+    /// [`RoundError::Foreign`], [`RoundError::PastRound`], [`RoundError::TooEarly`],
+    /// [`RoundError::Duplicate`], [`RoundError::Malformed`], [`RoundError::Echo`].
+    pub fn handle(
+        &mut self,
+        from: PartyId,
+        msg: Message<F>,
+    ) -> Result<Vec<Outgoing<F>>, RoundError> {
+        if from == self.me || from.point() > self.n || self.ignored.contains(&from) {
+            return Err(RoundError::NotParticipant { from });
+        }
+        let kind = msg.kind();
+        let (job, round, sub) = Self::slot_of(&msg).ok_or(RoundError::Foreign { from, kind })?;
+        if job != self.job {
+            return Err(RoundError::Foreign { from, kind });
+        }
+        if round < self.round {
+            return Err(RoundError::PastRound {
+                from,
+                kind,
+                round,
+                sub,
+            });
+        }
+        if round > self.round {
+            return Err(RoundError::TooEarly { from, kind, round });
+        }
+        if self.heard[sub as usize][from.slot()] {
+            if let Message::Value { header, payload } = &msg {
+                // A second signed value for the slot: evidence if it differs.
+                if header.sender == from.get()
+                    && self.echo.check(header).is_ok()
+                    && header.payload_hash == payload_hash(payload)
+                {
+                    self.echo.record(header.clone());
+                }
+            }
+            return Err(RoundError::Duplicate {
+                from,
+                kind,
+                round,
+                sub,
+            });
+        }
+        if sub < self.sub {
+            return Err(RoundError::PastRound {
+                from,
+                kind,
+                round,
+                sub,
+            });
+        }
+        self.validate(from, &msg)?;
+        if sub > self.sub {
+            self.heard[sub as usize][from.slot()] = true;
+            self.early.push((from, msg));
+            return Ok(Vec::new());
+        }
+        self.process(from, msg)?;
+        Ok(self.advance())
+    }
+
+    /// Cheap shape checks, before a message is kept for later.
+    fn validate(&self, from: PartyId, msg: &Message<F>) -> Result<(), RoundError> {
+        let kind = msg.kind();
+        let bad = |reason: String| RoundError::Malformed { from, kind, reason };
+        match msg {
+            Message::Value { header, .. }
+                if header.sender != from.get() || header.slot != header.sender =>
+            {
+                Err(bad(format!(
+                    "header names sender {} slot {}",
+                    header.sender, header.slot
+                )))
+            }
+            Message::Echo { hashes, .. } if hashes.len() != self.n => Err(bad(format!(
+                "{} hashes for {} parties",
+                hashes.len(),
+                self.n
+            ))),
+            Message::Forward { headers, .. } if headers.len() > self.n => Err(bad(format!(
+                "{} headers for {} parties",
+                headers.len(),
+                self.n
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn process(&mut self, from: PartyId, msg: Message<F>) -> Result<(), RoundError> {
+        match msg {
+            Message::Value { header, payload } => {
+                let computed = payload_hash(&payload);
+                self.echo.receive(header, &computed)?;
+                self.payloads[from.slot()] = Some(payload);
+                self.heard[0][from.slot()] = true;
+            }
+            Message::Echo { hashes, .. } => {
+                self.echo.receive_echo(Echo {
+                    from: from.get(),
+                    hashes,
+                });
+                self.heard[1][from.slot()] = true;
+            }
+            Message::Forward { headers, .. } => {
+                for h in headers {
+                    self.echo.receive_forwarded(h);
+                }
+                self.heard[2][from.slot()] = true;
+            }
+            other => {
+                return Err(RoundError::Foreign {
+                    from,
+                    kind: other.kind(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The deadline of `round` passed: moves on without the missing messages. Stale deadlines
+    /// are ignored.
+    pub fn deadline(&mut self, round: RoundId) -> Vec<Outgoing<F>> {
+        if !self.started || self.waiting() != Some(round) {
+            return Vec::new();
+        }
+        let mut out = self.next_sub();
+        out.extend(self.advance());
+        out
+    }
+
+    /// Moves through every sub-round already complete.
+    fn advance(&mut self) -> Vec<Outgoing<F>> {
+        let mut out = Vec::new();
+        while self.started && self.sub < SUB_DONE {
+            let sub = self.sub as usize;
+            if !self.expected().all(|p| self.heard[sub][p.slot()]) {
+                break;
+            }
+            out.extend(self.next_sub());
+        }
+        out
+    }
+
+    fn next_sub(&mut self) -> Vec<Outgoing<F>> {
+        let msg = match self.sub {
+            SUB_VALUES => Message::Echo {
+                job: self.job,
+                round: self.round,
+                hashes: self.echo.echo().hashes,
+            },
+            SUB_ECHOES => Message::Forward {
+                job: self.job,
+                round: self.round,
+                headers: self
+                    .echo
+                    .conflicts()
+                    .into_iter()
+                    .filter_map(|s| self.echo.held(s).cloned())
+                    .collect(),
+            },
+            _ => {
+                self.sub = SUB_DONE;
+                return Vec::new();
+            }
+        };
+        self.sub += 1;
+        let sub = self.sub;
+        let early = std::mem::take(&mut self.early);
+        for (from, m) in early {
+            if Self::slot_of(&m).map(|s| s.2) == Some(sub) {
+                if let Err(e) = self.process(from, m) {
+                    tracing::debug!(%from, error = %e, "kept message refused");
+                }
+            } else {
+                self.early.push((from, m));
+            }
+        }
+        vec![Outgoing {
+            to: Recipient::All,
+            msg,
+        }]
+    }
+
+    /// What the parties agreed, once [`Broadcast::is_done`] (`None` before).
+    pub fn output(&self) -> Option<BroadcastOutput<F>> {
+        if !self.is_done() {
+            return None;
+        }
+        let conflicts: Vec<PartyId> = self
+            .echo
+            .conflicts()
+            .into_iter()
+            .filter_map(|s| PartyId::new(s as usize, self.n).ok())
+            .collect();
+        Some(BroadcastOutput {
+            values: self
+                .payloads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let id = PartyId::new(i + 1, self.n).ok()?;
+                    (!conflicts.contains(&id) && !self.ignored.contains(&id))
+                        .then(|| Some((id, p.clone()?)))?
+                })
+                .collect(),
+            evidence: self.echo.evidence().to_vec(),
+            conflicts,
+        })
+    }
+}
+
+pub(crate) mod hex32 {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let b = hex::decode(&s).map_err(D::Error::custom)?;
         b.try_into()

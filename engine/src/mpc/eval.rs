@@ -10,10 +10,20 @@
 //! - a product inside a row expression (`sum(a * b * c)`) element-wise, reduced in one batch
 //!   per product node before it is used.
 //!
-//! Communication goes through the [`Exchange`] trait: the caller (the in-process
-//! [`crate::mpc::committee`] or the party node) sends this party's degree-`2t` openings to every
-//! party and returns what arrived. The party then adds the service's output mask
-//! ([`mask_outputs`]) and hands the masked shares to the service.
+//! Evaluation is a round-based machine ([`EvalMachine`]) with no thread, queue or clock: when
+//! the evaluation needs a degree reduction it masks this party's degree-`2t` values with a PRSS
+//! double sharing ([`Prss::double`]) and yields them as a signed echo-broadcast
+//! ([`crate::mpc::echo::Broadcast`]) of round `r`; the driver delivers the other parties'
+//! messages; with the openings of round `r` the machine opens the masked values (checking that
+//! the over-determined openings lie on one degree-`2t` polynomial), re-shares them and resumes.
+//! Damgård-Nielsen, "Scalable and Unconditionally Secure Multiparty Computation", CRYPTO 2007,
+//! with PRSS double sharings instead of dealt ones.
+//!
+//! Resuming re-runs the (deterministic) local part of the evaluation from the start with the
+//! reduced values of the rounds already done: the machine's state is its inputs plus those
+//! rounds, so a driver that persists the inputs and the messages delivered can re-create it
+//! after a restart; it then re-emits byte-identical signed messages. The party finally adds the
+//! service's output mask ([`mask_outputs`]) and hands the masked shares to the service.
 //!
 //! Re-randomization: outputs of aggregates with products are re-shared by the Damgård-Nielsen
 //! step (their coefficients come from PRSS), so they carry no trace of the stored sharings.
@@ -26,13 +36,17 @@
 //! into an unattributed abort, so linear aggregates are not re-shared.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
+use k256::schnorr::{SigningKey, VerifyingKey};
+
+use crate::mpc::echo::{Broadcast, Equivocation};
 use crate::mpc::field::PrimeField;
 use crate::mpc::mult::{self, MultError};
 use crate::mpc::prss::Prss;
 use crate::mpc::query::num::to_field;
 use crate::mpc::query::{Node, Plan};
+use crate::mpc::round::{Machine, Message, Outgoing, PartyId, RoundError, RoundId, Step};
 
 /// Errors of evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,36 +79,51 @@ pub enum EvalError {
         #[source]
         source: MultError,
     },
-    /// The exchange failed (network, timeout, equivocation...).
-    #[error("exchange in round {round} failed: {reason}")]
-    Exchange {
-        /// The round.
+    /// The plan needs a degree reduction, which [`evaluate_local`] cannot do.
+    #[error("the plan multiplies shares: round {round} needs the other parties")]
+    NeedsRound {
+        /// The round it reached.
         round: u32,
-        /// Why.
-        reason: String,
     },
 }
 
-/// `(party index, its opening)` for every opening that arrived.
-pub type Openings<F> = Vec<(usize, Arc<Vec<F>>)>;
-
-/// Sends this party's degree-`2t` openings to every party, and returns `(party index,
-/// opening)` for every party whose opening arrived and was accepted (this party's included).
-pub trait Exchange<F> {
-    /// One all-to-all round.
-    ///
-    /// # Errors
-    /// [`EvalError::Exchange`] when the round cannot complete.
-    fn exchange(&mut self, round: u32, mine: Vec<F>) -> Result<Openings<F>, EvalError>;
+/// What a computation needs: a plan over share columns, or element-wise products.
+#[derive(Debug, Clone, Copy)]
+pub enum Task<'a, F> {
+    /// Every opened sum of `plan` over `columns[field column][row]`.
+    Plan {
+        /// The plan.
+        plan: &'a Plan,
+        /// This party's share columns.
+        columns: &'a [Vec<F>],
+    },
+    /// `a[k] * b[k]` for every `k`, one reduction.
+    Products {
+        /// This party's shares of the left factors.
+        a: &'a [F],
+        /// Of the right factors (same length).
+        b: &'a [F],
+    },
 }
 
-/// Per-party evaluation context.
-#[derive(Debug)]
-pub struct Evaluator<'a, F, X> {
-    prss: &'a Prss<F>,
-    job: [u8; 32],
-    round: u32,
-    net: X,
+/// Why the local part of an evaluation stopped.
+enum Stop<F> {
+    /// It needs the degree-`2t` values reduced in the next round.
+    Need(Vec<F>),
+    /// It failed.
+    Fail(EvalError),
+}
+
+impl<F> From<EvalError> for Stop<F> {
+    fn from(e: EvalError) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+/// The local part of one evaluation, replayed over the rounds already reduced.
+struct Run<'r, F> {
+    reduced: &'r [Vec<F>],
+    cursor: usize,
 }
 
 enum Vals<'a, F: Clone> {
@@ -102,46 +131,33 @@ enum Vals<'a, F: Clone> {
     Shares(Cow<'a, [F]>),
 }
 
-impl<'a, F: PrimeField, X: Exchange<F>> Evaluator<'a, F, X> {
-    /// A context for job `job`; PRSS counters and round numbers start at 0.
-    pub fn new(prss: &'a Prss<F>, job: [u8; 32], net: X) -> Self {
-        Evaluator {
-            prss,
-            job,
-            round: 0,
-            net,
+impl<'r, F: PrimeField> Run<'r, F> {
+    /// The next round's reduced values, or a stop asking for it.
+    fn reduce(
+        &mut self,
+        c2t: impl FnOnce() -> Result<Vec<F>, EvalError>,
+    ) -> Result<Vec<F>, Stop<F>> {
+        if let Some(v) = self.reduced.get(self.cursor) {
+            self.cursor += 1;
+            return Ok(v.clone());
+        }
+        Err(Stop::Need(c2t()?))
+    }
+
+    fn task(&mut self, task: Task<'_, F>) -> Result<Vec<F>, Stop<F>> {
+        match task {
+            Task::Plan { plan, columns } => self.evaluate(plan, columns),
+            Task::Products { a, b } => {
+                let round = self.cursor as u32;
+                self.reduce(|| {
+                    mult::local_products(a, b)
+                        .map_err(|source| EvalError::Reduction { round, source })
+                })
+            }
         }
     }
 
-    /// The exchange (to inspect it after evaluation).
-    pub fn into_exchange(self) -> X {
-        self.net
-    }
-
-    /// Reduces degree-`2t` values to degree-`t` shares (one round, one message per party).
-    ///
-    /// # Errors
-    /// [`EvalError::Exchange`], [`EvalError::Reduction`].
-    pub fn reduce(&mut self, mut c2t: Vec<F>) -> Result<Vec<F>, EvalError> {
-        let round = self.round;
-        self.round += 1;
-        let len = c2t.len();
-        let (rt, r2t) = self.prss.double(&self.job, u64::from(round), len);
-        let wrap = |source| EvalError::Reduction { round, source };
-        mult::mask_for_opening(&mut c2t, &r2t).map_err(wrap)?;
-        let got = self.net.exchange(round, c2t)?;
-        let openings: Vec<(usize, &[F])> = got.iter().map(|(i, v)| (*i, &v[..])).collect();
-        let d = mult::open_2t(self.prss.t(), &openings, len).map_err(wrap)?;
-        mult::reshare(d, &rt).map_err(wrap)
-    }
-
-    /// This party's degree-`t` shares of every opened sum of `plan`, from its share columns
-    /// (`columns[field column][row]`).
-    ///
-    /// # Errors
-    /// [`EvalError::ColumnLength`] for a missing or short column; the errors of
-    /// [`Evaluator::reduce`].
-    pub fn evaluate(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, EvalError> {
+    fn evaluate(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, Stop<F>> {
         for o in &plan.opened {
             check_columns(&o.node, columns, plan.rows)?;
         }
@@ -156,7 +172,7 @@ impl<'a, F: PrimeField, X: Exchange<F>> Evaluator<'a, F, X> {
         }
         if !to_reduce.is_empty() {
             let c2t: Vec<F> = to_reduce.iter().map(|k| out[*k]).collect();
-            let reduced = self.reduce(c2t)?;
+            let reduced = self.reduce(|| Ok(c2t))?;
             for (k, v) in to_reduce.into_iter().zip(reduced) {
                 out[k] = v;
             }
@@ -165,7 +181,7 @@ impl<'a, F: PrimeField, X: Exchange<F>> Evaluator<'a, F, X> {
     }
 
     /// The row sum of `node` (degree `2t` when a product sits at its top).
-    fn aggregate(&mut self, node: &Node, columns: &[Vec<F>], rows: usize) -> Result<F, EvalError> {
+    fn aggregate(&mut self, node: &Node, columns: &[Vec<F>], rows: usize) -> Result<F, Stop<F>> {
         Ok(match node {
             Node::Add(a, b) => {
                 self.aggregate(a, columns, rows)? + self.aggregate(b, columns, rows)?
@@ -194,7 +210,7 @@ impl<'a, F: PrimeField, X: Exchange<F>> Evaluator<'a, F, X> {
     }
 
     /// The per-row values of `node` as degree-`t` shares.
-    fn rows<'c>(&mut self, node: &Node, columns: &'c [Vec<F>]) -> Result<Vals<'c, F>, EvalError> {
+    fn rows<'c>(&mut self, node: &Node, columns: &'c [Vec<F>]) -> Result<Vals<'c, F>, Stop<F>> {
         Ok(match node {
             Node::Column(c) => Vals::Shares(Cow::Borrowed(&columns[*c][..])),
             Node::Const(k) => Vals::Const(to_field(k)),
@@ -258,14 +274,288 @@ impl<'a, F: PrimeField, X: Exchange<F>> Evaluator<'a, F, X> {
                         Vals::Shares(Cow::Owned(v.iter().map(|x| *x * c).collect()))
                     }
                     (Vals::Shares(v), Vals::Shares(w)) => {
-                        let round = self.round;
-                        let c2t = mult::local_products(&v, &w)
-                            .map_err(|source| EvalError::Reduction { round, source })?;
-                        Vals::Shares(Cow::Owned(self.reduce(c2t)?))
+                        let round = self.cursor as u32;
+                        Vals::Shares(Cow::Owned(self.reduce(|| {
+                            mult::local_products(&v, &w)
+                                .map_err(|source| EvalError::Reduction { round, source })
+                        })?))
                     }
                 }
             }
         })
+    }
+}
+
+/// Every opened sum of a plan that multiplies no shares, computed locally.
+///
+/// # Errors
+/// [`EvalError::ColumnLength`]; [`EvalError::NeedsRound`] if the plan needs a degree
+/// reduction (run an [`EvalMachine`]).
+pub fn evaluate_local<F: PrimeField>(plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, EvalError> {
+    match (Run {
+        reduced: &[],
+        cursor: 0,
+    })
+    .evaluate(plan, columns)
+    {
+        Ok(v) => Ok(v),
+        Err(Stop::Fail(e)) => Err(e),
+        Err(Stop::Need(_)) => Err(EvalError::NeedsRound { round: 0 }),
+    }
+}
+
+/// The round in progress: its broadcast and the degree-`t` half of its double sharing.
+#[derive(Debug)]
+struct Current<F> {
+    broadcast: Broadcast<F>,
+    rt: Vec<F>,
+    len: usize,
+}
+
+/// One party's evaluation of a [`Task`] as a round-based machine (see the module docs).
+///
+/// Round `r` (from 0) is an echo-broadcast of job `job`, round `r`, of this party's masked
+/// degree-`2t` values; PRSS counter `r`. Messages of round `r + 1` that arrive while this party
+/// is still in round `r` are kept; older rounds are refused ([`RoundError::PastRound`]).
+///
+/// What a driver persists to resume: the PRSS keys, the job, the task's inputs (plan and share
+/// columns), the parties ignored, the signing key, and the messages delivered.
+pub struct EvalMachine<'a, F> {
+    prss: &'a Prss<F>,
+    job: [u8; 32],
+    task: Task<'a, F>,
+    me: PartyId,
+    keys: Vec<VerifyingKey>,
+    signer: SigningKey,
+    ignored: BTreeSet<PartyId>,
+    reduced: Vec<Vec<F>>,
+    current: Option<Current<F>>,
+    early: Vec<(PartyId, Message<F>)>,
+    evidence: Vec<Equivocation>,
+    lie: Option<F>,
+    done: bool,
+}
+
+impl<F> std::fmt::Debug for EvalMachine<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvalMachine")
+            .field("me", &self.me)
+            .field("rounds_done", &self.reduced.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, F: PrimeField> EvalMachine<'a, F> {
+    /// The evaluation of `task` by the holder of `prss` (whose index is this party) in job
+    /// `job`; `keys[i - 1]` is party `i`'s key; parties in `ignored` (excluded or convicted)
+    /// are neither waited for nor heard.
+    ///
+    /// # Errors
+    /// [`RoundError::BadParty`] if the PRSS index is outside the committee of `keys`.
+    pub fn new(
+        prss: &'a Prss<F>,
+        job: [u8; 32],
+        task: Task<'a, F>,
+        keys: Vec<VerifyingKey>,
+        signer: SigningKey,
+        ignored: BTreeSet<PartyId>,
+    ) -> Result<Self, RoundError> {
+        let me = PartyId::new(prss.me() as usize, keys.len())?;
+        Ok(EvalMachine {
+            prss,
+            job,
+            task,
+            me,
+            keys,
+            signer,
+            ignored,
+            reduced: Vec::new(),
+            current: None,
+            early: Vec::new(),
+            evidence: Vec::new(),
+            lie: None,
+            done: false,
+        })
+    }
+
+    /// Test support: adds `delta` to the first masked degree-`2t` value of every round before
+    /// it is signed, this party's own view included (a wrong product contribution, the evil
+    /// twin of the in-process committee and of the fault switchboard).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn lie_in_openings(&mut self, delta: F) {
+        self.lie = Some(delta);
+    }
+
+    /// Equivocation evidence gathered in the rounds so far.
+    pub fn evidence(&self) -> &[Equivocation] {
+        &self.evidence
+    }
+
+    /// Runs the local part as far as it goes: the output, or the next round's messages.
+    fn progress(&mut self) -> Result<Step<F, Vec<F>>, RoundError> {
+        let mut send = Vec::new();
+        loop {
+            let mut run = Run {
+                reduced: &self.reduced,
+                cursor: 0,
+            };
+            let c2t = match run.task(self.task) {
+                Ok(out) => {
+                    self.done = true;
+                    return Ok(Step {
+                        send,
+                        output: Some(out),
+                    });
+                }
+                Err(Stop::Fail(e)) => return Err(e.into()),
+                Err(Stop::Need(c2t)) => c2t,
+            };
+            let round = self.reduced.len() as u32;
+            let mut c2t = c2t;
+            let len = c2t.len();
+            let (rt, r2t) = self.prss.double(&self.job, u64::from(round), len);
+            mult::mask_for_opening(&mut c2t, &r2t)
+                .map_err(|source| EvalError::Reduction { round, source })?;
+            if let (Some(d), Some(x)) = (self.lie, c2t.first_mut()) {
+                *x += d;
+            }
+            let mut ignored = self.ignored.clone();
+            ignored.extend(
+                self.evidence
+                    .iter()
+                    .filter_map(|e| PartyId::new(e.sender() as usize, self.keys.len()).ok()),
+            );
+            let mut broadcast =
+                Broadcast::new(self.me, self.job, round, self.keys.clone(), ignored);
+            send.extend(broadcast.start(&self.signer, c2t));
+            // Messages of this round that arrived early.
+            for (from, m) in std::mem::take(&mut self.early) {
+                if Broadcast::<F>::slot_of(&m).map(|s| s.1) == Some(round) {
+                    match broadcast.handle(from, m) {
+                        Ok(out) => send.extend(out),
+                        Err(e) => tracing::debug!(%from, error = %e, "kept message refused"),
+                    }
+                } else {
+                    self.early.push((from, m));
+                }
+            }
+            self.current = Some(Current { broadcast, rt, len });
+            if !self.finish_round()? {
+                return Ok(Step::send(send));
+            }
+        }
+    }
+
+    /// If the current round's broadcast is over: opens, re-shares and records the round;
+    /// returns whether it did.
+    fn finish_round(&mut self) -> Result<bool, RoundError> {
+        let Some(cur) = self.current.as_ref() else {
+            return Ok(false);
+        };
+        let Some(out) = cur.broadcast.output() else {
+            return Ok(false);
+        };
+        let cur = self.current.take().expect("checked above");
+        let round = cur.broadcast.round();
+        for ev in out.evidence {
+            if !self.evidence.iter().any(|e| e.sender() == ev.sender()) {
+                self.evidence.push(ev);
+            }
+        }
+        let convicted: BTreeSet<u32> = self.evidence.iter().map(Equivocation::sender).collect();
+        let openings: Vec<(usize, &[F])> = out
+            .values
+            .iter()
+            .filter(|(p, _)| !convicted.contains(&p.get()))
+            .map(|(p, v)| (p.point(), &v[..]))
+            .collect();
+        let wrap = |source| EvalError::Reduction { round, source };
+        let d = mult::open_2t(self.prss.t(), &openings, cur.len).map_err(wrap)?;
+        self.reduced.push(mult::reshare(d, &cur.rt).map_err(wrap)?);
+        Ok(true)
+    }
+
+    fn after(&mut self, send: Vec<Outgoing<F>>) -> Result<Step<F, Vec<F>>, RoundError> {
+        if !self.finish_round()? {
+            return Ok(Step::send(send));
+        }
+        let mut step = self.progress()?;
+        let mut all = send;
+        all.append(&mut step.send);
+        step.send = all;
+        Ok(step)
+    }
+}
+
+impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
+    type Output = Vec<F>;
+
+    fn start(&mut self) -> Result<Step<F, Vec<F>>, RoundError> {
+        if self.done || self.current.is_some() || !self.reduced.is_empty() {
+            return Ok(Step::none());
+        }
+        self.progress()
+    }
+
+    fn handle(&mut self, from: PartyId, msg: Message<F>) -> Result<Step<F, Vec<F>>, RoundError> {
+        let kind = msg.kind();
+        if from == self.me || from.point() > self.keys.len() || self.ignored.contains(&from) {
+            return Err(RoundError::NotParticipant { from });
+        }
+        let (job, round, sub) =
+            Broadcast::<F>::slot_of(&msg).ok_or(RoundError::Foreign { from, kind })?;
+        if job != self.job {
+            return Err(RoundError::Foreign { from, kind });
+        }
+        if self.done {
+            return Err(RoundError::Finished { from, kind });
+        }
+        let now = self.reduced.len() as u32;
+        if round < now {
+            return Err(RoundError::PastRound {
+                from,
+                kind,
+                round,
+                sub,
+            });
+        }
+        if round > now + 1 || (round == now + 1 && self.early.len() >= 3 * self.keys.len()) {
+            return Err(RoundError::TooEarly { from, kind, round });
+        }
+        let Some(cur) = self.current.as_mut().filter(|_| round == now) else {
+            if self
+                .early
+                .iter()
+                .any(|(f, m)| *f == from && Broadcast::<F>::slot_of(m) == Some((job, round, sub)))
+            {
+                return Err(RoundError::Duplicate {
+                    from,
+                    kind,
+                    round,
+                    sub,
+                });
+            }
+            self.early.push((from, msg));
+            return Ok(Step::none());
+        };
+        let send = cur.broadcast.handle(from, msg)?;
+        self.after(send)
+    }
+
+    fn deadline(&mut self, round: RoundId) -> Result<Step<F, Vec<F>>, RoundError> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(Step::none());
+        };
+        let send = cur.broadcast.deadline(round);
+        self.after(send)
+    }
+
+    fn waiting(&self) -> Option<RoundId> {
+        if self.done {
+            return None;
+        }
+        self.current.as_ref().and_then(|c| c.broadcast.waiting())
     }
 }
 
@@ -315,30 +605,17 @@ mod tests {
 
     type F = Mersenne127;
 
-    struct NoNet;
-
-    impl Exchange<F> for NoNet {
-        fn exchange(&mut self, round: u32, _mine: Vec<F>) -> Result<Openings<F>, EvalError> {
-            Err(EvalError::Exchange {
-                round,
-                reason: "offline".into(),
-            })
-        }
-    }
-
     #[test]
     fn bad_shapes_are_typed_errors() {
         let d = Dataset::parse("x,y\n1,2\n3,4\n5,6\n").unwrap();
-        let prss = agree::<F>(4, 1, 3);
         let linear = plan::<F>(&parse("sum(x + y)").unwrap(), &d.schema).unwrap();
         let cols: Vec<Vec<F>> = d.to_field();
         // Public values are a valid (degree-0) sharing: the sum comes out in the clear.
-        let mut ev = Evaluator::new(&prss[0], [0u8; 32], NoNet);
-        let s = ev.evaluate(&linear, &cols).unwrap();
+        let s = evaluate_local(&linear, &cols).unwrap();
         assert_eq!(s, [F::from_u64(21 << 16)]);
         let short = vec![cols[0].clone(), cols[1][..2].to_vec()];
         assert_eq!(
-            ev.evaluate(&linear, &short),
+            evaluate_local(&linear, &short),
             Err(EvalError::ColumnLength {
                 column: 1,
                 got: 2,
@@ -346,7 +623,7 @@ mod tests {
             })
         );
         assert_eq!(
-            ev.evaluate(&linear, &cols[..1]),
+            evaluate_local(&linear, &cols[..1]),
             Err(EvalError::ColumnLength {
                 column: 1,
                 got: 0,
@@ -355,10 +632,10 @@ mod tests {
         );
         // A product needs the network: the failure is reported, not hidden.
         let product = plan::<F>(&parse("dot(x, y)").unwrap(), &d.schema).unwrap();
-        assert!(matches!(
-            ev.evaluate(&product, &cols),
-            Err(EvalError::Exchange { round: 0, .. })
-        ));
+        assert_eq!(
+            evaluate_local(&product, &cols),
+            Err(EvalError::NeedsRound { round: 0 })
+        );
         assert_eq!(
             mask_outputs(&[F::ONE, F::ONE], &[F::ONE]),
             Err(EvalError::MaskCount {
@@ -370,5 +647,31 @@ mod tests {
             mask_outputs(&[F::ONE], &[F::ONE]).unwrap(),
             [F::from_u64(2)]
         );
+        // The machine of a linear plan finishes at once, with nothing to send.
+        let prss = agree::<F>(4, 1, 3);
+        let keys: Vec<VerifyingKey> = (0..4)
+            .map(|i| {
+                *SigningKey::from_bytes(&[i as u8 + 1; 32])
+                    .unwrap()
+                    .verifying_key()
+            })
+            .collect();
+        let signer = SigningKey::from_bytes(&[1; 32]).unwrap();
+        let mut m = EvalMachine::new(
+            &prss[0],
+            [0u8; 32],
+            Task::Plan {
+                plan: &linear,
+                columns: &cols,
+            },
+            keys,
+            signer,
+            BTreeSet::new(),
+        )
+        .unwrap();
+        let step = m.start().unwrap();
+        assert!(step.send.is_empty());
+        assert_eq!(step.output, Some(vec![F::from_u64(21 << 16)]));
+        assert_eq!(m.waiting(), None);
     }
 }

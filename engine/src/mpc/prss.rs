@@ -313,6 +313,32 @@ impl KeyAgreement {
         Ok(out)
     }
 
+    /// The sets whose confirmations (from every member other than this party and the
+    /// excluded) differ from this party's key, ascending; empty when all agree.
+    ///
+    /// # Errors
+    /// [`PrssError::Missing`] if a member did not confirm.
+    pub fn mismatches(&self, confirmations: &[Confirmation]) -> Result<Vec<usize>, PrssError> {
+        let mut out = Vec::new();
+        for (s, members) in self.sets.iter().enumerate() {
+            let Some(key) = self.keys[s] else { continue };
+            let mine: [u8; 32] = Sha256::digest(key).into();
+            for m in members
+                .iter()
+                .filter(|m| **m != self.me && !self.excluded.contains(m))
+            {
+                let c = confirmations
+                    .iter()
+                    .find(|c| c.set == s && c.from == *m)
+                    .ok_or(PrssError::Missing { from: *m, set: s })?;
+                if c.key_hash != mine && out.last() != Some(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks the other members' confirmations and returns the keys.
     ///
     /// # Errors

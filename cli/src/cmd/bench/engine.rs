@@ -2,8 +2,8 @@
 //!
 //! Every figure is the best of a few runs on this machine: dealing (n = 4, t = 1), the batch
 //! degree check of a dealing, `sum` and `dot` over the rows of one party's shares, element-wise
-//! products through the in-process committee (n = 4, one thread per party, Damgård-Nielsen
-//! with PRSS double sharings and echo-broadcast openings) and Berlekamp-Welch decoding.
+//! products through the in-process committee (n = 4, the parties' machines in parallel,
+//! Damgård-Nielsen with PRSS double sharings and echo-broadcast openings) and Berlekamp-Welch decoding.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -13,9 +13,8 @@ use btcmpc_engine::mpc::check::{verify_openings, Challenge, STORE_CHECK_TAG};
 use btcmpc_engine::mpc::committee::{Committee, Scenario};
 use btcmpc_engine::mpc::dealing::{deal, receipts_root};
 use btcmpc_engine::mpc::decode::{decode_vec, DecodeVec};
-use btcmpc_engine::mpc::eval::{EvalError, Evaluator, Exchange, Openings};
+use btcmpc_engine::mpc::eval::evaluate_local;
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
-use btcmpc_engine::mpc::prss::Prss;
 use btcmpc_engine::mpc::query::{parse, plan, Plan};
 use btcmpc_engine::mpc::shamir::{self, Params};
 use serde_json::{json, Value};
@@ -45,18 +44,6 @@ pub struct Args {
     /// Runs per measurement (the best is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-}
-
-/// An exchange for plans without products: evaluation never calls it.
-struct Local;
-
-impl<F> Exchange<F> for Local {
-    fn exchange(&mut self, round: u32, _mine: Vec<F>) -> Result<Openings<F>, EvalError> {
-        Err(EvalError::Exchange {
-            round,
-            reason: "a linear plan needs no exchange".into(),
-        })
-    }
 }
 
 /// Best wall-clock time of `runs` runs of `f`.
@@ -135,11 +122,8 @@ fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> 
     let share_y: Vec<F> = share_x.iter().map(|v| *v + F::ONE).collect();
     let columns = vec![share_x, share_y];
     let committee = Committee::<F>::setup(&Scenario::honest(4, 1))?;
-    let prss: Prss<F> = committee_prss(&committee)?;
     let sum = linear_plan::<F>("sum(x)", size)?;
-    let time = best(runs, || {
-        Ok(Evaluator::new(&prss, [0u8; 32], Local).evaluate(&sum, &columns)?)
-    })?;
+    let time = best(runs, || Ok(evaluate_local(&sum, &columns)?))?;
     rows.push(row(
         format!("sum over {size} rows, per party"),
         time,
@@ -189,12 +173,6 @@ fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> 
         "values/s",
     ));
     Ok(rows)
-}
-
-fn committee_prss<F: PrimeField>(c: &Committee<F>) -> anyhow::Result<Prss<F>> {
-    c.prss(1)
-        .cloned()
-        .ok_or_else(|| anyhow!("party 1 has no PRSS keys"))
 }
 
 fn render(field: &str, rows: &[Row], text: &mut String, json: &mut Vec<Value>) {
