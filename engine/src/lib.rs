@@ -51,3 +51,4 @@
 //! ```
 
 pub mod mpc;
+pub mod node;
