@@ -34,6 +34,12 @@ enum Command {
     Wallet(cmd::wallet::Args),
     /// The embedded Bitcoin regtest node.
     Regtest(cmd::regtest::Args),
+    /// A compute party: keys, card, roster signature, bond.
+    Party(cmd::party::Args),
+    /// A committee: roster, manifest, on-chain check of the bonds.
+    Network(cmd::network::Args),
+    /// A data owner: access control on chain.
+    Owner(cmd::owner::Args),
     /// Benchmarks that print a table to compare with the README's figures.
     Bench(cmd::bench::Args),
 }
@@ -46,6 +52,9 @@ fn main() -> ExitCode {
         Command::Wallet(args) => cmd::wallet::run(args, &cli.global),
         Command::Regtest(args) => cmd::regtest::run(args, &cli.global),
         Command::Bench(args) => cmd::bench::run(args, &cli.global),
+        Command::Party(args) => cmd::party::run(args, &cli.global),
+        Command::Network(args) => cmd::network::run(args, &cli.global),
+        Command::Owner(args) => cmd::owner::run(args, &cli.global),
     };
     match result {
         Ok(report) => {

@@ -3,5 +3,8 @@
 pub mod bench;
 pub mod contract;
 pub mod contract_chain;
+pub mod network;
+pub mod owner;
+pub mod party;
 pub mod regtest;
 pub mod wallet;

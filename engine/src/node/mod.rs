@@ -1,7 +1,20 @@
 //! The party node: the only part of the engine that touches sockets and disk. The pure
 //! protocol logic lives in [`crate::mpc`], which never imports this module.
+//!
+//! Transport and storage: binary frames ([`frame`]), Noise channels with pinned static keys
+//! ([`noise`], [`transport`]) and the party's SQLite store ([`store`]).
+//!
+//! Committee setup (PROTOCOL.md, "Network and committee"): signed party cards ([`card`]), the
+//! roster every party signs ([`roster`]), bonds and the manifest checked against the chain
+//! ([`manifest`], [`chain`]); access control on chain ([`acl`], [`acl_ops`]).
 
+pub mod acl;
+pub mod acl_ops;
+pub mod card;
+pub mod chain;
 pub mod frame;
+pub mod manifest;
 pub mod noise;
+pub mod roster;
 pub mod store;
 pub mod transport;

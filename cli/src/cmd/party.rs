@@ -1,0 +1,246 @@
+//! `btcmpc party init|sign-roster|bond|withdraw`: a compute party's keys, card, roster
+//! signature and bond. The daemon (`party run`) is not part of this module.
+//!
+//! Files in the datadir: `card.json` (the signed card, with the bond once funded),
+//! `transport.key` (the X25519 secret, mode 0600), `bond.json` (the bond's contract file, for
+//! `party withdraw`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use btcmpc_contracts::ContractFile;
+use btcmpc_engine::node::acl_ops::fund_bond;
+use btcmpc_engine::node::card::{write_atomic, BondRef, PartyCard, TransportSecret};
+use btcmpc_engine::node::roster::Roster;
+use btcmpc_wallet::ChainClient;
+use serde_json::json;
+
+use crate::args::{parse_amount, parse_fee_rate};
+use crate::cmd::wallet::{open, open_synced, FEE_FLOOR};
+use crate::{global::Global, output::Report};
+
+/// Arguments of `btcmpc party`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Create the party key (a contract key of this wallet) and the transport key, and write
+    /// the signed card to DATADIR/card.json.
+    Init {
+        /// Where peers and clients reach this party.
+        #[arg(long, value_name = "HOST:PORT")]
+        endpoint: String,
+        /// Fee per job (`1000sat`).
+        #[arg(long, value_name = "AMOUNT", default_value = "1000sat")]
+        fee: String,
+        /// Jobs taken on at once.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        max_open_jobs: u32,
+    },
+    /// Add this party's signature to a roster file (in place).
+    SignRoster {
+        /// The roster file.
+        roster: PathBuf,
+    },
+    /// Fund this party's bond against a roster signed by every party, and record the outpoint
+    /// in the card.
+    Bond {
+        /// The bond amount (`100000sat`), at least the roster's minimum.
+        amount: String,
+        /// Exit height: absolute, or `+N` blocks from the tip.
+        #[arg(long, value_name = "HEIGHT")]
+        exit: String,
+        /// The fully signed roster.
+        #[arg(long, value_name = "F")]
+        roster: PathBuf,
+        /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
+    /// Take the bond back to this wallet once the exit height is reached.
+    Withdraw {
+        /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
+}
+
+fn card_path(global: &Global) -> PathBuf {
+    global.datadir().join("card.json")
+}
+
+fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
+    let p = card_path(global);
+    if !p.exists() {
+        bail!(
+            "no party card in {} (run `btcmpc party init` first)",
+            p.display()
+        );
+    }
+    Ok(PartyCard::load(&p)?)
+}
+
+fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+    match arg {
+        Some(r) => parse_fee_rate(r),
+        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
+    }
+}
+
+/// A height argument: absolute, or `+N` from the tip.
+pub fn parse_height(text: &str, chain: &ChainClient) -> anyhow::Result<u32> {
+    let t = text.trim();
+    let h = if let Some(rel) = t.strip_prefix('+') {
+        let n: u32 = rel
+            .parse()
+            .with_context(|| format!("invalid relative height {text:?}"))?;
+        let (tip, _) = chain.tip()?;
+        tip.checked_add(n)
+            .with_context(|| format!("height {text:?} overflows"))?
+    } else {
+        t.parse()
+            .with_context(|| format!("invalid height {text:?}: expected a number or +N"))?
+    };
+    if h == 0 || h >= 500_000_000 {
+        bail!("height {h} out of range (1 to 499999999)");
+    }
+    Ok(h)
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    Ok(write_atomic(path, text.as_bytes(), 0o644)?)
+}
+
+/// Run `btcmpc party`.
+pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
+    match args.cmd {
+        Cmd::Init {
+            endpoint,
+            fee,
+            max_open_jobs,
+        } => {
+            let dir = global.datadir();
+            let card_file = card_path(global);
+            if card_file.exists() {
+                bail!(
+                    "{} already exists: this datadir is a party already",
+                    card_file.display()
+                );
+            }
+            let fee = parse_amount(&fee)?;
+            let mut wallet = open(global)?;
+            let key_file = dir.join("transport.key");
+            let transport = if key_file.exists() {
+                TransportSecret::load(&key_file)?
+            } else {
+                let s = TransportSecret::generate();
+                s.save_new(&key_file)?;
+                s
+            };
+            let (index, party_key) = wallet.contract_key(None, "party key")?;
+            let keypair = wallet
+                .contract_keypair_for(&party_key)?
+                .context("the wallet derives the key it just handed out")?;
+            let card = PartyCard::new(
+                global.network.network(),
+                &keypair,
+                transport.public(),
+                &endpoint,
+                fee.to_sat(),
+                max_open_jobs,
+            )?;
+            write_file(&card_file, &card.to_json())?;
+            Ok(Report::new(
+                format!(
+                    "party key {party_key} (contract key {index})\ntransport key {}\ncard {}",
+                    hex::encode(card.transport_key),
+                    card_file.display()
+                ),
+                json!({
+                    "party_key": party_key.to_string(),
+                    "transport_key": hex::encode(card.transport_key),
+                    "card": card_file.display().to_string(),
+                }),
+            ))
+        }
+        Cmd::SignRoster { roster: path } => {
+            let card = load_card(global)?;
+            let mut roster = Roster::load(&path)?;
+            let wallet = open(global)?;
+            let keypair = wallet
+                .contract_keypair_for(&card.party_key)?
+                .context("this wallet does not hold the card's party key")?;
+            let index = roster.sign(&keypair)?;
+            write_file(&path, &roster.to_json())?;
+            let missing = roster.verify_partial()?;
+            Ok(Report::new(
+                format!(
+                    "signed as party {index}; {} of {} signatures{}",
+                    roster.n() - missing.len(),
+                    roster.n(),
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (missing: {missing:?})")
+                    }
+                ),
+                json!({"party": index, "roster_id": hex::encode(roster.id()), "missing": missing}),
+            ))
+        }
+        Cmd::Bond {
+            amount,
+            exit,
+            roster: path,
+            fee_rate: rate,
+        } => {
+            let mut card = load_card(global)?;
+            if let Some(b) = card.bond {
+                bail!(
+                    "the card already records bond {} (exit {}); a new committee needs a new datadir",
+                    b.outpoint,
+                    b.exit
+                );
+            }
+            let roster = Roster::load(&path)?;
+            roster.verify()?;
+            let index = roster
+                .index_of(&card.party_key)
+                .context("this party's key is not in the roster")?;
+            let amount = parse_amount(&amount)?;
+            let (mut wallet, chain) = open_synced(global)?;
+            let exit = parse_height(&exit, &chain)?;
+            let rate = fee_rate(rate.as_deref(), &chain)?;
+            let (outpoint, file) =
+                fund_bond(&mut wallet, &chain, &roster, index, amount, exit, rate)?;
+            write_file(&global.datadir().join("bond.json"), &file.to_json())?;
+            card.bond = Some(BondRef { outpoint, exit });
+            write_file(&card_path(global), &card.to_json())?;
+            Ok(Report::new(
+                format!(
+                    "party {index} bond {outpoint}: {} sat, exit height {exit}",
+                    amount.to_sat()
+                ),
+                json!({"party": index, "txid": outpoint.txid.to_string(), "vout": outpoint.vout,
+                       "exit": exit, "amount_sat": amount.to_sat()}),
+            ))
+        }
+        Cmd::Withdraw { fee_rate: rate } => {
+            let p = global.datadir().join("bond.json");
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("no bond in this datadir ({})", p.display()))?;
+            let file = ContractFile::from_json(&text)
+                .with_context(|| format!("bond file {}", p.display()))?;
+            let (mut wallet, chain) = open_synced(global)?;
+            let rate = fee_rate(rate.as_deref(), &chain)?;
+            let txid = wallet.exit_bond(&chain, &file, rate)?;
+            Ok(Report::new(
+                format!("bond withdrawn: {txid}"),
+                json!({"txid": txid.to_string()}),
+            ))
+        }
+    }
+}
