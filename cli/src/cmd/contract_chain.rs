@@ -15,7 +15,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context as _};
 use bitcoin::psbt::{raw::ProprietaryKey, Psbt};
 use btcmpc_contracts::{Contract, ContractFile};
-use btcmpc_wallet::{contract_status, ChainClient};
+use btcmpc_wallet::{contract_status, ChainClient, FeeChoice, DEFAULT_FEE_POLICY};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
@@ -96,17 +96,28 @@ pub enum ChainCmd {
 /// `--fee-rate R` in sat/vB.
 #[derive(Debug, clap::Args)]
 pub struct FeeArg {
-    /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+    /// Fee rate in sat/vB, paid as given (default: the server's estimate, at least 1 sat/vB,
+    /// refused above 200 sat/vB or above 10% of the amount moved).
     #[arg(long, value_name = "R")]
     fee_rate: Option<String>,
 }
 
 impl FeeArg {
-    fn rate(&self, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+    /// The rate given, or the server's estimate (bounded by the wallet's fee policy when the
+    /// transaction is built).
+    fn choice(&self, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
         match &self.fee_rate {
-            Some(r) => parse_fee_rate(r),
+            Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
             None => Ok(chain.fee_rate(2, FEE_FLOOR)),
         }
+    }
+
+    /// As [`FeeArg::choice`], for a PSBT others sign: a server's estimate must be under the
+    /// policy's absolute cap.
+    fn rate(&self, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+        // A one-input, two-output taproot spend: the fee named in a refusal.
+        const SLASH_VSIZE: u64 = 200;
+        Ok(DEFAULT_FEE_POLICY.check_rate(self.choice(chain)?, SLASH_VSIZE)?)
     }
 }
 
@@ -190,7 +201,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let contract = load(&file, global)?;
             let amount = parse_amount(&amount)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let op = wallet.fund_contract_file(&chain, &contract, amount, fee.rate(&chain)?)?;
+            let op = wallet.fund_contract_file(&chain, &contract, amount, fee.choice(&chain)?)?;
             Ok(Report::new(
                 format!(
                     "funded {} with {amount}: {op}",
@@ -265,19 +276,19 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let contract = load(&file, global)?;
             let preimage = parse_preimage(&preimage)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.claim(&chain, &contract, &preimage, fee.rate(&chain)?)?;
+            let txid = wallet.claim(&chain, &contract, &preimage, fee.choice(&chain)?)?;
             Ok(tx_report("claim", txid))
         }
         ChainCmd::Refund { file, fee } => {
             let contract = load(&file, global)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.refund(&chain, &contract, fee.rate(&chain)?)?;
+            let txid = wallet.refund(&chain, &contract, fee.choice(&chain)?)?;
             Ok(tx_report("refund", txid))
         }
         ChainCmd::Exit { file, fee } => {
             let contract = load(&file, global)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.exit_bond(&chain, &contract, fee.rate(&chain)?)?;
+            let txid = wallet.exit_bond(&chain, &contract, fee.choice(&chain)?)?;
             Ok(tx_report("exit", txid))
         }
         ChainCmd::Slash {
