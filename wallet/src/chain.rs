@@ -333,8 +333,8 @@ mod tests {
             choose_fee_rate(Some(f64::INFINITY), Some(f64::NAN), floor),
             floor
         );
-        // The caller's own floor always wins.
+        // The caller's own floor wins over a lower estimate.
         let high = FeeRate::from_sat_per_kwu(300_000);
-        assert_eq!(choose_fee_rate(Some(10.0), None, high), high);
+        assert_eq!(choose_fee_rate(Some(0.0002), None, high), high);
     }
 }

@@ -163,7 +163,7 @@ mod tests {
     fn automatic_fees_are_bounded_explicit_ones_are_not() {
         let amount = Amount::from_sat(100_000);
         // The hostile case: 1 BTC/kvB = 100,000 sat/vB.
-        let hostile = FeeRate::from_sat_per_vb_unchecked(100_000);
+        let hostile = FeeRate::from_sat_per_vb_u32(100_000);
         let e = P
             .check(
                 FeeChoice::Automatic(hostile),
@@ -183,7 +183,7 @@ mod tests {
             )
             .is_ok());
         // Under the cap, but 15% of the amount.
-        let r = FeeRate::from_sat_per_vb_unchecked(100);
+        let r = FeeRate::from_sat_per_vb_u32(100);
         let e = P
             .check(FeeChoice::Automatic(r), Amount::from_sat(15_000), amount)
             .unwrap_err()
@@ -199,7 +199,7 @@ mod tests {
         // Small payments at ordinary rates pass.
         assert!(P
             .check(
-                FeeChoice::Automatic(FeeRate::from_sat_per_vb_unchecked(5)),
+                FeeChoice::Automatic(FeeRate::from_sat_per_vb_u32(5)),
                 Amount::from_sat(800),
                 Amount::from_sat(1_000)
             )
