@@ -62,6 +62,11 @@ pub struct Global {
     #[arg(long, global = true, env = "BTCMPC_ELECTRUM")]
     pub electrum: Option<String>,
 
+    /// Allow a plaintext (`tcp://`) Electrum connection off regtest (anyone on the path could
+    /// then answer for the server); without it only `ssl://` is accepted there.
+    #[arg(long, global = true, env = "BTCMPC_ALLOW_PLAINTEXT_ELECTRUM")]
+    pub allow_plaintext_electrum: bool,
+
     /// Bitcoin Core JSON-RPC URL of any node (`http://HOST:PORT`), for the commands that
     /// control a chain (`regtest status`, `regtest mine`); default: the embedded node of the
     /// datadir.

@@ -11,14 +11,23 @@
 //! bad parameters `-32602`, unknown methods `-32601`, `blockchain.estimatefee` answers -1 when
 //! there is no estimate. Checkpoint proofs (`cp_height` > 0) follow ElectrumX.
 //!
-//! Every connection is independent; lines are capped at [`MAX_LINE`] bytes (longer ones get a
-//! parse error and the connection is closed), and a client that does not read its
-//! notifications is disconnected rather than buffered without bound. A line a client has
-//! started must be complete within 30 s, and a connection with no request for 10 minutes is
-//! closed unless it holds a subscription (subscribed clients wait for notifications).
+//! Every input is bounded ([`Limits`], one file-descriptor budget shared with the RPC server):
+//! lines are capped at [`MAX_LINE`] bytes (a longer one gets a `-32700` "request too large"
+//! error and the connection is closed), a batch at [`Limits::max_batch`] requests and a line at
+//! [`MAX_JSON_TOKENS`] JSON values (both `-32600`, the connection stays), subscriptions per
+//! connection and in total, replies queued per client; lines above 64 KiB are read and handled
+//! a few at a time ([`Limits::large_inputs`]) and their buffers are freed afterwards, so the
+//! server's memory stays bounded and returns when clients leave. Connections are admitted by
+//! the policy of [`crate::limits`]: a new client can always connect; when the server or the
+//! client's IP is full, the least recently active connection (of that IP first) is closed.
+//! A client that does not read its notifications is disconnected rather than buffered
+//! without bound. A line a client has started must be complete within 30 s, and a connection
+//! with no request for 10 minutes is closed unless it holds a subscription (subscribed clients
+//! wait for notifications).
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,26 +36,27 @@ use bitcoin::{Transaction, Txid};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
+use crate::limits::{json_within, Limits, Slot, Slots, SMALL_INPUT};
 use crate::node::{Node, NodeEvent, ScriptHash};
 use crate::server::Shutdown;
 
 /// The protocol version served.
 pub const PROTOCOL_VERSION: &str = "1.4";
-/// The largest request line accepted.
-pub const MAX_LINE: usize = 32 * 1024 * 1024;
-/// Most concurrent connections; further ones wait in the accept queue.
-const MAX_CONNECTIONS: usize = 1024;
+/// The largest request line accepted by default (1 MiB, newline included).
+pub const MAX_LINE: usize = 1024 * 1024;
+/// Most JSON values (objects, arrays, members, elements) in one line: bounds the memory of
+/// parsing a line to a few MiB whatever its shape.
+pub const MAX_JSON_TOKENS: usize = 100_000;
 /// Most headers returned by one `blockchain.block.headers` (as electrs).
 const MAX_HEADERS: u32 = 2016;
-/// Most outgoing messages queued for one client before it is considered stuck.
-const OUT_QUEUE: usize = 4096;
 /// How long one write to a client may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most script hashes one connection may subscribe to.
-const MAX_SUBSCRIPTIONS: usize = 1_000_000;
+/// How long the rest of an oversized line is read and discarded before closing, so that the
+/// client sees the error instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// How long reads of one connection may wait.
 #[derive(Debug, Clone, Copy)]
@@ -82,29 +92,50 @@ pub(crate) async fn serve_with_timeouts(
     shutdown: Shutdown,
     timeouts: Timeouts,
 ) {
+    serve_with(listener, node, shutdown, timeouts, Limits::default()).await;
+}
+
+/// What every connection of one server shares.
+struct Shared {
+    limits: Limits,
+    /// Permits to read and handle a line above [`SMALL_INPUT`].
+    large: Arc<Semaphore>,
+    /// Script-hash subscriptions over all connections.
+    subscriptions: Arc<AtomicUsize>,
+}
+
+/// [`serve`] with other timeouts and limits.
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    node: Node,
+    shutdown: Shutdown,
+    timeouts: Timeouts,
+    limits: Limits,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(limits.electrum_connections, limits.electrum_per_ip);
+    let shared = Arc::new(Shared {
+        limits,
+        large: Arc::new(Semaphore::new(limits.large_inputs.max(1))),
+        subscriptions: Arc::new(AtomicUsize::new(0)),
+    });
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait() => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.wait() => break,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = slots.admit(peer.ip(), true) else {
+                    continue;
+                };
                 let node = node.clone();
                 let shutdown = shutdown.clone();
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
                     tokio::select! {
                         _ = shutdown.wait() => {}
-                        r = connection(stream, node, port, timeouts) => {
+                        r = connection(stream, node, port, timeouts, shared, slot) => {
                             if let Err(e) = r {
                                 debug!(target: "btcmpc_regtest::electrum", %peer, "connection closed: {e}");
                             }
@@ -120,15 +151,58 @@ pub(crate) async fn serve_with_timeouts(
     }
 }
 
-/// Per-connection subscriptions.
-#[derive(Default)]
+/// Per-connection subscriptions and the limits they are held to.
 struct Session {
     headers: bool,
     last_tip: Option<bitcoin::BlockHash>,
     scripthashes: HashMap<ScriptHash, Option<[u8; 32]>>,
+    max_batch: usize,
+    max_subscriptions: usize,
+    max_total_subscriptions: usize,
+    /// Subscriptions over all connections; this session's are taken off when it is dropped.
+    total_subscriptions: Arc<AtomicUsize>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        let l = Limits::default();
+        Session::new(&l, Arc::new(AtomicUsize::new(0)))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.total_subscriptions
+            .fetch_sub(self.scripthashes.len(), Ordering::Relaxed);
+    }
 }
 
 impl Session {
+    fn new(limits: &Limits, total: Arc<AtomicUsize>) -> Self {
+        Session {
+            headers: false,
+            last_tip: None,
+            scripthashes: HashMap::new(),
+            max_batch: limits.max_batch,
+            max_subscriptions: limits.max_subscriptions,
+            max_total_subscriptions: limits.max_total_subscriptions,
+            total_subscriptions: total,
+        }
+    }
+
+    /// A session to swap in while this one is handled on the blocking pool.
+    fn placeholder(&self) -> Self {
+        Session {
+            headers: false,
+            last_tip: None,
+            scripthashes: HashMap::new(),
+            max_batch: self.max_batch,
+            max_subscriptions: self.max_subscriptions,
+            max_total_subscriptions: self.max_total_subscriptions,
+            total_subscriptions: self.total_subscriptions.clone(),
+        }
+    }
+
     fn subscribed(&self) -> bool {
         self.headers || !self.scripthashes.is_empty()
     }
@@ -139,11 +213,14 @@ async fn connection(
     node: Node,
     port: u16,
     timeouts: Timeouts,
+    shared: Arc<Shared>,
+    slot: Slot,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUT_QUEUE);
+    let limits = shared.limits;
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.out_queue.max(1));
     let writer = tokio::spawn(async move {
         while let Some(mut msg) = out_rx.recv().await {
             // Coalesce what is already queued into one write.
@@ -162,8 +239,11 @@ async fn connection(
         }
     });
     let mut events = node.subscribe();
-    let mut session = Session::default();
+    let mut session = Session::new(&limits, shared.subscriptions.clone());
     let mut line = Vec::new();
+    // Held while a line above SMALL_INPUT is read and handled.
+    let mut large: Option<OwnedSemaphorePermit> = None;
+    let mut linger = false;
     // When the first byte of the line being read arrived.
     let mut line_started: Option<tokio::time::Instant> = None;
     let mut last_request = tokio::time::Instant::now();
@@ -172,6 +252,10 @@ async fn connection(
         let idle_armed = line.is_empty() && !session.subscribed();
         let idle_deadline = last_request + timeouts.idle;
         tokio::select! {
+            _ = slot.evicted() => {
+                debug!(target: "btcmpc_regtest::electrum", "closed to make room for a new connection");
+                break Ok(());
+            }
             _ = tokio::time::sleep_until(idle_deadline), if idle_armed => {
                 if line.is_empty() {
                     debug!(target: "btcmpc_regtest::electrum", "idle connection without subscriptions, closing");
@@ -180,7 +264,7 @@ async fn connection(
                 // A line started meanwhile: its own deadline applies.
                 continue;
             }
-            read = read_line_into(&mut reader, &mut line, &mut line_started, timeouts.line) => {
+            read = read_line_into(&mut reader, &mut line, &mut line_started, timeouts.line, limits.max_line, &shared.large, &mut large) => {
                 match read {
                     Err(e) => break Err(e),
                     Ok(false) => break Ok(()),
@@ -188,20 +272,30 @@ async fn connection(
                 }
                 line_started = None;
                 last_request = tokio::time::Instant::now();
-                if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
-                    let _ = out_tx.send(error_msg(&Value::Null, -32700, "request too large").to_string()).await;
+                slot.touch();
+                if line.len() > limits.max_line || line.last() != Some(&b'\n') {
+                    let msg = format!("request too large (more than {} bytes)", limits.max_line);
+                    let _ = out_tx.send(error_msg(&Value::Null, -32700, &msg).to_string()).await;
+                    linger = true;
                     break Ok(());
                 }
                 let text = String::from_utf8_lossy(&line).into_owned();
-                line.clear();
+                // Keep no large buffer once its line is taken.
+                if line.capacity() > SMALL_INPUT {
+                    line = Vec::new();
+                } else {
+                    line.clear();
+                }
                 let text = text.trim();
                 if text.is_empty() {
+                    large = None;
                     continue;
                 }
                 let node2 = node.clone();
                 let text = text.to_owned();
                 // Handling may touch the chain lock: keep it off the async workers.
-                let mut s = std::mem::take(&mut session);
+                let placeholder = session.placeholder();
+                let mut s = std::mem::replace(&mut session, placeholder);
                 let (reply, s) = tokio::task::spawn_blocking(move || {
                     let reply = handle_line(&node2, &mut s, &text, port);
                     (reply, s)
@@ -209,6 +303,8 @@ async fn connection(
                 .await
                 .map_err(std::io::Error::other)?;
                 session = s;
+                // The large line and its parse are gone: let another one in.
+                large = None;
                 if let Some(reply) = reply {
                     if out_tx.send(reply).await.is_err() {
                         break Ok(());
@@ -224,7 +320,8 @@ async fn connection(
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 };
                 let node2 = node.clone();
-                let mut s = std::mem::take(&mut session);
+                let placeholder = session.placeholder();
+                let mut s = std::mem::replace(&mut session, placeholder);
                 let (notes, s) = tokio::task::spawn_blocking(move || {
                     let notes = notifications(&node2, &mut s, changed);
                     (notes, s)
@@ -242,21 +339,57 @@ async fn connection(
         }
     };
     drop(out_tx);
+    drop(line);
+    drop(large);
     let _ = tokio::time::timeout(WRITE_TIMEOUT, writer).await;
+    if linger {
+        // Read and discard what the client is still sending (bounded in time), so that it
+        // reads the error rather than a connection reset.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut sink = [0u8; 16 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout_at(
+            deadline,
+            tokio::io::AsyncReadExt::read(&mut reader, &mut sink),
+        )
+        .await
+        {
+            if n == 0 {
+                break;
+            }
+        }
+    }
     result
 }
 
-/// Read into `line` up to and including `\n` (at most `MAX_LINE + 1` bytes). Cancel-safe:
+/// Read into `line` up to and including `\n` (at most `max_line + 1` bytes). Cancel-safe:
 /// bytes read before a cancellation stay in `line`, and `started` keeps when its first byte
-/// came. Returns `false` at end of stream, a `TimedOut` error when a started line is not
-/// complete `line_timeout` after its first byte.
+/// came. Past [`SMALL_INPUT`] bytes a permit of `large_sem` is taken into `large` first (the
+/// caller drops it once the line is handled). Returns `false` at end of stream, a `TimedOut`
+/// error when a started line is not complete `line_timeout` after its first byte.
+#[allow(clippy::too_many_arguments)]
 async fn read_line_into(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     line: &mut Vec<u8>,
     started: &mut Option<tokio::time::Instant>,
     line_timeout: Duration,
+    max_line: usize,
+    large_sem: &Arc<Semaphore>,
+    large: &mut Option<OwnedSemaphorePermit>,
 ) -> std::io::Result<bool> {
     loop {
+        if line.len() >= SMALL_INPUT && large.is_none() {
+            let deadline = started.unwrap_or_else(tokio::time::Instant::now) + line_timeout;
+            match tokio::time::timeout_at(deadline, large_sem.clone().acquire_owned()).await {
+                Ok(Ok(p)) => *large = Some(p),
+                Ok(Err(_)) => return Err(std::io::Error::other("server closing")),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request line not completed in time",
+                    ))
+                }
+            }
+        }
         let buf = match (line.is_empty(), *started) {
             (false, Some(t)) => {
                 match tokio::time::timeout_at(t + line_timeout, reader.fill_buf()).await {
@@ -277,7 +410,13 @@ async fn read_line_into(
         if started.is_none() {
             *started = Some(tokio::time::Instant::now());
         }
-        let room = (MAX_LINE + 1).saturating_sub(line.len());
+        // Up to SMALL_INPUT without a permit, up to max_line + 1 with one.
+        let cap = if large.is_some() {
+            max_line + 1
+        } else {
+            SMALL_INPUT.min(max_line + 1)
+        };
+        let room = cap.saturating_sub(line.len());
         let window = &buf[..buf.len().min(room)];
         if let Some(i) = window.iter().position(|&b| b == b'\n') {
             line.extend_from_slice(&window[..=i]);
@@ -287,7 +426,7 @@ async fn read_line_into(
         let n = window.len();
         line.extend_from_slice(window);
         reader.consume(n);
-        if line.len() > MAX_LINE {
+        if line.len() > max_line {
             return Ok(true);
         }
     }
@@ -429,6 +568,10 @@ impl CallError {
 
 /// Handle one line (a request or a batch); `None` when nothing is to be answered.
 fn handle_line(node: &Node, session: &mut Session, line: &str, port: u16) -> Option<String> {
+    if !json_within(line.as_bytes(), MAX_JSON_TOKENS) {
+        let msg = format!("request too complex (more than {MAX_JSON_TOKENS} JSON values)");
+        return Some(error_msg(&Value::Null, -32600, &msg).to_string());
+    }
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(_) => return Some(error_msg(&Value::Null, -32700, "parse error").to_string()),
@@ -437,6 +580,14 @@ fn handle_line(node: &Node, session: &mut Session, line: &str, port: u16) -> Opt
         Value::Array(items) => {
             if items.is_empty() {
                 return Some(error_msg(&Value::Null, -32600, "invalid request").to_string());
+            }
+            if items.len() > session.max_batch {
+                let msg = format!(
+                    "batch too large ({} requests, at most {})",
+                    items.len(),
+                    session.max_batch
+                );
+                return Some(error_msg(&Value::Null, -32600, &msg).to_string());
             }
             let replies: Vec<Value> = items
                 .iter()
@@ -649,10 +800,24 @@ fn call(
         }
         "blockchain.scripthash.subscribe" => {
             let sh = param_scripthash(params, 0)?;
-            if !session.scripthashes.contains_key(&sh)
-                && session.scripthashes.len() >= MAX_SUBSCRIPTIONS
-            {
-                return Err(CallError::bad("too many subscriptions"));
+            if !session.scripthashes.contains_key(&sh) {
+                if session.scripthashes.len() >= session.max_subscriptions {
+                    return Err(CallError::bad(format!(
+                        "too many subscriptions on this connection (at most {})",
+                        session.max_subscriptions
+                    )));
+                }
+                let max = session.max_total_subscriptions;
+                let taken = session.total_subscriptions.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |n| (n < max).then_some(n + 1),
+                );
+                if taken.is_err() {
+                    return Err(CallError::bad(format!(
+                        "too many subscriptions on this server (at most {max})"
+                    )));
+                }
             }
             let status = node.status_hash(&sh);
             session.scripthashes.insert(sh, status);
@@ -660,7 +825,11 @@ fn call(
         }
         "blockchain.scripthash.unsubscribe" => {
             let sh = param_scripthash(params, 0)?;
-            Ok(json!(session.scripthashes.remove(&sh).is_some()))
+            let removed = session.scripthashes.remove(&sh).is_some();
+            if removed {
+                session.total_subscriptions.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(json!(removed))
         }
         "blockchain.transaction.get" => {
             let txid = param_txid(params, 0)?;
@@ -807,6 +976,184 @@ mod tests {
             timeouts,
         ));
         (addr, rt, shutdown)
+    }
+
+    /// An Electrum server on an in-memory node with `limits`; returns its address, the
+    /// runtime serving it and its shutdown switch.
+    fn limited_server(limits: Limits) -> (std::net::SocketAddr, tokio::runtime::Runtime, Shutdown) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        rt.spawn(serve_with(
+            listener,
+            node,
+            shutdown.clone(),
+            Timeouts::default(),
+            limits,
+        ));
+        (addr, rt, shutdown)
+    }
+
+    fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    #[test]
+    fn oversized_line_is_answered_closed_and_a_fresh_client_served() {
+        let limits = Limits::from_fd_limit(1024);
+        let (addr, _rt, shutdown) = limited_server(limits);
+        let mut s = connect(addr);
+        let mut w = s.try_clone().unwrap();
+        // A 2 MiB batch line of pings: over the 1 MiB cap.
+        let sender = std::thread::spawn(move || {
+            let one = r#"{"id":1,"method":"server.ping"},"#;
+            let mut line = String::from("[");
+            while line.len() < 2 << 20 {
+                line.push_str(one);
+            }
+            line.push_str(r#"{"id":2,"method":"server.ping"}]"#);
+            line.push('\n');
+            let _ = w.write_all(line.as_bytes());
+        });
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reply = String::new();
+        std::io::BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut reply)
+            .unwrap();
+        let v: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["error"]["code"], -32700, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("request too large"),
+            "{v}"
+        );
+        assert!(closed_within(&mut s, Duration::from_secs(20)));
+        let _ = sender.join();
+        let mut fresh = connect(addr);
+        let r = request(&mut fresh, r#"{"id": 5, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 5, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        shutdown.trigger();
+    }
+
+    #[test]
+    fn batches_lines_and_subscriptions_are_bounded() {
+        let mut limits = Limits::from_fd_limit(1024);
+        limits.max_batch = 10;
+        limits.max_subscriptions = 3;
+        limits.max_total_subscriptions = 5;
+        let (addr, _rt, shutdown) = limited_server(limits);
+        let mut s = connect(addr);
+        let batch = |n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"id":{i},"method":"server.ping"}}"#))
+                .collect();
+            format!("[{}]", items.join(","))
+        };
+        // At the bound: answered.
+        let r = request(&mut s, &batch(10));
+        assert_eq!(r.as_array().map(Vec::len), Some(10), "{r}");
+        // One more: refused, and the connection still serves.
+        let r = request(&mut s, &batch(11));
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("batch too large (11 requests, at most 10)"),
+            "{r}"
+        );
+        // A short line of many JSON values: refused before it is parsed.
+        let deep = format!("[{}0]", "0,".repeat(MAX_JSON_TOKENS + 1));
+        assert!(deep.len() < MAX_LINE);
+        let r = request(&mut s, &deep);
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        // Subscriptions: 3 on this connection, 5 on the server.
+        let sub = |s: &mut std::net::TcpStream, i: u8| {
+            let sh = hex::encode([i; 32]);
+            request(
+                s,
+                &format!(
+                    r#"{{"id":{i},"method":"blockchain.scripthash.subscribe","params":["{sh}"]}}"#
+                ),
+            )
+        };
+        for i in 1..=3 {
+            assert!(sub(&mut s, i).get("error").is_none());
+        }
+        let r = sub(&mut s, 4);
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("on this connection (at most 3)"),
+            "{r}"
+        );
+        // Subscribing again to the same script is no new subscription.
+        assert!(sub(&mut s, 2).get("error").is_none());
+        let mut other = connect(addr);
+        assert!(sub(&mut other, 10).get("error").is_none());
+        assert!(sub(&mut other, 11).get("error").is_none());
+        let r = sub(&mut other, 12);
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("on this server (at most 5)"),
+            "{r}"
+        );
+        // A closed connection gives its subscriptions back.
+        drop(s);
+        let mut ok = false;
+        for _ in 0..100 {
+            if sub(&mut other, 12).get("error").is_none() {
+                ok = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(ok, "subscriptions of a closed connection are released");
+        shutdown.trigger();
+    }
+
+    #[test]
+    fn a_flood_of_subscribed_connections_still_lets_a_new_client_in() {
+        let mut limits = Limits::from_fd_limit(1024);
+        limits.electrum_connections = 16;
+        limits.electrum_per_ip = 8;
+        let (addr, _rt, shutdown) = limited_server(limits);
+        // Forty subscribed connections from one host, each idle after its subscription.
+        let mut flood: Vec<std::net::TcpStream> = (0..40)
+            .map(|i| {
+                let mut s = connect(addr);
+                let r = request(
+                    &mut s,
+                    &format!(r#"{{"id":{i},"method":"blockchain.headers.subscribe"}}"#),
+                );
+                assert!(r.get("error").is_none(), "{r}");
+                s
+            })
+            .collect();
+        // A new client is admitted and answered.
+        let mut fresh = connect(addr);
+        let r = request(&mut fresh, r#"{"id": 77, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 77, "{r}");
+        // The oldest flood connections were closed to make room; the newest still serve.
+        assert!(closed_within(&mut flood[0], Duration::from_secs(10)));
+        let last = flood.last_mut().unwrap();
+        let r = request(last, r#"{"id": 78, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 78, "{r}");
+        shutdown.trigger();
     }
 
     /// Wait up to `within` for the server to close `s`; true if it did.

@@ -616,3 +616,139 @@ mod tests {
         );
     }
 }
+
+/// A hostile Electrum server for tests: it answers some methods itself with fixed results (a
+/// lying `blockchain.estimatefee`, say) and forwards every other line to a real server.
+/// Loopback only; at most [`ElectrumProxy::MAX_CLIENTS`] clients at once; stopped (listener
+/// and every connection) when dropped.
+///
+/// Only single requests are answered by the proxy; batches are forwarded as they are.
+#[derive(Debug)]
+pub struct ElectrumProxy {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ElectrumProxy {
+    /// Most clients served at once; further ones are closed at once.
+    pub const MAX_CLIENTS: usize = 32;
+
+    /// Start a proxy in front of `upstream` (`HOST:PORT`) answering each method of `answers`
+    /// with its value as the result.
+    ///
+    /// # Errors
+    /// [`HarnessError::Io`] when the loopback port cannot be bound.
+    pub fn start(
+        upstream: &str,
+        answers: std::collections::HashMap<String, Value>,
+    ) -> Result<ElectrumProxy, HarnessError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| HarnessError::Io { what, source }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding the proxy"))?;
+        let addr = listener.local_addr().map_err(io("proxy address"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let upstream = upstream.trim_start_matches("tcp://").to_string();
+        let answers = Arc::new(answers);
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                {
+                    let mut c = conns2.lock().unwrap_or_else(|p| p.into_inner());
+                    c.retain(|s| s.peer_addr().is_ok());
+                    if c.len() >= 2 * Self::MAX_CLIENTS {
+                        continue;
+                    }
+                    for s in [&client, &server] {
+                        if let Ok(s) = s.try_clone() {
+                            c.push(s);
+                        }
+                    }
+                }
+                let (Ok(mut client_w), Ok(mut server_r)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                // Upstream to client.
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                });
+                // Client to upstream, answering the chosen methods here.
+                let answers = answers.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut client_w) = client.try_clone() else {
+                        return;
+                    };
+                    let mut server_w = server;
+                    let mut r = BufReader::new(client);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match r.read_line(&mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        let v: Option<Value> = serde_json::from_str(&line).ok();
+                        let fake = v.as_ref().and_then(|v| {
+                            let m = v.get("method")?.as_str()?;
+                            let result = answers.get(m)?;
+                            Some(json!({"jsonrpc": "2.0", "id": v.get("id").cloned().unwrap_or(Value::Null), "result": result}))
+                        });
+                        let sent = match fake {
+                            Some(reply) => client_w.write_all(format!("{reply}\n").as_bytes()),
+                            None => server_w.write_all(line.as_bytes()),
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_w.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Ok(ElectrumProxy {
+            addr,
+            stop,
+            conns,
+            thread: Some(thread),
+        })
+    }
+
+    /// The proxy's `HOST:PORT`.
+    pub fn url(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for ElectrumProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        for s in self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

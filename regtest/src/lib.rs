@@ -26,11 +26,13 @@ pub mod chain;
 pub mod electrum;
 pub mod faucet;
 pub mod harness;
+pub mod limits;
 pub mod node;
 pub mod rpc;
 pub mod rpc_client;
 pub mod server;
 
+pub use limits::Limits;
 pub use node::{
     AcceptInfo, Automine, AutomineMode, Confirmation, HistoryItem, MempoolEntry, Node, NodeConfig,
     NodeError, NodeEvent, ParseScriptHashError, Reject, ScriptHash, TipInfo, TxInfo, Utxo,

@@ -9,8 +9,13 @@
 //! Besides Core's methods it has one of its own, `faucet ADDRESS AMOUNT_BTC`, which pays from
 //! the node's faucet key and mines one block (the embedded node has no wallet).
 //!
-//! Every read has a timeout, headers are capped at 64 KiB and bodies at [`MAX_BODY`], so a slow,
-//! silent or malicious client only ever costs its own connection.
+//! Every read has a timeout, headers are capped at 64 KiB and bodies at [`MAX_BODY`] (HTTP 413,
+//! as Core's `evhttp_set_max_body_size`), a body at [`crate::electrum::MAX_JSON_TOKENS`] JSON
+//! values and a batch at [`Limits::max_batch`] requests (HTTP 400 with a JSON-RPC error);
+//! bodies above 64 KiB are read and handled a few at a time ([`Limits::large_inputs`]).
+//! Connections are capped at [`Limits::rpc_connections`]; a new client is admitted by closing
+//! the least recently active idle connection (policy of [`crate::limits`]). So a slow, silent
+//! or malicious client only ever costs its own connection.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -25,14 +30,18 @@ use bitcoin::{
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
+use crate::electrum::MAX_JSON_TOKENS;
 use crate::faucet::Faucet;
+use crate::limits::{json_within, Limits, Slot, Slots, SMALL_INPUT};
 use crate::node::{MempoolEntry, Node, NodeError, Reject};
 use crate::server::Shutdown;
 
-/// The largest request body accepted (bigger ones get HTTP 413 and the connection is closed).
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The largest request body accepted by default (8 MiB: a block of 4 MB weight in hex fits;
+/// bigger ones get HTTP 413 and the connection is closed).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// The largest request head (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
 /// How long an idle kept-alive connection stays open (Core's `-rpcservertimeout` default).
@@ -151,9 +160,34 @@ pub(crate) fn send_error_message(r: &Reject) -> String {
 /// Each connection runs in its own task; a failing connection is closed and logged, never
 /// anything more.
 pub async fn serve(listener: TcpListener, ctx: RpcContext, creds: RpcCredentials) {
+    serve_with(listener, ctx, creds, Limits::default()).await;
+}
+
+/// What every connection of the RPC server shares.
+struct Bounds {
+    max_body: usize,
+    max_batch: usize,
+    /// Permits to read and handle a body above [`SMALL_INPUT`].
+    large: Arc<Semaphore>,
+}
+
+/// [`serve`] with other limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    ctx: RpcContext,
+    creds: RpcCredentials,
+    limits: Limits,
+) {
     let ctx = Arc::new(ctx);
     let creds = Arc::new(creds);
     let shutdown = ctx.shutdown.clone();
+    // One slot table for every peer: RPC clients authenticate, so per-IP shares buy nothing.
+    let slots = Slots::new(limits.rpc_connections, limits.rpc_connections);
+    let bounds = Arc::new(Bounds {
+        max_body: limits.max_body,
+        max_batch: limits.max_batch,
+        large: Arc::new(Semaphore::new(limits.large_inputs.max(1))),
+    });
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait() => break,
@@ -161,12 +195,16 @@ pub async fn serve(listener: TcpListener, ctx: RpcContext, creds: RpcCredentials
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = slots.admit(peer.ip(), true) else {
+                    continue;
+                };
                 let ctx = ctx.clone();
                 let creds = creds.clone();
+                let bounds = bounds.clone();
                 // Not cancelled on shutdown: the reply to `stop` must still go out. The
                 // runtime's shutdown ends whatever is left.
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, ctx, creds).await {
+                    if let Err(e) = connection(stream, ctx, creds, bounds, slot).await {
                         debug!(target: "btcmpc_regtest::rpc", %peer, "connection closed: {e}");
                     }
                 });
@@ -185,6 +223,8 @@ struct HttpRequest {
     method: String,
     keep_alive: bool,
     body: Vec<u8>,
+    /// Held while a body above [`SMALL_INPUT`] is read and handled.
+    _large: Option<OwnedSemaphorePermit>,
 }
 
 enum ReadOutcome {
@@ -202,6 +242,7 @@ enum ReadOutcome {
 async fn read_request(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     creds: &RpcCredentials,
+    bounds: &Bounds,
 ) -> std::io::Result<ReadOutcome> {
     let mut head_len = 0usize;
     let mut line = Vec::new();
@@ -286,12 +327,20 @@ async fn read_request(
         }
     }
     let len = content_length.unwrap_or(0);
-    if len > MAX_BODY {
+    if len > bounds.max_body {
         return Ok(ReadOutcome::Bad(413, "request body too large"));
     }
     if method == "POST" && !creds.check(authorization.as_deref()) {
         return Ok(ReadOutcome::Unauthorized);
     }
+    let large = if len > SMALL_INPUT {
+        match tokio::time::timeout_at(deadline, bounds.large.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(_)) | Err(_) => return Ok(ReadOutcome::Bad(503, "server busy")),
+        }
+    } else {
+        None
+    };
     // Grow the buffer as the bytes arrive rather than trusting the declared length.
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     let mut limited = (&mut *reader).take(len as u64);
@@ -309,6 +358,7 @@ async fn read_request(
         method,
         keep_alive,
         body,
+        _large: large,
     }))
 }
 
@@ -389,12 +439,23 @@ async fn connection(
     stream: TcpStream,
     ctx: Arc<RpcContext>,
     creds: Arc<RpcCredentials>,
+    bounds: Arc<Bounds>,
+    slot: Slot,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     loop {
-        let req = match read_request(&mut reader, &creds).await? {
+        // Evicted (to admit a new client) only while waiting for a request.
+        let read = tokio::select! {
+            _ = slot.evicted() => {
+                debug!(target: "btcmpc_regtest::rpc", "closed to make room for a new connection");
+                return Ok(());
+            }
+            r = read_request(&mut reader, &creds, &bounds) => r?,
+        };
+        slot.touch();
+        let req = match read {
             ReadOutcome::Closed => return Ok(()),
             ReadOutcome::Unauthorized => {
                 warn!(target: "btcmpc_regtest::rpc", "incorrect rpc password");
@@ -424,7 +485,7 @@ async fn connection(
             )
             .await?;
         } else {
-            let (status, reply) = handle_body(&ctx, &req.body).await;
+            let (status, reply) = handle_body(&ctx, &req.body, bounds.max_batch).await;
             let body = match reply {
                 Some(v) => {
                     let mut s = v.to_string().into_bytes();
@@ -530,7 +591,14 @@ fn http_status_for(e: &RpcError) -> u16 {
 }
 
 /// Execute one HTTP body: (HTTP status, reply body or none for 204).
-async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8]) -> (u16, Option<Value>) {
+async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], max_batch: usize) -> (u16, Option<Value>) {
+    if !json_within(body, MAX_JSON_TOKENS) {
+        let e = RpcError::new(
+            code::INVALID_REQUEST,
+            format!("request too complex (more than {MAX_JSON_TOKENS} JSON values)"),
+        );
+        return (400, Some(reply(Err(e), None, Version::Legacy)));
+    }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => {
@@ -561,6 +629,16 @@ async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8]) -> (u16, Option<Value>)
                 (status, Some(reply(result, req.id, req.version)))
             }
         },
+        Value::Array(items) if items.len() > max_batch => {
+            let e = RpcError::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "batch too large ({} requests, at most {max_batch})",
+                    items.len()
+                ),
+            );
+            (400, Some(reply(Err(e), None, Version::Legacy)))
+        }
         Value::Array(items) => {
             let mut replies = Vec::with_capacity(items.len());
             let total = items.len();

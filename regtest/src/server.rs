@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::faucet::{self, Faucet, FaucetError};
+use crate::limits::Limits;
 use crate::node::{Automine, AutomineMode, Node, NodeConfig, NodeError};
 use crate::rpc::{RpcContext, RpcCredentials};
 
@@ -92,6 +93,9 @@ pub struct ServerConfig {
     pub rpc_user: Option<(String, String)>,
     /// Stop on SIGINT/SIGTERM (for the foreground process; not for in-process test nodes).
     pub handle_signals: bool,
+    /// What one client may take from the servers (default: from this process's open-file
+    /// limit, see [`Limits::from_fd_limit`]).
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -105,6 +109,7 @@ impl ServerConfig {
             automine: None,
             rpc_user: None,
             handle_signals: false,
+            limits: Limits::default(),
         }
     }
 
@@ -124,6 +129,12 @@ impl ServerConfig {
     /// Stop on SIGINT/SIGTERM.
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.handle_signals = yes;
+        self
+    }
+
+    /// Set the servers' limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -353,6 +364,7 @@ impl Server {
         let thread_node = node.clone();
         let thread_shutdown = shutdown.clone();
         let handle_signals = cfg.handle_signals;
+        let limits = cfg.limits;
         let thread = std::thread::Builder::new()
             .name("btcmpc-regtest-server".into())
             .spawn(move || {
@@ -360,12 +372,15 @@ impl Server {
                     if handle_signals {
                         tokio::spawn(wait_for_signal(thread_shutdown.clone()));
                     }
-                    let electrum = tokio::spawn(crate::electrum::serve(
+                    let electrum = tokio::spawn(crate::electrum::serve_with(
                         electrum_listener,
                         thread_node.clone(),
                         thread_shutdown.clone(),
+                        crate::electrum::Timeouts::default(),
+                        limits,
                     ));
-                    let rpc = tokio::spawn(crate::rpc::serve(rpc_listener, ctx, creds));
+                    let rpc =
+                        tokio::spawn(crate::rpc::serve_with(rpc_listener, ctx, creds, limits));
                     let _ = electrum.await;
                     let _ = rpc.await;
                     // Let in-flight replies (e.g. to `stop`) reach their clients.

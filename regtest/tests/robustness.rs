@@ -89,10 +89,10 @@ fn electrum_oversized_line_closes_only_that_connection() {
     let mut s = TcpStream::connect(env.electrum_url()).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut writer = s.try_clone().unwrap();
-    // 33 MiB without a newline: over the 32 MiB line cap.
+    // 3 MiB without a newline: over the 1 MiB line cap.
     let sender = std::thread::spawn(move || {
         let chunk = vec![b'a'; 1 << 20];
-        for _ in 0..33 {
+        for _ in 0..3 {
             if writer.write_all(&chunk).is_err() {
                 return;
             }
@@ -337,4 +337,62 @@ fn many_clients_at_once() {
         t.join().expect("client thread");
     }
     assert_serving(&env);
+}
+
+#[test]
+fn rpc_bounds_bodies_batches_and_connections() {
+    let env = env();
+    let addr = rpc_addr(&env);
+    let auth = cookie(&env);
+    let limits = btcmpc_regtest::Limits::default();
+
+    // One byte over the body cap: 413 (Core's `Payload Too Large`), without reading it.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            limits.max_body + 1
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (out, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed);
+    assert!(
+        out.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // A batch at the bound is answered; one request more is refused as a whole.
+    let batch = |n: usize| {
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "getblockcount"}))
+            .collect();
+        Value::Array(items).to_string()
+    };
+    let (status, body) = http(&addr, Some(&auth), &batch(limits.max_batch));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(limits.max_batch));
+    let (status, body) = http(&addr, Some(&auth), &batch(limits.max_batch + 1));
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch too large"),
+        "{v}"
+    );
+
+    // Idle kept-alive connections beyond the cap: the oldest are closed, a new client is
+    // answered.
+    let mut idle: Vec<TcpStream> = (0..limits.rpc_connections + 8)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    assert_serving(&env);
+    let (_, closed) = read_until_close(&mut idle[0], Duration::from_secs(10));
+    assert!(closed, "the oldest idle connection made room");
 }

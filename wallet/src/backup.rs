@@ -60,7 +60,8 @@ impl RoleWallet {
         })
     }
 
-    /// Write an encrypted backup to `path` (mode 0600, atomically).
+    /// Write an encrypted backup to `path` (mode 0600, atomically). A file already at `path` is
+    /// moved aside first (see [`crate::move_aside`]), never overwritten; returns its new name.
     ///
     /// # Errors
     /// Database and I/O errors.
@@ -68,7 +69,7 @@ impl RoleWallet {
         &self,
         path: &Path,
         extra: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(), WalletError> {
+    ) -> Result<Option<std::path::PathBuf>, WalletError> {
         use rand::RngCore;
         let mut doc = self.backup_document()?;
         doc.extra = extra;
@@ -85,7 +86,9 @@ impl RoleWallet {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        write_private(path, &out)
+        let moved = crate::move_aside(path)?;
+        write_private(path, &out)?;
+        Ok(moved)
     }
 
     /// Read and decrypt a backup made by a wallet with the same mnemonic.

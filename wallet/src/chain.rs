@@ -6,6 +6,7 @@ use bdk_electrum::electrum_client::{self, ConfigBuilder, ElectrumApi};
 use bdk_electrum::BdkElectrumClient;
 use bitcoin::{BlockHash, FeeRate, Script, Transaction, Txid};
 
+use crate::fee::FeeChoice;
 use crate::WalletError;
 
 /// How long one Electrum request may take before it fails.
@@ -60,6 +61,23 @@ impl ChainClient {
         // Fail now, with the server named, rather than at the first real request.
         this.tip()?;
         Ok(this)
+    }
+
+    /// [`ChainClient::connect`] for a wallet on `network`: off regtest a plaintext connection
+    /// (`tcp://` or no scheme) is refused unless `allow_plaintext`, since a server reached
+    /// without TLS can be impersonated by anyone on the path (and then lie about fees and
+    /// history).
+    ///
+    /// # Errors
+    /// [`WalletError::PlaintextElectrum`]; as [`ChainClient::connect`].
+    pub fn connect_for(
+        url: &str,
+        network: bitcoin::Network,
+        allow_plaintext: bool,
+        timeout: Duration,
+    ) -> Result<Self, WalletError> {
+        check_transport(url, network, allow_plaintext)?;
+        Self::connect(url, timeout)
     }
 
     /// The server's address as given.
@@ -145,21 +163,38 @@ impl ChainClient {
     }
 
     /// A fee rate for confirmation within `target` blocks: the server's estimate, never below
-    /// `floor` nor the server's relay fee, and never above [`MAX_ESTIMATED_FEE_RATE`] (a lying
-    /// server must not be able to burn the wallet's coins in fees). Regtest servers have no
-    /// estimate: the floor is used.
-    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeRate {
+    /// `floor` nor the server's relay fee. It is [`FeeChoice::Automatic`]: the wallet checks
+    /// the fee it makes against its [`crate::FeePolicy`] before signing (a lying server must not
+    /// be able to burn the wallet's coins in fees). Regtest servers have no estimate: the
+    /// floor is used.
+    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeChoice {
         let est = self.inner.inner.estimate_fee(target, None).ok();
         let relay = self.inner.inner.relay_fee().ok();
-        choose_fee_rate(est, relay, floor)
+        FeeChoice::Automatic(choose_fee_rate(est, relay, floor))
     }
 }
 
-/// The highest fee rate taken from a server's estimate: 1,000 sat/vB.
-pub const MAX_ESTIMATED_FEE_RATE: FeeRate = FeeRate::from_sat_per_kwu(250_000);
+/// Refuse a plaintext Electrum URL off regtest unless `allow_plaintext`.
+///
+/// # Errors
+/// [`WalletError::PlaintextElectrum`].
+pub fn check_transport(
+    url: &str,
+    network: bitcoin::Network,
+    allow_plaintext: bool,
+) -> Result<(), WalletError> {
+    let tls = url.trim().to_ascii_lowercase().starts_with("ssl://");
+    if tls || allow_plaintext || network == bitcoin::Network::Regtest {
+        return Ok(());
+    }
+    Err(WalletError::PlaintextElectrum {
+        url: url.to_string(),
+        network,
+    })
+}
 
 /// The fee rate from a server's estimate and relay fee (both BTC/kvB, -1 or absent when
-/// unknown): at least `floor`, at most [`MAX_ESTIMATED_FEE_RATE`] (or `floor` if that is higher).
+/// unknown): at least `floor`; saturating on absurd values (the policy refuses those).
 fn choose_fee_rate(estimate: Option<f64>, relay: Option<f64>, floor: FeeRate) -> FeeRate {
     let to_rate = |btc_per_kvb: f64| -> Option<FeeRate> {
         if !(btc_per_kvb.is_finite() && btc_per_kvb > 0.0) {
@@ -180,9 +215,8 @@ fn choose_fee_rate(estimate: Option<f64>, relay: Option<f64>, floor: FeeRate) ->
     .flatten()
     .max()
     .unwrap_or(floor);
-    if chosen > MAX_ESTIMATED_FEE_RATE && chosen > floor {
-        tracing::warn!(target: "btcmpc_wallet::chain", rate = %chosen.to_sat_per_kwu(), "server fee estimate capped");
-        return MAX_ESTIMATED_FEE_RATE.max(floor);
+    if chosen > floor {
+        tracing::debug!(target: "btcmpc_wallet::chain", rate_sat_vb = %crate::fee::sat_per_vb(chosen), "server fee estimate");
     }
     chosen
 }
@@ -262,7 +296,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fee_rate_from_estimates_is_floored_and_capped() {
+    fn plaintext_electrum_needs_an_opt_in_off_regtest() {
+        use bitcoin::Network::*;
+        assert!(check_transport("127.0.0.1:60401", Regtest, false).is_ok());
+        assert!(check_transport("ssl://example.org:50002", Bitcoin, false).is_ok());
+        for url in ["example.org:50001", "tcp://example.org:50001"] {
+            let e = check_transport(url, Bitcoin, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("plaintext") && e.contains(url), "{e}");
+            assert!(check_transport(url, Signet, false).is_err());
+            assert!(check_transport(url, Signet, true).is_ok());
+        }
+    }
+
+    #[test]
+    fn fee_rate_from_estimates_is_floored_and_saturates() {
         let floor = FeeRate::from_sat_per_kwu(250); // 1 sat/vB
         assert_eq!(choose_fee_rate(None, None, floor), floor);
         assert_eq!(choose_fee_rate(Some(-1.0), Some(0.000001), floor), floor);
@@ -271,17 +320,21 @@ mod tests {
             choose_fee_rate(Some(0.0002), Some(0.00001), floor),
             FeeRate::from_sat_per_kwu(5_000)
         );
-        // A hostile estimate of 1 BTC/kvB is capped.
+        // A hostile estimate of 1 BTC/kvB is passed on as is: the fee policy refuses it.
         assert_eq!(
             choose_fee_rate(Some(1.0), None, floor),
-            MAX_ESTIMATED_FEE_RATE
+            FeeRate::from_sat_per_kwu(25_000_000)
+        );
+        assert_eq!(
+            choose_fee_rate(Some(1e300), None, floor),
+            FeeRate::from_sat_per_kwu(u64::MAX)
         );
         assert_eq!(
             choose_fee_rate(Some(f64::INFINITY), Some(f64::NAN), floor),
             floor
         );
-        // The caller's own floor always wins.
+        // The caller's own floor wins over a lower estimate.
         let high = FeeRate::from_sat_per_kwu(300_000);
-        assert_eq!(choose_fee_rate(Some(10.0), None, high), high);
+        assert_eq!(choose_fee_rate(Some(0.0002), None, high), high);
     }
 }

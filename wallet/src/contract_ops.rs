@@ -18,6 +18,7 @@ use btcmpc_contracts::{
 use serde::Serialize;
 
 use crate::chain::ChainClient;
+use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::store::ContractRecord;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
@@ -283,7 +284,7 @@ impl RoleWallet {
         chain: &ChainClient,
         file: &ContractFile,
         amount: Amount,
-        fee_rate: FeeRate,
+        fee_rate: impl Into<FeeChoice>,
     ) -> Result<OutPoint, WalletError> {
         self.check_network(file)?;
         let spk = file.compiled().script_pubkey().clone();
@@ -407,8 +408,9 @@ impl RoleWallet {
         chain: &ChainClient,
         file: &ContractFile,
         kind: PathKind,
-        fee_rate: FeeRate,
+        fee: FeeChoice,
     ) -> Result<Txid, WalletError> {
+        let fee_rate = fee.rate();
         self.check_network(file)?;
         // Check the path and the key before touching the chain.
         if file.compiled().path(kind).is_none() {
@@ -420,6 +422,7 @@ impl RoleWallet {
         let (utxo, _) = self.live_utxo(chain, file)?;
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, kind, &utxo, to, None, fee_rate)?;
+        check_sweep_fee(fee, &utxo, &tx)?;
         self.send_spend(chain, file, &tx, kind, fee_rate)
     }
 
@@ -500,11 +503,14 @@ impl RoleWallet {
         preimage: &[u8; 32],
         promise: &EscrowPromise,
         rules: &ClaimRules,
-        fee_rate: FeeRate,
+        fee: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
+        let fee = fee.into();
+        let fee_rate = fee.rate();
         let utxo = self.check_claim(chain, file, promise, rules)?;
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, PathKind::Claim, &utxo, to, Some(preimage), fee_rate)?;
+        check_sweep_fee(fee, &utxo, &tx)?;
         tracing::info!(target: "btcmpc_wallet::contract", outpoint = %utxo.outpoint, value = utxo.txout.value.to_sat(), "claiming the promised escrow output");
         self.send_spend(chain, file, &tx, PathKind::Claim, fee_rate)
     }
@@ -517,9 +523,9 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
-        fee_rate: FeeRate,
+        fee_rate: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Refund, fee_rate)
+        self.sweep_to_wallet(chain, file, PathKind::Refund, fee_rate.into())
     }
 
     /// Take a bond back after its exit height.
@@ -530,9 +536,9 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
-        fee_rate: FeeRate,
+        fee_rate: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Exit, fee_rate)
+        self.sweep_to_wallet(chain, file, PathKind::Exit, fee_rate.into())
     }
 
     /// Replace an unconfirmed claim, refund or exit this wallet broadcast by the same spend at
@@ -545,8 +551,10 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         txid: Txid,
-        fee_rate: FeeRate,
+        fee_rate: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
+        let fee = fee_rate.into();
+        let fee_rate = fee.rate();
         let rec = self
             .pending_broadcasts()?
             .into_iter()
@@ -603,12 +611,14 @@ impl RoleWallet {
         };
         let to = rec.tx.output[0].script_pubkey.clone();
         let tx = self.build_sweep(&file, kind, &utxo, to, preimage.as_ref(), fee_rate)?;
+        check_sweep_fee(fee, &utxo, &tx)?;
         self.replace_recorded(chain, &rec, &tx, fee_rate)
     }
 
     /// Bump every claim still unconfirmed one block or more after its broadcast, by a quarter
-    /// (at least 1 sat/vB), never above `max_rate`: PROTOCOL.md's job flow bumps claims every
-    /// block until they are deep. Returns the replacements.
+    /// (at least 1 sat/vB), never above `max_rate` nor above the [`DEFAULT_FEE_POLICY`]'s bound
+    /// for the claimed amount: PROTOCOL.md's job flow bumps claims every block until they are
+    /// deep, and stops bumping at the bound. Returns the replacements.
     ///
     /// # Errors
     /// Network and database errors; a claim that cannot be bumped is logged and left as is.
@@ -633,14 +643,28 @@ impl RoleWallet {
             if confirmed {
                 continue;
             }
+            let Some(input) = rec.tx.input.first() else {
+                continue;
+            };
+            let prev = chain.transaction(&input.previous_output.txid)?;
+            let Some(claimed) = prev.output.get(input.previous_output.vout as usize) else {
+                continue;
+            };
+            // One vbyte of slack for the rounding of the fee.
+            let vsize = rec.tx.vsize() as u64 + 1;
+            let cap = DEFAULT_FEE_POLICY
+                .max_rate_for(claimed.value, vsize)
+                .min(max_rate)
+                .to_sat_per_kwu();
             let old = rec.fee_rate_sat_kwu;
-            let new = (old + old / 4)
-                .max(old + 250)
-                .min(max_rate.to_sat_per_kwu());
-            if new <= old {
+            let new = (old + old / 4).max(old + 250).min(cap);
+            // A replacement must pay at least 1 sat/vB more to be relayed (BIP125 rule 4).
+            if new < old + 250 {
+                tracing::debug!(target: "btcmpc_wallet::contract", txid = %rec.txid, "claim at its fee bound, not bumped");
                 continue;
             }
-            match self.bump_contract_spend(chain, rec.txid, FeeRate::from_sat_per_kwu(new)) {
+            let rate = FeeChoice::Automatic(FeeRate::from_sat_per_kwu(new));
+            match self.bump_contract_spend(chain, rec.txid, rate) {
                 Ok(txid) => out.push((rec.txid, txid)),
                 Err(e) => {
                     tracing::warn!(target: "btcmpc_wallet::contract", txid = %rec.txid, "claim not bumped: {e}")
@@ -763,4 +787,11 @@ impl RoleWallet {
         let txid = self.send_spend(chain, file, &tx, PathKind::Slash, terms.fee_rate)?;
         Ok((txid, summary))
     }
+}
+
+/// Check the fee of a one-input sweep `tx` of `utxo` against the [`DEFAULT_FEE_POLICY`].
+fn check_sweep_fee(fee: FeeChoice, utxo: &Utxo, tx: &Transaction) -> Result<(), WalletError> {
+    let out: Amount = tx.output.iter().map(|o| o.value).sum();
+    let paid = utxo.txout.value.checked_sub(out).unwrap_or(Amount::ZERO);
+    DEFAULT_FEE_POLICY.check(fee, paid, utxo.txout.value)
 }

@@ -96,6 +96,25 @@ pub enum WalletError {
         /// Why.
         reason: String,
     },
+    /// A fee rate the user did not choose (a server's estimate, an automatic bump) would pay
+    /// more than the [`crate::FeePolicy`] allows. Nothing was signed.
+    #[error("refusing a fee of {} sat at {rate} sat/vB not chosen by the user: above {bound} (give an explicit fee rate, e.g. --fee-rate, to pay it)", .fee.to_sat())]
+    FeeTooHigh {
+        /// The rate in sat/vB.
+        rate: String,
+        /// The fee the transaction would pay.
+        fee: Amount,
+        /// The bound it exceeds, in words.
+        bound: String,
+    },
+    /// An Electrum connection without TLS off regtest, not allowed explicitly.
+    #[error("electrum server {url}: refusing a plaintext (tcp) connection on {network}: use ssl://HOST:PORT, or allow plaintext explicitly (--allow-plaintext-electrum)")]
+    PlaintextElectrum {
+        /// The server as given.
+        url: String,
+        /// The wallet's network.
+        network: bitcoin::Network,
+    },
     /// The contract or transaction is not known to this wallet.
     #[error("{0}")]
     Unknown(String),

@@ -6,6 +6,8 @@
 //!   ([`keys::CONTRACT_PURPOSE`]), so every contract key is recoverable from the mnemonic.
 //! - [`ChainClient`] is the Electrum connection: tip, history of a script, fee estimates with a
 //!   floor, broadcast with the server's reject reason.
+//! - [`FeePolicy`] bounds every fee the user did not choose (server estimates, automatic bumps):
+//!   an absolute cap and a bound relative to the amount moved, checked before signing.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), btcmpc_wallet::WalletError> {
@@ -22,20 +24,25 @@ mod backup;
 mod chain;
 mod contract_ops;
 mod error;
+mod fee;
 pub mod keys;
 mod store;
 mod wallet;
 mod watch;
 
 pub use backup::Backup;
-pub use chain::{ChainClient, HistoryEntry, DEFAULT_TIMEOUT, MAX_ESTIMATED_FEE_RATE};
+pub use chain::{check_transport, ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
 pub use contract_ops::{
     contract_name, contract_status, preimage_in_witness, ClaimRules, ContractStatus, EscrowPromise,
     FundingStatus, OutputStatus, SpendStatus,
 };
 pub use error::WalletError;
+pub use fee::{FeeChoice, FeePolicy, DEFAULT_FEE_POLICY};
 pub use store::{BroadcastRecord, ContractRecord};
-pub use wallet::{HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE, REORG_SAFETY};
+pub use wallet::{
+    move_aside, ExistingDatabase, HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE,
+    REORG_SAFETY,
+};
 pub use watch::{WatchEvent, Watcher};
 
 pub use bdk_wallet::keys::bip39::Mnemonic;

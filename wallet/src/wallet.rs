@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::chain::ChainClient;
+use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
 use crate::{Mnemonic, WalletError};
@@ -62,6 +63,97 @@ pub struct RoleWallet {
     wallet: PersistedWallet<Connection>,
     seed: Seed,
     secp: Secp256k1<All>,
+    existing: Option<ExistingDatabase>,
+}
+
+/// A database [`RoleWallet::create`] found in the wallet's directory without a mnemonic file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExistingDatabase {
+    /// It belongs to the mnemonic given (same keys, same network): kept, with its contracts.
+    Kept(PathBuf),
+    /// It belongs to another seed or network, or is unreadable: renamed, not deleted.
+    MovedAside {
+        /// Where it was.
+        from: PathBuf,
+        /// Where it is now.
+        to: PathBuf,
+    },
+}
+
+/// Whether the wallet database at `db` holds this mnemonic's wallet on `network`.
+fn database_belongs_to(db: &Path, mnemonic: &Mnemonic, network: Network) -> bool {
+    let Ok(seed) = Seed::from_mnemonic(mnemonic, network) else {
+        return false;
+    };
+    let (ext, int) = seed.descriptors();
+    let Ok(mut conn) = Connection::open(db) else {
+        return false;
+    };
+    let loaded = Wallet::load()
+        .descriptor(KeychainKind::External, Some(ext))
+        .descriptor(KeychainKind::Internal, Some(int))
+        .check_network(network)
+        .load_wallet(&mut conn);
+    matches!(loaded, Ok(Some(_)))
+        && !matches!(store::get_meta(&conn, "network"), Ok(Some(n)) if n != network.to_string())
+}
+
+/// Rename `path` (and SQLite's `-wal`, `-shm` and `-journal` files beside it) to
+/// `<name>.moved-<unix seconds>` (with `-2`, `-3`, ... when that is taken). Returns the new
+/// path of `path`, or `None` when it does not exist. Nothing is ever deleted.
+///
+/// # Errors
+/// [`WalletError::Io`] when a rename fails.
+pub fn move_aside(path: &Path) -> Result<Option<PathBuf>, WalletError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut n = 1u32;
+    let target = loop {
+        let suffix = if n == 1 {
+            format!("{name}.moved-{secs}")
+        } else {
+            format!("{name}.moved-{secs}-{n}")
+        };
+        let candidate = path.with_file_name(suffix);
+        if fs::symlink_metadata(&candidate).is_err() {
+            break candidate;
+        }
+        n += 1;
+    };
+    fs::rename(path, &target).map_err(|e| WalletError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(Some(target))
+}
+
+fn move_aside_with_companions(db: &Path) -> Result<Option<PathBuf>, WalletError> {
+    let Some(moved) = move_aside(db)? else {
+        return Ok(None);
+    };
+    for ext in ["-wal", "-shm", "-journal"] {
+        let mut from = db.as_os_str().to_owned();
+        from.push(ext);
+        let from = PathBuf::from(from);
+        if fs::symlink_metadata(&from).is_ok() {
+            let mut to = moved.as_os_str().to_owned();
+            to.push(ext);
+            fs::rename(&from, &to).map_err(|e| WalletError::io(&from, e))?;
+        }
+    }
+    Ok(Some(moved))
 }
 
 impl std::fmt::Debug for RoleWallet {
@@ -75,7 +167,12 @@ impl std::fmt::Debug for RoleWallet {
 
 /// Write `contents` to `path` atomically (temporary file, fsync, rename) with mode 0600.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), WalletError> {
-    let tmp = path.with_extension("tmp");
+    // A hidden name of this process: never a file the user keeps beside `path`.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -105,6 +202,10 @@ impl RoleWallet {
     /// Create a wallet in `dir` from `mnemonic`, or from a fresh one. The mnemonic is written to
     /// `dir/mnemonic.txt` (mode 0600) before anything else.
     ///
+    /// A `wallet.sqlite` already in `dir` (its mnemonic file moved away, or an interrupted
+    /// create) is never deleted: it is kept when it holds this mnemonic's wallet, and moved aside
+    /// (see [`move_aside`]) otherwise; [`RoleWallet::existing_database`] says which.
+    ///
     /// # Errors
     /// [`WalletError::AlreadyExists`] when `dir` holds a wallet; I/O and database errors.
     pub fn create(
@@ -123,14 +224,36 @@ impl RoleWallet {
                 .map_err(|e| WalletError::io(dir, e))?;
         }
         let mnemonic = mnemonic.unwrap_or_else(keys::generate_mnemonic);
-        // A database left by an earlier, interrupted create belongs to no mnemonic: start over.
+        // A database without its mnemonic file (the seed kept offline, or an interrupted
+        // create): kept when it belongs to this mnemonic, moved aside otherwise. Never deleted.
         let db = dir.join(DB_FILE);
-        if db.exists() {
-            fs::remove_file(&db).map_err(|e| WalletError::io(&db, e))?;
-        }
+        let existing = if db.exists() {
+            if database_belongs_to(&db, &mnemonic, network) {
+                info!(target: "btcmpc_wallet::create", db = %db.display(), "existing database kept: it belongs to this mnemonic");
+                Some(ExistingDatabase::Kept(db.clone()))
+            } else {
+                let moved = move_aside_with_companions(&db)?
+                    .expect("the database exists: it was checked just above");
+                warn!(target: "btcmpc_wallet::create", db = %db.display(), moved = %moved.display(), "existing database moved aside");
+                Some(ExistingDatabase::MovedAside {
+                    from: db.clone(),
+                    to: moved,
+                })
+            }
+        } else {
+            None
+        };
         write_private(&dir.join(MNEMONIC_FILE), format!("{mnemonic}\n").as_bytes())?;
-        let wallet = Self::open(dir, network)?;
+        let mut wallet = Self::open(dir, network)?;
+        wallet.existing = existing;
         Ok((wallet, mnemonic))
+    }
+
+    /// What [`RoleWallet::create`] found in the directory and did with it in this run: an
+    /// existing database of the same mnemonic kept, or another one moved aside (never deleted).
+    /// `None` for a wallet that was opened, or created in an empty directory.
+    pub fn existing_database(&self) -> Option<&ExistingDatabase> {
+        self.existing.as_ref()
     }
 
     /// Open the wallet in `dir`.
@@ -183,6 +306,7 @@ impl RoleWallet {
             wallet,
             seed,
             secp: Secp256k1::new(),
+            existing: None,
         })
     }
 
@@ -381,15 +505,18 @@ impl RoleWallet {
     }
 
     /// Build, sign and broadcast a payment of `amount` (or everything, with `None`) to
-    /// `script_pubkey`. Returns the transaction.
+    /// `script_pubkey`. The fee is checked against the [`DEFAULT_FEE_POLICY`] before signing.
+    /// Returns the transaction.
     fn pay(
         &mut self,
         chain: &ChainClient,
         script_pubkey: ScriptBuf,
         amount: Option<Amount>,
-        fee_rate: FeeRate,
+        fee: FeeChoice,
         kind: &str,
     ) -> Result<Transaction, WalletError> {
+        let fee_rate = fee.rate();
+        let moved_to = script_pubkey.clone();
         let psbt = {
             let mut b = self.wallet.build_tx();
             match amount {
@@ -404,8 +531,23 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
+        let paid = psbt
+            .fee()
+            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let moved: Amount = match amount {
+            Some(a) => a,
+            None => psbt
+                .unsigned_tx
+                .output
+                .iter()
+                .filter(|o| o.script_pubkey == moved_to)
+                .map(|o| o.value)
+                .sum(),
+        };
+        // Refused before signing; nothing was persisted for this transaction yet.
+        DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
         let tx = self.sign_and_broadcast(chain, psbt, None)?;
-        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, "broadcast");
+        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, fee_sat = paid.to_sat(), "broadcast");
         Ok(tx)
     }
 
@@ -436,20 +578,23 @@ impl RoleWallet {
         Ok(tx)
     }
 
-    /// Send `amount` (everything with `None`) to `address` at `fee_rate`.
+    /// Send `amount` (everything with `None`) to `address` at `fee` (a [`FeeRate`] the caller
+    /// chose is explicit; [`ChainClient::fee_rate`] gives an automatic one, bounded by the
+    /// [`DEFAULT_FEE_POLICY`]).
     ///
     /// # Errors
-    /// Address, funds, signing, broadcast and database errors; nothing is broadcast on error
-    /// before the broadcast itself.
+    /// Address, funds, signing, broadcast and database errors; [`WalletError::FeeTooHigh`] for
+    /// an automatic rate above the policy; nothing is broadcast on error before the broadcast
+    /// itself.
     pub fn send(
         &mut self,
         chain: &ChainClient,
         address: &str,
         amount: Option<Amount>,
-        fee_rate: FeeRate,
+        fee: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
         let addr = self.parse_address(address)?;
-        let tx = self.pay(chain, addr.script_pubkey(), amount, fee_rate, "send")?;
+        let tx = self.pay(chain, addr.script_pubkey(), amount, fee.into(), "send")?;
         Ok(tx.compute_txid())
     }
 
@@ -526,7 +671,8 @@ impl RoleWallet {
     /// Pay `amount` to a contract output and remember the contract with its outpoint.
     ///
     /// # Errors
-    /// Funds, signing, broadcast and database errors.
+    /// Funds, signing, broadcast and database errors; [`WalletError::FeeTooHigh`] as
+    /// [`RoleWallet::send`].
     pub fn fund_contract(
         &mut self,
         chain: &ChainClient,
@@ -534,7 +680,7 @@ impl RoleWallet {
         file_json: &str,
         script_pubkey: ScriptBuf,
         amount: Amount,
-        fee_rate: FeeRate,
+        fee: impl Into<FeeChoice>,
     ) -> Result<OutPoint, WalletError> {
         // Remember the contract first: a crash after the broadcast still leaves its file here.
         let mut rec = ContractRecord {
@@ -545,7 +691,13 @@ impl RoleWallet {
             amount_sat: None,
         };
         store::put_contract(&self.conn, &rec)?;
-        let tx = self.pay(chain, script_pubkey.clone(), Some(amount), fee_rate, "fund")?;
+        let tx = self.pay(
+            chain,
+            script_pubkey.clone(),
+            Some(amount),
+            fee.into(),
+            "fund",
+        )?;
         let vout = tx
             .output
             .iter()

@@ -20,7 +20,9 @@ use bitcoin::OutPoint;
 use btcmpc_contracts::{
     decode_carrier, encode_carrier, Contract, ContractFile, SlashSummary, SlashTerms,
 };
-use btcmpc_wallet::{contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet};
+use btcmpc_wallet::{
+    contract_status, ChainClient, ClaimRules, EscrowPromise, FeeChoice, RoleWallet,
+};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
@@ -145,15 +147,18 @@ impl TermsArg {
 /// `--fee-rate R` in sat/vB.
 #[derive(Debug, clap::Args)]
 pub struct FeeArg {
-    /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+    /// Fee rate in sat/vB, paid as given (default: the server's estimate, at least 1 sat/vB,
+    /// refused above 200 sat/vB or above 10% of the amount moved).
     #[arg(long, value_name = "R")]
     fee_rate: Option<String>,
 }
 
 impl FeeArg {
-    fn rate(&self, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+    /// The rate given, or the server's estimate (bounded by the wallet's fee policy when the
+    /// transaction is built).
+    fn choice(&self, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
         match &self.fee_rate {
-            Some(r) => parse_fee_rate(r),
+            Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
             None => Ok(chain.fee_rate(2, FEE_FLOOR)),
         }
     }
@@ -257,7 +262,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let contract = load(&file, global)?;
             let amount = parse_amount(&amount)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let op = wallet.fund_contract_file(&chain, &contract, amount, fee.rate(&chain)?)?;
+            let op = wallet.fund_contract_file(&chain, &contract, amount, fee.choice(&chain)?)?;
             Ok(Report::new(
                 format!(
                     "funded {} with {amount}: {op}",
@@ -372,20 +377,20 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                 &preimage,
                 &promise,
                 &rules,
-                fee.rate(&chain)?,
+                fee.choice(&chain)?,
             )?;
             Ok(tx_report("claim", txid))
         }
         ChainCmd::Refund { file, fee } => {
             let contract = load(&file, global)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.refund(&chain, &contract, fee.rate(&chain)?)?;
+            let txid = wallet.refund(&chain, &contract, fee.choice(&chain)?)?;
             Ok(tx_report("refund", txid))
         }
         ChainCmd::Exit { file, fee } => {
             let contract = load(&file, global)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let txid = wallet.exit_bond(&chain, &contract, fee.rate(&chain)?)?;
+            let txid = wallet.exit_bond(&chain, &contract, fee.choice(&chain)?)?;
             Ok(tx_report("exit", txid))
         }
         ChainCmd::Slash {

@@ -90,7 +90,11 @@ enum Cmd {
 fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
     match arg {
         Some(r) => parse_fee_rate(r),
-        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
+        // A server's estimate is bounded by the fee policy's absolute cap (the vsize of a
+        // funding or anchor transaction only names the fee in a refusal).
+        None => {
+            Ok(btcmpc_wallet::DEFAULT_FEE_POLICY.check_rate(chain.fee_rate(2, FEE_FLOOR), 250)?)
+        }
     }
 }
 

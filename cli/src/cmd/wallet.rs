@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use bitcoin::FeeRate;
-use btcmpc_wallet::{keys, ChainClient, RoleWallet, DEFAULT_TIMEOUT};
+use btcmpc_wallet::{keys, ChainClient, ExistingDatabase, FeeChoice, RoleWallet, DEFAULT_TIMEOUT};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
@@ -58,7 +58,8 @@ enum Cmd {
         address: String,
         /// The amount with its unit, or `all` for the whole balance less the fee.
         amount: String,
-        /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
+        /// Fee rate in sat/vB, paid as given (default: the server's estimate, at least
+        /// 1 sat/vB, refused above 200 sat/vB or above 10% of the amount).
         #[arg(long, value_name = "R")]
         fee_rate: Option<String>,
     },
@@ -105,7 +106,12 @@ pub fn open(global: &Global) -> anyhow::Result<RoleWallet> {
 /// Connect to the Electrum server of `--electrum`, or of the embedded node of the datadir.
 pub fn connect(global: &Global) -> anyhow::Result<ChainClient> {
     let url = global.electrum_url()?;
-    Ok(ChainClient::connect(&url, DEFAULT_TIMEOUT)?)
+    Ok(ChainClient::connect_for(
+        &url,
+        global.network.network(),
+        global.allow_plaintext_electrum,
+        DEFAULT_TIMEOUT,
+    )?)
 }
 
 /// Open the wallet, connect and sync.
@@ -114,6 +120,28 @@ pub fn open_synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)>
     let chain = connect(global)?;
     wallet.sync(&chain)?;
     Ok((wallet, chain))
+}
+
+/// Add to a report what `create` did with a database it found: kept or moved aside.
+fn existing_database_note(wallet: &RoleWallet, text: &mut String, j: &mut serde_json::Value) {
+    match wallet.existing_database() {
+        Some(ExistingDatabase::Kept(path)) => {
+            text.push_str(&format!(
+                "\n  kept the existing database {} (it belongs to this mnemonic)",
+                path.display()
+            ));
+            j["database_kept"] = json!(path.display().to_string());
+        }
+        Some(ExistingDatabase::MovedAside { from, to }) => {
+            text.push_str(&format!(
+                "\n  moved the existing database {} aside to {} (another seed's wallet; nothing was deleted)",
+                from.display(),
+                to.display()
+            ));
+            j["database_moved_aside"] = json!(to.display().to_string());
+        }
+        _ => {}
+    }
 }
 
 fn read_mnemonic(path: &Path) -> anyhow::Result<btcmpc_wallet::Mnemonic> {
@@ -142,6 +170,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             );
             let mut j = json!({"dir": dir.display().to_string(), "mnemonic_file": file.display().to_string(),
                 "address": address.to_string(), "network": network.to_string()});
+            existing_database_note(&wallet, &mut text, &mut j);
             if show_mnemonic {
                 text.push_str(&format!("\n  words:    {mnemonic}"));
                 j["mnemonic"] = json!(mnemonic.to_string());
@@ -164,17 +193,28 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             if let Some(b) = &backup {
                 contracts = wallet.restore_backup(b)?.contracts.len();
             }
+            // Say what happened to an existing database before anything can fail on the network.
+            let mut note = String::new();
+            let mut note_json = json!({});
+            existing_database_note(&wallet, &mut note, &mut note_json);
+            if !note.is_empty() {
+                eprintln!("{}", note.trim_start());
+            }
             let chain = connect(global)?;
             let sync = wallet.sync(&chain)?;
             let (confirmed, unconfirmed) = wallet.balance();
+            let mut j = json!({"dir": dir.display().to_string(), "height": sync.tip, "confirmed": confirmed.to_sat(),
+                    "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts});
+            if let (Some(o), Some(n)) = (j.as_object_mut(), note_json.as_object()) {
+                o.extend(n.clone());
+            }
             Ok(Report::new(
                 format!(
-                    "wallet restored in {} at height {}\n  confirmed:   {confirmed}\n  unconfirmed: {unconfirmed}\n  contracts from backup: {contracts}",
+                    "wallet restored in {} at height {}\n  confirmed:   {confirmed}\n  unconfirmed: {unconfirmed}\n  contracts from backup: {contracts}{note}",
                     dir.display(),
                     sync.tip
                 ),
-                json!({"dir": dir.display().to_string(), "height": sync.tip, "confirmed": confirmed.to_sat(),
-                    "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts}),
+                j,
             ))
         }
         Cmd::Address => {
@@ -229,8 +269,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             wallet.parse_address(&address)?;
             let chain = connect(global)?;
             wallet.sync(&chain)?;
-            let rate = fee_rate.unwrap_or_else(|| chain.fee_rate(6, FEE_FLOOR));
-            let txid = wallet.send(&chain, &address, amount, rate)?;
+            // An explicit rate is paid as given; the server's estimate is bounded by the
+            // wallet's fee policy.
+            let fee = match fee_rate {
+                Some(r) => FeeChoice::Explicit(r),
+                None => chain.fee_rate(6, FEE_FLOOR),
+            };
+            let txid = wallet.send(&chain, &address, amount, fee)?;
             Ok(Report::new(
                 txid.to_string(),
                 json!({"txid": txid.to_string()}),
@@ -282,15 +327,23 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         }
         Cmd::Backup { file } => {
             let wallet = open(global)?;
-            wallet.write_backup(&file, Default::default())?;
+            let moved = wallet.write_backup(&file, Default::default())?;
             let doc = wallet.backup_document()?;
+            let mut text = format!(
+                "backup written to {} ({} contracts)",
+                file.display(),
+                doc.contracts.len()
+            );
+            if let Some(m) = &moved {
+                text.push_str(&format!(
+                    "\n  the file that was there was moved to {}",
+                    m.display()
+                ));
+            }
             Ok(Report::new(
-                format!(
-                    "backup written to {} ({} contracts)",
-                    file.display(),
-                    doc.contracts.len()
-                ),
-                json!({"file": file.display().to_string(), "contracts": doc.contracts.len()}),
+                text,
+                json!({"file": file.display().to_string(), "contracts": doc.contracts.len(),
+                    "moved_aside": moved.map(|m| m.display().to_string())}),
             ))
         }
     }
