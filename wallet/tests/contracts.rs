@@ -609,6 +609,9 @@ fn bonded(w: &World, exit: u32) -> anyhow::Result<Bonded> {
     })
 }
 
+/// One change to a slash PSBT.
+type Edit = Box<dyn Fn(&mut bitcoin::psbt::Psbt)>;
+
 fn not_canonical(err: &WalletError) -> Option<&TxDifference> {
     match err {
         WalletError::Spend(SpendError::NotCanonical(d)) => Some(d),
@@ -731,7 +734,7 @@ fn judges_refuse_rewritten_slashes_and_sign_the_canonical_one() -> anyhow::Resul
 
     // Locktime, sequence, fee and outpoint, each changed alone: refused.
     let tip = w.env.tip_height()?;
-    let edits: Vec<(&str, Box<dyn Fn(&mut bitcoin::psbt::Psbt)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "nLockTime",
             Box::new(move |p| {
