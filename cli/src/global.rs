@@ -138,7 +138,9 @@ pub fn init_logging(global: &Global) {
         "error"
     } else {
         match global.verbose {
-            0 => "warn",
+            // electrum_client logs each failed connection attempt as a warning; the command's
+            // own one-line error already says it.
+            0 => "warn,electrum_client=error",
             1 => "info",
             2 => "debug",
             _ => "trace",

@@ -63,7 +63,15 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             // One line: the chain of causes joined, as `anyhow`'s alternate display does.
-            eprintln!("error: {err:#}");
+            // A dependency's message may span lines (electrum-client lists every attempt):
+            // fold them so the error stays one line.
+            let text = format!("{err:#}");
+            let one_line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", one_line.join(" "));
             ExitCode::from(1)
         }
     }

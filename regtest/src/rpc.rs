@@ -327,11 +327,12 @@ async fn read_request(
         }
     }
     let len = content_length.unwrap_or(0);
-    if len > bounds.max_body {
-        return Ok(ReadOutcome::Bad(413, "request body too large"));
-    }
+    // Credentials first (Core answers 401 to a client without them, whatever it declares).
     if method == "POST" && !creds.check(authorization.as_deref()) {
         return Ok(ReadOutcome::Unauthorized);
+    }
+    if len > bounds.max_body {
+        return Ok(ReadOutcome::Bad(413, "request body too large"));
     }
     let large = if len > SMALL_INPUT {
         match tokio::time::timeout_at(deadline, bounds.large.clone().acquire_owned()).await {

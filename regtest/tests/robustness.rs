@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use btcmpc_regtest::harness::TestEnv;
-use netsupport::{cookie, http, rpc_addr, Electrum};
+use netsupport::{b64, cookie, http, rpc_addr, Electrum};
 use serde_json::{json, Value};
 
 fn env() -> TestEnv {
@@ -346,11 +346,13 @@ fn rpc_bounds_bodies_batches_and_connections() {
     let auth = cookie(&env);
     let limits = btcmpc_regtest::Limits::default();
 
-    // One byte over the body cap: 413 (Core's `Payload Too Large`), without reading it.
+    // One byte over the body cap from an authenticated client: 413 (Core's `Payload Too
+    // Large`), without reading it. (Without credentials it is 401 first, as above.)
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(
         format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST / HTTP/1.1\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\n\r\n",
+            b64(auth.as_bytes()),
             limits.max_body + 1
         )
         .as_bytes(),

@@ -410,7 +410,9 @@ impl RoleWallet {
         kind: PathKind,
         fee: FeeChoice,
     ) -> Result<Txid, WalletError> {
-        let fee_rate = fee.rate();
+        // An automatic rate over the cap is refused before the sweep is built (150 vB: a
+        // one-input, one-output taproot script spend, to name the fee in the error).
+        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
         self.check_network(file)?;
         // Check the path and the key before touching the chain.
         if file.compiled().path(kind).is_none() {
@@ -506,7 +508,7 @@ impl RoleWallet {
         fee: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
         let fee = fee.into();
-        let fee_rate = fee.rate();
+        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
         let utxo = self.check_claim(chain, file, promise, rules)?;
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, PathKind::Claim, &utxo, to, Some(preimage), fee_rate)?;

@@ -515,7 +515,10 @@ impl RoleWallet {
         fee: FeeChoice,
         kind: &str,
     ) -> Result<Transaction, WalletError> {
-        let fee_rate = fee.rate();
+        // An automatic rate above the absolute cap is refused before coin selection, which
+        // would otherwise fail first with "insufficient funds" and hide the real reason
+        // (154 vB: a one-input, two-output taproot payment, to name the fee in the error).
+        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 154)?;
         let moved_to = script_pubkey.clone();
         let psbt = {
             let mut b = self.wallet.build_tx();
