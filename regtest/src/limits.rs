@@ -22,6 +22,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// The largest request body accepted by default: Core's `MAX_SIZE` (32 MiB, 0x02000000), the
+/// max body size of its HTTP server; bigger ones get HTTP 413 and the connection is closed.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
 /// File descriptors kept back from the connection budget (chain files, listeners, logs).
 const FD_RESERVE: usize = 64;
 /// The budget used when the process's limit cannot be read.
@@ -81,7 +85,7 @@ impl Limits {
             max_subscriptions: 20_000,
             max_total_subscriptions: 500_000,
             out_queue: 256,
-            max_body: 8 * 1024 * 1024,
+            max_body: MAX_BODY,
             large_inputs: 4,
         }
     }

@@ -39,9 +39,7 @@ use crate::limits::{json_within, Limits, Slot, Slots, SMALL_INPUT};
 use crate::node::{MempoolEntry, Node, NodeError, Reject};
 use crate::server::Shutdown;
 
-/// The largest request body accepted by default (8 MiB: a block of 4 MB weight in hex fits;
-/// bigger ones get HTTP 413 and the connection is closed).
-pub const MAX_BODY: usize = 8 * 1024 * 1024;
+pub use crate::limits::MAX_BODY;
 /// The largest request head (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
 /// How long an idle kept-alive connection stays open (Core's `-rpcservertimeout` default).
@@ -327,12 +325,13 @@ async fn read_request(
         }
     }
     let len = content_length.unwrap_or(0);
-    // Credentials first (Core answers 401 to a client without them, whatever it declares).
-    if method == "POST" && !creds.check(authorization.as_deref()) {
-        return Ok(ReadOutcome::Unauthorized);
-    }
+    // The size first, as Core's HTTP server (libevent's max body size answers 413 before the
+    // handler checks credentials), then the credentials before the body is read.
     if len > bounds.max_body {
         return Ok(ReadOutcome::Bad(413, "request body too large"));
+    }
+    if method == "POST" && !creds.check(authorization.as_deref()) {
+        return Ok(ReadOutcome::Unauthorized);
     }
     let large = if len > SMALL_INPUT {
         match tokio::time::timeout_at(deadline, bounds.large.clone().acquire_owned()).await {
