@@ -2,8 +2,8 @@
 //! against a regtest chain (the embedded node, or bitcoind + electrs with `BITCOIND_EXE` and
 //! `ELECTRS_EXE`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
@@ -12,55 +12,9 @@ use btcmpc_regtest::harness::TestEnv;
 use serde_json::Value;
 
 mod support;
-use support::output_bounded;
+use support::{output_bounded, Cli};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Cli {
-    electrum: String,
-    root: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, who: &str, args: &[&str]) -> Output {
-        output_bounded(
-            Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-                .arg("--datadir")
-                .arg(self.root.join(who))
-                .arg("--electrum")
-                .arg(&self.electrum)
-                .args(args)
-                .env_remove("BTCMPC_DATADIR")
-                .env_remove("BTCMPC_NETWORK"),
-        )
-    }
-
-    /// Run, require success, return stdout as JSON.
-    fn json(&self, who: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(who, &all);
-        assert!(
-            out.status.success(),
-            "btcmpc {args:?} as {who} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
-    }
-
-    /// Run, require failure with exit code 1 and a one-line error; return it.
-    fn fails(&self, who: &str, args: &[&str]) -> String {
-        let out = self.run(who, args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "btcmpc {args:?} should fail: {out:?}"
-        );
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-        err
-    }
-}
 
 fn str_of(v: &Value, key: &str) -> String {
     v[key]

@@ -3,61 +3,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::time::Duration;
 
 use btcmpc_regtest::harness::{ElectrumProxy, TestEnv};
 use serde_json::{json, Value};
 
 mod support;
-use support::output_bounded;
+use support::Cli;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Cli {
-    electrum: String,
-    root: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, who: &str, args: &[&str]) -> Output {
-        output_bounded(
-            Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-                .arg("--datadir")
-                .arg(self.root.join(who))
-                .arg("--electrum")
-                .arg(&self.electrum)
-                .args(args)
-                .env_remove("BTCMPC_DATADIR")
-                .env_remove("BTCMPC_NETWORK")
-                .env_remove("BTCMPC_ALLOW_PLAINTEXT_ELECTRUM"),
-        )
-    }
-
-    fn json(&self, who: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(who, &all);
-        assert!(
-            out.status.success(),
-            "btcmpc {args:?} as {who} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
-    }
-
-    fn fails(&self, who: &str, args: &[&str]) -> String {
-        let out = self.run(who, args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "btcmpc {args:?} should fail: {out:?}"
-        );
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-        err
-    }
-}
 
 fn setup() -> (TestEnv, Cli, tempfile::TempDir) {
     let env = TestEnv::new().expect("regtest chain starts");

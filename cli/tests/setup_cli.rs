@@ -2,8 +2,6 @@
 //! parties make a bonded committee whose manifest verifies; an owner grants and revokes a
 //! service on chain.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use bitcoin::{Address, Amount, Network};
@@ -11,57 +9,9 @@ use btcmpc_regtest::harness::TestEnv;
 use serde_json::Value;
 
 mod support;
-use support::output_bounded;
+use support::Cli;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Cli {
-    electrum: String,
-    root: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, who: &str, args: &[&str]) -> Output {
-        output_bounded(
-            Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-                .arg("--datadir")
-                .arg(self.root.join(who))
-                .arg("--electrum")
-                .arg(&self.electrum)
-                .args(args)
-                .env_remove("BTCMPC_DATADIR")
-                .env_remove("BTCMPC_NETWORK"),
-        )
-    }
-
-    fn json(&self, who: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(who, &all);
-        assert!(
-            out.status.success(),
-            "btcmpc {args:?} as {who} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
-    }
-
-    fn fails(&self, who: &str, args: &[&str]) -> String {
-        let out = self.run(who, args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "btcmpc {args:?} should fail: {out:?}"
-        );
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        assert_eq!(err.lines().count(), 1, "one-line error expected: {err}");
-        err
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.root.join(name).display().to_string()
-    }
-}
 
 fn settle(env: &TestEnv) {
     env.wait_for_height(env.tip_height().unwrap(), WAIT)

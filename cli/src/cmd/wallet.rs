@@ -205,6 +205,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let (confirmed, unconfirmed) = wallet.balance();
             let mut j = json!({"dir": dir.display().to_string(), "height": sync.tip, "confirmed": confirmed.to_sat(),
                     "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts});
+            // The wallet keeps its words beside it (as `create` does): say so, so that a user who
+            // keeps the seed offline knows to move the file away again.
+            let mnemonic_file = dir.join("mnemonic.txt");
+            if mnemonic_file.exists() {
+                note.push_str(&format!(
+                    "\n  mnemonic written to {} (mode 0600; move it away to keep the seed offline)",
+                    mnemonic_file.display()
+                ));
+                j["mnemonic_file"] = json!(mnemonic_file.display().to_string());
+            }
             if let (Some(o), Some(n)) = (j.as_object_mut(), note_json.as_object()) {
                 o.extend(n.clone());
             }
