@@ -722,7 +722,16 @@ impl RoleWallet {
         self.check_network(file)?;
         Self::require_bond(file)?;
         let status = contract_status(chain, file.compiled(), self.known_funding(file)?)?;
-        let live: Vec<Utxo> = status.unspent().map(|o| o.utxo(file.compiled())).collect();
+        // Only the output the bond's money lives in (the funding followed through its
+        // remainders), with `escrow_min_conf` confirmations: any other output paying the bond
+        // script, such as an unconfirmed decoy anyone can create, is never slashed.
+        let min_conf = ClaimRules::for_network(file.network()).min_conf.max(1);
+        let live: Vec<Utxo> = status
+            .live()
+            .filter(|o| o.confirmations >= min_conf)
+            .map(|o| o.utxo(file.compiled()))
+            .into_iter()
+            .collect();
         Ok(file.compiled().check_slash(&live, terms, psbt)?)
     }
 

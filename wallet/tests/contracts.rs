@@ -686,6 +686,43 @@ fn judges_refuse_a_slash_the_accused_party_wrote_for_itself() -> anyhow::Result<
     Ok(())
 }
 
+/// An outsider pays a small, unconfirmed output to the bond script and builds a slash of it:
+/// the judges refuse it (only the live, confirmed bond output is slashed), and the canonical
+/// slash of the real bond is still what they sign.
+#[test]
+fn judges_refuse_a_slash_of_a_decoy_output_paying_the_bond_script() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let Bonded { judges, file, .. } = bonded(&w, w.env.tip_height()? + 100)?;
+    let mut victim = w.wallet("victim", 0)?;
+    let mut outsider = w.wallet("outsider", 100_000)?;
+    let decoy = outsider.fund_contract_file(&w.chain, &file, Amount::from_sat(2_000), rate())?;
+    w.settle()?;
+    let terms = SlashTerms {
+        victim: victim.next_address()?.script_pubkey(),
+        penalty: Some(Amount::from_sat(300_000)),
+        fee_rate: rate(),
+    };
+    // The outsider knows the decoy as its own funding: its slash spends the decoy.
+    let (evil, _) = outsider.slash_psbt(&w.chain, &file, &terms)?;
+    assert_eq!(evil.unsigned_tx.input[0].previous_output, decoy);
+    for j in &judges[..2] {
+        let mut p = evil.clone();
+        assert!(j.sign_slash(&w.chain, &file, &terms, &mut p).is_err());
+        assert_eq!(p, evil, "nothing was signed");
+    }
+    // Confirmed, the decoy is still not the bond's live output.
+    w.env.mine(1)?;
+    w.settle()?;
+    let mut p = evil.clone();
+    assert!(judges[0]
+        .sign_slash(&w.chain, &file, &terms, &mut p)
+        .is_err());
+    // The judges' own canonical slash spends the real bond, not the decoy.
+    let (canonical, _) = judges[0].slash_psbt(&w.chain, &file, &terms)?;
+    assert_ne!(canonical.unsigned_tx.input[0].previous_output, decoy);
+    Ok(())
+}
+
 #[test]
 fn judges_refuse_rewritten_slashes_and_sign_the_canonical_one() -> anyhow::Result<()> {
     let w = World::new()?;

@@ -20,6 +20,7 @@ use crate::args::parse_fee_rate;
 use crate::cmd::party::parse_height;
 use crate::cmd::wallet::{connect, open_synced, FEE_FLOOR};
 use crate::{global::Global, output::Report};
+use btcmpc_wallet::FeeChoice;
 
 /// Arguments of `btcmpc owner`.
 #[derive(Debug, clap::Args)]
@@ -87,14 +88,12 @@ enum Cmd {
     },
 }
 
-fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+/// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
+/// bounds when the transaction is built.
+fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
     match arg {
-        Some(r) => parse_fee_rate(r),
-        // A server's estimate is bounded by the fee policy's absolute cap (the vsize of a
-        // funding or anchor transaction only names the fee in a refusal).
-        None => {
-            Ok(btcmpc_wallet::DEFAULT_FEE_POLICY.check_rate(chain.fee_rate(2, FEE_FLOOR), 250)?)
-        }
+        Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
+        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
     }
 }
 

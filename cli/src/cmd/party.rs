@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::args::{parse_amount, parse_fee_rate};
 use crate::cmd::wallet::{open, open_synced, FEE_FLOOR};
 use crate::{global::Global, output::Report};
+use btcmpc_wallet::FeeChoice;
 
 /// Arguments of `btcmpc party`.
 #[derive(Debug, clap::Args)]
@@ -84,14 +85,12 @@ fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
     Ok(PartyCard::load(&p)?)
 }
 
-fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<bitcoin::FeeRate> {
+/// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
+/// bounds when the transaction is built.
+fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
     match arg {
-        Some(r) => parse_fee_rate(r),
-        // A server's estimate is bounded by the fee policy's absolute cap (the vsize of a
-        // funding or anchor transaction only names the fee in a refusal).
-        None => {
-            Ok(btcmpc_wallet::DEFAULT_FEE_POLICY.check_rate(chain.fee_rate(2, FEE_FLOOR), 250)?)
-        }
+        Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
+        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
     }
 }
 

@@ -12,13 +12,13 @@ use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::transaction::Version;
 use bitcoin::{
-    Amount, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Weight, Witness,
+    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Weight, Witness,
 };
 use btcmpc_contracts::{
     finalize_and_verify, sign_input, verify_spend, Anchor, Contract, ContractFile, FeeInput,
     Funding, SpendError, Utxo,
 };
-use btcmpc_wallet::{ChainClient, RoleWallet, WalletError};
+use btcmpc_wallet::{ChainClient, FeeChoice, RoleWallet, WalletError, DEFAULT_FEE_POLICY};
 use serde::{Deserialize, Serialize};
 
 use super::acl::{anchor_script, dataset_id, Record};
@@ -103,8 +103,12 @@ pub fn publish_store(
     chain: &ChainClient,
     anchor_key: &PublicKey,
     receipts_root: [u8; 32],
-    fee_rate: FeeRate,
+    fee: impl Into<FeeChoice>,
 ) -> Result<StorePublished, OpsError> {
+    // A server's rate is bounded by the wallet's fee policy (the cap before anything is built;
+    // the fee against the anchor's value once it is).
+    let fee_choice = fee.into();
+    let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee_choice, 250)?;
     if wallet.contract_keypair_for(anchor_key)?.is_none() {
         return Err(OpsError::Refused(format!(
             "anchor key {anchor_key} is not a contract key of this wallet"
@@ -161,6 +165,7 @@ pub fn publish_store(
         if rest < change.minimal_non_dust() {
             continue;
         }
+        DEFAULT_FEE_POLICY.check(fee_choice, fee, anchor_value)?;
         tx.output[2].value = rest;
         let mut psbt = Psbt::from_unsigned_tx(tx).expect("the transaction has empty witnesses");
         for (slot, (_, input)) in psbt.inputs.iter_mut().zip(chosen) {
@@ -198,8 +203,10 @@ pub fn extend_anchor(
     anchor_key: &PublicKey,
     current: OutPoint,
     record: &Record,
-    fee_rate: FeeRate,
+    fee: impl Into<FeeChoice>,
 ) -> Result<Txid, OpsError> {
+    let fee_choice = fee.into();
+    let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee_choice, 250)?;
     let kind = match record {
         Record::Grant { .. } => "grant",
         Record::Revoke { .. } => "revoke",
@@ -255,6 +262,15 @@ pub fn extend_anchor(
         sign_input(&mut psbt, 0, &keypair)?;
         wallet.sign_wallet_inputs(&mut psbt)?;
         let tx = finalize_and_verify(psbt, &[(0, &compiled)])?;
+        // The fee the extension pays: what goes in less what comes out.
+        let spent: Amount = anchor.txout.value
+            + inputs[..k]
+                .iter()
+                .map(|(f, _)| f.utxo.txout.value)
+                .sum::<Amount>();
+        let out: Amount = tx.output.iter().map(|o| o.value).sum();
+        let paid = spent.checked_sub(out).unwrap_or(Amount::ZERO);
+        DEFAULT_FEE_POLICY.check(fee_choice, paid, anchor.txout.value)?;
         let txid = wallet.broadcast_recorded(chain, &tx, kind, None, fee_rate)?;
         tracing::info!(target: "btcmpc_engine::node::acl", %txid, kind, "anchor extended");
         return Ok(txid);
@@ -277,7 +293,7 @@ pub fn fund_bond(
     index: usize,
     amount: Amount,
     exit: u32,
-    fee_rate: FeeRate,
+    fee: impl Into<FeeChoice>,
 ) -> Result<(OutPoint, ContractFile), OpsError> {
     roster.verify()?;
     if roster.params.unbonded {
@@ -315,7 +331,7 @@ pub fn fund_bond(
     let contract = roster.bond_contract(index, exit)?;
     let file = ContractFile::new(contract, roster.network)
         .map_err(|e| OpsError::Refused(e.to_string()))?;
-    let outpoint = wallet.fund_contract_file(chain, &file, amount, fee_rate)?;
+    let outpoint = wallet.fund_contract_file(chain, &file, amount, fee)?;
     Ok((outpoint, file))
 }
 
@@ -458,7 +474,7 @@ pub fn store_dataset(
     name: &str,
     columns: &[String],
     receipts_root: [u8; 32],
-    fee_rate: FeeRate,
+    fee: impl Into<FeeChoice>,
 ) -> Result<OwnedDataset, OpsError> {
     let path = OwnedDataset::path(dir, name)?;
     if path.exists() {
@@ -467,7 +483,7 @@ pub fn store_dataset(
         )));
     }
     let (_, anchor_key) = wallet.contract_key(None, &format!("anchor {name}"))?;
-    let published = publish_store(wallet, chain, &anchor_key, receipts_root, fee_rate)?;
+    let published = publish_store(wallet, chain, &anchor_key, receipts_root, fee)?;
     let d = OwnedDataset {
         version: 1,
         name: name.to_string(),
