@@ -1429,6 +1429,24 @@ mod tests {
         assert_eq!(r[1]["error"]["code"], -32602);
     }
 
+    #[test]
+    fn a_thousand_header_requests_in_one_line_are_refused() {
+        // The reported case: at height 101 one 60 KB line asked for ~16 MB of headers.
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        node.generate_to_script(101, &bitcoin::ScriptBuf::new_op_return([]))
+            .unwrap();
+        let mut s = Session::default();
+        let one = r#"{"id":1,"method":"blockchain.block.headers","params":[0,2016]}"#;
+        let line = format!("[{}]", vec![one; 1000].join(","));
+        let reply = handle_line(&node, &mut s, &line, 1).unwrap();
+        assert!(reply.len() < 1000, "{} bytes", reply.len());
+        let r: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        // One such request alone is answered: 102 headers.
+        let r: Value = serde_json::from_str(&handle_line(&node, &mut s, one, 1).unwrap()).unwrap();
+        assert_eq!(r["result"]["count"], 102, "{r}");
+    }
+
     fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
