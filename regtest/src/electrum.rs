@@ -15,7 +15,10 @@
 //! lines are capped at [`MAX_LINE`] bytes (a longer one gets a `-32700` "request too large"
 //! error and the connection is closed), a batch at [`Limits::max_batch`] requests and a line at
 //! [`MAX_JSON_TOKENS`] JSON values (both `-32600`, the connection stays), subscriptions per
-//! connection and in total, replies queued per client; lines above 64 KiB are read and handled
+//! connection and in total, the reply to one batch line ([`Limits::max_reply`] bytes, else
+//! `-32600`), reply bytes queued per client and over all clients ([`Limits::out_bytes`],
+//! [`Limits::out_bytes_total`]: past them the client's next line is not read until its replies
+//! are written, i.e. back-pressure rather than closing a slow reader); lines above 64 KiB are read and handled
 //! a few at a time ([`Limits::large_inputs`]) and their buffers are freed afterwards, so the
 //! server's memory stays bounded and returns when clients leave. Connections are admitted by
 //! the policy of [`crate::limits`]: a new client can always connect; when the server or the
@@ -39,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use crate::limits::{json_within, Limits, Slot, Slots, SMALL_INPUT};
+use crate::limits::{json_within, Limits, OutBudget, OutPermit, Slot, Slots, SMALL_INPUT};
 use crate::node::{Node, NodeEvent, ScriptHash};
 use crate::server::Shutdown;
 
@@ -102,6 +105,8 @@ struct Shared {
     large: Arc<Semaphore>,
     /// Script-hash subscriptions over all connections.
     subscriptions: Arc<AtomicUsize>,
+    /// Reply bytes queued over all connections ([`Limits::out_bytes_total`]).
+    out_total: (Arc<Semaphore>, usize),
 }
 
 /// [`serve`] with other timeouts and limits.
@@ -112,13 +117,31 @@ pub(crate) async fn serve_with(
     timeouts: Timeouts,
     limits: Limits,
 ) {
+    serve_shared(listener, node, shutdown, timeouts, Shared::new(limits)).await;
+}
+
+impl Shared {
+    fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Shared {
+            limits,
+            large: Arc::new(Semaphore::new(limits.large_inputs.max(1))),
+            subscriptions: Arc::new(AtomicUsize::new(0)),
+            out_total: OutBudget::total(limits.out_bytes_total),
+        })
+    }
+}
+
+/// [`serve_with`] with the state its connections share.
+async fn serve_shared(
+    listener: TcpListener,
+    node: Node,
+    shutdown: Shutdown,
+    timeouts: Timeouts,
+    shared: Arc<Shared>,
+) {
+    let limits = shared.limits;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let slots = Slots::new(limits.electrum_connections, limits.electrum_per_ip);
-    let shared = Arc::new(Shared {
-        limits,
-        large: Arc::new(Semaphore::new(limits.large_inputs.max(1))),
-        subscriptions: Arc::new(AtomicUsize::new(0)),
-    });
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait() => break,
@@ -157,6 +180,7 @@ struct Session {
     last_tip: Option<bitcoin::BlockHash>,
     scripthashes: HashMap<ScriptHash, Option<[u8; 32]>>,
     max_batch: usize,
+    max_reply: usize,
     max_subscriptions: usize,
     max_total_subscriptions: usize,
     /// Subscriptions over all connections; this session's are taken off when it is dropped.
@@ -184,6 +208,7 @@ impl Session {
             last_tip: None,
             scripthashes: HashMap::new(),
             max_batch: limits.max_batch,
+            max_reply: limits.max_reply,
             max_subscriptions: limits.max_subscriptions,
             max_total_subscriptions: limits.max_total_subscriptions,
             total_subscriptions: total,
@@ -197,6 +222,7 @@ impl Session {
             last_tip: None,
             scripthashes: HashMap::new(),
             max_batch: self.max_batch,
+            max_reply: self.max_reply,
             max_subscriptions: self.max_subscriptions,
             max_total_subscriptions: self.max_total_subscriptions,
             total_subscriptions: self.total_subscriptions.clone(),
@@ -220,22 +246,28 @@ async fn connection(
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let limits = shared.limits;
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.out_queue.max(1));
+    // Queued replies are bounded in number and in bytes (per client and over all clients);
+    // each carries its reserved bytes, given back once written or dropped.
+    let budget = OutBudget::new(limits.out_bytes, shared.out_total.clone());
+    let (out_tx, mut out_rx) = mpsc::channel::<(String, OutPermit)>(limits.out_queue.max(1));
     let writer = tokio::spawn(async move {
-        while let Some(mut msg) = out_rx.recv().await {
+        while let Some((mut msg, permit)) = out_rx.recv().await {
             // Coalesce what is already queued into one write.
+            let mut permits = vec![permit];
             msg.push('\n');
-            while let Ok(more) = out_rx.try_recv() {
+            while msg.len() <= 1 << 20 {
+                let Ok((more, p)) = out_rx.try_recv() else {
+                    break;
+                };
                 msg.push_str(&more);
                 msg.push('\n');
-                if msg.len() > 1 << 20 {
-                    break;
-                }
+                permits.push(p);
             }
             match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(msg.as_bytes())).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
+            drop(permits);
         }
     });
     let mut events = node.subscribe();
@@ -275,7 +307,10 @@ async fn connection(
                 slot.touch();
                 if line.len() > limits.max_line || line.last() != Some(&b'\n') {
                     let msg = format!("request too large (more than {} bytes)", limits.max_line);
-                    let _ = out_tx.send(error_msg(&Value::Null, -32700, &msg).to_string()).await;
+                    let msg = error_msg(&Value::Null, -32700, &msg).to_string();
+                    if let Some(p) = budget.try_reserve(msg.len() + 1) {
+                        let _ = out_tx.send((msg, p)).await;
+                    }
                     linger = true;
                     break Ok(());
                 }
@@ -306,7 +341,12 @@ async fn connection(
                 // The large line and its parse are gone: let another one in.
                 large = None;
                 if let Some(reply) = reply {
-                    if out_tx.send(reply).await.is_err() {
+                    // Back-pressure: while this client's queued bytes (or all clients') are
+                    // over budget, its next line is not read.
+                    let Some(permit) = budget.reserve(reply.len() + 1).await else {
+                        break Ok(());
+                    };
+                    if out_tx.send((reply, permit)).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -331,7 +371,11 @@ async fn connection(
                 session = s;
                 // A client that does not read its notifications is dropped rather than
                 // buffered without bound.
-                if notes.into_iter().any(|n| out_tx.try_send(n).is_err()) {
+                if notes.into_iter().any(|n| {
+                    budget
+                        .try_reserve(n.len() + 1)
+                        .is_none_or(|p| out_tx.try_send((n, p)).is_err())
+                }) {
                     debug!(target: "btcmpc_regtest::electrum", "client does not read its notifications, closing");
                     break Ok(());
                 }
@@ -589,11 +633,27 @@ fn handle_line(node: &Node, session: &mut Session, line: &str, port: u16) -> Opt
                 );
                 return Some(error_msg(&Value::Null, -32600, &msg).to_string());
             }
-            let replies: Vec<Value> = items
-                .iter()
-                .map(|item| handle_request(node, session, item, port))
-                .collect();
-            Some(Value::Array(replies).to_string())
+            // The replies are joined as they come, and the batch refused as soon as they add
+            // up to more than max_reply bytes: what one line can make the server hold is
+            // bounded whatever it asks for.
+            let mut out = String::from("[");
+            for (i, item) in items.iter().enumerate() {
+                let reply = handle_request(node, session, item, port).to_string();
+                if out.len() + reply.len() + 2 > session.max_reply {
+                    let msg = format!(
+                        "reply too large (more than {} bytes after {i} of {} requests)",
+                        session.max_reply,
+                        items.len()
+                    );
+                    return Some(error_msg(&Value::Null, -32600, &msg).to_string());
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&reply);
+            }
+            out.push(']');
+            Some(out)
         }
         v @ Value::Object(_) => Some(handle_request(node, session, &v, port).to_string()),
         _ => Some(error_msg(&Value::Null, -32600, "invalid request").to_string()),
@@ -1000,6 +1060,120 @@ mod tests {
         (addr, rt, shutdown)
     }
 
+    /// [`limited_server`] that also returns the state its connections share.
+    fn shared_server(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::runtime::Runtime,
+        Shutdown,
+        Arc<Shared>,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let shared = Shared::new(limits);
+        rt.spawn(serve_shared(
+            listener,
+            node,
+            shutdown.clone(),
+            Timeouts::default(),
+            shared.clone(),
+        ));
+        (addr, rt, shutdown, shared)
+    }
+
+    /// A batch line of `n` `server.features` requests (about 36 bytes each, answered by about
+    /// 330 bytes each).
+    fn features_batch(n: usize) -> String {
+        let items: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"id":{i},"method":"server.features"}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    #[test]
+    fn a_batch_whose_reply_is_too_large_is_refused_and_the_connection_serves() {
+        let mut limits = Limits::from_fd_limit(1024);
+        limits.max_reply = 20_000;
+        let (addr, _rt, shutdown) = limited_server(limits);
+        let mut s = connect(addr);
+        // Ten features fit in 20,000 bytes.
+        let r = request(&mut s, &features_batch(10));
+        assert_eq!(r.as_array().map(Vec::len), Some(10), "{r}");
+        // A thousand (about 330 KB of reply from a 37 KB line) do not.
+        let r = request(&mut s, &features_batch(1000));
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("reply too large (more than 20000 bytes"),
+            "{r}"
+        );
+        // The same connection still answers a small request.
+        let r = request(&mut s, r#"{"id": 9, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 9, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        shutdown.trigger();
+    }
+
+    #[test]
+    fn a_client_that_never_reads_stops_being_read_and_others_are_served() {
+        let mut limits = Limits::from_fd_limit(1024);
+        limits.out_bytes = 1 << 20;
+        // No count bound: only the byte budget holds this client back.
+        limits.out_queue = 1_000_000;
+        let (addr, _rt, shutdown, shared) = shared_server(limits);
+        let mut flood = connect(addr);
+        flood
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // Each line asks for ~330 KB. Unbounded, 4,000 lines would queue ~1.3 GB; bounded,
+        // the server stops reading once 1 MiB is queued, socket buffers fill and our writes
+        // stall.
+        let line = format!(
+            "{}
+",
+            features_batch(1000)
+        );
+        let mut stalled = false;
+        for _ in 0..4000 {
+            match flood.write_all(line.as_bytes()) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    stalled = true;
+                    break;
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        assert!(stalled, "the server kept reading a client that never reads");
+        let (total, cap) = &shared.out_total;
+        let queued = cap - total.available_permits();
+        assert!(
+            queued > 0 && queued <= limits.out_bytes,
+            "{queued} bytes queued"
+        );
+        // A fresh client is answered meanwhile.
+        let mut fresh = connect(addr);
+        let r = request(&mut fresh, r#"{"id": 5, "method": "server.ping"}"#);
+        assert_eq!(r["id"], 5, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        shutdown.trigger();
+    }
+
     fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
         let s = std::net::TcpStream::connect(addr).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -1253,6 +1427,24 @@ mod tests {
         assert_eq!(r[0]["id"], 1);
         assert_eq!(r[0]["result"], Value::Null);
         assert_eq!(r[1]["error"]["code"], -32602);
+    }
+
+    #[test]
+    fn a_thousand_header_requests_in_one_line_are_refused() {
+        // The reported case: at height 101 one 60 KB line asked for ~16 MB of headers.
+        let node = Node::open(crate::node::NodeConfig::in_memory()).unwrap();
+        node.generate_to_script(101, &bitcoin::ScriptBuf::new_op_return([]))
+            .unwrap();
+        let mut s = Session::default();
+        let one = r#"{"id":1,"method":"blockchain.block.headers","params":[0,2016]}"#;
+        let line = format!("[{}]", vec![one; 1000].join(","));
+        let reply = handle_line(&node, &mut s, &line, 1).unwrap();
+        assert!(reply.len() < 1000, "{} bytes", reply.len());
+        let r: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        // One such request alone is answered: 102 headers.
+        let r: Value = serde_json::from_str(&handle_line(&node, &mut s, one, 1).unwrap()).unwrap();
+        assert_eq!(r["result"]["count"], 102, "{r}");
     }
 
     fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {

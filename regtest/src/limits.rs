@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The largest request body accepted by default: Core's `MAX_SIZE` (32 MiB, 0x02000000), the
@@ -52,6 +52,19 @@ pub struct Limits {
     pub max_total_subscriptions: usize,
     /// Most replies and notifications queued for one Electrum client.
     pub out_queue: usize,
+    /// The largest reply to one Electrum batch line (bytes of JSON): a batch whose replies add
+    /// up to more is answered with one `-32600` "reply too large" error instead (the
+    /// connection stays). A single request is bounded by its method (at most 2,016 headers,
+    /// 323 KB; one transaction, at most 8 MB of hex).
+    pub max_reply: usize,
+    /// Most reply and notification bytes queued, unwritten, for one Electrum client. Past it
+    /// the server stops reading that client's requests until its replies are written
+    /// (back-pressure); a notification that does not fit closes the connection.
+    pub out_bytes: usize,
+    /// Most reply and notification bytes queued over all Electrum clients. Past it every
+    /// client's next reply waits until others are written or their connections close (a
+    /// client that takes no bytes for 60 s is closed, which gives its bytes back).
+    pub out_bytes_total: usize,
     /// The largest RPC request body (bytes; bigger ones get HTTP 413).
     pub max_body: usize,
     /// Lines or bodies above 64 KiB being read or handled at once (each can cost tens of times
@@ -85,6 +98,9 @@ impl Limits {
             max_subscriptions: 20_000,
             max_total_subscriptions: 500_000,
             out_queue: 256,
+            max_reply: 4 * 1024 * 1024,
+            out_bytes: 16 * 1024 * 1024,
+            out_bytes_total: 256 * 1024 * 1024,
             max_body: MAX_BODY,
             large_inputs: 4,
         }
@@ -133,6 +149,80 @@ pub(crate) fn json_within(bytes: &[u8], max: usize) -> bool {
         }
     }
     true
+}
+
+/// The bytes one Electrum client may have queued for writing, drawn from the client's own
+/// budget and from the server's total budget (both in bytes; [`Limits::out_bytes`],
+/// [`Limits::out_bytes_total`]).
+#[derive(Debug, Clone)]
+pub(crate) struct OutBudget {
+    client: Arc<Semaphore>,
+    client_cap: usize,
+    total: Arc<Semaphore>,
+    total_cap: usize,
+}
+
+/// Bytes reserved for one queued message; given back when it is dropped (written or discarded).
+#[derive(Debug)]
+pub(crate) struct OutPermit {
+    _client: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+}
+
+impl OutBudget {
+    /// The server-wide budget of `total_cap` bytes, shared by every client.
+    pub(crate) fn total(total_cap: usize) -> (Arc<Semaphore>, usize) {
+        let cap = total_cap.clamp(1, Semaphore::MAX_PERMITS);
+        (Arc::new(Semaphore::new(cap)), cap)
+    }
+
+    /// One client's budget of `client_cap` bytes, within `total`.
+    pub(crate) fn new(client_cap: usize, total: (Arc<Semaphore>, usize)) -> Self {
+        let client_cap = client_cap.clamp(1, Semaphore::MAX_PERMITS);
+        OutBudget {
+            client: Arc::new(Semaphore::new(client_cap)),
+            client_cap,
+            total: total.0,
+            total_cap: total.1,
+        }
+    }
+
+    /// What a message of `bytes` is charged: its size, but never more than either budget (a
+    /// message larger than the budget is queued alone).
+    fn charge(&self, bytes: usize) -> (u32, u32) {
+        let c = bytes.clamp(1, self.client_cap).min(u32::MAX as usize) as u32;
+        let t = bytes.clamp(1, self.total_cap).min(u32::MAX as usize) as u32;
+        (c, t)
+    }
+
+    /// Reserve `bytes`, waiting until this client's and the server's queues have room.
+    /// `None` only when a budget is closed.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Option<OutPermit> {
+        let (c, t) = self.charge(bytes);
+        let client = self.client.clone().acquire_many_owned(c).await.ok()?;
+        let total = self.total.clone().acquire_many_owned(t).await.ok()?;
+        Some(OutPermit {
+            _client: client,
+            _total: total,
+        })
+    }
+
+    /// Reserve `bytes` now, or `None` when either queue is full.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Option<OutPermit> {
+        let (c, t) = self.charge(bytes);
+        let client = self.client.clone().try_acquire_many_owned(c).ok()?;
+        let total = self.total.clone().try_acquire_many_owned(t).ok()?;
+        Some(OutPermit {
+            _client: client,
+            _total: total,
+        })
+    }
+
+    /// Bytes this client has queued.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.client_cap - self.client.available_permits()
+    }
 }
 
 struct Entry {
@@ -286,6 +376,36 @@ mod tests {
         assert_eq!(slots.len(), 2);
         // Refusing instead of evicting.
         assert!(slots.admit(a, false).is_none());
+    }
+
+    #[tokio::test]
+    async fn queued_bytes_are_counted_per_client_and_in_total() {
+        let total = OutBudget::total(1000);
+        let a = OutBudget::new(600, total.clone());
+        let b = OutBudget::new(600, total.clone());
+        let a1 = a.reserve(400).await.unwrap();
+        assert_eq!(a.queued(), 400);
+        // Over a's own budget: refused now, while b still has room.
+        assert!(a.try_reserve(201).is_none());
+        let a2 = a.try_reserve(200).unwrap();
+        assert_eq!(a.queued(), 600);
+        // The total (1000) leaves b only 400 of its 600.
+        assert!(b.try_reserve(401).is_none());
+        let b1 = b.try_reserve(400).unwrap();
+        assert_eq!(total.0.available_permits(), 0);
+        // Written (dropped) messages give their bytes back to both budgets.
+        drop(a1);
+        assert_eq!(a.queued(), 200);
+        assert_eq!(total.0.available_permits(), 400);
+        // A message larger than the budget is charged the whole budget, so it waits for an
+        // empty queue rather than forever.
+        drop((a2, b1));
+        let big = a.try_reserve(10_000).unwrap();
+        assert_eq!(a.queued(), 600);
+        assert!(a.try_reserve(1).is_none());
+        drop(big);
+        assert_eq!(a.queued(), 0);
+        assert_eq!(total.0.available_permits(), 1000);
     }
 
     #[test]
