@@ -320,6 +320,26 @@ impl KeyAgreement {
     /// [`PrssError::Missing`] if a member did not confirm.
     pub fn mismatches(&self, confirmations: &[Confirmation]) -> Result<Vec<usize>, PrssError> {
         let mut out = Vec::new();
+        self.each_confirmation(confirmations, |set, _, agrees| {
+            if !agrees && out.last() != Some(&set) {
+                out.push(set);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Walks the confirmation expected from every member of every set this party holds a key
+    /// for (other than itself and the excluded), in set order, calling `f(set, from, agrees)`;
+    /// stops at the first error of `f`.
+    ///
+    /// # Errors
+    /// [`PrssError::Missing`] if a member did not confirm; whatever `f` returns.
+    fn each_confirmation(
+        &self,
+        confirmations: &[Confirmation],
+        mut f: impl FnMut(usize, u32, bool) -> Result<(), PrssError>,
+    ) -> Result<(), PrssError> {
         for (s, members) in self.sets.iter().enumerate() {
             let Some(key) = self.keys[s] else { continue };
             let mine: [u8; 32] = Sha256::digest(key).into();
@@ -331,12 +351,10 @@ impl KeyAgreement {
                     .iter()
                     .find(|c| c.set == s && c.from == *m)
                     .ok_or(PrssError::Missing { from: *m, set: s })?;
-                if c.key_hash != mine && out.last() != Some(&s) {
-                    out.push(s);
-                }
+                f(s, *m, c.key_hash == mine)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Checks the other members' confirmations and returns the keys.
@@ -348,22 +366,13 @@ impl KeyAgreement {
         self,
         confirmations: &[Confirmation],
     ) -> Result<Prss<F>, PrssError> {
-        for (s, members) in self.sets.iter().enumerate() {
-            let Some(key) = self.keys[s] else { continue };
-            let mine: [u8; 32] = Sha256::digest(key).into();
-            for m in members
-                .iter()
-                .filter(|m| **m != self.me && !self.excluded.contains(m))
-            {
-                let c = confirmations
-                    .iter()
-                    .find(|c| c.set == s && c.from == *m)
-                    .ok_or(PrssError::Missing { from: *m, set: s })?;
-                if c.key_hash != mine {
-                    return Err(PrssError::KeyMismatch { set: s, from: *m });
-                }
+        self.each_confirmation(confirmations, |set, from, agrees| {
+            if agrees {
+                Ok(())
+            } else {
+                Err(PrssError::KeyMismatch { set, from })
             }
-        }
+        })?;
         let keys = self
             .sets
             .iter()
