@@ -9,13 +9,13 @@ use bitcoin::OutPoint;
 use bitcoin::{Amount, FeeRate, Network};
 use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
 use btcmpc_contracts::{SlashTerms, SpendError, TxDifference};
-use btcmpc_regtest::harness::TestEnv;
 use btcmpc_wallet::{
     contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet, WalletError, WatchEvent,
     Watcher,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+mod support;
+use support::{escrow, World, WAIT};
 
 fn rate() -> FeeRate {
     FeeRate::from_sat_per_vb_u32(2)
@@ -31,78 +31,6 @@ fn promise(outpoint: OutPoint, sats: u64) -> EscrowPromise {
         outpoint,
         amount: Amount::from_sat(sats),
     }
-}
-
-struct World {
-    env: TestEnv,
-    chain: ChainClient,
-    _dir: tempfile::TempDir,
-    dir: std::path::PathBuf,
-}
-
-impl World {
-    fn new() -> anyhow::Result<World> {
-        let env = TestEnv::new()?;
-        let chain = ChainClient::connect(&env.electrum_url(), Duration::from_secs(10))?;
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().to_path_buf();
-        Ok(World {
-            env,
-            chain,
-            _dir: dir,
-            dir: path,
-        })
-    }
-
-    /// A wallet with `sats` confirmed.
-    fn wallet(&self, name: &str, sats: u64) -> anyhow::Result<RoleWallet> {
-        let (mut w, _) = RoleWallet::create(&self.dir.join(name), Network::Regtest, None)?;
-        if sats > 0 {
-            self.env.fund(&w.next_address()?, Amount::from_sat(sats))?;
-            self.settle()?;
-        }
-        w.sync(&self.chain)?;
-        Ok(w)
-    }
-
-    /// Wait until Electrum has caught up with the node's tip.
-    fn settle(&self) -> anyhow::Result<()> {
-        self.env.wait_for_height(self.env.tip_height()?, WAIT)?;
-        Ok(())
-    }
-
-    fn mine(&self, n: u32) -> anyhow::Result<()> {
-        self.env.mine(n)?;
-        self.settle()
-    }
-
-    /// Mine until the tip is exactly `height`.
-    fn mine_to_height(&self, height: u32) -> anyhow::Result<()> {
-        let tip = self.env.tip_height()?;
-        assert!(tip <= height, "tip {tip} already past {height}");
-        if tip < height {
-            self.mine(height - tip)?;
-        }
-        Ok(())
-    }
-}
-
-fn escrow(
-    service: &mut RoleWallet,
-    party: &mut RoleWallet,
-    k: &[u8; 32],
-    timeout: u32,
-) -> anyhow::Result<ContractFile> {
-    let (_, s) = service.contract_key(None, "escrow sender")?;
-    let (_, p) = party.contract_key(None, "escrow receiver")?;
-    let c = Contract::ClaimOrRefund(ClaimOrRefund {
-        receiver: p,
-        sender: s,
-        hash: sha256::Hash::hash(k),
-        timeout: Height::new(timeout)?,
-        internal_key: InternalKey::random_nums(&mut thread_rng()),
-    });
-    Ok(ContractFile::new(c, Network::Regtest)?)
 }
 
 #[test]

@@ -6,95 +6,38 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bitcoin::hashes::{sha256, Hash};
-use bitcoin::secp256k1::rand::thread_rng;
 use bitcoin::{Amount, FeeRate, Network};
-use btcmpc_contracts::{ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
-use btcmpc_regtest::harness::{ElectrumProxy, TestEnv};
+use btcmpc_regtest::harness::ElectrumProxy;
 use btcmpc_wallet::{
-    ChainClient, ClaimRules, EscrowPromise, FeeChoice, RoleWallet, WalletError, DEFAULT_FEE_POLICY,
+    ChainClient, ClaimRules, EscrowPromise, FeeChoice, WalletError, DEFAULT_FEE_POLICY,
 };
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod support;
+use support::{escrow, World, WAIT};
 const FLOOR: FeeRate = FeeRate::from_sat_per_kwu(250);
 
-struct World {
-    env: TestEnv,
-    /// The honest server.
-    chain: ChainClient,
-    /// The hostile one; kept alive as long as `liar`.
-    _proxy: ElectrumProxy,
-    liar: ChainClient,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    fn new() -> anyhow::Result<World> {
-        let env = TestEnv::new()?;
-        let chain = ChainClient::connect(&env.electrum_url(), Duration::from_secs(10))?;
-        let proxy = ElectrumProxy::start(
-            &env.electrum_url(),
-            HashMap::from([("blockchain.estimatefee".to_string(), json!(1.0))]),
-        )?;
-        let liar = ChainClient::connect(&proxy.url(), Duration::from_secs(10))?;
-        Ok(World {
-            env,
-            chain,
-            _proxy: proxy,
-            liar,
-            dir: tempfile::tempdir()?,
-        })
-    }
-
-    fn wallet(&self, name: &str, sats: u64) -> anyhow::Result<RoleWallet> {
-        let (mut w, _) = RoleWallet::create(&self.dir.path().join(name), Network::Regtest, None)?;
-        if sats > 0 {
-            self.env.fund(&w.next_address()?, Amount::from_sat(sats))?;
-            self.settle()?;
-        }
-        w.sync(&self.chain)?;
-        Ok(w)
-    }
-
-    fn settle(&self) -> anyhow::Result<()> {
-        self.env.wait_for_height(self.env.tip_height()?, WAIT)?;
-        Ok(())
-    }
-
-    fn mempool(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let v = self.env.rpc().call("getrawmempool", &[])?;
-        Ok(v.as_array().cloned().unwrap_or_default())
-    }
-}
-
-fn escrow(
-    service: &mut RoleWallet,
-    party: &mut RoleWallet,
-    k: &[u8; 32],
-    timeout: u32,
-) -> anyhow::Result<ContractFile> {
-    let (_, s) = service.contract_key(None, "escrow sender")?;
-    let (_, p) = party.contract_key(None, "escrow receiver")?;
-    let c = Contract::ClaimOrRefund(ClaimOrRefund {
-        receiver: p,
-        sender: s,
-        hash: sha256::Hash::hash(k),
-        timeout: Height::new(timeout)?,
-        internal_key: InternalKey::random_nums(&mut thread_rng()),
-    });
-    Ok(ContractFile::new(c, Network::Regtest)?)
+/// An Electrum proxy in front of the world's node that answers `blockchain.estimatefee` with
+/// 1 BTC/kvB, and a client connected through it (the proxy lives as long as the pair).
+fn liar(w: &World) -> anyhow::Result<(ElectrumProxy, ChainClient)> {
+    let proxy = ElectrumProxy::start(
+        &w.env.electrum_url(),
+        HashMap::from([("blockchain.estimatefee".to_string(), json!(1.0))]),
+    )?;
+    let liar = ChainClient::connect(&proxy.url(), Duration::from_secs(10))?;
+    Ok((proxy, liar))
 }
 
 #[test]
 fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> {
     let w = World::new()?;
+    let (_proxy, liar) = liar(&w)?;
     let mut service = w.wallet("service", 1_000_000)?;
     let mut party = w.wallet("party", 0)?;
     let to = party.next_address()?.to_string();
 
     // The server's 1 BTC/kvB comes back as an automatic rate of 100,000 sat/vB.
-    let lie = w.liar.fee_rate(6, FLOOR);
+    let lie = liar.fee_rate(6, FLOOR);
     assert_eq!(
         lie,
         FeeChoice::Automatic(FeeRate::from_sat_per_kwu(25_000_000))
@@ -103,7 +46,7 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
 
     // A 100,000-sat payment at the lie: refused before signing, nothing broadcast.
     let err = service
-        .send(&w.liar, &to, Some(Amount::from_sat(100_000)), lie)
+        .send(&liar, &to, Some(Amount::from_sat(100_000)), lie)
         .unwrap_err();
     assert!(matches!(err, WalletError::FeeTooHigh { .. }), "{err}");
     let msg = err.to_string();
@@ -117,7 +60,7 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
     // A rate under the cap but a fee above 10% of a small payment: refused too.
     let err = service
         .send(
-            &w.liar,
+            &liar,
             &to,
             Some(Amount::from_sat(10_000)),
             FeeChoice::Automatic(FeeRate::from_sat_per_vb_u32(150)),
@@ -128,7 +71,7 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
 
     // The same payment with a rate the user chose goes through.
     let txid = service.send(
-        &w.liar,
+        &liar,
         &to,
         Some(Amount::from_sat(100_000)),
         FeeRate::from_sat_per_vb_u32(3),
@@ -148,21 +91,14 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
     w.settle()?;
     party.sync(&w.chain)?;
     let err = party
-        .claim(
-            &w.liar,
-            &file,
-            &k,
-            &promise,
-            &rules,
-            w.liar.fee_rate(2, FLOOR),
-        )
+        .claim(&liar, &file, &k, &promise, &rules, liar.fee_rate(2, FLOOR))
         .unwrap_err();
     assert!(matches!(err, WalletError::FeeTooHigh { .. }), "{err}");
     assert!(w.mempool()?.is_empty(), "no claim was broadcast");
     assert!(party.pending_broadcasts()?.is_empty());
     // With an explicit rate it is claimed.
     let claim = party.claim(
-        &w.liar,
+        &liar,
         &file,
         &k,
         &promise,
