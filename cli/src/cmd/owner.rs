@@ -1,12 +1,15 @@
-//! `btcmpc owner grant|revoke|list|acl`: a data owner's access control on chain, by extending
-//! or reading the dataset's anchor spend chain (PROTOCOL.md, "Access control on chain").
+//! `btcmpc owner store|grant|revoke|list|acl|export`: a data owner's datasets and their access
+//! control on chain, by extending or reading the dataset's anchor spend chain (PROTOCOL.md,
+//! "Access control on chain").
 //!
-//! Datasets live in `DATADIR/datasets/NAME.json`. `owner store` (with the party network)
-//! publishes the STORE record through the same library call as the hidden test command
-//! `owner publish-store`, which publishes a STORE record for a receipts root given by hand.
+//! Datasets live in `DATADIR/datasets/NAME.json` (what was published) and
+//! `DATADIR/stores/NAME.json` (the schema, session and committee, written before the
+//! STORE record is published). `owner store` publishes the STORE record through the same
+//! library call as the hidden test command `owner publish-store`, which publishes a STORE
+//! record for a receipts root given by hand.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use bitcoin::secp256k1::PublicKey;
@@ -31,6 +34,39 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
+    /// Share every column of a CSV file with every party of the committee, run their store
+    /// check, and publish the STORE record (the first anchor).
+    Store {
+        /// The CSV file (header row; empty, NA, NaN or NULL cells are NULL).
+        file: PathBuf,
+        /// The dataset's name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The committee (default: DATADIR/manifest.json).
+        #[arg(long, value_name = "F")]
+        manifest: Option<PathBuf>,
+        /// Only these columns (default: every column).
+        #[arg(long, value_delimiter = ',', value_name = "a,b")]
+        columns: Vec<String>,
+        /// The field: secp256k1 (default) or m127 (2^127-1, faster, 126-bit range limit).
+        #[arg(long, value_name = "FIELD", default_value = "secp256k1")]
+        field: String,
+        /// Seconds each exchange with one party may take, reconnections included.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        party_timeout: u64,
+        /// Fee rate in sat/vB of the STORE transaction.
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
+    /// Write the dataset card services use: name, dataset id, STORE outpoint, anchor key,
+    /// schema (columns, kinds, ranges, rows), committee, signed by the anchor key.
+    Export {
+        /// The dataset.
+        name: String,
+        /// Write the card here instead of stdout.
+        #[arg(long, value_name = "F")]
+        out: Option<PathBuf>,
+    },
     /// Allow a service to query dataset NAME (a GRANT record spending the current anchor).
     Grant {
         /// The dataset.
@@ -271,6 +307,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                        "records": state.entries.len(), "services": rows}),
             ))
         }
+        Cmd::Store {
+            file,
+            name,
+            manifest,
+            columns,
+            field,
+            party_timeout,
+            fee_rate: rate,
+        } => store(
+            global,
+            &file,
+            &name,
+            manifest,
+            columns,
+            &field,
+            party_timeout,
+            rate.as_deref(),
+        ),
+        Cmd::Export { name, out } => export(global, &name, out.as_deref()),
         Cmd::PublishStore {
             name,
             receipts_root,
@@ -294,4 +349,227 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             ))
         }
     }
+}
+
+/// What `owner store` records beside the published dataset, before publishing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreRecord {
+    version: u32,
+    name: String,
+    session: String,
+    roster_id: String,
+    field: String,
+    schema: btcmpc_engine::mpc::csv::Schema,
+    holders: Vec<u32>,
+    manifest: serde_json::Value,
+}
+
+fn store_record_path(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    OwnedDataset::path(dir, name)?;
+    Ok(dir.join("stores").join(format!("{name}.json")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store(
+    global: &Global,
+    file: &Path,
+    name: &str,
+    manifest: Option<PathBuf>,
+    columns: Vec<String>,
+    field: &str,
+    party_timeout: u64,
+    rate: Option<&str>,
+) -> anyhow::Result<Report> {
+    use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
+    use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+    use btcmpc_engine::node::card::{write_atomic, TransportSecret};
+    use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
+    use btcmpc_engine::node::noise::StaticKeypair;
+    use btcmpc_engine::node::owner::{Owner, StoreOptions};
+    use btcmpc_engine::node::wire::StoreCommit;
+
+    let dir = global.datadir();
+    let dataset_file = OwnedDataset::path(&dir, name)?;
+    if dataset_file.exists() {
+        bail!("a dataset named {name} already exists ({})", dataset_file.display());
+    }
+    if field != Secp256k1Scalar::NAME && field != Mersenne127::NAME {
+        bail!("unknown field {field:?}: secp256k1 or m127");
+    }
+    let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
+    let manifest = Manifest::load(&manifest_path)
+        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    // Every client re-checks the bonds on chain before it trusts the committee.
+    let chain = connect(global)?;
+    let report = verify_manifest(&manifest, &ElectrumView::new(&chain))?;
+    if let Err(e) = report.ok() {
+        bail!("manifest {} refused: {e}", manifest_path.display());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let options = ReadOptions {
+        columns: (!columns.is_empty()).then_some(columns),
+    };
+    let dataset = Dataset::from_bytes_with(&bytes, &options)
+        .with_context(|| format!("{}", file.display()))?;
+    drop(bytes);
+    let key_file = dir.join("owner-transport.key");
+    let secret = if key_file.exists() {
+        TransportSecret::load(&key_file)?
+    } else {
+        let s = TransportSecret::generate();
+        s.save_new(&key_file)?;
+        s
+    };
+    let owner = Owner::new(
+        manifest.clone(),
+        StaticKeypair::from_secret(&secret.secret_bytes())?,
+    );
+    let mut opts = StoreOptions::new(name);
+    opts.party_timeout = std::time::Duration::from_secs(party_timeout.clamp(1, 3600));
+    let bar = (!global.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message("sharing");
+        b
+    });
+    let progress: Option<btcmpc_engine::node::owner::Progress> = bar.clone().map(|b| {
+        std::sync::Arc::new(move |done: u64, total: u64| {
+            b.set_length(total);
+            b.set_position(done);
+        }) as btcmpc_engine::node::owner::Progress
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let started = std::time::Instant::now();
+    let shared = rt.block_on(async {
+        if field == Mersenne127::NAME {
+            owner.store_shares::<Mersenne127>(&dataset, &opts, progress).await
+        } else {
+            owner.store_shares::<Secp256k1Scalar>(&dataset, &opts, progress).await
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let shared = shared?;
+    let record = StoreRecord {
+        version: 1,
+        name: name.to_string(),
+        session: shared.session.clone(),
+        roster_id: hex::encode(manifest.roster.id()),
+        field: field.to_string(),
+        schema: dataset.schema.clone(),
+        holders: shared.holders.clone(),
+        manifest: manifest.to_value(),
+    };
+    write_atomic(
+        &store_record_path(&dir, name)?,
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+        0o644,
+    )?;
+    let (mut wallet, chain) = open_synced(global)?;
+    let rate = fee_rate(rate, &chain)?;
+    let names: Vec<String> = dataset.schema.columns.iter().map(|c| c.name.clone()).collect();
+    let d = store_dataset(&mut wallet, &chain, &dir, name, &names, shared.receipts_root, rate)?;
+    let commit = StoreCommit {
+        session: {
+            let mut s = [0u8; 32];
+            hex::decode_to_slice(&shared.session, &mut s)?;
+            s
+        },
+        store_outpoint: d.store_outpoint.clone(),
+        anchor_key: d.anchor_key.clone(),
+        dataset_id: d.dataset_id.clone(),
+    };
+    let confirmed = rt.block_on(owner.commit(
+        &shared.holders,
+        &commit,
+        opts.channel,
+        opts.party_timeout,
+    ));
+    let confirmed = match confirmed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("no party confirmed the commit: {e}");
+            Vec::new()
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let text = format!(
+        "stored {name}: {} rows x {} shared columns ({} CSV columns, nullable: {})\n\
+         held by parties {:?}{}{}\n\
+         STORE {} (dataset id {})\n\
+         receipts root {}\n\
+         {:.1} s, {} MB of shares sent",
+        shared.rows,
+        shared.columns,
+        dataset.schema.columns.len(),
+        {
+            let n = dataset.schema.nullable();
+            if n.is_empty() { "none".to_string() } else { n.join(",") }
+        },
+        shared.holders,
+        if shared.blamed.is_empty() { String::new() } else { format!("; BLAMED by the check: {:?}", shared.blamed) },
+        if shared.silent.is_empty() { String::new() } else { format!("; silent: {:?}", shared.silent) },
+        d.store_outpoint,
+        d.dataset_id,
+        d.receipts_root,
+        secs,
+        shared.bytes_sent / 1_000_000,
+    );
+    Ok(Report::new(
+        text,
+        json!({
+            "name": name, "dataset_id": d.dataset_id, "store_outpoint": d.store_outpoint,
+            "receipts_root": d.receipts_root, "session": shared.session,
+            "rows": shared.rows, "columns": shared.columns,
+            "holders": shared.holders, "blamed": shared.blamed, "silent": shared.silent,
+            "committed": confirmed, "seconds": secs, "bytes_sent": shared.bytes_sent,
+        }),
+    ))
+}
+
+fn export(global: &Global, name: &str, out: Option<&Path>) -> anyhow::Result<Report> {
+    use btcmpc_engine::node::card::{schnorr_sign, tagged_hash, write_atomic};
+    let dir = global.datadir();
+    let d = OwnedDataset::load(&dir, name)?;
+    let path = store_record_path(&dir, name)?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("dataset {name} was not stored through `owner store` ({} missing)", path.display())
+    })?;
+    let r: StoreRecord = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut card = json!({
+        "version": 1,
+        "name": d.name,
+        "dataset_id": d.dataset_id,
+        "store_outpoint": d.store_outpoint,
+        "anchor_key": d.anchor_key,
+        "receipts_root": d.receipts_root,
+        "roster_id": r.roster_id,
+        "session": r.session,
+        "field": r.field,
+        "holders": r.holders,
+        "schema": r.schema,
+    });
+    let wallet = crate::cmd::wallet::open(global)?;
+    let keypair = wallet
+        .contract_keypair_for(&d.anchor_key()?)?
+        .context("this wallet does not hold the dataset's anchor key")?;
+    let digest = tagged_hash("btcmpc/v1/dataset-card", serde_json::to_string(&card)?.as_bytes());
+    card["signature"] = json!(hex::encode(schnorr_sign(&keypair, digest)));
+    let text = serde_json::to_string_pretty(&card)?;
+    if let Some(out) = out {
+        write_atomic(out, text.as_bytes(), 0o644)?;
+        return Ok(Report::new(format!("dataset card written to {}", out.display()), card));
+    }
+    Ok(Report::new(text, card))
 }

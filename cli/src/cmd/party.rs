@@ -1,9 +1,10 @@
-//! `btcmpc party init|sign-roster|bond|withdraw`: a compute party's keys, card, roster
-//! signature and bond. The daemon (`party run`) is not part of this module.
+//! `btcmpc party init|sign-roster|bond|run|status|withdraw`: a compute party's keys, card,
+//! roster signature, bond, and its daemon.
 //!
 //! Files in the datadir: `card.json` (the signed card, with the bond once funded),
 //! `transport.key` (the X25519 secret, mode 0600), `bond.json` (the bond's contract file, for
-//! `party withdraw`).
+//! `party withdraw`), `manifest.json` (the committee, for `party run`), `party.sqlite` (the
+//! daemon's store).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,28 @@ enum Cmd {
         #[arg(long, value_name = "R")]
         fee_rate: Option<String>,
     },
+    /// Run the party daemon: serve owners and the other parties until interrupted.
+    Run {
+        /// The committee's manifest (default: DATADIR/manifest.json).
+        #[arg(long, value_name = "F")]
+        manifest: Option<PathBuf>,
+        /// Listen here instead of the card's endpoint.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// Seconds a protocol round waits for the slowest party.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        round_timeout: u64,
+        /// Most values (rows x shared columns) one store may hand this party.
+        #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::party::DEFAULT_MAX_STORE_VALUES)]
+        max_store_values: u64,
+        /// FOR TESTING ONLY, regtest only: misbehave in one named way (withhold,
+        /// wrong-opening, equivocate, bad-receipt, drop-to:K, crash-before:STEP,
+        /// crash-after:STEP with STEP receipt, check-send or commit).
+        #[arg(long, value_name = "FAULT", env = "BTCMPC_TESTING_FAULT", hide_env_values = true)]
+        testing_fault: Option<String>,
+    },
+    /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
+    Status,
     /// Take the bond back to this wallet once the exit height is reached.
     Withdraw {
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
@@ -231,6 +254,21 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                        "exit": exit, "amount_sat": amount.to_sat()}),
             ))
         }
+        Cmd::Run {
+            manifest,
+            listen,
+            round_timeout,
+            max_store_values,
+            testing_fault,
+        } => run_daemon(
+            global,
+            manifest,
+            listen,
+            round_timeout,
+            max_store_values,
+            testing_fault.filter(|f| !f.is_empty()),
+        ),
+        Cmd::Status => status(global),
         Cmd::Withdraw { fee_rate: rate } => {
             let p = global.datadir().join("bond.json");
             let text = std::fs::read_to_string(&p)
@@ -246,4 +284,132 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             ))
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run_daemon(
+    global: &Global,
+    manifest: Option<PathBuf>,
+    listen: Option<String>,
+    round_timeout: u64,
+    max_store_values: u64,
+    fault: Option<String>,
+) -> anyhow::Result<Report> {
+    use btcmpc_engine::node::fault::Fault;
+    use btcmpc_engine::node::manifest::Manifest;
+    use btcmpc_engine::node::noise::StaticKeypair;
+    use btcmpc_engine::node::party::{Party, PartyConfig};
+
+    let dir = global.datadir();
+    let card = load_card(global)?;
+    let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
+    let manifest = Manifest::load(&manifest_path)
+        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    if manifest.roster.network != global.network.network() {
+        bail!(
+            "manifest {} is for {}, this party runs on {}",
+            manifest_path.display(),
+            manifest.roster.network,
+            global.network.name()
+        );
+    }
+    let fault = match fault {
+        None => None,
+        Some(f) => {
+            let f: Fault = f.parse()?;
+            if !Fault::allowed_on(global.network.network()) {
+                bail!("--testing-fault {f} is refused on {}: faults are for regtest tests and demos only", global.network.name());
+            }
+            Some(f)
+        }
+    };
+    let wallet = open(global)?;
+    let party_key = wallet
+        .contract_keypair_for(&card.party_key)?
+        .context("this wallet does not hold the card's party key")?;
+    let transport = TransportSecret::load(&dir.join("transport.key"))?;
+    let transport = StaticKeypair::from_secret(&transport.secret_bytes())?;
+    let listen = listen.unwrap_or_else(|| card.endpoint.clone());
+    let listen: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&listen)
+        .with_context(|| format!("listen address {listen:?}"))?
+        .next()
+        .with_context(|| format!("listen address {listen:?} resolves to nothing"))?;
+    let config = PartyConfig {
+        manifest,
+        party_key,
+        transport,
+        listen,
+        store_path: dir.join("party.sqlite"),
+        round_timeout: std::time::Duration::from_secs(round_timeout.clamp(1, 3600)),
+        max_store_values,
+        fault,
+        channel: Default::default(),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let party = Party::start(config).await?;
+        eprintln!(
+            "party daemon listening on {}{}",
+            party.local_addr(),
+            fault.map_or(String::new(), |f| format!(" (TESTING FAULT: {f})"))
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r.context("waiting for ctrl-c")?; }
+            _ = term.recv() => {}
+        }
+        party.shutdown().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(Report::new("party daemon stopped", json!({"stopped": true})))
+}
+
+fn status(global: &Global) -> anyhow::Result<Report> {
+    use btcmpc_engine::node::noise::{StaticKeypair, TransportKey};
+    let dir = global.datadir();
+    let card = load_card(global)?;
+    let transport = TransportSecret::load(&dir.join("transport.key"))?;
+    let me = StaticKeypair::from_secret(&transport.secret_bytes())?;
+    let rt = runtime()?;
+    let s = rt
+        .block_on(btcmpc_engine::node::owner::party_status(
+            &card.endpoint,
+            &me,
+            TransportKey(card.transport_key),
+            Default::default(),
+        ))
+        .map_err(anyhow::Error::msg)?;
+    let mut text = format!(
+        "party {} of {}, roster {}\npeers connected: {:?}\nbond: {}\n",
+        s.party,
+        s.n,
+        &s.roster[..16],
+        s.peers_connected,
+        s.bond
+            .as_ref()
+            .map_or("none (unbonded)".into(), |(o, e)| format!("{o}, exit {e}"))
+    );
+    if let Some(f) = &s.fault {
+        text.push_str(&format!("TESTING FAULT: {f}\n"));
+    }
+    text.push_str(&format!("open jobs: {}\ndatasets:\n", s.open_jobs.len()));
+    for d in &s.datasets {
+        text.push_str(&format!(
+            "  {:<20} {:>9} rows {:>4} cols  {:<9} {}\n",
+            d.name,
+            d.rows,
+            d.columns,
+            d.state,
+            d.dataset_id.as_deref().unwrap_or("-")
+        ));
+    }
+    Ok(Report::new(text.trim_end(), serde_json::to_value(&s)?))
 }

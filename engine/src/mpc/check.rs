@@ -428,10 +428,9 @@ impl<F: PrimeField> CheckMachine<F> {
         })
     }
 
-    /// Test support: adds `delta` to this party's opening before it is signed, its own view
-    /// included (a lying check opening, the evil twin of the in-process committee and of the
-    /// fault switchboard).
-    #[cfg(any(test, feature = "test-support"))]
+    /// Fault injection for tests and demos: adds `delta` to this party's opening before it is
+    /// signed, its own view included (a lying check opening: the evil twin of the in-process
+    /// committee, and the party daemon's `wrong-opening` fault, which only regtest allows).
     pub fn lie_in_opening(&mut self, delta: F) {
         self.lie = Some(delta);
     }

@@ -70,6 +70,16 @@ impl MessageType {
     pub const RECEIPT: Self = Self(0x0022);
     /// A complaint or its resolution during the store check.
     pub const COMPLAINT: Self = Self(0x0023);
+    /// The owner has sent every share batch of a store session.
+    pub const STORE_END: Self = Self(0x0024);
+    /// The owner hands every party all receipts: the store check starts.
+    pub const STORE_CHECK: Self = Self(0x0025);
+    /// A party reports how the store check ended.
+    pub const STORE_DONE: Self = Self(0x0026);
+    /// The owner binds a checked dataset to its published STORE record.
+    pub const STORE_COMMIT: Self = Self(0x0027);
+    /// A party's status, asked by its operator.
+    pub const STATUS: Self = Self(0x0040);
     /// A service's query request.
     pub const JOB_REQUEST: Self = Self(0x0030);
     /// A batch of openings or product shares exchanged between parties during a job.
@@ -117,6 +127,11 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::SHARE_BATCH, "share-batch", BATCH_CAP),
     (MessageType::RECEIPT, "receipt", CONTROL_CAP),
     (MessageType::COMPLAINT, "complaint", 1024 * 1024),
+    (MessageType::STORE_END, "store-end", CONTROL_CAP),
+    (MessageType::STORE_CHECK, "store-check", CONTROL_CAP),
+    (MessageType::STORE_DONE, "store-done", CONTROL_CAP),
+    (MessageType::STORE_COMMIT, "store-commit", CONTROL_CAP),
+    (MessageType::STATUS, "status", 1024 * 1024),
     (MessageType::JOB_REQUEST, "job-request", CONTROL_CAP),
     (MessageType::OPENING_BATCH, "opening-batch", BATCH_CAP),
     (MessageType::RESULT, "result", 1024 * 1024),

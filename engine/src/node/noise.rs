@@ -122,32 +122,49 @@ impl StaticKeypair {
     }
 }
 
-/// The set of remote static keys a node accepts (from the manifest).
+/// The set of remote static keys a node accepts (from the manifest), or any key (a party's
+/// listener, which serves clients too: it authenticates every key and tells parties from
+/// clients by the manifest afterwards).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedKeys(HashSet<TransportKey>);
+pub struct AllowedKeys {
+    keys: HashSet<TransportKey>,
+    any: bool,
+}
 
 impl AllowedKeys {
     /// The set of `keys`.
     pub fn new(keys: impl IntoIterator<Item = TransportKey>) -> Self {
-        Self(keys.into_iter().collect())
+        Self {
+            keys: keys.into_iter().collect(),
+            any: false,
+        }
+    }
+
+    /// Every key (still authenticated by the handshake: the remote proves it holds its key).
+    #[must_use]
+    pub fn any() -> Self {
+        Self {
+            keys: HashSet::new(),
+            any: true,
+        }
     }
 
     /// Whether `key` is allowed.
     #[must_use]
     pub fn contains(&self, key: &TransportKey) -> bool {
-        self.0.contains(key)
+        self.any || self.keys.contains(key)
     }
 
-    /// Number of keys.
+    /// Number of keys named (0 for [`AllowedKeys::any`]).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.keys.len()
     }
 
     /// Whether no key is allowed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        !self.any && self.keys.is_empty()
     }
 }
 

@@ -253,6 +253,42 @@ impl Store {
         })
     }
 
+    /// Replaces the metadata bytes of a stored dataset (its state changed), in one commit.
+    ///
+    /// # Errors
+    /// [`StoreError::NoDataset`]; [`StoreError::Sqlite`].
+    pub fn set_dataset_meta(&mut self, dataset: &str, meta: &[u8]) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE datasets SET meta = ?2 WHERE id = ?1",
+                params![dataset, meta],
+            )
+            .map_err(sql("updating a dataset"))?;
+        if changed == 0 {
+            return Err(StoreError::NoDataset(dataset.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a dataset with its share chunks and receipts, in one commit (a refused store).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn delete_dataset(&mut self, dataset: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("deleting a dataset"))?;
+        tx.execute("DELETE FROM share_chunks WHERE dataset = ?1", [dataset])
+            .map_err(sql("deleting a dataset"))?;
+        tx.execute("DELETE FROM receipts WHERE dataset = ?1", [dataset])
+            .map_err(sql("deleting a dataset"))?;
+        tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])
+            .map_err(sql("deleting a dataset"))?;
+        tx.commit().map_err(sql("deleting a dataset"))
+    }
+
     /// The metadata of every stored dataset, by id.
     ///
     /// # Errors

@@ -1,0 +1,468 @@
+//! The party network as separate processes on the embedded regtest chain: four `btcmpc party
+//! run` daemons (t = 1) with bonds, an owner storing a CSV with gaps in one `owner store` call,
+//! granting and revoking on chain; parties that misbehave through the fault switchboard, and
+//! parties killed mid-store.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bitcoin::{Address, Amount, Network};
+use btcmpc_regtest::harness::TestEnv;
+use serde_json::Value;
+
+mod support;
+use support::Cli;
+
+const WAIT: Duration = Duration::from_secs(30);
+const PARTIES: [&str; 4] = ["p1", "p2", "p3", "p4"];
+
+/// A `party run` process, killed when dropped (even when the test fails).
+struct Daemon {
+    child: Child,
+    who: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Net {
+    env: TestEnv,
+    _dir: tempfile::TempDir,
+    cli: Cli,
+    manifest: String,
+    daemons: Vec<Option<Daemon>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Net {
+    fn settle(&self) {
+        self.env
+            .wait_for_height(self.env.tip_height().unwrap(), WAIT)
+            .unwrap();
+    }
+
+    fn fund(&self, who: &str) {
+        self.cli.json(who, &["wallet", "create"]);
+        let addr: Address = self.cli.json(who, &["wallet", "address"])["address"]
+            .as_str()
+            .unwrap()
+            .parse::<Address<_>>()
+            .unwrap()
+            .require_network(Network::Regtest)
+            .unwrap();
+        self.env.fund(&addr, Amount::from_sat(1_000_000)).unwrap();
+        self.settle();
+    }
+
+    /// Four bonded parties with a verified manifest, each daemon running, and a funded owner.
+    fn new() -> Net {
+        let env = TestEnv::new().expect("regtest chain starts");
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli {
+            electrum: env.electrum_url(),
+            root: dir.path().to_path_buf(),
+        };
+        let mut net = Net {
+            env,
+            cli,
+            _dir: dir,
+            manifest: String::new(),
+            daemons: Vec::new(),
+        };
+        let mut cards = Vec::new();
+        for p in PARTIES {
+            net.fund(p);
+            let endpoint = format!("127.0.0.1:{}", free_port());
+            let v = net
+                .cli
+                .json(p, &["party", "init", "--endpoint", &endpoint]);
+            cards.push(v["card"].as_str().unwrap().to_string());
+        }
+        net.fund("owner");
+        let roster = net.cli.path("roster.json");
+        let mut args = vec![
+            "network", "roster", "--t", "1", "--min-bond", "100000sat", "--out", &roster,
+        ];
+        args.extend(cards.iter().map(String::as_str));
+        net.cli.json("p1", &args);
+        for p in PARTIES {
+            net.cli.json(p, &["party", "sign-roster", &roster]);
+        }
+        for p in PARTIES {
+            net.cli.json(
+                p,
+                &["party", "bond", "100000sat", "--exit", "+400", "--roster", &roster],
+            );
+        }
+        net.env.mine(1).unwrap();
+        net.settle();
+        net.manifest = net.cli.path("manifest.json");
+        let mut args = vec![
+            "network", "manifest", "--roster", &roster, "--out", &net.manifest,
+        ];
+        args.extend(cards.iter().map(String::as_str));
+        net.cli.json("p1", &args);
+        for p in PARTIES {
+            std::fs::copy(&net.manifest, net.cli.root.join(p).join("manifest.json")).unwrap();
+        }
+        for (i, p) in PARTIES.iter().enumerate() {
+            let d = net.spawn(p, None);
+            net.daemons.push(Some(d));
+            net.wait_ready(i + 1);
+        }
+        net
+    }
+
+    fn command(&self, who: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_btcmpc"));
+        c.arg("--datadir")
+            .arg(self.cli.root.join(who))
+            .arg("--electrum")
+            .arg(&self.cli.electrum)
+            .env_remove("BTCMPC_DATADIR")
+            .env_remove("BTCMPC_NETWORK")
+            .env_remove("BTCMPC_TESTING_FAULT");
+        c
+    }
+
+    fn log(&self, who: &str) -> PathBuf {
+        self.cli.root.join(format!("{who}.log"))
+    }
+
+    fn spawn(&self, who: &str, fault: Option<&str>) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(who))
+            .unwrap();
+        let mut c = self.command(who);
+        c.args(["-v", "party", "run", "--round-timeout", "5"]);
+        if let Some(f) = fault {
+            c.args(["--testing-fault", f]);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            who: who.to_string(),
+        }
+    }
+
+    /// Polls `party status` until the daemon answers.
+    fn wait_ready(&self, party: usize) -> Value {
+        let who = PARTIES[party - 1];
+        let end = Instant::now() + WAIT;
+        loop {
+            let out = self.cli.run(who, &["--json", "party", "status"]);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).unwrap();
+            }
+            assert!(
+                Instant::now() < end,
+                "party {party} never answered: {}\nlog:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.log(who)).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Replaces party `i`'s daemon with one committing `fault`.
+    fn restart(&mut self, party: usize, fault: Option<&str>) {
+        self.daemons[party - 1] = None;
+        let d = self.spawn(PARTIES[party - 1], fault);
+        self.daemons[party - 1] = Some(d);
+        self.wait_ready(party);
+    }
+
+    fn status(&self, party: usize) -> Value {
+        self.cli
+            .json(PARTIES[party - 1], &["party", "status"])
+    }
+
+    fn datasets(&self, party: usize) -> Vec<(String, String)> {
+        self.status(party)["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap().to_string(),
+                    d["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn store_args<'a>(&'a self, csv: &'a str, name: &'a str) -> Vec<&'a str> {
+        vec![
+            "owner",
+            "store",
+            csv,
+            "--name",
+            name,
+            "--manifest",
+            &self.manifest,
+            "--party-timeout",
+            "20",
+        ]
+    }
+
+    fn store(&self, csv: &str, name: &str) -> Value {
+        let v = self.cli.json("owner", &self.store_args(csv, name));
+        self.env.mine(1).unwrap();
+        self.settle();
+        v
+    }
+}
+
+/// A CSV of `rows` rows with an integer column, a decimal column with gaps, a category and a
+/// column with a declared range.
+fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {
+    let mut s = String::from("id,income,plan:cat,age:int:0..120\n");
+    let mut sum = 0;
+    let mut gaps = 0;
+    for r in 0..rows {
+        let income = if r % 7 == 3 {
+            gaps += 1;
+            String::new()
+        } else {
+            format!("{}.{}", r % 1000, r % 10)
+        };
+        let plan = ["free", "basic", "full"][r % 3];
+        s.push_str(&format!("{r},{income},{plan},{}\n", 18 + r % 70));
+        sum += r as i64;
+    }
+    std::fs::write(path, s).unwrap();
+    (sum, gaps)
+}
+
+#[test]
+fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
+    let net = Net::new();
+    let csv = net.cli.path("data.csv");
+    write_csv(std::path::Path::new(&csv), 10_000);
+    let v = net.store(&csv, "survey");
+    assert_eq!(v["holders"], serde_json::json!([1, 2, 3, 4]), "{v}");
+    assert_eq!(v["committed"], serde_json::json!([1, 2, 3, 4]), "{v}");
+    assert_eq!(v["blamed"], serde_json::json!([]));
+    assert_eq!(v["rows"], 10_000);
+    // id, income + present(income), plan = 3 levels, age: 7 shared columns.
+    assert_eq!(v["columns"], 7, "{v}");
+    let id = v["dataset_id"].as_str().unwrap().to_string();
+    for p in 1..=4 {
+        let s = net.status(p);
+        let d = &s["datasets"][0];
+        assert_eq!(d["name"], "survey");
+        assert_eq!(d["rows"], 10_000);
+        assert_eq!(d["state"], "committed", "{s}");
+        assert_eq!(d["dataset_id"].as_str().unwrap(), id);
+        assert_eq!(s["peers_connected"].as_array().unwrap().len(), 3, "{s}");
+        assert!(s["bond"].is_array(), "{s}");
+    }
+    // The dataset card services use is signed and names the committee.
+    let card = net.cli.json("owner", &["owner", "export", "survey"]);
+    assert_eq!(card["dataset_id"].as_str().unwrap(), id);
+    assert_eq!(card["schema"]["rows"], 10_000);
+    assert_eq!(card["signature"].as_str().unwrap().len(), 128);
+    // Grant then revoke a service on chain.
+    let service = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798".to_string();
+    net.cli
+        .json("owner", &["owner", "grant", "survey", &service, "--columns", "income"]);
+    net.env.mine(1).unwrap();
+    net.settle();
+    let acl = net.cli.json("owner", &["owner", "acl", "survey", "--min-conf", "1"]);
+    assert_eq!(acl["services"][0]["granted"], true, "{acl}");
+    net.cli.json("owner", &["owner", "revoke", "survey", &service]);
+    let acl = net.cli.json("owner", &["owner", "acl", "survey"]);
+    assert_eq!(acl["services"][0]["granted"], false, "{acl}");
+
+    // Bad input: a clear one-line error, nothing published, the daemons keep serving.
+    let bad = net.cli.path("bad.csv");
+    for (text, what) in [
+        ("a,b\n1,2\n3\n", "line 3"),
+        ("a,b\n1,2\n3,x\n", "b"),
+        ("age:int:0..120\n5\n121\n", "121"),
+        ("a,b\n,2\n,3\n", "a"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let err = net.cli.fails("owner", &net.store_args(&bad, "bad"));
+        assert!(err.contains(what), "{text:?}: {err}");
+    }
+    assert!(net.cli.fails("owner", &net.store_args(&csv, "survey")).contains("already exists"));
+    let list = net.cli.json("owner", &["owner", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // A manifest whose bond is not the committee's is refused before anything is sent.
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&net.manifest).unwrap()).unwrap();
+    m["bonds"][2]["exit"] = (m["bonds"][2]["exit"].as_u64().unwrap() + 1).into();
+    let bad_manifest = net.cli.path("bad-manifest.json");
+    std::fs::write(&bad_manifest, m.to_string()).unwrap();
+    let err = net.cli.fails(
+        "owner",
+        &["owner", "store", &csv, "--name", "other", "--manifest", &bad_manifest],
+    );
+    assert!(err.contains("refused") && err.contains("party 3"), "{err}");
+    for p in 1..=4 {
+        assert_eq!(net.datasets(p).len(), 1, "party {p} holds only the good dataset");
+    }
+}
+
+#[test]
+fn faulty_parties_during_store_are_named_or_tolerated() {
+    let mut net = Net::new();
+    let csv = net.cli.path("data.csv");
+    write_csv(std::path::Path::new(&csv), 500);
+
+    // A lying check opening: the owner reveals party 3's vector, party 3 is named, the store
+    // goes on with the others.
+    net.restart(3, Some("wrong-opening"));
+    let v = net.store(&csv, "d1");
+    assert_eq!(v["blamed"], serde_json::json!([3]), "{v}");
+    assert_eq!(v["holders"], serde_json::json!([1, 2, 4]), "{v}");
+
+    // Two different signed openings: equivocation evidence names party 2.
+    net.restart(3, None);
+    net.restart(2, Some("equivocate"));
+    let v = net.store(&csv, "d2");
+    assert_eq!(v["blamed"], serde_json::json!([2]), "{v}");
+    assert!(!v["holders"].as_array().unwrap().contains(&2.into()), "{v}");
+
+    // A receipt for shares it was not sent: the owner refuses before any check, publishes
+    // nothing, and says who holds the shares.
+    net.restart(2, None);
+    net.restart(4, Some("bad-receipt"));
+    let err = net.cli.fails("owner", &net.store_args(&csv, "d3"));
+    assert!(err.contains("party 4") && err.contains("wrong receipt"), "{err}");
+    assert!(err.contains("holding the shares: [1, 2, 3]"), "{err}");
+
+    // A party that goes silent in the check is tolerated (t = 1) and reported.
+    net.restart(4, Some("withhold"));
+    let v = net.store(&csv, "d4");
+    assert_eq!(v["silent"], serde_json::json!([4]), "{v}");
+    assert_eq!(v["holders"], serde_json::json!([1, 2, 3]), "{v}");
+
+    // Messages dropped to one peer: the others still agree.
+    net.restart(4, None);
+    net.restart(1, Some("drop-to:2"));
+    let v = net.store(&csv, "d5");
+    assert!(v["holders"].as_array().unwrap().len() >= 3, "{v}");
+    assert_eq!(v["blamed"], serde_json::json!([]), "{v}");
+    let list = net.cli.json("owner", &["owner", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 4, "d3 was never published: {list}");
+}
+
+#[test]
+fn a_party_killed_mid_store_holds_all_or_nothing_and_never_equivocates() {
+    let mut net = Net::new();
+    let csv = net.cli.path("data.csv");
+    write_csv(std::path::Path::new(&csv), 2_000);
+    for (party, fault, name) in [
+        (2, "crash-before:receipt", "k1"),
+        (3, "crash-before:check-send", "k2"),
+        (4, "crash-after:check-send", "k3"),
+        (1, "crash-after:receipt", "k4"),
+    ] {
+        net.restart(party, Some(fault));
+        let mut owner = net
+            .command("owner")
+            .args(["--json"])
+            .args(net.store_args(&csv, name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let guard = scopeguard(&mut owner);
+        // The faulty party dies (abort, like kill -9) at its step.
+        let end = Instant::now() + WAIT;
+        loop {
+            let d = net.daemons[party - 1].as_mut().unwrap();
+            if d.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < end, "party {party} did not crash at {fault}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let held: Vec<String> = {
+            // Restart it honestly: it holds the dataset whole or not at all, and resumes.
+            net.restart(party, None);
+            net.datasets(party).into_iter().map(|d| d.0).collect()
+        };
+        if fault == "crash-before:receipt" {
+            assert!(!held.contains(&name.to_string()), "{fault}: nothing of {name} may be held");
+        } else {
+            assert!(held.contains(&name.to_string()), "{fault}: {name} must be held whole");
+        }
+        let out = guard.wait();
+        assert!(
+            out.status.success(),
+            "{fault}: store failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["blamed"], serde_json::json!([]), "{fault}: a restarted party is no equivocator: {v}");
+        assert!(v["holders"].as_array().unwrap().contains(&party.into()), "{fault}: {v}");
+        net.env.mine(1).unwrap();
+        net.settle();
+    }
+    let _ = net.daemons.iter().flatten().map(|d| &d.who).count();
+}
+
+/// Kills the child on drop unless waited for.
+struct Guard<'a>(&'a mut Child, bool);
+
+fn scopeguard(c: &mut Child) -> Guard<'_> {
+    Guard(c, false)
+}
+
+impl Guard<'_> {
+    fn wait(mut self) -> std::process::Output {
+        let end = Instant::now() + Duration::from_secs(90);
+        while self.0.try_wait().unwrap().is_none() {
+            if Instant::now() > end {
+                let _ = self.0.kill();
+                panic!("owner store did not finish in 90 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.1 = true;
+        let mut out = std::process::Output {
+            status: self.0.wait().unwrap(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        use std::io::Read;
+        if let Some(mut s) = self.0.stdout.take() {
+            s.read_to_end(&mut out.stdout).unwrap();
+        }
+        if let Some(mut s) = self.0.stderr.take() {
+            s.read_to_end(&mut out.stderr).unwrap();
+        }
+        out
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -1,0 +1,1460 @@
+//! The party daemon: the second driver of the engine's protocol machines (the in-process
+//! committee is the first), over Noise channels and the party's SQLite store.
+//!
+//! [`Party::start`] binds the party's endpoint and serves, on one task that owns all state:
+//!
+//! - **owners** storing datasets (the exchange of [`super::wire`]): share batches are taken
+//!   into memory (at most [`PartyConfig::max_store_values`] values a session), then the whole
+//!   dataset is committed to the store in one transaction **before** the signed receipt is
+//!   sent; a party killed before that holds none of the dataset, after it all of it;
+//! - **the store check** among the parties: a [`CheckMachine`] per session whose signed
+//!   messages go through the outbox ([`Store::put_outgoing`]) before they are sent, whose
+//!   delivered messages are persisted before they are handled, and which is rebuilt and replayed
+//!   after a restart, so a restarted party re-sends the same bytes and never a second version of
+//!   a slot;
+//! - **its operator** asking for its status ([`wire::Status`]).
+//!
+//! A connection is authenticated by Noise; its remote key tells a party of the manifest (party
+//! messages accepted) from a client (owner and status messages only). A frame a peer should not
+//! send, or one that does not parse, is answered with a one-line `ERROR` and dropped; the
+//! daemon goes on serving everyone else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::secp256k1::{Keypair, PublicKey};
+use k256::schnorr::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::card::{schnorr_sign, schnorr_verify};
+use super::fault::{Fault, FaultStep};
+use super::frame::{Frame, MessageType};
+use super::manifest::Manifest;
+use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
+use super::store::{DatasetMeta, OutboxSlot, PutOutgoing, Store, StoreError};
+use super::transport::{Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError};
+use super::wire::{
+    self, field_from_hex, json_frame, parse_json, receipt_digest, Complaint, DatasetStatus,
+    PeerMessage, Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit,
+    StoreDone, WireError,
+};
+use crate::mpc::check::{CheckInput, CheckMachine, CheckOutput, STORE_CHECK_ROUND, STORE_CHECK_TAG};
+use crate::mpc::dealing::{Hash32, PartyShares};
+use crate::mpc::echo::Broadcast;
+use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use crate::mpc::round::{Machine, Message, Outgoing, PartyId, Recipient, RoundId, Step};
+use crate::mpc::shamir::Params;
+
+/// Default bound on the values one store session may hand a party (rows x shared columns):
+/// 8 million, 256 MB of secp256k1 shares in memory at most.
+pub const DEFAULT_MAX_STORE_VALUES: u64 = 8_000_000;
+/// Store sessions a party takes on at once.
+pub const MAX_OPEN_SESSIONS: usize = 4;
+/// Messages from peers held for a session whose check has not started here yet.
+pub const MAX_EARLY_MESSAGES: usize = 1024;
+
+/// What a party daemon needs.
+#[derive(Debug)]
+pub struct PartyConfig {
+    /// The manifest (roster and bonds) this party serves.
+    pub manifest: Manifest,
+    /// This party's key pair (its key is the roster's `party` entry).
+    pub party_key: Keypair,
+    /// This party's Noise static key pair (the card's transport key).
+    pub transport: StaticKeypair,
+    /// Where to listen (usually the card's endpoint).
+    pub listen: SocketAddr,
+    /// The SQLite file.
+    pub store_path: PathBuf,
+    /// How long a protocol round waits for the slowest party before treating it as absent.
+    pub round_timeout: Duration,
+    /// Most values (rows x shared columns) one store session may hand this party.
+    pub max_store_values: u64,
+    /// A fault to commit (tests and demos on regtest only; the caller checks the network with
+    /// [`Fault::allowed_on`]).
+    pub fault: Option<Fault>,
+    /// Channel timeouts.
+    pub channel: ChannelConfig,
+}
+
+/// Errors that stop a party daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartyError {
+    /// The party key is not in the manifest's roster.
+    #[error("this party's key {0} is not in the manifest's roster")]
+    NotInRoster(PublicKey),
+    /// The card's transport key differs from the configured one.
+    #[error("the transport key does not match party {0}'s card in the manifest")]
+    TransportMismatch(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Binding failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The manifest is malformed.
+    #[error("manifest: {0}")]
+    Manifest(String),
+}
+
+/// A running party daemon.
+#[derive(Debug)]
+pub struct Party {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), PartyError>>,
+}
+
+impl Party {
+    /// Opens the store, resumes unfinished store checks, binds `config.listen` and starts
+    /// serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`PartyError`]: a key not in the roster, a store that does not open, a port in use.
+    pub async fn start(config: PartyConfig) -> Result<Party, PartyError> {
+        let roster = &config.manifest.roster;
+        let index = roster
+            .index_of(&config.party_key.public_key())
+            .ok_or(PartyError::NotInRoster(config.party_key.public_key()))?;
+        if roster.cards[index - 1].transport_key != config.transport.public().0 {
+            return Err(PartyError::TransportMismatch(index));
+        }
+        let n = roster.n();
+        let params = Params::new(n, roster.params.t).map_err(|e| PartyError::Manifest(e.to_string()))?;
+        let me = PartyId::new(index, n).map_err(|e| PartyError::Manifest(e.to_string()))?;
+        let transport_keys: Vec<TransportKey> =
+            roster.cards.iter().map(|c| TransportKey(c.transport_key)).collect();
+        let verifying = roster
+            .cards
+            .iter()
+            .map(|c| VerifyingKey::from_bytes(&c.party_key.x_only_public_key().0.serialize()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PartyError::Manifest(format!("party key: {e}")))?;
+        let signer = SigningKey::from_bytes(&config.party_key.secret_bytes())
+            .map_err(|e| PartyError::Manifest(format!("party key: {e}")))?;
+        let store = Store::open(&config.store_path)?;
+        let others: Vec<TransportKey> = transport_keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i + 1 != index)
+            .map(|(_, k)| *k)
+            .collect();
+        let (peers, peer_events) = Peers::new(
+            config.transport.clone(),
+            AllowedKeys::new(others.iter().copied()),
+            config.channel,
+            Backoff {
+                initial: Duration::from_millis(200),
+                max_delay: Duration::from_secs(2),
+                max_attempts: 6,
+            },
+        );
+        for (i, c) in roster.cards.iter().enumerate() {
+            if i + 1 == index {
+                continue;
+            }
+            match tokio::net::lookup_host(&c.endpoint).await.ok().and_then(|mut a| a.next()) {
+                Some(addr) => peers.add(TransportKey(c.transport_key), addr),
+                None => warn!(target: "btcmpc::party", party = i + 1, endpoint = %c.endpoint, "cannot resolve a peer's endpoint"),
+            }
+        }
+        let peers = Arc::new(peers);
+        let mut listener = Listener::bind(
+            config.listen,
+            config.transport.clone(),
+            AllowedKeys::any(),
+            config.channel,
+        )
+        .await?;
+        let local_addr = listener.local_addr();
+        let (events_tx, events) = mpsc::channel::<Event>(1024);
+        let mut queues = Vec::with_capacity(n);
+        for (i, key) in transport_keys.iter().enumerate() {
+            if i + 1 == index {
+                queues.push(None);
+                continue;
+            }
+            let (tx, mut rx) = mpsc::channel::<Frame>(4096);
+            let (peers, key) = (Arc::clone(&peers), *key);
+            tokio::spawn(async move {
+                while let Some(frame) = rx.recv().await {
+                    if let Err(e) = peers.send(key, &frame).await {
+                        debug!(target: "btcmpc::party", peer = i + 1, "send failed: {e}");
+                    }
+                }
+            });
+            queues.push(Some(tx));
+        }
+        let core = Core {
+            me,
+            params,
+            roster_id: roster.id(),
+            party_keys: roster.cards.iter().map(|c| c.party_key).collect(),
+            verifying,
+            party_key: config.party_key,
+            signer,
+            transport_of: transport_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (*k, PartyId::new(i + 1, n).expect("i < n")))
+                .collect(),
+            store,
+            peers: Arc::clone(&peers),
+            queues,
+            clients: HashMap::new(),
+            sessions: HashMap::new(),
+            early: HashMap::new(),
+            timers: HashSet::new(),
+            stale_peers: HashSet::new(),
+            events: events_tx.clone(),
+            round_timeout: config.round_timeout,
+            max_store_values: config.max_store_values,
+            fault: config.fault,
+            bond: config
+                .manifest
+                .bonds
+                .get(index - 1)
+                .map(|b| (b.outpoint.to_string(), b.exit)),
+        };
+        let (stop, stopped) = oneshot::channel();
+        // Incoming connections: parties go to the peer manager, anyone else is a client.
+        let accept_events = events_tx.clone();
+        let accept_peers = Arc::clone(&peers);
+        let party_keys: HashSet<TransportKey> = others.into_iter().collect();
+        let own_key = config.transport.public();
+        tokio::spawn(async move {
+            let mut next_conn = 1u64;
+            while let Some(r) = listener.next().await {
+                let ch = match r {
+                    Ok(ch) => ch,
+                    Err((from, e)) => {
+                        debug!(target: "btcmpc::party", %from, "refused: {e}");
+                        continue;
+                    }
+                };
+                let remote = ch.remote();
+                if party_keys.contains(&remote) {
+                    if let Err(e) = accept_peers.adopt(ch) {
+                        warn!(target: "btcmpc::party", "peer channel refused: {e}");
+                    }
+                    continue;
+                }
+                let conn = next_conn;
+                next_conn += 1;
+                let (mut tx, mut rx) = ch.split();
+                let (out_tx, mut out_rx) = mpsc::channel::<Frame>(256);
+                let ev = accept_events.clone();
+                if ev
+                    .send(Event::ClientUp {
+                        conn,
+                        operator: remote == own_key,
+                        tx: out_tx,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::spawn(async move {
+                    while let Some(f) = out_rx.recv().await {
+                        if tx.send(&f).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(frame) if frame.kind() == MessageType::PING => {}
+                            Ok(frame) => {
+                                if ev.send(Event::Client { conn, frame }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                debug!(target: "btcmpc::party", conn, "client gone: {e}");
+                                let _ = ev.send(Event::ClientDown { conn }).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let task = tokio::spawn(core.run(events, peer_events, stopped));
+        info!(target: "btcmpc::party", party = index, %local_addr, "party daemon listening");
+        Ok(Party {
+            local_addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the daemon listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the daemon (every write already committed stays) and waits for it.
+    ///
+    /// # Errors
+    /// The error that stopped the daemon earlier, if one did.
+    pub async fn shutdown(mut self) -> Result<(), PartyError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(PartyError::Manifest(format!("the daemon task failed: {e}"))),
+        }
+    }
+
+    /// Waits until the daemon stops by itself (an error) or `ctrl-c`-like cancellation.
+    ///
+    /// # Errors
+    /// The error that stopped the daemon.
+    pub async fn wait(mut self) -> Result<(), PartyError> {
+        let _keep = self.stop.take();
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(PartyError::Manifest(format!("the daemon task failed: {e}"))),
+        }
+    }
+}
+
+enum Event {
+    ClientUp {
+        conn: u64,
+        operator: bool,
+        tx: mpsc::Sender<Frame>,
+    },
+    Client {
+        conn: u64,
+        frame: Frame,
+    },
+    ClientDown {
+        conn: u64,
+    },
+    Timer {
+        session: Hash32,
+        round: RoundId,
+    },
+}
+
+struct Client {
+    tx: mpsc::Sender<Frame>,
+    operator: bool,
+}
+
+/// What a party records of a store session in its dataset's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionRecord {
+    begin: StoreBegin,
+    /// `received`, `checked`, `committed`.
+    state: String,
+    #[serde(default)]
+    receipt_hash: Option<String>,
+    #[serde(default)]
+    dataset_id: Option<String>,
+    #[serde(default)]
+    store_outpoint: Option<String>,
+}
+
+/// What a party persists of a running check: the receipts and every delivered message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CheckJournal {
+    receipts: Vec<Receipt>,
+    delivered: Vec<(u32, serde_json::Value)>,
+    #[serde(default)]
+    revealed: Vec<u32>,
+}
+
+enum Session {
+    S(StoreSession<Secp256k1Scalar>),
+    M(StoreSession<Mersenne127>),
+}
+
+macro_rules! with_session {
+    ($s:expr, $v:ident => $e:expr) => {
+        match $s {
+            Session::S($v) => $e,
+            Session::M($v) => $e,
+        }
+    };
+}
+
+struct StoreSession<F: PrimeField> {
+    begin: StoreBegin,
+    context: Hash32,
+    mask: F,
+    owner: Option<u64>,
+    columns: Vec<Vec<F>>,
+    /// Revealed vectors of accused parties (holder -> columns).
+    revealed: BTreeMap<u32, Vec<Vec<F>>>,
+    received: bool,
+    /// The hash this party signed its receipt for.
+    receipt: Option<Hash32>,
+    machine: Option<CheckMachine<F>>,
+    twin: Option<CheckMachine<F>>,
+    journal: CheckJournal,
+    done: Option<StoreDone>,
+}
+
+struct Core {
+    me: PartyId,
+    params: Params,
+    roster_id: Hash32,
+    party_keys: Vec<PublicKey>,
+    verifying: Vec<VerifyingKey>,
+    party_key: Keypair,
+    signer: SigningKey,
+    transport_of: HashMap<TransportKey, PartyId>,
+    store: Store,
+    peers: Arc<Peers>,
+    queues: Vec<Option<mpsc::Sender<Frame>>>,
+    clients: HashMap<u64, Client>,
+    sessions: HashMap<Hash32, Session>,
+    early: HashMap<Hash32, Vec<(PartyId, PeerMessage)>>,
+    timers: HashSet<(Hash32, RoundId)>,
+    stale_peers: HashSet<PartyId>,
+    events: mpsc::Sender<Event>,
+    round_timeout: Duration,
+    max_store_values: u64,
+    fault: Option<Fault>,
+    bond: Option<(String, u32)>,
+}
+
+/// A one-line refusal for the peer.
+type Refuse = String;
+
+fn crash(step: FaultStep, when: &str) -> ! {
+    warn!(target: "btcmpc::party", "testing fault: crashing {when} {step:?}");
+    std::process::abort()
+}
+
+fn session_hex(s: &Hash32) -> String {
+    hex::encode(s)
+}
+
+fn store_job(s: &Hash32) -> String {
+    format!("store:{}", session_hex(s))
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut peer_events: mpsc::Receiver<PeerEvent>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), PartyError> {
+        self.resume()?;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                Some(ev) = events.recv() => self.on_event(ev)?,
+                Some(ev) = peer_events.recv() => self.on_peer_event(ev)?,
+                else => return Ok(()),
+            }
+        }
+    }
+
+    fn fault(&self, f: Fault) -> bool {
+        self.fault == Some(f)
+    }
+
+    fn crash_point(&self, step: FaultStep, before: bool) {
+        match self.fault {
+            Some(Fault::CrashBefore(s)) if before && s == step => crash(step, "before"),
+            Some(Fault::CrashAfter(s)) if !before && s == step => crash(step, "after"),
+            _ => {}
+        }
+    }
+
+    /// Rebuilds every dataset that was received but not yet checked, and every check that was
+    /// under way, replaying what was delivered; then re-sends the outbox.
+    fn resume(&mut self) -> Result<(), PartyError> {
+        for job in self.store.open_jobs()? {
+            let Some(hex_session) = job.strip_prefix("store:") else {
+                continue;
+            };
+            let mut session = [0u8; 32];
+            if hex::decode_to_slice(hex_session, &mut session).is_err() {
+                continue;
+            }
+            let Some(meta) = self
+                .store
+                .datasets()?
+                .into_iter()
+                .find(|d| d.id == hex_session)
+            else {
+                self.store.put_job_state(&job, b"{}", false)?;
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<SessionRecord>(&meta.meta) else {
+                warn!(target: "btcmpc::party", %job, "unreadable dataset record; not resumed");
+                continue;
+            };
+            let journal: CheckJournal = self
+                .store
+                .job_state(&job)?
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let resumed = match record.begin.field.as_str() {
+                Secp256k1Scalar::NAME => self
+                    .resume_session::<Secp256k1Scalar>(&record, journal)
+                    .map(|(s, r)| (Session::S(s), r)),
+                Mersenne127::NAME => self
+                    .resume_session::<Mersenne127>(&record, journal)
+                    .map(|(s, r)| (Session::M(s), r)),
+                other => Err(format!("unknown field {other}")),
+            };
+            match resumed {
+                Ok((s, replay)) => {
+                    info!(target: "btcmpc::party", %job, replay = replay.len(), "resumed a store session");
+                    self.sessions.insert(session, s);
+                    self.drive(session, None)?;
+                    for (from, raw) in replay {
+                        if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
+                            self.deliver(from, PeerMessage { session, message: raw })?;
+                        }
+                    }
+                }
+                Err(e) => warn!(target: "btcmpc::party", %job, "cannot resume: {e}"),
+            }
+        }
+        let open = self.store.open_jobs()?;
+        for job in open {
+            for (slot, bytes, _) in self.store.outbox(&job)? {
+                self.resend(&slot, bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// A received dataset's session rebuilt from disk, its check started again if one was
+    /// under way; returns the messages to replay (in their original order).
+    #[allow(clippy::type_complexity)]
+    fn resume_session<F: PrimeField>(
+        &mut self,
+        record: &SessionRecord,
+        journal: CheckJournal,
+    ) -> Result<(StoreSession<F>, Vec<(u32, serde_json::Value)>), String> {
+        let id = session_hex(&record.begin.session);
+        let mut columns = Vec::with_capacity(record.begin.schema.fields.len());
+        for c in 0..record.begin.schema.fields.len() {
+            columns.push(
+                self.store
+                    .read_column::<F>(&id, c as u32)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let mask = field_from_hex::<F>(&record.begin.mask).map_err(|e| e.to_string())?;
+        let mut receipt = [0u8; 32];
+        hex::decode_to_slice(record.receipt_hash.clone().unwrap_or_default(), &mut receipt)
+            .map_err(|_| "stored receipt hash is corrupt".to_string())?;
+        let mut s = StoreSession {
+            context: record.begin.context(),
+            begin: record.begin.clone(),
+            mask,
+            owner: None,
+            columns,
+            revealed: BTreeMap::new(),
+            received: true,
+            receipt: Some(receipt),
+            machine: None,
+            twin: None,
+            journal: CheckJournal::default(),
+            done: None,
+        };
+        let replay = journal.delivered.clone();
+        if !journal.receipts.is_empty() {
+            self.start_check(&mut s, journal.receipts)?;
+        }
+        Ok((s, replay))
+    }
+
+    fn on_event(&mut self, ev: Event) -> Result<(), PartyError> {
+        match ev {
+            Event::ClientUp { conn, operator, tx } => {
+                self.clients.insert(conn, Client { tx, operator });
+            }
+            Event::ClientDown { conn } => {
+                self.clients.remove(&conn);
+                // Sessions of a client that left before its receipt are dropped (nothing of
+                // them was committed); committed ones wait for the owner to come back.
+                let gone: Vec<Hash32> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| {
+                        with_session!(s, s => s.owner == Some(conn) && !s.received)
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in gone {
+                    self.sessions.remove(&k);
+                }
+                for s in self.sessions.values_mut() {
+                    with_session!(s, s => if s.owner == Some(conn) { s.owner = None; });
+                }
+            }
+            Event::Client { conn, frame } => {
+                if let Err(reason) = self.on_client(conn, &frame) {
+                    info!(target: "btcmpc::party", conn, kind = %frame.kind(), "refused: {reason}");
+                    self.reply(conn, MessageType::ERROR, reason.into_bytes());
+                }
+            }
+            Event::Timer { session, round } => {
+                self.timers.remove(&(session, round));
+                self.drive(session, Some(round))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&self, conn: u64, kind: MessageType, payload: Vec<u8>) {
+        if let Some(c) = self.clients.get(&conn) {
+            if let Ok(f) = Frame::new(kind, payload) {
+                let _ = c.tx.try_send(f);
+            }
+        }
+    }
+
+    fn reply_json<T: Serialize>(&self, conn: Option<u64>, kind: MessageType, v: &T) {
+        let Some(conn) = conn else { return };
+        if let (Some(c), Ok(f)) = (self.clients.get(&conn), json_frame(kind, v)) {
+            let _ = c.tx.try_send(f);
+        }
+    }
+
+    fn on_client(&mut self, conn: u64, frame: &Frame) -> Result<(), Refuse> {
+        let e = |e: WireError| e.to_string();
+        match frame.kind() {
+            MessageType::STATUS => {
+                if !self.clients.get(&conn).is_some_and(|c| c.operator) {
+                    return Err("status is for this party's operator only".into());
+                }
+                let status = self.status().map_err(|e| e.to_string())?;
+                self.reply_json(Some(conn), MessageType::STATUS, &status);
+                Ok(())
+            }
+            MessageType::STORE_BEGIN => {
+                let begin: StoreBegin = parse_json(frame).map_err(e)?;
+                self.on_begin(conn, begin)
+            }
+            MessageType::SHARE_BATCH => {
+                let Some(session) = frame.payload().get(..32) else {
+                    return Err("share batch shorter than its session id".into());
+                };
+                let session: Hash32 = session.try_into().map_err(|_| "bad session".to_string())?;
+                let s = self
+                    .sessions
+                    .get_mut(&session)
+                    .ok_or_else(|| format!("no store session {}", session_hex(&session)))?;
+                with_session!(s, s => s.on_batch(conn, frame.payload()))
+            }
+            MessageType::STORE_END => {
+                let m: SessionOnly = parse_json(frame).map_err(e)?;
+                self.on_end(conn, m.session)
+            }
+            MessageType::STORE_CHECK => {
+                let m: StoreCheck = parse_json(frame).map_err(e)?;
+                self.on_check(conn, m)
+            }
+            MessageType::COMPLAINT => {
+                let m: Complaint = parse_json(frame).map_err(e)?;
+                self.on_reveal(conn, m)
+            }
+            MessageType::STORE_COMMIT => {
+                let m: StoreCommit = parse_json(frame).map_err(e)?;
+                self.on_commit(conn, m)
+            }
+            other => Err(format!("a client may not send {other}")),
+        }
+    }
+
+    fn on_begin(&mut self, conn: u64, begin: StoreBegin) -> Result<(), Refuse> {
+        begin.check(self.max_store_values).map_err(|e| e.to_string())?;
+        if begin.roster != self.roster_id {
+            return Err(format!(
+                "store for roster {}, this party serves roster {}",
+                hex::encode(begin.roster),
+                hex::encode(self.roster_id)
+            ));
+        }
+        if let Some(s) = self.sessions.get_mut(&begin.session) {
+            // A reconnecting owner re-sends the session.
+            return with_session!(s, s => {
+                if s.begin != begin {
+                    return Err("a different store was begun under this session id".into());
+                }
+                s.owner = Some(conn);
+                if !s.received {
+                    s.columns = vec![Vec::new(); s.begin.schema.fields.len()];
+                }
+                Ok(())
+            });
+        }
+        let id = session_hex(&begin.session);
+        let held = self.store.datasets().map_err(|e| e.to_string())?;
+        if let Some(d) = held.iter().find(|d| d.id == id) {
+            // Committed before a restart: take the owner back; the batches are ignored.
+            let record: SessionRecord =
+                serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+            if record.begin != begin {
+                return Err("a different store was begun under this session id".into());
+            }
+        } else {
+            let open = self
+                .sessions
+                .values()
+                .filter(|s| with_session!(s, s => !s.received))
+                .count();
+            if open >= MAX_OPEN_SESSIONS {
+                return Err(format!("{MAX_OPEN_SESSIONS} store sessions are already open; try later"));
+            }
+            for d in &held {
+                if let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
+                    if r.begin.name == begin.name && r.state == "committed" {
+                        return Err(format!("a dataset named {} is already stored here", begin.name));
+                    }
+                }
+            }
+        }
+        let committed = held.iter().any(|d| d.id == id);
+        let session = begin.session;
+        let s = match begin.field.as_str() {
+            Secp256k1Scalar::NAME => Session::S(StoreSession::new(begin, conn, committed)?),
+            Mersenne127::NAME => Session::M(StoreSession::new(begin, conn, committed)?),
+            other => return Err(format!("unknown field {other:?} (secp256k1 or m127)")),
+        };
+        self.sessions.insert(session, s);
+        if committed {
+            // Rebuild the shares from disk (the check may need them).
+            let resumed = {
+                let d = held.into_iter().find(|d| d.id == id).expect("found above");
+                let record: SessionRecord =
+                    serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+                let journal: CheckJournal = self
+                    .store
+                    .job_state(&store_job(&session))
+                    .ok()
+                    .flatten()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                match record.begin.field.as_str() {
+                    Secp256k1Scalar::NAME => self
+                        .resume_session::<Secp256k1Scalar>(&record, journal)
+                        .map(|(s, r)| (Session::S(s), r)),
+                    _ => self
+                        .resume_session::<Mersenne127>(&record, journal)
+                        .map(|(s, r)| (Session::M(s), r)),
+                }
+            };
+            let (mut s, replay) = resumed?;
+            with_session!(&mut s, s => s.owner = Some(conn));
+            let running = with_session!(&s, s => s.machine.is_some());
+            self.sessions.insert(session, s);
+            if running {
+                self.drive(session, None).map_err(|e| e.to_string())?;
+                for (from, raw) in replay {
+                    if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
+                        self.deliver(from, PeerMessage { session, message: raw })
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, conn: u64, session: Hash32) -> Result<(), Refuse> {
+        let me = self.me;
+        let bad_receipt = self.fault(Fault::BadReceipt);
+        let (roster, party_key) = (self.roster_id, self.party_key);
+        let fault = self.fault;
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or_else(|| format!("no store session {}", session_hex(&session)))?;
+        let store = &mut self.store;
+        let receipt = with_session!(s, s => s.finish(conn, me, store, bad_receipt, fault))?;
+        let signature = schnorr_sign(&party_key, receipt_digest(&roster, &session, me.get(), &receipt));
+        self.reply_json(
+            Some(conn),
+            MessageType::RECEIPT,
+            &Receipt {
+                session,
+                party: me.get(),
+                hash: receipt,
+                signature,
+            },
+        );
+        self.crash_point(FaultStep::Receipt, false);
+        Ok(())
+    }
+
+    fn verify_receipts(&self, m: &StoreCheck) -> Result<(), Refuse> {
+        let n = self.params.n();
+        if m.receipts.len() != n {
+            return Err(format!("{} receipts for a committee of {n}", m.receipts.len()));
+        }
+        for (i, r) in m.receipts.iter().enumerate() {
+            if r.party as usize != i + 1 || r.session != m.session {
+                return Err(format!("receipt {} is not party {}'s for this session", i + 1, i + 1));
+            }
+            let digest = receipt_digest(&self.roster_id, &m.session, r.party, &r.hash);
+            if !schnorr_verify(&self.party_keys[i], digest, &r.signature) {
+                return Err(format!("party {}'s receipt signature does not verify", i + 1));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_check(&mut self, conn: u64, m: StoreCheck) -> Result<(), Refuse> {
+        self.verify_receipts(&m)?;
+        let session = m.session;
+        let mut s = self
+            .sessions
+            .remove(&session)
+            .ok_or_else(|| format!("no store session {}", session_hex(&session)))?;
+        let r = with_session!(&mut s, s => {
+            s.owner = Some(conn);
+            if let Some(done) = &s.done {
+                if !self.fault(Fault::Withhold) {
+                    self.reply_json(Some(conn), MessageType::STORE_DONE, done);
+                }
+                Ok(false)
+            } else if s.machine.is_some() {
+                Ok(false)
+            } else if !s.received {
+                Err("the shares of this session are not all received".to_string())
+            } else {
+                let own = &m.receipts[self.me.slot()].hash;
+                if Some(*own) != s.receipt && !self.fault(Fault::BadReceipt) {
+                    Err("my receipt in the check differs from the one I signed".to_string())
+                } else {
+                    self.start_check(s, m.receipts.clone()).map(|_| true)
+                }
+            }
+        });
+        self.sessions.insert(session, s);
+        if r? {
+            self.persist_journal(&session).map_err(|e| e.to_string())?;
+            self.drive(session, None).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn start_check<F: PrimeField>(
+        &self,
+        s: &mut StoreSession<F>,
+        receipts: Vec<Receipt>,
+    ) -> Result<(), Refuse> {
+        let input = CheckInput {
+            params: self.params,
+            me: self.me,
+            tag: STORE_CHECK_TAG.to_vec(),
+            round: STORE_CHECK_ROUND,
+            context: s.context,
+            receipts: receipts.iter().map(|r| r.hash).collect(),
+            shares: PartyShares {
+                index: self.me.point(),
+                mask: s.mask,
+                columns: s.columns.clone(),
+            },
+            keys: self.verifying.clone(),
+            ignored: BTreeSet::new(),
+        };
+        let mut machine =
+            CheckMachine::new(input.clone(), self.signer.clone()).map_err(|e| e.to_string())?;
+        if self.fault(Fault::WrongOpening) {
+            machine.lie_in_opening(F::ONE);
+        }
+        if self.fault(Fault::Equivocate) {
+            let mut twin = CheckMachine::new(input, self.signer.clone()).map_err(|e| e.to_string())?;
+            twin.lie_in_opening(F::ONE);
+            s.twin = Some(twin);
+        }
+        s.machine = Some(machine);
+        s.journal.receipts = receipts;
+        Ok(())
+    }
+
+    fn persist_journal(&mut self, session: &Hash32) -> Result<(), StoreError> {
+        let Some(s) = self.sessions.get(session) else {
+            return Ok(());
+        };
+        // A check stays open until the dataset is committed (or refused): its outbox is
+        // re-sent to a peer that comes back, which may still need it to finish.
+        let (journal, open) = with_session!(s, s => (
+            serde_json::to_vec(&s.journal).unwrap_or_default(),
+            s.done.as_ref().is_none_or(|d| d.accepted),
+        ));
+        self.store.put_job_state(&store_job(session), &journal, open)
+    }
+
+    /// Starts (or re-starts after a restart) the session's machine, or fires a deadline, and
+    /// sends what it asks for.
+    fn drive(&mut self, session: Hash32, deadline: Option<RoundId>) -> Result<(), PartyError> {
+        let Some(mut s) = self.sessions.remove(&session) else {
+            return Ok(());
+        };
+        let r = with_session!(&mut s, s => self.drive_session(s, deadline));
+        self.sessions.insert(session, s);
+        r?;
+        // Messages that arrived before the check started here.
+        if let Some(early) = self.early.remove(&session) {
+            for (from, m) in early {
+                self.deliver(from, m)?;
+            }
+        }
+        self.persist_journal(&session)?;
+        Ok(())
+    }
+
+    fn drive_session<F: PrimeField>(
+        &mut self,
+        s: &mut StoreSession<F>,
+        deadline: Option<RoundId>,
+    ) -> Result<(), PartyError> {
+        let Some(machine) = s.machine.as_mut() else {
+            return Ok(());
+        };
+        let step = match deadline {
+            Some(r) => machine.deadline(r),
+            None => machine.start(),
+        };
+        let twin = match (deadline, s.twin.as_mut()) {
+            (None, Some(t)) => t.start().ok(),
+            _ => None,
+        };
+        self.after_step(s, step, twin)
+    }
+
+    fn after_step<F: PrimeField>(
+        &mut self,
+        s: &mut StoreSession<F>,
+        step: Result<Step<F, CheckOutput<F>>, crate::mpc::round::RoundError>,
+        twin: Option<Step<F, CheckOutput<F>>>,
+    ) -> Result<(), PartyError> {
+        let session = s.begin.session;
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                let done = StoreDone {
+                    session,
+                    party: self.me.get(),
+                    accepted: false,
+                    reason: Some(format!("store check failed: {e}")),
+                    liars: Vec::new(),
+                };
+                self.finish_session(s, done)?;
+                return Ok(());
+            }
+        };
+        let twin_msgs: Vec<Outgoing<F>> = twin.map(|t| t.send).unwrap_or_default();
+        for (k, out) in step.send.into_iter().enumerate() {
+            let alt = twin_msgs.get(k);
+            self.send_out(&session, out, alt)?;
+        }
+        if let Some(out) = step.output {
+            let done = self.outcome(&session, &out);
+            self.finish_session(s, done)?;
+        } else if let Some(off) = s.machine.as_ref().and_then(|m| m.complaint()) {
+            let c = Complaint {
+                session,
+                parties: off.iter().map(|p| p.get()).collect(),
+                masks: Vec::new(),
+            };
+            self.reply_json(s.owner, MessageType::COMPLAINT, &c);
+        }
+        if let Some(round) = s.machine.as_ref().and_then(|m| m.waiting()) {
+            self.arm_timer(session, round);
+        }
+        Ok(())
+    }
+
+    fn outcome<F: PrimeField>(&self, session: &Hash32, out: &CheckOutput<F>) -> StoreDone {
+        use crate::mpc::check::Resolution;
+        let (liars, refusal) = match &out.resolution {
+            Resolution::Accepted { liars } => (liars, None),
+            Resolution::Refused { reason, liars } => (liars, Some(reason)),
+        };
+        let liars: Vec<u32> = liars
+            .iter()
+            .map(|l| *l as u32)
+            .chain(out.evidence.iter().map(|e| e.sender()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let accepted = refusal.is_none();
+        StoreDone {
+            session: *session,
+            party: self.me.get(),
+            accepted,
+            reason: refusal.map(|r| format!("{r:?}")),
+            liars,
+        }
+    }
+
+    fn finish_session<F: PrimeField>(
+        &mut self,
+        s: &mut StoreSession<F>,
+        done: StoreDone,
+    ) -> Result<(), PartyError> {
+        let id = session_hex(&s.begin.session);
+        if done.accepted {
+            if let Some(d) = self.store.datasets()?.into_iter().find(|d| d.id == id) {
+                if let Ok(mut r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
+                    if r.state == "received" {
+                        r.state = "checked".into();
+                        self.store
+                            .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())?;
+                    }
+                }
+            }
+        } else {
+            self.store.delete_dataset(&id)?;
+            self.store.put_job_state(&store_job(&s.begin.session), b"{}", false)?;
+        }
+        info!(target: "btcmpc::party", session = %id, accepted = done.accepted, liars = ?done.liars, "store check finished");
+        s.machine = None;
+        s.twin = None;
+        s.columns = Vec::new();
+        s.revealed.clear();
+        if !self.fault(Fault::Withhold) {
+            self.reply_json(s.owner, MessageType::STORE_DONE, &done);
+        }
+        s.done = Some(done);
+        Ok(())
+    }
+
+    fn arm_timer(&mut self, session: Hash32, round: RoundId) {
+        if !self.timers.insert((session, round)) {
+            return;
+        }
+        let (tx, after) = (self.events.clone(), self.round_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(Event::Timer { session, round }).await;
+        });
+    }
+
+    /// Persists a signed message in the outbox, then sends it (or the bytes stored for its slot
+    /// before a restart).
+    fn send_out<F: PrimeField>(
+        &mut self,
+        session: &Hash32,
+        out: Outgoing<F>,
+        alt: Option<&Outgoing<F>>,
+    ) -> Result<(), PartyError> {
+        if self.fault(Fault::Withhold) {
+            return Ok(());
+        }
+        let targets: Vec<PartyId> = match out.to {
+            Recipient::All => PartyId::all(self.params.n()).filter(|p| *p != self.me).collect(),
+            Recipient::One(p) => vec![p],
+        };
+        let (round, sub) = Broadcast::<F>::slot_of(&out.msg)
+            .map(|(_, r, s)| (r, s))
+            .unwrap_or((0, 255));
+        for to in targets {
+            let msg = match alt {
+                Some(a) if to.get() > (self.params.n() as u32) / 2 => &a.msg,
+                _ => &out.msg,
+            };
+            let payload = PeerMessage {
+                session: *session,
+                message: serde_json::to_value(msg).unwrap_or_default(),
+            };
+            let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+            let slot = OutboxSlot {
+                job: store_job(session),
+                round,
+                slot: u32::from(sub) * 256 + to.get(),
+            };
+            let bytes = match self.store.put_outgoing(&slot, &bytes)? {
+                PutOutgoing::Inserted | PutOutgoing::Unchanged => bytes,
+                PutOutgoing::KeptExisting { stored } => stored,
+            };
+            self.crash_point(FaultStep::CheckSend, true);
+            self.send_to(to, bytes);
+            self.crash_point(FaultStep::CheckSend, false);
+        }
+        Ok(())
+    }
+
+    fn send_to(&self, to: PartyId, bytes: Vec<u8>) {
+        if self.fault == Some(Fault::DropTo(to.get())) {
+            return;
+        }
+        let Some(Some(q)) = self.queues.get(to.slot()) else {
+            return;
+        };
+        if let Ok(f) = Frame::new(MessageType::SIGNED, bytes) {
+            let _ = q.try_send(f);
+        }
+    }
+
+    fn resend(&self, slot: &OutboxSlot, bytes: Vec<u8>) {
+        let to = slot.slot % 256;
+        if let Ok(p) = PartyId::new(to as usize, self.params.n()) {
+            self.send_to(p, bytes);
+        }
+    }
+
+    fn on_peer_event(&mut self, ev: PeerEvent) -> Result<(), PartyError> {
+        match ev {
+            PeerEvent::Frame { peer, frame } => {
+                let Some(&from) = self.transport_of.get(&peer) else {
+                    warn!(target: "btcmpc::party", %peer, "frame from a key not in the manifest: refused");
+                    return Ok(());
+                };
+                if self.stale_peers.remove(&from) {
+                    // The peer came back: re-send what it may have missed.
+                    for job in self.store.open_jobs()? {
+                        for (slot, bytes, _) in self.store.outbox(&job)? {
+                            if slot.slot % 256 == from.get() {
+                                self.send_to(from, bytes);
+                            }
+                        }
+                    }
+                }
+                if frame.kind() != MessageType::SIGNED {
+                    debug!(target: "btcmpc::party", %from, kind = %frame.kind(), "unexpected frame from a party: dropped");
+                    return Ok(());
+                }
+                match parse_json::<PeerMessage>(&frame) {
+                    Ok(m) => self.deliver(from, m)?,
+                    Err(e) => info!(target: "btcmpc::party", %from, "refused: {e}"),
+                }
+            }
+            PeerEvent::Disconnected { peer, error } => {
+                if let Some(&p) = self.transport_of.get(&peer) {
+                    debug!(target: "btcmpc::party", party = %p, "peer disconnected: {error}");
+                    self.stale_peers.insert(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, from: PartyId, m: PeerMessage) -> Result<(), PartyError> {
+        let session = m.session;
+        let started = self
+            .sessions
+            .get(&session)
+            .is_some_and(|s| with_session!(s, s => s.machine.is_some() || s.done.is_some()));
+        if !started {
+            let sessions = self.early.len();
+            let q = self.early.entry(session).or_default();
+            if q.len() < MAX_EARLY_MESSAGES && sessions <= 64 {
+                q.push((from, m));
+            }
+            return Ok(());
+        }
+        let Some(mut s) = self.sessions.remove(&session) else {
+            return Ok(());
+        };
+        let r = with_session!(&mut s, s => self.deliver_to(s, from, m.message));
+        self.sessions.insert(session, s);
+        r?;
+        self.persist_journal(&session)?;
+        Ok(())
+    }
+
+    fn deliver_to<F: PrimeField>(
+        &mut self,
+        s: &mut StoreSession<F>,
+        from: PartyId,
+        raw: serde_json::Value,
+    ) -> Result<(), PartyError> {
+        let Some(machine) = s.machine.as_mut() else {
+            return Ok(()); // finished: late messages are ignored
+        };
+        let msg: Message<F> = match serde_json::from_value(raw.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                info!(target: "btcmpc::party", %from, "malformed check message refused: {e}");
+                return Ok(());
+            }
+        };
+        let step = machine.handle(from, msg);
+        if let Err(e) = &step {
+            if e.is_refusal() {
+                debug!(target: "btcmpc::party", %from, "message refused: {e}");
+                return Ok(());
+            }
+        }
+        // Persisted before anything it caused is sent: a restart replays exactly this.
+        s.journal.delivered.push((from.get(), raw));
+        self.store.put_job_state(
+            &store_job(&s.begin.session),
+            &serde_json::to_vec(&s.journal).unwrap_or_default(),
+            true,
+        )?;
+        self.after_step(s, step, None)
+    }
+
+    fn on_reveal(&mut self, conn: u64, m: Complaint) -> Result<(), Refuse> {
+        let session = m.session;
+        let mut s = self
+            .sessions
+            .remove(&session)
+            .ok_or_else(|| format!("no store session {}", session_hex(&session)))?;
+        let r = with_session!(&mut s, s => {
+            s.owner = Some(conn);
+            self.reveal(s, &m)
+        });
+        self.sessions.insert(session, s);
+        r?;
+        let _ = self.persist_journal(&session);
+        Ok(())
+    }
+
+    fn reveal<F: PrimeField>(&mut self, s: &mut StoreSession<F>, m: &Complaint) -> Result<(), Refuse> {
+        let Some(machine) = s.machine.as_mut() else {
+            return Err("no check is waiting for revealed vectors".into());
+        };
+        let Some(off) = machine.complaint().map(|o| o.to_vec()) else {
+            return Err("no complaint is pending".into());
+        };
+        if m.parties.len() != m.masks.len() {
+            return Err("one mask per revealed party is needed".into());
+        }
+        let mut revealed = Vec::new();
+        for (p, mask) in m.parties.iter().zip(&m.masks) {
+            if !off.iter().any(|o| o.get() == *p) {
+                return Err(format!("party {p} was not accused"));
+            }
+            let Some(cols) = s.revealed.remove(p) else {
+                continue;
+            };
+            revealed.push(PartyShares {
+                index: *p as usize,
+                mask: field_from_hex::<F>(mask).map_err(|e| e.to_string())?,
+                columns: cols,
+            });
+        }
+        let out = machine.reveal(&revealed).map_err(|e| e.to_string())?;
+        let done = self.outcome(&s.begin.session, &out);
+        self.finish_session(s, done).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn on_commit(&mut self, conn: u64, m: StoreCommit) -> Result<(), Refuse> {
+        let id = session_hex(&m.session);
+        let d = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| format!("no checked dataset for session {id}"))?;
+        let mut r: SessionRecord = serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+        if r.state == "received" {
+            return Err("the store check of this session has not passed here".into());
+        }
+        let outpoint: bitcoin::OutPoint = m
+            .store_outpoint
+            .parse()
+            .map_err(|_| format!("bad STORE outpoint {:?}", m.store_outpoint))?;
+        let key: PublicKey = m
+            .anchor_key
+            .parse()
+            .map_err(|_| format!("bad anchor key {:?}", m.anchor_key))?;
+        let want = hex::encode(super::acl::dataset_id(&outpoint, &key));
+        if want != m.dataset_id {
+            return Err(format!("dataset id {} is not sha256(outpoint || anchor key) = {want}", m.dataset_id));
+        }
+        self.crash_point(FaultStep::Commit, true);
+        r.state = "committed".into();
+        r.dataset_id = Some(m.dataset_id.clone());
+        r.store_outpoint = Some(m.store_outpoint.clone());
+        self.store
+            .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        self.store
+            .put_job_state(&store_job(&m.session), b"{}", false)
+            .map_err(|e| e.to_string())?;
+        self.sessions.remove(&m.session);
+        self.crash_point(FaultStep::Commit, false);
+        self.reply_json(Some(conn), MessageType::STORE_COMMIT, &m);
+        Ok(())
+    }
+
+    fn status(&self) -> Result<wire::Status, StoreError> {
+        let connected: HashSet<TransportKey> = self.peers.connected().into_iter().collect();
+        let mut peers: Vec<u32> = self
+            .transport_of
+            .iter()
+            .filter(|(k, _)| connected.contains(k))
+            .map(|(_, p)| p.get())
+            .collect();
+        peers.sort_unstable();
+        let datasets = self
+            .store
+            .datasets()?
+            .into_iter()
+            .filter_map(|d: DatasetMeta| {
+                let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
+                Some(DatasetStatus {
+                    name: r.begin.name,
+                    session: d.id,
+                    rows: d.rows,
+                    columns: d.columns,
+                    state: r.state,
+                    dataset_id: r.dataset_id,
+                })
+            })
+            .collect();
+        Ok(wire::Status {
+            party: self.me.get(),
+            n: self.params.n() as u32,
+            roster: hex::encode(self.roster_id),
+            peers_connected: peers,
+            datasets,
+            open_jobs: self.store.open_jobs()?,
+            bond: self.bond.clone(),
+            fault: self.fault.map(|f| f.to_string()),
+        })
+    }
+}
+
+impl<F: PrimeField> StoreSession<F> {
+    fn new(begin: StoreBegin, owner: u64, committed: bool) -> Result<Self, Refuse> {
+        let mask = field_from_hex::<F>(&begin.mask).map_err(|e| e.to_string())?;
+        Ok(StoreSession {
+            context: begin.context(),
+            columns: vec![Vec::new(); begin.schema.fields.len()],
+            begin,
+            mask,
+            owner: Some(owner),
+            revealed: BTreeMap::new(),
+            received: committed,
+            receipt: None,
+            machine: None,
+            twin: None,
+            journal: CheckJournal::default(),
+            done: None,
+        })
+    }
+
+    fn on_batch(&mut self, conn: u64, payload: &[u8]) -> Result<(), Refuse> {
+        if self.owner != Some(conn) {
+            return Err("share batch for a session of another connection".into());
+        }
+        let b = ShareBatch::<F>::parse(payload).map_err(|e| e.to_string())?;
+        let rows = self.begin.schema.rows as u64;
+        let col = b.column as usize;
+        if col >= self.begin.schema.fields.len() {
+            return Err(format!("share batch for column {col} of {}", self.begin.schema.fields.len()));
+        }
+        let target = if b.holder == 0 {
+            if self.received {
+                return Ok(()); // already committed: a re-sent session
+            }
+            &mut self.columns
+        } else {
+            if self.machine.as_ref().and_then(|m| m.complaint()).is_none() {
+                return Err("revealed vectors sent while no complaint is pending".into());
+            }
+            let n = self.begin.schema.fields.len();
+            self.revealed.entry(b.holder).or_insert_with(|| vec![Vec::new(); n])
+        };
+        let have = target[col].len() as u64;
+        if b.first_row != have {
+            return Err(format!(
+                "share batch for column {col} starts at row {}, {have} expected",
+                b.first_row
+            ));
+        }
+        if have + b.values.len() as u64 > rows {
+            return Err(format!("column {col} gets more than its {rows} rows"));
+        }
+        target[col].extend_from_slice(&b.values);
+        Ok(())
+    }
+
+    /// Every column complete: commits the dataset (one transaction) and returns the receipt
+    /// hash to sign.
+    fn finish(
+        &mut self,
+        conn: u64,
+        me: PartyId,
+        store: &mut Store,
+        bad_receipt: bool,
+        fault: Option<Fault>,
+    ) -> Result<Hash32, Refuse> {
+        if self.owner != Some(conn) {
+            return Err("store end for a session of another connection".into());
+        }
+        let rows = self.begin.schema.rows;
+        let id = session_hex(&self.begin.session);
+        if !self.received {
+            if let Some((c, col)) = self.columns.iter().enumerate().find(|(_, c)| c.len() != rows) {
+                return Err(format!("column {c} has {} of its {rows} rows", col.len()));
+            }
+            if fault == Some(Fault::CrashBefore(FaultStep::Receipt)) {
+                crash(FaultStep::Receipt, "before");
+            }
+            let record = SessionRecord {
+                begin: self.begin.clone(),
+                state: "received".into(),
+                receipt_hash: None,
+                dataset_id: None,
+                store_outpoint: None,
+            };
+            let mut shares = PartyShares {
+                index: me.point(),
+                mask: self.mask,
+                columns: std::mem::take(&mut self.columns),
+            };
+            let hash = shares.receipt_hash(&self.context);
+            let mut record = record;
+            record.receipt_hash = Some(hex::encode(hash));
+            let meta = DatasetMeta {
+                id: id.clone(),
+                meta: serde_json::to_vec(&record).map_err(|e| e.to_string())?,
+                rows: rows as u64,
+                columns: shares.columns.len() as u32,
+            };
+            let mut w = store.begin_dataset(&meta).map_err(|e| e.to_string())?;
+            const CHUNK: usize = 1 << 16;
+            for (c, col) in shares.columns.iter().enumerate() {
+                for (k, chunk) in col.chunks(CHUNK).enumerate() {
+                    w.put_field_chunk(c as u32, k as u32, (k * CHUNK) as u64, chunk)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            w.commit().map_err(|e| e.to_string())?;
+            store
+                .put_job_state(&store_job(&self.begin.session), b"{}", true)
+                .map_err(|e| e.to_string())?;
+            self.columns = std::mem::take(&mut shares.columns);
+            self.received = true;
+        }
+        let d = store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or("the dataset vanished")?;
+        let record: SessionRecord = serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(record.receipt_hash.unwrap_or_default(), &mut hash)
+            .map_err(|_| "stored receipt hash is corrupt".to_string())?;
+        if bad_receipt {
+            hash[0] ^= 1;
+        }
+        self.receipt = Some(hash);
+        Ok(hash)
+    }
+}
