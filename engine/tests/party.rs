@@ -1,0 +1,186 @@
+//! The party daemon and the owner's client as a library, in one process: four daemons on
+//! loopback (an unbonded test committee, so no chain is needed), a store through
+//! [`Owner::store_shares`], and bad input from a client that is refused with a one-line error
+//! while the daemons keep serving.
+
+use std::time::Duration;
+
+use bitcoin::secp256k1::{Keypair, Secp256k1};
+use bitcoin::Network;
+use btcmpc_engine::mpc::csv::Dataset;
+use btcmpc_engine::mpc::field::{Mersenne127, Secp256k1Scalar};
+use btcmpc_engine::node::card::PartyCard;
+use btcmpc_engine::node::frame::{Frame, MessageType};
+use btcmpc_engine::node::manifest::Manifest;
+use btcmpc_engine::node::noise::{AllowedKeys, StaticKeypair, TransportKey};
+use btcmpc_engine::node::owner::{Owner, OwnerError, StoreOptions};
+use btcmpc_engine::node::party::{Party, PartyConfig};
+use btcmpc_engine::node::roster::{Roster, RosterParams};
+use btcmpc_engine::node::transport::{connect, ChannelConfig};
+
+struct Committee {
+    manifest: Manifest,
+    parties: Vec<Party>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn committee(n: usize) -> Committee {
+    let secp = Secp256k1::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    let mut cards = Vec::new();
+    for _ in 0..n {
+        let kp = Keypair::new(&secp, &mut rand::thread_rng());
+        let tk = StaticKeypair::generate().unwrap();
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        cards.push(PartyCard::new(Network::Regtest, &kp, tk.public().0, &endpoint, 1000, 4).unwrap());
+        keys.push((kp, tk));
+    }
+    let mut params = RosterParams::new(1, 0);
+    params.unbonded = true;
+    let mut roster = Roster::new(Network::Regtest, params, cards.clone()).unwrap();
+    for (kp, _) in &keys {
+        roster.sign(kp).unwrap();
+    }
+    let manifest = Manifest::new(roster, &cards).unwrap();
+    let mut parties = Vec::new();
+    for (i, (kp, tk)) in keys.into_iter().enumerate() {
+        let listen = manifest.roster.cards[i].endpoint.parse().unwrap();
+        parties.push(
+            Party::start(PartyConfig {
+                manifest: manifest.clone(),
+                party_key: kp,
+                transport: tk,
+                listen,
+                store_path: dir.path().join(format!("p{}.sqlite", i + 1)),
+                round_timeout: Duration::from_secs(5),
+                max_store_values: 1_000_000,
+                fault: None,
+                channel: ChannelConfig::default(),
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    Committee {
+        manifest,
+        parties,
+        _dir: dir,
+    }
+}
+
+fn csv(rows: usize) -> Dataset {
+    let mut s = String::from("x,y\n");
+    for r in 0..rows {
+        if r % 5 == 0 {
+            s.push_str(&format!("{r},\n"));
+        } else {
+            s.push_str(&format!("{r},{}.5\n", r % 9));
+        }
+    }
+    Dataset::parse(&s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stores_with_four_daemons_in_both_fields() {
+    let c = committee(4).await;
+    let owner = Owner::new(c.manifest.clone(), StaticKeypair::generate().unwrap());
+    let d = csv(3_000);
+    let r = owner
+        .store_shares::<Secp256k1Scalar>(&d, &StoreOptions::new("a"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.holders, vec![1, 2, 3, 4]);
+    assert_eq!((r.rows, r.columns), (3_000, 3)); // x, y, present(y)
+    assert_eq!(r.bytes_sent, 3_000 * 3 * 4 * 32);
+    let r2 = owner
+        .store_shares::<Mersenne127>(&d, &StoreOptions::new("b"), None)
+        .await
+        .unwrap();
+    assert_eq!(r2.holders, vec![1, 2, 3, 4]);
+    assert_eq!(r2.bytes_sent, 3_000 * 3 * 4 * 16);
+    assert_ne!(r.receipts_root, r2.receipts_root);
+    for p in c.parties {
+        p.shutdown().await.unwrap();
+    }
+}
+
+/// Sends one frame as a client with a fresh key and returns the daemon's answer.
+async fn ask(endpoint: &str, party: TransportKey, frame: Frame) -> Frame {
+    let me = StaticKeypair::generate().unwrap();
+    let mut ch = connect(endpoint, &me, &AllowedKeys::new([party]), ChannelConfig::default())
+        .await
+        .unwrap();
+    ch.send(&frame).await.unwrap();
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(10), ch.recv())
+            .await
+            .expect("the daemon answers")
+            .unwrap();
+        if f.kind() != MessageType::PING {
+            return f;
+        }
+    }
+}
+
+fn error_text(f: &Frame) -> String {
+    assert_eq!(f.kind(), MessageType::ERROR, "{f:?}");
+    let t = String::from_utf8(f.payload().to_vec()).unwrap();
+    assert_eq!(t.lines().count(), 1, "{t}");
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() {
+    let c = committee(4).await;
+    let card = &c.manifest.roster.cards[0];
+    let (ep, key) = (card.endpoint.as_str(), TransportKey(card.transport_key));
+    // A key not in the manifest may not speak as a party.
+    let f = ask(ep, key, Frame::new(MessageType::SIGNED, b"{}".to_vec()).unwrap()).await;
+    assert!(error_text(&f).contains("a client may not send signed"), "{f:?}");
+    // Garbage where JSON is expected.
+    let f = ask(ep, key, Frame::new(MessageType::STORE_BEGIN, b"\x00garbage".to_vec()).unwrap()).await;
+    assert!(error_text(&f).contains("bad store-begin payload"));
+    // A share batch for a session nobody began.
+    let f = ask(ep, key, Frame::new(MessageType::SHARE_BATCH, vec![7u8; 48]).unwrap()).await;
+    assert!(error_text(&f).contains("no store session"));
+    // Status is for the party's operator only.
+    let f = ask(ep, key, Frame::new(MessageType::STATUS, Vec::new()).unwrap()).await;
+    assert!(error_text(&f).contains("operator only"));
+    // A store larger than the party takes, and one for another roster.
+    let owner = Owner::new(c.manifest.clone(), StaticKeypair::generate().unwrap());
+    let mut opts = StoreOptions::new("big");
+    opts.party_timeout = Duration::from_secs(5);
+    let big = csv(400_000); // 1.2 M values > 1 M
+    match owner.store_shares::<Mersenne127>(&big, &opts, None).await {
+        Err(OwnerError::Incomplete { held, reasons }) => {
+            assert!(held.is_empty());
+            assert!(reasons[0].contains("this party takes 1 to 1000000"), "{reasons:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut opts = StoreOptions::new("../etc");
+    opts.party_timeout = Duration::from_secs(5);
+    let err = owner
+        .store_shares::<Mersenne127>(&csv(10), &opts, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dataset name"), "{err}");
+    // The daemons still serve an honest store.
+    let r = owner
+        .store_shares::<Mersenne127>(&csv(100), &StoreOptions::new("ok"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.holders, vec![1, 2, 3, 4]);
+    for p in c.parties {
+        p.shutdown().await.unwrap();
+    }
+}
