@@ -34,12 +34,14 @@ enum Command {
     Wallet(cmd::wallet::Args),
     /// The embedded Bitcoin regtest node.
     Regtest(cmd::regtest::Args),
-    /// A compute party: keys, card, roster signature, bond.
+    /// A compute party: keys, card, roster signature, bond, and its daemon.
     Party(cmd::party::Args),
     /// A committee: roster, manifest, on-chain check of the bonds.
     Network(cmd::network::Args),
-    /// A data owner: access control on chain.
+    /// A data owner: store datasets with a committee, access control on chain.
     Owner(cmd::owner::Args),
+    /// A service: its key, and whether it may query a dataset.
+    Service(cmd::service::Args),
     /// Benchmarks that print a table to compare with the README's figures.
     Bench(cmd::bench::Args),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Party(args) => cmd::party::run(args, &cli.global),
         Command::Network(args) => cmd::network::run(args, &cli.global),
         Command::Owner(args) => cmd::owner::run(args, &cli.global),
+        Command::Service(args) => cmd::service::run(args, &cli.global),
     };
     match result {
         Ok(report) => {

@@ -148,7 +148,17 @@ impl Net {
             .open(self.log(who))
             .unwrap();
         let mut c = self.command(who);
-        c.args(["-v", "party", "run", "--round-timeout", "5"]);
+        c.args([
+            "-v",
+            "party",
+            "run",
+            "--round-timeout",
+            "5",
+            "--acl-poll",
+            "1",
+            "--acl-min-conf",
+            "1",
+        ]);
         if let Some(f) = fault {
             c.args(["--testing-fault", f]);
         }
@@ -255,7 +265,7 @@ fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {
 
 #[test]
 fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
-    let net = Net::new();
+    let mut net = Net::new();
     let csv = net.cli.path("data.csv");
     write_csv(std::path::Path::new(&csv), 10_000);
     let v = net.store(&csv, "survey");
@@ -281,15 +291,61 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     assert_eq!(card["dataset_id"].as_str().unwrap(), id);
     assert_eq!(card["schema"]["rows"], 10_000);
     assert_eq!(card["signature"].as_str().unwrap().len(), 128);
-    // Grant then revoke a service on chain.
-    let service = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798".to_string();
+    // A service asks every party whether it may query; each reads the ACL on chain itself.
+    net.fund("service");
+    let service = net.cli.json("service", &["service", "init"])["pubkey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let card_file = net.cli.path("survey.card.json");
+    net.cli
+        .json("owner", &["owner", "export", "survey", "--out", &card_file]);
+    fn access(net: &Net, card: &str, columns: &str, degree: &str) -> Value {
+        net.cli.json(
+            "service",
+            &["service", "access", card, "--columns", columns, "--degree", degree],
+        )
+    }
+    fn wait_for(net: &Net, card: &str, want: bool, columns: &str) -> Value {
+        let end = Instant::now() + WAIT;
+        loop {
+            let v = access(net, card, columns, "1");
+            let all = v["parties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["granted"] == want);
+            if all {
+                return v;
+            }
+            assert!(Instant::now() < end, "parties never agreed on {want}: {v}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let v = wait_for(&net, &card_file, false, "income");
+    assert_eq!(v["granted"], false);
+    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("not granted"), "{v}");
+    // Party 4 is offline while the GRANT is published; it catches up from the chain.
+    net.daemons[3] = None;
     net.cli
         .json("owner", &["owner", "grant", "survey", &service, "--columns", "income"]);
     net.env.mine(1).unwrap();
     net.settle();
     let acl = net.cli.json("owner", &["owner", "acl", "survey", "--min-conf", "1"]);
     assert_eq!(acl["services"][0]["granted"], true, "{acl}");
+    net.restart(4, None);
+    let v = wait_for(&net, &card_file, true, "income");
+    assert_eq!(v["granted"], true, "{v}");
+    // Out of scope: another column, a higher degree.
+    let v = access(&net, &card_file, "id", "1");
+    assert_eq!(v["granted"], false);
+    assert!(v["parties"][1]["reason"].as_str().unwrap().contains("outside the granted scope"), "{v}");
+    let v = access(&net, &card_file, "income", "3");
+    assert!(v["parties"][2]["reason"].as_str().unwrap().contains("degree 3"), "{v}");
+    // A REVOKE counts as soon as it is seen, before it confirms.
     net.cli.json("owner", &["owner", "revoke", "survey", &service]);
+    let v = wait_for(&net, &card_file, false, "income");
+    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("revoked"), "{v}");
     let acl = net.cli.json("owner", &["owner", "acl", "survey"]);
     assert_eq!(acl["services"][0]["granted"], false, "{acl}");
 
@@ -321,6 +377,22 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     for p in 1..=4 {
         assert_eq!(net.datasets(p).len(), 1, "party {p} holds only the good dataset");
     }
+
+    // A dataset under min_rows (10) rows is never queried, granted or not.
+    let tiny = net.cli.path("tiny.csv");
+    std::fs::write(&tiny, "x\n1\n2\n3\n4\n5\n").unwrap();
+    net.store(&tiny, "tiny");
+    let tiny_card = net.cli.path("tiny.card.json");
+    net.cli.json("owner", &["owner", "export", "tiny", "--out", &tiny_card]);
+    net.env.mine(1).unwrap();
+    let v = wait_for(&net, &tiny_card, false, "x");
+    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("5 rows"), "{v}");
+    // A card whose content was changed is refused before any party is asked.
+    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&tiny_card).unwrap()).unwrap();
+    c["schema"]["rows"] = 500.into();
+    std::fs::write(&tiny_card, c.to_string()).unwrap();
+    let err = net.cli.fails("service", &["service", "access", &tiny_card]);
+    assert!(err.contains("signature does not verify"), "{err}");
 }
 
 #[test]

@@ -65,6 +65,7 @@ async fn committee(n: usize) -> Committee {
                 max_store_values: 1_000_000,
                 fault: None,
                 channel: ChannelConfig::default(),
+                chain: None,
             })
             .await
             .unwrap(),

@@ -7,4 +7,5 @@ pub mod network;
 pub mod owner;
 pub mod party;
 pub mod regtest;
+pub mod service;
 pub mod wallet;

@@ -559,6 +559,7 @@ fn export(global: &Global, name: &str, out: Option<&Path>) -> anyhow::Result<Rep
         "field": r.field,
         "holders": r.holders,
         "schema": r.schema,
+        "manifest": r.manifest,
     });
     let wallet = crate::cmd::wallet::open(global)?;
     let keypair = wallet

@@ -82,6 +82,15 @@ enum Cmd {
         /// crash-after:STEP with STEP receipt, check-send or commit).
         #[arg(long, value_name = "FAULT", env = "BTCMPC_TESTING_FAULT", hide_env_values = true)]
         testing_fault: Option<String>,
+        /// Seconds between two readings of the datasets' ACLs from the chain.
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        acl_poll: u64,
+        /// Confirmations a GRANT needs before it counts.
+        #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::acl::DEFAULT_ACL_MIN_CONF)]
+        acl_min_conf: u32,
+        /// Datasets with fewer rows are never queried.
+        #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::access::DEFAULT_MIN_ROWS)]
+        min_rows: u64,
     },
     /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
     Status,
@@ -260,6 +269,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             round_timeout,
             max_store_values,
             testing_fault,
+            acl_poll,
+            acl_min_conf,
+            min_rows,
         } => run_daemon(
             global,
             manifest,
@@ -267,6 +279,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             round_timeout,
             max_store_values,
             testing_fault.filter(|f| !f.is_empty()),
+            (acl_poll, acl_min_conf, min_rows),
         ),
         Cmd::Status => status(global),
         Cmd::Withdraw { fee_rate: rate } => {
@@ -301,6 +314,7 @@ fn run_daemon(
     round_timeout: u64,
     max_store_values: u64,
     fault: Option<String>,
+    (acl_poll, acl_min_conf, min_rows): (u64, u32, u64),
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::node::fault::Fault;
     use btcmpc_engine::node::manifest::Manifest;
@@ -351,6 +365,14 @@ fn run_daemon(
         max_store_values,
         fault,
         channel: Default::default(),
+        chain: Some(btcmpc_engine::node::party::ChainSource {
+            url: global.electrum_url()?,
+            network: global.network.network(),
+            allow_plaintext: global.allow_plaintext_electrum,
+            poll: std::time::Duration::from_secs(acl_poll.clamp(1, 3600)),
+            acl_min_conf,
+            min_rows,
+        }),
     };
     let rt = runtime()?;
     rt.block_on(async move {

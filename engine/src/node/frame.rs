@@ -86,6 +86,8 @@ impl MessageType {
     pub const OPENING_BATCH: Self = Self(0x0031);
     /// A party's output share for a job.
     pub const RESULT: Self = Self(0x0032);
+    /// A service's signed access question, and a party's answer.
+    pub const ACCESS: Self = Self(0x0033);
 
     /// The cap on payload bytes of this type, `None` if the type is unknown.
     #[must_use]
@@ -135,6 +137,7 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::JOB_REQUEST, "job-request", CONTROL_CAP),
     (MessageType::OPENING_BATCH, "opening-batch", BATCH_CAP),
     (MessageType::RESULT, "result", 1024 * 1024),
+    (MessageType::ACCESS, "access", CONTROL_CAP),
 ];
 
 /// The largest cap of any type: no frame is ever longer than `HEADER_LEN` plus this.

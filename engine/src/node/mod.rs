@@ -8,6 +8,7 @@
 //! roster every party signs ([`roster`]), bonds and the manifest checked against the chain
 //! ([`manifest`], [`chain`]); access control on chain ([`acl`], [`acl_ops`]).
 
+pub mod access;
 pub mod acl;
 pub mod acl_ops;
 pub mod card;
@@ -19,6 +20,7 @@ pub mod noise;
 pub mod owner;
 pub mod party;
 pub mod roster;
+pub mod service;
 pub mod store;
 pub mod transport;
 pub mod wire;

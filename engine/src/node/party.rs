@@ -39,6 +39,7 @@ use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
 use super::store::{DatasetMeta, OutboxSlot, PutOutgoing, Store, StoreError};
 use super::transport::{Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError};
+use super::access::{authorize, AccessAnswer, AccessRequest, AclView};
 use super::wire::{
     self, field_from_hex, json_frame, parse_json, receipt_digest, Complaint, DatasetStatus,
     PeerMessage, Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit,
@@ -81,6 +82,26 @@ pub struct PartyConfig {
     pub fault: Option<Fault>,
     /// Channel timeouts.
     pub channel: ChannelConfig,
+    /// Where to follow the chain for the ACL of every committed dataset (`None`: the party
+    /// answers every access question with a refusal saying it follows no chain).
+    pub chain: Option<ChainSource>,
+}
+
+/// The Electrum server a party follows, and how often.
+#[derive(Debug, Clone)]
+pub struct ChainSource {
+    /// `tcp://` or `ssl://` URL.
+    pub url: String,
+    /// The network.
+    pub network: bitcoin::Network,
+    /// Whether a plaintext connection is allowed off regtest.
+    pub allow_plaintext: bool,
+    /// How often the ACLs are read again.
+    pub poll: Duration,
+    /// Confirmations a GRANT needs ([`super::acl::DEFAULT_ACL_MIN_CONF`]).
+    pub acl_min_conf: u32,
+    /// Datasets with fewer rows are never queried ([`super::access::DEFAULT_MIN_ROWS`]).
+    pub min_rows: u64,
 }
 
 /// Errors that stop a party daemon.
@@ -222,7 +243,21 @@ impl Party {
                 .bonds
                 .get(index - 1)
                 .map(|b| (b.outpoint.to_string(), b.exit)),
+            acls: HashMap::new(),
+            min_rows: config.chain.as_ref().map(|c| c.min_rows),
         };
+        let stop_follower = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(src) = config.chain.clone() {
+            let (path, tx, stop) = (
+                config.store_path.clone(),
+                events_tx.clone(),
+                Arc::clone(&stop_follower),
+            );
+            std::thread::Builder::new()
+                .name("acl-follower".into())
+                .spawn(move || follow_acls(&path, &src, &tx, &stop))
+                .map_err(|e| PartyError::Manifest(format!("starting the ACL follower: {e}")))?;
+        }
         let (stop, stopped) = oneshot::channel();
         // Incoming connections: parties go to the peer manager, anyone else is a client.
         let accept_events = events_tx.clone();
@@ -288,7 +323,11 @@ impl Party {
                 });
             }
         });
-        let task = tokio::spawn(core.run(events, peer_events, stopped));
+        let task = tokio::spawn(async move {
+            let r = core.run(events, peer_events, stopped).await;
+            stop_follower.store(true, std::sync::atomic::Ordering::Relaxed);
+            r
+        });
         info!(target: "btcmpc::party", party = index, %local_addr, "party daemon listening");
         Ok(Party {
             local_addr,
@@ -346,6 +385,10 @@ enum Event {
         session: Hash32,
         round: RoundId,
     },
+    Acl {
+        session: String,
+        view: AclView,
+    },
 }
 
 struct Client {
@@ -365,6 +408,12 @@ struct SessionRecord {
     dataset_id: Option<String>,
     #[serde(default)]
     store_outpoint: Option<String>,
+    /// The receipts root the check ran over, hex (its STORE record must carry it).
+    #[serde(default)]
+    receipts_root: Option<String>,
+    /// The anchor key, from the STORE_COMMIT.
+    #[serde(default)]
+    anchor_key: Option<String>,
 }
 
 /// What a party persists of a running check: the receipts and every delivered message.
@@ -429,6 +478,8 @@ struct Core {
     max_store_values: u64,
     fault: Option<Fault>,
     bond: Option<(String, u32)>,
+    acls: HashMap<String, AclView>,
+    min_rows: Option<u64>,
 }
 
 /// A one-line refusal for the peer.
@@ -614,6 +665,9 @@ impl Core {
                 self.timers.remove(&(session, round));
                 self.drive(session, Some(round))?;
             }
+            Event::Acl { session, view } => {
+                self.acls.insert(session, view);
+            }
         }
         Ok(())
     }
@@ -674,6 +728,12 @@ impl Core {
             MessageType::STORE_COMMIT => {
                 let m: StoreCommit = parse_json(frame).map_err(e)?;
                 self.on_commit(conn, m)
+            }
+            MessageType::ACCESS => {
+                let m: AccessRequest = parse_json(frame).map_err(e)?;
+                let answer = self.on_access(&m)?;
+                self.reply_json(Some(conn), MessageType::ACCESS, &answer);
+                Ok(())
             }
             other => Err(format!("a client may not send {other}")),
         }
@@ -1015,6 +1075,9 @@ impl Core {
                 if let Ok(mut r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
                     if r.state == "received" {
                         r.state = "checked".into();
+                        let hashes: Vec<Hash32> = s.journal.receipts.iter().map(|r| r.hash).collect();
+                        r.receipts_root =
+                            Some(hex::encode(crate::mpc::dealing::receipts_root(&hashes)));
                         self.store
                             .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())?;
                     }
@@ -1278,6 +1341,7 @@ impl Core {
         r.state = "committed".into();
         r.dataset_id = Some(m.dataset_id.clone());
         r.store_outpoint = Some(m.store_outpoint.clone());
+        r.anchor_key = Some(m.anchor_key.clone());
         self.store
             .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())
             .map_err(|e| e.to_string())?;
@@ -1288,6 +1352,37 @@ impl Core {
         self.crash_point(FaultStep::Commit, false);
         self.reply_json(Some(conn), MessageType::STORE_COMMIT, &m);
         Ok(())
+    }
+
+    fn on_access(&self, m: &AccessRequest) -> Result<AccessAnswer, Refuse> {
+        let service = m.verify()?;
+        let Some(min_rows) = self.min_rows else {
+            return Err("this party follows no chain: it cannot read the dataset's ACL".into());
+        };
+        let (id, record, rows) = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find_map(|d| {
+                let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
+                (r.dataset_id.as_deref() == Some(m.dataset_id.as_str()))
+                    .then_some((d.id, r, d.rows))
+            })
+            .ok_or_else(|| format!("this party holds no dataset {}", m.dataset_id))?;
+        let view = self
+            .acls
+            .get(&id)
+            .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
+        let names: Vec<String> = record.begin.schema.columns.iter().map(|c| c.name.clone()).collect();
+        let verdict = authorize(view, &service, m, &names, rows, min_rows);
+        Ok(AccessAnswer {
+            party: self.me.get(),
+            dataset_id: m.dataset_id.clone(),
+            granted: verdict.is_ok(),
+            reason: verdict.err(),
+            tip: view.tip,
+        })
     }
 
     fn status(&self) -> Result<wire::Status, StoreError> {
@@ -1411,6 +1506,8 @@ impl<F: PrimeField> StoreSession<F> {
                 receipt_hash: None,
                 dataset_id: None,
                 store_outpoint: None,
+                receipts_root: None,
+                anchor_key: None,
             };
             let mut shares = PartyShares {
                 index: me.point(),
@@ -1456,5 +1553,114 @@ impl<F: PrimeField> StoreSession<F> {
         }
         self.receipt = Some(hash);
         Ok(hash)
+    }
+}
+
+/// The ACL follower (a thread: the Electrum client is blocking): every `src.poll`, reads the ACL
+/// of every committed dataset from the anchor's spend chain and hands it to the daemon. A
+/// party that was offline during a GRANT or REVOKE catches up here: the spend chain is read
+/// from the STORE outpoint on.
+fn follow_acls(
+    path: &std::path::Path,
+    src: &ChainSource,
+    events: &mpsc::Sender<Event>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use super::acl;
+    use super::chain::{ChainView, ElectrumView};
+    use std::sync::atomic::Ordering;
+    let mut client: Option<btcmpc_wallet::ChainClient> = None;
+    let mut states: HashMap<String, acl::AclState> = HashMap::new();
+    let mut store: Option<Store> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            client = btcmpc_wallet::ChainClient::connect_for(
+                &src.url,
+                src.network,
+                src.allow_plaintext,
+                Duration::from_secs(10),
+            )
+            .map_err(|e| debug!(target: "btcmpc::party", "ACL follower cannot connect: {e}"))
+            .ok();
+        }
+        if store.is_none() {
+            store = Store::open(path).ok();
+        }
+        if let (Some(c), Some(st)) = (&client, &store) {
+            let view = ElectrumView::new(c);
+            match view.tip() {
+                Err(e) => {
+                    debug!(target: "btcmpc::party", "ACL follower lost the server: {e}");
+                    client = None;
+                }
+                Ok(tip) => {
+                    for d in st.datasets().unwrap_or_default() {
+                        let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) else {
+                            continue;
+                        };
+                        let (Some(op), Some(key)) = (&r.store_outpoint, &r.begin_anchor()) else {
+                            continue;
+                        };
+                        let Ok(op) = op.parse::<bitcoin::OutPoint>() else { continue };
+                        let state = match states.entry(d.id.clone()) {
+                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                match acl::start(&view, op, *key, src.acl_min_conf) {
+                                    Ok(s) => e.insert(s),
+                                    Err(err) => {
+                                        debug!(target: "btcmpc::party", dataset = %d.id, "STORE not readable yet: {err}");
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        let mut ok = true;
+                        while ok {
+                            match acl::follow(state, &view, acl::MAX_STEPS_PER_CALL) {
+                                Ok(n) => ok = n == acl::MAX_STEPS_PER_CALL,
+                                Err(e) => {
+                                    debug!(target: "btcmpc::party", "ACL follow failed: {e}");
+                                    ok = false;
+                                }
+                            }
+                        }
+                        let mismatch = r
+                            .receipts_root
+                            .as_deref()
+                            .is_some_and(|root| root != hex::encode(state.receipts_root));
+                        let closed = if mismatch {
+                            Some("its STORE record carries another receipts root than the one checked".to_string())
+                        } else {
+                            state.closed.as_ref().map(|c| c.reason.clone())
+                        };
+                        let v = AclView {
+                            tip,
+                            table: state.table(tip),
+                            closed,
+                        };
+                        if events
+                            .blocking_send(Event::Acl {
+                                session: d.id.clone(),
+                                view: v,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let end = std::time::Instant::now() + src.poll;
+        while std::time::Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl SessionRecord {
+    /// The anchor key recorded by the owner's STORE_COMMIT.
+    fn begin_anchor(&self) -> Option<PublicKey> {
+        self.anchor_key.as_deref().and_then(|k| k.parse().ok())
     }
 }
