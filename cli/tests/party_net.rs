@@ -20,7 +20,6 @@ const PARTIES: [&str; 4] = ["p1", "p2", "p3", "p4"];
 /// A `party run` process, killed when dropped (even when the test fails).
 struct Daemon {
     child: Child,
-    who: String,
 }
 
 impl Drop for Daemon {
@@ -85,15 +84,20 @@ impl Net {
         for p in PARTIES {
             net.fund(p);
             let endpoint = format!("127.0.0.1:{}", free_port());
-            let v = net
-                .cli
-                .json(p, &["party", "init", "--endpoint", &endpoint]);
+            let v = net.cli.json(p, &["party", "init", "--endpoint", &endpoint]);
             cards.push(v["card"].as_str().unwrap().to_string());
         }
         net.fund("owner");
         let roster = net.cli.path("roster.json");
         let mut args = vec![
-            "network", "roster", "--t", "1", "--min-bond", "100000sat", "--out", &roster,
+            "network",
+            "roster",
+            "--t",
+            "1",
+            "--min-bond",
+            "100000sat",
+            "--out",
+            &roster,
         ];
         args.extend(cards.iter().map(String::as_str));
         net.cli.json("p1", &args);
@@ -103,14 +107,27 @@ impl Net {
         for p in PARTIES {
             net.cli.json(
                 p,
-                &["party", "bond", "100000sat", "--exit", "+400", "--roster", &roster],
+                &[
+                    "party",
+                    "bond",
+                    "100000sat",
+                    "--exit",
+                    "+400",
+                    "--roster",
+                    &roster,
+                ],
             );
         }
         net.env.mine(1).unwrap();
         net.settle();
         net.manifest = net.cli.path("manifest.json");
         let mut args = vec![
-            "network", "manifest", "--roster", &roster, "--out", &net.manifest,
+            "network",
+            "manifest",
+            "--roster",
+            &roster,
+            "--out",
+            &net.manifest,
         ];
         args.extend(cards.iter().map(String::as_str));
         net.cli.json("p1", &args);
@@ -168,10 +185,7 @@ impl Net {
             .stderr(log)
             .spawn()
             .unwrap();
-        Daemon {
-            child,
-            who: who.to_string(),
-        }
+        Daemon { child }
     }
 
     /// Polls `party status` until the daemon answers.
@@ -202,8 +216,7 @@ impl Net {
     }
 
     fn status(&self, party: usize) -> Value {
-        self.cli
-            .json(PARTIES[party - 1], &["party", "status"])
+        self.cli.json(PARTIES[party - 1], &["party", "status"])
     }
 
     fn datasets(&self, party: usize) -> Vec<(String, String)> {
@@ -303,7 +316,15 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     fn access(net: &Net, card: &str, columns: &str, degree: &str) -> Value {
         net.cli.json(
             "service",
-            &["service", "access", card, "--columns", columns, "--degree", degree],
+            &[
+                "service",
+                "access",
+                card,
+                "--columns",
+                columns,
+                "--degree",
+                degree,
+            ],
         )
     }
     fn wait_for(net: &Net, card: &str, want: bool, columns: &str) -> Value {
@@ -324,14 +345,24 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     }
     let v = wait_for(&net, &card_file, false, "income");
     assert_eq!(v["granted"], false);
-    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("not granted"), "{v}");
+    assert!(
+        v["parties"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not granted"),
+        "{v}"
+    );
     // Party 4 is offline while the GRANT is published; it catches up from the chain.
     net.daemons[3] = None;
-    net.cli
-        .json("owner", &["owner", "grant", "survey", &service, "--columns", "income"]);
+    net.cli.json(
+        "owner",
+        &["owner", "grant", "survey", &service, "--columns", "income"],
+    );
     net.env.mine(1).unwrap();
     net.settle();
-    let acl = net.cli.json("owner", &["owner", "acl", "survey", "--min-conf", "1"]);
+    let acl = net
+        .cli
+        .json("owner", &["owner", "acl", "survey", "--min-conf", "1"]);
     assert_eq!(acl["services"][0]["granted"], true, "{acl}");
     net.restart(4, None);
     let v = wait_for(&net, &card_file, true, "income");
@@ -339,13 +370,32 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     // Out of scope: another column, a higher degree.
     let v = access(&net, &card_file, "id", "1");
     assert_eq!(v["granted"], false);
-    assert!(v["parties"][1]["reason"].as_str().unwrap().contains("outside the granted scope"), "{v}");
+    assert!(
+        v["parties"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside the granted scope"),
+        "{v}"
+    );
     let v = access(&net, &card_file, "income", "3");
-    assert!(v["parties"][2]["reason"].as_str().unwrap().contains("degree 3"), "{v}");
+    assert!(
+        v["parties"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("degree 3"),
+        "{v}"
+    );
     // A REVOKE counts as soon as it is seen, before it confirms.
-    net.cli.json("owner", &["owner", "revoke", "survey", &service]);
+    net.cli
+        .json("owner", &["owner", "revoke", "survey", &service]);
     let v = wait_for(&net, &card_file, false, "income");
-    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("revoked"), "{v}");
+    assert!(
+        v["parties"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{v}"
+    );
     let acl = net.cli.json("owner", &["owner", "acl", "survey"]);
     assert_eq!(acl["services"][0]["granted"], false, "{acl}");
 
@@ -361,21 +411,37 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
         let err = net.cli.fails("owner", &net.store_args(&bad, "bad"));
         assert!(err.contains(what), "{text:?}: {err}");
     }
-    assert!(net.cli.fails("owner", &net.store_args(&csv, "survey")).contains("already exists"));
+    assert!(net
+        .cli
+        .fails("owner", &net.store_args(&csv, "survey"))
+        .contains("already exists"));
     let list = net.cli.json("owner", &["owner", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     // A manifest whose bond is not the committee's is refused before anything is sent.
-    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&net.manifest).unwrap()).unwrap();
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(&net.manifest).unwrap()).unwrap();
     m["bonds"][2]["exit"] = (m["bonds"][2]["exit"].as_u64().unwrap() + 1).into();
     let bad_manifest = net.cli.path("bad-manifest.json");
     std::fs::write(&bad_manifest, m.to_string()).unwrap();
     let err = net.cli.fails(
         "owner",
-        &["owner", "store", &csv, "--name", "other", "--manifest", &bad_manifest],
+        &[
+            "owner",
+            "store",
+            &csv,
+            "--name",
+            "other",
+            "--manifest",
+            &bad_manifest,
+        ],
     );
     assert!(err.contains("refused") && err.contains("party 3"), "{err}");
     for p in 1..=4 {
-        assert_eq!(net.datasets(p).len(), 1, "party {p} holds only the good dataset");
+        assert_eq!(
+            net.datasets(p).len(),
+            1,
+            "party {p} holds only the good dataset"
+        );
     }
 
     // A dataset under min_rows (10) rows is never queried, granted or not.
@@ -383,10 +449,17 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     std::fs::write(&tiny, "x\n1\n2\n3\n4\n5\n").unwrap();
     net.store(&tiny, "tiny");
     let tiny_card = net.cli.path("tiny.card.json");
-    net.cli.json("owner", &["owner", "export", "tiny", "--out", &tiny_card]);
+    net.cli
+        .json("owner", &["owner", "export", "tiny", "--out", &tiny_card]);
     net.env.mine(1).unwrap();
     let v = wait_for(&net, &tiny_card, false, "x");
-    assert!(v["parties"][0]["reason"].as_str().unwrap().contains("5 rows"), "{v}");
+    assert!(
+        v["parties"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("5 rows"),
+        "{v}"
+    );
     // A card whose content was changed is refused before any party is asked.
     let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&tiny_card).unwrap()).unwrap();
     c["schema"]["rows"] = 500.into();
@@ -420,7 +493,10 @@ fn faulty_parties_during_store_are_named_or_tolerated() {
     net.restart(2, None);
     net.restart(4, Some("bad-receipt"));
     let err = net.cli.fails("owner", &net.store_args(&csv, "d3"));
-    assert!(err.contains("party 4") && err.contains("wrong receipt"), "{err}");
+    assert!(
+        err.contains("party 4") && err.contains("wrong receipt"),
+        "{err}"
+    );
     assert!(err.contains("holding the shares: [1, 2, 3]"), "{err}");
 
     // A party that goes silent in the check is tolerated (t = 1) and reported.
@@ -436,7 +512,11 @@ fn faulty_parties_during_store_are_named_or_tolerated() {
     assert!(v["holders"].as_array().unwrap().len() >= 3, "{v}");
     assert_eq!(v["blamed"], serde_json::json!([]), "{v}");
     let list = net.cli.json("owner", &["owner", "list"]);
-    assert_eq!(list.as_array().unwrap().len(), 4, "d3 was never published: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        4,
+        "d3 was never published: {list}"
+    );
 }
 
 #[test]
@@ -468,7 +548,10 @@ fn a_party_killed_mid_store_holds_all_or_nothing_and_never_equivocates() {
             if d.child.try_wait().unwrap().is_some() {
                 break;
             }
-            assert!(Instant::now() < end, "party {party} did not crash at {fault}");
+            assert!(
+                Instant::now() < end,
+                "party {party} did not crash at {fault}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // Restart it honestly: whatever it holds of the dataset is whole (every row of every
@@ -492,12 +575,18 @@ fn a_party_killed_mid_store_holds_all_or_nothing_and_never_equivocates() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["blamed"], serde_json::json!([]), "{fault}: a restarted party is no equivocator: {v}");
-        assert!(v["holders"].as_array().unwrap().contains(&party.into()), "{fault}: {v}");
+        assert_eq!(
+            v["blamed"],
+            serde_json::json!([]),
+            "{fault}: a restarted party is no equivocator: {v}"
+        );
+        assert!(
+            v["holders"].as_array().unwrap().contains(&party.into()),
+            "{fault}: {v}"
+        );
         net.env.mine(1).unwrap();
         net.settle();
     }
-    let _ = net.daemons.iter().flatten().map(|d| &d.who).count();
 }
 
 /// Kills the child on drop unless waited for.

@@ -44,10 +44,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut wallet = RoleWallet::open(Path::new(wallet_dir), network)?;
     wallet.sync(&chain)?;
-    let columns: Vec<String> = dataset.schema.columns.iter().map(|c| c.name.clone()).collect();
+    let columns: Vec<String> = dataset
+        .schema
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     let dir = Path::new(wallet_dir).join("..");
     let fee = FeeChoice::Explicit(bitcoin::FeeRate::from_sat_per_vb(2).ok_or("fee rate")?);
-    let d = store_dataset(&mut wallet, &chain, &dir, name, &columns, shared.receipts_root, fee)?;
+    let d = store_dataset(
+        &mut wallet,
+        &chain,
+        &dir,
+        name,
+        &columns,
+        shared.receipts_root,
+        fee,
+    )?;
     let mut session = [0u8; 32];
     hex::decode_to_slice(&shared.session, &mut session)?;
     let commit = StoreCommit {
@@ -56,13 +69,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         anchor_key: d.anchor_key.clone(),
         dataset_id: d.dataset_id.clone(),
     };
-    let confirmed =
-        rt.block_on(owner.commit(&shared.holders, &commit, options.channel, options.party_timeout))?;
-    println!("dataset {} ({}) committed at parties {confirmed:?}", d.name, d.dataset_id);
+    let confirmed = rt.block_on(owner.commit(
+        &shared.holders,
+        &commit,
+        options.channel,
+        options.party_timeout,
+    ))?;
+    println!(
+        "dataset {} ({}) committed at parties {confirmed:?}",
+        d.name, d.dataset_id
+    );
 
     // The ACL, read from the anchor's spend chain.
     let view = ElectrumView::new(&chain);
-    let mut state = acl::start(&view, d.store_outpoint()?, d.anchor_key()?, acl::DEFAULT_ACL_MIN_CONF)?;
+    let mut state = acl::start(
+        &view,
+        d.store_outpoint()?,
+        d.anchor_key()?,
+        acl::DEFAULT_ACL_MIN_CONF,
+    )?;
     while acl::follow(&mut state, &view, acl::MAX_STEPS_PER_CALL)? == acl::MAX_STEPS_PER_CALL {}
     let table = state.table(view.tip()?);
     println!("ACL: {} services", table.len());

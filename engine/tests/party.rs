@@ -41,7 +41,9 @@ async fn committee(n: usize) -> Committee {
         let kp = Keypair::new(&secp, &mut rand::thread_rng());
         let tk = StaticKeypair::generate().unwrap();
         let endpoint = format!("127.0.0.1:{}", free_port());
-        cards.push(PartyCard::new(Network::Regtest, &kp, tk.public().0, &endpoint, 1000, 4).unwrap());
+        cards.push(
+            PartyCard::new(Network::Regtest, &kp, tk.public().0, &endpoint, 1000, 4).unwrap(),
+        );
         keys.push((kp, tk));
     }
     let mut params = RosterParams::new(1, 0);
@@ -117,9 +119,14 @@ async fn an_owner_stores_with_four_daemons_in_both_fields() {
 /// Sends one frame as a client with a fresh key and returns the daemon's answer.
 async fn ask(endpoint: &str, party: TransportKey, frame: Frame) -> Frame {
     let me = StaticKeypair::generate().unwrap();
-    let mut ch = connect(endpoint, &me, &AllowedKeys::new([party]), ChannelConfig::default())
-        .await
-        .unwrap();
+    let mut ch = connect(
+        endpoint,
+        &me,
+        &AllowedKeys::new([party]),
+        ChannelConfig::default(),
+    )
+    .await
+    .unwrap();
     ch.send(&frame).await.unwrap();
     loop {
         let f = tokio::time::timeout(Duration::from_secs(10), ch.recv())
@@ -145,16 +152,39 @@ async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() 
     let card = &c.manifest.roster.cards[0];
     let (ep, key) = (card.endpoint.as_str(), TransportKey(card.transport_key));
     // A key not in the manifest may not speak as a party.
-    let f = ask(ep, key, Frame::new(MessageType::SIGNED, b"{}".to_vec()).unwrap()).await;
-    assert!(error_text(&f).contains("a client may not send signed"), "{f:?}");
+    let f = ask(
+        ep,
+        key,
+        Frame::new(MessageType::SIGNED, b"{}".to_vec()).unwrap(),
+    )
+    .await;
+    assert!(
+        error_text(&f).contains("a client may not send signed"),
+        "{f:?}"
+    );
     // Garbage where JSON is expected.
-    let f = ask(ep, key, Frame::new(MessageType::STORE_BEGIN, b"\x00garbage".to_vec()).unwrap()).await;
+    let f = ask(
+        ep,
+        key,
+        Frame::new(MessageType::STORE_BEGIN, b"\x00garbage".to_vec()).unwrap(),
+    )
+    .await;
     assert!(error_text(&f).contains("bad store-begin payload"));
     // A share batch for a session nobody began.
-    let f = ask(ep, key, Frame::new(MessageType::SHARE_BATCH, vec![7u8; 48]).unwrap()).await;
+    let f = ask(
+        ep,
+        key,
+        Frame::new(MessageType::SHARE_BATCH, vec![7u8; 48]).unwrap(),
+    )
+    .await;
     assert!(error_text(&f).contains("no store session"));
     // Status is for the party's operator only.
-    let f = ask(ep, key, Frame::new(MessageType::STATUS, Vec::new()).unwrap()).await;
+    let f = ask(
+        ep,
+        key,
+        Frame::new(MessageType::STATUS, Vec::new()).unwrap(),
+    )
+    .await;
     assert!(error_text(&f).contains("operator only"));
     // A store larger than the party takes, and one for another roster.
     let owner = Owner::new(c.manifest.clone(), StaticKeypair::generate().unwrap());
@@ -164,7 +194,10 @@ async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() 
     match owner.store_shares::<Mersenne127>(&big, &opts, None).await {
         Err(OwnerError::Incomplete { held, reasons }) => {
             assert!(held.is_empty());
-            assert!(reasons[0].contains("this party takes 1 to 1000000"), "{reasons:?}");
+            assert!(
+                reasons[0].contains("this party takes 1 to 1000000"),
+                "{reasons:?}"
+            );
         }
         other => panic!("{other:?}"),
     }

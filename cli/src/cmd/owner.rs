@@ -392,7 +392,10 @@ fn store(
     let dir = global.datadir();
     let dataset_file = OwnedDataset::path(&dir, name)?;
     if dataset_file.exists() {
-        bail!("a dataset named {name} already exists ({})", dataset_file.display());
+        bail!(
+            "a dataset named {name} already exists ({})",
+            dataset_file.display()
+        );
     }
     if field != Secp256k1Scalar::NAME && field != Mersenne127::NAME {
         bail!("unknown field {field:?}: secp256k1 or m127");
@@ -452,9 +455,13 @@ fn store(
     let started = std::time::Instant::now();
     let shared = rt.block_on(async {
         if field == Mersenne127::NAME {
-            owner.store_shares::<Mersenne127>(&dataset, &opts, progress).await
+            owner
+                .store_shares::<Mersenne127>(&dataset, &opts, progress)
+                .await
         } else {
-            owner.store_shares::<Secp256k1Scalar>(&dataset, &opts, progress).await
+            owner
+                .store_shares::<Secp256k1Scalar>(&dataset, &opts, progress)
+                .await
         }
     });
     if let Some(b) = &bar {
@@ -478,8 +485,21 @@ fn store(
     )?;
     let (mut wallet, chain) = open_synced(global)?;
     let rate = fee_rate(rate, &chain)?;
-    let names: Vec<String> = dataset.schema.columns.iter().map(|c| c.name.clone()).collect();
-    let d = store_dataset(&mut wallet, &chain, &dir, name, &names, shared.receipts_root, rate)?;
+    let names: Vec<String> = dataset
+        .schema
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let d = store_dataset(
+        &mut wallet,
+        &chain,
+        &dir,
+        name,
+        &names,
+        shared.receipts_root,
+        rate,
+    )?;
     let commit = StoreCommit {
         session: {
             let mut s = [0u8; 32];
@@ -490,12 +510,8 @@ fn store(
         anchor_key: d.anchor_key.clone(),
         dataset_id: d.dataset_id.clone(),
     };
-    let confirmed = rt.block_on(owner.commit(
-        &shared.holders,
-        &commit,
-        opts.channel,
-        opts.party_timeout,
-    ));
+    let confirmed =
+        rt.block_on(owner.commit(&shared.holders, &commit, opts.channel, opts.party_timeout));
     let confirmed = match confirmed {
         Ok(c) => c,
         Err(e) => {
@@ -515,11 +531,23 @@ fn store(
         dataset.schema.columns.len(),
         {
             let n = dataset.schema.nullable();
-            if n.is_empty() { "none".to_string() } else { n.join(",") }
+            if n.is_empty() {
+                "none".to_string()
+            } else {
+                n.join(",")
+            }
         },
         shared.holders,
-        if shared.blamed.is_empty() { String::new() } else { format!("; BLAMED by the check: {:?}", shared.blamed) },
-        if shared.silent.is_empty() { String::new() } else { format!("; silent: {:?}", shared.silent) },
+        if shared.blamed.is_empty() {
+            String::new()
+        } else {
+            format!("; BLAMED by the check: {:?}", shared.blamed)
+        },
+        if shared.silent.is_empty() {
+            String::new()
+        } else {
+            format!("; silent: {:?}", shared.silent)
+        },
         d.store_outpoint,
         d.dataset_id,
         d.receipts_root,
@@ -544,9 +572,13 @@ fn export(global: &Global, name: &str, out: Option<&Path>) -> anyhow::Result<Rep
     let d = OwnedDataset::load(&dir, name)?;
     let path = store_record_path(&dir, name)?;
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("dataset {name} was not stored through `owner store` ({} missing)", path.display())
+        format!(
+            "dataset {name} was not stored through `owner store` ({} missing)",
+            path.display()
+        )
     })?;
-    let r: StoreRecord = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let r: StoreRecord =
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let mut card = json!({
         "version": 1,
         "name": d.name,
@@ -565,12 +597,18 @@ fn export(global: &Global, name: &str, out: Option<&Path>) -> anyhow::Result<Rep
     let keypair = wallet
         .contract_keypair_for(&d.anchor_key()?)?
         .context("this wallet does not hold the dataset's anchor key")?;
-    let digest = tagged_hash("btcmpc/v1/dataset-card", serde_json::to_string(&card)?.as_bytes());
+    let digest = tagged_hash(
+        "btcmpc/v1/dataset-card",
+        serde_json::to_string(&card)?.as_bytes(),
+    );
     card["signature"] = json!(hex::encode(schnorr_sign(&keypair, digest)));
     let text = serde_json::to_string_pretty(&card)?;
     if let Some(out) = out {
         write_atomic(out, text.as_bytes(), 0o644)?;
-        return Ok(Report::new(format!("dataset card written to {}", out.display()), card));
+        return Ok(Report::new(
+            format!("dataset card written to {}", out.display()),
+            card,
+        ));
     }
     Ok(Report::new(text, card))
 }

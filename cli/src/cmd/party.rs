@@ -80,7 +80,12 @@ enum Cmd {
         /// FOR TESTING ONLY, regtest only: misbehave in one named way (withhold,
         /// wrong-opening, equivocate, bad-receipt, drop-to:K, crash-before:STEP,
         /// crash-after:STEP with STEP receipt, check-send or commit).
-        #[arg(long, value_name = "FAULT", env = "BTCMPC_TESTING_FAULT", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "FAULT",
+            env = "BTCMPC_TESTING_FAULT",
+            hide_env_values = true
+        )]
         testing_fault: Option<String>,
         /// Seconds between two readings of the datasets' ACLs from the chain.
         #[arg(long, value_name = "S", default_value_t = 10)]
@@ -391,7 +396,10 @@ fn run_daemon(
         party.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
-    Ok(Report::new("party daemon stopped", json!({"stopped": true})))
+    Ok(Report::new(
+        "party daemon stopped",
+        json!({"stopped": true}),
+    ))
 }
 
 fn status(global: &Global) -> anyhow::Result<Report> {

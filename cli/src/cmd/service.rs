@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use bitcoin::secp256k1::PublicKey;
 use btcmpc_engine::node::acl::dataset_id;
-use btcmpc_engine::node::card::{read_bounded, schnorr_verify, tagged_hash, write_atomic, TransportSecret};
+use btcmpc_engine::node::card::{
+    read_bounded, schnorr_verify, tagged_hash, write_atomic, TransportSecret,
+};
 use btcmpc_engine::node::chain::ElectrumView;
 use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
 use btcmpc_engine::node::noise::StaticKeypair;
@@ -51,28 +53,42 @@ fn service_file(global: &Global) -> PathBuf {
 /// key)`, and the anchor key signed it.
 fn load_card(path: &Path) -> anyhow::Result<(Value, Manifest)> {
     let text = read_bounded(path)?;
-    let mut card: Value = serde_json::from_str(&text)
-        .with_context(|| format!("dataset card {}", path.display()))?;
+    let mut card: Value =
+        serde_json::from_str(&text).with_context(|| format!("dataset card {}", path.display()))?;
     let s = |k: &str| -> anyhow::Result<String> {
         card[k]
             .as_str()
             .map(str::to_string)
             .with_context(|| format!("dataset card {}: no {k}", path.display()))
     };
-    let (op, key, id, sig) = (s("store_outpoint")?, s("anchor_key")?, s("dataset_id")?, s("signature")?);
+    let (op, key, id, sig) = (
+        s("store_outpoint")?,
+        s("anchor_key")?,
+        s("dataset_id")?,
+        s("signature")?,
+    );
     let op: bitcoin::OutPoint = op.parse().context("dataset card: bad store_outpoint")?;
     let key: PublicKey = key.parse().context("dataset card: bad anchor_key")?;
     if hex::encode(dataset_id(&op, &key)) != id {
-        bail!("dataset card {}: dataset_id is not sha256(store_outpoint || anchor_key)", path.display());
+        bail!(
+            "dataset card {}: dataset_id is not sha256(store_outpoint || anchor_key)",
+            path.display()
+        );
     }
     let mut sig64 = [0u8; 64];
     hex::decode_to_slice(&sig, &mut sig64).context("dataset card: bad signature hex")?;
     if let Some(obj) = card.as_object_mut() {
         obj.remove("signature");
     }
-    let digest = tagged_hash("btcmpc/v1/dataset-card", serde_json::to_string(&card)?.as_bytes());
+    let digest = tagged_hash(
+        "btcmpc/v1/dataset-card",
+        serde_json::to_string(&card)?.as_bytes(),
+    );
     if !schnorr_verify(&key, digest, &sig64) {
-        bail!("dataset card {}: the anchor key's signature does not verify", path.display());
+        bail!(
+            "dataset card {}: the anchor key's signature does not verify",
+            path.display()
+        );
     }
     let manifest = Manifest::from_value(card["manifest"].clone())
         .with_context(|| format!("dataset card {}: manifest", path.display()))?;
@@ -107,8 +123,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             degree,
         } => {
             let (card, manifest) = load_card(&card)?;
-            let v: Value = serde_json::from_str(&read_bounded(&service_file(global)).context("run `btcmpc service init` first")?)?;
-            let key: PublicKey = v["pubkey"].as_str().unwrap_or_default().parse().context("service.json: bad pubkey")?;
+            let v: Value = serde_json::from_str(
+                &read_bounded(&service_file(global)).context("run `btcmpc service init` first")?,
+            )?;
+            let key: PublicKey = v["pubkey"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .context("service.json: bad pubkey")?;
             let wallet = open(global)?;
             let keypair = wallet
                 .contract_keypair_for(&key)?
@@ -121,14 +143,23 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let columns = if columns.is_empty() {
                 card["schema"]["columns"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default()
             } else {
                 columns
             };
             let secret = TransportSecret::load(&global.datadir().join("service-transport.key"))?;
-            let service = Service::new(keypair, StaticKeypair::from_secret(&secret.secret_bytes())?);
-            let request = service.access_request(card["dataset_id"].as_str().unwrap_or_default(), &columns, degree);
+            let service =
+                Service::new(keypair, StaticKeypair::from_secret(&secret.secret_bytes())?);
+            let request = service.access_request(
+                card["dataset_id"].as_str().unwrap_or_default(),
+                &columns,
+                degree,
+            );
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -155,12 +186,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             for (p, a) in &answers {
                 let line = match a {
                     Ok(a) if a.granted => format!("party {p}: granted (tip {})", a.tip),
-                    Ok(a) => format!("party {p}: refused: {}", a.reason.clone().unwrap_or_default()),
+                    Ok(a) => format!(
+                        "party {p}: refused: {}",
+                        a.reason.clone().unwrap_or_default()
+                    ),
                     Err(e) => format!("party {p}: no answer: {e}"),
                 };
                 text.push_str(&format!("  {line}\n"));
                 rows.push(match a {
-                    Ok(a) => json!({"party": p, "granted": a.granted, "reason": a.reason, "tip": a.tip}),
+                    Ok(a) => {
+                        json!({"party": p, "granted": a.granted, "reason": a.reason, "tip": a.tip})
+                    }
                     Err(e) => json!({"party": p, "granted": false, "error": e}),
                 });
             }

@@ -52,10 +52,12 @@ impl AccessRequest {
     /// # Errors
     /// A one-line reason: a bad key, bad hex, or a signature that does not verify.
     pub fn verify(&self) -> Result<PublicKey, String> {
-        let key: PublicKey = self
-            .service
-            .parse()
-            .map_err(|_| format!("service key {:?} is not a compressed public key", self.service))?;
+        let key: PublicKey = self.service.parse().map_err(|_| {
+            format!(
+                "service key {:?} is not a compressed public key",
+                self.service
+            )
+        })?;
         let mut sig = [0u8; 64];
         hex::decode_to_slice(&self.signature, &mut sig)
             .map_err(|_| "the request's signature is not 128 hex digits".to_string())?;
@@ -186,25 +188,42 @@ mod tests {
         let key = req.verify().unwrap();
         assert_eq!(authorize(&view, &key, &req, &names, 10, 10), Ok(()));
         // Boundaries: one row short, one degree over, a column outside, an unknown column.
-        assert!(authorize(&view, &key, &req, &names, 9, 10).unwrap_err().contains("9 rows"));
+        assert!(authorize(&view, &key, &req, &names, 9, 10)
+            .unwrap_err()
+            .contains("9 rows"));
         let r = signed(&kp, &["a"], 2);
-        assert!(authorize(&view, &key, &r, &names, 100, 10).unwrap_err().contains("degree 2"));
+        assert!(authorize(&view, &key, &r, &names, 100, 10)
+            .unwrap_err()
+            .contains("degree 2"));
         let r = signed(&kp, &["b"], 1);
-        assert!(authorize(&view, &key, &r, &names, 100, 10).unwrap_err().contains("\"b\" is outside"));
+        assert!(authorize(&view, &key, &r, &names, 100, 10)
+            .unwrap_err()
+            .contains("\"b\" is outside"));
         let r = signed(&kp, &["zz"], 1);
-        assert!(authorize(&view, &key, &r, &names, 100, 10).unwrap_err().contains("no column"));
+        assert!(authorize(&view, &key, &r, &names, 100, 10)
+            .unwrap_err()
+            .contains("no column"));
         // Another service, a revoked one, a pending one, a closed dataset.
         let r = signed(&other, &["a"], 1);
         let k = r.verify().unwrap();
-        assert!(authorize(&view, &k, &r, &names, 100, 10).unwrap_err().contains("not granted"));
+        assert!(authorize(&view, &k, &r, &names, 100, 10)
+            .unwrap_err()
+            .contains("not granted"));
         let mut v = view.clone();
-        v.table.insert(kp.public_key(), Access::Revoked(bitcoin::Txid::all_zeros()));
-        assert!(authorize(&v, &key, &req, &names, 100, 10).unwrap_err().contains("revoked"));
+        v.table
+            .insert(kp.public_key(), Access::Revoked(bitcoin::Txid::all_zeros()));
+        assert!(authorize(&v, &key, &req, &names, 100, 10)
+            .unwrap_err()
+            .contains("revoked"));
         v.table.insert(kp.public_key(), Access::Pending(1));
-        assert!(authorize(&v, &key, &req, &names, 100, 10).unwrap_err().contains("1 confirmation"));
+        assert!(authorize(&v, &key, &req, &names, 100, 10)
+            .unwrap_err()
+            .contains("1 confirmation"));
         let mut v = view.clone();
         v.closed = Some("anchor spent without a record".into());
-        assert!(authorize(&v, &key, &req, &names, 100, 10).unwrap_err().contains("closed"));
+        assert!(authorize(&v, &key, &req, &names, 100, 10)
+            .unwrap_err()
+            .contains("closed"));
         // A request signed by someone else for this service key is refused.
         let mut forged = req.clone();
         forged.signature = signed(&other, &["a", "c"], 1).signature;

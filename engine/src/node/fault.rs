@@ -133,7 +133,13 @@ mod tests {
             let f: Fault = name.parse().unwrap();
             assert_eq!(f.to_string(), name);
         }
-        for bad in ["", "drop-to:0", "drop-to:x", "crash-before:lunch", "withold"] {
+        for bad in [
+            "",
+            "drop-to:0",
+            "drop-to:x",
+            "crash-before:lunch",
+            "withold",
+        ] {
             let e = bad.parse::<Fault>().unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }

@@ -26,8 +26,8 @@ use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
 use super::transport::{connect, Channel, ChannelConfig, TransportError};
 use super::wire::{
-    self, field_to_hex, json_frame, parse_json, receipt_digest, Complaint, Receipt,
-    SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone, WireError,
+    self, field_to_hex, json_frame, parse_json, receipt_digest, Complaint, Receipt, SessionOnly,
+    ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone, WireError,
 };
 use crate::mpc::csv::Dataset;
 use crate::mpc::dealing::{deal, receipts_root, Hash32, PartyShares};
@@ -148,7 +148,10 @@ impl Link {
                 MessageType::ERROR => {
                     return Err(format!(
                         "refused: {}",
-                        String::from_utf8_lossy(f.payload()).chars().take(300).collect::<String>()
+                        String::from_utf8_lossy(f.payload())
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
                     ))
                 }
                 _ => return Ok(f),
@@ -195,7 +198,8 @@ impl Owner {
         wire::check_name(&options.name).map_err(|e| OwnerError::Manifest(e.to_string()))?;
         let roster = &self.manifest.roster;
         let n = roster.n();
-        let params = Params::new(n, roster.params.t).map_err(|e| OwnerError::Manifest(e.to_string()))?;
+        let params =
+            Params::new(n, roster.params.t).map_err(|e| OwnerError::Manifest(e.to_string()))?;
         let mut session = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut session);
         let roster_id = roster.id();
@@ -234,9 +238,16 @@ impl Owner {
                         let mut link = Link::open(endpoint, me, key, options.channel)
                             .await
                             .map_err(|e| Retry::Again(e.to_string()))?;
-                        upload::<F>(&mut link, begin, &shares[i as usize - 1], sent, total, progress.as_ref())
-                            .await
-                            .map_err(Retry::Again)?;
+                        upload::<F>(
+                            &mut link,
+                            begin,
+                            &shares[i as usize - 1],
+                            sent,
+                            total,
+                            progress.as_ref(),
+                        )
+                        .await
+                        .map_err(Retry::Again)?;
                         let f = link.recv().await.map_err(Retry::Again)?;
                         let r: Receipt = parse_json(&f).map_err(|e| Retry::Stop(e.to_string()))?;
                         Ok(r)
@@ -250,7 +261,10 @@ impl Owner {
                     } else if !schnorr_verify(&party_key, digest, &r.signature) {
                         Err("its receipt signature does not verify".to_string())
                     } else if r.hash != want {
-                        Err("signed a receipt for shares it was not sent (wrong receipt hash)".to_string())
+                        Err(
+                            "signed a receipt for shares it was not sent (wrong receipt hash)"
+                                .to_string(),
+                        )
                     } else {
                         Ok(r)
                     }
@@ -289,7 +303,8 @@ impl Owner {
             let begin = begin(i as usize - 1);
             tasks.push(tokio::spawn(async move {
                 let r = with_retries(options.party_timeout, || {
-                    let (endpoint, me, check, shares, begin) = (&endpoint, &me, &check, &shares, &begin);
+                    let (endpoint, me, check, shares, begin) =
+                        (&endpoint, &me, &check, &shares, &begin);
                     async move {
                         let mut link = Link::open(endpoint, me, key, options.channel)
                             .await
@@ -308,7 +323,9 @@ impl Owner {
                                 }
                                 MessageType::COMPLAINT => {
                                     let c: Complaint = parse_json(&f).map_err(stop)?;
-                                    reveal::<F>(&mut link, &session, &c, &shares).await.map_err(Retry::Again)?;
+                                    reveal::<F>(&mut link, &session, &c, shares)
+                                        .await
+                                        .map_err(Retry::Again)?;
                                 }
                                 other => return Err(Retry::Stop(format!("unexpected {other}"))),
                             }
@@ -356,8 +373,16 @@ impl Owner {
             return Err(OwnerError::Refused(format!(
                 "only parties {holders:?} confirmed the dealing, {} needed{}{}",
                 n - t,
-                if refusals.is_empty() { String::new() } else { format!("; {}", refusals.join("; ")) },
-                if silent.is_empty() { String::new() } else { format!("; silent: {silent:?}") },
+                if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", refusals.join("; "))
+                },
+                if silent.is_empty() {
+                    String::new()
+                } else {
+                    format!("; silent: {silent:?}")
+                },
             )));
         }
         Ok(StoreReport {
@@ -465,7 +490,10 @@ fn stop(e: WireError) -> Retry {
 
 /// Runs `attempt` until it succeeds, fails for good, or `timeout` has passed (each attempt is
 /// bounded by what is left); waits 200 ms, doubling to 2 s, between attempts.
-async fn with_retries<T, Fut>(timeout: Duration, mut attempt: impl FnMut() -> Fut) -> Result<T, String>
+async fn with_retries<T, Fut>(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, String>
 where
     Fut: std::future::Future<Output = Result<T, Retry>>,
 {
@@ -503,9 +531,21 @@ async fn upload<F: PrimeField>(
 ) -> Result<(), String> {
     let f = json_frame(MessageType::STORE_BEGIN, begin).map_err(|e| e.to_string())?;
     link.send(&f).await?;
-    send_vectors(link, &begin.session, 0, &shares.columns, Some((sent, total, progress))).await?;
-    let f = json_frame(MessageType::STORE_END, &SessionOnly { session: begin.session })
-        .map_err(|e| e.to_string())?;
+    send_vectors(
+        link,
+        &begin.session,
+        0,
+        &shares.columns,
+        Some((sent, total, progress)),
+    )
+    .await?;
+    let f = json_frame(
+        MessageType::STORE_END,
+        &SessionOnly {
+            session: begin.session,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     link.send(&f).await
 }
 

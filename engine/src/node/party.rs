@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::access::{authorize, AccessAnswer, AccessRequest, AclView};
 use super::card::{schnorr_sign, schnorr_verify};
 use super::fault::{Fault, FaultStep};
 use super::frame::{Frame, MessageType};
@@ -39,13 +40,14 @@ use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
 use super::store::{DatasetMeta, OutboxSlot, PutOutgoing, Store, StoreError};
 use super::transport::{Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError};
-use super::access::{authorize, AccessAnswer, AccessRequest, AclView};
 use super::wire::{
     self, field_from_hex, json_frame, parse_json, receipt_digest, Complaint, DatasetStatus,
-    PeerMessage, Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit,
-    StoreDone, WireError,
+    PeerMessage, Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone,
+    WireError,
 };
-use crate::mpc::check::{CheckInput, CheckMachine, CheckOutput, STORE_CHECK_ROUND, STORE_CHECK_TAG};
+use crate::mpc::check::{
+    CheckInput, CheckMachine, CheckOutput, STORE_CHECK_ROUND, STORE_CHECK_TAG,
+};
 use crate::mpc::dealing::{Hash32, PartyShares};
 use crate::mpc::echo::Broadcast;
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
@@ -148,10 +150,14 @@ impl Party {
             return Err(PartyError::TransportMismatch(index));
         }
         let n = roster.n();
-        let params = Params::new(n, roster.params.t).map_err(|e| PartyError::Manifest(e.to_string()))?;
+        let params =
+            Params::new(n, roster.params.t).map_err(|e| PartyError::Manifest(e.to_string()))?;
         let me = PartyId::new(index, n).map_err(|e| PartyError::Manifest(e.to_string()))?;
-        let transport_keys: Vec<TransportKey> =
-            roster.cards.iter().map(|c| TransportKey(c.transport_key)).collect();
+        let transport_keys: Vec<TransportKey> = roster
+            .cards
+            .iter()
+            .map(|c| TransportKey(c.transport_key))
+            .collect();
         let verifying = roster
             .cards
             .iter()
@@ -181,9 +187,15 @@ impl Party {
             if i + 1 == index {
                 continue;
             }
-            match tokio::net::lookup_host(&c.endpoint).await.ok().and_then(|mut a| a.next()) {
+            match tokio::net::lookup_host(&c.endpoint)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+            {
                 Some(addr) => peers.add(TransportKey(c.transport_key), addr),
-                None => warn!(target: "btcmpc::party", party = i + 1, endpoint = %c.endpoint, "cannot resolve a peer's endpoint"),
+                None => {
+                    warn!(target: "btcmpc::party", party = i + 1, endpoint = %c.endpoint, "cannot resolve a peer's endpoint")
+                }
             }
         }
         let peers = Arc::new(peers);
@@ -573,7 +585,13 @@ impl Core {
                     self.drive(session, None)?;
                     for (from, raw) in replay {
                         if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
-                            self.deliver(from, PeerMessage { session, message: raw })?;
+                            self.deliver(
+                                from,
+                                PeerMessage {
+                                    session,
+                                    message: raw,
+                                },
+                            )?;
                         }
                     }
                 }
@@ -608,8 +626,11 @@ impl Core {
         }
         let mask = field_from_hex::<F>(&record.begin.mask).map_err(|e| e.to_string())?;
         let mut receipt = [0u8; 32];
-        hex::decode_to_slice(record.receipt_hash.clone().unwrap_or_default(), &mut receipt)
-            .map_err(|_| "stored receipt hash is corrupt".to_string())?;
+        hex::decode_to_slice(
+            record.receipt_hash.clone().unwrap_or_default(),
+            &mut receipt,
+        )
+        .map_err(|_| "stored receipt hash is corrupt".to_string())?;
         let mut s = StoreSession {
             context: record.begin.context(),
             begin: record.begin.clone(),
@@ -643,9 +664,7 @@ impl Core {
                 let gone: Vec<Hash32> = self
                     .sessions
                     .iter()
-                    .filter(|(_, s)| {
-                        with_session!(s, s => s.owner == Some(conn) && !s.received)
-                    })
+                    .filter(|(_, s)| with_session!(s, s => s.owner == Some(conn) && !s.received))
                     .map(|(k, _)| *k)
                     .collect();
                 for k in gone {
@@ -740,7 +759,9 @@ impl Core {
     }
 
     fn on_begin(&mut self, conn: u64, begin: StoreBegin) -> Result<(), Refuse> {
-        begin.check(self.max_store_values).map_err(|e| e.to_string())?;
+        begin
+            .check(self.max_store_values)
+            .map_err(|e| e.to_string())?;
         if begin.roster != self.roster_id {
             return Err(format!(
                 "store for roster {}, this party serves roster {}",
@@ -777,12 +798,17 @@ impl Core {
                 .filter(|s| with_session!(s, s => !s.received))
                 .count();
             if open >= MAX_OPEN_SESSIONS {
-                return Err(format!("{MAX_OPEN_SESSIONS} store sessions are already open; try later"));
+                return Err(format!(
+                    "{MAX_OPEN_SESSIONS} store sessions are already open; try later"
+                ));
             }
             for d in &held {
                 if let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
                     if r.begin.name == begin.name && r.state == "committed" {
-                        return Err(format!("a dataset named {} is already stored here", begin.name));
+                        return Err(format!(
+                            "a dataset named {} is already stored here",
+                            begin.name
+                        ));
                     }
                 }
             }
@@ -825,8 +851,14 @@ impl Core {
                 self.drive(session, None).map_err(|e| e.to_string())?;
                 for (from, raw) in replay {
                     if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
-                        self.deliver(from, PeerMessage { session, message: raw })
-                            .map_err(|e| e.to_string())?;
+                        self.deliver(
+                            from,
+                            PeerMessage {
+                                session,
+                                message: raw,
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -845,7 +877,10 @@ impl Core {
             .ok_or_else(|| format!("no store session {}", session_hex(&session)))?;
         let store = &mut self.store;
         let receipt = with_session!(s, s => s.finish(conn, me, store, bad_receipt, fault))?;
-        let signature = schnorr_sign(&party_key, receipt_digest(&roster, &session, me.get(), &receipt));
+        let signature = schnorr_sign(
+            &party_key,
+            receipt_digest(&roster, &session, me.get(), &receipt),
+        );
         self.reply_json(
             Some(conn),
             MessageType::RECEIPT,
@@ -863,15 +898,25 @@ impl Core {
     fn verify_receipts(&self, m: &StoreCheck) -> Result<(), Refuse> {
         let n = self.params.n();
         if m.receipts.len() != n {
-            return Err(format!("{} receipts for a committee of {n}", m.receipts.len()));
+            return Err(format!(
+                "{} receipts for a committee of {n}",
+                m.receipts.len()
+            ));
         }
         for (i, r) in m.receipts.iter().enumerate() {
             if r.party as usize != i + 1 || r.session != m.session {
-                return Err(format!("receipt {} is not party {}'s for this session", i + 1, i + 1));
+                return Err(format!(
+                    "receipt {} is not party {}'s for this session",
+                    i + 1,
+                    i + 1
+                ));
             }
             let digest = receipt_digest(&self.roster_id, &m.session, r.party, &r.hash);
             if !schnorr_verify(&self.party_keys[i], digest, &r.signature) {
-                return Err(format!("party {}'s receipt signature does not verify", i + 1));
+                return Err(format!(
+                    "party {}'s receipt signature does not verify",
+                    i + 1
+                ));
             }
         }
         Ok(())
@@ -938,7 +983,8 @@ impl Core {
             machine.lie_in_opening(F::ONE);
         }
         if self.fault(Fault::Equivocate) {
-            let mut twin = CheckMachine::new(input, self.signer.clone()).map_err(|e| e.to_string())?;
+            let mut twin =
+                CheckMachine::new(input, self.signer.clone()).map_err(|e| e.to_string())?;
             twin.lie_in_opening(F::ONE);
             s.twin = Some(twin);
         }
@@ -957,7 +1003,8 @@ impl Core {
             serde_json::to_vec(&s.journal).unwrap_or_default(),
             s.done.as_ref().is_none_or(|d| d.accepted),
         ));
-        self.store.put_job_state(&store_job(session), &journal, open)
+        self.store
+            .put_job_state(&store_job(session), &journal, open)
     }
 
     /// Starts (or re-starts after a restart) the session's machine, or fires a deadline, and
@@ -1075,7 +1122,8 @@ impl Core {
                 if let Ok(mut r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
                     if r.state == "received" {
                         r.state = "checked".into();
-                        let hashes: Vec<Hash32> = s.journal.receipts.iter().map(|r| r.hash).collect();
+                        let hashes: Vec<Hash32> =
+                            s.journal.receipts.iter().map(|r| r.hash).collect();
                         r.receipts_root =
                             Some(hex::encode(crate::mpc::dealing::receipts_root(&hashes)));
                         self.store
@@ -1085,7 +1133,8 @@ impl Core {
             }
         } else {
             self.store.delete_dataset(&id)?;
-            self.store.put_job_state(&store_job(&s.begin.session), b"{}", false)?;
+            self.store
+                .put_job_state(&store_job(&s.begin.session), b"{}", false)?;
         }
         info!(target: "btcmpc::party", session = %id, accepted = done.accepted, liars = ?done.liars, "store check finished");
         s.machine = None;
@@ -1122,7 +1171,9 @@ impl Core {
             return Ok(());
         }
         let targets: Vec<PartyId> = match out.to {
-            Recipient::All => PartyId::all(self.params.n()).filter(|p| *p != self.me).collect(),
+            Recipient::All => PartyId::all(self.params.n())
+                .filter(|p| *p != self.me)
+                .collect(),
             Recipient::One(p) => vec![p],
         };
         let (round, sub) = Broadcast::<F>::slot_of(&out.msg)
@@ -1282,7 +1333,11 @@ impl Core {
         Ok(())
     }
 
-    fn reveal<F: PrimeField>(&mut self, s: &mut StoreSession<F>, m: &Complaint) -> Result<(), Refuse> {
+    fn reveal<F: PrimeField>(
+        &mut self,
+        s: &mut StoreSession<F>,
+        m: &Complaint,
+    ) -> Result<(), Refuse> {
         let Some(machine) = s.machine.as_mut() else {
             return Err("no check is waiting for revealed vectors".into());
         };
@@ -1335,7 +1390,10 @@ impl Core {
             .map_err(|_| format!("bad anchor key {:?}", m.anchor_key))?;
         let want = hex::encode(super::acl::dataset_id(&outpoint, &key));
         if want != m.dataset_id {
-            return Err(format!("dataset id {} is not sha256(outpoint || anchor key) = {want}", m.dataset_id));
+            return Err(format!(
+                "dataset id {} is not sha256(outpoint || anchor key) = {want}",
+                m.dataset_id
+            ));
         }
         self.crash_point(FaultStep::Commit, true);
         r.state = "committed".into();
@@ -1374,7 +1432,13 @@ impl Core {
             .acls
             .get(&id)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
-        let names: Vec<String> = record.begin.schema.columns.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = record
+            .begin
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         let verdict = authorize(view, &service, m, &names, rows, min_rows);
         Ok(AccessAnswer {
             party: self.me.get(),
@@ -1450,7 +1514,10 @@ impl<F: PrimeField> StoreSession<F> {
         let rows = self.begin.schema.rows as u64;
         let col = b.column as usize;
         if col >= self.begin.schema.fields.len() {
-            return Err(format!("share batch for column {col} of {}", self.begin.schema.fields.len()));
+            return Err(format!(
+                "share batch for column {col} of {}",
+                self.begin.schema.fields.len()
+            ));
         }
         let target = if b.holder == 0 {
             if self.received {
@@ -1462,7 +1529,9 @@ impl<F: PrimeField> StoreSession<F> {
                 return Err("revealed vectors sent while no complaint is pending".into());
             }
             let n = self.begin.schema.fields.len();
-            self.revealed.entry(b.holder).or_insert_with(|| vec![Vec::new(); n])
+            self.revealed
+                .entry(b.holder)
+                .or_insert_with(|| vec![Vec::new(); n])
         };
         let have = target[col].len() as u64;
         if b.first_row != have {
@@ -1494,7 +1563,12 @@ impl<F: PrimeField> StoreSession<F> {
         let rows = self.begin.schema.rows;
         let id = session_hex(&self.begin.session);
         if !self.received {
-            if let Some((c, col)) = self.columns.iter().enumerate().find(|(_, c)| c.len() != rows) {
+            if let Some((c, col)) = self
+                .columns
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.len() != rows)
+            {
                 return Err(format!("column {c} has {} of its {rows} rows", col.len()));
             }
             if fault == Some(Fault::CrashBefore(FaultStep::Receipt)) {
@@ -1601,7 +1675,9 @@ fn follow_acls(
                         let (Some(op), Some(key)) = (&r.store_outpoint, &r.begin_anchor()) else {
                             continue;
                         };
-                        let Ok(op) = op.parse::<bitcoin::OutPoint>() else { continue };
+                        let Ok(op) = op.parse::<bitcoin::OutPoint>() else {
+                            continue;
+                        };
                         let state = match states.entry(d.id.clone()) {
                             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                             std::collections::hash_map::Entry::Vacant(e) => {

@@ -31,7 +31,12 @@ impl Service {
 
     /// The signed question for `dataset_id` (hex): these CSV `columns`, this multiplicative
     /// `degree`.
-    pub fn access_request(&self, dataset_id: &str, columns: &[String], degree: u8) -> AccessRequest {
+    pub fn access_request(
+        &self,
+        dataset_id: &str,
+        columns: &[String],
+        degree: u8,
+    ) -> AccessRequest {
         let mut r = AccessRequest {
             dataset_id: dataset_id.to_string(),
             service: self.key.public_key().to_string(),

@@ -364,8 +364,7 @@ impl<F: PrimeField> ShareBatch<F> {
     /// # Errors
     /// [`WireError::Frame`] if the batch exceeds the type's cap.
     pub fn to_frame(&self) -> Result<Frame, WireError> {
-        let mut out =
-            Vec::with_capacity(SHARE_BATCH_HEADER + self.values.len() * F::ENCODED_LEN);
+        let mut out = Vec::with_capacity(SHARE_BATCH_HEADER + self.values.len() * F::ENCODED_LEN);
         out.extend_from_slice(&self.session);
         out.extend_from_slice(&self.holder.to_le_bytes());
         out.extend_from_slice(&self.column.to_le_bytes());
@@ -387,7 +386,8 @@ impl<F: PrimeField> ShareBatch<F> {
         }
         let mut session = [0u8; 32];
         session.copy_from_slice(&payload[..32]);
-        let u32_at = |at: usize| u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or([0; 4]));
+        let u32_at =
+            |at: usize| u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or([0; 4]));
         let holder = u32_at(32);
         let column = u32_at(36);
         let first_row = u64::from_le_bytes(payload[40..48].try_into().unwrap_or([0; 8]));
