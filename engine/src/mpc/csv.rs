@@ -846,6 +846,35 @@ fn number(s: &str) -> Option<Decimal> {
     Decimal::parse_scientific(s).ok()
 }
 
+/// The fast path of the common cell: `[-+]?digits[.digits]` with at most 18 digits in all,
+/// encoded at scale 2^16 with the rounding of [`Decimal::scaled`] (half away from zero), in
+/// `i128` arithmetic (`|mantissa| < 10^18`, so `|mantissa| * 2^16 < 2^76`). `None` for
+/// anything else (scientific notation, longer literals, text): the exact big-integer path
+/// decides those.
+fn fast_scaled(s: &str) -> Option<i128> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty()) || int.len() + frac.len() > 18 {
+        return None;
+    }
+    let mut m: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        m = m * 10 + i128::from(b - b'0');
+    }
+    let den = 10i128.pow(frac.len() as u32);
+    let num = m << FRAC_BITS;
+    let (q, r) = (num / den, num % den);
+    let q = if 2 * r >= den { q + 1 } else { q };
+    Some(if neg { -q } else { q })
+}
+
 enum Encoded {
     Column(EncodedColumn),
     Unusable(UnusableColumn),
@@ -873,7 +902,7 @@ fn infer(col: &RawColumn, lines: &[usize]) -> Result<Declared, UnusableColumn> {
     if present().all(|c| is_integer(&c.text)) {
         return Ok(Declared::Int);
     }
-    if present().all(|c| number(&c.text).is_some()) {
+    if present().all(|c| fast_scaled(&c.text).is_some() || number(&c.text).is_some()) {
         return Ok(Declared::Dec);
     }
     if present().all(|c| parse_bool(&c.text).is_some()) {
@@ -955,6 +984,19 @@ fn encode_column(col: &RawColumn, lines: &[usize]) -> Result<Encoded, CsvError> 
             value: shown(&cell.text),
             bits: MAX_ENCODED_BITS,
         };
+        if col.range.is_none() && matches!(ty, Declared::Int | Declared::Dec) {
+            let fast = match ty {
+                Declared::Int if !is_integer(&cell.text) => None,
+                _ => fast_scaled(&cell.text),
+            };
+            if let Some(v) = fast {
+                min = min.min(v);
+                max = max.max(v);
+                values.push(v);
+                valid.push(1);
+                continue;
+            }
+        }
         let d = match ty {
             // An integer literal fails to parse only when it is too long.
             Declared::Int if is_integer(&cell.text) => {
@@ -1041,6 +1083,38 @@ mod tests {
     use proptest::prelude::*;
 
     const ONE: i128 = 1 << 16;
+
+    /// The fast path agrees with the exact big-integer path on every literal it takes.
+    #[test]
+    fn fast_path_matches_the_exact_encoding() {
+        let mut rng = rand::thread_rng();
+        use rand::Rng;
+        let mut cases: Vec<String> = vec![
+            "0".into(), "-0".into(), "+7".into(), ".5".into(), "5.".into(), "-.5".into(),
+            "0.00001525878".into(), "-0.0000076293945".into(), "999999999999999999".into(),
+            "-99999999.9999999999".into(), "1.5".into(), "-2.5".into(), "0.000007629394531".into(),
+        ];
+        for _ in 0..20_000 {
+            let width: u32 = rng.gen_range(1..10);
+            let int: u64 = rng.gen_range(0..10u64.pow(width));
+            let digits = rng.gen_range(0..9);
+            let frac: u64 = rng.gen_range(0..10u64.pow(digits));
+            let sign = ["", "-", "+"][rng.gen_range(0..3)];
+            cases.push(if digits == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{frac:0width$}", width = digits as usize)
+            });
+        }
+        for c in &cases {
+            let fast = fast_scaled(c).unwrap_or_else(|| panic!("{c} takes the fast path"));
+            let exact = Decimal::parse(c).unwrap().scaled(Scale::UNIT).to_i128().unwrap();
+            assert_eq!(fast, exact, "{c}");
+        }
+        for c in ["", "-", ".", "1e5", "1.2.3", "x", "1234567890123456789", "--1", " 1"] {
+            assert_eq!(fast_scaled(c), None, "{c:?}");
+        }
+    }
 
     fn names(d: &Dataset) -> Vec<&str> {
         d.schema.fields.iter().map(|f| f.name.as_str()).collect()
