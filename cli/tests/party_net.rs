@@ -299,6 +299,15 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
         assert_eq!(s["peers_connected"].as_array().unwrap().len(), 3, "{s}");
         assert!(s["bond"].is_array(), "{s}");
     }
+    // Each party checks its own bond on chain as clients do.
+    let end = Instant::now() + WAIT;
+    while !net.status(1)["bond_state"]
+        .as_str()
+        .is_some_and(|b| b.starts_with("ok at tip"))
+    {
+        assert!(Instant::now() < end, "{}", net.status(1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The dataset card services use is signed and names the committee.
     let card = net.cli.json("owner", &["owner", "export", "survey"]);
     assert_eq!(card["dataset_id"].as_str().unwrap(), id);
@@ -335,7 +344,7 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|p| p["granted"] == want);
+                .all(|p| p["granted"] == want && p.get("error").is_none());
             if all {
                 return v;
             }
@@ -415,6 +424,10 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
         .cli
         .fails("owner", &net.store_args(&csv, "survey"))
         .contains("already exists"));
+    let err = net
+        .cli
+        .fails("owner", &["owner", "grant", "nosuch", &service]);
+    assert!(err.contains("nosuch"), "{err}");
     let list = net.cli.json("owner", &["owner", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     // A manifest whose bond is not the committee's is refused before anything is sent.
@@ -487,6 +500,15 @@ fn faulty_parties_during_store_are_named_or_tolerated() {
     let v = net.store(&csv, "d2");
     assert_eq!(v["blamed"], serde_json::json!([2]), "{v}");
     assert!(!v["holders"].as_array().unwrap().contains(&2.into()), "{v}");
+    // The honest parties keep the two signed openings as evidence.
+    let session = v["session"].as_str().unwrap();
+    for p in [1, 3, 4] {
+        let s = net.status(p);
+        assert!(
+            s["evidence"].as_array().unwrap().contains(&session.into()),
+            "party {p}: {s}"
+        );
+    }
 
     // A receipt for shares it was not sent: the owner refuses before any check, publishes
     // nothing, and says who holds the shares.

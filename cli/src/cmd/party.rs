@@ -427,6 +427,15 @@ fn status(global: &Global) -> anyhow::Result<Report> {
             .as_ref()
             .map_or("none (unbonded)".into(), |(o, e)| format!("{o}, exit {e}"))
     );
+    if let Some(b) = &s.bond_state {
+        text.push_str(&format!("bond on chain: {b}\n"));
+    }
+    if !s.evidence.is_empty() {
+        text.push_str(&format!(
+            "equivocation evidence kept for: {}\n",
+            s.evidence.join(", ")
+        ));
+    }
     if let Some(f) = &s.fault {
         text.push_str(&format!("TESTING FAULT: {f}\n"));
     }

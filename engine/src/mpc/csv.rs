@@ -1090,9 +1090,19 @@ mod tests {
         let mut rng = rand::thread_rng();
         use rand::Rng;
         let mut cases: Vec<String> = vec![
-            "0".into(), "-0".into(), "+7".into(), ".5".into(), "5.".into(), "-.5".into(),
-            "0.00001525878".into(), "-0.0000076293945".into(), "999999999999999999".into(),
-            "-99999999.9999999999".into(), "1.5".into(), "-2.5".into(), "0.000007629394531".into(),
+            "0".into(),
+            "-0".into(),
+            "+7".into(),
+            ".5".into(),
+            "5.".into(),
+            "-.5".into(),
+            "0.00001525878".into(),
+            "-0.0000076293945".into(),
+            "999999999999999999".into(),
+            "-99999999.9999999999".into(),
+            "1.5".into(),
+            "-2.5".into(),
+            "0.000007629394531".into(),
         ];
         for _ in 0..20_000 {
             let width: u32 = rng.gen_range(1..10);
@@ -1108,10 +1118,24 @@ mod tests {
         }
         for c in &cases {
             let fast = fast_scaled(c).unwrap_or_else(|| panic!("{c} takes the fast path"));
-            let exact = Decimal::parse(c).unwrap().scaled(Scale::UNIT).to_i128().unwrap();
+            let exact = Decimal::parse(c)
+                .unwrap()
+                .scaled(Scale::UNIT)
+                .to_i128()
+                .unwrap();
             assert_eq!(fast, exact, "{c}");
         }
-        for c in ["", "-", ".", "1e5", "1.2.3", "x", "1234567890123456789", "--1", " 1"] {
+        for c in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "1.2.3",
+            "x",
+            "1234567890123456789",
+            "--1",
+            " 1",
+        ] {
             assert_eq!(fast_scaled(c), None, "{c:?}");
         }
     }

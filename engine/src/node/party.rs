@@ -257,6 +257,7 @@ impl Party {
                 .map(|b| (b.outpoint.to_string(), b.exit)),
             acls: HashMap::new(),
             min_rows: config.chain.as_ref().map(|c| c.min_rows),
+            bond_state: None,
         };
         let stop_follower = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(src) = config.chain.clone() {
@@ -265,9 +266,10 @@ impl Party {
                 events_tx.clone(),
                 Arc::clone(&stop_follower),
             );
+            let (manifest, party) = (config.manifest.clone(), index);
             std::thread::Builder::new()
                 .name("acl-follower".into())
-                .spawn(move || follow_acls(&path, &src, &tx, &stop))
+                .spawn(move || follow_acls(&path, &src, &tx, &stop, &manifest, party))
                 .map_err(|e| PartyError::Manifest(format!("starting the ACL follower: {e}")))?;
         }
         let (stop, stopped) = oneshot::channel();
@@ -401,6 +403,7 @@ enum Event {
         session: String,
         view: AclView,
     },
+    Bond(String),
 }
 
 struct Client {
@@ -466,6 +469,8 @@ struct StoreSession<F: PrimeField> {
     twin: Option<CheckMachine<F>>,
     journal: CheckJournal,
     done: Option<StoreDone>,
+    /// Equivocation evidence the check gathered.
+    evidence: Vec<crate::mpc::echo::Equivocation>,
 }
 
 struct Core {
@@ -492,6 +497,7 @@ struct Core {
     bond: Option<(String, u32)>,
     acls: HashMap<String, AclView>,
     min_rows: Option<u64>,
+    bond_state: Option<String>,
 }
 
 /// A one-line refusal for the peer.
@@ -644,6 +650,7 @@ impl Core {
             twin: None,
             journal: CheckJournal::default(),
             done: None,
+            evidence: Vec::new(),
         };
         let replay = journal.delivered.clone();
         if !journal.receipts.is_empty() {
@@ -685,8 +692,18 @@ impl Core {
                 self.drive(session, Some(round))?;
             }
             Event::Acl { session, view } => {
+                for (service, access) in &view.table {
+                    let entry = format!("{access:?}");
+                    self.store.put_acl(
+                        &session,
+                        &service.to_string(),
+                        entry.as_bytes(),
+                        view.tip,
+                    )?;
+                }
                 self.acls.insert(session, view);
             }
+            Event::Bond(state) => self.bond_state = Some(state),
         }
         Ok(())
     }
@@ -951,6 +968,13 @@ impl Core {
         });
         self.sessions.insert(session, s);
         if r? {
+            let id = session_hex(&session);
+            for rc in &m.receipts {
+                let bytes = serde_json::to_vec(rc).map_err(|e| e.to_string())?;
+                self.store
+                    .put_receipt(&id, rc.party, &bytes)
+                    .map_err(|e| e.to_string())?;
+            }
             self.persist_journal(&session).map_err(|e| e.to_string())?;
             self.drive(session, None).map_err(|e| e.to_string())?;
         }
@@ -1073,6 +1097,7 @@ impl Core {
         }
         if let Some(out) = step.output {
             let done = self.outcome(&session, &out);
+            s.evidence = out.evidence.clone();
             self.finish_session(s, done)?;
         } else if let Some(off) = s.machine.as_ref().and_then(|m| m.complaint()) {
             let c = Complaint {
@@ -1137,6 +1162,12 @@ impl Core {
                 .put_job_state(&store_job(&s.begin.session), b"{}", false)?;
         }
         info!(target: "btcmpc::party", session = %id, accepted = done.accepted, liars = ?done.liars, "store check finished");
+        if !s.evidence.is_empty() {
+            // Two conflicting signed messages for one slot: kept as evidence, never dropped.
+            let bytes = serde_json::to_vec(&s.evidence).unwrap_or_default();
+            self.store
+                .put_job_state(&format!("evidence:{id}"), &bytes, false)?;
+        }
         s.machine = None;
         s.twin = None;
         s.columns = Vec::new();
@@ -1363,6 +1394,7 @@ impl Core {
         }
         let out = machine.reveal(&revealed).map_err(|e| e.to_string())?;
         let done = self.outcome(&s.begin.session, &out);
+        s.evidence = out.evidence.clone();
         self.finish_session(s, done).map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -1482,6 +1514,13 @@ impl Core {
             datasets,
             open_jobs: self.store.open_jobs()?,
             bond: self.bond.clone(),
+            bond_state: self.bond_state.clone(),
+            evidence: self
+                .store
+                .jobs_with_prefix("evidence:")?
+                .into_iter()
+                .map(|j| j.trim_start_matches("evidence:").to_string())
+                .collect(),
             fault: self.fault.map(|f| f.to_string()),
         })
     }
@@ -1503,6 +1542,7 @@ impl<F: PrimeField> StoreSession<F> {
             twin: None,
             journal: CheckJournal::default(),
             done: None,
+            evidence: Vec::new(),
         })
     }
 
@@ -1639,6 +1679,8 @@ fn follow_acls(
     src: &ChainSource,
     events: &mpsc::Sender<Event>,
     stop: &std::sync::atomic::AtomicBool,
+    manifest: &Manifest,
+    party: usize,
 ) {
     use super::acl;
     use super::chain::{ChainView, ElectrumView};
@@ -1668,6 +1710,20 @@ fn follow_acls(
                     client = None;
                 }
                 Ok(tip) => {
+                    // This party's own bond, as every client checks it.
+                    if !manifest.bonds.is_empty() {
+                        let state = match super::manifest::verify_manifest(manifest, &view) {
+                            Ok(r) => match r.rows.get(party - 1).map(|row| &row.status) {
+                                Some(Ok(())) => format!("ok at tip {tip}"),
+                                Some(Err(e)) => format!("FAILING at tip {tip}: {e}"),
+                                None => "not in the manifest".into(),
+                            },
+                            Err(e) => format!("unchecked: {e}"),
+                        };
+                        if events.blocking_send(Event::Bond(state)).is_err() {
+                            return;
+                        }
+                    }
                     for d in st.datasets().unwrap_or_default() {
                         let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) else {
                             continue;

@@ -499,6 +499,21 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("listing jobs"))
     }
 
+    /// Every job whose name starts with `prefix`, open or not, ascending.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn jobs_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT job FROM jobs WHERE substr(job, 1, length(?1)) = ?1 ORDER BY job")
+            .map_err(sql("listing jobs"))?;
+        let rows = st
+            .query_map([prefix], |r| r.get(0))
+            .map_err(sql("listing jobs"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("listing jobs"))
+    }
+
     /// Persists a signed message for `slot` before it is sent. The first bytes stored for a
     /// slot are final: offered different bytes, the store keeps the old ones and returns them
     /// ([`PutOutgoing::KeptExisting`]); the caller must send those.

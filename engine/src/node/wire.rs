@@ -308,6 +308,10 @@ pub struct Status {
     pub open_jobs: Vec<String>,
     /// The bond recorded in the manifest: `TXID:VOUT` and exit height.
     pub bond: Option<(String, u32)>,
+    /// The bond as the party's chain view sees it (`ok at tip H`, or why it fails).
+    pub bond_state: Option<String>,
+    /// Store sessions for which this party keeps equivocation evidence.
+    pub evidence: Vec<String>,
     /// The fault this process was told to commit (tests only).
     pub fault: Option<String>,
 }
