@@ -208,6 +208,35 @@ async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() 
         .await
         .unwrap_err();
     assert!(err.to_string().contains("dataset name"), "{err}");
+    // Shares held in memory are bounded across sessions: a second half-sent store that would
+    // pass the party's bound is refused while the first is under way.
+    let mut schema = csv(10).schema;
+    schema.rows = 200_000; // x 3 shared columns = 600,000 values
+    let begin = |session: u8| btcmpc_engine::node::wire::StoreBegin {
+        version: btcmpc_engine::node::wire::STORE_PROTOCOL_VERSION,
+        session: [session; 32],
+        roster: c.manifest.roster.id(),
+        name: format!("half{session}"),
+        field: "m127".into(),
+        schema: schema.clone(),
+        mask: "00".repeat(16),
+    };
+    let me = StaticKeypair::generate().unwrap();
+    let mut first = connect(ep, &me, &AllowedKeys::new([key]), ChannelConfig::default())
+        .await
+        .unwrap();
+    let f = btcmpc_engine::node::wire::json_frame(MessageType::STORE_BEGIN, &begin(1)).unwrap();
+    first.send(&f).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let f = btcmpc_engine::node::wire::json_frame(MessageType::STORE_BEGIN, &begin(2)).unwrap();
+    let answer = ask(ep, key, f).await;
+    assert!(
+        error_text(&answer).contains("stores under way hold 600000 values"),
+        "{answer:?}"
+    );
+    drop(first); // the half-sent session goes with its connection
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // The daemons still serve an honest store.
     let r = owner
         .store_shares::<Mersenne127>(&csv(100), &StoreOptions::new("ok"), None)

@@ -61,6 +61,13 @@ pub const DEFAULT_MAX_STORE_VALUES: u64 = 8_000_000;
 pub const MAX_OPEN_SESSIONS: usize = 4;
 /// Messages from peers held for a session whose check has not started here yet.
 pub const MAX_EARLY_MESSAGES: usize = 1024;
+/// Bytes of such messages held at most, all sessions together (16 MiB).
+pub const MAX_EARLY_BYTES: usize = 16 << 20;
+/// Received datasets whose check never ran are deleted after this long (seconds), so a client
+/// that stores and vanishes cannot fill the party's disk.
+pub const UNCHECKED_TTL_SECS: u64 = 3600;
+/// Received datasets whose check has not run yet, at most.
+pub const MAX_UNCHECKED: usize = 8;
 
 /// What a party daemon needs.
 #[derive(Debug)]
@@ -244,6 +251,7 @@ impl Party {
             clients: HashMap::new(),
             sessions: HashMap::new(),
             early: HashMap::new(),
+            early_bytes: 0,
             timers: HashSet::new(),
             stale_peers: HashSet::new(),
             events: events_tx.clone(),
@@ -429,6 +437,15 @@ struct SessionRecord {
     /// The anchor key, from the STORE_COMMIT.
     #[serde(default)]
     anchor_key: Option<String>,
+    /// When the shares were committed (unix seconds).
+    #[serde(default)]
+    received_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What a party persists of a running check: the receipts and every delivered message.
@@ -488,6 +505,7 @@ struct Core {
     clients: HashMap<u64, Client>,
     sessions: HashMap<Hash32, Session>,
     early: HashMap<Hash32, Vec<(PartyId, PeerMessage)>>,
+    early_bytes: usize,
     timers: HashSet<(Hash32, RoundId)>,
     stale_peers: HashSet<PartyId>,
     events: mpsc::Sender<Event>,
@@ -819,6 +837,45 @@ impl Core {
                     "{MAX_OPEN_SESSIONS} store sessions are already open; try later"
                 ));
             }
+            // Shares in memory are bounded across sessions, not only per session.
+            let in_memory: u64 = self
+                .sessions
+                .values()
+                .filter(|s| with_session!(s, s => !s.received))
+                .map(|s| with_session!(s, s => s.begin.values()))
+                .sum();
+            if in_memory + begin.values() > self.max_store_values {
+                return Err(format!(
+                    "stores under way hold {in_memory} values; {} more would pass this party's {} (try later)",
+                    begin.values(),
+                    self.max_store_values
+                ));
+            }
+            // Unchecked datasets of owners that vanished expire; a few may wait.
+            let now = unix_now();
+            let mut unchecked = 0;
+            for d in &held {
+                if let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
+                    if r.state == "received" {
+                        if now.saturating_sub(r.received_at) > UNCHECKED_TTL_SECS {
+                            info!(target: "btcmpc::party", session = %d.id, "deleting a store whose check never ran");
+                            self.store
+                                .delete_dataset(&d.id)
+                                .map_err(|e| e.to_string())?;
+                            self.store
+                                .put_job_state(&format!("store:{}", d.id), b"{}", false)
+                                .map_err(|e| e.to_string())?;
+                        } else {
+                            unchecked += 1;
+                        }
+                    }
+                }
+            }
+            if unchecked >= MAX_UNCHECKED {
+                return Err(format!(
+                    "{unchecked} stored datasets still wait for their check; try later"
+                ));
+            }
             for d in &held {
                 if let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
                     if r.begin.name == begin.name && r.state == "committed" {
@@ -1042,6 +1099,8 @@ impl Core {
         r?;
         // Messages that arrived before the check started here.
         if let Some(early) = self.early.remove(&session) {
+            let size: usize = early.iter().map(|(_, m)| m.message.to_string().len()).sum();
+            self.early_bytes = self.early_bytes.saturating_sub(size);
             for (from, m) in early {
                 self.deliver(from, m)?;
             }
@@ -1298,10 +1357,17 @@ impl Core {
             .get(&session)
             .is_some_and(|s| with_session!(s, s => s.machine.is_some() || s.done.is_some()));
         if !started {
+            let size = m.message.to_string().len();
             let sessions = self.early.len();
             let q = self.early.entry(session).or_default();
-            if q.len() < MAX_EARLY_MESSAGES && sessions <= 64 {
+            if q.len() < MAX_EARLY_MESSAGES
+                && sessions <= 64
+                && self.early_bytes + size <= MAX_EARLY_BYTES
+            {
+                self.early_bytes += size;
                 q.push((from, m));
+            } else {
+                debug!(target: "btcmpc::party", %from, "early message dropped: buffer full");
             }
             return Ok(());
         }
@@ -1622,6 +1688,7 @@ impl<F: PrimeField> StoreSession<F> {
                 store_outpoint: None,
                 receipts_root: None,
                 anchor_key: None,
+                received_at: unix_now(),
             };
             let mut shares = PartyShares {
                 index: me.point(),

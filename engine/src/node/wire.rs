@@ -153,6 +153,11 @@ impl StoreBegin {
         Ok(())
     }
 
+    /// Shared values declared: rows x shared columns.
+    pub fn values(&self) -> u64 {
+        (self.schema.rows as u64).saturating_mul(self.schema.fields.len() as u64)
+    }
+
     /// The receipt context: the digest every party's receipt hash is bound to (roster, session,
     /// name, field and schema).
     pub fn context(&self) -> Hash32 {
