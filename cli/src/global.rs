@@ -123,7 +123,7 @@ impl Global {
                     return Ok(info.electrum);
                 }
             }
-            anyhow::bail!("no Electrum server: pass --electrum HOST:PORT or start the embedded node with `btcmpc regtest up --detach`");
+            anyhow::bail!("no Electrum server: pass --electrum HOST:PORT (`btcmpc regtest status` prints the embedded node's), or start the embedded node in this datadir with `btcmpc regtest up --detach`");
         }
         anyhow::bail!(
             "no Electrum server for {}: pass --electrum HOST:PORT",

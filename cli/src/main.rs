@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             report.print(cli.global.json);
-            ExitCode::SUCCESS
+            ExitCode::from(report.exit)
         }
         Err(err) => {
             // One line: the chain of causes joined, as `anyhow`'s alternate display does.

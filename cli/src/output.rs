@@ -9,6 +9,8 @@ pub struct Report {
     pub text: String,
     /// Printed with `--json`.
     pub json: Value,
+    /// The process's exit code (0 unless [`Report::with_exit`] said otherwise).
+    pub exit: u8,
 }
 
 impl Report {
@@ -17,23 +19,32 @@ impl Report {
         Report {
             text: text.into(),
             json,
+            exit: 0,
         }
     }
 
-    /// Print the report on stdout.
+    /// The same report, exiting with `code` (a negative answer that is not an error, such as
+    /// a refused access).
+    pub fn with_exit(mut self, code: u8) -> Self {
+        self.exit = code;
+        self
+    }
+
+    /// Print the report on stdout. A closed stdout (`| head`) ends the output quietly.
     pub fn print(&self, json: bool) {
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.json)
-                    .expect("a serde_json::Value always serializes")
-            );
-        } else if !self.text.is_empty() {
-            if self.text.ends_with('\n') {
-                print!("{}", self.text);
-            } else {
-                println!("{}", self.text);
-            }
+        use std::io::Write;
+        let mut text = if json {
+            serde_json::to_string_pretty(&self.json).expect("a serde_json::Value always serializes")
+        } else {
+            self.text.clone()
+        };
+        if text.is_empty() {
+            return;
         }
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 }

@@ -177,17 +177,22 @@ fn column_indices(d: &OwnedDataset, names: &[String]) -> anyhow::Result<Option<B
     Ok(Some(out))
 }
 
-fn access_text(a: &Access) -> String {
+fn access_text(a: &Access, names: &[String]) -> String {
     match a {
         Access::Granted(s) => format!(
             "granted (degree <= {}, columns {}, expires {})",
             s.max_degree,
-            s.columns
-                .as_ref()
-                .map_or("all".into(), |c| format!("{c:?}")),
+            s.columns.as_ref().map_or("all".into(), |c| c
+                .iter()
+                .map(|i| names
+                    .get(*i as usize)
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")),
             s.expiry.map_or("never".into(), |e| e.to_string())
         ),
-        Access::Pending(c) => format!("pending ({c} confirmations)"),
+        Access::Pending(c) => format!("pending ({c} confirmation(s); parties count it from --acl-min-conf, {DEFAULT_ACL_MIN_CONF} by default)"),
         Access::Revoked(txid) => format!("revoked by {txid}"),
         Access::Expired(h) => format!("expired at {h}"),
         Access::NotGranted => "not granted".into(),
@@ -215,6 +220,12 @@ fn extend(
                 .map_or(String::new(), |c| c.reason.clone())
         )
     })?;
+    if let Record::Revoke { service } = record {
+        let tip = view.tip()?;
+        if !state.table(tip).contains_key(service) {
+            bail!("{service} was never granted dataset {name}: nothing to revoke (no transaction made)");
+        }
+    }
     let rate = fee_rate(rate, &chain)?;
     let txid = extend_anchor(
         &mut wallet,
@@ -224,8 +235,17 @@ fn extend(
         record,
         rate,
     )?;
+    let text = match record {
+        Record::Grant { service, .. } => format!(
+            "GRANT of dataset {name} to {service}: {txid}\n(parties count it once it has their --acl-min-conf confirmations, {DEFAULT_ACL_MIN_CONF} by default)"
+        ),
+        Record::Revoke { service } => format!(
+            "REVOKE of dataset {name} for {service}: {txid}\n(parties refuse the service as soon as they see it)"
+        ),
+        Record::Store { .. } => txid.to_string(),
+    };
     Ok(Report::new(
-        format!("{txid}"),
+        text,
         json!({"txid": txid.to_string(), "dataset_id": d.dataset_id}),
     ))
 }
@@ -295,11 +315,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 }
             );
             for (k, a) in &table {
-                text.push_str(&format!("{k}  {}\n", access_text(a)));
+                text.push_str(&format!("{k}  {}\n", access_text(a, &d.columns)));
             }
             let rows: Vec<_> = table
                 .iter()
-                .map(|(k, a)| json!({"service": k.to_string(), "granted": a.is_granted(), "access": access_text(a)}))
+                .map(|(k, a)| json!({"service": k.to_string(), "granted": a.is_granted(), "access": access_text(a, &d.columns)}))
                 .collect();
             Ok(Report::new(
                 text,
@@ -401,8 +421,13 @@ fn store(
         bail!("unknown field {field:?}: secp256k1 or m127");
     }
     let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
-    let manifest = Manifest::load(&manifest_path)
-        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    if !manifest_path.exists() {
+        bail!(
+            "no manifest at {}: pass --manifest F (the committee's `network manifest` file)",
+            manifest_path.display()
+        );
+    }
+    let manifest = Manifest::load(&manifest_path)?;
     // Every client re-checks the bonds on chain before it trusts the committee.
     let chain = connect(global)?;
     let report = verify_manifest(&manifest, &ElectrumView::new(&chain))?;

@@ -294,6 +294,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let file = ContractFile::from_json(&text)
                 .with_context(|| format!("bond file {}", p.display()))?;
             let (mut wallet, chain) = open_synced(global)?;
+            if let Some(b) = load_card(global).ok().and_then(|c| c.bond) {
+                use btcmpc_engine::node::chain::ChainView;
+                let tip = btcmpc_engine::node::chain::ElectrumView::new(&chain).tip()?;
+                if tip < b.exit {
+                    bail!(
+                        "the bond can be withdrawn from height {} on; the tip is {tip}: {} blocks to go",
+                        b.exit,
+                        b.exit - tip
+                    );
+                }
+            }
             let rate = fee_rate(rate.as_deref(), &chain)?;
             let txid = wallet.exit_bond(&chain, &file, rate)?;
             Ok(Report::new(
@@ -329,8 +340,13 @@ fn run_daemon(
     let dir = global.datadir();
     let card = load_card(global)?;
     let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
-    let manifest = Manifest::load(&manifest_path)
-        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    if !manifest_path.exists() {
+        bail!(
+            "no manifest at {}: pass --manifest F (the committee's `network manifest` file)",
+            manifest_path.display()
+        );
+    }
+    let manifest = Manifest::load(&manifest_path)?;
     if manifest.roster.network != global.network.network() {
         bail!(
             "manifest {} is for {}, this party runs on {}",
@@ -349,6 +365,20 @@ fn run_daemon(
             Some(f)
         }
     };
+    // One daemon per datadir: a second one would share the identity and the store.
+    let lock_path = dir.join("party.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "a party daemon already runs on this datadir ({} is locked)",
+            lock_path.display()
+        );
+    }
     let wallet = open(global)?;
     let party_key = wallet
         .contract_keypair_for(&card.party_key)?
@@ -396,6 +426,7 @@ fn run_daemon(
         party.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    drop(lock);
     Ok(Report::new(
         "party daemon stopped",
         json!({"stopped": true}),

@@ -32,7 +32,8 @@ pub struct Args {
 enum Cmd {
     /// Create the service key (the key owners grant) and print it.
     Init,
-    /// Ask every party whether this service may query a dataset (its card from `owner export`).
+    /// Ask every party whether this service may query a dataset (its card from `owner export`);
+    /// exits with 3 when the parties refuse.
     Access {
         /// The dataset card.
         card: PathBuf,
@@ -115,7 +116,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             if !tk.exists() {
                 TransportSecret::generate().save_new(&tk)?;
             }
-            Ok(Report::new(key.to_string(), v))
+            Ok(Report::new(
+                format!(
+                    "service key {key}\n(owners grant this key: btcmpc owner grant NAME {key})"
+                ),
+                v,
+            ))
         }
         Cmd::Access {
             card,
@@ -200,11 +206,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     Err(e) => json!({"party": p, "granted": false, "error": e}),
                 });
             }
+            // A refusal is an answer, not an error: the report is printed, the exit code is 3.
             Ok(Report::new(
                 text.trim_end(),
                 json!({"granted": ok, "parties": rows, "service": key.to_string(),
                        "columns": columns, "degree": degree}),
-            ))
+            )
+            .with_exit(if ok { 0 } else { 3 }))
         }
     }
 }

@@ -26,9 +26,9 @@
 //! when there is one (so the public metadata reveals nothing about the values), otherwise the
 //! observed minimum and maximum of the present values.
 //!
-//! **Missing values.** An empty cell, `""`, `NA` (R's `write.csv`) and `NaN` (pandas, numpy)
-//! are NULL ([`NULL_TOKENS`]; a quoted `"NA"` is the text `NA`). Other markers (`null`, `-`,
-//! `?`, `.`) are text. A numeric column with at least one NULL is stored with a validity column
+//! **Missing values.** An empty cell, `""`, `NA` (R's `write.csv`), `NaN` (pandas, numpy),
+//! `NULL`/`null` (SQL exports) and `N/A` are NULL ([`NULL_TOKENS`]; a quoted `"NA"` is the text
+//! `NA`). Other markers (`-`, `?`, `.`) are text. A numeric column with at least one NULL is stored with a validity column
 //! `present(name)` (1 present, 0 NULL; the value itself is 0 where NULL), stored right after it as
 //! plain integers (scale 2^0). The planner uses it for SQL semantics: `sum`, `mean`, `var` skip
 //! NULLs, `count()` counts rows, `count(col)` counts present values. In a category column a NULL
@@ -83,7 +83,7 @@ pub const MAX_COLUMNS: usize = 4096;
 pub const MAX_CELL_BYTES: usize = 1024;
 
 /// Unquoted cells that mean NULL (after trimming spaces); a quoted empty cell is NULL too.
-pub const NULL_TOKENS: [&str; 3] = ["", "NA", "NaN"];
+pub const NULL_TOKENS: [&str; 6] = ["", "NA", "NaN", "NULL", "null", "N/A"];
 
 /// Longest cell text quoted in an error message (characters).
 const SHOWN_CHARS: usize = 60;
@@ -271,7 +271,7 @@ impl fmt::Display for UnusableColumn {
             ),
             Unusable::Text { line, value } => write!(
                 f,
-                "column {} {:?} has text {value:?} at line {line} (declare `{}:cat` for labels)",
+                "column {} {:?} has text {value:?} at line {line} (for labels, rename its header cell to `{}:cat`)",
                 self.column, self.name, self.name
             ),
         }
@@ -307,6 +307,29 @@ pub struct Column {
     pub first_field: usize,
 }
 
+/// `i128` as a JSON string (JSON numbers beyond 64 bits do not survive every reader); a number
+/// is accepted when read.
+mod i128_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Number(i64),
+        }
+        match Either::deserialize(d)? {
+            Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            Either::Number(n) => Ok(i128::from(n)),
+        }
+    }
+}
+
 /// One shared vector: a column, one level of a category column, or a validity column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldColumn {
@@ -314,8 +337,10 @@ pub struct FieldColumn {
     /// validity column of a nullable column.
     pub name: String,
     /// Smallest encoded value (at the column's scale), over present values or as declared.
+    #[serde(with = "i128_text")]
     pub min: i128,
     /// Largest encoded value (at the column's scale), over present values or as declared.
+    #[serde(with = "i128_text")]
     pub max: i128,
     /// For a column with NULLs: the index of its validity column in [`Schema::fields`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1083,6 +1108,24 @@ mod tests {
     use proptest::prelude::*;
 
     const ONE: i128 = 1 << 16;
+
+    /// SQL's and spreadsheets' NULL markers are NULL; a schema with ranges beyond 64 bits
+    /// survives a JSON round trip (as `serde_json::Value` too).
+    #[test]
+    fn null_markers_and_wide_ranges() {
+        let d =
+            Dataset::parse("a,b\n1,12345678901234567890\nNULL,2\nnull,3\nN/A,4\n5,6\n").unwrap();
+        let a = &d.schema.fields[0];
+        assert!(a.validity.is_some(), "{:?}", d.schema);
+        assert_eq!(d.values[0], vec![ONE, 0, 0, 0, 5 * ONE]);
+        assert_eq!(d.values[1], vec![1, 0, 0, 0, 1]);
+        let b = d.schema.fields.iter().find(|f| f.name == "b").unwrap();
+        assert_eq!(b.max, 12345678901234567890i128 * ONE);
+        let v = serde_json::to_value(&d.schema).unwrap();
+        let back: Schema = serde_json::from_value(v).unwrap();
+        assert_eq!(back, d.schema);
+        assert!(Dataset::parse("a\n1\n-\n").is_err());
+    }
 
     /// The fast path agrees with the exact big-integer path on every literal it takes.
     #[test]

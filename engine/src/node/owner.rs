@@ -339,21 +339,20 @@ impl Owner {
         let mut holders = Vec::new();
         let mut silent = Vec::new();
         let mut refusals = Vec::new();
-        let mut votes: std::collections::BTreeMap<u32, usize> = Default::default();
+        let mut reports: Vec<(u32, Vec<u32>)> = Vec::new();
         for t in tasks {
             let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
             match r {
                 Ok(done) if done.accepted && done.party == i => {
                     holders.push(i);
-                    for l in done.liars {
-                        *votes.entry(l).or_default() += 1;
-                    }
+                    reports.push((i, done.liars));
                 }
                 Ok(done) => {
-                    refusals.push(format!("party {i}: {}", done.reason.unwrap_or_default()));
-                    for l in done.liars {
-                        *votes.entry(l).or_default() += 1;
-                    }
+                    refusals.push(format!(
+                        "party {i}: {}",
+                        done.reason.clone().unwrap_or_default()
+                    ));
+                    reports.push((i, done.liars));
                 }
                 Err(e) => {
                     tracing::info!(target: "btcmpc::owner", party = i, "no check result: {e}");
@@ -362,12 +361,7 @@ impl Owner {
             }
         }
         let t = params.t();
-        // A party is blamed when more than t parties (so at least one honest) name it.
-        let blamed: Vec<u32> = votes
-            .into_iter()
-            .filter(|(_, v)| *v > t)
-            .map(|(p, _)| p)
-            .collect();
+        let blamed = tally_blame(&reports, n, t);
         holders.retain(|p| !blamed.contains(p));
         if holders.len() < n - t {
             return Err(OwnerError::Refused(format!(
@@ -455,6 +449,26 @@ impl Owner {
         }
         Ok(ok)
     }
+}
+
+/// The parties the check blames: each named by more than `t` reporting parties (so by at least
+/// one honest party). `reports` holds `(reporting party, parties it names)`; a reporting party
+/// counts once for each party it names, however often it repeats it, and never for itself.
+pub fn tally_blame(reports: &[(u32, Vec<u32>)], n: usize, t: usize) -> Vec<u32> {
+    let mut votes: std::collections::BTreeMap<u32, std::collections::BTreeSet<u32>> =
+        Default::default();
+    for (from, named) in reports {
+        for l in named {
+            if *l != *from && *l >= 1 && (*l as usize) <= n {
+                votes.entry(*l).or_default().insert(*from);
+            }
+        }
+    }
+    votes
+        .into_iter()
+        .filter(|(_, v)| v.len() > t)
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// A party's status, asked over an authenticated channel with the party's own transport key
@@ -606,4 +620,23 @@ async fn reveal<F: PrimeField>(
     )
     .map_err(|e| e.to_string())?;
     link.send(&f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tally_blame;
+
+    #[test]
+    fn one_liar_cannot_blame_an_honest_party() {
+        // Party 4 names party 2 three times: one vote, not enough for t = 1.
+        assert!(tally_blame(&[(1, vec![]), (3, vec![]), (4, vec![2, 2, 2])], 4, 1).is_empty());
+        // Parties naming themselves do not count; two honest parties naming 3 do.
+        assert_eq!(
+            tally_blame(&[(1, vec![3]), (2, vec![3]), (3, vec![3])], 4, 1),
+            vec![3]
+        );
+        assert!(tally_blame(&[(3, vec![3]), (4, vec![3])], 4, 1).is_empty());
+        // Out-of-range names are ignored.
+        assert!(tally_blame(&[(1, vec![9, 0]), (2, vec![9, 0])], 4, 1).is_empty());
+    }
 }

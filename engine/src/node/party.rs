@@ -140,6 +140,7 @@ pub struct Party {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), PartyError>>,
+    accept: JoinHandle<()>,
 }
 
 impl Party {
@@ -286,7 +287,7 @@ impl Party {
         let accept_peers = Arc::clone(&peers);
         let party_keys: HashSet<TransportKey> = others.into_iter().collect();
         let own_key = config.transport.public();
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             let mut next_conn = 1u64;
             while let Some(r) = listener.next().await {
                 let ch = match r {
@@ -312,6 +313,7 @@ impl Party {
                     .send(Event::ClientUp {
                         conn,
                         operator: remote == own_key,
+                        key: remote,
                         tx: out_tx,
                     })
                     .await
@@ -355,6 +357,7 @@ impl Party {
             local_addr,
             stop: Some(stop),
             task,
+            accept,
         })
     }
 
@@ -368,6 +371,8 @@ impl Party {
     /// # Errors
     /// The error that stopped the daemon earlier, if one did.
     pub async fn shutdown(mut self) -> Result<(), PartyError> {
+        // Stop accepting first: the listener is closed when its task ends.
+        self.accept.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -394,6 +399,7 @@ enum Event {
     ClientUp {
         conn: u64,
         operator: bool,
+        key: TransportKey,
         tx: mpsc::Sender<Frame>,
     },
     Client {
@@ -417,6 +423,7 @@ enum Event {
 struct Client {
     tx: mpsc::Sender<Frame>,
     operator: bool,
+    key: TransportKey,
 }
 
 /// What a party records of a store session in its dataset's metadata.
@@ -440,6 +447,9 @@ struct SessionRecord {
     /// When the shares were committed (unix seconds).
     #[serde(default)]
     received_at: u64,
+    /// The owner's transport key, hex: only it may check, complain about or commit the store.
+    #[serde(default)]
+    owner_key: String,
 }
 
 fn unix_now() -> u64 {
@@ -476,6 +486,10 @@ struct StoreSession<F: PrimeField> {
     context: Hash32,
     mask: F,
     owner: Option<u64>,
+    /// The transport key of the client that began the session: the only one it answers.
+    owner_key: TransportKey,
+    /// The last frame of the owner for this session.
+    last_activity: std::time::Instant,
     columns: Vec<Vec<F>>,
     /// Revealed vectors of accused parties (holder -> columns).
     revealed: BTreeMap<u32, Vec<Vec<F>>>,
@@ -504,7 +518,7 @@ struct Core {
     queues: Vec<Option<mpsc::Sender<Frame>>>,
     clients: HashMap<u64, Client>,
     sessions: HashMap<Hash32, Session>,
-    early: HashMap<Hash32, Vec<(PartyId, PeerMessage)>>,
+    early: HashMap<Hash32, Vec<(PartyId, bytes::Bytes)>>,
     early_bytes: usize,
     timers: HashSet<(Hash32, RoundId)>,
     stale_peers: HashSet<PartyId>,
@@ -524,6 +538,25 @@ type Refuse = String;
 fn crash(step: FaultStep, when: &str) -> ! {
     warn!(target: "btcmpc::party", "testing fault: crashing {when} {step:?}");
     std::process::abort()
+}
+
+/// A store session that got no frame from its owner for this long may be dropped to make room.
+pub const IDLE_SESSION: Duration = Duration::from_secs(30);
+
+fn hex32(text: &str) -> Hash32 {
+    let mut out = [0u8; 32];
+    let _ = hex::decode_to_slice(text, &mut out);
+    out
+}
+
+/// The session of a `SIGNED` payload without parsing the message: `{"session":"<64 hex>",...`
+/// as [`PeerMessage`] serializes it (its first field).
+fn peek_session(payload: &[u8]) -> Option<Hash32> {
+    let rest = payload.strip_prefix(b"{\"session\":\"")?;
+    let hex = std::str::from_utf8(rest.get(..64)?).ok()?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok()?;
+    Some(out)
 }
 
 fn session_hex(s: &Hash32) -> String {
@@ -639,16 +672,8 @@ impl Core {
         record: &SessionRecord,
         journal: CheckJournal,
     ) -> Result<(StoreSession<F>, Vec<(u32, serde_json::Value)>), String> {
-        let id = session_hex(&record.begin.session);
-        let mut columns = Vec::with_capacity(record.begin.schema.fields.len());
-        for c in 0..record.begin.schema.fields.len() {
-            columns.push(
-                self.store
-                    .read_column::<F>(&id, c as u32)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
         let mask = field_from_hex::<F>(&record.begin.mask).map_err(|e| e.to_string())?;
+        let owner_key = record.owner()?;
         let mut receipt = [0u8; 32];
         hex::decode_to_slice(
             record.receipt_hash.clone().unwrap_or_default(),
@@ -660,7 +685,9 @@ impl Core {
             begin: record.begin.clone(),
             mask,
             owner: None,
-            columns,
+            owner_key,
+            last_activity: std::time::Instant::now(),
+            columns: Vec::new(),
             revealed: BTreeMap::new(),
             received: true,
             receipt: Some(receipt),
@@ -679,8 +706,13 @@ impl Core {
 
     fn on_event(&mut self, ev: Event) -> Result<(), PartyError> {
         match ev {
-            Event::ClientUp { conn, operator, tx } => {
-                self.clients.insert(conn, Client { tx, operator });
+            Event::ClientUp {
+                conn,
+                operator,
+                key,
+                tx,
+            } => {
+                self.clients.insert(conn, Client { tx, operator, key });
             }
             Event::ClientDown { conn } => {
                 self.clients.remove(&conn);
@@ -722,6 +754,38 @@ impl Core {
                 self.acls.insert(session, view);
             }
             Event::Bond(state) => self.bond_state = Some(state),
+        }
+        Ok(())
+    }
+
+    fn client_key(&self, conn: u64) -> Result<TransportKey, Refuse> {
+        self.clients
+            .get(&conn)
+            .map(|c| c.key)
+            .ok_or_else(|| "unknown connection".to_string())
+    }
+
+    /// The session's owner key must be the connection's.
+    fn require_owner(&self, conn: u64, session: &Hash32) -> Result<(), Refuse> {
+        let key = self.client_key(conn)?;
+        let owner = match self.sessions.get(session) {
+            Some(s) => with_session!(s, s => s.owner_key),
+            None => {
+                let id = session_hex(session);
+                let d = self
+                    .store
+                    .datasets()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|d| d.id == id)
+                    .ok_or_else(|| format!("no store session {id}"))?;
+                serde_json::from_slice::<SessionRecord>(&d.meta)
+                    .map_err(|e| e.to_string())?
+                    .owner()?
+            }
+        };
+        if owner != key {
+            return Err("this store session belongs to another owner".into());
         }
         Ok(())
     }
@@ -804,13 +868,18 @@ impl Core {
                 hex::encode(self.roster_id)
             ));
         }
+        let key = self.client_key(conn)?;
         if let Some(s) = self.sessions.get_mut(&begin.session) {
             // A reconnecting owner re-sends the session.
             return with_session!(s, s => {
                 if s.begin != begin {
                     return Err("a different store was begun under this session id".into());
                 }
+                if s.owner_key != key {
+                    return Err("this store session belongs to another owner".into());
+                }
                 s.owner = Some(conn);
+                s.last_activity = std::time::Instant::now();
                 if !s.received {
                     s.columns = vec![Vec::new(); s.begin.schema.fields.len()];
                 }
@@ -826,7 +895,33 @@ impl Core {
             if record.begin != begin {
                 return Err("a different store was begun under this session id".into());
             }
+            if record.owner()? != key {
+                return Err("this store session belongs to another owner".into());
+            }
         } else {
+            // One store under way per owner key: a new one replaces the owner's older one.
+            let mine: Vec<Hash32> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| with_session!(s, s => !s.received && s.owner_key == key))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in mine {
+                self.sessions.remove(&k);
+            }
+            // Sessions idle for IDLE_SESSION make room (a client that begins and stalls).
+            let idle: Vec<Hash32> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| {
+                    with_session!(s, s => !s.received && s.last_activity.elapsed() > IDLE_SESSION)
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            for k in idle {
+                info!(target: "btcmpc::party", session = %session_hex(&k), "dropping an idle store session");
+                self.sessions.remove(&k);
+            }
             let open = self
                 .sessions
                 .values()
@@ -851,29 +946,38 @@ impl Core {
                     self.max_store_values
                 ));
             }
-            // Unchecked datasets of owners that vanished expire; a few may wait.
+            // Unchecked datasets of owners that vanished expire; a few may wait, and when they
+            // are many the oldest one past a minute makes room.
             let now = unix_now();
-            let mut unchecked = 0;
-            for d in &held {
-                if let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) {
-                    if r.state == "received" {
-                        if now.saturating_sub(r.received_at) > UNCHECKED_TTL_SECS {
-                            info!(target: "btcmpc::party", session = %d.id, "deleting a store whose check never ran");
-                            self.store
-                                .delete_dataset(&d.id)
-                                .map_err(|e| e.to_string())?;
-                            self.store
-                                .put_job_state(&format!("store:{}", d.id), b"{}", false)
-                                .map_err(|e| e.to_string())?;
-                        } else {
-                            unchecked += 1;
-                        }
-                    }
+            let mut unchecked: Vec<(u64, String)> = held
+                .iter()
+                .filter_map(|d| {
+                    let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
+                    (r.state == "received").then(|| (r.received_at, d.id.clone()))
+                })
+                .collect();
+            unchecked.sort();
+            let expired = |at: u64, ttl: u64| now.saturating_sub(at) > ttl;
+            while let Some((at, id)) = unchecked.first().cloned() {
+                let in_check = self.sessions.get(&hex32(&id)).is_some_and(
+                    |s| with_session!(s, s => s.machine.is_some() || s.done.is_some()),
+                );
+                let make_room = unchecked.len() >= MAX_UNCHECKED && expired(at, 60);
+                if in_check || !(expired(at, UNCHECKED_TTL_SECS) || make_room) {
+                    break;
                 }
+                info!(target: "btcmpc::party", session = %id, "deleting a store whose check never ran");
+                self.store.delete_dataset(&id).map_err(|e| e.to_string())?;
+                self.store
+                    .put_job_state(&format!("store:{id}"), b"{}", false)
+                    .map_err(|e| e.to_string())?;
+                self.sessions.remove(&hex32(&id));
+                unchecked.remove(0);
             }
-            if unchecked >= MAX_UNCHECKED {
+            if unchecked.len() >= MAX_UNCHECKED {
                 return Err(format!(
-                    "{unchecked} stored datasets still wait for their check; try later"
+                    "{} stored datasets still wait for their check; try later",
+                    unchecked.len()
                 ));
             }
             for d in &held {
@@ -890,8 +994,8 @@ impl Core {
         let committed = held.iter().any(|d| d.id == id);
         let session = begin.session;
         let s = match begin.field.as_str() {
-            Secp256k1Scalar::NAME => Session::S(StoreSession::new(begin, conn, committed)?),
-            Mersenne127::NAME => Session::M(StoreSession::new(begin, conn, committed)?),
+            Secp256k1Scalar::NAME => Session::S(StoreSession::new(begin, conn, key, committed)?),
+            Mersenne127::NAME => Session::M(StoreSession::new(begin, conn, key, committed)?),
             other => return Err(format!("unknown field {other:?} (secp256k1 or m127)")),
         };
         self.sessions.insert(session, s);
@@ -941,6 +1045,7 @@ impl Core {
     }
 
     fn on_end(&mut self, conn: u64, session: Hash32) -> Result<(), Refuse> {
+        self.require_owner(conn, &session)?;
         let me = self.me;
         let bad_receipt = self.fault(Fault::BadReceipt);
         let (roster, party_key) = (self.roster_id, self.party_key);
@@ -997,6 +1102,7 @@ impl Core {
     }
 
     fn on_check(&mut self, conn: u64, m: StoreCheck) -> Result<(), Refuse> {
+        self.require_owner(conn, &m.session)?;
         self.verify_receipts(&m)?;
         let session = m.session;
         let mut s = self
@@ -1043,6 +1149,17 @@ impl Core {
         s: &mut StoreSession<F>,
         receipts: Vec<Receipt>,
     ) -> Result<(), Refuse> {
+        // The shares are read back from the store: what the receipt covers, and nothing of a
+        // received dataset stays in memory while it waits for its check.
+        let id = session_hex(&s.begin.session);
+        let mut columns = Vec::with_capacity(s.begin.schema.fields.len());
+        for c in 0..s.begin.schema.fields.len() {
+            columns.push(
+                self.store
+                    .read_column::<F>(&id, c as u32)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         let input = CheckInput {
             params: self.params,
             me: self.me,
@@ -1053,7 +1170,7 @@ impl Core {
             shares: PartyShares {
                 index: self.me.point(),
                 mask: s.mask,
-                columns: s.columns.clone(),
+                columns,
             },
             keys: self.verifying.clone(),
             ignored: BTreeSet::new(),
@@ -1098,11 +1215,15 @@ impl Core {
         self.sessions.insert(session, s);
         r?;
         // Messages that arrived before the check started here.
-        if let Some(early) = self.early.remove(&session) {
-            let size: usize = early.iter().map(|(_, m)| m.message.to_string().len()).sum();
-            self.early_bytes = self.early_bytes.saturating_sub(size);
-            for (from, m) in early {
-                self.deliver(from, m)?;
+        if self.started(&session) {
+            if let Some(early) = self.early.remove(&session) {
+                let size: usize = early.iter().map(|(_, b)| b.len()).sum();
+                self.early_bytes = self.early_bytes.saturating_sub(size);
+                for (from, bytes) in early {
+                    if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
+                        self.deliver(from, m)?;
+                    }
+                }
             }
         }
         self.persist_journal(&session)?;
@@ -1335,6 +1456,13 @@ impl Core {
                     debug!(target: "btcmpc::party", %from, kind = %frame.kind(), "unexpected frame from a party: dropped");
                     return Ok(());
                 }
+                // A session whose check has not started here keeps the raw bytes (bounded).
+                if let Some(session) = peek_session(frame.payload()) {
+                    if !self.started(&session) {
+                        self.hold_early(from, session, frame.into_payload());
+                        return Ok(());
+                    }
+                }
                 match parse_json::<PeerMessage>(&frame) {
                     Ok(m) => self.deliver(from, m)?,
                     Err(e) => info!(target: "btcmpc::party", %from, "refused: {e}"),
@@ -1350,24 +1478,31 @@ impl Core {
         Ok(())
     }
 
+    fn started(&self, session: &Hash32) -> bool {
+        self.sessions
+            .get(session)
+            .is_some_and(|s| with_session!(s, s => s.machine.is_some() || s.done.is_some()))
+    }
+
+    /// Keeps a message for a check that has not started here yet, within
+    /// [`MAX_EARLY_BYTES`] in all, [`MAX_EARLY_MESSAGES`] a session and 64 sessions.
+    fn hold_early(&mut self, from: PartyId, session: Hash32, payload: bytes::Bytes) {
+        let fits = self.early_bytes + payload.len() <= MAX_EARLY_BYTES
+            && (self.early.contains_key(&session) || self.early.len() < 64)
+            && self.early.get(&session).map_or(0, Vec::len) < MAX_EARLY_MESSAGES;
+        if !fits {
+            debug!(target: "btcmpc::party", %from, "early message dropped: buffer full");
+            return;
+        }
+        self.early_bytes += payload.len();
+        self.early.entry(session).or_default().push((from, payload));
+    }
+
     fn deliver(&mut self, from: PartyId, m: PeerMessage) -> Result<(), PartyError> {
         let session = m.session;
-        let started = self
-            .sessions
-            .get(&session)
-            .is_some_and(|s| with_session!(s, s => s.machine.is_some() || s.done.is_some()));
-        if !started {
-            let size = m.message.to_string().len();
-            let sessions = self.early.len();
-            let q = self.early.entry(session).or_default();
-            if q.len() < MAX_EARLY_MESSAGES
-                && sessions <= 64
-                && self.early_bytes + size <= MAX_EARLY_BYTES
-            {
-                self.early_bytes += size;
-                q.push((from, m));
-            } else {
-                debug!(target: "btcmpc::party", %from, "early message dropped: buffer full");
+        if !self.started(&session) {
+            if let Ok(bytes) = serde_json::to_vec(&m) {
+                self.hold_early(from, session, bytes.into());
             }
             return Ok(());
         }
@@ -1415,6 +1550,7 @@ impl Core {
     }
 
     fn on_reveal(&mut self, conn: u64, m: Complaint) -> Result<(), Refuse> {
+        self.require_owner(conn, &m.session)?;
         let session = m.session;
         let mut s = self
             .sessions
@@ -1475,8 +1611,25 @@ impl Core {
             .find(|d| d.id == id)
             .ok_or_else(|| format!("no checked dataset for session {id}"))?;
         let mut r: SessionRecord = serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+        if r.owner()? != self.client_key(conn)? {
+            return Err("this store session belongs to another owner".into());
+        }
         if r.state == "received" {
             return Err("the store check of this session has not passed here".into());
+        }
+        if r.state == "committed" {
+            // Idempotent for the same record; a committed dataset is never rebound.
+            if r.store_outpoint.as_deref() == Some(m.store_outpoint.as_str())
+                && r.anchor_key.as_deref() == Some(m.anchor_key.as_str())
+                && r.dataset_id.as_deref() == Some(m.dataset_id.as_str())
+            {
+                self.reply_json(Some(conn), MessageType::STORE_COMMIT, &m);
+                return Ok(());
+            }
+            return Err(format!(
+                "this dataset is already bound to STORE {}",
+                r.store_outpoint.unwrap_or_default()
+            ));
         }
         let outpoint: bitcoin::OutPoint = m
             .store_outpoint
@@ -1593,7 +1746,12 @@ impl Core {
 }
 
 impl<F: PrimeField> StoreSession<F> {
-    fn new(begin: StoreBegin, owner: u64, committed: bool) -> Result<Self, Refuse> {
+    fn new(
+        begin: StoreBegin,
+        owner: u64,
+        owner_key: TransportKey,
+        committed: bool,
+    ) -> Result<Self, Refuse> {
         let mask = field_from_hex::<F>(&begin.mask).map_err(|e| e.to_string())?;
         Ok(StoreSession {
             context: begin.context(),
@@ -1601,6 +1759,8 @@ impl<F: PrimeField> StoreSession<F> {
             begin,
             mask,
             owner: Some(owner),
+            owner_key,
+            last_activity: std::time::Instant::now(),
             revealed: BTreeMap::new(),
             received: committed,
             receipt: None,
@@ -1617,6 +1777,7 @@ impl<F: PrimeField> StoreSession<F> {
             return Err("share batch for a session of another connection".into());
         }
         let b = ShareBatch::<F>::parse(payload).map_err(|e| e.to_string())?;
+        self.last_activity = std::time::Instant::now();
         let rows = self.begin.schema.rows as u64;
         let col = b.column as usize;
         if col >= self.begin.schema.fields.len() {
@@ -1689,8 +1850,9 @@ impl<F: PrimeField> StoreSession<F> {
                 receipts_root: None,
                 anchor_key: None,
                 received_at: unix_now(),
+                owner_key: self.owner_key.to_hex(),
             };
-            let mut shares = PartyShares {
+            let shares = PartyShares {
                 index: me.point(),
                 mask: self.mask,
                 columns: std::mem::take(&mut self.columns),
@@ -1716,7 +1878,8 @@ impl<F: PrimeField> StoreSession<F> {
             store
                 .put_job_state(&store_job(&self.begin.session), b"{}", true)
                 .map_err(|e| e.to_string())?;
-            self.columns = std::mem::take(&mut shares.columns);
+            // Nothing of a received dataset stays in memory: the check reads it back.
+            drop(shares);
             self.received = true;
         }
         let d = store
@@ -1858,6 +2021,13 @@ fn follow_acls(
 }
 
 impl SessionRecord {
+    fn owner(&self) -> Result<TransportKey, String> {
+        hex::decode(&self.owner_key)
+            .ok()
+            .and_then(|b| TransportKey::from_slice(&b).ok())
+            .ok_or_else(|| "stored owner key is corrupt".to_string())
+    }
+
     /// The anchor key recorded by the owner's STORE_COMMIT.
     fn begin_anchor(&self) -> Option<PublicKey> {
         self.anchor_key.as_deref().and_then(|k| k.parse().ok())

@@ -546,6 +546,10 @@ impl ChannelReceiver {
 /// one finishes (each is bounded by the handshake timeout).
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
 
+/// Most handshakes a [`Listener`] runs at once for one remote address, so one host that opens
+/// silent connections cannot take every slot.
+pub const MAX_PENDING_PER_ADDRESS: usize = 8;
+
 /// A TCP listener that handshakes every incoming connection in its own task and yields the
 /// authenticated channels; a connection that fails (garbage, a refused key, a timeout) is
 /// reported and dropped while the others go on. At most [`MAX_PENDING_HANDSHAKES`] handshakes
@@ -582,6 +586,7 @@ impl Listener {
         let me = Arc::new(me);
         let allowed = Arc::new(allowed);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+        let per_ip: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
         let task = tokio::spawn(async move {
             loop {
                 let (stream, from) = match listener.accept().await {
@@ -592,7 +597,35 @@ impl Listener {
                         continue;
                     }
                 };
+                let ip = from.ip();
+                {
+                    let mut p = per_ip
+                        .lock()
+                        .expect("per-address table lock is never poisoned");
+                    let n = p.entry(ip).or_insert(0);
+                    if *n >= MAX_PENDING_PER_ADDRESS {
+                        tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_PER_ADDRESS} handshakes from this address already in progress");
+                        drop(stream);
+                        continue;
+                    }
+                    *n += 1;
+                }
+                let release = {
+                    let per_ip = Arc::clone(&per_ip);
+                    move || {
+                        let mut p = per_ip
+                            .lock()
+                            .expect("per-address table lock is never poisoned");
+                        if let Some(n) = p.get_mut(&ip) {
+                            *n -= 1;
+                            if *n == 0 {
+                                p.remove(&ip);
+                            }
+                        }
+                    }
+                };
                 let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    release();
                     tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_HANDSHAKES} handshakes already in progress");
                     drop(stream);
                     continue;
@@ -601,6 +634,7 @@ impl Listener {
                 tokio::spawn(async move {
                     let r = accept(stream, &me, &allowed, config).await;
                     drop(permit);
+                    release();
                     if let Err(e) = &r {
                         tracing::info!(target: "btcmpc_engine::node::transport", %from, "refused connection: {e}");
                     }
