@@ -442,7 +442,10 @@ impl RoleWallet {
     /// bdk_electrum 0.24.1 does not do this when the server's tip is below the wallet's:
     /// `fetch_tip_and_latest_blocks` in `src/bdk_electrum_client.rs` returns the wallet's own tip
     /// unchanged ("If electrum returns a tip height that is lower than our previous tip, then
-    /// checkpoints do not need updating"), and `LocalChain::apply_update` cannot remove blocks
+    /// checkpoints do not need updating"; unchanged upstream at
+    /// <https://github.com/bitcoindevkit/bdk/blob/95ed1b4f9c399a27143395c9d1c6d37c03462306/crates/electrum/src/bdk_electrum_client.rs>;
+    /// a related open report is bitcoindevkit/bdk#2312, anchor hashes not checked against the
+    /// tip's chain), and `LocalChain::apply_update` cannot remove blocks
     /// that an update does not contradict, so after `invalidateblock` of block 103 at tip 105 the
     /// wallet kept blocks 103 to 105 and every transaction anchored in them stayed confirmed
     /// until the chain grew back past 105. We walk our checkpoints from the top, compare each with
