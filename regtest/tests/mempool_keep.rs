@@ -331,10 +331,21 @@ fn a_reloaded_mempool_is_validated_again_and_a_damaged_file_is_ignored() {
     server.stop();
     drop(server);
 
-    // A file holding a valid transaction, then a double spend of it, a forged spend and an
-    // orphan: only the first survives the reload.
+    // A file holding an entry past the 336-hour expiry, a valid transaction, then a double
+    // spend of it, a forged spend and an orphan: only the valid one survives the reload.
     let path = datadir.join(MEMPOOL_FILE);
-    let bytes = mempool_file::encode([(1, &good), (2, &double), (3, &forged), (4, &orphan)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = pay(&a, coin, &b, 40_000); // would replace `good`, but too old to load
+    let bytes = mempool_file::encode([
+        (now - 336 * 3600, &expired),
+        (now, &good),
+        (now, &double),
+        (now, &forged),
+        (now, &orphan),
+    ]);
     mempool_file::write(&path, &bytes).unwrap();
     let server = Server::start(ServerConfig::new(&datadir)).unwrap();
     let pool = env_rpc(&server).call("getrawmempool", &[]).unwrap();
@@ -353,4 +364,51 @@ fn a_reloaded_mempool_is_validated_again_and_a_damaged_file_is_ignored() {
         env_rpc(&server).call("getrawmempool", &[]).unwrap(),
         json!([])
     );
+}
+
+/// Core's mempool expiry (336 hours): an entry exactly at the cutoff stays, one second older
+/// goes (with its child) when the next transaction is accepted.
+#[test]
+fn mempool_entries_expire_after_336_hours() {
+    let env = TestEnv::new().unwrap();
+    let (a, b, c) = (Key::new(61), Key::new(62), Key::new(63));
+    let coin = funded(&env, &a, Amount::from_sat(1_000_000));
+    let coin2 = funded(&env, &c, Amount::from_sat(1_000_000));
+    let t0: u64 = env.rpc().call("getblockchaininfo", &[]).unwrap()["time"]
+        .as_u64()
+        .unwrap()
+        + 10;
+    env.set_mocktime(t0).unwrap();
+    let parent = pay(&a, (coin, Amount::from_sat(1_000_000)), &b, 10_000);
+    let child = pay(&b, out0(&parent), &c, 10_000);
+    for tx in [&parent, &child] {
+        env.rpc()
+            .call("sendrawtransaction", &[json!(tx_hex(tx))])
+            .unwrap();
+    }
+    let expiry = 336 * 3600;
+    // At the cutoff: kept.
+    env.set_mocktime(t0 + expiry).unwrap();
+    let first = pay(&c, (coin2, Amount::from_sat(1_000_000)), &c, 10_000);
+    env.rpc()
+        .call("sendrawtransaction", &[json!(tx_hex(&first))])
+        .unwrap();
+    assert_eq!(mempool(&env).len(), 3);
+    // One second later, the next acceptance expires parent and child, not the newer one.
+    env.set_mocktime(t0 + expiry + 1).unwrap();
+    let second = pay(&c, out0(&first), &c, 10_000);
+    env.rpc()
+        .call("sendrawtransaction", &[json!(tx_hex(&second))])
+        .unwrap();
+    let mut left = vec![
+        first.compute_txid().to_string(),
+        second.compute_txid().to_string(),
+    ];
+    left.sort();
+    assert_eq!(mempool(&env), left);
+    // Sent again, the expired parent is accepted with a new entry time.
+    env.rpc()
+        .call("sendrawtransaction", &[json!(tx_hex(&parent))])
+        .unwrap();
+    assert_eq!(mempool(&env).len(), 3);
 }

@@ -109,6 +109,28 @@ fn bond(
 /// the forgotten funding meanwhile, and every one confirms.
 #[test]
 fn every_kind_of_transaction_survives_a_node_crash() -> anyhow::Result<()> {
+    every_kind_survives(|w| w.restart(Restart::Crash))
+}
+
+/// The same when the node evicts them while running (Core's mempool expiry: entries older
+/// than 336 hours go when the next transaction is accepted; the node's clock is moved on).
+#[test]
+fn every_kind_of_transaction_survives_an_eviction() -> anyhow::Result<()> {
+    every_kind_survives(|w| {
+        let now: u64 = w
+            .env
+            .rpc()
+            .call_as("getblockchaininfo", &[])
+            .map(|v: serde_json::Value| v["time"].as_u64().unwrap_or(0))?;
+        w.env.set_mocktime(now + 336 * 3600 + 3_600)?;
+        // The next acceptance (a faucet payment, mined) expires every older entry.
+        let (mut x, _) = RoleWallet::create(&w.dir.join("trigger"), Network::Regtest, None)?;
+        w.env.fund(&x.next_address()?, Amount::from_sat(10_000))?;
+        w.settle()
+    })
+}
+
+fn every_kind_survives(forget: fn(&mut World) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let mut w = World::new()?;
     let mut service = w.wallet("service", 3_000_000)?;
     let mut party = w.wallet("party", 3_000_000)?;
@@ -168,9 +190,9 @@ fn every_kind_of_transaction_survives_a_node_crash() -> anyhow::Result<()> {
     assert!(!w.in_mempool(&first)?, "replaced by its bump");
     let service_before = service.balance();
 
-    w.restart(Restart::Crash)?;
+    forget(&mut w)?;
     for t in &all {
-        assert!(!w.in_mempool(t)?, "the crash lost {t}");
+        assert!(!w.in_mempool(t)?, "the node forgot {t}");
     }
     // Before any sync, `contract status` from the funder's wallet still shows the funding.
     let st = service.contract_status(&w.chain, &late)?;
@@ -182,8 +204,21 @@ fn every_kind_of_transaction_survives_a_node_crash() -> anyhow::Result<()> {
     assert_eq!(service.balance(), service_before, "nothing forgotten");
     assert!(party.sync(&w.chain)?.rebroadcast >= 3, "claim, exit, bump");
     assert!(judges[1].sync(&w.chain)?.rebroadcast >= 1, "slash");
-    for t in &all {
-        assert!(w.in_mempool(t)?, "{t} re-broadcast");
+    // A claim still unconfirmed a block after its broadcast may be fee-bumped by the sync (the
+    // eviction's block): the claim kept is then its replacement, spending the same output.
+    let kept_claim = party
+        .pending_broadcasts()?
+        .into_iter()
+        .find(|r| r.kind == "claim")
+        .expect("the claim is kept");
+    assert_eq!(kept_claim.tx.input[0].previous_output, claim_op);
+    let mut all = all;
+    all[0] = kept_claim.txid;
+    let names = [
+        "claim", "refund", "exit", "slash", "payment", "bump", "funding",
+    ];
+    for (t, name) in all.iter().zip(names) {
+        assert!(w.in_mempool(t)?, "the {name} {t} is re-broadcast");
     }
     assert!(!w.in_mempool(&first)?, "the bumped original stays replaced");
     assert_eq!(in_history(&party, bump), Some(None));

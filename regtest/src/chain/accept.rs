@@ -715,6 +715,27 @@ impl ChainState {
         Ok(())
     }
 
+    /// Core's `CTxMemPool::Expire(now - expiry)`: removes every entry that entered before the
+    /// cutoff (strictly), with its descendants. Returns what was removed.
+    pub(crate) fn expire_mempool(&mut self) -> Vec<MempoolTx> {
+        let cutoff = self.now().saturating_sub(policy::MEMPOOL_EXPIRY_SECS);
+        let old: Vec<Txid> = self
+            .mempool
+            .txs
+            .values()
+            .filter(|e| e.time < cutoff)
+            .map(|e| e.txid)
+            .collect();
+        let mut removed = Vec::new();
+        for t in old {
+            removed.extend(self.mempool.remove_with_descendants(&t));
+        }
+        if !removed.is_empty() {
+            tracing::info!(target: "btcmpc_regtest::chain", expired = removed.len(), "mempool entries expired");
+        }
+        removed
+    }
+
     pub(crate) fn test_accept(&mut self, tx: &Transaction) -> Result<AcceptInfo, Reject> {
         let a = self.accept(tx, false, true, None)?;
         Ok(AcceptInfo {
@@ -758,6 +779,15 @@ impl ChainState {
         let mut touched: BTreeSet<ScriptHash> = a.entry.script_hashes.iter().copied().collect();
         let mut events = Vec::new();
         for r in a.replaced {
+            touched.extend(r.script_hashes.iter().copied());
+            events.push(NodeEvent::TxRemoved {
+                txid: r.txid,
+                script_hashes: r.script_hashes,
+            });
+        }
+        // Core's LimitMempoolSize after an acceptance: entries older than the expiry go, with
+        // their descendants (`CTxMemPool::Expire`).
+        for r in self.expire_mempool() {
             touched.extend(r.script_hashes.iter().copied());
             events.push(NodeEvent::TxRemoved {
                 txid: r.txid,

@@ -764,7 +764,13 @@ impl ChainState {
             }
         };
         let (mut loaded, mut failed) = (0usize, 0usize);
+        let cutoff = self.now().saturating_sub(policy::MEMPOOL_EXPIRY_SECS);
         for (time, tx) in entries {
+            // Core's LoadMempool skips entries already past the expiry.
+            if time <= cutoff {
+                failed += 1;
+                continue;
+            }
             match self.accept(&tx, false, false, None) {
                 Ok(a) => {
                     if let Some(e) = self.mempool.txs.get_mut(&a.entry.txid) {
