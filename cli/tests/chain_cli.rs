@@ -513,3 +513,88 @@ fn regtest_commands_reach_any_node_by_rpc() {
     let err = cli.fails("x", &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains("--to"), "{err}");
 }
+
+/// Issue 11's case as a user runs it: `wallet send ADDR 10000sat --fee-rate 2` and
+/// `contract fund escrow.json 50000sat`, the node killed before a block (its mempool lost, as
+/// after `kill -9`), then `wallet sync` re-broadcasts both, `wallet balance`, `wallet history`
+/// and `contract status` still show them, and they confirm at the next block.
+#[test]
+fn a_payment_and_a_funding_survive_a_node_crash() {
+    use btcmpc_regtest::harness::Restart;
+    let (mut env, cli, dir) = setup();
+    cli.json("alice", &["wallet", "create"]);
+    cli.json("bob", &["wallet", "create"]);
+    env.fund(&address(&cli, "alice"), Amount::from_sat(1_000_000))
+        .unwrap();
+    settle(&env);
+    let to = address(&cli, "bob").to_string();
+    let sent = cli.json(
+        "alice",
+        &["wallet", "send", &to, "10000sat", "--fee-rate", "2"],
+    );
+    let txid = str_of(&sent, "txid");
+    let a = str_of(&cli.json("alice", &["wallet", "key"]), "pubkey");
+    let b = str_of(&cli.json("bob", &["wallet", "key"]), "pubkey");
+    let file = dir.path().join("escrow.json");
+    let f = file.to_str().unwrap();
+    let h = sha256::Hash::hash(&[1u8; 32]).to_string();
+    let timeout = (env.tip_height().unwrap() + 50).to_string();
+    cli.json(
+        "alice",
+        &[
+            "contract",
+            "new",
+            "claim-or-refund",
+            "--receiver",
+            &b,
+            "--sender",
+            &a,
+            "--hash",
+            &h,
+            "--timeout",
+            &timeout,
+            "--out",
+            f,
+        ],
+    );
+    let funded = cli.json(
+        "alice",
+        &["contract", "fund", f, "50000sat", "--fee-rate", "2"],
+    );
+    let funding = str_of(&funded, "txid");
+    let before = cli.json("alice", &["wallet", "balance"]);
+    assert!(before["unconfirmed"].as_u64().unwrap() > 0, "{before}");
+
+    env.restart(Restart::Crash).unwrap();
+    let pool = env.rpc().call("getrawmempool", &[]).unwrap();
+    assert_eq!(pool, serde_json::json!([]), "the crash lost the mempool");
+    let sync = cli.json("alice", &["wallet", "sync"]);
+    assert_eq!(sync["rebroadcast"], 2, "{sync}");
+    let pool = env.rpc().call("getrawmempool", &[]).unwrap();
+    assert_eq!(pool.as_array().unwrap().len(), 2, "{pool}");
+    let after = cli.json("alice", &["wallet", "balance"]);
+    assert_eq!(after, before, "nothing forgotten");
+    let history = cli.json("alice", &["wallet", "history"]);
+    for t in [&txid, &funding] {
+        let item = history["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["txid"] == t.as_str())
+            .unwrap_or_else(|| panic!("{t} in {history}"));
+        assert!(item["height"].is_null(), "{item}");
+    }
+    let st = cli.json("alice", &["contract", "status", f]);
+    assert_eq!(
+        st["funding"]["outpoint"],
+        format!("{funding}:{}", funded["vout"]).as_str(),
+        "{st}"
+    );
+    assert_eq!(st["funding"]["confirmations"], 0);
+
+    mine(&env, 1);
+    let st = cli.json("alice", &["contract", "status", f]);
+    assert_eq!(st["funding"]["confirmations"], 1, "{st}");
+    let bob = cli.json("bob", &["wallet", "balance"]);
+    assert_eq!(bob["confirmed"], 10_000);
+}

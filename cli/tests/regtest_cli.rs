@@ -267,3 +267,107 @@ fn foreground_node_stops_on_sigterm() {
     assert!(exit.success(), "clean exit on SIGTERM: {exit}");
     assert!(!datadir.join("node.json").exists(), "node.json removed");
 }
+
+fn up(datadir: &Path) -> NodeInfo {
+    json_of(&btcmpc(
+        datadir,
+        &[
+            "--json",
+            "regtest",
+            "up",
+            "--detach",
+            "--electrum-port",
+            "0",
+            "--rpc-port",
+            "0",
+        ],
+    ));
+    NodeInfo::read(datadir).unwrap().expect("node.json")
+}
+
+fn mempool_of(datadir: &Path) -> Vec<String> {
+    let v = rpc_of(datadir).call("getrawmempool", &[]).unwrap();
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `regtest down` then `regtest up` keeps the mempool (as Core's `mempool.dat`); a `kill -9`
+/// loses what entered since the last clean stop; the wallet's next sync puts its own
+/// transactions back either way.
+#[test]
+fn down_and_up_keep_the_mempool_and_kill_9_loses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node");
+    let wallet = dir.path().join("alice");
+    let _guard = NodeGuard(node.clone());
+    let info = up(&node);
+    let w = |electrum: &str, args: &[&str]| -> Value {
+        let mut all = vec!["--electrum", electrum, "--json"];
+        all.extend_from_slice(args);
+        json_of(&btcmpc(&wallet, &all))
+    };
+    w(&info.electrum, &["wallet", "create"]);
+    let addr = w(&info.electrum, &["wallet", "address"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json_of(&btcmpc(
+        &node,
+        &["--json", "regtest", "faucet", &addr, "0.01btc"],
+    ));
+    let to = "bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk";
+    let first = w(
+        &info.electrum,
+        &["wallet", "send", to, "10000sat", "--fee-rate", "2"],
+    )["txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mempool_of(&node), vec![first.clone()]);
+    let balance = w(&info.electrum, &["wallet", "balance"]);
+
+    json_of(&btcmpc(&node, &["--json", "regtest", "down"]));
+    assert!(node.join("mempool.dat").exists());
+    let info = up(&node);
+    assert_eq!(
+        mempool_of(&node),
+        vec![first.clone()],
+        "kept across down/up"
+    );
+    assert_eq!(w(&info.electrum, &["wallet", "balance"]), balance);
+
+    let second = w(
+        &info.electrum,
+        &["wallet", "send", to, "20000sat", "--fee-rate", "2"],
+    )["txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = Command::new("kill")
+        .arg("-9")
+        .arg(info.pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while info.process_alive() {
+        assert!(Instant::now() < deadline, "the node did not die");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = up(&node);
+    // Core reloads the mempool.dat of the last clean stop: the first payment is back, the
+    // second (sent after it) is lost.
+    assert_eq!(mempool_of(&node), vec![first.clone()]);
+    let sync = w(&info.electrum, &["wallet", "sync"]);
+    assert_eq!(sync["rebroadcast"], 2, "{sync}");
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(mempool_of(&node), both, "the wallet put its payment back");
+    json_of(&btcmpc(&node, &["--json", "regtest", "down"]));
+}

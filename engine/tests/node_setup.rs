@@ -429,3 +429,67 @@ fn bond_contract_matches_the_toolkit_bond() -> anyhow::Result<()> {
     assert_eq!(roster.bond_contract(1, 900)?, expected);
     Ok(())
 }
+
+/// A STORE and a GRANT (anchor extension) survive a node crash that loses them with the
+/// mempool: the owner's next sync re-broadcasts each (the wallet keeps every transaction it
+/// makes until it is buried), and each confirms.
+#[test]
+fn store_and_anchor_extension_survive_a_node_crash() -> anyhow::Result<()> {
+    use btcmpc_regtest::harness::Restart;
+    let mut w = World::new()?;
+    let mut owner = w.wallet("owner", 2_000_000)?;
+    let owner_dir = w.dir.path().join("owner-data");
+    let service =
+        Keypair::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[7; 32])?).public_key();
+    let in_mempool = |w: &World, txid: &bitcoin::Txid| -> anyhow::Result<bool> {
+        let v = w.env.rpc().call("getrawmempool", &[])?;
+        Ok(v.as_array()
+            .is_some_and(|a| a.iter().any(|t| t.as_str() == Some(&txid.to_string()))))
+    };
+    let crash = |w: &mut World| -> anyhow::Result<()> {
+        w.env.restart(Restart::Crash)?;
+        w.chain = ChainClient::connect(&w.env.electrum_url(), Duration::from_secs(10))?;
+        Ok(())
+    };
+
+    let d = store_dataset(
+        &mut owner,
+        &w.chain,
+        &owner_dir,
+        "health",
+        &["age".into()],
+        [9; 32],
+        rate(),
+    )?;
+    let store = d.store_outpoint()?;
+    w.env.wait_for_tx(&store.txid, WAIT)?;
+    crash(&mut w)?;
+    assert!(!in_mempool(&w, &store.txid)?, "the crash lost the STORE");
+    assert!(owner.sync(&w.chain)?.rebroadcast >= 1);
+    assert!(in_mempool(&w, &store.txid)?, "the STORE is re-broadcast");
+    w.mine(1)?;
+
+    let grant = Record::Grant {
+        service,
+        scope: Scope::all(),
+    };
+    let g = extend_anchor(
+        &mut owner,
+        &w.chain,
+        &d.anchor_key()?,
+        store,
+        &grant,
+        rate(),
+    )?;
+    w.env.wait_for_tx(&g, WAIT)?;
+    crash(&mut w)?;
+    assert!(!in_mempool(&w, &g)?, "the crash lost the GRANT");
+    assert!(owner.sync(&w.chain)?.rebroadcast >= 1);
+    assert!(in_mempool(&w, &g)?, "the GRANT is re-broadcast");
+    w.mine(1)?;
+    assert!(ElectrumView::new(&w.chain)
+        .history(&anchor_address(&d.anchor_key()?, Network::Regtest).script_pubkey())?
+        .iter()
+        .any(|h| h.txid == g && h.height.is_some()));
+    Ok(())
+}

@@ -95,6 +95,15 @@ enum Backend {
     },
 }
 
+/// How [`TestEnv::restart`] stops the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// A clean stop (Core's `stop` RPC, `regtest down`): the mempool is written and reloaded.
+    Clean,
+    /// A crash (`kill -9`): the mempool is lost.
+    Crash,
+}
+
 /// A running regtest chain with an Electrum server and Core's RPC, for tests.
 ///
 /// Dropping it stops the node(s) and deletes the temporary datadir.
@@ -475,6 +484,41 @@ impl TestEnv {
         self.rpc
             .call("reconsiderblock", &[json!(hash.to_string())])?;
         Ok(())
+    }
+
+    /// Stop the node and start it again on the same datadir and ports: [`Restart::Clean`] as
+    /// `regtest down`/`regtest up` (Core's `stop`; the mempool is kept in `mempool.dat`),
+    /// [`Restart::Crash`] as a `kill -9` (the mempool is lost). Returns once the node and its
+    /// Electrum server answer at the old tip. Clients must reconnect.
+    ///
+    /// # Errors
+    /// [`HarnessError::Unexpected`] against a real bitcoind (not supported here); start
+    /// failures; [`HarnessError::Timeout`].
+    pub fn restart(&mut self, how: Restart) -> Result<(), HarnessError> {
+        let Backend::Embedded(server) = &self.backend else {
+            return Err(HarnessError::Unexpected(
+                "restart is supported on the embedded node only".into(),
+            ));
+        };
+        let height = self.tip_height()?;
+        let datadir = server.datadir().to_path_buf();
+        let (e, r) = (server.electrum_addr().port(), server.rpc_addr().port());
+        match how {
+            Restart::Clean => server.stop(),
+            Restart::Crash => server.kill(),
+        }
+        // The ports were just released; binding them again may race a lingering socket.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let started = loop {
+            match Server::start(ServerConfig::new(&datadir).ports(e, r)) {
+                Ok(s) => break s,
+                Err(err) if Instant::now() > deadline => return Err(err.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        self.backend = Backend::Embedded(Box::new(started));
+        self.rpc = RpcClient::new(&self.rpc_url, self.auth.clone())?;
+        self.wait_for_height(height, START_TIMEOUT)
     }
 
     /// Set the node's clock (Core's `setmocktime`; 0 returns to the system clock).

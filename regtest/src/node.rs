@@ -514,6 +514,13 @@ impl Node {
         self.write().test_accept(tx)
     }
 
+    /// Checks whether the mempool would accept `txs`, a package with parents first, as Core's
+    /// `testmempoolaccept` of several transactions does (`ProcessNewPackage` with
+    /// `test_accept`); see [`crate::chain::PackageVerdict`]. Nothing is added.
+    pub fn test_mempool_accept_package(&self, txs: &[Transaction]) -> crate::chain::PackageVerdict {
+        self.write().test_accept_package(txs)
+    }
+
     /// Adds `tx` to the mempool (Core's `sendrawtransaction`). A transaction already in the
     /// mempool is accepted again without change. `max_fee_rate` (Core's default is
     /// 0.10 BTC/kvB) refuses transactions paying more; `None` allows any fee.
@@ -692,11 +699,30 @@ impl Node {
         self.inner.events.subscribe()
     }
 
-    /// Flushes the block store and stops mining; further mining calls fail.
+    /// Flushes the block store, writes the mempool to `DATADIR/mempool.dat` (reloaded by the
+    /// next [`Node::open`], as Core's `-persistmempool`) and stops mining; further mining calls
+    /// fail.
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] when the flush or the mempool file fails.
+    pub fn shutdown(&self) -> Result<(), NodeError> {
+        *self
+            .inner
+            .shut_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        let mut state = self.write();
+        state.flush()?;
+        state.dump_mempool()
+    }
+
+    /// Stops as a `kill -9` would leave it: mining stops, the block store (already durable
+    /// block by block) is flushed, and the mempool is not written, so the next [`Node::open`]
+    /// starts without it (or with an older `mempool.dat`), as Core after a crash.
     ///
     /// # Errors
     /// [`NodeError::Io`] when the flush fails.
-    pub fn shutdown(&self) -> Result<(), NodeError> {
+    pub fn crash(&self) -> Result<(), NodeError> {
         *self
             .inner
             .shut_down

@@ -1064,12 +1064,6 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                     "Array must contain between 1 and 25 transactions.",
                 ));
             }
-            if raws.len() > 1 {
-                return Err(RpcError::new(
-                    code::INVALID_PARAMETER,
-                    "package testmempoolaccept (more than one transaction) is not supported by this node",
-                ));
-            }
             let max_fee_rate = match p.get(1) {
                 None => Some(FeeRate::from_sat_per_kwu(10_000_000 / 4)),
                 Some(v) => {
@@ -1077,7 +1071,7 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                     (r != FeeRate::ZERO).then_some(r)
                 }
             };
-            let mut out = Vec::new();
+            let mut txs = Vec::with_capacity(raws.len());
             for raw_tx in raws {
                 let s = raw_tx
                     .as_str()
@@ -1088,8 +1082,37 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                         format!("TX decode failed: {s} Make sure the tx has at least one input."),
                     )
                 })?;
-                out.push(test_accept_json(node, &tx, max_fee_rate));
+                txs.push(tx);
             }
+            if let [tx] = txs.as_slice() {
+                let mut exit_early = false;
+                let r = node.test_mempool_accept(tx);
+                return Ok(Value::Array(vec![accept_result_json(
+                    tx,
+                    Some(r),
+                    None,
+                    max_fee_rate,
+                    &mut exit_early,
+                )]));
+            }
+            // Core's package path (`ProcessNewPackage` with `test_accept`): a package error is
+            // repeated on every member; a member not validated because another failed first
+            // (or the maxfeerate of an earlier member was exceeded) has only its ids.
+            let verdict = node.test_mempool_accept_package(&txs);
+            let mut exit_early = false;
+            let out = txs
+                .iter()
+                .zip(verdict.results)
+                .map(|(tx, r)| {
+                    accept_result_json(
+                        tx,
+                        r,
+                        verdict.package_error.as_deref(),
+                        max_fee_rate,
+                        &mut exit_early,
+                    )
+                })
+                .collect();
             Ok(Value::Array(out))
         }
         "getrawmempool" => {
@@ -1720,45 +1743,60 @@ fn tx_json(tx: &Transaction, include_hex: bool) -> Value {
     Value::Object(o)
 }
 
-fn test_accept_json(node: &Node, tx: &Transaction, max_fee_rate: Option<FeeRate>) -> Value {
-    let txid = tx.compute_txid().to_string();
-    let wtxid = tx.compute_wtxid().to_string();
-    match node.test_mempool_accept(tx) {
+/// One member of Core's `testmempoolaccept` answer (`rpc/mempool.cpp`): `txid`, `wtxid`, the
+/// package error if any, then the verdict (`None`: not fully validated, ids only). A fee
+/// above `max_fee_rate` is `max-fee-exceeded` and leaves the members after it with their ids
+/// only (`exit_early`).
+fn accept_result_json(
+    tx: &Transaction,
+    result: Option<Result<crate::node::AcceptInfo, crate::node::Reject>>,
+    package_error: Option<&str>,
+    max_fee_rate: Option<FeeRate>,
+    exit_early: &mut bool,
+) -> Value {
+    let mut o = Map::new();
+    o.insert("txid".into(), json!(tx.compute_txid().to_string()));
+    o.insert("wtxid".into(), json!(tx.compute_wtxid().to_string()));
+    if let Some(e) = package_error {
+        o.insert("package-error".into(), json!(e));
+    }
+    let result = match result {
+        Some(r) if !*exit_early => r,
+        _ => return Value::Object(o),
+    };
+    match result {
         Ok(info) => {
             let vsize = info.vsize.max(1);
             // sat/kvB of this transaction.
             let sat_per_kvb = info.fee.to_sat().saturating_mul(1000) / vsize;
-            if let Some(max) = max_fee_rate {
-                if sat_per_kvb > max.to_sat_per_kwu().saturating_mul(4) {
-                    return json!({
-                        "txid": txid, "wtxid": wtxid, "allowed": false,
-                        "reject-reason": "max-fee-exceeded",
-                    });
-                }
+            let too_high = max_fee_rate
+                .is_some_and(|max| sat_per_kvb > max.to_sat_per_kwu().saturating_mul(4));
+            if too_high {
+                o.insert("allowed".into(), json!(false));
+                o.insert("reject-reason".into(), json!("max-fee-exceeded"));
+                *exit_early = true;
+            } else {
+                o.insert("allowed".into(), json!(true));
+                o.insert("vsize".into(), json!(info.vsize));
+                o.insert(
+                    "fees".into(),
+                    json!({
+                        "base": btc(info.fee),
+                        "effective-feerate": Amount::from_sat(sat_per_kvb).to_btc(),
+                        "effective-includes": [info.wtxid.to_string()],
+                    }),
+                );
             }
-            json!({
-                "txid": info.txid.to_string(),
-                "wtxid": info.wtxid.to_string(),
-                "allowed": true,
-                "vsize": info.vsize,
-                "fees": {
-                    "base": btc(info.fee),
-                    "effective-feerate": Amount::from_sat(sat_per_kvb).to_btc(),
-                    "effective-includes": [info.wtxid.to_string()],
-                },
-            })
         }
         Err(r) => {
-            let mut o = json!({
-                "txid": txid, "wtxid": wtxid, "allowed": false,
-                "reject-reason": r.reason,
-            });
-            if let (Some(d), Some(map)) = (&r.details, o.as_object_mut()) {
-                map.insert("reject-details".into(), json!(format!("{}, {d}", r.reason)));
+            o.insert("allowed".into(), json!(false));
+            o.insert("reject-reason".into(), json!(r.reason));
+            if let Some(d) = &r.details {
+                o.insert("reject-details".into(), json!(format!("{}, {d}", r.reason)));
             }
-            o
         }
     }
+    Value::Object(o)
 }
 
 fn mempool_entry_json(e: &MempoolEntry) -> Value {

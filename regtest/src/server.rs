@@ -4,7 +4,8 @@
 //! both servers on loopback (port 0 picks free ports), writes the RPC cookie (`.cookie`,
 //! `__cookie__:HEX` as Core does) and `node.json` (ports, pid) into the datadir so that clients
 //! find it, and serves on its own Tokio runtime thread until the `stop` RPC, a signal (when
-//! asked for) or [`Server::stop`]. On the way out it flushes the chain and removes `node.json`
+//! asked for) or [`Server::stop`]. On the way out it flushes the chain, writes the mempool
+//! (`mempool.dat`, reloaded at the next start; not after [`Server::kill`]) and removes `node.json`
 //! and the cookie.
 
 use std::io::Write as _;
@@ -253,6 +254,8 @@ pub struct Server {
     cookie: (String, String),
     shutdown: Shutdown,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Cleared by [`Server::kill`]: stop without writing the mempool.
+    keep_mempool: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Server {
@@ -363,6 +366,8 @@ impl Server {
 
         let thread_node = node.clone();
         let thread_shutdown = shutdown.clone();
+        let keep_mempool = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let thread_keep_mempool = keep_mempool.clone();
         let handle_signals = cfg.handle_signals;
         let limits = cfg.limits;
         let thread = std::thread::Builder::new()
@@ -387,7 +392,12 @@ impl Server {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 });
                 runtime.shutdown_timeout(Duration::from_secs(2));
-                if let Err(e) = thread_node.shutdown() {
+                let stopped = if thread_keep_mempool.load(std::sync::atomic::Ordering::SeqCst) {
+                    thread_node.shutdown()
+                } else {
+                    thread_node.crash()
+                };
+                if let Err(e) = stopped {
                     warn!(target: "btcmpc_regtest::server", "flushing the chain failed: {e}");
                 }
                 let _ = std::fs::remove_file(&info_path);
@@ -405,6 +415,7 @@ impl Server {
             cookie,
             shutdown,
             thread: Mutex::new(Some(thread)),
+            keep_mempool,
         })
     }
 
@@ -471,10 +482,19 @@ impl Server {
         }
     }
 
-    /// Stop the servers, flush the chain and remove `node.json` and the cookie.
+    /// Stop the servers, flush the chain, write the mempool (`mempool.dat`) and remove
+    /// `node.json` and the cookie.
     pub fn stop(&self) {
         self.shutdown.trigger();
         self.wait();
+    }
+
+    /// Stop as a crash (`kill -9`) would: the servers close and the mempool is not written, so
+    /// the next start has lost it. For tests of what clients do when a node forgets.
+    pub fn kill(&self) {
+        self.keep_mempool
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.stop();
     }
 }
 

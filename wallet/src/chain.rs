@@ -110,6 +110,19 @@ impl ChainClient {
         Ok((height, note.header.block_hash()))
     }
 
+    /// The hash of the server's best-chain block at `height`, read from the server (never from
+    /// a cache: after a reorg the block at a height changes).
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] on a network or protocol failure, or a height beyond its tip.
+    pub fn block_hash(&self, height: u32) -> Result<BlockHash, WalletError> {
+        self.inner
+            .inner
+            .block_header(height as usize)
+            .map(|h| h.block_hash())
+            .map_err(|e| self.err(e))
+    }
+
     /// Every transaction that pays to or spends from `script`, confirmed ones with their height.
     ///
     /// # Errors

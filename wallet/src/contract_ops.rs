@@ -147,12 +147,48 @@ pub fn contract_status(
     compiled: &CompiledContract,
     known: Option<OutPoint>,
 ) -> Result<ContractStatus, WalletError> {
+    contract_status_with(chain, compiled, known, &[])
+}
+
+/// [`contract_status`], with `own` transactions (this wallet's, kept until buried) that the
+/// server does not list added as unconfirmed: a funding or spend the server forgot (a restart
+/// that lost its mempool) is still shown, with 0 confirmations.
+pub(crate) fn contract_status_with(
+    chain: &ChainClient,
+    compiled: &CompiledContract,
+    known: Option<OutPoint>,
+    own: &[Transaction],
+) -> Result<ContractStatus, WalletError> {
     let (tip, _) = chain.tip()?;
     let spk = compiled.script_pubkey();
     let history = chain.history(spk)?;
     let mut txs: Vec<(Transaction, Option<u32>)> = Vec::with_capacity(history.len());
     for h in &history {
         txs.push((chain.transaction(&h.txid)?, h.height));
+    }
+    // Our own transactions paying the contract, then those spending an output listed so far.
+    for pass in 0..2 {
+        for tx in own {
+            let txid = tx.compute_txid();
+            if txs.iter().any(|(t, _)| t.compute_txid() == txid) {
+                continue;
+            }
+            let relevant = if pass == 0 {
+                tx.output.iter().any(|o| &o.script_pubkey == spk)
+            } else {
+                tx.input.iter().any(|i| {
+                    txs.iter().any(|(t, _)| {
+                        t.compute_txid() == i.previous_output.txid
+                            && t.output
+                                .get(i.previous_output.vout as usize)
+                                .is_some_and(|o| &o.script_pubkey == spk)
+                    })
+                })
+            };
+            if relevant {
+                txs.push((tx.clone(), None));
+            }
+        }
     }
     let spend_of = |outpoint: OutPoint| {
         txs.iter().find_map(|(tx, h)| {
@@ -296,6 +332,54 @@ impl RoleWallet {
             amount,
             fee_rate,
         )
+    }
+
+    /// [`contract_status`] of `file` from this wallet's view: the funding it recorded, and its
+    /// own transactions (fundings, spends) shown as unconfirmed even when the server forgot
+    /// them (they are re-broadcast at the next sync).
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`]; database errors.
+    pub fn contract_status(
+        &self,
+        chain: &ChainClient,
+        file: &ContractFile,
+    ) -> Result<ContractStatus, WalletError> {
+        let own: Vec<Transaction> = self
+            .pending_broadcasts()?
+            .into_iter()
+            .map(|r| r.tx)
+            .collect();
+        contract_status_with(chain, file.compiled(), self.known_funding(file)?, &own)
+    }
+
+    /// Bump the fee of a transaction this wallet made (`wallet bump-fee`): a claim, refund or
+    /// exit is rebuilt along its contract path ([`RoleWallet::bump_contract_spend`]), anything
+    /// else is replaced by BDK's fee bump ([`RoleWallet::bump_wallet_tx`]).
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn bump_fee(
+        &mut self,
+        chain: &ChainClient,
+        txid: Txid,
+        fee_rate: FeeRate,
+    ) -> Result<Txid, WalletError> {
+        let contract_path = [
+            PathKind::Claim,
+            PathKind::Refund,
+            PathKind::Exit,
+            PathKind::Slash,
+        ];
+        let is_contract_spend = self
+            .pending_broadcasts()?
+            .iter()
+            .any(|r| r.txid == txid && contract_path.iter().any(|k| k.name() == r.kind));
+        if is_contract_spend {
+            self.bump_contract_spend(chain, txid, FeeChoice::Explicit(fee_rate))
+        } else {
+            self.bump_wallet_tx(chain, txid, fee_rate)
+        }
     }
 
     /// The funding outpoint this wallet recorded for a contract file, if any.

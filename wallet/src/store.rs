@@ -1,7 +1,8 @@
 //! btcmpc's own records, kept in the wallet's SQLite database beside BDK's tables: contract
-//! files with their funding outpoints, contract key indices handed out, and transactions this
-//! wallet broadcast that are not (yet) wallet transactions (contract spends), so they can be
-//! re-broadcast after a restart.
+//! files with their funding outpoints, contract key indices handed out, and every transaction
+//! this wallet broadcast (payments, fee bumps, contract fundings and spends, STORE and anchor
+//! extensions), kept and re-broadcast until buried: the server's view (and BDK's, which follows
+//! it) may forget them.
 //!
 //! Every write is one SQLite transaction: a crash leaves either the old or the new record.
 
@@ -56,14 +57,16 @@ pub struct ContractRecord {
     pub amount_sat: Option<u64>,
 }
 
-/// A transaction this wallet broadcast and keeps re-broadcasting until it confirms.
+/// A transaction this wallet broadcast and keeps re-broadcasting until it is buried
+/// (`REORG_SAFETY` deep) or a conflicting transaction is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BroadcastRecord {
     /// Its id.
     pub txid: Txid,
     /// The transaction.
     pub tx: Transaction,
-    /// What it is (`send`, `fund`, `claim`, `refund`, `exit`, `slash`, ...).
+    /// What it is (`send`, `fund`, `bump`, `claim`, `refund`, `exit`, `slash`, `store`,
+    /// `grant`, `revoke`).
     pub kind: String,
     /// The contract it belongs to, if any.
     pub contract: Option<String>,
@@ -212,18 +215,6 @@ pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<
     )
     .map(|_| ())
     .map_err(WalletError::db)
-}
-
-/// Replace a broadcast record by its fee-bumped successor in one database transaction.
-pub(crate) fn replace_broadcast(
-    conn: &mut Connection,
-    old: &Txid,
-    new: &BroadcastRecord,
-) -> Result<(), WalletError> {
-    let tx = conn.transaction().map_err(WalletError::db)?;
-    remove_broadcast(&tx, old)?;
-    put_broadcast(&tx, new)?;
-    tx.commit().map_err(WalletError::db)
 }
 
 pub(crate) fn remove_broadcast(conn: &Connection, txid: &Txid) -> Result<(), WalletError> {

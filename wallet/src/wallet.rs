@@ -1,5 +1,6 @@
 //! [`RoleWallet`]: one role's wallet in one directory.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,37 @@ const CONTRACT_KEY_SEARCH: u32 = 1_000;
 pub const MAX_CLAIM_FEE_RATE: FeeRate = FeeRate::from_sat_per_kwu(25_000);
 /// Confirmations after which a broadcast record is forgotten (deep enough not to be reorged).
 pub const REORG_SAFETY: u32 = 6;
+
+/// Where one of our transactions stands on the server's chain.
+enum Standing {
+    Confirmed(u32),
+    Mempool,
+    Absent,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Records ordered so that a transaction comes after every recorded transaction it spends
+/// (otherwise in recording order).
+fn parents_first(mut records: Vec<BroadcastRecord>) -> Vec<BroadcastRecord> {
+    let mut out = Vec::with_capacity(records.len());
+    while !records.is_empty() {
+        let pending: HashSet<Txid> = records.iter().map(|r| r.txid).collect();
+        let ready = records.iter().position(|r| {
+            !r.tx.input.iter().any(|i| {
+                i.previous_output.txid != r.txid && pending.contains(&i.previous_output.txid)
+            })
+        });
+        // A cycle cannot happen between real transactions; take the first if it does.
+        out.push(records.remove(ready.unwrap_or(0)));
+    }
+    out
+}
 
 /// One wallet transaction, as `wallet history` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -373,6 +405,7 @@ impl RoleWallet {
     /// [`WalletError::Electrum`] when the server fails; database errors.
     pub fn sync(&mut self, chain: &ChainClient) -> Result<SyncReport, WalletError> {
         let scanned = store::get_meta(&self.conn, "full_scan_done")?.is_some();
+        self.follow_server_chain(chain)?;
         if scanned {
             let req = self.wallet.start_sync_with_revealed_spks().build();
             let update = chain
@@ -403,11 +436,124 @@ impl RoleWallet {
         })
     }
 
-    /// Broadcast again this wallet's unconfirmed transactions and its recorded contract spends
-    /// that are not yet [`REORG_SAFETY`] deep; forget records that are deep enough or whose
-    /// inputs were spent by something else.
+    /// Drop from the wallet's chain every checkpoint the server's best chain no longer has, so
+    /// that transactions confirmed in blocks a reorg removed are unconfirmed again in our view.
+    ///
+    /// bdk_electrum 0.24.1 does not do this when the server's tip is below the wallet's:
+    /// `fetch_tip_and_latest_blocks` in `src/bdk_electrum_client.rs` returns the wallet's own tip
+    /// unchanged ("If electrum returns a tip height that is lower than our previous tip, then
+    /// checkpoints do not need updating"; unchanged upstream at
+    /// <https://github.com/bitcoindevkit/bdk/blob/95ed1b4f9c399a27143395c9d1c6d37c03462306/crates/electrum/src/bdk_electrum_client.rs>;
+    /// a related open report is bitcoindevkit/bdk#2312, anchor hashes not checked against the
+    /// tip's chain), and `LocalChain::apply_update` cannot remove blocks
+    /// that an update does not contradict, so after `invalidateblock` of block 103 at tip 105 the
+    /// wallet kept blocks 103 to 105 and every transaction anchored in them stayed confirmed
+    /// until the chain grew back past 105. We walk our checkpoints from the top, compare each with
+    /// the server's block at that height, and disconnect from the lowest one that differs or is
+    /// above the server's tip (the same as BDK's own point-of-agreement search, which it only
+    /// runs when the server's tip is not lower). The wallet's in-memory chain cannot be cut from
+    /// outside (`Wallet` has no `disconnect_from`), so the removal is written to the database as
+    /// a `local_chain` change set and the wallet reloaded from it.
+    fn follow_server_chain(&mut self, chain: &ChainClient) -> Result<(), WalletError> {
+        let (server_tip, _) = chain.tip()?;
+        let mut stale: Vec<u32> = Vec::new();
+        for cp in self.wallet.latest_checkpoint().iter() {
+            let id = cp.block_id();
+            if id.height == 0 {
+                break;
+            }
+            if id.height <= server_tip && chain.block_hash(id.height)? == id.hash {
+                break;
+            }
+            stale.push(id.height);
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        warn!(target: "btcmpc_wallet::sync", from = stale.last().copied().unwrap_or(0), to = stale.first().copied().unwrap_or(0), server_tip, "blocks no longer in the server's best chain: disconnected");
+        self.persist()?;
+        let mut cut = bdk_wallet::ChangeSet::default();
+        for h in stale {
+            cut.local_chain.blocks.insert(h, None);
+        }
+        let db = self.conn.transaction().map_err(WalletError::db)?;
+        cut.persist_to_sqlite(&db).map_err(WalletError::db)?;
+        db.commit().map_err(WalletError::db)?;
+        let (ext, int) = self.seed.descriptors();
+        self.wallet = Wallet::load()
+            .descriptor(KeychainKind::External, Some(ext))
+            .descriptor(KeychainKind::Internal, Some(int))
+            .check_network(self.network())
+            .load_wallet(&mut self.conn)
+            .map_err(WalletError::db)?
+            .ok_or_else(|| WalletError::Database("the wallet vanished while reloading".into()))?;
+        Ok(())
+    }
+
+    /// Where a transaction stands on the server's chain: the height it is confirmed at, in the
+    /// mempool, or unknown (the history of its first non-`OP_RETURN` output's script).
+    fn standing(&self, chain: &ChainClient, tx: &Transaction) -> Result<Standing, WalletError> {
+        let txid = tx.compute_txid();
+        let Some(out) = tx.output.iter().find(|o| !o.script_pubkey.is_op_return()) else {
+            return Ok(Standing::Absent);
+        };
+        Ok(
+            match chain
+                .history(&out.script_pubkey)?
+                .iter()
+                .find(|h| h.txid == txid)
+            {
+                Some(h) => h.height.map_or(Standing::Mempool, Standing::Confirmed),
+                None => Standing::Absent,
+            },
+        )
+    }
+
+    /// A confirmed transaction other than `tx` spending one of `tx`'s inputs, with its height.
+    fn confirmed_conflict(
+        &self,
+        chain: &ChainClient,
+        tx: &Transaction,
+    ) -> Result<Option<(Txid, u32)>, WalletError> {
+        let txid = tx.compute_txid();
+        for input in &tx.input {
+            let op = input.previous_output;
+            let script = match self.wallet.tx_graph().get_txout(op) {
+                Some(o) => o.script_pubkey.clone(),
+                None => match chain.transaction(&op.txid) {
+                    Ok(prev) => match prev.output.get(op.vout as usize) {
+                        Some(o) => o.script_pubkey.clone(),
+                        None => continue,
+                    },
+                    // The parent is unknown to the server: no conflict can be seen.
+                    Err(_) => continue,
+                },
+            };
+            for h in chain.history(&script)? {
+                let Some(height) = h.height else { continue };
+                if h.txid == txid || h.txid == op.txid {
+                    continue;
+                }
+                let other = chain.transaction(&h.txid)?;
+                if other.input.iter().any(|i| i.previous_output == op) {
+                    return Ok(Some((h.txid, height)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keep every transaction this wallet made until it is buried [`REORG_SAFETY`] deep or a
+    /// transaction conflicting with it is: broadcast again every one the server does not have
+    /// confirmed (the server may have lost its mempool, a reorg may have dropped a block), and
+    /// show it as unconfirmed in the wallet's view even when the server has forgotten it
+    /// (bdk_electrum marks a transaction the server no longer lists as evicted, which is no
+    /// reason to forget our own). A transaction whose conflict is confirmed but not yet buried
+    /// is kept (the conflict may be reorged out) but not shown. Also broadcasts BDK's other
+    /// unconfirmed transactions. Returns how many transactions were broadcast (the server
+    /// accepted them or already had them).
     fn rebroadcast(&mut self, chain: &ChainClient, tip: u32) -> Result<usize, WalletError> {
-        let mut count = 0;
+        let mut sent: HashSet<Txid> = HashSet::new();
         let unconfirmed: Vec<Transaction> = self
             .wallet
             .transactions()
@@ -416,42 +562,84 @@ impl RoleWallet {
             .collect();
         for tx in unconfirmed {
             match chain.broadcast(&tx) {
-                Ok(_) => count += 1,
+                Ok(txid) => {
+                    sent.insert(txid);
+                }
                 Err(e) => debug!(target: "btcmpc_wallet::sync", "not re-broadcast: {e}"),
             }
         }
-        for rec in store::list_broadcasts(&self.conn)? {
-            let Some(out) = rec.tx.output.first() else {
-                continue;
-            };
-            let hist = chain.history(&out.script_pubkey)?;
-            let height = hist
+        let buried = |h: u32| tip.saturating_add(1) >= h.saturating_add(REORG_SAFETY);
+        let mut dropped: HashSet<Txid> = HashSet::new();
+        let mut shown: Vec<Transaction> = Vec::new();
+        let mut hidden: Vec<Txid> = Vec::new();
+        for rec in parents_first(store::list_broadcasts(&self.conn)?) {
+            if rec
+                .tx
+                .input
                 .iter()
-                .find(|h| h.txid == rec.txid)
-                .and_then(|h| h.height);
-            match height {
-                Some(h) if tip.saturating_add(1) >= h.saturating_add(REORG_SAFETY) => {
+                .any(|i| dropped.contains(&i.previous_output.txid))
+            {
+                warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, "dropped: it spends a transaction whose conflict is buried");
+                store::remove_broadcast(&self.conn, &rec.txid)?;
+                dropped.insert(rec.txid);
+                hidden.push(rec.txid);
+                continue;
+            }
+            match self.standing(chain, &rec.tx)? {
+                Standing::Confirmed(h) if buried(h) => {
+                    debug!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, height = h, "buried: forgotten");
                     store::remove_broadcast(&self.conn, &rec.txid)?;
                 }
-                Some(_) => {}
-                None => match chain.broadcast(&rec.tx) {
+                Standing::Confirmed(_) => {}
+                Standing::Mempool | Standing::Absent => match chain.broadcast(&rec.tx) {
                     Ok(_) => {
                         info!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, "re-broadcast");
-                        count += 1;
+                        sent.insert(rec.txid);
+                        shown.push(rec.tx);
                     }
-                    Err(WalletError::Broadcast { reason, .. })
-                        if reason.contains("missing") || reason.contains("spent") =>
-                    {
-                        warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, %reason, "dropped: its inputs are gone");
-                        store::remove_broadcast(&self.conn, &rec.txid)?;
-                    }
-                    Err(e) => {
-                        warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, "re-broadcast failed: {e}")
-                    }
+                    Err(e) => match self.confirmed_conflict(chain, &rec.tx)? {
+                        Some((other, h)) if buried(h) => {
+                            warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, conflict = %other, "dropped: a conflicting transaction is buried");
+                            store::remove_broadcast(&self.conn, &rec.txid)?;
+                            dropped.insert(rec.txid);
+                            hidden.push(rec.txid);
+                        }
+                        Some((other, _)) => {
+                            warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, conflict = %other, "kept, not shown: a conflicting transaction is confirmed");
+                            hidden.push(rec.txid);
+                        }
+                        None => {
+                            warn!(target: "btcmpc_wallet::sync", txid = %rec.txid, kind = %rec.kind, "re-broadcast failed, kept: {e}");
+                            shown.push(rec.tx);
+                        }
+                    },
                 },
             }
         }
-        Ok(count)
+        let now = unix_now();
+        let graph = self.wallet.tx_graph();
+        let seen: Vec<(Transaction, u64)> = shown
+            .into_iter()
+            .map(|tx| {
+                // BDK counts a transaction as evicted while `last_evicted >= last_seen`.
+                let evicted = graph.get_last_evicted(tx.compute_txid()).unwrap_or(0);
+                (tx, now.max(evicted.saturating_add(1)))
+            })
+            .collect();
+        let gone: Vec<(Txid, u64)> = hidden
+            .into_iter()
+            .map(|txid| {
+                let seen = graph
+                    .get_tx_node(txid)
+                    .and_then(|n| n.last_seen)
+                    .unwrap_or(0);
+                (txid, now.max(seen.saturating_add(1)))
+            })
+            .collect();
+        self.wallet.apply_unconfirmed_txs(seen);
+        self.wallet.apply_evicted_txs(gone);
+        self.persist()?;
+        Ok(sent.len())
     }
 
     /// Parse an address and check that it is for this wallet's network.
@@ -514,6 +702,7 @@ impl RoleWallet {
         amount: Option<Amount>,
         fee: FeeChoice,
         kind: &str,
+        contract: Option<&str>,
     ) -> Result<Transaction, WalletError> {
         // An automatic rate above the absolute cap is refused before coin selection, which
         // would otherwise fail first with "insufficient funds" and hide the real reason
@@ -549,18 +738,20 @@ impl RoleWallet {
         };
         // Refused before signing; nothing was persisted for this transaction yet.
         DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
-        let tx = self.sign_and_broadcast(chain, psbt, None)?;
+        let tx = self.sign_and_broadcast(chain, psbt, kind, contract, fee_rate, None)?;
         info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, fee_sat = paid.to_sat(), "broadcast");
         Ok(tx)
     }
 
     /// Sign and finalize the wallet's inputs, persist (the change address reveal) before the
-    /// transaction leaves this machine, broadcast, and record it as unconfirmed (and the
-    /// transaction it `replaces` as evicted).
+    /// transaction leaves this machine, then [`RoleWallet::keep_and_broadcast`] it.
     fn sign_and_broadcast(
         &mut self,
         chain: &ChainClient,
         mut psbt: Psbt,
+        kind: &str,
+        contract: Option<&str>,
+        fee_rate: FeeRate,
         replaces: Option<Txid>,
     ) -> Result<Transaction, WalletError> {
         self.sign_wallet_inputs(&mut psbt)?;
@@ -568,17 +759,50 @@ impl RoleWallet {
             .extract_tx()
             .map_err(|e| WalletError::Sign(e.to_string()))?;
         self.persist()?;
-        chain.broadcast(&tx)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        self.keep_and_broadcast(chain, &tx, kind, contract, fee_rate, replaces)?;
+        Ok(tx)
+    }
+
+    /// Record `tx` in our own table (before it leaves: a crash right after the broadcast still
+    /// leaves it kept), broadcast it, and show it as unconfirmed in the wallet's view. It is then
+    /// re-broadcast at every sync until it is [`REORG_SAFETY`] deep or a conflicting
+    /// transaction is (see [`RoleWallet::sync`]). `replaces` (a fee bump's original) is
+    /// forgotten once the replacement is accepted. The record is not kept when the server
+    /// refuses the transaction.
+    fn keep_and_broadcast(
+        &mut self,
+        chain: &ChainClient,
+        tx: &Transaction,
+        kind: &str,
+        contract: Option<&str>,
+        fee_rate: FeeRate,
+        replaces: Option<Txid>,
+    ) -> Result<Txid, WalletError> {
+        let (tip, _) = chain.tip()?;
+        let rec = BroadcastRecord {
+            txid: tx.compute_txid(),
+            tx: tx.clone(),
+            kind: kind.to_string(),
+            contract: contract.map(str::to_string),
+            height: tip,
+            fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
+        };
+        store::put_broadcast(&self.conn, &rec)?;
+        if let Err(e) = chain.broadcast(tx) {
+            store::remove_broadcast(&self.conn, &rec.txid)?;
+            return Err(e);
+        }
+        if let Some(old) = replaces {
+            store::remove_broadcast(&self.conn, &old)?;
+        }
+        let now = unix_now();
         self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
         if let Some(old) = replaces {
             self.wallet.apply_evicted_txs([(old, now)]);
         }
         self.persist()?;
-        Ok(tx)
+        info!(target: "btcmpc_wallet::broadcast", txid = %rec.txid, kind, "broadcast and kept");
+        Ok(rec.txid)
     }
 
     /// Send `amount` (everything with `None`) to `address` at `fee` (a [`FeeRate`] the caller
@@ -597,7 +821,14 @@ impl RoleWallet {
         fee: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
         let addr = self.parse_address(address)?;
-        let tx = self.pay(chain, addr.script_pubkey(), amount, fee.into(), "send")?;
+        let tx = self.pay(
+            chain,
+            addr.script_pubkey(),
+            amount,
+            fee.into(),
+            "send",
+            None,
+        )?;
         Ok(tx.compute_txid())
     }
 
@@ -700,6 +931,7 @@ impl RoleWallet {
             Some(amount),
             fee.into(),
             "fund",
+            Some(name),
         )?;
         let vout = tx
             .output
@@ -740,8 +972,10 @@ impl RoleWallet {
         store::list_contracts(&self.conn)
     }
 
-    /// Broadcast a finished contract spend and keep re-broadcasting it at every sync until it is
-    /// [`REORG_SAFETY`] deep.
+    /// Broadcast a finished transaction this wallet made outside BDK's builder (a contract
+    /// spend, a STORE or anchor extension) and keep it as every other transaction of this
+    /// wallet: re-broadcast at every sync until it is [`REORG_SAFETY`] deep or a conflicting
+    /// transaction is.
     ///
     /// # Errors
     /// [`WalletError::Broadcast`] with the server's reason (the record is not kept then).
@@ -753,23 +987,7 @@ impl RoleWallet {
         contract: Option<&str>,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let (tip, _) = chain.tip()?;
-        let rec = BroadcastRecord {
-            txid: tx.compute_txid(),
-            tx: tx.clone(),
-            kind: kind.to_string(),
-            contract: contract.map(str::to_string),
-            height: tip,
-            fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
-        };
-        // Recorded first: a crash right after the broadcast still leaves it watched.
-        store::put_broadcast(&self.conn, &rec)?;
-        if let Err(e) = chain.broadcast(tx) {
-            store::remove_broadcast(&self.conn, &rec.txid)?;
-            return Err(e);
-        }
-        info!(target: "btcmpc_wallet::contract", txid = %rec.txid, kind, "broadcast");
-        Ok(rec.txid)
+        self.keep_and_broadcast(chain, tx, kind, contract, fee_rate, None)
     }
 
     /// Replace a recorded contract spend by a fee-bumped one (already built and verified).
@@ -780,19 +998,16 @@ impl RoleWallet {
         tx: &Transaction,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let (tip, _) = chain.tip()?;
-        chain.broadcast(tx)?;
-        let rec = BroadcastRecord {
-            txid: tx.compute_txid(),
-            tx: tx.clone(),
-            kind: old.kind.clone(),
-            contract: old.contract.clone(),
-            height: tip,
-            fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
-        };
-        store::replace_broadcast(&mut self.conn, &old.txid, &rec)?;
-        info!(target: "btcmpc_wallet::contract", old = %old.txid, new = %rec.txid, "fee bumped");
-        Ok(rec.txid)
+        let txid = self.keep_and_broadcast(
+            chain,
+            tx,
+            &old.kind,
+            old.contract.as_deref(),
+            fee_rate,
+            Some(old.txid),
+        )?;
+        info!(target: "btcmpc_wallet::contract", old = %old.txid, new = %txid, "fee bumped");
+        Ok(txid)
     }
 
     /// Replace an unconfirmed wallet transaction by one paying `fee_rate` (BIP125 RBF).
@@ -814,11 +1029,40 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        let tx = self.sign_and_broadcast(chain, psbt, Some(txid))?;
+        let old = store::list_broadcasts(&self.conn)?
+            .into_iter()
+            .find(|r| r.txid == txid);
+        let kind = old.as_ref().map_or("bump", |r| r.kind.as_str()).to_string();
+        let contract = old.as_ref().and_then(|r| r.contract.clone());
+        let tx = self.sign_and_broadcast(
+            chain,
+            psbt,
+            &kind,
+            contract.as_deref(),
+            fee_rate,
+            Some(txid),
+        )?;
+        // A bumped contract funding moves the contract's outpoint to the replacement.
+        if let Some(name) = contract {
+            if let Some(mut rec) = store::get_contract(&self.conn, &name)? {
+                if rec.funding.is_some_and(|f| f.txid == txid) {
+                    let spk = ScriptBuf::from_hex(&rec.script_pubkey)
+                        .map_err(|e| WalletError::Database(format!("contract {name}: {e}")))?;
+                    if let Some(vout) = tx.output.iter().position(|o| o.script_pubkey == spk) {
+                        rec.funding = Some(OutPoint {
+                            txid: tx.compute_txid(),
+                            vout: vout as u32,
+                        });
+                        store::put_contract(&self.conn, &rec)?;
+                    }
+                }
+            }
+        }
         Ok(tx.compute_txid())
     }
 
-    /// Contract spends still being re-broadcast.
+    /// Every transaction this wallet made that is still kept (not yet buried
+    /// [`REORG_SAFETY`] deep, no conflict buried), in recording order.
     ///
     /// # Errors
     /// Database errors.

@@ -274,12 +274,13 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         ChainCmd::Status { file } => {
             let contract = load(&file, global)?;
             let wallet = open(global).ok();
-            let known = match &wallet {
-                Some(w) => w.known_funding(&contract)?,
-                None => None,
-            };
             let chain = connect(global)?;
-            let st = contract_status(&chain, contract.compiled(), known)?;
+            // With a wallet: its own fundings and spends are shown even if the server forgot
+            // them.
+            let st = match &wallet {
+                Some(w) => w.contract_status(&chain, &contract)?,
+                None => contract_status(&chain, contract.compiled(), None)?,
+            };
             let locks: Vec<_> = contract
                 .compiled()
                 .spend_paths()

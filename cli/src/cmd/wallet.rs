@@ -298,12 +298,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .with_context(|| format!("invalid txid {txid:?}"))?;
             let rate = parse_fee_rate(&fee_rate)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let is_contract_spend = wallet.pending_broadcasts()?.iter().any(|r| r.txid == txid);
-            let new = if is_contract_spend {
-                wallet.bump_contract_spend(&chain, txid, rate)?
-            } else {
-                wallet.bump_wallet_tx(&chain, txid, rate)?
-            };
+            let new = wallet.bump_fee(&chain, txid, rate)?;
             Ok(Report::new(
                 format!("{txid} replaced by {new}"),
                 json!({"txid": new.to_string(), "replaces": txid.to_string()}),

@@ -131,6 +131,57 @@ fn improves(old: &[(i64, i64)], new: &[(i64, i64)]) -> bool {
     better
 }
 
+/// Core's `MAX_PACKAGE_COUNT`.
+pub const MAX_PACKAGE_COUNT: usize = 25;
+/// Core's `MAX_PACKAGE_WEIGHT` (404,000 WU).
+pub const MAX_PACKAGE_WEIGHT: u64 = 404_000;
+
+/// What `testmempoolaccept` of a package found: a package-wide error (Core's `PCKG_POLICY`
+/// reason, with its details after ", "), and per member its verdict, `None` when it was not
+/// (fully) validated because another member or the package failed first.
+#[derive(Debug, Clone)]
+pub struct PackageVerdict {
+    /// The package error, if any.
+    pub package_error: Option<String>,
+    /// Per member, in the order given.
+    pub results: Vec<Option<Result<AcceptInfo, Reject>>>,
+}
+
+/// Core's `IsWellFormedPackage` (`policy/packages.cpp`) with `require_sorted`.
+fn well_formed_package(txs: &[Transaction]) -> Result<(), &'static str> {
+    if txs.len() > MAX_PACKAGE_COUNT {
+        return Err("package-too-many-transactions");
+    }
+    let weight: u64 = txs.iter().map(|t| t.weight().to_wu()).sum();
+    if txs.len() > 1 && weight > MAX_PACKAGE_WEIGHT {
+        return Err("package-too-large");
+    }
+    let mut later: HashSet<Txid> = txs.iter().map(Transaction::compute_txid).collect();
+    if later.len() != txs.len() {
+        return Err("package-contains-duplicates");
+    }
+    // IsTopoSortedPackage: no member spends a member that comes after it.
+    for tx in txs {
+        later.remove(&tx.compute_txid());
+        if tx
+            .input
+            .iter()
+            .any(|i| later.contains(&i.previous_output.txid))
+        {
+            return Err("package-not-sorted");
+        }
+    }
+    // IsConsistentPackage: no two members spend one output; no member without inputs.
+    let mut seen: HashSet<OutPoint> = HashSet::new();
+    for tx in txs {
+        if tx.input.is_empty() || tx.input.iter().any(|i| seen.contains(&i.previous_output)) {
+            return Err("conflict-in-package");
+        }
+        seen.extend(tx.input.iter().map(|i| i.previous_output));
+    }
+    Ok(())
+}
+
 impl ChainState {
     /// Core's `AcceptToMemoryPool` for the next block. `bypass_limits` (transactions of
     /// disconnected blocks) skips the fee, TRUC and cluster limits; `test_only` changes
@@ -141,6 +192,21 @@ impl ChainState {
         bypass_limits: bool,
         test_only: bool,
         max_fee_rate: Option<FeeRate>,
+    ) -> Result<Accepted, Reject> {
+        self.accept_with(tx, bypass_limits, test_only, max_fee_rate, false)
+    }
+
+    /// [`ChainState::accept`]; with `package_prechecks` it runs only Core's `PreChecks` of a
+    /// package member under `PackageTestAccept` (no replacement allowed, no cluster limits,
+    /// no scripts: those come after, for the whole package) and adds the transaction to the
+    /// (scratch) mempool so that later members find its outputs.
+    fn accept_with(
+        &mut self,
+        tx: &Transaction,
+        bypass_limits: bool,
+        test_only: bool,
+        max_fee_rate: Option<FeeRate>,
+        package_prechecks: bool,
     ) -> Result<Accepted, Reject> {
         consensus::check_transaction(tx)?;
         if tx.is_coinbase() {
@@ -169,6 +235,10 @@ impl ChainState {
             if let Some(c) = self.mempool.spends.get(&input.previous_output) {
                 conflicts.insert(*c);
             }
+        }
+        if package_prechecks && !conflicts.is_empty() {
+            // Core's PreChecks when `m_allow_replacement` is false (`PackageTestAccept`).
+            return Err(Reject::rejected("bip125-replacement-disallowed"));
         }
 
         // Coins from the chain and the mempool.
@@ -322,11 +392,11 @@ impl ChainState {
             }
         }
 
-        // Cluster limits.
+        // Cluster limits (for a package: over the whole package, afterwards).
         let cluster = self
             .mempool
             .cluster(parents.iter().copied(), &all_conflicts);
-        if !bypass_limits {
+        if !bypass_limits && !package_prechecks {
             let size: u64 = cluster
                 .iter()
                 .filter_map(|t| self.mempool.txs.get(t))
@@ -344,29 +414,8 @@ impl ChainState {
         }
 
         // Scripts (the consensus flags; see the README for the policy flags).
-        if !self.script_cache.contains(&wtxid) {
-            if let Err((i, _)) =
-                consensus::verify_scripts(tx, &spent_outs, consensus::CONSENSUS_FLAGS)
-            {
-                // An encoding error is what Core's interpreter reports first.
-                let text = match policy::check_ecdsa_encodings(tx, &spent_outs) {
-                    Err((j, text)) if j == i => text.to_owned(),
-                    _ => consensus::script_error_text(tx, i, &spent_outs[i]),
-                };
-                return Err(Reject::rejected_with(
-                    format!("mempool-script-verify-flag-failed ({text})"),
-                    format!("input {i} of {txid} (wtxid {wtxid})"),
-                ));
-            }
-            // Core's standard flags on top of the consensus ones, where they are cheap to
-            // check without an interpreter.
-            if let Err((i, text)) = policy::check_ecdsa_encodings(tx, &spent_outs) {
-                return Err(Reject::rejected_with(
-                    format!("mempool-script-verify-flag-failed ({text})"),
-                    format!("input {i} of {txid} (wtxid {wtxid})"),
-                ));
-            }
-            self.script_cache.insert(wtxid);
+        if !package_prechecks {
+            self.policy_script_checks(tx, &spent_outs)?;
         }
 
         let mut script_hashes: Vec<ScriptHash> = spent_outs
@@ -403,7 +452,7 @@ impl ChainState {
                 });
             }
         }
-        if test_only {
+        if test_only && !package_prechecks {
             return Ok(Accepted {
                 entry,
                 replaced: Vec::new(),
@@ -415,6 +464,123 @@ impl ChainState {
         }
         self.mempool.insert(entry.clone());
         Ok(Accepted { entry, replaced })
+    }
+
+    /// Core's `PolicyScriptChecks`: every input through the interpreter (cached by wtxid).
+    fn policy_script_checks(
+        &mut self,
+        tx: &Transaction,
+        spent_outs: &[TxOut],
+    ) -> Result<(), Reject> {
+        let wtxid = tx.compute_wtxid();
+        if self.script_cache.contains(&wtxid) {
+            return Ok(());
+        }
+        let txid = tx.compute_txid();
+        if let Err((i, _)) = consensus::verify_scripts(tx, spent_outs, consensus::CONSENSUS_FLAGS) {
+            // An encoding error is what Core's interpreter reports first.
+            let text = match policy::check_ecdsa_encodings(tx, spent_outs) {
+                Err((j, text)) if j == i => text.to_owned(),
+                _ => consensus::script_error_text(tx, i, &spent_outs[i]),
+            };
+            return Err(Reject::rejected_with(
+                format!("mempool-script-verify-flag-failed ({text})"),
+                format!("input {i} of {txid} (wtxid {wtxid})"),
+            ));
+        }
+        // Core's standard flags on top of the consensus ones, where they are cheap to
+        // check without an interpreter.
+        if let Err((i, text)) = policy::check_ecdsa_encodings(tx, spent_outs) {
+            return Err(Reject::rejected_with(
+                format!("mempool-script-verify-flag-failed ({text})"),
+                format!("input {i} of {txid} (wtxid {wtxid})"),
+            ));
+        }
+        self.script_cache.insert(wtxid);
+        Ok(())
+    }
+
+    /// Core's `testmempoolaccept` of several transactions (`ProcessNewPackage` with
+    /// `test_accept`, `MemPoolAccept::AcceptMultipleTransactions`): the package checks of
+    /// `IsWellFormedPackage` (count, total weight, duplicates, parents first, no two members
+    /// spending one output), then `PreChecks` of every member in order against the mempool
+    /// and the members before it (no replacement), the cluster limits over the whole
+    /// package, then the scripts of every member. Stops at the first failure: a package
+    /// error leaves every result empty, a member's failure leaves the members after it
+    /// unvalidated. The mempool is left as it was.
+    pub(crate) fn test_accept_package(&mut self, txs: &[Transaction]) -> PackageVerdict {
+        let mut verdict = PackageVerdict {
+            package_error: None,
+            results: vec![None; txs.len()],
+        };
+        if let Err(reason) = well_formed_package(txs) {
+            verdict.package_error = Some(reason.to_string());
+            return verdict;
+        }
+        let saved = std::mem::take(&mut self.mempool);
+        self.mempool = saved.clone_entries();
+        let outcome = self.package_checks(txs, &mut verdict);
+        self.mempool = saved;
+        if let Err(e) = outcome {
+            verdict.package_error = Some(e);
+        }
+        verdict
+    }
+
+    /// The contextual part of [`ChainState::test_accept_package`], on a scratch mempool.
+    /// `Err` is a package error (Core's `PCKG_POLICY`).
+    fn package_checks(
+        &mut self,
+        txs: &[Transaction],
+        verdict: &mut PackageVerdict,
+    ) -> Result<(), String> {
+        let mut accepted = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            match self.accept_with(tx, false, true, None, true) {
+                Ok(a) => accepted.push(a.entry),
+                Err(r) => {
+                    verdict.results[i] = Some(Err(r));
+                    return Ok(());
+                }
+            }
+        }
+        for e in &accepted {
+            let cluster = self.mempool.cluster([e.txid], &HashSet::new());
+            let size: u64 = cluster
+                .iter()
+                .filter_map(|t| self.mempool.txs.get(t))
+                .map(|e| e.vsize)
+                .sum();
+            if cluster.len() > policy::CLUSTER_COUNT_LIMIT || size > policy::CLUSTER_SIZE_LIMIT_VB {
+                return Err("too-large-cluster".into());
+            }
+        }
+        for (i, (tx, e)) in txs.iter().zip(&accepted).enumerate() {
+            let spent: Vec<TxOut> = tx
+                .input
+                .iter()
+                .map(|input| {
+                    let op = input.previous_output;
+                    self.mempool
+                        .txs
+                        .get(&op.txid)
+                        .and_then(|p| p.tx.output.get(op.vout as usize).cloned())
+                        .or_else(|| self.utxos.get(&op).map(|c| c.txout.clone()))
+                        .expect("PreChecks found every input of a package member")
+                })
+                .collect();
+            if let Err(r) = self.policy_script_checks(tx, &spent) {
+                verdict.results[i] = Some(Err(r));
+                return Ok(());
+            }
+            verdict.results[i] = Some(Ok(AcceptInfo {
+                txid: e.txid,
+                wtxid: e.wtxid,
+                vsize: e.vsize,
+                fee: e.fee,
+            }));
+        }
+        Ok(())
     }
 
     /// Core's `SingleTRUCChecks`; returns a sibling whose eviction may be considered under the
@@ -549,6 +715,27 @@ impl ChainState {
         Ok(())
     }
 
+    /// Core's `CTxMemPool::Expire(now - expiry)`: removes every entry that entered before the
+    /// cutoff (strictly), with its descendants. Returns what was removed.
+    pub(crate) fn expire_mempool(&mut self) -> Vec<MempoolTx> {
+        let cutoff = self.now().saturating_sub(policy::MEMPOOL_EXPIRY_SECS);
+        let old: Vec<Txid> = self
+            .mempool
+            .txs
+            .values()
+            .filter(|e| e.time < cutoff)
+            .map(|e| e.txid)
+            .collect();
+        let mut removed = Vec::new();
+        for t in old {
+            removed.extend(self.mempool.remove_with_descendants(&t));
+        }
+        if !removed.is_empty() {
+            tracing::info!(target: "btcmpc_regtest::chain", expired = removed.len(), "mempool entries expired");
+        }
+        removed
+    }
+
     pub(crate) fn test_accept(&mut self, tx: &Transaction) -> Result<AcceptInfo, Reject> {
         let a = self.accept(tx, false, true, None)?;
         Ok(AcceptInfo {
@@ -592,6 +779,15 @@ impl ChainState {
         let mut touched: BTreeSet<ScriptHash> = a.entry.script_hashes.iter().copied().collect();
         let mut events = Vec::new();
         for r in a.replaced {
+            touched.extend(r.script_hashes.iter().copied());
+            events.push(NodeEvent::TxRemoved {
+                txid: r.txid,
+                script_hashes: r.script_hashes,
+            });
+        }
+        // Core's LimitMempoolSize after an acceptance: entries older than the expiry go, with
+        // their descendants (`CTxMemPool::Expire`).
+        for r in self.expire_mempool() {
             touched.extend(r.script_hashes.iter().copied());
             events.push(NodeEvent::TxRemoved {
                 txid: r.txid,

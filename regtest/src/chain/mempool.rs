@@ -171,6 +171,17 @@ impl Mempool {
         v
     }
 
+    /// A copy of every entry and index (a scratch mempool for package checks).
+    pub fn clone_entries(&self) -> Mempool {
+        Mempool {
+            txs: self.txs.clone(),
+            by_wtxid: self.by_wtxid.clone(),
+            spends: self.spends.clone(),
+            by_script_hash: self.by_script_hash.clone(),
+            next_seq: self.next_seq,
+        }
+    }
+
     /// Empties the mempool, returning entries in entry order.
     pub fn drain(&mut self) -> Vec<MempoolTx> {
         let mut v: Vec<MempoolTx> = self.txs.drain().map(|(_, e)| e).collect();

@@ -7,19 +7,22 @@ mod accept;
 pub(crate) mod automine;
 pub mod consensus;
 pub mod mempool;
+pub mod mempool_file;
 mod miner;
 pub mod policy;
 pub mod store;
 
+pub use accept::{PackageVerdict, MAX_PACKAGE_COUNT, MAX_PACKAGE_WEIGHT};
+
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::block::Header;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{Amount, Block, BlockHash, FeeRate, OutPoint, Transaction, TxMerkleNode, Txid, Work};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use self::consensus::Coin;
 use self::mempool::Mempool;
@@ -90,6 +93,8 @@ pub(crate) struct ChainState {
     pub script_cache: ScriptCache,
     mocktime: u64,
     next_seq: u64,
+    /// `DATADIR/mempool.dat`, when the node has a datadir.
+    mempool_path: Option<PathBuf>,
 }
 
 fn system_now() -> u64 {
@@ -137,6 +142,7 @@ impl ChainState {
             script_cache: ScriptCache::default(),
             mocktime: 0,
             next_seq: 1,
+            mempool_path: None,
         }
     }
 
@@ -170,6 +176,9 @@ impl ChainState {
         }
         state.activate_best_chain(false);
         state.store = Some(store);
+        let mempool_path = dir.join(mempool_file::MEMPOOL_FILE);
+        state.load_mempool(&mempool_path);
+        state.mempool_path = Some(mempool_path);
         info!(
             target: "btcmpc_regtest::chain",
             records = n,
@@ -739,6 +748,62 @@ impl ChainState {
 
     pub(crate) fn flush(&mut self) -> Result<(), NodeError> {
         self.sync_store()
+    }
+
+    /// Core's `LoadMempool`: every transaction of `path` goes through acceptance again (with
+    /// the fee and cluster limits), in the order written; what no longer fits the chain is
+    /// dropped. A damaged file is ignored with a warning (Core: "Failed to deserialize mempool
+    /// data on disk ... Continuing anyway").
+    fn load_mempool(&mut self, path: &Path) {
+        let entries = match mempool_file::read(path) {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(target: "btcmpc_regtest::chain", "mempool file ignored: {e}");
+                return;
+            }
+        };
+        let (mut loaded, mut failed) = (0usize, 0usize);
+        let cutoff = self.now().saturating_sub(policy::MEMPOOL_EXPIRY_SECS);
+        for (time, tx) in entries {
+            // Core's LoadMempool skips entries already past the expiry.
+            if time <= cutoff {
+                failed += 1;
+                continue;
+            }
+            match self.accept(&tx, false, false, None) {
+                Ok(a) => {
+                    if let Some(e) = self.mempool.txs.get_mut(&a.entry.txid) {
+                        e.time = time;
+                    }
+                    loaded += 1;
+                }
+                Err(r) => {
+                    debug!(target: "btcmpc_regtest::chain", txid = %tx.compute_txid(), reason = %r.message(), "mempool entry not reloaded");
+                    failed += 1;
+                }
+            }
+        }
+        info!(target: "btcmpc_regtest::chain", loaded, failed, "mempool reloaded from {}", path.display());
+    }
+
+    /// Core's `DumpMempool`: write the mempool, parents before children, to `mempool.dat`
+    /// atomically. Nothing to do without a datadir.
+    pub(crate) fn dump_mempool(&self) -> Result<(), NodeError> {
+        let Some(path) = &self.mempool_path else {
+            return Ok(());
+        };
+        let entries = self.mempool.in_order();
+        let bytes = mempool_file::encode(entries.iter().map(|e| (e.time, &*e.tx)));
+        mempool_file::write(path, &bytes).map_err(|e| match e {
+            mempool_file::MempoolFileError::Io { path, source } => NodeError::Io { path, source },
+            other => NodeError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
+        info!(target: "btcmpc_regtest::chain", entries = entries.len(), "mempool written to {}", path.display());
+        Ok(())
     }
 
     // ---- reorgs ----------------------------------------------------------------------

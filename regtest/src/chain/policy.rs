@@ -7,6 +7,10 @@ use bitcoin::{Amount, FeeRate, Script, Transaction, TxOut};
 use crate::chain::consensus::Coin;
 use crate::node::Reject;
 
+/// Core's `-mempoolexpiry` default (`DEFAULT_MEMPOOL_EXPIRY_HOURS`, 336 hours): an entry older
+/// than this is evicted when the next transaction is accepted (`LimitMempoolSize`).
+pub const MEMPOOL_EXPIRY_SECS: u64 = 336 * 3600;
+
 /// Minimum relay fee rate: 0.1 sat/vB (100 sat/kvB), Core 30's default.
 pub const MIN_RELAY_FEE: FeeRate = FeeRate::from_sat_per_kwu(25);
 /// Minimum relay fee in sat per 1000 vB.

@@ -9,7 +9,7 @@ use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::rand::thread_rng;
 use bitcoin::{Amount, Network};
 use btcmpc_contracts::{ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
-use btcmpc_regtest::harness::TestEnv;
+use btcmpc_regtest::harness::{Restart, TestEnv};
 use btcmpc_wallet::{ChainClient, RoleWallet};
 
 /// How long a test waits for Electrum to catch up.
@@ -62,6 +62,52 @@ impl World {
     pub fn mempool(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let v = self.env.rpc().call("getrawmempool", &[])?;
         Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Restart the node ([`Restart::Crash`] loses its mempool, as `kill -9` does) and
+    /// reconnect the Electrum client.
+    pub fn restart(&mut self, how: Restart) -> anyhow::Result<()> {
+        self.env.restart(how)?;
+        self.chain = ChainClient::connect(&self.env.electrum_url(), Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Whether the node's mempool holds `txid`.
+    pub fn in_mempool(&self, txid: &bitcoin::Txid) -> anyhow::Result<bool> {
+        Ok(self
+            .mempool()?
+            .iter()
+            .any(|t| t.as_str() == Some(&txid.to_string())))
+    }
+
+    /// The confirmations of `txid` as the node reports them (0 in the mempool).
+    pub fn confirmations(&self, txid: &bitcoin::Txid) -> anyhow::Result<u64> {
+        let v = self.env.rpc().call(
+            "getrawtransaction",
+            &[serde_json::json!(txid.to_string()), serde_json::json!(true)],
+        )?;
+        Ok(v.get("confirmations").and_then(|c| c.as_u64()).unwrap_or(0))
+    }
+
+    /// The hash of the best-chain block at `height`.
+    pub fn block_hash(&self, height: u32) -> anyhow::Result<bitcoin::BlockHash> {
+        let h: String = self
+            .env
+            .rpc()
+            .call_as("getblockhash", &[serde_json::json!(height)])?;
+        Ok(h.parse()?)
+    }
+
+    /// Mine an empty block (Core's `generateblock` with no transactions), leaving the mempool.
+    pub fn mine_empty(&self) -> anyhow::Result<()> {
+        self.env.rpc().call(
+            "generateblock",
+            &[
+                serde_json::json!(self.env.mine_address().to_string()),
+                serde_json::json!([]),
+            ],
+        )?;
+        self.settle()
     }
 
     /// Mine until the tip is exactly `height`.
