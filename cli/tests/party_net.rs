@@ -322,19 +322,28 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     let card_file = net.cli.path("survey.card.json");
     net.cli
         .json("owner", &["owner", "export", "survey", "--out", &card_file]);
+    /// `service access`: exit 0 when granted, 3 when refused, the report on stdout either way.
     fn access(net: &Net, card: &str, columns: &str, degree: &str) -> Value {
-        net.cli.json(
+        let args = [
+            "--json",
             "service",
-            &[
-                "service",
-                "access",
-                card,
-                "--columns",
-                columns,
-                "--degree",
-                degree,
-            ],
-        )
+            "access",
+            card,
+            "--columns",
+            columns,
+            "--degree",
+            degree,
+        ];
+        let out = net.cli.run("service", &args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "service access printed no report: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let want = if v["granted"] == true { 0 } else { 3 };
+        assert_eq!(out.status.code(), Some(want), "{v}");
+        v
     }
     fn wait_for(net: &Net, card: &str, want: bool, columns: &str) -> Value {
         let end = Instant::now() + WAIT;
@@ -428,6 +437,11 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
         .cli
         .fails("owner", &["owner", "grant", "nosuch", &service]);
     assert!(err.contains("nosuch"), "{err}");
+    let stranger = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5";
+    let err = net
+        .cli
+        .fails("owner", &["owner", "revoke", "survey", stranger]);
+    assert!(err.contains("never granted"), "{err}");
     let list = net.cli.json("owner", &["owner", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     // A manifest whose bond is not the committee's is refused before anything is sent.

@@ -66,6 +66,7 @@ async fn committee(n: usize) -> Committee {
                 round_timeout: Duration::from_secs(5),
                 max_store_values: 1_000_000,
                 fault: None,
+                idle_session: Duration::from_secs(1),
                 channel: ChannelConfig::default(),
                 chain: None,
             })
@@ -246,4 +247,153 @@ async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() 
     for p in c.parties {
         p.shutdown().await.unwrap();
     }
+}
+
+/// Opens a Noise channel to `endpoint` as a client with key `me`.
+async fn client(
+    endpoint: &str,
+    party: TransportKey,
+    me: &StaticKeypair,
+) -> btcmpc_engine::node::transport::Channel {
+    connect(
+        endpoint,
+        me,
+        &AllowedKeys::new([party]),
+        ChannelConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_commits_and_a_committed_dataset_is_never_rebound() {
+    use btcmpc_engine::node::wire::{json_frame, StoreCommit};
+    let c = committee(4).await;
+    let owner_key = StaticKeypair::generate().unwrap();
+    let owner = Owner::new(c.manifest.clone(), owner_key.clone());
+    let r = owner
+        .store_shares::<Mersenne127>(&csv(50), &StoreOptions::new("d"), None)
+        .await
+        .unwrap();
+    let mut session = [0u8; 32];
+    hex::decode_to_slice(&r.session, &mut session).unwrap();
+    let key = Keypair::new(&Secp256k1::new(), &mut rand::thread_rng()).public_key();
+    let commit = |txid_byte: u8| {
+        let op = bitcoin::OutPoint {
+            txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::from_byte_array(
+                [txid_byte; 32],
+            )),
+            vout: 0,
+        };
+        StoreCommit {
+            session,
+            store_outpoint: op.to_string(),
+            anchor_key: key.to_string(),
+            dataset_id: hex::encode(btcmpc_engine::node::acl::dataset_id(&op, &key)),
+        }
+    };
+    let card = &c.manifest.roster.cards[0];
+    let (ep, pk) = (card.endpoint.as_str(), TransportKey(card.transport_key));
+    // Another key (any client, or another party) cannot commit the owner's session.
+    let f = ask(
+        ep,
+        pk,
+        json_frame(MessageType::STORE_COMMIT, &commit(0xee)).unwrap(),
+    )
+    .await;
+    assert!(error_text(&f).contains("belongs to another owner"));
+    // The owner commits once; the same commit again is confirmed, another one refused.
+    let ok = owner
+        .commit(
+            &[1],
+            &commit(0xaa),
+            ChannelConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok, vec![1]);
+    owner
+        .commit(
+            &[1],
+            &commit(0xaa),
+            ChannelConfig::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let mut ch = client(ep, pk, &owner_key).await;
+    ch.send(&json_frame(MessageType::STORE_COMMIT, &commit(0xbb)).unwrap())
+        .await
+        .unwrap();
+    let f = loop {
+        let f = ch.recv().await.unwrap();
+        if f.kind() != MessageType::PING {
+            break f;
+        }
+    };
+    assert!(error_text(&f).contains("already bound to STORE"), "{f:?}");
+    for p in c.parties {
+        p.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_sessions_and_silent_sockets_do_not_lock_owners_out() {
+    use btcmpc_engine::node::wire::{json_frame, StoreBegin, STORE_PROTOCOL_VERSION};
+    let c = committee(4).await;
+    let card = &c.manifest.roster.cards[0];
+    let ep = card.endpoint.as_str();
+    // Four clients begin a store at every party and stall.
+    let mut stalled = Vec::new();
+    for k in 0..4u8 {
+        for card in &c.manifest.roster.cards {
+            let me = StaticKeypair::generate().unwrap();
+            let mut ch = client(&card.endpoint, TransportKey(card.transport_key), &me).await;
+            let begin = StoreBegin {
+                version: STORE_PROTOCOL_VERSION,
+                session: [k + 1; 32],
+                roster: c.manifest.roster.id(),
+                name: format!("stall{k}"),
+                field: "m127".into(),
+                schema: csv(10).schema,
+                mask: "00".repeat(16),
+            };
+            ch.send(&json_frame(MessageType::STORE_BEGIN, &begin).unwrap())
+                .await
+                .unwrap();
+            stalled.push(ch);
+        }
+    }
+    // Once they are idle (1 s here), an honest owner's store gets through.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let owner = Owner::new(c.manifest.clone(), StaticKeypair::generate().unwrap());
+    let r = owner
+        .store_shares::<Mersenne127>(&csv(20), &StoreOptions::new("honest"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.holders, vec![1, 2, 3, 4]);
+    drop(stalled);
+    // Silent TCP connections from one address take at most 8 handshake slots: the ninth is
+    // closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(ep).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ninth = tokio::net::TcpStream::connect(ep).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read(&mut ninth, &mut buf),
+    )
+    .await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    drop(silent);
+    // Shutting a party down closes its listener: the port can be bound again.
+    let addr = c.parties[0].local_addr();
+    for p in c.parties {
+        p.shutdown().await.unwrap();
+    }
+    tokio::net::TcpListener::bind(addr).await.unwrap();
 }

@@ -79,7 +79,7 @@ impl Default for FeePolicy {
 /// A rate in sat/vB for messages (`12.5`).
 pub(crate) fn sat_per_vb(rate: FeeRate) -> String {
     let kwu = rate.to_sat_per_kwu();
-    if kwu % 250 == 0 {
+    if kwu.is_multiple_of(250) {
         format!("{}", kwu / 250)
     } else {
         format!("{:.2}", kwu as f64 / 250.0)

@@ -399,6 +399,7 @@ fn run_daemon(
         round_timeout: std::time::Duration::from_secs(round_timeout.clamp(1, 3600)),
         max_store_values,
         fault,
+        idle_session: btcmpc_engine::node::party::IDLE_SESSION,
         channel: Default::default(),
         chain: Some(btcmpc_engine::node::party::ChainSource {
             url: global.electrum_url()?,

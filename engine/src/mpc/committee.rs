@@ -341,7 +341,7 @@ impl<'k, F: PrimeField> Net<'k, F> {
                 Some(Message::Contribution(c))
             }
             (Behaviour::Equivocate, Message::Value { header, payload })
-                if job && to.get() % 2 == 0 && !payload.is_empty() =>
+                if job && to.get().is_multiple_of(2) && !payload.is_empty() =>
             {
                 Some(bump(key, header, payload))
             }

@@ -490,7 +490,7 @@ pub fn encode_field_vec<F: PrimeField>(values: &[F], out: &mut Vec<u8>) {
 /// [`FrameError::NonCanonical`] naming the first element that is not below `p`.
 pub fn decode_field_vec<F: PrimeField>(bytes: &[u8]) -> Result<Vec<F>, FrameError> {
     let width = F::ENCODED_LEN;
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(FrameError::FieldLength {
             field: F::NAME,
             len: bytes.len(),

@@ -91,6 +91,9 @@ pub struct PartyConfig {
     pub fault: Option<Fault>,
     /// Channel timeouts.
     pub channel: ChannelConfig,
+    /// A store session that got no frame from its owner for this long may be dropped to make
+    /// room for another ([`IDLE_SESSION`] by default).
+    pub idle_session: Duration,
     /// Where to follow the chain for the ACL of every committed dataset (`None`: the party
     /// answers every access question with a refusal saying it follows no chain).
     pub chain: Option<ChainSource>,
@@ -257,6 +260,7 @@ impl Party {
             stale_peers: HashSet::new(),
             events: events_tx.clone(),
             round_timeout: config.round_timeout,
+            idle_session: config.idle_session,
             max_store_values: config.max_store_values,
             fault: config.fault,
             bond: config
@@ -524,6 +528,7 @@ struct Core {
     stale_peers: HashSet<PartyId>,
     events: mpsc::Sender<Event>,
     round_timeout: Duration,
+    idle_session: Duration,
     max_store_values: u64,
     fault: Option<Fault>,
     bond: Option<(String, u32)>,
@@ -540,7 +545,8 @@ fn crash(step: FaultStep, when: &str) -> ! {
     std::process::abort()
 }
 
-/// A store session that got no frame from its owner for this long may be dropped to make room.
+/// A store session that got no frame from its owner for this long may be dropped to make room
+/// (the default of [`PartyConfig::idle_session`]).
 pub const IDLE_SESSION: Duration = Duration::from_secs(30);
 
 fn hex32(text: &str) -> Hash32 {
@@ -909,13 +915,14 @@ impl Core {
             for k in mine {
                 self.sessions.remove(&k);
             }
-            // Sessions idle for IDLE_SESSION make room (a client that begins and stalls).
+            // Idle sessions make room (a client that begins and stalls).
+            let idle = self.idle_session;
             let idle: Vec<Hash32> = self
                 .sessions
                 .iter()
-                .filter(|(_, s)| {
-                    with_session!(s, s => !s.received && s.last_activity.elapsed() > IDLE_SESSION)
-                })
+                .filter(
+                    |(_, s)| with_session!(s, s => !s.received && s.last_activity.elapsed() > idle),
+                )
                 .map(|(k, _)| *k)
                 .collect();
             for k in idle {
