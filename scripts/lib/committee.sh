@@ -43,7 +43,7 @@ committee_up() {
     cp "$MANIFEST" "$work/p$i/manifest.json"
     local f=()
     if [ "$i" = 3 ] && [ -n "$fault" ]; then f=(--testing-fault "$fault"); fi
-    "$B" --datadir "$work/p$i" --electrum "$ELECTRUM" party run --round-timeout 10 "${f[@]}" \
+    "$B" --datadir "$work/p$i" --electrum "$ELECTRUM" party run --round-timeout 10 --acl-poll 1 "${f[@]}" \
       >"$work/p$i.log" 2>&1 &
     PIDS+=($!)
   done
