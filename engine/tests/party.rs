@@ -21,6 +21,8 @@ use btcmpc_engine::node::transport::{connect, ChannelConfig};
 struct Committee {
     manifest: Manifest,
     parties: Vec<Party>,
+    /// Each party's Noise key (to play a party that misbehaves on the wire).
+    transports: Vec<StaticKeypair>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +56,7 @@ async fn committee(n: usize) -> Committee {
     }
     let manifest = Manifest::new(roster, &cards).unwrap();
     let mut parties = Vec::new();
+    let transports: Vec<StaticKeypair> = keys.iter().map(|(_, tk)| tk.clone()).collect();
     for (i, (kp, tk)) in keys.into_iter().enumerate() {
         let listen = manifest.roster.cards[i].endpoint.parse().unwrap();
         parties.push(
@@ -77,6 +80,7 @@ async fn committee(n: usize) -> Committee {
     Committee {
         manifest,
         parties,
+        transports,
         _dir: dir,
     }
 }
@@ -396,4 +400,36 @@ async fn stalled_sessions_and_silent_sockets_do_not_lock_owners_out() {
         p.shutdown().await.unwrap();
     }
     tokio::net::TcpListener::bind(addr).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_flooding_early_messages_does_not_stop_a_store() {
+    let c = committee(4).await;
+    let card = &c.manifest.roster.cards[0];
+    // Party 2's key floods party 1 with 300 signed frames of ~60 KB for 60 made-up sessions.
+    let mut ch = client(
+        &card.endpoint,
+        TransportKey(card.transport_key),
+        &c.transports[1],
+    )
+    .await;
+    let junk = format!("[{}]", vec!["0"; 30_000].join(","));
+    for k in 0..300u32 {
+        let session = format!("{:064x}", k % 60 + 1);
+        let payload = format!("{{\"session\":\"{session}\",\"message\":{junk}}}");
+        ch.send(&Frame::new(MessageType::SIGNED, payload.into_bytes()).unwrap())
+            .await
+            .unwrap();
+    }
+    drop(ch);
+    // The committee still stores: early messages of the real check are not crowded out.
+    let owner = Owner::new(c.manifest.clone(), StaticKeypair::generate().unwrap());
+    let r = owner
+        .store_shares::<Mersenne127>(&csv(20), &StoreOptions::new("after-flood"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.holders, vec![1, 2, 3, 4]);
+    for p in c.parties {
+        p.shutdown().await.unwrap();
+    }
 }

@@ -61,11 +61,15 @@ pub const DEFAULT_MAX_STORE_VALUES: u64 = 8_000_000;
 pub const MAX_OPEN_SESSIONS: usize = 4;
 /// Messages from peers held for a session whose check has not started here yet.
 pub const MAX_EARLY_MESSAGES: usize = 1024;
-/// Bytes of such messages held at most, all sessions together (16 MiB).
+/// Bytes of such messages held at most, all sessions together (16 MiB), shared equally among
+/// the sending parties.
 pub const MAX_EARLY_BYTES: usize = 16 << 20;
-/// Received datasets whose check never ran are deleted after this long (seconds), so a client
+/// Such messages are dropped after this long.
+pub const EARLY_TTL: Duration = Duration::from_secs(120);
+/// Received datasets whose check never ran are deleted after this long (seconds: ten minutes,
+/// while an owner runs the check seconds after the receipts), so a client
 /// that stores and vanishes cannot fill the party's disk.
-pub const UNCHECKED_TTL_SECS: u64 = 3600;
+pub const UNCHECKED_TTL_SECS: u64 = 600;
 /// Received datasets whose check has not run yet, at most.
 pub const MAX_UNCHECKED: usize = 8;
 
@@ -255,7 +259,7 @@ impl Party {
             clients: HashMap::new(),
             sessions: HashMap::new(),
             early: HashMap::new(),
-            early_bytes: 0,
+            early_bytes: HashMap::new(),
             timers: HashSet::new(),
             stale_peers: HashSet::new(),
             events: events_tx.clone(),
@@ -522,8 +526,9 @@ struct Core {
     queues: Vec<Option<mpsc::Sender<Frame>>>,
     clients: HashMap<u64, Client>,
     sessions: HashMap<Hash32, Session>,
-    early: HashMap<Hash32, Vec<(PartyId, bytes::Bytes)>>,
-    early_bytes: usize,
+    early: HashMap<Hash32, Vec<(PartyId, bytes::Bytes, std::time::Instant)>>,
+    /// Bytes held in `early`, by sending party.
+    early_bytes: HashMap<PartyId, usize>,
     timers: HashSet<(Hash32, RoundId)>,
     stale_peers: HashSet<PartyId>,
     events: mpsc::Sender<Event>,
@@ -1224,9 +1229,12 @@ impl Core {
         // Messages that arrived before the check started here.
         if self.started(&session) {
             if let Some(early) = self.early.remove(&session) {
-                let size: usize = early.iter().map(|(_, b)| b.len()).sum();
-                self.early_bytes = self.early_bytes.saturating_sub(size);
-                for (from, bytes) in early {
+                for (from, bytes, _) in &early {
+                    if let Some(b) = self.early_bytes.get_mut(from) {
+                        *b = b.saturating_sub(bytes.len());
+                    }
+                }
+                for (from, bytes, _) in early {
                     if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
                         self.deliver(from, m)?;
                     }
@@ -1493,16 +1501,41 @@ impl Core {
 
     /// Keeps a message for a check that has not started here yet, within
     /// [`MAX_EARLY_BYTES`] in all, [`MAX_EARLY_MESSAGES`] a session and 64 sessions.
+    ///
+    /// Each sending party has its own share of the byte budget (a party that floods fills only
+    /// its own), and messages older than [`EARLY_TTL`] are dropped first.
     fn hold_early(&mut self, from: PartyId, session: Hash32, payload: bytes::Bytes) {
-        let fits = self.early_bytes + payload.len() <= MAX_EARLY_BYTES
+        let now = std::time::Instant::now();
+        let mut freed: Vec<(PartyId, usize)> = Vec::new();
+        self.early.retain(|_, q| {
+            q.retain(|(p, b, at)| {
+                let keep = now.duration_since(*at) < EARLY_TTL;
+                if !keep {
+                    freed.push((*p, b.len()));
+                }
+                keep
+            });
+            !q.is_empty()
+        });
+        for (p, n) in freed {
+            if let Some(b) = self.early_bytes.get_mut(&p) {
+                *b = b.saturating_sub(n);
+            }
+        }
+        let budget = MAX_EARLY_BYTES / self.params.n().saturating_sub(1).max(1);
+        let used = self.early_bytes.get(&from).copied().unwrap_or(0);
+        let fits = used + payload.len() <= budget
             && (self.early.contains_key(&session) || self.early.len() < 64)
             && self.early.get(&session).map_or(0, Vec::len) < MAX_EARLY_MESSAGES;
         if !fits {
             debug!(target: "btcmpc::party", %from, "early message dropped: buffer full");
             return;
         }
-        self.early_bytes += payload.len();
-        self.early.entry(session).or_default().push((from, payload));
+        *self.early_bytes.entry(from).or_default() += payload.len();
+        self.early
+            .entry(session)
+            .or_default()
+            .push((from, payload, now));
     }
 
     fn deliver(&mut self, from: PartyId, m: PeerMessage) -> Result<(), PartyError> {
