@@ -96,6 +96,22 @@ fn load_cards(paths: &[PathBuf]) -> anyhow::Result<Vec<PartyCard>> {
 }
 
 /// Run `btcmpc network`.
+/// The manifest at `path`, or `DATADIR/manifest.json`; a missing file says which option to pass.
+pub fn load_manifest(
+    global: &Global,
+    path: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    let path = path.unwrap_or_else(|| global.datadir().join("manifest.json"));
+    if !path.exists() {
+        anyhow::bail!(
+            "no manifest at {}: pass --manifest F (the committee's `network manifest` file)",
+            path.display()
+        );
+    }
+    let m = Manifest::load(&path)?;
+    Ok((path, m))
+}
+
 pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
     match args.cmd {
         Cmd::Roster {

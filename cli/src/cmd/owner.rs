@@ -404,7 +404,7 @@ fn store(
     use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
     use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
     use btcmpc_engine::node::card::{write_atomic, TransportSecret};
-    use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
+    use btcmpc_engine::node::manifest::verify_manifest;
     use btcmpc_engine::node::noise::StaticKeypair;
     use btcmpc_engine::node::owner::{Owner, StoreOptions};
     use btcmpc_engine::node::wire::StoreCommit;
@@ -420,14 +420,7 @@ fn store(
     if field != Secp256k1Scalar::NAME && field != Mersenne127::NAME {
         bail!("unknown field {field:?}: secp256k1 or m127");
     }
-    let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
-    if !manifest_path.exists() {
-        bail!(
-            "no manifest at {}: pass --manifest F (the committee's `network manifest` file)",
-            manifest_path.display()
-        );
-    }
-    let manifest = Manifest::load(&manifest_path)?;
+    let (manifest_path, manifest) = crate::cmd::network::load_manifest(global, manifest)?;
     // Every client re-checks the bonds on chain before it trusts the committee.
     let chain = connect(global)?;
     let report = verify_manifest(&manifest, &ElectrumView::new(&chain))?;

@@ -333,20 +333,12 @@ fn run_daemon(
     (acl_poll, acl_min_conf, min_rows): (u64, u32, u64),
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::node::fault::Fault;
-    use btcmpc_engine::node::manifest::Manifest;
     use btcmpc_engine::node::noise::StaticKeypair;
     use btcmpc_engine::node::party::{Party, PartyConfig};
 
     let dir = global.datadir();
     let card = load_card(global)?;
-    let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
-    if !manifest_path.exists() {
-        bail!(
-            "no manifest at {}: pass --manifest F (the committee's `network manifest` file)",
-            manifest_path.display()
-        );
-    }
-    let manifest = Manifest::load(&manifest_path)?;
+    let (manifest_path, manifest) = crate::cmd::network::load_manifest(global, manifest)?;
     if manifest.roster.network != global.network.network() {
         bail!(
             "manifest {} is for {}, this party runs on {}",

@@ -632,36 +632,10 @@ impl Core {
                 warn!(target: "btcmpc::party", %job, "unreadable dataset record; not resumed");
                 continue;
             };
-            let journal: CheckJournal = self
-                .store
-                .job_state(&job)?
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            let resumed = match record.begin.field.as_str() {
-                Secp256k1Scalar::NAME => self
-                    .resume_session::<Secp256k1Scalar>(&record, journal)
-                    .map(|(s, r)| (Session::S(s), r)),
-                Mersenne127::NAME => self
-                    .resume_session::<Mersenne127>(&record, journal)
-                    .map(|(s, r)| (Session::M(s), r)),
-                other => Err(format!("unknown field {other}")),
-            };
-            match resumed {
+            match self.load_session(&record) {
                 Ok((s, replay)) => {
                     info!(target: "btcmpc::party", %job, replay = replay.len(), "resumed a store session");
-                    self.sessions.insert(session, s);
-                    self.drive(session, None)?;
-                    for (from, raw) in replay {
-                        if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
-                            self.deliver(
-                                from,
-                                PeerMessage {
-                                    session,
-                                    message: raw,
-                                },
-                            )?;
-                        }
-                    }
+                    self.reinstate(session, s, replay)?;
                 }
                 Err(e) => warn!(target: "btcmpc::party", %job, "cannot resume: {e}"),
             }
@@ -670,6 +644,52 @@ impl Core {
         for job in open {
             for (slot, bytes, _) in self.store.outbox(&job)? {
                 self.resend(&slot, bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// The session of a received dataset, rebuilt from its record and its journal, in its field.
+    #[allow(clippy::type_complexity)]
+    fn load_session(
+        &mut self,
+        record: &SessionRecord,
+    ) -> Result<(Session, Vec<(u32, serde_json::Value)>), String> {
+        let journal: CheckJournal = self
+            .store
+            .job_state(&store_job(&record.begin.session))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        match record.begin.field.as_str() {
+            Secp256k1Scalar::NAME => self
+                .resume_session::<Secp256k1Scalar>(record, journal)
+                .map(|(s, r)| (Session::S(s), r)),
+            Mersenne127::NAME => self
+                .resume_session::<Mersenne127>(record, journal)
+                .map(|(s, r)| (Session::M(s), r)),
+            other => Err(format!("unknown field {other}")),
+        }
+    }
+
+    /// Puts a rebuilt session back: its check (if one was under way) restarts and the journaled
+    /// messages are delivered again in their order, so it re-sends the same bytes.
+    fn reinstate(
+        &mut self,
+        session: Hash32,
+        s: Session,
+        replay: Vec<(u32, serde_json::Value)>,
+    ) -> Result<(), PartyError> {
+        let running = with_session!(&s, s => s.machine.is_some());
+        self.sessions.insert(session, s);
+        if !running {
+            return Ok(());
+        }
+        self.drive(session, None)?;
+        for (from, message) in replay {
+            if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
+                self.deliver(from, PeerMessage { session, message })?;
             }
         }
         Ok(())
@@ -1013,45 +1033,13 @@ impl Core {
         self.sessions.insert(session, s);
         if committed {
             // Rebuild the shares from disk (the check may need them).
-            let resumed = {
-                let d = held.into_iter().find(|d| d.id == id).expect("found above");
-                let record: SessionRecord =
-                    serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
-                let journal: CheckJournal = self
-                    .store
-                    .job_state(&store_job(&session))
-                    .ok()
-                    .flatten()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                match record.begin.field.as_str() {
-                    Secp256k1Scalar::NAME => self
-                        .resume_session::<Secp256k1Scalar>(&record, journal)
-                        .map(|(s, r)| (Session::S(s), r)),
-                    _ => self
-                        .resume_session::<Mersenne127>(&record, journal)
-                        .map(|(s, r)| (Session::M(s), r)),
-                }
-            };
-            let (mut s, replay) = resumed?;
+            let d = held.into_iter().find(|d| d.id == id).expect("found above");
+            let record: SessionRecord =
+                serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+            let (mut s, replay) = self.load_session(&record)?;
             with_session!(&mut s, s => s.owner = Some(conn));
-            let running = with_session!(&s, s => s.machine.is_some());
-            self.sessions.insert(session, s);
-            if running {
-                self.drive(session, None).map_err(|e| e.to_string())?;
-                for (from, raw) in replay {
-                    if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
-                        self.deliver(
-                            from,
-                            PeerMessage {
-                                session,
-                                message: raw,
-                            },
-                        )
-                        .map_err(|e| e.to_string())?;
-                    }
-                }
-            }
+            self.reinstate(session, s, replay)
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
