@@ -40,8 +40,10 @@ impl NetworkArg {
     }
 }
 
-/// Global options.
+/// Global options (listed under their own heading in every command's help, after the
+/// command's own).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Data directory (default `~/.btcmpc/<network>`).
     #[arg(long, global = true, env = "BTCMPC_DATADIR")]
