@@ -342,6 +342,57 @@ impl TestEnv {
     ///
     /// When either cannot be started or does not answer in time.
     pub fn real(bitcoind_exe: &Path, electrs_exe: &Path) -> Result<TestEnv, HarnessError> {
+        let mut env = Self::real_bitcoind_only(bitcoind_exe)?;
+        let datadir = env.dir.path().join("bitcoind");
+        let rpc_port = env
+            .rpc_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| HarnessError::Unexpected(format!("rpc url {}", env.rpc_url)))?;
+        let electrs_log = std::fs::File::create(env.dir.path().join("electrs.log"))
+            .map_err(io_err("creating electrs.log"))?;
+
+        let electrum_port = free_port()?;
+        let monitoring_port = free_port()?;
+        // electrs 0.12: blocks over REST, no P2P address; it polls bitcoind every
+        // `--wait-duration-secs` (default 10), so ask for every second; the Prometheus
+        // endpoint gets a port of its own so that tests can run side by side.
+        let electrs = Command::new(electrs_exe)
+            .arg("--skip-default-conf-files")
+            .arg("--network=regtest")
+            .arg(format!("--daemon-dir={}", datadir.display()))
+            .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
+            .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
+            .arg(format!("--monitoring-addr=127.0.0.1:{monitoring_port}"))
+            .arg("--wait-duration-secs=1")
+            .arg("--jsonrpc-timeout-secs=15")
+            .arg(format!(
+                "--db-dir={}",
+                env.dir.path().join("electrs").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(electrs_log)
+            .spawn()
+            .map_err(io_err(format!("starting {}", electrs_exe.display())))?;
+        if let Backend::Real { electrs: slot, .. } = &mut env.backend {
+            *slot = Some(electrs);
+        }
+        env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
+        let height = env.tip_height()?;
+        env.wait_for_height(height, START_TIMEOUT)?;
+        info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
+        Ok(env)
+    }
+
+    /// Start only a real `bitcoind` (no Electrum server: [`TestEnv::electrum_url`] is not
+    /// served and the helpers that wait on Electrum fail), with 101 blocks mined to the
+    /// harness's faucet key: for tests of Core's RPC alone.
+    ///
+    /// # Errors
+    ///
+    /// When bitcoind cannot be started or does not answer in time.
+    pub fn real_bitcoind_only(bitcoind_exe: &Path) -> Result<TestEnv, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("btcmpc-regtest-real-")
             .tempdir()
@@ -379,7 +430,7 @@ impl TestEnv {
         let faucet = RealFaucet::new();
         let mine_address = faucet.address();
         // From here on, dropping `env` cleans up the processes.
-        let mut env = TestEnv {
+        let env = TestEnv {
             backend: Backend::Real {
                 bitcoind,
                 electrs: None,
@@ -401,37 +452,6 @@ impl TestEnv {
             }
         }
         env.mine(101)?;
-
-        let electrum_port = free_port()?;
-        let monitoring_port = free_port()?;
-        let electrs_log = log("electrs.log")?;
-        // electrs 0.12: blocks over REST, no P2P address; it polls bitcoind every
-        // `--wait-duration-secs` (default 10), so ask for every second; the Prometheus
-        // endpoint gets a port of its own so that tests can run side by side.
-        let electrs = Command::new(electrs_exe)
-            .arg("--skip-default-conf-files")
-            .arg("--network=regtest")
-            .arg(format!("--daemon-dir={}", datadir.display()))
-            .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
-            .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
-            .arg(format!("--monitoring-addr=127.0.0.1:{monitoring_port}"))
-            .arg("--wait-duration-secs=1")
-            .arg("--jsonrpc-timeout-secs=15")
-            .arg(format!(
-                "--db-dir={}",
-                env.dir.path().join("electrs").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(electrs_log)
-            .spawn()
-            .map_err(io_err(format!("starting {}", electrs_exe.display())))?;
-        if let Backend::Real { electrs: slot, .. } = &mut env.backend {
-            *slot = Some(electrs);
-        }
-        env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
-        let height = env.tip_height()?;
-        env.wait_for_height(height, START_TIMEOUT)?;
-        info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
         Ok(env)
     }
 
@@ -776,6 +796,67 @@ fn free_port() -> Result<u16, HarnessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The faucet of a real bitcoind works without Core's wallet: payments confirm, several in
+    /// one mempool do not conflict, and coinbase outputs are spent only once mature. Runs
+    /// when `BITCOIND_EXE` is set (`scripts/build-core`); says so and passes without.
+    #[test]
+    fn real_faucet_pays_without_cores_wallet() {
+        let Some(exe) = real_exe(BITCOIND_EXE) else {
+            eprintln!("skipping real_faucet_pays_without_cores_wallet: set {BITCOIND_EXE}");
+            return;
+        };
+        let env = TestEnv::real_bitcoind_only(&exe).expect("bitcoind starts");
+        assert_eq!(env.tip_height().unwrap(), 101);
+        let Backend::Real { faucet, .. } = &env.backend else {
+            panic!("a real backend")
+        };
+        let to = |seed: u8| {
+            let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+            let key = bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap();
+            Address::p2wpkh(
+                &bitcoin::CompressedPublicKey(key.public_key(&secp)),
+                Network::Regtest,
+            )
+        };
+        // At height 101 the coinbases of heights 1 and 2 (50 BTC each) are spendable in the
+        // next block. After a 1 BTC payment spends one, 60 BTC is more than is left: the coin
+        // spent in the mempool is skipped, not offered again (a conflict).
+        let first = faucet
+            .pay(
+                &env.rpc,
+                &to(1).script_pubkey(),
+                Amount::from_btc(1.0).unwrap(),
+            )
+            .unwrap();
+        let mempool: Vec<String> = env.rpc.call_as("getrawmempool", &[]).unwrap();
+        assert_eq!(mempool, vec![first.to_string()]);
+        let err = faucet
+            .pay(
+                &env.rpc,
+                &to(2).script_pubkey(),
+                Amount::from_btc(60.0).unwrap(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot pay"), "{err}");
+        env.mine(1).unwrap();
+        for seed in 3..6 {
+            let txid = env.fund(&to(seed), Amount::from_sat(50_000)).unwrap();
+            let tx = env
+                .rpc
+                .call("getrawtransaction", &[json!(txid.to_string()), json!(1)])
+                .unwrap();
+            assert!(tx["confirmations"].as_u64().unwrap() >= 1, "{tx}");
+            assert!(tx["vout"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["value"] == json!(0.0005)
+                    && o["scriptPubKey"]["address"] == json!(to(seed).to_string())));
+        }
+        assert_eq!(env.tip_height().unwrap(), 105);
+    }
 
     #[test]
     fn half_configured_message_names_the_missing_variable() {
