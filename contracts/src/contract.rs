@@ -130,8 +130,9 @@ pub struct SpendPath {
     pub hash: Option<sha256::Hash>,
     /// The nLockTime the spend needs at least.
     pub after: Option<Height>,
-    /// Upper bound of the witness size of a spend on this path, in weight units (bytes),
-    /// including the stack-item count: what the fee is computed from.
+    /// The witness size of a spend on this path, in weight units (bytes), including the
+    /// stack-item count, as our signers make it (64-byte `SIGHASH_DEFAULT` signatures): exact,
+    /// and what the fee is computed from.
     pub witness_weight: Weight,
 }
 
@@ -252,8 +253,10 @@ impl Contract {
                 threshold: 1,
                 hash: None,
                 after: None,
-                // count (1) + push (1) + signature with sighash byte (65)
-                witness_weight: Weight::from_wu(1 + 1 + 65),
+                // count (1) + length (1) + a SIGHASH_DEFAULT signature (64)
+                witness_weight: Weight::from_wu(crate::witness::key_path_witness_size(
+                    crate::SigSizes::SIGHASH_DEFAULT,
+                ) as u64),
             });
         }
         let kinds: &[PathKind] = match self {
@@ -266,7 +269,7 @@ impl Contract {
             let control_block = spend_info
                 .control_block(&(script.clone(), LeafVersion::TapScript))
                 .expect("every leaf of the descriptor has a control block");
-            let witness_weight = leaf_witness_weight(ms, depth, &script)?;
+            let witness_weight = leaf_witness_weight(ms, depth)?;
             let (signers, threshold, hash, after) = match (self, kind) {
                 (Contract::ClaimOrRefund(c), PathKind::Claim) => {
                     (vec![x_only(&c.receiver)], 1, Some(c.hash), None)
@@ -438,28 +441,16 @@ fn multi_a(k: usize, judges: &[PublicKey]) -> Result<Miniscript<bitcoin::PublicK
     Miniscript::from_str(&format!("multi_a({k},{})", keys.join(","))).map_err(|e| compile_error(&e))
 }
 
-fn varint_len(n: usize) -> usize {
-    bitcoin::VarInt(n as u64).size()
-}
-
-/// The witness of a script-path spend: satisfaction, script, control block, and the count.
+/// The witness of a script-path spend (count, satisfaction, script, control block), as our
+/// signers make it: Schnorr signatures with `SIGHASH_DEFAULT` (64 bytes). Every leaf of our
+/// contracts has one satisfaction, so this is exact.
 fn leaf_witness_weight(
     ms: &Miniscript<bitcoin::PublicKey, Tap>,
     depth: u8,
-    script: &ScriptBuf,
 ) -> Result<Weight, Error> {
-    let elements = ms
-        .max_satisfaction_witness_elements()
-        .map_err(|e| compile_error(&e))?;
-    let sat = ms.max_satisfaction_size().map_err(|e| compile_error(&e))?;
-    let control_block = 33 + 32 * usize::from(depth);
-    let total = varint_len(elements + 1)
-        + sat
-        + varint_len(script.len())
-        + script.len()
-        + varint_len(control_block)
-        + control_block;
-    Ok(Weight::from_wu(total as u64))
+    let size = crate::witness::tap_leaf_witness_size(ms, depth, crate::SigSizes::SIGHASH_DEFAULT)
+        .ok_or_else(|| compile_error(&format!("{ms} cannot be satisfied")))?;
+    Ok(Weight::from_wu(size as u64))
 }
 
 /// The tweak a key-path signer applies: BIP341's `taproot_tweak_seckey`.

@@ -74,6 +74,24 @@ pub enum Error {
         /// The party key.
         key: String,
     },
+    /// A lock value (`after(n)`, `older(n)`) is outside Bitcoin Core's rules.
+    #[error("policy: {lock} is refused: {rule}")]
+    InvalidLock {
+        /// The fragment as written, e.g. `after(2147483648)`.
+        lock: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A compiled Miniscript is not one Bitcoin Core's descriptor parser accepts as sane.
+    #[error("policy: {target} script {miniscript} is not sane to Bitcoin Core: {reason}")]
+    NotSane {
+        /// `tr` or `wsh`.
+        target: &'static str,
+        /// The Miniscript.
+        miniscript: String,
+        /// Why.
+        reason: String,
+    },
     /// A Miniscript policy could not be parsed.
     #[error("policy: cannot parse {policy:?}: {reason}")]
     Policy {

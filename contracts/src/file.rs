@@ -253,7 +253,11 @@ impl ContractFile {
             let got = top
                 .get(&field)
                 .ok_or_else(|| field_err(&field, "missing"))?;
-            if *got != want {
+            // Files written while witness weights were upper bounds (65-byte signatures: one
+            // byte more per signature of the path) still load; anything else is refused.
+            let same =
+                *got == want || (field == "spend_paths" && *got == legacy_paths(&file.compiled));
+            if !same {
                 return Err(FileError::Mismatch {
                     field,
                     in_file: compact(got),
@@ -265,19 +269,32 @@ impl ContractFile {
     }
 }
 
+/// `spend_paths` as written before witness weights were exact: each path's weight was one
+/// byte more per signature (65-byte signatures instead of `SIGHASH_DEFAULT`'s 64).
+fn legacy_paths(c: &CompiledContract) -> Value {
+    Value::Array(
+        c.spend_paths()
+            .iter()
+            .map(|p| path_json(p, p.witness_weight.to_wu() + p.threshold as u64))
+            .collect(),
+    )
+}
+
+fn path_json(p: &crate::SpendPath, witness_weight: u64) -> Value {
+    json!({
+        "path": p.kind.name(),
+        "miniscript": p.leaf.as_ref().map(|l| l.miniscript.to_string()),
+        "after": p.after.map(Height::to_u32),
+        "witness_weight": witness_weight,
+    })
+}
+
 /// The fields a contract file repeats for readers, all derived from the parameters.
 fn derived_fields(c: &CompiledContract, network: Network) -> Map<String, Value> {
     let paths: Vec<Value> = c
         .spend_paths()
         .iter()
-        .map(|p| {
-            json!({
-                "path": p.kind.name(),
-                "miniscript": p.leaf.as_ref().map(|l| l.miniscript.to_string()),
-                "after": p.after.map(Height::to_u32),
-                "witness_weight": p.witness_weight.to_wu(),
-            })
-        })
+        .map(|p| path_json(p, p.witness_weight.to_wu()))
         .collect();
     let mut m = Map::new();
     m.insert(

@@ -43,10 +43,12 @@ mod error;
 mod file;
 mod height;
 mod keys;
+mod locks;
 mod policy;
 mod slash;
 mod spend;
 mod verify;
+mod witness;
 
 pub use contract::{
     Anchor, Bond, ClaimOrRefund, CompiledContract, Contract, Leaf, PathKind, SpendPath,
@@ -55,6 +57,10 @@ pub use error::{Error, FileError, SpendError, VerifyError};
 pub use file::{ContractFile, FILE_VERSION};
 pub use height::Height;
 pub use keys::{nums_h, parse_hash, parse_key, parse_scalar, InternalKey, NUMS_H};
+pub use locks::{
+    check_after, check_locks_in, check_older, AbsoluteLock, Lock, RelativeLock, LOCKTIME_THRESHOLD,
+    MAX_MINISCRIPT_LOCK, SEQUENCE_COUNT_MASK, SEQUENCE_TYPE_FLAG,
+};
 pub use policy::{compile_policy, CompiledPolicy, PolicyPath, Target};
 pub use slash::{
     compare_unsigned, decode_carrier, encode_carrier, SlashSummary, SlashTerms, TxDifference,
@@ -65,6 +71,7 @@ pub use spend::{
     Funding, SpendSummary, Utxo, MAX_RECORD_LEN,
 };
 pub use verify::{verify_spend, CONSENSUS_FLAGS};
+pub use witness::SigSizes;
 
 pub use bitcoin;
 pub use miniscript;

@@ -8,6 +8,8 @@ use miniscript::policy::Concrete;
 use miniscript::{Descriptor, Miniscript, Segwitv0};
 
 use crate::keys::nums_h;
+use crate::locks::{check_locks_in, Lock};
+use crate::witness::{key_path_witness_size, tap_leaf_witness_size, wsh_witness_size, SigSizes};
 use crate::Error;
 
 /// The descriptor type to compile to.
@@ -30,8 +32,11 @@ pub struct PolicyPath {
     pub miniscript: Option<String>,
     /// Its script size in bytes (0 for the key path).
     pub script_size: usize,
-    /// Upper bound of the witness of a spend on this path, in bytes (weight units),
-    /// including the stack-item count.
+    /// The largest witness of any spend on this path, in bytes (weight units), including the
+    /// stack-item count, the script and the control block: computed as Bitcoin Core's
+    /// `CalcWitnessSize` with [`SigSizes::ANY_SIGHASH`] (72-byte ECDSA, 65-byte Schnorr
+    /// signatures), so never below the witness of any satisfaction; a signer using
+    /// `SIGHASH_DEFAULT` makes tapscript witnesses one byte smaller per signature.
     pub witness_size: Weight,
 }
 
@@ -44,6 +49,8 @@ pub struct CompiledPolicy {
     pub descriptor: Descriptor<bitcoin::PublicKey>,
     /// The spend paths.
     pub paths: Vec<PolicyPath>,
+    /// Every `after(n)` and `older(n)` of the policy with its meaning, in order.
+    pub locks: Vec<(String, Lock)>,
 }
 
 impl CompiledPolicy {
@@ -62,11 +69,19 @@ impl CompiledPolicy {
 
 /// Parse and compile a Miniscript policy. Keys are 33-byte compressed keys (66 hex).
 ///
+/// Every lock value is checked first ([`check_locks_in`]: Bitcoin Core's range and BIP68's
+/// bits), and every compiled script must pass Miniscript's sanity checks (what Core's
+/// descriptor parser requires: non-malleable, a signature on every path, no mixed height and
+/// time locks, no repeated keys, within resource limits), so the descriptor is one Core's
+/// `getdescriptorinfo` accepts.
+///
 /// # Errors
-/// [`Error::Policy`] when the policy does not parse, [`Error::Compile`] when it cannot be
-/// compiled (unsafe, malleable, too many leaves, ...).
+/// [`Error::InvalidLock`] for a lock value outside Core's rules, [`Error::Policy`] when the
+/// policy does not parse, [`Error::Compile`] when it cannot be compiled (unsafe, malleable,
+/// too many leaves, ...), [`Error::NotSane`] when a compiled script fails a sanity check.
 pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Error> {
     let text = policy.trim();
+    let locks = check_locks_in(text)?;
     let parsed = Concrete::<bitcoin::PublicKey>::from_str(text).map_err(|e| Error::Policy {
         policy: text.to_owned(),
         reason: e.to_string(),
@@ -93,10 +108,11 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
         target: name,
         reason: e.to_string(),
     })?;
-    let compile_err = |e: miniscript::Error| Error::Compile {
+    let impossible = |ms: &dyn std::fmt::Display| Error::Compile {
         target: name,
-        reason: e.to_string(),
+        reason: format!("{ms} cannot be satisfied"),
     };
+    let sigs = SigSizes::ANY_SIGHASH;
     let mut paths = Vec::new();
     match &descriptor {
         Descriptor::Tr(tr) => {
@@ -105,27 +121,17 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
                     name: "key".to_owned(),
                     miniscript: None,
                     script_size: 0,
-                    witness_size: Weight::from_wu(1 + 1 + 65),
+                    witness_size: Weight::from_wu(key_path_witness_size(sigs) as u64),
                 });
             }
             for (i, (depth, ms)) in tr.iter_scripts().enumerate() {
-                let script_size = ms.script_size();
-                let elements = ms
-                    .max_satisfaction_witness_elements()
-                    .map_err(compile_err)?;
-                let sat = ms.max_satisfaction_size().map_err(compile_err)?;
-                let cb = 33 + 32 * usize::from(depth);
-                let total = varint(elements + 1)
-                    + sat
-                    + varint(script_size)
-                    + script_size
-                    + varint(cb)
-                    + cb;
+                sane(name, ms)?;
+                let size = tap_leaf_witness_size(ms, depth, sigs).ok_or_else(|| impossible(ms))?;
                 paths.push(PolicyPath {
                     name: format!("leaf {i}"),
                     miniscript: Some(ms.to_string()),
-                    script_size,
-                    witness_size: Weight::from_wu(total as u64),
+                    script_size: ms.script_size(),
+                    witness_size: Weight::from_wu(size as u64),
                 });
             }
         }
@@ -136,25 +142,37 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
                     unreachable!("the compiler never builds sortedmulti")
                 }
             };
-            let script_size = ms.script_size();
-            let elements = ms
-                .max_satisfaction_witness_elements()
-                .map_err(compile_err)?;
-            let sat = ms.max_satisfaction_size().map_err(compile_err)?;
-            let total = varint(elements) + sat + varint(script_size) + script_size;
+            sane(name, ms)?;
+            let size = wsh_witness_size(ms, sigs).ok_or_else(|| impossible(ms))?;
             paths.push(PolicyPath {
                 name: "script".to_owned(),
                 miniscript: Some(ms.to_string()),
-                script_size,
-                witness_size: Weight::from_wu(total as u64),
+                script_size: ms.script_size(),
+                witness_size: Weight::from_wu(size as u64),
             });
         }
         _ => unreachable!("only tr and wsh are compiled here"),
     }
+    // The descriptor as printed carries the same locks (belt and braces: the compiler never
+    // invents one).
+    check_locks_in(&descriptor.to_string())?;
     Ok(CompiledPolicy {
         policy: parsed,
         descriptor,
         paths,
+        locks,
+    })
+}
+
+/// Miniscript's sanity checks, which Core's descriptor parser also requires (`IsSane`).
+fn sane<Ctx: miniscript::ScriptContext>(
+    target: &'static str,
+    ms: &Miniscript<bitcoin::PublicKey, Ctx>,
+) -> Result<(), Error> {
+    ms.sanity_check().map_err(|e| Error::NotSane {
+        target,
+        miniscript: ms.to_string(),
+        reason: e.to_string(),
     })
 }
 
@@ -165,8 +183,4 @@ fn single_key(policy: &Concrete<bitcoin::PublicKey>) -> Option<bitcoin::PublicKe
         Semantic::Key(k) => Some(k),
         _ => None,
     }
-}
-
-fn varint(n: usize) -> usize {
-    bitcoin::VarInt(n as u64).size()
 }

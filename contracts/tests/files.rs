@@ -247,3 +247,20 @@ mod mutations {
         }
     }
 }
+
+/// Files written while witness weights were upper bounds (one byte more per signature) still
+/// load: the weight is a reader's copy, re-derived on load, and written exact from then on.
+#[test]
+fn files_with_the_old_witness_weights_still_load() {
+    for (name, file) in fixtures().into_iter().take(2) {
+        let text = std::fs::read_to_string(data(&format!("before-exact-weights/{name}"))).unwrap();
+        let loaded = ContractFile::from_json(&text).unwrap();
+        assert_eq!(loaded.contract(), file.contract(), "{name}");
+        assert_ne!(
+            loaded.to_json(),
+            text,
+            "{name}: the old weights are rewritten"
+        );
+        assert_eq!(loaded.to_json(), file.to_json(), "{name}");
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! [`TestEnv::new`] starts the embedded node in-process, in a temporary datadir, on free
 //! loopback ports; with the environment variables `BITCOIND_EXE` and `ELECTRS_EXE` set it
-//! starts a real `bitcoind -regtest` (with `-txindex`, cookie auth, a wallet for the faucet)
-//! and `electrs` against it instead. Either way tests reach the chain the same way clients do:
+//! starts a real `bitcoind -regtest` (with `-txindex`, `-rest` for electrs, cookie auth, and no
+//! wallet: the harness mines to a key it holds and signs faucet payments itself, as the embedded
+//! node's faucet does) and `electrs` against it instead. Either way tests reach the chain the same way clients do:
 //! Electrum at [`TestEnv::electrum_url`] and Core's RPC at [`TestEnv::rpc_url`], and every
 //! helper here (mine, fund, wait, reorg, mocktime) drives the node over that RPC.
 //!
@@ -92,6 +93,7 @@ enum Backend {
     Real {
         bitcoind: Child,
         electrs: Option<Child>,
+        faucet: RealFaucet,
     },
 }
 
@@ -102,6 +104,176 @@ pub enum Restart {
     Clean,
     /// A crash (`kill -9`): the mempool is lost.
     Crash,
+}
+
+/// The faucet of a real bitcoind: a P2WPKH key held by the harness that receives the block
+/// rewards of [`TestEnv::mine`]; payments are signed here and sent with
+/// `sendrawtransaction` (Core's wallet is not needed, nor built).
+struct RealFaucet {
+    key: bitcoin::secp256k1::SecretKey,
+    pubkey: bitcoin::CompressedPublicKey,
+    script_pubkey: bitcoin::ScriptBuf,
+    lock: std::sync::Mutex<()>,
+}
+
+/// The fee rate of faucet payments, sat/vB (as the embedded faucet).
+const FAUCET_SAT_PER_VB: u64 = 2;
+/// Change below this is left to the miner.
+const FAUCET_MIN_CHANGE: Amount = Amount::from_sat(1_000);
+/// Coinbase outputs can be spent in the block this many blocks after theirs.
+const COINBASE_MATURITY: u64 = 100;
+/// The most coins a faucet payment scans for (bounds what a node's answer can make us do).
+const FAUCET_MAX_COINS: usize = 100_000;
+
+impl RealFaucet {
+    fn new() -> RealFaucet {
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        let key = bitcoin::secp256k1::SecretKey::new(&mut bitcoin::secp256k1::rand::thread_rng());
+        let pubkey = bitcoin::CompressedPublicKey(key.public_key(&secp));
+        let script_pubkey = bitcoin::ScriptBuf::new_p2wpkh(&pubkey.wpubkey_hash());
+        RealFaucet {
+            key,
+            pubkey,
+            script_pubkey,
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn address(&self) -> Address {
+        Address::p2wpkh(&self.pubkey, Network::Regtest)
+    }
+
+    /// Mature coins of the faucet in the node's UTXO set, largest first.
+    fn coins(&self, rpc: &RpcClient) -> Result<Vec<(bitcoin::OutPoint, Amount)>, HarnessError> {
+        let bad = |what: &str, v: &Value| {
+            HarnessError::Unexpected(format!("scantxoutset: {what} in {v}"))
+        };
+        let desc = format!("raw({})", self.script_pubkey.to_hex_string());
+        let scan = rpc.call("scantxoutset", &[json!("start"), json!([desc])])?;
+        let tip = scan
+            .get("height")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("no height", &scan))?;
+        let unspents = scan
+            .get("unspents")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no unspents", &scan))?;
+        let mut coins = Vec::new();
+        for u in unspents.iter().take(FAUCET_MAX_COINS) {
+            let txid = u
+                .get("txid")
+                .and_then(Value::as_str)
+                .and_then(|t| Txid::from_str(t).ok())
+                .ok_or_else(|| bad("bad txid", u))?;
+            let vout = u
+                .get("vout")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("bad vout", u))?;
+            let amount = u
+                .get("amount")
+                .and_then(Value::as_f64)
+                .and_then(|a| Amount::from_btc(a).ok())
+                .ok_or_else(|| bad("bad amount", u))?;
+            let height = u
+                .get("height")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("bad height", u))?;
+            let coinbase = u.get("coinbase").and_then(Value::as_bool).unwrap_or(false);
+            // Spendable in the next block (tip + 1).
+            if coinbase && tip + 1 < height + COINBASE_MATURITY {
+                continue;
+            }
+            coins.push((bitcoin::OutPoint { txid, vout }, amount));
+        }
+        coins.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(coins)
+    }
+
+    /// Build, sign and send a payment of `amount` to `script_pubkey` (not mined).
+    fn pay(
+        &self,
+        rpc: &RpcClient,
+        script_pubkey: &bitcoin::Script,
+        amount: Amount,
+    ) -> Result<Txid, HarnessError> {
+        use bitcoin::hashes::Hash as _;
+        use bitcoin::sighash::{EcdsaSighashType, SighashCache};
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let out_size = |spk: &bitcoin::Script| 8 + 1 + spk.len() as u64;
+        // vsize: 10.5 overhead (rounded up), 68 per P2WPKH input, outputs as serialized.
+        let vsize = |n_in: usize| {
+            11 + 68 * n_in as u64 + out_size(script_pubkey) + out_size(&self.script_pubkey)
+        };
+        let mut selected = Vec::new();
+        let mut total = Amount::ZERO;
+        for (op, v) in self.coins(rpc)? {
+            // Skip coins a faucet payment in the mempool already spends.
+            let live = rpc.call(
+                "gettxout",
+                &[json!(op.txid.to_string()), json!(op.vout), json!(true)],
+            )?;
+            if live.is_null() {
+                continue;
+            }
+            selected.push((op, v));
+            total += v;
+            if total >= amount + Amount::from_sat(vsize(selected.len()) * FAUCET_SAT_PER_VB) {
+                break;
+            }
+        }
+        let fee = Amount::from_sat(vsize(selected.len()) * FAUCET_SAT_PER_VB);
+        if total < amount + fee {
+            return Err(HarnessError::Unexpected(format!(
+                "the faucet has {total} in mature coins, cannot pay {amount} plus fee {fee}"
+            )));
+        }
+        let change = total - amount - fee;
+        let mut output = vec![bitcoin::TxOut {
+            value: amount,
+            script_pubkey: script_pubkey.to_owned(),
+        }];
+        if change >= FAUCET_MIN_CHANGE {
+            output.push(bitcoin::TxOut {
+                value: change,
+                script_pubkey: self.script_pubkey.clone(),
+            });
+        }
+        let mut tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: selected
+                .iter()
+                .map(|(op, _)| bitcoin::TxIn {
+                    previous_output: *op,
+                    script_sig: bitcoin::ScriptBuf::new(),
+                    sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                    witness: bitcoin::Witness::new(),
+                })
+                .collect(),
+            output,
+        };
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        let mut cache = SighashCache::new(&mut tx);
+        let mut witnesses = Vec::with_capacity(selected.len());
+        for (i, (_, value)) in selected.iter().enumerate() {
+            let sighash = cache
+                .p2wpkh_signature_hash(i, &self.script_pubkey, *value, EcdsaSighashType::All)
+                .map_err(|e| HarnessError::Unexpected(format!("faucet sighash: {e}")))?;
+            let msg = bitcoin::secp256k1::Message::from_digest(sighash.to_byte_array());
+            let sig = bitcoin::ecdsa::Signature::sighash_all(secp.sign_ecdsa(&msg, &self.key));
+            witnesses.push(bitcoin::Witness::p2wpkh(&sig, &self.pubkey.0));
+        }
+        for (input, w) in tx.input.iter_mut().zip(witnesses) {
+            input.witness = w;
+        }
+        let hex = bitcoin::consensus::encode::serialize_hex(&tx);
+        let txid: String = rpc.call_as("sendrawtransaction", &[json!(hex)])?;
+        Txid::from_str(&txid).map_err(|e| HarnessError::Unexpected(e.to_string()))
+    }
 }
 
 /// A running regtest chain with an Electrum server and Core's RPC, for tests.
@@ -179,6 +351,57 @@ impl TestEnv {
     ///
     /// When either cannot be started or does not answer in time.
     pub fn real(bitcoind_exe: &Path, electrs_exe: &Path) -> Result<TestEnv, HarnessError> {
+        let mut env = Self::real_bitcoind_only(bitcoind_exe)?;
+        let datadir = env.dir.path().join("bitcoind");
+        let rpc_port = env
+            .rpc_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| HarnessError::Unexpected(format!("rpc url {}", env.rpc_url)))?;
+        let electrs_log = std::fs::File::create(env.dir.path().join("electrs.log"))
+            .map_err(io_err("creating electrs.log"))?;
+
+        let electrum_port = free_port()?;
+        let monitoring_port = free_port()?;
+        // electrs 0.12: blocks over REST, no P2P address; it polls bitcoind every
+        // `--wait-duration-secs` (default 10), so ask for every second; the Prometheus
+        // endpoint gets a port of its own so that tests can run side by side.
+        let electrs = Command::new(electrs_exe)
+            .arg("--skip-default-conf-files")
+            .arg("--network=regtest")
+            .arg(format!("--daemon-dir={}", datadir.display()))
+            .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
+            .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
+            .arg(format!("--monitoring-addr=127.0.0.1:{monitoring_port}"))
+            .arg("--wait-duration-secs=1")
+            .arg("--jsonrpc-timeout-secs=15")
+            .arg(format!(
+                "--db-dir={}",
+                env.dir.path().join("electrs").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(electrs_log)
+            .spawn()
+            .map_err(io_err(format!("starting {}", electrs_exe.display())))?;
+        if let Backend::Real { electrs: slot, .. } = &mut env.backend {
+            *slot = Some(electrs);
+        }
+        env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
+        let height = env.tip_height()?;
+        env.wait_for_height(height, START_TIMEOUT)?;
+        info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
+        Ok(env)
+    }
+
+    /// Start only a real `bitcoind` (no Electrum server: [`TestEnv::electrum_url`] is not
+    /// served and the helpers that wait on Electrum fail), with 101 blocks mined to the
+    /// harness's faucet key: for tests of Core's RPC alone.
+    ///
+    /// # Errors
+    ///
+    /// When bitcoind cannot be started or does not answer in time.
+    pub fn real_bitcoind_only(bitcoind_exe: &Path) -> Result<TestEnv, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("btcmpc-regtest-real-")
             .tempdir()
@@ -187,39 +410,46 @@ impl TestEnv {
         std::fs::create_dir_all(&datadir).map_err(io_err("creating the bitcoind datadir"))?;
         let rpc_port = free_port()?;
         let p2p_port = free_port()?;
+        let logs = dir.path().to_path_buf();
+        let log = |name: &str| -> Result<std::fs::File, HarnessError> {
+            std::fs::File::create(logs.join(name)).map_err(io_err(format!("creating {name}")))
+        };
+        // No wallet (the faucet is ours); `-rest` is how electrs 0.12 reads blocks.
         let bitcoind = Command::new(bitcoind_exe)
             .arg("-regtest")
             .arg(format!("-datadir={}", datadir.display()))
             .arg("-txindex=1")
             .arg("-server=1")
-            .arg("-fallbackfee=0.0001")
+            .arg("-rest=1")
+            .arg("-disablewallet=1")
             .arg(format!("-rpcport={rpc_port}"))
             .arg(format!("-port={p2p_port}"))
             .arg("-bind=127.0.0.1")
             .arg("-listen=1")
+            .arg("-listenonion=0")
             .arg("-printtoconsole=0")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log("bitcoind.stderr")?)
             .spawn()
             .map_err(io_err(format!("starting {}", bitcoind_exe.display())))?;
         let cookie = datadir.join("regtest").join(crate::server::COOKIE_FILE);
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
         let auth = Auth::CookieFile(cookie);
         let rpc = RpcClient::new(&rpc_url, auth.clone())?.with_timeout(Duration::from_secs(30));
+        let faucet = RealFaucet::new();
+        let mine_address = faucet.address();
         // From here on, dropping `env` cleans up the processes.
-        let placeholder = Address::from_str("bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk")
-            .map_err(|e| HarnessError::Unexpected(e.to_string()))?
-            .assume_checked();
-        let mut env = TestEnv {
+        let env = TestEnv {
             backend: Backend::Real {
                 bitcoind,
                 electrs: None,
+                faucet,
             },
             rpc,
             rpc_url,
             auth,
             electrum: SocketAddr::from(([127, 0, 0, 1], 0)),
-            mine_address: placeholder,
+            mine_address,
             dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -230,33 +460,7 @@ impl TestEnv {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
-        env.rpc.call("createwallet", &[json!("harness")])?;
-        let addr: String = env.rpc.call_as("getnewaddress", &[])?;
-        env.mine_address = parse_regtest_address(&addr)?;
         env.mine(101)?;
-
-        let electrum_port = free_port()?;
-        let electrs = Command::new(electrs_exe)
-            .arg("--network=regtest")
-            .arg(format!("--daemon-dir={}", datadir.display()))
-            .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
-            .arg(format!("--daemon-p2p-addr=127.0.0.1:{p2p_port}"))
-            .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
-            .arg(format!(
-                "--db-dir={}",
-                env.dir.path().join("electrs").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io_err(format!("starting {}", electrs_exe.display())))?;
-        if let Backend::Real { electrs: slot, .. } = &mut env.backend {
-            *slot = Some(electrs);
-        }
-        env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
-        let height = env.tip_height()?;
-        env.wait_for_height(height, START_TIMEOUT)?;
-        info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
         Ok(env)
     }
 
@@ -368,13 +572,10 @@ impl TestEnv {
     ///
     /// When the faucet cannot pay or the RPC call fails.
     pub fn fund(&self, address: &Address, amount: Amount) -> Result<Txid, HarnessError> {
-        let txid = if self.is_real() {
-            let txid: String = self.rpc.call_as(
-                "sendtoaddress",
-                &[json!(address.to_string()), json!(amount.to_btc())],
-            )?;
+        let txid = if let Backend::Real { faucet, .. } = &self.backend {
+            let txid = faucet.pay(&self.rpc, &address.script_pubkey(), amount)?;
             self.mine(1)?;
-            txid
+            txid.to_string()
         } else {
             let reply = self.rpc.call(
                 "faucet",
@@ -580,7 +781,9 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         match &mut self.backend {
             Backend::Embedded(server) => server.stop(),
-            Backend::Real { bitcoind, electrs } => {
+            Backend::Real {
+                bitcoind, electrs, ..
+            } => {
                 if let Some(electrs) = electrs {
                     let _ = electrs.kill();
                     let _ = electrs.wait();
@@ -634,16 +837,70 @@ fn free_port() -> Result<u16, HarnessError> {
     Ok(port)
 }
 
-fn parse_regtest_address(s: &str) -> Result<Address, HarnessError> {
-    Address::from_str(s)
-        .ok()
-        .and_then(|a| a.require_network(Network::Regtest).ok())
-        .ok_or_else(|| HarnessError::Unexpected(format!("not a regtest address: {s}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The faucet of a real bitcoind works without Core's wallet: payments confirm, several in
+    /// one mempool do not conflict, and coinbase outputs are spent only once mature. Runs
+    /// when `BITCOIND_EXE` is set (`scripts/build-core`); says so and passes without.
+    #[test]
+    fn real_faucet_pays_without_cores_wallet() {
+        let Some(exe) = real_exe(BITCOIND_EXE) else {
+            eprintln!("skipping real_faucet_pays_without_cores_wallet: set {BITCOIND_EXE}");
+            return;
+        };
+        let env = TestEnv::real_bitcoind_only(&exe).expect("bitcoind starts");
+        assert_eq!(env.tip_height().unwrap(), 101);
+        let Backend::Real { faucet, .. } = &env.backend else {
+            panic!("a real backend")
+        };
+        let to = |seed: u8| {
+            let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+            let key = bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap();
+            Address::p2wpkh(
+                &bitcoin::CompressedPublicKey(key.public_key(&secp)),
+                Network::Regtest,
+            )
+        };
+        // At height 101 the coinbases of heights 1 and 2 (50 BTC each) are spendable in the
+        // next block. After a 1 BTC payment spends one, 60 BTC is more than is left: the coin
+        // spent in the mempool is skipped, not offered again (a conflict).
+        let first = faucet
+            .pay(
+                &env.rpc,
+                &to(1).script_pubkey(),
+                Amount::from_btc(1.0).unwrap(),
+            )
+            .unwrap();
+        let mempool: Vec<String> = env.rpc.call_as("getrawmempool", &[]).unwrap();
+        assert_eq!(mempool, vec![first.to_string()]);
+        let err = faucet
+            .pay(
+                &env.rpc,
+                &to(2).script_pubkey(),
+                Amount::from_btc(60.0).unwrap(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot pay"), "{err}");
+        env.mine(1).unwrap();
+        for seed in 3..6 {
+            let txid = env.fund(&to(seed), Amount::from_sat(50_000)).unwrap();
+            let tx = env
+                .rpc
+                .call("getrawtransaction", &[json!(txid.to_string()), json!(1)])
+                .unwrap();
+            assert!(tx["confirmations"].as_u64().unwrap() >= 1, "{tx}");
+            assert!(tx["vout"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["value"] == json!(0.0005)
+                    && o["scriptPubKey"]["address"] == json!(to(seed).to_string())));
+        }
+        assert_eq!(env.tip_height().unwrap(), 105);
+    }
 
     #[test]
     fn half_configured_message_names_the_missing_variable() {

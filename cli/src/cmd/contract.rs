@@ -162,12 +162,27 @@ fn compile(args: CompileArgs, global: &Global) -> anyhow::Result<Report> {
             p.miniscript.as_deref().unwrap_or("(key path signature)")
         );
     }
+    if !compiled.locks.is_empty() {
+        text.push_str("locks:\n");
+        for (lock, meaning) in &compiled.locks {
+            let _ = writeln!(text, "  {lock:<20} {meaning}");
+        }
+    }
+    text.push_str(
+        "witness sizes are the largest of any spend of the path (72-byte ECDSA, 65-byte Schnorr signatures)\n",
+    );
+    let locks: Vec<Value> = compiled
+        .locks
+        .iter()
+        .map(|(lock, meaning)| json!({"lock": lock, "meaning": meaning.to_string()}))
+        .collect();
     let json = json!({
         "descriptor": descriptor,
         "address": address,
         "script_pubkey": spk.to_hex_string(),
         "script_size": script_size,
         "spend_paths": paths,
+        "locks": locks,
     });
     Ok(Report::new(text, json))
 }

@@ -265,7 +265,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let service = service(&service_key)?;
             let expiry = match &expires {
                 None => None,
-                Some(h) => Some(parse_height(h, &connect(global)?)?),
+                Some(h) => Some(parse_height("--expires", h, &connect(global)?)?),
             };
             let record = Record::Grant {
                 service,

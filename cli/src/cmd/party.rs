@@ -131,24 +131,27 @@ fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice>
     }
 }
 
-/// A height argument: absolute, or `+N` from the tip.
-pub fn parse_height(text: &str, chain: &ChainClient) -> anyhow::Result<u32> {
+/// A height argument: absolute, or `+N` from the tip; either way a block height
+/// `1 <= h < 500,000,000` (`btcmpc_contracts::Height`: from 500,000,000 on, nLockTime and
+/// `after` count Unix time).
+pub fn parse_height(flag: &str, text: &str, chain: &ChainClient) -> anyhow::Result<u32> {
     let t = text.trim();
     let h = if let Some(rel) = t.strip_prefix('+') {
         let n: u32 = rel
             .parse()
-            .with_context(|| format!("invalid relative height {text:?}"))?;
+            .with_context(|| format!("{flag}: invalid relative height {text:?}"))?;
         let (tip, _) = chain.tip()?;
-        tip.checked_add(n)
-            .with_context(|| format!("height {text:?} overflows"))?
+        let h = tip.saturating_add(n);
+        btcmpc_contracts::Height::new(h).map_err(|_| {
+            anyhow::anyhow!(
+                "{flag}: tip {tip} + {n} = {} is not a block height in 1..500000000",
+                u64::from(tip) + u64::from(n)
+            )
+        })?
     } else {
-        t.parse()
-            .with_context(|| format!("invalid height {text:?}: expected a number or +N"))?
+        btcmpc_contracts::Height::parse_field(flag, t)?
     };
-    if h == 0 || h >= 500_000_000 {
-        bail!("height {h} out of range (1 to 499999999)");
-    }
-    Ok(h)
+    Ok(h.to_u32())
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -252,7 +255,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .context("this party's key is not in the roster")?;
             let amount = parse_amount(&amount)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let exit = parse_height(&exit, &chain)?;
+            let exit = parse_height("--exit", &exit, &chain)?;
             let rate = fee_rate(rate.as_deref(), &chain)?;
             let (outpoint, file) =
                 fund_bond(&mut wallet, &chain, &roster, index, amount, exit, rate)?;
