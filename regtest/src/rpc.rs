@@ -814,6 +814,16 @@ impl<'a> Params<'a> {
         let s = self.str(i)?;
         parse_hash::<T>(s, self.name(i))
     }
+
+    /// As [`Params::hash`], naming the value `name` in errors where Core's code does so
+    /// under another name than the parameter's (`getblockheader` parses `blockhash` as `hash`).
+    fn hash_as<T: FromStr + bitcoin::hashes::Hash>(
+        &self,
+        i: usize,
+        name: &str,
+    ) -> Result<T, RpcError> {
+        parse_hash::<T>(self.str(i)?, name)
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -962,7 +972,8 @@ pub fn dispatch(ctx: &RpcContext, method: &str, raw: Value) -> Result<Value, Rpc
                 "\"blockhash\" ( verbose )",
                 raw,
             )?;
-            let hash: BlockHash = p.hash(0)?;
+            // Core: ParseHashV(request.params[0], "hash") in rpc/blockchain.cpp.
+            let hash: BlockHash = p.hash_as(0, "hash")?;
             let verbose = p.bool_opt(1)?.unwrap_or(true);
             let (header, height, in_best) = node
                 .header_by_hash(&hash)
