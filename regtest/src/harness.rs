@@ -380,6 +380,7 @@ impl TestEnv {
                 "--db-dir={}",
                 env.dir.path().join("electrs").display()
             ))
+            .env("RUST_LOG", "electrs=debug,bindex=info")
             .stdout(Stdio::null())
             .stderr(electrs_log)
             .spawn()
@@ -389,9 +390,39 @@ impl TestEnv {
         }
         env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
         let height = env.tip_height()?;
-        env.wait_for_height(height, START_TIMEOUT)?;
+        // electrs 0.12 panics (electrum.rs:236, `tip_height().unwrap()`) when a
+        // `blockchain.headers.subscribe` reaches it before its first index sync: its main loop
+        // serves queued requests before syncing. So send nothing until its Prometheus endpoint
+        // shows a finished sync pass ("notify" follows each "sync").
+        let metrics = SocketAddr::from(([127, 0, 0, 1], monitoring_port));
+        if let Err(e) = wait_for_electrs_sync(metrics, START_TIMEOUT) {
+            return Err(env.with_electrs_log(e));
+        }
+        if let Err(e) = env.wait_for_height(height, START_TIMEOUT) {
+            return Err(env.with_electrs_log(e));
+        }
         info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
         Ok(env)
+    }
+
+    /// `err` with electrs's exit status (when it has exited) and the last lines of its log
+    /// appended: a start that times out says why.
+    fn with_electrs_log(&mut self, err: HarnessError) -> HarnessError {
+        let status = match &mut self.backend {
+            Backend::Real {
+                electrs: Some(child),
+                ..
+            } => match child.try_wait() {
+                Ok(Some(status)) => format!("electrs exited: {status}"),
+                Ok(None) => "electrs is running".to_string(),
+                Err(e) => format!("electrs: {e}"),
+            },
+            _ => return err,
+        };
+        let log = std::fs::read_to_string(self.dir.path().join("electrs.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        HarnessError::Unexpected(format!("{err}; {status}; electrs.log ends:\n{tail}"))
     }
 
     /// Start only a real `bitcoind` (no Electrum server: [`TestEnv::electrum_url`] is not
@@ -825,6 +856,41 @@ fn real_exe(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+/// Wait until electrs's Prometheus endpoint at `metrics` reports a finished sync pass
+/// (`electrs_server_loop_duration_count{step="notify"}` of at least 1).
+fn wait_for_electrs_sync(metrics: SocketAddr, timeout: Duration) -> Result<(), HarnessError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if electrs_notify_count(metrics).is_some_and(|n| n >= 1) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::Timeout {
+                what: format!("electrs's first index sync (metrics at {metrics})"),
+                timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The number of finished sync passes electrs reports at `metrics`, `None` while it does not
+/// answer or has not finished one.
+fn electrs_notify_count(metrics: SocketAddr) -> Option<u64> {
+    use std::io::Read as _;
+    let timeout = Duration::from_secs(2);
+    let mut s = TcpStream::connect_timeout(&metrics, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    // The page is a few hundred kB at most; bound what we read.
+    s.take(4 << 20).read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("electrs_server_loop_duration_count{step=\"notify\"} "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
