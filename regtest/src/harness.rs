@@ -582,19 +582,62 @@ impl TestEnv {
         self.mine_to(n, &self.mine_address)
     }
 
-    /// Mine `n` blocks paying to `address`.
+    /// Mine `n` blocks paying to `address`; against a real electrs, returns once electrs
+    /// serves the new tip.
     ///
     /// # Errors
     ///
-    /// When the RPC call fails.
+    /// When the RPC call fails; [`HarnessError::Timeout`] when electrs does not follow.
     pub fn mine_to(&self, n: u32, address: &Address) -> Result<Vec<BlockHash>, HarnessError> {
         let hashes: Vec<String> = self
             .rpc
             .call_as("generatetoaddress", &[json!(n), json!(address.to_string())])?;
-        hashes
+        let hashes = hashes
             .iter()
             .map(|h| BlockHash::from_str(h).map_err(|e| HarnessError::Unexpected(e.to_string())))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.wait_for_electrs_tip()?;
+        Ok(hashes)
+    }
+
+    /// Against a real electrs, wait until its tip is the node's (electrs polls bitcoind, here
+    /// every second; the embedded Electrum server follows its node as each block is
+    /// connected, so nothing is awaited there). Called by every helper that changes the
+    /// chain, so that a test sees through Electrum what it just did over RPC.
+    fn wait_for_electrs_tip(&self) -> Result<(), HarnessError> {
+        if !matches!(
+            self.backend,
+            Backend::Real {
+                electrs: Some(_),
+                ..
+            }
+        ) {
+            return Ok(());
+        }
+        let timeout = START_TIMEOUT;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let node = self.tip_hash()?;
+            let served = self
+                .electrum_call("blockchain.headers.subscribe", json!([]))
+                .ok()
+                .and_then(|v| v.get("hex").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| {
+                    bitcoin::consensus::encode::deserialize::<bitcoin::block::Header>(&b).ok()
+                })
+                .map(|h| h.block_hash());
+            if served == Some(node) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("electrs to reach the node's tip {node}"),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Pay `amount` to `address` from the faucet and mine one block confirming it.
@@ -696,26 +739,28 @@ impl TestEnv {
         }
     }
 
-    /// Invalidate a block (and its descendants), as Core's `invalidateblock`.
+    /// Invalidate a block (and its descendants), as Core's `invalidateblock`. Against a real electrs,
+    /// returns once electrs serves the node's new tip.
     ///
     /// # Errors
     ///
-    /// When the RPC call fails (e.g. unknown block).
+    /// [`HarnessError::Timeout`] when electrs does not follow; when the RPC call fails (e.g. unknown block).
     pub fn invalidate(&self, hash: &BlockHash) -> Result<(), HarnessError> {
         self.rpc
             .call("invalidateblock", &[json!(hash.to_string())])?;
-        Ok(())
+        self.wait_for_electrs_tip()
     }
 
-    /// Reconsider an invalidated block, as Core's `reconsiderblock`.
+    /// Reconsider an invalidated block, as Core's `reconsiderblock`. Against a real electrs,
+    /// returns once electrs serves the node's new tip.
     ///
     /// # Errors
     ///
-    /// When the RPC call fails.
+    /// [`HarnessError::Timeout`] when electrs does not follow; when the RPC call fails.
     pub fn reconsider(&self, hash: &BlockHash) -> Result<(), HarnessError> {
         self.rpc
             .call("reconsiderblock", &[json!(hash.to_string())])?;
-        Ok(())
+        self.wait_for_electrs_tip()
     }
 
     /// Stop the node and start it again on the same datadir and ports: [`Restart::Clean`] as

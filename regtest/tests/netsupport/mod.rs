@@ -176,6 +176,8 @@ pub fn rpc_addr(env: &TestEnv) -> String {
 pub struct Electrum {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Notifications read while waiting for a reply, handed out by `try_read` first.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Electrum {
@@ -185,6 +187,7 @@ impl Electrum {
         Electrum {
             writer: s.try_clone().unwrap(),
             reader: BufReader::new(s),
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -200,8 +203,11 @@ impl Electrum {
         serde_json::from_str(&line).expect("json line")
     }
 
-    /// Next line, `None` on close or timeout.
+    /// Next notification kept by `call`, else the next line; `None` on close or timeout.
     pub fn try_read(&mut self, timeout: Duration) -> Option<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
         self.reader.get_ref().set_read_timeout(Some(timeout)).ok()?;
         let mut line = String::new();
         let r = self.reader.read_line(&mut line);
@@ -222,6 +228,10 @@ impl Electrum {
             let v = self.read();
             if v.get("id") == Some(&json!(id)) {
                 return v;
+            }
+            if v.get("method").is_some() && v.get("id").is_none() {
+                // A notification: kept for `try_read`, in order.
+                self.pending.push_back(v);
             }
         }
     }
