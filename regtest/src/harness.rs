@@ -94,7 +94,76 @@ enum Backend {
         bitcoind: Child,
         electrs: Option<Child>,
         faucet: RealFaucet,
+        setup: RealSetup,
     },
+}
+
+/// How the real processes were started, to start them again ([`TestEnv::restart`]).
+struct RealSetup {
+    bitcoind_exe: PathBuf,
+    rpc_port: u16,
+    p2p_port: u16,
+    electrs: Option<ElectrsSetup>,
+}
+
+struct ElectrsSetup {
+    exe: PathBuf,
+    electrum_port: u16,
+    monitoring_port: u16,
+}
+
+/// A log file in `dir`, appended to (a restarted process continues its log).
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, HarnessError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .map_err(io_err(format!("opening {name}")))
+}
+
+/// Start `bitcoind -regtest` on the datadir `dir/bitcoind`: no wallet (the faucet is ours),
+/// `-rest` (how electrs 0.12 reads blocks), `-txindex`, loopback ports.
+fn spawn_bitcoind(dir: &Path, setup: &RealSetup) -> Result<Child, HarnessError> {
+    let datadir = dir.join("bitcoind");
+    Command::new(&setup.bitcoind_exe)
+        .arg("-regtest")
+        .arg(format!("-datadir={}", datadir.display()))
+        .arg("-txindex=1")
+        .arg("-server=1")
+        .arg("-rest=1")
+        .arg("-disablewallet=1")
+        .arg(format!("-rpcport={}", setup.rpc_port))
+        .arg(format!("-port={}", setup.p2p_port))
+        .arg("-bind=127.0.0.1")
+        .arg("-listen=1")
+        .arg("-listenonion=0")
+        .arg("-printtoconsole=0")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "bitcoind.stderr")?)
+        .spawn()
+        .map_err(io_err(format!("starting {}", setup.bitcoind_exe.display())))
+}
+
+/// Start electrs against the bitcoind of `setup`, its index in `dir/electrs`.
+fn spawn_electrs(dir: &Path, setup: &RealSetup, e: &ElectrsSetup) -> Result<Child, HarnessError> {
+    // electrs 0.12: blocks over REST, no P2P address; it polls bitcoind every
+    // `--wait-duration-secs` (default 10), so ask for every second; the Prometheus
+    // endpoint gets a port of its own so that tests can run side by side.
+    Command::new(&e.exe)
+        .arg("--skip-default-conf-files")
+        .arg("--network=regtest")
+        .arg(format!("--daemon-dir={}", dir.join("bitcoind").display()))
+        .arg(format!("--daemon-rpc-addr=127.0.0.1:{}", setup.rpc_port))
+        .arg(format!("--electrum-rpc-addr=127.0.0.1:{}", e.electrum_port))
+        .arg(format!("--monitoring-addr=127.0.0.1:{}", e.monitoring_port))
+        .arg("--wait-duration-secs=1")
+        .arg("--jsonrpc-timeout-secs=15")
+        .arg(format!("--db-dir={}", dir.join("electrs").display()))
+        .env("RUST_LOG", "electrs=debug,bindex=info")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "electrs.log")?)
+        .spawn()
+        .map_err(io_err(format!("starting {}", e.exe.display())))
 }
 
 /// How [`TestEnv::restart`] stops the node.
@@ -287,6 +356,8 @@ pub struct TestEnv {
     electrum: SocketAddr,
     mine_address: Address,
     dir: tempfile::TempDir,
+    /// The clock set with [`TestEnv::set_mocktime`] (0: the system clock).
+    mocktime: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -342,6 +413,7 @@ impl TestEnv {
             electrum,
             mine_address,
             dir,
+            mocktime: std::cell::Cell::new(0),
         })
     }
 
@@ -352,41 +424,21 @@ impl TestEnv {
     /// When either cannot be started or does not answer in time.
     pub fn real(bitcoind_exe: &Path, electrs_exe: &Path) -> Result<TestEnv, HarnessError> {
         let mut env = Self::real_bitcoind_only(bitcoind_exe)?;
-        let datadir = env.dir.path().join("bitcoind");
-        let rpc_port = env
-            .rpc_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| HarnessError::Unexpected(format!("rpc url {}", env.rpc_url)))?;
-        let electrs_log = std::fs::File::create(env.dir.path().join("electrs.log"))
-            .map_err(io_err("creating electrs.log"))?;
-
         let electrum_port = free_port()?;
         let monitoring_port = free_port()?;
-        // electrs 0.12: blocks over REST, no P2P address; it polls bitcoind every
-        // `--wait-duration-secs` (default 10), so ask for every second; the Prometheus
-        // endpoint gets a port of its own so that tests can run side by side.
-        let electrs = Command::new(electrs_exe)
-            .arg("--skip-default-conf-files")
-            .arg("--network=regtest")
-            .arg(format!("--daemon-dir={}", datadir.display()))
-            .arg(format!("--daemon-rpc-addr=127.0.0.1:{rpc_port}"))
-            .arg(format!("--electrum-rpc-addr=127.0.0.1:{electrum_port}"))
-            .arg(format!("--monitoring-addr=127.0.0.1:{monitoring_port}"))
-            .arg("--wait-duration-secs=1")
-            .arg("--jsonrpc-timeout-secs=15")
-            .arg(format!(
-                "--db-dir={}",
-                env.dir.path().join("electrs").display()
-            ))
-            .env("RUST_LOG", "electrs=debug,bindex=info")
-            .stdout(Stdio::null())
-            .stderr(electrs_log)
-            .spawn()
-            .map_err(io_err(format!("starting {}", electrs_exe.display())))?;
-        if let Backend::Real { electrs: slot, .. } = &mut env.backend {
-            *slot = Some(electrs);
+        let es = ElectrsSetup {
+            exe: electrs_exe.to_path_buf(),
+            electrum_port,
+            monitoring_port,
+        };
+        if let Backend::Real {
+            electrs: slot,
+            setup,
+            ..
+        } = &mut env.backend
+        {
+            *slot = Some(spawn_electrs(env.dir.path(), setup, &es)?);
+            setup.electrs = Some(es);
         }
         env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
         let height = env.tip_height()?;
@@ -403,6 +455,97 @@ impl TestEnv {
         }
         info!(target: "btcmpc_regtest::harness", rpc = %env.rpc_url, electrum = %env.electrum, "real bitcoind and electrs running");
         Ok(env)
+    }
+
+    /// Wait until the real bitcoind answers RPC (Core answers -28 while it loads).
+    fn wait_for_rpc(&self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.rpc.call("getblockcount", &[]) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// [`TestEnv::restart`] of a real bitcoind (and electrs, which exits when bitcoind goes
+    /// away; it is stopped first and started again on its index).
+    fn restart_real(&mut self, how: Restart) -> Result<(), HarnessError> {
+        let height = self.tip_height()?;
+        if how == Restart::Crash {
+            // Core flushes its chain state to disk only now and then; `kill -9` would roll a
+            // regtest chain back to the last flush (a real node fetches those blocks again
+            // from its peers). `gettxoutsetinfo` forces the flush, so that what the crash
+            // loses is what it is meant to: the mempool (Core writes `mempool.dat` on a clean
+            // stop only).
+            self.rpc.call("gettxoutsetinfo", &[json!("none")])?;
+        }
+        let dir = self.dir.path().to_path_buf();
+        let Backend::Real {
+            bitcoind,
+            electrs,
+            setup,
+            ..
+        } = &mut self.backend
+        else {
+            return Err(HarnessError::Unexpected("not a real backend".into()));
+        };
+        if let Some(mut e) = electrs.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
+        match how {
+            Restart::Crash => {
+                let _ = bitcoind.kill(); // SIGKILL
+                let _ = bitcoind.wait();
+            }
+            Restart::Clean => {
+                self.rpc.call("stop", &[])?;
+                let deadline = Instant::now() + START_TIMEOUT;
+                loop {
+                    match bitcoind.try_wait() {
+                        Ok(Some(_)) => break,
+                        Ok(None) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        _ => {
+                            return Err(HarnessError::Timeout {
+                                what: "bitcoind to stop".into(),
+                                timeout: START_TIMEOUT,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        *bitcoind = spawn_bitcoind(&dir, setup)?;
+        if let Some(es) = &setup.electrs {
+            // electrs retries its connection to bitcoind while it starts.
+            *electrs = Some(spawn_electrs(&dir, setup, es)?);
+        }
+        let metrics = setup
+            .electrs
+            .as_ref()
+            .map(|es| SocketAddr::from(([127, 0, 0, 1], es.monitoring_port)));
+        self.rpc =
+            RpcClient::new(&self.rpc_url, self.auth.clone())?.with_timeout(Duration::from_secs(30));
+        self.wait_for_rpc()?;
+        let Some(metrics) = metrics else {
+            return match self.tip_height()? {
+                h if h >= height => Ok(()),
+                h => Err(HarnessError::Unexpected(format!(
+                    "bitcoind restarted at height {h}, below {height}"
+                ))),
+            };
+        };
+        if let Err(e) = wait_for_electrs_sync(metrics, START_TIMEOUT) {
+            return Err(self.with_electrs_log(e));
+        }
+        match self.wait_for_height(height, START_TIMEOUT) {
+            Ok(()) => self.wait_for_electrs_tip(),
+            Err(e) => Err(self.with_electrs_log(e)),
+        }
     }
 
     /// `err` with electrs's exit status (when it has exited) and the last lines of its log
@@ -439,30 +582,14 @@ impl TestEnv {
             .map_err(io_err("creating a temporary datadir"))?;
         let datadir = dir.path().join("bitcoind");
         std::fs::create_dir_all(&datadir).map_err(io_err("creating the bitcoind datadir"))?;
-        let rpc_port = free_port()?;
-        let p2p_port = free_port()?;
-        let logs = dir.path().to_path_buf();
-        let log = |name: &str| -> Result<std::fs::File, HarnessError> {
-            std::fs::File::create(logs.join(name)).map_err(io_err(format!("creating {name}")))
+        let setup = RealSetup {
+            bitcoind_exe: bitcoind_exe.to_path_buf(),
+            rpc_port: free_port()?,
+            p2p_port: free_port()?,
+            electrs: None,
         };
-        // No wallet (the faucet is ours); `-rest` is how electrs 0.12 reads blocks.
-        let bitcoind = Command::new(bitcoind_exe)
-            .arg("-regtest")
-            .arg(format!("-datadir={}", datadir.display()))
-            .arg("-txindex=1")
-            .arg("-server=1")
-            .arg("-rest=1")
-            .arg("-disablewallet=1")
-            .arg(format!("-rpcport={rpc_port}"))
-            .arg(format!("-port={p2p_port}"))
-            .arg("-bind=127.0.0.1")
-            .arg("-listen=1")
-            .arg("-listenonion=0")
-            .arg("-printtoconsole=0")
-            .stdout(Stdio::null())
-            .stderr(log("bitcoind.stderr")?)
-            .spawn()
-            .map_err(io_err(format!("starting {}", bitcoind_exe.display())))?;
+        let rpc_port = setup.rpc_port;
+        let bitcoind = spawn_bitcoind(dir.path(), &setup)?;
         let cookie = datadir.join("regtest").join(crate::server::COOKIE_FILE);
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
         let auth = Auth::CookieFile(cookie);
@@ -475,6 +602,7 @@ impl TestEnv {
                 bitcoind,
                 electrs: None,
                 faucet,
+                setup,
             },
             rpc,
             rpc_url,
@@ -482,15 +610,9 @@ impl TestEnv {
             electrum: SocketAddr::from(([127, 0, 0, 1], 0)),
             mine_address,
             dir,
+            mocktime: std::cell::Cell::new(0),
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match env.rpc.call("getblockcount", &[]) {
-                Ok(_) => break,
-                Err(e) if Instant::now() > deadline => return Err(e.into()),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        env.wait_for_rpc()?;
         env.mine(101)?;
         Ok(env)
     }
@@ -589,15 +711,74 @@ impl TestEnv {
     ///
     /// When the RPC call fails; [`HarnessError::Timeout`] when electrs does not follow.
     pub fn mine_to(&self, n: u32, address: &Address) -> Result<Vec<BlockHash>, HarnessError> {
-        let hashes: Vec<String> = self
-            .rpc
-            .call_as("generatetoaddress", &[json!(n), json!(address.to_string())])?;
-        let hashes = hashes
-            .iter()
-            .map(|h| BlockHash::from_str(h).map_err(|e| HarnessError::Unexpected(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let parse = |hashes: Vec<String>| {
+            hashes
+                .iter()
+                .map(|h| {
+                    BlockHash::from_str(h).map_err(|e| HarnessError::Unexpected(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut hashes = Vec::new();
+        let mut retries = 0;
+        while hashes.len() < n as usize {
+            let left = n as usize - hashes.len();
+            let before = self.tip_height()?;
+            match self.rpc.call_as::<Vec<String>>(
+                "generatetoaddress",
+                &[json!(left), json!(address.to_string())],
+            ) {
+                Ok(h) => hashes.extend(parse(h)?),
+                // After `invalidateblock`, Core makes the very block it invalidated again when
+                // the template repeats (same parent, transactions and coinbase, and the same
+                // time: blocks mined in a burst run ahead of the clock, their time set by the
+                // median-time-past rule), and refuses it as known-invalid. A real chain's
+                // next block differs; here the node's clock is moved past every block it
+                // knows for one block, then set back. (The embedded node never repeats a
+                // block.)
+                Err(RpcClientError::Rpc {
+                    code: -32603,
+                    message,
+                }) if message.contains("block not accepted") && retries < 5 => {
+                    retries += 1;
+                    let after = self.tip_height()?;
+                    for height in before + 1..=after {
+                        let h: String = self.rpc.call_as("getblockhash", &[json!(height)])?;
+                        hashes.extend(parse(vec![h])?);
+                    }
+                    let later = self.latest_block_time()? + retries;
+                    self.rpc.call("setmocktime", &[json!(later)])?;
+                    let one = self.rpc.call_as::<Vec<String>>(
+                        "generatetoaddress",
+                        &[json!(1), json!(address.to_string())],
+                    );
+                    self.rpc
+                        .call("setmocktime", &[json!(self.mocktime.get())])?;
+                    hashes.extend(parse(one?)?);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.wait_for_electrs_tip()?;
         Ok(hashes)
+    }
+
+    /// The latest block time of every chain tip the node knows (invalid ones included),
+    /// unix seconds.
+    fn latest_block_time(&self) -> Result<u64, HarnessError> {
+        let tips = self.rpc.call("getchaintips", &[])?;
+        let mut latest = 0;
+        for tip in tips.as_array().into_iter().flatten().take(1_000) {
+            let Some(hash) = tip.get("hash").and_then(Value::as_str) else {
+                continue;
+            };
+            let header = self.rpc.call("getblockheader", &[json!(hash)])?;
+            let time = header.get("time").and_then(Value::as_u64).ok_or_else(|| {
+                HarnessError::Unexpected(format!("getblockheader {hash}: no time in {header}"))
+            })?;
+            latest = latest.max(time);
+        }
+        Ok(latest)
     }
 
     /// Against a real electrs, wait until its tip is the node's (electrs polls bitcoind, here
@@ -769,13 +950,10 @@ impl TestEnv {
     /// Electrum server answer at the old tip. Clients must reconnect.
     ///
     /// # Errors
-    /// [`HarnessError::Unexpected`] against a real bitcoind (not supported here); start
-    /// failures; [`HarnessError::Timeout`].
+    /// Start failures; [`HarnessError::Timeout`].
     pub fn restart(&mut self, how: Restart) -> Result<(), HarnessError> {
         let Backend::Embedded(server) = &self.backend else {
-            return Err(HarnessError::Unexpected(
-                "restart is supported on the embedded node only".into(),
-            ));
+            return self.restart_real(how);
         };
         let height = self.tip_height()?;
         let datadir = server.datadir().to_path_buf();
@@ -805,6 +983,7 @@ impl TestEnv {
     /// When the RPC call fails.
     pub fn set_mocktime(&self, unix_time: u64) -> Result<(), HarnessError> {
         self.rpc.call("setmocktime", &[json!(unix_time)])?;
+        self.mocktime.set(unix_time);
         Ok(())
     }
 
