@@ -94,7 +94,7 @@ enum Backend {
         bitcoind: Child,
         electrs: Option<Child>,
         faucet: RealFaucet,
-        setup: RealSetup,
+        setup: Box<RealSetup>,
     },
 }
 
@@ -602,7 +602,7 @@ impl TestEnv {
                 bitcoind,
                 electrs: None,
                 faucet,
-                setup,
+                setup: Box::new(setup),
             },
             rpc,
             rpc_url,
