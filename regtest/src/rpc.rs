@@ -10,8 +10,8 @@
 //! the node's faucet key and mines one block (the embedded node has no wallet).
 //!
 //! Every read has a timeout, headers are capped at 64 KiB and bodies at [`MAX_BODY`] (HTTP 413,
-//! as Core's `evhttp_set_max_body_size`), a body at [`crate::electrum::MAX_JSON_TOKENS`] JSON
-//! values and a batch at [`Limits::max_batch`] requests (HTTP 400 with a JSON-RPC error);
+//! as Core's `evhttp_set_max_body_size`) and a body at [`crate::electrum::MAX_JSON_TOKENS`]
+//! JSON values (HTTP 400 with a JSON-RPC error), which bounds a batch (Core counts no batch);
 //! bodies above 64 KiB are read and handled a few at a time ([`Limits::large_inputs`]).
 //! Connections are capped at [`Limits::rpc_connections`]; a new client is admitted by closing
 //! the least recently active idle connection (policy of [`crate::limits`]). So a slow, silent
@@ -164,7 +164,6 @@ pub async fn serve(listener: TcpListener, ctx: RpcContext, creds: RpcCredentials
 /// What every connection of the RPC server shares.
 struct Bounds {
     max_body: usize,
-    max_batch: usize,
     /// Permits to read and handle a body above [`SMALL_INPUT`].
     large: Arc<Semaphore>,
 }
@@ -183,7 +182,6 @@ pub async fn serve_with(
     let slots = Slots::new(limits.rpc_connections, limits.rpc_connections);
     let bounds = Arc::new(Bounds {
         max_body: limits.max_body,
-        max_batch: limits.max_batch,
         large: Arc::new(Semaphore::new(limits.large_inputs.max(1))),
     });
     loop {
@@ -258,7 +256,8 @@ async fn read_request(
             return Ok(ReadOutcome::Closed);
         }
         if line.last() != Some(&b'\n') {
-            return Ok(ReadOutcome::Bad(431, "request line too long"));
+            // 400, as Core's HTTP server (libevent) answers an oversized head.
+            return Ok(ReadOutcome::Bad(400, "request line too long"));
         }
         head_len += n;
         let text = String::from_utf8_lossy(&line).trim().to_string();
@@ -280,6 +279,7 @@ async fn read_request(
     let mut keep_alive = version == "HTTP/1.1";
     let mut content_length: Option<usize> = None;
     let mut authorization = None;
+    let mut chunked = false;
     loop {
         line.clear();
         let n = match tokio::time::timeout_at(
@@ -296,7 +296,7 @@ async fn read_request(
         }
         head_len += n;
         if line.last() != Some(&b'\n') || head_len > MAX_HEAD {
-            return Ok(ReadOutcome::Bad(431, "request header fields too large"));
+            return Ok(ReadOutcome::Bad(400, "request header fields too large"));
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
@@ -320,7 +320,9 @@ async fn read_request(
                 }
             }
             "authorization" => authorization = Some(value.to_string()),
-            "transfer-encoding" => return Ok(ReadOutcome::Bad(411, "length required")),
+            // Core's HTTP server (libevent) reads chunked bodies: so do we.
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => chunked = true,
+            "transfer-encoding" => return Ok(ReadOutcome::Bad(400, "bad transfer-encoding")),
             _ => {}
         }
     }
@@ -332,6 +334,34 @@ async fn read_request(
     }
     if method == "POST" && !creds.check(authorization.as_deref()) {
         return Ok(ReadOutcome::Unauthorized);
+    }
+    if chunked {
+        // The length is known only once read: counted against the large-input bound.
+        let large =
+            match tokio::time::timeout_at(deadline, bounds.large.clone().acquire_owned()).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) | Err(_) => return Ok(ReadOutcome::Bad(503, "server busy")),
+            };
+        let body =
+            match tokio::time::timeout_at(deadline, read_chunked_body(reader, bounds.max_body))
+                .await
+            {
+                Ok(r) => match r? {
+                    Chunked::Body(b) => b,
+                    Chunked::TooLarge => {
+                        return Ok(ReadOutcome::Bad(413, "request body too large"))
+                    }
+                    Chunked::Bad => return Ok(ReadOutcome::Bad(400, "bad chunked body")),
+                    Chunked::Closed => return Ok(ReadOutcome::Closed),
+                },
+                Err(_) => return Ok(ReadOutcome::Closed),
+            };
+        return Ok(ReadOutcome::Request(HttpRequest {
+            method,
+            keep_alive,
+            body,
+            _large: large,
+        }));
     }
     let large = if len > SMALL_INPUT {
         match tokio::time::timeout_at(deadline, bounds.large.clone().acquire_owned()).await {
@@ -360,6 +390,73 @@ async fn read_request(
         body,
         _large: large,
     }))
+}
+
+enum Chunked {
+    Body(Vec<u8>),
+    TooLarge,
+    Bad,
+    Closed,
+}
+
+/// Read a `Transfer-Encoding: chunked` body (RFC 9112 section 7.1) of at most `max` bytes:
+/// hex sizes (extensions after `;` ignored), each chunk followed by CRLF, a zero-size chunk,
+/// then trailer lines up to an empty one.
+async fn read_chunked_body(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    max: usize,
+) -> std::io::Result<Chunked> {
+    const MAX_LINE: usize = 1024;
+    let mut body = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = read_line_capped(reader, &mut line, MAX_LINE).await?;
+        if n == 0 {
+            return Ok(Chunked::Closed);
+        }
+        if line.last() != Some(&b'\n') {
+            return Ok(Chunked::Bad);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let size_hex = text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            return Ok(Chunked::Bad);
+        };
+        if size == 0 {
+            break;
+        }
+        if size > max.saturating_sub(body.len()) {
+            return Ok(Chunked::TooLarge);
+        }
+        let start = body.len();
+        let mut limited = (&mut *reader).take(size as u64);
+        limited.read_to_end(&mut body).await?;
+        if body.len() - start != size {
+            return Ok(Chunked::Closed);
+        }
+        line.clear();
+        read_line_capped(reader, &mut line, 2).await?;
+        if line != b"\r\n" && line != b"\n" {
+            return Ok(Chunked::Bad);
+        }
+    }
+    // Trailers, up to an empty line.
+    let mut trailers = 0usize;
+    loop {
+        line.clear();
+        let n = read_line_capped(reader, &mut line, MAX_LINE).await?;
+        if n == 0 {
+            return Ok(Chunked::Closed);
+        }
+        trailers += n;
+        if line.last() != Some(&b'\n') || trailers > MAX_HEAD {
+            return Ok(Chunked::Bad);
+        }
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Chunked::Body(body));
+        }
+    }
 }
 
 /// Read up to and including `\n`, at most `cap` bytes; returns the number of bytes read.
@@ -400,9 +497,7 @@ fn status_text(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        411 => "Length Required",
         413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Unknown",
@@ -485,7 +580,7 @@ async fn connection(
             )
             .await?;
         } else {
-            let (status, reply) = handle_body(&ctx, &req.body, bounds.max_batch).await;
+            let (status, reply) = handle_body(&ctx, &req.body).await;
             let body = match reply {
                 Some(v) => {
                     let mut s = v.to_string().into_bytes();
@@ -591,7 +686,7 @@ fn http_status_for(e: &RpcError) -> u16 {
 }
 
 /// Execute one HTTP body: (HTTP status, reply body or none for 204).
-async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], max_batch: usize) -> (u16, Option<Value>) {
+async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8]) -> (u16, Option<Value>) {
     if !json_within(body, MAX_JSON_TOKENS) {
         let e = RpcError::new(
             code::INVALID_REQUEST,
@@ -629,16 +724,8 @@ async fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], max_batch: usize) -> (u
                 (status, Some(reply(result, req.id, req.version)))
             }
         },
-        Value::Array(items) if items.len() > max_batch => {
-            let e = RpcError::new(
-                code::INVALID_REQUEST,
-                format!(
-                    "batch too large ({} requests, at most {max_batch})",
-                    items.len()
-                ),
-            );
-            (400, Some(reply(Err(e), None, Version::Legacy)))
-        }
+        // No count of its own for a batch, as in Core: the body's size and its number of JSON
+        // values bound it.
         Value::Array(items) => {
             let mut replies = Vec::with_capacity(items.len());
             let total = items.len();

@@ -44,9 +44,15 @@ fn read_until_close(s: &mut TcpStream, timeout: Duration) -> (Vec<u8>, bool) {
     }
 }
 
+/// Our Electrum server's answers to bad input, as JSON-RPC 2.0 (sections 4.2, 5.1, 6) has
+/// them. Always the embedded server, also under `scripts/build-core`: electrs 0.12 answers
+/// some of these otherwise, against the spec (checked by hand: nothing at all for a line
+/// that is not UTF-8, `[]` for an empty batch, `"id": null` for a request without a method,
+/// code 1 for an out-of-range height, and a result for `"params": 5`), so there is no common
+/// answer to hold both servers to; ours is the one the spec asks for.
 #[test]
 fn electrum_garbage_malformed_json_and_unknown_methods() {
-    let env = env();
+    let env = TestEnv::embedded().expect("start the embedded node");
     let mut e = Electrum::connect(&env);
     e.send_raw(b"\x00\xff\xfe garbage \x80\x81\n");
     assert_eq!(e.read()["error"]["code"], -32700);
@@ -83,9 +89,12 @@ fn electrum_garbage_malformed_json_and_unknown_methods() {
     assert_serving(&env);
 }
 
+/// Our Electrum server's line cap ([`btcmpc_regtest::Limits::max_line`]). Always the
+/// embedded server: electrs 0.12 has no line cap (it reads a 3 MiB line and keeps the
+/// connection open), so there is nothing of it to check here.
 #[test]
 fn electrum_oversized_line_closes_only_that_connection() {
-    let env = env();
+    let env = TestEnv::embedded().expect("start the embedded node");
     let mut s = TcpStream::connect(env.electrum_url()).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut writer = s.try_clone().unwrap();
@@ -190,7 +199,7 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
         String::from_utf8_lossy(&out)
     );
 
-    // Endless header lines: refused once past the head cap.
+    // Endless header lines: refused once past the head cap, 400 as Core (libevent) answers.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut w = s.try_clone().unwrap();
@@ -209,7 +218,7 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
     let _ = sender.join();
     assert!(closed);
     assert!(
-        out.starts_with(b"HTTP/1.1 431"),
+        out.starts_with(b"HTTP/1.1 400"),
         "{}",
         String::from_utf8_lossy(&out)
     );
@@ -220,11 +229,43 @@ fn rpc_garbage_bad_http_and_oversized_bodies() {
         .unwrap();
     let (out, _) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(out.starts_with(b"HTTP/1.1 400"));
+    // Chunked bodies are read, as Core's HTTP server (libevent) reads them: credentials
+    // first, then the decoded body is the request.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
         .unwrap();
-    let (out, _) = read_until_close(&mut s, Duration::from_secs(10));
-    assert!(out.starts_with(b"HTTP/1.1 411"));
+    let (out, _) = read_until_close(&mut s, Duration::from_secs(5));
+    assert!(
+        out.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let chunked = |chunks: &[&str]| {
+        let mut req = format!(
+            "POST / HTTP/1.1\r\nAuthorization: Basic {}\r\nConnection: close\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            b64(auth.as_bytes())
+        );
+        for c in chunks {
+            req.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+        }
+        req.push_str("0\r\n\r\n");
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let (out, _) = read_until_close(&mut s, Duration::from_secs(10));
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let out = chunked(&["hello"]);
+    assert!(out.starts_with("HTTP/1.1 500"), "{out}");
+    assert!(out.contains("-32700"), "{out}");
+    let out = chunked(&[
+        r#"{"jsonrpc":"2.0","id":7,"#,
+        r#""method":"getblockcount"}"#,
+    ]);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let v: Value = serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap();
+    assert_eq!(v["id"], 7);
+    assert!(v["result"].as_u64().unwrap() >= 101, "{v}");
 
     // Malformed JSON bodies, deep nesting, wrong top-level types: JSON-RPC errors.
     for body in [
@@ -366,35 +407,37 @@ fn rpc_bounds_bodies_batches_and_connections() {
         String::from_utf8_lossy(&out)
     );
 
-    // A batch at the bound is answered; one request more is refused as a whole.
+    // A batch is answered in full whatever its count, as Core answers it: more requests
+    // than an Electrum batch may hold ([`Limits::max_batch`]) included. The body's size and
+    // its number of JSON values bound it.
     let batch = |n: usize| {
         let items: Vec<Value> = (0..n)
             .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "getblockcount"}))
             .collect();
         Value::Array(items).to_string()
     };
-    let (status, body) = http(&addr, Some(&auth), &batch(limits.max_batch));
-    assert_eq!(status, 200, "{body}");
+    let n = limits.max_batch + 1;
+    let (status, body) = http(&addr, Some(&auth), &batch(n));
+    assert_eq!(status, 200, "{body:.200}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v.as_array().map(Vec::len), Some(limits.max_batch));
-    let (status, body) = http(&addr, Some(&auth), &batch(limits.max_batch + 1));
-    assert_eq!(status, 400, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["error"]["code"], -32600, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("batch too large"),
-        "{v}"
-    );
+    let replies = v.as_array().expect("a batch reply");
+    assert_eq!(replies.len(), n);
+    assert!(replies
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r["id"] == json!(i) && r["result"].as_u64() >= Some(101)));
 
-    // Idle kept-alive connections beyond the cap: the oldest are closed, a new client is
-    // answered.
+    // Idle kept-alive connections beyond the embedded node's cap: a new client is answered.
+    // HTTP lets a server close an idle connection when it likes, and the two differ in when:
+    // the embedded node closes the oldest idle one at once to make room (its cap keeps it
+    // within its file descriptors), Core keeps them open until its `-rpcservertimeout`
+    // (30 s). So that the oldest was closed is checked on the embedded node only.
     let mut idle: Vec<TcpStream> = (0..limits.rpc_connections + 8)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
     assert_serving(&env);
-    let (_, closed) = read_until_close(&mut idle[0], Duration::from_secs(10));
-    assert!(closed, "the oldest idle connection made room");
+    if !env.is_real() {
+        let (_, closed) = read_until_close(&mut idle[0], Duration::from_secs(10));
+        assert!(closed, "the oldest idle connection made room");
+    }
 }
