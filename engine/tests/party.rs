@@ -72,6 +72,9 @@ async fn committee(n: usize) -> Committee {
                 idle_session: Duration::from_secs(1),
                 channel: ChannelConfig::default(),
                 chain: None,
+                wallet: None,
+                min_fee_sat: 1000,
+                max_open_jobs: 8,
             })
             .await
             .unwrap(),
@@ -225,6 +228,7 @@ async fn bad_client_input_is_refused_in_one_line_and_the_daemon_keeps_serving() 
         field: "m127".into(),
         schema: schema.clone(),
         mask: "00".repeat(16),
+        job: None,
     };
     let me = StaticKeypair::generate().unwrap();
     let mut first = connect(ep, &me, &AllowedKeys::new([key]), ChannelConfig::default())
@@ -362,6 +366,7 @@ async fn stalled_sessions_and_silent_sockets_do_not_lock_owners_out() {
                 field: "m127".into(),
                 schema: csv(10).schema,
                 mask: "00".repeat(16),
+                job: None,
             };
             ch.send(&json_frame(MessageType::STORE_BEGIN, &begin).unwrap())
                 .await

@@ -948,6 +948,87 @@ impl RoleWallet {
         Ok(outpoint)
     }
 
+    /// Pay several contract outputs in one transaction (a job's escrow outputs, one per
+    /// party: PROTOCOL.md's job flow step 5), remembering each contract (before the broadcast)
+    /// with its funding outpoint. `items` holds `(name, contract file JSON, script, amount)`;
+    /// returns the outpoints in the order of `items`.
+    ///
+    /// # Errors
+    /// Two items paying one script; funds, signing, broadcast and database errors;
+    /// [`WalletError::FeeTooHigh`] as [`RoleWallet::send`].
+    pub fn fund_contracts(
+        &mut self,
+        chain: &ChainClient,
+        items: &[(String, String, ScriptBuf, Amount)],
+        fee: impl Into<FeeChoice>,
+    ) -> Result<Vec<OutPoint>, WalletError> {
+        if items.is_empty() {
+            return Err(WalletError::Build("no contract outputs to fund".into()));
+        }
+        let scripts: std::collections::BTreeSet<&ScriptBuf> = items.iter().map(|i| &i.2).collect();
+        if scripts.len() != items.len() {
+            return Err(WalletError::Build(
+                "two contract outputs pay the same script".into(),
+            ));
+        }
+        for (name, file, spk, _) in items {
+            store::put_contract(
+                &self.conn,
+                &ContractRecord {
+                    name: name.clone(),
+                    file: file.clone(),
+                    script_pubkey: spk.to_hex_string(),
+                    funding: None,
+                    amount_sat: None,
+                },
+            )?;
+        }
+        let fee = fee.into();
+        // One input, the outputs and a change output, taproot: for the error's fee figure.
+        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 100 + 43 * items.len() as u64)?;
+        let psbt = {
+            let mut b = self.wallet.build_tx();
+            for (_, _, spk, amount) in items {
+                b.add_recipient(spk.clone(), *amount);
+            }
+            b.fee_rate(fee_rate);
+            b.finish()
+        }
+        .map_err(|e| self.map_create_err(e))?;
+        let paid = psbt
+            .fee()
+            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let moved: Amount = items.iter().map(|i| i.3).sum();
+        DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
+        let tx = self.sign_and_broadcast(chain, psbt, "fund", Some(&items[0].0), fee_rate, None)?;
+        let txid = tx.compute_txid();
+        let mut outpoints = Vec::with_capacity(items.len());
+        for (name, file, spk, amount) in items {
+            let vout = tx
+                .output
+                .iter()
+                .position(|o| o.script_pubkey == *spk && o.value == *amount)
+                .expect("the funding transaction pays every output it was built with");
+            let outpoint = OutPoint {
+                txid,
+                vout: vout as u32,
+            };
+            store::put_contract(
+                &self.conn,
+                &ContractRecord {
+                    name: name.clone(),
+                    file: file.clone(),
+                    script_pubkey: spk.to_hex_string(),
+                    funding: Some(outpoint),
+                    amount_sat: Some(amount.to_sat()),
+                },
+            )?;
+            outpoints.push(outpoint);
+        }
+        info!(target: "btcmpc_wallet::send", %txid, outputs = items.len(), "funded contract outputs");
+        Ok(outpoints)
+    }
+
     /// Remember a contract (for example one funded by someone else) without funding it.
     ///
     /// # Errors

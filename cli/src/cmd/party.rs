@@ -78,8 +78,9 @@ enum Cmd {
         #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::party::DEFAULT_MAX_STORE_VALUES)]
         max_store_values: u64,
         /// FOR TESTING ONLY, regtest only: misbehave in one named way (withhold,
-        /// wrong-opening, equivocate, bad-receipt, drop-to:K, crash-before:STEP,
-        /// crash-after:STEP with STEP receipt, check-send or commit).
+        /// wrong-opening, equivocate, bad-receipt, wrong-output-share, wrong-product,
+        /// drop-to:K, crash-before:STEP, crash-after:STEP with STEP receipt, check-send or
+        /// commit).
         #[arg(
             long,
             value_name = "FAULT",
@@ -96,6 +97,12 @@ enum Cmd {
         /// Datasets with fewer rows are never queried.
         #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::access::DEFAULT_MIN_ROWS)]
         min_rows: u64,
+        /// The smallest fee this party quotes a job for.
+        #[arg(long, value_name = "AMOUNT", default_value = "1000sat", value_parser = crate::args::parse_amount)]
+        min_fee: bitcoin::Amount,
+        /// Most jobs open at once.
+        #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::party::DEFAULT_MAX_OPEN_JOBS)]
+        max_open_jobs: usize,
     },
     /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
     Status,
@@ -124,7 +131,7 @@ fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
 
 /// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
 /// bounds when the transaction is built.
-fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
+pub fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
     match arg {
         Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
         None => Ok(chain.fee_rate(2, FEE_FLOOR)),
@@ -280,6 +287,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             acl_poll,
             acl_min_conf,
             min_rows,
+            min_fee,
+            max_open_jobs,
         } => run_daemon(
             global,
             manifest,
@@ -288,6 +297,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             max_store_values,
             testing_fault.filter(|f| !f.is_empty()),
             (acl_poll, acl_min_conf, min_rows),
+            (min_fee.to_sat(), max_open_jobs.max(1)),
         ),
         Cmd::Status => status(global),
         Cmd::Withdraw { fee_rate: rate } => {
@@ -326,6 +336,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_daemon(
     global: &Global,
     manifest: Option<PathBuf>,
@@ -334,6 +345,7 @@ fn run_daemon(
     max_store_values: u64,
     fault: Option<String>,
     (acl_poll, acl_min_conf, min_rows): (u64, u32, u64),
+    (min_fee_sat, max_open_jobs): (u64, usize),
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::node::fault::Fault;
     use btcmpc_engine::node::noise::StaticKeypair;
@@ -378,6 +390,8 @@ fn run_daemon(
     let party_key = wallet
         .contract_keypair_for(&card.party_key)?
         .context("this wallet does not hold the card's party key")?;
+    // The daemon's claimer opens the wallet itself.
+    drop(wallet);
     let transport = TransportSecret::load(&dir.join("transport.key"))?;
     let transport = StaticKeypair::from_secret(&transport.secret_bytes())?;
     let listen = listen.unwrap_or_else(|| card.endpoint.clone());
@@ -404,6 +418,9 @@ fn run_daemon(
             acl_min_conf,
             min_rows,
         }),
+        wallet: Some(crate::cmd::wallet::wallet_dir(global)),
+        min_fee_sat,
+        max_open_jobs,
     };
     let rt = runtime()?;
     rt.block_on(async move {

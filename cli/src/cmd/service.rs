@@ -15,10 +15,13 @@ use btcmpc_engine::node::card::{
 use btcmpc_engine::node::chain::ElectrumView;
 use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
 use btcmpc_engine::node::noise::StaticKeypair;
+use btcmpc_engine::node::owner::StoreOptions;
+use btcmpc_engine::node::paid::ServiceJob;
 use btcmpc_engine::node::service::Service;
 use serde_json::{json, Value};
 
-use crate::cmd::wallet::{connect, open};
+use crate::args::parse_amount;
+use crate::cmd::wallet::{connect, open, open_synced};
 use crate::{global::Global, output::Report};
 
 /// Arguments of `btcmpc service`.
@@ -44,6 +47,185 @@ enum Cmd {
         #[arg(long, value_name = "D", default_value_t = 1)]
         degree: u8,
     },
+    /// Pay the committee to run a query on a dataset (its card from `owner export`): quotes,
+    /// output masks, computation, escrow funding, claims; prints the result, who was paid,
+    /// who was blamed and the refunds still pending.
+    Query {
+        /// The dataset card.
+        card: PathBuf,
+        /// The query, e.g. 'sum(income), mean(age)'.
+        query: String,
+        /// The fee offered to each party.
+        #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+        fee: bitcoin::Amount,
+        /// The escrow refund height T: absolute, or `+N` blocks from the tip.
+        #[arg(long, value_name = "HEIGHT", default_value = "+20")]
+        deadline: String,
+        /// Stop after the quotes and print the price.
+        #[arg(long)]
+        quote: bool,
+        /// Seconds to wait for the parties' claims (the job stays open after: `service
+        /// settle` finishes it).
+        #[arg(long, value_name = "S", default_value_t = 120)]
+        wait: u64,
+        /// Fee rate of the escrow funding in sat/vB (default: the server's estimate).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+        /// Seconds each party has for each exchange (the computation included).
+        #[arg(long, value_name = "S", default_value_t = 120)]
+        party_timeout: u64,
+    },
+    /// Finish open jobs (every one, or JOB): read the claims, open the result, and refund
+    /// every escrow output still unclaimed once the tip reaches T.
+    Settle {
+        /// A job id (default: every open job).
+        job: Option<String>,
+        /// Fee rate of the refunds in sat/vB (default: the server's estimate).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
+}
+
+fn job_path(global: &Global, id: &str) -> PathBuf {
+    global.datadir().join("jobs").join(format!("{id}.json"))
+}
+
+fn save_job(global: &Global, job: &ServiceJob) -> anyhow::Result<()> {
+    let path = job_path(global, &job.id_hex());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(&path, serde_json::to_string_pretty(job)?.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// The service's key pair and client, from `service init`'s files.
+fn load_service(global: &Global) -> anyhow::Result<Service> {
+    let v: Value = serde_json::from_str(
+        &read_bounded(&service_file(global)).context("run `btcmpc service init` first")?,
+    )?;
+    let key: PublicKey = v["pubkey"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .context("service.json: bad pubkey")?;
+    let wallet = open(global)?;
+    let keypair = wallet
+        .contract_keypair_for(&key)?
+        .context("this wallet does not hold the service key")?;
+    let secret = TransportSecret::load(&global.datadir().join("service-transport.key"))?;
+    Ok(Service::new(
+        keypair,
+        StaticKeypair::from_secret(&secret.secret_bytes())?,
+    ))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The report of a job: result table, payments, blame, pending refunds.
+fn job_report(job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
+    let mut text = format!("job {} on dataset {name}\n", job.id_hex());
+    let mut result = serde_json::Map::new();
+    match &job.result {
+        Some(values) => {
+            text.push_str("result:\n");
+            let width = values.iter().map(|v| v.name.len()).max().unwrap_or(0);
+            for v in values {
+                text.push_str(&format!("  {:width$}  {}\n", v.name, v.value));
+                result.insert(v.name.clone(), json!(v.value));
+            }
+        }
+        None => text.push_str("result: not opened yet (waiting for claims)\n"),
+    }
+    let mut paid = Vec::new();
+    if let Some(f) = &job.funding {
+        text.push_str(&format!("paid (escrow funding {}):\n", f.funding_txid));
+        for o in &f.outputs {
+            let claim = job.claims.iter().find(|c| c.party == o.party);
+            let refund = job.refunds.iter().find(|r| r.0 == o.party);
+            text.push_str(&format!(
+                "  party {}: {} sat, {}\n",
+                o.party,
+                o.sats,
+                match (claim, refund) {
+                    (Some(c), _) => format!("claimed in {}", c.txid),
+                    (None, Some(r)) => format!("refunded to us in {}", r.1),
+                    (None, None) => "not claimed yet".to_string(),
+                }
+            ));
+            paid.push(json!({"party": o.party, "escrow_txid": f.funding_txid,
+                "claim_txid": claim.map(|c| c.txid.clone()), "sats": o.sats}));
+        }
+    }
+    let blamed: Vec<Value> = job
+        .culprits
+        .iter()
+        .map(|p| json!({"party": p, "evidence": Value::Null}))
+        .collect();
+    if job.culprits.is_empty() {
+        text.push_str("blamed: none\n");
+    } else {
+        text.push_str(&format!(
+            "blamed: parties {:?} delivered wrong output shares (named by decoding)\n",
+            job.culprits
+        ));
+    }
+    let pending: Vec<Value> = job
+        .unclaimed()
+        .iter()
+        .map(|p| json!({"party": p, "height": job.request.timeout}))
+        .collect();
+    if !pending.is_empty() {
+        text.push_str(&format!(
+            "pending refunds: parties {:?} at height {} (`btcmpc service settle`)\n",
+            job.unclaimed(),
+            job.request.timeout
+        ));
+    }
+    for (p, e) in &job.silent {
+        text.push_str(&format!("  party {p} delivered nothing: {e}\n"));
+    }
+    let _ = manifest;
+    Report::new(
+        text.trim_end(),
+        json!({"job": job.id_hex(), "result": result, "paid": paid,
+               "pending_refunds": pending, "blamed": blamed}),
+    )
+}
+
+/// Polls until every paid party claimed or `wait` passed; opens the result when the claims
+/// allow it.
+fn wait_and_open(
+    global: &Global,
+    job: &mut ServiceJob,
+    manifest: &Manifest,
+    chain: &btcmpc_wallet::ChainClient,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let before = job.claims.len();
+        job.poll(manifest, chain).map_err(anyhow::Error::msg)?;
+        if job.claims.len() != before {
+            save_job(global, job)?;
+        }
+        if job.unclaimed().is_empty() || start.elapsed() >= wait {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    if job.result.is_none() && job.claims.len() > manifest.roster.params.t {
+        match job.open(manifest) {
+            Ok(_) => save_job(global, job)?,
+            Err(e) => eprintln!("cannot open the result yet: {e}"),
+        }
+    }
+    Ok(())
 }
 
 fn service_file(global: &Global) -> PathBuf {
@@ -99,6 +281,138 @@ fn load_card(path: &Path) -> anyhow::Result<(Value, Manifest)> {
 /// Run `btcmpc service`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
     match args.cmd {
+        Cmd::Query {
+            card,
+            query,
+            fee,
+            deadline,
+            quote,
+            wait,
+            fee_rate,
+            party_timeout,
+        } => {
+            let (card, manifest) = load_card(&card)?;
+            let service = load_service(global)?;
+            let chain = connect(global)?;
+            if let Err(e) = verify_manifest(&manifest, &ElectrumView::new(&chain))?.ok() {
+                bail!("the dataset's committee is refused: {e}");
+            }
+            let timeout = crate::cmd::party::parse_height("--deadline", &deadline, &chain)?;
+            let schema: btcmpc_engine::mpc::csv::Schema =
+                serde_json::from_value(card["schema"].clone())
+                    .context("dataset card: bad schema")?;
+            let name = card["name"].as_str().unwrap_or_default().to_string();
+            let mut job = ServiceJob::new(
+                &service,
+                &manifest,
+                card["dataset_id"].as_str().unwrap_or_default(),
+                card["field"].as_str().unwrap_or_default(),
+                schema,
+                &query,
+                fee.to_sat(),
+                timeout,
+                global.network.network(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            save_job(global, &job)?;
+            let rt = runtime()?;
+            let each = std::time::Duration::from_secs(party_timeout.clamp(1, 3600));
+            let quoted = rt.block_on(job.quote(&service, &manifest, Default::default(), each));
+            save_job(global, &job)?;
+            quoted.map_err(|e| anyhow::anyhow!("the committee refused the job: {e}"))?;
+            if quote {
+                let n = job.quotes.len() as u64;
+                return Ok(Report::new(
+                    format!(
+                        "job {}: {n} parties quote {} sat each ({} sat in all), escrow refund height {timeout}",
+                        job.id_hex(),
+                        fee.to_sat(),
+                        n * fee.to_sat()
+                    ),
+                    json!({"job": job.id_hex(), "quotes": job.quotes, "total_sat": n * fee.to_sat(),
+                           "timeout": timeout}),
+                ));
+            }
+            let mut options = StoreOptions::new(&format!("job-{}", &job.id_hex()[..16]));
+            options.party_timeout = each;
+            let computed = rt.block_on(job.compute(&service, &manifest, &options, each));
+            save_job(global, &job)?;
+            computed.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
+            let mut wallet = open(global)?;
+            wallet.sync(&chain)?;
+            let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
+            job.fund(&manifest, &mut wallet, &chain, fee_choice)
+                .map_err(|e| anyhow::anyhow!("funding the escrow outputs: {e}"))?;
+            save_job(global, &job)?;
+            for (p, a) in rt.block_on(job.notify(&service, &manifest, Default::default(), each)) {
+                match a {
+                    Ok(a) if a.state == "refused" => {
+                        eprintln!(
+                            "party {p} refuses the funding: {}",
+                            a.reason.unwrap_or_default()
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
+                }
+            }
+            wait_and_open(
+                global,
+                &mut job,
+                &manifest,
+                &chain,
+                std::time::Duration::from_secs(wait),
+            )?;
+            Ok(job_report(&job, &manifest, &name))
+        }
+        Cmd::Settle { job, fee_rate } => {
+            let dir = global.datadir().join("jobs");
+            let mut ids: Vec<String> = match job {
+                Some(j) => vec![j],
+                None => std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .filter_map(|e| {
+                                e.file_name()
+                                    .to_str()
+                                    .and_then(|n| n.strip_suffix(".json"))
+                                    .map(str::to_string)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            ids.sort();
+            let (mut wallet, chain) = open_synced(global)?;
+            let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
+            let mut text = String::new();
+            let mut rows = Vec::new();
+            for id in ids {
+                let path = job_path(global, &id);
+                let mut job: ServiceJob = serde_json::from_str(&read_bounded(&path)?)
+                    .with_context(|| format!("job record {}", path.display()))?;
+                let manifest = job.committee().map_err(anyhow::Error::msg)?;
+                wait_and_open(
+                    global,
+                    &mut job,
+                    &manifest,
+                    &chain,
+                    std::time::Duration::ZERO,
+                )?;
+                let refunds = job
+                    .refund(&manifest, &mut wallet, &chain, fee_choice)
+                    .map_err(anyhow::Error::msg)?;
+                save_job(global, &job)?;
+                let r = job_report(&job, &manifest, &id[..16]);
+                text.push_str(&r.text);
+                text.push('\n');
+                rows.push(json!({"job": id, "report": r.json, "refunds": refunds}));
+            }
+            if rows.is_empty() && text.is_empty() {
+                text = "no open jobs".into();
+            }
+            Ok(Report::new(text.trim_end(), json!({"jobs": rows})))
+        }
         Cmd::Init => {
             let path = service_file(global);
             if path.exists() {

@@ -88,3 +88,4 @@ impl Cli {
         self.root.join(name).display().to_string()
     }
 }
+pub mod net;

@@ -381,8 +381,8 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
 
     /// Test support: adds `delta` to the first masked degree-`2t` value of every round before
     /// it is signed, this party's own view included (a wrong product contribution, the evil
-    /// twin of the in-process committee and of the fault switchboard).
-    #[cfg(any(test, feature = "test-support"))]
+    /// twin of the in-process committee and of the fault switchboard, which only regtest
+    /// allows).
     pub fn lie_in_openings(&mut self, delta: F) {
         self.lie = Some(delta);
     }

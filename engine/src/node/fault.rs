@@ -47,6 +47,12 @@ pub enum Fault {
     Equivocate,
     /// Signs a receipt for a hash that is not the hash of what it received.
     BadReceipt,
+    /// Adds one to every value of its masked output share before sealing it (a wrong output
+    /// share: the service's decoding names it, and the evidence convicts it).
+    WrongOutputShare,
+    /// Adds one to its masked degree-`2t` values in every degree reduction of a job (a wrong
+    /// product contribution: the additive attack version 1 does not detect).
+    WrongProduct,
     /// Drops every message to this party (1-based index).
     DropTo(u32),
     /// Dies (abort, like `kill -9`) just before the step.
@@ -62,7 +68,8 @@ impl Fault {
     }
 
     /// Every accepted spelling, for help texts and errors.
-    pub const NAMES: &'static str = "withhold, wrong-opening, equivocate, bad-receipt, drop-to:K, \
+    pub const NAMES: &'static str = "withhold, wrong-opening, equivocate, bad-receipt, \
+         wrong-output-share, wrong-product, drop-to:K, \
          crash-before:STEP, crash-after:STEP (STEP: receipt, check-send, commit)";
 }
 
@@ -73,6 +80,8 @@ impl fmt::Display for Fault {
             Fault::WrongOpening => write!(f, "wrong-opening"),
             Fault::Equivocate => write!(f, "equivocate"),
             Fault::BadReceipt => write!(f, "bad-receipt"),
+            Fault::WrongOutputShare => write!(f, "wrong-output-share"),
+            Fault::WrongProduct => write!(f, "wrong-product"),
             Fault::DropTo(k) => write!(f, "drop-to:{k}"),
             Fault::CrashBefore(s) => write!(f, "crash-before:{}", s.name()),
             Fault::CrashAfter(s) => write!(f, "crash-after:{}", s.name()),
@@ -102,6 +111,8 @@ impl FromStr for Fault {
                 "wrong-opening" => Fault::WrongOpening,
                 "equivocate" => Fault::Equivocate,
                 "bad-receipt" => Fault::BadReceipt,
+                "wrong-output-share" => Fault::WrongOutputShare,
+                "wrong-product" => Fault::WrongProduct,
                 _ => return Err(bad()),
             },
             Some(("drop-to", k)) => {
@@ -125,6 +136,8 @@ mod tests {
             "wrong-opening",
             "equivocate",
             "bad-receipt",
+            "wrong-output-share",
+            "wrong-product",
             "drop-to:3",
             "crash-before:receipt",
             "crash-after:check-send",

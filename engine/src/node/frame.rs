@@ -88,6 +88,12 @@ impl MessageType {
     pub const RESULT: Self = Self(0x0032);
     /// A service's signed access question, and a party's answer.
     pub const ACCESS: Self = Self(0x0033);
+    /// A party's signed quote for a job.
+    pub const JOB_QUOTE: Self = Self(0x0034);
+    /// The service starts the computation of a quoted job.
+    pub const JOB_RUN: Self = Self(0x0035);
+    /// The service's escrow funding of a job, and a party's answer.
+    pub const JOB_PAID: Self = Self(0x0036);
 
     /// The cap on payload bytes of this type, `None` if the type is unknown.
     #[must_use]
@@ -138,6 +144,9 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::OPENING_BATCH, "opening-batch", BATCH_CAP),
     (MessageType::RESULT, "result", 1024 * 1024),
     (MessageType::ACCESS, "access", CONTROL_CAP),
+    (MessageType::JOB_QUOTE, "job-quote", CONTROL_CAP),
+    (MessageType::JOB_RUN, "job-run", CONTROL_CAP),
+    (MessageType::JOB_PAID, "job-paid", CONTROL_CAP),
 ];
 
 /// The largest cap of any type: no frame is ever longer than `HEADER_LEN` plus this.

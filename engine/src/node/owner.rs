@@ -195,202 +195,236 @@ impl Owner {
         options: &StoreOptions,
         progress: Option<Progress>,
     ) -> Result<StoreReport, OwnerError> {
-        wire::check_name(&options.name).map_err(|e| OwnerError::Manifest(e.to_string()))?;
-        let roster = &self.manifest.roster;
-        let n = roster.n();
-        let params =
-            Params::new(n, roster.params.t).map_err(|e| OwnerError::Manifest(e.to_string()))?;
-        let mut session = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut session);
-        let roster_id = roster.id();
         let columns: Vec<Vec<F>> = dataset.to_field::<F>();
-        let shares = Arc::new(deal(params, &columns, &mut dealer_rng()));
-        drop(columns);
-        let begin = |i: usize| StoreBegin {
-            version: wire::STORE_PROTOCOL_VERSION,
-            session,
-            roster: roster_id,
-            name: options.name.clone(),
-            field: F::NAME.to_string(),
-            schema: dataset.schema.clone(),
-            mask: field_to_hex(&shares[i].mask),
-        };
-        let context = begin(0).context();
-        let expected: Vec<Hash32> = shares.iter().map(|s| s.receipt_hash(&context)).collect();
-        let total = (dataset.schema.rows * dataset.schema.fields.len() * n * F::ENCODED_LEN) as u64;
-        let sent = Arc::new(AtomicU64::new(0));
+        deal_checked::<F>(
+            &self.manifest,
+            &self.transport,
+            &dataset.schema,
+            columns,
+            None,
+            options,
+            progress,
+        )
+        .await
+    }
+}
 
-        // Phase 1: shares and receipts.
-        let mut tasks = Vec::new();
-        for i in 1..=n as u32 {
-            let (endpoint, key) = self.endpoint(i);
-            let me = self.transport.clone();
-            let begin = begin(i as usize - 1);
-            let shares = Arc::clone(&shares);
-            let (sent, progress, options) = (Arc::clone(&sent), progress.clone(), options.clone());
-            let party_key = roster.cards[i as usize - 1].party_key;
-            let want = expected[i as usize - 1];
-            tasks.push(tokio::spawn(async move {
-                let r = with_retries(options.party_timeout, || {
-                    let (endpoint, me, begin, shares) = (&endpoint, &me, &begin, &shares);
-                    let (sent, progress) = (&sent, &progress);
-                    async move {
-                        let mut link = Link::open(endpoint, me, key, options.channel)
-                            .await
-                            .map_err(|e| Retry::Again(e.to_string()))?;
-                        upload::<F>(
-                            &mut link,
-                            begin,
-                            &shares[i as usize - 1],
-                            sent,
-                            total,
-                            progress.as_ref(),
-                        )
+/// Deals `columns` (one vector per field column of `schema`) to every party of `manifest`,
+/// collects and checks the receipts and runs the parties' check with complaint resolution:
+/// an owner's store (`job` = `None`) or a service's output masks for job `job`.
+///
+/// # Errors
+/// As [`Owner::store_shares`].
+pub(crate) async fn deal_checked<F: PrimeField>(
+    manifest: &Manifest,
+    transport: &StaticKeypair,
+    schema: &crate::mpc::csv::Schema,
+    columns: Vec<Vec<F>>,
+    job: Option<Hash32>,
+    options: &StoreOptions,
+    progress: Option<Progress>,
+) -> Result<StoreReport, OwnerError> {
+    wire::check_name(&options.name).map_err(|e| OwnerError::Manifest(e.to_string()))?;
+    let endpoint_of = |party: u32| {
+        let c = &manifest.roster.cards[party as usize - 1];
+        (c.endpoint.clone(), TransportKey(c.transport_key))
+    };
+    let roster = &manifest.roster;
+    let n = roster.n();
+    let params =
+        Params::new(n, roster.params.t).map_err(|e| OwnerError::Manifest(e.to_string()))?;
+    let mut session = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut session);
+    let roster_id = roster.id();
+    let shares = Arc::new(deal(params, &columns, &mut dealer_rng()));
+    drop(columns);
+    let begin = |i: usize| StoreBegin {
+        version: wire::STORE_PROTOCOL_VERSION,
+        session,
+        roster: roster_id,
+        name: options.name.clone(),
+        field: F::NAME.to_string(),
+        schema: schema.clone(),
+        mask: field_to_hex(&shares[i].mask),
+        job,
+    };
+    let context = begin(0).context();
+    let expected: Vec<Hash32> = shares.iter().map(|s| s.receipt_hash(&context)).collect();
+    let total = (schema.rows * schema.fields.len() * n * F::ENCODED_LEN) as u64;
+    let sent = Arc::new(AtomicU64::new(0));
+
+    // Phase 1: shares and receipts.
+    let mut tasks = Vec::new();
+    for i in 1..=n as u32 {
+        let (endpoint, key) = endpoint_of(i);
+        let me = transport.clone();
+        let begin = begin(i as usize - 1);
+        let shares = Arc::clone(&shares);
+        let (sent, progress, options) = (Arc::clone(&sent), progress.clone(), options.clone());
+        let party_key = roster.cards[i as usize - 1].party_key;
+        let want = expected[i as usize - 1];
+        tasks.push(tokio::spawn(async move {
+            let r = with_retries(options.party_timeout, || {
+                let (endpoint, me, begin, shares) = (&endpoint, &me, &begin, &shares);
+                let (sent, progress) = (&sent, &progress);
+                async move {
+                    let mut link = Link::open(endpoint, me, key, options.channel)
                         .await
-                        .map_err(Retry::Again)?;
-                        let f = link.recv().await.map_err(Retry::Again)?;
-                        let r: Receipt = parse_json(&f).map_err(|e| Retry::Stop(e.to_string()))?;
-                        Ok(r)
-                    }
-                })
-                .await;
-                let r = r.and_then(|r| {
-                    let digest = receipt_digest(&roster_id, &session, i, &r.hash);
-                    if r.party != i || r.session != session {
-                        Err("answered with a receipt for another party or session".to_string())
-                    } else if !schnorr_verify(&party_key, digest, &r.signature) {
-                        Err("its receipt signature does not verify".to_string())
-                    } else if r.hash != want {
-                        Err(
-                            "signed a receipt for shares it was not sent (wrong receipt hash)"
-                                .to_string(),
-                        )
-                    } else {
-                        Ok(r)
-                    }
-                });
-                (i, r)
-            }));
-        }
-        let mut receipts = Vec::new();
-        let mut reasons = Vec::new();
-        let mut held = Vec::new();
-        for t in tasks {
-            let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
-            match r {
-                Ok(r) => {
-                    held.push(i);
-                    receipts.push(r);
+                        .map_err(|e| Retry::Again(e.to_string()))?;
+                    upload::<F>(
+                        &mut link,
+                        begin,
+                        &shares[i as usize - 1],
+                        sent,
+                        total,
+                        progress.as_ref(),
+                    )
+                    .await
+                    .map_err(Retry::Again)?;
+                    let f = link.recv().await.map_err(Retry::Again)?;
+                    let r: Receipt = parse_json(&f).map_err(|e| Retry::Stop(e.to_string()))?;
+                    Ok(r)
                 }
-                Err(e) => reasons.push(format!("party {i}: {e}")),
+            })
+            .await;
+            let r = r.and_then(|r| {
+                let digest = receipt_digest(&roster_id, &session, i, &r.hash);
+                if r.party != i || r.session != session {
+                    Err("answered with a receipt for another party or session".to_string())
+                } else if !schnorr_verify(&party_key, digest, &r.signature) {
+                    Err("its receipt signature does not verify".to_string())
+                } else if r.hash != want {
+                    Err(
+                        "signed a receipt for shares it was not sent (wrong receipt hash)"
+                            .to_string(),
+                    )
+                } else {
+                    Ok(r)
+                }
+            });
+            (i, r)
+        }));
+    }
+    let mut receipts = Vec::new();
+    let mut reasons = Vec::new();
+    let mut held = Vec::new();
+    for t in tasks {
+        let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
+        match r {
+            Ok(r) => {
+                held.push(i);
+                receipts.push(r);
             }
+            Err(e) => reasons.push(format!("party {i}: {e}")),
         }
-        if !reasons.is_empty() {
-            return Err(OwnerError::Incomplete { held, reasons });
-        }
-        let root = receipts_root(&expected);
+    }
+    if !reasons.is_empty() {
+        return Err(OwnerError::Incomplete { held, reasons });
+    }
+    let root = receipts_root(&expected);
 
-        // Phase 2: the parties' check, with complaint resolution.
-        let check = StoreCheck {
-            session,
-            receipts: receipts.clone(),
-        };
-        let mut tasks = Vec::new();
-        for i in 1..=n as u32 {
-            let (endpoint, key) = self.endpoint(i);
-            let me = self.transport.clone();
-            let (check, shares, options) = (check.clone(), Arc::clone(&shares), options.clone());
-            let begin = begin(i as usize - 1);
-            tasks.push(tokio::spawn(async move {
-                let r = with_retries(options.party_timeout, || {
-                    let (endpoint, me, check, shares, begin) =
-                        (&endpoint, &me, &check, &shares, &begin);
-                    async move {
-                        let mut link = Link::open(endpoint, me, key, options.channel)
-                            .await
-                            .map_err(|e| Retry::Again(e.to_string()))?;
-                        // The party may have restarted and lost the session from memory: the
-                        // session's header brings it back from its store (no batches needed).
-                        let f = json_frame(MessageType::STORE_BEGIN, begin).map_err(stop)?;
-                        link.send(&f).await.map_err(Retry::Again)?;
-                        let f = json_frame(MessageType::STORE_CHECK, check).map_err(stop)?;
-                        link.send(&f).await.map_err(Retry::Again)?;
-                        loop {
-                            let f = link.recv().await.map_err(Retry::Again)?;
-                            match f.kind() {
-                                MessageType::STORE_DONE => {
-                                    return parse_json::<StoreDone>(&f).map_err(stop);
-                                }
-                                MessageType::COMPLAINT => {
-                                    let c: Complaint = parse_json(&f).map_err(stop)?;
-                                    reveal::<F>(&mut link, &session, &c, shares)
-                                        .await
-                                        .map_err(Retry::Again)?;
-                                }
-                                other => return Err(Retry::Stop(format!("unexpected {other}"))),
+    // Phase 2: the parties' check, with complaint resolution.
+    let check = StoreCheck {
+        session,
+        receipts: receipts.clone(),
+    };
+    let mut tasks = Vec::new();
+    for i in 1..=n as u32 {
+        let (endpoint, key) = endpoint_of(i);
+        let me = transport.clone();
+        let (check, shares, options) = (check.clone(), Arc::clone(&shares), options.clone());
+        let begin = begin(i as usize - 1);
+        tasks.push(tokio::spawn(async move {
+            let r = with_retries(options.party_timeout, || {
+                let (endpoint, me, check, shares, begin) =
+                    (&endpoint, &me, &check, &shares, &begin);
+                async move {
+                    let mut link = Link::open(endpoint, me, key, options.channel)
+                        .await
+                        .map_err(|e| Retry::Again(e.to_string()))?;
+                    // The party may have restarted and lost the session from memory: the
+                    // session's header brings it back from its store (no batches needed).
+                    let f = json_frame(MessageType::STORE_BEGIN, begin).map_err(stop)?;
+                    link.send(&f).await.map_err(Retry::Again)?;
+                    let f = json_frame(MessageType::STORE_CHECK, check).map_err(stop)?;
+                    link.send(&f).await.map_err(Retry::Again)?;
+                    loop {
+                        let f = link.recv().await.map_err(Retry::Again)?;
+                        match f.kind() {
+                            MessageType::STORE_DONE => {
+                                return parse_json::<StoreDone>(&f).map_err(stop);
                             }
+                            MessageType::COMPLAINT => {
+                                let c: Complaint = parse_json(&f).map_err(stop)?;
+                                reveal::<F>(&mut link, &session, &c, shares)
+                                    .await
+                                    .map_err(Retry::Again)?;
+                            }
+                            other => return Err(Retry::Stop(format!("unexpected {other}"))),
                         }
                     }
-                })
-                .await;
-                (i, r)
-            }));
-        }
-        let mut holders = Vec::new();
-        let mut silent = Vec::new();
-        let mut refusals = Vec::new();
-        let mut reports: Vec<(u32, Vec<u32>)> = Vec::new();
-        for t in tasks {
-            let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
-            match r {
-                Ok(done) if done.accepted && done.party == i => {
-                    holders.push(i);
-                    reports.push((i, done.liars));
                 }
-                Ok(done) => {
-                    refusals.push(format!(
-                        "party {i}: {}",
-                        done.reason.clone().unwrap_or_default()
-                    ));
-                    reports.push((i, done.liars));
-                }
-                Err(e) => {
-                    tracing::info!(target: "btcmpc::owner", party = i, "no check result: {e}");
-                    silent.push(i);
-                }
+            })
+            .await;
+            (i, r)
+        }));
+    }
+    let mut holders = Vec::new();
+    let mut silent = Vec::new();
+    let mut refusals = Vec::new();
+    let mut reports: Vec<(u32, Vec<u32>)> = Vec::new();
+    for t in tasks {
+        let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
+        match r {
+            Ok(done) if done.accepted && done.party == i => {
+                holders.push(i);
+                reports.push((i, done.liars));
+            }
+            Ok(done) => {
+                refusals.push(format!(
+                    "party {i}: {}",
+                    done.reason.clone().unwrap_or_default()
+                ));
+                reports.push((i, done.liars));
+            }
+            Err(e) => {
+                tracing::info!(target: "btcmpc::owner", party = i, "no check result: {e}");
+                silent.push(i);
             }
         }
-        let t = params.t();
-        let blamed = tally_blame(&reports, n, t);
-        holders.retain(|p| !blamed.contains(p));
-        if holders.len() < n - t {
-            return Err(OwnerError::Refused(format!(
-                "only parties {holders:?} confirmed the dealing, {} needed{}{}",
-                n - t,
-                if refusals.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", refusals.join("; "))
-                },
-                if silent.is_empty() {
-                    String::new()
-                } else {
-                    format!("; silent: {silent:?}")
-                },
-            )));
-        }
-        Ok(StoreReport {
-            session: hex::encode(session),
-            receipts_root: root,
-            holders,
-            blamed,
-            silent,
-            rows: dataset.schema.rows,
-            columns: dataset.schema.fields.len(),
-            bytes_sent: sent.load(Ordering::Relaxed),
-        })
     }
+    let t = params.t();
+    let blamed = tally_blame(&reports, n, t);
+    holders.retain(|p| !blamed.contains(p));
+    if holders.len() < n - t {
+        return Err(OwnerError::Refused(format!(
+            "only parties {holders:?} confirmed the dealing, {} needed{}{}",
+            n - t,
+            if refusals.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", refusals.join("; "))
+            },
+            if silent.is_empty() {
+                String::new()
+            } else {
+                format!("; silent: {silent:?}")
+            },
+        )));
+    }
+    Ok(StoreReport {
+        session: hex::encode(session),
+        receipts_root: root,
+        holders,
+        blamed,
+        silent,
+        rows: schema.rows,
+        columns: schema.fields.len(),
+        bytes_sent: sent.load(Ordering::Relaxed),
+    })
+}
 
+impl Owner {
     /// Tells `parties` that the dataset of `session` is bound to its published STORE record;
     /// returns the parties that confirmed.
     ///

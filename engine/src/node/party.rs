@@ -54,6 +54,11 @@ use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::round::{Machine, Message, Outgoing, PartyId, Recipient, RoundId, Step};
 use crate::mpc::shamir::Params;
 
+mod claims;
+mod jobs;
+use jobs::Job;
+pub use jobs::{DEFAULT_MAX_OPEN_JOBS, MIN_JOB_BLOCKS};
+
 /// Default bound on the values one store session may hand a party (rows x shared columns):
 /// 8 million, 256 MB of secp256k1 shares in memory at most.
 pub const DEFAULT_MAX_STORE_VALUES: u64 = 8_000_000;
@@ -101,6 +106,13 @@ pub struct PartyConfig {
     /// Where to follow the chain for the ACL of every committed dataset (`None`: the party
     /// answers every access question with a refusal saying it follows no chain).
     pub chain: Option<ChainSource>,
+    /// The party's wallet directory: claims of paid jobs pay into it (`None`: the party never
+    /// claims, so it quotes no job).
+    pub wallet: Option<PathBuf>,
+    /// The smallest fee this party quotes a job for, sats.
+    pub min_fee_sat: u64,
+    /// Most jobs open at once ([`DEFAULT_MAX_OPEN_JOBS`]).
+    pub max_open_jobs: usize,
 }
 
 /// The Electrum server a party follows, and how often.
@@ -273,11 +285,24 @@ impl Party {
                 .get(index - 1)
                 .map(|b| (b.outpoint.to_string(), b.exit)),
             acls: HashMap::new(),
-            min_rows: config.chain.as_ref().map(|c| c.min_rows),
+            min_rows: config
+                .chain
+                .as_ref()
+                .filter(|_| config.wallet.is_some())
+                .map(|c| c.min_rows),
             bond_state: None,
+            jobs: HashMap::new(),
+            job_sessions: HashMap::new(),
+            max_open_jobs: config.max_open_jobs,
+            min_fee_sat: config.min_fee_sat,
+            network: config
+                .chain
+                .as_ref()
+                .map_or(bitcoin::Network::Regtest, |c| c.network),
         };
         let stop_follower = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(src) = config.chain.clone() {
+            let claimer_src = src.clone();
             let (path, tx, stop) = (
                 config.store_path.clone(),
                 events_tx.clone(),
@@ -288,6 +313,20 @@ impl Party {
                 .name("acl-follower".into())
                 .spawn(move || follow_acls(&path, &src, &tx, &stop, &manifest, party))
                 .map_err(|e| PartyError::Manifest(format!("starting the ACL follower: {e}")))?;
+            if let Some(wallet) = config.wallet.clone() {
+                let (path, tx, stop) = (
+                    config.store_path.clone(),
+                    events_tx.clone(),
+                    Arc::clone(&stop_follower),
+                );
+                let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
+                std::thread::Builder::new()
+                    .name("claimer".into())
+                    .spawn(move || {
+                        claims::claim_paid_jobs(&path, &wallet, &src, &tx, &stop, &manifest, &key)
+                    })
+                    .map_err(|e| PartyError::Manifest(format!("starting the claimer: {e}")))?;
+            }
         }
         let (stop, stopped) = oneshot::channel();
         // Incoming connections: parties go to the peer manager, anyone else is a client.
@@ -426,6 +465,10 @@ enum Event {
         view: AclView,
     },
     Bond(String),
+    Claimed {
+        job: Hash32,
+        result: Result<String, String>,
+    },
 }
 
 struct Client {
@@ -540,6 +583,12 @@ struct Core {
     acls: HashMap<String, AclView>,
     min_rows: Option<u64>,
     bond_state: Option<String>,
+    jobs: HashMap<Hash32, Job>,
+    /// Session id (a job's setup or evaluation) -> job id.
+    job_sessions: HashMap<Hash32, Hash32>,
+    max_open_jobs: usize,
+    min_fee_sat: u64,
+    network: bitcoin::Network,
 }
 
 /// A one-line refusal for the peer.
@@ -640,6 +689,7 @@ impl Core {
                 Err(e) => warn!(target: "btcmpc::party", %job, "cannot resume: {e}"),
             }
         }
+        self.resume_jobs()?;
         let open = self.store.open_jobs()?;
         for job in open {
             for (slot, bytes, _) in self.store.outbox(&job)? {
@@ -770,7 +820,11 @@ impl Core {
             }
             Event::Timer { session, round } => {
                 self.timers.remove(&(session, round));
-                self.drive(session, Some(round))?;
+                if self.job_sessions.contains_key(&session) {
+                    self.job_deadline(session, round)?;
+                } else {
+                    self.drive(session, Some(round))?;
+                }
             }
             Event::Acl { session, view } => {
                 for (service, access) in &view.table {
@@ -785,6 +839,7 @@ impl Core {
                 self.acls.insert(session, view);
             }
             Event::Bond(state) => self.bond_state = Some(state),
+            Event::Claimed { job, result } => self.on_claimed(job, result),
         }
         Ok(())
     }
@@ -884,6 +939,18 @@ impl Core {
                 self.reply_json(Some(conn), MessageType::ACCESS, &answer);
                 Ok(())
             }
+            MessageType::JOB_REQUEST => {
+                let m: super::job::JobRequest = parse_json(frame).map_err(e)?;
+                self.on_job_request(conn, m)
+            }
+            MessageType::JOB_RUN => {
+                let m: super::job::JobRun = parse_json(frame).map_err(e)?;
+                self.on_job_run(conn, m)
+            }
+            MessageType::JOB_PAID => {
+                let m: super::job::JobPaid = parse_json(frame).map_err(e)?;
+                self.on_job_paid(conn, m)
+            }
             other => Err(format!("a client may not send {other}")),
         }
     }
@@ -900,6 +967,22 @@ impl Core {
             ));
         }
         let key = self.client_key(conn)?;
+        if let Some(job) = &begin.job {
+            // A service's output masks: only for a job it was quoted, from its connection key.
+            let client = self
+                .jobs
+                .get(job)
+                .map(|j| jobs::with_job!(j, j => j.record.client_key.clone()))
+                .ok_or_else(|| {
+                    format!(
+                        "masks for job {}, which this party has not quoted",
+                        hex::encode(job)
+                    )
+                })?;
+            if client != hex::encode(key.0) {
+                return Err("masks for a job of another service connection key".into());
+            }
+        }
         if let Some(s) = self.sessions.get_mut(&begin.session) {
             // A reconnecting owner re-sends the session.
             return with_session!(s, s => {
@@ -1163,7 +1246,10 @@ impl Core {
         let input = CheckInput {
             params: self.params,
             me: self.me,
-            tag: STORE_CHECK_TAG.to_vec(),
+            tag: match &s.begin.job {
+                Some(job) => crate::mpc::check::mask_check_tag(job),
+                None => STORE_CHECK_TAG.to_vec(),
+            },
             round: STORE_CHECK_ROUND,
             context: s.context,
             receipts: receipts.iter().map(|r| r.hash).collect(),
@@ -1276,7 +1362,7 @@ impl Core {
         let twin_msgs: Vec<Outgoing<F>> = twin.map(|t| t.send).unwrap_or_default();
         for (k, out) in step.send.into_iter().enumerate() {
             let alt = twin_msgs.get(k);
-            self.send_out(&session, out, alt)?;
+            self.send_out(&store_job(&session), &session, out, alt)?;
         }
         if let Some(out) = step.output {
             let done = self.outcome(&session, &out);
@@ -1377,6 +1463,7 @@ impl Core {
     /// before a restart).
     fn send_out<F: PrimeField>(
         &mut self,
+        outbox: &str,
         session: &Hash32,
         out: Outgoing<F>,
         alt: Option<&Outgoing<F>>,
@@ -1390,9 +1477,7 @@ impl Core {
                 .collect(),
             Recipient::One(p) => vec![p],
         };
-        let (round, sub) = Broadcast::<F>::slot_of(&out.msg)
-            .map(|(_, r, s)| (r, s))
-            .unwrap_or((0, 255));
+        let (round, sub) = jobs::message_slot(&out.msg);
         for to in targets {
             let msg = match alt {
                 Some(a) if to.get() > (self.params.n() as u32) / 2 => &a.msg,
@@ -1404,7 +1489,7 @@ impl Core {
             };
             let bytes = serde_json::to_vec(&payload).unwrap_or_default();
             let slot = OutboxSlot {
-                job: store_job(session),
+                job: outbox.to_string(),
                 round,
                 slot: u32::from(sub) * 256 + to.get(),
             };
@@ -1482,6 +1567,9 @@ impl Core {
     }
 
     fn started(&self, session: &Hash32) -> bool {
+        if let Some(started) = self.job_started(session) {
+            return started;
+        }
         self.sessions
             .get(session)
             .is_some_and(|s| with_session!(s, s => s.machine.is_some() || s.done.is_some()))
@@ -1533,6 +1621,9 @@ impl Core {
                 self.hold_early(from, session, bytes.into());
             }
             return Ok(());
+        }
+        if self.job_sessions.contains_key(&session) {
+            return self.deliver_job(from, session, m.message);
         }
         let Some(mut s) = self.sessions.remove(&session) else {
             return Ok(());
@@ -1743,6 +1834,9 @@ impl Core {
             .into_iter()
             .filter_map(|d: DatasetMeta| {
                 let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
+                if r.begin.job.is_some() {
+                    return None; // a job's output masks
+                }
                 Some(DatasetStatus {
                     name: r.begin.name,
                     session: d.id,

@@ -6,15 +6,29 @@
 
 use std::time::Duration;
 
-use bitcoin::secp256k1::Keypair;
+use bitcoin::secp256k1::{Keypair, PublicKey};
+use num_bigint::BigInt;
+use sha2::{Digest, Sha256};
 
 use super::access::{AccessAnswer, AccessRequest};
 use super::card::schnorr_sign;
-use super::frame::MessageType;
+use super::frame::{Frame, MessageType};
+use super::job::{
+    JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote, JOB_PROTOCOL_VERSION,
+};
 use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
+use super::owner::{deal_checked, OwnerError, StoreOptions, StoreReport};
 use super::transport::{connect, ChannelConfig};
 use super::wire::{json_frame, parse_json};
+use crate::mpc::csv::{FieldColumn, Schema};
+use crate::mpc::dealing::Hash32;
+use crate::mpc::decode::{decode_vec, DecodeVec};
+use crate::mpc::evidence::{open, verify_tagged, Delivery, PartyKey, Sig, DELIVERY_TAG};
+use crate::mpc::field::PrimeField;
+use crate::mpc::fixed::to_signed;
+use crate::mpc::query::{OutputValue, Plan};
+use crate::mpc::shamir::Params;
 
 /// A service: its signing key and its Noise static key.
 #[derive(Debug, Clone)]
@@ -107,4 +121,350 @@ impl Service {
         }
         out
     }
+}
+
+/// Sends `frame_for(party)` to each party of `parties` and reads its answer of kind `answer`,
+/// each bounded by `timeout`; `check` turns the answer into the result. One entry per party,
+/// in the order of `parties`.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<T, F>(
+    transport: &StaticKeypair,
+    manifest: &Manifest,
+    parties: &[u32],
+    frames: Vec<Frame>,
+    answer: MessageType,
+    config: ChannelConfig,
+    timeout: Duration,
+    check: F,
+) -> Vec<(u32, Result<T, String>)>
+where
+    T: Send + 'static,
+    F: Fn(u32, &Frame) -> Result<T, String> + Send + Sync + Clone + 'static,
+{
+    let mut tasks = Vec::new();
+    for (&party, frame) in parties.iter().zip(frames) {
+        let Some(card) = manifest.roster.cards.get((party as usize).wrapping_sub(1)) else {
+            tasks.push(tokio::spawn(async move {
+                (party, Err(format!("party {party} is not in the roster")))
+            }));
+            continue;
+        };
+        let (endpoint, key) = (card.endpoint.clone(), TransportKey(card.transport_key));
+        let (me, check) = (transport.clone(), check.clone());
+        tasks.push(tokio::spawn(async move {
+            let ask = async {
+                let mut ch = connect(&endpoint, &me, &AllowedKeys::new([key]), config)
+                    .await
+                    .map_err(|e| format!("unreachable: {e}"))?;
+                ch.send(&frame).await.map_err(|e| e.to_string())?;
+                loop {
+                    let f = ch.recv().await.map_err(|e| e.to_string())?;
+                    match f.kind() {
+                        MessageType::PING => continue,
+                        MessageType::ERROR => {
+                            return Err(String::from_utf8_lossy(f.payload())
+                                .chars()
+                                .take(300)
+                                .collect())
+                        }
+                        k if k == answer => return check(party, &f),
+                        other => return Err(format!("unexpected {other}")),
+                    }
+                }
+            };
+            let r = match tokio::time::timeout(timeout, ask).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            (party, r)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(x) => out.push(x),
+            Err(e) => out.push((0, Err(e.to_string()))),
+        }
+    }
+    out
+}
+
+/// The schema of a job's output masks: one field column of `count` values.
+pub fn mask_schema(count: usize) -> Schema {
+    Schema {
+        rows: count,
+        columns: Vec::new(),
+        fields: vec![FieldColumn {
+            name: "mask".into(),
+            min: 0,
+            max: 0,
+            validity: None,
+            present_of: None,
+        }],
+    }
+}
+
+impl Service {
+    /// The service key (the one owners grant; the escrow refund key `S`).
+    pub fn key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// A signed request for `query` on `dataset_id` (hex) to the committee of roster
+    /// `roster`: `fee_sat` to each party, escrow refund height `timeout` (blocks). A fresh
+    /// random nonce makes it a new job.
+    pub fn job_request(
+        &self,
+        roster: Hash32,
+        dataset_id: &str,
+        query: &str,
+        fee_sat: u64,
+        timeout: u32,
+    ) -> JobRequest {
+        let mut nonce = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
+        let mut r = JobRequest {
+            version: JOB_PROTOCOL_VERSION,
+            nonce,
+            roster,
+            dataset_id: dataset_id.to_string(),
+            query: query.to_string(),
+            service: self.key.public_key().to_string(),
+            fee_sat,
+            timeout,
+            signature: String::new(),
+        };
+        r.sign(&self.key);
+        r
+    }
+
+    /// Sends `request` to every party; each answer is a quote checked against the request
+    /// and the party's roster key (PROTOCOL.md, step 2), or why there is none.
+    pub async fn quotes(
+        &self,
+        manifest: &Manifest,
+        request: &JobRequest,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Vec<(u32, Result<Quote, String>)> {
+        let parties: Vec<u32> = (1..=manifest.roster.n() as u32).collect();
+        let frame = match json_frame(MessageType::JOB_REQUEST, request) {
+            Ok(f) => f,
+            Err(e) => return parties.iter().map(|p| (*p, Err(e.to_string()))).collect(),
+        };
+        let keys: Vec<PublicKey> = manifest.roster.cards.iter().map(|c| c.party_key).collect();
+        let req = request.clone();
+        exchange(
+            &self.transport,
+            manifest,
+            &parties,
+            vec![frame; parties.len()],
+            MessageType::JOB_QUOTE,
+            config,
+            timeout,
+            move |party, f| {
+                let q: Quote = parse_json(f).map_err(|e| e.to_string())?;
+                q.verify(&req, party, &keys[party as usize - 1])?;
+                Ok(q)
+            },
+        )
+        .await
+    }
+
+    /// Deals the job's output masks (`masks[j]` for opened sum `j`) to every party and runs
+    /// their check of the dealing, as a store with [`super::wire::StoreBegin::job`] set.
+    ///
+    /// # Errors
+    /// As [`super::owner::Owner::store_shares`].
+    pub async fn deal_masks<F: PrimeField>(
+        &self,
+        manifest: &Manifest,
+        job: &Hash32,
+        masks: &[F],
+        options: &StoreOptions,
+    ) -> Result<StoreReport, OwnerError> {
+        deal_checked::<F>(
+            manifest,
+            &self.transport,
+            &mask_schema(masks.len()),
+            vec![masks.to_vec()],
+            Some(*job),
+            options,
+            None,
+        )
+        .await
+    }
+
+    /// Asks `parties` to compute job `job` with the masks dealt in `mask_session`; each answer
+    /// is a delivery whose signature verifies under the party's key and whose `H_i` is its
+    /// quote's.
+    pub async fn run(
+        &self,
+        manifest: &Manifest,
+        quotes: &[Quote],
+        mask_session: Hash32,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Vec<(u32, Result<JobDelivery, String>)> {
+        let parties: Vec<u32> = quotes.iter().map(|q| q.party).collect();
+        let Some(job) = quotes.first().map(|q| q.job) else {
+            return Vec::new();
+        };
+        let frame = match json_frame(MessageType::JOB_RUN, &JobRun { job, mask_session }) {
+            Ok(f) => f,
+            Err(e) => return parties.iter().map(|p| (*p, Err(e.to_string()))).collect(),
+        };
+        let roster: Vec<PublicKey> = manifest.roster.cards.iter().map(|c| c.party_key).collect();
+        let quotes = quotes.to_vec();
+        exchange(
+            &self.transport,
+            manifest,
+            &parties,
+            vec![frame; parties.len()],
+            MessageType::RESULT,
+            config,
+            timeout,
+            move |party, f| {
+                let d: JobDelivery = parse_json(f).map_err(|e| e.to_string())?;
+                check_delivery(&d, job, party, &roster, &quotes)?;
+                Ok(d)
+            },
+        )
+        .await
+    }
+
+    /// Tells every paid party of its funding; one answer per party.
+    pub async fn paid(
+        &self,
+        manifest: &Manifest,
+        paid: &JobPaid,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Vec<(u32, Result<JobPaidAnswer, String>)> {
+        let parties: Vec<u32> = paid.outputs.iter().map(|o| o.party).collect();
+        let frame = match json_frame(MessageType::JOB_PAID, paid) {
+            Ok(f) => f,
+            Err(e) => return parties.iter().map(|p| (*p, Err(e.to_string()))).collect(),
+        };
+        let job = paid.job;
+        exchange(
+            &self.transport,
+            manifest,
+            &parties,
+            vec![frame; parties.len()],
+            MessageType::JOB_PAID,
+            config,
+            timeout,
+            move |party, f| {
+                let a: JobPaidAnswer = parse_json(f).map_err(|e| e.to_string())?;
+                if a.job != job || a.party != party {
+                    return Err("answered for another job or party".into());
+                }
+                Ok(a)
+            },
+        )
+        .await
+    }
+}
+
+/// Checks party `party`'s delivery for job `job`: its signature on `(job, i, H_i, sha256(c_i))`
+/// under the party's roster key, and `H_i` equal to its quote's.
+///
+/// # Errors
+/// One line naming what is wrong.
+pub fn check_delivery(
+    d: &JobDelivery,
+    job: Hash32,
+    party: u32,
+    roster: &[PublicKey],
+    quotes: &[Quote],
+) -> Result<(), String> {
+    if d.job != job || d.party != party {
+        return Err("delivered for another job or party".into());
+    }
+    let quote = quotes
+        .iter()
+        .find(|q| q.party == party)
+        .ok_or("delivered without a quote")?;
+    if d.key_hash != quote.key_hash {
+        return Err("delivered under another hashlock than its quote".into());
+    }
+    let sealed = hex::decode(&d.sealed).map_err(|_| "the sealed share is not hex".to_string())?;
+    let key = roster
+        .get((party as usize).wrapping_sub(1))
+        .ok_or("not in the roster")?;
+    let pk = PartyKey::from_compressed(&key.serialize()).map_err(|e| e.to_string())?;
+    let delivery = Delivery {
+        job_id: job,
+        index: party as usize,
+        key_hash: d.key_hash,
+        ciphertext_hash: Sha256::digest(&sealed).into(),
+    };
+    verify_tagged(
+        &pk,
+        DELIVERY_TAG,
+        &delivery.encoding(),
+        &Sig(d.signature),
+        party as usize,
+    )
+    .map_err(|e| format!("the delivery signature: {e}"))
+}
+
+/// What the service learns from the opened output shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResult {
+    /// Every output of the plan, finished (PROTOCOL.md: the service divides by the scale).
+    pub result: Vec<OutputValue>,
+    /// Parties whose output share was off the polynomial of the others (Berlekamp-Welch).
+    pub culprits: Vec<u32>,
+}
+
+/// Opens each claimed `c_i` with its revealed `k_i`, decodes the masked outputs (naming wrong
+/// shares), removes the masks and finishes the plan. `claimed` holds `(party, c_i, k_i)`.
+///
+/// # Errors
+/// One line: too few shares, inconsistent shares (no result and no blame), a plan that does
+/// not finish.
+pub fn open_result<F: PrimeField>(
+    params: Params,
+    plan: &Plan,
+    masks: &[F],
+    job: &Hash32,
+    claimed: &[(u32, Vec<u8>, Hash32)],
+) -> Result<JobResult, String> {
+    let mut culprits = Vec::new();
+    let mut vectors: Vec<(usize, Vec<F>)> = Vec::new();
+    for (party, sealed, k) in claimed {
+        match open::<F>(job, *party as usize, k, sealed) {
+            Ok(y) if y.len() == masks.len() => vectors.push((*party as usize, y)),
+            // A share that does not open, or has the wrong length, is wrong.
+            _ => culprits.push(*party),
+        }
+    }
+    let refs: Vec<(usize, &[F])> = vectors.iter().map(|(i, v)| (*i, &v[..])).collect();
+    let decoded = decode_vec(params, &refs).map_err(|e| format!("decoding: {e}"))?;
+    let values = match decoded {
+        DecodeVec::Decoded {
+            values,
+            culprits: c,
+        } => {
+            culprits.extend(c.into_iter().map(|c| c as u32));
+            values
+        }
+        DecodeVec::Inconsistent { .. } => {
+            return Err(
+                "the output shares are inconsistent beyond what decoding corrects: no result"
+                    .into(),
+            )
+        }
+    };
+    let opened: Vec<BigInt> = values
+        .iter()
+        .zip(masks)
+        .map(|(y, m)| to_signed(*y - *m))
+        .collect();
+    let result = plan.finish(&opened).map_err(|e| e.to_string())?;
+    culprits.sort_unstable();
+    culprits.dedup();
+    Ok(JobResult { result, culprits })
 }

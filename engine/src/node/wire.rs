@@ -82,6 +82,32 @@ pub mod hex32 {
     }
 }
 
+/// `Option<[u8; 32]>` as an optional hex string.
+pub mod opt_hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes `Some` as 64 hex digits.
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::hex32::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads 64 hex digits (or null).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        match text {
+            None => Ok(None),
+            Some(t) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(&t, &mut out).map_err(serde::de::Error::custom)?;
+                Ok(Some(out))
+            }
+        }
+    }
+}
+
 /// 64 bytes (a BIP340 signature) as hex.
 pub mod hex64 {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -121,6 +147,11 @@ pub struct StoreBegin {
     pub schema: Schema,
     /// The party's share of the check mask, hex of the canonical big-endian encoding.
     pub mask: String,
+    /// Set when a service deals the output masks of this job (PROTOCOL.md, job flow step 2):
+    /// the sharing is checked under [`crate::mpc::check::mask_check_tag`] and never becomes a
+    /// dataset; `None` for an owner's store.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+    pub job: Option<Hash32>,
 }
 
 impl StoreBegin {
@@ -172,6 +203,11 @@ impl StoreBegin {
             .chain_update(self.field.as_bytes())
             .chain_update((schema.len() as u64).to_be_bytes())
             .chain_update(&schema)
+            .chain_update(
+                self.job
+                    .map(|j| [&b"job"[..], &j[..]].concat())
+                    .unwrap_or_default(),
+            )
             .finalize()
             .into()
     }

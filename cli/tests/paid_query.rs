@@ -1,0 +1,205 @@
+//! Paid queries across processes on the embedded regtest chain: four `party run` daemons, an
+//! owner's dataset with gaps, a granted service paying for a query with one escrow funding
+//! and getting the answer from the parties' claims; a party delivering a wrong output share
+//! is named and the result is still right.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod support;
+use support::net::{write_csv, Net, WAIT};
+
+/// Runs `service query` while mining a block every half second (the escrow funding needs a
+/// confirmation before the parties claim); returns its JSON report.
+fn query(net: &Net, card: &str, q: &str, fee: &str) -> Value {
+    let mut c = net.command("service");
+    c.args([
+        "--json",
+        "service",
+        "query",
+        card,
+        q,
+        "--fee",
+        fee,
+        "--deadline",
+        "+40",
+        "--wait",
+        "60",
+        "--party-timeout",
+        "30",
+    ]);
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(&mut child);
+    let end = Instant::now() + Duration::from_secs(100);
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < end,
+            "service query did not finish in 100 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        net.env.mine(1).unwrap();
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    guard
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = guard.0.wait().unwrap();
+    drop(guard);
+    assert!(
+        status.success(),
+        "service query failed: {err}\nparty 1 log:\n{}",
+        std::fs::read_to_string(net.log("p1")).unwrap_or_default()
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+}
+
+/// The clear answers for the CSV of [`write_csv`]: `sum(income)` over present values (exact
+/// decimal text), the row count, the number of present incomes.
+fn clear(rows: usize) -> (f64, usize, usize) {
+    // income = (r % 1000) + (r % 10) / 10 where r % 7 != 3, in tenths.
+    let mut tenths: i64 = 0;
+    let mut present = 0;
+    for r in 0..rows {
+        if r % 7 == 3 {
+            continue;
+        }
+        present += 1;
+        tenths += (r % 1000) as i64 * 10 + (r % 10) as i64;
+    }
+    (tenths as f64 / 10.0, rows, present)
+}
+
+/// `got` (decimal text) is `want` up to the fixed-point encoding: each of `terms` values is
+/// rounded to 16 fractional bits, so the sum is off by at most `terms / 2^17`.
+fn close(got: &Value, want: f64, terms: usize) -> bool {
+    let got: f64 = got
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    (got - want).abs() <= terms as f64 / 131_072.0
+}
+
+#[test]
+fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater() {
+    let mut net = Net::new();
+    let csv = net.cli.path("data.csv");
+    let rows = 500;
+    write_csv(std::path::Path::new(&csv), rows);
+    let v = net.store(&csv, "survey");
+    assert_eq!(v["holders"], serde_json::json!([1, 2, 3, 4]), "{v}");
+    net.fund("service");
+    let service = net.cli.json("service", &["service", "init"])["pubkey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let card = net.cli.path("survey.card.json");
+    net.cli
+        .json("owner", &["owner", "export", "survey", "--out", &card]);
+    // Not granted: every party refuses to quote, nothing is paid.
+    let before = net.cli.json("service", &["wallet", "balance"]);
+    let err = net.cli.fails(
+        "service",
+        &["service", "query", &card, "sum(income)", "--fee", "5000sat"],
+    );
+    assert!(err.contains("not granted"), "{err}");
+    net.cli
+        .json("owner", &["owner", "grant", "survey", &service]);
+    net.env.mine(1).unwrap();
+    net.settle();
+    // Every party must have read the GRANT before it quotes.
+    let end = Instant::now() + WAIT;
+    loop {
+        let out = net
+            .cli
+            .run("service", &["--json", "service", "access", &card]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let all = v["parties"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|p| p["granted"] == true));
+        if all {
+            break;
+        }
+        assert!(Instant::now() < end, "{v}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let (sum, count, present) = clear(rows);
+    let v = query(
+        &net,
+        &card,
+        "sum(income), count(), count(income)",
+        "5000sat",
+    );
+    assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
+    assert_eq!(v["result"]["count()"], count.to_string(), "{v}");
+    assert_eq!(v["result"]["count(income)"], present.to_string(), "{v}");
+    assert_eq!(v["blamed"], serde_json::json!([]), "{v}");
+    let paid = v["paid"].as_array().unwrap();
+    assert_eq!(paid.len(), 4, "{v}");
+    for p in paid {
+        assert_eq!(p["sats"], 5000);
+        assert!(p["claim_txid"].is_string(), "every party claimed: {v}");
+        assert_eq!(p["escrow_txid"], paid[0]["escrow_txid"], "one funding");
+    }
+    assert_eq!(v["pending_refunds"], serde_json::json!([]));
+    let after = net.cli.json("service", &["wallet", "balance"]);
+    let spent = before["confirmed"].as_u64().unwrap() + before["unconfirmed"].as_u64().unwrap()
+        - after["confirmed"].as_u64().unwrap()
+        - after["unconfirmed"].as_u64().unwrap();
+    assert!(
+        (20_000..21_000).contains(&spent),
+        "the service paid 4 x 5000 sat plus one funding fee: {spent}"
+    );
+    // Each party's claim paid its own wallet.
+    net.settle();
+    for p in ["p1", "p2", "p3", "p4"] {
+        let h = net.cli.json(p, &["wallet", "history"]);
+        assert!(
+            h["transactions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["net_sat"]
+                    .as_i64()
+                    .is_some_and(|r| (4000..5000).contains(&r))),
+            "{p} received its fee less the claim's fee: {h}"
+        );
+    }
+
+    // Party 3 now seals a wrong output share: decoding names it, the result is still right.
+    net.restart(3, Some("wrong-output-share"));
+    let v = query(&net, &card, "sum(income), mean(age)", "5000sat");
+    assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
+    let mean_age: f64 = (0..rows).map(|r| (18 + r % 70) as f64).sum::<f64>() / rows as f64;
+    let got: f64 = v["result"]["mean(age)"].as_str().unwrap().parse().unwrap();
+    assert!((got - mean_age).abs() < 1e-9, "{got} vs {mean_age}");
+    assert_eq!(v["blamed"][0]["party"], 3, "{v}");
+    assert_eq!(v["blamed"].as_array().unwrap().len(), 1, "{v}");
+}

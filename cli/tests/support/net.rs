@@ -1,0 +1,275 @@
+//! A committee of four `btcmpc party run` processes (t = 1) with bonds on the embedded regtest
+//! chain, and a funded owner: what the multi-process tests share.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bitcoin::{Address, Amount, Network};
+use btcmpc_regtest::harness::TestEnv;
+use serde_json::Value;
+
+use super::Cli;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const PARTIES: [&str; 4] = ["p1", "p2", "p3", "p4"];
+
+/// A `party run` process, killed when dropped (even when the test fails).
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Net {
+    pub env: TestEnv,
+    pub _dir: tempfile::TempDir,
+    pub cli: Cli,
+    pub manifest: String,
+    pub daemons: Vec<Option<Daemon>>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Net {
+    pub fn settle(&self) {
+        self.env
+            .wait_for_height(self.env.tip_height().unwrap(), WAIT)
+            .unwrap();
+    }
+
+    pub fn fund(&self, who: &str) {
+        self.cli.json(who, &["wallet", "create"]);
+        let addr: Address = self.cli.json(who, &["wallet", "address"])["address"]
+            .as_str()
+            .unwrap()
+            .parse::<Address<_>>()
+            .unwrap()
+            .require_network(Network::Regtest)
+            .unwrap();
+        self.env.fund(&addr, Amount::from_sat(1_000_000)).unwrap();
+        self.settle();
+    }
+
+    /// Four bonded parties with a verified manifest, each daemon running, and a funded owner.
+    pub fn new() -> Net {
+        let env = TestEnv::new().expect("regtest chain starts");
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli {
+            electrum: env.electrum_url(),
+            root: dir.path().to_path_buf(),
+        };
+        let mut net = Net {
+            env,
+            cli,
+            _dir: dir,
+            manifest: String::new(),
+            daemons: Vec::new(),
+        };
+        let mut cards = Vec::new();
+        for p in PARTIES {
+            net.fund(p);
+            let endpoint = format!("127.0.0.1:{}", free_port());
+            let v = net.cli.json(p, &["party", "init", "--endpoint", &endpoint]);
+            cards.push(v["card"].as_str().unwrap().to_string());
+        }
+        net.fund("owner");
+        let roster = net.cli.path("roster.json");
+        let mut args = vec![
+            "network",
+            "roster",
+            "--t",
+            "1",
+            "--min-bond",
+            "100000sat",
+            "--out",
+            &roster,
+        ];
+        args.extend(cards.iter().map(String::as_str));
+        net.cli.json("p1", &args);
+        for p in PARTIES {
+            net.cli.json(p, &["party", "sign-roster", &roster]);
+        }
+        for p in PARTIES {
+            net.cli.json(
+                p,
+                &[
+                    "party",
+                    "bond",
+                    "100000sat",
+                    "--exit",
+                    "+400",
+                    "--roster",
+                    &roster,
+                ],
+            );
+        }
+        net.env.mine(1).unwrap();
+        net.settle();
+        net.manifest = net.cli.path("manifest.json");
+        let mut args = vec![
+            "network",
+            "manifest",
+            "--roster",
+            &roster,
+            "--out",
+            &net.manifest,
+        ];
+        args.extend(cards.iter().map(String::as_str));
+        net.cli.json("p1", &args);
+        for p in PARTIES {
+            std::fs::copy(&net.manifest, net.cli.root.join(p).join("manifest.json")).unwrap();
+        }
+        for (i, p) in PARTIES.iter().enumerate() {
+            let d = net.spawn(p, None);
+            net.daemons.push(Some(d));
+            net.wait_ready(i + 1);
+        }
+        net
+    }
+
+    pub fn command(&self, who: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_btcmpc"));
+        c.arg("--datadir")
+            .arg(self.cli.root.join(who))
+            .arg("--electrum")
+            .arg(&self.cli.electrum)
+            .env_remove("BTCMPC_DATADIR")
+            .env_remove("BTCMPC_NETWORK")
+            .env_remove("BTCMPC_TESTING_FAULT");
+        c
+    }
+
+    pub fn log(&self, who: &str) -> PathBuf {
+        self.cli.root.join(format!("{who}.log"))
+    }
+
+    pub fn spawn(&self, who: &str, fault: Option<&str>) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(who))
+            .unwrap();
+        let mut c = self.command(who);
+        c.args([
+            "-v",
+            "party",
+            "run",
+            "--round-timeout",
+            "5",
+            "--acl-poll",
+            "1",
+            "--acl-min-conf",
+            "1",
+        ]);
+        if let Some(f) = fault {
+            c.args(["--testing-fault", f]);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon { child }
+    }
+
+    /// Polls `party status` until the daemon answers.
+    pub fn wait_ready(&self, party: usize) -> Value {
+        let who = PARTIES[party - 1];
+        let end = Instant::now() + WAIT;
+        loop {
+            let out = self.cli.run(who, &["--json", "party", "status"]);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).unwrap();
+            }
+            assert!(
+                Instant::now() < end,
+                "party {party} never answered: {}\nlog:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.log(who)).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Replaces party `i`'s daemon with one committing `fault`.
+    pub fn restart(&mut self, party: usize, fault: Option<&str>) {
+        self.daemons[party - 1] = None;
+        let d = self.spawn(PARTIES[party - 1], fault);
+        self.daemons[party - 1] = Some(d);
+        self.wait_ready(party);
+    }
+
+    pub fn status(&self, party: usize) -> Value {
+        self.cli.json(PARTIES[party - 1], &["party", "status"])
+    }
+
+    pub fn datasets(&self, party: usize) -> Vec<(String, String)> {
+        self.status(party)["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap().to_string(),
+                    d["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn store_args<'a>(&'a self, csv: &'a str, name: &'a str) -> Vec<&'a str> {
+        vec![
+            "owner",
+            "store",
+            csv,
+            "--name",
+            name,
+            "--manifest",
+            &self.manifest,
+            "--party-timeout",
+            "20",
+        ]
+    }
+
+    pub fn store(&self, csv: &str, name: &str) -> Value {
+        let v = self.cli.json("owner", &self.store_args(csv, name));
+        self.env.mine(1).unwrap();
+        self.settle();
+        v
+    }
+}
+
+/// A CSV of `rows` rows with an integer column, a decimal column with gaps, a category and a
+/// column with a declared range.
+pub fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {
+    let mut s = String::from("id,income,plan:cat,age:int:0..120\n");
+    let mut sum = 0;
+    let mut gaps = 0;
+    for r in 0..rows {
+        let income = if r % 7 == 3 {
+            gaps += 1;
+            String::new()
+        } else {
+            format!("{}.{}", r % 1000, r % 10)
+        };
+        let plan = ["free", "basic", "full"][r % 3];
+        s.push_str(&format!("{r},{income},{plan},{}\n", 18 + r % 70));
+        sum += r as i64;
+    }
+    std::fs::write(path, s).unwrap();
+    (sum, gaps)
+}

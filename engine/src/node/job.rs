@@ -1,0 +1,443 @@
+//! Paid queries across processes (PROTOCOL.md, "Job flow"): what a service and the parties
+//! say to each other, and the contracts both sides rebuild from it.
+//!
+//! ```text
+//! service -> party  JOB_REQUEST  signed {nonce, roster, dataset, query, S, fee, T}        JSON
+//! party -> service  JOB_QUOTE    signed {job, i, H_i = sha256(k_i), P_i, fee, T}         JSON
+//! service -> party  STORE_BEGIN .. STORE_DONE with `job` set: the output masks, checked
+//!                   like a store (the parties' check of the service's dealing)
+//! service -> party  JOB_RUN      {job, mask session}                                      JSON
+//! party <-> party   SIGNED       setup (PRSS key agreement), then the evaluation          JSON
+//! party -> service  RESULT       signed delivery {job, i, H_i, c_i}                       JSON
+//! service -> party  JOB_PAID     {job, funding txid, escrow outputs, every quote}         JSON
+//! party -> service  JOB_PAID     its answer: the claim it will make, or why not           JSON
+//! ```
+//!
+//! The job id is the hash of the signed request ([`JobRequest::id`]), so parties that were
+//! sent different requests never compute together. `k_i` is
+//! `HMAC-SHA256(job key, job id)` with the job key derived from the party's secret key
+//! ([`hashlock_key`]); `c_i` seals the masked output share under `k_i`
+//! ([`crate::mpc::evidence::seal`]); the party reveals `k_i` only by claiming its escrow
+//! output under the claim rule (PROTOCOL.md, step 6).
+
+use bitcoin::secp256k1::{Keypair, PublicKey};
+use bitcoin::Network;
+use btcmpc_contracts::{ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::card::{schnorr_sign, schnorr_verify, tagged_hash};
+use super::wire::{hex32, hex64};
+use crate::mpc::dealing::Hash32;
+
+/// Version of the job exchange.
+pub const JOB_PROTOCOL_VERSION: u32 = 1;
+/// Longest query text, in bytes.
+pub const MAX_QUERY_LEN: usize = 4096;
+/// Most sats a fee may name (21 million bitcoin).
+pub const MAX_FEE_SAT: u64 = 21_000_000 * 100_000_000;
+/// Lock values are heights below this (BIP65: larger values are times).
+pub const LOCKTIME_THRESHOLD: u32 = 500_000_000;
+
+/// `JOB_REQUEST`: what the service asks, signed with its service key (BIP340 over
+/// [`JobRequest::id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// [`JOB_PROTOCOL_VERSION`].
+    pub version: u32,
+    /// 32 random bytes: two requests for the same query are two jobs.
+    #[serde(with = "hex32")]
+    pub nonce: Hash32,
+    /// The roster the service believes in.
+    #[serde(with = "hex32")]
+    pub roster: Hash32,
+    /// The dataset, hex (`sha256(STORE outpoint || anchor key)`).
+    pub dataset_id: String,
+    /// The query text (PROTOCOL.md's version-1 language), at most [`MAX_QUERY_LEN`] bytes.
+    pub query: String,
+    /// The service key (33-byte compressed, hex): the key owners grant, and the escrow's
+    /// refund key `S`.
+    pub service: String,
+    /// The fee offered to each party, sats.
+    pub fee_sat: u64,
+    /// `T`: the escrow refund height (blocks), `1 <= T < 500,000,000`.
+    pub timeout: u32,
+    /// BIP340 signature over [`JobRequest::id`], hex.
+    pub signature: String,
+}
+
+impl JobRequest {
+    /// The job id: `tagged_hash("btcmpc/v1/job-request", canonical JSON of every field but the
+    /// signature)`.
+    pub fn id(&self) -> Hash32 {
+        let unsigned = serde_json::json!({
+            "version": self.version,
+            "nonce": hex::encode(self.nonce),
+            "roster": hex::encode(self.roster),
+            "dataset_id": self.dataset_id,
+            "query": self.query,
+            "service": self.service,
+            "fee_sat": self.fee_sat,
+            "timeout": self.timeout,
+        });
+        tagged_hash("btcmpc/v1/job-request", unsigned.to_string().as_bytes())
+    }
+
+    /// Signs the request with the service key (which must be [`JobRequest::service`]).
+    pub fn sign(&mut self, key: &Keypair) {
+        self.signature = hex::encode(schnorr_sign(key, self.id()));
+    }
+
+    /// Checks the bounds and the signature; returns the service key.
+    ///
+    /// # Errors
+    /// One line naming the field out of bounds or the bad signature.
+    pub fn verify(&self) -> Result<PublicKey, String> {
+        if self.version != JOB_PROTOCOL_VERSION {
+            return Err(format!(
+                "job protocol version {} is not {JOB_PROTOCOL_VERSION}",
+                self.version
+            ));
+        }
+        if self.query.is_empty() || self.query.len() > MAX_QUERY_LEN {
+            return Err(format!(
+                "the query has {} bytes, 1 to {MAX_QUERY_LEN} allowed",
+                self.query.len()
+            ));
+        }
+        if self.fee_sat == 0 || self.fee_sat > MAX_FEE_SAT {
+            return Err(format!(
+                "fee {} sat is outside 1 to {MAX_FEE_SAT}",
+                self.fee_sat
+            ));
+        }
+        if self.timeout == 0 || self.timeout >= LOCKTIME_THRESHOLD {
+            return Err(format!(
+                "timeout {} is not a block height (1 to {})",
+                self.timeout,
+                LOCKTIME_THRESHOLD - 1
+            ));
+        }
+        if self.dataset_id.len() != 64 || hex::decode(&self.dataset_id).is_err() {
+            return Err(format!(
+                "dataset id {:?} is not 64 hex digits",
+                self.dataset_id
+            ));
+        }
+        let key: PublicKey = self.service.parse().map_err(|_| {
+            format!(
+                "service key {:?} is not a compressed public key",
+                self.service
+            )
+        })?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut sig)
+            .map_err(|_| "the request's signature is not 128 hex digits".to_string())?;
+        if !schnorr_verify(&key, self.id(), &sig) {
+            return Err("the request's signature does not verify for its service key".into());
+        }
+        Ok(key)
+    }
+}
+
+/// `JOB_QUOTE`: party `party` takes the job at `fee_sat` and will reveal the preimage of
+/// `key_hash` by claiming its escrow output (signed with its party key, BIP340 over
+/// [`Quote::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+    /// The quoting party (1-based).
+    pub party: u32,
+    /// `H_i = sha256(k_i)`.
+    #[serde(with = "hex32")]
+    pub key_hash: Hash32,
+    /// `P_i`: the party key the escrow pays (33-byte compressed, hex).
+    pub party_key: String,
+    /// The fee, sats.
+    pub fee_sat: u64,
+    /// `T`, as in the request.
+    pub timeout: u32,
+    /// The party's signature.
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+impl Quote {
+    /// `tagged_hash("btcmpc/v1/quote", job || u32_be(party) || H_i || P_i || u64_be(fee) ||
+    /// u32_be(T))`.
+    pub fn digest(&self) -> Hash32 {
+        let mut m = Vec::with_capacity(32 + 4 + 32 + 66 + 8 + 4);
+        m.extend_from_slice(&self.job);
+        m.extend_from_slice(&self.party.to_be_bytes());
+        m.extend_from_slice(&self.key_hash);
+        m.extend_from_slice(self.party_key.as_bytes());
+        m.extend_from_slice(&self.fee_sat.to_be_bytes());
+        m.extend_from_slice(&self.timeout.to_be_bytes());
+        tagged_hash("btcmpc/v1/quote", &m)
+    }
+
+    /// Checks the quote against the job, the party's roster key and the request's terms.
+    ///
+    /// # Errors
+    /// One line naming what differs.
+    pub fn verify(
+        &self,
+        request: &JobRequest,
+        party: u32,
+        party_key: &PublicKey,
+    ) -> Result<(), String> {
+        if self.job != request.id() {
+            return Err(format!("party {party} quoted another job"));
+        }
+        if self.party != party {
+            return Err(format!("party {party} quoted as party {}", self.party));
+        }
+        if self.party_key != party_key.to_string() {
+            return Err(format!(
+                "party {party} quoted with key {} instead of its roster key",
+                self.party_key
+            ));
+        }
+        if self.fee_sat != request.fee_sat || self.timeout != request.timeout {
+            return Err(format!(
+                "party {party} quoted {} sat until height {}, not the requested {} sat until {}",
+                self.fee_sat, self.timeout, request.fee_sat, request.timeout
+            ));
+        }
+        if !schnorr_verify(party_key, self.digest(), &self.signature) {
+            return Err(format!("party {party}'s quote signature does not verify"));
+        }
+        Ok(())
+    }
+}
+
+/// `JOB_RUN`: the masks of the job were dealt (and checked) in store session `mask_session`;
+/// compute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRun {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+    /// The store session that dealt the output masks.
+    #[serde(with = "hex32")]
+    pub mask_session: Hash32,
+}
+
+/// `RESULT`: party `party`'s sealed masked output share `c_i` and its signature on
+/// `(job, i, H_i, sha256(c_i))` ([`crate::mpc::evidence::Delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDelivery {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+    /// The delivering party.
+    pub party: u32,
+    /// `H_i`.
+    #[serde(with = "hex32")]
+    pub key_hash: Hash32,
+    /// `c_i`, hex.
+    pub sealed: String,
+    /// The signature, hex (64 bytes).
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+/// One escrow output of the funding transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaidOutput {
+    /// The party it pays.
+    pub party: u32,
+    /// Its output index in the funding transaction.
+    pub vout: u32,
+    /// Its value, sats.
+    pub sats: u64,
+}
+
+/// `JOB_PAID` from the service: the funding transaction of the job's escrow outputs, one per
+/// delivering party, and the quotes of the whole delivery set (so every party can check that
+/// each of them is paid at its quoted fee).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPaid {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+    /// The funding transaction's id.
+    pub funding_txid: String,
+    /// The escrow outputs.
+    pub outputs: Vec<PaidOutput>,
+    /// The quote of every party of the delivery set.
+    pub quotes: Vec<Quote>,
+}
+
+/// A party's answer to [`JobPaid`]: what it will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPaidAnswer {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+    /// The answering party.
+    pub party: u32,
+    /// `claiming` (it claims once the claim rule holds), `claimed` (with the txid), or
+    /// `refused` (with the reason: it never reveals `k_i` for this funding).
+    pub state: String,
+    /// The claim transaction, once broadcast.
+    #[serde(default)]
+    pub claim_txid: Option<String>,
+    /// Why it refuses.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `k_i = HMAC-SHA256(job key, job id)` with `job key = tagged_hash("btcmpc/v1/job-key",
+/// party secret key)` (PROTOCOL.md, job flow step 2): the party can re-derive it after any
+/// restart and never stores it.
+pub fn hashlock_key(party: &Keypair, job: &Hash32) -> Hash32 {
+    let job_key = tagged_hash("btcmpc/v1/job-key", &party.secret_bytes());
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&job_key).expect("HMAC takes keys of any length");
+    mac.update(job);
+    mac.finalize().into_bytes().into()
+}
+
+/// The escrow contract of one party in a job: `or(and(pk(P_i),sha256(H_i)),and(pk(S),
+/// after(T)))` with BIP341's NUMS point as internal key, so the service and the party build
+/// the same output from the quote alone.
+///
+/// # Errors
+/// A height out of range or a contract the compiler refuses, in one line.
+pub fn escrow_contract(
+    network: Network,
+    service: PublicKey,
+    party: PublicKey,
+    key_hash: &Hash32,
+    timeout: u32,
+) -> Result<ContractFile, String> {
+    use bitcoin::hashes::Hash;
+    let contract = Contract::ClaimOrRefund(ClaimOrRefund {
+        receiver: party,
+        sender: service,
+        hash: bitcoin::hashes::sha256::Hash::from_byte_array(*key_hash),
+        timeout: Height::new(timeout).map_err(|e| e.to_string())?,
+        internal_key: InternalKey::Nums,
+    });
+    ContractFile::new(contract, network).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::secp256k1::Secp256k1;
+
+    fn request(kp: &Keypair) -> JobRequest {
+        let mut r = JobRequest {
+            version: JOB_PROTOCOL_VERSION,
+            nonce: [7; 32],
+            roster: [1; 32],
+            dataset_id: "ab".repeat(32),
+            query: "sum(a)".into(),
+            service: kp.public_key().to_string(),
+            fee_sat: 1000,
+            timeout: 300,
+            signature: String::new(),
+        };
+        r.sign(kp);
+        r
+    }
+
+    #[test]
+    fn a_request_verifies_only_as_signed_and_within_bounds() {
+        let secp = Secp256k1::new();
+        let kp = Keypair::new(&secp, &mut rand::thread_rng());
+        let r = request(&kp);
+        assert_eq!(r.verify(), Ok(kp.public_key()));
+        let mut bad = r.clone();
+        bad.query = "sum(b)".into();
+        assert!(bad.verify().unwrap_err().contains("does not verify"));
+        assert_ne!(bad.id(), r.id(), "the id covers the query");
+        for (f, want) in [
+            (
+                Box::new(|r: &mut JobRequest| r.timeout = 500_000_000) as Box<dyn Fn(&mut _)>,
+                "timeout 500000000",
+            ),
+            (Box::new(|r: &mut JobRequest| r.fee_sat = 0), "fee 0 sat"),
+            (
+                Box::new(|r: &mut JobRequest| r.query = "x".repeat(MAX_QUERY_LEN + 1)),
+                "4097 bytes",
+            ),
+            (
+                Box::new(|r: &mut JobRequest| r.dataset_id = "zz".into()),
+                "not 64 hex",
+            ),
+        ] {
+            let mut b = r.clone();
+            f(&mut b);
+            b.sign(&kp);
+            assert!(b.verify().unwrap_err().contains(want), "{want}");
+        }
+    }
+
+    #[test]
+    fn quotes_bind_the_job_the_party_and_the_terms() {
+        let secp = Secp256k1::new();
+        let service = Keypair::new(&secp, &mut rand::thread_rng());
+        let party = Keypair::new(&secp, &mut rand::thread_rng());
+        let r = request(&service);
+        let k = hashlock_key(&party, &r.id());
+        assert_eq!(
+            k,
+            hashlock_key(&party, &r.id()),
+            "derived again after a restart"
+        );
+        assert_ne!(k, hashlock_key(&party, &[0; 32]), "one key per job");
+        let mut q = Quote {
+            job: r.id(),
+            party: 2,
+            key_hash: bitcoin::hashes::Hash::to_byte_array(
+                <bitcoin::hashes::sha256::Hash as bitcoin::hashes::Hash>::hash(&k),
+            ),
+            party_key: party.public_key().to_string(),
+            fee_sat: r.fee_sat,
+            timeout: r.timeout,
+            signature: [0; 64],
+        };
+        q.signature = schnorr_sign(&party, q.digest());
+        assert_eq!(q.verify(&r, 2, &party.public_key()), Ok(()));
+        assert!(q.verify(&r, 3, &party.public_key()).is_err());
+        assert!(q.verify(&r, 2, &service.public_key()).is_err());
+        let mut cheap = q.clone();
+        cheap.fee_sat += 1;
+        cheap.signature = schnorr_sign(&party, cheap.digest());
+        assert!(cheap
+            .verify(&r, 2, &party.public_key())
+            .unwrap_err()
+            .contains("not the requested"));
+        // Both sides build the same escrow from the quote.
+        let a = escrow_contract(
+            Network::Regtest,
+            service.public_key(),
+            party.public_key(),
+            &q.key_hash,
+            r.timeout,
+        )
+        .unwrap();
+        let b = escrow_contract(
+            Network::Regtest,
+            service.public_key(),
+            party.public_key(),
+            &q.key_hash,
+            r.timeout,
+        )
+        .unwrap();
+        assert_eq!(a.compiled().script_pubkey(), b.compiled().script_pubkey());
+    }
+}

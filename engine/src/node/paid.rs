@@ -1,0 +1,546 @@
+//! A service's paid query from request to result (PROTOCOL.md, "Job flow"), as a record the
+//! caller persists after every step ([`ServiceJob`]) and the steps that move it on.
+//!
+//! ```text
+//! ServiceJob::new      plan the query, draw the output masks, sign the request  (nothing sent)
+//! ServiceJob::quote    every party's signed quote                               (async)
+//! ServiceJob::compute  deal and check the masks, run the job, collect deliveries (async)
+//! ServiceJob::fund     one transaction paying each delivering party's escrow    (wallet)
+//! ServiceJob::notify   tell the parties where their escrow outputs are          (async)
+//! ServiceJob::poll     read each claim's revealed k_i from the chain            (chain)
+//! ServiceJob::open     open c_i, decode with the culprit list, unmask, finish   (pure)
+//! ServiceJob::refund   after T, take back every unclaimed escrow output         (wallet)
+//! ```
+//!
+//! The caller saves the record before each step acts (the masks before anything is sent, the
+//! escrows before the funding is broadcast), so a service killed at any step resumes from its
+//! record: `btcmpc service settle` polls, opens and refunds every open job.
+
+use std::time::Duration;
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{Amount, Network};
+use btcmpc_contracts::ContractFile;
+use btcmpc_wallet::{contract_status, ChainClient, FeeChoice, RoleWallet};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::job::{
+    escrow_contract, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, PaidOutput, Quote,
+};
+use super::manifest::Manifest;
+use super::owner::StoreOptions;
+use super::service::{open_result, JobResult, Service};
+use super::transport::ChannelConfig;
+use super::wire::{field_from_hex, field_to_hex};
+use crate::mpc::csv::Schema;
+use crate::mpc::dealing::Hash32;
+use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan};
+use crate::mpc::shamir::Params;
+
+/// Version of the [`ServiceJob`] record.
+pub const SERVICE_JOB_VERSION: u32 = 1;
+
+/// A claim seen on chain: party `party` revealed `key` in `txid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimSeen {
+    /// The claiming party.
+    pub party: u32,
+    /// The claim transaction.
+    pub txid: String,
+    /// `k_i`, hex.
+    pub key: String,
+}
+
+/// One finished output: its name and its exact decimal value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultValue {
+    /// The output's name (the aggregate as written).
+    pub name: String,
+    /// The value, decimal text.
+    pub value: String,
+}
+
+/// Everything a service knows of one job; saved by the caller after every step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceJob {
+    /// [`SERVICE_JOB_VERSION`].
+    pub version: u32,
+    /// The signed request.
+    pub request: JobRequest,
+    /// The dataset's field.
+    pub field: String,
+    /// The dataset's public schema (from its card).
+    pub schema: Schema,
+    /// The chain.
+    pub network: Network,
+    /// The committee's manifest ([`Manifest::to_value`]), so the job can be settled from its
+    /// record alone.
+    pub manifest: serde_json::Value,
+    /// The output masks, hex, one per opened sum: drawn before anything is sent.
+    pub masks: Vec<String>,
+    /// Quotes taken, in party order.
+    #[serde(default)]
+    pub quotes: Vec<Quote>,
+    /// Parties that did not quote, with why.
+    #[serde(default)]
+    pub refused: Vec<(u32, String)>,
+    /// The store session that dealt the masks, hex.
+    #[serde(default)]
+    pub mask_session: Option<String>,
+    /// Deliveries received (checked).
+    #[serde(default)]
+    pub deliveries: Vec<JobDelivery>,
+    /// Parties that did not deliver, with why.
+    #[serde(default)]
+    pub silent: Vec<(u32, String)>,
+    /// The funding (set before it is broadcast: the outputs' indices after).
+    #[serde(default)]
+    pub funding: Option<JobPaid>,
+    /// Claims seen.
+    #[serde(default)]
+    pub claims: Vec<ClaimSeen>,
+    /// The result, once opened.
+    #[serde(default)]
+    pub result: Option<Vec<ResultValue>>,
+    /// Parties whose output share was wrong.
+    #[serde(default)]
+    pub culprits: Vec<u32>,
+    /// Refunds broadcast: `(party, txid)`.
+    #[serde(default)]
+    pub refunds: Vec<(u32, String)>,
+}
+
+macro_rules! in_field {
+    ($field:expr, $F:ident => $e:expr) => {
+        match $field {
+            Secp256k1Scalar::NAME => {
+                type $F = Secp256k1Scalar;
+                $e
+            }
+            Mersenne127::NAME => {
+                type $F = Mersenne127;
+                $e
+            }
+            other => Err(format!("unknown field {other:?}")),
+        }
+    };
+}
+
+impl ServiceJob {
+    /// Plans `query` over the dataset (so a query the parties would refuse for its ranges is
+    /// refused here first), draws one random mask per opened sum and signs the request.
+    ///
+    /// # Errors
+    /// The query's parse or plan error; an unknown field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        service: &Service,
+        manifest: &Manifest,
+        dataset_id: &str,
+        field: &str,
+        schema: Schema,
+        query: &str,
+        fee_sat: u64,
+        timeout: u32,
+        network: Network,
+    ) -> Result<ServiceJob, String> {
+        let masks = in_field!(field, F => {
+            let plan = plan_for::<F>(query, &schema)?;
+            let mut rng = rand::thread_rng();
+            Ok::<_, String>(
+                (0..plan.opened.len())
+                    .map(|_| field_to_hex(&F::random(&mut rng)))
+                    .collect::<Vec<_>>(),
+            )
+        })?;
+        let request =
+            service.job_request(manifest.roster.id(), dataset_id, query, fee_sat, timeout);
+        request.verify()?;
+        Ok(ServiceJob {
+            version: SERVICE_JOB_VERSION,
+            request,
+            field: field.to_string(),
+            schema,
+            network,
+            manifest: manifest.to_value(),
+            masks,
+            quotes: Vec::new(),
+            refused: Vec::new(),
+            mask_session: None,
+            deliveries: Vec::new(),
+            silent: Vec::new(),
+            funding: None,
+            claims: Vec::new(),
+            result: None,
+            culprits: Vec::new(),
+            refunds: Vec::new(),
+        })
+    }
+
+    /// The committee's manifest, from the record.
+    ///
+    /// # Errors
+    /// A record whose manifest does not parse.
+    pub fn committee(&self) -> Result<Manifest, String> {
+        Manifest::from_value(self.manifest.clone()).map_err(|e| e.to_string())
+    }
+
+    /// The job id, hex.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.request.id())
+    }
+
+    /// Asks every party for its quote. In this version every party must quote (the masks are
+    /// dealt to the whole committee).
+    ///
+    /// # Errors
+    /// The refusals, one per party, in one line.
+    pub async fn quote(
+        &mut self,
+        service: &Service,
+        manifest: &Manifest,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let answers = service
+            .quotes(manifest, &self.request, config, timeout)
+            .await;
+        self.quotes.clear();
+        self.refused.clear();
+        for (p, a) in answers {
+            match a {
+                Ok(q) => self.quotes.push(q),
+                Err(e) => self.refused.push((p, e)),
+            }
+        }
+        if !self.refused.is_empty() {
+            return Err(self
+                .refused
+                .iter()
+                .map(|(p, e)| format!("party {p}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        Ok(())
+    }
+
+    /// Deals the masks (the parties check the dealing), runs the job and keeps every checked
+    /// delivery. Needs `2t + 1` deliveries to go on (PROTOCOL.md, step 5).
+    ///
+    /// # Errors
+    /// The masks' check failing, or too few deliveries (naming the silent parties).
+    pub async fn compute(
+        &mut self,
+        service: &Service,
+        manifest: &Manifest,
+        options: &StoreOptions,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let job = self.request.id();
+        let session = match &self.mask_session {
+            Some(s) => hex32(s)?,
+            None => {
+                let report = in_field!(self.field.as_str(), F => {
+                    let masks = self.masks_in::<F>()?;
+                    service
+                        .deal_masks::<F>(manifest, &job, &masks, options)
+                        .await
+                        .map_err(|e| format!("the parties' check of the masks: {e}"))
+                })?;
+                self.mask_session = Some(report.session.clone());
+                hex32(&report.session)?
+            }
+        };
+        let answers = service
+            .run(manifest, &self.quotes, session, options.channel, timeout)
+            .await;
+        self.deliveries.clear();
+        self.silent.clear();
+        for (p, a) in answers {
+            match a {
+                Ok(d) => self.deliveries.push(d),
+                Err(e) => self.silent.push((p, e)),
+            }
+        }
+        let t = manifest.roster.params.t;
+        if self.deliveries.len() < 2 * t + 1 {
+            return Err(format!(
+                "{} deliveries, {} needed to pay: {}",
+                self.deliveries.len(),
+                2 * t + 1,
+                self.silent
+                    .iter()
+                    .map(|(p, e)| format!("party {p}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The escrow contract of every delivering party, rebuilt from its quote.
+    ///
+    /// # Errors
+    /// A bad key in the request or a roster without the party.
+    pub fn escrows(&self, manifest: &Manifest) -> Result<Vec<(u32, ContractFile)>, String> {
+        let service: PublicKey = self
+            .request
+            .service
+            .parse()
+            .map_err(|_| "bad service key".to_string())?;
+        let mut out = Vec::new();
+        for d in &self.deliveries {
+            let q = self
+                .quotes
+                .iter()
+                .find(|q| q.party == d.party)
+                .ok_or("a delivery without a quote")?;
+            let card = manifest
+                .roster
+                .cards
+                .get(d.party as usize - 1)
+                .ok_or("a party outside the roster")?;
+            out.push((
+                d.party,
+                escrow_contract(
+                    self.network,
+                    service,
+                    card.party_key,
+                    &q.key_hash,
+                    q.timeout,
+                )?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Funds one transaction paying each delivering party its quoted fee to its escrow
+    /// output (PROTOCOL.md, step 5). Call it once: a second call would pay again (the record
+    /// says whether it ran).
+    ///
+    /// # Errors
+    /// Funds, fee and broadcast errors, in one line.
+    pub fn fund(
+        &mut self,
+        manifest: &Manifest,
+        wallet: &mut RoleWallet,
+        chain: &ChainClient,
+        fee: FeeChoice,
+    ) -> Result<(), String> {
+        if self.funding.is_some() {
+            return Err("this job is already funded".into());
+        }
+        let escrows = self.escrows(manifest)?;
+        let id8 = &self.id_hex()[..16];
+        let items: Vec<(String, String, bitcoin::ScriptBuf, Amount)> = escrows
+            .iter()
+            .map(|(p, f)| {
+                (
+                    format!("job-{id8}-party-{p}"),
+                    f.to_json(),
+                    f.compiled().script_pubkey().clone(),
+                    Amount::from_sat(self.request.fee_sat),
+                )
+            })
+            .collect();
+        let outpoints = wallet
+            .fund_contracts(chain, &items, fee)
+            .map_err(|e| e.to_string())?;
+        let txid = outpoints
+            .first()
+            .map(|o| o.txid.to_string())
+            .unwrap_or_default();
+        self.funding = Some(JobPaid {
+            job: self.request.id(),
+            funding_txid: txid,
+            outputs: escrows
+                .iter()
+                .zip(&outpoints)
+                .map(|((p, _), o)| PaidOutput {
+                    party: *p,
+                    vout: o.vout,
+                    sats: self.request.fee_sat,
+                })
+                .collect(),
+            quotes: self
+                .quotes
+                .iter()
+                .filter(|q| escrows.iter().any(|(p, _)| *p == q.party))
+                .cloned()
+                .collect(),
+        });
+        Ok(())
+    }
+
+    /// Tells every paid party where its escrow output is; one answer per party.
+    pub async fn notify(
+        &self,
+        service: &Service,
+        manifest: &Manifest,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Vec<(u32, Result<JobPaidAnswer, String>)> {
+        match &self.funding {
+            Some(paid) => service.paid(manifest, paid, config, timeout).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Reads the chain for claims of the escrow outputs: each claim's witness reveals `k_i`
+    /// (checked against `H_i`). Returns how many claims are known.
+    ///
+    /// # Errors
+    /// Network errors.
+    pub fn poll(&mut self, manifest: &Manifest, chain: &ChainClient) -> Result<usize, String> {
+        let Some(paid) = self.funding.clone() else {
+            return Ok(0);
+        };
+        let txid: bitcoin::Txid = paid
+            .funding_txid
+            .parse()
+            .map_err(|_| "bad funding txid".to_string())?;
+        for (party, file) in self.escrows(manifest)? {
+            if self.claims.iter().any(|c| c.party == party) {
+                continue;
+            }
+            let Some(out) = paid.outputs.iter().find(|o| o.party == party) else {
+                continue;
+            };
+            let outpoint = bitcoin::OutPoint {
+                txid,
+                vout: out.vout,
+            };
+            let status = contract_status(chain, file.compiled(), Some(outpoint))
+                .map_err(|e| e.to_string())?;
+            let Some(spend) = status
+                .outputs
+                .iter()
+                .find(|o| o.outpoint == outpoint)
+                .and_then(|o| o.spend.as_ref())
+            else {
+                continue;
+            };
+            let k = spend
+                .preimage
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            if let Some(k) = k {
+                let h: [u8; 32] = Sha256::digest(k).into();
+                let quoted = self.quotes.iter().find(|q| q.party == party);
+                if quoted.is_some_and(|q| q.key_hash == h) {
+                    self.claims.push(ClaimSeen {
+                        party,
+                        txid: spend.txid.to_string(),
+                        key: hex::encode(k),
+                    });
+                }
+            }
+        }
+        Ok(self.claims.len())
+    }
+
+    /// Opens every claimed delivery, decodes (naming wrong shares), removes the masks and
+    /// finishes the plan.
+    ///
+    /// # Errors
+    /// Too few claims, inconsistent shares, a plan that does not finish.
+    pub fn open(&mut self, manifest: &Manifest) -> Result<Vec<ResultValue>, String> {
+        let params = Params::new(manifest.roster.n(), manifest.roster.params.t)
+            .map_err(|e| e.to_string())?;
+        let job = self.request.id();
+        let mut claimed = Vec::new();
+        for c in &self.claims {
+            let Some(d) = self.deliveries.iter().find(|d| d.party == c.party) else {
+                continue;
+            };
+            let sealed = hex::decode(&d.sealed).map_err(|_| "a sealed share is not hex")?;
+            claimed.push((c.party, sealed, hex32(&c.key)?));
+        }
+        let opened: JobResult = in_field!(self.field.as_str(), F => {
+            let plan = plan_for::<F>(&self.request.query, &self.schema)?;
+            let masks = self.masks_in::<F>()?;
+            open_result::<F>(params, &plan, &masks, &job, &claimed)
+        })?;
+        let result: Vec<ResultValue> = opened
+            .result
+            .iter()
+            .map(|o: &OutputValue| ResultValue {
+                name: o.name.clone(),
+                value: o.decimal.clone(),
+            })
+            .collect();
+        self.result = Some(result.clone());
+        self.culprits = opened.culprits;
+        Ok(result)
+    }
+
+    /// Parties paid whose claim is not seen.
+    pub fn unclaimed(&self) -> Vec<u32> {
+        self.funding
+            .as_ref()
+            .map(|p| {
+                p.outputs
+                    .iter()
+                    .map(|o| o.party)
+                    .filter(|p| !self.claims.iter().any(|c| c.party == *p))
+                    .filter(|p| !self.refunds.iter().any(|r| r.0 == *p))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Once the tip reaches `T`, refunds every escrow output still unclaimed to the wallet.
+    /// Returns the refunds broadcast now.
+    ///
+    /// # Errors
+    /// Network and wallet errors.
+    pub fn refund(
+        &mut self,
+        manifest: &Manifest,
+        wallet: &mut RoleWallet,
+        chain: &ChainClient,
+        fee: FeeChoice,
+    ) -> Result<Vec<(u32, String)>, String> {
+        let (tip, _) = chain.tip().map_err(|e| e.to_string())?;
+        if tip < self.request.timeout {
+            return Ok(Vec::new());
+        }
+        self.poll(manifest, chain)?;
+        let mut done = Vec::new();
+        for (party, file) in self.escrows(manifest)? {
+            if !self.unclaimed().contains(&party) {
+                continue;
+            }
+            let txid = wallet
+                .refund(chain, &file, fee)
+                .map_err(|e| format!("refund of party {party}'s escrow: {e}"))?;
+            self.refunds.push((party, txid.to_string()));
+            done.push((party, txid.to_string()));
+        }
+        Ok(done)
+    }
+
+    fn masks_in<F: PrimeField>(&self) -> Result<Vec<F>, String> {
+        self.masks
+            .iter()
+            .map(|m| field_from_hex::<F>(m).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+fn plan_for<F: PrimeField>(query: &str, schema: &Schema) -> Result<Plan, String> {
+    let parsed = parse(query).map_err(|e| format!("query: {e}"))?;
+    plan_text::<F>(query, &parsed, schema).map_err(|e| format!("query: {e}"))
+}
+
+fn hex32(text: &str) -> Result<Hash32, String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|_| format!("{text:?} is not 64 hex digits"))?;
+    Ok(out)
+}

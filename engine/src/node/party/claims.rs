@@ -1,0 +1,253 @@
+//! The claimer: a thread (the wallet and the Electrum client are blocking) that claims the
+//! escrow output of every paid job under PROTOCOL.md's claim rule (job flow, step 6), and
+//! bumps claims every block until they are deep.
+//!
+//! Before `k_i` leaves this process the claimer rebuilds, from this party's own records and
+//! its own chain view, what it was promised: every quote of the delivery set verifies under
+//! the roster's party keys and names the job's fee and `T`; the funding transaction (read from
+//! the server) pays each of those parties its own escrow script (rebuilt from the quote) with
+//! at least the quoted fee; this party's output has `escrow_min_conf` confirmations and
+//! `tip + claim_margin <= T` ([`RoleWallet::check_claim`]). A funding that breaks any of these
+//! is refused for good: `k_i` is never revealed for it.
+
+use super::jobs::{job_key, JobRecord};
+use super::*;
+use crate::node::job::{escrow_contract, hashlock_key, JobPaid, JobRequest};
+use btcmpc_wallet::{ChainClient, ClaimRules, EscrowPromise, FeeChoice, RoleWallet};
+
+/// Why a claim did not happen yet.
+enum NotYet {
+    /// Try again next round (not enough confirmations, the server is down, ...).
+    Wait(String),
+    /// Never: the funding does not pay what was promised, or `T` is too close.
+    Never(String),
+}
+
+/// Most sat/vB a claim (or its bump) pays.
+const MAX_CLAIM_RATE_SAT_VB: u64 = 100;
+
+pub(super) fn claim_paid_jobs(
+    path: &std::path::Path,
+    wallet_dir: &std::path::Path,
+    src: &ChainSource,
+    events: &mpsc::Sender<Event>,
+    stop: &std::sync::atomic::AtomicBool,
+    manifest: &Manifest,
+    party_key: &Keypair,
+) {
+    use std::sync::atomic::Ordering;
+    let mut client: Option<ChainClient> = None;
+    let mut wallet: Option<RoleWallet> = None;
+    let mut store: Option<Store> = None;
+    let mut last_tip = 0u32;
+    let mut logged: HashMap<String, String> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            client = ChainClient::connect_for(
+                &src.url,
+                src.network,
+                src.allow_plaintext,
+                Duration::from_secs(10),
+            )
+            .map_err(|e| debug!(target: "btcmpc::party", "claimer cannot connect: {e}"))
+            .ok();
+        }
+        if store.is_none() {
+            store = Store::open(path).ok();
+        }
+        if wallet.is_none() {
+            wallet = RoleWallet::open(wallet_dir, src.network)
+                .map_err(|e| warn!(target: "btcmpc::party", "claimer cannot open the wallet: {e}"))
+                .ok();
+        }
+        if let (Some(c), Some(st), Some(w)) = (&client, &store, &mut wallet) {
+            let paid: Vec<JobRecord> = st
+                .jobs_with_prefix("job:")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|k| st.job_state(&k).ok().flatten())
+                .filter_map(|b| serde_json::from_slice::<JobRecord>(&b).ok())
+                .filter(|r| r.state == "paid" && r.claim_txid.is_none())
+                .collect();
+            for rec in paid {
+                let job = rec.quote.job;
+                let result = match claim(c, w, src.network, manifest, party_key, &rec) {
+                    Ok(txid) => Some(Ok(txid)),
+                    Err(NotYet::Never(reason)) => Some(Err(reason)),
+                    Err(NotYet::Wait(reason)) => {
+                        let key = job_key(&job);
+                        if logged.get(&key) != Some(&reason) {
+                            info!(target: "btcmpc::party", job = %hex::encode(job), "not claiming yet: {reason}");
+                            logged.insert(key, reason);
+                        }
+                        None
+                    }
+                };
+                if let Some(result) = result {
+                    match &result {
+                        Ok(txid) => {
+                            info!(target: "btcmpc::party", job = %hex::encode(job), %txid, "claimed the escrow output")
+                        }
+                        Err(r) => {
+                            warn!(target: "btcmpc::party", job = %hex::encode(job), "never claiming: {r}")
+                        }
+                    }
+                    if events
+                        .blocking_send(Event::Claimed { job, result })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            // Claims are bumped every block until they confirm (the wallet keeps and
+            // re-broadcasts them until they are deep).
+            if let Ok((tip, _)) = c.tip() {
+                if tip != last_tip {
+                    last_tip = tip;
+                    if let Err(e) = w.sync(c) {
+                        debug!(target: "btcmpc::party", "claimer sync: {e}");
+                        client = None;
+                    } else if let Some(max) =
+                        bitcoin::FeeRate::from_sat_per_vb(MAX_CLAIM_RATE_SAT_VB)
+                    {
+                        if let Err(e) = w.bump_stuck_claims(c, max) {
+                            debug!(target: "btcmpc::party", "claim bump: {e}");
+                        }
+                    }
+                }
+            } else {
+                client = None;
+            }
+        }
+        let mut slept = Duration::ZERO;
+        while slept < src.poll && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            slept += Duration::from_millis(100);
+        }
+    }
+}
+
+/// The claim of one paid job, after every check of the module docs.
+fn claim(
+    chain: &ChainClient,
+    wallet: &mut RoleWallet,
+    network: bitcoin::Network,
+    manifest: &Manifest,
+    party_key: &Keypair,
+    rec: &JobRecord,
+) -> Result<String, NotYet> {
+    let paid: &JobPaid = rec
+        .paid
+        .as_ref()
+        .ok_or_else(|| NotYet::Never("no funding recorded".into()))?;
+    let req: &JobRequest = &rec.request;
+    let service: PublicKey = req
+        .service
+        .parse()
+        .map_err(|_| NotYet::Never("the request's service key does not parse".into()))?;
+    let funding_txid: bitcoin::Txid = paid
+        .funding_txid
+        .parse()
+        .map_err(|_| NotYet::Never(format!("funding txid {:?}", paid.funding_txid)))?;
+    let tx = chain
+        .transaction(&funding_txid)
+        .map_err(|e| NotYet::Wait(format!("funding {funding_txid} not seen yet: {e}")))?;
+    if tx.compute_txid() != funding_txid {
+        return Err(NotYet::Wait("the server sent another transaction".into()));
+    }
+    let roster = &manifest.roster;
+    let me = roster
+        .index_of(&party_key.public_key())
+        .ok_or_else(|| NotYet::Never("not in the roster".into()))? as u32;
+    let mut mine: Option<(bitcoin::OutPoint, u64, btcmpc_contracts::ContractFile)> = None;
+    let mut seen = BTreeSet::new();
+    for out in &paid.outputs {
+        if !seen.insert(out.party) {
+            return Err(NotYet::Never(format!("party {} is paid twice", out.party)));
+        }
+        let card = roster
+            .cards
+            .get((out.party as usize).wrapping_sub(1))
+            .ok_or_else(|| NotYet::Never(format!("party {} is not in the roster", out.party)))?;
+        let quote = paid
+            .quotes
+            .iter()
+            .find(|q| q.party == out.party)
+            .ok_or_else(|| NotYet::Never(format!("no quote of party {}", out.party)))?;
+        quote
+            .verify(req, out.party, &card.party_key)
+            .map_err(NotYet::Never)?;
+        if out.party == me && quote.key_hash != rec.quote.key_hash {
+            return Err(NotYet::Never("my quote in the funding is not mine".into()));
+        }
+        let file = escrow_contract(
+            network,
+            service,
+            card.party_key,
+            &quote.key_hash,
+            quote.timeout,
+        )
+        .map_err(NotYet::Never)?;
+        let txout = tx
+            .output
+            .get(out.vout as usize)
+            .ok_or_else(|| NotYet::Never(format!("the funding has no output {}", out.vout)))?;
+        if txout.script_pubkey != *file.compiled().script_pubkey() {
+            return Err(NotYet::Never(format!(
+                "output {} does not pay party {}'s escrow",
+                out.vout, out.party
+            )));
+        }
+        if txout.value.to_sat() < quote.fee_sat {
+            return Err(NotYet::Never(format!(
+                "output {} pays party {} {} sat, less than its quoted {} sat",
+                out.vout,
+                out.party,
+                txout.value.to_sat(),
+                quote.fee_sat
+            )));
+        }
+        if out.party == me {
+            mine = Some((
+                bitcoin::OutPoint {
+                    txid: funding_txid,
+                    vout: out.vout,
+                },
+                quote.fee_sat,
+                file,
+            ));
+        }
+    }
+    let (outpoint, fee, file) =
+        mine.ok_or_else(|| NotYet::Never("the funding pays nothing to this party".into()))?;
+    let rules = ClaimRules::for_network(network);
+    let promise = EscrowPromise {
+        outpoint,
+        amount: bitcoin::Amount::from_sat(fee),
+    };
+    // The claim rule first, with nothing revealed: a timeout too close is final.
+    if let Err(e) = wallet.check_claim(chain, &file, &promise, &rules) {
+        let text = e.to_string();
+        let (tip, _) = chain
+            .tip()
+            .map_err(|e| NotYet::Wait(format!("chain: {e}")))?;
+        if tip.saturating_add(rules.margin) > req.timeout {
+            return Err(NotYet::Never(text));
+        }
+        return Err(NotYet::Wait(text));
+    }
+    let k = hashlock_key(party_key, &rec.quote.job);
+    let rate = bitcoin::FeeRate::from_sat_per_vb(2).unwrap_or(bitcoin::FeeRate::BROADCAST_MIN);
+    let fee_choice = chain.fee_rate(2, rate);
+    let fee_choice = match fee_choice {
+        FeeChoice::Automatic(r) if r.to_sat_per_vb_ceil() > MAX_CLAIM_RATE_SAT_VB => {
+            FeeChoice::Automatic(rate)
+        }
+        other => other,
+    };
+    wallet
+        .claim(chain, &file, &k, &promise, &rules, fee_choice)
+        .map(|t| t.to_string())
+        .map_err(|e| NotYet::Wait(e.to_string()))
+}

@@ -1,0 +1,927 @@
+//! The party daemon's side of a paid query (PROTOCOL.md, "Job flow"; messages in
+//! [`crate::node::job`]).
+//!
+//! A job goes `quoted` (the request passed every check: signature, roster, dataset, the
+//! chain's ACL, scope, `min_rows`, the plan's range check, fee, open jobs, `T`) -> `running`
+//! (the service's output masks passed their check; the PRSS key agreement [`Setup`] runs, then
+//! the evaluation [`EvalMachine`]) -> `delivered` (the sealed, signed output share went to the
+//! service) -> `paid` (the service's funding names this party) -> `claimed`.
+//!
+//! Both machines are driven by replay: every delivered message and every fired deadline is
+//! appended to the job's log and persisted before it is handled, and the machine is rebuilt
+//! from its inputs and the log for each new event. The machines are deterministic in their
+//! inputs (the setup's seed is derived from the party key and the roster, so the same
+//! contributions are signed for every job), and the outbox keeps the first bytes signed for
+//! each slot, so a replayed or restarted party re-sends what it sent, never a second version.
+
+use super::*;
+use crate::mpc::eval::{mask_outputs, EvalMachine, Task};
+use crate::mpc::evidence::{seal, Delivery};
+use crate::mpc::prss::Prss;
+use crate::mpc::query::parse;
+use crate::mpc::query::plan::{plan_text, Node, Plan};
+use crate::mpc::setup::{Setup, SetupOutput};
+use crate::node::card::tagged_hash;
+use crate::node::job::{
+    hashlock_key, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
+};
+use sha2::{Digest, Sha256};
+
+/// Most jobs a party has quoted and not yet finished, by default.
+pub const DEFAULT_MAX_OPEN_JOBS: usize = 8;
+
+/// One entry of a machine's log: a message from party `from` (1-based), or (`from` = 0) a
+/// deadline, `RoundId` as JSON.
+pub(super) type LogEntry = (u32, serde_json::Value);
+
+/// What a party persists of a job, as job state `job:HEX` (open until claimed or failed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct JobRecord {
+    pub(super) request: JobRequest,
+    /// The service's transport key, hex: only it may run or pay the job.
+    pub(super) client_key: String,
+    /// The dataset's store session, hex.
+    pub(super) dataset: String,
+    pub(super) quote: Quote,
+    /// `quoted`, `running`, `delivered`, `paid`, `claimed`, `failed`.
+    pub(super) state: String,
+    #[serde(default)]
+    pub(super) mask_session: Option<String>,
+    #[serde(default)]
+    pub(super) setup_log: Vec<LogEntry>,
+    #[serde(default)]
+    pub(super) eval_log: Vec<LogEntry>,
+    #[serde(default)]
+    pub(super) delivery: Option<JobDelivery>,
+    #[serde(default)]
+    pub(super) paid: Option<JobPaid>,
+    #[serde(default)]
+    pub(super) claim_txid: Option<String>,
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+}
+
+pub(super) fn job_key(job: &Hash32) -> String {
+    format!("job:{}", hex::encode(job))
+}
+
+/// The session id of a job's PRSS key agreement (its evaluation uses the job id).
+pub(super) fn setup_session(job: &Hash32) -> Hash32 {
+    tagged_hash("btcmpc/v1/job-setup", job)
+}
+
+/// The outbox slot of a job message: echo-broadcast messages by `(round, sub-round)`, setup
+/// messages by their own round numbers (contributions by their signed round, confirmations
+/// and accusations by attempt), so no two messages of one job share a slot.
+pub(super) fn message_slot<F: PrimeField>(msg: &Message<F>) -> (u32, u8) {
+    if let Some((_, r, s)) = Broadcast::<F>::slot_of(msg) {
+        return (r, s);
+    }
+    match msg {
+        Message::Contribution(c) => (c.header.round, 20),
+        Message::Confirmations { attempt, .. } => (*attempt, 21),
+        Message::Accusation { attempt, .. } => (*attempt, 22),
+        _ => (0, 255),
+    }
+}
+
+/// The CSV column names a plan reads, in schema order (what the grant's scope must cover).
+pub(super) fn plan_columns(plan: &Plan, schema: &crate::mpc::csv::Schema) -> Vec<String> {
+    fn walk(n: &Node, out: &mut BTreeSet<usize>) {
+        match n {
+            Node::Column(c) => {
+                out.insert(*c);
+            }
+            Node::Const(_) => {}
+            Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Node::Neg(a) | Node::Scale(a, _) => walk(a, out),
+        }
+    }
+    let mut fields = BTreeSet::new();
+    for o in &plan.opened {
+        walk(&o.node, &mut fields);
+    }
+    let mut names = BTreeSet::new();
+    for f in fields {
+        // The column whose field range holds field `f` (the last one starting at or before it).
+        if let Some(c) = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.first_field <= f)
+            .max_by_key(|(_, c)| c.first_field)
+        {
+            names.insert(c.0);
+        }
+    }
+    names
+        .into_iter()
+        .map(|i| schema.columns[i].name.clone())
+        .collect()
+}
+
+pub(super) enum Job {
+    S(JobSession<Secp256k1Scalar>),
+    M(JobSession<Mersenne127>),
+}
+
+macro_rules! with_job {
+    ($s:expr, $v:ident => $e:expr) => {
+        match $s {
+            Job::S($v) => $e,
+            Job::M($v) => $e,
+        }
+    };
+}
+pub(super) use with_job;
+
+pub(super) struct JobSession<F: PrimeField> {
+    pub(super) id: Hash32,
+    pub(super) record: JobRecord,
+    pub(super) client: Option<u64>,
+    plan: Plan,
+    /// Loaded when the job runs.
+    columns: Vec<Vec<F>>,
+    masks: Vec<F>,
+    prss: Option<Prss<F>>,
+    ignored: BTreeSet<PartyId>,
+    pub(super) phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Quoted,
+    Setup,
+    Eval,
+    Done,
+}
+
+impl Core {
+    fn setup_seed(&self) -> Hash32 {
+        let mut m = self.party_key.secret_bytes().to_vec();
+        m.extend_from_slice(&self.roster_id);
+        tagged_hash("btcmpc/v1/prss-seed", &m)
+    }
+
+    /// `JOB_REQUEST`: every check of PROTOCOL.md's step 2, then a signed quote (the same one
+    /// again for a request already quoted).
+    pub(super) fn on_job_request(&mut self, conn: u64, req: JobRequest) -> Result<(), Refuse> {
+        let service = req.verify()?;
+        let id = req.id();
+        let key = self.client_key(conn)?;
+        if let Some(j) = self.jobs.get_mut(&id) {
+            let quote = with_job!(j, j => {
+                if j.record.client_key != hex::encode(key.0) {
+                    return Err("this job belongs to another service connection key".into());
+                }
+                j.client = Some(conn);
+                j.record.quote.clone()
+            });
+            self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
+            return Ok(());
+        }
+        if req.roster != self.roster_id {
+            return Err(format!(
+                "job for roster {}, this party serves roster {}",
+                hex::encode(req.roster),
+                hex::encode(self.roster_id)
+            ));
+        }
+        let open = self
+            .jobs
+            .values()
+            .filter(|j| with_job!(j, j => j.phase != Phase::Done))
+            .count();
+        if open >= self.max_open_jobs {
+            return Err(format!(
+                "{open} jobs are open here, the most this party takes; try later"
+            ));
+        }
+        if req.fee_sat < self.min_fee_sat {
+            return Err(format!(
+                "fee {} sat is below this party's fee of {} sat",
+                req.fee_sat, self.min_fee_sat
+            ));
+        }
+        let Some(min_rows) = self.min_rows else {
+            return Err("this party follows no chain: it cannot read the dataset's ACL".into());
+        };
+        let (store_id, record, rows) = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find_map(|d| {
+                let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
+                (r.dataset_id.as_deref() == Some(req.dataset_id.as_str()))
+                    .then_some((d.id, r, d.rows))
+            })
+            .ok_or_else(|| format!("this party holds no dataset {}", req.dataset_id))?;
+        let view = self
+            .acls
+            .get(&store_id)
+            .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
+        // T must leave the computation, the funding's confirmations and the claim margin.
+        let rules = btcmpc_wallet::ClaimRules::for_network(self.network);
+        let earliest = view
+            .tip
+            .saturating_add(rules.margin)
+            .saturating_add(rules.min_conf)
+            .saturating_add(MIN_JOB_BLOCKS);
+        if req.timeout < earliest {
+            return Err(format!(
+                "timeout {} is too close: at tip {} this party needs T >= {earliest} (claim margin {}, {} confirmation(s), {MIN_JOB_BLOCKS} blocks to compute and fund)",
+                req.timeout, view.tip, rules.margin, rules.min_conf
+            ));
+        }
+        let parsed = parse(&req.query).map_err(|e| format!("query: {e}"))?;
+        let schema = &record.begin.schema;
+        let plan = match record.begin.field.as_str() {
+            Secp256k1Scalar::NAME => plan_text::<Secp256k1Scalar>(&req.query, &parsed, schema),
+            Mersenne127::NAME => plan_text::<Mersenne127>(&req.query, &parsed, schema),
+            other => return Err(format!("dataset in unknown field {other}")),
+        }
+        .map_err(|e| format!("query: {e}"))?;
+        let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+        let ask = AccessRequest {
+            dataset_id: req.dataset_id.clone(),
+            service: req.service.clone(),
+            columns: plan_columns(&plan, schema),
+            degree: u8::try_from(plan.degree).unwrap_or(u8::MAX),
+            signature: String::new(),
+        };
+        authorize(view, &service, &ask, &names, rows, min_rows)?;
+        let k = hashlock_key(&self.party_key, &id);
+        let mut quote = Quote {
+            job: id,
+            party: self.me.get(),
+            key_hash: Sha256::digest(k).into(),
+            party_key: self.party_key.public_key().to_string(),
+            fee_sat: req.fee_sat,
+            timeout: req.timeout,
+            signature: [0; 64],
+        };
+        quote.signature = schnorr_sign(&self.party_key, quote.digest());
+        let rec = JobRecord {
+            request: req,
+            client_key: hex::encode(key.0),
+            dataset: store_id,
+            quote: quote.clone(),
+            state: "quoted".into(),
+            mask_session: None,
+            setup_log: Vec::new(),
+            eval_log: Vec::new(),
+            delivery: None,
+            paid: None,
+            claim_txid: None,
+            reason: None,
+        };
+        self.put_job(&rec).map_err(|e| e.to_string())?;
+        let job = match record.begin.field.as_str() {
+            Secp256k1Scalar::NAME => Job::S(JobSession::new(id, rec, plan, Some(conn))),
+            _ => Job::M(JobSession::new(id, rec, plan, Some(conn))),
+        };
+        self.jobs.insert(id, job);
+        info!(target: "btcmpc::party", job = %hex::encode(id), "quoted");
+        self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
+        Ok(())
+    }
+
+    pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
+        let open = !matches!(rec.state.as_str(), "claimed" | "failed");
+        if !open {
+            // The output masks are of no use once the job is over.
+            if let Some(m) = &rec.mask_session {
+                self.store.delete_dataset(m)?;
+            }
+        }
+        self.store.put_job_state(
+            &job_key(&rec.quote.job),
+            &serde_json::to_vec(rec).unwrap_or_default(),
+            open,
+        )
+    }
+
+    /// `JOB_RUN`: checks the mask dealing and starts the job (or re-sends the delivery).
+    pub(super) fn on_job_run(&mut self, conn: u64, run: JobRun) -> Result<(), Refuse> {
+        let key = self.client_key(conn)?;
+        let Some(mut job) = self.jobs.remove(&run.job) else {
+            return Err(format!("no quoted job {}", hex::encode(run.job)));
+        };
+        let r = with_job!(&mut job, j => self.run_job(conn, key, j, &run));
+        let id = run.job;
+        self.jobs.insert(id, job);
+        r?;
+        self.drain_job_early(&setup_session(&id))
+            .map_err(|e| e.to_string())?;
+        self.drain_job_early(&id).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn run_job<F: PrimeField>(
+        &mut self,
+        conn: u64,
+        key: TransportKey,
+        j: &mut JobSession<F>,
+        run: &JobRun,
+    ) -> Result<(), Refuse> {
+        if j.record.client_key != hex::encode(key.0) {
+            return Err("this job belongs to another service connection key".into());
+        }
+        j.client = Some(conn);
+        if let Some(d) = &j.record.delivery {
+            if !self.fault(Fault::Withhold) {
+                self.reply_json(Some(conn), MessageType::RESULT, d);
+            }
+            return Ok(());
+        }
+        if j.record.state == "failed" {
+            return Err(format!(
+                "this job failed here: {}",
+                j.record.reason.clone().unwrap_or_default()
+            ));
+        }
+        if j.phase != Phase::Quoted {
+            return Ok(()); // running: the delivery follows
+        }
+        let mask_id = session_hex(&run.mask_session);
+        let d = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|d| d.id == mask_id)
+            .ok_or_else(|| format!("no mask dealing {mask_id} here"))?;
+        let mr: SessionRecord = serde_json::from_slice(&d.meta).map_err(|e| e.to_string())?;
+        if mr.begin.job != Some(j.id) {
+            return Err("that dealing is not this job's output masks".into());
+        }
+        if mr.owner()? != key {
+            return Err("the masks were dealt by another connection key".into());
+        }
+        if mr.state != "checked" {
+            return Err("the check of the output masks has not passed here".into());
+        }
+        if mr.begin.field != F::NAME
+            || mr.begin.schema.fields.len() != 1
+            || mr.begin.schema.rows != j.plan.opened.len()
+        {
+            return Err(format!(
+                "the masks must be one {} column of {} values",
+                F::NAME,
+                j.plan.opened.len()
+            ));
+        }
+        j.masks = self
+            .store
+            .read_column::<F>(&mask_id, 0)
+            .map_err(|e| e.to_string())?;
+        j.record.mask_session = Some(mask_id);
+        j.record.state = "running".into();
+        self.put_job(&j.record).map_err(|e| e.to_string())?;
+        self.load_columns(j)?;
+        j.phase = Phase::Setup;
+        self.job_sessions.insert(setup_session(&j.id), j.id);
+        self.job_sessions.insert(j.id, j.id);
+        info!(target: "btcmpc::party", job = %hex::encode(j.id), "job running: key agreement");
+        self.step_job(j, None).map_err(|e| e.to_string())
+    }
+
+    fn load_columns<F: PrimeField>(&self, j: &mut JobSession<F>) -> Result<(), Refuse> {
+        let d = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|d| d.id == j.record.dataset)
+            .ok_or("the dataset is gone")?;
+        let mut columns = Vec::with_capacity(d.columns as usize);
+        for c in 0..d.columns {
+            columns.push(
+                self.store
+                    .read_column::<F>(&j.record.dataset, c)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        j.columns = columns;
+        Ok(())
+    }
+
+    /// Rebuilds the job's current machine from its log and hands it `event` (appended to the
+    /// log first; `None` starts the phase); sends what it asks for and moves on when it ends.
+    fn step_job<F: PrimeField>(
+        &mut self,
+        j: &mut JobSession<F>,
+        event: Option<LogEntry>,
+    ) -> Result<(), PartyError> {
+        #[allow(clippy::needless_return)]
+        {
+            match j.phase {
+                Phase::Setup => {
+                    if let Some(e) = event.clone() {
+                        j.record.setup_log.push(e);
+                        self.put_job(&j.record)?;
+                    }
+                    let mut m = Setup::<F>::new(
+                        self.me,
+                        self.params.t(),
+                        self.roster_id,
+                        self.verifying.clone(),
+                        self.signer.clone(),
+                        self.setup_seed(),
+                    )
+                    .map_err(|e| PartyError::Manifest(e.to_string()))?;
+                    let (send, out) = replay(
+                        &mut m,
+                        self.params.n(),
+                        &j.record.setup_log,
+                        event.is_none(),
+                    );
+                    let sid = setup_session(&j.id);
+                    let key = format!("jobsetup:{}", hex::encode(j.id));
+                    for o in send {
+                        self.send_out(&key, &sid, o, None)?;
+                    }
+                    match out {
+                        Some(Ok(SetupOutput { prss, excluded, .. })) => {
+                            let Some(prss) = prss else {
+                                return self.fail_job(j, "this party was excluded at setup");
+                            };
+                            j.prss = Some(prss);
+                            j.ignored = excluded;
+                            j.phase = Phase::Eval;
+                            info!(target: "btcmpc::party", job = %hex::encode(j.id), "key agreement done: evaluating");
+                            // The evaluation starts now, with nothing delivered to it yet.
+                            return self.start_eval(j);
+                        }
+                        Some(Err(e)) => return self.fail_job(j, &format!("key agreement: {e}")),
+                        None => {
+                            if let Some(r) = m.waiting() {
+                                self.arm_timer(sid, r);
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+                Phase::Eval => {
+                    if let Some(e) = event.clone() {
+                        j.record.eval_log.push(e);
+                        self.put_job(&j.record)?;
+                    }
+                    return self.eval_step(j, event.is_none());
+                }
+                Phase::Quoted | Phase::Done => return Ok(()),
+            }
+        }
+    }
+
+    fn start_eval<F: PrimeField>(&mut self, j: &mut JobSession<F>) -> Result<(), PartyError> {
+        self.eval_step(j, true)
+    }
+
+    fn eval_step<F: PrimeField>(
+        &mut self,
+        j: &mut JobSession<F>,
+        fresh: bool,
+    ) -> Result<(), PartyError> {
+        let Some(prss) = j.prss.as_ref() else {
+            return Ok(());
+        };
+        let task = Task::Plan {
+            plan: &j.plan,
+            columns: &j.columns,
+        };
+        let mut m = match EvalMachine::new(
+            prss,
+            j.id,
+            task,
+            self.verifying.clone(),
+            self.signer.clone(),
+            j.ignored.clone(),
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = format!("evaluation: {e}");
+                return self.fail_job(j, &reason);
+            }
+        };
+        if self.fault(Fault::WrongProduct) {
+            m.lie_in_openings(F::ONE);
+        }
+        let (send, out) = replay(&mut m, self.params.n(), &j.record.eval_log, fresh);
+        let waiting = m.waiting();
+        let evidence = m.evidence().to_vec();
+        drop(m);
+        if !evidence.is_empty() {
+            let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
+            self.store.put_job_state(
+                &format!("evidence:job-{}", hex::encode(j.id)),
+                &bytes,
+                false,
+            )?;
+        }
+        let key = job_key(&j.id);
+        let id = j.id;
+        for o in send {
+            self.send_out(&key, &id, o, None)?;
+        }
+        match out {
+            Some(Ok(aggregates)) => self.deliver_output(j, &aggregates),
+            Some(Err(e)) => self.fail_job(j, &format!("evaluation: {e}")),
+            None => {
+                if let Some(r) = waiting {
+                    self.arm_timer(id, r);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn deliver_output<F: PrimeField>(
+        &mut self,
+        j: &mut JobSession<F>,
+        aggregates: &[F],
+    ) -> Result<(), PartyError> {
+        let mut y = match mask_outputs(aggregates, &j.masks) {
+            Ok(y) => y,
+            Err(e) => return self.fail_job(j, &format!("masking: {e}")),
+        };
+        if self.fault(Fault::WrongOutputShare) {
+            for v in y.iter_mut() {
+                *v += F::ONE;
+            }
+        }
+        let k = hashlock_key(&self.party_key, &j.id);
+        let sealed = seal(&j.id, self.me.point(), &k, &y);
+        let d = Delivery {
+            job_id: j.id,
+            index: self.me.point(),
+            key_hash: j.record.quote.key_hash,
+            ciphertext_hash: Sha256::digest(&sealed).into(),
+        };
+        let sig = d.sign(&self.signer);
+        let delivery = JobDelivery {
+            job: j.id,
+            party: self.me.get(),
+            key_hash: d.key_hash,
+            sealed: hex::encode(&sealed),
+            signature: sig.0,
+        };
+        j.record.delivery = Some(delivery.clone());
+        j.record.state = "delivered".into();
+        j.phase = Phase::Done;
+        j.columns = Vec::new();
+        self.put_job(&j.record)?;
+        info!(target: "btcmpc::party", job = %hex::encode(j.id), "output share sealed and delivered");
+        if !self.fault(Fault::Withhold) {
+            self.reply_json(j.client, MessageType::RESULT, &delivery);
+        }
+        Ok(())
+    }
+
+    fn fail_job<F: PrimeField>(
+        &mut self,
+        j: &mut JobSession<F>,
+        reason: &str,
+    ) -> Result<(), PartyError> {
+        warn!(target: "btcmpc::party", job = %hex::encode(j.id), "job failed: {reason}");
+        j.record.state = "failed".into();
+        j.record.reason = Some(reason.to_string());
+        j.phase = Phase::Done;
+        j.columns = Vec::new();
+        self.put_job(&j.record)?;
+        self.reply(
+            j.client.unwrap_or(u64::MAX),
+            MessageType::ERROR,
+            format!("job failed: {reason}").into_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Whether messages of `session` (a job's setup or evaluation) can be handled now.
+    pub(super) fn job_started(&self, session: &Hash32) -> Option<bool> {
+        let job = self.job_sessions.get(session)?;
+        let j = self.jobs.get(job)?;
+        let phase = with_job!(j, j => j.phase);
+        Some(if session == job {
+            matches!(phase, Phase::Eval | Phase::Done)
+        } else {
+            phase != Phase::Quoted
+        })
+    }
+
+    /// A peer message for a job session (which has started here).
+    pub(super) fn deliver_job(
+        &mut self,
+        from: PartyId,
+        session: Hash32,
+        raw: serde_json::Value,
+    ) -> Result<(), PartyError> {
+        let Some(&id) = self.job_sessions.get(&session) else {
+            return Ok(());
+        };
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return Ok(());
+        };
+        let r = with_job!(&mut job, j => {
+            let phase_ok = if session == id { j.phase == Phase::Eval } else { j.phase == Phase::Setup };
+            if phase_ok {
+                self.step_job(j, Some((from.get(), raw)))
+            } else {
+                Ok(()) // a late message of a finished phase
+            }
+        });
+        self.jobs.insert(id, job);
+        r?;
+        // The setup may have finished: evaluation messages that waited can go in now.
+        self.drain_job_early(&id)
+    }
+
+    /// A deadline of a job's machine.
+    pub(super) fn job_deadline(
+        &mut self,
+        session: Hash32,
+        round: RoundId,
+    ) -> Result<(), PartyError> {
+        let Some(&id) = self.job_sessions.get(&session) else {
+            return Ok(());
+        };
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return Ok(());
+        };
+        let r = with_job!(&mut job, j => {
+            let phase_ok = if session == id { j.phase == Phase::Eval } else { j.phase == Phase::Setup };
+            if phase_ok {
+                let entry = (0, serde_json::to_value(round).unwrap_or_default());
+                self.step_job(j, Some(entry))
+            } else {
+                Ok(())
+            }
+        });
+        self.jobs.insert(id, job);
+        r?;
+        self.drain_job_early(&id)
+    }
+
+    fn drain_job_early(&mut self, session: &Hash32) -> Result<(), PartyError> {
+        if self.job_started(session) != Some(true) {
+            return Ok(());
+        }
+        let Some(early) = self.early.remove(session) else {
+            return Ok(());
+        };
+        for (from, bytes, _) in &early {
+            if let Some(b) = self.early_bytes.get_mut(from) {
+                *b = b.saturating_sub(bytes.len());
+            }
+        }
+        for (from, bytes, _) in early {
+            if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
+                self.deliver_job(from, m.session, m.message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `JOB_PAID`: records the funding for the claim worker, which checks it against this
+    /// party's own chain view before it reveals anything.
+    pub(super) fn on_job_paid(&mut self, conn: u64, paid: JobPaid) -> Result<(), Refuse> {
+        let key = self.client_key(conn)?;
+        let me = self.me.get();
+        let Some(job) = self.jobs.get_mut(&paid.job) else {
+            return Err(format!("no job {}", hex::encode(paid.job)));
+        };
+        let (rec, answer) = with_job!(job, j => {
+            if j.record.client_key != hex::encode(key.0) {
+                return Err("this job belongs to another service connection key".into());
+            }
+            if j.record.delivery.is_none() {
+                return Err("this party has not delivered for this job".into());
+            }
+            if paid.outputs.len() > self.params.n() || paid.quotes.len() > self.params.n() {
+                return Err("more escrow outputs or quotes than parties".into());
+            }
+            if !paid.outputs.iter().any(|o| o.party == me) {
+                return Err("the funding pays no escrow output to this party".into());
+            }
+            if let Some(old) = &j.record.paid {
+                if *old != paid {
+                    return Err("this job was already paid by another funding".into());
+                }
+            } else {
+                j.record.paid = Some(paid.clone());
+                j.record.state = "paid".into();
+            }
+            let answer = JobPaidAnswer {
+                job: j.id,
+                party: me,
+                state: if j.record.claim_txid.is_some() { "claimed".into() } else { "claiming".into() },
+                claim_txid: j.record.claim_txid.clone(),
+                reason: None,
+            };
+            (j.record.clone(), answer)
+        });
+        self.put_job(&rec).map_err(|e| e.to_string())?;
+        self.reply_json(Some(conn), MessageType::JOB_PAID, &answer);
+        Ok(())
+    }
+
+    /// The claim worker's report.
+    pub(super) fn on_claimed(&mut self, job: Hash32, result: Result<String, String>) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let rec = with_job!(j, j => {
+            match &result {
+                Ok(txid) => {
+                    j.record.claim_txid = Some(txid.clone());
+                    j.record.state = "claimed".into();
+                }
+                Err(reason) => {
+                    j.record.state = "failed".into();
+                    j.record.reason = Some(reason.clone());
+                }
+            }
+            j.record.clone()
+        });
+        if let Err(e) = self.put_job(&rec) {
+            warn!(target: "btcmpc::party", "cannot record the claim: {e}");
+        }
+    }
+
+    /// Jobs found in the store after a restart: rebuilt, their machines replayed.
+    pub(super) fn resume_jobs(&mut self) -> Result<(), PartyError> {
+        for key in self.store.jobs_with_prefix("job:")? {
+            let Some(bytes) = self.store.job_state(&key)? else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_slice::<JobRecord>(&bytes) else {
+                warn!(target: "btcmpc::party", %key, "unreadable job record; not resumed");
+                continue;
+            };
+            let id = rec.quote.job;
+            let field = self
+                .store
+                .datasets()?
+                .into_iter()
+                .find(|d| d.id == rec.dataset)
+                .and_then(|d| serde_json::from_slice::<SessionRecord>(&d.meta).ok())
+                .map(|r| r.begin.field);
+            let Some(field) = field else { continue };
+            let job = match field.as_str() {
+                Secp256k1Scalar::NAME => self.resume_job::<Secp256k1Scalar>(rec).map(Job::S),
+                Mersenne127::NAME => self.resume_job::<Mersenne127>(rec).map(Job::M),
+                _ => continue,
+            };
+            match job {
+                Ok(job) => {
+                    self.job_sessions.insert(setup_session(&id), id);
+                    self.job_sessions.insert(id, id);
+                    self.jobs.insert(id, job);
+                    let mut job = self.jobs.remove(&id).expect("inserted above");
+                    let r = with_job!(&mut job, j => if matches!(j.phase, Phase::Setup | Phase::Eval) {
+                        self.step_job(j, None)
+                    } else {
+                        Ok(())
+                    });
+                    self.jobs.insert(id, job);
+                    r?;
+                }
+                Err(e) => warn!(target: "btcmpc::party", %key, "cannot resume the job: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_job<F: PrimeField>(&mut self, rec: JobRecord) -> Result<JobSession<F>, Refuse> {
+        let parsed = parse(&rec.request.query).map_err(|e| e.to_string())?;
+        let schema = self
+            .store
+            .datasets()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|d| d.id == rec.dataset)
+            .and_then(|d| serde_json::from_slice::<SessionRecord>(&d.meta).ok())
+            .map(|r| r.begin.schema)
+            .ok_or("the dataset is gone")?;
+        let plan =
+            plan_text::<F>(&rec.request.query, &parsed, &schema).map_err(|e| e.to_string())?;
+        let id = rec.quote.job;
+        let mut j = JobSession::new(id, rec, plan, None);
+        j.phase = match j.record.state.as_str() {
+            "quoted" => Phase::Quoted,
+            "running" => Phase::Setup,
+            _ => Phase::Done,
+        };
+        if j.phase == Phase::Setup {
+            let mask_id = j.record.mask_session.clone().unwrap_or_default();
+            j.masks = self
+                .store
+                .read_column::<F>(&mask_id, 0)
+                .map_err(|e| e.to_string())?;
+            self.load_columns(&mut j)?;
+            // The setup log replays to its output (if it finished), then the evaluation's.
+            let mut m = Setup::<F>::new(
+                self.me,
+                self.params.t(),
+                self.roster_id,
+                self.verifying.clone(),
+                self.signer.clone(),
+                self.setup_seed(),
+            )
+            .map_err(|e| e.to_string())?;
+            let (_, out) = replay(&mut m, self.params.n(), &j.record.setup_log, true);
+            if let Some(Ok(SetupOutput {
+                prss: Some(prss),
+                excluded,
+                ..
+            })) = out
+            {
+                j.prss = Some(prss);
+                j.ignored = excluded;
+                j.phase = Phase::Eval;
+            }
+        }
+        Ok(j)
+    }
+}
+
+/// Blocks a job needs at least between its quote and `T`, besides the claim margin and the
+/// funding's confirmations: to compute, deliver and fund.
+pub const MIN_JOB_BLOCKS: u32 = 3;
+
+impl<F: PrimeField> JobSession<F> {
+    fn new(id: Hash32, record: JobRecord, plan: Plan, client: Option<u64>) -> Self {
+        JobSession {
+            id,
+            record,
+            client,
+            plan,
+            columns: Vec::new(),
+            masks: Vec::new(),
+            prss: None,
+            ignored: BTreeSet::new(),
+            phase: Phase::Quoted,
+        }
+    }
+}
+
+/// Rebuilds a machine's state from its log: starts it, hands it every logged message and
+/// deadline in order. Returns the messages of the last event (of the start when `fresh` and
+/// the log is empty; the earlier ones went out when they happened) and the output, if any
+/// event produced one.
+#[allow(clippy::type_complexity)]
+fn replay<F: PrimeField, M: Machine<F>>(
+    m: &mut M,
+    n: usize,
+    log: &[LogEntry],
+    fresh: bool,
+) -> (
+    Vec<Outgoing<F>>,
+    Option<Result<M::Output, crate::mpc::round::RoundError>>,
+) {
+    let mut last: Vec<Outgoing<F>> = Vec::new();
+    let mut out = None;
+    let mut absorb = |r: Result<Step<F, M::Output>, crate::mpc::round::RoundError>,
+                      last: &mut Vec<Outgoing<F>>| match r {
+        Ok(s) => {
+            *last = s.send;
+            if let Some(o) = s.output {
+                out = Some(Ok(o));
+            }
+        }
+        Err(e) if e.is_refusal() => last.clear(),
+        Err(e) => {
+            last.clear();
+            if out.is_none() {
+                out = Some(Err(e));
+            }
+        }
+    };
+    let r = m.start();
+    absorb(r, &mut last);
+    for (from, raw) in log {
+        let r = if *from == 0 {
+            match serde_json::from_value::<RoundId>(raw.clone()) {
+                Ok(round) => m.deadline(round),
+                Err(_) => continue,
+            }
+        } else {
+            let Ok(p) = PartyId::new(*from as usize, n) else {
+                continue;
+            };
+            let Ok(msg) = serde_json::from_value::<Message<F>>(raw.clone()) else {
+                continue;
+            };
+            m.handle(p, msg)
+        };
+        absorb(r, &mut last);
+    }
+    if !fresh && log.is_empty() {
+        last.clear();
+    }
+    (last, out)
+}
