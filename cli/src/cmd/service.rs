@@ -443,18 +443,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             degree,
         } => {
             let (card, manifest) = load_card(&card)?;
-            let v: Value = serde_json::from_str(
-                &read_bounded(&service_file(global)).context("run `btcmpc service init` first")?,
-            )?;
-            let key: PublicKey = v["pubkey"]
-                .as_str()
-                .unwrap_or_default()
-                .parse()
-                .context("service.json: bad pubkey")?;
-            let wallet = open(global)?;
-            let keypair = wallet
-                .contract_keypair_for(&key)?
-                .context("this wallet does not hold the service key")?;
+            let service = load_service(global)?;
+            let key = service.key();
             // Every client checks the committee's bonds before it trusts it.
             let chain = connect(global)?;
             if let Err(e) = verify_manifest(&manifest, &ElectrumView::new(&chain))?.ok() {
@@ -472,9 +462,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             } else {
                 columns
             };
-            let secret = TransportSecret::load(&global.datadir().join("service-transport.key"))?;
-            let service =
-                Service::new(keypair, StaticKeypair::from_secret(&secret.secret_bytes())?);
             let request = service.access_request(
                 card["dataset_id"].as_str().unwrap_or_default(),
                 &columns,
