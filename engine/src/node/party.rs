@@ -1782,22 +1782,25 @@ impl Core {
         Ok(())
     }
 
-    fn on_access(&self, m: &AccessRequest) -> Result<AccessAnswer, Refuse> {
-        let service = m.verify()?;
-        let Some(min_rows) = self.min_rows else {
-            return Err("this party follows no chain: it cannot read the dataset's ACL".into());
-        };
-        let (id, record, rows) = self
-            .store
+    /// The dataset bound to `dataset_id` (hex): its store id, record and row count.
+    fn committed_dataset(&self, dataset_id: &str) -> Result<(String, SessionRecord, u64), Refuse> {
+        self.store
             .datasets()
             .map_err(|e| e.to_string())?
             .into_iter()
             .find_map(|d| {
                 let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
-                (r.dataset_id.as_deref() == Some(m.dataset_id.as_str()))
-                    .then_some((d.id, r, d.rows))
+                (r.dataset_id.as_deref() == Some(dataset_id)).then_some((d.id, r, d.rows))
             })
-            .ok_or_else(|| format!("this party holds no dataset {}", m.dataset_id))?;
+            .ok_or_else(|| format!("this party holds no dataset {dataset_id}"))
+    }
+
+    fn on_access(&self, m: &AccessRequest) -> Result<AccessAnswer, Refuse> {
+        let service = m.verify()?;
+        let Some(min_rows) = self.min_rows else {
+            return Err("this party follows no chain: it cannot read the dataset's ACL".into());
+        };
+        let (id, record, rows) = self.committed_dataset(&m.dataset_id)?;
         let view = self
             .acls
             .get(&id)

@@ -72,54 +72,29 @@ impl Service {
         config: ChannelConfig,
         timeout: Duration,
     ) -> Vec<(u32, Result<AccessAnswer, String>)> {
-        let mut tasks = Vec::new();
-        for (i, card) in manifest.roster.cards.iter().enumerate() {
-            let party = i as u32 + 1;
-            let (endpoint, key) = (card.endpoint.clone(), TransportKey(card.transport_key));
-            let (me, request) = (self.transport.clone(), request.clone());
-            tasks.push(tokio::spawn(async move {
-                let ask = async {
-                    let mut ch = connect(&endpoint, &me, &AllowedKeys::new([key]), config)
-                        .await
-                        .map_err(|e| format!("unreachable: {e}"))?;
-                    let f = json_frame(MessageType::ACCESS, &request).map_err(|e| e.to_string())?;
-                    ch.send(&f).await.map_err(|e| e.to_string())?;
-                    loop {
-                        let f = ch.recv().await.map_err(|e| e.to_string())?;
-                        match f.kind() {
-                            MessageType::PING => continue,
-                            MessageType::ERROR => {
-                                return Err(String::from_utf8_lossy(f.payload())
-                                    .chars()
-                                    .take(300)
-                                    .collect())
-                            }
-                            MessageType::ACCESS => {
-                                let a: AccessAnswer = parse_json(&f).map_err(|e| e.to_string())?;
-                                if a.party != party || a.dataset_id != request.dataset_id {
-                                    return Err("answered for another party or dataset".into());
-                                }
-                                return Ok(a);
-                            }
-                            other => return Err(format!("unexpected {other}")),
-                        }
-                    }
-                };
-                let r = match tokio::time::timeout(timeout, ask).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                };
-                (party, r)
-            }));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            match t.await {
-                Ok(x) => out.push(x),
-                Err(e) => out.push((0, Err(e.to_string()))),
-            }
-        }
-        out
+        let parties: Vec<u32> = (1..=manifest.roster.n() as u32).collect();
+        let frame = match json_frame(MessageType::ACCESS, request) {
+            Ok(f) => f,
+            Err(e) => return parties.iter().map(|p| (*p, Err(e.to_string()))).collect(),
+        };
+        let dataset = request.dataset_id.clone();
+        exchange(
+            &self.transport,
+            manifest,
+            &parties,
+            vec![frame; parties.len()],
+            MessageType::ACCESS,
+            config,
+            timeout,
+            move |party, f| {
+                let a: AccessAnswer = parse_json(f).map_err(|e| e.to_string())?;
+                if a.party != party || a.dataset_id != dataset {
+                    return Err("answered for another party or dataset".into());
+                }
+                Ok(a)
+            },
+        )
+        .await
     }
 }
 

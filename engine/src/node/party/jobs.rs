@@ -209,17 +209,7 @@ impl Core {
         let Some(min_rows) = self.min_rows else {
             return Err("this party follows no chain: it cannot read the dataset's ACL".into());
         };
-        let (store_id, record, rows) = self
-            .store
-            .datasets()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find_map(|d| {
-                let r: SessionRecord = serde_json::from_slice(&d.meta).ok()?;
-                (r.dataset_id.as_deref() == Some(req.dataset_id.as_str()))
-                    .then_some((d.id, r, d.rows))
-            })
-            .ok_or_else(|| format!("this party holds no dataset {}", req.dataset_id))?;
+        let (store_id, record, rows) = self.committed_dataset(&req.dataset_id)?;
         let view = self
             .acls
             .get(&store_id)
@@ -417,69 +407,75 @@ impl Core {
         j: &mut JobSession<F>,
         event: Option<LogEntry>,
     ) -> Result<(), PartyError> {
-        #[allow(clippy::needless_return)]
-        {
-            match j.phase {
-                Phase::Setup => {
-                    if let Some(e) = event.clone() {
-                        j.record.setup_log.push(e);
-                        self.put_job(&j.record)?;
-                    }
-                    let mut m = Setup::<F>::new(
-                        self.me,
-                        self.params.t(),
-                        self.roster_id,
-                        self.verifying.clone(),
-                        self.signer.clone(),
-                        self.setup_seed(),
-                    )
-                    .map_err(|e| PartyError::Manifest(e.to_string()))?;
-                    let (send, out) = replay(
-                        &mut m,
-                        self.params.n(),
-                        &j.record.setup_log,
-                        event.is_none(),
-                    );
-                    let sid = setup_session(&j.id);
-                    let key = format!("jobsetup:{}", hex::encode(j.id));
-                    for o in send {
-                        self.send_out(&key, &sid, o, None)?;
-                    }
-                    match out {
-                        Some(Ok(SetupOutput { prss, excluded, .. })) => {
-                            let Some(prss) = prss else {
-                                return self.fail_job(j, "this party was excluded at setup");
-                            };
-                            j.prss = Some(prss);
-                            j.ignored = excluded;
-                            j.phase = Phase::Eval;
-                            info!(target: "btcmpc::party", job = %hex::encode(j.id), "key agreement done: evaluating");
-                            // The evaluation starts now, with nothing delivered to it yet.
-                            return self.start_eval(j);
-                        }
-                        Some(Err(e)) => return self.fail_job(j, &format!("key agreement: {e}")),
-                        None => {
-                            if let Some(r) = m.waiting() {
-                                self.arm_timer(sid, r);
-                            }
-                            return Ok(());
-                        }
-                    }
+        let fresh = event.is_none();
+        match j.phase {
+            Phase::Setup => {
+                if let Some(e) = event {
+                    j.record.setup_log.push(e);
+                    self.put_job(&j.record)?;
                 }
-                Phase::Eval => {
-                    if let Some(e) = event.clone() {
-                        j.record.eval_log.push(e);
-                        self.put_job(&j.record)?;
-                    }
-                    return self.eval_step(j, event.is_none());
-                }
-                Phase::Quoted | Phase::Done => return Ok(()),
+                self.setup_step(j, fresh)
             }
+            Phase::Eval => {
+                if let Some(e) = event {
+                    j.record.eval_log.push(e);
+                    self.put_job(&j.record)?;
+                }
+                self.eval_step(j, fresh)
+            }
+            Phase::Quoted | Phase::Done => Ok(()),
         }
     }
 
-    fn start_eval<F: PrimeField>(&mut self, j: &mut JobSession<F>) -> Result<(), PartyError> {
-        self.eval_step(j, true)
+    /// The PRSS key agreement of this party, as every job runs it (same seed, same signed
+    /// contributions).
+    fn setup_machine<F: PrimeField>(&self) -> Result<Setup<F>, crate::mpc::round::RoundError> {
+        Setup::<F>::new(
+            self.me,
+            self.params.t(),
+            self.roster_id,
+            self.verifying.clone(),
+            self.signer.clone(),
+            self.setup_seed(),
+        )
+    }
+
+    fn setup_step<F: PrimeField>(
+        &mut self,
+        j: &mut JobSession<F>,
+        fresh: bool,
+    ) -> Result<(), PartyError> {
+        let mut m = self
+            .setup_machine::<F>()
+            .map_err(|e| PartyError::Manifest(e.to_string()))?;
+        let (send, out) = replay(&mut m, self.params.n(), &j.record.setup_log, fresh);
+        let sid = setup_session(&j.id);
+        let key = format!("jobsetup:{}", hex::encode(j.id));
+        for o in send {
+            self.send_out(&key, &sid, o, None)?;
+        }
+        match out {
+            Some(Ok(SetupOutput {
+                prss: Some(prss),
+                excluded,
+                ..
+            })) => {
+                j.prss = Some(prss);
+                j.ignored = excluded;
+                j.phase = Phase::Eval;
+                info!(target: "btcmpc::party", job = %hex::encode(j.id), "key agreement done: evaluating");
+                // The evaluation starts now, with nothing delivered to it yet.
+                self.eval_step(j, true)
+            }
+            Some(Ok(_)) => self.fail_job(j, "this party was excluded at setup"),
+            Some(Err(e)) => self.fail_job(j, &format!("key agreement: {e}")),
+            None => {
+                if let Some(r) = m.waiting() {
+                    self.arm_timer(sid, r);
+                }
+                Ok(())
+            }
+        }
     }
 
     fn eval_step<F: PrimeField>(
@@ -620,24 +616,7 @@ impl Core {
         session: Hash32,
         raw: serde_json::Value,
     ) -> Result<(), PartyError> {
-        let Some(&id) = self.job_sessions.get(&session) else {
-            return Ok(());
-        };
-        let Some(mut job) = self.jobs.remove(&id) else {
-            return Ok(());
-        };
-        let r = with_job!(&mut job, j => {
-            let phase_ok = if session == id { j.phase == Phase::Eval } else { j.phase == Phase::Setup };
-            if phase_ok {
-                self.step_job(j, Some((from.get(), raw)))
-            } else {
-                Ok(()) // a late message of a finished phase
-            }
-        });
-        self.jobs.insert(id, job);
-        r?;
-        // The setup may have finished: evaluation messages that waited can go in now.
-        self.drain_job_early(&id)
+        self.job_event(session, (from.get(), raw))
     }
 
     /// A deadline of a job's machine.
@@ -646,6 +625,15 @@ impl Core {
         session: Hash32,
         round: RoundId,
     ) -> Result<(), PartyError> {
+        self.job_event(
+            session,
+            (0, serde_json::to_value(round).unwrap_or_default()),
+        )
+    }
+
+    /// Hands a logged event to the job's machine of `session` if that phase is the current
+    /// one (a late event of a finished phase is dropped).
+    fn job_event(&mut self, session: Hash32, entry: LogEntry) -> Result<(), PartyError> {
         let Some(&id) = self.job_sessions.get(&session) else {
             return Ok(());
         };
@@ -653,9 +641,8 @@ impl Core {
             return Ok(());
         };
         let r = with_job!(&mut job, j => {
-            let phase_ok = if session == id { j.phase == Phase::Eval } else { j.phase == Phase::Setup };
-            if phase_ok {
-                let entry = (0, serde_json::to_value(round).unwrap_or_default());
+            let current = if session == id { Phase::Eval } else { Phase::Setup };
+            if j.phase == current {
                 self.step_job(j, Some(entry))
             } else {
                 Ok(())
@@ -663,6 +650,7 @@ impl Core {
         });
         self.jobs.insert(id, job);
         r?;
+        // The setup may have finished: evaluation messages that waited can go in now.
         self.drain_job_early(&id)
     }
 
@@ -824,15 +812,7 @@ impl Core {
                 .map_err(|e| e.to_string())?;
             self.load_columns(&mut j)?;
             // The setup log replays to its output (if it finished), then the evaluation's.
-            let mut m = Setup::<F>::new(
-                self.me,
-                self.params.t(),
-                self.roster_id,
-                self.verifying.clone(),
-                self.signer.clone(),
-                self.setup_seed(),
-            )
-            .map_err(|e| e.to_string())?;
+            let mut m = self.setup_machine::<F>().map_err(|e| e.to_string())?;
             let (_, out) = replay(&mut m, self.params.n(), &j.record.setup_log, true);
             if let Some(Ok(SetupOutput {
                 prss: Some(prss),
