@@ -108,7 +108,9 @@ fn close(got: &Value, want: f64, terms: usize) -> bool {
 
 #[test]
 fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater() {
-    let mut net = Net::new();
+    // Bonds of 200,000 sat over a 50,000 sat minimum: a bond slashed once still backs the
+    // committee, and a second victim is paid from its remainder.
+    let mut net = Net::with_bonds("50000sat", "200000sat");
     let csv = net.cli.path("data.csv");
     let rows = 500;
     write_csv(std::path::Path::new(&csv), rows);
@@ -202,4 +204,94 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
     assert!((got - mean_age).abs() < 1e-9, "{got} vs {mean_age}");
     assert_eq!(v["blamed"][0]["party"], 3, "{v}");
     assert_eq!(v["blamed"].as_array().unwrap().len(), 1, "{v}");
+    // The judges (two of parties 1, 2, 4) verified the evidence and signed the canonical slash:
+    // the penalty, 10 x the 5000 sat fee, is paid to the service from party 3's bond.
+    let slash = &v["slashed"][0];
+    assert_eq!(slash["party"], 3, "{v}");
+    assert_eq!(slash["sats"], 50_000, "{v}");
+    assert_eq!(slash["judges"].as_array().unwrap().len(), 2, "{v}");
+    assert!(!slash["judges"].as_array().unwrap().contains(&3.into()));
+    let evidence = v["blamed"][0]["evidence"].as_str().unwrap().to_string();
+    net.env.mine(1).unwrap();
+    net.settle();
+    let received = |txid: &Value| {
+        net.cli.json("service", &["wallet", "balance"]); // syncs
+        let h = net.cli.json("service", &["wallet", "history"]);
+        h["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["txid"] == *txid)
+            .map(|t| (t["net_sat"].as_i64().unwrap(), t["height"].as_u64()))
+    };
+    let (got, height) = received(&slash["txid"]).expect("the slash pays the service's wallet");
+    assert_eq!(got, 50_000, "to the satoshi");
+    assert!(height.is_some(), "the slash confirmed");
+    // The rest stays in party 3's bond script, and still backs the committee.
+    let verify = net.cli.json("p1", &["network", "verify", &net.manifest]);
+    let row = &verify["bonds"][2];
+    let left = row["value_sat"].as_u64().unwrap();
+    assert!(
+        (149_000..150_000).contains(&left),
+        "200000 - 50000 - the slash fee stays in the bond: {verify}"
+    );
+
+    // Judges refuse forged evidence, naming why; none signs a slash of an honest party.
+    let text = std::fs::read_to_string(&evidence).unwrap();
+    let genuine: Value = serde_json::from_str(&text).unwrap();
+    let judge = |who: &str, ev: &Value| {
+        let f = net.cli.path(&format!("forged-{who}.json"));
+        std::fs::write(&f, ev.to_string()).unwrap();
+        net.cli.fails(who, &["party", "judge", &f])
+    };
+    let rule = "wrong-output-share";
+    // Framing honest party 1: its delivery as the accused, party 3's among the witnesses.
+    let mut framed = genuine.clone();
+    let others = framed["rule"][rule]["others"].as_array().unwrap().clone();
+    let p1 = others.iter().position(|o| o["index"] == 1).unwrap();
+    let mut new_others = others.clone();
+    new_others[p1] = genuine["rule"][rule]["accused"].clone();
+    framed["rule"][rule]["accused"] = others[p1].clone();
+    framed["rule"][rule]["others"] = Value::Array(new_others);
+    let err = judge("p2", &framed);
+    assert!(err.contains("does not convict party 1"), "{err}");
+    // The accused's delivery signature missing (another party's in its place).
+    let mut unsigned = genuine.clone();
+    unsigned["rule"][rule]["accused"]["signature"] = others[0]["signature"].clone();
+    let err = judge("p2", &unsigned);
+    assert!(err.contains("signature"), "{err}");
+    // A sealed share swapped by the service: the signature covers its hash.
+    let mut swapped = genuine.clone();
+    swapped["rule"][rule]["accused"]["ciphertext"] = others[0]["ciphertext"].clone();
+    let err = judge("p4", &swapped);
+    assert!(err.contains("signature"), "{err}");
+    // A key no claim revealed on chain.
+    let mut unclaimed = genuine.clone();
+    unclaimed["rule"][rule]["accused"]["key"] = Value::String("11".repeat(32));
+    let err = judge("p4", &unclaimed);
+    assert!(err.contains("does not convict party 3"), "{err}");
+    // Another request (the service's signature no longer verifies).
+    let mut other_job = genuine.clone();
+    other_job["request"]["fee_sat"] = 1_000_000.into();
+    let err = judge("p2", &other_job);
+    assert!(err.contains("does not verify"), "{err}");
+    // The accused does not judge itself; the same evidence never pays twice.
+    let err = judge("p3", &genuine);
+    assert!(err.contains("does not judge itself"), "{err}");
+    let err = judge("p1", &genuine);
+    assert!(err.contains("already slashed"), "{err}");
+
+    // A second job, a second victim: paid from the remainder of party 3's bond.
+    let v = query(&net, &card, "sum(income)", "5000sat");
+    assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
+    assert_eq!(v["slashed"][0]["party"], 3, "{v}");
+    assert_eq!(v["slashed"][0]["sats"], 50_000, "{v}");
+    net.env.mine(1).unwrap();
+    net.settle();
+    let verify = net.cli.json("p1", &["network", "verify", &net.manifest]);
+    let left2 = verify["bonds"][2]["value_sat"].as_u64().unwrap();
+    assert!(
+        left2 < left - 50_000 && left2 > left - 51_000,
+        "{left} - 50000 - fee: {verify}"
+    );
 }

@@ -106,6 +106,26 @@ enum Cmd {
     },
     /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
     Status,
+    /// Judge an evidence file against this party's own manifest and chain view and, when it
+    /// convicts, sign the canonical slash of the accused's bond (the daemon does the same for
+    /// evidence a service sends it).
+    Judge {
+        /// The evidence file (`service evidence JOB` prints its path).
+        evidence: PathBuf,
+        /// The committee's manifest (default: DATADIR/manifest.json).
+        #[arg(long, value_name = "F")]
+        manifest: Option<PathBuf>,
+        /// A slash PSBT other judges signed (base64 file): checked to be the canonical slash,
+        /// then signed too.
+        #[arg(long, value_name = "F")]
+        psbt: Option<PathBuf>,
+        /// Where to write the signed PSBT (default: DATADIR/evidence/slash-JOB-partyI.psbt).
+        #[arg(long, value_name = "F")]
+        out: Option<PathBuf>,
+        /// Broadcast the slash once it carries k signatures.
+        #[arg(long)]
+        broadcast: bool,
+    },
     /// Take the bond back to this wallet once the exit height is reached.
     Withdraw {
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
@@ -300,6 +320,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             (min_fee.to_sat(), max_open_jobs.max(1)),
         ),
         Cmd::Status => status(global),
+        Cmd::Judge {
+            evidence,
+            manifest,
+            psbt,
+            out,
+            broadcast,
+        } => judge(global, &evidence, manifest, psbt, out, broadcast),
         Cmd::Withdraw { fee_rate: rate } => {
             let p = global.datadir().join("bond.json");
             let text = std::fs::read_to_string(&p)
@@ -495,4 +522,82 @@ fn status(global: &Global) -> anyhow::Result<Report> {
         ));
     }
     Ok(Report::new(text.trim_end(), serde_json::to_value(&s)?))
+}
+
+fn judge(
+    global: &Global,
+    evidence: &Path,
+    manifest: Option<PathBuf>,
+    psbt: Option<PathBuf>,
+    out: Option<PathBuf>,
+    broadcast: bool,
+) -> anyhow::Result<Report> {
+    use btcmpc_engine::node::card::read_bounded;
+    use btcmpc_engine::node::judge::{self, JobEvidence, JudgeRequest};
+    let dir = global.datadir();
+    let manifest_path = manifest.unwrap_or_else(|| dir.join("manifest.json"));
+    let manifest = btcmpc_engine::node::manifest::Manifest::load(&manifest_path)
+        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    let card = load_card(global)?;
+    let me = manifest
+        .roster
+        .index_of(&card.party_key)
+        .context("this party is not in the manifest's roster")? as u32;
+    let ev = JobEvidence::from_json(&read_bounded(evidence)?)
+        .with_context(|| format!("evidence {}", evidence.display()))?;
+    let psbt = match psbt {
+        Some(p) => Some(read_bounded(&p)?.trim().to_string()),
+        None => None,
+    };
+    let (mut wallet, chain) = open_synced(global)?;
+    let mut store = btcmpc_engine::node::store::Store::open(&dir.join("party.sqlite"))?;
+    let req = JudgeRequest { evidence: ev, psbt };
+    let a = judge::judge(&chain, &wallet, &mut store, &manifest, me, &req)?;
+    let job = hex::encode(req.evidence.request.id());
+    let out = out.unwrap_or_else(|| {
+        dir.join("evidence")
+            .join(format!("slash-{}-party{}.psbt", &job[..16], a.accused))
+    });
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    write_atomic(&out, a.psbt.as_bytes(), 0o600)?;
+    let mut text = format!(
+        "party {} is convicted ({}): {}\nthe canonical slash spends its bond {} ({} sat): {} sat to the victim, {} sat back to the bond script, {} sat fee\nsigned: {} of {} judge signatures; PSBT written to {}",
+        a.accused,
+        a.rule,
+        a.detail,
+        a.bond_outpoint,
+        a.bond_sat,
+        a.victim_sat,
+        a.remainder_sat,
+        a.fee_sat,
+        a.signatures,
+        a.needed,
+        out.display()
+    );
+    let mut txid = None;
+    if broadcast {
+        if a.signatures < a.needed {
+            bail!(
+                "the slash carries {} of the {} signatures it needs: pass it to another judge first",
+                a.signatures,
+                a.needed
+            );
+        }
+        let file = judge::bond_file(&manifest, a.accused)?;
+        let terms = judge::slash_terms(&req.evidence.request, &manifest)?;
+        let signed: bitcoin::Psbt = a.psbt.parse().context("the signed PSBT")?;
+        let (t, _) = wallet.broadcast_slash(&chain, &file, &terms, &signed)?;
+        text.push_str(&format!("\nbroadcast: {t}"));
+        txid = Some(t.to_string());
+    }
+    Ok(Report::new(
+        text,
+        json!({"accused": a.accused, "judge": a.judge, "rule": a.rule, "detail": a.detail,
+               "psbt": out.display().to_string(), "signatures": a.signatures, "needed": a.needed,
+               "bond_outpoint": a.bond_outpoint, "bond_sat": a.bond_sat,
+               "victim_sat": a.victim_sat, "remainder_sat": a.remainder_sat, "fee_sat": a.fee_sat,
+               "txid": txid}),
+    ))
 }

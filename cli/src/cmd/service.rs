@@ -75,8 +75,14 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 120)]
         party_timeout: u64,
     },
-    /// Finish open jobs (every one, or JOB): read the claims, open the result, and refund
-    /// every escrow output still unclaimed once the tip reaches T.
+    /// Print the paths of the evidence files of a job (one per party blamed).
+    Evidence {
+        /// The job id.
+        job: String,
+    },
+    /// Finish open jobs (every one, or JOB): read the claims, open the result, send the
+    /// evidence against every party blamed to its judges and broadcast the slash they sign,
+    /// and refund every escrow output still unclaimed once the tip reaches T.
     Settle {
         /// A job id (default: every open job).
         job: Option<String>,
@@ -88,6 +94,15 @@ enum Cmd {
 
 fn job_path(global: &Global, id: &str) -> PathBuf {
     global.datadir().join("jobs").join(format!("{id}.json"))
+}
+
+/// Where the evidence against `party` in job `id` is kept (outside `jobs/`, whose files are
+/// job records).
+fn evidence_path(global: &Global, id: &str, party: u32) -> PathBuf {
+    global
+        .datadir()
+        .join("evidence")
+        .join(format!("{id}-party{party}.json"))
 }
 
 fn save_job(global: &Global, job: &ServiceJob) -> anyhow::Result<()> {
@@ -128,7 +143,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The report of a job: result table, payments, blame, pending refunds.
-fn job_report(job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
+fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
     let mut text = format!("job {} on dataset {name}\n", job.id_hex());
     let mut result = serde_json::Map::new();
     match &job.result {
@@ -165,16 +180,39 @@ fn job_report(job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
     let blamed: Vec<Value> = job
         .culprits
         .iter()
-        .map(|p| json!({"party": p, "evidence": Value::Null}))
+        .map(|p| {
+            let path = evidence_path(global, &job.id_hex(), *p);
+            json!({"party": p,
+                   "evidence": path.exists().then(|| path.display().to_string())})
+        })
         .collect();
     if job.culprits.is_empty() {
         text.push_str("blamed: none\n");
-    } else {
-        text.push_str(&format!(
-            "blamed: parties {:?} delivered wrong output shares (named by decoding)\n",
-            job.culprits
-        ));
     }
+    for p in &job.culprits {
+        text.push_str(&format!(
+            "blamed: party {p} delivered a wrong output share (evidence {})\n",
+            evidence_path(global, &job.id_hex(), *p).display()
+        ));
+        match job.slashes.iter().find(|s| s.party == *p) {
+            Some(s) => text.push_str(&format!(
+                "  slashed: {} sat of its bond paid to us in {} (signed by judges {:?})\n",
+                s.sats, s.txid, s.judges
+            )),
+            None => text.push_str(&format!(
+                "  not slashed yet: {}\n",
+                job.unslashed
+                    .iter()
+                    .find(|u| u.0 == *p)
+                    .map_or("the evidence was not sent", |u| u.1.as_str())
+            )),
+        }
+    }
+    let slashed: Vec<Value> = job
+        .slashes
+        .iter()
+        .map(|s| json!({"party": s.party, "txid": s.txid, "sats": s.sats, "judges": s.judges}))
+        .collect();
     let pending: Vec<Value> = job
         .unclaimed()
         .iter()
@@ -194,7 +232,7 @@ fn job_report(job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
     Report::new(
         text.trim_end(),
         json!({"job": job.id_hex(), "result": result, "paid": paid,
-               "pending_refunds": pending, "blamed": blamed}),
+               "pending_refunds": pending, "blamed": blamed, "slashed": slashed}),
     )
 }
 
@@ -223,6 +261,81 @@ fn wait_and_open(
         match job.open(manifest) {
             Ok(_) => save_job(global, job)?,
             Err(e) => eprintln!("cannot open the result yet: {e}"),
+        }
+    }
+    let left = wait.saturating_sub(start.elapsed());
+    punish(global, job, manifest, chain, left)
+}
+
+/// Sends the evidence against every blamed party not slashed yet to its judges (the other
+/// parties) and broadcasts the canonical slash once `k` of them signed it. Judges need the
+/// claims confirmed: refusals are retried every second until `wait` passed (`service settle`
+/// tries again later).
+fn punish(
+    global: &Global,
+    job: &mut ServiceJob,
+    manifest: &Manifest,
+    chain: &btcmpc_wallet::ChainClient,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    if job.unpunished().is_empty() {
+        return Ok(());
+    }
+    let service = load_service(global)?;
+    let rt = runtime()?;
+    let start = std::time::Instant::now();
+    for culprit in job.unpunished() {
+        let evidence = match job.evidence(manifest, culprit) {
+            Ok(e) => e,
+            Err(e) => {
+                job.unslashed.retain(|u| u.0 != culprit);
+                job.unslashed.push((culprit, format!("no evidence: {e}")));
+                save_job(global, job)?;
+                continue;
+            }
+        };
+        let path = evidence_path(global, &job.id_hex(), culprit);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_atomic(
+            &path,
+            serde_json::to_string_pretty(&evidence)?.as_bytes(),
+            0o600,
+        )?;
+        loop {
+            let (answer, judges, refused) = rt.block_on(job.collect_slash(
+                &service,
+                manifest,
+                &evidence,
+                Default::default(),
+                std::time::Duration::from_secs(30),
+            ));
+            let reason = match answer {
+                Some(a) if a.signatures >= a.needed => {
+                    let mut wallet = open(global)?;
+                    wallet.sync(chain)?;
+                    match job.broadcast_slash(manifest, culprit, &a, judges, &mut wallet, chain) {
+                        Ok(_) => {
+                            save_job(global, job)?;
+                            break;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                _ => refused
+                    .iter()
+                    .map(|(j, e)| format!("judge {j}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            job.unslashed.retain(|u| u.0 != culprit);
+            job.unslashed.push((culprit, reason));
+            save_job(global, job)?;
+            if start.elapsed() >= wait {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
         }
     }
     Ok(())
@@ -302,6 +415,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 serde_json::from_value(card["schema"].clone())
                     .context("dataset card: bad schema")?;
             let name = card["name"].as_str().unwrap_or_default().to_string();
+            // Where a penalty from this job is paid: a fresh address of this wallet.
+            let payout = open(global)?.next_address()?.to_string();
             let mut job = ServiceJob::new(
                 &service,
                 &manifest,
@@ -312,6 +427,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 fee.to_sat(),
                 timeout,
                 global.network.network(),
+                &payout,
             )
             .map_err(anyhow::Error::msg)?;
             save_job(global, &job)?;
@@ -363,7 +479,28 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 &chain,
                 std::time::Duration::from_secs(wait),
             )?;
-            Ok(job_report(&job, &manifest, &name))
+            Ok(job_report(global, &job, &manifest, &name))
+        }
+        Cmd::Evidence { job } => {
+            let record: ServiceJob = serde_json::from_str(&read_bounded(&job_path(global, &job))?)
+                .with_context(|| format!("job {job}"))?;
+            let paths: Vec<String> = record
+                .culprits
+                .iter()
+                .map(|p| evidence_path(global, &job, *p))
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            if paths.is_empty() {
+                return Ok(Report::new(
+                    format!("job {job}: no evidence (nobody was blamed, or the claims needed are missing)"),
+                    json!({"job": job, "evidence": paths}),
+                ));
+            }
+            Ok(Report::new(
+                paths.join("\n"),
+                json!({"job": job, "evidence": paths}),
+            ))
         }
         Cmd::Settle { job, fee_rate } => {
             let dir = global.datadir().join("jobs");
@@ -403,7 +540,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     .refund(&manifest, &mut wallet, &chain, fee_choice)
                     .map_err(anyhow::Error::msg)?;
                 save_job(global, &job)?;
-                let r = job_report(&job, &manifest, &id[..16]);
+                let r = job_report(global, &job, &manifest, &id[..16.min(id.len())]);
                 text.push_str(&r.text);
                 text.push('\n');
                 rows.push(json!({"job": id, "report": r.json, "refunds": refunds}));

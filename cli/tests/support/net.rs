@@ -65,6 +65,11 @@ impl Net {
 
     /// Four bonded parties with a verified manifest, each daemon running, and a funded owner.
     pub fn new() -> Net {
+        Net::with_bonds("100000sat", "100000sat")
+    }
+
+    /// As [`Net::new`], with a roster minimum of `min_bond` and bonds of `bond` each.
+    pub fn with_bonds(min_bond: &str, bond: &str) -> Net {
         let env = TestEnv::new().expect("regtest chain starts");
         let dir = tempfile::tempdir().unwrap();
         let cli = Cli {
@@ -93,7 +98,7 @@ impl Net {
             "--t",
             "1",
             "--min-bond",
-            "100000sat",
+            min_bond,
             "--out",
             &roster,
         ];
@@ -105,15 +110,7 @@ impl Net {
         for p in PARTIES {
             net.cli.json(
                 p,
-                &[
-                    "party",
-                    "bond",
-                    "100000sat",
-                    "--exit",
-                    "+400",
-                    "--roster",
-                    &roster,
-                ],
+                &["party", "bond", bond, "--exit", "+400", "--roster", &roster],
             );
         }
         net.env.mine(1).unwrap();

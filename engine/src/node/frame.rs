@@ -94,6 +94,8 @@ impl MessageType {
     pub const JOB_RUN: Self = Self(0x0035);
     /// The service's escrow funding of a job, and a party's answer.
     pub const JOB_PAID: Self = Self(0x0036);
+    /// Evidence to a judge with the slash so far, and the judge's signed slash.
+    pub const EVIDENCE: Self = Self(0x0037);
 
     /// The cap on payload bytes of this type, `None` if the type is unknown.
     #[must_use]
@@ -147,6 +149,7 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::JOB_QUOTE, "job-quote", CONTROL_CAP),
     (MessageType::JOB_RUN, "job-run", CONTROL_CAP),
     (MessageType::JOB_PAID, "job-paid", CONTROL_CAP),
+    (MessageType::EVIDENCE, "evidence", 4 * 1024 * 1024),
 ];
 
 /// The largest cap of any type: no frame is ever longer than `HEADER_LEN` plus this.

@@ -37,6 +37,8 @@ pub const JOB_PROTOCOL_VERSION: u32 = 1;
 pub const MAX_QUERY_LEN: usize = 4096;
 /// Most sats a fee may name (21 million bitcoin).
 pub const MAX_FEE_SAT: u64 = 21_000_000 * 100_000_000;
+/// Longest payout address, in characters (a bech32m address is at most 90).
+pub const MAX_PAYOUT_LEN: usize = 90;
 /// Lock values are heights below this (BIP65: larger values are times).
 pub const LOCKTIME_THRESHOLD: u32 = 500_000_000;
 
@@ -64,6 +66,10 @@ pub struct JobRequest {
     pub fee_sat: u64,
     /// `T`: the escrow refund height (blocks), `1 <= T < 500,000,000`.
     pub timeout: u32,
+    /// Where a penalty for this job is paid (an address of the service's wallet, on the
+    /// roster's network): the victim output of a canonical slash of a party convicted by
+    /// evidence from this job. At most [`MAX_PAYOUT_LEN`] characters.
+    pub payout: String,
     /// BIP340 signature over [`JobRequest::id`], hex.
     pub signature: String,
 }
@@ -81,6 +87,7 @@ impl JobRequest {
             "service": self.service,
             "fee_sat": self.fee_sat,
             "timeout": self.timeout,
+            "payout": self.payout,
         });
         tagged_hash("btcmpc/v1/job-request", unsigned.to_string().as_bytes())
     }
@@ -126,6 +133,12 @@ impl JobRequest {
                 self.dataset_id
             ));
         }
+        if self.payout.is_empty() || self.payout.len() > MAX_PAYOUT_LEN {
+            return Err(format!(
+                "the payout address has {} characters, 1 to {MAX_PAYOUT_LEN} allowed",
+                self.payout.len()
+            ));
+        }
         let key: PublicKey = self.service.parse().map_err(|_| {
             format!(
                 "service key {:?} is not a compressed public key",
@@ -139,6 +152,23 @@ impl JobRequest {
             return Err("the request's signature does not verify for its service key".into());
         }
         Ok(key)
+    }
+}
+
+impl JobRequest {
+    /// The payout address's output script, for `network`.
+    ///
+    /// # Errors
+    /// An address that does not parse or is for another network, in one line.
+    pub fn payout_script(&self, network: Network) -> Result<bitcoin::ScriptBuf, String> {
+        let a: bitcoin::Address<bitcoin::address::NetworkUnchecked> = self
+            .payout
+            .parse()
+            .map_err(|e| format!("payout address {:?}: {e}", self.payout))?;
+        let a = a
+            .require_network(network)
+            .map_err(|_| format!("payout address {:?} is not for {network}", self.payout))?;
+        Ok(a.script_pubkey())
     }
 }
 
@@ -348,6 +378,7 @@ mod tests {
             service: kp.public_key().to_string(),
             fee_sat: 1000,
             timeout: 300,
+            payout: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
             signature: String::new(),
         };
         r.sign(kp);

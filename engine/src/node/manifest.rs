@@ -430,13 +430,6 @@ fn check_bond(
             expected: expected.to_hex_string(),
         });
     }
-    let min = roster.params.min_bond_sat;
-    if out.value.to_sat() < min {
-        return Err(BondFailure::TooSmall {
-            value: out.value.to_sat(),
-            min,
-        });
-    }
     let hist = chain.history(&expected).map_err(chain_err)?;
     if hist.len() > MAX_BOND_HISTORY.min(MAX_HISTORY) {
         return Err(BondFailure::Chain(format!(
@@ -450,13 +443,37 @@ fn check_bond(
         .ok_or(BondFailure::NotFound(op.txid))?;
     let confs = confirmations(tip, funding.height);
     row.confirmations = Some(confs);
-    for h in hist.iter().filter(|h| h.txid != op.txid) {
-        let Some(spender) = chain.transaction(&h.txid).map_err(chain_err)? else {
-            continue;
-        };
-        if spender.input.iter().any(|i| i.previous_output == op) {
-            return Err(BondFailure::Spent(h.txid));
+    // Follow the bond's money through slashes: a canonical slash returns the rest to the same
+    // bond script, from which later victims are paid; any other spend ends the bond.
+    let mut live = op;
+    let mut value = out.value.to_sat();
+    'follow: for _ in 0..=hist.len() {
+        for h in hist.iter().filter(|h| h.txid != live.txid) {
+            let Some(spender) = chain.transaction(&h.txid).map_err(chain_err)? else {
+                continue;
+            };
+            if spender.input.iter().any(|i| i.previous_output == live) {
+                let Some(vout) = spender
+                    .output
+                    .iter()
+                    .position(|o| o.script_pubkey == expected)
+                else {
+                    return Err(BondFailure::Spent(h.txid));
+                };
+                live = bitcoin::OutPoint {
+                    txid: h.txid,
+                    vout: vout as u32,
+                };
+                value = spender.output[vout].value.to_sat();
+                continue 'follow;
+            }
         }
+        break;
+    }
+    row.value_sat = Some(value);
+    let min = roster.params.min_bond_sat;
+    if value < min {
+        return Err(BondFailure::TooSmall { value, min });
     }
     if confs < BOND_MIN_CONF {
         return Err(BondFailure::Unconfirmed {

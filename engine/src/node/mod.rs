@@ -16,6 +16,7 @@ pub mod chain;
 pub mod fault;
 pub mod frame;
 pub mod job;
+pub mod judge;
 pub mod manifest;
 pub mod noise;
 pub mod owner;

@@ -28,6 +28,10 @@ use sha2::{Digest, Sha256};
 use super::job::{
     escrow_contract, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, PaidOutput, Quote,
 };
+use super::judge::{
+    bond_file, remember_bond, slash_terms, EvidenceRule, JobEvidence, JudgeAnswer, JudgeRequest,
+    EVIDENCE_VERSION,
+};
 use super::manifest::Manifest;
 use super::owner::StoreOptions;
 use super::service::{open_result, JobResult, Service};
@@ -35,6 +39,7 @@ use super::transport::ChannelConfig;
 use super::wire::{field_from_hex, field_to_hex};
 use crate::mpc::csv::Schema;
 use crate::mpc::dealing::Hash32;
+use crate::mpc::evidence::{DeliveryItem, Sig, WrongOutputShare};
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan};
 use crate::mpc::shamir::Params;
@@ -113,6 +118,26 @@ pub struct ServiceJob {
     /// Refunds broadcast: `(party, txid)`.
     #[serde(default)]
     pub refunds: Vec<(u32, String)>,
+    /// Slashes of culprits' bonds broadcast, paying this service.
+    #[serde(default)]
+    pub slashes: Vec<SlashDone>,
+    /// Why a culprit is not slashed yet: `(party, reason)`, the latest attempt's.
+    #[serde(default)]
+    pub unslashed: Vec<(u32, String)>,
+}
+
+/// A slash of a culprit's bond, paying this service (PROTOCOL.md, "Evidence and penalties").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlashDone {
+    /// The convicted party.
+    pub party: u32,
+    /// The slash transaction.
+    pub txid: String,
+    /// What it pays this service, sats.
+    pub sats: u64,
+    /// The judges whose signatures it carries.
+    pub judges: Vec<u32>,
 }
 
 macro_rules! in_field {
@@ -148,6 +173,7 @@ impl ServiceJob {
         fee_sat: u64,
         timeout: u32,
         network: Network,
+        payout: &str,
     ) -> Result<ServiceJob, String> {
         let masks = in_field!(field, F => {
             let plan = plan_for::<F>(query, &schema)?;
@@ -158,9 +184,16 @@ impl ServiceJob {
                     .collect::<Vec<_>>(),
             )
         })?;
-        let request =
-            service.job_request(manifest.roster.id(), dataset_id, query, fee_sat, timeout);
+        let request = service.job_request(
+            manifest.roster.id(),
+            dataset_id,
+            query,
+            fee_sat,
+            timeout,
+            payout,
+        );
         request.verify()?;
+        request.payout_script(network)?;
         Ok(ServiceJob {
             version: SERVICE_JOB_VERSION,
             request,
@@ -179,6 +212,8 @@ impl ServiceJob {
             result: None,
             culprits: Vec::new(),
             refunds: Vec::new(),
+            slashes: Vec::new(),
+            unslashed: Vec::new(),
         })
     }
 
@@ -523,6 +558,145 @@ impl ServiceJob {
             self.refunds.push((party, txid.to_string()));
             done.push((party, txid.to_string()));
         }
+        Ok(done)
+    }
+
+    /// Culprits whose bond is not slashed yet.
+    pub fn unpunished(&self) -> Vec<u32> {
+        self.culprits
+            .iter()
+            .copied()
+            .filter(|c| !self.slashes.iter().any(|s| s.party == *c))
+            .collect()
+    }
+
+    /// The evidence against `culprit` under the wrong-output-share rule: its signed delivery
+    /// and the key its claim revealed, and the same for every other claimed party that is not
+    /// itself a culprit (at least `2t + 1` are needed). Reveals only masked output shares and
+    /// the query.
+    ///
+    /// # Errors
+    /// A culprit that did not claim, too few other claims, a record that does not parse.
+    pub fn evidence(&self, manifest: &Manifest, culprit: u32) -> Result<JobEvidence, String> {
+        let item = |party: u32| -> Result<DeliveryItem, String> {
+            let d = self
+                .deliveries
+                .iter()
+                .find(|d| d.party == party)
+                .ok_or_else(|| format!("party {party} delivered nothing"))?;
+            let c = self
+                .claims
+                .iter()
+                .find(|c| c.party == party)
+                .ok_or_else(|| format!("party {party} has not claimed"))?;
+            Ok(DeliveryItem {
+                index: party as usize,
+                key_hash: d.key_hash,
+                ciphertext: hex::decode(&d.sealed)
+                    .map_err(|_| format!("party {party}'s sealed share is not hex"))?,
+                signature: Sig(d.signature),
+                key: hex32(&c.key)?,
+            })
+        };
+        let accused = item(culprit)?;
+        let others: Vec<DeliveryItem> = self
+            .claims
+            .iter()
+            .map(|c| c.party)
+            .filter(|p| !self.culprits.contains(p))
+            .map(item)
+            .collect::<Result<_, _>>()?;
+        let t = manifest.roster.params.t;
+        if others.len() < 2 * t + 1 {
+            return Err(format!(
+                "{} honest claims, the evidence needs 2t + 1 = {}",
+                others.len(),
+                2 * t + 1
+            ));
+        }
+        let params = Params::new(manifest.roster.n(), t).map_err(|e| e.to_string())?;
+        Ok(JobEvidence {
+            version: EVIDENCE_VERSION,
+            request: self.request.clone(),
+            rule: EvidenceRule::WrongOutputShare(WrongOutputShare {
+                field: self.field.clone(),
+                job_id: self.request.id(),
+                params,
+                accused,
+                others,
+            }),
+        })
+    }
+
+    /// Asks the other parties, one after the other, to judge `evidence` and sign the canonical
+    /// slash, passing each the slash signed so far, until `k = t + 1` signatures are collected.
+    /// Returns the last answer (the PSBT with the most signatures), the judges who signed it,
+    /// and each refusal.
+    pub async fn collect_slash(
+        &self,
+        service: &Service,
+        manifest: &Manifest,
+        evidence: &JobEvidence,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> (Option<JudgeAnswer>, Vec<u32>, Vec<(u32, String)>) {
+        let accused = evidence.accused();
+        let mut last: Option<JudgeAnswer> = None;
+        let mut signed = Vec::new();
+        let mut refused = Vec::new();
+        for judge in (1..=manifest.roster.n() as u32).filter(|j| *j != accused) {
+            let req = JudgeRequest {
+                evidence: evidence.clone(),
+                psbt: last.as_ref().map(|a| a.psbt.clone()),
+            };
+            match service.judge(manifest, judge, &req, config, timeout).await {
+                Ok(a) => {
+                    let done = a.signatures >= a.needed;
+                    signed.push(judge);
+                    last = Some(a);
+                    if done {
+                        break;
+                    }
+                }
+                Err(e) => refused.push((judge, e)),
+            }
+        }
+        (last, signed, refused)
+    }
+
+    /// Finalizes and broadcasts the slash `answer` of `culprit`'s bond after checking it is
+    /// the canonical slash for this job's terms on this service's own chain view
+    /// ([`RoleWallet::broadcast_slash`]); records it.
+    ///
+    /// # Errors
+    /// Too few signatures, a PSBT that is not the canonical slash, network errors.
+    pub fn broadcast_slash(
+        &mut self,
+        manifest: &Manifest,
+        culprit: u32,
+        answer: &JudgeAnswer,
+        judges: Vec<u32>,
+        wallet: &mut RoleWallet,
+        chain: &ChainClient,
+    ) -> Result<SlashDone, String> {
+        let file = bond_file(manifest, culprit).map_err(|e| e.to_string())?;
+        remember_bond(wallet, manifest, culprit, &file).map_err(|e| e.to_string())?;
+        let terms = slash_terms(&self.request, manifest).map_err(|e| e.to_string())?;
+        let psbt: bitcoin::Psbt = answer
+            .psbt
+            .parse()
+            .map_err(|e| format!("the judges' slash PSBT: {e}"))?;
+        let (txid, summary) = wallet
+            .broadcast_slash(chain, &file, &terms, &psbt)
+            .map_err(|e| format!("the slash of party {culprit}'s bond: {e}"))?;
+        let done = SlashDone {
+            party: culprit,
+            txid: txid.to_string(),
+            sats: summary.paid.to_sat(),
+            judges,
+        };
+        self.unslashed.retain(|(p, _)| *p != culprit);
+        self.slashes.push(done.clone());
         Ok(done)
     }
 

@@ -299,7 +299,9 @@ impl Party {
                 .chain
                 .as_ref()
                 .map_or(bitcoin::Network::Regtest, |c| c.network),
+            judge_tx: None,
         };
+        let mut core = core;
         let stop_follower = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(src) = config.chain.clone() {
             let claimer_src = src.clone();
@@ -320,10 +322,14 @@ impl Party {
                     Arc::clone(&stop_follower),
                 );
                 let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
+                let (judge_tx, judge_rx) = std::sync::mpsc::channel();
+                core.judge_tx = Some(judge_tx);
                 std::thread::Builder::new()
                     .name("claimer".into())
                     .spawn(move || {
-                        claims::claim_paid_jobs(&path, &wallet, &src, &tx, &stop, &manifest, &key)
+                        claims::claim_paid_jobs(
+                            &path, &wallet, &src, &tx, &stop, &manifest, &key, &judge_rx,
+                        )
                     })
                     .map_err(|e| PartyError::Manifest(format!("starting the claimer: {e}")))?;
             }
@@ -469,6 +475,11 @@ enum Event {
         job: Hash32,
         result: Result<String, String>,
     },
+    /// A judgment of evidence a client sent, for its connection.
+    Judged {
+        conn: u64,
+        result: Result<super::judge::JudgeAnswer, String>,
+    },
 }
 
 struct Client {
@@ -589,6 +600,8 @@ struct Core {
     max_open_jobs: usize,
     min_fee_sat: u64,
     network: bitcoin::Network,
+    /// Evidence to judge, to the claimer thread (which holds the wallet); `None` without one.
+    judge_tx: Option<std::sync::mpsc::Sender<(u64, super::judge::JudgeRequest)>>,
 }
 
 /// A one-line refusal for the peer.
@@ -840,6 +853,13 @@ impl Core {
             }
             Event::Bond(state) => self.bond_state = Some(state),
             Event::Claimed { job, result } => self.on_claimed(job, result),
+            Event::Judged { conn, result } => match result {
+                Ok(answer) => self.reply_json(Some(conn), MessageType::EVIDENCE, &answer),
+                Err(reason) => {
+                    info!(target: "btcmpc::party", conn, "evidence refused: {reason}");
+                    self.reply(conn, MessageType::ERROR, reason.into_bytes());
+                }
+            },
         }
         Ok(())
     }
@@ -950,6 +970,16 @@ impl Core {
             MessageType::JOB_PAID => {
                 let m: super::job::JobPaid = parse_json(frame).map_err(e)?;
                 self.on_job_paid(conn, m)
+            }
+            MessageType::EVIDENCE => {
+                let m: super::judge::JudgeRequest = parse_json(frame).map_err(e)?;
+                let tx = self
+                    .judge_tx
+                    .as_ref()
+                    .ok_or("this party runs without a wallet: it cannot judge")?;
+                info!(target: "btcmpc::party", accused = m.evidence.accused(), job = %hex::encode(m.evidence.request.id()), "evidence received");
+                tx.send((conn, m))
+                    .map_err(|_| "this party's judge has stopped".to_string())
             }
             other => Err(format!("a client may not send {other}")),
         }

@@ -195,6 +195,7 @@ impl Service {
         query: &str,
         fee_sat: u64,
         timeout: u32,
+        payout: &str,
     ) -> JobRequest {
         let mut nonce = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
@@ -207,6 +208,7 @@ impl Service {
             service: self.key.public_key().to_string(),
             fee_sat,
             timeout,
+            payout: payout.to_string(),
             signature: String::new(),
         };
         r.sign(&self.key);
@@ -309,6 +311,42 @@ impl Service {
     }
 
     /// Tells every paid party of its funding; one answer per party.
+    /// Sends `request` (evidence and the slash so far) to judge `party` and reads its signed
+    /// slash, or why it refuses.
+    ///
+    /// # Errors
+    /// The judge's refusal, unreachable judge, or an answer for another party.
+    pub async fn judge(
+        &self,
+        manifest: &Manifest,
+        party: u32,
+        request: &super::judge::JudgeRequest,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Result<super::judge::JudgeAnswer, String> {
+        let frame = json_frame(MessageType::EVIDENCE, request).map_err(|e| e.to_string())?;
+        let accused = request.evidence.accused();
+        exchange(
+            &self.transport,
+            manifest,
+            &[party],
+            vec![frame],
+            MessageType::EVIDENCE,
+            config,
+            timeout,
+            move |party, f| {
+                let a: super::judge::JudgeAnswer = parse_json(f).map_err(|e| e.to_string())?;
+                if a.judge != party || a.accused != accused {
+                    return Err("answered for another judge or accused".into());
+                }
+                Ok(a)
+            },
+        )
+        .await
+        .pop()
+        .map_or_else(|| Err("no answer".into()), |(_, r)| r)
+    }
+
     pub async fn paid(
         &self,
         manifest: &Manifest,

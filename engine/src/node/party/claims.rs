@@ -13,6 +13,7 @@
 use super::jobs::{job_key, JobRecord};
 use super::*;
 use crate::node::job::{escrow_contract, hashlock_key, JobPaid, JobRequest};
+use crate::node::judge::JudgeRequest;
 use btcmpc_wallet::{ChainClient, ClaimRules, EscrowPromise, FeeChoice, RoleWallet};
 
 /// Why a claim did not happen yet.
@@ -26,6 +27,7 @@ enum NotYet {
 /// Most sat/vB a claim (or its bump) pays.
 const MAX_CLAIM_RATE_SAT_VB: u64 = 100;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn claim_paid_jobs(
     path: &std::path::Path,
     wallet_dir: &std::path::Path,
@@ -34,6 +36,7 @@ pub(super) fn claim_paid_jobs(
     stop: &std::sync::atomic::AtomicBool,
     manifest: &Manifest,
     party_key: &Keypair,
+    judge_rx: &std::sync::mpsc::Receiver<(u64, JudgeRequest)>,
 ) {
     use std::sync::atomic::Ordering;
     let mut client: Option<ChainClient> = None;
@@ -120,12 +123,59 @@ pub(super) fn claim_paid_jobs(
                 client = None;
             }
         }
+        // Evidence to judge arrives between rounds; it is answered at once.
         let mut slept = Duration::ZERO;
         while slept < src.poll && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
-            slept += Duration::from_millis(100);
+            match judge_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((conn, req)) => {
+                    let result = match (&client, &mut store, &mut wallet) {
+                        (Some(c), Some(st), Some(w)) => {
+                            judge_one(c, w, st, manifest, party_key, &req)
+                        }
+                        _ => {
+                            Err("the judge has no chain connection or wallet yet; try again".into())
+                        }
+                    };
+                    if events
+                        .blocking_send(Event::Judged { conn, result })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    slept += Duration::from_millis(100);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    slept += Duration::from_millis(100);
+                }
+            }
         }
     }
+}
+
+/// Judges evidence a client sent ([`crate::node::judge::judge`]), after syncing the wallet so
+/// the judge's chain view is current.
+fn judge_one(
+    chain: &ChainClient,
+    wallet: &mut RoleWallet,
+    store: &mut Store,
+    manifest: &Manifest,
+    party_key: &Keypair,
+    req: &JudgeRequest,
+) -> Result<crate::node::judge::JudgeAnswer, String> {
+    let me = manifest
+        .roster
+        .index_of(&party_key.public_key())
+        .ok_or("this party is not in its roster")? as u32;
+    wallet
+        .sync(chain)
+        .map_err(|e| format!("syncing the wallet: {e}"))?;
+    let answer = crate::node::judge::judge(chain, wallet, store, manifest, me, req)
+        .map_err(|e| e.to_string())?;
+    info!(target: "btcmpc::party", accused = answer.accused, rule = %answer.rule, signatures = answer.signatures, victim_sat = answer.victim_sat, "evidence verified: signed the canonical slash");
+    Ok(answer)
 }
 
 /// The claim of one paid job, after every check of the module docs.

@@ -190,6 +190,8 @@ impl Core {
                 hex::encode(self.roster_id)
             ));
         }
+        // A penalty for this job must be payable: refuse a payout for another chain.
+        req.payout_script(self.network)?;
         let open = self
             .jobs
             .values()

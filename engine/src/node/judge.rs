@@ -1,0 +1,501 @@
+//! Judging (PROTOCOL.md, "Evidence and penalties"): evidence against a party from a job,
+//! checked against the judge's own manifest and its own chain view, and the canonical slash of
+//! the convicted party's bond that it earns.
+//!
+//! ```text
+//! service -> judge  EVIDENCE  {evidence, psbt?}       the evidence file, and the slash so far
+//! judge -> service  EVIDENCE  {verdict, psbt}         the canonical slash with this judge's
+//!                                                     signature, or an ERROR naming why not
+//! ```
+//!
+//! The pure part ([`verify_job_evidence`], [`slash_terms`]) takes the judge's manifest and a
+//! [`ClaimOracle`] and returns a [`Verdict`]; the driver ([`judge`]) reads the chain, checks and
+//! signs with the judge's wallet, and keeps a record per `(job, accused)` so the same evidence
+//! never pays twice.
+//!
+//! Everything a judge signs is rebuilt from its own records: the committee parameters and
+//! roster keys come from its manifest (never from the evidence), the claims from its chain view,
+//! the bond from its manifest's outpoint followed on chain, the victim and the penalty from the
+//! service-signed request, and the slash transaction from the canonical builder
+//! ([`btcmpc_wallet::RoleWallet::sign_slash`] refuses any other transaction).
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{Amount, FeeRate, Network, ScriptBuf};
+use btcmpc_contracts::{ContractFile, SlashTerms};
+use btcmpc_wallet::{contract_status, ChainClient, ClaimRules, ContractRecord, RoleWallet};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::job::{escrow_contract, JobRequest};
+use super::manifest::Manifest;
+use super::store::Store;
+use crate::mpc::dealing::Hash32;
+use crate::mpc::evidence::{ClaimOracle, EvidenceError, Fault, PartyKey, WrongOutputShare};
+use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use crate::mpc::shamir::Params;
+
+/// Version of the [`JobEvidence`] file.
+pub const EVIDENCE_VERSION: u32 = 1;
+
+/// An evidence file: the job's signed request (which names the victim's payout and the fee the
+/// penalty is a multiple of) and the evidence under one rule of PROTOCOL.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobEvidence {
+    /// [`EVIDENCE_VERSION`].
+    pub version: u32,
+    /// The job's request, signed by the service.
+    pub request: JobRequest,
+    /// The evidence.
+    pub rule: EvidenceRule,
+}
+
+/// The rule the evidence is under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceRule {
+    /// The wrong-output-share rule: the accused's delivery opens to a share off the polynomial
+    /// through at least `2t + 1` other deliveries, every one signed and claimed on chain.
+    WrongOutputShare(WrongOutputShare),
+}
+
+impl JobEvidence {
+    /// The accused party (1-based), as the evidence names it.
+    pub fn accused(&self) -> u32 {
+        match &self.rule {
+            EvidenceRule::WrongOutputShare(w) => u32::try_from(w.accused.index).unwrap_or(0),
+        }
+    }
+
+    /// The rule's name, as PROTOCOL.md's table says it.
+    pub fn rule_name(&self) -> &'static str {
+        match &self.rule {
+            EvidenceRule::WrongOutputShare(_) => "wrong output share",
+        }
+    }
+
+    /// Parses an evidence file, refusing other versions.
+    ///
+    /// # Errors
+    /// [`JudgeError::Malformed`].
+    pub fn from_json(text: &str) -> Result<JobEvidence, JudgeError> {
+        let ev: JobEvidence =
+            serde_json::from_str(text).map_err(|e| JudgeError::Malformed(e.to_string()))?;
+        if ev.version != EVIDENCE_VERSION {
+            return Err(JudgeError::Malformed(format!(
+                "evidence version {} is not {EVIDENCE_VERSION}",
+                ev.version
+            )));
+        }
+        Ok(ev)
+    }
+}
+
+/// Why a judge does not sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JudgeError {
+    /// The file or message does not parse.
+    #[error("malformed evidence: {0}")]
+    Malformed(String),
+    /// The request is not the service's, or is for another committee.
+    #[error("the job request: {0}")]
+    Request(String),
+    /// The evidence does not convict (the reason of [`WrongOutputShare::verify`]).
+    #[error("the evidence does not convict party {accused}: {source}")]
+    Invalid {
+        /// The accused party.
+        accused: u32,
+        /// Why.
+        source: EvidenceError,
+    },
+    /// This judge is the accused, or not a judge of the accused's bond.
+    #[error("not a judge of party {accused}: {reason}")]
+    NotAJudge {
+        /// The accused party.
+        accused: u32,
+        /// Why.
+        reason: String,
+    },
+    /// This evidence already paid its penalty.
+    #[error("party {accused} was already slashed for job {job} in {txid}")]
+    AlreadySlashed {
+        /// The accused party.
+        accused: u32,
+        /// The job, hex.
+        job: String,
+        /// The slash transaction.
+        txid: String,
+    },
+    /// The slash cannot be built, or the one handed in is not the canonical one.
+    #[error("the slash: {0}")]
+    Slash(String),
+    /// The chain or the store failed; nothing was signed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What valid evidence convicts, and the penalty it earns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The job.
+    pub job: Hash32,
+    /// The convicted party (1-based).
+    pub accused: u32,
+    /// The rule's name.
+    pub rule: &'static str,
+    /// What is wrong, in words (for example `y_3 is off the polynomial at output 0`).
+    pub detail: String,
+    /// The victim's output script (the request's payout).
+    pub victim: ScriptBuf,
+    /// The penalty: `penalty_multiplier x fee_sat` of the request.
+    pub penalty: Amount,
+}
+
+/// Verifies `evidence` against this judge's `manifest` and its view of the claims on chain.
+/// Pure: reads nothing but its arguments.
+///
+/// # Errors
+/// The first reason the evidence does not convict, in one line.
+pub fn verify_job_evidence(
+    evidence: &JobEvidence,
+    manifest: &Manifest,
+    claims: &dyn ClaimOracle,
+) -> Result<Verdict, JudgeError> {
+    let req = &evidence.request;
+    req.verify().map_err(JudgeError::Request)?;
+    if req.roster != manifest.roster.id() {
+        return Err(JudgeError::Request(format!(
+            "for roster {}, this judge's committee is {}",
+            hex::encode(req.roster),
+            hex::encode(manifest.roster.id())
+        )));
+    }
+    let job = req.id();
+    let roster: Vec<PartyKey> = manifest
+        .roster
+        .cards
+        .iter()
+        .map(|c| PartyKey::from_compressed(&c.party_key.serialize()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| JudgeError::Io(format!("the manifest's roster keys: {e}")))?;
+    let params = Params::new(manifest.roster.n(), manifest.roster.params.t)
+        .map_err(|e| JudgeError::Io(format!("the manifest's parameters: {e}")))?;
+    let accused = evidence.accused();
+    let (rule, detail) = match &evidence.rule {
+        EvidenceRule::WrongOutputShare(w) => {
+            if w.job_id != job {
+                return Err(JudgeError::Malformed(format!(
+                    "the deliveries are for job {}, the request is job {}",
+                    hex::encode(w.job_id),
+                    hex::encode(job)
+                )));
+            }
+            let invalid = |source| JudgeError::Invalid { accused, source };
+            let fault = match w.field.as_str() {
+                Secp256k1Scalar::NAME => w.verify::<Secp256k1Scalar>(params, &roster, claims),
+                Mersenne127::NAME => w.verify::<Mersenne127>(params, &roster, claims),
+                other => {
+                    return Err(JudgeError::Malformed(format!("unknown field {other:?}")));
+                }
+            }
+            .map_err(invalid)?;
+            let detail = match fault {
+                Fault::Unopenable => format!("c_{accused} does not open to a share vector"),
+                Fault::WrongLength => format!("y_{accused} has the wrong number of values"),
+                Fault::OffPolynomial { position } => format!(
+                    "y_{accused} is off the polynomial of the other deliveries at output {position}"
+                ),
+            };
+            (evidence.rule_name(), detail)
+        }
+    };
+    let terms = slash_terms(req, manifest)?;
+    Ok(Verdict {
+        job,
+        accused,
+        rule,
+        detail,
+        victim: terms.victim,
+        penalty: terms.penalty.unwrap_or(Amount::ZERO),
+    })
+}
+
+/// The canonical slash terms for a penalty in `request`'s job under `manifest`'s roster: the
+/// victim's script (the request's payout), the penalty (`penalty_multiplier x fee_sat`, sats)
+/// and the roster's slash fee rate (sat/vB). Judges and the service compute them alike.
+///
+/// # Errors
+/// A payout for another network; a penalty or fee rate that overflows.
+pub fn slash_terms(request: &JobRequest, manifest: &Manifest) -> Result<SlashTerms, JudgeError> {
+    let victim = request
+        .payout_script(manifest.roster.network)
+        .map_err(JudgeError::Request)?;
+    let penalty = request
+        .fee_sat
+        .checked_mul(u64::from(manifest.roster.params.penalty_multiplier))
+        .filter(|p| *p <= Amount::MAX_MONEY.to_sat())
+        .ok_or_else(|| JudgeError::Request("the penalty overflows".into()))?;
+    let fee_rate = FeeRate::from_sat_per_vb(manifest.roster.params.slash_fee_rate)
+        .ok_or_else(|| JudgeError::Io("the roster's slash fee rate overflows".into()))?;
+    Ok(SlashTerms {
+        victim,
+        penalty: Some(Amount::from_sat(penalty)),
+        fee_rate,
+    })
+}
+
+/// Party `index`'s bond as a contract file, from the manifest.
+///
+/// # Errors
+/// An unbonded roster, an index outside `1..=n`.
+pub fn bond_file(manifest: &Manifest, index: u32) -> Result<ContractFile, JudgeError> {
+    let bond = manifest
+        .bonds
+        .get((index as usize).wrapping_sub(1))
+        .ok_or_else(|| JudgeError::NotAJudge {
+            accused: index,
+            reason: "the manifest holds no bond for this party".into(),
+        })?;
+    let contract = manifest
+        .roster
+        .bond_contract(index as usize, bond.exit)
+        .map_err(|e| JudgeError::Io(e.to_string()))?;
+    ContractFile::new(contract, manifest.roster.network).map_err(|e| JudgeError::Io(e.to_string()))
+}
+
+/// Tells `wallet` the accused's bond and its funding outpoint from the manifest, so the slash
+/// is built from the bond's own money (followed through earlier slashes' remainders) and never
+/// from another output paying the bond script.
+///
+/// # Errors
+/// Database errors.
+pub fn remember_bond(
+    wallet: &RoleWallet,
+    manifest: &Manifest,
+    index: u32,
+    file: &ContractFile,
+) -> Result<(), JudgeError> {
+    let bond = manifest
+        .bonds
+        .get((index as usize).wrapping_sub(1))
+        .ok_or_else(|| JudgeError::Io(format!("the manifest holds no bond of party {index}")))?;
+    let name = btcmpc_wallet::contract_name(file);
+    let known = wallet
+        .contract(&name)
+        .map_err(|e| JudgeError::Io(e.to_string()))?;
+    if known.as_ref().and_then(|r| r.funding) == Some(bond.outpoint) {
+        return Ok(());
+    }
+    wallet
+        .remember_contract(&ContractRecord {
+            name,
+            file: file.to_json(),
+            script_pubkey: file.compiled().script_pubkey().to_hex_string(),
+            funding: Some(bond.outpoint),
+            amount_sat: None,
+        })
+        .map_err(|e| JudgeError::Io(e.to_string()))
+}
+
+/// Claims as this judge's chain view shows them: a claim of party `i` in the job is a spend,
+/// with at least `min_conf` confirmations, of party `i`'s escrow output for the request (its
+/// script rebuilt from the request and the roster key) whose witness reveals the key.
+pub struct ChainClaims<'a> {
+    chain: &'a ChainClient,
+    network: Network,
+    request: &'a JobRequest,
+    keys: Vec<PublicKey>,
+    min_conf: u32,
+}
+
+impl std::fmt::Debug for ChainClaims<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClaims")
+            .field("job", &hex::encode(self.request.id()))
+            .field("min_conf", &self.min_conf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ChainClaims<'a> {
+    /// Claims of `request`'s job under `manifest`'s roster, read from `chain`.
+    pub fn new(chain: &'a ChainClient, manifest: &Manifest, request: &'a JobRequest) -> Self {
+        let network = manifest.roster.network;
+        ChainClaims {
+            chain,
+            network,
+            request,
+            keys: manifest.roster.cards.iter().map(|c| c.party_key).collect(),
+            min_conf: ClaimRules::for_network(network).min_conf.max(1),
+        }
+    }
+}
+
+impl ClaimOracle for ChainClaims<'_> {
+    fn claim_confirmed(&self, job_id: &Hash32, index: usize, key: &Hash32) -> bool {
+        if *job_id != self.request.id() {
+            return false;
+        }
+        let (Ok(service), Some(party)) = (
+            self.request.service.parse::<PublicKey>(),
+            self.keys.get(index.wrapping_sub(1)),
+        ) else {
+            return false;
+        };
+        let h: Hash32 = Sha256::digest(key).into();
+        let Ok(file) = escrow_contract(self.network, service, *party, &h, self.request.timeout)
+        else {
+            return false;
+        };
+        let Ok(status) = contract_status(self.chain, file.compiled(), None) else {
+            return false;
+        };
+        let want = hex::encode(key);
+        status.outputs.iter().any(|o| {
+            o.spend.as_ref().is_some_and(|s| {
+                s.preimage.as_deref() == Some(want.as_str()) && s.confirmations >= self.min_conf
+            })
+        })
+    }
+}
+
+/// What a judge sends to the service: a judge's `EVIDENCE` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeRequest {
+    /// The evidence.
+    pub evidence: JobEvidence,
+    /// The slash PSBT with the signatures collected so far (base64), if any.
+    #[serde(default)]
+    pub psbt: Option<String>,
+}
+
+/// A judge's answer: the verdict and the canonical slash carrying its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeAnswer {
+    /// The convicted party.
+    pub accused: u32,
+    /// The judging party.
+    pub judge: u32,
+    /// The rule.
+    pub rule: String,
+    /// What is wrong.
+    pub detail: String,
+    /// The slash PSBT (base64) with every valid signature it had plus this judge's.
+    pub psbt: String,
+    /// Valid judge signatures on it.
+    pub signatures: usize,
+    /// Signatures the slash needs (`k = t + 1`).
+    pub needed: usize,
+    /// The bond output it spends.
+    pub bond_outpoint: String,
+    /// The bond output's value, sats.
+    pub bond_sat: u64,
+    /// What the victim gets, sats.
+    pub victim_sat: u64,
+    /// What returns to the bond script, sats.
+    pub remainder_sat: u64,
+    /// The slash fee, sats.
+    pub fee_sat: u64,
+}
+
+/// The store key of the judge's record for `(job, accused)`.
+fn record_key(job: &Hash32, accused: u32) -> String {
+    format!("slash:{}:{accused}", hex::encode(job))
+}
+
+/// Judges `req` as party `me`: verifies the evidence ([`verify_job_evidence`], claims from
+/// `chain`), builds the canonical slash of the accused's bond from this judge's own chain view
+/// (or checks that `req.psbt` is exactly that slash), signs it with the judge key in `wallet`,
+/// and records in `store` which slash it signed for `(job, accused)`. Signing the same slash
+/// again is allowed (a retry); a second slash for the same evidence once the first is on chain
+/// is refused.
+///
+/// # Errors
+/// [`JudgeError`], naming why nothing was signed.
+pub fn judge(
+    chain: &ChainClient,
+    wallet: &RoleWallet,
+    store: &mut Store,
+    manifest: &Manifest,
+    me: u32,
+    req: &JudgeRequest,
+) -> Result<JudgeAnswer, JudgeError> {
+    let accused = req.evidence.accused();
+    if accused == me {
+        return Err(JudgeError::NotAJudge {
+            accused,
+            reason: "a party does not judge itself".into(),
+        });
+    }
+    let (tip, _) = chain.tip().map_err(|e| JudgeError::Io(e.to_string()))?;
+    let window_end = req
+        .evidence
+        .request
+        .timeout
+        .saturating_add(manifest.roster.params.dispute_window);
+    if tip > window_end {
+        return Err(JudgeError::Request(format!(
+            "the dispute window closed at height {window_end} (T + {}), the tip is {tip}",
+            manifest.roster.params.dispute_window
+        )));
+    }
+    let claims = ChainClaims::new(chain, manifest, &req.evidence.request);
+    let verdict = verify_job_evidence(&req.evidence, manifest, &claims)?;
+    let terms = slash_terms(&req.evidence.request, manifest)?;
+    let file = bond_file(manifest, accused)?;
+    remember_bond(wallet, manifest, accused, &file)?;
+    let io = |e: &dyn std::fmt::Display| JudgeError::Io(e.to_string());
+    let key = record_key(&verdict.job, accused);
+    if let Some(prior) = store.job_state(&key).map_err(|e| io(&e))? {
+        let prior = String::from_utf8_lossy(&prior).to_string();
+        let status = contract_status(chain, file.compiled(), None).map_err(|e| io(&e))?;
+        let on_chain = status
+            .outputs
+            .iter()
+            .filter_map(|o| o.spend.as_ref())
+            .any(|s| s.txid.to_string() == prior);
+        if on_chain {
+            return Err(JudgeError::AlreadySlashed {
+                accused,
+                job: hex::encode(verdict.job),
+                txid: prior,
+            });
+        }
+    }
+    let mut psbt = match &req.psbt {
+        Some(b64) => b64
+            .parse::<bitcoin::Psbt>()
+            .map_err(|e| JudgeError::Malformed(format!("the slash PSBT: {e}")))?,
+        None => {
+            wallet
+                .slash_psbt(chain, &file, &terms)
+                .map_err(|e| JudgeError::Slash(e.to_string()))?
+                .0
+        }
+    };
+    let (_, summary) = wallet
+        .sign_slash(chain, &file, &terms, &mut psbt)
+        .map_err(|e| JudgeError::Slash(e.to_string()))?;
+    let txid = psbt.unsigned_tx.compute_txid().to_string();
+    store
+        .put_job_state(&key, txid.as_bytes(), false)
+        .map_err(|e| io(&e))?;
+    let signatures = psbt.inputs.first().map_or(0, |i| i.tap_script_sigs.len());
+    Ok(JudgeAnswer {
+        accused,
+        judge: me,
+        rule: verdict.rule.to_string(),
+        detail: verdict.detail,
+        psbt: psbt.to_string(),
+        signatures,
+        needed: manifest.roster.params.t + 1,
+        bond_outpoint: summary.outpoint.to_string(),
+        bond_sat: summary.bond.to_sat(),
+        victim_sat: summary.paid.to_sat(),
+        remainder_sat: summary.remainder.to_sat(),
+        fee_sat: summary.fee.to_sat(),
+    })
+}
