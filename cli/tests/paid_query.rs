@@ -108,9 +108,9 @@ fn close(got: &Value, want: f64, terms: usize) -> bool {
 
 #[test]
 fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater() {
-    // Bonds of 200,000 sat over a 50,000 sat minimum: a bond slashed once still backs the
-    // committee, and a second victim is paid from its remainder.
-    let mut net = Net::with_bonds("50000sat", "200000sat");
+    // Bonds of 300,000 sat over a 50,000 sat minimum: a bond slashed once still backs the
+    // committee and the open jobs' penalties, and a second victim is paid from its remainder.
+    let mut net = Net::with_bonds("50000sat", "300000sat");
     let csv = net.cli.path("data.csv");
     let rows = 500;
     write_csv(std::path::Path::new(&csv), rows);
@@ -232,8 +232,8 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
     let row = &verify["bonds"][2];
     let left = row["value_sat"].as_u64().unwrap();
     assert!(
-        (149_000..150_000).contains(&left),
-        "200000 - 50000 - the slash fee stays in the bond: {verify}"
+        (249_000..250_000).contains(&left),
+        "300000 - 50000 - the slash fee stays in the bond: {verify}"
     );
 
     // Judges refuse forged evidence, naming why; none signs a slash of an honest party.
@@ -294,4 +294,22 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
         left2 < left - 50_000 && left2 > left - 51_000,
         "{left} - 50000 - fee: {verify}"
     );
+
+    // Bond exposure: a fee whose penalty (10 x 20,000 sat) the open jobs' penalties and the
+    // bonds cannot cover is refused by every party, and nothing is paid.
+    let before = net.cli.json("service", &["wallet", "balance"]);
+    let err = net.cli.fails(
+        "service",
+        &[
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "20000sat",
+        ],
+    );
+    assert!(err.contains("bond exposure"), "{err}");
+    let after = net.cli.json("service", &["wallet", "balance"]);
+    assert_eq!(before, after, "nothing paid");
 }

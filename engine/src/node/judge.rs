@@ -499,3 +499,209 @@ pub fn judge(
         fee_sat: summary.fee.to_sat(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::evidence::DeliveryItem;
+    use crate::node::card::tests::keypair;
+    use crate::node::card::{BondRef, PartyCard};
+    use crate::node::roster::tests::signed_roster;
+    use bitcoin::OutPoint;
+    use k256::schnorr::SigningKey;
+    use std::str::FromStr;
+
+    type F = Secp256k1Scalar;
+    const PAYOUT: &str = "bcrt1p8wpt9v4frpf3tkn0srd97pksgsxc5hs52lafxwru9kgeephvs7rqjeprhg";
+
+    fn manifest() -> Manifest {
+        let roster = signed_roster(4, 1);
+        let cards: Vec<PartyCard> = roster
+            .cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut c = c.clone();
+                c.bond = Some(BondRef {
+                    outpoint: OutPoint::from_str(&format!("{}:{i}", "ab".repeat(32))).unwrap(),
+                    exit: 1000,
+                });
+                c
+            })
+            .collect();
+        Manifest::new(roster, &cards).unwrap()
+    }
+
+    fn request(m: &Manifest, payout: &str) -> JobRequest {
+        let mut r = JobRequest {
+            version: super::super::job::JOB_PROTOCOL_VERSION,
+            nonce: [5; 32],
+            roster: m.roster.id(),
+            dataset_id: "cd".repeat(32),
+            query: "sum(a), count()".into(),
+            service: keypair(9).public_key().to_string(),
+            fee_sat: 5000,
+            timeout: 300,
+            payout: payout.into(),
+            signature: String::new(),
+        };
+        r.sign(&keypair(9));
+        r
+    }
+
+    /// Party `i`'s delivery of `g(i)` for `g(x) = (7 + 3x, 11 + 5x)`, plus `lie` on each value.
+    fn item(job: &Hash32, i: usize, lie: u64) -> DeliveryItem {
+        let values: Vec<F> = [(7, 3), (11, 5)]
+            .iter()
+            .map(|(a, b)| F::from_u64(a + b * i as u64 + lie))
+            .collect();
+        let sk = SigningKey::from_bytes(&keypair(i as u8).secret_bytes()).unwrap();
+        DeliveryItem::create(job, i, &[i as u8 + 40; 32], &values, &sk)
+    }
+
+    /// Evidence against `accused` (who added `lie`), the other three as witnesses.
+    fn evidence(m: &Manifest, req: JobRequest, accused: usize, lie: u64) -> JobEvidence {
+        let job = req.id();
+        JobEvidence {
+            version: EVIDENCE_VERSION,
+            request: req,
+            rule: EvidenceRule::WrongOutputShare(WrongOutputShare {
+                field: F::NAME.into(),
+                job_id: job,
+                params: Params::new(4, 1).unwrap(),
+                accused: item(&job, accused, lie),
+                others: (1..=4)
+                    .filter(|i| *i != accused)
+                    .map(|i| item(&job, i, 0))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn claimed(_: &Hash32, _: usize, _: &Hash32) -> bool {
+        true
+    }
+
+    #[test]
+    fn valid_evidence_convicts_and_prices_the_penalty_from_the_request() {
+        let m = manifest();
+        let ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let back = JobEvidence::from_json(&serde_json::to_string(&ev).unwrap()).unwrap();
+        assert_eq!(back, ev, "the file round-trips");
+        let v = verify_job_evidence(&ev, &m, &claimed).unwrap();
+        assert_eq!(v.accused, 3);
+        assert_eq!(v.penalty, Amount::from_sat(50_000), "10 x 5000 sat");
+        assert_eq!(
+            v.victim,
+            ev.request.payout_script(Network::Regtest).unwrap(),
+            "paid to the request's payout"
+        );
+        assert!(v.detail.contains("output 0"), "{}", v.detail);
+        let terms = slash_terms(&ev.request, &m).unwrap();
+        assert_eq!(terms.fee_rate, FeeRate::from_sat_per_vb(2).unwrap());
+    }
+
+    #[test]
+    fn a_framing_service_convicts_nobody() {
+        let m = manifest();
+        // The service names honest party 1, with liar 3 among the witnesses.
+        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
+        let pos = w.others.iter().position(|o| o.index == 1).unwrap();
+        std::mem::swap(&mut w.accused, &mut w.others[pos]);
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                JudgeError::Invalid {
+                    accused: 1,
+                    source: EvidenceError::OthersInconsistent { .. }
+                }
+            ),
+            "{e}"
+        );
+        // An honest accused with honest witnesses.
+        let ev = evidence(&m, request(&m, PAYOUT), 2, 0);
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                JudgeError::Invalid {
+                    accused: 2,
+                    source: EvidenceError::NotGuilty { .. }
+                }
+            ),
+            "{e}"
+        );
+        // Keys no confirmed claim revealed (the judge's chain view says no).
+        let ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let none = |_: &Hash32, _: usize, _: &Hash32| false;
+        let e = verify_job_evidence(&ev, &m, &none).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                JudgeError::Invalid {
+                    source: EvidenceError::ClaimNotConfirmed { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn evidence_outside_this_committee_or_job_is_refused() {
+        let m = manifest();
+        // Another roster.
+        let mut req = request(&m, PAYOUT);
+        req.roster = [9; 32];
+        req.sign(&keypair(9));
+        let e = verify_job_evidence(&evidence(&m, req, 3, 1), &m, &claimed).unwrap_err();
+        assert!(e.to_string().contains("this judge's committee"), "{e}");
+        // A request edited after the service signed it (a bigger penalty).
+        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        ev.request.fee_sat = 1_000_000;
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // Deliveries of another job under this request.
+        let other = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let mut req = request(&m, PAYOUT);
+        req.nonce = [6; 32];
+        req.sign(&keypair(9));
+        let ev = JobEvidence {
+            request: req,
+            ..other
+        };
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(matches!(e, JudgeError::Malformed(_)), "{e}");
+        // A payout on another chain can never be paid.
+        let ev = evidence(
+            &m,
+            request(&m, "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"),
+            3,
+            1,
+        );
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(e.to_string().contains("not for regtest"), "{e}");
+        // Fewer than 2t + 1 witnesses.
+        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
+        w.others.pop();
+        let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                JudgeError::Invalid {
+                    source: EvidenceError::TooFewOthers { got: 2, need: 3 },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Another version of the file.
+        let text = serde_json::to_string(&evidence(&m, request(&m, PAYOUT), 3, 1))
+            .unwrap()
+            .replacen("\"version\":1", "\"version\":2", 1);
+        assert!(JobEvidence::from_json(&text).is_err());
+    }
+}

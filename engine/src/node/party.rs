@@ -291,6 +291,9 @@ impl Party {
                 .filter(|_| config.wallet.is_some())
                 .map(|c| c.min_rows),
             bond_state: None,
+            bond_value: None,
+            penalty_multiplier: u64::from(config.manifest.roster.params.penalty_multiplier),
+            dispute_window: config.manifest.roster.params.dispute_window,
             jobs: HashMap::new(),
             job_sessions: HashMap::new(),
             max_open_jobs: config.max_open_jobs,
@@ -470,7 +473,8 @@ enum Event {
         session: String,
         view: AclView,
     },
-    Bond(String),
+    /// This party's bond as clients check it, and the value it holds (sats), if read.
+    Bond(String, Option<u64>),
     Claimed {
         job: Hash32,
         result: Result<String, String>,
@@ -594,6 +598,12 @@ struct Core {
     acls: HashMap<String, AclView>,
     min_rows: Option<u64>,
     bond_state: Option<String>,
+    /// The bond's value (sats, followed through slashes), as last read from the chain.
+    bond_value: Option<u64>,
+    /// The roster's penalty multiplier: a job's penalty is this times its fee.
+    penalty_multiplier: u64,
+    /// The roster's dispute window (blocks after T in which evidence is judged).
+    dispute_window: u32,
     jobs: HashMap<Hash32, Job>,
     /// Session id (a job's setup or evaluation) -> job id.
     job_sessions: HashMap<Hash32, Hash32>,
@@ -851,7 +861,10 @@ impl Core {
                 }
                 self.acls.insert(session, view);
             }
-            Event::Bond(state) => self.bond_state = Some(state),
+            Event::Bond(state, value) => {
+                self.bond_state = Some(state);
+                self.bond_value = value;
+            }
             Event::Claimed { job, result } => self.on_claimed(job, result),
             Event::Judged { conn, result } => match result {
                 Ok(answer) => self.reply_json(Some(conn), MessageType::EVIDENCE, &answer),
@@ -2097,15 +2110,18 @@ fn follow_acls(
                 Ok(tip) => {
                     // This party's own bond, as every client checks it.
                     if !manifest.bonds.is_empty() {
-                        let state = match super::manifest::verify_manifest(manifest, &view) {
-                            Ok(r) => match r.rows.get(party - 1).map(|row| &row.status) {
-                                Some(Ok(())) => format!("ok at tip {tip}"),
-                                Some(Err(e)) => format!("FAILING at tip {tip}: {e}"),
-                                None => "not in the manifest".into(),
+                        let (state, value) = match super::manifest::verify_manifest(manifest, &view)
+                        {
+                            Ok(r) => match r.rows.get(party - 1) {
+                                Some(row) => match &row.status {
+                                    Ok(()) => (format!("ok at tip {tip}"), row.value_sat),
+                                    Err(e) => (format!("FAILING at tip {tip}: {e}"), row.value_sat),
+                                },
+                                None => ("not in the manifest".into(), None),
                             },
-                            Err(e) => format!("unchecked: {e}"),
+                            Err(e) => (format!("unchecked: {e}"), None),
                         };
-                        if events.blocking_send(Event::Bond(state)).is_err() {
+                        if events.blocking_send(Event::Bond(state, value)).is_err() {
                             return;
                         }
                     }

@@ -216,6 +216,27 @@ impl Core {
             .acls
             .get(&store_id)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
+        // Bond exposure (PROTOCOL.md): the penalties of every job evidence could still come
+        // from (not failed, dispute window not over) and of this one must stay within the
+        // bond, so each victim can be paid.
+        if let Some(bond) = self.bond_value {
+            let penalty = |fee: u64| fee.saturating_mul(self.penalty_multiplier);
+            let exposed: u64 = self
+                .jobs
+                .values()
+                .filter(|j| {
+                    with_job!(j, j => j.record.state != "failed"
+                        && j.record.request.timeout.saturating_add(self.dispute_window) >= view.tip)
+                })
+                .map(|j| with_job!(j, j => penalty(j.record.request.fee_sat)))
+                .fold(0u64, u64::saturating_add);
+            if exposed.saturating_add(penalty(req.fee_sat)) > bond {
+                return Err(format!(
+                    "bond exposure: the penalties of the open jobs ({exposed} sat) and of this one ({} sat) would exceed this party's bond of {bond} sat; try later",
+                    penalty(req.fee_sat)
+                ));
+            }
+        }
         // T must leave the computation, the funding's confirmations and the claim margin.
         let rules = btcmpc_wallet::ClaimRules::for_network(self.network);
         let earliest = view
