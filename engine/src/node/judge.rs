@@ -560,7 +560,7 @@ mod tests {
     }
 
     /// Evidence against `accused` (who added `lie`), the other three as witnesses.
-    fn evidence(m: &Manifest, req: JobRequest, accused: usize, lie: u64) -> JobEvidence {
+    fn evidence(req: JobRequest, accused: usize, lie: u64) -> JobEvidence {
         let job = req.id();
         JobEvidence {
             version: EVIDENCE_VERSION,
@@ -585,7 +585,7 @@ mod tests {
     #[test]
     fn valid_evidence_convicts_and_prices_the_penalty_from_the_request() {
         let m = manifest();
-        let ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let ev = evidence(request(&m, PAYOUT), 3, 1);
         let back = JobEvidence::from_json(&serde_json::to_string(&ev).unwrap()).unwrap();
         assert_eq!(back, ev, "the file round-trips");
         let v = verify_job_evidence(&ev, &m, &claimed).unwrap();
@@ -605,7 +605,7 @@ mod tests {
     fn a_framing_service_convicts_nobody() {
         let m = manifest();
         // The service names honest party 1, with liar 3 among the witnesses.
-        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let mut ev = evidence(request(&m, PAYOUT), 3, 1);
         let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
         let pos = w.others.iter().position(|o| o.index == 1).unwrap();
         std::mem::swap(&mut w.accused, &mut w.others[pos]);
@@ -621,7 +621,7 @@ mod tests {
             "{e}"
         );
         // An honest accused with honest witnesses.
-        let ev = evidence(&m, request(&m, PAYOUT), 2, 0);
+        let ev = evidence(request(&m, PAYOUT), 2, 0);
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
         assert!(
             matches!(
@@ -634,7 +634,7 @@ mod tests {
             "{e}"
         );
         // Keys no confirmed claim revealed (the judge's chain view says no).
-        let ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let ev = evidence(request(&m, PAYOUT), 3, 1);
         let none = |_: &Hash32, _: usize, _: &Hash32| false;
         let e = verify_job_evidence(&ev, &m, &none).unwrap_err();
         assert!(
@@ -656,15 +656,15 @@ mod tests {
         let mut req = request(&m, PAYOUT);
         req.roster = [9; 32];
         req.sign(&keypair(9));
-        let e = verify_job_evidence(&evidence(&m, req, 3, 1), &m, &claimed).unwrap_err();
+        let e = verify_job_evidence(&evidence(req, 3, 1), &m, &claimed).unwrap_err();
         assert!(e.to_string().contains("this judge's committee"), "{e}");
         // A request edited after the service signed it (a bigger penalty).
-        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let mut ev = evidence(request(&m, PAYOUT), 3, 1);
         ev.request.fee_sat = 1_000_000;
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
         assert!(e.to_string().contains("does not verify"), "{e}");
         // Deliveries of another job under this request.
-        let other = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let other = evidence(request(&m, PAYOUT), 3, 1);
         let mut req = request(&m, PAYOUT);
         req.nonce = [6; 32];
         req.sign(&keypair(9));
@@ -676,7 +676,6 @@ mod tests {
         assert!(matches!(e, JudgeError::Malformed(_)), "{e}");
         // A payout on another chain can never be paid.
         let ev = evidence(
-            &m,
             request(&m, "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"),
             3,
             1,
@@ -684,7 +683,7 @@ mod tests {
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
         assert!(e.to_string().contains("not for regtest"), "{e}");
         // Fewer than 2t + 1 witnesses.
-        let mut ev = evidence(&m, request(&m, PAYOUT), 3, 1);
+        let mut ev = evidence(request(&m, PAYOUT), 3, 1);
         let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
         w.others.pop();
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
@@ -699,7 +698,7 @@ mod tests {
             "{e}"
         );
         // Another version of the file.
-        let text = serde_json::to_string(&evidence(&m, request(&m, PAYOUT), 3, 1))
+        let text = serde_json::to_string(&evidence(request(&m, PAYOUT), 3, 1))
             .unwrap()
             .replacen("\"version\":1", "\"version\":2", 1);
         assert!(JobEvidence::from_json(&text).is_err());
