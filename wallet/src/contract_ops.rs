@@ -496,7 +496,7 @@ impl RoleWallet {
     ) -> Result<Txid, WalletError> {
         // An automatic rate over the cap is refused before the sweep is built (150 vB: a
         // one-input, one-output taproot script spend, to name the fee in the error).
-        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
+        DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
         self.check_network(file)?;
         // Check the path and the key before touching the chain.
         if file.compiled().path(kind).is_none() {
@@ -506,6 +506,28 @@ impl RoleWallet {
             )));
         }
         let (utxo, _) = self.live_utxo(chain, file)?;
+        self.sweep_utxo(chain, file, kind, fee, utxo)
+    }
+
+    /// Sweep `utxo` of `file` along `kind` to a fresh address of this wallet.
+    fn sweep_utxo(
+        &mut self,
+        chain: &ChainClient,
+        file: &ContractFile,
+        kind: PathKind,
+        fee: FeeChoice,
+        utxo: Utxo,
+    ) -> Result<Txid, WalletError> {
+        // An automatic rate over the cap is refused before the sweep is built (150 vB: a
+        // one-input, one-output taproot script spend, to name the fee in the error).
+        let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
+        self.check_network(file)?;
+        if file.compiled().path(kind).is_none() {
+            return Err(WalletError::Contract(format!(
+                "a {} contract has no {kind} path",
+                file.contract().kind()
+            )));
+        }
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, kind, &utxo, to, None, fee_rate)?;
         check_sweep_fee(fee, &utxo, &tx)?;
@@ -605,13 +627,36 @@ impl RoleWallet {
     ///
     /// # Errors
     /// As [`RoleWallet::claim`]; before the timeout the server refuses it as `non-final`.
+    ///
+    /// A claim still unconfirmed is replaced (BIP125, full RBF) once the refund is valid: the
+    /// contract allows it from `T` on, which is why a party claims no later than
+    /// `T - claim_margin` and bumps its claim every block. The refund's fee must beat the
+    /// claim's, or the server refuses it.
     pub fn refund(
         &mut self,
         chain: &ChainClient,
         file: &ContractFile,
         fee_rate: impl Into<FeeChoice>,
     ) -> Result<Txid, WalletError> {
-        self.sweep_to_wallet(chain, file, PathKind::Refund, fee_rate.into())
+        let fee = fee_rate.into();
+        match self.live_utxo(chain, file) {
+            Ok((utxo, _)) => self.sweep_utxo(chain, file, PathKind::Refund, fee, utxo),
+            Err(e) => {
+                let status = contract_status(chain, file.compiled(), self.known_funding(file)?)?;
+                let stuck = status.outputs.iter().rev().find(|o| {
+                    o.spend
+                        .as_ref()
+                        .is_some_and(|s| s.confirmations == 0 && s.path.as_deref() == Some("claim"))
+                });
+                match stuck {
+                    Some(o) => {
+                        let utxo = o.utxo(file.compiled());
+                        self.sweep_utxo(chain, file, PathKind::Refund, fee, utxo)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     /// Take a bond back after its exit height.

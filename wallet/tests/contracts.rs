@@ -981,3 +981,51 @@ fn a_claim_past_timeout_minus_margin_is_refused_and_reveals_nothing() -> anyhow:
     )?;
     Ok(())
 }
+
+/// Why the claim margin exists: a claim broadcast at the last allowed height that no miner
+/// takes is still in the mempool when the tip reaches T, and from then on the service's
+/// refund (valid at T) can replace it by paying more: the party revealed its key and is not
+/// paid. Shown on the chain the tests run against (BIP125 replacement, as Core does).
+#[test]
+fn a_refund_replaces_a_stuck_claim_once_the_tip_reaches_t() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let mut service = w.wallet("service", 1_000_000)?;
+    let mut party = w.wallet("party", 0)?;
+    let k = [0x41u8; 32];
+    // Funded and confirmed in the next block, claimed at tip T - margin.
+    let t = w.env.tip_height()? + 1 + rules().margin;
+    let file = escrow(&mut service, &mut party, &k, t)?;
+    let op = service.fund_contract_file(&w.chain, &file, Amount::from_sat(60_000), rate())?;
+    w.mine(1)?;
+    // tip + margin = T: the last height a claim is allowed.
+    assert_eq!(w.env.tip_height()? + rules().margin, t);
+    let claim = party.claim(&w.chain, &file, &k, &promise(op, 60_000), &rules(), rate())?;
+    w.env.wait_for_tx(&claim, WAIT)?;
+    // Miners ignore it until the tip reaches T.
+    let addr = w.env.mine_address().to_string();
+    while w.env.tip_height()? < t {
+        w.env.rpc().call(
+            "generateblock",
+            &[serde_json::json!(addr), serde_json::json!([])],
+        )?;
+    }
+    w.settle()?;
+    // Before T the refund was non-final; at T it is valid and replaces the claim (higher fee).
+    service.sync(&w.chain)?;
+    let refund = service.refund(&w.chain, &file, FeeRate::from_sat_per_vb_u32(20))?;
+    w.env.wait_for_tx(&refund, WAIT)?;
+    w.mine(1)?;
+    let st = contract_status(&w.chain, file.compiled(), Some(op))?;
+    let spend = st.spend.expect("the escrow output is spent");
+    assert_eq!(spend.txid, refund, "the refund won");
+    assert_eq!(spend.path.as_deref(), Some("refund"));
+    assert_eq!(spend.confirmations, 1);
+    assert!(
+        w.chain.transaction(&claim).is_err() || {
+            let h = w.chain.history(file.compiled().script_pubkey())?;
+            !h.iter().any(|e| e.txid == claim)
+        },
+        "the claim is gone"
+    );
+    Ok(())
+}
