@@ -155,6 +155,9 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
                 result.insert(v.name.clone(), json!(v.value));
             }
         }
+        None if job.funding.is_none() => text.push_str(
+            "result: none: the job stopped before it was paid (nothing was sent; ask again)\n",
+        ),
         None => text.push_str("result: not opened yet (waiting for claims)\n"),
     }
     let mut paid = Vec::new();
@@ -341,6 +344,53 @@ fn punish(
     Ok(())
 }
 
+/// FOR TESTS ON REGTEST ONLY: dies (abort, like `kill -9`) at the named step of `service
+/// query` when `BTCMPC_TESTING_SERVICE_CRASH` names it (`requested`, `quoted`, `computed`,
+/// `funded-unsaved`, `funded`, `notified`).
+fn crash_point(global: &Global, step: &str) {
+    if global.network.network() == bitcoin::Network::Regtest
+        && std::env::var("BTCMPC_TESTING_SERVICE_CRASH").is_ok_and(|s| s == step)
+    {
+        eprintln!("testing: the service dies after step {step}");
+        std::process::abort();
+    }
+}
+
+/// Tells every paid party whose claim is not seen (while a claim is still allowed) where its
+/// escrow output is; a party that missed the first notice (it or the service crashed) learns
+/// it here. Parties answer the same notice the same way, so sending it again is harmless.
+fn notify_unclaimed(
+    global: &Global,
+    job: &ServiceJob,
+    manifest: &Manifest,
+    chain: &btcmpc_wallet::ChainClient,
+    each: std::time::Duration,
+) -> anyhow::Result<()> {
+    let (tip, _) = chain.tip()?;
+    let parties = job.to_notify(tip);
+    if parties.is_empty() {
+        return Ok(());
+    }
+    let service = load_service(global)?;
+    let rt = runtime()?;
+    for (p, a) in rt.block_on(job.notify(&service, manifest, Default::default(), each)) {
+        if !parties.contains(&p) {
+            continue;
+        }
+        match a {
+            Ok(a) if a.state == "refused" => {
+                eprintln!(
+                    "party {p} refuses the funding: {}",
+                    a.reason.unwrap_or_default()
+                )
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
+        }
+    }
+    Ok(())
+}
+
 fn service_file(global: &Global) -> PathBuf {
     global.datadir().join("service.json")
 }
@@ -431,11 +481,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             )
             .map_err(anyhow::Error::msg)?;
             save_job(global, &job)?;
+            crash_point(global, "requested");
             let rt = runtime()?;
             let each = std::time::Duration::from_secs(party_timeout.clamp(1, 3600));
             let quoted = rt.block_on(job.quote(&service, &manifest, Default::default(), each));
             save_job(global, &job)?;
             quoted.map_err(|e| anyhow::anyhow!("the committee refused the job: {e}"))?;
+            crash_point(global, "quoted");
             if quote {
                 let n = job.quotes.len() as u64;
                 return Ok(Report::new(
@@ -454,12 +506,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let computed = rt.block_on(job.compute(&service, &manifest, &options, each));
             save_job(global, &job)?;
             computed.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
+            crash_point(global, "computed");
             let mut wallet = open(global)?;
             wallet.sync(&chain)?;
             let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
             job.fund(&manifest, &mut wallet, &chain, fee_choice)
                 .map_err(|e| anyhow::anyhow!("funding the escrow outputs: {e}"))?;
+            crash_point(global, "funded-unsaved");
             save_job(global, &job)?;
+            crash_point(global, "funded");
             for (p, a) in rt.block_on(job.notify(&service, &manifest, Default::default(), each)) {
                 match a {
                     Ok(a) if a.state == "refused" => {
@@ -472,6 +527,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
                 }
             }
+            crash_point(global, "notified");
             wait_and_open(
                 global,
                 &mut job,
@@ -529,6 +585,20 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 let mut job: ServiceJob = serde_json::from_str(&read_bounded(&path)?)
                     .with_context(|| format!("job record {}", path.display()))?;
                 let manifest = job.committee().map_err(anyhow::Error::msg)?;
+                // A crash between the funding's broadcast and the record's save.
+                if job
+                    .recover_funding(&manifest, &wallet, &chain)
+                    .map_err(anyhow::Error::msg)?
+                {
+                    save_job(global, &job)?;
+                }
+                notify_unclaimed(
+                    global,
+                    &job,
+                    &manifest,
+                    &chain,
+                    std::time::Duration::from_secs(20),
+                )?;
                 wait_and_open(
                     global,
                     &mut job,

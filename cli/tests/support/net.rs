@@ -250,6 +250,92 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Stores a CSV of `rows` rows ([`write_csv`]) as `survey`, funds and initialises a
+    /// `service`, grants it, and waits until every party reads the grant. Returns the
+    /// dataset card's path.
+    pub fn granted_dataset(&self, rows: usize) -> String {
+        let csv = self.cli.path("data.csv");
+        write_csv(std::path::Path::new(&csv), rows);
+        self.store(&csv, "survey");
+        self.fund("service");
+        let service = self.cli.json("service", &["service", "init"])["pubkey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let card = self.cli.path("survey.card.json");
+        self.cli
+            .json("owner", &["owner", "export", "survey", "--out", &card]);
+        self.cli
+            .json("owner", &["owner", "grant", "survey", &service]);
+        self.env.mine(1).unwrap();
+        self.settle();
+        let end = Instant::now() + WAIT;
+        loop {
+            let out = self
+                .cli
+                .run("service", &["--json", "service", "access", &card]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if v["parties"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|p| p["granted"] == true))
+            {
+                return card;
+            }
+            assert!(Instant::now() < end, "the grant was never read: {v}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs `btcmpc` as `who` with `env` set, mining a block every half second while it runs
+    /// (at most `limit`; killed after); returns its output.
+    pub fn run_mining(
+        &self,
+        who: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> std::process::Output {
+        let mut c = self.command(who);
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        struct Guard(Child);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut g = Guard(child);
+        let end = Instant::now() + limit;
+        while g.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < end,
+                "btcmpc {args:?} did not finish in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            self.env.mine(1).unwrap();
+        }
+        use std::io::Read;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        g.0.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        g.0.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+        std::process::Output {
+            status: g.0.wait().unwrap(),
+            stdout: out,
+            stderr: err,
+        }
+    }
+}
+
 /// A CSV of `rows` rows with an integer column, a decimal column with gaps, a category and a
 /// column with a declared range.
 pub fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {

@@ -22,6 +22,14 @@ pub enum FaultStep {
     CheckSend,
     /// Recording the owner's STORE_COMMIT.
     Commit,
+    /// Persisting a job's signed quote (after: persisted, not sent).
+    Quote,
+    /// Sealing and persisting a job's delivery (after: persisted, not sent).
+    Deliver,
+    /// Recording the service's escrow funding (after: recorded, not answered).
+    Paid,
+    /// Broadcasting the claim (after: broadcast and kept by the wallet, not recorded).
+    Claim,
 }
 
 impl FaultStep {
@@ -30,6 +38,10 @@ impl FaultStep {
             FaultStep::Receipt => "receipt",
             FaultStep::CheckSend => "check-send",
             FaultStep::Commit => "commit",
+            FaultStep::Quote => "quote",
+            FaultStep::Deliver => "deliver",
+            FaultStep::Paid => "paid",
+            FaultStep::Claim => "claim",
         }
     }
 }
@@ -70,7 +82,8 @@ impl Fault {
     /// Every accepted spelling, for help texts and errors.
     pub const NAMES: &'static str = "withhold, wrong-opening, equivocate, bad-receipt, \
          wrong-output-share, wrong-product, drop-to:K, \
-         crash-before:STEP, crash-after:STEP (STEP: receipt, check-send, commit)";
+         crash-before:STEP, crash-after:STEP (STEP: receipt, check-send, commit, quote, \
+         deliver, paid, claim)";
 }
 
 impl fmt::Display for Fault {
@@ -103,6 +116,10 @@ impl FromStr for Fault {
             "receipt" => Ok(FaultStep::Receipt),
             "check-send" => Ok(FaultStep::CheckSend),
             "commit" => Ok(FaultStep::Commit),
+            "quote" => Ok(FaultStep::Quote),
+            "deliver" => Ok(FaultStep::Deliver),
+            "paid" => Ok(FaultStep::Paid),
+            "claim" => Ok(FaultStep::Claim),
             _ => Err(bad()),
         };
         Ok(match s.split_once(':') {
@@ -142,6 +159,10 @@ mod tests {
             "crash-before:receipt",
             "crash-after:check-send",
             "crash-before:commit",
+            "crash-after:quote",
+            "crash-before:deliver",
+            "crash-after:paid",
+            "crash-after:claim",
         ] {
             let f: Fault = name.parse().unwrap();
             assert_eq!(f.to_string(), name);

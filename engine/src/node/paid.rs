@@ -412,6 +412,73 @@ impl ServiceJob {
         Ok(())
     }
 
+    /// After a crash between the funding's broadcast and the record's save: finds the funding
+    /// of this job's escrow outputs on chain (or among this wallet's own kept transactions)
+    /// and records it. Every delivering party's escrow script is unique to this job (its
+    /// `H_i`), so an output paying it in a transaction paying every one of them is ours.
+    /// Returns whether a funding was recovered.
+    ///
+    /// # Errors
+    /// Network and wallet errors.
+    pub fn recover_funding(
+        &mut self,
+        manifest: &Manifest,
+        wallet: &RoleWallet,
+        chain: &ChainClient,
+    ) -> Result<bool, String> {
+        if self.funding.is_some() || self.deliveries.is_empty() {
+            return Ok(false);
+        }
+        let escrows = self.escrows(manifest)?;
+        let mut found: Vec<(u32, bitcoin::OutPoint, u64)> = Vec::new();
+        for (party, file) in &escrows {
+            let status = wallet
+                .contract_status(chain, file)
+                .map_err(|e| e.to_string())?;
+            match status
+                .outputs
+                .iter()
+                .find(|o| o.value_sat >= self.request.fee_sat)
+            {
+                Some(o) => found.push((*party, o.outpoint, o.value_sat)),
+                None => return Ok(false),
+            }
+        }
+        let txid = found[0].1.txid;
+        if found.iter().any(|(_, o, _)| o.txid != txid) {
+            return Err("this job's escrow outputs are paid by different transactions".into());
+        }
+        self.funding = Some(JobPaid {
+            job: self.request.id(),
+            funding_txid: txid.to_string(),
+            outputs: found
+                .iter()
+                .map(|(p, o, sats)| PaidOutput {
+                    party: *p,
+                    vout: o.vout,
+                    sats: *sats,
+                })
+                .collect(),
+            quotes: self
+                .quotes
+                .iter()
+                .filter(|q| escrows.iter().any(|(p, _)| *p == q.party))
+                .cloned()
+                .collect(),
+        });
+        Ok(true)
+    }
+
+    /// Paid parties whose claim is not seen yet while a claim is still allowed
+    /// (`tip + claim_margin <= T`): the ones to tell (again) where their escrow output is.
+    pub fn to_notify(&self, tip: u32) -> Vec<u32> {
+        let rules = btcmpc_wallet::ClaimRules::for_network(self.network);
+        if tip.saturating_add(rules.margin) > self.request.timeout {
+            return Vec::new();
+        }
+        self.unclaimed()
+    }
+
     /// Tells every paid party where its escrow output is; one answer per party.
     pub async fn notify(
         &self,

@@ -327,11 +327,12 @@ impl Party {
                 let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
                 let (judge_tx, judge_rx) = std::sync::mpsc::channel();
                 core.judge_tx = Some(judge_tx);
+                let fault = config.fault;
                 std::thread::Builder::new()
                     .name("claimer".into())
                     .spawn(move || {
                         claims::claim_paid_jobs(
-                            &path, &wallet, &src, &tx, &stop, &manifest, &key, &judge_rx,
+                            &path, &wallet, &src, &tx, &stop, &manifest, &key, &judge_rx, fault,
                         )
                     })
                     .map_err(|e| PartyError::Manifest(format!("starting the claimer: {e}")))?;

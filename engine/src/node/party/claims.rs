@@ -37,6 +37,7 @@ pub(super) fn claim_paid_jobs(
     manifest: &Manifest,
     party_key: &Keypair,
     judge_rx: &std::sync::mpsc::Receiver<(u64, JudgeRequest)>,
+    fault: Option<Fault>,
 ) {
     use std::sync::atomic::Ordering;
     let mut client: Option<ChainClient> = None;
@@ -75,7 +76,12 @@ pub(super) fn claim_paid_jobs(
             for rec in paid {
                 let job = rec.quote.job;
                 let result = match claim(c, w, src.network, manifest, party_key, &rec) {
-                    Ok(txid) => Some(Ok(txid)),
+                    Ok(txid) => {
+                        if fault == Some(Fault::CrashAfter(FaultStep::Claim)) {
+                            crash(FaultStep::Claim, "after");
+                        }
+                        Some(Ok(txid))
+                    }
                     Err(NotYet::Never(reason)) => Some(Err(reason)),
                     Err(NotYet::Wait(reason)) => {
                         let key = job_key(&job);
@@ -271,6 +277,20 @@ fn claim(
     }
     let (outpoint, fee, file) =
         mine.ok_or_else(|| NotYet::Never("the funding pays nothing to this party".into()))?;
+    // Already claimed (a crash after the broadcast, before it was recorded): the wallet keeps
+    // that claim until it is buried; record it.
+    let status = wallet
+        .contract_status(chain, &file)
+        .map_err(|e| NotYet::Wait(format!("chain: {e}")))?;
+    if let Some(spend) = status
+        .outputs
+        .iter()
+        .find(|o| o.outpoint == outpoint)
+        .and_then(|o| o.spend.as_ref())
+        .filter(|s| s.path.as_deref() == Some("claim"))
+    {
+        return Ok(spend.txid.to_string());
+    }
     let rules = ClaimRules::for_network(network);
     let promise = EscrowPromise {
         outpoint,

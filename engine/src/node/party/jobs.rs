@@ -217,15 +217,15 @@ impl Core {
             .get(&store_id)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
         // Bond exposure (PROTOCOL.md): the penalties of every job evidence could still come
-        // from (not failed, dispute window not over) and of this one must stay within the
-        // bond, so each victim can be paid.
+        // from (running or delivered, dispute window not over) and of this one must stay
+        // within the bond, so each victim can be paid.
         if let Some(bond) = self.bond_value {
             let penalty = |fee: u64| fee.saturating_mul(self.penalty_multiplier);
             let exposed: u64 = self
                 .jobs
                 .values()
                 .filter(|j| {
-                    with_job!(j, j => j.record.state != "failed"
+                    with_job!(j, j => !matches!(j.record.state.as_str(), "failed" | "quoted")
                         && j.record.request.timeout.saturating_add(self.dispute_window) >= view.tip)
                 })
                 .map(|j| with_job!(j, j => penalty(j.record.request.fee_sat)))
@@ -299,6 +299,7 @@ impl Core {
         };
         self.jobs.insert(id, job);
         info!(target: "btcmpc::party", job = %hex::encode(id), "quoted");
+        self.crash_point(FaultStep::Quote, false);
         self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
         Ok(())
     }
@@ -589,11 +590,13 @@ impl Core {
             sealed: hex::encode(&sealed),
             signature: sig.0,
         };
+        self.crash_point(FaultStep::Deliver, true);
         j.record.delivery = Some(delivery.clone());
         j.record.state = "delivered".into();
         j.phase = Phase::Done;
         j.columns = Vec::new();
         self.put_job(&j.record)?;
+        self.crash_point(FaultStep::Deliver, false);
         info!(target: "btcmpc::party", job = %hex::encode(j.id), "output share sealed and delivered");
         if !self.fault(Fault::Withhold) {
             self.reply_json(j.client, MessageType::RESULT, &delivery);
@@ -736,6 +739,7 @@ impl Core {
             (j.record.clone(), answer)
         });
         self.put_job(&rec).map_err(|e| e.to_string())?;
+        self.crash_point(FaultStep::Paid, false);
         self.reply_json(Some(conn), MessageType::JOB_PAID, &answer);
         Ok(())
     }
