@@ -130,6 +130,36 @@ fn the_service_killed_at_each_step_still_gets_the_result_or_keeps_its_money() {
             .cloned()
             .expect("a job record");
         let paid = !matches!(step, "requested" | "quoted" | "computed");
+        if step == "notified" {
+            // Restarted as the daemon (`service run`): it finishes the job by itself.
+            let mut c = net.command("service");
+            c.args(["service", "run", "--poll", "1"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let _daemon = support::net::Daemon {
+                child: c.spawn().unwrap(),
+            };
+            let record = net
+                .cli
+                .root
+                .join("service")
+                .join("jobs")
+                .join(format!("{job}.json"));
+            let end = Instant::now() + Duration::from_secs(60);
+            loop {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+                if v["result"].is_array() && v["claims"].as_array().is_some_and(|c| c.len() == 4) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "service run never finished the job: {v}"
+                );
+                net.env.mine(1).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
         if paid {
             // Restarted: the funding is found (even unsaved), the parties are told again,
             // they claim, the service opens the result.
@@ -141,6 +171,7 @@ fn the_service_killed_at_each_step_still_gets_the_result_or_keeps_its_money() {
             });
             assert_eq!(r["pending_refunds"], json!([]), "{step}: {r}");
             assert_eq!(r["blamed"], json!([]), "{step}: {r}");
+            assert_eq!(r["slashed"], json!([]), "{step}: {r}");
             let spent = before - balance(&net);
             assert!(
                 (4_000..5_000).contains(&spent),
@@ -154,6 +185,17 @@ fn the_service_killed_at_each_step_still_gets_the_result_or_keeps_its_money() {
             assert_eq!(balance(&net), before, "{step}: nothing paid");
         }
     }
+}
+
+#[test]
+fn settle_names_a_job_that_does_not_exist() {
+    let net = Net::new();
+    net.fund("service");
+    net.cli.json("service", &["service", "init"]);
+    let err = net
+        .cli
+        .fails("service", &["service", "settle", "00".repeat(32).as_str()]);
+    assert!(err.contains("job 0000"), "{err}");
 }
 
 #[test]

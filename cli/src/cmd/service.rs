@@ -75,6 +75,16 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 120)]
         party_timeout: u64,
     },
+    /// The service daemon: every POLL seconds, settle every open job (as `service settle`)
+    /// until interrupted.
+    Run {
+        /// Seconds between two rounds.
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        poll: u64,
+        /// Fee rate of the refunds in sat/vB (default: the server's estimate).
+        #[arg(long, value_name = "R")]
+        fee_rate: Option<String>,
+    },
     /// Print the paths of the evidence files of a job (one per party blamed).
     Evidence {
         /// The job id.
@@ -391,6 +401,100 @@ fn notify_unclaimed(
     Ok(())
 }
 
+/// `service settle [JOB]` (and one round of `service run`, which skips settled jobs): for each
+/// job, recover a funding saved too late, tell unclaimed parties where their escrow output is,
+/// read claims, open, send evidence to the judges, refund after T. A job that fails is
+/// reported and the others still run.
+fn settle(
+    global: &Global,
+    job: Option<String>,
+    fee_rate: Option<&str>,
+    open_only: bool,
+) -> anyhow::Result<Report> {
+    let dir = global.datadir().join("jobs");
+    let explicit = job.is_some();
+    let mut ids: Vec<String> = match job {
+        Some(j) => vec![j],
+        None => std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_suffix(".json"))
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    ids.sort();
+    let (mut wallet, chain) = open_synced(global)?;
+    let fee_choice = crate::cmd::party::fee_rate(fee_rate, &chain)?;
+    let (tip, _) = chain.tip()?;
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for id in ids {
+        let path = job_path(global, &id);
+        /// A job's report and the refunds broadcast now, or `None` for a settled job.
+        type Settled = Option<(Report, Vec<(u32, String)>)>;
+        let one = (|| -> anyhow::Result<Settled> {
+            let mut job: ServiceJob = serde_json::from_str(&read_bounded(&path)?)
+                .with_context(|| format!("job record {}", path.display()))?;
+            let manifest = job.committee().map_err(anyhow::Error::msg)?;
+            if open_only && job.is_settled(tip, manifest.roster.params.dispute_window) {
+                return Ok(None);
+            }
+            // A crash between the funding's broadcast and the record's save.
+            if job
+                .recover_funding(&manifest, &wallet, &chain)
+                .map_err(anyhow::Error::msg)?
+            {
+                save_job(global, &job)?;
+            }
+            notify_unclaimed(
+                global,
+                &job,
+                &manifest,
+                &chain,
+                std::time::Duration::from_secs(20),
+            )?;
+            wait_and_open(
+                global,
+                &mut job,
+                &manifest,
+                &chain,
+                std::time::Duration::ZERO,
+            )?;
+            let refunds = job
+                .refund(&manifest, &mut wallet, &chain, fee_choice)
+                .map_err(anyhow::Error::msg)?;
+            save_job(global, &job)?;
+            Ok(Some((
+                job_report(global, &job, &manifest, &id[..16.min(id.len())]),
+                refunds,
+            )))
+        })();
+        match one {
+            Ok(Some((r, refunds))) => {
+                text.push_str(&r.text);
+                text.push('\n');
+                rows.push(json!({"job": id, "report": r.json, "refunds": refunds}));
+            }
+            Ok(None) => {}
+            Err(e) if explicit => return Err(e.context(format!("job {id}"))),
+            Err(e) => {
+                text.push_str(&format!("job {id}: {e:#}\n"));
+                rows.push(json!({"job": id, "error": format!("{e:#}")}));
+            }
+        }
+    }
+    if rows.is_empty() && text.is_empty() {
+        text = "no open jobs".into();
+    }
+    Ok(Report::new(text.trim_end(), json!({"jobs": rows})))
+}
+
 fn service_file(global: &Global) -> PathBuf {
     global.datadir().join("service.json")
 }
@@ -558,67 +662,21 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 json!({"job": job, "evidence": paths}),
             ))
         }
-        Cmd::Settle { job, fee_rate } => {
-            let dir = global.datadir().join("jobs");
-            let mut ids: Vec<String> = match job {
-                Some(j) => vec![j],
-                None => std::fs::read_dir(&dir)
-                    .map(|rd| {
-                        rd.filter_map(|e| e.ok())
-                            .filter_map(|e| {
-                                e.file_name()
-                                    .to_str()
-                                    .and_then(|n| n.strip_suffix(".json"))
-                                    .map(str::to_string)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            ids.sort();
-            let (mut wallet, chain) = open_synced(global)?;
-            let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
-            let mut text = String::new();
-            let mut rows = Vec::new();
-            for id in ids {
-                let path = job_path(global, &id);
-                let mut job: ServiceJob = serde_json::from_str(&read_bounded(&path)?)
-                    .with_context(|| format!("job record {}", path.display()))?;
-                let manifest = job.committee().map_err(anyhow::Error::msg)?;
-                // A crash between the funding's broadcast and the record's save.
-                if job
-                    .recover_funding(&manifest, &wallet, &chain)
-                    .map_err(anyhow::Error::msg)?
-                {
-                    save_job(global, &job)?;
+        Cmd::Settle { job, fee_rate } => settle(global, job, fee_rate.as_deref(), false),
+        Cmd::Run { poll, fee_rate } => {
+            let poll = std::time::Duration::from_secs(poll.clamp(1, 3600));
+            eprintln!(
+                "service daemon: settling every open job every {}s (Ctrl-C stops it; every step is saved)",
+                poll.as_secs()
+            );
+            loop {
+                match settle(global, None, fee_rate.as_deref(), true) {
+                    Ok(r) if r.text != "no open jobs" => println!("{}", r.text),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("settling: {e:#}"),
                 }
-                notify_unclaimed(
-                    global,
-                    &job,
-                    &manifest,
-                    &chain,
-                    std::time::Duration::from_secs(20),
-                )?;
-                wait_and_open(
-                    global,
-                    &mut job,
-                    &manifest,
-                    &chain,
-                    std::time::Duration::ZERO,
-                )?;
-                let refunds = job
-                    .refund(&manifest, &mut wallet, &chain, fee_choice)
-                    .map_err(anyhow::Error::msg)?;
-                save_job(global, &job)?;
-                let r = job_report(global, &job, &manifest, &id[..16.min(id.len())]);
-                text.push_str(&r.text);
-                text.push('\n');
-                rows.push(json!({"job": id, "report": r.json, "refunds": refunds}));
+                std::thread::sleep(poll);
             }
-            if rows.is_empty() && text.is_empty() {
-                text = "no open jobs".into();
-            }
-            Ok(Report::new(text.trim_end(), json!({"jobs": rows})))
         }
         Cmd::Init => {
             let path = service_file(global);

@@ -628,6 +628,19 @@ impl ServiceJob {
         Ok(done)
     }
 
+    /// Whether nothing is left to do for this job at tip `tip`: it stopped before payment, or
+    /// its result is open, every escrow output is claimed or refunded, and every culprit is
+    /// slashed (or the dispute window, `dispute_window` blocks after T, is over).
+    pub fn is_settled(&self, tip: u32, dispute_window: u32) -> bool {
+        if self.funding.is_none() {
+            return true;
+        }
+        let window_over = tip > self.request.timeout.saturating_add(dispute_window);
+        self.result.is_some()
+            && self.unclaimed().is_empty()
+            && (self.unpunished().is_empty() || window_over)
+    }
+
     /// Culprits whose bond is not slashed yet.
     pub fn unpunished(&self) -> Vec<u32> {
         self.culprits
