@@ -295,6 +295,38 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
         "{left} - 50000 - fee: {verify}"
     );
 
+    // On bitcoin a query with products needs --accept-v1-risks (checked before anything
+    // is sent); a sum does not.
+    let err = net.cli.fails(
+        "service",
+        &[
+            "--network",
+            "bitcoin",
+            "service",
+            "query",
+            &card,
+            "var(income)",
+            "--fee",
+            "1000sat",
+        ],
+    );
+    assert!(err.contains("--accept-v1-risks"), "{err}");
+    let out = net.cli.run(
+        "service",
+        &[
+            "--network",
+            "bitcoin",
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--accept-v1-risks"));
+
     // Bond exposure: a fee whose penalty (10 x 20,000 sat) the open jobs' penalties and the
     // bonds cannot cover is refused by every party, and nothing is paid.
     let before = net.cli.json("service", &["wallet", "balance"]);

@@ -74,6 +74,10 @@ enum Cmd {
         /// Seconds each party has for each exchange (the computation included).
         #[arg(long, value_name = "S", default_value_t = 120)]
         party_timeout: u64,
+        /// On bitcoin (mainnet), run a query with products (var, cov, a*b) although version 1
+        /// does not detect a wrong product contribution (PROTOCOL.md, "Trust").
+        #[arg(long)]
+        accept_v1_risks: bool,
     },
     /// The service daemon: every POLL seconds, settle every open job (as `service settle`)
     /// until interrupted.
@@ -557,8 +561,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             wait,
             fee_rate,
             party_timeout,
+            accept_v1_risks,
         } => {
             let (card, manifest) = load_card(&card)?;
+            if global.network.network() == bitcoin::Network::Bitcoin && !accept_v1_risks {
+                let schema: btcmpc_engine::mpc::csv::Schema =
+                    serde_json::from_value(card["schema"].clone())
+                        .context("dataset card: bad schema")?;
+                let field = card["field"].as_str().unwrap_or_default();
+                if btcmpc_engine::node::paid::query_uses_products(field, &schema, &query)
+                    .map_err(anyhow::Error::msg)?
+                {
+                    bail!(
+                        "the query multiplies secret values: on bitcoin this needs --accept-v1-risks (version 1 does not detect a party adding an error to a product; sums, counts and means are protected)"
+                    );
+                }
+            }
             let service = load_service(global)?;
             let chain = connect(global)?;
             if let Err(e) = verify_manifest(&manifest, &ElectrumView::new(&chain))?.ok() {

@@ -217,6 +217,16 @@ impl ServiceJob {
         })
     }
 
+    /// Whether the query multiplies secret values (degree 2: `var`, `cov`, products), whose
+    /// correctness version 1 does not guarantee against a corrupt party (PROTOCOL.md, "Trust":
+    /// the additive attack on a degree reduction goes undetected).
+    ///
+    /// # Errors
+    /// A query that does not plan.
+    pub fn uses_products(&self) -> Result<bool, String> {
+        query_uses_products(&self.field, &self.schema, &self.request.query)
+    }
+
     /// The committee's manifest, from the record.
     ///
     /// # Errors
@@ -786,6 +796,15 @@ impl ServiceJob {
             .map(|m| field_from_hex::<F>(m).map_err(|e| e.to_string()))
             .collect()
     }
+}
+
+/// Whether `query` over a dataset of `schema` in `field` multiplies secret values (see
+/// [`ServiceJob::uses_products`]).
+///
+/// # Errors
+/// A query that does not plan; an unknown field.
+pub fn query_uses_products(field: &str, schema: &Schema, query: &str) -> Result<bool, String> {
+    in_field!(field, F => plan_for::<F>(query, schema).map(|p| p.uses_products()))
 }
 
 fn plan_for<F: PrimeField>(query: &str, schema: &Schema) -> Result<Plan, String> {
