@@ -345,3 +345,75 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
     let after = net.cli.json("service", &["wallet", "balance"]);
     assert_eq!(before, after, "nothing paid");
 }
+
+#[test]
+fn a_party_equivocating_in_a_job_is_named_and_its_bond_slashed() {
+    let mut net = Net::with_bonds("50000sat", "300000sat");
+    let rows = 200;
+    let card = net.granted_dataset(rows);
+    // Party 3 signs two different openings in the check of the service's masks, one for
+    // each half of the committee.
+    net.restart(3, Some("equivocate"));
+    let out = net.run_mining(
+        "service",
+        &[
+            "--json",
+            "service",
+            "query",
+            &card,
+            "sum(income), count()",
+            "--fee",
+            "5000sat",
+            "--deadline",
+            "+40",
+            "--wait",
+            "60",
+            "--party-timeout",
+            "30",
+        ],
+        &[],
+        Duration::from_secs(100),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (sum, count, present) = clear(rows);
+    assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
+    assert_eq!(v["result"]["count()"], count.to_string(), "{v}");
+    assert_eq!(v["blamed"][0]["party"], 3, "{v}");
+    assert_eq!(v["blamed"][0]["rule"], "equivocation", "{v}");
+    assert_eq!(v["blamed"].as_array().unwrap().len(), 1, "{v}");
+    let slash = &v["slashed"][0];
+    assert_eq!(slash["party"], 3, "{v}");
+    assert_eq!(slash["sats"], 50_000, "{v}");
+    net.env.mine(1).unwrap();
+    net.settle();
+    net.cli.json("service", &["wallet", "balance"]);
+    let h = net.cli.json("service", &["wallet", "history"]);
+    let paid = h["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["txid"] == slash["txid"])
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(paid["net_sat"], 50_000, "{h}");
+    assert!(paid["height"].is_u64(), "confirmed: {h}");
+    // A forged equivocation (one message's payload changed after signing) convicts nobody.
+    let path = v["blamed"][0]["evidence"].as_str().unwrap();
+    let mut ev: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    ev["rule"]["equivocation"]["equivocation"]["second"]["payload_hash"] =
+        Value::String("22".repeat(32));
+    let f = net.cli.path("forged-equivocation.json");
+    std::fs::write(&f, ev.to_string()).unwrap();
+    let err = net.cli.fails("p4", &["party", "judge", &f]);
+    assert!(err.contains("does not convict party 3"), "{err}");
+    // Two messages of another session (not this job's): refused.
+    ev["rule"]["equivocation"]["mask_receipts_root"] = Value::String("33".repeat(32));
+    std::fs::write(&f, ev.to_string()).unwrap();
+    let err = net.cli.fails("p4", &["party", "judge", &f]);
+    assert!(err.contains("not of job"), "{err}");
+}

@@ -195,20 +195,26 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
         }
     }
     let blamed: Vec<Value> = job
-        .culprits
+        .blamed()
         .iter()
         .map(|p| {
             let path = evidence_path(global, &job.id_hex(), *p);
             json!({"party": p,
+                   "rule": if job.equivocators().contains(p) { "equivocation" } else { "wrong-output-share" },
                    "evidence": path.exists().then(|| path.display().to_string())})
         })
         .collect();
-    if job.culprits.is_empty() {
+    if job.blamed().is_empty() {
         text.push_str("blamed: none\n");
     }
-    for p in &job.culprits {
+    for p in &job.blamed() {
+        let what = if job.equivocators().contains(p) {
+            "signed two conflicting messages (equivocation)"
+        } else {
+            "delivered a wrong output share"
+        };
         text.push_str(&format!(
-            "blamed: party {p} delivered a wrong output share (evidence {})\n",
+            "blamed: party {p} {what} (evidence {})\n",
             evidence_path(global, &job.id_hex(), *p).display()
         ));
         match job.slashes.iter().find(|s| s.party == *p) {
@@ -663,7 +669,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let record: ServiceJob = serde_json::from_str(&read_bounded(&job_path(global, &job))?)
                 .with_context(|| format!("job {job}"))?;
             let paths: Vec<String> = record
-                .culprits
+                .blamed()
                 .iter()
                 .map(|p| evidence_path(global, &job, *p))
                 .filter(|p| p.exists())

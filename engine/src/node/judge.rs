@@ -26,11 +26,16 @@ use btcmpc_wallet::{contract_status, ChainClient, ClaimRules, ContractRecord, Ro
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::card::tagged_hash;
 use super::job::{escrow_contract, JobRequest};
 use super::manifest::Manifest;
 use super::store::Store;
+use crate::mpc::check::{check_id, mask_check_tag};
 use crate::mpc::dealing::Hash32;
-use crate::mpc::evidence::{ClaimOracle, EvidenceError, Fault, PartyKey, WrongOutputShare};
+use crate::mpc::echo::Equivocation;
+use crate::mpc::evidence::{
+    verify_equivocation, ClaimOracle, EvidenceError, Fault, PartyKey, WrongOutputShare,
+};
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::shamir::Params;
 
@@ -57,6 +62,40 @@ pub enum EvidenceRule {
     /// The wrong-output-share rule: the accused's delivery opens to a share off the polynomial
     /// through at least `2t + 1` other deliveries, every one signed and claimed on chain.
     WrongOutputShare(WrongOutputShare),
+    /// The equivocation rule: two messages the accused signed for one slot of one of the
+    /// job's sessions (the mask check, the key agreement or the evaluation), with different
+    /// payloads.
+    Equivocation {
+        /// The two signed headers.
+        equivocation: Equivocation,
+        /// The mask check's receipts root, hex, when the slot is in the mask check (its
+        /// session id is `SHA256(mask_check_tag(job) || receipts_root)`).
+        #[serde(default, with = "opt_hex32")]
+        mask_receipts_root: Option<Hash32>,
+    },
+}
+
+/// Serde of an optional 32-byte value as hex.
+mod opt_hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(&text, &mut b).map_err(serde::de::Error::custom)?;
+        Ok(Some(b))
+    }
 }
 
 impl JobEvidence {
@@ -64,6 +103,7 @@ impl JobEvidence {
     pub fn accused(&self) -> u32 {
         match &self.rule {
             EvidenceRule::WrongOutputShare(w) => u32::try_from(w.accused.index).unwrap_or(0),
+            EvidenceRule::Equivocation { equivocation, .. } => equivocation.sender(),
         }
     }
 
@@ -71,6 +111,7 @@ impl JobEvidence {
     pub fn rule_name(&self) -> &'static str {
         match &self.rule {
             EvidenceRule::WrongOutputShare(_) => "wrong output share",
+            EvidenceRule::Equivocation { .. } => "equivocation",
         }
     }
 
@@ -207,6 +248,30 @@ pub fn verify_job_evidence(
                     "y_{accused} is off the polynomial of the other deliveries at output {position}"
                 ),
             };
+            (evidence.rule_name(), detail)
+        }
+        EvidenceRule::Equivocation {
+            equivocation,
+            mask_receipts_root,
+        } => {
+            let session = equivocation.first.job;
+            let of_job = session == job
+                || session == tagged_hash("btcmpc/v1/job-setup", &job)
+                || mask_receipts_root
+                    .is_some_and(|r| session == check_id(&mask_check_tag(&job), &r));
+            if !of_job {
+                return Err(JudgeError::Malformed(format!(
+                    "the messages are of session {}, not of job {}",
+                    hex::encode(session),
+                    hex::encode(job)
+                )));
+            }
+            verify_equivocation(equivocation, &roster)
+                .map_err(|source| JudgeError::Invalid { accused, source })?;
+            let detail = format!(
+                "party {accused} signed two different messages for round {} slot {} of the job",
+                equivocation.first.round, equivocation.first.slot
+            );
             (evidence.rule_name(), detail)
         }
     };
@@ -606,7 +671,9 @@ mod tests {
         let m = manifest();
         // The service names honest party 1, with liar 3 among the witnesses.
         let mut ev = evidence(request(&m, PAYOUT), 3, 1);
-        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
+        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule else {
+            unreachable!()
+        };
         let pos = w.others.iter().position(|o| o.index == 1).unwrap();
         std::mem::swap(&mut w.accused, &mut w.others[pos]);
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
@@ -684,7 +751,9 @@ mod tests {
         assert!(e.to_string().contains("not for regtest"), "{e}");
         // Fewer than 2t + 1 witnesses.
         let mut ev = evidence(request(&m, PAYOUT), 3, 1);
-        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule;
+        let EvidenceRule::WrongOutputShare(w) = &mut ev.rule else {
+            unreachable!()
+        };
         w.others.pop();
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
         assert!(

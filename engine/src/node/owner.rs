@@ -108,6 +108,8 @@ pub struct StoreReport {
     pub columns: usize,
     /// Bytes of shares sent, all parties.
     pub bytes_sent: u64,
+    /// Equivocation evidence the parties reported (one per equivocating party).
+    pub equivocations: Vec<crate::mpc::echo::Equivocation>,
 }
 
 /// Progress of an upload: bytes of shares sent so far, of the total.
@@ -373,8 +375,16 @@ pub(crate) async fn deal_checked<F: PrimeField>(
     let mut silent = Vec::new();
     let mut refusals = Vec::new();
     let mut reports: Vec<(u32, Vec<u32>)> = Vec::new();
+    let mut equivocations: Vec<crate::mpc::echo::Equivocation> = Vec::new();
     for t in tasks {
         let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
+        if let Ok(done) = &r {
+            for e in &done.evidence {
+                if !equivocations.iter().any(|k| k.sender() == e.sender()) {
+                    equivocations.push(e.clone());
+                }
+            }
+        }
         match r {
             Ok(done) if done.accepted && done.party == i => {
                 holders.push(i);
@@ -421,6 +431,7 @@ pub(crate) async fn deal_checked<F: PrimeField>(
         rows: schema.rows,
         columns: schema.fields.len(),
         bytes_sent: sent.load(Ordering::Relaxed),
+        equivocations,
     })
 }
 

@@ -39,6 +39,7 @@ use super::transport::ChannelConfig;
 use super::wire::{field_from_hex, field_to_hex};
 use crate::mpc::csv::Schema;
 use crate::mpc::dealing::Hash32;
+use crate::mpc::echo::Equivocation;
 use crate::mpc::evidence::{DeliveryItem, Sig, WrongOutputShare};
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan};
@@ -124,6 +125,13 @@ pub struct ServiceJob {
     /// Why a culprit is not slashed yet: `(party, reason)`, the latest attempt's.
     #[serde(default)]
     pub unslashed: Vec<(u32, String)>,
+    /// Equivocations the parties reported from the check of this job's masks.
+    #[serde(default)]
+    pub equivocations: Vec<Equivocation>,
+    /// The receipts root of the mask check (hex): it ties the check's signed messages to
+    /// this job for the judges.
+    #[serde(default)]
+    pub mask_receipts_root: Option<String>,
 }
 
 /// A slash of a culprit's bond, paying this service (PROTOCOL.md, "Evidence and penalties").
@@ -214,6 +222,8 @@ impl ServiceJob {
             refunds: Vec::new(),
             slashes: Vec::new(),
             unslashed: Vec::new(),
+            equivocations: Vec::new(),
+            mask_receipts_root: None,
         })
     }
 
@@ -298,6 +308,8 @@ impl ServiceJob {
                         .map_err(|e| format!("the parties' check of the masks: {e}"))
                 })?;
                 self.mask_session = Some(report.session.clone());
+                self.mask_receipts_root = Some(hex::encode(report.receipts_root));
+                self.equivocations = report.equivocations.clone();
                 hex32(&report.session)?
             }
         };
@@ -651,11 +663,31 @@ impl ServiceJob {
             && (self.unpunished().is_empty() || window_over)
     }
 
-    /// Culprits whose bond is not slashed yet.
-    pub fn unpunished(&self) -> Vec<u32> {
-        self.culprits
+    /// Parties that signed two conflicting messages in this job.
+    pub fn equivocators(&self) -> Vec<u32> {
+        self.equivocations
+            .iter()
+            .map(Equivocation::sender)
+            .collect()
+    }
+
+    /// Every party blamed (wrong output share or equivocation), ascending.
+    pub fn blamed(&self) -> Vec<u32> {
+        let mut b: Vec<u32> = self
+            .culprits
             .iter()
             .copied()
+            .chain(self.equivocators())
+            .collect();
+        b.sort_unstable();
+        b.dedup();
+        b
+    }
+
+    /// Blamed parties whose bond is not slashed yet.
+    pub fn unpunished(&self) -> Vec<u32> {
+        self.blamed()
+            .into_iter()
             .filter(|c| !self.slashes.iter().any(|s| s.party == *c))
             .collect()
     }
@@ -668,6 +700,19 @@ impl ServiceJob {
     /// # Errors
     /// A culprit that did not claim, too few other claims, a record that does not parse.
     pub fn evidence(&self, manifest: &Manifest, culprit: u32) -> Result<JobEvidence, String> {
+        if let Some(e) = self.equivocations.iter().find(|e| e.sender() == culprit) {
+            return Ok(JobEvidence {
+                version: EVIDENCE_VERSION,
+                request: self.request.clone(),
+                rule: EvidenceRule::Equivocation {
+                    equivocation: e.clone(),
+                    mask_receipts_root: match &self.mask_receipts_root {
+                        Some(r) => Some(hex32(r)?),
+                        None => None,
+                    },
+                },
+            });
+        }
         let item = |party: u32| -> Result<DeliveryItem, String> {
             let d = self
                 .deliveries

@@ -1398,6 +1398,7 @@ impl Core {
                     accepted: false,
                     reason: Some(format!("store check failed: {e}")),
                     liars: Vec::new(),
+                    evidence: Vec::new(),
                 };
                 self.finish_session(s, done)?;
                 return Ok(());
@@ -1446,6 +1447,7 @@ impl Core {
             accepted,
             reason: refusal.map(|r| format!("{r:?}")),
             liars,
+            evidence: out.evidence.clone(),
         }
     }
 

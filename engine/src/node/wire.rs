@@ -314,6 +314,10 @@ pub struct StoreDone {
     /// Parties named as liars by the check.
     #[serde(default)]
     pub liars: Vec<u32>,
+    /// Equivocation evidence the check gathered: two conflicting messages one party signed
+    /// for one slot (self-authenticating; the dealer may take it to the judges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<crate::mpc::echo::Equivocation>,
 }
 
 /// `STORE_COMMIT`: the STORE record is published; the party binds the dataset to it.
