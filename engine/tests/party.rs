@@ -74,6 +74,7 @@ async fn committee(n: usize) -> Committee {
                 chain: None,
                 wallet: None,
                 min_fee_sat: 1000,
+                claim_fee_rate: 2,
                 max_open_jobs: 8,
             })
             .await

@@ -103,6 +103,10 @@ enum Cmd {
         /// Most jobs open at once.
         #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::party::DEFAULT_MAX_OPEN_JOBS)]
         max_open_jobs: usize,
+        /// The fee rate (sat/vB, 1 to 100) this party assumes for its claims: each quote asks
+        /// for the claim's fee at this rate on top of the fee, so the fee is paid net.
+        #[arg(long, value_name = "R", default_value_t = btcmpc_engine::node::party::DEFAULT_CLAIM_FEE_RATE)]
+        claim_fee_rate: u64,
     },
     /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
     Status,
@@ -309,6 +313,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             min_rows,
             min_fee,
             max_open_jobs,
+            claim_fee_rate,
         } => run_daemon(
             global,
             manifest,
@@ -317,7 +322,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             max_store_values,
             testing_fault.filter(|f| !f.is_empty()),
             (acl_poll, acl_min_conf, min_rows),
-            (min_fee.to_sat(), max_open_jobs.max(1)),
+            (min_fee.to_sat(), max_open_jobs.max(1), claim_fee_rate),
         ),
         Cmd::Status => status(global),
         Cmd::Judge {
@@ -372,7 +377,7 @@ fn run_daemon(
     max_store_values: u64,
     fault: Option<String>,
     (acl_poll, acl_min_conf, min_rows): (u64, u32, u64),
-    (min_fee_sat, max_open_jobs): (u64, usize),
+    (min_fee_sat, max_open_jobs, claim_fee_rate): (u64, usize, u64),
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::node::fault::Fault;
     use btcmpc_engine::node::noise::StaticKeypair;
@@ -447,6 +452,7 @@ fn run_daemon(
         }),
         wallet: Some(crate::cmd::wallet::wallet_dir(global)),
         min_fee_sat,
+        claim_fee_rate,
         max_open_jobs,
     };
     let rt = runtime()?;

@@ -37,6 +37,8 @@ pub const JOB_PROTOCOL_VERSION: u32 = 1;
 pub const MAX_QUERY_LEN: usize = 4096;
 /// Most sats a fee may name (21 million bitcoin).
 pub const MAX_FEE_SAT: u64 = 21_000_000 * 100_000_000;
+/// Most sats a quote may ask for its claim's fee (a claim is about 150 vB: 100 sat/vB).
+pub const MAX_CLAIM_FEE_SAT: u64 = 15_000;
 /// Longest payout address, in characters (a bech32m address is at most 90).
 pub const MAX_PAYOUT_LEN: usize = 90;
 /// Lock values are heights below this (BIP65: larger values are times).
@@ -188,8 +190,11 @@ pub struct Quote {
     pub key_hash: Hash32,
     /// `P_i`: the party key the escrow pays (33-byte compressed, hex).
     pub party_key: String,
-    /// The fee, sats.
+    /// The fee, sats: what the party is paid, net of its claim's fee.
     pub fee_sat: u64,
+    /// The claim's fee the escrow output carries on top of `fee_sat`, sats: the party's claim
+    /// of its escrow at its fee-rate assumption, at most [`MAX_CLAIM_FEE_SAT`].
+    pub claim_fee_sat: u64,
     /// `T`, as in the request.
     pub timeout: u32,
     /// The party's signature.
@@ -199,14 +204,15 @@ pub struct Quote {
 
 impl Quote {
     /// `tagged_hash("btcmpc/v1/quote", job || u32_be(party) || H_i || P_i || u64_be(fee) ||
-    /// u32_be(T))`.
+    /// u64_be(claim_fee) || u32_be(T))`.
     pub fn digest(&self) -> Hash32 {
-        let mut m = Vec::with_capacity(32 + 4 + 32 + 66 + 8 + 4);
+        let mut m = Vec::with_capacity(32 + 4 + 32 + 66 + 8 + 8 + 4);
         m.extend_from_slice(&self.job);
         m.extend_from_slice(&self.party.to_be_bytes());
         m.extend_from_slice(&self.key_hash);
         m.extend_from_slice(self.party_key.as_bytes());
         m.extend_from_slice(&self.fee_sat.to_be_bytes());
+        m.extend_from_slice(&self.claim_fee_sat.to_be_bytes());
         m.extend_from_slice(&self.timeout.to_be_bytes());
         tagged_hash("btcmpc/v1/quote", &m)
     }
@@ -231,6 +237,12 @@ impl Quote {
             return Err(format!(
                 "party {party} quoted with key {} instead of its roster key",
                 self.party_key
+            ));
+        }
+        if self.claim_fee_sat > MAX_CLAIM_FEE_SAT {
+            return Err(format!(
+                "party {party} asks {} sat for its claim's fee, at most {MAX_CLAIM_FEE_SAT}",
+                self.claim_fee_sat
             ));
         }
         if self.fee_sat != request.fee_sat || self.timeout != request.timeout {
@@ -339,6 +351,39 @@ pub fn hashlock_key(party: &Keypair, job: &Hash32) -> Hash32 {
     mac.finalize().into_bytes().into()
 }
 
+impl Quote {
+    /// The escrow output's value for this quote: the fee plus the claim's fee, sats.
+    pub fn escrow_sat(&self) -> u64 {
+        self.fee_sat.saturating_add(self.claim_fee_sat)
+    }
+}
+
+/// The fee of a claim of `file`'s escrow output with `preimage` at `rate_sat_vb` (sat/vB): the
+/// claim is built on a placeholder output and paid to a P2TR script, as a party's wallet pays
+/// it.
+///
+/// # Errors
+/// A rate that overflows; a preimage that is not the escrow's.
+pub fn claim_fee(file: &ContractFile, preimage: &Hash32, rate_sat_vb: u64) -> Result<u64, String> {
+    let rate = bitcoin::FeeRate::from_sat_per_vb(rate_sat_vb)
+        .ok_or_else(|| format!("claim fee rate {rate_sat_vb} sat/vB overflows"))?;
+    let utxo = btcmpc_contracts::Utxo {
+        outpoint: bitcoin::OutPoint::null(),
+        txout: bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(100_000_000),
+            script_pubkey: file.compiled().script_pubkey().clone(),
+        },
+    };
+    // A P2TR destination: OP_1 <32 bytes>.
+    let mut to = vec![0x51, 0x20];
+    to.extend_from_slice(&[2; 32]);
+    let (_, summary) = file
+        .compiled()
+        .build_claim(&utxo, preimage, bitcoin::ScriptBuf::from_bytes(to), rate)
+        .map_err(|e| format!("the claim of the escrow: {e}"))?;
+    Ok(summary.fee.to_sat())
+}
+
 /// The escrow contract of one party in a job: `or(and(pk(P_i),sha256(H_i)),and(pk(S),
 /// after(T)))` with BIP341's NUMS point as internal key, so the service and the party build
 /// the same output from the quote alone.
@@ -438,6 +483,7 @@ mod tests {
             ),
             party_key: party.public_key().to_string(),
             fee_sat: r.fee_sat,
+            claim_fee_sat: 300,
             timeout: r.timeout,
             signature: [0; 64],
         };

@@ -394,17 +394,26 @@ impl ServiceJob {
         }
         let escrows = self.escrows(manifest)?;
         let id8 = &self.id_hex()[..16];
+        // Each escrow output carries the quoted fee plus the party's claim fee (PROTOCOL.md,
+        // step 5), so the party is paid its fee net.
+        let value = |p: u32| -> Result<u64, String> {
+            self.quotes
+                .iter()
+                .find(|q| q.party == p)
+                .map(Quote::escrow_sat)
+                .ok_or_else(|| format!("no quote of party {p}"))
+        };
         let items: Vec<(String, String, bitcoin::ScriptBuf, Amount)> = escrows
             .iter()
             .map(|(p, f)| {
-                (
+                Ok((
                     format!("job-{id8}-party-{p}"),
                     f.to_json(),
                     f.compiled().script_pubkey().clone(),
-                    Amount::from_sat(self.request.fee_sat),
-                )
+                    Amount::from_sat(value(*p)?),
+                ))
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         let outpoints = wallet
             .fund_contracts(chain, &items, fee)
             .map_err(|e| e.to_string())?;
@@ -418,10 +427,11 @@ impl ServiceJob {
             outputs: escrows
                 .iter()
                 .zip(&outpoints)
-                .map(|((p, _), o)| PaidOutput {
+                .zip(&items)
+                .map(|(((p, _), o), item)| PaidOutput {
                     party: *p,
                     vout: o.vout,
-                    sats: self.request.fee_sat,
+                    sats: item.3.to_sat(),
                 })
                 .collect(),
             quotes: self

@@ -113,7 +113,13 @@ pub struct PartyConfig {
     pub min_fee_sat: u64,
     /// Most jobs open at once ([`DEFAULT_MAX_OPEN_JOBS`]).
     pub max_open_jobs: usize,
+    /// The fee rate this party assumes for its claims, sat/vB: each quote asks for the claim's
+    /// fee at this rate on top of the fee ([`DEFAULT_CLAIM_FEE_RATE`]).
+    pub claim_fee_rate: u64,
 }
+
+/// The default claim fee-rate assumption, sat/vB.
+pub const DEFAULT_CLAIM_FEE_RATE: u64 = 2;
 
 /// The Electrum server a party follows, and how often.
 #[derive(Debug, Clone)]
@@ -298,6 +304,7 @@ impl Party {
             job_sessions: HashMap::new(),
             max_open_jobs: config.max_open_jobs,
             min_fee_sat: config.min_fee_sat,
+            claim_fee_rate: config.claim_fee_rate.clamp(1, 100),
             network: config
                 .chain
                 .as_ref()
@@ -327,12 +334,13 @@ impl Party {
                 let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
                 let (judge_tx, judge_rx) = std::sync::mpsc::channel();
                 core.judge_tx = Some(judge_tx);
-                let fault = config.fault;
+                let (fault, claim_rate) = (config.fault, config.claim_fee_rate);
                 std::thread::Builder::new()
                     .name("claimer".into())
                     .spawn(move || {
                         claims::claim_paid_jobs(
                             &path, &wallet, &src, &tx, &stop, &manifest, &key, &judge_rx, fault,
+                            claim_rate,
                         )
                     })
                     .map_err(|e| PartyError::Manifest(format!("starting the claimer: {e}")))?;
@@ -610,6 +618,7 @@ struct Core {
     job_sessions: HashMap<Hash32, Hash32>,
     max_open_jobs: usize,
     min_fee_sat: u64,
+    claim_fee_rate: u64,
     network: bitcoin::Network,
     /// Evidence to judge, to the claimer thread (which holds the wallet); `None` without one.
     judge_tx: Option<std::sync::mpsc::Sender<(u64, super::judge::JudgeRequest)>>,

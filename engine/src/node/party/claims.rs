@@ -38,6 +38,7 @@ pub(super) fn claim_paid_jobs(
     party_key: &Keypair,
     judge_rx: &std::sync::mpsc::Receiver<(u64, JudgeRequest)>,
     fault: Option<Fault>,
+    claim_rate: u64,
 ) {
     use std::sync::atomic::Ordering;
     let mut client: Option<ChainClient> = None;
@@ -75,7 +76,7 @@ pub(super) fn claim_paid_jobs(
                 .collect();
             for rec in paid {
                 let job = rec.quote.job;
-                let result = match claim(c, w, src.network, manifest, party_key, &rec) {
+                let result = match claim(c, w, src.network, manifest, party_key, &rec, claim_rate) {
                     Ok(txid) => {
                         if fault == Some(Fault::CrashAfter(FaultStep::Claim)) {
                             crash(FaultStep::Claim, "after");
@@ -192,6 +193,7 @@ fn claim(
     manifest: &Manifest,
     party_key: &Keypair,
     rec: &JobRecord,
+    claim_rate: u64,
 ) -> Result<String, NotYet> {
     let paid: &JobPaid = rec
         .paid
@@ -255,13 +257,15 @@ fn claim(
                 out.vout, out.party
             )));
         }
-        if txout.value.to_sat() < quote.fee_sat {
+        if txout.value.to_sat() < quote.escrow_sat() {
             return Err(NotYet::Never(format!(
-                "output {} pays party {} {} sat, less than its quoted {} sat",
+                "output {} pays party {} {} sat, less than its quoted {} sat (fee {} + claim fee {})",
                 out.vout,
                 out.party,
                 txout.value.to_sat(),
-                quote.fee_sat
+                quote.escrow_sat(),
+                quote.fee_sat,
+                quote.claim_fee_sat
             )));
         }
         if out.party == me {
@@ -270,7 +274,7 @@ fn claim(
                     txid: funding_txid,
                     vout: out.vout,
                 },
-                quote.fee_sat,
+                quote.escrow_sat(),
                 file,
             ));
         }
@@ -308,7 +312,10 @@ fn claim(
         return Err(NotYet::Wait(text));
     }
     let k = hashlock_key(party_key, &rec.quote.job);
-    let rate = bitcoin::FeeRate::from_sat_per_vb(2).unwrap_or(bitcoin::FeeRate::BROADCAST_MIN);
+    // At least the rate the quote assumed (the escrow carries that claim fee on top of the
+    // fee), more if the server estimates more, at most MAX_CLAIM_RATE_SAT_VB.
+    let rate = bitcoin::FeeRate::from_sat_per_vb(claim_rate.clamp(1, MAX_CLAIM_RATE_SAT_VB))
+        .unwrap_or(bitcoin::FeeRate::BROADCAST_MIN);
     let fee_choice = chain.fee_rate(2, rate);
     let fee_choice = match fee_choice {
         FeeChoice::Automatic(r) if r.to_sat_per_vb_ceil() > MAX_CLAIM_RATE_SAT_VB => {

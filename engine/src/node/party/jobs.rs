@@ -268,12 +268,23 @@ impl Core {
         };
         authorize(view, &service, &ask, &names, rows, min_rows)?;
         let k = hashlock_key(&self.party_key, &id);
+        let key_hash: Hash32 = Sha256::digest(k).into();
+        // The escrow carries the claim's fee at this party's rate assumption on top.
+        let escrow = super::super::job::escrow_contract(
+            self.network,
+            service,
+            self.party_key.public_key(),
+            &key_hash,
+            req.timeout,
+        )?;
+        let claim_fee_sat = super::super::job::claim_fee(&escrow, &k, self.claim_fee_rate)?;
         let mut quote = Quote {
             job: id,
             party: self.me.get(),
-            key_hash: Sha256::digest(k).into(),
+            key_hash,
             party_key: self.party_key.public_key().to_string(),
             fee_sat: req.fee_sat,
+            claim_fee_sat,
             timeout: req.timeout,
             signature: [0; 64],
         };
