@@ -45,6 +45,10 @@ use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan};
 use crate::mpc::shamir::Params;
 
+/// How long a service asks again parties that are not ready yet (they have not read the
+/// dataset's ACL since they started).
+pub const QUOTE_RETRY: Duration = Duration::from_secs(20);
+
 /// Version of the [`ServiceJob`] record.
 pub const SERVICE_JOB_VERSION: u32 = 1;
 
@@ -262,9 +266,22 @@ impl ServiceJob {
         config: ChannelConfig,
         timeout: Duration,
     ) -> Result<(), String> {
-        let answers = service
-            .quotes(manifest, &self.request, config, timeout)
-            .await;
+        // A party that has not read the dataset's ACL yet (it just started) says "ask again":
+        // the same request is sent again (a party that quoted answers with the same quote), for
+        // at most QUOTE_RETRY.
+        let start = std::time::Instant::now();
+        let answers = loop {
+            let answers = service
+                .quotes(manifest, &self.request, config, timeout)
+                .await;
+            let transient = answers
+                .iter()
+                .any(|(_, a)| a.as_ref().is_err_and(|e| e.contains("ask again")));
+            if !transient || start.elapsed() >= QUOTE_RETRY {
+                break answers;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         self.quotes.clear();
         self.refused.clear();
         for (p, a) in answers {
