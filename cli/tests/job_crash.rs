@@ -272,4 +272,26 @@ fn a_party_killed_at_each_job_step_is_paid_after_restart_when_it_delivered() {
         .filter(|t| t["net_sat"] == 1000)
         .count();
     assert_eq!(claims, 2, "{h}");
+    // Its own record of the jobs: two claimed, the one it did not deliver never paid.
+    let jobs = net.cli.json("p2", &["party", "jobs"]);
+    let states: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "claimed").count(),
+        2,
+        "{jobs}"
+    );
+    assert!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["state"] == "claimed")
+            .all(|j| j["claim_txid"].is_string() && j["fee_sat"] == 1000),
+        "{jobs}"
+    );
 }

@@ -110,6 +110,9 @@ enum Cmd {
     },
     /// Ask the running daemon of this datadir for its peers, datasets, open jobs and bond.
     Status,
+    /// List every job this party recorded (read from its store; the daemon may be running):
+    /// state, fee, deadline, funding and claim.
+    Jobs,
     /// Judge an evidence file against this party's own manifest and chain view and, when it
     /// convicts, sign the canonical slash of the accused's bond (the daemon does the same for
     /// evidence a service sends it).
@@ -325,6 +328,39 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             (min_fee.to_sat(), max_open_jobs.max(1), claim_fee_rate),
         ),
         Cmd::Status => status(global),
+        Cmd::Jobs => {
+            let path = global.datadir().join("party.sqlite");
+            if !path.exists() {
+                bail!(
+                    "no party store in {} (run `btcmpc party run` first)",
+                    global.datadir().display()
+                );
+            }
+            let jobs = btcmpc_engine::node::party::job_summaries(&path)?;
+            let mut text = if jobs.is_empty() {
+                "no jobs".to_string()
+            } else {
+                format!(
+                    "{:<16}  {:<9}  {:>8}  {:>8}  claim\n",
+                    "job", "state", "fee sat", "T"
+                )
+            };
+            for j in &jobs {
+                text.push_str(&format!(
+                    "{:<16}  {:<9}  {:>8}  {:>8}  {}{}\n",
+                    &j.job[..16],
+                    j.state,
+                    j.fee_sat,
+                    j.timeout,
+                    j.claim_txid.as_deref().unwrap_or("-"),
+                    j.reason
+                        .as_ref()
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default()
+                ));
+            }
+            Ok(Report::new(text.trim_end(), json!({"jobs": jobs})))
+        }
         Cmd::Judge {
             evidence,
             manifest,

@@ -57,7 +57,7 @@ use crate::mpc::shamir::Params;
 mod claims;
 mod jobs;
 use jobs::Job;
-pub use jobs::{DEFAULT_MAX_OPEN_JOBS, MIN_JOB_BLOCKS};
+pub use jobs::{job_summaries, JobSummary, DEFAULT_MAX_OPEN_JOBS, MIN_JOB_BLOCKS};
 
 /// Default bound on the values one store session may hand a party (rows x shared columns):
 /// 8 million, 256 MB of secp256k1 shares in memory at most.

@@ -30,6 +30,62 @@ use sha2::{Digest, Sha256};
 /// Most jobs a party has quoted and not yet finished, by default.
 pub const DEFAULT_MAX_OPEN_JOBS: usize = 8;
 
+/// A job as this party recorded it: what `party jobs` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    /// The job id, hex.
+    pub job: String,
+    /// `quoted`, `running`, `delivered`, `paid`, `claimed` or `failed`.
+    pub state: String,
+    /// The query text.
+    pub query: String,
+    /// The dataset id, hex.
+    pub dataset_id: String,
+    /// The fee, sats (the escrow carries `claim_fee_sat` on top).
+    pub fee_sat: u64,
+    /// The claim fee quoted, sats.
+    pub claim_fee_sat: u64,
+    /// `T`, the escrow's refund height.
+    pub timeout: u32,
+    /// The funding transaction, once paid.
+    pub funding_txid: Option<String>,
+    /// The claim, once broadcast.
+    pub claim_txid: Option<String>,
+    /// Why the job failed, if it did.
+    pub reason: Option<String>,
+}
+
+/// Every job in the party store at `path`, in job-id order (read-only; works while the daemon
+/// runs).
+///
+/// # Errors
+/// The store cannot be opened or read.
+pub fn job_summaries(path: &std::path::Path) -> Result<Vec<JobSummary>, StoreError> {
+    let store = Store::open(path)?;
+    let mut out = Vec::new();
+    for key in store.jobs_with_prefix("job:")? {
+        let Some(bytes) = store.job_state(&key)? else {
+            continue;
+        };
+        let Ok(r) = serde_json::from_slice::<JobRecord>(&bytes) else {
+            continue;
+        };
+        out.push(JobSummary {
+            job: hex::encode(r.quote.job),
+            state: r.state,
+            query: r.request.query,
+            dataset_id: r.request.dataset_id,
+            fee_sat: r.quote.fee_sat,
+            claim_fee_sat: r.quote.claim_fee_sat,
+            timeout: r.request.timeout,
+            funding_txid: r.paid.map(|p| p.funding_txid),
+            claim_txid: r.claim_txid,
+            reason: r.reason,
+        });
+    }
+    Ok(out)
+}
+
 /// One entry of a machine's log: a message from party `from` (1-based), or (`from` = 0) a
 /// deadline, `RoundId` as JSON.
 pub(super) type LogEntry = (u32, serde_json::Value);
