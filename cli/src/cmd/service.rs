@@ -593,8 +593,27 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 serde_json::from_value(card["schema"].clone())
                     .context("dataset card: bad schema")?;
             let name = card["name"].as_str().unwrap_or_default().to_string();
+            // Nothing is asked of the parties for a job this wallet cannot pay: each escrow
+            // output is the fee plus a claim fee (known from the quotes, checked again there).
+            let mut wallet = open(global)?;
+            wallet.sync(&chain)?;
+            let (confirmed, unconfirmed) = wallet.balance();
+            let have = confirmed + unconfirmed;
+            let n = manifest.roster.n() as u64;
+            let need = fee
+                .checked_mul(n)
+                .context("the fee times the committee size overflows")?;
+            if have < need {
+                bail!(
+                    "this wallet holds {} sat; the job needs at least {n} x {} sat = {} sat plus the claim and funding fees",
+                    have.to_sat(),
+                    fee.to_sat(),
+                    need.to_sat()
+                );
+            }
             // Where a penalty from this job is paid: a fresh address of this wallet.
-            let payout = open(global)?.next_address()?.to_string();
+            let payout = wallet.next_address()?.to_string();
+            drop(wallet);
             let mut job = ServiceJob::new(
                 &service,
                 &manifest,
