@@ -63,3 +63,79 @@ fn bad_queries_are_refused_by_name_and_cost_nothing() {
     );
     assert!(err.contains("not-a-card.json"), "{err}");
 }
+
+#[test]
+fn a_party_paid_less_than_it_quoted_never_reveals_its_key_and_says_why() {
+    let net = Net::new();
+    let card = net.granted_dataset(120);
+    let out = net.run_mining(
+        "service",
+        &[
+            "--json",
+            "service",
+            "query",
+            &card,
+            "sum(income), count()",
+            "--fee",
+            "1000sat",
+            "--deadline",
+            "+12",
+            "--wait",
+            "8",
+            "--party-timeout",
+            "20",
+        ],
+        &[("BTCMPC_TESTING_SERVICE_UNDERPAY", "2")],
+        std::time::Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The claim rule: a party reveals its key only if the funding pays every party of the
+    // delivery set what it quoted. Party 2 is short by one sat, so no party claims: no key is
+    // revealed, no result is opened.
+    assert_eq!(v["result"], serde_json::json!({}), "{v}");
+    assert!(
+        v["paid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["claim_txid"].is_null()),
+        "{v}"
+    );
+    for p in ["p1", "p2", "p3", "p4"] {
+        let jobs = net.cli.json(p, &["party", "jobs"]);
+        let job = &jobs["jobs"][0];
+        assert_eq!(job["state"], "failed", "{p}: {jobs}");
+        assert!(
+            job["reason"]
+                .as_str()
+                .unwrap()
+                .contains("pays party 2 1308 sat, less than its quoted 1309 sat"),
+            "{p} names the shortfall: {jobs}"
+        );
+        assert!(job["claim_txid"].is_null());
+    }
+    // At T the service takes every output back.
+    let id = v["job"].as_str().unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = net.cli.json("service", &["service", "settle", id]);
+        if s["jobs"][0]["report"]["pending_refunds"] == serde_json::json!([]) {
+            let refunded: Vec<u64> = s["jobs"][0]["refunds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[0].as_u64().unwrap())
+                .collect();
+            assert_eq!(refunded, vec![1, 2, 3, 4], "{s}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never refunded: {s}");
+        net.env.mine(1).unwrap();
+        net.settle();
+    }
+}

@@ -657,8 +657,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let mut wallet = open(global)?;
             wallet.sync(&chain)?;
             let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
-            job.fund(&manifest, &mut wallet, &chain, fee_choice)
-                .map_err(|e| anyhow::anyhow!("funding the escrow outputs: {e}"))?;
+            // FOR TESTS ON REGTEST ONLY: pay party BTCMPC_TESTING_SERVICE_UNDERPAY one sat less
+            // than it quoted (it must refuse to claim, and say why).
+            let short: Option<u32> = std::env::var("BTCMPC_TESTING_SERVICE_UNDERPAY")
+                .ok()
+                .filter(|_| global.network.network() == bitcoin::Network::Regtest)
+                .and_then(|p| p.parse().ok());
+            job.fund_with_values(&manifest, &mut wallet, &chain, fee_choice, |p, q| {
+                q.escrow_sat() - u64::from(short == Some(p))
+            })
+            .map_err(|e| anyhow::anyhow!("funding the escrow outputs: {e}"))?;
             crash_point(global, "funded-unsaved");
             save_job(global, &job)?;
             crash_point(global, "funded");

@@ -406,6 +406,23 @@ impl ServiceJob {
         chain: &ChainClient,
         fee: FeeChoice,
     ) -> Result<(), String> {
+        self.fund_with_values(manifest, wallet, chain, fee, |_, q| q.escrow_sat())
+    }
+
+    /// [`ServiceJob::fund`] with each escrow output's value chosen by `value(party, quote)`,
+    /// sats. Anything below [`Quote::escrow_sat`] is refused by that party: it never claims,
+    /// and the output is refunded after T (tests use this to show it).
+    ///
+    /// # Errors
+    /// As [`ServiceJob::fund`].
+    pub fn fund_with_values(
+        &mut self,
+        manifest: &Manifest,
+        wallet: &mut RoleWallet,
+        chain: &ChainClient,
+        fee: FeeChoice,
+        value: impl Fn(u32, &Quote) -> u64,
+    ) -> Result<(), String> {
         if self.funding.is_some() {
             return Err("this job is already funded".into());
         }
@@ -417,7 +434,7 @@ impl ServiceJob {
             self.quotes
                 .iter()
                 .find(|q| q.party == p)
-                .map(Quote::escrow_sat)
+                .map(|q| value(p, q))
                 .ok_or_else(|| format!("no quote of party {p}"))
         };
         let items: Vec<(String, String, bitcoin::ScriptBuf, Amount)> = escrows
