@@ -320,10 +320,20 @@ impl Party {
                     Arc::clone(&stop_follower),
                 );
                 let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
+                let withhold_key = config.fault == Some(Fault::WithholdKey);
                 std::thread::Builder::new()
                     .name("claimer".into())
                     .spawn(move || {
-                        claims::claim_paid_jobs(&path, &wallet, &src, &tx, &stop, &manifest, &key)
+                        claims::claim_paid_jobs(
+                            &path,
+                            &wallet,
+                            &src,
+                            &tx,
+                            &stop,
+                            &manifest,
+                            &key,
+                            withhold_key,
+                        )
                     })
                     .map_err(|e| PartyError::Manifest(format!("starting the claimer: {e}")))?;
             }

@@ -26,6 +26,9 @@ enum NotYet {
 /// Most sat/vB a claim (or its bump) pays.
 const MAX_CLAIM_RATE_SAT_VB: u64 = 100;
 
+/// With `withhold_key` (the `withhold-key` testing fault) it never claims, so `k_i` never
+/// leaves the process, and says so once per job.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn claim_paid_jobs(
     path: &std::path::Path,
     wallet_dir: &std::path::Path,
@@ -34,6 +37,7 @@ pub(super) fn claim_paid_jobs(
     stop: &std::sync::atomic::AtomicBool,
     manifest: &Manifest,
     party_key: &Keypair,
+    withhold_key: bool,
 ) {
     use std::sync::atomic::Ordering;
     let mut client: Option<ChainClient> = None;
@@ -71,6 +75,15 @@ pub(super) fn claim_paid_jobs(
                 .collect();
             for rec in paid {
                 let job = rec.quote.job;
+                if withhold_key {
+                    if let std::collections::hash_map::Entry::Vacant(e) =
+                        logged.entry(job_key(&job))
+                    {
+                        warn!(target: "btcmpc::party", job = %hex::encode(job), "testing fault withhold-key: never claiming, the key stays secret");
+                        e.insert(String::new());
+                    }
+                    continue;
+                }
                 let result = match claim(c, w, src.network, manifest, party_key, &rec) {
                     Ok(txid) => Some(Ok(txid)),
                     Err(NotYet::Never(reason)) => Some(Err(reason)),
