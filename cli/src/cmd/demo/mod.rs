@@ -83,6 +83,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             Which::Equivocate => scenarios::equivocate(&mut w, &setup),
             Which::All => continue,
         };
+        world::check_interrupted()?;
         outcomes.push(r.unwrap_or_else(|e| Outcome {
             name: name(which),
             error: Some(format!("{e:#}").replace('\n', " ")),

@@ -179,6 +179,7 @@ fn wait_access(w: &World, who: &str, card: &str, want: bool) -> anyhow::Result<V
     let cols = COLUMNS.join(",");
     let end = Instant::now() + Duration::from_secs(30);
     loop {
+        super::world::check_interrupted()?;
         let r = w.run(
             who,
             &[

@@ -3,14 +3,17 @@
 //! all in one temporary directory.
 //!
 //! Every child is registered in [`CHILDREN`] while it runs: its guard kills it when dropped
-//! (normal exit, error, panic), and on Ctrl-C or SIGTERM the signal thread kills every
-//! registered child, removes the temporary directory and exits with 130.
+//! (normal exit, error, panic). On Ctrl-C or SIGTERM the signal thread marks the demo as
+//! stopping (no child is started after that: the mark and the registry share one lock), kills
+//! every registered child, and the main thread's next wait fails with "interrupted", so the
+//! demo unwinds through its guards (node stopped, temporary directory removed). A second
+//! signal exits at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,9 +26,22 @@ use serde_json::{json, Value};
 
 /// Every running child process, by guard id.
 static CHILDREN: Mutex<Option<HashMap<u64, Child>>> = Mutex::new(None);
-/// The demo's temporary directory, removed by the signal thread.
+/// The demo's temporary directory, removed by the signal thread on a second signal.
 static WORKDIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Set by the signal thread (under the [`CHILDREN`] lock): start nothing more.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Fails once Ctrl-C or SIGTERM was received.
+///
+/// # Errors
+/// "interrupted".
+pub fn check_interrupted() -> anyhow::Result<()> {
+    if STOPPING.load(Ordering::SeqCst) {
+        bail!("interrupted: the demo's processes were stopped");
+    }
+    Ok(())
+}
 
 /// How long one short command may take.
 pub const STEP: Duration = Duration::from_secs(60);
@@ -48,17 +64,18 @@ pub struct Proc(u64);
 
 impl Proc {
     fn spawn(cmd: &mut Command) -> anyhow::Result<Proc> {
+        let mut g = children();
+        check_interrupted()?;
         let child = cmd.spawn().context("starting a btcmpc child process")?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        children()
-            .get_or_insert_with(HashMap::new)
-            .insert(id, child);
+        g.get_or_insert_with(HashMap::new).insert(id, child);
         Ok(Proc(id))
     }
 
     /// The exit status once the child exited, `None` while it runs.
     fn try_wait(&self) -> anyhow::Result<Option<std::process::ExitStatus>> {
         let mut g = children();
+        check_interrupted()?;
         let child = g
             .as_mut()
             .and_then(|m| m.get_mut(&self.0))
@@ -91,8 +108,8 @@ impl Drop for Proc {
     }
 }
 
-/// Kills every registered child and removes the work directory, then exits: Ctrl-C and
-/// SIGTERM.
+/// Ctrl-C and SIGTERM: stop starting children, kill every registered one; a second signal
+/// removes the work directory and exits with 130 at once.
 fn install_signal_handler() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,26 +118,23 @@ fn install_signal_handler() -> anyhow::Result<()> {
         .name("demo-signals".into())
         .spawn(move || {
             rt.block_on(async {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(t) => t,
-                        Err(_) => return,
-                    };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                for round in 0..2 {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                    if round == 0 {
+                        eprintln!("\ninterrupted: stopping the demo's processes");
+                        kill_all();
+                    }
                 }
             });
-            eprintln!("\ninterrupted: stopping the demo's processes and removing its files");
-            let all: Vec<Child> = children()
-                .as_mut()
-                .map(|m| m.drain().map(|(_, c)| c).collect())
-                .unwrap_or_default();
-            for mut c in all {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            kill_all();
             if let Some(dir) = WORKDIR
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -132,6 +146,21 @@ fn install_signal_handler() -> anyhow::Result<()> {
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+/// Marks the demo as stopping and kills (and reaps) every registered child.
+fn kill_all() {
+    let all: Vec<Child> = {
+        let mut g = children();
+        STOPPING.store(true, Ordering::SeqCst);
+        g.as_mut()
+            .map(|m| m.drain().map(|(_, c)| c).collect())
+            .unwrap_or_default()
+    };
+    for mut c in all {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// The chain, the work directory and the committee's daemons.
@@ -370,6 +399,7 @@ impl World {
     pub fn mined(&self) -> anyhow::Result<()> {
         let end = Instant::now() + MINED;
         loop {
+            check_interrupted()?;
             let pool: Vec<String> = self.rpc.call_as("getrawmempool", &[])?;
             if pool.is_empty() {
                 return Ok(());
