@@ -175,7 +175,11 @@ fn timeline_text(out: &mut String, steps: &[Step]) {
 fn text(setup: &Setup, outcomes: &[Outcome], setup_secs: f64, secs: f64) -> String {
     let mut t = String::new();
     t.push_str(&format!(
-        "btcmpc demo: embedded regtest node, 4 bonded party processes (t = 1), RAND HIE data; setup {setup_secs:.1} s\n"
+        "btcmpc demo: a fresh embedded regtest node, 4 party processes (t = 1) bonded {} sat each, \
+         the RAND Health Insurance Experiment data; services pay {} sat per party per query \
+         (setup {setup_secs:.1} s)\n",
+        scenarios::BOND_SAT,
+        scenarios::FEE_SAT
     ));
     t.push_str("  height  txid            sats       step\n");
     timeline_text(&mut t, &setup.timeline);
@@ -199,7 +203,8 @@ fn text(setup: &Setup, outcomes: &[Outcome], setup_secs: f64, secs: f64) -> Stri
                 "  {:width$}  {:>28}  {:>28}\n",
                 "aggregate", "service got (MPC)", "clear (from the CSV)"
             ));
-            for (k, v) in &o.result {
+            for k in &o.keys {
+                let v = o.result.get(k).unwrap_or(&Value::Null);
                 let c = o.clear.get(k).map_or(String::new(), |c| {
                     c["exact"].as_str().unwrap_or_default().to_string()
                 });

@@ -175,6 +175,7 @@ pub struct World {
     faults: Vec<Option<String>>,
     /// Print progress on stderr.
     pub verbose: bool,
+    started: Instant,
 }
 
 impl std::fmt::Debug for World {
@@ -257,13 +258,14 @@ impl World {
             daemons: (0..4).map(|_| None).collect(),
             faults: vec![None; 4],
             verbose,
+            started: Instant::now(),
         })
     }
 
     /// Prints a progress line on stderr (unless quiet).
     pub fn say(&self, line: &str) {
         if self.verbose {
-            eprintln!("{line}");
+            eprintln!("[{:5.1} s] {line}", self.started.elapsed().as_secs_f64());
         }
     }
 
