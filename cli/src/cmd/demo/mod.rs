@@ -75,6 +75,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
     let mut outcomes = Vec::new();
     for which in list {
         w.say(&format!("scenario {}", name(which)));
+        let t0 = std::time::Instant::now();
         let r = match which {
             Which::Honest => scenarios::honest(&mut w, &setup),
             Which::Withhold => scenarios::withhold(&mut w, &setup),
@@ -84,11 +85,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             Which::All => continue,
         };
         world::check_interrupted()?;
-        outcomes.push(r.unwrap_or_else(|e| Outcome {
+        let mut o = r.unwrap_or_else(|e| Outcome {
             name: name(which),
             error: Some(format!("{e:#}").replace('\n', " ")),
             ..Outcome::default()
-        }));
+        });
+        o.seconds = t0.elapsed().as_secs_f64();
+        outcomes.push(o);
     }
     let secs = started.elapsed().as_secs_f64();
     drop(w);
@@ -142,6 +145,7 @@ fn outcome_json(o: &Outcome) -> Value {
         "checks": o.checks.iter().map(|(w, ok)| json!({"check": w, "ok": ok})).collect::<Vec<_>>(),
         "notes": o.notes,
         "error": o.error,
+        "seconds": o.seconds,
     })
 }
 
@@ -185,9 +189,10 @@ fn text(setup: &Setup, outcomes: &[Outcome], setup_secs: f64, secs: f64) -> Stri
     timeline_text(&mut t, &setup.timeline);
     for o in outcomes {
         t.push_str(&format!(
-            "\n== {} [{}]: {}\n",
+            "\n== {} [{}, {:.1} s]: {}\n",
             o.name,
             if o.ok() { "ok" } else { "FAILED" },
+            o.seconds,
             o.title
         ));
         if let Some(e) = &o.error {

@@ -94,6 +94,8 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// The error that stopped the scenario, if one did.
     pub error: Option<String>,
+    /// Wall-clock seconds it took (restarts of faulty parties included).
+    pub seconds: f64,
 }
 
 impl Outcome {
