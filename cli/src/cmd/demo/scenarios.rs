@@ -445,7 +445,17 @@ fn query(w: &World, who: &str, card: &str, q: &str, wait: u64) -> anyhow::Result
     )
 }
 
-const BASE_ROLES: [&str; 6] = ["owner", "service", "p1", "p2", "p3", "p4"];
+impl Setup {
+    /// Every role with a wallet: the owner, the service(s), the four parties.
+    fn roles(&self) -> Vec<&'static str> {
+        let mut r = vec!["owner", "service"];
+        if self.service_b.is_some() {
+            r.push("service-b");
+        }
+        r.extend(PARTIES);
+        r
+    }
+}
 
 /// Compares the service's result with both clear computations.
 fn check_result(o: &mut Outcome, v: &Value, aggs: &[Agg]) -> anyhow::Result<()> {
@@ -557,13 +567,13 @@ pub fn honest(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         Agg::CountOf("educdec"),
         Agg::Mean("educdec"),
     ];
-    let before = w.balances(&BASE_ROLES)?;
+    let before = w.balances(&s.roles())?;
     let card = s.card.display().to_string();
     let v = query(w, "service", &card, &clear::query_text(&aggs), 60)?;
     check_result(&mut o, &v, &aggs)?;
     o.blamed = blamed_from(&v, "");
     o.check("nobody is blamed", o.blamed.is_empty());
-    let after = w.balances(&BASE_ROLES)?;
+    let after = w.balances(&s.roles())?;
     let expected = account_payments(w, &mut o, &v, "service")?;
     let claimed = v["paid"].as_array().map_or(0, |a| {
         a.iter().filter(|p| p["claim_txid"].is_string()).count()
@@ -586,7 +596,7 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
     w.set_fault(3, None)?;
     w.set_fault(4, Some("withhold-key"))?;
     let aggs = [Agg::Mean("income"), Agg::Var("income"), Agg::Mean("meddol")];
-    let before = w.balances(&BASE_ROLES)?;
+    let before = w.balances(&s.roles())?;
     let card = s.card.display().to_string();
     // The service waits 6 s for the claims, then returns with party 4's output pending
     // (a claim later than that is still read by `service settle`).
@@ -670,7 +680,7 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         json!({"party": 4, "why": "never claimed: its key was withheld, its escrow refunded"}),
     ];
     o.check("party 4 was paid nothing", !expected.contains_key("p4"));
-    let after = w.balances(&BASE_ROLES)?;
+    let after = w.balances(&s.roles())?;
     o.account(&before, &after, &expected);
     Ok(o)
 }
@@ -685,7 +695,7 @@ pub fn wrong_share(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
     w.set_fault(3, Some("wrong-output-share"))?;
     w.set_fault(4, None)?;
     let aggs = [Agg::Mean("meddol"), Agg::Cov("meddol", "income")];
-    let before = w.balances(&BASE_ROLES)?;
+    let before = w.balances(&s.roles())?;
     let card = s.card.display().to_string();
     let v = query(w, "service", &card, &clear::query_text(&aggs), 60)?;
     check_result(&mut o, &v, &aggs)?;
@@ -718,7 +728,7 @@ pub fn wrong_share(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         );
         *expected.entry("service".into()).or_insert(0) += sats;
     }
-    let after = w.balances(&BASE_ROLES)?;
+    let after = w.balances(&s.roles())?;
     o.account(&before, &after, &expected);
     Ok(o)
 }
@@ -733,7 +743,7 @@ pub fn revoked(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         .service_b
         .clone()
         .ok_or_else(|| anyhow!("the second service was not set up"))?;
-    let roles = ["owner", "service-b", "p1", "p2", "p3", "p4"];
+    let roles = s.roles();
     let before = w.balances(&roles)?;
     let card = s.card.display().to_string();
     let r = w.json(
@@ -818,7 +828,7 @@ pub fn equivocate(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         .collect();
     let path = w.path("randhie-sample.csv");
     std::fs::write(&path, sample).context("writing the sample CSV")?;
-    let roles = ["owner", "p1", "p2", "p3", "p4"];
+    let roles = s.roles();
     let before = w.balances(&roles)?;
     let (p, m) = (path.display().to_string(), s.manifest.display().to_string());
     o.query = "owner store randhie-sample (first 1,000 rows; meddol, income)".into();
