@@ -615,8 +615,6 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         pending.iter().any(|p| p.0 == 4),
     );
     let t = pending.first().map_or(0, |p| p.1) as u32;
-    w.mined()?;
-    let mut expected = account_payments(w, &mut o, &v, "service")?;
     let h = w.height()?;
     if t > h {
         w.mine(t - h)?;
@@ -631,11 +629,13 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         None,
     );
     let mut refunds = Vec::new();
+    let mut report = Value::Null;
     for _ in 0..3 {
         let r = w.json(
             "service",
             &["service", "settle", &job, "--fee-rate", FEE_RATE],
         )?;
+        report = r["jobs"][0]["report"].clone();
         refunds = r["jobs"][0]["refunds"]
             .as_array()
             .cloned()
@@ -646,14 +646,17 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         w.mine(1)?;
     }
     w.mined()?;
-    // The result as `service query` opened it, or (if the claims came after it returned) as
-    // `service settle` did.
+    // The payments as `service settle` read them at T (every claim by then, even one that
+    // came after `service query` returned).
+    let mut expected = account_payments(w, &mut o, &report, "service")?;
+    // The result as `service query` opened it, or (if too few claims had come when it
+    // returned) as `service settle` did.
     let result_src = if v["result"].as_object().is_some_and(|m| !m.is_empty()) {
         v.clone()
     } else {
         o.notes
             .push("the result was opened by `service settle` from the three claims".into());
-        w.json("service", &["service", "settle", &job])?["jobs"][0]["report"].clone()
+        report.clone()
     };
     check_result(&mut o, &result_src, &aggs)?;
     let refunded: Vec<u64> = refunds.iter().filter_map(|r| r[0].as_u64()).collect();
