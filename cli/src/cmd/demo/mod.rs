@@ -266,3 +266,75 @@ fn text(setup: &Setup, outcomes: &[Outcome], setup_secs: f64, secs: f64) -> Stri
     ));
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scenarios::Balance;
+
+    fn setup() -> Setup {
+        Setup {
+            card: "card.json".into(),
+            manifest: "manifest.json".into(),
+            service_b: None,
+            timeline: vec![Step {
+                height: 101,
+                step: "party 1 bonds".into(),
+                txid: Some("ab".repeat(32)),
+                sats: Some(-100_000),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_failed_check_or_an_error_fails_the_scenario_in_text_and_json() {
+        let mut bad = Outcome {
+            name: "honest",
+            ..Outcome::default()
+        };
+        bad.balances.insert(
+            "service".into(),
+            Balance {
+                before: 10,
+                after: 5,
+                expected: -4,
+            },
+        );
+        bad.checks.push((
+            "service's balance changed by -5 sat (expected -4)".into(),
+            false,
+        ));
+        let broken = Outcome {
+            name: "revoked",
+            error: Some("`btcmpc owner revoke` (owner) failed: no funds".into()),
+            ..Outcome::default()
+        };
+        let good = Outcome {
+            name: "withhold",
+            checks: vec![("fine".into(), true)],
+            ..Outcome::default()
+        };
+        assert!(!bad.ok() && !broken.ok() && good.ok());
+        let j = outcome_json(&bad);
+        assert_eq!(j["ok"], false);
+        assert_eq!(j["balances"]["service"]["change"], -5);
+        assert_eq!(j["balances"]["service"]["expected_change"], -4);
+        assert_eq!(
+            outcome_json(&broken)["error"],
+            broken.error.clone().unwrap()
+        );
+        let t = text(&setup(), &[bad, broken, good], 1.0, 2.0);
+        assert!(t.contains("== honest [FAILED"), "{t}");
+        assert!(
+            t.contains("CHECK FAILED: service's balance changed by -5 sat"),
+            "{t}"
+        );
+        assert!(
+            t.contains("error: `btcmpc owner revoke` (owner) failed: no funds"),
+            "{t}"
+        );
+        assert!(t.contains("== withhold [ok"), "{t}");
+        assert!(t.contains("1 of 3 scenarios passed every check"), "{t}");
+        assert!(t.contains("abababab..abab"), "{t}");
+    }
+}
