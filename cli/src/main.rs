@@ -44,6 +44,9 @@ enum Command {
     Service(cmd::service::Args),
     /// Benchmarks that print a table to compare with the README's figures.
     Bench(cmd::bench::Args),
+    /// The whole system on a fresh embedded regtest node: a committee of four party
+    /// processes, the RAND health data, a paying service; honest and cheating scenarios.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Network(args) => cmd::network::run(args, &cli.global),
         Command::Owner(args) => cmd::owner::run(args, &cli.global),
         Command::Service(args) => cmd::service::run(args, &cli.global),
+        Command::Demo(args) => cmd::demo::run(args, &cli.global),
     };
     match result {
         Ok(report) => {

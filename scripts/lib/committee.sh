@@ -1,4 +1,4 @@
-# Shared by scripts/demo and scripts/bench-store (sourced, not run): a bonded committee of four
+# Shared by scripts/demo-contracts and scripts/bench-store (sourced, not run): a bonded committee of four
 # `btcmpc party run` processes (t = 1) and a funded owner on the embedded regtest node.
 # Needs: $B (the btcmpc binary), $work (a scratch directory). Sets: ELECTRUM, MANIFEST, PIDS.
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod contract;
 pub mod contract_chain;
+pub mod demo;
 pub mod network;
 pub mod owner;
 pub mod party;

@@ -65,6 +65,10 @@ pub enum Fault {
     /// Adds one to its masked degree-`2t` values in every degree reduction of a job (a wrong
     /// product contribution: the additive attack version 1 does not detect).
     WrongProduct,
+    /// Computes and delivers like an honest party, but its claimer never claims a paid
+    /// escrow output, so `k_i` is never revealed: the service decodes from the others and is
+    /// refunded that output after `T` (PROTOCOL.md, job flow, step 7).
+    WithholdKey,
     /// Drops every message to this party (1-based index).
     DropTo(u32),
     /// Dies (abort, like `kill -9`) just before the step.
@@ -81,7 +85,7 @@ impl Fault {
 
     /// Every accepted spelling, for help texts and errors.
     pub const NAMES: &'static str = "withhold, wrong-opening, equivocate, bad-receipt, \
-         wrong-output-share, wrong-product, drop-to:K, \
+         wrong-output-share, wrong-product, withhold-key, drop-to:K, \
          crash-before:STEP, crash-after:STEP (STEP: receipt, check-send, commit, quote, \
          deliver, paid, claim)";
 }
@@ -95,6 +99,7 @@ impl fmt::Display for Fault {
             Fault::BadReceipt => write!(f, "bad-receipt"),
             Fault::WrongOutputShare => write!(f, "wrong-output-share"),
             Fault::WrongProduct => write!(f, "wrong-product"),
+            Fault::WithholdKey => write!(f, "withhold-key"),
             Fault::DropTo(k) => write!(f, "drop-to:{k}"),
             Fault::CrashBefore(s) => write!(f, "crash-before:{}", s.name()),
             Fault::CrashAfter(s) => write!(f, "crash-after:{}", s.name()),
@@ -130,6 +135,7 @@ impl FromStr for Fault {
                 "bad-receipt" => Fault::BadReceipt,
                 "wrong-output-share" => Fault::WrongOutputShare,
                 "wrong-product" => Fault::WrongProduct,
+                "withhold-key" => Fault::WithholdKey,
                 _ => return Err(bad()),
             },
             Some(("drop-to", k)) => {
@@ -155,6 +161,7 @@ mod tests {
             "bad-receipt",
             "wrong-output-share",
             "wrong-product",
+            "withhold-key",
             "drop-to:3",
             "crash-before:receipt",
             "crash-after:check-send",

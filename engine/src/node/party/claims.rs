@@ -27,6 +27,9 @@ enum NotYet {
 /// Most sat/vB a claim (or its bump) pays.
 const MAX_CLAIM_RATE_SAT_VB: u64 = 100;
 
+/// Claims every paid job (see the module docs). With the `withhold-key` testing fault it never
+/// claims, so `k_i` never
+/// leaves the process, and says so once per job.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn claim_paid_jobs(
     path: &std::path::Path,
@@ -76,6 +79,15 @@ pub(super) fn claim_paid_jobs(
                 .collect();
             for rec in paid {
                 let job = rec.quote.job;
+                if fault == Some(Fault::WithholdKey) {
+                    if let std::collections::hash_map::Entry::Vacant(e) =
+                        logged.entry(job_key(&job))
+                    {
+                        warn!(target: "btcmpc::party", job = %hex::encode(job), "testing fault withhold-key: never claiming, the key stays secret");
+                        e.insert(String::new());
+                    }
+                    continue;
+                }
                 let result = match claim(c, w, src.network, manifest, party_key, &rec, claim_rate) {
                     Ok(txid) => {
                         if fault == Some(Fault::CrashAfter(FaultStep::Claim)) {

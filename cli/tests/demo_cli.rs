@@ -1,0 +1,250 @@
+//! `btcmpc demo all --json`: every scenario on one embedded node and one committee of four
+//! party processes, checked here against an independent reading of the same JSON: results
+//! against the engine's clear evaluation of the query over `data/randhie/randhie.csv`, each
+//! role's balance change against the amounts and fees on the timeline, to the satoshi.
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
+use btcmpc_engine::mpc::field::Secp256k1Scalar;
+use btcmpc_engine::mpc::query::{parse, plan};
+use serde_json::Value;
+
+/// The demo process: on drop, SIGTERM first (the demo then stops its own children and
+/// removes its directory), SIGKILL if it has not exited 10 s later.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_demo(args: &[&str], limit: Duration) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args(args)
+        .env_remove("BTCMPC_NETWORK")
+        .env_remove("BTCMPC_DATADIR")
+        .env("TMPDIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo(child);
+    // Read both pipes on threads so a full pipe never blocks the demo.
+    let mut out = demo.0.stdout.take().unwrap();
+    let mut err = demo.0.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "the demo did not finish in {} s",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(demo);
+    let (out, err) = (out_t.join().unwrap(), err_t.join().unwrap());
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert!(status.success(), "{status}: {err}\n{out}");
+    // Everything the demo made lived in its temporary directory, removed at the end.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    (v, err)
+}
+
+/// The clear answer of `query` over the stored columns of the RAND file.
+fn clear(query: &str) -> serde_json::Map<String, Value> {
+    let csv = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/randhie/randhie.csv"
+    ))
+    .unwrap();
+    let options = ReadOptions {
+        columns: Some(vec!["meddol".into(), "income".into(), "educdec".into()]),
+    };
+    let data = Dataset::from_bytes_with(&csv, &options).unwrap();
+    let p = plan::<Secp256k1Scalar>(&parse(query).unwrap(), &data.schema).unwrap();
+    p.finish(&p.eval_clear(&data.values))
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.name, Value::from(o.decimal)))
+        .collect()
+}
+
+fn scenario<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no scenario {name}: {v}"))
+}
+
+fn change(s: &Value, role: &str) -> i64 {
+    let b = &s["balances"][role];
+    let change = b["after"].as_i64().unwrap() - b["before"].as_i64().unwrap();
+    assert_eq!(b["change"].as_i64(), Some(change), "{role}: {b}");
+    change
+}
+
+/// The `sats` of the timeline steps whose text contains `what`.
+fn steps(s: &Value, what: &str) -> Vec<i64> {
+    s["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["step"].as_str().unwrap().contains(what))
+        .map(|t| t["sats"].as_i64().unwrap())
+        .collect()
+}
+
+/// The service paid one funding of four 5000-sat outputs plus a fee; each claiming party
+/// got 5000 sat less its claim's fee.
+fn check_payments(s: &Value, claimers: &[usize]) -> i64 {
+    let funding = steps(s, "escrow outputs of 5000 sat");
+    assert_eq!(funding.len(), 1, "{s}");
+    let fee = -funding[0] - 20_000;
+    assert!((1..2_000).contains(&fee), "funding fee {fee}: {s}");
+    for p in 1..=4 {
+        let claims = steps(s, &format!("party {p} claims"));
+        if claimers.contains(&p) {
+            assert_eq!(claims.len(), 1, "party {p}: {s}");
+            assert!((4_000..5_000).contains(&claims[0]), "party {p}: {s}");
+            assert_eq!(change(s, &format!("p{p}")), claims[0], "party {p}: {s}");
+        } else {
+            assert!(claims.is_empty(), "party {p} claimed: {s}");
+            assert_eq!(change(s, &format!("p{p}")), 0, "party {p}: {s}");
+        }
+    }
+    funding[0]
+}
+
+fn check_result(s: &Value) {
+    let want = clear(s["query"].as_str().unwrap());
+    assert!(!want.is_empty());
+    assert_eq!(s["result"].as_object().unwrap(), &want, "{s}");
+}
+
+#[test]
+fn demo_all_runs_every_scenario_with_results_and_balances_to_the_satoshi() {
+    let (v, _) = run_demo(&["demo", "all", "--json"], Duration::from_secs(110));
+    assert_eq!(v["ok"], true, "{v}");
+    let names: Vec<&str> = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["honest", "withhold", "wrong-share", "revoked", "equivocate"]
+    );
+    for s in v["scenarios"].as_array().unwrap() {
+        assert_eq!(s["ok"], true, "{s}");
+        // Every role's change is what the scenario's own accounting expected.
+        for (role, b) in s["balances"].as_object().unwrap() {
+            assert_eq!(b["change"], b["expected_change"], "{role}: {s}");
+        }
+    }
+
+    // honest: the right answer, four claims, the service paid exactly funding + fee.
+    let s = scenario(&v, "honest");
+    check_result(s);
+    assert_eq!(s["result"]["count()"], "20190");
+    assert_eq!(s["result"]["count(educdec)"], "20186", "4 gaps: {s}");
+    assert_eq!(s["blamed"], serde_json::json!([]));
+    let funding = check_payments(s, &[1, 2, 3, 4]);
+    assert_eq!(change(s, "service"), funding);
+    assert_eq!(change(s, "owner"), 0);
+
+    // withhold: party 4 is paid nothing, its output comes back to the service less the
+    // refund's fee.
+    let s = scenario(&v, "withhold");
+    check_result(s);
+    let funding = check_payments(s, &[1, 2, 3]);
+    let refund = steps(s, "refunds party 4");
+    assert_eq!(refund.len(), 1, "{s}");
+    assert!((4_000..5_000).contains(&refund[0]), "{s}");
+    assert_eq!(change(s, "service"), funding + refund[0]);
+
+    // wrong-share: still right, party 3 named; a slash (when reported) goes to the service.
+    let s = scenario(&v, "wrong-share");
+    check_result(s);
+    let blamed: Vec<i64> = s["blamed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["party"].as_i64().unwrap())
+        .collect();
+    assert_eq!(blamed, [3], "{s}");
+    let funding = check_payments(s, &[1, 2, 3, 4]);
+    let slashed: i64 = steps(s, "bond is slashed").iter().sum();
+    assert_eq!(change(s, "service"), funding + slashed);
+
+    // revoked: refused, the revoked service's balance unchanged, the owner paid the REVOKE.
+    let s = scenario(&v, "revoked");
+    assert!(
+        s["result"]["refused"].as_str().unwrap().contains("revoked"),
+        "{s}"
+    );
+    assert_eq!(change(s, "service-b"), 0, "{s}");
+    let revoke = steps(s, "REVOKE record");
+    assert_eq!(revoke.len(), 1);
+    assert!((-2_000..0).contains(&revoke[0]), "{s}");
+    assert_eq!(change(s, "owner"), revoke[0]);
+    for p in ["p1", "p2", "p3", "p4"] {
+        assert_eq!(change(s, p), 0, "{p}: {s}");
+    }
+
+    // equivocate: party 3 named and left out of the sample's holders.
+    let s = scenario(&v, "equivocate");
+    assert_eq!(s["result"]["blamed"], serde_json::json!([3]), "{s}");
+    assert_eq!(s["result"]["holders"], serde_json::json!([1, 2, 4]), "{s}");
+    let store = steps(s, "STORE record");
+    assert_eq!(store.len(), 1);
+    assert_eq!(change(s, "owner"), store[0]);
+}
+
+#[test]
+fn demo_refuses_another_network_in_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args(["--network", "signet", "demo", "honest"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("regtest"), "{err}");
+}
