@@ -130,18 +130,18 @@ fn steps(s: &Value, what: &str) -> Vec<i64> {
         .collect()
 }
 
-/// The service paid one funding of four 5000-sat outputs plus a fee; each claiming party
-/// got 5000 sat less its claim's fee.
+/// The service paid one funding of four outputs of 5000 sat plus the claim's fee, plus a
+/// funding fee; each claiming party got exactly its 5000 sat.
 fn check_payments(s: &Value, claimers: &[usize]) -> i64 {
-    let funding = steps(s, "escrow outputs of 5000 sat");
+    let funding = steps(s, "escrow outputs of");
     assert_eq!(funding.len(), 1, "{s}");
-    let fee = -funding[0] - 20_000;
+    let fee = -funding[0] - 4 * 5_309;
     assert!((1..2_000).contains(&fee), "funding fee {fee}: {s}");
     for p in 1..=4 {
         let claims = steps(s, &format!("party {p} claims"));
         if claimers.contains(&p) {
             assert_eq!(claims.len(), 1, "party {p}: {s}");
-            assert!((4_000..5_000).contains(&claims[0]), "party {p}: {s}");
+            assert_eq!(claims[0], 5_000, "party {p} is paid its fee exactly: {s}");
             assert_eq!(change(s, &format!("p{p}")), claims[0], "party {p}: {s}");
         } else {
             assert!(claims.is_empty(), "party {p} claimed: {s}");
@@ -196,22 +196,34 @@ fn demo_all_runs_every_scenario_with_results_and_balances_to_the_satoshi() {
     let funding = check_payments(s, &[1, 2, 3]);
     let refund = steps(s, "refunds party 4");
     assert_eq!(refund.len(), 1, "{s}");
-    assert!((4_000..5_000).contains(&refund[0]), "{s}");
+    assert!((5_000..5_309).contains(&refund[0]), "{s}");
     assert_eq!(change(s, "service"), funding + refund[0]);
 
-    // wrong-share: still right, party 3 named; a slash (when reported) goes to the service.
-    let s = scenario(&v, "wrong-share");
-    check_result(s);
-    let blamed: Vec<i64> = s["blamed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["party"].as_i64().unwrap())
-        .collect();
-    assert_eq!(blamed, [3], "{s}");
-    let funding = check_payments(s, &[1, 2, 3, 4]);
-    let slashed: i64 = steps(s, "bond is slashed").iter().sum();
-    assert_eq!(change(s, "service"), funding + slashed);
+    // wrong-share and equivocate: still right, party 3 named, its bond slashed: 50,000 sat
+    // (10 x the fee) to the service, the bond down by that and the slash fee.
+    for name in ["wrong-share", "equivocate"] {
+        let s = scenario(&v, name);
+        check_result(s);
+        let blamed: Vec<i64> = s["blamed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["party"].as_i64().unwrap())
+            .collect();
+        assert_eq!(blamed, [3], "{s}");
+        let funding = check_payments(s, &[1, 2, 3, 4]);
+        let slashed = steps(s, "bond pays");
+        assert_eq!(slashed, [50_000], "{s}");
+        assert_eq!(change(s, "service"), funding + 50_000, "{s}");
+        let (before, after) = (
+            s["bond"]["before"].as_i64().unwrap(),
+            s["bond"]["after"].as_i64().unwrap(),
+        );
+        assert!(
+            (50_001..51_000).contains(&(before - after)),
+            "the penalty and a slash fee: {s}"
+        );
+    }
 
     // revoked: refused, the revoked service's balance unchanged, the owner paid the REVOKE.
     let s = scenario(&v, "revoked");
@@ -227,14 +239,6 @@ fn demo_all_runs_every_scenario_with_results_and_balances_to_the_satoshi() {
     for p in ["p1", "p2", "p3", "p4"] {
         assert_eq!(change(s, p), 0, "{p}: {s}");
     }
-
-    // equivocate: party 3 named and left out of the sample's holders.
-    let s = scenario(&v, "equivocate");
-    assert_eq!(s["result"]["blamed"], serde_json::json!([3]), "{s}");
-    assert_eq!(s["result"]["holders"], serde_json::json!([1, 2, 4]), "{s}");
-    let store = steps(s, "STORE record");
-    assert_eq!(store.len(), 1);
-    assert_eq!(change(s, "owner"), store[0]);
 }
 
 #[test]

@@ -38,9 +38,9 @@ enum Which {
     Honest,
     /// A party never claims: the result is decoded anyway and its escrow refunded after T.
     Withhold,
-    /// A party delivers a wrong output share: named, the result still right.
+    /// A party delivers a wrong output share: named, the result still right, its bond slashed.
     WrongShare,
-    /// A party equivocates in a store check: detected and named.
+    /// A party signs two conflicting messages in a job: caught, named, its bond slashed.
     Equivocate,
     /// A revoked service is refused and pays nothing.
     Revoked,
@@ -144,6 +144,7 @@ fn outcome_json(o: &Outcome) -> Value {
         "timeline": o.timeline.iter().map(Step::json).collect::<Vec<_>>(),
         "checks": o.checks.iter().map(|(w, ok)| json!({"check": w, "ok": ok})).collect::<Vec<_>>(),
         "notes": o.notes,
+        "bond": o.bond.map(|(b, a)| json!({"party": 3, "before": b, "after": a})),
         "error": o.error,
         "seconds": o.seconds,
     })

@@ -18,7 +18,7 @@ pub const COLUMNS: [&str; 3] = ["meddol", "income", "educdec"];
 /// The fee the service offers each party, in sats.
 pub const FEE_SAT: u64 = 5_000;
 /// Each party's bond, in sats.
-pub const BOND_SAT: u64 = 100_000;
+pub const BOND_SAT: u64 = 400_000;
 /// Fee rate of every transaction the demo's roles make, in sat/vB.
 const FEE_RATE: &str = "2";
 /// Escrow refund height, blocks from the tip at request time.
@@ -92,6 +92,8 @@ pub struct Outcome {
     pub checks: Vec<(String, bool)>,
     /// Remarks for the reader.
     pub notes: Vec<String>,
+    /// The slashed party's bond on chain before and after, sats.
+    pub bond: Option<(u64, u64)>,
     /// The error that stopped the scenario, if one did.
     pub error: Option<String>,
     /// Wall-clock seconds it took (restarts of faulty parties included).
@@ -508,8 +510,9 @@ fn account_payments(
     o.step(
         w.tx_height(&funding)?,
         format!(
-            "{service} funds {} escrow outputs of {FEE_SAT} sat in one transaction (fee {ffee} sat)",
-            paid.len()
+            "{service} funds {} escrow outputs of {} sat ({FEE_SAT} sat fee + the claim's fee) in one transaction (fee {ffee} sat)",
+            paid.len(),
+            paid.first().and_then(|p| p["sats"].as_u64()).unwrap_or(0)
         ),
         Some(&funding),
         Some(-((total + ffee) as i64)),
@@ -667,11 +670,16 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
     for r in &refunds {
         let txid = r[1].as_str().unwrap_or_default();
         let rfee = w.fee(txid)?;
-        let back = FEE_SAT as i64 - rfee as i64;
+        let escrow = report["paid"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["party"] == r[0]))
+            .and_then(|p| p["sats"].as_u64())
+            .unwrap_or(0);
+        let back = escrow as i64 - rfee as i64;
         o.step(
             w.tx_height(txid)?,
             format!(
-                "service settle refunds party {}'s unclaimed {FEE_SAT} sat (refund fee {rfee} sat)",
+                "service settle refunds party {}'s unclaimed {escrow} sat (refund fee {rfee} sat)",
                 r[0]
             ),
             Some(txid),
@@ -688,51 +696,118 @@ pub fn withhold(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
     Ok(o)
 }
 
-/// Party 3 seals a wrong output share: decoding names it and the result is still right; its
-/// bond is slashed to the service when `service query` reports a slash.
-pub fn wrong_share(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
-    let mut o = Outcome::new(
-        "wrong-share",
-        "party 3 delivers a wrong output share: the result is still right and party 3 is named",
-    );
-    w.set_fault(3, Some("wrong-output-share"))?;
+/// The value of party `party`'s bond on chain (followed through slash remainders), sats.
+fn bond_value(w: &World, s: &Setup, party: usize) -> anyhow::Result<u64> {
+    let m = s.manifest.display().to_string();
+    let v = w.json("p1", &["network", "verify", &m])?;
+    v["bonds"][party - 1]["value_sat"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("network verify shows no value for party {party}'s bond: {v}"))
+}
+
+/// A paid query with party 3 committing `fault`: the result is still right, party 3 is named,
+/// two judges verify the evidence and sign the canonical slash, and the penalty (10 x the fee)
+/// moves from party 3's bond to the service on chain; the rest stays in the bond script.
+fn cheater(
+    w: &mut World,
+    s: &Setup,
+    o: &mut Outcome,
+    fault: &str,
+    aggs: &[Agg],
+    why: &str,
+) -> anyhow::Result<()> {
+    w.set_fault(3, Some(fault))?;
     w.set_fault(4, None)?;
-    let aggs = [Agg::Mean("meddol"), Agg::Cov("meddol", "income")];
     let before = w.balances(&s.roles())?;
+    let bond_before = bond_value(w, s, 3)?;
     let card = s.card.display().to_string();
-    let v = query(w, "service", &card, &clear::query_text(&aggs), 60)?;
-    check_result(&mut o, &v, &aggs)?;
-    o.blamed = blamed_from(&v, "wrong output share (named by Berlekamp-Welch decoding)");
+    let v = query(w, "service", &card, &clear::query_text(aggs), 60)?;
+    check_result(o, &v, aggs)?;
+    o.blamed = blamed_from(&v, why);
     let named = blamed_parties(&v);
     o.check(
         format!("party 3, and only party 3, is named ({named:?})"),
         named == [3],
     );
     w.mined()?;
-    let mut expected = account_payments(w, &mut o, &v, "service")?;
+    let mut expected = account_payments(w, o, &v, "service")?;
     let slashed = v["slashed"].as_array().cloned().unwrap_or_default();
-    if slashed.is_empty() {
-        o.notes.push(
-            "party 3 was named; slashing its bond from a job is not available in this build, so no penalty moved"
-                .into(),
-        );
-    }
+    o.check(
+        format!("party 3's bond was slashed ({} slash)", slashed.len()),
+        slashed.len() == 1 && slashed[0]["party"] == 3,
+    );
     for sl in &slashed {
         let txid = sl["txid"].as_str().unwrap_or_default();
-        let sats = sl["sats"].as_i64().unwrap_or(0);
+        let sats = sl["sats"].as_u64().unwrap_or(0);
+        let judges = sl["judges"].clone();
+        let sfee = w.fee(txid)?;
         o.step(
             w.tx_height(txid)?,
             format!(
-                "party {}'s bond is slashed: {sats} sat to the service",
+                "judges {judges} verified the evidence and signed: party {}'s bond pays {sats} sat to the service (slash fee {sfee} sat)",
                 sl["party"]
             ),
             Some(txid),
-            Some(sats),
+            Some(sats as i64),
         );
-        *expected.entry("service".into()).or_insert(0) += sats;
+        o.check(
+            format!("the penalty is 10 x the fee ({sats} sat)"),
+            sats == 10 * FEE_SAT,
+        );
+        *expected.entry("service".into()).or_insert(0) += sats as i64;
+        let bond_after = bond_value(w, s, 3)?;
+        o.check(
+            format!(
+                "party 3's bond went from {bond_before} to {bond_after} sat: the penalty and the slash fee, the rest still in the bond script"
+            ),
+            bond_before - bond_after == sats + sfee,
+        );
+        o.bond = Some((bond_before, bond_after));
+        o.notes.push(format!(
+            "party 3's bond on chain: {bond_before} -> {bond_after} sat; the rest stays in the bond script, where a later victim can still be paid from"
+        ));
     }
     let after = w.balances(&s.roles())?;
     o.account(&before, &after, &expected);
+    Ok(())
+}
+
+/// Party 3 seals a wrong output share: decoding names it, the result is still right, and the
+/// judges slash its bond to the service.
+pub fn wrong_share(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
+    let mut o = Outcome::new(
+        "wrong-share",
+        "party 3 delivers a wrong output share: the result is still right, party 3 is named and its bond is slashed to the service",
+    );
+    let aggs = [Agg::Mean("meddol"), Agg::Cov("meddol", "income")];
+    cheater(
+        w,
+        s,
+        &mut o,
+        "wrong-output-share",
+        &aggs,
+        "wrong output share (named by Berlekamp-Welch decoding; evidence verified by the judges)",
+    )?;
+    Ok(o)
+}
+
+/// Party 3 signs two different messages for one slot of the check of the service's masks: the
+/// honest parties catch it, the service takes both signed messages to the judges, and the
+/// judges slash its bond to the service.
+pub fn equivocate(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
+    let mut o = Outcome::new(
+        "equivocate",
+        "party 3 signs two conflicting messages in a paid job: caught, named and its bond slashed to the service",
+    );
+    let aggs = [Agg::Mean("income"), Agg::CountOf("educdec")];
+    cheater(
+        w,
+        s,
+        &mut o,
+        "equivocate",
+        &aggs,
+        "equivocation: two different signed openings for one slot of the mask check",
+    )?;
     Ok(o)
 }
 
@@ -811,97 +886,6 @@ pub fn revoked(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
     o.result.insert("refused".into(), Value::from(err));
     let after = w.balances(&roles)?;
     let expected = BTreeMap::from([("owner".to_string(), -(rfee as i64))]);
-    o.account(&before, &after, &expected);
-    Ok(o)
-}
-
-/// Party 3 signs two different store-check openings while a second, small dataset is stored:
-/// the honest parties detect it and the owner names party 3.
-pub fn equivocate(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
-    let mut o = Outcome::new(
-        "equivocate",
-        "party 3 signs two conflicting store-check messages while the owner stores a sample: detected, party 3 named and left out",
-    );
-    w.set_fault(3, Some("equivocate"))?;
-    w.set_fault(4, None)?;
-    let sample: String = RANDHIE
-        .lines()
-        .take(1_001)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let path = w.path("randhie-sample.csv");
-    std::fs::write(&path, sample).context("writing the sample CSV")?;
-    let roles = s.roles();
-    let before = w.balances(&roles)?;
-    let (p, m) = (path.display().to_string(), s.manifest.display().to_string());
-    o.query = "owner store randhie-sample (first 1,000 rows; meddol, income)".into();
-    let v = w.json_within(
-        "owner",
-        &[
-            "owner",
-            "store",
-            &p,
-            "--name",
-            "randhie-sample",
-            "--columns",
-            "meddol,income",
-            "--manifest",
-            &m,
-            "--fee-rate",
-            FEE_RATE,
-            "--party-timeout",
-            "30",
-        ],
-        Duration::from_secs(180),
-    )?;
-    w.mined()?;
-    let blamed: Vec<u64> = v["blamed"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    let holders: Vec<u64> = v["holders"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    o.check(
-        format!("the store check names party 3 ({blamed:?})"),
-        blamed == [3],
-    );
-    o.check(
-        format!("party 3 holds none of the sample ({holders:?})"),
-        !holders.contains(&3) && holders.len() == 3,
-    );
-    o.blamed = blamed
-        .iter()
-        .map(|p| json!({"party": p, "why": "equivocation: two different signed store-check openings"}))
-        .collect();
-    o.result.insert("holders".into(), json!(holders));
-    o.result.insert("blamed".into(), json!(blamed));
-    o.result.insert("session".into(), v["session"].clone());
-    let txid = str_of(&v, "store_outpoint", "owner store")?
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    // The STORE transaction pays its fee and locks the dataset's anchor output (the owner's
-    // anchor key, outside the wallet's balance).
-    let (sfee, anchor) = (w.fee(&txid)?, w.output_value(&txid, 0)?);
-    let sfee = sfee + anchor;
-    o.step(
-        w.tx_height(&txid)?,
-        format!(
-            "owner publishes the sample's STORE record, holders {holders:?} (fee {} sat, anchor output {anchor} sat)",
-            sfee - anchor
-        ),
-        Some(&txid),
-        Some(-(sfee as i64)),
-    );
-    o.notes.push(
-        "the honest parties keep both signed openings as evidence; slashing from it is not available yet"
-            .into(),
-    );
-    let after = w.balances(&roles)?;
-    let expected = BTreeMap::from([("owner".to_string(), -(sfee as i64))]);
     o.account(&before, &after, &expected);
     Ok(o)
 }

@@ -27,9 +27,9 @@ enum NotYet {
 /// Most sat/vB a claim (or its bump) pays.
 const MAX_CLAIM_RATE_SAT_VB: u64 = 100;
 
-/// Claims every paid job (see the module docs). With the `withhold-key` testing fault it never
-/// claims, so `k_i` never
-/// leaves the process, and says so once per job.
+/// Claims every paid job (see the module docs) and judges the evidence clients send. With the
+/// `withhold-key` testing fault it never claims, so `k_i` never leaves the process, and says so
+/// once per job.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn claim_paid_jobs(
     path: &std::path::Path,
