@@ -38,6 +38,10 @@ fn bad_queries_are_refused_by_name_and_cost_nothing() {
     // T too close for the claim margin, a confirmation and the computation.
     let err = ask("1000sat", "+3");
     assert!(err.contains("too close"), "{err}");
+    // T beyond the roster's deadline horizon (144 blocks): it would hold the escrow and the
+    // parties' exposure for that long.
+    let err = ask("1000sat", "+145");
+    assert!(err.contains("too far"), "{err}");
     // More than the wallet holds: refused before any party is asked.
     let err = ask("1btc", "+30");
     assert!(err.contains("this wallet holds"), "{err}");
@@ -137,5 +141,100 @@ fn a_party_paid_less_than_it_quoted_never_reveals_its_key_and_says_why() {
         assert!(std::time::Instant::now() < end, "never refunded: {s}");
         net.env.mine(1).unwrap();
         net.settle();
+    }
+}
+
+#[test]
+fn quotes_alone_never_fill_a_party() {
+    let net = Net::new();
+    let card = net.granted_dataset(120);
+    // A service asks for nine quotes and runs none: each party keeps two of them waiting
+    // and drops the older ones, so the parties still take a real job.
+    for _ in 0..9 {
+        let v = net.cli.json(
+            "service",
+            &[
+                "service",
+                "query",
+                &card,
+                "sum(income)",
+                "--fee",
+                "1000sat",
+                "--quote",
+            ],
+        );
+        assert!(v["quotes"].as_array().is_some_and(|q| q.len() == 4), "{v}");
+    }
+    let jobs = net.cli.json("p1", &["party", "jobs"]);
+    let superseded = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| {
+            j["state"] == "failed"
+                && j["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("superseded"))
+        })
+        .count();
+    assert_eq!(superseded, 7, "{jobs}");
+    let out = net.run_mining(
+        "service",
+        &[
+            "--json", "service", "query", &card, "count()", "--fee", "1000sat", "--wait", "30",
+        ],
+        &[],
+        std::time::Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"]["count()"], "120", "{v}");
+}
+
+#[test]
+fn a_service_paying_fewer_than_2t_plus_1_parties_gets_no_key() {
+    let net = Net::new();
+    let card = net.granted_dataset(120);
+    // The service funds only parties 1 and 2 (t + 1 = 2 shares would open the result).
+    let out = net.run_mining(
+        "service",
+        &[
+            "--json",
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+            "--deadline",
+            "+12",
+            "--wait",
+            "8",
+        ],
+        &[("BTCMPC_TESTING_SERVICE_PAY_ONLY", "1,2")],
+        std::time::Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paid"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["result"], serde_json::json!({}), "no key, no result: {v}");
+    for p in ["p1", "p2"] {
+        let jobs = net.cli.json(p, &["party", "jobs"]);
+        assert_eq!(jobs["jobs"][0]["state"], "failed", "{p}: {jobs}");
+        assert!(
+            jobs["jobs"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("at least 2t + 1 = 3"),
+            "{p}: {jobs}"
+        );
     }
 }

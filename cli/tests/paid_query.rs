@@ -283,6 +283,13 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
     assert!(err.contains("does not judge itself"), "{err}");
     let err = judge("p1", &genuine);
     assert!(err.contains("already slashed"), "{err}");
+    // A judge that did not sign the first slash refuses too: the chain shows the payout paid.
+    let unsigned_judge = [1, 2, 4]
+        .into_iter()
+        .find(|j| !slash["judges"].as_array().unwrap().contains(&(*j).into()))
+        .unwrap();
+    let err = judge(&format!("p{unsigned_judge}"), &genuine);
+    assert!(err.contains("already slashed"), "{err}");
 
     // A second job, a second victim: paid from the remainder of party 3's bond.
     let v = query(&net, &card, "sum(income)", "5000sat");

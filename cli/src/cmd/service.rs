@@ -106,6 +106,14 @@ enum Cmd {
     },
 }
 
+/// A job id is 64 hex digits (never a path).
+fn check_job_id(id: &str) -> anyhow::Result<()> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("job id {id:?} is not 64 hex digits");
+    }
+    Ok(())
+}
+
 fn job_path(global: &Global, id: &str) -> PathBuf {
     global.datadir().join("jobs").join(format!("{id}.json"))
 }
@@ -254,7 +262,9 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
     let _ = manifest;
     Report::new(
         text.trim_end(),
-        json!({"job": job.id_hex(), "result": result, "paid": paid,
+        json!({"job": job.id_hex(),
+               "result": if job.funding.is_none() && result.is_empty() { Value::Null } else { Value::Object(result) },
+               "paid": paid,
                "pending_refunds": pending, "blamed": blamed, "slashed": slashed}),
     )
 }
@@ -424,7 +434,10 @@ fn settle(
     let dir = global.datadir().join("jobs");
     let explicit = job.is_some();
     let mut ids: Vec<String> = match job {
-        Some(j) => vec![j],
+        Some(j) => {
+            check_job_id(&j)?;
+            vec![j]
+        }
         None => std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -627,6 +640,21 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 &payout,
             )
             .map_err(anyhow::Error::msg)?;
+            if let Some(values) = job.public_result().map_err(anyhow::Error::msg)? {
+                let mut text = String::from(
+                    "public answer (from the dataset card; no party computes, nothing is paid):\n",
+                );
+                let mut result = serde_json::Map::new();
+                for v in values {
+                    text.push_str(&format!("  {}  {}\n", v.name, v.value));
+                    result.insert(v.name, json!(v.value));
+                }
+                return Ok(Report::new(
+                    text.trim_end(),
+                    json!({"job": Value::Null, "result": result, "paid": [],
+                           "pending_refunds": [], "blamed": [], "slashed": []}),
+                ));
+            }
             save_job(global, &job)?;
             crash_point(global, "requested");
             let rt = runtime()?;
@@ -657,6 +685,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let mut wallet = open(global)?;
             wallet.sync(&chain)?;
             let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
+            // FOR TESTS ON REGTEST ONLY: pay only the parties BTCMPC_TESTING_SERVICE_PAY_ONLY
+            // names (a cheating service; every party must refuse a delivery set under 2t + 1).
+            if let Some(only) = std::env::var("BTCMPC_TESTING_SERVICE_PAY_ONLY")
+                .ok()
+                .filter(|_| global.network.network() == bitcoin::Network::Regtest)
+            {
+                let only: Vec<u32> = only.split(',').filter_map(|p| p.parse().ok()).collect();
+                job.deliveries.retain(|d| only.contains(&d.party));
+            }
             // FOR TESTS ON REGTEST ONLY: pay party BTCMPC_TESTING_SERVICE_UNDERPAY one sat less
             // than it quoted (it must refuse to claim, and say why).
             let short: Option<u32> = std::env::var("BTCMPC_TESTING_SERVICE_UNDERPAY")
@@ -693,6 +730,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             Ok(job_report(global, &job, &manifest, &name))
         }
         Cmd::Evidence { job } => {
+            check_job_id(&job)?;
             let record: ServiceJob = serde_json::from_str(&read_bounded(&job_path(global, &job))?)
                 .with_context(|| format!("job {job}"))?;
             let paths: Vec<String> = record

@@ -102,7 +102,7 @@ impl JobEvidence {
     /// The accused party (1-based), as the evidence names it.
     pub fn accused(&self) -> u32 {
         match &self.rule {
-            EvidenceRule::WrongOutputShare(w) => u32::try_from(w.accused.index).unwrap_or(0),
+            EvidenceRule::WrongOutputShare(w) => u32::try_from(w.accused.index).unwrap_or(u32::MAX),
             EvidenceRule::Equivocation { equivocation, .. } => equivocation.sender(),
         }
     }
@@ -143,12 +143,12 @@ pub enum JudgeError {
     #[error("the job request: {0}")]
     Request(String),
     /// The evidence does not convict (the reason of [`WrongOutputShare::verify`]).
-    #[error("the evidence does not convict party {accused}: {source}")]
+    #[error("the evidence does not convict party {accused}: {reason}")]
     Invalid {
         /// The accused party.
         accused: u32,
         /// Why.
-        source: EvidenceError,
+        reason: EvidenceError,
     },
     /// This judge is the accused, or not a judge of the accused's bond.
     #[error("not a judge of party {accused}: {reason}")]
@@ -232,7 +232,7 @@ pub fn verify_job_evidence(
                     hex::encode(job)
                 )));
             }
-            let invalid = |source| JudgeError::Invalid { accused, source };
+            let invalid = |reason| JudgeError::Invalid { accused, reason };
             let fault = match w.field.as_str() {
                 Secp256k1Scalar::NAME => w.verify::<Secp256k1Scalar>(params, &roster, claims),
                 Mersenne127::NAME => w.verify::<Mersenne127>(params, &roster, claims),
@@ -267,7 +267,7 @@ pub fn verify_job_evidence(
                 )));
             }
             verify_equivocation(equivocation, &roster)
-                .map_err(|source| JudgeError::Invalid { accused, source })?;
+                .map_err(|reason| JudgeError::Invalid { accused, reason })?;
             let detail = format!(
                 "party {accused} signed two different messages for round {} slot {} of the job",
                 equivocation.first.round, equivocation.first.slot
@@ -475,8 +475,9 @@ fn record_key(job: &Hash32, accused: u32) -> String {
 /// `chain`), builds the canonical slash of the accused's bond from this judge's own chain view
 /// (or checks that `req.psbt` is exactly that slash), signs it with the judge key in `wallet`,
 /// and records in `store` which slash it signed for `(job, accused)`. Signing the same slash
-/// again is allowed (a retry); a second slash for the same evidence once the first is on chain
-/// is refused.
+/// again is allowed (a retry); once a slash of the bond paying the request's payout is on chain
+/// (or in the mempool), the evidence has paid and every judge refuses it, whether it signed
+/// the first slash or not.
 ///
 /// # Errors
 /// [`JudgeError`], naming why nothing was signed.
@@ -514,19 +515,17 @@ pub fn judge(
     remember_bond(wallet, manifest, accused, &file)?;
     let io = |e: &dyn std::fmt::Display| JudgeError::Io(e.to_string());
     let key = record_key(&verdict.job, accused);
-    if let Some(prior) = store.job_state(&key).map_err(|e| io(&e))? {
-        let prior = String::from_utf8_lossy(&prior).to_string();
-        let status = contract_status(chain, file.compiled(), None).map_err(|e| io(&e))?;
-        let on_chain = status
-            .outputs
-            .iter()
-            .filter_map(|o| o.spend.as_ref())
-            .any(|s| s.txid.to_string() == prior);
-        if on_chain {
+    // The chain decides whether this evidence already paid, whoever signed: a slash of this
+    // bond (confirmed or in the mempool) paying the request's payout script (fresh per job)
+    // paid this job's penalty. A judge that did not sign the first slash refuses too.
+    let status = contract_status(chain, file.compiled(), None).map_err(|e| io(&e))?;
+    for spend in status.outputs.iter().filter_map(|o| o.spend.as_ref()) {
+        let tx = chain.transaction(&spend.txid).map_err(|e| io(&e))?;
+        if tx.output.iter().any(|o| o.script_pubkey == terms.victim) {
             return Err(JudgeError::AlreadySlashed {
                 accused,
                 job: hex::encode(verdict.job),
-                txid: prior,
+                txid: spend.txid.to_string(),
             });
         }
     }
@@ -682,7 +681,7 @@ mod tests {
                 e,
                 JudgeError::Invalid {
                     accused: 1,
-                    source: EvidenceError::OthersInconsistent { .. }
+                    reason: EvidenceError::OthersInconsistent { .. }
                 }
             ),
             "{e}"
@@ -695,7 +694,7 @@ mod tests {
                 e,
                 JudgeError::Invalid {
                     accused: 2,
-                    source: EvidenceError::NotGuilty { .. }
+                    reason: EvidenceError::NotGuilty { .. }
                 }
             ),
             "{e}"
@@ -708,7 +707,7 @@ mod tests {
             matches!(
                 e,
                 JudgeError::Invalid {
-                    source: EvidenceError::ClaimNotConfirmed { .. },
+                    reason: EvidenceError::ClaimNotConfirmed { .. },
                     ..
                 }
             ),
@@ -760,7 +759,7 @@ mod tests {
             matches!(
                 e,
                 JudgeError::Invalid {
-                    source: EvidenceError::TooFewOthers { got: 2, need: 3 },
+                    reason: EvidenceError::TooFewOthers { got: 2, need: 3 },
                     ..
                 }
             ),

@@ -231,6 +231,31 @@ impl ServiceJob {
         })
     }
 
+    /// The result of a query that opens no secret sum (for example `count()` over a dataset
+    /// without gaps: the row count is public, in the dataset card): there is nothing for the
+    /// parties to compute and nothing to pay. `None` when the query needs the parties.
+    ///
+    /// # Errors
+    /// A query that does not plan or finish.
+    pub fn public_result(&self) -> Result<Option<Vec<ResultValue>>, String> {
+        if !self.masks.is_empty() {
+            return Ok(None);
+        }
+        let values = in_field!(self.field.as_str(), F => {
+            let plan = plan_for::<F>(&self.request.query, &self.schema)?;
+            plan.finish(&[]).map_err(|e| e.to_string())
+        })?;
+        Ok(Some(
+            values
+                .iter()
+                .map(|o| ResultValue {
+                    name: o.name.clone(),
+                    value: o.decimal.clone(),
+                })
+                .collect(),
+        ))
+    }
+
     /// Whether the query multiplies secret values (degree 2: `var`, `cov`, products), whose
     /// correctness version 1 does not guarantee against a corrupt party (PROTOCOL.md, "Trust":
     /// the additive attack on a degree reduction goes undetected).

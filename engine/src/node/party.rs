@@ -300,6 +300,7 @@ impl Party {
             bond_value: None,
             penalty_multiplier: u64::from(config.manifest.roster.params.penalty_multiplier),
             dispute_window: config.manifest.roster.params.dispute_window,
+            deadline_horizon: config.manifest.roster.params.deadline_horizon,
             jobs: HashMap::new(),
             job_sessions: HashMap::new(),
             max_open_jobs: config.max_open_jobs,
@@ -332,7 +333,8 @@ impl Party {
                     Arc::clone(&stop_follower),
                 );
                 let (manifest, src, key) = (config.manifest.clone(), claimer_src, config.party_key);
-                let (judge_tx, judge_rx) = std::sync::mpsc::channel();
+                // Bounded: evidence beyond it is refused "busy" at once (try_send).
+                let (judge_tx, judge_rx) = std::sync::mpsc::sync_channel(16);
                 core.judge_tx = Some(judge_tx);
                 let (fault, claim_rate) = (config.fault, config.claim_fee_rate);
                 std::thread::Builder::new()
@@ -613,6 +615,8 @@ struct Core {
     penalty_multiplier: u64,
     /// The roster's dispute window (blocks after T in which evidence is judged).
     dispute_window: u32,
+    /// The roster's deadline horizon: the furthest T a job may name, in blocks from the tip.
+    deadline_horizon: u32,
     jobs: HashMap<Hash32, Job>,
     /// Session id (a job's setup or evaluation) -> job id.
     job_sessions: HashMap<Hash32, Hash32>,
@@ -621,7 +625,7 @@ struct Core {
     claim_fee_rate: u64,
     network: bitcoin::Network,
     /// Evidence to judge, to the claimer thread (which holds the wallet); `None` without one.
-    judge_tx: Option<std::sync::mpsc::Sender<(u64, super::judge::JudgeRequest)>>,
+    judge_tx: Option<std::sync::mpsc::SyncSender<(u64, super::judge::JudgeRequest)>>,
 }
 
 /// A one-line refusal for the peer.
@@ -1001,8 +1005,14 @@ impl Core {
                     .as_ref()
                     .ok_or("this party runs without a wallet: it cannot judge")?;
                 info!(target: "btcmpc::party", accused = m.evidence.accused(), job = %hex::encode(m.evidence.request.id()), "evidence received");
-                tx.send((conn, m))
-                    .map_err(|_| "this party's judge has stopped".to_string())
+                tx.try_send((conn, m)).map_err(|e| match e {
+                    std::sync::mpsc::TrySendError::Full(_) => {
+                        "this judge is busy; send the evidence again later".to_string()
+                    }
+                    std::sync::mpsc::TrySendError::Disconnected(_) => {
+                        "this party's judge has stopped".to_string()
+                    }
+                })
             }
             other => Err(format!("a client may not send {other}")),
         }

@@ -142,17 +142,30 @@ pub(super) fn claim_paid_jobs(
                 client = None;
             }
         }
-        // Evidence to judge arrives between rounds; it is answered at once.
-        let mut slept = Duration::ZERO;
-        while slept < src.poll && !stop.load(Ordering::Relaxed) {
-            match judge_rx.recv_timeout(Duration::from_millis(100)) {
+        // Evidence to judge arrives between rounds. The round lasts `poll` whatever arrives
+        // (claims and their bumps never wait on judging), and at most JUDGE_PER_ROUND pieces
+        // of evidence are judged per round; the rest are answered "busy".
+        let until = std::time::Instant::now() + src.poll;
+        let mut judged = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match judge_rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok((conn, req)) => {
-                    let result = match (&client, &mut store, &mut wallet) {
-                        (Some(c), Some(st), Some(w)) => {
-                            judge_one(c, w, st, manifest, party_key, &req)
-                        }
-                        _ => {
-                            Err("the judge has no chain connection or wallet yet; try again".into())
+                    let result = if judged >= JUDGE_PER_ROUND {
+                        Err("this judge is busy; send the evidence again later".into())
+                    } else {
+                        judged += 1;
+                        match (&client, &mut store, &mut wallet) {
+                            (Some(c), Some(st), Some(w)) => {
+                                judge_one(c, w, st, manifest, party_key, &req)
+                            }
+                            _ => {
+                                Err("the judge has no chain connection or wallet yet; try again"
+                                    .into())
+                            }
                         }
                     };
                     if events
@@ -162,17 +175,17 @@ pub(super) fn claim_paid_jobs(
                         return;
                     }
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    slept += Duration::from_millis(100);
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    slept += Duration::from_millis(100);
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
                 }
             }
         }
     }
 }
+
+/// Most pieces of evidence one claimer round judges (each costs chain lookups and a sync).
+const JUDGE_PER_ROUND: usize = 4;
 
 /// Judges evidence a client sent ([`crate::node::judge::judge`]), after syncing the wallet so
 /// the judge's chain view is current.
@@ -188,6 +201,12 @@ fn judge_one(
         .roster
         .index_of(&party_key.public_key())
         .ok_or("this party is not in its roster")? as u32;
+    // Everything that needs no chain first (signatures, roster, session, the rule itself with
+    // every claim taken as confirmed): bogus evidence costs no chain lookup and no sync.
+    let any_claim =
+        |_: &crate::mpc::dealing::Hash32, _: usize, _: &crate::mpc::dealing::Hash32| true;
+    crate::node::judge::verify_job_evidence(&req.evidence, manifest, &any_claim)
+        .map_err(|e| e.to_string())?;
     wallet
         .sync(chain)
         .map_err(|e| format!("syncing the wallet: {e}"))?;
@@ -227,6 +246,15 @@ fn claim(
         return Err(NotYet::Wait("the server sent another transaction".into()));
     }
     let roster = &manifest.roster;
+    // The delivery set a service pays must be at least 2t + 1 parties (PROTOCOL.md, step 5):
+    // paying t + 1 of them would buy the result while the others worked for nothing.
+    let need = 2 * roster.params.t + 1;
+    if paid.outputs.len() < need {
+        return Err(NotYet::Never(format!(
+            "the funding pays {} parties, the claim rule needs the whole delivery set of at least 2t + 1 = {need}",
+            paid.outputs.len()
+        )));
+    }
     let me = roster
         .index_of(&party_key.public_key())
         .ok_or_else(|| NotYet::Never("not in the roster".into()))? as u32;

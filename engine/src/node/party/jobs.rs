@@ -27,6 +27,9 @@ use crate::node::job::{
 };
 use sha2::{Digest, Sha256};
 
+/// Most jobs one service may have quoted here and not yet run.
+pub const MAX_WAITING_QUOTES: usize = 2;
+
 /// Most jobs a party has quoted and not yet finished, by default.
 pub const DEFAULT_MAX_OPEN_JOBS: usize = 8;
 
@@ -115,6 +118,9 @@ pub(super) struct JobRecord {
     pub(super) claim_txid: Option<String>,
     #[serde(default)]
     pub(super) reason: Option<String>,
+    /// Order of quoting among this party's jobs (older first).
+    #[serde(default)]
+    pub(super) seq: u64,
 }
 
 pub(super) fn job_key(job: &Hash32) -> String {
@@ -248,10 +254,41 @@ impl Core {
         }
         // A penalty for this job must be payable: refuse a payout for another chain.
         req.payout_script(self.network)?;
+        // A service holds at most MAX_WAITING_QUOTES jobs quoted but not run yet: asking for
+        // another drops its oldest, so quotes alone never fill this party's open jobs.
+        let mut waiting: Vec<(u64, Hash32)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                with_job!(j, j => j.phase == Phase::Quoted && j.record.request.service == req.service)
+            })
+            .map(|(id, j)| (with_job!(j, j => j.record.seq), *id))
+            .collect();
+        waiting.sort_unstable();
+        while waiting.len() >= MAX_WAITING_QUOTES {
+            let (_, old) = waiting.remove(0);
+            if let Some(mut j) = self.jobs.remove(&old) {
+                let rec = with_job!(&mut j, j => {
+                    j.phase = Phase::Done;
+                    j.record.state = "failed".into();
+                    j.record.reason = Some(
+                        "superseded: the service asked for other jobs before running this one".into(),
+                    );
+                    j.record.clone()
+                });
+                self.put_job(&rec).map_err(|e| e.to_string())?;
+                info!(target: "btcmpc::party", job = %hex::encode(old), "quote dropped: the service asked for newer jobs");
+            }
+        }
+        // A quote whose T has passed can never be run or paid: it no longer counts.
+        let tip = self.acls.values().map(|v| v.tip).max().unwrap_or(0);
         let open = self
             .jobs
             .values()
-            .filter(|j| with_job!(j, j => j.phase != Phase::Done))
+            .filter(|j| {
+                with_job!(j, j => j.phase != Phase::Done
+                    && !(j.phase == Phase::Quoted && j.record.request.timeout <= tip))
+            })
             .count();
         if open >= self.max_open_jobs {
             return Err(format!(
@@ -273,16 +310,24 @@ impl Core {
             .get(&store_id)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
         // Bond exposure (PROTOCOL.md): the penalties of every job evidence could still come
-        // from (running or delivered, dispute window not over) and of this one must stay
-        // within the bond, so each victim can be paid.
+        // from and of this one must stay within the bond, so each victim can be paid.
         if let Some(bond) = self.bond_value {
             let penalty = |fee: u64| fee.saturating_mul(self.penalty_multiplier);
             let exposed: u64 = self
                 .jobs
                 .values()
                 .filter(|j| {
-                    with_job!(j, j => !matches!(j.record.state.as_str(), "failed" | "quoted")
-                        && j.record.request.timeout.saturating_add(self.dispute_window) >= view.tip)
+                    with_job!(j, j => {
+                        let r = &j.record;
+                        // Paid: evidence may come until the dispute window ends. Running or
+                        // delivered and unpaid: it may still be paid until T, never after.
+                        let until = if r.paid.is_some() {
+                            r.request.timeout.saturating_add(self.dispute_window)
+                        } else {
+                            r.request.timeout
+                        };
+                        !matches!(r.state.as_str(), "failed" | "quoted") && until >= view.tip
+                    })
                 })
                 .map(|j| with_job!(j, j => penalty(j.record.request.fee_sat)))
                 .fold(0u64, u64::saturating_add);
@@ -300,6 +345,15 @@ impl Core {
             .saturating_add(rules.margin)
             .saturating_add(rules.min_conf)
             .saturating_add(MIN_JOB_BLOCKS);
+        // And T no further than the roster's deadline horizon: a far T would hold this job's
+        // exposure (and the service's escrow) for that long.
+        let latest = view.tip.saturating_add(self.deadline_horizon);
+        if req.timeout > latest {
+            return Err(format!(
+                "timeout {} is too far: at tip {} this party takes T <= {latest} (the roster's deadline horizon, {} blocks)",
+                req.timeout, view.tip, self.deadline_horizon
+            ));
+        }
         if req.timeout < earliest {
             return Err(format!(
                 "timeout {} is too close: at tip {} this party needs T >= {earliest} (claim margin {}, {} confirmation(s), {MIN_JOB_BLOCKS} blocks to compute and fund)",
@@ -358,6 +412,13 @@ impl Core {
             paid: None,
             claim_txid: None,
             reason: None,
+            seq: self
+                .jobs
+                .values()
+                .map(|j| with_job!(j, j => j.record.seq))
+                .max()
+                .unwrap_or(0)
+                + 1,
         };
         self.put_job(&rec).map_err(|e| e.to_string())?;
         let job = match record.begin.field.as_str() {
