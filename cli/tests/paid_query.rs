@@ -174,6 +174,27 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
         assert_eq!(p["escrow_txid"], paid[0]["escrow_txid"], "one funding");
     }
     assert_eq!(v["pending_refunds"], serde_json::json!([]));
+    // The phases' wall times (ms), each step once, within the total.
+    let phases = [
+        "quote",
+        "masks",
+        "compute",
+        "fund",
+        "wait_confirmation_and_claims",
+        "open",
+    ];
+    let ms = |k: &str| {
+        v["timings"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("timings.{k}: {v}"))
+    };
+    let phase_ms: u64 = phases.iter().map(|k| ms(k)).sum();
+    assert!(phase_ms <= ms("total"), "{v}");
+    assert_eq!(
+        v["timings"].as_object().unwrap().len(),
+        phases.len() + 1,
+        "{v}"
+    );
     let after = net.cli.json("service", &["wallet", "balance"]);
     let spent = before["confirmed"].as_u64().unwrap() + before["unconfirmed"].as_u64().unwrap()
         - after["confirmed"].as_u64().unwrap()

@@ -270,14 +270,14 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
 }
 
 /// Polls until every paid party claimed or `wait` passed; opens the result when the claims
-/// allow it.
+/// allow it. Returns the time spent after the wait (opening, evidence to the judges).
 fn wait_and_open(
     global: &Global,
     job: &mut ServiceJob,
     manifest: &Manifest,
     chain: &btcmpc_wallet::ChainClient,
     wait: std::time::Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::time::Duration> {
     let start = std::time::Instant::now();
     loop {
         let before = job.claims.len();
@@ -290,6 +290,7 @@ fn wait_and_open(
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    let opening = std::time::Instant::now();
     if job.result.is_none() && job.claims.len() > manifest.roster.params.t {
         match job.open(manifest) {
             Ok(_) => save_job(global, job)?,
@@ -297,7 +298,8 @@ fn wait_and_open(
         }
     }
     let left = wait.saturating_sub(start.elapsed());
-    punish(global, job, manifest, chain, left)
+    punish(global, job, manifest, chain, left)?;
+    Ok(opening.elapsed())
 }
 
 /// Sends the evidence against every blamed party not slashed yet to its judges (the other
@@ -518,6 +520,57 @@ fn settle(
     Ok(Report::new(text.trim_end(), json!({"jobs": rows})))
 }
 
+/// Wall time of each step of `service query`, milliseconds, in order.
+struct Timings {
+    begin: std::time::Instant,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, u128)>,
+}
+
+impl Timings {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Timings {
+            begin: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends step `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, (now - self.last).as_millis()));
+        self.last = now;
+    }
+
+    /// Ends two steps now, the second of which took `second`.
+    fn split(&mut self, first: &'static str, second: &'static str, took: std::time::Duration) {
+        let now = std::time::Instant::now();
+        let all = now - self.last;
+        self.laps
+            .push((first, all.saturating_sub(took).as_millis()));
+        self.laps.push((second, took.min(all).as_millis()));
+        self.last = now;
+    }
+
+    /// The report with a `timings` object (and a line of text) added.
+    fn add_to(&self, mut report: Report) -> Report {
+        let total = self.begin.elapsed().as_millis();
+        let mut map = serde_json::Map::new();
+        let mut line = String::from("timings (ms):");
+        for (name, ms) in self.laps.iter().chain([&("total", total)]) {
+            map.insert((*name).to_string(), json!(ms));
+            line.push_str(&format!(" {name} {ms},"));
+        }
+        report.text = format!("{}\n{}", report.text, line.trim_end_matches(','));
+        if let Some(obj) = report.json.as_object_mut() {
+            obj.insert("timings".into(), Value::Object(map));
+        }
+        report
+    }
+}
+
 fn service_file(global: &Global) -> PathBuf {
     global.datadir().join("service.json")
 }
@@ -659,10 +712,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             crash_point(global, "requested");
             let rt = runtime()?;
             let each = std::time::Duration::from_secs(party_timeout.clamp(1, 3600));
+            let mut timings = Timings::start();
             let quoted = rt.block_on(job.quote(&service, &manifest, Default::default(), each));
             save_job(global, &job)?;
             quoted.map_err(|e| anyhow::anyhow!("the committee refused the job: {e}"))?;
             crash_point(global, "quoted");
+            timings.lap("quote");
             if quote {
                 let n = job.quotes.len() as u64;
                 return Ok(Report::new(
@@ -678,10 +733,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             }
             let mut options = StoreOptions::new(&format!("job-{}", &job.id_hex()[..16]));
             options.party_timeout = each;
-            let computed = rt.block_on(job.compute(&service, &manifest, &options, each));
+            let dealt = rt.block_on(job.deal_masks(&service, &manifest, &options));
+            save_job(global, &job)?;
+            dealt.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
+            timings.lap("masks");
+            let computed = rt.block_on(job.run(&service, &manifest, &options, each));
             save_job(global, &job)?;
             computed.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
             crash_point(global, "computed");
+            timings.lap("compute");
             let mut wallet = open(global)?;
             wallet.sync(&chain)?;
             let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
@@ -720,14 +780,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 }
             }
             crash_point(global, "notified");
-            wait_and_open(
+            timings.lap("fund");
+            let opening = wait_and_open(
                 global,
                 &mut job,
                 &manifest,
                 &chain,
                 std::time::Duration::from_secs(wait),
             )?;
-            Ok(job_report(global, &job, &manifest, &name))
+            timings.split("wait_confirmation_and_claims", "open", opening);
+            Ok(timings.add_to(job_report(global, &job, &manifest, &name)))
         }
         Cmd::Evidence { job } => {
             check_job_id(&job)?;

@@ -22,7 +22,9 @@
 //! Resuming re-runs the (deterministic) local part of the evaluation from the start with the
 //! reduced values of the rounds already done: the machine's state is its inputs plus those
 //! rounds, so a driver that persists the inputs and the messages delivered can re-create it
-//! after a restart; it then re-emits byte-identical signed messages. The party finally adds the
+//! after a restart; it then re-emits byte-identical signed messages. A driver that re-creates
+//! the machine for every event keeps the local passes in a [`LocalMemo`] so that each runs
+//! once. The party finally adds the
 //! service's output mask ([`mask_outputs`]) and hands the masked shares to the service.
 //!
 //! Re-randomization: outputs of aggregates with products are re-shared by the Damgård-Nielsen
@@ -304,6 +306,78 @@ pub fn evaluate_local<F: PrimeField>(plan: &Plan, columns: &[Vec<F>]) -> Result<
     }
 }
 
+/// One run of the local part of an evaluation over the rounds reduced so far: it finished, or
+/// it needs the next round's degree-`2t` values reduced.
+#[derive(Debug, Clone)]
+enum Pass<F> {
+    Done(Vec<F>),
+    Need(Vec<F>),
+}
+
+/// The local passes of one evaluation, kept across rebuilds of its [`EvalMachine`]
+/// ([`EvalMachine::use_memo`]) by a driver that re-creates the machine from its log for every
+/// event, as the party daemon does. The local part is deterministic in the task and the rounds
+/// already reduced, and every rebuild replays the passes of all the rounds before: with a memo
+/// each pass over the share columns runs once per job instead of once per event.
+///
+/// A pass is kept with the reduced rounds it ran on (one copy of them, besides the machine's)
+/// and used only for those same rounds, compared value by value; one memo serves one task (one
+/// plan over one set of columns, one PRSS): a driver keeps one per job.
+#[derive(Debug)]
+pub struct LocalMemo<F> {
+    /// The reduced rounds the passes ran on (`passes[k]` on `reduced[..k]`).
+    reduced: Vec<Vec<F>>,
+    passes: Vec<Option<Pass<F>>>,
+    runs: usize,
+}
+
+impl<F> Default for LocalMemo<F> {
+    fn default() -> Self {
+        LocalMemo {
+            reduced: Vec::new(),
+            passes: Vec::new(),
+            runs: 0,
+        }
+    }
+}
+
+impl<F: PrimeField> LocalMemo<F> {
+    /// How many passes over the share columns ran with this memo (the others were looked up).
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    fn get(&self, reduced: &[Vec<F>]) -> Option<&Pass<F>> {
+        let k = reduced.len();
+        let pass = self.passes.get(k)?.as_ref()?;
+        (self.reduced.get(..k)? == reduced).then_some(pass)
+    }
+
+    fn put(&mut self, reduced: &[Vec<F>], pass: Pass<F>) {
+        let common = self
+            .reduced
+            .iter()
+            .zip(reduced)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common < self.reduced.len().min(reduced.len()) {
+            // Other reduced values from round `common` on: the passes after it are stale.
+            self.reduced.truncate(common);
+            self.passes.truncate(common + 1);
+        }
+        if reduced.len() > self.reduced.len() {
+            self.reduced
+                .extend_from_slice(&reduced[self.reduced.len()..]);
+        }
+        let k = reduced.len();
+        if self.passes.len() <= k {
+            self.passes.resize(k + 1, None);
+        }
+        self.passes[k] = Some(pass);
+        self.runs += 1;
+    }
+}
+
 /// The round in progress: its broadcast and the degree-`t` half of its double sharing.
 #[derive(Debug)]
 struct Current<F> {
@@ -334,6 +408,7 @@ pub struct EvalMachine<'a, F> {
     evidence: Vec<Equivocation>,
     lie: Option<F>,
     done: bool,
+    memo: Option<&'a mut LocalMemo<F>>,
 }
 
 impl<F> std::fmt::Debug for EvalMachine<'_, F> {
@@ -376,7 +451,34 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             evidence: Vec::new(),
             lie: None,
             done: false,
+            memo: None,
         })
+    }
+
+    /// Keeps the local passes in `memo` and looks them up there (see [`LocalMemo`]): for a
+    /// driver that rebuilds this machine for every event. `memo` must be this task's.
+    pub fn use_memo(&mut self, memo: &'a mut LocalMemo<F>) {
+        self.memo = Some(memo);
+    }
+
+    /// The local part over the rounds reduced so far, from the memo when it has it.
+    fn local_pass(&mut self) -> Result<Pass<F>, RoundError> {
+        if let Some(pass) = self.memo.as_ref().and_then(|m| m.get(&self.reduced)) {
+            return Ok(pass.clone());
+        }
+        let mut run = Run {
+            reduced: &self.reduced,
+            cursor: 0,
+        };
+        let pass = match run.task(self.task) {
+            Ok(out) => Pass::Done(out),
+            Err(Stop::Need(c2t)) => Pass::Need(c2t),
+            Err(Stop::Fail(e)) => return Err(e.into()),
+        };
+        if let Some(m) = self.memo.as_mut() {
+            m.put(&self.reduced, pass.clone());
+        }
+        Ok(pass)
     }
 
     /// Test support: adds `delta` to the first masked degree-`2t` value of every round before
@@ -396,20 +498,15 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
     fn progress(&mut self) -> Result<Step<F, Vec<F>>, RoundError> {
         let mut send = Vec::new();
         loop {
-            let mut run = Run {
-                reduced: &self.reduced,
-                cursor: 0,
-            };
-            let c2t = match run.task(self.task) {
-                Ok(out) => {
+            let c2t = match self.local_pass()? {
+                Pass::Done(out) => {
                     self.done = true;
                     return Ok(Step {
                         send,
                         output: Some(out),
                     });
                 }
-                Err(Stop::Fail(e)) => return Err(e.into()),
-                Err(Stop::Need(c2t)) => c2t,
+                Pass::Need(c2t) => c2t,
             };
             let round = self.reduced.len() as u32;
             let mut c2t = c2t;
@@ -602,6 +699,7 @@ mod tests {
     use crate::mpc::field::Mersenne127;
     use crate::mpc::prss::tests::agree;
     use crate::mpc::query::{parse, plan};
+    use crate::mpc::round::Recipient;
 
     type F = Mersenne127;
 
@@ -673,5 +771,121 @@ mod tests {
         assert!(step.send.is_empty());
         assert_eq!(step.output, Some(vec![F::from_u64(21 << 16)]));
         assert_eq!(m.waiting(), None);
+    }
+
+    /// What four parties did in one evaluation: each one's output and the messages it sent
+    /// (in order), and the local passes its memo ran (0 without one).
+    type Outcome = (Vec<Vec<F>>, Vec<Vec<Outgoing<F>>>, Vec<usize>);
+
+    /// A message handed to a party: its sender and the message.
+    type Delivered = (PartyId, Message<F>);
+
+    /// Evaluates `plan` among four parties whose driver re-creates each machine from the
+    /// messages it was handed for every new message (as the party daemon does), with a memo
+    /// per party or without.
+    fn rebuilt_per_event(plan: &Plan, cols: &[Vec<Vec<F>>], memo: bool) -> Outcome {
+        let n = 4;
+        let prss = agree::<F>(n, 1, 5);
+        let signers: Vec<SigningKey> = (0..n)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let id = |i: usize| PartyId::new(i + 1, n).unwrap();
+        let mut memos: Vec<LocalMemo<F>> = (0..n).map(|_| LocalMemo::default()).collect();
+        let mut logs: Vec<Vec<(PartyId, Message<F>)>> = vec![Vec::new(); n];
+        let mut outputs: Vec<Option<Vec<F>>> = vec![None; n];
+        let mut sent: Vec<Vec<Outgoing<F>>> = vec![Vec::new(); n];
+        // (recipient, None: its start, or a message from a party)
+        let mut queue: std::collections::VecDeque<(usize, Option<Delivered>)> =
+            std::collections::VecDeque::new();
+        for i in 0..n {
+            queue.push_back((i, None));
+        }
+        while let Some((i, event)) = queue.pop_front() {
+            if outputs[i].is_some() {
+                continue;
+            }
+            let mut m = EvalMachine::new(
+                &prss[i],
+                [7; 32],
+                Task::Plan {
+                    plan,
+                    columns: &cols[i],
+                },
+                keys.clone(),
+                signers[i].clone(),
+                BTreeSet::new(),
+            )
+            .unwrap();
+            if memo {
+                m.use_memo(&mut memos[i]);
+            }
+            let mut step = m.start().unwrap();
+            for (from, msg) in &logs[i] {
+                step = m
+                    .handle(*from, msg.clone())
+                    .unwrap_or_else(|_| Step::none());
+            }
+            if let Some((from, msg)) = event {
+                logs[i].push((from, msg.clone()));
+                step = m.handle(from, msg).unwrap_or_else(|_| Step::none());
+            } else if !logs[i].is_empty() {
+                continue;
+            }
+            outputs[i] = step.output;
+            for o in step.send {
+                for to in 0..n {
+                    let to_it = match o.to {
+                        Recipient::All => to != i,
+                        Recipient::One(p) => p == id(to),
+                    };
+                    if to_it {
+                        queue.push_back((to, Some((id(i), o.msg.clone()))));
+                    }
+                }
+                sent[i].push(o);
+            }
+        }
+        let outputs = outputs
+            .into_iter()
+            .map(|o| o.expect("every party finished"))
+            .collect();
+        (outputs, sent, memos.iter().map(LocalMemo::runs).collect())
+    }
+
+    #[test]
+    fn a_memo_runs_each_local_pass_once_and_changes_nothing_sent() {
+        use crate::mpc::shamir::{deal_vec, reconstruct, Params};
+        use rand::SeedableRng;
+        let mut csv = String::from("x,y\n");
+        for r in 0..40 {
+            csv.push_str(&format!("{},{}\n", r % 9, 20 - r % 13));
+        }
+        let d = Dataset::parse(&csv).unwrap();
+        // Two rounds: the element-wise x * y, then the top product of each aggregate.
+        let q = "sum(x), var(y), sum(x * y * x)";
+        let plan = plan::<F>(&parse(q).unwrap(), &d.schema).unwrap();
+        let params = Params::new(4, 1).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut cols: Vec<Vec<Vec<F>>> = vec![Vec::new(); 4];
+        for column in d.to_field::<F>() {
+            for (i, shares) in deal_vec(&column, params, &mut rng).into_iter().enumerate() {
+                cols[i].push(shares);
+            }
+        }
+        let (plain_out, plain_sent, plain_runs) = rebuilt_per_event(&plan, &cols, false);
+        let (memo_out, memo_sent, memo_runs) = rebuilt_per_event(&plan, &cols, true);
+        assert_eq!(plain_runs, [0; 4]);
+        // One pass per round reduced plus the last: 3, however many messages arrived.
+        assert_eq!(memo_runs, [3; 4]);
+        assert_eq!(memo_out, plain_out);
+        assert_eq!(memo_sent, plain_sent, "byte-identical messages");
+        // And the outputs are right: sum(x) opens to its clear value at scale 2^16.
+        let shares: Vec<(usize, F)> = (0..4).map(|i| (i + 1, memo_out[i][0])).collect();
+        let sum_x: u64 = (0..40).map(|r| r % 9).sum();
+        assert_eq!(
+            reconstruct(params, &shares).unwrap(),
+            F::from_u64(sum_x << 16)
+        );
     }
 }

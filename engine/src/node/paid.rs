@@ -5,6 +5,8 @@
 //! ServiceJob::new      plan the query, draw the output masks, sign the request  (nothing sent)
 //! ServiceJob::quote    every party's signed quote                               (async)
 //! ServiceJob::compute  deal and check the masks, run the job, collect deliveries (async)
+//!   = deal_masks       deal the output masks; the parties check the dealing      (async)
+//!   + run              key agreement, evaluation, sealed deliveries              (async)
 //! ServiceJob::fund     one transaction paying each delivering party's escrow    (wallet)
 //! ServiceJob::notify   tell the parties where their escrow outputs are          (async)
 //! ServiceJob::poll     read each claim's revealed k_i from the chain            (chain)
@@ -338,23 +340,57 @@ impl ServiceJob {
         options: &StoreOptions,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.deal_masks(service, manifest, options).await?;
+        self.run(service, manifest, options, timeout).await
+    }
+
+    /// The first half of [`ServiceJob::compute`]: deals the output masks to the committee
+    /// and waits for the parties' check of the dealing; a job whose masks were dealt already
+    /// (its record names the session) is left as it is.
+    ///
+    /// # Errors
+    /// The masks' check failing.
+    pub async fn deal_masks(
+        &mut self,
+        service: &Service,
+        manifest: &Manifest,
+        options: &StoreOptions,
+    ) -> Result<(), String> {
+        if self.mask_session.is_some() {
+            return Ok(());
+        }
         let job = self.request.id();
-        let session = match &self.mask_session {
-            Some(s) => hex32(s)?,
-            None => {
-                let report = in_field!(self.field.as_str(), F => {
-                    let masks = self.masks_in::<F>()?;
-                    service
-                        .deal_masks::<F>(manifest, &job, &masks, options)
-                        .await
-                        .map_err(|e| format!("the parties' check of the masks: {e}"))
-                })?;
-                self.mask_session = Some(report.session.clone());
-                self.mask_receipts_root = Some(hex::encode(report.receipts_root));
-                self.equivocations = report.equivocations.clone();
-                hex32(&report.session)?
-            }
-        };
+        let report = in_field!(self.field.as_str(), F => {
+            let masks = self.masks_in::<F>()?;
+            service
+                .deal_masks::<F>(manifest, &job, &masks, options)
+                .await
+                .map_err(|e| format!("the parties' check of the masks: {e}"))
+        })?;
+        self.mask_session = Some(report.session.clone());
+        self.mask_receipts_root = Some(hex::encode(report.receipts_root));
+        self.equivocations = report.equivocations.clone();
+        Ok(())
+    }
+
+    /// The second half of [`ServiceJob::compute`], after [`ServiceJob::deal_masks`]: runs the
+    /// job (key agreement, evaluation, sealed deliveries) and keeps every checked delivery.
+    /// Needs `2t + 1` deliveries to go on (PROTOCOL.md, step 5).
+    ///
+    /// # Errors
+    /// Masks not dealt yet, or too few deliveries (naming the silent parties).
+    pub async fn run(
+        &mut self,
+        service: &Service,
+        manifest: &Manifest,
+        options: &StoreOptions,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let session = hex32(
+            self.mask_session
+                .as_deref()
+                .ok_or("the output masks are not dealt yet")?,
+        )?;
         let answers = service
             .run(manifest, &self.quotes, session, options.channel, timeout)
             .await;

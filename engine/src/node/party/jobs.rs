@@ -15,7 +15,7 @@
 //! each slot, so a replayed or restarted party re-sends what it sent, never a second version.
 
 use super::*;
-use crate::mpc::eval::{mask_outputs, EvalMachine, Task};
+use crate::mpc::eval::{mask_outputs, EvalMachine, LocalMemo, Task};
 use crate::mpc::evidence::{seal, Delivery};
 use crate::mpc::prss::Prss;
 use crate::mpc::query::parse;
@@ -210,6 +210,8 @@ pub(super) struct JobSession<F: PrimeField> {
     masks: Vec<F>,
     prss: Option<Prss<F>>,
     ignored: BTreeSet<PartyId>,
+    /// The evaluation's local passes: the machine is rebuilt for every event.
+    memo: LocalMemo<F>,
     pub(super) phase: Phase,
 }
 
@@ -656,6 +658,7 @@ impl Core {
                 return self.fail_job(j, &reason);
             }
         };
+        m.use_memo(&mut j.memo);
         if self.fault(Fault::WrongProduct) {
             m.lie_in_openings(F::ONE);
         }
@@ -723,6 +726,7 @@ impl Core {
         j.record.state = "delivered".into();
         j.phase = Phase::Done;
         j.columns = Vec::new();
+        j.memo = LocalMemo::default();
         self.put_job(&j.record)?;
         self.crash_point(FaultStep::Deliver, false);
         info!(target: "btcmpc::party", job = %hex::encode(j.id), "output share sealed and delivered");
@@ -742,6 +746,7 @@ impl Core {
         j.record.reason = Some(reason.to_string());
         j.phase = Phase::Done;
         j.columns = Vec::new();
+        j.memo = LocalMemo::default();
         self.put_job(&j.record)?;
         self.reply(
             j.client.unwrap_or(u64::MAX),
@@ -999,6 +1004,7 @@ impl<F: PrimeField> JobSession<F> {
             masks: Vec::new(),
             prss: None,
             ignored: BTreeSet::new(),
+            memo: LocalMemo::default(),
             phase: Phase::Quoted,
         }
     }
