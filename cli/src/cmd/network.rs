@@ -161,9 +161,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     r.value_sat.map_or("-".into(), |v| v.to_string()),
                     r.confirmations.map_or("-".into(), |v| v.to_string()),
                     r.bond.exit,
-                    match &r.status {
-                        Ok(()) => "ok".to_string(),
-                        Err(e) => e.to_string(),
+                    match (&r.status, &r.live) {
+                        (Ok(()), None) => "ok".to_string(),
+                        (Ok(()), Some(l)) => format!("ok (slashed; the rest is at {l})"),
+                        (Err(e), _) => e.to_string(),
                     }
                 ));
             }

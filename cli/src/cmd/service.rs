@@ -279,6 +279,7 @@ fn wait_and_open(
     wait: std::time::Duration,
 ) -> anyhow::Result<std::time::Duration> {
     let start = std::time::Instant::now();
+    let mut told = start;
     loop {
         let before = job.claims.len();
         job.poll(manifest, chain).map_err(anyhow::Error::msg)?;
@@ -287,6 +288,17 @@ fn wait_and_open(
         }
         if job.unclaimed().is_empty() || start.elapsed() >= wait {
             break;
+        }
+        // Say what is awaited: the parties claim only once the funding has a confirmation.
+        if told.elapsed() >= std::time::Duration::from_secs(10) {
+            told = std::time::Instant::now();
+            eprintln!(
+                "waiting for the parties' claims: {} of {} claimed ({} s of --wait {} s); a claim needs the escrow funding confirmed (on regtest: mine a block)",
+                job.claims.len(),
+                job.claims.len() + job.unclaimed().len(),
+                start.elapsed().as_secs(),
+                wait.as_secs()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
@@ -496,7 +508,15 @@ fn settle(
                 .map_err(anyhow::Error::msg)?;
             save_job(global, &job)?;
             Ok(Some((
-                job_report(global, &job, &manifest, &id[..16.min(id.len())]),
+                job_report(
+                    global,
+                    &job,
+                    &manifest,
+                    &format!(
+                        "id {}",
+                        &job.request.dataset_id[..16.min(job.request.dataset_id.len())]
+                    ),
+                ),
                 refunds,
             )))
         })();

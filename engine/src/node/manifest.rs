@@ -291,8 +291,11 @@ pub struct BondRow {
     pub party_key: String,
     /// The bond.
     pub bond: BondRef,
-    /// Its value, once found (sats).
+    /// Its value, once found (sats): the output the bond's money is in now (the funding, or
+    /// the remainder of the last slash).
     pub value_sat: Option<u64>,
+    /// That output, when it is not the funding (the bond was slashed).
+    pub live: Option<OutPoint>,
     /// Its confirmations, once found.
     pub confirmations: Option<u32>,
     /// `Ok` or why it fails.
@@ -329,7 +332,8 @@ impl BondReport {
     }
 
     /// The table as JSON: `{"tip": H, "ok": BOOL, "bonds": [{"party", "party_key", "outpoint",
-    /// "exit", "value_sat", "confirmations", "ok", "reason"}]}`.
+    /// "exit", "value_sat", "live_outpoint", "confirmations", "ok", "reason"}]}`
+    /// (`live_outpoint`: where a slashed bond's money is now, else null).
     pub fn to_value(&self) -> Value {
         serde_json::json!({
             "tip": self.tip,
@@ -340,6 +344,7 @@ impl BondReport {
                 "outpoint": r.bond.outpoint.to_string(),
                 "exit": r.bond.exit,
                 "value_sat": r.value_sat,
+                "live_outpoint": r.live.map(|o| o.to_string()),
                 "confirmations": r.confirmations,
                 "ok": r.status.is_ok(),
                 "reason": r.status.as_ref().err().map(ToString::to_string),
@@ -380,6 +385,7 @@ pub fn verify_manifest(
                 party_key: roster.cards[i].party_key.to_string(),
                 bond: *bond,
                 value_sat: None,
+                live: None,
                 confirmations: None,
                 status: Ok(()),
             };
@@ -471,6 +477,7 @@ fn check_bond(
         break;
     }
     row.value_sat = Some(value);
+    row.live = (live != op).then_some(live);
     let min = roster.params.min_bond_sat;
     if value < min {
         return Err(BondFailure::TooSmall { value, min });

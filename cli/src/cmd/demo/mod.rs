@@ -91,6 +91,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             ..Outcome::default()
         });
         o.seconds = t0.elapsed().as_secs_f64();
+        // In chain order (a stable sort keeps the order of steps at one height).
+        o.timeline.sort_by_key(|s| s.height);
         outcomes.push(o);
     }
     let secs = started.elapsed().as_secs_f64();

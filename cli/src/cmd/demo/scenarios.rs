@@ -769,6 +769,25 @@ fn cheater(
     }
     let after = w.balances(&s.roles())?;
     o.account(&before, &after, &expected);
+    // The cheater's loss, beside its wallet (which still got its fee): its bond on chain.
+    if let (Some((b, a)), Some(sl)) = (o.bond, slashed.first()) {
+        let lost =
+            sl["sats"].as_u64().unwrap_or(0) + w.fee(sl["txid"].as_str().unwrap_or_default())?;
+        let bal = Balance {
+            before: b,
+            after: a,
+            expected: -(lost as i64),
+        };
+        o.check(
+            format!(
+                "p3's bond changed by {} sat (expected {})",
+                bal.change(),
+                bal.expected
+            ),
+            bal.change() == bal.expected,
+        );
+        o.balances.insert("p3 bond".into(), bal);
+    }
     Ok(())
 }
 
