@@ -97,12 +97,12 @@ enum Cmd {
         /// Datasets with fewer rows are never queried.
         #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::access::DEFAULT_MIN_ROWS)]
         min_rows: u64,
-        /// The smallest fee this party quotes a job for.
-        #[arg(long, value_name = "AMOUNT", default_value = "1000sat", value_parser = crate::args::parse_amount)]
-        min_fee: bitcoin::Amount,
-        /// Most jobs open at once.
-        #[arg(long, value_name = "N", default_value_t = btcmpc_engine::node::party::DEFAULT_MAX_OPEN_JOBS)]
-        max_open_jobs: usize,
+        /// The smallest fee this party quotes a job for (default: the card's fee).
+        #[arg(long, value_name = "AMOUNT", value_parser = crate::args::parse_amount)]
+        min_fee: Option<bitcoin::Amount>,
+        /// Most jobs open at once (default: the card's `max_open_jobs`).
+        #[arg(long, value_name = "N")]
+        max_open_jobs: Option<usize>,
         /// The fee rate (sat/vB, 1 to 100) this party assumes for its claims: each quote asks
         /// for the claim's fee at this rate on top of the fee, so the fee is paid net.
         #[arg(long, value_name = "R", default_value_t = btcmpc_engine::node::party::DEFAULT_CLAIM_FEE_RATE)]
@@ -325,7 +325,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             max_store_values,
             testing_fault.filter(|f| !f.is_empty()),
             (acl_poll, acl_min_conf, min_rows),
-            (min_fee.to_sat(), max_open_jobs.max(1), claim_fee_rate),
+            (min_fee.map(|f| f.to_sat()), max_open_jobs, claim_fee_rate),
         ),
         Cmd::Status => status(global),
         Cmd::Jobs => {
@@ -413,7 +413,7 @@ fn run_daemon(
     max_store_values: u64,
     fault: Option<String>,
     (acl_poll, acl_min_conf, min_rows): (u64, u32, u64),
-    (min_fee_sat, max_open_jobs, claim_fee_rate): (u64, usize, u64),
+    (min_fee_sat, max_open_jobs, claim_fee_rate): (Option<u64>, Option<usize>, u64),
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::node::fault::Fault;
     use btcmpc_engine::node::noise::StaticKeypair;
@@ -421,6 +421,9 @@ fn run_daemon(
 
     let dir = global.datadir();
     let card = load_card(global)?;
+    // The card advertises the fee and the open-jobs limit; the flags override them.
+    let min_fee_sat = min_fee_sat.unwrap_or(card.fee_sat);
+    let max_open_jobs = max_open_jobs.unwrap_or(card.max_open_jobs as usize).max(1);
     let (manifest_path, manifest) = crate::cmd::network::load_manifest(global, manifest)?;
     if manifest.roster.network != global.network.network() {
         bail!(
