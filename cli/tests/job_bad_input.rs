@@ -238,3 +238,40 @@ fn a_service_paying_fewer_than_2t_plus_1_parties_gets_no_key() {
         );
     }
 }
+
+#[test]
+fn a_party_at_its_open_jobs_limit_refuses_more() {
+    let mut net = Net::new();
+    let card = net.granted_dataset(120);
+    net.daemons[0] = None;
+    let d = net.spawn_with("p1", None, &["--max-open-jobs", "1"]);
+    net.daemons[0] = Some(d);
+    net.wait_ready(1);
+    // One job quoted and not finished holds party 1's only slot.
+    let q = net.cli.json(
+        "service",
+        &[
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+            "--quote",
+        ],
+    );
+    assert_eq!(q["quotes"].as_array().unwrap().len(), 4, "{q}");
+    let err = net.cli.fails(
+        "service",
+        &[
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+            "--quote",
+        ],
+    );
+    assert!(err.contains("party 1: 1 jobs are open here"), "{err}");
+}

@@ -38,7 +38,8 @@ enum Cmd {
     /// Ask every party whether this service may query a dataset (its card from `owner export`);
     /// exits with 3 when the parties refuse.
     Access {
-        /// The dataset card.
+        /// The dataset card (a file), or the name of a dataset whose card this service used
+        /// before.
         card: PathBuf,
         /// CSV columns the query would use (default: every column).
         #[arg(long, value_delimiter = ',', value_name = "a,b")]
@@ -51,7 +52,8 @@ enum Cmd {
     /// output masks, computation, escrow funding, claims; prints the result, who was paid,
     /// who was blamed and the refunds still pending.
     Query {
-        /// The dataset card.
+        /// The dataset card (a file), or the name of a dataset whose card this service used
+        /// before (kept in DATADIR/cards/NAME.json).
         card: PathBuf,
         /// The query, e.g. 'sum(income), mean(age)'.
         query: String,
@@ -641,6 +643,40 @@ fn load_card(path: &Path) -> anyhow::Result<(Value, Manifest)> {
     Ok((card, manifest))
 }
 
+/// A dataset card by path, or by the name of a dataset whose card this service loaded before
+/// (`DATADIR/cards/NAME.json`). A card loaded from a file is kept there under its name.
+fn resolve_card(global: &Global, arg: &Path) -> anyhow::Result<(Value, Manifest)> {
+    let dir = global.datadir().join("cards");
+    let named = arg
+        .to_str()
+        .filter(|n| !arg.exists() && wire_name_ok(n))
+        .map(|n| dir.join(format!("{n}.json")));
+    let path = match named {
+        Some(p) if p.exists() => p,
+        Some(_) => bail!(
+            "{} is neither a dataset card file nor the name of a dataset this service has used (its card goes in {})",
+            arg.display(),
+            dir.display()
+        ),
+        None => arg.to_path_buf(),
+    };
+    let (card, manifest) = load_card(&path)?;
+    if let Some(name) = card["name"].as_str().filter(|n| wire_name_ok(n)) {
+        let keep = dir.join(format!("{name}.json"));
+        if keep != path {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            // The file as it was read (the card as returned has its signature taken out).
+            write_atomic(&keep, read_bounded(&path)?.as_bytes(), 0o644)?;
+        }
+    }
+    Ok((card, manifest))
+}
+
+/// A dataset name as the store accepts it (so it is a safe file name).
+fn wire_name_ok(name: &str) -> bool {
+    btcmpc_engine::node::wire::check_name(name).is_ok()
+}
+
 /// Run `btcmpc service`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
     match args.cmd {
@@ -655,7 +691,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             party_timeout,
             accept_v1_risks,
         } => {
-            let (card, manifest) = load_card(&card)?;
+            let (card, manifest) = resolve_card(global, &card)?;
             if global.network.network() == bitcoin::Network::Bitcoin && !accept_v1_risks {
                 let schema: btcmpc_engine::mpc::csv::Schema =
                     serde_json::from_value(card["schema"].clone())
@@ -878,7 +914,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             columns,
             degree,
         } => {
-            let (card, manifest) = load_card(&card)?;
+            let (card, manifest) = resolve_card(global, &card)?;
             let service = load_service(global)?;
             let key = service.key();
             // Every client checks the committee's bonds before it trusts it.

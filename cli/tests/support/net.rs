@@ -154,6 +154,11 @@ impl Net {
     }
 
     pub fn spawn(&self, who: &str, fault: Option<&str>) -> Daemon {
+        self.spawn_with(who, fault, &[])
+    }
+
+    /// As [`Net::spawn`], with more `party run` arguments.
+    pub fn spawn_with(&self, who: &str, fault: Option<&str>, extra: &[&str]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -174,6 +179,7 @@ impl Net {
         if let Some(f) = fault {
             c.args(["--testing-fault", f]);
         }
+        c.args(extra);
         let child = c
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
