@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod support;
-use support::net::{write_csv, Net, WAIT};
+use support::net::Net;
 
 /// A process killed when dropped.
 struct Kill(std::process::Child);
@@ -39,37 +39,7 @@ fn mine_empty(net: &Net, n: u32) {
 #[test]
 fn an_escrow_confirming_after_t_minus_the_margin_is_never_claimed_and_is_refunded_at_t() {
     let net = Net::new();
-    let csv = net.cli.path("data.csv");
-    write_csv(std::path::Path::new(&csv), 200);
-    net.store(&csv, "survey");
-    net.fund("service");
-    let service = net.cli.json("service", &["service", "init"])["pubkey"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let card = net.cli.path("survey.card.json");
-    net.cli
-        .json("owner", &["owner", "export", "survey", "--out", &card]);
-    net.cli
-        .json("owner", &["owner", "grant", "survey", &service]);
-    net.env.mine(1).unwrap();
-    net.settle();
-    let end = Instant::now() + WAIT;
-    loop {
-        let out = net
-            .cli
-            .run("service", &["--json", "service", "access", &card]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["granted"] == true
-            && v["parties"]
-                .as_array()
-                .is_some_and(|a| a.iter().all(|p| p["granted"] == true))
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "{v}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let card = net.granted_dataset(200);
     let before = net.cli.json("service", &["wallet", "balance"]);
     let tip0 = net.env.tip_height().unwrap();
     // T = tip + 8: the parties quote (they need tip + margin 2 + 1 confirmation + 3 <= T).

@@ -52,20 +52,31 @@ impl AccessRequest {
     /// # Errors
     /// A one-line reason: a bad key, bad hex, or a signature that does not verify.
     pub fn verify(&self) -> Result<PublicKey, String> {
-        let key: PublicKey = self.service.parse().map_err(|_| {
-            format!(
-                "service key {:?} is not a compressed public key",
-                self.service
-            )
-        })?;
-        let mut sig = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut sig)
-            .map_err(|_| "the request's signature is not 128 hex digits".to_string())?;
-        if !schnorr_verify(&key, self.digest(), &sig) {
-            return Err("the request's signature does not verify for its service key".into());
-        }
-        Ok(key)
+        verify_service_signed(&self.service, &self.signature, self.digest())
     }
+}
+
+/// Checks a service's BIP340 signature (`signature`, 128 hex digits) over `digest` under its
+/// key (`service`, 33-byte compressed, hex); returns the key. Used for access questions and job
+/// requests alike.
+///
+/// # Errors
+/// A one-line reason: a bad key, bad hex, or a signature that does not verify.
+pub(crate) fn verify_service_signed(
+    service: &str,
+    signature: &str,
+    digest: [u8; 32],
+) -> Result<PublicKey, String> {
+    let key: PublicKey = service
+        .parse()
+        .map_err(|_| format!("service key {service:?} is not a compressed public key"))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(signature, &mut sig)
+        .map_err(|_| "the request's signature is not 128 hex digits".to_string())?;
+    if !schnorr_verify(&key, digest, &sig) {
+        return Err("the request's signature does not verify for its service key".into());
+    }
+    Ok(key)
 }
 
 /// A party's answer to an [`AccessRequest`].

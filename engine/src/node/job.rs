@@ -141,19 +141,7 @@ impl JobRequest {
                 self.payout.len()
             ));
         }
-        let key: PublicKey = self.service.parse().map_err(|_| {
-            format!(
-                "service key {:?} is not a compressed public key",
-                self.service
-            )
-        })?;
-        let mut sig = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut sig)
-            .map_err(|_| "the request's signature is not 128 hex digits".to_string())?;
-        if !schnorr_verify(&key, self.id(), &sig) {
-            return Err("the request's signature does not verify for its service key".into());
-        }
-        Ok(key)
+        super::access::verify_service_signed(&self.service, &self.signature, self.id())
     }
 }
 

@@ -569,32 +569,11 @@ mod tests {
     use super::*;
     use crate::mpc::evidence::DeliveryItem;
     use crate::node::card::tests::keypair;
-    use crate::node::card::{BondRef, PartyCard};
-    use crate::node::roster::tests::signed_roster;
-    use bitcoin::OutPoint;
+    use crate::node::manifest::tests::manifest;
     use k256::schnorr::SigningKey;
-    use std::str::FromStr;
 
     type F = Secp256k1Scalar;
     const PAYOUT: &str = "bcrt1p8wpt9v4frpf3tkn0srd97pksgsxc5hs52lafxwru9kgeephvs7rqjeprhg";
-
-    fn manifest() -> Manifest {
-        let roster = signed_roster(4, 1);
-        let cards: Vec<PartyCard> = roster
-            .cards
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut c = c.clone();
-                c.bond = Some(BondRef {
-                    outpoint: OutPoint::from_str(&format!("{}:{i}", "ab".repeat(32))).unwrap(),
-                    exit: 1000,
-                });
-                c
-            })
-            .collect();
-        Manifest::new(roster, &cards).unwrap()
-    }
 
     fn request(m: &Manifest, payout: &str) -> JobRequest {
         let mut r = JobRequest {

@@ -505,12 +505,13 @@ fn check_bond(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::node::roster::tests::signed_roster;
     use std::str::FromStr;
 
-    fn manifest() -> Manifest {
+    /// A manifest of [`signed_roster`]`(4, 1)` with a bond per party.
+    pub(crate) fn manifest() -> Manifest {
         let roster = signed_roster(4, 1);
         let cards: Vec<PartyCard> = roster
             .cards
