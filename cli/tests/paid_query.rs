@@ -378,7 +378,7 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
 }
 
 #[test]
-fn a_party_equivocating_in_a_job_is_named_and_its_bond_slashed() {
+fn an_equivocating_party_is_slashed_and_a_wrong_product_only_aborts() {
     let mut net = Net::with_bonds("50000sat", "300000sat");
     let rows = 200;
     let card = net.granted_dataset(rows);
@@ -447,4 +447,48 @@ fn a_party_equivocating_in_a_job_is_named_and_its_bond_slashed() {
     std::fs::write(&f, ev.to_string()).unwrap();
     let err = net.cli.fails("p4", &["party", "judge", &f]);
     assert!(err.contains("not of job"), "{err}");
+
+    // A party adding an error to its degree-2t values in a product (the wrong-product fault):
+    // with n = 3t + 1 the openings are redundant, so the error shows as inconsistent openings:
+    // the job stops before any delivery, nobody is paid and nobody can be named (the party is
+    // not identified: an abort, not a wrong result). A sum, with no degree reduction, is right.
+    net.restart(3, Some("wrong-product"));
+    let ask = |q: &str| {
+        net.run_mining(
+            "service",
+            &[
+                "--json",
+                "service",
+                "query",
+                &card,
+                q,
+                "--fee",
+                "5000sat",
+                "--wait",
+                "60",
+                "--party-timeout",
+                "20",
+            ],
+            &[],
+            Duration::from_secs(100),
+        )
+    };
+    let before = net.cli.json("service", &["wallet", "balance"]);
+    let out = ask("var(income)");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("degree-2t openings are inconsistent"), "{err}");
+    assert_eq!(
+        net.cli.json("service", &["wallet", "balance"]),
+        before,
+        "nothing paid"
+    );
+    let out = ask("sum(income)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
 }
