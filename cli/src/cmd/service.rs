@@ -419,10 +419,19 @@ fn notify_unclaimed(
     }
     let service = load_service(global)?;
     let rt = runtime()?;
-    for (p, a) in rt.block_on(job.notify(&service, manifest, Default::default(), each)) {
-        if !parties.contains(&p) {
-            continue;
-        }
+    let answers = rt.block_on(job.notify(&service, manifest, Default::default(), each));
+    report_notice(
+        answers
+            .into_iter()
+            .filter(|(p, _)| parties.contains(p))
+            .collect(),
+    );
+    Ok(())
+}
+
+/// Says on stderr which parties refused the funding notice or were not reached.
+fn report_notice(answers: Vec<(u32, Result<btcmpc_engine::node::job::JobPaidAnswer, String>)>) {
+    for (p, a) in answers {
         match a {
             Ok(a) if a.state == "refused" => {
                 eprintln!(
@@ -434,7 +443,6 @@ fn notify_unclaimed(
             Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
         }
     }
-    Ok(())
 }
 
 /// `service settle [JOB]` (and one round of `service run`, which skips settled jobs): for each
@@ -823,18 +831,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             crash_point(global, "funded-unsaved");
             save_job(global, &job)?;
             crash_point(global, "funded");
-            for (p, a) in rt.block_on(job.notify(&service, &manifest, Default::default(), each)) {
-                match a {
-                    Ok(a) if a.state == "refused" => {
-                        eprintln!(
-                            "party {p} refuses the funding: {}",
-                            a.reason.unwrap_or_default()
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
-                }
-            }
+            report_notice(rt.block_on(job.notify(&service, &manifest, Default::default(), each)));
             crash_point(global, "notified");
             timings.lap("fund");
             let opening = wait_and_open(
