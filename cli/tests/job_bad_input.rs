@@ -72,14 +72,10 @@ fn bad_queries_are_refused_by_name_and_cost_nothing() {
 fn a_party_paid_less_than_it_quoted_never_reveals_its_key_and_says_why() {
     let net = Net::new();
     let card = net.granted_dataset(120);
-    let out = net.run_mining(
-        "service",
+    let v = net.query_json(
+        &card,
+        "sum(income), count()",
         &[
-            "--json",
-            "service",
-            "query",
-            &card,
-            "sum(income), count()",
             "--fee",
             "1000sat",
             "--deadline",
@@ -90,14 +86,7 @@ fn a_party_paid_less_than_it_quoted_never_reveals_its_key_and_says_why() {
             "20",
         ],
         &[("BTCMPC_TESTING_SERVICE_UNDERPAY", "2")],
-        std::time::Duration::from_secs(90),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     // The claim rule: a party reveals its key only if the funding pays every party of the
     // delivery set what it quoted. Party 2 is short by one sat, so no party claims: no key is
     // revealed, no result is opened.
@@ -178,20 +167,12 @@ fn quotes_alone_never_fill_a_party() {
         })
         .count();
     assert_eq!(superseded, 7, "{jobs}");
-    let out = net.run_mining(
-        "service",
-        &[
-            "--json", "service", "query", &card, "count()", "--fee", "1000sat", "--wait", "30",
-        ],
+    let v = net.query_json(
+        &card,
+        "count(), count(income)",
+        &["--fee", "1000sat", "--wait", "30"],
         &[],
-        std::time::Duration::from_secs(90),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["result"]["count()"], "120", "{v}");
 }
 
@@ -200,30 +181,12 @@ fn a_service_paying_fewer_than_2t_plus_1_parties_gets_no_key() {
     let net = Net::new();
     let card = net.granted_dataset(120);
     // The service funds only parties 1 and 2 (t + 1 = 2 shares would open the result).
-    let out = net.run_mining(
-        "service",
-        &[
-            "--json",
-            "service",
-            "query",
-            &card,
-            "sum(income)",
-            "--fee",
-            "1000sat",
-            "--deadline",
-            "+12",
-            "--wait",
-            "8",
-        ],
+    let v = net.query_json(
+        &card,
+        "sum(income)",
+        &["--fee", "1000sat", "--deadline", "+12", "--wait", "8"],
         &[("BTCMPC_TESTING_SERVICE_PAY_ONLY", "1,2")],
-        std::time::Duration::from_secs(90),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["paid"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["result"], serde_json::json!({}), "no key, no result: {v}");
     for p in ["p1", "p2"] {

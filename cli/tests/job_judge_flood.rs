@@ -110,23 +110,11 @@ fn an_evidence_flood_does_not_keep_a_party_from_claiming() {
     }
     let flood = Stop(stop, threads);
     std::thread::sleep(Duration::from_secs(2));
-    let out = net.run_mining(
-        "service",
-        &[
-            "--json",
-            "service",
-            "query",
-            &card,
-            "sum(income)",
-            "--fee",
-            "1000sat",
-            "--wait",
-            "45",
-            "--party-timeout",
-            "30",
-        ],
+    let out = net.query_output(
+        &card,
+        "sum(income)",
+        &["--fee", "1000sat", "--wait", "45", "--party-timeout", "30"],
         &[],
-        Duration::from_secs(100),
     );
     drop(flood);
     assert!(

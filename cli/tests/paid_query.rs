@@ -3,7 +3,6 @@
 //! and getting the answer from the parties' claims; a party delivering a wrong output share
 //! is named and the result is still right.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,73 +10,23 @@ use serde_json::Value;
 mod support;
 use support::net::{write_csv, Net, WAIT};
 
-/// Runs `service query` while mining a block every half second (the escrow funding needs a
-/// confirmation before the parties claim); returns its JSON report.
+/// A paid query with the tests' deadline and waits; its JSON report.
 fn query(net: &Net, card: &str, q: &str, fee: &str) -> Value {
-    let mut c = net.command("service");
-    c.args([
-        "--json",
-        "service",
-        "query",
+    net.query_json(
         card,
         q,
-        "--fee",
-        fee,
-        "--deadline",
-        "+40",
-        "--wait",
-        "60",
-        "--party-timeout",
-        "30",
-    ]);
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(&mut child);
-    let end = Instant::now() + Duration::from_secs(100);
-    while guard.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < end,
-            "service query did not finish in 100 s"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        net.env.mine(1).unwrap();
-    }
-    let mut out = String::new();
-    let mut err = String::new();
-    use std::io::Read;
-    guard
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = guard.0.wait().unwrap();
-    drop(guard);
-    assert!(
-        status.success(),
-        "service query failed: {err}\nparty 1 log:\n{}",
-        std::fs::read_to_string(net.log("p1")).unwrap_or_default()
-    );
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+        &[
+            "--fee",
+            fee,
+            "--deadline",
+            "+40",
+            "--wait",
+            "60",
+            "--party-timeout",
+            "30",
+        ],
+        &[],
+    )
 }
 
 /// The clear answers for the CSV of [`write_csv`]: `sum(income)` over present values (exact
@@ -385,32 +334,7 @@ fn an_equivocating_party_is_slashed_and_a_wrong_product_only_aborts() {
     // Party 3 signs two different openings in the check of the service's masks, one for
     // each half of the committee.
     net.restart(3, Some("equivocate"));
-    let out = net.run_mining(
-        "service",
-        &[
-            "--json",
-            "service",
-            "query",
-            &card,
-            "sum(income), count()",
-            "--fee",
-            "5000sat",
-            "--deadline",
-            "+40",
-            "--wait",
-            "60",
-            "--party-timeout",
-            "30",
-        ],
-        &[],
-        Duration::from_secs(100),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = query(&net, &card, "sum(income), count()", "5000sat");
     let (sum, count, present) = clear(rows);
     assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
     assert_eq!(v["result"]["count()"], count.to_string(), "{v}");
@@ -454,23 +378,11 @@ fn an_equivocating_party_is_slashed_and_a_wrong_product_only_aborts() {
     // not identified: an abort, not a wrong result). A sum, with no degree reduction, is right.
     net.restart(3, Some("wrong-product"));
     let ask = |q: &str| {
-        net.run_mining(
-            "service",
-            &[
-                "--json",
-                "service",
-                "query",
-                &card,
-                q,
-                "--fee",
-                "5000sat",
-                "--wait",
-                "60",
-                "--party-timeout",
-                "20",
-            ],
+        net.query_output(
+            &card,
+            q,
+            &["--fee", "5000sat", "--wait", "60", "--party-timeout", "20"],
             &[],
-            Duration::from_secs(100),
         )
     };
     let before = net.cli.json("service", &["wallet", "balance"]);
@@ -483,12 +395,6 @@ fn an_equivocating_party_is_slashed_and_a_wrong_product_only_aborts() {
         before,
         "nothing paid"
     );
-    let out = ask("sum(income)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = query(&net, &card, "sum(income)", "5000sat");
     assert!(close(&v["result"]["sum(income)"], sum, present), "{v}");
 }

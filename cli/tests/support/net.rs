@@ -293,6 +293,39 @@ impl Net {
         }
     }
 
+    /// `btcmpc --json service query CARD QUERY EXTRA...` as `service` with `env` set, mining a
+    /// block every half second while it runs (at most 100 s); its output, success or not.
+    pub fn query_output(
+        &self,
+        card: &str,
+        query: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
+        let mut args = vec!["--json", "service", "query", card, query];
+        args.extend_from_slice(extra);
+        self.run_mining("service", &args, env, Duration::from_secs(100))
+    }
+
+    /// [`Net::query_output`] that must succeed; its JSON report.
+    pub fn query_json(
+        &self,
+        card: &str,
+        query: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Value {
+        let out = self.query_output(card, query, extra, env);
+        assert!(
+            out.status.success(),
+            "service query {query:?} failed: {}\nparty 1 log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.log("p1")).unwrap_or_default()
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Runs `btcmpc` as `who` with `env` set, mining a block every half second while it runs
     /// (at most `limit`; killed after); returns its output.
     pub fn run_mining(
