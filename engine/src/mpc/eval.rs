@@ -81,6 +81,9 @@ pub enum EvalError {
         #[source]
         source: MultError,
     },
+    /// The plan uses an operation this evaluator does not run.
+    #[error("the evaluator does not run {0}")]
+    Unsupported(&'static str),
     /// The plan needs a degree reduction, which [`evaluate_local`] cannot do.
     #[error("the plan multiplies shares: round {round} needs the other parties")]
     NeedsRound {
@@ -160,6 +163,9 @@ impl<'r, F: PrimeField> Run<'r, F> {
     }
 
     fn evaluate(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, Stop<F>> {
+        if !plan.gates.is_empty() {
+            return Err(EvalError::Unsupported("disclosure gates").into());
+        }
         for o in &plan.opened {
             check_columns(&o.node, columns, plan.rows)?;
         }
@@ -204,6 +210,9 @@ impl<'r, F: PrimeField> Run<'r, F> {
                     (Vals::Const(c), Vals::Const(d)) => c * d * F::from_u64(rows as u64),
                 }
             }
+            Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
+                return Err(EvalError::Unsupported("comparisons").into())
+            }
             Node::Column(_) | Node::Const(_) => match self.rows(node, columns)? {
                 Vals::Shares(v) => F::sum_slice(&v),
                 Vals::Const(c) => c * F::from_u64(rows as u64),
@@ -216,6 +225,9 @@ impl<'r, F: PrimeField> Run<'r, F> {
         Ok(match node {
             Node::Column(c) => Vals::Shares(Cow::Borrowed(&columns[*c][..])),
             Node::Const(k) => Vals::Const(to_field(k)),
+            Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
+                return Err(EvalError::Unsupported("comparisons").into())
+            }
             Node::Neg(a) => match self.rows(a, columns)? {
                 Vals::Const(c) => Vals::Const(-c),
                 Vals::Shares(v) => Vals::Shares(Cow::Owned(v.iter().map(|x| -*x).collect())),
@@ -674,6 +686,9 @@ fn check_columns<F>(node: &Node, columns: &[Vec<F>], rows: usize) -> Result<(), 
         Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => {
             check_columns(a, columns, rows)?;
             check_columns(b, columns, rows)
+        }
+        Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
+            Err(EvalError::Unsupported("comparisons"))
         }
     }
 }

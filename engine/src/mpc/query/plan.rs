@@ -81,6 +81,22 @@ pub enum Node {
     Scale(Box<Node>, BigInt),
     /// Product of two secret nodes (needs a degree reduction).
     Mul(Box<Node>, Box<Node>),
+    /// `1` where `value` is below zero, else `0`, at scale 2^0: a secure comparison
+    /// ([`crate::mpc::eval`] runs it on shares). `value` is a signed integer of at most `bits`
+    /// bits, sign bit included, on every row (the planner's range analysis guarantees it).
+    LessThanZero {
+        /// The compared expression (already the difference of the two sides).
+        value: Box<Node>,
+        /// Bits of its worst-case magnitude, sign bit included.
+        bits: u32,
+    },
+    /// `1` where `value` is zero, else `0`, at scale 2^0: a secure equality test.
+    EqualsZero {
+        /// The compared expression (already the difference of the two sides).
+        value: Box<Node>,
+        /// Bits of its worst-case magnitude, sign bit included.
+        bits: u32,
+    },
 }
 
 impl Node {
@@ -92,6 +108,8 @@ impl Node {
             Node::Add(a, b) | Node::Sub(a, b) => a.degree().max(b.degree()),
             Node::Neg(a) | Node::Scale(a, _) => a.degree(),
             Node::Mul(a, b) => a.degree() + b.degree(),
+            // A comparison's output is a fresh degree-`t` sharing of a bit.
+            Node::LessThanZero { .. } | Node::EqualsZero { .. } => 1,
         }
     }
 
@@ -105,8 +123,25 @@ impl Node {
             Node::Neg(a) => -a.eval_row(row),
             Node::Scale(a, k) => a.eval_row(row) * k,
             Node::Mul(a, b) => a.eval_row(row) * b.eval_row(row),
+            Node::LessThanZero { value, .. } => {
+                BigInt::from(u8::from(value.eval_row(row) < BigInt::zero()))
+            }
+            Node::EqualsZero { value, .. } => BigInt::from(u8::from(value.eval_row(row).is_zero())),
         }
     }
+}
+
+/// A disclosure threshold on some opened sums (the leakage rule, PROTOCOL.md and issue
+/// "Filters and groups"): the committee computes the support count `sum(count)` on shares,
+/// opens only the bit `sum(count) >= min_rows`, and withholds the gated sums when it is 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// Row expression that is `1` on the rows of the cell's support and `0` elsewhere.
+    pub count: Node,
+    /// The least support count at which the cell is disclosed.
+    pub min_rows: u64,
+    /// Indices into [`Plan::opened`] withheld unless the gate clears.
+    pub opened: Vec<usize>,
 }
 
 /// One row sum opened to the service.
@@ -218,6 +253,8 @@ pub struct Plan {
     pub outputs: Vec<Output>,
     /// Multiplicative degree of the query (the grant scope's maximum degree must allow it).
     pub degree: u32,
+    /// Disclosure thresholds (none for a query without filters or groups).
+    pub gates: Vec<Gate>,
 }
 
 impl Plan {
@@ -763,6 +800,7 @@ pub fn plan_text<F: PrimeField>(
         opened: b.opened,
         outputs,
         degree,
+        gates: Vec::new(),
     })
 }
 

@@ -160,11 +160,15 @@ pub(super) fn plan_columns(plan: &Plan, schema: &crate::mpc::csv::Schema) -> Vec
                 walk(b, out);
             }
             Node::Neg(a) | Node::Scale(a, _) => walk(a, out),
+            Node::LessThanZero { value, .. } | Node::EqualsZero { value, .. } => walk(value, out),
         }
     }
     let mut fields = BTreeSet::new();
     for o in &plan.opened {
         walk(&o.node, &mut fields);
+    }
+    for g in &plan.gates {
+        walk(&g.count, &mut fields);
     }
     let mut names = BTreeSet::new();
     for f in fields {
