@@ -5,6 +5,7 @@
 pub mod check;
 #[cfg(any(test, feature = "test-support"))]
 pub mod committee;
+pub mod compare;
 pub mod csv;
 pub mod dealing;
 pub mod decode;

@@ -58,7 +58,7 @@ pub mod plan;
 
 pub use ast::{Aggregate, BinOp, Expr, Query};
 pub use parser::parse;
-pub use plan::{plan, Finish, Gate, Node, Opened, Output, OutputValue, Plan, RowCount};
+pub use plan::{plan, Finish, Gate, GateTest, Node, Opened, Output, OutputValue, Plan, RowCount};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 4096;

@@ -131,17 +131,53 @@ impl Node {
     }
 }
 
-/// A disclosure threshold on some opened sums (the leakage rule, PROTOCOL.md and issue
-/// "Filters and groups"): the committee computes the support count `sum(count)` on shares,
-/// opens only the bit `sum(count) >= min_rows`, and withholds the gated sums when it is 0.
+/// A disclosure rule on some opened sums (the leakage rule of the issue "Filters and groups in
+/// queries"): the committee evaluates every [`GateTest`] on shares and opens only one bit, the
+/// AND of all of them; the gated sums are withheld (never opened) unless it is 1. Which test
+/// failed, and every count, stay secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gate {
-    /// Row expression that is `1` on the rows of the cell's support and `0` elsewhere.
-    pub count: Node,
-    /// The least support count at which the cell is disclosed.
-    pub min_rows: u64,
-    /// Indices into [`Plan::opened`] withheld unless the gate clears.
+    /// What must all hold.
+    pub tests: Vec<GateTest>,
+    /// Indices into [`Plan::opened`] withheld unless every test holds.
     pub opened: Vec<usize>,
+}
+
+/// One secret test of a [`Gate`], on the row sum of a 0/1 row expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateTest {
+    /// `sum(rows) >= min_rows`: a cell's support is large enough.
+    AtLeast {
+        /// Row expression that is `1` on the rows counted and `0` elsewhere (scale 2^0).
+        rows: Node,
+        /// The least count that passes.
+        min_rows: u64,
+    },
+    /// `sum(rows) == 0 or sum(rows) >= min_rows`: two supports (`rows` is the indicator of
+    /// their symmetric difference) are equal or differ by at least `min_rows` rows.
+    ZeroOrAtLeast {
+        /// Row expression that is `1` on the rows counted and `0` elsewhere (scale 2^0).
+        rows: Node,
+        /// The least non-zero count that passes.
+        min_rows: u64,
+    },
+}
+
+impl GateTest {
+    /// The 0/1 row expression counted.
+    pub fn rows(&self) -> &Node {
+        match self {
+            GateTest::AtLeast { rows, .. } | GateTest::ZeroOrAtLeast { rows, .. } => rows,
+        }
+    }
+
+    /// Whether the test passes for a support count (the clear oracle).
+    pub fn passes(&self, count: u64) -> bool {
+        match self {
+            GateTest::AtLeast { min_rows, .. } => count >= *min_rows,
+            GateTest::ZeroOrAtLeast { min_rows, .. } => count == 0 || count >= *min_rows,
+        }
+    }
 }
 
 /// One row sum opened to the service.

@@ -168,7 +168,9 @@ pub(super) fn plan_columns(plan: &Plan, schema: &crate::mpc::csv::Schema) -> Vec
         walk(&o.node, &mut fields);
     }
     for g in &plan.gates {
-        walk(&g.count, &mut fields);
+        for t in &g.tests {
+            walk(t.rows(), &mut fields);
+        }
     }
     let mut names = BTreeSet::new();
     for f in fields {
