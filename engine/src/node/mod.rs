@@ -22,6 +22,7 @@ pub mod noise;
 pub mod owner;
 pub mod paid;
 pub mod party;
+pub mod peer;
 pub mod roster;
 pub mod service;
 pub mod store;

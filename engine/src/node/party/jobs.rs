@@ -25,6 +25,7 @@ use crate::node::card::tagged_hash;
 use crate::node::job::{
     hashlock_key, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
 };
+use crate::node::peer::{decode_round, encode_round};
 use sha2::{Digest, Sha256};
 
 /// Most jobs one service may have quoted here and not yet run.
@@ -88,10 +89,6 @@ pub fn job_summaries(path: &std::path::Path) -> Result<Vec<JobSummary>, StoreErr
     }
     Ok(out)
 }
-
-/// One entry of a machine's log: a message from party `from` (1-based), or (`from` = 0) a
-/// deadline, `RoundId` as JSON.
-pub(super) type LogEntry = (u32, serde_json::Value);
 
 /// What a party persists of a job, as job state `job:HEX` (open until claimed or failed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -712,10 +709,10 @@ impl Core {
             }
         }
         let k = hashlock_key(&self.party_key, &j.id);
-        let sealed = seal(&j.id, self.me.point(), &k, &y);
+        let sealed = seal(&j.id, self.me, &k, &y);
         let d = Delivery {
             job_id: j.id,
-            index: self.me.point(),
+            index: self.me,
             key_hash: j.record.quote.key_hash,
             ciphertext_hash: Sha256::digest(&sealed).into(),
         };
@@ -779,9 +776,9 @@ impl Core {
         &mut self,
         from: PartyId,
         session: Hash32,
-        raw: serde_json::Value,
+        raw: Vec<u8>,
     ) -> Result<(), PartyError> {
-        self.job_event(session, (from.get(), raw))
+        self.job_event(session, LogEntry(from.get(), raw))
     }
 
     /// A deadline of a job's machine.
@@ -790,10 +787,7 @@ impl Core {
         session: Hash32,
         round: RoundId,
     ) -> Result<(), PartyError> {
-        self.job_event(
-            session,
-            (0, serde_json::to_value(round).unwrap_or_default()),
-        )
+        self.job_event(session, LogEntry(0, encode_round(round)))
     }
 
     /// Hands a logged event to the job's machine of `session` if that phase is the current
@@ -832,7 +826,7 @@ impl Core {
             }
         }
         for (from, bytes, _) in early {
-            if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
+            if let Ok(m) = PeerMessage::decode(&bytes) {
                 self.deliver_job(from, m.session, m.message)?;
             }
         }
@@ -1050,17 +1044,17 @@ fn replay<F: PrimeField, M: Machine<F>>(
     };
     let r = m.start();
     absorb(r, &mut last);
-    for (from, raw) in log {
+    for LogEntry(from, raw) in log {
         let r = if *from == 0 {
-            match serde_json::from_value::<RoundId>(raw.clone()) {
-                Ok(round) => m.deadline(round),
-                Err(_) => continue,
+            match decode_round(raw) {
+                Some(round) => m.deadline(round),
+                None => continue,
             }
         } else {
             let Ok(p) = PartyId::new(*from as usize, n) else {
                 continue;
             };
-            let Ok(msg) = serde_json::from_value::<Message<F>>(raw.clone()) else {
+            let Ok(msg) = decode_message::<F>(raw) else {
                 continue;
             };
             m.handle(p, msg)
