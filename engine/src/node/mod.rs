@@ -25,6 +25,7 @@ pub mod party;
 pub mod peer;
 pub mod roster;
 pub mod service;
+pub mod settle;
 pub mod store;
 pub mod transport;
 pub mod wire;
