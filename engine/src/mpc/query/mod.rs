@@ -51,14 +51,18 @@
 //! ```
 
 pub mod ast;
+pub mod filter;
 pub mod lexer;
 pub mod num;
 pub mod parser;
 pub mod plan;
 
-pub use ast::{Aggregate, BinOp, Expr, Query};
+pub use ast::{Aggregate, BinOp, CmpOp, Cond, Expr, Query};
 pub use parser::parse;
-pub use plan::{plan, Finish, Gate, GateTest, Node, Opened, Output, OutputValue, Plan, RowCount};
+pub use plan::{
+    plan, plan_with_rule, Finish, Gate, GateTest, LeakageRule, Node, Opened, Output, OutputValue,
+    Plan, RowCount,
+};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 4096;
@@ -154,6 +158,54 @@ pub enum QueryError {
         /// Values the plan opens.
         expected: usize,
     },
+    /// A compared expression whose worst case has more bits than a secure comparison takes.
+    #[error("compared term `{term}` needs {bits} bits in the worst case; a comparison in the {field} field takes at most {max}")]
+    CompareTooWide {
+        /// The difference of the two sides, as compared.
+        term: String,
+        /// Bits needed, sign bit included.
+        bits: u64,
+        /// [`crate::mpc::compare::max_compare_bits`] of the field.
+        max: u32,
+        /// The field.
+        field: &'static str,
+    },
+    /// A category level that the column does not have.
+    #[error("`{column}` has no level `{level}` (its levels: {levels}) at byte {offset}\n{caret}")]
+    UnknownLevel {
+        /// The category column.
+        column: String,
+        /// The level asked for.
+        level: String,
+        /// The column's levels, comma-separated.
+        levels: String,
+        /// Byte offset of the literal.
+        offset: usize,
+        /// The query with a caret line under the literal.
+        caret: String,
+    },
+    /// `group by` over a category with more levels than a table may have.
+    #[error("`group by {column}`: the column has {levels} levels, at most {max} are allowed at byte {offset}\n{caret}")]
+    TooManyLevels {
+        /// The column.
+        column: String,
+        /// Its number of levels.
+        levels: usize,
+        /// [`plan::MAX_GROUP_LEVELS`].
+        max: usize,
+        /// Byte offset of the name.
+        offset: usize,
+        /// The query with a caret line under the name.
+        caret: String,
+    },
+    /// [`plan::Plan::finish_gated`] was given the wrong number of gate bits.
+    #[error("{got} gate bits given, the plan has {expected} gates")]
+    GateBits {
+        /// Bits given.
+        got: usize,
+        /// Gates of the plan.
+        expected: usize,
+    },
     /// `mean`, `var` or `cov` over zero rows (an empty dataset, or every row has a NULL input).
     #[error("`{aggregate}` over zero rows (rows with a NULL input are skipped)")]
     NoRows {
@@ -176,7 +228,9 @@ impl QueryError {
         match self {
             QueryError::Parse { offset, .. }
             | QueryError::UnknownColumn { offset, .. }
-            | QueryError::WrongColumnKind { offset, .. } => Some(*offset),
+            | QueryError::WrongColumnKind { offset, .. }
+            | QueryError::UnknownLevel { offset, .. }
+            | QueryError::TooManyLevels { offset, .. } => Some(*offset),
             _ => None,
         }
     }
