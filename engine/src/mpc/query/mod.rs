@@ -1,5 +1,5 @@
-//! The version-1 query language: lexer, parser, planner with range analysis, and the service's
-//! finishing arithmetic.
+//! The query language: lexer, parser, planner with range analysis, filters and groups, the
+//! leakage rule, and the service's finishing arithmetic.
 //!
 //! A query is a comma-separated list of aggregates over the rows of one dataset:
 //! `sum(e)`, `count()`, `count(e)`, `mean(e)`, `var(e)`, `cov(e1, e2)`, `dot(e1, e2)` and `hist(col)` over a
@@ -41,6 +41,39 @@
 //! let out = p.finish(&p.eval_clear(&data.values)).unwrap();
 //! let values: Vec<_> = out.iter().map(|v| v.decimal.as_str()).collect();
 //! assert_eq!(values, ["2", "3", "2", "11"]); // a + b is present on the first row only
+//! ```
+//!
+//! An aggregate may carry a `where` condition (`<, <=, >, >=, =, !=`, `between A and B`,
+//! `in (...)`, `and`, `or`, `not`, parentheses; a category column compared with a level,
+//! `plan = 3` or `color in ('red', 'blue')`), with SQL's NULL semantics (a comparison with a NULL
+//! is unknown; a row counts only where the condition is true), and the query may end with
+//! `group by COL` over a category column (one output per level). The [`filter`] module says
+//! how conditions become secure comparisons; [`plan_with_rule`] adds the leakage rule:
+//!
+//! ```
+//! use btcmpc_engine::mpc::csv::Dataset;
+//! use btcmpc_engine::mpc::field::Mersenne127;
+//! use btcmpc_engine::mpc::query::{parse, plan, plan_with_rule, LeakageRule};
+//!
+//! let data = Dataset::parse("x:int,c:cat\n1,a\n5,b\n,a\n7,a\n").unwrap();
+//! let q = parse("count() where x > 2, mean(x) where x between 1 and 6 group by c").unwrap();
+//! let p = plan::<Mersenne127>(&q, &data.schema).unwrap();
+//! let out = p.finish(&p.eval_clear(&data.values)).unwrap();
+//! let values: Vec<_> = out.iter().map(|v| (v.name.as_str(), v.decimal.as_str())).collect();
+//! assert_eq!(values, [
+//!     ("count()[c=a] where x > 2", "1"),
+//!     ("count()[c=b] where x > 2", "1"),
+//!     ("mean(x)[c=a] where x between 1 and 6", "1"),
+//!     ("mean(x)[c=b] where x between 1 and 6", "5"),
+//! ]);
+//! // Under the rule a cell over fewer than min_rows rows is withheld, never opened.
+//! let rule = LeakageRule { min_rows: 2, earlier: vec![] };
+//! let text = q.to_string();
+//! let p = plan_with_rule::<Mersenne127>(&text, &parse(&text).unwrap(), &data.schema, &rule).unwrap();
+//! let bits = p.gate_bits_clear(&data.values);
+//! let out = p.finish_gated(&p.eval_clear(&data.values), &bits).unwrap();
+//! assert!(out.iter().all(|v| v.withheld));
+//! assert_eq!(out[0].decimal, "withheld (fewer than 2 rows)");
 //! ```
 //!
 //! Errors point at the offending token with its byte offset and a caret line:

@@ -48,6 +48,55 @@
 //!
 //! Identical sums are opened once. The service finishes in exact rational arithmetic
 //! ([`Plan::finish`]) and prints decimals ([`OutputValue`]).
+//!
+//! **Filters and groups.** `AGG(e) where COND` multiplies every row sum of the aggregate by the
+//! condition's *true* indicator, a 0/1 row expression at scale 2^0 built from secure
+//! comparisons ([`super::filter`] lowers conditions exactly, with SQL's three-valued logic), so
+//! `sum(e) where c` opens `sum(e * present(..) * [c])` and its row count `sum(present(..) * [c])`
+//! (a product per row: a Damgård-Nielsen reduction). `group by g` (a category column, at most
+//! [`MAX_GROUP_LEVELS`] levels) repeats every aggregate once per level with the level's
+//! indicator (an equality test on the one-hot column) joined to its condition: one output per
+//! (aggregate, level), named `AGG[g=level]` with [`OutputValue::group`] set. Rows where `g` is
+//! NULL are in no group (unlike SQL, which makes them a group of their own).
+//!
+//! **Leakage rule** ([`plan_with_rule`], PROTOCOL.md "Leakage"). An aggregate can reveal a few
+//! rows: a count over one row is the row, and so is `dot(salary, retired)` with one retired
+//! row. The *effective support* of an opened sum is the set of rows where its row expression
+//! can be non-zero: the rows where its condition (and group level) is true, its nullable inputs
+//! are present, and every factor of `e` is non-zero. Every opened sum whose effective support is
+//! not provably every row is a *cell*; the plan has one [`Gate`] holding all of them, and the
+//! committee opens only the gate's bit (the AND of its tests, never a count). Its tests:
+//!
+//! - `AtLeast(min_rows)` on each distinct cell support. A factor's `!= 0` indicator is a secret
+//!   equality test per row, skipped where the planner can prove it: a factor whose range over
+//!   present rows excludes 0 (`salary:int:1000..100000`) is never zero, a constant factor is
+//!   non-zero, and a count's row expression (`count(e)`, `count() where c`) is already its own
+//!   0/1 support. An aggregate over every row with never-zero inputs is not gated at all, and
+//!   `count()` without a filter is the public row count.
+//! - Partitions are all-or-nothing: the cells of a `group by` table or of a `hist` are under the
+//!   one gate with every other cell of the query, so one small cell withholds the whole table
+//!   and no released cell can be subtracted from a total to give away a withheld one. The rows
+//!   of a partition's union that are in no level (NULL in the group column) get a
+//!   `ZeroOrAtLeast(min_rows)`: otherwise the public total minus the released cells would
+//!   reveal them.
+//! - Differencing: for every pair of distinct supports of different aggregates of the query,
+//!   every pair of one of the query's supports and one of an earlier answered query's on the
+//!   same grant ([`LeakageRule::earlier`]), and every support against all rows (the public row
+//!   count), a `ZeroOrAtLeast(min_rows)` on their symmetric difference: two cells whose rows
+//!   differ by 1 to `min_rows - 1` rows would reveal those rows by subtraction. Pairs that
+//!   cannot differ by few rows are skipped: cells of different levels of one column (disjoint,
+//!   each at least `min_rows`) and two sums of one aggregate (they share their rows; the
+//!   `!= 0` factors only leave out rows that add nothing to the sum).
+//!
+//! [`Plan::finish_gated`] marks every output reading a withheld sum as withheld
+//! ([`OutputValue::withheld`]; its text says "withheld (fewer than N rows)"). **What remains
+//! possible:** the rule compares pairs of row sets. A difference spread over three or more
+//! queries (`A - B - C` where each pair differs by many rows) is not caught, nor is an attack
+//! that combines many released cells algebraically (solving for a row from overlapping sums),
+//! nor any inference from the released values themselves; the gate bit itself tells whether a
+//! cell had at least `min_rows` rows. Only adding calibrated noise to every released value
+//! (differential privacy) bounds what any sequence of queries reveals; the rule here is cell
+//! suppression, as statistical agencies practise it, not a privacy guarantee.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -344,7 +393,10 @@ pub struct Plan {
     pub opened: Vec<Opened>,
     /// The query's aggregates and how each is finished.
     pub outputs: Vec<Output>,
-    /// Multiplicative degree of the query (the grant scope's maximum degree must allow it).
+    /// Multiplicative degree of the query (the grant scope's maximum degree must allow it):
+    /// the largest [`deep_degree`] of an opened row expression, so filter products and
+    /// products inside compared values count; the gate tests' products do not (a gate opens
+    /// one bit, no moment of the data).
     pub degree: u32,
     /// Disclosure gates (none unless planned with a [`LeakageRule`]).
     pub gates: Vec<Gate>,
@@ -1037,6 +1089,9 @@ impl<F: PrimeField> Builder<'_, F> {
                 Some(fs) => parts.extend(fs),
             }
         }
+        // A condition that is constant true is every row; constant false leaves the 0 part,
+        // so the cell is empty and withheld.
+        parts.retain(|(_, n)| !matches!(n, Node::Const(k) if k.is_one()));
         let base = join(&parts);
         if let Some(l) = &cell.level {
             // The union of the partition's cells: the same rows without the level. Its rows in
@@ -1395,15 +1450,11 @@ fn build<F: PrimeField>(
         None => (Vec::new(), Vec::new()),
         Some(rule) => gate::<F>(&mut b, rule, schema)?,
     };
+    // The gates' products are left out: a gate opens one bit, no moment of the data.
     let degree = b
         .opened
         .iter()
         .map(|o| deep_degree(&o.node))
-        .chain(
-            gates
-                .iter()
-                .flat_map(|g| g.tests.iter().map(|t| deep_degree(t.rows()))),
-        )
         .max()
         .unwrap_or(0);
     Ok(Plan {
