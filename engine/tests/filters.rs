@@ -131,25 +131,43 @@ fn sqlite_value(db: &Connection, agg: usize, cond: &str) -> Option<Rational> {
     })
 }
 
-/// Effective supports of aggregate `agg` over `cond` (the rows where an opened sum can be
-/// non-zero): each must reach `min_rows` for the output to be released.
-fn sqlite_supports(db: &Connection, agg: usize, cond: &str) -> Vec<i64> {
+/// Effective supports of aggregate `agg` over `cond` as SQL conditions (the rows where an
+/// opened sum can be non-zero): each must reach `min_rows` for the output to be released.
+fn support_conds(agg: usize, cond: &str) -> Vec<String> {
     match AGGS[agg] {
-        ("count", None) => vec![one(db, "COUNT(*)", cond)],
-        ("count", Some(e)) => vec![one(db, &format!("COUNT({e})"), cond)],
+        ("count", None) => vec![format!("({cond})")],
+        ("count", Some(e)) => vec![format!("({cond}) AND ({e}) IS NOT NULL")],
         ("mean", Some(e)) => vec![
-            one(db, &format!("COUNT({e})"), cond),
-            one(db, "COUNT(*)", &format!("({cond}) AND ({e}) != 0")),
+            format!("({cond}) AND ({e}) IS NOT NULL"),
+            format!("({cond}) AND ({e}) != 0"),
         ],
-        (_, Some(e)) => vec![one(db, "COUNT(*)", &format!("({cond}) AND ({e}) != 0"))],
+        (_, Some(e)) => vec![format!("({cond}) AND ({e}) != 0")],
         _ => unreachable!(),
     }
 }
 
+/// 1 where an SQL condition is true, 0 where it is false or unknown.
+fn indicator(cond: &str) -> String {
+    format!("(CASE WHEN {cond} THEN 1 ELSE 0 END)")
+}
+
+/// One output cell of a random query.
+struct Cell {
+    /// Index into [`AGGS`].
+    agg: usize,
+    /// Position of its aggregate in the query.
+    pos: usize,
+    /// SQL condition of the cell (its `where` and its group level).
+    sql: String,
+    /// SQL condition of its `where` alone.
+    base: String,
+    grouped: bool,
+    filtered: bool,
+}
+
 struct Case {
     query: String,
-    /// Per output: (aggregate index, SQL condition of its cell, whether it is filtered/grouped).
-    cells: Vec<(usize, String, bool)>,
+    cells: Vec<Cell>,
 }
 
 fn case(aggs: &[(usize, Option<String>)], group: bool) -> Case {
@@ -167,13 +185,21 @@ fn case(aggs: &[(usize, Option<String>)], group: bool) -> Case {
     } else {
         vec![None]
     };
-    for (i, c) in aggs {
+    for (pos, (i, c)) in aggs.iter().enumerate() {
         for l in &levels {
-            let mut sql = c.clone().unwrap_or_else(|| "1".into());
-            if let Some(l) = l {
-                sql = format!("({sql}) AND c = '{l}'");
-            }
-            cells.push((*i, sql, c.is_some() || l.is_some()));
+            let base = c.clone().unwrap_or_else(|| "1".into());
+            let sql = match l {
+                Some(l) => format!("({base}) AND c = '{l}'"),
+                None => base.clone(),
+            };
+            cells.push(Cell {
+                agg: *i,
+                pos,
+                sql,
+                base,
+                grouped: l.is_some(),
+                filtered: c.is_some(),
+            });
         }
     }
     let mut query = parts.join(", ");
@@ -202,7 +228,7 @@ fn check(rows: &[Row], case: &Case, min_rows: Option<u64>) -> Result<(), TestCas
     let want: Vec<Option<Rational>> = case
         .cells
         .iter()
-        .map(|(i, sql, _)| sqlite_value(&db, *i, sql))
+        .map(|c| sqlite_value(&db, c.agg, &c.sql))
         .collect();
     let out: Vec<OutputValue> = match out {
         Ok(o) => o,
@@ -216,21 +242,17 @@ fn check(rows: &[Row], case: &Case, min_rows: Option<u64>) -> Result<(), TestCas
         Err(e) => panic!("{}: {e}", case.query),
     };
     prop_assert_eq!(out.len(), case.cells.len());
-    for (k, ((v, w), (agg, sql, gated))) in out.iter().zip(&want).zip(&case.cells).enumerate() {
+    let n = rows.len() as i64;
+    for (k, ((v, w), cell)) in out.iter().zip(&want).zip(&case.cells).enumerate() {
         if v.withheld {
             prop_assert!(min_rows.is_some(), "withheld without a rule");
             continue;
         }
-        let w = match w {
-            Some(w) => w,
-            None => {
-                prop_assert!(
-                    false,
-                    "{}: output {k} has a value over zero rows",
-                    case.query
-                );
-                unreachable!()
-            }
+        let Some(w) = w else {
+            return Err(TestCaseError::fail(format!(
+                "{}: output {k} has a value over zero rows",
+                case.query
+            )));
         };
         prop_assert_eq!(
             &v.exact,
@@ -240,19 +262,73 @@ fn check(rows: &[Row], case: &Case, min_rows: Option<u64>) -> Result<(), TestCas
             k,
             v.name
         );
-        if let Some(m) = min_rows {
-            if *gated || AGGS[*agg].1.is_some() {
-                for s in sqlite_supports(&db, *agg, sql) {
-                    // Released: every effective support reaches min_rows, or is every row.
+        let Some(m) = min_rows.map(|m| m as i64) else {
+            continue;
+        };
+        if !(cell.grouped || cell.filtered || AGGS[cell.agg].1.is_some()) {
+            continue; // count(): the public row count
+        }
+        let small = |c: i64| c > 0 && c < m;
+        for s in support_conds(cell.agg, &cell.sql) {
+            let count = one(&db, "COUNT(*)", &s);
+            // Released: every effective support reaches min_rows, or is every row.
+            prop_assert!(
+                count >= m || count == n,
+                "{}: {} released over {} rows (min {})",
+                case.query,
+                v.name,
+                count,
+                m
+            );
+            // Its complement (the public row count minus it) is empty or large.
+            prop_assert!(
+                !small(n - count),
+                "{}: {} leaves {} rows out",
+                case.query,
+                v.name,
+                n - count
+            );
+            // Against every support of every other released aggregate of the query (two
+            // supports of one aggregate are exempt: a sum and its count share their rows).
+            let released: Vec<&Cell> = case
+                .cells
+                .iter()
+                .zip(&out)
+                .filter(|(_, o)| !o.withheld)
+                .map(|(c, _)| c)
+                .collect();
+            let one_aggregate = |s: &str, t: &str| {
+                released.iter().any(|c| {
+                    let sup = support_conds(c.agg, &c.sql);
+                    sup.iter().any(|x| x == s) && sup.iter().any(|x| x == t)
+                })
+            };
+            for other in released.iter().filter(|o| o.pos != cell.pos) {
+                for t in support_conds(other.agg, &other.sql) {
+                    if one_aggregate(&s, &t) {
+                        continue;
+                    }
+                    let diff = one(
+                        &db,
+                        "COUNT(*)",
+                        &format!("{} != {}", indicator(&s), indicator(&t)),
+                    );
                     prop_assert!(
-                        s >= m as i64 || s == rows.len() as i64,
-                        "{}: output {} released over {} rows (min {})",
+                        !small(diff),
+                        "{}: {} and {} differ by {} rows",
                         case.query,
-                        v.name,
                         s,
-                        m
+                        t,
+                        diff
                     );
                 }
+            }
+        }
+        if cell.grouped {
+            // The rows of the group's union in no group (c NULL) are none or many.
+            for s in support_conds(cell.agg, &cell.base) {
+                let rest = one(&db, "COUNT(*)", &format!("({s}) AND c IS NULL"));
+                prop_assert!(!small(rest), "{}: {} rows with no group", case.query, rest);
             }
         }
     }

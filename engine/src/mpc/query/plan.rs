@@ -878,8 +878,8 @@ impl Cell {
 #[derive(Debug, Clone)]
 struct SetRec {
     set: RowSet,
-    /// Index of the query aggregate it belongs to.
-    aggregate: usize,
+    /// Indices of the query aggregates whose sums rest on it.
+    aggregates: BTreeSet<usize>,
     /// `(column, level)` of a group or hist cell.
     level: Option<(String, String)>,
     /// Whether it is a cell (tested `>= min_rows`) rather than the union of a partition.
@@ -1113,7 +1113,7 @@ impl<F: PrimeField> Builder<'_, F> {
             if let Some((label, node)) = base.clone() {
                 self.sets.push(SetRec {
                     set: RowSet { label, node },
-                    aggregate: self.aggregate,
+                    aggregates: BTreeSet::from([self.aggregate]),
                     level: None,
                     cell: false,
                 });
@@ -1126,7 +1126,7 @@ impl<F: PrimeField> Builder<'_, F> {
         self.gated.insert(i);
         self.sets.push(SetRec {
             set: RowSet { label, node },
-            aggregate: self.aggregate,
+            aggregates: BTreeSet::from([self.aggregate]),
             level: cell
                 .level
                 .as_ref()
@@ -1476,13 +1476,16 @@ fn gate<F: PrimeField>(
     schema: &Schema,
 ) -> Result<(Vec<Gate>, Vec<RowSet>), QueryError> {
     // Distinct row sets of this query, first occurrence kept.
-    let mut seen = BTreeSet::new();
-    let sets: Vec<SetRec> = b
-        .sets
-        .iter()
-        .filter(|s| seen.insert(s.set.label.clone()))
-        .cloned()
-        .collect();
+    let mut sets: Vec<SetRec> = Vec::new();
+    for s in &b.sets {
+        match sets.iter_mut().find(|t| t.set.label == s.set.label) {
+            Some(t) => {
+                t.aggregates.extend(s.aggregates.iter().copied());
+                t.cell |= s.cell;
+            }
+            None => sets.push(s.clone()),
+        }
+    }
     let supports: Vec<RowSet> = sets.iter().map(|s| s.set.clone()).collect();
     if b.gated.is_empty() {
         return Ok((Vec::new(), supports));
@@ -1547,7 +1550,8 @@ fn gate<F: PrimeField>(
     };
     for (i, u) in sets.iter().enumerate() {
         for v in &sets[i + 1..] {
-            let same_aggregate = u.aggregate == v.aggregate;
+            // Two row sets of one aggregate (a sum and its count, or the same set asked twice).
+            let same_aggregate = !u.aggregates.is_disjoint(&v.aggregates);
             // Cells of different levels of one column are disjoint, and each is tested
             // `>= min_rows`: their difference is their union.
             let disjoint = matches!((&u.level, &v.level), (Some((c1, l1)), Some((c2, l2))) if c1 == c2 && l1 != l2)
