@@ -84,6 +84,10 @@ fn atom() -> impl Strategy<Value = String> {
         Just("-a > b * b - 4".to_owned()),
         Just("1 < 2".to_owned()),
         Just("a > 100".to_owned()),
+        Just("a is null".to_owned()),
+        Just("a + b is not null".to_owned()),
+        Just("c is null".to_owned()),
+        Just("c is not null".to_owned()),
     ]
 }
 
@@ -213,6 +217,9 @@ fn check(rows: &[Row], case: &Case, min_rows: Option<u64>) -> Result<(), TestCas
     let d = Dataset::parse(&csv_of(rows)).unwrap();
     let db = sqlite_of(rows);
     let q = parse(&case.query).unwrap();
+    // The canonical text parses back to itself.
+    let canonical = q.to_string();
+    prop_assert_eq!(parse(&canonical).unwrap().to_string(), canonical.clone());
     let rule = LeakageRule {
         min_rows: min_rows.unwrap_or(1),
         earlier: Vec::new(),
@@ -489,6 +496,11 @@ fn every_operator_at_its_boundaries_against_sqlite() {
         "x >= 7.5",
         "x < -999.5",
         "1 > 2",
+        "x is null",
+        "y is not null",
+        "x + y is null",
+        "not x is null and y > 0",
+        "x > 0 or y is null",
     ];
     for c in conds {
         let q = format!("count() where {c}, sum(y) where {c}, count(x + y) where {c}");

@@ -100,7 +100,9 @@ impl Expr {
 
 /// Words of the condition and grouping syntax: a column with one of these names is written in
 /// double quotes.
-pub const KEYWORDS: [&str; 8] = ["where", "and", "or", "not", "between", "in", "group", "by"];
+pub const KEYWORDS: [&str; 10] = [
+    "where", "and", "or", "not", "between", "in", "group", "by", "is", "null",
+];
 
 /// Whether `name` can be written without quotes (an identifier that is not a keyword).
 pub fn is_bare(name: &str) -> bool {
@@ -278,6 +280,15 @@ pub enum Cond {
         /// Where the `in` keyword is.
         span: Span,
     },
+    /// `expr is [not] null`: never unknown.
+    IsNull {
+        /// The tested expression (NULL where any column it reads is NULL).
+        expr: Expr,
+        /// `is not null`.
+        negated: bool,
+        /// Where the `is` keyword is.
+        span: Span,
+    },
     /// `not c`.
     Not(Box<Cond>),
     /// `a and b`.
@@ -329,6 +340,10 @@ impl Cond {
                     write!(f, "{e}")?;
                 }
                 f.write_str(")")
+            }
+            Cond::IsNull { expr, negated, .. } => {
+                let not = if *negated { "not " } else { "" };
+                write!(f, "{expr} is {not}null")
             }
             Cond::Not(c) => {
                 f.write_str("not ")?;

@@ -18,12 +18,14 @@
 //! `P` the product of the validity columns of `S`. Then exactly as SQL: `not` swaps them;
 //! `a and b` is true `= Ta Tb`, false `= Fa + Fb - Fa Fb`; `a or b` is true
 //! `= Ta + Tb - Ta Tb`, false `= Fa Fb` (when neither side can be unknown, false is `1 - true`,
-//! saving a product). A row counts only where the condition is true.
+//! saving a product). A row counts only where the condition is true. `e is null` is
+//! `1 - P` (never unknown), `e is not null` is `P`.
 //!
 //! **Categories.** A category column is one-hot ("c=red" is `2^16` on the rows of level `red`,
 //! 0 elsewhere and on NULL rows). `c = 'red'` (or `c = 3` for a level written `3`) is true
 //! `= [("c=red") - 2^16 = 0]` and false `= [sum of the other levels - 2^16 = 0]`; `c in (...)`
-//! takes the sum of the listed levels; `!=` and `not in` swap the two. Each is an 18-bit
+//! takes the sum of the listed levels; `!=` and `not in` swap the two; `c is null` is
+//! `1 - [sum of every level - 2^16 = 0]`. Each is an 18-bit
 //! equality test, so the indicator is a 0/1 value at scale 2^0 (the one-hot column itself is at
 //! scale 2^16 and no integer polynomial maps `2^16` to 1). Other comparisons of a category are
 //! refused.
@@ -202,6 +204,28 @@ impl CondLowering<'_> {
     pub fn cond(&self, c: &Cond) -> Result<Truth, QueryError> {
         Ok(match c {
             Cond::Not(c) => self.cond(c)?.negate(),
+            Cond::IsNull { expr, negated, .. } => {
+                let present = match self.category(expr) {
+                    Some((name, levels, _)) => {
+                        let all = levels.iter().cloned().collect();
+                        self.level_set(&name, &levels, &all)?.t
+                    }
+                    None => match self.exact(expr)? {
+                        Exact::Const(_) => Node::Const(BigInt::one()),
+                        Exact::Secret { nullable, .. } => self.present(&nullable),
+                    },
+                };
+                let t = Truth {
+                    f: present.clone(),
+                    t: one_minus(present),
+                    never_null: true,
+                };
+                if *negated {
+                    t.negate()
+                } else {
+                    t
+                }
+            }
             Cond::And(a, b) => self.cond(a)?.and(self.cond(b)?),
             Cond::Or(a, b) => self.cond(a)?.or(self.cond(b)?),
             Cond::Compare { op, lhs, rhs, span } => self.compare(*op, lhs, rhs, *span)?,

@@ -9,7 +9,7 @@
 //! conj      := neg ("and" neg)*
 //! neg       := "not" neg | pred
 //! pred      := "(" cond ")" | expr cmp expr | expr ["not"] "between" expr "and" expr
-//!            | expr ["not"] "in" "(" expr ("," expr)* ")"
+//!            | expr ["not"] "in" "(" expr ("," expr)* ")" | expr "is" ["not"] "null"
 //! cmp       := "<" | "<=" | ">" | ">=" | "=" | "!=" | "<>"
 //! expr      := term (("+" | "-") term)*
 //! term      := unary ("*" unary)*
@@ -21,7 +21,7 @@
 //!
 //! A `where` belongs to the aggregate it follows (`sum(x), mean(y) where z > 1` filters only
 //! `mean(y)`); `group by` applies to every aggregate. Keywords (`where and or not between in
-//! group by`) are not column names unless quoted. A `(` that opens a condition and one that
+//! group by is null`) are not column names unless quoted. A `(` that opens a condition and one that
 //! opens an expression (`(x + 1) > 2`) are told apart by trying the condition first.
 
 use super::ast::{Aggregate, BinOp, Cond, Expr, Query, KEYWORDS};
@@ -286,6 +286,25 @@ impl Parser<'_> {
                 span: t.span,
             });
         }
+        if self.keyword("is") {
+            let k = self.next();
+            let negated = self.keyword("not");
+            if negated {
+                self.pos += 1;
+            }
+            let n = self.next();
+            if !matches!(&n.tok, Tok::Ident(w) if w == "null") {
+                return Err(self.error(
+                    n.span,
+                    &format!("expected `null` after `is`, found {}", n.tok.describe()),
+                ));
+            }
+            return Ok(Cond::IsNull {
+                expr: lhs,
+                negated,
+                span: k.span,
+            });
+        }
         let negated = self.keyword("not");
         if negated {
             self.pos += 1;
@@ -332,7 +351,7 @@ impl Parser<'_> {
         let what = if negated {
             "expected `between` or `in` after `not`"
         } else {
-            "expected a comparison (<, <=, >, >=, =, !=, between, in)"
+            "expected a comparison (<, <=, >, >=, =, !=, between, in, is null)"
         };
         Err(self.error(k.span, &format!("{what}, found {}", k.tok.describe())))
     }
@@ -547,6 +566,10 @@ mod tests {
                 "sum(x) where a = 1 or (b = 2 or c = 3)",
             ),
             ("sum(x) where not not a = 1", "sum(x) where not not a = 1"),
+            (
+                "sum(x) where a is null or b+1 is not  null",
+                "sum(x) where a is null or b + 1 is not null",
+            ),
             ("mean(y) group by c", "mean(y) group by c"),
             (
                 "mean(y) where x > 0, count() group by \"my col\"",
@@ -605,6 +628,9 @@ mod tests {
             ("sum(x) group by 1", 16, "group by takes a column name"),
             ("sum(x) group by c, sum(y)", 17, "expected end of query"),
             ("sum(x) where c = 'red", 17, "unterminated text literal"),
+            ("sum(x) where x is 1", 18, "expected `null` after `is`"),
+            ("sum(x) where x is not", 21, "expected `null` after `is`"),
+            ("sum(null)", 4, "`null` is a keyword"),
             (
                 "sum(x) where x > 1 where y > 2",
                 19,

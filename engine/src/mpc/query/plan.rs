@@ -115,8 +115,9 @@ use crate::mpc::fixed::{check_bits, Decimal, FixedError, Interval, Scale};
 /// Fractional digits of the decimal text of a result that does not terminate.
 pub const DECIMAL_DIGITS: u32 = 18;
 
-/// A lowered row expression, evaluated on shares by [`crate::mpc::eval`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A lowered row expression, evaluated on shares by [`crate::mpc::eval`]. Equal subtrees are
+/// equal values (`Hash` lets an evaluator compute a repeated comparison once).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Node {
     /// A field column (index into [`Schema::fields`]).
     Column(usize),
