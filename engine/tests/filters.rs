@@ -598,9 +598,14 @@ fn planner_refusals_name_the_term() {
     let e = plan_error(&d, "count() where a > b");
     match &e {
         QueryError::CompareTooWide {
-            term, bits, max, ..
+            term,
+            bits,
+            max,
+            offset,
+            ..
         } => {
             assert_eq!(term, "a - b");
+            assert_eq!(*offset, 14);
             assert_eq!((*bits, *max), (87, 85));
         }
         other => panic!("{other}"),
@@ -615,6 +620,17 @@ fn planner_refusals_name_the_term() {
             &d.schema
         )
         .is_ok()
+    );
+    // Under the leakage rule a factor that may be 0 gets an equality test: too wide for a.
+    let rule = LeakageRule {
+        min_rows: 1,
+        earlier: Vec::new(),
+    };
+    let q = "sum(b), dot(b, a)";
+    let e = plan_with_rule::<Mersenne127>(q, &parse(q).unwrap(), &d.schema, &rule).unwrap_err();
+    assert!(
+        matches!(&e, QueryError::CompareTooWide { term, offset: 15, .. } if term == "a != 0"),
+        "{e}"
     );
     // A product in a comparison grows the bits.
     let e = plan_error(&d, "count() where a * b > 3");

@@ -346,7 +346,11 @@ impl CondLowering<'_> {
         let one = BigInt::from(LEVEL_ONE);
         // One-hot: the sum of any set of levels is 0 or 2^16.
         let bits = Interval::new(-one.clone(), BigInt::zero()).bits() + 1;
-        let bits = self.check_bits(&format!("{name} in levels"), bits)?;
+        let bits = self.check_bits(
+            &format!("{name} in levels"),
+            bits,
+            Span { start: 0, end: 0 },
+        )?;
         let test = |s: &BTreeSet<String>| {
             if s.is_empty() {
                 Node::Const(BigInt::zero())
@@ -364,10 +368,11 @@ impl CondLowering<'_> {
         })
     }
 
-    fn check_bits(&self, term: &str, bits: u64) -> Result<u32, QueryError> {
+    fn check_bits(&self, term: &str, bits: u64, span: Span) -> Result<u32, QueryError> {
         if bits > u64::from(self.max_bits) {
             return Err(QueryError::CompareTooWide {
                 term: term.to_owned(),
+                offset: span.start,
                 bits,
                 max: self.max_bits,
                 field: self.field,
@@ -379,9 +384,9 @@ impl CondLowering<'_> {
     /// The 0/1 indicator `[node != 0]` for a row expression with worst case `range`.
     ///
     /// # Errors
-    /// [`QueryError::CompareTooWide`] naming `term`.
-    pub fn nonzero(&self, term: &str, node: Node, range: &Interval) -> Result<Node, QueryError> {
-        let bits = self.check_bits(&format!("{term} != 0"), range.bits() + 1)?;
+    /// [`QueryError::CompareTooWide`] naming `term != 0` and pointing at it.
+    pub fn nonzero(&self, term: &Expr, node: Node, range: &Interval) -> Result<Node, QueryError> {
+        let bits = self.check_bits(&format!("{term} != 0"), range.bits() + 1, term.span())?;
         Ok(one_minus(Node::EqualsZero {
             value: Box::new(node),
             bits,
@@ -434,7 +439,11 @@ impl CondLowering<'_> {
             span,
         }
         .to_string();
-        let bits = self.check_bits(&term, range.bits() + 1)?;
+        let whole = Span {
+            start: lhs.span().start.min(rhs.span().start),
+            end: lhs.span().end.max(rhs.span().end),
+        };
+        let bits = self.check_bits(&term, range.bits() + 1, whole)?;
         let lt = |v: Node| Node::LessThanZero {
             value: Box::new(v),
             bits,

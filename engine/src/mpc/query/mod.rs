@@ -192,10 +192,12 @@ pub enum QueryError {
         expected: usize,
     },
     /// A compared expression whose worst case has more bits than a secure comparison takes.
-    #[error("compared term `{term}` needs {bits} bits in the worst case; a comparison in the {field} field takes at most {max}")]
+    #[error("compared term `{term}` at byte {offset} needs {bits} bits in the worst case; a comparison in the {field} field takes at most {max}")]
     CompareTooWide {
         /// The difference of the two sides, as compared.
         term: String,
+        /// Byte offset of the comparison in the query.
+        offset: usize,
         /// Bits needed, sign bit included.
         bits: u64,
         /// [`crate::mpc::compare::max_compare_bits`] of the field.
@@ -263,6 +265,7 @@ impl QueryError {
             | QueryError::UnknownColumn { offset, .. }
             | QueryError::WrongColumnKind { offset, .. }
             | QueryError::UnknownLevel { offset, .. }
+            | QueryError::CompareTooWide { offset, .. }
             | QueryError::TooManyLevels { offset, .. } => Some(*offset),
             _ => None,
         }

@@ -1052,7 +1052,7 @@ impl<F: PrimeField> Builder<'_, F> {
                     }
                     let label = format!("{f} != 0");
                     if let std::collections::btree_map::Entry::Vacant(v) = out.entry(label) {
-                        v.insert(self.conds.nonzero(&f.to_string(), t.node, &t.range)?);
+                        v.insert(self.conds.nonzero(f, t.node, &t.range)?);
                     }
                 }
             }
