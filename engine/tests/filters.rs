@@ -568,6 +568,20 @@ fn category_levels_and_groups() {
             ("count()[plan=3] where x > 15", Some("3"), "1"),
         ]
     );
+    // A filtered hist: each bin counts the rows of its level where the condition is true.
+    let hist = clear_values(&d, "hist(plan) where x >= 20 or x is null");
+    let got: Vec<(&str, &str)> = hist
+        .iter()
+        .map(|v| (v.name.as_str(), v.decimal.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("hist(plan)[1] where x >= 20 or x is null", "1"),
+            ("hist(plan)[2] where x >= 20 or x is null", "1"),
+            ("hist(plan)[3] where x >= 20 or x is null", "2"),
+        ]
+    );
     // The group appears in the JSON only for grouped queries.
     let json = serde_json::to_string(&out[0]).unwrap();
     assert!(json.contains("\"group\":\"1\""), "{json}");
