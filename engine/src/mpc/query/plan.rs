@@ -100,8 +100,11 @@
 //! possible:** the rule compares pairs of row sets. A difference spread over three or more
 //! queries (`A - B - C` where each pair differs by many rows) is not caught, nor is an attack
 //! that combines many released cells algebraically (solving for a row from overlapping sums),
-//! nor any inference from the released values themselves; the gate bit itself tells whether a
-//! cell had at least `min_rows` rows. Only adding calibrated noise to every released value
+//! nor any inference from the released values themselves. A refusal is information too: the
+//! gate bit tells whether every test passed, so a query built to be refused exactly when one
+//! row has some property (its support equal to an earlier one's unless that row matches)
+//! reveals that property by being refused or answered; denials leak (Kenthapadi, Mishra and
+//! Nissim, "Simulatable Auditing", PODS 2005). Only adding calibrated noise to every released value
 //! (differential privacy) bounds what any sequence of queries reveals; the rule here is cell
 //! suppression, as statistical agencies practise it, not a privacy guarantee.
 
