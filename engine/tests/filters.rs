@@ -707,6 +707,39 @@ fn planner_refusals_name_the_term() {
             .contains("hist cannot be combined with group by"),
         "{e}"
     );
+    // Too many cells, and too many pairs for the leakage rule: refused, not planned.
+    let mut csv = String::from("g:cat,x:int\n");
+    for i in 0..60 {
+        csv.push_str(&format!("l{i},{i}\n"));
+    }
+    let wide = Dataset::parse(&csv).unwrap();
+    let q = format!("{} group by g", vec!["count()"; 20].join(", "));
+    let e = plan_error(&wide, &q);
+    assert!(
+        matches!(
+            e,
+            QueryError::TooManyCells {
+                cells: 1200,
+                max: 1024
+            }
+        ),
+        "{e}"
+    );
+    let q = format!("{} group by g", vec!["count()"; 17].join(", "));
+    assert!(btcmpc_engine::mpc::query::plan::plan_text::<Mersenne127>(
+        &q,
+        &parse(&q).unwrap(),
+        &wide.schema
+    )
+    .is_ok());
+    let many: Vec<String> = (0..100).map(|i| format!("count() where b > {i}")).collect();
+    let q = many.join(", ");
+    let rule = LeakageRule {
+        min_rows: 10,
+        earlier: Vec::new(),
+    };
+    let e = plan_with_rule::<Mersenne127>(&q, &parse(&q).unwrap(), &d.schema, &rule).unwrap_err();
+    assert!(matches!(e, QueryError::TooManyTests { max: 4096 }), "{e}");
     // Too many levels for a table.
     let mut csv = String::from("g:cat,x:int\n");
     for i in 0..65 {

@@ -233,6 +233,20 @@ pub enum QueryError {
         /// The query with a caret line under the name.
         caret: String,
     },
+    /// A query with more outputs than [`plan::MAX_CELLS`].
+    #[error("the query has {cells} cells (aggregates times group levels, hist bins), at most {max} are allowed")]
+    TooManyCells {
+        /// Cells of the query.
+        cells: usize,
+        /// [`plan::MAX_CELLS`].
+        max: usize,
+    },
+    /// The leakage rule would need more tests than [`plan::MAX_GATE_TESTS`].
+    #[error("the leakage rule needs more than {max} tests for this query (too many cells, or too many earlier queries to compare with)")]
+    TooManyTests {
+        /// [`plan::MAX_GATE_TESTS`].
+        max: usize,
+    },
     /// [`plan::Plan::finish_gated`] was given the wrong number of gate bits.
     #[error("{got} gate bits given, the plan has {expected} gates")]
     GateBits {

@@ -832,6 +832,13 @@ pub struct LeakageRule {
 /// Most levels a `group by` column may have (one table row per level).
 pub const MAX_GROUP_LEVELS: usize = 64;
 
+/// Most outputs (cells: aggregates times group levels, hist bins) a query may have.
+pub const MAX_CELLS: usize = 1024;
+
+/// Most tests the leakage rule's gate may hold (each is a row sum and a comparison; the pairs
+/// grow with the square of the cells and with the earlier queries).
+pub const MAX_GATE_TESTS: usize = 4096;
+
 /// A `group by` or `hist` level of a cell.
 #[derive(Debug, Clone)]
 struct Level {
@@ -1425,6 +1432,24 @@ fn build<F: PrimeField>(
             out
         }
     };
+    let cells: usize = query
+        .aggregates
+        .iter()
+        .map(|(a, _)| match a {
+            Aggregate::Hist { column, .. } => match schema.column(column).map(|c| &c.kind) {
+                Some(ColumnKind::Category { levels }) => levels.len(),
+                _ => 1,
+            },
+            _ => 1,
+        })
+        .sum::<usize>()
+        .saturating_mul(groups.len());
+    if cells > MAX_CELLS {
+        return Err(QueryError::TooManyCells {
+            cells,
+            max: MAX_CELLS,
+        });
+    }
     let mut outputs = Vec::new();
     for (ai, (agg, span)) in query.aggregates.iter().enumerate() {
         b.aggregate = ai;
@@ -1538,7 +1563,7 @@ fn gate<F: PrimeField>(
     let mut pairs = BTreeSet::new();
     let mut pair = |u: &RowSet, v: &RowSet, tests: &mut Vec<GateTest>| {
         if u.label == v.label {
-            return;
+            return Ok(());
         }
         let key = if u.label < v.label {
             (u.label.clone(), v.label.clone())
@@ -1546,7 +1571,12 @@ fn gate<F: PrimeField>(
             (v.label.clone(), u.label.clone())
         };
         if !pairs.insert(key) {
-            return;
+            return Ok(());
+        }
+        if tests.len() >= MAX_GATE_TESTS {
+            return Err(QueryError::TooManyTests {
+                max: MAX_GATE_TESTS,
+            });
         }
         let rows = if matches!(&v.node, Node::Const(k) if k.is_one()) {
             filter::one_minus(u.node.clone())
@@ -1558,6 +1588,7 @@ fn gate<F: PrimeField>(
             )
         };
         tests.push(GateTest::ZeroOrAtLeast { rows, min_rows });
+        Ok(())
     };
     for (i, u) in sets.iter().enumerate() {
         for v in &sets[i + 1..] {
@@ -1569,7 +1600,7 @@ fn gate<F: PrimeField>(
                 && u.cell
                 && v.cell;
             if !same_aggregate && !disjoint {
-                pair(&u.set, &v.set, &mut tests);
+                pair(&u.set, &v.set, &mut tests)?;
             }
         }
         // A cell of one level of a column with two levels or more differs from all rows by at
@@ -1583,7 +1614,7 @@ fn gate<F: PrimeField>(
             if k == 0 && implied {
                 continue;
             }
-            pair(&u.set, v, &mut tests);
+            pair(&u.set, v, &mut tests)?;
         }
     }
     let gate = Gate {
