@@ -6,7 +6,9 @@
 use btcmpc_engine::mpc::csv::Dataset;
 use btcmpc_engine::mpc::field::{Mersenne127, Secp256k1Scalar};
 use btcmpc_engine::mpc::query::num::Rational;
-use btcmpc_engine::mpc::query::{parse, plan_with_rule, LeakageRule, OutputValue, QueryError};
+use btcmpc_engine::mpc::query::{
+    parse, plan_with_rule, LeakageRule, Node, OutputValue, QueryError,
+};
 use num_bigint::BigInt;
 use proptest::prelude::*;
 use rusqlite::Connection;
@@ -169,6 +171,19 @@ struct Cell {
     filtered: bool,
 }
 
+/// Whether every comparison in `n` gets a value of at most its `bits` (sign included).
+fn fits(n: &Node, row: &dyn Fn(usize) -> i128) -> bool {
+    match n {
+        Node::LessThanZero { value, bits } | Node::EqualsZero { value, bits } => {
+            let v = value.eval_row(row);
+            v.magnitude().bits() < u64::from(*bits) && fits(value, row)
+        }
+        Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => fits(a, row) && fits(b, row),
+        Node::Neg(a) | Node::Scale(a, _) => fits(a, row),
+        Node::Column(_) | Node::Const(_) => true,
+    }
+}
+
 struct Case {
     query: String,
     cells: Vec<Cell>,
@@ -230,6 +245,24 @@ fn check(rows: &[Row], case: &Case, min_rows: Option<u64>) -> Result<(), TestCas
         btcmpc_engine::mpc::query::plan::plan_text::<Mersenne127>(&case.query, &q, &d.schema)
             .unwrap()
     };
+    // The contracts the evaluator relies on, on every row: a compared value fits its bits
+    // (sign included), and a gate test counts a 0/1 row expression.
+    for r in 0..rows.len() {
+        let row = |c: usize| d.values[c][r];
+        for o in &p.opened {
+            prop_assert!(fits(&o.node, &row), "{}: {}", case.query, o.label);
+        }
+        for t in p.gates.iter().flat_map(|g| &g.tests) {
+            prop_assert!(fits(t.rows(), &row), "{}", case.query);
+            let v = t.rows().eval_row(&row);
+            prop_assert!(
+                v == BigInt::from(0) || v == BigInt::from(1),
+                "{}: {}",
+                case.query,
+                v
+            );
+        }
+    }
     let bits = p.gate_bits_clear(&d.values);
     let out = p.finish_gated(&p.eval_clear(&d.values), &bits);
     let want: Vec<Option<Rational>> = case
