@@ -104,10 +104,6 @@ pub(super) struct JobRecord {
     #[serde(default)]
     pub(super) mask_session: Option<String>,
     #[serde(default)]
-    pub(super) setup_log: Vec<LogEntry>,
-    #[serde(default)]
-    pub(super) eval_log: Vec<LogEntry>,
-    #[serde(default)]
     pub(super) delivery: Option<JobDelivery>,
     #[serde(default)]
     pub(super) paid: Option<JobPaid>,
@@ -122,6 +118,11 @@ pub(super) struct JobRecord {
 
 pub(super) fn job_key(job: &Hash32) -> String {
     format!("job:{}", hex::encode(job))
+}
+
+/// The journal of a job's key agreement.
+pub(super) fn setup_journal(job: &Hash32) -> String {
+    format!("jobsetup:{}", hex::encode(job))
 }
 
 /// The session id of a job's PRSS key agreement (its evaluation uses the job id).
@@ -213,6 +214,10 @@ pub(super) struct JobSession<F: PrimeField> {
     masks: Vec<F>,
     prss: Option<Prss<F>>,
     ignored: BTreeSet<PartyId>,
+    /// The key agreement's log (persisted in the store's journal `jobsetup:HEX`).
+    setup_log: Vec<LogEntry>,
+    /// The evaluation's log (journal `job:HEX`).
+    eval_log: Vec<LogEntry>,
     /// The evaluation's local passes: the machine is rebuilt for every event.
     memo: LocalMemo<F>,
     pub(super) phase: Phase,
@@ -411,8 +416,6 @@ impl Core {
             quote: quote.clone(),
             state: "quoted".into(),
             mask_session: None,
-            setup_log: Vec::new(),
-            eval_log: Vec::new(),
             delivery: None,
             paid: None,
             claim_txid: None,
@@ -439,6 +442,11 @@ impl Core {
 
     pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
         let open = !matches!(rec.state.as_str(), "claimed" | "failed");
+        if !matches!(rec.state.as_str(), "quoted" | "running") {
+            // Delivered or failed: the machines' outcome is recorded, their logs are done with.
+            self.store.delete_journal(&setup_journal(&rec.quote.job))?;
+            self.store.delete_journal(&job_key(&rec.quote.job))?;
+        }
         if !open {
             // The output masks are of no use once the job is over.
             if let Some(m) = &rec.mask_session {
@@ -568,15 +576,16 @@ impl Core {
         match j.phase {
             Phase::Setup => {
                 if let Some(e) = event {
-                    j.record.setup_log.push(e);
-                    self.put_job(&j.record)?;
+                    self.store
+                        .append_journal(&setup_journal(&j.id), e.0, &e.1)?;
+                    j.setup_log.push(e);
                 }
                 self.setup_step(j, fresh)
             }
             Phase::Eval => {
                 if let Some(e) = event {
-                    j.record.eval_log.push(e);
-                    self.put_job(&j.record)?;
+                    self.store.append_journal(&job_key(&j.id), e.0, &e.1)?;
+                    j.eval_log.push(e);
                 }
                 self.eval_step(j, fresh)
             }
@@ -605,7 +614,7 @@ impl Core {
         let mut m = self
             .setup_machine::<F>()
             .map_err(|e| PartyError::Manifest(e.to_string()))?;
-        let (send, out) = replay(&mut m, self.params.n(), &j.record.setup_log, fresh);
+        let (send, out) = replay(&mut m, self.params.n(), &j.setup_log, fresh);
         let sid = setup_session(&j.id);
         let key = format!("jobsetup:{}", hex::encode(j.id));
         for o in send {
@@ -665,7 +674,7 @@ impl Core {
         if self.fault(Fault::WrongProduct) {
             m.lie_in_openings(F::ONE);
         }
-        let (send, out) = replay(&mut m, self.params.n(), &j.record.eval_log, fresh);
+        let (send, out) = replay(&mut m, self.params.n(), &j.eval_log, fresh);
         let waiting = m.waiting();
         let evidence = m.evidence().to_vec();
         drop(m);
@@ -959,6 +968,17 @@ impl Core {
             plan_text::<F>(&rec.request.query, &parsed, &schema).map_err(|e| e.to_string())?;
         let id = rec.quote.job;
         let mut j = JobSession::new(id, rec, plan, None);
+        let journal = |key: String| -> Result<Vec<LogEntry>, Refuse> {
+            Ok(self
+                .store
+                .journal(&key)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(from, bytes)| LogEntry(from, bytes))
+                .collect())
+        };
+        j.setup_log = journal(setup_journal(&id))?;
+        j.eval_log = journal(job_key(&id))?;
         j.phase = match j.record.state.as_str() {
             "quoted" => Phase::Quoted,
             "running" => Phase::Setup,
@@ -973,7 +993,7 @@ impl Core {
             self.load_columns(&mut j)?;
             // The setup log replays to its output (if it finished), then the evaluation's.
             let mut m = self.setup_machine::<F>().map_err(|e| e.to_string())?;
-            let (_, out) = replay(&mut m, self.params.n(), &j.record.setup_log, true);
+            let (_, out) = replay(&mut m, self.params.n(), &j.setup_log, true);
             if let Some(Ok(SetupOutput {
                 prss: Some(prss),
                 excluded,
@@ -1004,6 +1024,8 @@ impl<F: PrimeField> JobSession<F> {
             masks: Vec::new(),
             prss: None,
             ignored: BTreeSet::new(),
+            setup_log: Vec::new(),
+            eval_log: Vec::new(),
             memo: LocalMemo::default(),
             phase: Phase::Quoted,
         }
