@@ -902,7 +902,7 @@ fn call(
                 let blockhash = node
                     .transaction(&txid)
                     .and_then(|i| i.confirmation.map(|c| c.block_hash));
-                return crate::rpc::raw_transaction(node, &txid, 1, blockhash).map_err(|e| {
+                return crate::core_json::raw_transaction(node, &txid, 1, blockhash).map_err(|e| {
                     CallError {
                         code: 2,
                         message: e.message,
