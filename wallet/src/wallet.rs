@@ -12,7 +12,7 @@ use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, Tran
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::chain::ChainClient;
+use crate::electrum::ChainClient;
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
