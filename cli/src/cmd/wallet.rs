@@ -251,15 +251,19 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let mut wallet = open(global)?;
             let chain = connect(global)?;
             let r = wallet.sync(&chain)?;
+            // Claims still unconfirmed a block after their broadcast pay more (bounded).
+            let bumped = wallet.bump_stuck_claims(&chain, btcmpc_wallet::MAX_CLAIM_FEE_RATE)?;
             let (confirmed, unconfirmed) = wallet.balance();
             Ok(Report::new(
                 format!(
-                    "synced to height {}{}; re-broadcast {} transaction(s)\nconfirmed:   {confirmed}\nunconfirmed: {unconfirmed}",
+                    "synced to height {}{}; re-broadcast {} transaction(s), fee-bumped {} claim(s)\nconfirmed:   {confirmed}\nunconfirmed: {unconfirmed}",
                     r.tip,
                     if r.full_scan { " (full scan)" } else { "" },
-                    r.rebroadcast
+                    r.rebroadcast,
+                    bumped.len()
                 ),
                 json!({"height": r.tip, "full_scan": r.full_scan, "rebroadcast": r.rebroadcast,
+                    "bumped": bumped.iter().map(|(old, new)| json!({"replaced": old.to_string(), "by": new.to_string()})).collect::<Vec<_>>(),
                     "confirmed": confirmed.to_sat(), "unconfirmed": unconfirmed.to_sat()}),
             ))
         }
