@@ -38,7 +38,9 @@ pub use contracts::{
 };
 pub use electrum::{check_transport, ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
 pub use error::WalletError;
-pub use fee::{FeeChoice, FeePolicy, DEFAULT_FEE_POLICY};
+pub use fee::{
+    FeeChoice, FeePolicy, CONTRACT_TARGET, DEFAULT_FEE_POLICY, FEE_FLOOR, PAYMENT_TARGET,
+};
 pub use store::{BroadcastRecord, ContractRecord};
 pub use wallet::{
     move_aside, ExistingDatabase, HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE,
