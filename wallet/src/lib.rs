@@ -31,7 +31,7 @@ mod store;
 mod wallet;
 mod watch;
 
-pub use backup::Backup;
+pub use backup::{Backup, ContractKey, PendingSpend};
 pub use contracts::{
     contract_name, contract_status, preimage_in_witness, ClaimRules, ContractStatus, EscrowPromise,
     FundingStatus, OutputStatus, SpendStatus,
