@@ -264,6 +264,11 @@ fn demo_all_runs_every_scenario_with_results_and_balances_to_the_satoshi() {
         "{s}"
     );
     assert_eq!(change(s, "service-b"), 0, "{s}");
+    assert_eq!(
+        steps(s, "refused by 4 parties (revoked)").len(),
+        1,
+        "every party refused, and the timeline says so: {s}"
+    );
     let revoke = steps(s, "REVOKE record");
     assert_eq!(revoke.len(), 1);
     assert!((-2_000..0).contains(&revoke[0]), "{s}");

@@ -81,7 +81,7 @@ enum Cmd {
         /// Largest multiplicative degree of a query: sum, count and mean of one column are 1,
         /// var, cov and dot are 2; a column with empty cells adds 1 where it is multiplied
         /// by the presence of another (sum(a + b) over two gappy columns is 2).
-        #[arg(long, value_name = "D", default_value_t = 2)]
+        #[arg(long, value_name = "D", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
         max_degree: u8,
         /// The grant ends at this height (absolute or +N); default: never.
         #[arg(long, value_name = "H")]

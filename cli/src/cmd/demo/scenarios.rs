@@ -893,7 +893,17 @@ pub fn revoked(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         format!("the refusal says why: {err}"),
         err.contains("revoked"),
     );
-    let parties = err.matches("was revoked").count();
+    // "parties 1, 2, 3, 4: ... was revoked ...; party 5: ...": the parties named before each
+    // reason that says so.
+    let parties: usize = err
+        .split("; ")
+        .filter(|part| part.contains("was revoked"))
+        .filter_map(|part| {
+            let at = part.find("parties ").or_else(|| part.find("party "))?;
+            let (who, _) = part[at..].split_once(':')?;
+            Some(who.split(',').count())
+        })
+        .sum();
     o.step(
         w.height()?,
         format!(
