@@ -187,6 +187,8 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
                 btcmpc_engine::node::paid::by_reason(&job.refused)
             } else if !job.silent.is_empty() {
                 btcmpc_engine::node::paid::by_reason(&job.silent)
+            } else if !job.deliveries.is_empty() {
+                "computed, never funded: no party released its key".into()
             } else {
                 "it was not run".into()
             };
