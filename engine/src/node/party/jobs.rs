@@ -686,7 +686,9 @@ impl Core {
             self.send_out(&key, &id, o, None)?;
         }
         match out {
-            Some(Ok(aggregates)) => self.deliver_output(j, &aggregates),
+            // Withheld sums (a gate whose bit opened to 0) are already 0 here, so their
+            // masked shares carry only the mask; `evaluation.gates` holds the public gate bits.
+            Some(Ok(evaluation)) => self.deliver_output(j, &evaluation.values),
             Some(Err(e)) => self.fail_job(j, &format!("evaluation: {e}")),
             None => {
                 if let Some(r) = waiting {
