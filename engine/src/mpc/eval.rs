@@ -1302,7 +1302,12 @@ mod tests {
 
     /// What four parties did in one evaluation: each one's output and the messages it sent
     /// (in order), and the local passes its memo ran (0 without one).
-    type Outcome = (Vec<Vec<F>>, Vec<Vec<Outgoing<F>>>, Vec<usize>);
+    type Outcome = (
+        Vec<Vec<F>>,
+        Vec<Vec<Outgoing<F>>>,
+        Vec<usize>,
+        Vec<Vec<Delivered>>,
+    );
 
     /// A message handed to a party: its sender and the message.
     type Delivered = (PartyId, Message<F>);
@@ -1377,7 +1382,12 @@ mod tests {
             .into_iter()
             .map(|o| o.expect("every party finished"))
             .collect();
-        (outputs, sent, memos.iter().map(LocalMemo::runs).collect())
+        (
+            outputs,
+            sent,
+            memos.iter().map(LocalMemo::runs).collect(),
+            logs,
+        )
     }
 
     #[test]
@@ -1400,8 +1410,8 @@ mod tests {
                 cols[i].push(shares);
             }
         }
-        let (plain_out, plain_sent, plain_runs) = rebuilt_per_event(&plan, &cols, false);
-        let (memo_out, memo_sent, memo_runs) = rebuilt_per_event(&plan, &cols, true);
+        let (plain_out, plain_sent, plain_runs, _) = rebuilt_per_event(&plan, &cols, false);
+        let (memo_out, memo_sent, memo_runs, _) = rebuilt_per_event(&plan, &cols, true);
         assert_eq!(plain_runs, [0; 4]);
         // One pass per round reduced plus the last: 3, however many messages arrived.
         assert_eq!(memo_runs, [3; 4]);
@@ -1414,5 +1424,111 @@ mod tests {
             reconstruct(params, &shares).unwrap(),
             F::from_u64(sum_x << 16)
         );
+    }
+
+    #[test]
+    fn comparisons_and_gates_replay_byte_identically_with_one_pass_per_round() {
+        use crate::mpc::query::{Gate, GateTest, Opened};
+        use crate::mpc::shamir::{deal_vec, reconstruct, Params};
+        use rand::SeedableRng;
+        let x: Vec<i128> = vec![1, 0, -1];
+        let y: Vec<i128> = vec![1, -1, -2];
+        // Few rounds (the driver below replays every log for every event): a 2-bit LTZ has no
+        // BitLT round.
+        let below = Node::LessThanZero {
+            value: Box::new(Node::Sub(
+                Box::new(Node::Column(1)),
+                Box::new(Node::Column(0)),
+            )),
+            bits: 2,
+        };
+        let nodes = [
+            Node::Mul(Box::new(below.clone()), Box::new(Node::Column(0))),
+            Node::Column(1),
+        ];
+        let plan = Plan {
+            field: F::NAME,
+            rows: x.len(),
+            opened: nodes
+                .into_iter()
+                .map(|node| Opened {
+                    label: String::new(),
+                    degree: node.degree(),
+                    scale: 0,
+                    bits: 0,
+                    node,
+                })
+                .collect(),
+            outputs: Vec::new(),
+            degree: 2,
+            gates: vec![Gate {
+                tests: vec![GateTest::AtLeast {
+                    rows: below,
+                    min_rows: 2,
+                }],
+                opened: vec![0],
+            }],
+        };
+        let params = Params::new(4, 1).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let values = vec![x, y];
+        let mut cols: Vec<Vec<Vec<F>>> = vec![Vec::new(); 4];
+        for column in &values {
+            let secrets: Vec<F> = column.iter().map(|v| F::from_i128(*v)).collect();
+            for (i, shares) in deal_vec(&secrets, params, &mut rng).into_iter().enumerate() {
+                cols[i].push(shares);
+            }
+        }
+        // Every party's machine is re-created for every event, with a memo.
+        let (memo_out, memo_sent, memo_runs, logs) = rebuilt_per_event(&plan, &cols, true);
+        // A restart without the memo: party 1's machine re-created once and re-fed its log
+        // re-emits byte-identical messages and the same output.
+        let prss = agree::<F>(4, 1, 5);
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let mut again = EvalMachine::new(
+            &prss[0],
+            [7; 32],
+            Task::Plan {
+                plan: &plan,
+                columns: &cols[0],
+            },
+            keys,
+            signers[0].clone(),
+            BTreeSet::new(),
+        )
+        .unwrap();
+        let mut step = again.start().unwrap();
+        let mut resent = std::mem::take(&mut step.send);
+        let mut out = None;
+        for (from, msg) in &logs[0] {
+            if let Ok(mut s) = again.handle(*from, msg.clone()) {
+                resent.append(&mut s.send);
+                out = out.or(s.output);
+            }
+        }
+        assert_eq!(
+            resent, memo_sent[0],
+            "byte-identical messages after a restart"
+        );
+        assert_eq!(out.map(|e| e.values), Some(memo_out[0].clone()));
+        for (sent, runs) in memo_sent.iter().zip(&memo_runs) {
+            let rounds = sent
+                .iter()
+                .filter(|o| matches!(o.msg, Message::Value { .. }))
+                .count();
+            assert!(rounds >= 10, "comparisons take rounds: {rounds}");
+            assert_eq!(*runs, rounds + 1, "one local pass per round and the last");
+        }
+        // y < x on two rows (-1 < 0 and -2 < -1; not 1 < 1): the gate passes
+        // and sum 0 opens.
+        let want = plan.eval_clear(&values);
+        for (k, w) in want.iter().enumerate() {
+            let shares: Vec<(usize, F)> = (0..4).map(|i| (i + 1, memo_out[i][k])).collect();
+            let got = crate::mpc::query::num::to_signed(reconstruct(params, &shares).unwrap());
+            assert_eq!(got, *w, "sum {k}");
+        }
     }
 }
