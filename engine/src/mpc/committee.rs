@@ -29,17 +29,22 @@
 //!    finishes the query ([`Plan::finish`]).
 //!
 //! Evil twins ([`Behaviour`]) run the honest machine; the driver rewrites (and re-signs with
-//! the party's key) the messages it sends, or drops them. Only a wrong product contribution
-//! and a lying check opening lie inside the machine ([`EvalMachine::lie_in_openings`],
+//! the party's key) the messages it sends, or drops them. A wrong product contribution, a wrong
+//! share in an opening to the committee and a lying check opening lie inside the machine
+//! ([`EvalMachine::lie_in_openings`], [`EvalMachine::lie_in_public_openings`],
 //! [`CheckMachine::lie_in_opening`]): the party signs one value only, its own view included
-//! (rewriting its messages would make it an equivocator).
+//! (rewriting its messages would make it an equivocator). [`run_plan`] runs a hand-built plan
+//! (comparisons, gates) and lets a test add any [`crate::mpc::eval::Tamper`].
 //!
 //! What version 1 guarantees, and what the tests assert: with `n >= 3t + 1` and at most `t`
 //! faulty parties, linear aggregates (`sum`, `count`, `mean`, `hist`) are delivered correctly
 //! and every wrong output share, lying check opening and equivocation is named; a party that
 //! only withholds is not named (it is simply not paid). Aggregates with products stay private;
 //! a wrong product contribution is detected by every honest party (the degree-`2t` openings
-//! are over-determined) and the job aborts without blame. With `n = 2t + 1` the same attack goes
+//! are over-determined) and the job aborts without blame. In a comparison or a gate, a wrong
+//! share in an opening to the committee (`r^2`, the masked opening, a gate bit) is corrected by
+//! Berlekamp-Welch and its author named, with the signed openings as evidence
+//! ([`crate::mpc::eval::OpeningFault`]); the honest parties agree on every gate bit. With `n = 2t + 1` the same attack goes
 //! undetected and shifts the result (an additive attack): version 1 is correct for products
 //! only against a semi-honest minority, as PROTOCOL.md states.
 

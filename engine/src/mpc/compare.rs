@@ -178,6 +178,18 @@ fn limbs_sub_one(mut l: [u64; 4]) -> [u64; 4] {
     l
 }
 
+/// `(l + 1) / 2` for an odd `l` below `2^256 - 1`.
+fn limbs_add_one_shr1(mut l: [u64; 4]) -> [u64; 4] {
+    for x in l.iter_mut() {
+        let (v, carry) = x.overflowing_add(1);
+        *x = v;
+        if !carry {
+            break;
+        }
+    }
+    limbs_shr(l, 1)
+}
+
 fn limbs_shr(l: [u64; 4], k: u32) -> [u64; 4] {
     let mut out = [0u64; 4];
     let words = (k / 64) as usize;
@@ -211,13 +223,34 @@ fn bit(l: &[u64; 4], i: u32) -> bool {
         .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
 }
 
-/// `x^e` for an exponent given as little-endian limbs (variable time: public values only).
+/// `x^e` for an exponent given as little-endian limbs, with a fixed 4-bit window (variable
+/// time: public values only).
 fn pow_limbs<F: PrimeField>(x: F, e: &[u64; 4]) -> F {
+    let top = (0..256u32).rev().find(|i| bit(e, *i)).map_or(0, |i| i + 1);
+    if top <= 8 || (0..top - 1).all(|i| !bit(e, i)) {
+        // Small exponents and powers of two: plain square-and-multiply.
+        let mut acc = F::ONE;
+        for i in (0..top).rev() {
+            acc = acc.square();
+            if bit(e, i) {
+                acc *= x;
+            }
+        }
+        return acc;
+    }
+    let mut table = [F::ONE; 16];
+    for k in 1..16 {
+        table[k] = table[k - 1] * x;
+    }
+    let windows = top.div_ceil(4);
     let mut acc = F::ONE;
-    for i in (0..256).rev() {
-        acc = acc.square();
-        if bit(e, i) {
-            acc *= x;
+    for w in (0..windows).rev() {
+        for _ in 0..4 {
+            acc = acc.square();
+        }
+        let digit = (0..4).fold(0usize, |d, j| d | (usize::from(bit(e, 4 * w + j)) << j));
+        if digit != 0 {
+            acc *= table[digit];
         }
     }
     acc
@@ -230,6 +263,8 @@ struct Sqrt<F> {
     half_q: [u64; 4],
     /// `z^q` for the least quadratic non-residue `z >= 2`.
     zq: F,
+    /// `(p + 1) / 4` when `p = 3 mod 4`.
+    quarter: Option<[u64; 4]>,
 }
 
 impl<F: PrimeField> Sqrt<F> {
@@ -243,10 +278,13 @@ impl<F: PrimeField> Sqrt<F> {
             .map(F::from_u64)
             .find(|z| pow_limbs(*z, &half_p1) == -F::ONE)
             .expect("half of the field's elements are non-residues");
+        // (p + 1) / 4 = ((p - 1) / 2 + 1) / 2 = (half_p1 + 1) / 2, and half_p1 is odd when s = 1.
+        let quarter = (s == 1).then(|| limbs_add_one_shr1(half_p1));
         Sqrt {
             s,
             half_q,
             zq: pow_limbs(z, &q),
+            quarter,
         }
     }
 
@@ -254,6 +292,11 @@ impl<F: PrimeField> Sqrt<F> {
     fn root(&self, x: F) -> Option<F> {
         if x.is_zero() {
             return Some(F::ZERO);
+        }
+        if let Some(e) = &self.quarter {
+            // p = 3 mod 4: x^((p+1)/4) (for 2^127 - 1, 125 squarings).
+            let r = pow_limbs(x, e);
+            return (r.square() == x).then_some(r);
         }
         // w = x^((q-1)/2): t = x^q = x w^2, r = x^((q+1)/2) = x w.
         let w = pow_limbs(x, &self.half_q);
@@ -649,6 +692,25 @@ mod tests {
             inverse_roots(&[F::from_u64(4), F::ZERO]).unwrap()[..],
             [Some(_), None]
         ));
+    }
+
+    #[test]
+    fn windowed_powers_match_square_and_multiply() {
+        type F = Secp256k1Scalar;
+        let x = F::from_u64(123_456_789);
+        for e in [0u64, 1, 2, 15, 16, 255, 256, 0xdead_beef, u64::MAX] {
+            assert_eq!(pow_limbs(x, &[e, 0, 0, 0]), x.pow_u64(e), "{e}");
+        }
+        // x^(2^64 + 3) = (x^(2^32))^(2^32) * x^3.
+        let big = pow_limbs(x, &[3, 1, 0, 0]);
+        assert_eq!(big, x.pow_u64(1 << 32).pow_u64(1 << 32) * x.pow_u64(3));
+        // Fermat: x^(p - 1) = 1.
+        assert_eq!(pow_limbs(x, &limbs_sub_one(F::MODULUS)), F::ONE);
+        let y = Mersenne127::from_u64(77);
+        assert_eq!(
+            pow_limbs(y, &limbs_sub_one(Mersenne127::MODULUS)),
+            Mersenne127::ONE
+        );
     }
 
     #[test]
