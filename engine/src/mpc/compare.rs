@@ -163,6 +163,21 @@ pub(crate) trait Rounds<F: PrimeField> {
 
     /// Test support: a change applied to this party's shares of freshly made random bits.
     fn tamper_bits(&mut self, _bits: &mut [F]) {}
+
+    /// The random bits made from the rounds starting here in an earlier replay of the same
+    /// evaluation, if the evaluator kept them (it then moves past those rounds).
+    fn cached_bits(&mut self, _len: usize) -> Option<Vec<F>> {
+        None
+    }
+
+    /// The round the next step starts at.
+    fn position(&self) -> usize {
+        0
+    }
+
+    /// Offers the evaluator the bits made from the rounds starting at `start` (the squares
+    /// opened there identify them).
+    fn keep_bits(&mut self, _start: usize, _squares: &[F], _bits: &[F]) {}
 }
 
 // ---- Square roots --------------------------------------------------------------------------
@@ -377,9 +392,15 @@ pub(crate) fn random_bits<F: PrimeField, R: Rounds<F>>(
     rounds: &mut R,
     len: usize,
 ) -> Result<Vec<F>, R::Stop> {
+    if let Some(mut bits) = rounds.cached_bits(len) {
+        rounds.tamper_bits(&mut bits);
+        return Ok(bits);
+    }
+    let start = rounds.position();
     let half = F::from_u64(2).inverse().expect("p is odd");
     let mut out = vec![F::ZERO; len];
     let mut pending: Vec<usize> = (0..len).collect();
+    let mut first: Option<Vec<F>> = None;
     for _ in 0..BIT_RETRIES {
         if pending.is_empty() {
             break;
@@ -388,6 +409,9 @@ pub(crate) fn random_bits<F: PrimeField, R: Rounds<F>>(
         let r2 = rounds.multiply(&r, &r)?;
         let squares = rounds.open(r2)?;
         let inv = rounds.inverse_roots(&squares)?;
+        if first.is_none() {
+            first = Some(squares);
+        }
         let mut again = Vec::new();
         for ((pos, r), inv) in pending.iter().zip(&r).zip(inv) {
             match inv {
@@ -403,6 +427,9 @@ pub(crate) fn random_bits<F: PrimeField, R: Rounds<F>>(
             retries: BIT_RETRIES,
         }
         .into());
+    }
+    if let (Some(squares), true) = (first, rounds.position() == start + 2) {
+        rounds.keep_bits(start, &squares, &out);
     }
     rounds.tamper_bits(&mut out);
     Ok(out)

@@ -244,11 +244,13 @@ impl<F> From<CompareError> for Stop<F> {
     }
 }
 
-/// The canonical inverse roots of opened `r^2` values, per round, kept across the replays of
-/// the local part (the only costly public computation of a comparison).
+/// What the replays of the local part keep of the random bits: the canonical inverse roots of
+/// opened `r^2` values per round, and the bits made from the two rounds starting at a round
+/// (each with the squares opened, which identify them; the PRSS draw is fixed by the replay).
 #[derive(Debug, Default)]
 struct RootCache<F> {
     entries: BTreeMap<usize, (Vec<F>, Vec<Option<F>>)>,
+    bits: BTreeMap<usize, (Vec<F>, Vec<F>)>,
 }
 
 /// The local part of one evaluation, replayed over the rounds already done.
@@ -313,6 +315,29 @@ impl<F: PrimeField> Rounds<F> for Run<'_, F> {
             return Ok(roots);
         }
         Ok(compare::inverse_roots(squares)?)
+    }
+
+    fn cached_bits(&mut self, len: usize) -> Option<Vec<F>> {
+        let c = self.cursor;
+        let cache = self.roots.as_deref()?;
+        let (squares, bits) = cache.bits.get(&c)?;
+        if bits.len() != len || self.done.get(c + 1) != Some(squares) {
+            return None;
+        }
+        let bits = bits.clone();
+        self.cursor += 2;
+        self.draws += 1;
+        Some(bits)
+    }
+
+    fn position(&self) -> usize {
+        self.cursor
+    }
+
+    fn keep_bits(&mut self, start: usize, squares: &[F], bits: &[F]) {
+        if let Some(cache) = self.roots.as_deref_mut() {
+            cache.bits.insert(start, (squares.to_vec(), bits.to_vec()));
+        }
     }
 
     fn tamper_bits(&mut self, bits: &mut [F]) {
@@ -644,6 +669,7 @@ impl<F> Default for LocalMemo<F> {
             runs: 0,
             roots: RootCache {
                 entries: BTreeMap::new(),
+                bits: BTreeMap::new(),
             },
         }
     }
@@ -839,6 +865,7 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             tampers: Vec::new(),
             roots: RootCache {
                 entries: BTreeMap::new(),
+                bits: BTreeMap::new(),
             },
             done: false,
             memo: None,
