@@ -69,20 +69,24 @@
 //!   travels through later steps and is checked against data-dependent values;
 //! - each check is a function of the **syndrome** of the received word only: the received
 //!   vector is the honest codeword plus an error vector, the check (and the culprits decoding
-//!   names) depends on the error vector alone, and the codeword (which carries the data) is in
-//!   the kernel of the syndrome map. The error vector is the difference between what the corrupt
-//!   parties sent and what the protocol told them to send, which they know (a party holding a
-//!   wrong share of `x` that enters a product contributes the error `delta * y_i`, where `y_i`
-//!   is its own share of the other factor, known to it);
+//!   names) depends on the error vector and on which openings arrived (the erasures, a matter
+//!   of the network and the corrupt parties, never of the data) alone, and the codeword
+//!   (which carries the data) is in the kernel of the syndrome map. The error vector is the
+//!   difference between what the corrupt parties sent and what the protocol told them to
+//!   send, which they know (a party holding a wrong share of `x` that enters a product
+//!   contributes the error `delta * y_i`, where `y_i` is its own share of the other factor,
+//!   known to it);
 //! - so the outcome (abort, named culprits, result) is a function of what the corrupt parties
 //!   chose and already hold, and of public openings that are themselves statistically
 //!   independent of the data (masked openings, `r^2`, and the gate bits that are the result).
 //!
 //! A wrong share in an opening to the committee is corrected and its author named; a wrong
 //! contribution to a degree reduction aborts the step (detected, not attributable); a wrong
-//! share of a random bit shows in the next opening (named) or product (abort); never a
-//! silently wrong result. With `n = 2t + 1` (unbonded test networks) neither check has
-//! redundancy and version 1's caveat for products applies. The test
+//! share of a random bit shows in the masked opening (named) and then in a BitLT product
+//! (abort) or, where the public bit of the masked opening makes that product a constant, in the
+//! party's output share (named by the service's decoding): never a silently wrong result.
+//! With `n = 2t + 1` (unbonded test networks) neither check has redundancy and version 1's
+//! caveat for products applies. The test
 //! `outcome_of_a_perturbation_does_not_depend_on_the_secret` perturbs each kind of value on
 //! data where the targeted secret is 0 and where it is 1 and compares the outcomes.
 

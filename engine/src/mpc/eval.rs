@@ -1558,4 +1558,59 @@ mod tests {
             assert_eq!(got, *w, "sum {k}");
         }
     }
+
+    #[test]
+    fn opening_fault_evidence_convicts_only_the_party_off_the_polynomial() {
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let job = [3u8; 32];
+        // Shares of 5 + 2x and of 1 + 7x; party 3 is off in the second position.
+        let shares = |i: u64| vec![F::from_u64(5 + 2 * i), F::from_u64(1 + 7 * i)];
+        let signed = |i: usize, v: Vec<F>| {
+            let h = SignedHeader::sign(
+                &signers[i - 1],
+                job,
+                4,
+                i as u32,
+                i as u32,
+                payload_hash(&v),
+            );
+            (h, Arc::new(v))
+        };
+        let mut openings: Vec<(SignedHeader, Arc<Vec<F>>)> =
+            (1..=4).map(|i| signed(i, shares(i as u64))).collect();
+        let mut bad = shares(3);
+        bad[1] += F::ONE;
+        openings[2] = signed(3, bad);
+        let fault = OpeningFault {
+            round: 4,
+            culprits: vec![3],
+            openings: openings.clone(),
+        };
+        assert_eq!(fault.verify(&job, &keys, 1), Ok(()));
+        // Blaming another party, another round or job, or a payload not signed: refused.
+        let other = OpeningFault {
+            culprits: vec![2],
+            ..fault.clone()
+        };
+        assert!(other.verify(&job, &keys, 1).is_err());
+        let late = OpeningFault {
+            round: 5,
+            ..fault.clone()
+        };
+        assert!(late.verify(&job, &keys, 1).is_err());
+        assert!(fault.verify(&[0; 32], &keys, 1).is_err());
+        let mut forged = fault.clone();
+        forged.openings[2].1 = Arc::new(shares(3));
+        assert!(forged.verify(&job, &keys, 1).is_err());
+        // Consistent openings convict nobody.
+        let clean = OpeningFault {
+            round: 4,
+            culprits: vec![3],
+            openings: (1..=4).map(|i| signed(i, shares(i as u64))).collect(),
+        };
+        assert!(clean.verify(&job, &keys, 1).is_err());
+    }
 }
