@@ -37,7 +37,7 @@ fn bogus(manifest: &Manifest, kp: &Keypair) -> JudgeRequest {
     r.sign(kp);
     let job = r.id();
     let item = |i: usize| DeliveryItem {
-        index: i,
+        index: btcmpc_engine::mpc::round::PartyId::from_wire(i as u32).expect("1-based"),
         key_hash: [1; 32],
         ciphertext: vec![0; 40],
         signature: Sig([0; 64]),

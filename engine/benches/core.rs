@@ -82,7 +82,7 @@ fn batch_check<F: PrimeField>(c: &mut Criterion) {
     });
     let openings: Vec<(usize, F)> = parties
         .iter()
-        .map(|p| (p.index, ch.opening(p).expect("shape")))
+        .map(|p| (p.index.point(), ch.opening(p).expect("shape")))
         .collect();
     g.bench_function("verify_openings", |b| {
         b.iter(|| black_box(verify_openings(params, &openings).expect("valid")))

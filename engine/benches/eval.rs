@@ -85,6 +85,8 @@ fn comparisons<F: PrimeField>(c: &mut Criterion) {
         outputs: Vec::new(),
         degree: 1,
         gates: Vec::new(),
+        min_rows: None,
+        supports: Vec::new(),
     };
     let mut g = c.benchmark_group(format!("committee/{}", F::NAME));
     g.throughput(Throughput::Elements(COMPARED as u64));

@@ -30,14 +30,14 @@
 //! let challenge = Challenge::<F>::new(STORE_CHECK_TAG, &receipts_root(&receipts), 3);
 //! let openings: Vec<(usize, F)> = parties
 //!     .iter()
-//!     .map(|p| Ok((p.index, challenge.opening(p)?)))
+//!     .map(|p| Ok((p.index.point(), challenge.opening(p)?)))
 //!     .collect::<Result<_, btcmpc_engine::mpc::check::CheckError>>()?;
 //! assert_eq!(verify_openings(params, &openings)?, CheckOutcome::Accepted);
 //!
 //! // Each party sums its shares locally; party 3 lies about its result.
 //! let mut sums: Vec<(usize, F)> = parties
 //!     .iter()
-//!     .map(|p| (p.index, F::sum_slice(&p.columns[0])))
+//!     .map(|p| (p.index.point(), F::sum_slice(&p.columns[0])))
 //!     .collect();
 //! sums[2].1 += F::ONE;
 //! match decode(params, &sums)? {

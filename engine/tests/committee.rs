@@ -11,6 +11,7 @@ use btcmpc_engine::mpc::csv::Dataset;
 use btcmpc_engine::mpc::evidence::verify_equivocation;
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use btcmpc_engine::mpc::query::{parse, plan, OutputValue};
+use btcmpc_engine::mpc::round::PartyId;
 use proptest::prelude::*;
 
 const LINEAR: &str = "sum(x), mean(y), hist(c), count(), sum(2 * x - y + 0.5)";
@@ -166,7 +167,7 @@ fn check_equivocations(out: &Outcome, b: Behaviour, bad: &[usize], label: &str) 
     for ev in &out.equivocations {
         assert_eq!(
             verify_equivocation(ev, &out.roster),
-            Ok(ev.sender() as usize),
+            Ok(PartyId::from_wire(ev.sender()).expect("a sender index")),
             "{label}: evidence against {} verifies",
             ev.sender()
         );

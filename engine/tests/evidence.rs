@@ -6,6 +6,7 @@ use btcmpc_engine::mpc::evidence::{
     seal, DeliveryItem, EvidenceError, Fault, PartyKey, WrongOutputShare,
 };
 use btcmpc_engine::mpc::field::{PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::round::PartyId;
 use btcmpc_engine::mpc::shamir::{Params, Poly};
 use k256::schnorr::SigningKey;
 use sha2::{Digest, Sha256};
@@ -20,6 +21,11 @@ const JOB: Hash32 = [0xab; 32];
 
 fn signing_key(i: usize) -> SigningKey {
     SigningKey::from_bytes(&Sha256::digest(format!("party {i}"))).expect("valid key")
+}
+
+/// Party `i` (1-based).
+fn p(i: usize) -> PartyId {
+    PartyId::from_wire(i as u32).expect("a 1-based index")
 }
 
 fn k(i: usize) -> Hash32 {
@@ -46,7 +52,7 @@ fn honest_values(i: usize, t: usize) -> Vec<F> {
 }
 
 fn item(i: usize, values: &[F]) -> DeliveryItem {
-    DeliveryItem::create(&JOB, i, &k(i), values, &signing_key(i))
+    DeliveryItem::create(&JOB, p(i), &k(i), values, &signing_key(i))
 }
 
 /// n = 4, t = 1: party 2 delivers a share off the polynomial in position 1.
@@ -69,7 +75,7 @@ fn params() -> Params {
     Params::new(4, 1).expect("valid")
 }
 
-fn all_claims(_: &Hash32, _: usize, _: &Hash32) -> bool {
+fn all_claims(_: &Hash32, _: PartyId, _: &Hash32) -> bool {
     true
 }
 
@@ -112,14 +118,14 @@ fn every_tampered_field_is_rejected() {
     e.params = Params::new(5, 1).expect("valid");
     cases.push(("params", e, Err(EvidenceError::WrongParams { n: 5, t: 1 })));
     let mut e = ev.clone();
-    e.accused.index = 3;
+    e.accused.index = p(3);
     cases.push((
         "accused index (duplicate)",
         e,
         bad_index(3, "appears twice"),
     ));
     let mut e = ev.clone();
-    e.accused.index = 9;
+    e.accused.index = p(9);
     cases.push(("accused index (range)", e, bad_index(9, "outside 1..=n")));
     let mut e = ev.clone();
     e.accused.key_hash[5] ^= 1;
@@ -171,7 +177,7 @@ fn every_tampered_field_is_rejected() {
     }
     // Claims not confirmed on the judge's chain.
     for who in [1usize, 2, 3, 4] {
-        let oracle = move |_: &Hash32, i: usize, _: &Hash32| i != who;
+        let oracle = move |_: &Hash32, i: PartyId, _: &Hash32| i != p(who);
         assert_eq!(
             ev.verify::<F>(params(), &roster(4), &oracle),
             Err(EvidenceError::ClaimNotConfirmed { index: who })
@@ -257,10 +263,10 @@ fn honest_party_is_never_convicted() {
 fn unopenable_or_malformed_delivery_convicts() {
     let mut ev = fixture_evidence();
     // The accused signs a ciphertext that does not open under its own key.
-    let garbage = seal(&JOB, 2, &[0u8; 32], &honest_values(2, 1));
+    let garbage = seal(&JOB, p(2), &[0u8; 32], &honest_values(2, 1));
     let d = btcmpc_engine::mpc::evidence::Delivery {
         job_id: JOB,
-        index: 2,
+        index: p(2),
         key_hash: Sha256::digest(k(2)).into(),
         ciphertext_hash: Sha256::digest(&garbage).into(),
     };
@@ -290,7 +296,7 @@ fn equivocation_fixture_is_frozen_and_convicts() {
         std::fs::read_to_string(EQUIVOCATION).expect("fixture exists (BTCMPC_BLESS=1 writes it)");
     assert_eq!(json, frozen, "the equivocation encoding changed");
     let parsed: Equivocation = serde_json::from_str(&frozen).expect("fixture parses");
-    assert_eq!(verify_equivocation(&parsed, &roster(4)), Ok(3));
+    assert_eq!(verify_equivocation(&parsed, &roster(4)), Ok(p(3)));
     // Against another party's key it proves nothing.
     let mut r = roster(4);
     r.swap(1, 2);
@@ -308,10 +314,10 @@ fn store_check_lie_convicts_only_the_liar() {
     use btcmpc_engine::mpc::evidence::{Receipt, ReceiptHash, SignedHeader, StoreCheckLie};
     use rand::SeedableRng;
 
-    let p = params();
+    let ps = params();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
     let column: Vec<F> = (0..20).map(F::from_u64).collect();
-    let parties = deal(p, &[column], &mut rng);
+    let parties = deal(ps, &[column], &mut rng);
     let context: Hash32 = [0x11; 32];
     let hashes: Vec<Hash32> = parties.iter().map(|s| s.receipt_hash(&context)).collect();
     let root = receipts_root(&hashes);
@@ -319,7 +325,7 @@ fn store_check_lie_convicts_only_the_liar() {
     let make = |i: usize, opened: F| {
         let receipt = Receipt {
             context,
-            index: i,
+            index: p(i),
             hash: hashes[i - 1],
         };
         StoreCheckLie {
@@ -343,7 +349,7 @@ fn store_check_lie_convicts_only_the_liar() {
     let on_chain = |r: &Hash32| *r == root;
     let truth = challenge.opening(&parties[1]).expect("shape");
     let lie = make(2, truth + F::ONE);
-    assert_eq!(lie.verify(p, &roster(4), &on_chain), Ok(2));
+    assert_eq!(lie.verify(ps, &roster(4), &on_chain), Ok(p(2)));
     let json = serde_json::to_string(&lie).expect("serializable");
     let back: StoreCheckLie<F> = serde_json::from_str(&json).expect("parses");
     assert_eq!(back, lie);
@@ -351,7 +357,7 @@ fn store_check_lie_convicts_only_the_liar() {
     for i in 1..=4 {
         let honest = make(i, challenge.opening(&parties[i - 1]).expect("shape"));
         assert_eq!(
-            honest.verify(p, &roster(4), &on_chain),
+            honest.verify(ps, &roster(4), &on_chain),
             Err(EvidenceError::NotGuilty { index: i })
         );
     }
@@ -363,21 +369,21 @@ fn store_check_lie_convicts_only_the_liar() {
         })
     };
     assert_eq!(
-        lie.verify(p, &roster(4), &|_: &Hash32| false),
+        lie.verify(ps, &roster(4), &|_: &Hash32| false),
         malformed("receipts root is not recorded on chain"),
         "root not on chain"
     );
     let mut e = lie.clone();
     e.revealed.columns[0][3] += F::ONE;
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         malformed("revealed vector does not hash to the receipt"),
         "forged vector"
     );
     let mut e = lie.clone();
     e.opened = truth;
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         malformed("opened value does not match the signed payload hash"),
         "opened value swapped"
     );
@@ -391,7 +397,7 @@ fn store_check_lie_convicts_only_the_liar() {
         payload_hash(&[truth + F::ONE]),
     );
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         malformed("opening is not bound to this check"),
         "opening of another job"
     );
@@ -405,21 +411,21 @@ fn store_check_lie_convicts_only_the_liar() {
         payload_hash(&[truth + F::ONE]),
     );
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         Err(EvidenceError::BadSignature { index: 2 }),
         "opening signed by another party"
     );
     let mut e = lie.clone();
     e.receipt_signature = make(3, truth).receipt_signature;
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         Err(EvidenceError::BadSignature { index: 2 }),
         "receipt signature"
     );
     let mut e = lie.clone();
     e.receipts.swap(0, 1);
     assert_eq!(
-        e.verify(p, &roster(4), &on_chain),
+        e.verify(ps, &roster(4), &on_chain),
         malformed("receipt is not the party's entry in the receipts"),
         "receipts reordered"
     );

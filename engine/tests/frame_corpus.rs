@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use btcmpc_engine::mpc::field::{Mersenne127, Secp256k1Scalar};
+use btcmpc_engine::mpc::round::Message;
 use btcmpc_engine::node::frame::{
     check_decoders, decode_field_vec, decode_frame, FrameError, MessageType,
 };
+use btcmpc_engine::node::peer::{decode_message, PeerMessage};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame")
@@ -97,4 +99,18 @@ fn seed_files_decode_as_named() {
         decode_frame(&seed("two-frames")),
         Err(FrameError::Trailing(10))
     ));
+
+    // Party-to-party messages in SIGNED frames.
+    for (name, kind) in [
+        ("signed-value", "value"),
+        ("signed-echo", "echo"),
+        ("signed-accusation", "accusation"),
+    ] {
+        let frame = decode_frame(&seed(name)).unwrap();
+        assert_eq!(frame.kind(), MessageType::SIGNED, "{name}");
+        let peer = PeerMessage::decode(frame.payload()).unwrap();
+        assert_eq!(peer.session, [8; 32], "{name}");
+        let m: Message<Mersenne127> = decode_message(&peer.message).unwrap();
+        assert_eq!(m.kind(), kind, "{name}");
+    }
 }

@@ -225,3 +225,54 @@ fn a_corrupt_chunk_is_named() {
         r => panic!("unexpected {r:?}"),
     }
 }
+
+#[test]
+fn a_version_one_store_migrates_and_keeps_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("party.sqlite");
+    {
+        let mut s = Store::open(&path).unwrap();
+        s.put_job_state("job:aa", b"{\"state\":\"quoted\"}", true)
+            .unwrap();
+    }
+    // Make it a version-1 store: no journal table, version 1.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE journal; UPDATE schema_version SET version = 1;")
+            .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        s.job_state("job:aa").unwrap(),
+        Some(b"{\"state\":\"quoted\"}".to_vec())
+    );
+    s.append_journal("job:aa", 1, b"x").unwrap();
+    assert_eq!(s.journal("job:aa").unwrap(), vec![(1, b"x".to_vec())]);
+}
+
+#[test]
+fn a_journal_keeps_its_order_across_reopening_and_is_deleted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("party.sqlite");
+    {
+        let mut s = Store::open(&path).unwrap();
+        for (i, from) in [2u32, 0, 4, 2].into_iter().enumerate() {
+            s.append_journal("job:aa", from, &[i as u8; 3]).unwrap();
+        }
+        s.append_journal("job:bb", 1, b"other").unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.journal("job:aa").unwrap(),
+        vec![
+            (2, vec![0; 3]),
+            (0, vec![1; 3]),
+            (4, vec![2; 3]),
+            (2, vec![3; 3])
+        ]
+    );
+    s.delete_journal("job:aa").unwrap();
+    assert!(s.journal("job:aa").unwrap().is_empty());
+    assert_eq!(s.journal("job:bb").unwrap(), vec![(1, b"other".to_vec())]);
+}

@@ -226,22 +226,31 @@ impl NodeInfo {
     }
 }
 
-/// Write a file readable by its owner only, atomically (temp file, fsync, rename).
+/// Write a file readable by its owner only, atomically and durably ([`write_atomic`]).
 pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    write_atomic(path, contents, 0o600)
+}
+
+/// Replaces `path` with `bytes` atomically and durably: a temporary file in the same directory,
+/// `fsync`, rename, `fsync` of the directory (the `atomic-write-file` crate, the same guarantee
+/// as `btcmpc_wallet::fs::write_atomic`; this crate depends on no other of the workspace), with
+/// Unix permissions `mode`. After a crash the file holds its old contents or the new ones.
+///
+/// # Errors
+/// The I/O error of the step that failed.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut options = atomic_write_file::OpenOptions::new();
+    #[cfg(unix)]
     {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
+        use atomic_write_file::unix::OpenOptionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.preserve_mode(false).mode(mode);
     }
-    std::fs::rename(&tmp, path)
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
 }
 
 /// A running node process (in this process): the node, its faucet and both servers.

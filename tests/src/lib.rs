@@ -1,5 +1,8 @@
-//! End-to-end scenarios of btcmpc across processes: party daemons, owners and services on the
-//! embedded regtest node, real money flows, cheating parties, crashes and restarts.
+//! End-to-end scenarios of btcmpc that use the library alone, as another Rust program would
+//! embed the roles (no `btcmpc` binary): `tests/library.rs` runs a bonded committee of four
+//! party daemons, an owner storing a CSV with gaps and granting a service on chain, and the
+//! service paying for a query and getting the answer, on the regtest harness.
 //!
-//! The scenarios arrive with the party node; until then the workspace's end-to-end coverage
-//! lives in `cli/tests/` (the `btcmpc` binary against a regtest chain) and `wallet/tests/`.
+//! The scenarios that drive the `btcmpc` binary across processes (kills, restarts, cheating
+//! parties, the demo) live in `cli/tests/`, because Cargo gives the binary's path only to the
+//! tests of the package that builds it.

@@ -25,6 +25,7 @@ mod chain;
 mod contract_ops;
 mod error;
 mod fee;
+pub mod fs;
 pub mod keys;
 mod store;
 mod wallet;

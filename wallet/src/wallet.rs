@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bdk_wallet::chain::ChainPosition;
@@ -197,32 +196,9 @@ impl std::fmt::Debug for RoleWallet {
     }
 }
 
-/// Write `contents` to `path` atomically (temporary file, fsync, rename) with mode 0600.
+/// Write `contents` to `path` atomically and durably with mode 0600 ([`crate::fs::write_atomic`]).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), WalletError> {
-    // A hidden name of this process: never a file the user keeps beside `path`.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(|e| WalletError::io(&tmp, e))?;
-    f.write_all(contents)
-        .map_err(|e| WalletError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| WalletError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| WalletError::io(path, e))?;
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    crate::fs::write_atomic(path, contents, 0o600).map_err(|e| WalletError::io(path, e))
 }
 
 impl RoleWallet {

@@ -213,11 +213,8 @@ fn read_psbt(path: &Path) -> anyhow::Result<Psbt> {
 }
 
 fn write_psbt(path: &Path, psbt: &Psbt) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, encode_carrier(psbt))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    btcmpc_wallet::fs::write_atomic(path, encode_carrier(psbt).as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn parse_outpoint(text: &str) -> anyhow::Result<OutPoint> {

@@ -18,6 +18,7 @@ use btcmpc_engine::node::noise::StaticKeypair;
 use btcmpc_engine::node::owner::StoreOptions;
 use btcmpc_engine::node::paid::ServiceJob;
 use btcmpc_engine::node::service::Service;
+use btcmpc_engine::node::settle::{report_notice, settle_job, wait_and_open, JobBook};
 use serde_json::{json, Value};
 
 use crate::args::parse_amount;
@@ -108,34 +109,18 @@ enum Cmd {
     },
 }
 
-/// A job id is 64 hex digits (never a path).
-fn check_job_id(id: &str) -> anyhow::Result<()> {
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("job id {id:?} is not 64 hex digits");
-    }
-    Ok(())
-}
-
-fn job_path(global: &Global, id: &str) -> PathBuf {
-    global.datadir().join("jobs").join(format!("{id}.json"))
-}
-
-/// Where the evidence against `party` in job `id` is kept (outside `jobs/`, whose files are
-/// job records).
-fn evidence_path(global: &Global, id: &str, party: u32) -> PathBuf {
-    global
-        .datadir()
-        .join("evidence")
-        .join(format!("{id}-party{party}.json"))
+/// The service's job records.
+fn book(global: &Global) -> JobBook {
+    JobBook::new(&global.datadir())
 }
 
 fn save_job(global: &Global, job: &ServiceJob) -> anyhow::Result<()> {
-    let path = job_path(global, &job.id_hex());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    write_atomic(&path, serde_json::to_string_pretty(job)?.as_bytes(), 0o600)?;
-    Ok(())
+    Ok(book(global).save(job)?)
+}
+
+/// Progress lines of settlement, on stderr.
+fn stderr_line(line: String) {
+    eprintln!("{line}");
 }
 
 /// The service's key pair and client, from `service init`'s files.
@@ -208,7 +193,7 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
         .blamed()
         .iter()
         .map(|p| {
-            let path = evidence_path(global, &job.id_hex(), *p);
+            let path = book(global).evidence_path(&job.id_hex(), *p);
             json!({"party": p,
                    "rule": if job.equivocators().contains(p) { "equivocation" } else { "wrong-output-share" },
                    "evidence": path.exists().then(|| path.display().to_string())})
@@ -225,7 +210,7 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
         };
         text.push_str(&format!(
             "blamed: party {p} {what} (evidence {})\n",
-            evidence_path(global, &job.id_hex(), *p).display()
+            book(global).evidence_path(&job.id_hex(), *p).display()
         ));
         match job.slashes.iter().find(|s| s.party == *p) {
             Some(s) => text.push_str(&format!(
@@ -273,123 +258,6 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
 
 /// Polls until every paid party claimed or `wait` passed; opens the result when the claims
 /// allow it. Returns the time spent after the wait (opening, evidence to the judges).
-fn wait_and_open(
-    global: &Global,
-    job: &mut ServiceJob,
-    manifest: &Manifest,
-    chain: &btcmpc_wallet::ChainClient,
-    wait: std::time::Duration,
-) -> anyhow::Result<std::time::Duration> {
-    let start = std::time::Instant::now();
-    let mut told = start;
-    loop {
-        let before = job.claims.len();
-        job.poll(manifest, chain).map_err(anyhow::Error::msg)?;
-        if job.claims.len() != before {
-            save_job(global, job)?;
-        }
-        if job.unclaimed().is_empty() || start.elapsed() >= wait {
-            break;
-        }
-        // Say what is awaited: the parties claim only once the funding has a confirmation.
-        if told.elapsed() >= std::time::Duration::from_secs(10) {
-            told = std::time::Instant::now();
-            eprintln!(
-                "waiting for the parties' claims: {} of {} claimed ({} s of --wait {} s); a claim needs the escrow funding confirmed (on regtest: mine a block)",
-                job.claims.len(),
-                job.claims.len() + job.unclaimed().len(),
-                start.elapsed().as_secs(),
-                wait.as_secs()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    let opening = std::time::Instant::now();
-    if job.result.is_none() && job.claims.len() > manifest.roster.params.t {
-        match job.open(manifest) {
-            Ok(_) => save_job(global, job)?,
-            Err(e) => eprintln!("cannot open the result yet: {e}"),
-        }
-    }
-    let left = wait.saturating_sub(start.elapsed());
-    punish(global, job, manifest, chain, left)?;
-    Ok(opening.elapsed())
-}
-
-/// Sends the evidence against every blamed party not slashed yet to its judges (the other
-/// parties) and broadcasts the canonical slash once `k` of them signed it. Judges need the
-/// claims confirmed: refusals are retried every second until `wait` passed (`service settle`
-/// tries again later).
-fn punish(
-    global: &Global,
-    job: &mut ServiceJob,
-    manifest: &Manifest,
-    chain: &btcmpc_wallet::ChainClient,
-    wait: std::time::Duration,
-) -> anyhow::Result<()> {
-    if job.unpunished().is_empty() {
-        return Ok(());
-    }
-    let service = load_service(global)?;
-    let rt = runtime()?;
-    let start = std::time::Instant::now();
-    for culprit in job.unpunished() {
-        let evidence = match job.evidence(manifest, culprit) {
-            Ok(e) => e,
-            Err(e) => {
-                job.unslashed.retain(|u| u.0 != culprit);
-                job.unslashed.push((culprit, format!("no evidence: {e}")));
-                save_job(global, job)?;
-                continue;
-            }
-        };
-        let path = evidence_path(global, &job.id_hex(), culprit);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        write_atomic(
-            &path,
-            serde_json::to_string_pretty(&evidence)?.as_bytes(),
-            0o600,
-        )?;
-        loop {
-            let (answer, judges, refused) = rt.block_on(job.collect_slash(
-                &service,
-                manifest,
-                &evidence,
-                Default::default(),
-                std::time::Duration::from_secs(30),
-            ));
-            let reason = match answer {
-                Some(a) if a.signatures >= a.needed => {
-                    let mut wallet = open(global)?;
-                    wallet.sync(chain)?;
-                    match job.broadcast_slash(manifest, culprit, &a, judges, &mut wallet, chain) {
-                        Ok(_) => {
-                            save_job(global, job)?;
-                            break;
-                        }
-                        Err(e) => e,
-                    }
-                }
-                _ => refused
-                    .iter()
-                    .map(|(j, e)| format!("judge {j}: {e}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            };
-            job.unslashed.retain(|u| u.0 != culprit);
-            job.unslashed.push((culprit, reason));
-            save_job(global, job)?;
-            if start.elapsed() >= wait {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-    }
-    Ok(())
-}
-
 /// FOR TESTS ON REGTEST ONLY: dies (abort, like `kill -9`) at the named step of `service
 /// query` when `BTCMPC_TESTING_SERVICE_CRASH` names it (`requested`, `quoted`, `computed`,
 /// `funded-unsaved`, `funded`, `notified`).
@@ -399,49 +267,6 @@ fn crash_point(global: &Global, step: &str) {
     {
         eprintln!("testing: the service dies after step {step}");
         std::process::abort();
-    }
-}
-
-/// Tells every paid party whose claim is not seen (while a claim is still allowed) where its
-/// escrow output is; a party that missed the first notice (it or the service crashed) learns
-/// it here. Parties answer the same notice the same way, so sending it again is harmless.
-fn notify_unclaimed(
-    global: &Global,
-    job: &ServiceJob,
-    manifest: &Manifest,
-    chain: &btcmpc_wallet::ChainClient,
-    each: std::time::Duration,
-) -> anyhow::Result<()> {
-    let (tip, _) = chain.tip()?;
-    let parties = job.to_notify(tip);
-    if parties.is_empty() {
-        return Ok(());
-    }
-    let service = load_service(global)?;
-    let rt = runtime()?;
-    let answers = rt.block_on(job.notify(&service, manifest, Default::default(), each));
-    report_notice(
-        answers
-            .into_iter()
-            .filter(|(p, _)| parties.contains(p))
-            .collect(),
-    );
-    Ok(())
-}
-
-/// Says on stderr which parties refused the funding notice or were not reached.
-fn report_notice(answers: Vec<(u32, Result<btcmpc_engine::node::job::JobPaidAnswer, String>)>) {
-    for (p, a) in answers {
-        match a {
-            Ok(a) if a.state == "refused" => {
-                eprintln!(
-                    "party {p} refuses the funding: {}",
-                    a.reason.unwrap_or_default()
-                )
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!("party {p} was not told of its escrow: {e}"),
-        }
     }
 }
 
@@ -455,79 +280,53 @@ fn settle(
     fee_rate: Option<&str>,
     open_only: bool,
 ) -> anyhow::Result<Report> {
-    let dir = global.datadir().join("jobs");
+    let book = book(global);
     let explicit = job.is_some();
-    let mut ids: Vec<String> = match job {
+    let ids: Vec<String> = match job {
         Some(j) => {
-            check_job_id(&j)?;
+            JobBook::check_id(&j)?;
             vec![j]
         }
-        None => std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()
-                            .and_then(|n| n.strip_suffix(".json"))
-                            .map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        None => book.ids(),
     };
-    ids.sort();
-    let (mut wallet, chain) = open_synced(global)?;
-    let fee_choice = crate::cmd::party::fee_rate(fee_rate, &chain)?;
-    let (tip, _) = chain.tip()?;
     let mut text = String::new();
     let mut rows = Vec::new();
+    if ids.is_empty() {
+        return Ok(Report::new("no open jobs", json!({"jobs": rows})));
+    }
+    let service = load_service(global)?;
+    let (mut wallet, chain) = open_synced(global)?;
+    let fee_choice = crate::cmd::party::fee_rate(fee_rate, &chain)?;
+    let rt = runtime()?;
     for id in ids {
-        let path = job_path(global, &id);
         /// A job's report and the refunds broadcast now, or `None` for a settled job.
         type Settled = Option<(Report, Vec<(u32, String)>)>;
         let one = (|| -> anyhow::Result<Settled> {
-            let mut job: ServiceJob = serde_json::from_str(&read_bounded(&path)?)
-                .with_context(|| format!("job record {}", path.display()))?;
-            let manifest = job.committee().map_err(anyhow::Error::msg)?;
-            if open_only && job.is_settled(tip, manifest.roster.params.dispute_window) {
+            let Some(done) = rt.block_on(settle_job(
+                &book,
+                &service,
+                &mut wallet,
+                &chain,
+                fee_choice,
+                &id,
+                open_only,
+                &mut stderr_line,
+            ))?
+            else {
                 return Ok(None);
-            }
-            // A crash between the funding's broadcast and the record's save.
-            if job
-                .recover_funding(&manifest, &wallet, &chain)
-                .map_err(anyhow::Error::msg)?
-            {
-                save_job(global, &job)?;
-            }
-            notify_unclaimed(
-                global,
-                &job,
-                &manifest,
-                &chain,
-                std::time::Duration::from_secs(20),
-            )?;
-            wait_and_open(
-                global,
-                &mut job,
-                &manifest,
-                &chain,
-                std::time::Duration::ZERO,
-            )?;
-            let refunds = job
-                .refund(&manifest, &mut wallet, &chain, fee_choice)
-                .map_err(anyhow::Error::msg)?;
-            save_job(global, &job)?;
+            };
+            let job = &done.job;
             Ok(Some((
                 job_report(
                     global,
-                    &job,
-                    &manifest,
+                    job,
+                    &done.manifest,
                     &format!(
                         "id {}",
                         &job.request.dataset_id[..16.min(job.request.dataset_id.len())]
                     ),
                 ),
-                refunds,
+                done.refunds,
             )))
         })();
         match one {
@@ -831,27 +630,31 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             crash_point(global, "funded-unsaved");
             save_job(global, &job)?;
             crash_point(global, "funded");
-            report_notice(rt.block_on(job.notify(&service, &manifest, Default::default(), each)));
+            report_notice(
+                rt.block_on(job.notify(&service, &manifest, Default::default(), each)),
+                &mut stderr_line,
+            );
             crash_point(global, "notified");
             timings.lap("fund");
-            let opening = wait_and_open(
-                global,
+            let opening = rt.block_on(wait_and_open(
+                &book(global),
+                &service,
+                &mut wallet,
                 &mut job,
                 &manifest,
                 &chain,
                 std::time::Duration::from_secs(wait),
-            )?;
+                &mut stderr_line,
+            ))?;
             timings.split("wait_confirmation_and_claims", "open", opening);
             Ok(timings.add_to(job_report(global, &job, &manifest, &name)))
         }
         Cmd::Evidence { job } => {
-            check_job_id(&job)?;
-            let record: ServiceJob = serde_json::from_str(&read_bounded(&job_path(global, &job))?)
-                .with_context(|| format!("job {job}"))?;
+            let record = book(global).load(&job)?;
             let paths: Vec<String> = record
                 .blamed()
                 .iter()
-                .map(|p| evidence_path(global, &job, *p))
+                .map(|p| book(global).evidence_path(&job, *p))
                 .filter(|p| p.exists())
                 .map(|p| p.display().to_string())
                 .collect();

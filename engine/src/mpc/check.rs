@@ -135,7 +135,7 @@ impl<F: PrimeField> Challenge<F> {
         let got = shares.len();
         if got != self.coefficients.len() {
             return Err(CheckError::LengthMismatch {
-                index: shares.index,
+                index: shares.index.point(),
                 got,
                 expected: self.coefficients.len(),
             });
@@ -273,7 +273,7 @@ pub fn resolve_complaints<F: PrimeField>(
             .find(|r| r.0 == i)
             .ok_or(CheckError::MissingReceipt { index: i })?
             .1;
-        let Some(vector) = revealed.iter().find(|v| v.index == i) else {
+        let Some(vector) = revealed.iter().find(|v| v.index.point() == i) else {
             return Ok(Resolution::Refused {
                 reason: Refusal::NotRevealed { index: i },
                 liars,
@@ -590,7 +590,7 @@ mod tests {
         fn receipts(&self) -> Vec<(usize, Hash32)> {
             self.parties
                 .iter()
-                .map(|p| (p.index, p.receipt_hash(&self.ctx)))
+                .map(|p| (p.index.point(), p.receipt_hash(&self.ctx)))
                 .collect()
         }
         fn challenge(&self) -> Challenge<F> {
@@ -604,7 +604,7 @@ mod tests {
         fn openings(&self, ch: &Challenge<F>) -> Vec<(usize, F)> {
             self.parties
                 .iter()
-                .map(|p| (p.index, ch.opening(p).unwrap()))
+                .map(|p| (p.index.point(), ch.opening(p).unwrap()))
                 .collect()
         }
         fn resolve(&self, ch: &Challenge<F>, openings: &[(usize, F)]) -> Resolution {

@@ -212,7 +212,8 @@ pub struct Outcome {
     /// opens to 0 (its masked share was the mask alone).
     pub opened: Option<Vec<BigInt>>,
     /// Per opened sum, whether the gates disclose it, when delivered (all `true` without
-    /// gates). `result` is only finished when every sum is disclosed.
+    /// gates). `result` marks the outputs of undisclosed sums withheld
+    /// ([`OutputValue::withheld`]).
     pub disclosed: Option<Vec<bool>>,
     /// The public gate bits every honest party opened, when the evaluation finished.
     pub gates: Option<Vec<bool>>,
@@ -1163,11 +1164,8 @@ pub fn run_plan<F: PrimeField>(
         .map(|(y, m)| to_signed(*y - *m))
         .collect();
     let (gates, disclosed) = public.unwrap_or_else(|| (Vec::new(), vec![true; opened.len()]));
-    let result = if disclosed.iter().all(|d| *d) {
-        Some(plan.finish(&opened)?)
-    } else {
-        None
-    };
+    // An output reading a sum of a closed gate is finished as withheld.
+    let result = Some(plan.finish_gated(&opened, &gates)?);
     Ok(Outcome {
         status: Status::Delivered,
         result,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::field::PrimeField;
+use super::round::PartyId;
 use super::shamir::{self, Params, ShamirError};
 
 /// Domain tag of a receipt hash.
@@ -29,8 +30,8 @@ pub type Hash32 = [u8; 32];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "F: PrimeField")]
 pub struct PartyShares<F> {
-    /// The party's index (1-based evaluation point).
-    pub index: usize,
+    /// The party (its evaluation point).
+    pub index: PartyId,
     /// Share of the random mask used by the batch check.
     pub mask: F,
     /// Shares of the columns, `columns[c][row]`.
@@ -58,7 +59,7 @@ impl<F: PrimeField> PartyShares<F> {
         let mut h = Sha256::new();
         h.update(RECEIPT_TAG);
         h.update(context);
-        h.update((self.index as u32).to_be_bytes());
+        h.update(self.index.get().to_be_bytes());
         h.update([F::NAME.len() as u8]);
         h.update(F::NAME.as_bytes());
         h.update((self.columns.len() as u32).to_be_bytes());
@@ -100,10 +101,10 @@ pub fn deal<F: PrimeField, R: RngCore + ?Sized>(
 ) -> Vec<PartyShares<F>> {
     let n = params.n();
     let mask = shamir::share(F::random(rng), params, rng);
-    let mut parties: Vec<PartyShares<F>> = (1..=n)
+    let mut parties: Vec<PartyShares<F>> = PartyId::all(n)
         .map(|i| PartyShares {
             index: i,
-            mask: mask[i - 1],
+            mask: mask[i.slot()],
             columns: Vec::with_capacity(columns.len()),
         })
         .collect();
@@ -133,15 +134,15 @@ pub fn reconstruct_columns<F: PrimeField>(
             need,
         });
     }
-    params.check_indices(parties.iter().map(|p| p.index))?;
+    params.check_indices(parties.iter().map(|p| p.index.point()))?;
     let used = &parties[..need];
-    let points: Vec<usize> = used.iter().map(|p| p.index).collect();
+    let points: Vec<usize> = used.iter().map(|p| p.index.point()).collect();
     let l = shamir::Lagrange::at_zero(&points)?;
     let ncols = used[0].columns.len();
     for p in used {
         if p.columns.len() != ncols {
             return Err(ShamirError::LengthMismatch {
-                index: p.index,
+                index: p.index.point(),
                 got: p.columns.len(),
                 expected: ncols,
             });
@@ -182,7 +183,7 @@ mod tests {
         assert_ne!(tampered.receipt_hash(&ctx), hashes[0]);
         assert_ne!(parties[0].receipt_hash(&[2u8; 32]), hashes[0]);
         let mut moved = parties[0].clone();
-        moved.index = 2;
+        moved.index = PartyId::from_wire(2).unwrap();
         assert_ne!(moved.receipt_hash(&ctx), hashes[0]);
         // Column boundaries are part of the encoding.
         let mut split = parties[0].clone();
@@ -210,7 +211,7 @@ mod tests {
     fn receipt_hash_frozen() {
         // Frozen encoding: party 1 of a one-column dealing with fixed shares.
         let p = PartyShares {
-            index: 1,
+            index: PartyId::from_wire(1).unwrap(),
             mask: Mersenne127::from_u64(5),
             columns: vec![vec![Mersenne127::from_u64(1), Mersenne127::from_u64(2)]],
         };

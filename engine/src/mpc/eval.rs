@@ -1495,6 +1495,8 @@ mod tests {
                 }],
                 opened: vec![0],
             }],
+            min_rows: Some(2),
+            supports: Vec::new(),
         };
         let params = Params::new(4, 1).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);

@@ -37,6 +37,7 @@ use super::dealing::{receipts_root, Hash32, PartyShares};
 use super::echo::payload_hash;
 pub use super::echo::{Equivocation, SignedHeader};
 use super::field::{FieldError, PrimeField};
+use super::round::PartyId;
 use super::shamir::{Lagrange, Params, ShamirError};
 
 /// Salt of the sealing key derivation.
@@ -204,10 +205,10 @@ fn sha256(data: &[u8]) -> Hash32 {
 }
 
 /// The sealing key `HKDF-SHA256(ikm = k_i, salt = SEAL_SALT, info = job_id || u32_be(i))`.
-pub fn seal_key(job_id: &Hash32, index: usize, k: &Hash32) -> [u8; 32] {
+pub fn seal_key(job_id: &Hash32, index: PartyId, k: &Hash32) -> [u8; 32] {
     let mut info = [0u8; 36];
     info[..32].copy_from_slice(job_id);
-    info[32..].copy_from_slice(&(index as u32).to_be_bytes());
+    info[32..].copy_from_slice(&index.get().to_be_bytes());
     let mut out = [0u8; 32];
     Hkdf::<Sha256>::new(Some(SEAL_SALT), k)
         .expand(&info, &mut out)
@@ -216,7 +217,7 @@ pub fn seal_key(job_id: &Hash32, index: usize, k: &Hash32) -> [u8; 32] {
 }
 
 /// Encrypts party `index`'s share vector for job `job_id` under `k`.
-pub fn seal<F: PrimeField>(job_id: &Hash32, index: usize, k: &Hash32, values: &[F]) -> Vec<u8> {
+pub fn seal<F: PrimeField>(job_id: &Hash32, index: PartyId, k: &Hash32, values: &[F]) -> Vec<u8> {
     let mut plain = Vec::with_capacity(4 + values.len() * F::ENCODED_LEN);
     plain.extend_from_slice(&(values.len() as u32).to_be_bytes());
     for v in values {
@@ -235,15 +236,20 @@ pub fn seal<F: PrimeField>(job_id: &Hash32, index: usize, k: &Hash32, values: &[
 /// plaintext is not `u32_be(len) || len canonical values`.
 pub fn open<F: PrimeField>(
     job_id: &Hash32,
-    index: usize,
+    index: PartyId,
     k: &Hash32,
     ciphertext: &[u8],
 ) -> Result<Vec<F>, EvidenceError> {
     let key = seal_key(job_id, index, k);
     let plain = ChaCha20Poly1305::new(&Key::from(key))
         .decrypt(&Nonce::default(), ciphertext)
-        .map_err(|_| EvidenceError::Unopenable { index })?;
-    let malformed = |reason: String| EvidenceError::Malformed { index, reason };
+        .map_err(|_| EvidenceError::Unopenable {
+            index: index.point(),
+        })?;
+    let malformed = |reason: String| EvidenceError::Malformed {
+        index: index.point(),
+        reason,
+    };
     let (len, body) = plain
         .split_first_chunk::<4>()
         .ok_or_else(|| malformed("shorter than its length prefix".into()))?;
@@ -267,7 +273,7 @@ pub struct Delivery {
     #[serde(with = "hex_array")]
     pub job_id: Hash32,
     /// The party.
-    pub index: usize,
+    pub index: PartyId,
     /// `H_i = SHA256(k_i)`.
     #[serde(with = "hex_array")]
     pub key_hash: Hash32,
@@ -281,7 +287,7 @@ impl Delivery {
     pub fn encoding(&self) -> [u8; 100] {
         let mut e = [0u8; 100];
         e[..32].copy_from_slice(&self.job_id);
-        e[32..36].copy_from_slice(&(self.index as u32).to_be_bytes());
+        e[32..36].copy_from_slice(&self.index.get().to_be_bytes());
         e[36..68].copy_from_slice(&self.key_hash);
         e[68..].copy_from_slice(&self.ciphertext_hash);
         e
@@ -297,7 +303,7 @@ impl Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryItem {
     /// The party.
-    pub index: usize,
+    pub index: PartyId,
     /// `H_i`.
     #[serde(with = "hex_array")]
     pub key_hash: Hash32,
@@ -316,7 +322,7 @@ impl DeliveryItem {
     /// party produces, and what tests use).
     pub fn create<F: PrimeField>(
         job_id: &Hash32,
-        index: usize,
+        index: PartyId,
         k: &Hash32,
         values: &[F],
         sk: &SigningKey,
@@ -345,9 +351,9 @@ impl DeliveryItem {
         claims: &dyn ClaimOracle,
     ) -> Result<(), EvidenceError> {
         let key = roster
-            .get(self.index.wrapping_sub(1))
+            .get(self.index.slot())
             .ok_or(EvidenceError::BadIndex {
-                index: self.index,
+                index: self.index.point(),
                 reason: "not in the roster",
             })?;
         let d = Delivery {
@@ -361,13 +367,17 @@ impl DeliveryItem {
             DELIVERY_TAG,
             &d.encoding(),
             &self.signature,
-            self.index,
+            self.index.point(),
         )?;
         if sha256(&self.key) != self.key_hash {
-            return Err(EvidenceError::KeyMismatch { index: self.index });
+            return Err(EvidenceError::KeyMismatch {
+                index: self.index.point(),
+            });
         }
         if !claims.claim_confirmed(job_id, self.index, &self.key) {
-            return Err(EvidenceError::ClaimNotConfirmed { index: self.index });
+            return Err(EvidenceError::ClaimNotConfirmed {
+                index: self.index.point(),
+            });
         }
         Ok(())
     }
@@ -377,11 +387,11 @@ impl DeliveryItem {
 /// of the chain).
 pub trait ClaimOracle {
     /// True if such a claim is confirmed.
-    fn claim_confirmed(&self, job_id: &Hash32, index: usize, key: &Hash32) -> bool;
+    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool;
 }
 
-impl<T: Fn(&Hash32, usize, &Hash32) -> bool> ClaimOracle for T {
-    fn claim_confirmed(&self, job_id: &Hash32, index: usize, key: &Hash32) -> bool {
+impl<T: Fn(&Hash32, PartyId, &Hash32) -> bool> ClaimOracle for T {
+    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool {
         self(job_id, index, key)
     }
 }
@@ -441,7 +451,7 @@ impl WrongOutputShare {
         let t = params.t();
         if self.field != F::NAME {
             return Err(EvidenceError::Malformed {
-                index: self.accused.index,
+                index: self.accused.index.point(),
                 reason: format!("evidence is for field {:?}, not {}", self.field, F::NAME),
             });
         }
@@ -453,15 +463,15 @@ impl WrongOutputShare {
         }
         let mut seen = vec![false; n + 1];
         for item in std::iter::once(&self.accused).chain(&self.others) {
-            if item.index == 0 || item.index > n {
+            if item.index.point() > n {
                 return Err(EvidenceError::BadIndex {
-                    index: item.index,
+                    index: item.index.point(),
                     reason: "outside 1..=n",
                 });
             }
-            if std::mem::replace(&mut seen[item.index], true) {
+            if std::mem::replace(&mut seen[item.index.point()], true) {
                 return Err(EvidenceError::BadIndex {
-                    index: item.index,
+                    index: item.index.point(),
                     reason: "appears twice",
                 });
             }
@@ -488,17 +498,17 @@ impl WrongOutputShare {
             .find(|(_, v)| v.len() != len)
         {
             return Err(EvidenceError::Malformed {
-                index: o.0.index,
+                index: o.0.index.point(),
                 reason: format!("{} values, others have {len}", o.1.len()),
             });
         }
         // g through the first t + 1 others; every other must lie on it.
-        let base: Vec<usize> = self.others[..=t].iter().map(|o| o.index).collect();
+        let base: Vec<usize> = self.others[..=t].iter().map(|o| o.index.point()).collect();
         let checks: Vec<Lagrange<F>> = self.others[t + 1..]
             .iter()
-            .map(|o| Lagrange::new(&base, o.index as u64))
+            .map(|o| Lagrange::new(&base, u64::from(o.index.get())))
             .collect::<Result<_, _>>()?;
-        let at_accused = Lagrange::<F>::new(&base, self.accused.index as u64)?;
+        let at_accused = Lagrange::<F>::new(&base, u64::from(self.accused.index.get()))?;
         let mut column = vec![F::ZERO; t + 1];
         let mut first_off = None;
         let accused = open::<F>(
@@ -534,7 +544,7 @@ impl WrongOutputShare {
             Ok(_) => first_off
                 .map(|position| Fault::OffPolynomial { position })
                 .ok_or(EvidenceError::NotGuilty {
-                    index: self.accused.index,
+                    index: self.accused.index.point(),
                 }),
         }
     }
@@ -547,7 +557,7 @@ pub struct Receipt {
     #[serde(with = "hex_array")]
     pub context: Hash32,
     /// The party.
-    pub index: usize,
+    pub index: PartyId,
     /// `H_i`, the hash of the party's shares.
     #[serde(with = "hex_array")]
     pub hash: Hash32,
@@ -558,7 +568,7 @@ impl Receipt {
     pub fn encoding(&self) -> [u8; 68] {
         let mut e = [0u8; 68];
         e[..32].copy_from_slice(&self.context);
-        e[32..36].copy_from_slice(&(self.index as u32).to_be_bytes());
+        e[32..36].copy_from_slice(&self.index.get().to_be_bytes());
         e[36..].copy_from_slice(&self.hash);
         e
     }
@@ -573,7 +583,7 @@ impl Receipt {
     /// # Errors
     /// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
     pub fn verify(&self, key: &PartyKey, sig: &Sig) -> Result<(), EvidenceError> {
-        verify_tagged(key, RECEIPT_TAG, &self.encoding(), sig, self.index)
+        verify_tagged(key, RECEIPT_TAG, &self.encoding(), sig, self.index.point())
     }
 }
 
@@ -629,8 +639,9 @@ impl<F: PrimeField> StoreCheckLie<F> {
         params: Params,
         roster: &[PartyKey],
         root_confirmed: &dyn Fn(&Hash32) -> bool,
-    ) -> Result<usize, EvidenceError> {
-        let i = self.receipt.index;
+    ) -> Result<PartyId, EvidenceError> {
+        let party = self.receipt.index;
+        let i = party.point();
         let malformed = |reason: &str| EvidenceError::Malformed {
             index: i,
             reason: reason.to_owned(),
@@ -642,7 +653,7 @@ impl<F: PrimeField> StoreCheckLie<F> {
             return Err(malformed("roster or receipts do not match n"));
         }
         params.check_index(i)?;
-        if self.revealed.index != i || self.opening.sender as usize != i {
+        if self.revealed.index != party || self.opening.sender != party.get() {
             return Err(EvidenceError::BadIndex {
                 index: i,
                 reason: "receipt, revealed vector and opening name different parties",
@@ -682,7 +693,7 @@ impl<F: PrimeField> StoreCheckLie<F> {
         if recomputed == self.opened {
             Err(EvidenceError::NotGuilty { index: i })
         } else {
-            Ok(i)
+            Ok(party)
         }
     }
 }
@@ -695,7 +706,10 @@ impl<F: PrimeField> StoreCheckLie<F> {
 /// [`EvidenceError::NoConflict`] if the headers are for different slots or senders or carry
 /// the same payload hash; [`EvidenceError::BadIndex`] for a sender outside the roster;
 /// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
-pub fn verify_equivocation(ev: &Equivocation, roster: &[PartyKey]) -> Result<usize, EvidenceError> {
+pub fn verify_equivocation(
+    ev: &Equivocation,
+    roster: &[PartyKey],
+) -> Result<PartyId, EvidenceError> {
     let (a, b) = (&ev.first, &ev.second);
     if a.job != b.job || a.round != b.round || a.slot != b.slot {
         return Err(EvidenceError::NoConflict("different (job, round, slot)"));
@@ -718,7 +732,10 @@ pub fn verify_equivocation(ev: &Equivocation, roster: &[PartyKey]) -> Result<usi
         h.verify(&vk)
             .map_err(|_| EvidenceError::BadSignature { index })?;
     }
-    Ok(index)
+    PartyId::from_wire(a.sender).ok_or(EvidenceError::BadIndex {
+        index,
+        reason: "not in the roster",
+    })
 }
 
 /// Serde of byte vectors as lower-case hex strings.
@@ -768,18 +785,21 @@ mod tests {
         let job = [3u8; 32];
         let k = [4u8; 32];
         let y = vec![Secp256k1Scalar::from_u64(1), -Secp256k1Scalar::ONE];
-        let c = seal(&job, 2, &k, &y);
-        assert_eq!(open::<Secp256k1Scalar>(&job, 2, &k, &c).unwrap(), y);
+        let c = seal(&job, PartyId::from_wire(2).unwrap(), &k, &y);
         assert_eq!(
-            open::<Secp256k1Scalar>(&job, 3, &k, &c),
+            open::<Secp256k1Scalar>(&job, PartyId::from_wire(2).unwrap(), &k, &c).unwrap(),
+            y
+        );
+        assert_eq!(
+            open::<Secp256k1Scalar>(&job, PartyId::from_wire(3).unwrap(), &k, &c),
             Err(EvidenceError::Unopenable { index: 3 })
         );
         let mut bad = c.clone();
         bad[0] ^= 1;
-        assert!(open::<Secp256k1Scalar>(&job, 2, &k, &bad).is_err());
+        assert!(open::<Secp256k1Scalar>(&job, PartyId::from_wire(2).unwrap(), &k, &bad).is_err());
         // A 32-byte value is not a m127 value vector.
         assert!(matches!(
-            open::<Mersenne127>(&job, 2, &k, &c),
+            open::<Mersenne127>(&job, PartyId::from_wire(2).unwrap(), &k, &c),
             Err(EvidenceError::Malformed { index: 2, .. })
         ));
     }
@@ -795,7 +815,10 @@ mod tests {
             first: a.clone(),
             second: b.clone(),
         };
-        assert_eq!(verify_equivocation(&ev, &roster), Ok(2));
+        assert_eq!(
+            verify_equivocation(&ev, &roster),
+            Ok(PartyId::from_wire(2).unwrap())
+        );
         let json = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<Equivocation>(&json).unwrap(), ev);
         let same = Equivocation {

@@ -48,9 +48,25 @@ use crate::mpc::prss::PrssError;
 
 /// A party of a committee of `n`: its 1-based evaluation point (party `i` holds the share at
 /// `x = i`). Build one with [`PartyId::new`], checked against `n`.
+///
+/// Serialized as the plain integer; 0 does not deserialize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "u32", into = "u32")]
 pub struct PartyId(u32);
+
+impl TryFrom<u32> for PartyId {
+    type Error = &'static str;
+
+    fn try_from(i: u32) -> Result<Self, Self::Error> {
+        PartyId::from_wire(i).ok_or("party index 0 (indices start at 1)")
+    }
+}
+
+impl From<PartyId> for u32 {
+    fn from(p: PartyId) -> u32 {
+        p.0
+    }
+}
 
 impl PartyId {
     /// Party `i` of `n`.
@@ -62,6 +78,12 @@ impl PartyId {
             return Err(RoundError::BadParty { index: i, n });
         }
         Ok(PartyId(i as u32))
+    }
+
+    /// A party index read from the wire (1-based, not yet checked against a committee size:
+    /// a machine refuses an index above its `n`); `None` for 0.
+    pub fn from_wire(i: u32) -> Option<Self> {
+        (i != 0).then_some(PartyId(i))
     }
 
     /// Every party of a committee of `n`, ascending.

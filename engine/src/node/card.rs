@@ -19,7 +19,6 @@
 //! covered by the signature: the manifest check authenticates it on chain (the output must pay
 //! exactly the bond contract of this party and roster, whose script commits to the exit height).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -480,41 +479,16 @@ pub fn read_bounded(path: &Path) -> Result<String, SetupError> {
     std::fs::read_to_string(path).map_err(|e| io(e.to_string()))
 }
 
-/// Write `bytes` to `path` atomically (a temporary file in the same directory, fsync, rename)
-/// with Unix permissions `mode`.
+/// Write `bytes` to `path` atomically and durably with Unix permissions `mode`
+/// ([`btcmpc_wallet::fs::write_atomic`]: temporary file, fsync, rename, directory fsync).
 ///
 /// # Errors
 /// [`SetupError::Io`].
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SetupError> {
-    let io = |e: std::io::Error| SetupError::Io {
+    btcmpc_wallet::fs::write_atomic(path, bytes, mode).map_err(|e| SetupError::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    })
 }
 
 /// The party's X25519 transport secret (its Noise static key), stored as 64 hex in a 0600 file.

@@ -58,7 +58,7 @@ impl MessageType {
     pub const HELLO: Self = Self(0x0003);
     /// An error report from the peer (one line of text).
     pub const ERROR: Self = Self(0x0004);
-    /// A signed echo-broadcast message (job, round, slot, body, signature).
+    /// A party-to-party protocol message ([`super::peer`]): version, session, machine message.
     pub const SIGNED: Self = Self(0x0010);
     /// An echo of another party's signed message.
     pub const ECHO: Self = Self(0x0011);
@@ -131,7 +131,7 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::PONG, "pong", 1024),
     (MessageType::HELLO, "hello", CONTROL_CAP),
     (MessageType::ERROR, "error", CONTROL_CAP),
-    (MessageType::SIGNED, "signed", CONTROL_CAP),
+    (MessageType::SIGNED, "signed", BATCH_CAP),
     (MessageType::ECHO, "echo", CONTROL_CAP),
     (MessageType::STORE_BEGIN, "store-begin", CONTROL_CAP),
     (MessageType::SHARE_BATCH, "share-batch", BATCH_CAP),
@@ -562,6 +562,12 @@ pub fn check_decoders(data: &[u8]) {
         let mut out = Vec::new();
         encode_field_vec(&v, &mut out);
         assert_eq!(out, data);
+    }
+
+    // Party-to-party messages ([`super::peer`]), alone and as a frame's payload.
+    super::peer::check_peer_decoders(data);
+    if let Ok(frame) = decode_frame(data) {
+        super::peer::check_peer_decoders(frame.payload());
     }
 }
 

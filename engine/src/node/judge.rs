@@ -37,6 +37,7 @@ use crate::mpc::evidence::{
     verify_equivocation, ClaimOracle, EvidenceError, Fault, PartyKey, WrongOutputShare,
 };
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use crate::mpc::round::PartyId;
 use crate::mpc::shamir::Params;
 
 /// Version of the [`JobEvidence`] file.
@@ -102,7 +103,7 @@ impl JobEvidence {
     /// The accused party (1-based), as the evidence names it.
     pub fn accused(&self) -> u32 {
         match &self.rule {
-            EvidenceRule::WrongOutputShare(w) => u32::try_from(w.accused.index).unwrap_or(u32::MAX),
+            EvidenceRule::WrongOutputShare(w) => w.accused.index.get(),
             EvidenceRule::Equivocation { equivocation, .. } => equivocation.sender(),
         }
     }
@@ -398,13 +399,13 @@ impl<'a> ChainClaims<'a> {
 }
 
 impl ClaimOracle for ChainClaims<'_> {
-    fn claim_confirmed(&self, job_id: &Hash32, index: usize, key: &Hash32) -> bool {
+    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool {
         if *job_id != self.request.id() {
             return false;
         }
         let (Ok(service), Some(party)) = (
             self.request.service.parse::<PublicKey>(),
-            self.keys.get(index.wrapping_sub(1)),
+            self.keys.get(index.slot()),
         ) else {
             return false;
         };
@@ -599,7 +600,13 @@ mod tests {
             .map(|(a, b)| F::from_u64(a + b * i as u64 + lie))
             .collect();
         let sk = SigningKey::from_bytes(&keypair(i as u8).secret_bytes()).unwrap();
-        DeliveryItem::create(job, i, &[i as u8 + 40; 32], &values, &sk)
+        DeliveryItem::create(
+            job,
+            PartyId::from_wire(i as u32).unwrap(),
+            &[i as u8 + 40; 32],
+            &values,
+            &sk,
+        )
     }
 
     /// Evidence against `accused` (who added `lie`), the other three as witnesses.
@@ -621,7 +628,7 @@ mod tests {
         }
     }
 
-    fn claimed(_: &Hash32, _: usize, _: &Hash32) -> bool {
+    fn claimed(_: &Hash32, _: PartyId, _: &Hash32) -> bool {
         true
     }
 
@@ -652,7 +659,7 @@ mod tests {
         let EvidenceRule::WrongOutputShare(w) = &mut ev.rule else {
             unreachable!()
         };
-        let pos = w.others.iter().position(|o| o.index == 1).unwrap();
+        let pos = w.others.iter().position(|o| o.index.get() == 1).unwrap();
         std::mem::swap(&mut w.accused, &mut w.others[pos]);
         let e = verify_job_evidence(&ev, &m, &claimed).unwrap_err();
         assert!(
@@ -680,7 +687,7 @@ mod tests {
         );
         // Keys no confirmed claim revealed (the judge's chain view says no).
         let ev = evidence(request(&m, PAYOUT), 3, 1);
-        let none = |_: &Hash32, _: usize, _: &Hash32| false;
+        let none = |_: &Hash32, _: PartyId, _: &Hash32| false;
         let e = verify_job_evidence(&ev, &m, &none).unwrap_err();
         assert!(
             matches!(

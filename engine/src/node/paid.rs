@@ -45,6 +45,7 @@ use crate::mpc::echo::Equivocation;
 use crate::mpc::evidence::{DeliveryItem, Sig, WrongOutputShare};
 use crate::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use crate::mpc::query::{parse, plan::plan_text, OutputValue, Plan};
+use crate::mpc::round::PartyId;
 use crate::mpc::shamir::Params;
 
 /// How long a service asks again parties that are not ready yet (they have not read the
@@ -830,7 +831,7 @@ impl ServiceJob {
                 .find(|c| c.party == party)
                 .ok_or_else(|| format!("party {party} has not claimed"))?;
             Ok(DeliveryItem {
-                index: party as usize,
+                index: PartyId::from_wire(party).ok_or("party index 0")?,
                 key_hash: d.key_hash,
                 ciphertext: hex::decode(&d.sealed)
                     .map_err(|_| format!("party {party}'s sealed share is not hex"))?,

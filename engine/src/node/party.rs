@@ -38,12 +38,12 @@ use super::fault::{Fault, FaultStep};
 use super::frame::{Frame, MessageType};
 use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
+use super::peer::{decode_message, message_bytes, peek_session, LogEntry, PeerMessage};
 use super::store::{DatasetMeta, OutboxSlot, PutOutgoing, Store, StoreError};
 use super::transport::{Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError};
 use super::wire::{
     self, field_from_hex, json_frame, parse_json, receipt_digest, Complaint, DatasetStatus,
-    PeerMessage, Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone,
-    WireError,
+    Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone, WireError,
 };
 use crate::mpc::check::{
     CheckInput, CheckMachine, CheckOutput, STORE_CHECK_ROUND, STORE_CHECK_TAG,
@@ -539,7 +539,7 @@ fn unix_now() -> u64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct CheckJournal {
     receipts: Vec<Receipt>,
-    delivered: Vec<(u32, serde_json::Value)>,
+    delivered: Vec<LogEntry>,
     #[serde(default)]
     revealed: Vec<u32>,
 }
@@ -646,16 +646,6 @@ fn hex32(text: &str) -> Hash32 {
     out
 }
 
-/// The session of a `SIGNED` payload without parsing the message: `{"session":"<64 hex>",...`
-/// as [`PeerMessage`] serializes it (its first field).
-fn peek_session(payload: &[u8]) -> Option<Hash32> {
-    let rest = payload.strip_prefix(b"{\"session\":\"")?;
-    let hex = std::str::from_utf8(rest.get(..64)?).ok()?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex, &mut out).ok()?;
-    Some(out)
-}
-
 fn session_hex(s: &Hash32) -> String {
     hex::encode(s)
 }
@@ -738,10 +728,7 @@ impl Core {
 
     /// The session of a received dataset, rebuilt from its record and its journal, in its field.
     #[allow(clippy::type_complexity)]
-    fn load_session(
-        &mut self,
-        record: &SessionRecord,
-    ) -> Result<(Session, Vec<(u32, serde_json::Value)>), String> {
+    fn load_session(&mut self, record: &SessionRecord) -> Result<(Session, Vec<LogEntry>), String> {
         let journal: CheckJournal = self
             .store
             .job_state(&store_job(&record.begin.session))
@@ -766,7 +753,7 @@ impl Core {
         &mut self,
         session: Hash32,
         s: Session,
-        replay: Vec<(u32, serde_json::Value)>,
+        replay: Vec<LogEntry>,
     ) -> Result<(), PartyError> {
         let running = with_session!(&s, s => s.machine.is_some());
         self.sessions.insert(session, s);
@@ -774,7 +761,7 @@ impl Core {
             return Ok(());
         }
         self.drive(session, None)?;
-        for (from, message) in replay {
+        for LogEntry(from, message) in replay {
             if let Ok(from) = PartyId::new(from as usize, self.params.n()) {
                 self.deliver(from, PeerMessage { session, message })?;
             }
@@ -789,7 +776,7 @@ impl Core {
         &mut self,
         record: &SessionRecord,
         journal: CheckJournal,
-    ) -> Result<(StoreSession<F>, Vec<(u32, serde_json::Value)>), String> {
+    ) -> Result<(StoreSession<F>, Vec<LogEntry>), String> {
         let mask = field_from_hex::<F>(&record.begin.mask).map_err(|e| e.to_string())?;
         let owner_key = record.owner()?;
         let mut receipt = [0u8; 32];
@@ -1317,7 +1304,7 @@ impl Core {
             context: s.context,
             receipts: receipts.iter().map(|r| r.hash).collect(),
             shares: PartyShares {
-                index: self.me.point(),
+                index: self.me,
                 mask: s.mask,
                 columns,
             },
@@ -1372,7 +1359,7 @@ impl Core {
                     }
                 }
                 for (from, bytes, _) in early {
-                    if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
+                    if let Ok(m) = PeerMessage::decode(&bytes) {
                         self.deliver(from, m)?;
                     }
                 }
@@ -1548,11 +1535,11 @@ impl Core {
                 Some(a) if to.get() > (self.params.n() as u32) / 2 => &a.msg,
                 _ => &out.msg,
             };
-            let payload = PeerMessage {
+            let bytes = PeerMessage {
                 session: *session,
-                message: serde_json::to_value(msg).unwrap_or_default(),
-            };
-            let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+                message: message_bytes(msg),
+            }
+            .encode();
             let slot = OutboxSlot {
                 job: outbox.to_string(),
                 round,
@@ -1610,13 +1597,13 @@ impl Core {
                     return Ok(());
                 }
                 // A session whose check has not started here keeps the raw bytes (bounded).
-                if let Some(session) = peek_session(frame.payload()) {
+                if let Ok(session) = peek_session(frame.payload()) {
                     if !self.started(&session) {
                         self.hold_early(from, session, frame.into_payload());
                         return Ok(());
                     }
                 }
-                match parse_json::<PeerMessage>(&frame) {
+                match PeerMessage::decode(frame.payload()) {
                     Ok(m) => self.deliver(from, m)?,
                     Err(e) => info!(target: "btcmpc::party", %from, "refused: {e}"),
                 }
@@ -1682,9 +1669,7 @@ impl Core {
     fn deliver(&mut self, from: PartyId, m: PeerMessage) -> Result<(), PartyError> {
         let session = m.session;
         if !self.started(&session) {
-            if let Ok(bytes) = serde_json::to_vec(&m) {
-                self.hold_early(from, session, bytes.into());
-            }
+            self.hold_early(from, session, m.encode().into());
             return Ok(());
         }
         if self.job_sessions.contains_key(&session) {
@@ -1704,12 +1689,12 @@ impl Core {
         &mut self,
         s: &mut StoreSession<F>,
         from: PartyId,
-        raw: serde_json::Value,
+        raw: Vec<u8>,
     ) -> Result<(), PartyError> {
         let Some(machine) = s.machine.as_mut() else {
             return Ok(()); // finished: late messages are ignored
         };
-        let msg: Message<F> = match serde_json::from_value(raw.clone()) {
+        let msg: Message<F> = match decode_message(&raw) {
             Ok(m) => m,
             Err(e) => {
                 info!(target: "btcmpc::party", %from, "malformed check message refused: {e}");
@@ -1724,7 +1709,7 @@ impl Core {
             }
         }
         // Persisted before anything it caused is sent: a restart replays exactly this.
-        s.journal.delivered.push((from.get(), raw));
+        s.journal.delivered.push(LogEntry(from.get(), raw));
         self.store.put_job_state(
             &store_job(&s.begin.session),
             &serde_json::to_vec(&s.journal).unwrap_or_default(),
@@ -1773,7 +1758,7 @@ impl Core {
                 continue;
             };
             revealed.push(PartyShares {
-                index: *p as usize,
+                index: PartyId::from_wire(*p).ok_or("party index 0")?,
                 mask: field_from_hex::<F>(mask).map_err(|e| e.to_string())?,
                 columns: cols,
             });
@@ -2043,7 +2028,7 @@ impl<F: PrimeField> StoreSession<F> {
                 owner_key: self.owner_key.to_hex(),
             };
             let shares = PartyShares {
-                index: me.point(),
+                index: me,
                 mask: self.mask,
                 columns: std::mem::take(&mut self.columns),
             };

@@ -28,6 +28,7 @@ use crate::mpc::evidence::{open, verify_tagged, Delivery, PartyKey, Sig, DELIVER
 use crate::mpc::field::PrimeField;
 use crate::mpc::fixed::to_signed;
 use crate::mpc::query::{OutputValue, Plan};
+use crate::mpc::round::PartyId;
 use crate::mpc::shamir::Params;
 
 /// A service: its signing key and its Noise static key.
@@ -409,7 +410,7 @@ pub fn check_delivery(
     let pk = PartyKey::from_compressed(&key.serialize()).map_err(|e| e.to_string())?;
     let delivery = Delivery {
         job_id: job,
-        index: party as usize,
+        index: PartyId::from_wire(party).ok_or("party index 0")?,
         key_hash: d.key_hash,
         ciphertext_hash: Sha256::digest(&sealed).into(),
     };
@@ -448,7 +449,10 @@ pub fn open_result<F: PrimeField>(
     let mut culprits = Vec::new();
     let mut vectors: Vec<(usize, Vec<F>)> = Vec::new();
     for (party, sealed, k) in claimed {
-        match open::<F>(job, *party as usize, k, sealed) {
+        let Some(id) = PartyId::from_wire(*party) else {
+            continue;
+        };
+        match open::<F>(job, id, k, sealed) {
             Ok(y) if y.len() == masks.len() => vectors.push((*party as usize, y)),
             // A share that does not open, or has the wrong length, is wrong.
             _ => culprits.push(*party),

@@ -30,7 +30,7 @@ use super::frame::{decode_field_vec, encode_field_vec, FrameError};
 use crate::mpc::field::PrimeField;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -74,6 +74,15 @@ const MIGRATIONS: &[&str] = &[
         bytes BLOB NOT NULL,
         sent INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (job, round, slot)
+    ) WITHOUT ROWID;",
+    // 1 -> 2: a machine's journal, appended one event at a time (the job record no longer
+    // carries it, so an event costs its own bytes, not the whole log's).
+    "CREATE TABLE journal (
+        job TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender INTEGER NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (job, seq)
     ) WITHOUT ROWID;",
 ];
 
@@ -512,6 +521,54 @@ impl Store {
             .query_map([prefix], |r| r.get(0))
             .map_err(sql("listing jobs"))?;
         rows.collect::<Result<_, _>>().map_err(sql("listing jobs"))
+    }
+
+    /// Appends one event to the journal of `job` (a machine's log: a message from party
+    /// `sender`, or `sender` 0 for a deadline), after every event appended before.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn append_journal(
+        &mut self,
+        job: &str,
+        sender: u32,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.write("appending to a journal", |tx| {
+            tx.execute(
+                "INSERT INTO journal (job, seq, sender, bytes) VALUES (?1,
+                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE job = ?1), ?2, ?3)",
+                params![job, sender, bytes],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The journal of `job`, in the order it was appended: `(sender, bytes)`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn journal(&self, job: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT sender, bytes FROM journal WHERE job = ?1 ORDER BY seq")
+            .map_err(sql("reading a journal"))?;
+        let rows = st
+            .query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("reading a journal"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("reading a journal"))
+    }
+
+    /// Deletes the journal of `job` (once its machine's outcome is recorded).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn delete_journal(&mut self, job: &str) -> Result<(), StoreError> {
+        self.write("deleting a journal", |tx| {
+            tx.execute("DELETE FROM journal WHERE job = ?1", [job])
+                .map(drop)
+        })
     }
 
     /// Persists a signed message for `slot` before it is sent. The first bytes stored for a

@@ -10,7 +10,7 @@
 //! owner -> party   STORE_END    {session}                                              JSON
 //! party -> owner   RECEIPT      {session, party, hash, signature}                      JSON
 //! owner -> party   STORE_CHECK  {session, receipts of every party}                     JSON
-//! party <-> party  SIGNED       {session, machine message}                             JSON
+//! party <-> party  SIGNED       version | session | machine message                    binary
 //! party -> owner   COMPLAINT    {session, parties whose vectors must be revealed}      JSON
 //! owner -> party   SHARE_BATCH  (holder = the accused party) ... COMPLAINT {masks}
 //! party -> owner   STORE_DONE   {session, accepted or refused, liars}                  JSON
@@ -19,7 +19,8 @@
 //!
 //! Control payloads are JSON with unknown fields refused; share batches are binary
 //! ([`ShareBatch`]), field elements in the canonical wire encoding of
-//! [`super::frame::encode_field_vec`].
+//! [`super::frame::encode_field_vec`]; party-to-party protocol messages are binary
+//! ([`super::peer`]).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -377,18 +378,6 @@ pub struct DatasetStatus {
     pub state: String,
     /// The dataset id once committed.
     pub dataset_id: Option<String>,
-}
-
-/// A party-to-party message of a store check, carried in a `SIGNED` frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerMessage {
-    /// The store session (or job).
-    #[serde(with = "hex32")]
-    pub session: Hash32,
-    /// The machine's message, serialized by serde (its field elements as the field's serde
-    /// form).
-    pub message: serde_json::Value,
 }
 
 /// A chunk of one share vector.

@@ -10,7 +10,6 @@
 //! bytes of the SHA-256 of everything before. A file that fails its checksum or any bound is
 //! ignored as a whole (with a warning), never half-read.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use bitcoin::consensus::{deserialize, serialize};
@@ -131,29 +130,16 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<(u64, Transaction)>, Memp
     Ok(out)
 }
 
-/// Write `bytes` to `path` atomically: a temporary file, `fsync`, rename, `fsync` of the
-/// directory.
+/// Write `bytes` to `path` atomically and durably ([`crate::server::write_atomic`]: a temporary
+/// file, `fsync`, rename, `fsync` of the directory).
 ///
 /// # Errors
 /// [`MempoolFileError::Io`].
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), MempoolFileError> {
-    let io = |source| MempoolFileError::Io {
+    crate::server::write_atomic(path, bytes, 0o644).map_err(|source| MempoolFileError::Io {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("dat.new");
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Read `path`; `Ok(None)` when there is no file.

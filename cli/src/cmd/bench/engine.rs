@@ -112,7 +112,7 @@ fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> 
     let challenge = Challenge::<F>::new(STORE_CHECK_TAG, &root, size);
     let openings: Vec<(usize, F)> = dealt
         .iter()
-        .map(|p| Ok((p.index, challenge.opening(p)?)))
+        .map(|p| Ok((p.index.point(), challenge.opening(p)?)))
         .collect::<anyhow::Result<_>>()?;
     let time = best(runs, || Ok(verify_openings(params, &openings)?))?;
     rows.push(row("batch check: verify 4 openings".into(), time, None, ""));

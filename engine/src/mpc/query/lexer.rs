@@ -1,5 +1,6 @@
 //! Tokens of the query language.
 
+use super::ast::CmpOp;
 use super::{QueryError, Span};
 
 /// A token kind.
@@ -9,6 +10,10 @@ pub enum Tok {
     Ident(String),
     /// An unsigned decimal literal (`12`, `0.5`).
     Number(String),
+    /// A single-quoted text literal (`'red'`; `''` is a quote inside it).
+    Text(String),
+    /// A comparison operator (`<`, `<=`, `>`, `>=`, `=`, `!=` or `<>`).
+    Cmp(CmpOp),
     /// `(`
     LParen,
     /// `)`
@@ -31,6 +36,8 @@ impl Tok {
         match self {
             Tok::Ident(s) => format!("identifier `{s}`"),
             Tok::Number(s) => format!("number `{s}`"),
+            Tok::Text(s) => format!("text '{s}'"),
+            Tok::Cmp(op) => format!("`{}`", op.symbol()),
             Tok::LParen => "`(`".into(),
             Tok::RParen => "`)`".into(),
             Tok::Comma => "`,`".into(),
@@ -120,6 +127,65 @@ pub fn lex(query: &str) -> Result<Vec<Token>, QueryError> {
                 }
                 out.push(Token {
                     tok: Tok::Number(text.to_owned()),
+                    span: Span { start, end: i },
+                });
+            }
+            b'<' | b'>' | b'=' | b'!' => {
+                let next = bytes.get(i + 1).copied();
+                let (op, len) = match (c, next) {
+                    (b'<', Some(b'=')) => (CmpOp::Le, 2),
+                    (b'<', Some(b'>')) => (CmpOp::Ne, 2),
+                    (b'<', _) => (CmpOp::Lt, 1),
+                    (b'>', Some(b'=')) => (CmpOp::Ge, 2),
+                    (b'>', _) => (CmpOp::Gt, 1),
+                    (b'=', _) => (CmpOp::Eq, 1),
+                    (b'!', Some(b'=')) => (CmpOp::Ne, 2),
+                    _ => {
+                        return Err(QueryError::parse(
+                            query,
+                            Span {
+                                start,
+                                end: start + 1,
+                            },
+                            "`!` must be followed by `=`",
+                        ))
+                    }
+                };
+                i += len;
+                out.push(Token {
+                    tok: Tok::Cmp(op),
+                    span: Span { start, end: i },
+                });
+            }
+            b'\'' => {
+                i += 1;
+                let mut text = String::new();
+                while let Some(rest) = query.get(i..) {
+                    match rest.find('\'') {
+                        None => {
+                            return Err(QueryError::parse(
+                                query,
+                                Span {
+                                    start,
+                                    end: query.len(),
+                                },
+                                "unterminated text literal",
+                            ))
+                        }
+                        Some(q) => {
+                            text.push_str(&rest[..q]);
+                            i += q + 1;
+                            if bytes.get(i) == Some(&b'\'') {
+                                text.push('\'');
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                }
+                out.push(Token {
+                    tok: Tok::Text(text),
                     span: Span { start, end: i },
                 });
             }
@@ -218,5 +284,41 @@ mod tests {
         assert_eq!(e.offset(), Some(4));
         let e = lex("sum(é)").unwrap_err();
         assert_eq!(e.offset(), Some(4));
+        let e = lex("sum(x) where c = 'red").unwrap_err();
+        assert_eq!(e.offset(), Some(17));
+        assert!(e.to_string().contains("unterminated text literal"), "{e}");
+        let e = lex("sum(x) where x ! 2").unwrap_err();
+        assert_eq!(e.offset(), Some(15));
+    }
+
+    #[test]
+    fn comparisons_and_text() {
+        let t = lex("a<b<=c>d>=e=f!=g<>h 'it''s'").unwrap();
+        let kinds: Vec<_> = t.iter().map(|t| t.tok.clone()).collect();
+        let id = |s: &str| Tok::Ident(s.into());
+        assert_eq!(
+            kinds,
+            [
+                id("a"),
+                Tok::Cmp(CmpOp::Lt),
+                id("b"),
+                Tok::Cmp(CmpOp::Le),
+                id("c"),
+                Tok::Cmp(CmpOp::Gt),
+                id("d"),
+                Tok::Cmp(CmpOp::Ge),
+                id("e"),
+                Tok::Cmp(CmpOp::Eq),
+                id("f"),
+                Tok::Cmp(CmpOp::Ne),
+                id("g"),
+                Tok::Cmp(CmpOp::Ne),
+                id("h"),
+                Tok::Text("it's".into()),
+                Tok::End
+            ]
+        );
+        assert_eq!(t[3].span, Span { start: 3, end: 5 });
+        assert_eq!(t[15].span, Span { start: 20, end: 27 });
     }
 }

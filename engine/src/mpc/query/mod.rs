@@ -1,5 +1,5 @@
-//! The version-1 query language: lexer, parser, planner with range analysis, and the service's
-//! finishing arithmetic.
+//! The query language: lexer, parser, planner with range analysis, filters and groups, the
+//! leakage rule, and the service's finishing arithmetic.
 //!
 //! A query is a comma-separated list of aggregates over the rows of one dataset:
 //! `sum(e)`, `count()`, `count(e)`, `mean(e)`, `var(e)`, `cov(e1, e2)`, `dot(e1, e2)` and `hist(col)` over a
@@ -43,6 +43,39 @@
 //! assert_eq!(values, ["2", "3", "2", "11"]); // a + b is present on the first row only
 //! ```
 //!
+//! An aggregate may carry a `where` condition (`<, <=, >, >=, =, !=`, `between A and B`,
+//! `in (...)`, `and`, `or`, `not`, parentheses; a category column compared with a level,
+//! `plan = 3` or `color in ('red', 'blue')`), with SQL's NULL semantics (a comparison with a NULL
+//! is unknown; a row counts only where the condition is true), and the query may end with
+//! `group by COL` over a category column (one output per level). The [`filter`] module says
+//! how conditions become secure comparisons; [`plan_with_rule`] adds the leakage rule:
+//!
+//! ```
+//! use btcmpc_engine::mpc::csv::Dataset;
+//! use btcmpc_engine::mpc::field::Mersenne127;
+//! use btcmpc_engine::mpc::query::{parse, plan, plan_with_rule, LeakageRule};
+//!
+//! let data = Dataset::parse("x:int,c:cat\n1,a\n5,b\n,a\n7,a\n").unwrap();
+//! let q = parse("count() where x > 2, mean(x) where x between 1 and 6 group by c").unwrap();
+//! let p = plan::<Mersenne127>(&q, &data.schema).unwrap();
+//! let out = p.finish(&p.eval_clear(&data.values)).unwrap();
+//! let values: Vec<_> = out.iter().map(|v| (v.name.as_str(), v.decimal.as_str())).collect();
+//! assert_eq!(values, [
+//!     ("count()[c=a] where x > 2", "1"),
+//!     ("count()[c=b] where x > 2", "1"),
+//!     ("mean(x)[c=a] where x between 1 and 6", "1"),
+//!     ("mean(x)[c=b] where x between 1 and 6", "5"),
+//! ]);
+//! // Under the rule a cell over fewer than min_rows rows is withheld, never opened.
+//! let rule = LeakageRule { min_rows: 2, earlier: vec![] };
+//! let text = q.to_string();
+//! let p = plan_with_rule::<Mersenne127>(&text, &parse(&text).unwrap(), &data.schema, &rule).unwrap();
+//! let bits = p.gate_bits_clear(&data.values);
+//! let out = p.finish_gated(&p.eval_clear(&data.values), &bits).unwrap();
+//! assert!(out.iter().all(|v| v.withheld));
+//! assert_eq!(out[0].decimal, "withheld (fewer than 2 rows)");
+//! ```
+//!
 //! Errors point at the offending token with its byte offset and a caret line:
 //!
 //! ```
@@ -51,14 +84,18 @@
 //! ```
 
 pub mod ast;
+pub mod filter;
 pub mod lexer;
 pub mod num;
 pub mod parser;
 pub mod plan;
 
-pub use ast::{Aggregate, BinOp, Expr, Query};
+pub use ast::{Aggregate, BinOp, CmpOp, Cond, Expr, Query};
 pub use parser::parse;
-pub use plan::{plan, Finish, Gate, GateTest, Node, Opened, Output, OutputValue, Plan, RowCount};
+pub use plan::{
+    plan, plan_with_rule, Finish, Gate, GateTest, LeakageRule, Node, Opened, Output, OutputValue,
+    Plan, RowCount,
+};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_LEN: usize = 4096;
@@ -154,6 +191,70 @@ pub enum QueryError {
         /// Values the plan opens.
         expected: usize,
     },
+    /// A compared expression whose worst case has more bits than a secure comparison takes.
+    #[error("compared term `{term}` at byte {offset} needs {bits} bits in the worst case; a comparison in the {field} field takes at most {max}")]
+    CompareTooWide {
+        /// The difference of the two sides, as compared.
+        term: String,
+        /// Byte offset of the comparison in the query.
+        offset: usize,
+        /// Bits needed, sign bit included.
+        bits: u64,
+        /// [`crate::mpc::compare::max_compare_bits`] of the field.
+        max: u32,
+        /// The field.
+        field: &'static str,
+    },
+    /// A category level that the column does not have.
+    #[error("`{column}` has no level `{level}` (its levels: {levels}) at byte {offset}\n{caret}")]
+    UnknownLevel {
+        /// The category column.
+        column: String,
+        /// The level asked for.
+        level: String,
+        /// The column's levels, comma-separated.
+        levels: String,
+        /// Byte offset of the literal.
+        offset: usize,
+        /// The query with a caret line under the literal.
+        caret: String,
+    },
+    /// `group by` over a category with more levels than a table may have.
+    #[error("`group by {column}`: the column has {levels} levels, at most {max} are allowed at byte {offset}\n{caret}")]
+    TooManyLevels {
+        /// The column.
+        column: String,
+        /// Its number of levels.
+        levels: usize,
+        /// [`plan::MAX_GROUP_LEVELS`].
+        max: usize,
+        /// Byte offset of the name.
+        offset: usize,
+        /// The query with a caret line under the name.
+        caret: String,
+    },
+    /// A query with more outputs than [`plan::MAX_CELLS`].
+    #[error("the query has {cells} cells (aggregates times group levels, hist bins), at most {max} are allowed")]
+    TooManyCells {
+        /// Cells of the query.
+        cells: usize,
+        /// [`plan::MAX_CELLS`].
+        max: usize,
+    },
+    /// The leakage rule would need more tests than [`plan::MAX_GATE_TESTS`].
+    #[error("the leakage rule needs more than {max} tests for this query (too many cells, or too many earlier queries to compare with)")]
+    TooManyTests {
+        /// [`plan::MAX_GATE_TESTS`].
+        max: usize,
+    },
+    /// [`plan::Plan::finish_gated`] was given the wrong number of gate bits.
+    #[error("{got} gate bits given, the plan has {expected} gates")]
+    GateBits {
+        /// Bits given.
+        got: usize,
+        /// Gates of the plan.
+        expected: usize,
+    },
     /// `mean`, `var` or `cov` over zero rows (an empty dataset, or every row has a NULL input).
     #[error("`{aggregate}` over zero rows (rows with a NULL input are skipped)")]
     NoRows {
@@ -176,7 +277,10 @@ impl QueryError {
         match self {
             QueryError::Parse { offset, .. }
             | QueryError::UnknownColumn { offset, .. }
-            | QueryError::WrongColumnKind { offset, .. } => Some(*offset),
+            | QueryError::WrongColumnKind { offset, .. }
+            | QueryError::UnknownLevel { offset, .. }
+            | QueryError::CompareTooWide { offset, .. }
+            | QueryError::TooManyLevels { offset, .. } => Some(*offset),
             _ => None,
         }
     }

@@ -1,17 +1,30 @@
 //! Recursive-descent parser of the version-1 query language.
 //!
 //! ```text
-//! query     := aggregate ("," aggregate)*
+//! query     := item ("," item)* ["group" "by" column]
+//! item      := aggregate ["where" cond]
 //! aggregate := "sum" "(" expr ")" | "count" "(" [expr] ")" | "mean" "(" expr ")" | "var" "(" expr ")"
 //!            | "cov" "(" expr "," expr ")" | "dot" "(" expr "," expr ")" | "hist" "(" column ")"
+//! cond      := conj ("or" conj)*
+//! conj      := neg ("and" neg)*
+//! neg       := "not" neg | pred
+//! pred      := "(" cond ")" | expr cmp expr | expr ["not"] "between" expr "and" expr
+//!            | expr ["not"] "in" "(" expr ("," expr)* ")" | expr "is" ["not"] "null"
+//! cmp       := "<" | "<=" | ">" | ">=" | "=" | "!=" | "<>"
 //! expr      := term (("+" | "-") term)*
 //! term      := unary ("*" unary)*
 //! unary     := "-" unary | atom
-//! atom      := number | column | "(" expr ")"
+//! atom      := number | text | column | "(" expr ")"
+//! text      := "'" any text, a quote doubled "'"
 //! column    := name | "\"" any text but a quote "\""
 //! ```
+//!
+//! A `where` belongs to the aggregate it follows (`sum(x), mean(y) where z > 1` filters only
+//! `mean(y)`); `group by` applies to every aggregate. Keywords (`where and or not between in
+//! group by is null`) are not column names unless quoted. A `(` that opens a condition and one that
+//! opens an expression (`(x + 1) > 2`) are told apart by trying the condition first.
 
-use super::ast::{Aggregate, BinOp, Expr, Query};
+use super::ast::{Aggregate, BinOp, Cond, Expr, Query, KEYWORDS};
 use super::lexer::{lex, Tok, Token};
 use super::{QueryError, Span};
 
@@ -36,19 +49,59 @@ pub fn parse(query: &str) -> Result<Query, QueryError> {
         pos: 0,
         depth: 0,
     };
-    let mut aggregates = vec![p.aggregate()?];
-    while p.peek().tok == Tok::Comma {
-        p.pos += 1;
+    let mut aggregates = Vec::new();
+    let mut filters = Vec::new();
+    loop {
         aggregates.push(p.aggregate()?);
+        filters.push(if p.keyword("where") {
+            p.pos += 1;
+            Some(p.cond()?)
+        } else {
+            None
+        });
+        if p.peek().tok != Tok::Comma {
+            break;
+        }
+        p.pos += 1;
+    }
+    let mut group_by = None;
+    if p.keyword("group") {
+        p.pos += 1;
+        let t = p.next();
+        if t.tok != Tok::Ident("by".into()) {
+            return Err(p.error(
+                t.span,
+                &format!("expected `by` after `group`, found {}", t.tok.describe()),
+            ));
+        }
+        let c = p.next();
+        match c.tok {
+            Tok::Ident(name) => group_by = Some((name, c.span)),
+            other => {
+                return Err(p.error(
+                    c.span,
+                    &format!("group by takes a column name, found {}", other.describe()),
+                ))
+            }
+        }
     }
     let t = p.peek().clone();
     if t.tok != Tok::End {
+        let expected = if group_by.is_some() {
+            "end of query"
+        } else {
+            "`,`, `where`, `group by` or end of query"
+        };
         return Err(p.error(
             t.span,
-            &format!("expected `,` or end of query, found {}", t.tok.describe()),
+            &format!("expected {expected}, found {}", t.tok.describe()),
         ));
     }
-    Ok(Query { aggregates })
+    Ok(Query {
+        aggregates,
+        filters,
+        group_by,
+    })
 }
 
 struct Parser<'a> {
@@ -153,6 +206,156 @@ impl Parser<'_> {
         ))
     }
 
+    /// Whether the next token is the bare word `word` (a quoted name never is: the lexer keeps
+    /// quotes out of the token text, so keywords are checked on the source).
+    fn keyword(&self, word: &str) -> bool {
+        let t = self.peek();
+        matches!(&t.tok, Tok::Ident(n) if n == word)
+            && self.query.get(t.span.start..t.span.end) == Some(word)
+    }
+
+    fn cond(&mut self) -> Result<Cond, QueryError> {
+        let mut lhs = self.conj()?;
+        while self.keyword("or") {
+            self.pos += 1;
+            let rhs = self.conj()?;
+            lhs = Cond::Or(Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn conj(&mut self) -> Result<Cond, QueryError> {
+        let mut lhs = self.neg()?;
+        while self.keyword("and") {
+            self.pos += 1;
+            let rhs = self.neg()?;
+            lhs = Cond::And(Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn neg(&mut self) -> Result<Cond, QueryError> {
+        if self.keyword("not") {
+            let t = self.next();
+            self.enter(t.span)?;
+            let c = self.neg()?;
+            self.depth -= 1;
+            return Ok(Cond::Not(Box::new(c)));
+        }
+        self.pred()
+    }
+
+    fn pred(&mut self) -> Result<Cond, QueryError> {
+        if self.peek().tok == Tok::LParen {
+            let save = self.pos;
+            let open = self.next();
+            self.enter(open.span)?;
+            let inner = self.cond().and_then(|c| {
+                self.expect(&Tok::RParen, "`)`")?;
+                Ok(c)
+            });
+            self.depth -= 1;
+            match inner {
+                Ok(c) => return Ok(c),
+                Err(as_cond) => {
+                    // Maybe `(x + 1) > 2`: an expression in parentheses starting a comparison.
+                    self.pos = save;
+                    return self.comparison().map_err(|as_expr| {
+                        if as_cond.offset() > as_expr.offset() {
+                            as_cond
+                        } else {
+                            as_expr
+                        }
+                    });
+                }
+            }
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Cond, QueryError> {
+        let lhs = self.expr()?;
+        let t = self.peek().clone();
+        if let Tok::Cmp(op) = t.tok {
+            self.pos += 1;
+            let rhs = self.expr()?;
+            return Ok(Cond::Compare {
+                op,
+                lhs,
+                rhs,
+                span: t.span,
+            });
+        }
+        if self.keyword("is") {
+            let k = self.next();
+            let negated = self.keyword("not");
+            if negated {
+                self.pos += 1;
+            }
+            let n = self.next();
+            if !matches!(&n.tok, Tok::Ident(w) if w == "null") {
+                return Err(self.error(
+                    n.span,
+                    &format!("expected `null` after `is`, found {}", n.tok.describe()),
+                ));
+            }
+            return Ok(Cond::IsNull {
+                expr: lhs,
+                negated,
+                span: k.span,
+            });
+        }
+        let negated = self.keyword("not");
+        if negated {
+            self.pos += 1;
+        }
+        let k = self.peek().clone();
+        if self.keyword("between") {
+            self.pos += 1;
+            let low = self.expr()?;
+            let a = self.next();
+            if !matches!(&a.tok, Tok::Ident(w) if w == "and") {
+                return Err(self.error(
+                    a.span,
+                    &format!(
+                        "expected `and` in `between ... and ...`, found {}",
+                        a.tok.describe()
+                    ),
+                ));
+            }
+            let high = self.expr()?;
+            return Ok(Cond::Between {
+                expr: lhs,
+                low,
+                high,
+                negated,
+                span: k.span,
+            });
+        }
+        if self.keyword("in") {
+            self.pos += 1;
+            self.expect(&Tok::LParen, "`(` after `in`")?;
+            let mut list = vec![self.expr()?];
+            while self.peek().tok == Tok::Comma {
+                self.pos += 1;
+                list.push(self.expr()?);
+            }
+            self.expect(&Tok::RParen, "`,` or `)`")?;
+            return Ok(Cond::In {
+                expr: lhs,
+                list,
+                negated,
+                span: k.span,
+            });
+        }
+        let what = if negated {
+            "expected `between` or `in` after `not`"
+        } else {
+            "expected a comparison (<, <=, >, >=, =, !=, between, in, is null)"
+        };
+        Err(self.error(k.span, &format!("{what}, found {}", k.tok.describe())))
+    }
+
     fn enter(&mut self, span: Span) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -210,6 +413,16 @@ impl Parser<'_> {
         let t = self.next();
         match t.tok {
             Tok::Number(text) => Ok(Expr::Number { text, span: t.span }),
+            Tok::Text(text) => Ok(Expr::Text { text, span: t.span }),
+            Tok::Ident(name)
+                if KEYWORDS.contains(&name.as_str())
+                    && self.query.get(t.span.start..t.span.end) == Some(name.as_str()) =>
+            {
+                Err(self.error(
+                    t.span,
+                    &format!("`{name}` is a keyword; write a column of that name as \"{name}\""),
+                ))
+            }
             Tok::Ident(name) => {
                 if self.peek().tok == Tok::LParen {
                     return Err(self.error(
@@ -282,7 +495,11 @@ mod tests {
             ("sum(x + )", 8, "expected a column"),
             ("sum(x", 5, "expected `)`"),
             ("summ(x)", 0, "unknown aggregate `summ`"),
-            ("sum(x) mean(y)", 7, "expected `,` or end of query"),
+            (
+                "sum(x) mean(y)",
+                7,
+                "expected `,`, `where`, `group by` or end of query",
+            ),
             ("cov(x)", 5, "expected `,` between"),
             ("sum(sum(x))", 4, "cannot be used inside an expression"),
             ("hist(1)", 5, "hist takes a column name"),
@@ -301,11 +518,153 @@ mod tests {
     }
 
     #[test]
+    fn conditions_and_groups_round_trip() {
+        let cases = [
+            ("mean(y) where x>1", "mean(y) where x > 1"),
+            ("count() where x<=2*y", "count() where x <= 2 * y"),
+            (
+                "sum(x) where a>=1 and b<2 or c=3",
+                "sum(x) where a >= 1 and b < 2 or c = 3",
+            ),
+            (
+                "sum(x) where a>=1 and (b<2 or c=3)",
+                "sum(x) where a >= 1 and (b < 2 or c = 3)",
+            ),
+            ("sum(x) where not a<>1", "sum(x) where not a != 1"),
+            (
+                "sum(x) where not (a=1 or b=2)",
+                "sum(x) where not (a = 1 or b = 2)",
+            ),
+            (
+                "sum(x) where (x + 1) * 2 > 3",
+                "sum(x) where (x + 1) * 2 > 3",
+            ),
+            ("sum(x) where ((x)) > 3", "sum(x) where x > 3"),
+            ("sum(x) where ((x > 3))", "sum(x) where x > 3"),
+            (
+                "sum(x) where x between -1 and 2.5 and y > 0",
+                "sum(x) where x between -1 and 2.5 and y > 0",
+            ),
+            (
+                "sum(x) where x not between 1 and 2",
+                "sum(x) where x not between 1 and 2",
+            ),
+            (
+                "sum(x) where c in ('a', 'it''s') ",
+                "sum(x) where c in ('a', 'it''s')",
+            ),
+            (
+                "sum(x) where x not in (1,2 ,3)",
+                "sum(x) where x not in (1, 2, 3)",
+            ),
+            (
+                "sum(x) where a = 1 and (b = 2 and c = 3)",
+                "sum(x) where a = 1 and (b = 2 and c = 3)",
+            ),
+            (
+                "sum(x) where a = 1 or (b = 2 or c = 3)",
+                "sum(x) where a = 1 or (b = 2 or c = 3)",
+            ),
+            ("sum(x) where not not a = 1", "sum(x) where not not a = 1"),
+            (
+                "sum(x) where a is null or b+1 is not  null",
+                "sum(x) where a is null or b + 1 is not null",
+            ),
+            ("mean(y) group by c", "mean(y) group by c"),
+            (
+                "mean(y) where x > 0, count() group by \"my col\"",
+                "mean(y) where x > 0, count() group by \"my col\"",
+            ),
+            (
+                "sum(x) where x > 1, mean(y), count() where \"and\" = 2",
+                "sum(x) where x > 1, mean(y), count() where \"and\" = 2",
+            ),
+        ];
+        for (q, want) in cases {
+            let once = round_trip(q);
+            assert_eq!(once, want, "{q}");
+            // Printing then parsing gives the same tree (up to spans): print again, same text.
+            assert_eq!(round_trip(&once), once, "{q}");
+        }
+        let q = parse("sum(x) where x > 1, mean(y) group by c").unwrap();
+        assert!(q.filter(0).is_some());
+        assert!(q.filter(1).is_none());
+        assert_eq!(q.group_by.as_ref().map(|g| g.0.as_str()), Some("c"));
+        // `and` binds tighter than `or`.
+        let q = parse("sum(x) where a = 1 or b = 2 and c = 3").unwrap();
+        assert!(matches!(q.filter(0), Some(Cond::Or(_, r)) if matches!(**r, Cond::And(..))));
+    }
+
+    #[test]
+    fn condition_errors_point_at_the_token() {
+        let cases = [
+            ("sum(x) where", 12, "expected a column, a number or `(`"),
+            ("sum(x) where x", 14, "expected a comparison"),
+            ("sum(x) where x >", 16, "expected a column"),
+            ("sum(x) where x between 1", 24, "expected `and` in `between"),
+            (
+                "sum(x) where x between 1 or 2",
+                25,
+                "expected `and` in `between",
+            ),
+            ("sum(x) where x in 1", 18, "expected `(` after `in`"),
+            ("sum(x) where x in (1 2)", 21, "expected `,` or `)`"),
+            ("sum(x) where x in ()", 19, "expected a column"),
+            (
+                "sum(x) where x not 1",
+                19,
+                "expected `between` or `in` after `not`",
+            ),
+            ("sum(x) where (x > 1", 19, "expected `)`"),
+            ("sum(x) where x > 1 and", 22, "expected a column"),
+            (
+                "sum(x) where x > 1 y",
+                19,
+                "expected `,`, `where`, `group by` or end",
+            ),
+            ("sum(x) where and > 1", 13, "`and` is a keyword"),
+            ("sum(where)", 4, "`where` is a keyword"),
+            ("sum(x) group x", 13, "expected `by` after `group`"),
+            ("sum(x) group by 1", 16, "group by takes a column name"),
+            ("sum(x) group by c, sum(y)", 17, "expected end of query"),
+            ("sum(x) where c = 'red", 17, "unterminated text literal"),
+            ("sum(x) where x is 1", 18, "expected `null` after `is`"),
+            ("sum(x) where x is not", 21, "expected `null` after `is`"),
+            ("sum(null)", 4, "`null` is a keyword"),
+            (
+                "sum(x) where x > 1 where y > 2",
+                19,
+                "expected `,`, `where`",
+            ),
+        ];
+        for (q, offset, msg) in cases {
+            let e = parse(q).unwrap_err();
+            let text = e.to_string();
+            assert_eq!(e.offset(), Some(offset), "{q}: {text}");
+            assert!(text.contains(msg), "{q}: {text}");
+            let caret = text.lines().last().unwrap();
+            assert_eq!(caret.find('^'), Some(offset + 2), "{q}: {text}");
+            // One line of message, then the query and the caret.
+            assert_eq!(text.lines().count(), 3, "{q}: {text}");
+        }
+    }
+
+    #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let q = format!("sum({}x{})", "(".repeat(1_000), ")".repeat(1_000));
         let e = parse(&q).unwrap_err();
         assert!(e.to_string().contains("nested more than"));
         let q = format!("sum({}x)", "-".repeat(1_000));
+        assert!(parse(&q)
+            .unwrap_err()
+            .to_string()
+            .contains("nested more than"));
+        let q = format!("sum(x) where {}x > 1", "not ".repeat(100));
+        assert!(parse(&q)
+            .unwrap_err()
+            .to_string()
+            .contains("nested more than"));
+        let q = format!("sum(x) where {}x > 1{}", "(".repeat(100), ")".repeat(100));
         assert!(parse(&q)
             .unwrap_err()
             .to_string()

@@ -48,6 +48,65 @@
 //!
 //! Identical sums are opened once. The service finishes in exact rational arithmetic
 //! ([`Plan::finish`]) and prints decimals ([`OutputValue`]).
+//!
+//! **Filters and groups.** `AGG(e) where COND` multiplies every row sum of the aggregate by the
+//! condition's *true* indicator, a 0/1 row expression at scale 2^0 built from secure
+//! comparisons ([`super::filter`] lowers conditions exactly, with SQL's three-valued logic), so
+//! `sum(e) where c` opens `sum(e * present(..) * [c])` and its row count `sum(present(..) * [c])`
+//! (a product per row: a Damgård-Nielsen reduction). `group by g` (a category column, at most
+//! [`MAX_GROUP_LEVELS`] levels) repeats every aggregate once per level with the level's
+//! indicator (an equality test on the one-hot column) joined to its condition: one output per
+//! (aggregate, level), named `AGG[g=level]` with [`OutputValue::group`] set. Rows where `g` is
+//! NULL are in no group (unlike SQL, which makes them a group of their own).
+//!
+//! **Leakage rule** ([`plan_with_rule`], PROTOCOL.md "Leakage"). An aggregate can reveal a few
+//! rows: a count over one row is the row, and so is `dot(salary, retired)` with one retired
+//! row. The *effective support* of an opened sum is the set of rows where its row expression
+//! can be non-zero: the rows where its condition (and group level) is true, its nullable inputs
+//! are present, and every factor of `e` is non-zero. Every opened sum whose effective support is
+//! not provably every row is a *cell*; the plan has one [`Gate`] holding all of them, and the
+//! committee opens only the gate's bit (the AND of its tests, never a count). Its tests:
+//!
+//! - `AtLeast(min_rows)` on each distinct cell support. A factor's `!= 0` indicator is a secret
+//!   equality test per row, skipped where the planner can prove it: a factor whose range over
+//!   present rows excludes 0 (`salary:int:1000..100000`) is never zero, a constant factor is
+//!   non-zero, and a count's row expression (`count(e)`, `count() where c`) is already its own
+//!   0/1 support. An aggregate over every row with never-zero inputs is not gated at all, and
+//!   `count()` without a filter is the public row count.
+//! - Partitions are all-or-nothing: the cells of a `group by` table or of a `hist` are under the
+//!   one gate with every other cell of the query, so one small cell withholds the whole table
+//!   and no released cell can be subtracted from a total to give away a withheld one. The rows
+//!   of a partition's union that are in no level (NULL in the group column) get a
+//!   `ZeroOrAtLeast(min_rows)`: otherwise the public total minus the released cells would
+//!   reveal them.
+//! - Differencing: for every pair of distinct supports of different aggregates of the query,
+//!   every pair of one of the query's supports and one of an earlier answered query's on the
+//!   same grant ([`LeakageRule::earlier`]), and every support against all rows (the public row
+//!   count), a `ZeroOrAtLeast(min_rows)` on their symmetric difference: two cells whose rows
+//!   differ by 1 to `min_rows - 1` rows would reveal those rows by subtraction. Pairs that
+//!   cannot differ by few rows are skipped: cells of different levels of one column (disjoint,
+//!   each at least `min_rows`), a level's cell against all rows when the column has another
+//!   level (whose cell, at least `min_rows`, lies in the difference), and two sums of one
+//!   aggregate (they share their rows; the `!= 0` factors only leave out rows that add nothing
+//!   to the sum).
+//!
+//! The tests repeat comparison subtrees of the opened sums ([`Node`] is `Hash`, so an evaluator
+//! can run each distinct comparison once per row): `mean(meddol) where xage > 60` on the RAND
+//! data with one earlier query has 2 opened sums, 6 tests and 3 distinct comparisons per row;
+//! `mean(meddol) group by plan` (18 levels) 36 sums, 76 tests and 21 distinct comparisons.
+//!
+//! [`Plan::finish_gated`] marks every output reading a withheld sum as withheld
+//! ([`OutputValue::withheld`]; its text says "withheld (fewer than N rows)"). **What remains
+//! possible:** the rule compares pairs of row sets. A difference spread over three or more
+//! queries (`A - B - C` where each pair differs by many rows) is not caught, nor is an attack
+//! that combines many released cells algebraically (solving for a row from overlapping sums),
+//! nor any inference from the released values themselves. A refusal is information too: the
+//! gate bit tells whether every test passed, so a query built to be refused exactly when one
+//! row has some property (its support equal to an earlier one's unless that row matches)
+//! reveals that property by being refused or answered; denials leak (Kenthapadi, Mishra and
+//! Nissim, "Simulatable Auditing", PODS 2005). Only adding calibrated noise to every released value
+//! (differential privacy) bounds what any sequence of queries reveals; the rule here is cell
+//! suppression, as statistical agencies practise it, not a privacy guarantee.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,8 +114,10 @@ use num_bigint::BigInt;
 use num_traits::{One, Zero};
 
 use super::ast::{Aggregate, BinOp, Expr, Query};
+use super::filter::{self, CondLowering};
 use super::num::Rational;
 use super::{caret, QueryError, Span};
+use crate::mpc::compare::max_compare_bits;
 use crate::mpc::csv::{ColumnKind, Schema};
 use crate::mpc::field::PrimeField;
 use crate::mpc::fixed::{check_bits, Decimal, FixedError, Interval, Scale};
@@ -64,8 +125,9 @@ use crate::mpc::fixed::{check_bits, Decimal, FixedError, Interval, Scale};
 /// Fractional digits of the decimal text of a result that does not terminate.
 pub const DECIMAL_DIGITS: u32 = 18;
 
-/// A lowered row expression, evaluated on shares by [`crate::mpc::eval`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A lowered row expression, evaluated on shares by [`crate::mpc::eval`]. Equal subtrees are
+/// equal values (`Hash` lets an evaluator compute a repeated comparison once).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Node {
     /// A field column (index into [`Schema::fields`]).
     Column(usize),
@@ -256,24 +318,79 @@ pub enum Finish {
     },
 }
 
-/// One aggregate of the query and how it is finished.
+impl Finish {
+    /// The opened sums it reads.
+    pub fn uses(&self) -> Vec<usize> {
+        let rows = |r: &RowCount| match r {
+            RowCount::All => None,
+            RowCount::Opened(i) => Some(*i),
+        };
+        match self {
+            Finish::Sum { sum } | Finish::Dot { sum } => vec![*sum],
+            Finish::Count { rows: r } => rows(r).into_iter().collect(),
+            Finish::Mean { sum, rows: r } => [Some(*sum), rows(r)].into_iter().flatten().collect(),
+            Finish::Var {
+                sum_sq,
+                sum,
+                rows: r,
+            } => [Some(*sum_sq), Some(*sum), rows(r)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Finish::Cov {
+                sum_xy,
+                sum_x,
+                sum_y,
+                rows: r,
+            } => [Some(*sum_xy), Some(*sum_x), Some(*sum_y), rows(r)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Finish::Hist { levels } => levels.iter().map(|(_, i)| *i).collect(),
+        }
+    }
+}
+
+/// One aggregate of the query (one cell of a `group by` table) and how it is finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// The aggregate's canonical text.
+    /// The aggregate's canonical text, with `[column=level]` for a `group by` cell.
     pub name: String,
     /// How to finish it.
     pub finish: Finish,
+    /// The `group by` level of this cell.
+    pub group: Option<String>,
+    /// The canonical text of the aggregate's `where` condition.
+    pub filter: Option<String>,
 }
 
 /// A finished result value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputValue {
-    /// `mean(x)`, or `hist(c)[level]` for one level of a histogram.
+    /// `mean(x)`, `hist(c)[level]` for one level of a histogram, `mean(x)[c=level]` for one
+    /// cell of `group by c`, followed by ` where COND` for a filtered aggregate.
     pub name: String,
-    /// Exact value, `n` or `n/d`.
+    /// Exact value, `n` or `n/d`; `withheld` for a withheld cell.
     pub exact: String,
-    /// Decimal text (exact when it terminates within [`DECIMAL_DIGITS`] digits).
+    /// Decimal text (exact when it terminates within [`DECIMAL_DIGITS`] digits);
+    /// `withheld (fewer than N rows)` for a withheld cell.
     pub decimal: String,
+    /// The `group by` level of this cell (absent for an ungrouped query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Whether the leakage rule withheld the value (absent when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
+}
+
+/// A set of rows some opened sum depends on (its *effective support*), as a 0/1 row expression
+/// at scale 2^0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSet {
+    /// Canonical text, e.g. `present(a) and where x > 1 and y != 0`.
+    pub label: String,
+    /// 1 on the rows of the set, 0 elsewhere.
+    pub node: Node,
 }
 
 /// What the parties compute and the service opens for one query.
@@ -287,10 +404,18 @@ pub struct Plan {
     pub opened: Vec<Opened>,
     /// The query's aggregates and how each is finished.
     pub outputs: Vec<Output>,
-    /// Multiplicative degree of the query (the grant scope's maximum degree must allow it).
+    /// Multiplicative degree of the query (the grant scope's maximum degree must allow it):
+    /// the largest [`deep_degree`] of an opened row expression, so filter products and
+    /// products inside compared values count; the gate tests' products do not (a gate opens
+    /// one bit, no moment of the data).
     pub degree: u32,
-    /// Disclosure thresholds (none for a query without filters or groups).
+    /// Disclosure gates (none unless planned with a [`LeakageRule`]).
     pub gates: Vec<Gate>,
+    /// The leakage rule's `min_rows`, if planned with one.
+    pub min_rows: Option<u64>,
+    /// The row sets whose aggregates this plan releases (planned with a [`LeakageRule`]); a
+    /// later query is compared with them.
+    pub supports: Vec<RowSet>,
 }
 
 impl Plan {
@@ -312,12 +437,58 @@ impl Plan {
             .collect()
     }
 
-    /// Finishes every output from the decoded opened sums (signed integers).
+    /// Finishes every output from the decoded opened sums (signed integers) of a plan without
+    /// gates; [`Plan::finish_gated`] with no gate bits.
+    ///
+    /// # Errors
+    /// As [`Plan::finish_gated`].
+    pub fn finish(&self, opened: &[BigInt]) -> Result<Vec<OutputValue>, QueryError> {
+        self.finish_gated(opened, &[])
+    }
+
+    /// Evaluates every gate in the clear on encoded values (`values[field][row]`): the bit the
+    /// committee opens for each gate (the oracle of the evaluation on shares).
+    pub fn gate_bits_clear(&self, values: &[Vec<i128>]) -> Vec<bool> {
+        self.gates
+            .iter()
+            .map(|g| {
+                g.tests.iter().all(|t| {
+                    let n: BigInt = (0..self.rows)
+                        .map(|r| t.rows().eval_row(&|c| values[c][r]))
+                        .sum();
+                    u64::try_from(n).is_ok_and(|n| t.passes(n))
+                })
+            })
+            .collect()
+    }
+
+    /// Finishes every output from the decoded opened sums and the opened gate bits (one per
+    /// [`Plan::gates`], in order): an output reading a sum of a closed gate is withheld
+    /// ([`OutputValue::withheld`]); the values at withheld positions of `opened` are ignored.
     ///
     /// # Errors
     /// [`QueryError::OpenedCount`] if `opened` does not match [`Plan::opened`];
-    /// [`QueryError::NoRows`] for `mean`, `var` or `cov` over zero rows (after skipping NULLs).
-    pub fn finish(&self, opened: &[BigInt]) -> Result<Vec<OutputValue>, QueryError> {
+    /// [`QueryError::GateBits`] if `gate_bits` does not match [`Plan::gates`];
+    /// [`QueryError::NoRows`] for `mean`, `var` or `cov` over zero rows (after skipping NULLs)
+    /// that is not withheld.
+    pub fn finish_gated(
+        &self,
+        opened: &[BigInt],
+        gate_bits: &[bool],
+    ) -> Result<Vec<OutputValue>, QueryError> {
+        if gate_bits.len() != self.gates.len() {
+            return Err(QueryError::GateBits {
+                got: gate_bits.len(),
+                expected: self.gates.len(),
+            });
+        }
+        let closed: BTreeSet<usize> = self
+            .gates
+            .iter()
+            .zip(gate_bits)
+            .filter(|(_, open)| !**open)
+            .flat_map(|(g, _)| g.opened.iter().copied())
+            .collect();
         if opened.len() != self.opened.len() {
             return Err(QueryError::OpenedCount {
                 got: opened.len(),
@@ -334,36 +505,72 @@ impl Plan {
             RowCount::All => Rational::integer(BigInt::from(self.rows)),
             RowCount::Opened(i) => real(*i),
         };
-        let value = |name: String, r: Rational| OutputValue {
-            name,
-            exact: r.to_string(),
-            decimal: r.to_decimal(DECIMAL_DIGITS),
-        };
         let mut out = Vec::new();
         for o in &self.outputs {
+            let label = |bin: Option<&str>| {
+                let mut n = o.name.clone();
+                if let Some(b) = bin {
+                    n.push_str(&format!("[{b}]"));
+                }
+                if let Some(f) = &o.filter {
+                    n.push_str(&format!(" where {f}"));
+                }
+                n
+            };
+            let value = |name: String, r: Rational| OutputValue {
+                name,
+                exact: r.to_string(),
+                decimal: r.to_decimal(DECIMAL_DIGITS),
+                group: o.group.clone(),
+                withheld: false,
+            };
+            let withheld = |name: String| OutputValue {
+                name,
+                exact: "withheld".into(),
+                decimal: format!(
+                    "withheld (fewer than {} rows)",
+                    self.min_rows.unwrap_or_default()
+                ),
+                group: o.group.clone(),
+                withheld: true,
+            };
+            if let Finish::Hist { levels } = &o.finish {
+                for (level, i) in levels {
+                    out.push(if closed.contains(i) {
+                        withheld(label(Some(level)))
+                    } else {
+                        value(label(Some(level)), real(*i))
+                    });
+                }
+                continue;
+            }
+            if o.finish.uses().iter().any(|i| closed.contains(i)) {
+                out.push(withheld(label(None)));
+                continue;
+            }
             let per_row = |rows: &RowCount| {
                 let n = count(rows);
                 if n.numer().is_zero() {
                     return Err(QueryError::NoRows {
-                        aggregate: o.name.clone(),
+                        aggregate: label(None),
                     });
                 }
                 Ok(move |r: Rational| Rational::new(r.numer() * n.denom(), r.denom() * n.numer()))
             };
             match &o.finish {
                 Finish::Sum { sum } | Finish::Dot { sum } => {
-                    out.push(value(o.name.clone(), real(*sum)));
+                    out.push(value(label(None), real(*sum)));
                 }
-                Finish::Count { rows } => out.push(value(o.name.clone(), count(rows))),
+                Finish::Count { rows } => out.push(value(label(None), count(rows))),
                 Finish::Mean { sum, rows } => {
                     let per = per_row(rows)?;
-                    out.push(value(o.name.clone(), per(real(*sum))));
+                    out.push(value(label(None), per(real(*sum))));
                 }
                 Finish::Var { sum_sq, sum, rows } => {
                     let per = per_row(rows)?;
                     let m = per(real(*sum));
                     let v = per(real(*sum_sq)).minus(&m.times(&m));
-                    out.push(value(o.name.clone(), v));
+                    out.push(value(label(None), v));
                 }
                 Finish::Cov {
                     sum_xy,
@@ -373,13 +580,10 @@ impl Plan {
                 } => {
                     let per = per_row(rows)?;
                     let c = per(real(*sum_xy)).minus(&per(real(*sum_x)).times(&per(real(*sum_y))));
-                    out.push(value(o.name.clone(), c));
+                    out.push(value(label(None), c));
                 }
-                Finish::Hist { levels } => {
-                    for (level, i) in levels {
-                        out.push(value(format!("{}[{level}]", o.name), real(*i)));
-                    }
-                }
+                // Finished above, bin by bin.
+                Finish::Hist { .. } => {}
             }
         }
         Ok(out)
@@ -401,6 +605,8 @@ struct Term {
     scale: u32,
     /// Worst-case range of one row's value (scaled integers), NULL rows included.
     range: Interval,
+    /// Worst-case range over the rows where every column of `support` is present.
+    present_range: Interval,
     /// The nullable columns it reads.
     support: Support,
     /// Those of `support` on which it is 0 whenever the column is NULL.
@@ -420,6 +626,7 @@ fn lift(t: Term, by: u32) -> Term {
     Term {
         node: Node::Scale(Box::new(t.node), BigInt::from(s.factor())),
         range: t.range.shift(s.bits()),
+        present_range: t.present_range.shift(s.bits()),
         scale: t.scale + by,
         ..t
     }
@@ -435,11 +642,17 @@ impl Planner<'_> {
                 Ok(Lowered::Const(d))
             }
             Expr::Column { name, span } => self.column(name, *span),
+            Expr::Text { text, span } => Err(QueryError::WrongColumnKind {
+                message: format!("text '{text}' can only be compared with a category column"),
+                offset: span.start,
+                caret: caret(self.query, *span),
+            }),
             Expr::Neg { expr, .. } => Ok(match self.lower(expr)? {
                 Lowered::Const(d) => Lowered::Const(d.neg()),
                 Lowered::Secret(t) => Lowered::Secret(Term {
                     node: Node::Neg(Box::new(t.node)),
                     range: t.range.neg(),
+                    present_range: t.present_range.neg(),
                     ..t
                 }),
             }),
@@ -478,6 +691,7 @@ impl Planner<'_> {
         Ok(Lowered::Secret(Term {
             node: Node::Column(index),
             scale: 1,
+            present_range: range.clone(),
             range: if nullable.is_empty() {
                 range
             } else {
@@ -518,6 +732,7 @@ fn mul(a: Lowered, b: Lowered) -> Lowered {
             };
             Lowered::Secret(Term {
                 range: t.range.mul(&Interval::point(k.clone())),
+                present_range: t.present_range.mul(&Interval::point(k.clone())),
                 node: Node::Scale(Box::new(t.node), k),
                 scale,
                 support: t.support,
@@ -526,6 +741,7 @@ fn mul(a: Lowered, b: Lowered) -> Lowered {
         }
         (Lowered::Secret(x), Lowered::Secret(y)) => Lowered::Secret(Term {
             range: x.range.mul(&y.range),
+            present_range: x.present_range.mul(&y.present_range),
             node: Node::Mul(Box::new(x.node), Box::new(y.node)),
             scale: x.scale + y.scale,
             support: x.support.union(&y.support).copied().collect(),
@@ -546,26 +762,31 @@ fn add(op: BinOp, a: Lowered, b: Lowered) -> Lowered {
     let with_const = |t: Term, c: Decimal, const_first: bool| {
         let k = c.scaled(Scale::of_degree(t.scale));
         let point = Interval::point(k.clone());
-        let (node, range) = if const_first {
-            let r = if sub {
-                point.sub(&t.range)
+        let join = |r: &Interval| {
+            if const_first {
+                if sub {
+                    point.sub(r)
+                } else {
+                    point.add(r)
+                }
+            } else if sub {
+                r.sub(&point)
             } else {
-                point.add(&t.range)
-            };
-            (combine(Node::Const(k.clone()), t.node), r)
+                r.add(&point)
+            }
+        };
+        let (range, present_range) = (join(&t.range), join(&t.present_range));
+        let node = if const_first {
+            combine(Node::Const(k.clone()), t.node)
         } else {
-            let r = if sub {
-                t.range.sub(&point)
-            } else {
-                t.range.add(&point)
-            };
-            (combine(t.node, Node::Const(k.clone())), r)
+            combine(t.node, Node::Const(k.clone()))
         };
         let zero = if k.is_zero() { t.zero } else { Support::new() };
         Lowered::Secret(Term {
             node,
             scale: t.scale,
             range,
+            present_range,
             support: t.support,
             zero,
         })
@@ -581,15 +802,16 @@ fn add(op: BinOp, a: Lowered, b: Lowered) -> Lowered {
             let (bx, by) = (scale - x.scale, scale - y.scale);
             let x = lift(x, bx);
             let y = lift(y, by);
-            let range = if sub {
-                x.range.sub(&y.range)
+            let (range, present_range) = if sub {
+                (x.range.sub(&y.range), x.present_range.sub(&y.present_range))
             } else {
-                x.range.add(&y.range)
+                (x.range.add(&y.range), x.present_range.add(&y.present_range))
             };
             Lowered::Secret(Term {
                 node: combine(x.node, y.node),
                 scale,
                 range,
+                present_range,
                 support: x.support.union(&y.support).copied().collect(),
                 zero: x.zero.intersection(&y.zero).copied().collect(),
             })
@@ -597,10 +819,105 @@ fn add(op: BinOp, a: Lowered, b: Lowered) -> Lowered {
     }
 }
 
+/// The leakage rule a query is planned under (the issue "Filters and groups in queries").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakageRule {
+    /// The least number of rows a released cell may rest on (the grant's `min_rows`).
+    pub min_rows: u64,
+    /// The queries answered earlier on the same grant: a new cell whose rows differ from one of
+    /// theirs by 1 to `min_rows - 1` rows is withheld.
+    pub earlier: Vec<Query>,
+}
+
+/// Most levels a `group by` column may have (one table row per level).
+pub const MAX_GROUP_LEVELS: usize = 64;
+
+/// Most outputs (cells: aggregates times group levels, hist bins) a query may have.
+pub const MAX_CELLS: usize = 1024;
+
+/// Most tests the leakage rule's gate may hold (each is a row sum and a comparison; the pairs
+/// grow with the square of the cells and with the earlier queries).
+pub const MAX_GATE_TESTS: usize = 4096;
+
+/// A `group by` or `hist` level of a cell.
+#[derive(Debug, Clone)]
+struct Level {
+    column: String,
+    level: String,
+    /// 1 on the rows of the level (an equality test on the one-hot column).
+    node: Node,
+}
+
+impl Level {
+    fn text(&self) -> String {
+        let c = Expr::Column {
+            name: self.column.clone(),
+            span: Span { start: 0, end: 0 },
+        };
+        let l = Expr::Text {
+            text: self.level.clone(),
+            span: Span { start: 0, end: 0 },
+        };
+        format!("{c} = {l}")
+    }
+}
+
+/// The rows an aggregate of the query runs over: its `where` condition and its group level.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    /// Canonical text of the `where` condition and its lowered *true* indicator.
+    filter: Option<(String, Node)>,
+    level: Option<Level>,
+}
+
+impl Cell {
+    fn text(&self) -> Option<String> {
+        match (&self.filter, &self.level) {
+            (None, None) => None,
+            (Some((f, _)), None) => Some(f.clone()),
+            (None, Some(l)) => Some(l.text()),
+            (Some((f, _)), Some(l)) => Some(format!("({f}) and {}", l.text())),
+        }
+    }
+
+    /// The 0/1 row indicator, `None` for every row.
+    fn rows(&self) -> Option<Node> {
+        let f = self.filter.as_ref().map(|(_, t)| t.clone());
+        let l = self.level.as_ref().map(|l| l.node.clone());
+        match (f, l) {
+            (None, None) => None,
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (Some(a), Some(b)) => Some(filter::mul(a, b)),
+        }
+    }
+}
+
+/// A row set recorded for the leakage rule.
+#[derive(Debug, Clone)]
+struct SetRec {
+    set: RowSet,
+    /// Indices of the query aggregates whose sums rest on it.
+    aggregates: BTreeSet<usize>,
+    /// `(column, level)` of a group or hist cell.
+    level: Option<(String, String)>,
+    /// Whether it is a cell (tested `>= min_rows`) rather than the union of a partition.
+    cell: bool,
+}
+
 struct Builder<'a, F: PrimeField> {
     planner: Planner<'a>,
+    conds: CondLowering<'a>,
     opened: Vec<Opened>,
     by_label: BTreeMap<String, usize>,
+    /// Whether the leakage rule is on (row sets are recorded).
+    rule: bool,
+    /// The query aggregate being planned.
+    aggregate: usize,
+    /// Opened sums whose effective support is not every row.
+    gated: BTreeSet<usize>,
+    sets: Vec<SetRec>,
+    /// `ZeroOrAtLeast` tests on the rows of a partition's union in no cell (NULL levels).
+    remainders: BTreeMap<String, Node>,
     _field: std::marker::PhantomData<F>,
 }
 
@@ -613,6 +930,7 @@ impl<F: PrimeField> Builder<'_, F> {
                 let k = c.scaled(Scale::UNIT);
                 Term {
                     range: Interval::point(k.clone()),
+                    present_range: Interval::point(k.clone()),
                     node: Node::Const(k),
                     scale: 1,
                     support: Support::new(),
@@ -628,11 +946,29 @@ impl<F: PrimeField> Builder<'_, F> {
     }
 
     /// Opens `sum(e)` over the rows where every column of `support` (a superset of `e`'s own)
-    /// is present.
-    fn open(&mut self, e: &Expr, support: &Support, aggregate: &str) -> Result<usize, QueryError> {
+    /// is present and the cell's condition holds.
+    fn open(
+        &mut self,
+        e: &Expr,
+        support: &Support,
+        aggregate: &str,
+        cell: &Cell,
+    ) -> Result<usize, QueryError> {
+        let i = self.open_rows(e, support, aggregate, cell)?;
+        self.record(i, Some(e), support, cell)?;
+        Ok(i)
+    }
+
+    fn open_rows(
+        &mut self,
+        e: &Expr,
+        support: &Support,
+        aggregate: &str,
+        cell: &Cell,
+    ) -> Result<usize, QueryError> {
         let mut t = self.term(e)?;
         let masks: Vec<usize> = support.difference(&t.zero).copied().collect();
-        let label = if masks.is_empty() {
+        let mut label = if masks.is_empty() {
             format!("sum({e})")
         } else {
             let text = e.to_string();
@@ -656,29 +992,166 @@ impl<F: PrimeField> Builder<'_, F> {
             t.node = Node::Mul(Box::new(t.node), Box::new(Node::Column(v)));
             t.range = t.range.with_zero();
         }
+        if let (Some(text), Some(rows)) = (cell.text(), cell.rows()) {
+            label = format!("{label} where {text}");
+            t.node = filter::mul(t.node, rows);
+            t.range = t.range.with_zero();
+        }
         self.push(label, t.node, t.scale, &t.range, aggregate)
     }
 
-    /// The number of rows where every column of `support` is present.
-    fn count(&mut self, support: &Support, aggregate: &str) -> Result<RowCount, QueryError> {
-        let mut columns = support.iter().map(|c| self.planner.validity(*c));
-        let Some(first) = columns.next() else {
+    /// The number of rows where every column of `support` is present and the cell's condition
+    /// holds.
+    fn count(
+        &mut self,
+        support: &Support,
+        aggregate: &str,
+        cell: &Cell,
+    ) -> Result<RowCount, QueryError> {
+        if support.is_empty() && cell.rows().is_none() {
             return Ok(RowCount::All);
-        };
-        let node = columns.fold(Node::Column(first), |n, v| {
-            Node::Mul(Box::new(n), Box::new(Node::Column(v)))
-        });
+        }
+        let node = self.conds.present(support);
         let present: Vec<String> = self
             .planner
             .names(support)
             .iter()
             .map(|n| format!("present({n})"))
             .collect();
-        let label = format!("sum({})", present.join(" * "));
+        let mut label = if present.is_empty() {
+            "sum(1)".to_owned()
+        } else {
+            format!("sum({})", present.join(" * "))
+        };
+        let node = match (cell.text(), cell.rows()) {
+            (Some(text), Some(rows)) => {
+                label = format!("{label} where {text}");
+                filter::mul(node, rows)
+            }
+            _ => node,
+        };
         let range = Interval::new(BigInt::zero(), BigInt::one());
-        Ok(RowCount::Opened(
-            self.push(label, node, 0, &range, aggregate)?,
-        ))
+        let i = self.push(label, node, 0, &range, aggregate)?;
+        self.record(i, None, support, cell)?;
+        Ok(RowCount::Opened(i))
+    }
+
+    /// The factors of a product whose zero makes `e` zero, with their `!= 0` indicators;
+    /// `None` if `e` is the constant 0. Factors whose range over present rows excludes 0 are
+    /// left out (never zero), so are non-zero constants.
+    fn nonzero_factors(&self, e: &Expr) -> Result<Option<Vec<(String, Node)>>, QueryError> {
+        fn split<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+            match e {
+                Expr::Binary {
+                    op: BinOp::Mul,
+                    lhs,
+                    rhs,
+                    ..
+                } => {
+                    split(lhs, out);
+                    split(rhs, out);
+                }
+                Expr::Neg { expr, .. } => split(expr, out),
+                other => out.push(other),
+            }
+        }
+        let mut factors = Vec::new();
+        split(e, &mut factors);
+        let mut out: BTreeMap<String, Node> = BTreeMap::new();
+        for f in factors {
+            match self.planner.lower(f)? {
+                Lowered::Const(d) if d.is_zero() => return Ok(None),
+                Lowered::Const(_) => {}
+                Lowered::Secret(t) => {
+                    let r = &t.present_range;
+                    if r.lo > BigInt::zero() || r.hi < BigInt::zero() {
+                        continue;
+                    }
+                    let label = format!("{f} != 0");
+                    if let std::collections::btree_map::Entry::Vacant(v) = out.entry(label) {
+                        v.insert(self.conds.nonzero(f, t.node, &t.range)?);
+                    }
+                }
+            }
+        }
+        Ok(Some(out.into_iter().collect()))
+    }
+
+    /// Records the effective support of opened sum `i` (the rows where its row expression can
+    /// be non-zero): the cell's condition, the presence of `support`, and `e != 0` factor by
+    /// factor. Nothing is recorded for every row or for a sum that is 0 whatever the data.
+    fn record(
+        &mut self,
+        i: usize,
+        e: Option<&Expr>,
+        support: &Support,
+        cell: &Cell,
+    ) -> Result<(), QueryError> {
+        if !self.rule {
+            return Ok(());
+        }
+        let mut parts: Vec<(String, Node)> = Vec::new();
+        if let Some((text, t)) = &cell.filter {
+            parts.push((format!("where {text}"), t.clone()));
+        }
+        for c in support {
+            let name = &self.planner.schema.fields[*c].name;
+            parts.push((
+                format!("present({name})"),
+                Node::Column(self.planner.validity(*c)),
+            ));
+        }
+        if let Some(e) = e {
+            match self.nonzero_factors(e)? {
+                None => return Ok(()),
+                Some(fs) => parts.extend(fs),
+            }
+        }
+        // A condition that is constant true is every row; constant false leaves the 0 part,
+        // so the cell is empty and withheld.
+        parts.retain(|(_, n)| !matches!(n, Node::Const(k) if k.is_one()));
+        let base = join(&parts);
+        if let Some(l) = &cell.level {
+            // The union of the partition's cells: the same rows without the level. Its rows in
+            // no level (NULL in the group column) must number 0 or at least min_rows, or the
+            // released cells subtracted from the union's total would give them away.
+            let all = match self.planner.schema.column(&l.column).map(|c| &c.kind) {
+                Some(ColumnKind::Category { levels }) => levels.clone(),
+                _ => unreachable!("levels come from category columns"),
+            };
+            let present = self
+                .conds
+                .level_set(&l.column, &all, &all.iter().cloned().collect())?;
+            let (base_label, base_node) = base
+                .clone()
+                .unwrap_or_else(|| ("all rows".to_owned(), Node::Const(BigInt::one())));
+            self.remainders
+                .entry(format!("{base_label} and {} is null", l.column))
+                .or_insert_with(|| filter::mul(base_node.clone(), filter::one_minus(present.t)));
+            if let Some((label, node)) = base.clone() {
+                self.sets.push(SetRec {
+                    set: RowSet { label, node },
+                    aggregates: BTreeSet::from([self.aggregate]),
+                    level: None,
+                    cell: false,
+                });
+            }
+            parts.push((l.text(), l.node.clone()));
+        }
+        let Some((label, node)) = join(&parts) else {
+            return Ok(());
+        };
+        self.gated.insert(i);
+        self.sets.push(SetRec {
+            set: RowSet { label, node },
+            aggregates: BTreeSet::from([self.aggregate]),
+            level: cell
+                .level
+                .as_ref()
+                .map(|l| (l.column.clone(), l.level.clone())),
+            cell: true,
+        });
+        Ok(())
     }
 
     fn push(
@@ -717,127 +1190,438 @@ impl<F: PrimeField> Builder<'_, F> {
         self.by_label.insert(label, i);
         Ok(i)
     }
+
+    /// Plans one aggregate over one cell.
+    fn aggregate(
+        &mut self,
+        agg: &Aggregate,
+        name: &str,
+        cell: &Cell,
+        query_text: &str,
+    ) -> Result<Finish, QueryError> {
+        Ok(match agg {
+            Aggregate::Sum(e) => {
+                let s = self.support(e)?;
+                Finish::Sum {
+                    sum: self.open(e, &s, name, cell)?,
+                }
+            }
+            Aggregate::Count => Finish::Count {
+                rows: self.count(&Support::new(), name, cell)?,
+            },
+            Aggregate::CountOf(e) => {
+                let s = self.support(e)?;
+                Finish::Count {
+                    rows: self.count(&s, name, cell)?,
+                }
+            }
+            Aggregate::Mean(e) => {
+                let s = self.support(e)?;
+                let sum = self.open(e, &s, name, cell)?;
+                Finish::Mean {
+                    sum,
+                    rows: self.count(&s, name, cell)?,
+                }
+            }
+            Aggregate::Var(e) => {
+                let s = self.support(e)?;
+                let sum = self.open(e, &s, name, cell)?;
+                let sum_sq = self.open(&Expr::product(e.clone(), e.clone()), &s, name, cell)?;
+                Finish::Var {
+                    sum_sq,
+                    sum,
+                    rows: self.count(&s, name, cell)?,
+                }
+            }
+            Aggregate::Cov(x, y) => {
+                let s: Support = self.support(x)?.union(&self.support(y)?).copied().collect();
+                let sum_xy = self.open(&Expr::product(x.clone(), y.clone()), &s, name, cell)?;
+                let sum_x = self.open(x, &s, name, cell)?;
+                let sum_y = self.open(y, &s, name, cell)?;
+                Finish::Cov {
+                    sum_xy,
+                    sum_x,
+                    sum_y,
+                    rows: self.count(&s, name, cell)?,
+                }
+            }
+            Aggregate::Dot(x, y) => {
+                let p = Expr::product(x.clone(), y.clone());
+                let s = self.support(&p)?;
+                Finish::Dot {
+                    sum: self.open(&p, &s, name, cell)?,
+                }
+            }
+            Aggregate::Hist { column, span } => {
+                let levels = self.category_levels(column, *span, query_text, "hist")?;
+                let mut out = Vec::with_capacity(levels.len());
+                for level in &levels {
+                    let e = Expr::Column {
+                        name: format!("{column}={level}"),
+                        span: *span,
+                    };
+                    let i = self.open_rows(&e, &Support::new(), name, cell)?;
+                    // A bin is a cell of the partition of the rows by level.
+                    let node = self
+                        .conds
+                        .level_set(column, &levels, &BTreeSet::from([level.clone()]))?
+                        .t;
+                    let bin = Cell {
+                        filter: cell.filter.clone(),
+                        level: Some(Level {
+                            column: column.clone(),
+                            level: level.clone(),
+                            node,
+                        }),
+                    };
+                    self.record(i, None, &Support::new(), &bin)?;
+                    out.push((level.clone(), i));
+                }
+                Finish::Hist { levels: out }
+            }
+        })
+    }
+
+    /// The levels of category column `column`.
+    fn category_levels(
+        &self,
+        column: &str,
+        span: Span,
+        query_text: &str,
+        what: &str,
+    ) -> Result<Vec<String>, QueryError> {
+        match self.planner.schema.column(column).map(|c| &c.kind) {
+            Some(ColumnKind::Category { levels }) => Ok(levels.clone()),
+            Some(_) => Err(QueryError::WrongColumnKind {
+                message: format!("{what} needs a category column, `{column}` is not one"),
+                offset: span.start,
+                caret: caret(query_text, span),
+            }),
+            None => Err(QueryError::UnknownColumn {
+                name: column.to_owned(),
+                offset: span.start,
+                caret: caret(query_text, span),
+            }),
+        }
+    }
 }
 
-/// Plans `query` over a dataset with `schema` in the field `F`.
+/// The conjunction of labelled 0/1 parts (sorted by label), `None` for no part.
+fn join(parts: &[(String, Node)]) -> Option<(String, Node)> {
+    if parts.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<&(String, Node)> = parts.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    let label = sorted
+        .iter()
+        .map(|p| p.0.as_str())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let node = sorted.iter().fold(Node::Const(BigInt::one()), |acc, p| {
+        filter::mul(acc, p.1.clone())
+    });
+    Some((label, node))
+}
+
+/// The multiplicative degree of a row expression, counting the inputs of comparisons (their
+/// compared values are computed, products included, before the comparison runs).
+pub fn deep_degree(node: &Node) -> u32 {
+    match node {
+        Node::Column(_) | Node::Const(_) => node.degree(),
+        Node::Add(a, b) | Node::Sub(a, b) => deep_degree(a).max(deep_degree(b)),
+        Node::Neg(a) | Node::Scale(a, _) => deep_degree(a),
+        Node::Mul(a, b) => {
+            let inner = deep_degree(a).max(deep_degree(b));
+            inner.max(a.degree() + b.degree())
+        }
+        Node::LessThanZero { value, .. } | Node::EqualsZero { value, .. } => {
+            deep_degree(value).max(1)
+        }
+    }
+}
+
+/// Plans `query` over a dataset with `schema` in the field `F`, without the leakage rule (no
+/// gates: every cell is opened). The clear oracle and the version-1 queries use it; a party
+/// answering a service plans with [`plan_with_rule`].
 ///
 /// `query_text` is only used to point at tokens in errors; pass the text the query was parsed
 /// from (or its canonical text).
 ///
 /// # Errors
 /// [`QueryError::UnknownColumn`], [`QueryError::WrongColumnKind`] (a category used as a number,
-/// `hist` of a non-category), [`QueryError::Overflow`] naming the term whose worst case does not
-/// fit the field.
+/// `hist` or `group by` of a non-category), [`QueryError::UnknownLevel`],
+/// [`QueryError::TooManyLevels`], [`QueryError::Overflow`] naming the term whose worst case does
+/// not fit the field, [`QueryError::CompareTooWide`] naming a compared difference too long for a
+/// secure comparison.
 pub fn plan_text<F: PrimeField>(
     query_text: &str,
     query: &Query,
     schema: &Schema,
+) -> Result<Plan, QueryError> {
+    build::<F>(query_text, query, schema, None)
+}
+
+/// Plans `query` under the leakage rule (see the module documentation): every cell whose
+/// effective support is not every row is gated, one gate per query.
+///
+/// # Errors
+/// As [`plan_text`], and the errors of planning an earlier query of `rule`.
+pub fn plan_with_rule<F: PrimeField>(
+    query_text: &str,
+    query: &Query,
+    schema: &Schema,
+    rule: &LeakageRule,
+) -> Result<Plan, QueryError> {
+    build::<F>(query_text, query, schema, Some(rule))
+}
+
+fn build<F: PrimeField>(
+    query_text: &str,
+    query: &Query,
+    schema: &Schema,
+    rule: Option<&LeakageRule>,
 ) -> Result<Plan, QueryError> {
     let mut b = Builder::<F> {
         planner: Planner {
             query: query_text,
             schema,
         },
+        conds: CondLowering {
+            query: query_text,
+            schema,
+            max_bits: max_compare_bits::<F>(),
+            field: F::NAME,
+        },
         opened: Vec::new(),
         by_label: BTreeMap::new(),
+        rule: rule.is_some(),
+        aggregate: 0,
+        gated: BTreeSet::new(),
+        sets: Vec::new(),
+        remainders: BTreeMap::new(),
         _field: std::marker::PhantomData,
     };
-    let mut outputs = Vec::new();
-    for (agg, _) in &query.aggregates {
-        let name = agg.to_string();
-        let finish = match agg {
-            Aggregate::Sum(e) => {
-                let s = b.support(e)?;
-                Finish::Sum {
-                    sum: b.open(e, &s, &name)?,
-                }
+    // The group levels, each with its 0/1 indicator.
+    let groups: Vec<Option<Level>> = match &query.group_by {
+        None => vec![None],
+        Some((column, span)) => {
+            let levels = b.category_levels(column, *span, query_text, "group by")?;
+            if levels.len() > MAX_GROUP_LEVELS {
+                return Err(QueryError::TooManyLevels {
+                    column: column.clone(),
+                    levels: levels.len(),
+                    max: MAX_GROUP_LEVELS,
+                    offset: span.start,
+                    caret: caret(query_text, *span),
+                });
             }
-            Aggregate::Count => Finish::Count {
-                rows: RowCount::All,
+            let mut out = Vec::with_capacity(levels.len());
+            for level in &levels {
+                let node = b
+                    .conds
+                    .level_set(column, &levels, &BTreeSet::from([level.clone()]))?
+                    .t;
+                out.push(Some(Level {
+                    column: column.clone(),
+                    level: level.clone(),
+                    node,
+                }));
+            }
+            out
+        }
+    };
+    let cells: usize = query
+        .aggregates
+        .iter()
+        .map(|(a, _)| match a {
+            Aggregate::Hist { column, .. } => match schema.column(column).map(|c| &c.kind) {
+                Some(ColumnKind::Category { levels }) => levels.len(),
+                _ => 1,
             },
-            Aggregate::CountOf(e) => {
-                let s = b.support(e)?;
-                Finish::Count {
-                    rows: b.count(&s, &name)?,
-                }
-            }
-            Aggregate::Mean(e) => {
-                let s = b.support(e)?;
-                let sum = b.open(e, &s, &name)?;
-                Finish::Mean {
-                    sum,
-                    rows: b.count(&s, &name)?,
-                }
-            }
-            Aggregate::Var(e) => {
-                let s = b.support(e)?;
-                let sum = b.open(e, &s, &name)?;
-                let sum_sq = b.open(&Expr::product(e.clone(), e.clone()), &s, &name)?;
-                Finish::Var {
-                    sum_sq,
-                    sum,
-                    rows: b.count(&s, &name)?,
-                }
-            }
-            Aggregate::Cov(x, y) => {
-                let s: Support = b.support(x)?.union(&b.support(y)?).copied().collect();
-                let sum_xy = b.open(&Expr::product(x.clone(), y.clone()), &s, &name)?;
-                let sum_x = b.open(x, &s, &name)?;
-                let sum_y = b.open(y, &s, &name)?;
-                Finish::Cov {
-                    sum_xy,
-                    sum_x,
-                    sum_y,
-                    rows: b.count(&s, &name)?,
-                }
-            }
-            Aggregate::Dot(x, y) => {
-                let p = Expr::product(x.clone(), y.clone());
-                let s = b.support(&p)?;
-                Finish::Dot {
-                    sum: b.open(&p, &s, &name)?,
-                }
-            }
-            Aggregate::Hist { column, span } => {
-                let levels = match schema.column(column).map(|c| &c.kind) {
-                    Some(ColumnKind::Category { levels }) => levels.clone(),
-                    Some(_) => {
-                        return Err(QueryError::WrongColumnKind {
-                            message: format!("hist needs a category column, `{column}` is not one"),
-                            offset: span.start,
-                            caret: caret(query_text, *span),
-                        })
-                    }
-                    None => {
-                        return Err(QueryError::UnknownColumn {
-                            name: column.clone(),
-                            offset: span.start,
-                            caret: caret(query_text, *span),
-                        })
-                    }
-                };
-                let mut out = Vec::with_capacity(levels.len());
-                for level in levels {
-                    let e = Expr::Column {
-                        name: format!("{column}={level}"),
-                        span: *span,
-                    };
-                    out.push((level, b.open(&e, &Support::new(), &name)?));
-                }
-                Finish::Hist { levels: out }
-            }
-        };
-        outputs.push(Output { name, finish });
+            _ => 1,
+        })
+        .sum::<usize>()
+        .saturating_mul(groups.len());
+    if cells > MAX_CELLS {
+        return Err(QueryError::TooManyCells {
+            cells,
+            max: MAX_CELLS,
+        });
     }
-    let degree = b.opened.iter().map(|o| o.degree).max().unwrap_or(0);
+    let mut outputs = Vec::new();
+    for (ai, (agg, span)) in query.aggregates.iter().enumerate() {
+        b.aggregate = ai;
+        if let (Aggregate::Hist { .. }, Some(_)) = (agg, &query.group_by) {
+            return Err(QueryError::WrongColumnKind {
+                message: "hist cannot be combined with group by".into(),
+                offset: span.start,
+                caret: caret(query_text, *span),
+            });
+        }
+        let filter = match query.filter(ai) {
+            Some(c) => Some((c.to_string(), b.conds.cond(c)?.t)),
+            None => None,
+        };
+        for level in &groups {
+            let cell = Cell {
+                filter: filter.clone(),
+                level: level.clone(),
+            };
+            let mut name = agg.to_string();
+            if let Some(l) = level {
+                name.push_str(&format!("[{}={}]", l.column, l.level));
+            }
+            let finish = b.aggregate(agg, &name, &cell, query_text)?;
+            outputs.push(Output {
+                name,
+                finish,
+                group: level.as_ref().map(|l| l.level.clone()),
+                filter: filter.as_ref().map(|f| f.0.clone()),
+            });
+        }
+    }
+    let (gates, supports) = match rule {
+        None => (Vec::new(), Vec::new()),
+        Some(rule) => gate::<F>(&mut b, rule, schema)?,
+    };
+    // The gates' products are left out: a gate opens one bit, no moment of the data.
+    let degree = b
+        .opened
+        .iter()
+        .map(|o| deep_degree(&o.node))
+        .max()
+        .unwrap_or(0);
     Ok(Plan {
         field: F::NAME,
         rows: schema.rows,
         opened: b.opened,
         outputs,
         degree,
-        gates: Vec::new(),
+        gates,
+        min_rows: rule.map(|r| r.min_rows),
+        supports,
     })
+}
+
+/// The query's one gate under `rule`, and the row sets it releases.
+fn gate<F: PrimeField>(
+    b: &mut Builder<'_, F>,
+    rule: &LeakageRule,
+    schema: &Schema,
+) -> Result<(Vec<Gate>, Vec<RowSet>), QueryError> {
+    // Distinct row sets of this query, first occurrence kept.
+    let mut sets: Vec<SetRec> = Vec::new();
+    for s in &b.sets {
+        match sets.iter_mut().find(|t| t.set.label == s.set.label) {
+            Some(t) => {
+                t.aggregates.extend(s.aggregates.iter().copied());
+                t.cell |= s.cell;
+            }
+            None => sets.push(s.clone()),
+        }
+    }
+    let supports: Vec<RowSet> = sets.iter().map(|s| s.set.clone()).collect();
+    if b.gated.is_empty() {
+        return Ok((Vec::new(), supports));
+    }
+    let min_rows = rule.min_rows;
+    let mut tests = Vec::new();
+    for s in sets.iter().filter(|s| s.cell) {
+        tests.push(GateTest::AtLeast {
+            rows: s.set.node.clone(),
+            min_rows,
+        });
+    }
+    for node in b.remainders.values() {
+        tests.push(GateTest::ZeroOrAtLeast {
+            rows: node.clone(),
+            min_rows,
+        });
+    }
+    // Differencing: pairs of distinct row sets, within the query (across aggregates), with
+    // every earlier query's, and with all rows (the public row count).
+    let mut others: Vec<RowSet> = vec![RowSet {
+        label: "all rows".into(),
+        node: Node::Const(BigInt::one()),
+    }];
+    for q in &rule.earlier {
+        let text = q.to_string();
+        let canonical = super::parse(&text).unwrap_or_else(|_| q.clone());
+        let earlier = plan_with_rule::<F>(
+            &text,
+            &canonical,
+            schema,
+            &LeakageRule {
+                min_rows,
+                earlier: Vec::new(),
+            },
+        )?;
+        others.extend(earlier.supports);
+    }
+    let mut pairs = BTreeSet::new();
+    let mut pair = |u: &RowSet, v: &RowSet, tests: &mut Vec<GateTest>| {
+        if u.label == v.label {
+            return Ok(());
+        }
+        let key = if u.label < v.label {
+            (u.label.clone(), v.label.clone())
+        } else {
+            (v.label.clone(), u.label.clone())
+        };
+        if !pairs.insert(key) {
+            return Ok(());
+        }
+        if tests.len() >= MAX_GATE_TESTS {
+            return Err(QueryError::TooManyTests {
+                max: MAX_GATE_TESTS,
+            });
+        }
+        let rows = if matches!(&v.node, Node::Const(k) if k.is_one()) {
+            filter::one_minus(u.node.clone())
+        } else {
+            let both = filter::mul(u.node.clone(), v.node.clone());
+            filter::sub(
+                filter::add(u.node.clone(), v.node.clone()),
+                filter::mul(Node::Const(BigInt::from(2)), both),
+            )
+        };
+        tests.push(GateTest::ZeroOrAtLeast { rows, min_rows });
+        Ok(())
+    };
+    for (i, u) in sets.iter().enumerate() {
+        for v in &sets[i + 1..] {
+            // Two row sets of one aggregate (a sum and its count, or the same set asked twice).
+            let same_aggregate = !u.aggregates.is_disjoint(&v.aggregates);
+            // Cells of different levels of one column are disjoint, and each is tested
+            // `>= min_rows`: their difference is their union.
+            let disjoint = matches!((&u.level, &v.level), (Some((c1, l1)), Some((c2, l2))) if c1 == c2 && l1 != l2)
+                && u.cell
+                && v.cell;
+            if !same_aggregate && !disjoint {
+                pair(&u.set, &v.set, &mut tests)?;
+            }
+        }
+        // A cell of one level of a column with two levels or more differs from all rows by at
+        // least another level's cell of the same gate (at least min_rows if the gate opens).
+        let levels = |c: &str| match schema.column(c).map(|c| &c.kind) {
+            Some(ColumnKind::Category { levels }) => levels.len(),
+            _ => 0,
+        };
+        let implied = u.cell && matches!(&u.level, Some((c, _)) if levels(c) >= 2);
+        for (k, v) in others.iter().enumerate() {
+            if k == 0 && implied {
+                continue;
+            }
+            pair(&u.set, v, &mut tests)?;
+        }
+    }
+    let gate = Gate {
+        tests,
+        opened: b.gated.iter().copied().collect(),
+    };
+    Ok((vec![gate], supports))
 }
 
 /// Plans a parsed query; errors point into the query's canonical text.

@@ -204,7 +204,7 @@ fn judge_one(
     // Everything that needs no chain first (signatures, roster, session, the rule itself with
     // every claim taken as confirmed): bogus evidence costs no chain lookup and no sync.
     let any_claim =
-        |_: &crate::mpc::dealing::Hash32, _: usize, _: &crate::mpc::dealing::Hash32| true;
+        |_: &crate::mpc::dealing::Hash32, _: PartyId, _: &crate::mpc::dealing::Hash32| true;
     crate::node::judge::verify_job_evidence(&req.evidence, manifest, &any_claim)
         .map_err(|e| e.to_string())?;
     wallet

@@ -25,6 +25,7 @@ use crate::node::card::tagged_hash;
 use crate::node::job::{
     hashlock_key, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
 };
+use crate::node::peer::{decode_round, encode_round};
 use sha2::{Digest, Sha256};
 
 /// Most jobs one service may have quoted here and not yet run.
@@ -89,10 +90,6 @@ pub fn job_summaries(path: &std::path::Path) -> Result<Vec<JobSummary>, StoreErr
     Ok(out)
 }
 
-/// One entry of a machine's log: a message from party `from` (1-based), or (`from` = 0) a
-/// deadline, `RoundId` as JSON.
-pub(super) type LogEntry = (u32, serde_json::Value);
-
 /// What a party persists of a job, as job state `job:HEX` (open until claimed or failed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct JobRecord {
@@ -106,10 +103,6 @@ pub(super) struct JobRecord {
     pub(super) state: String,
     #[serde(default)]
     pub(super) mask_session: Option<String>,
-    #[serde(default)]
-    pub(super) setup_log: Vec<LogEntry>,
-    #[serde(default)]
-    pub(super) eval_log: Vec<LogEntry>,
     #[serde(default)]
     pub(super) delivery: Option<JobDelivery>,
     #[serde(default)]
@@ -125,6 +118,11 @@ pub(super) struct JobRecord {
 
 pub(super) fn job_key(job: &Hash32) -> String {
     format!("job:{}", hex::encode(job))
+}
+
+/// The journal of a job's key agreement.
+pub(super) fn setup_journal(job: &Hash32) -> String {
+    format!("jobsetup:{}", hex::encode(job))
 }
 
 /// The session id of a job's PRSS key agreement (its evaluation uses the job id).
@@ -216,6 +214,10 @@ pub(super) struct JobSession<F: PrimeField> {
     masks: Vec<F>,
     prss: Option<Prss<F>>,
     ignored: BTreeSet<PartyId>,
+    /// The key agreement's log (persisted in the store's journal `jobsetup:HEX`).
+    setup_log: Vec<LogEntry>,
+    /// The evaluation's log (journal `job:HEX`).
+    eval_log: Vec<LogEntry>,
     /// The evaluation's local passes: the machine is rebuilt for every event.
     memo: LocalMemo<F>,
     pub(super) phase: Phase,
@@ -414,8 +416,6 @@ impl Core {
             quote: quote.clone(),
             state: "quoted".into(),
             mask_session: None,
-            setup_log: Vec::new(),
-            eval_log: Vec::new(),
             delivery: None,
             paid: None,
             claim_txid: None,
@@ -442,6 +442,11 @@ impl Core {
 
     pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
         let open = !matches!(rec.state.as_str(), "claimed" | "failed");
+        if !matches!(rec.state.as_str(), "quoted" | "running") {
+            // Delivered or failed: the machines' outcome is recorded, their logs are done with.
+            self.store.delete_journal(&setup_journal(&rec.quote.job))?;
+            self.store.delete_journal(&job_key(&rec.quote.job))?;
+        }
         if !open {
             // The output masks are of no use once the job is over.
             if let Some(m) = &rec.mask_session {
@@ -571,15 +576,16 @@ impl Core {
         match j.phase {
             Phase::Setup => {
                 if let Some(e) = event {
-                    j.record.setup_log.push(e);
-                    self.put_job(&j.record)?;
+                    self.store
+                        .append_journal(&setup_journal(&j.id), e.0, &e.1)?;
+                    j.setup_log.push(e);
                 }
                 self.setup_step(j, fresh)
             }
             Phase::Eval => {
                 if let Some(e) = event {
-                    j.record.eval_log.push(e);
-                    self.put_job(&j.record)?;
+                    self.store.append_journal(&job_key(&j.id), e.0, &e.1)?;
+                    j.eval_log.push(e);
                 }
                 self.eval_step(j, fresh)
             }
@@ -608,7 +614,7 @@ impl Core {
         let mut m = self
             .setup_machine::<F>()
             .map_err(|e| PartyError::Manifest(e.to_string()))?;
-        let (send, out) = replay(&mut m, self.params.n(), &j.record.setup_log, fresh);
+        let (send, out) = replay(&mut m, self.params.n(), &j.setup_log, fresh);
         let sid = setup_session(&j.id);
         let key = format!("jobsetup:{}", hex::encode(j.id));
         for o in send {
@@ -668,7 +674,7 @@ impl Core {
         if self.fault(Fault::WrongProduct) {
             m.lie_in_openings(F::ONE);
         }
-        let (send, out) = replay(&mut m, self.params.n(), &j.record.eval_log, fresh);
+        let (send, out) = replay(&mut m, self.params.n(), &j.eval_log, fresh);
         let waiting = m.waiting();
         let evidence = m.evidence().to_vec();
         drop(m);
@@ -714,10 +720,10 @@ impl Core {
             }
         }
         let k = hashlock_key(&self.party_key, &j.id);
-        let sealed = seal(&j.id, self.me.point(), &k, &y);
+        let sealed = seal(&j.id, self.me, &k, &y);
         let d = Delivery {
             job_id: j.id,
-            index: self.me.point(),
+            index: self.me,
             key_hash: j.record.quote.key_hash,
             ciphertext_hash: Sha256::digest(&sealed).into(),
         };
@@ -781,9 +787,9 @@ impl Core {
         &mut self,
         from: PartyId,
         session: Hash32,
-        raw: serde_json::Value,
+        raw: Vec<u8>,
     ) -> Result<(), PartyError> {
-        self.job_event(session, (from.get(), raw))
+        self.job_event(session, LogEntry(from.get(), raw))
     }
 
     /// A deadline of a job's machine.
@@ -792,10 +798,7 @@ impl Core {
         session: Hash32,
         round: RoundId,
     ) -> Result<(), PartyError> {
-        self.job_event(
-            session,
-            (0, serde_json::to_value(round).unwrap_or_default()),
-        )
+        self.job_event(session, LogEntry(0, encode_round(round)))
     }
 
     /// Hands a logged event to the job's machine of `session` if that phase is the current
@@ -834,7 +837,7 @@ impl Core {
             }
         }
         for (from, bytes, _) in early {
-            if let Ok(m) = serde_json::from_slice::<PeerMessage>(&bytes) {
+            if let Ok(m) = PeerMessage::decode(&bytes) {
                 self.deliver_job(from, m.session, m.message)?;
             }
         }
@@ -967,6 +970,17 @@ impl Core {
             plan_text::<F>(&rec.request.query, &parsed, &schema).map_err(|e| e.to_string())?;
         let id = rec.quote.job;
         let mut j = JobSession::new(id, rec, plan, None);
+        let journal = |key: String| -> Result<Vec<LogEntry>, Refuse> {
+            Ok(self
+                .store
+                .journal(&key)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(from, bytes)| LogEntry(from, bytes))
+                .collect())
+        };
+        j.setup_log = journal(setup_journal(&id))?;
+        j.eval_log = journal(job_key(&id))?;
         j.phase = match j.record.state.as_str() {
             "quoted" => Phase::Quoted,
             "running" => Phase::Setup,
@@ -981,7 +995,7 @@ impl Core {
             self.load_columns(&mut j)?;
             // The setup log replays to its output (if it finished), then the evaluation's.
             let mut m = self.setup_machine::<F>().map_err(|e| e.to_string())?;
-            let (_, out) = replay(&mut m, self.params.n(), &j.record.setup_log, true);
+            let (_, out) = replay(&mut m, self.params.n(), &j.setup_log, true);
             if let Some(Ok(SetupOutput {
                 prss: Some(prss),
                 excluded,
@@ -1012,6 +1026,8 @@ impl<F: PrimeField> JobSession<F> {
             masks: Vec::new(),
             prss: None,
             ignored: BTreeSet::new(),
+            setup_log: Vec::new(),
+            eval_log: Vec::new(),
             memo: LocalMemo::default(),
             phase: Phase::Quoted,
         }
@@ -1052,17 +1068,17 @@ fn replay<F: PrimeField, M: Machine<F>>(
     };
     let r = m.start();
     absorb(r, &mut last);
-    for (from, raw) in log {
+    for LogEntry(from, raw) in log {
         let r = if *from == 0 {
-            match serde_json::from_value::<RoundId>(raw.clone()) {
-                Ok(round) => m.deadline(round),
-                Err(_) => continue,
+            match decode_round(raw) {
+                Some(round) => m.deadline(round),
+                None => continue,
             }
         } else {
             let Ok(p) = PartyId::new(*from as usize, n) else {
                 continue;
             };
-            let Ok(msg) = serde_json::from_value::<Message<F>>(raw.clone()) else {
+            let Ok(msg) = decode_message::<F>(raw) else {
                 continue;
             };
             m.handle(p, msg)

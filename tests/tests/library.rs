@@ -1,0 +1,337 @@
+//! Every role through the library, in one process, on the regtest harness (the embedded node,
+//! or a real bitcoind + electrs when `BITCOIND_EXE` and `ELECTRS_EXE` are set): four party
+//! daemons bond against a signed roster, an owner stores a CSV with gaps and grants a service
+//! on chain, and the service pays for `sum(income), count(income)` and gets the exact answer;
+//! each party's wallet receives its fee. Nothing here shells out to `btcmpc`.
+
+use std::time::{Duration, Instant};
+
+use bitcoin::{Amount, FeeRate, Network};
+use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
+use btcmpc_engine::mpc::field::{PrimeField, Secp256k1Scalar};
+use btcmpc_engine::node::acl::{self, Record, Scope};
+use btcmpc_engine::node::acl_ops::{extend_anchor, fund_bond, store_dataset};
+use btcmpc_engine::node::card::{BondRef, PartyCard};
+use btcmpc_engine::node::chain::{ChainView, ElectrumView};
+use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
+use btcmpc_engine::node::noise::StaticKeypair;
+use btcmpc_engine::node::owner::{Owner, StoreOptions};
+use btcmpc_engine::node::paid::ServiceJob;
+use btcmpc_engine::node::party::{ChainSource, Party, PartyConfig};
+use btcmpc_engine::node::roster::{Roster, RosterParams};
+use btcmpc_engine::node::service::Service;
+use btcmpc_engine::node::settle::{report_notice, wait_and_open, JobBook};
+use btcmpc_engine::node::wire::StoreCommit;
+use btcmpc_regtest::harness::TestEnv;
+use btcmpc_wallet::{ChainClient, FeeChoice, RoleWallet};
+
+const WAIT: Duration = Duration::from_secs(60);
+const MIN_BOND: u64 = 100_000;
+const FEE_SAT: u64 = 3_000;
+
+fn fee() -> FeeChoice {
+    FeeChoice::Explicit(FeeRate::from_sat_per_vb_u32(2))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct World {
+    env: TestEnv,
+    chain: ChainClient,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn wallet(&self, name: &str, sats: u64) -> anyhow::Result<RoleWallet> {
+        let (mut w, _) = RoleWallet::create(&self.dir.path().join(name), Network::Regtest, None)?;
+        self.env.fund(&w.next_address()?, Amount::from_sat(sats))?;
+        self.settle()?;
+        w.sync(&self.chain)?;
+        Ok(w)
+    }
+
+    fn settle(&self) -> anyhow::Result<()> {
+        self.env.wait_for_height(self.env.tip_height()?, WAIT)?;
+        Ok(())
+    }
+
+    fn mine(&self, n: u32) -> anyhow::Result<()> {
+        self.env.mine(n)?;
+        self.settle()
+    }
+}
+
+/// 300 rows: `income` has a gap every 7th row; `age` is complete.
+fn csv() -> (Vec<u8>, i64, u64) {
+    let mut s = String::from("id,income:int:0..100000,age:int:0..120\n");
+    let (mut sum, mut present) = (0i64, 0u64);
+    for r in 0..300i64 {
+        let income = if r % 7 == 3 {
+            String::new()
+        } else {
+            sum += 100 * r;
+            present += 1;
+            (100 * r).to_string()
+        };
+        s.push_str(&format!("{r},{income},{}\n", 18 + r % 60));
+    }
+    (s.into_bytes(), sum, present)
+}
+
+#[test]
+fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
+    let env = TestEnv::new()?;
+    let chain = ChainClient::connect(&env.electrum_url(), Duration::from_secs(10))?;
+    let w = World {
+        env,
+        chain,
+        dir: tempfile::tempdir()?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+
+    // Setup: four parties, each with a wallet, a party key, a transport key and a card.
+    let mut wallets = Vec::new();
+    let mut keys = Vec::new();
+    let mut cards = Vec::new();
+    for i in 1..=4 {
+        let mut wallet = w.wallet(&format!("party{i}"), 1_000_000)?;
+        let (_, key) = wallet.contract_key(None, "party key")?;
+        let kp = wallet.contract_keypair_for(&key)?.expect("its own key");
+        let transport = StaticKeypair::generate()?;
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        cards.push(PartyCard::new(
+            Network::Regtest,
+            &kp,
+            transport.public().0,
+            &endpoint,
+            FEE_SAT,
+            4,
+        )?);
+        wallets.push(wallet);
+        keys.push((kp, transport));
+    }
+    // The roster every party signs, then each party's bond against it (the others judge).
+    let mut roster = Roster::new(
+        Network::Regtest,
+        RosterParams::new(1, MIN_BOND),
+        cards.clone(),
+    )?;
+    for (kp, _) in &keys {
+        roster.sign(kp)?;
+    }
+    let exit = w.env.tip_height()? + 1_000;
+    for (i, wallet) in wallets.iter_mut().enumerate() {
+        let (outpoint, _) = fund_bond(
+            wallet,
+            &w.chain,
+            &roster,
+            i + 1,
+            Amount::from_sat(300_000),
+            exit,
+            fee(),
+        )?;
+        cards[i].bond = Some(BondRef { outpoint, exit });
+    }
+    w.mine(1)?;
+    let manifest = Manifest::new(roster, &cards)?;
+    let view = ElectrumView::new(&w.chain);
+    let table = verify_manifest(&manifest, &view)?;
+    table.ok()?;
+
+    // The party daemons, in this process; each claims into its own wallet.
+    drop(wallets);
+    let mut parties = Vec::new();
+    for (i, (kp, transport)) in keys.into_iter().enumerate() {
+        let config = PartyConfig {
+            manifest: manifest.clone(),
+            party_key: kp,
+            transport,
+            listen: manifest.roster.cards[i].endpoint.parse()?,
+            store_path: w.dir.path().join(format!("party{}.sqlite", i + 1)),
+            round_timeout: Duration::from_secs(5),
+            max_store_values: 1_000_000,
+            fault: None,
+            channel: Default::default(),
+            idle_session: Duration::from_secs(30),
+            chain: Some(ChainSource {
+                url: w.env.electrum_url(),
+                network: Network::Regtest,
+                allow_plaintext: false,
+                poll: Duration::from_secs(1),
+                acl_min_conf: 1,
+                min_rows: 100,
+            }),
+            wallet: Some(w.dir.path().join(format!("party{}", i + 1))),
+            min_fee_sat: FEE_SAT,
+            max_open_jobs: 4,
+            claim_fee_rate: 2,
+        };
+        parties.push(rt.block_on(Party::start(config))?);
+    }
+
+    // The owner stores the CSV with every party and publishes the STORE record.
+    let (bytes, sum, present) = csv();
+    let dataset = Dataset::from_bytes_with(&bytes, &ReadOptions::default())?;
+    let owner = Owner::new(manifest.clone(), StaticKeypair::generate()?);
+    let options = StoreOptions::new("survey");
+    let shared = rt.block_on(owner.store_shares::<Secp256k1Scalar>(&dataset, &options, None))?;
+    assert_eq!(shared.holders, vec![1, 2, 3, 4]);
+    let mut owner_wallet = w.wallet("owner", 1_000_000)?;
+    let owner_dir = w.dir.path().join("owner-data");
+    let columns: Vec<String> = dataset
+        .schema
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let d = store_dataset(
+        &mut owner_wallet,
+        &w.chain,
+        &owner_dir,
+        "survey",
+        &columns,
+        shared.receipts_root,
+        fee(),
+    )?;
+    let mut session = [0u8; 32];
+    hex_decode(&shared.session, &mut session)?;
+    let commit = StoreCommit {
+        session,
+        store_outpoint: d.store_outpoint.clone(),
+        anchor_key: d.anchor_key.clone(),
+        dataset_id: d.dataset_id.clone(),
+    };
+    let committed = rt.block_on(owner.commit(
+        &shared.holders,
+        &commit,
+        options.channel,
+        options.party_timeout,
+    ))?;
+    assert_eq!(committed, vec![1, 2, 3, 4]);
+    w.mine(1)?;
+
+    // The service, and the owner's GRANT spending the dataset's anchor.
+    let mut service_wallet = w.wallet("service", 2_000_000)?;
+    let (_, service_key) = service_wallet.contract_key(None, "service key")?;
+    let service = Service::new(
+        service_wallet
+            .contract_keypair_for(&service_key)?
+            .expect("its own key"),
+        StaticKeypair::generate()?,
+    );
+    let state = acl::start(&view, d.store_outpoint()?, d.anchor_key()?, 1)?;
+    let current = state.current().expect("an open anchor");
+    extend_anchor(
+        &mut owner_wallet,
+        &w.chain,
+        &d.anchor_key()?,
+        current,
+        &Record::Grant {
+            service: service.key(),
+            scope: Scope::all(),
+        },
+        fee(),
+    )?;
+    w.mine(1)?;
+
+    // The paid query: quotes, the computation, one funding paying every escrow, the claims.
+    let book = JobBook::new(&w.dir.path().join("service-data"));
+    let payout = service_wallet.next_address()?.to_string();
+    let mut job = ServiceJob::new(
+        &service,
+        &manifest,
+        &d.dataset_id,
+        Secp256k1Scalar::NAME,
+        dataset.schema.clone(),
+        "sum(income), count(income)",
+        FEE_SAT,
+        view.tip()? + 60,
+        Network::Regtest,
+        &payout,
+    )
+    .map_err(anyhow::Error::msg)?;
+    book.save(&job)?;
+    let each = Duration::from_secs(30);
+    // The parties read the GRANT on their next ACL poll: quote retries "ask again" itself.
+    let start = Instant::now();
+    loop {
+        match rt.block_on(job.quote(&service, &manifest, Default::default(), each)) {
+            Ok(()) => break,
+            Err(e) if start.elapsed() < WAIT && e.contains("not granted") => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => anyhow::bail!("quotes: {e}"),
+        }
+    }
+    assert_eq!(job.quotes.len(), 4);
+    let mut job_options = StoreOptions::new("job-masks");
+    job_options.party_timeout = each;
+    rt.block_on(job.compute(&service, &manifest, &job_options, each))
+        .map_err(anyhow::Error::msg)?;
+    book.save(&job)?;
+    service_wallet.sync(&w.chain)?;
+    job.fund(&manifest, &mut service_wallet, &w.chain, fee())
+        .map_err(anyhow::Error::msg)?;
+    book.save(&job)?;
+    let mut said = Vec::new();
+    report_notice(
+        rt.block_on(job.notify(&service, &manifest, Default::default(), each)),
+        &mut |l| said.push(l),
+    );
+    assert!(said.is_empty(), "every party accepts the funding: {said:?}");
+    w.mine(1)?;
+    let mut progress = |_: String| {};
+    rt.block_on(wait_and_open(
+        &book,
+        &service,
+        &mut service_wallet,
+        &mut job,
+        &manifest,
+        &w.chain,
+        WAIT,
+        &mut progress,
+    ))?;
+
+    // The exact answer, and the record on disk says so too.
+    let result = job.result.clone().expect("the result is open");
+    let value = |name: &str| {
+        result
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(value("sum(income)"), Some(sum.to_string()), "{result:?}");
+    assert_eq!(value("count(income)"), Some(present.to_string()));
+    assert!(job.blamed().is_empty());
+    assert_eq!(book.load(&job.id_hex())?.result, job.result);
+
+    // Each party's claim paid its own wallet exactly its fee.
+    w.mine(1)?;
+    for i in 1..=4 {
+        let mut wallet =
+            RoleWallet::open(&w.dir.path().join(format!("party{i}")), Network::Regtest)?;
+        wallet.sync(&w.chain)?;
+        let got = wallet.history().iter().any(|t| t.net_sat == FEE_SAT as i64);
+        assert!(got, "party {i} received its {FEE_SAT} sat fee");
+    }
+    for p in parties {
+        rt.block_on(p.shutdown())?;
+    }
+    Ok(())
+}
+
+fn hex_decode(text: &str, out: &mut [u8; 32]) -> anyhow::Result<()> {
+    anyhow::ensure!(text.len() == 64, "session {text:?} is not 64 hex digits");
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(())
+}
