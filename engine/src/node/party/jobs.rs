@@ -16,14 +16,14 @@
 
 use super::*;
 use crate::mpc::eval::{mask_outputs, EvalMachine, LocalMemo, Task};
-use crate::mpc::evidence::{seal, Delivery};
+use crate::mpc::evidence::{seal, sign_tagged, Delivery};
 use crate::mpc::prss::Prss;
-use crate::mpc::query::parse;
-use crate::mpc::query::plan::{plan_text, Node, Plan};
+use crate::mpc::query::plan::{Node, Plan};
 use crate::mpc::setup::{Setup, SetupOutput};
 use crate::node::card::tagged_hash;
 use crate::node::job::{
-    hashlock_key, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
+    gate_bits_encoding, hashlock_key, plan_job, JobDelivery, JobPaid, JobPaidAnswer, JobRequest,
+    JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
 };
 use crate::node::peer::{decode_round, encode_round};
 use sha2::{Digest, Sha256};
@@ -370,14 +370,17 @@ impl Core {
                 req.timeout, view.tip, rules.margin, rules.min_conf
             ));
         }
-        let parsed = parse(&req.query).map_err(|e| format!("query: {e}"))?;
+        // The leakage rule: this party's min_rows and the queries it answered earlier for this
+        // service on this dataset (the most recent MAX_EARLIER distinct texts, oldest first).
+        let earlier = self.earlier_queries(&req.service, &req.dataset_id);
         let schema = &record.begin.schema;
         let plan = match record.begin.field.as_str() {
-            Secp256k1Scalar::NAME => plan_text::<Secp256k1Scalar>(&req.query, &parsed, schema),
-            Mersenne127::NAME => plan_text::<Mersenne127>(&req.query, &parsed, schema),
+            Secp256k1Scalar::NAME => {
+                plan_job::<Secp256k1Scalar>(&req.query, schema, min_rows, &earlier)
+            }
+            Mersenne127::NAME => plan_job::<Mersenne127>(&req.query, schema, min_rows, &earlier),
             other => return Err(format!("dataset in unknown field {other}")),
-        }
-        .map_err(|e| format!("query: {e}"))?;
+        }?;
         let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
         let ask = AccessRequest {
             dataset_id: req.dataset_id.clone(),
@@ -406,6 +409,8 @@ impl Core {
             fee_sat: req.fee_sat,
             claim_fee_sat,
             timeout: req.timeout,
+            min_rows,
+            earlier,
             signature: [0; 64],
         };
         quote.signature = schnorr_sign(&self.party_key, quote.digest());
@@ -438,6 +443,35 @@ impl Core {
         self.crash_point(FaultStep::Quote, false);
         self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
         Ok(())
+    }
+
+    /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
+    /// first, each text once, the most recent [`MAX_EARLIER`].
+    fn earlier_queries(&self, service: &str, dataset_id: &str) -> Vec<String> {
+        let mut answered: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter_map(|j| {
+                with_job!(j, j => {
+                    let r = &j.record;
+                    (r.delivery.is_some()
+                        && r.request.service == service
+                        && r.request.dataset_id == dataset_id)
+                        .then(|| (r.seq, r.request.query.clone()))
+                })
+            })
+            .collect();
+        answered.sort();
+        let mut seen = BTreeSet::new();
+        let mut out: Vec<String> = answered
+            .into_iter()
+            .rev()
+            .filter(|(_, q)| seen.insert(q.clone()))
+            .map(|(_, q)| q)
+            .take(MAX_EARLIER)
+            .collect();
+        out.reverse();
+        out
     }
 
     pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
@@ -694,7 +728,7 @@ impl Core {
         match out {
             // Withheld sums (a gate whose bit opened to 0) are already 0 here, so their
             // masked shares carry only the mask; `evaluation.gates` holds the public gate bits.
-            Some(Ok(evaluation)) => self.deliver_output(j, &evaluation.values),
+            Some(Ok(evaluation)) => self.deliver_output(j, &evaluation.values, &evaluation.gates),
             Some(Err(e)) => self.fail_job(j, &format!("evaluation: {e}")),
             None => {
                 if let Some(r) = waiting {
@@ -709,6 +743,7 @@ impl Core {
         &mut self,
         j: &mut JobSession<F>,
         aggregates: &[F],
+        gates: &[bool],
     ) -> Result<(), PartyError> {
         let mut y = match mask_outputs(aggregates, &j.masks) {
             Ok(y) => y,
@@ -728,12 +763,26 @@ impl Core {
             ciphertext_hash: Sha256::digest(&sealed).into(),
         };
         let sig = d.sign(&self.signer);
+        let mut gates = gates.to_vec();
+        if self.fault(Fault::WrongGateBit) {
+            if let Some(b) = gates.first_mut() {
+                *b = !*b;
+            }
+        }
+        let gates_signature = if gates.is_empty() {
+            String::new()
+        } else {
+            let enc = gate_bits_encoding(&j.id, self.me.get(), &gates);
+            hex::encode(sign_tagged(&self.signer, GATE_BITS_TAG, &enc).0)
+        };
         let delivery = JobDelivery {
             job: j.id,
             party: self.me.get(),
             key_hash: d.key_hash,
             sealed: hex::encode(&sealed),
             signature: sig.0,
+            gates,
+            gates_signature,
         };
         self.crash_point(FaultStep::Deliver, true);
         j.record.delivery = Some(delivery.clone());
@@ -956,7 +1005,6 @@ impl Core {
     }
 
     fn resume_job<F: PrimeField>(&mut self, rec: JobRecord) -> Result<JobSession<F>, Refuse> {
-        let parsed = parse(&rec.request.query).map_err(|e| e.to_string())?;
         let schema = self
             .store
             .datasets()
@@ -966,8 +1014,13 @@ impl Core {
             .and_then(|d| serde_json::from_slice::<SessionRecord>(&d.meta).ok())
             .map(|r| r.begin.schema)
             .ok_or("the dataset is gone")?;
-        let plan =
-            plan_text::<F>(&rec.request.query, &parsed, &schema).map_err(|e| e.to_string())?;
+        // The plan the job was quoted with (the quote names the leakage rule).
+        let plan = plan_job::<F>(
+            &rec.request.query,
+            &schema,
+            rec.quote.min_rows,
+            &rec.quote.earlier,
+        )?;
         let id = rec.quote.job;
         let mut j = JobSession::new(id, rec, plan, None);
         let journal = |key: String| -> Result<Vec<LogEntry>, Refuse> {
