@@ -134,14 +134,16 @@ impl Global {
     }
 }
 
-/// Logs go to stderr so that `--json` output on stdout stays one document.
-pub fn init_logging(global: &Global) {
+/// Logs go to stderr so that `--json` output on stdout stays one document. A `daemon` logs
+/// its own steps (`btcmpc::party` at info) by default.
+pub fn init_logging(global: &Global, daemon: bool) {
     let level = if global.quiet {
         "error"
     } else {
         match global.verbose {
             // electrum_client logs each failed connection attempt as a warning; the command's
             // own one-line error already says it.
+            0 if daemon => "warn,electrum_client=error,btcmpc::party=info",
             0 => "warn,electrum_client=error",
             1 => "info",
             2 => "debug",

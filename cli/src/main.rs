@@ -51,7 +51,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    global::init_logging(&cli.global);
+    // A party daemon says what it does (jobs quoted, refused, delivered) unless told otherwise.
+    let daemon = matches!(&cli.command, Command::Party(a) if a.is_daemon());
+    global::init_logging(&cli.global, daemon);
     let result = match cli.command {
         Command::Contract(args) => cmd::contract::run(args, &cli.global),
         Command::Wallet(args) => cmd::wallet::run(args, &cli.global),

@@ -48,3 +48,75 @@ impl Report {
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 }
+
+/// Decimal text `value` rounded half away from zero to at most `digits` fractional digits
+/// (trailing zeros after the point dropped). Text that is not a plain decimal (`withheld
+/// (...)`, `n/d`) is returned unchanged.
+pub fn rounded_decimal(value: &str, digits: usize) -> String {
+    let (neg, body) = match value.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, value),
+    };
+    let Some((int, frac)) = body.split_once('.') else {
+        return value.to_string();
+    };
+    let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !plain(int) || !plain(frac) || frac.len() <= digits {
+        return value.to_string();
+    }
+    // Digits of int.frac[..digits], plus one unit in the last place if the next digit is 5+.
+    let mut d: Vec<u8> = int.bytes().chain(frac.bytes().take(digits)).collect();
+    if frac.as_bytes()[digits] >= b'5' {
+        let mut i = d.len();
+        loop {
+            if i == 0 {
+                d.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if d[i] == b'9' {
+                d[i] = b'0';
+            } else {
+                d[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = d.len() - digits;
+    let int: String = String::from_utf8_lossy(&d[..split]).into_owned();
+    let frac = String::from_utf8_lossy(&d[split..]);
+    let frac = frac.trim_end_matches('0');
+    let zero = int.bytes().all(|b| b == b'0') && frac.is_empty();
+    let sign = if neg && !zero { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded_decimal;
+
+    #[test]
+    fn decimals_round_half_away_from_zero_and_other_text_is_kept() {
+        for (v, want) in [
+            ("1.234564", "1.23456"),
+            ("1.234565", "1.23457"),
+            ("-1.234565", "-1.23457"),
+            ("9.999995", "10"),
+            ("-0.000004", "0"),
+            ("0.1", "0.1"),
+            ("12", "12"),
+            ("2.50000000", "2.5"),
+            (
+                "withheld (fewer than 10 rows)",
+                "withheld (fewer than 10 rows)",
+            ),
+            ("1/3", "1/3"),
+        ] {
+            assert_eq!(rounded_decimal(v, 5), want, "{v}");
+        }
+    }
+}

@@ -137,22 +137,37 @@ fn a_party_paid_less_than_it_quoted_never_reveals_its_key_and_says_why() {
 fn quotes_alone_never_fill_a_party() {
     let net = Net::new();
     let card = net.granted_dataset(120);
-    // A service asks for nine quotes and runs none: each party keeps two of them waiting
+    // A price check (`--quote`) withdraws its quotes at once: no party holds the job.
+    let v = net.cli.json(
+        "service",
+        &[
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+            "--quote",
+        ],
+    );
+    assert!(v["quotes"].as_array().is_some_and(|q| q.len() == 4), "{v}");
+    assert_eq!(v["withdrawn"], true, "{v}");
+    let jobs = net.cli.json("p1", &["party", "jobs"]);
+    assert!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "failed"
+                && j["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cancelled"))),
+        "{jobs}"
+    );
+    // A service dies after nine quotes and runs none: each party keeps two of them waiting
     // and drops the older ones, so the parties still take a real job.
     for _ in 0..9 {
-        let v = net.cli.json(
-            "service",
-            &[
-                "service",
-                "query",
-                &card,
-                "sum(income)",
-                "--fee",
-                "1000sat",
-                "--quote",
-            ],
-        );
-        assert!(v["quotes"].as_array().is_some_and(|q| q.len() == 4), "{v}");
+        hold_quote(&net, &card);
     }
     let jobs = net.cli.json("p1", &["party", "jobs"]);
     let superseded = jobs["jobs"]
@@ -210,20 +225,11 @@ fn a_party_at_its_open_jobs_limit_refuses_more() {
     let d = net.spawn_with("p1", None, &["--max-open-jobs", "1"]);
     net.daemons[0] = Some(d);
     net.wait_ready(1);
-    // One job quoted and not finished holds party 1's only slot.
-    let q = net.cli.json(
-        "service",
-        &[
-            "service",
-            "query",
-            &card,
-            "sum(income)",
-            "--fee",
-            "1000sat",
-            "--quote",
-        ],
-    );
-    assert_eq!(q["quotes"].as_array().unwrap().len(), 4, "{q}");
+    // One job quoted and never run (its service died) holds party 1's only slot.
+    hold_quote(&net, &card);
+    let status = net.status(1);
+    assert_eq!(status["jobs_counted"], 1, "{status}");
+    assert_eq!(status["max_open_jobs"], 1, "{status}");
     let err = net.cli.fails(
         "service",
         &[
@@ -237,4 +243,22 @@ fn a_party_at_its_open_jobs_limit_refuses_more() {
         ],
     );
     assert!(err.contains("party 1: 1 jobs are open here"), "{err}");
+}
+
+/// A service that asks the committee for quotes and dies before it runs the job (the
+/// quotes stay with the parties until `T`).
+fn hold_quote(net: &Net, card: &str) {
+    let out = net
+        .command("service")
+        .args(["service", "query", card, "sum(income)", "--fee", "1000sat"])
+        .env("BTCMPC_TESTING_SERVICE_CRASH", "quoted")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("dies after step quoted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

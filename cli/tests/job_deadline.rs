@@ -108,9 +108,13 @@ fn an_escrow_confirming_after_t_minus_the_margin_is_never_claimed_and_is_refunde
         .json("service", &["service", "settle", "--fee-rate", "2"]);
     let refunds = s["jobs"][0]["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), 4, "{s}");
+    let id = s["jobs"][0]["job"].as_str().unwrap().to_string();
     net.env.mine(1).unwrap();
     net.settle();
-    let s = net.cli.json("service", &["service", "settle"]);
+    // Settled: `service settle` has no open job left; naming the job shows its report.
+    let all = net.cli.json("service", &["service", "settle"]);
+    assert_eq!(all["jobs"], json!([]), "{all}");
+    let s = net.cli.json("service", &["service", "settle", &id]);
     assert_eq!(s["jobs"][0]["report"]["pending_refunds"], json!([]), "{s}");
     assert_eq!(s["jobs"][0]["report"]["result"], json!({}), "{s}");
     let after = net.cli.json("service", &["wallet", "balance"]);

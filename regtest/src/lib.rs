@@ -23,6 +23,7 @@
 //! ```
 
 pub mod chain;
+pub(crate) mod core_json;
 pub mod electrum;
 pub mod faucet;
 pub mod harness;

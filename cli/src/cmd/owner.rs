@@ -45,7 +45,8 @@ enum Cmd {
         /// The committee (default: DATADIR/manifest.json).
         #[arg(long, value_name = "F")]
         manifest: Option<PathBuf>,
-        /// Only these columns (default: every column).
+        /// Only these columns, by name or 0-based position (default: every column). A name
+        /// holding a comma is selected by its position.
         #[arg(long, value_delimiter = ',', value_name = "a,b")]
         columns: Vec<String>,
         /// The field: secp256k1 (default) or m127 (2^127-1, faster, 126-bit range limit).
@@ -73,10 +74,14 @@ enum Cmd {
         name: String,
         /// The service key (33-byte compressed, 66 hex).
         service_key: String,
-        /// Columns the service may use (names or 0-based indices); default: all.
+        /// Columns the service may use, by name or 0-based position (default: all). A GRANT's
+        /// column list covers the first 40 columns; to grant a later one, grant all columns
+        /// or store the columns the service needs among the first 40.
         #[arg(long, value_delimiter = ',', value_name = "a,b")]
         columns: Vec<String>,
-        /// Largest multiplicative degree (1 = sum, count, mean; 2 = var, cov).
+        /// Largest multiplicative degree of a query: sum, count and mean of one column are 1,
+        /// var, cov and dot are 2; a column with empty cells adds 1 where it is multiplied
+        /// by the presence of another (sum(a + b) over two gappy columns is 2).
         #[arg(long, value_name = "D", default_value_t = 2)]
         max_degree: u8,
         /// The grant ends at this height (absolute or +N); default: never.
@@ -160,7 +165,7 @@ fn column_indices(d: &OwnedDataset, names: &[String]) -> anyhow::Result<Option<B
             None => n
                 .parse::<usize>()
                 .ok()
-                .filter(|_| d.columns.is_empty())
+                .filter(|&i| d.columns.is_empty() || i < d.columns.len())
                 .with_context(|| {
                     format!(
                         "dataset {} has no column {n:?} (columns: {})",
@@ -170,7 +175,11 @@ fn column_indices(d: &OwnedDataset, names: &[String]) -> anyhow::Result<Option<B
                 })?,
         };
         if i >= acl::MAX_BITMAP_LEN * 8 {
-            bail!("column {n:?} (index {i}) is past the 40 a GRANT can name");
+            bail!(
+                "column {n:?} (position {i}) is past the first {} a GRANT's column list can name: grant all columns (no --columns), or store the needed columns among the first {}",
+                acl::MAX_BITMAP_LEN * 8,
+                acl::MAX_BITMAP_LEN * 8
+            );
         }
         out.insert(i as u8);
     }
@@ -305,9 +314,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let tip = view.tip()?;
             let table = state.table(tip);
             let mut text = format!(
-                "dataset {name} {} tip {tip}, {} records{}\n",
+                "dataset {name} {} tip {tip}, {} record{}{}\n",
                 d.dataset_id,
                 state.entries.len(),
+                if state.entries.len() == 1 { "" } else { "s" },
                 if state.closed.is_some() {
                     ", CLOSED"
                 } else {

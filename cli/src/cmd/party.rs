@@ -28,6 +28,13 @@ pub struct Args {
     cmd: Cmd,
 }
 
+impl Args {
+    /// Whether this runs the long-lived daemon (`party run`).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.cmd, Cmd::Run { .. })
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
     /// Create the party key (a contract key of this wallet) and the transport key, and write
@@ -88,7 +95,8 @@ enum Cmd {
             hide_env_values = true
         )]
         testing_fault: Option<String>,
-        /// Seconds between two readings of the datasets' ACLs from the chain.
+        /// Seconds between two readings of the datasets' ACLs and the bond from the chain (a
+        /// job request or access question always waits for a reading begun after it came).
         #[arg(long, value_name = "S", default_value_t = 10)]
         acl_poll: u64,
         /// Confirmations a GRANT needs before it counts.
@@ -555,7 +563,12 @@ fn status(global: &Global) -> anyhow::Result<Report> {
     if let Some(f) = &s.fault {
         text.push_str(&format!("TESTING FAULT: {f}\n"));
     }
-    text.push_str(&format!("open jobs: {}\ndatasets:\n", s.open_jobs.len()));
+    text.push_str(&format!(
+        "open jobs: {} of at most {} (store sessions and job records under way: {})\ndatasets:\n",
+        s.jobs_counted,
+        s.max_open_jobs,
+        s.open_jobs.len()
+    ));
     for d in &s.datasets {
         text.push_str(&format!(
             "  {:<20} {:>9} rows {:>4} cols  {:<9} {}\n",

@@ -151,22 +151,57 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Fractional digits of a result in the text report (values are stored to 2^-16, about
+/// 1.5e-5; the JSON report keeps every digit).
+const SHOWN_DIGITS: usize = 5;
+
 /// The report of a job: result table, payments, blame, pending refunds.
 fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
     let mut text = format!("job {} on dataset {name}\n", job.id_hex());
     let mut result = serde_json::Map::new();
+    // The cells the leakage rule withheld (their value reads `withheld (fewer than N rows)`).
+    let withheld: Vec<&str> = job
+        .result
+        .iter()
+        .flatten()
+        .filter(|v| v.withheld)
+        .map(|v| v.name.as_str())
+        .collect();
     match &job.result {
         Some(values) => {
             text.push_str("result:\n");
             let width = values.iter().map(|v| v.name.len()).max().unwrap_or(0);
             for v in values {
-                text.push_str(&format!("  {:width$}  {}\n", v.name, v.value));
+                text.push_str(&format!(
+                    "  {:width$}  {}\n",
+                    v.name,
+                    crate::output::rounded_decimal(&v.value, SHOWN_DIGITS)
+                ));
                 result.insert(v.name.clone(), json!(v.value));
             }
+            if values.iter().any(|v| {
+                v.value
+                    .split('.')
+                    .nth(1)
+                    .is_some_and(|f| f.len() > SHOWN_DIGITS)
+            }) {
+                text.push_str(&format!(
+                    "  (shown to {SHOWN_DIGITS} decimals: values are stored to 1/65536; --json gives every digit)\n"
+                ));
+            }
         }
-        None if job.funding.is_none() => text.push_str(
-            "result: none: the job stopped before it was paid (nothing was sent; ask again)\n",
-        ),
+        None if job.funding.is_none() => {
+            let why = if !job.refused.is_empty() {
+                btcmpc_engine::node::paid::by_reason(&job.refused)
+            } else if !job.silent.is_empty() {
+                btcmpc_engine::node::paid::by_reason(&job.silent)
+            } else {
+                "it was not run".into()
+            };
+            text.push_str(&format!(
+                "result: none: the job stopped before it was paid, nothing was spent ({why})\n"
+            ))
+        }
         None => text.push_str("result: not opened yet (waiting for claims)\n"),
     }
     let mut paid = Vec::new();
@@ -243,7 +278,14 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
             job.request.timeout
         ));
     }
-    for (p, e) in &job.silent {
+    for (p, e) in &job.gate_dissent {
+        text.push_str(&format!("named: party {p} {e} (not paid)\n"));
+    }
+    for (p, e) in job
+        .silent
+        .iter()
+        .filter(|(p, _)| !job.gate_dissent.iter().any(|(q, _)| q == p))
+    {
         text.push_str(&format!("  party {p} delivered nothing: {e}\n"));
     }
     let _ = manifest;
@@ -252,6 +294,9 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
         json!({"job": job.id_hex(),
                "result": if job.funding.is_none() && result.is_empty() { Value::Null } else { Value::Object(result) },
                "paid": paid,
+               "withheld": withheld,
+               "gate_dissent": job.gate_dissent.iter()
+                   .map(|(p, e)| json!({"party": p, "why": e})).collect::<Vec<_>>(),
                "pending_refunds": pending, "blamed": blamed, "slashed": slashed}),
     )
 }
@@ -582,16 +627,30 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             crash_point(global, "quoted");
             timings.lap("quote");
             if quote {
+                // A price check: the quotes are withdrawn at once, so no party holds a place
+                // among its open jobs for a job that will never run.
+                let cancelled =
+                    rt.block_on(job.cancel(&service, &manifest, Default::default(), each));
                 let n = job.quotes.len() as u64;
+                let claim_fees: u64 = job.quotes.iter().map(|q| q.claim_fee_sat).sum();
+                let withdrawn = match &cancelled {
+                    Ok(()) => {
+                        "quotes withdrawn; run without --quote to pay and compute".to_string()
+                    }
+                    Err(e) => format!(
+                        "could not withdraw every quote ({e}); they lapse at height {timeout}"
+                    ),
+                };
                 return Ok(Report::new(
                     format!(
-                        "job {}: {n} parties quote {} sat each ({} sat in all), escrow refund height {timeout}",
+                        "job {}: {n} parties quote {} sat each ({} sat in all, plus {claim_fees} sat of claim fees in the escrow outputs), escrow refund height {timeout}\n{withdrawn}",
                         job.id_hex(),
                         fee.to_sat(),
                         n * fee.to_sat()
                     ),
                     json!({"job": job.id_hex(), "quotes": job.quotes, "total_sat": n * fee.to_sat(),
-                           "timeout": timeout}),
+                           "claim_fees_sat": claim_fees, "timeout": timeout,
+                           "withdrawn": cancelled.is_ok()}),
                 ));
             }
             let mut options = StoreOptions::new(&format!("job-{}", &job.id_hex()[..16]));
@@ -669,7 +728,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 json!({"job": job, "evidence": paths}),
             ))
         }
-        Cmd::Settle { job, fee_rate } => settle(global, job, fee_rate.as_deref(), false),
+        Cmd::Settle { job, fee_rate } => {
+            // Every open job, or the one named (settled or not: its report again).
+            let open_only = job.is_none();
+            settle(global, job, fee_rate.as_deref(), open_only)
+        }
         Cmd::Run { poll, fee_rate } => {
             let poll = std::time::Duration::from_secs(poll.clamp(1, 3600));
             eprintln!(

@@ -157,7 +157,7 @@ impl Net {
         self.spawn_with(who, fault, &[])
     }
 
-    /// As [`Net::spawn`], with more `party run` arguments.
+    /// As [`Net::spawn`], with more `party run` arguments (replacing the defaults they name).
     pub fn spawn_with(&self, who: &str, fault: Option<&str>, extra: &[&str]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -165,17 +165,18 @@ impl Net {
             .open(self.log(who))
             .unwrap();
         let mut c = self.command(who);
-        c.args([
-            "-v",
-            "party",
-            "run",
-            "--round-timeout",
-            "5",
-            "--acl-poll",
-            "1",
-            "--acl-min-conf",
-            "1",
-        ]);
+        c.args(["-v", "party", "run"]);
+        // Defaults the extra arguments do not set. Rounds wait 10 s: on a loaded 2-core machine
+        // (two tests, eight daemons) an honest opening can take longer than 5 s to arrive.
+        for (flag, value) in [
+            ("--round-timeout", "10"),
+            ("--acl-poll", "1"),
+            ("--acl-min-conf", "1"),
+        ] {
+            if !extra.contains(&flag) {
+                c.args([flag, value]);
+            }
+        }
         if let Some(f) = fault {
             c.args(["--testing-fault", f]);
         }
@@ -210,8 +211,13 @@ impl Net {
 
     /// Replaces party `i`'s daemon with one committing `fault`.
     pub fn restart(&mut self, party: usize, fault: Option<&str>) {
+        self.restart_with(party, fault, &[]);
+    }
+
+    /// As [`Net::restart`], with more `party run` arguments (replacing the defaults they name).
+    pub fn restart_with(&mut self, party: usize, fault: Option<&str>, extra: &[&str]) {
         self.daemons[party - 1] = None;
-        let d = self.spawn(PARTIES[party - 1], fault);
+        let d = self.spawn_with(PARTIES[party - 1], fault, extra);
         self.daemons[party - 1] = Some(d);
         self.wait_ready(party);
     }

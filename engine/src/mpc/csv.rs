@@ -211,7 +211,7 @@ pub enum CsvError {
         columns: Vec<UnusableColumn>,
     },
     /// [`ReadOptions::columns`] names a column the header does not have.
-    #[error("no column named {name:?} in the header")]
+    #[error("no column named {name:?} in the header (a 0-based position is accepted too)")]
     UnknownColumn {
         /// The name asked for.
         name: String,
@@ -819,12 +819,21 @@ fn read_table(bytes: &[u8], select: Option<&[String]>) -> Result<Table, CsvError
             if names.is_empty() {
                 return Err(CsvError::NoColumns);
             }
+            // A name, or the 0-based position of a column no name matches (the only way to
+            // select a column whose name holds the list separator).
+            let mut keep = vec![false; expected];
             for n in names {
-                if !header.iter().any(|c| &c.name == n) {
-                    return Err(CsvError::UnknownColumn { name: shown(n) });
+                let at = header.iter().position(|c| &c.name == n).or_else(|| {
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|&i| i < expected && !n.starts_with('+'))
+                });
+                match at {
+                    Some(i) => keep[i] = true,
+                    None => return Err(CsvError::UnknownColumn { name: shown(n) }),
                 }
             }
-            header.iter().map(|c| names.contains(&c.name)).collect()
+            keep
         }
     };
     let mut lines = Vec::new();

@@ -96,6 +96,8 @@ impl MessageType {
     pub const JOB_PAID: Self = Self(0x0036);
     /// Evidence to a judge with the slash so far, and the judge's signed slash.
     pub const EVIDENCE: Self = Self(0x0037);
+    /// The service withdraws a job it had quoted but not run, and a party's answer.
+    pub const JOB_CANCEL: Self = Self(0x0038);
 
     /// The cap on payload bytes of this type, `None` if the type is unknown.
     #[must_use]
@@ -150,6 +152,7 @@ pub const MESSAGE_TYPES: &[(MessageType, &str, u32)] = &[
     (MessageType::JOB_RUN, "job-run", CONTROL_CAP),
     (MessageType::JOB_PAID, "job-paid", CONTROL_CAP),
     (MessageType::EVIDENCE, "evidence", 4 * 1024 * 1024),
+    (MessageType::JOB_CANCEL, "job-cancel", CONTROL_CAP),
 ];
 
 /// The largest cap of any type: no frame is ever longer than `HEADER_LEN` plus this.

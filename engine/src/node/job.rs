@@ -315,6 +315,17 @@ pub struct JobRun {
     pub mask_session: Hash32,
 }
 
+/// `JOB_CANCEL`: the service withdraws job `job`, quoted and not run (a party frees its place
+/// among the open jobs at once instead of holding the quote until `T`). A party answers with
+/// the same message once the job is cancelled, or an `ERROR` if it was run already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobCancel {
+    /// The job id.
+    #[serde(with = "hex32")]
+    pub job: Hash32,
+}
+
 /// `RESULT`: party `party`'s sealed masked output share `c_i` and its signature on
 /// `(job, i, H_i, sha256(c_i))` ([`crate::mpc::evidence::Delivery`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -241,7 +241,7 @@ pub enum BondFailure {
         min: u64,
     },
     /// The bond is not confirmed.
-    #[error("not confirmed ({confirmations} of {needed} confirmations)")]
+    #[error("not confirmed yet ({confirmations} of {needed} confirmations): wait for the next block (on regtest: btcmpc regtest mine 1)")]
     Unconfirmed {
         /// Its confirmations.
         confirmations: u32,

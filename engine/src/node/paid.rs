@@ -341,12 +341,7 @@ impl ServiceJob {
             }
         }
         if !self.refused.is_empty() {
-            return Err(self
-                .refused
-                .iter()
-                .map(|(p, e)| format!("party {p}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; "));
+            return Err(by_reason(&self.refused));
         }
         self.adopt_rule()
     }
@@ -407,6 +402,33 @@ impl ServiceJob {
         match self.min_rows {
             Some(m) => plan_job::<F>(&self.request.query, &self.schema, m, &self.earlier),
             None => plan_for::<F>(&self.request.query, &self.schema),
+        }
+    }
+
+    /// Withdraws the job at every party that quoted it (it was never run): they stop holding
+    /// its place among their open jobs.
+    ///
+    /// # Errors
+    /// The parties that did not cancel, with their reasons (one line).
+    pub async fn cancel(
+        &mut self,
+        service: &Service,
+        manifest: &Manifest,
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let parties: Vec<u32> = self.quotes.iter().map(|q| q.party).collect();
+        let answers = service
+            .cancel(manifest, self.request.id(), &parties, config, timeout)
+            .await;
+        let failed: Vec<(u32, String)> = answers
+            .into_iter()
+            .filter_map(|(p, a)| a.err().map(|e| (p, e)))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(by_reason(&failed))
         }
     }
 
@@ -507,11 +529,7 @@ impl ServiceJob {
                 "{} deliveries, {} needed to pay: {}",
                 self.deliveries.len(),
                 2 * t + 1,
-                self.silent
-                    .iter()
-                    .map(|(p, e)| format!("party {p}: {e}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                by_reason(&self.silent)
             ));
         }
         Ok(())
@@ -856,14 +874,15 @@ impl ServiceJob {
     }
 
     /// Whether nothing is left to do for this job at tip `tip`: it stopped before payment, or
-    /// its result is open, every escrow output is claimed or refunded, and every culprit is
-    /// slashed (or the dispute window, `dispute_window` blocks after T, is over).
+    /// every escrow output is claimed or refunded, its result is open (or no party claimed, so
+    /// no key and no result can ever come), and every culprit is slashed (or the dispute
+    /// window, `dispute_window` blocks after T, is over).
     pub fn is_settled(&self, tip: u32, dispute_window: u32) -> bool {
         if self.funding.is_none() {
             return true;
         }
         let window_over = tip > self.request.timeout.saturating_add(dispute_window);
-        self.result.is_some()
+        (self.result.is_some() || self.claims.is_empty())
             && self.unclaimed().is_empty()
             && (self.unpunished().is_empty() || window_over)
     }
@@ -1066,4 +1085,45 @@ fn hex32(text: &str) -> Result<Hash32, String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).map_err(|_| format!("{text:?} is not 64 hex digits"))?;
     Ok(out)
+}
+
+/// `(party, reason)` answers as one line, parties with the same reason together:
+/// `parties 1, 2, 4: degree 2 is above ...; party 3: ...` (first appearance order).
+pub fn by_reason(answers: &[(u32, String)]) -> String {
+    let mut groups: Vec<(&str, Vec<u32>)> = Vec::new();
+    for (p, e) in answers {
+        match groups.iter_mut().find(|(r, _)| *r == e.as_str()) {
+            Some((_, ps)) => ps.push(*p),
+            None => groups.push((e.as_str(), vec![*p])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(r, ps)| {
+            let list = ps.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+            let word = if ps.len() == 1 { "party" } else { "parties" };
+            format!("{word} {list}: {r}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_reason;
+
+    #[test]
+    fn refusals_with_one_reason_are_named_once() {
+        let a = [
+            (1, "degree 2 is above 1".to_string()),
+            (2, "bond busy".to_string()),
+            (3, "degree 2 is above 1".to_string()),
+            (4, "degree 2 is above 1".to_string()),
+        ];
+        assert_eq!(
+            by_reason(&a),
+            "parties 1, 3, 4: degree 2 is above 1; party 2: bond busy"
+        );
+        assert_eq!(by_reason(&[]), "");
+    }
 }

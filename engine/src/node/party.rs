@@ -279,6 +279,10 @@ impl Party {
             early: HashMap::new(),
             early_bytes: HashMap::new(),
             timers: HashSet::new(),
+            acl_read: HashMap::new(),
+            acl_wake: None,
+            parked: Vec::new(),
+            park_seq: 0,
             stale_peers: HashSet::new(),
             events: events_tx.clone(),
             round_timeout: config.round_timeout,
@@ -322,9 +326,11 @@ impl Party {
                 Arc::clone(&stop_follower),
             );
             let (manifest, party) = (config.manifest.clone(), index);
+            let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
+            core.acl_wake = Some(wake_tx);
             std::thread::Builder::new()
                 .name("acl-follower".into())
-                .spawn(move || follow_acls(&path, &src, &tx, &stop, &manifest, party))
+                .spawn(move || follow_acls(&path, &src, &tx, &stop, &wake_rx, &manifest, party))
                 .map_err(|e| PartyError::Manifest(format!("starting the ACL follower: {e}")))?;
             if let Some(wallet) = config.wallet.clone() {
                 let (path, tx, stop) = (
@@ -483,6 +489,12 @@ enum Event {
     Acl {
         session: String,
         view: AclView,
+        /// When the follower started reading this view (before it asked for the tip).
+        read_at: std::time::Instant,
+    },
+    /// A request parked for a fresh ACL read waited [`ACL_FRESH_WAIT`]: refuse it.
+    Unpark {
+        id: u64,
     },
     /// This party's bond as clients check it, and the value it holds (sats), if read.
     Bond(String, Option<u64>),
@@ -496,6 +508,22 @@ enum Event {
         result: Result<super::judge::JudgeAnswer, String>,
     },
 }
+
+/// A client request that waits for an ACL read begun after it arrived (a REVOKE counts as
+/// soon as it is seen, so a job is never quoted or run on a cached reading).
+struct Parked {
+    id: u64,
+    conn: u64,
+    frame: Frame,
+    dataset: String,
+    since: std::time::Instant,
+}
+
+/// How long a request waits for a fresh ACL read before it is refused.
+pub const ACL_FRESH_WAIT: Duration = Duration::from_secs(10);
+
+/// Most requests waiting for an ACL read at once (beyond it they are refused "ask again").
+const MAX_PARKED: usize = 256;
 
 struct Client {
     tx: mpsc::Sender<Frame>,
@@ -599,6 +627,13 @@ struct Core {
     /// Bytes held in `early`, by sending party.
     early_bytes: HashMap<PartyId, usize>,
     timers: HashSet<(Hash32, RoundId)>,
+    /// When the view in `acls` of each dataset was read (its follower pass began).
+    acl_read: HashMap<String, std::time::Instant>,
+    /// Wakes the ACL follower for an immediate read.
+    acl_wake: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Requests waiting for a fresh ACL read, oldest first.
+    parked: Vec<Parked>,
+    park_seq: u64,
     stale_peers: HashSet<PartyId>,
     events: mpsc::Sender<Event>,
     round_timeout: Duration,
@@ -837,9 +872,10 @@ impl Core {
                 }
             }
             Event::Client { conn, frame } => {
-                if let Err(reason) = self.on_client(conn, &frame) {
-                    info!(target: "btcmpc::party", conn, kind = %frame.kind(), "refused: {reason}");
-                    self.reply(conn, MessageType::ERROR, reason.into_bytes());
+                if let Some(dataset) = self.needs_fresh_acl(&frame) {
+                    self.park(conn, frame, dataset);
+                } else {
+                    self.dispatch_client(conn, &frame);
                 }
             }
             Event::Timer { session, round } => {
@@ -850,7 +886,11 @@ impl Core {
                     self.drive(session, Some(round))?;
                 }
             }
-            Event::Acl { session, view } => {
+            Event::Acl {
+                session,
+                view,
+                read_at,
+            } => {
                 for (service, access) in &view.table {
                     let entry = format!("{access:?}");
                     self.store.put_acl(
@@ -860,7 +900,27 @@ impl Core {
                         view.tip,
                     )?;
                 }
-                self.acls.insert(session, view);
+                self.acls.insert(session.clone(), view);
+                self.acl_read.insert(session.clone(), read_at);
+                // Requests that waited for this read are answered now, in arrival order.
+                let (ready, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+                    .into_iter()
+                    .partition(|p| p.dataset == session && p.since <= read_at);
+                self.parked = waiting;
+                for p in ready {
+                    self.dispatch_client(p.conn, &p.frame);
+                }
+            }
+            Event::Unpark { id } => {
+                if let Some(i) = self.parked.iter().position(|p| p.id == id) {
+                    let p = self.parked.remove(i);
+                    let reason = format!(
+                        "this party could not read the dataset's ACL from the chain within {} s; ask again",
+                        ACL_FRESH_WAIT.as_secs()
+                    );
+                    info!(target: "btcmpc::party", conn = p.conn, kind = %p.frame.kind(), "refused: {reason}");
+                    self.reply(p.conn, MessageType::ERROR, reason.into_bytes());
+                }
             }
             Event::Bond(state, value) => {
                 self.bond_state = Some(state);
@@ -925,6 +985,70 @@ impl Core {
         }
     }
 
+    fn dispatch_client(&mut self, conn: u64, frame: &Frame) {
+        if let Err(reason) = self.on_client(conn, frame) {
+            info!(target: "btcmpc::party", conn, kind = %frame.kind(), "refused: {reason}");
+            self.reply(conn, MessageType::ERROR, reason.into_bytes());
+        }
+    }
+
+    /// The dataset (store session id) whose ACL must be read afresh before `frame` is
+    /// answered: a job request or a run of a quoted job, on a party that follows a chain.
+    /// `None` for every other frame (and for frames too malformed to name a dataset: they are
+    /// refused by the handler).
+    fn needs_fresh_acl(&self, frame: &Frame) -> Option<String> {
+        self.acl_wake.as_ref()?;
+        let dataset = match frame.kind() {
+            MessageType::JOB_REQUEST => {
+                let m: super::job::JobRequest = parse_json(frame).ok()?;
+                if self.jobs.contains_key(&m.id()) {
+                    return None; // already quoted: the same quote again
+                }
+                self.committed_dataset(&m.dataset_id).ok()?.0
+            }
+            MessageType::JOB_RUN => {
+                let m: super::job::JobRun = parse_json(frame).ok()?;
+                self.quoted_job_dataset(&m.job)?
+            }
+            MessageType::ACCESS => {
+                let m: AccessRequest = parse_json(frame).ok()?;
+                self.committed_dataset(&m.dataset_id).ok()?.0
+            }
+            _ => return None,
+        };
+        Some(dataset)
+    }
+
+    /// Holds `frame` until the follower has read `dataset`'s ACL again (woken now), or
+    /// refuses it after [`ACL_FRESH_WAIT`].
+    fn park(&mut self, conn: u64, frame: Frame, dataset: String) {
+        if self.parked.len() >= MAX_PARKED {
+            self.reply(
+                conn,
+                MessageType::ERROR,
+                b"too many requests wait for the chain here; ask again".to_vec(),
+            );
+            return;
+        }
+        self.park_seq += 1;
+        let id = self.park_seq;
+        self.parked.push(Parked {
+            id,
+            conn,
+            frame,
+            dataset,
+            since: std::time::Instant::now(),
+        });
+        if let Some(w) = &self.acl_wake {
+            let _ = w.try_send(());
+        }
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ACL_FRESH_WAIT).await;
+            let _ = tx.send(Event::Unpark { id }).await;
+        });
+    }
+
     fn on_client(&mut self, conn: u64, frame: &Frame) -> Result<(), Refuse> {
         let e = |e: WireError| e.to_string();
         match frame.kind() {
@@ -980,6 +1104,10 @@ impl Core {
             MessageType::JOB_RUN => {
                 let m: super::job::JobRun = parse_json(frame).map_err(e)?;
                 self.on_job_run(conn, m)
+            }
+            MessageType::JOB_CANCEL => {
+                let m: super::job::JobCancel = parse_json(frame).map_err(e)?;
+                self.on_job_cancel(conn, m)
             }
             MessageType::JOB_PAID => {
                 let m: super::job::JobPaid = parse_json(frame).map_err(e)?;
@@ -1907,6 +2035,8 @@ impl Core {
             peers_connected: peers,
             datasets,
             open_jobs: self.store.open_jobs()?,
+            jobs_counted: u32::try_from(self.counted_open_jobs()).unwrap_or(u32::MAX),
+            max_open_jobs: u32::try_from(self.max_open_jobs).unwrap_or(u32::MAX),
             bond: self.bond.clone(),
             bond_state: self.bond_state.clone(),
             evidence: self
@@ -2084,6 +2214,7 @@ fn follow_acls(
     src: &ChainSource,
     events: &mpsc::Sender<Event>,
     stop: &std::sync::atomic::AtomicBool,
+    wake: &std::sync::mpsc::Receiver<()>,
     manifest: &Manifest,
     party: usize,
 ) {
@@ -2107,6 +2238,7 @@ fn follow_acls(
         if store.is_none() {
             store = Store::open(path).ok();
         }
+        let read_at = std::time::Instant::now();
         if let (Some(c), Some(st)) = (&client, &store) {
             let view = ElectrumView::new(c);
             match view.tip() {
@@ -2182,6 +2314,7 @@ fn follow_acls(
                             .blocking_send(Event::Acl {
                                 session: d.id.clone(),
                                 view: v,
+                                read_at,
                             })
                             .is_err()
                         {
@@ -2191,9 +2324,20 @@ fn follow_acls(
                 }
             }
         }
+        // Sleep until the next poll, a wake-up (a request that needs a fresh read) or stop.
         let end = std::time::Instant::now() + src.poll;
-        while std::time::Instant::now() < end && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match wake.recv_timeout((end - now).min(Duration::from_millis(50))) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep((end - now).min(Duration::from_millis(50)))
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use super::access::{AccessAnswer, AccessRequest};
 use super::card::schnorr_sign;
 use super::frame::{Frame, MessageType};
 use super::job::{
-    gate_bits_encoding, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
+    gate_bits_encoding, JobCancel, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
     GATE_BITS_TAG, JOB_PROTOCOL_VERSION, MAX_GATES,
 };
 use super::manifest::Manifest;
@@ -312,7 +312,40 @@ impl Service {
         .await
     }
 
-    /// Tells every paid party of its funding; one answer per party.
+    /// Withdraws quoted job `job` at `parties` (1-based indices): each frees its place among
+    /// the open jobs. One answer per party: `Ok` once cancelled there (or cancelled before),
+    /// the refusal otherwise (a job already run is not stopped).
+    pub async fn cancel(
+        &self,
+        manifest: &Manifest,
+        job: Hash32,
+        parties: &[u32],
+        config: ChannelConfig,
+        timeout: Duration,
+    ) -> Vec<(u32, Result<(), String>)> {
+        let frame = match json_frame(MessageType::JOB_CANCEL, &JobCancel { job }) {
+            Ok(f) => f,
+            Err(e) => return parties.iter().map(|p| (*p, Err(e.to_string()))).collect(),
+        };
+        exchange(
+            &self.transport,
+            manifest,
+            parties,
+            vec![frame; parties.len()],
+            MessageType::JOB_CANCEL,
+            config,
+            timeout,
+            move |_, f| {
+                let m: JobCancel = parse_json(f).map_err(|e| e.to_string())?;
+                if m.job != job {
+                    return Err("the party cancelled another job".into());
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
     /// Sends `request` (evidence and the slash so far) to judge `party` and reads its signed
     /// slash, or why it refuses.
     ///

@@ -350,8 +350,13 @@ pub struct Status {
     pub peers_connected: Vec<u32>,
     /// Datasets held: name, rows, shared columns, committed (bound to a STORE record).
     pub datasets: Vec<DatasetStatus>,
-    /// Store sessions and jobs under way.
+    /// Store sessions and jobs under way (ids, hex).
     pub open_jobs: Vec<String>,
+    /// Jobs counted against `max_open_jobs`: quoted (their `T` not passed) or running, not
+    /// yet delivered or failed, exactly as a new job request counts them.
+    pub jobs_counted: u32,
+    /// The most jobs this party takes at once.
+    pub max_open_jobs: u32,
     /// The bond recorded in the manifest: `TXID:VOUT` and exit height.
     pub bond: Option<(String, u32)>,
     /// The bond as the party's chain view sees it (`ok at tip H`, or why it fails).

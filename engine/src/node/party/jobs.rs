@@ -22,9 +22,12 @@ use crate::mpc::query::plan::{Node, Plan};
 use crate::mpc::setup::{Setup, SetupOutput};
 use crate::node::card::tagged_hash;
 use crate::node::job::{
-    gate_bits_encoding, hashlock_key, plan_job, JobDelivery, JobPaid, JobPaidAnswer, JobRequest,
-    JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
+    gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid, JobPaidAnswer,
+    JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
 };
+
+/// The reason recorded for a job its service cancelled.
+const CANCELLED: &str = "cancelled by the service before it ran";
 use crate::node::peer::{decode_round, encode_round};
 use sha2::{Digest, Sha256};
 
@@ -142,6 +145,21 @@ pub(super) fn message_slot<F: PrimeField>(msg: &Message<F>) -> (u32, u8) {
         Message::Confirmations { attempt, .. } => (*attempt, 21),
         Message::Accusation { attempt, .. } => (*attempt, 22),
         _ => (0, 255),
+    }
+}
+
+/// A degree refusal names the aggregate that has the degree: a column with gaps multiplies
+/// each value by its presence bit, so `sum(a + b)` over gappy columns is degree 2.
+fn explain_degree(refusal: String, plan: &Plan) -> String {
+    if !refusal.starts_with("degree ") {
+        return refusal;
+    }
+    match plan.opened.iter().max_by_key(|o| o.degree) {
+        Some(o) => format!(
+            "{refusal}: {} has degree {} (a product counts each factor; a column with empty cells is multiplied by its presence bit)",
+            o.label, o.degree
+        ),
+        None => refusal,
     }
 }
 
@@ -290,16 +308,7 @@ impl Core {
                 info!(target: "btcmpc::party", job = %hex::encode(old), "quote dropped: the service asked for newer jobs");
             }
         }
-        // A quote whose T has passed can never be run or paid: it no longer counts.
-        let tip = self.acls.values().map(|v| v.tip).max().unwrap_or(0);
-        let open = self
-            .jobs
-            .values()
-            .filter(|j| {
-                with_job!(j, j => j.phase != Phase::Done
-                    && !(j.phase == Phase::Quoted && j.record.request.timeout <= tip))
-            })
-            .count();
+        let open = self.counted_open_jobs();
         if open >= self.max_open_jobs {
             return Err(format!(
                 "{open} jobs are open here, the most this party takes; try later"
@@ -389,7 +398,8 @@ impl Core {
             degree: u8::try_from(plan.degree).unwrap_or(u8::MAX),
             signature: String::new(),
         };
-        authorize(view, &service, &ask, &names, rows, min_rows)?;
+        authorize(view, &service, &ask, &names, rows, min_rows)
+            .map_err(|e| explain_degree(e, &plan))?;
         let k = hashlock_key(&self.party_key, &id);
         let key_hash: Hash32 = Sha256::digest(k).into();
         // The escrow carries the claim's fee at this party's rate assumption on top.
@@ -494,6 +504,37 @@ impl Core {
         )
     }
 
+    /// `JOB_CANCEL`: the service that asked for a quoted job withdraws it; the job stops
+    /// counting against `max_open_jobs`. A job already running or delivered is not stopped
+    /// (its masks are dealt and its delivery may be paid).
+    pub(super) fn on_job_cancel(&mut self, conn: u64, m: JobCancel) -> Result<(), Refuse> {
+        let key = self.client_key(conn)?;
+        let Some(job) = self.jobs.get_mut(&m.job) else {
+            return Err(format!("no job {} here", hex::encode(m.job)));
+        };
+        let rec = with_job!(job, j => {
+            if j.record.client_key != hex::encode(key.0) {
+                return Err("this job belongs to another service connection key".into());
+            }
+            if j.phase == Phase::Quoted {
+                j.phase = Phase::Done;
+                j.record.state = "failed".into();
+                j.record.reason = Some(CANCELLED.into());
+                Some(j.record.clone())
+            } else if j.record.reason.as_deref() == Some(CANCELLED) {
+                None // cancelled before: the same answer again
+            } else {
+                return Err("this job is running or done: it cannot be cancelled".into());
+            }
+        });
+        if let Some(rec) = rec {
+            self.put_job(&rec).map_err(|e| e.to_string())?;
+            info!(target: "btcmpc::party", job = %hex::encode(m.job), "cancelled by the service");
+        }
+        self.reply_json(Some(conn), MessageType::JOB_CANCEL, &m);
+        Ok(())
+    }
+
     /// `JOB_RUN`: checks the mask dealing and starts the job (or re-sends the delivery).
     pub(super) fn on_job_run(&mut self, conn: u64, run: JobRun) -> Result<(), Refuse> {
         let key = self.client_key(conn)?;
@@ -508,6 +549,50 @@ impl Core {
             .map_err(|e| e.to_string())?;
         self.drain_job_early(&id).map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The jobs counted against `max_open_jobs`: every job not done, except a quote whose `T`
+    /// has passed (it can never be run or paid).
+    pub(super) fn counted_open_jobs(&self) -> usize {
+        let tip = self.acls.values().map(|v| v.tip).max().unwrap_or(0);
+        self.jobs
+            .values()
+            .filter(|j| {
+                with_job!(j, j => j.phase != Phase::Done
+                    && !(j.phase == Phase::Quoted && j.record.request.timeout <= tip))
+            })
+            .count()
+    }
+
+    /// The dataset of job `id` if it is quoted and not yet run (a run is a new admission).
+    pub(super) fn quoted_job_dataset(&self, id: &Hash32) -> Option<String> {
+        let j = self.jobs.get(id)?;
+        with_job!(j, j => (j.phase == Phase::Quoted && j.record.delivery.is_none())
+            .then(|| j.record.dataset.clone()))
+    }
+
+    /// The access check of the quote, again, on the ACL as read now.
+    fn recheck_access<F: PrimeField>(&self, j: &JobSession<F>) -> Result<(), Refuse> {
+        let Some(min_rows) = self.min_rows else {
+            return Err("this party follows no chain: it cannot read the dataset's ACL".into());
+        };
+        let req = &j.record.request;
+        let service = req.verify()?;
+        let (_, record, rows) = self.committed_dataset(&req.dataset_id)?;
+        let view = self
+            .acls
+            .get(&j.record.dataset)
+            .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
+        let schema = &record.begin.schema;
+        let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+        let ask = AccessRequest {
+            dataset_id: req.dataset_id.clone(),
+            service: req.service.clone(),
+            columns: plan_columns(&j.plan, schema),
+            degree: u8::try_from(j.plan.degree).unwrap_or(u8::MAX),
+            signature: String::new(),
+        };
+        authorize(view, &service, &ask, &names, rows, min_rows)
     }
 
     fn run_job<F: PrimeField>(
@@ -536,6 +621,9 @@ impl Core {
         if j.phase != Phase::Quoted {
             return Ok(()); // running: the delivery follows
         }
+        // The grant is checked again on the chain's latest reading: a REVOKE seen between the
+        // quote and the run stops the job before any share is touched.
+        self.recheck_access(j)?;
         let mask_id = session_hex(&run.mask_session);
         let d = self
             .store

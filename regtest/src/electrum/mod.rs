@@ -29,13 +29,11 @@
 //! wait for notifications).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin::consensus::encode::{deserialize, serialize_hex};
-use bitcoin::{Transaction, Txid};
+use bitcoin::consensus::encode::serialize_hex;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +43,12 @@ use tracing::{debug, warn};
 use crate::limits::{json_within, Limits, OutBudget, OutPermit, Slot, Slots, SMALL_INPUT};
 use crate::node::{Node, NodeEvent, ScriptHash};
 use crate::server::Shutdown;
+
+mod headers;
+mod params;
+mod scripthash;
+mod server;
+mod transaction;
 
 /// The protocol version served.
 pub const PROTOCOL_VERSION: &str = "1.4";
@@ -608,6 +612,14 @@ impl CallError {
             message: message.into(),
         }
     }
+
+    /// `-32601`, as electrs answers an unknown method.
+    fn not_found() -> Self {
+        CallError {
+            code: -32601,
+            message: "method not found".into(),
+        }
+    }
 }
 
 /// Handle one line (a request or a batch); `None` when nothing is to be answered.
@@ -684,40 +696,7 @@ fn handle_request(node: &Node, session: &mut Session, req: &Value, port: u16) ->
     }
 }
 
-fn param_u32(params: &[Value], i: usize) -> Result<u32, CallError> {
-    params
-        .get(i)
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(CallError::params)
-}
-
-fn param_str(params: &[Value], i: usize) -> Result<&str, CallError> {
-    params
-        .get(i)
-        .and_then(Value::as_str)
-        .ok_or_else(CallError::params)
-}
-
-fn param_scripthash(params: &[Value], i: usize) -> Result<ScriptHash, CallError> {
-    if params.len() != 1 {
-        return Err(CallError::params());
-    }
-    ScriptHash::from_str(param_str(params, i)?).map_err(|_| CallError::params())
-}
-
-fn param_txid(params: &[Value], i: usize) -> Result<Txid, CallError> {
-    Txid::from_str(param_str(params, i)?).map_err(|_| CallError::params())
-}
-
-fn no_params(params: &[Value]) -> Result<(), CallError> {
-    if params.is_empty() {
-        Ok(())
-    } else {
-        Err(CallError::params())
-    }
-}
-
+/// Runs one request's method (`port` is this server's, for `server.features`).
 fn call(
     node: &Node,
     session: &mut Session,
@@ -726,284 +705,28 @@ fn call(
     port: u16,
 ) -> Result<Value, CallError> {
     match method {
-        "server.version" => {
-            // [client_name, version] where version is "1.4" or ["min", "max"].
-            let ok = match params.get(1) {
-                None => true,
-                Some(Value::String(v)) => v == PROTOCOL_VERSION,
-                Some(Value::Array(range)) if range.len() == 2 => {
-                    let parse = |v: &Value| {
-                        v.as_str().map(|s| {
-                            s.split('.')
-                                .map(|p| p.parse::<u32>().unwrap_or(0))
-                                .collect::<Vec<_>>()
-                        })
-                    };
-                    match (parse(&range[0]), parse(&range[1])) {
-                        (Some(lo), Some(hi)) => lo <= vec![1, 4] && vec![1, 4] <= hi,
-                        _ => false,
-                    }
-                }
-                Some(_) => return Err(CallError::params()),
-            };
-            if !ok {
-                return Err(CallError::bad(format!(
-                    "unsupported protocol version {}, server supports {PROTOCOL_VERSION}",
-                    params.get(1).map(Value::to_string).unwrap_or_default()
-                )));
-            }
-            Ok(json!([server_id(), PROTOCOL_VERSION]))
+        "server.version"
+        | "server.features"
+        | "server.ping"
+        | "server.banner"
+        | "server.donation_address"
+        | "server.peers.subscribe" => server::call(node, method, params, port),
+        "blockchain.headers.subscribe" | "blockchain.block.header" | "blockchain.block.headers" => {
+            headers::call(node, session, method, params)
         }
-        "server.features" => {
-            no_params(params)?;
-            let genesis = node.block_hash(0).map(|h| h.to_string());
-            Ok(json!({
-                "genesis_hash": genesis,
-                "hosts": {"tcp_port": port},
-                "protocol_max": PROTOCOL_VERSION,
-                "protocol_min": PROTOCOL_VERSION,
-                "pruning": null,
-                "server_version": server_id(),
-                "hash_function": "sha256",
-            }))
-        }
-        "server.ping" => Ok(Value::Null),
-        "server.banner" => Ok(json!(
-            "Welcome to the btcmpc embedded regtest node (Electrum protocol 1.4)."
-        )),
-        "server.donation_address" => Ok(Value::Null),
-        "server.peers.subscribe" => Ok(json!([])),
-        "blockchain.headers.subscribe" => {
-            session.headers = true;
-            session.last_tip = Some(node.tip().hash);
-            Ok(header_notification(node))
-        }
-        "blockchain.block.header" => {
-            let height = param_u32(params, 0)?;
-            let cp_height = match params.get(1) {
-                None => 0,
-                Some(_) => param_u32(params, 1)?,
-            };
-            let header = node
-                .header(height)
-                .ok_or_else(|| CallError::bad(format!("no header at {height}")))?;
-            if cp_height == 0 {
-                return Ok(json!(serialize_hex(&header)));
-            }
-            let (branch, root) = header_proof(node, height, cp_height)?;
-            Ok(json!({"branch": branch, "header": serialize_hex(&header), "root": root}))
-        }
-        "blockchain.block.headers" => {
-            let start = param_u32(params, 0)?;
-            let count = param_u32(params, 1)?;
-            let cp_height = match params.get(2) {
-                None => 0,
-                Some(_) => param_u32(params, 2)?,
-            };
-            let tip = node.tip().height;
-            let end = u64::from(tip)
-                .saturating_add(1)
-                .min(u64::from(start) + u64::from(count.min(MAX_HEADERS)));
-            let mut hex = String::new();
-            let mut n = 0u32;
-            let mut h = u64::from(start);
-            while h < end {
-                let Some(header) = u32::try_from(h).ok().and_then(|h| node.header(h)) else {
-                    break;
-                };
-                hex.push_str(&serialize_hex(&header));
-                n += 1;
-                h += 1;
-            }
-            if cp_height == 0 || n == 0 {
-                return Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS}));
-            }
-            let (branch, root) = header_proof(node, start + n - 1, cp_height)?;
-            Ok(json!({"count": n, "hex": hex, "max": MAX_HEADERS, "root": root, "branch": branch}))
-        }
-        "blockchain.scripthash.get_history" => {
-            let sh = param_scripthash(params, 0)?;
-            let items: Vec<Value> = node
-                .history(&sh)
-                .into_iter()
-                .map(|item| match item.fee {
-                    Some(fee) if item.height <= 0 => json!({
-                        "height": item.height,
-                        "tx_hash": item.txid.to_string(),
-                        "fee": fee.to_sat(),
-                    }),
-                    _ => json!({"height": item.height, "tx_hash": item.txid.to_string()}),
-                })
-                .collect();
-            Ok(Value::Array(items))
-        }
-        "blockchain.scripthash.get_balance" => {
-            let sh = param_scripthash(params, 0)?;
-            let (confirmed, unconfirmed) = node.balance(&sh);
-            Ok(json!({"confirmed": confirmed, "unconfirmed": unconfirmed}))
-        }
-        "blockchain.scripthash.listunspent" => {
-            let sh = param_scripthash(params, 0)?;
-            let items: Vec<Value> = node
-                .utxos(&sh)
-                .into_iter()
-                .map(|u| {
-                    json!({
-                        "height": u.height,
-                        "tx_pos": u.outpoint.vout,
-                        "tx_hash": u.outpoint.txid.to_string(),
-                        "value": u.value.to_sat(),
-                    })
-                })
-                .collect();
-            Ok(Value::Array(items))
-        }
-        "blockchain.scripthash.subscribe" => {
-            let sh = param_scripthash(params, 0)?;
-            if !session.scripthashes.contains_key(&sh) {
-                if session.scripthashes.len() >= session.max_subscriptions {
-                    return Err(CallError::bad(format!(
-                        "too many subscriptions on this connection (at most {})",
-                        session.max_subscriptions
-                    )));
-                }
-                let max = session.max_total_subscriptions;
-                let taken = session.total_subscriptions.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |n| (n < max).then_some(n + 1),
-                );
-                if taken.is_err() {
-                    return Err(CallError::bad(format!(
-                        "too many subscriptions on this server (at most {max})"
-                    )));
-                }
-            }
-            let status = node.status_hash(&sh);
-            session.scripthashes.insert(sh, status);
-            Ok(status_json(status))
-        }
-        "blockchain.scripthash.unsubscribe" => {
-            let sh = param_scripthash(params, 0)?;
-            let removed = session.scripthashes.remove(&sh).is_some();
-            if removed {
-                session.total_subscriptions.fetch_sub(1, Ordering::Relaxed);
-            }
-            Ok(json!(removed))
-        }
-        "blockchain.transaction.get" => {
-            let txid = param_txid(params, 0)?;
-            let verbose = match params.get(1) {
-                None => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(CallError::params()),
-            };
-            if verbose {
-                let blockhash = node
-                    .transaction(&txid)
-                    .and_then(|i| i.confirmation.map(|c| c.block_hash));
-                return crate::rpc::raw_transaction(node, &txid, 1, blockhash).map_err(|e| {
-                    CallError {
-                        code: 2,
-                        message: e.message,
-                    }
-                });
-            }
-            let info = node.transaction(&txid).ok_or_else(|| CallError {
-                code: 2,
-                message: "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.".into(),
-            })?;
-            Ok(json!(serialize_hex(&info.tx)))
-        }
-        "blockchain.transaction.get_merkle" => {
-            let txid = param_txid(params, 0)?;
-            let height = param_u32(params, 1)?;
-            let (branch, pos) = node.merkle_proof(&txid, height).ok_or_else(|| {
-                CallError::bad(format!("missing txid {txid} in block at height {height}"))
-            })?;
-            Ok(json!({
-                "block_height": height,
-                "pos": pos,
-                "merkle": branch.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            }))
-        }
-        "blockchain.transaction.id_from_pos" => {
-            let height = param_u32(params, 0)?;
-            let pos = param_u32(params, 1)? as usize;
-            let merkle = params.get(2).and_then(Value::as_bool).unwrap_or(false);
-            let hash = node
-                .block_hash(height)
-                .ok_or_else(|| CallError::bad(format!("missing block at {height}")))?;
-            let (block, _) = node
-                .block(&hash)
-                .ok_or_else(|| CallError::bad(format!("missing block at {height}")))?;
-            let tx = block.txdata.get(pos).ok_or_else(|| {
-                CallError::bad(format!("invalid tx_pos {pos} in block at height {height}"))
-            })?;
-            let txid = tx.compute_txid();
-            if merkle {
-                let (branch, _) = node.merkle_proof(&txid, height).ok_or_else(|| {
-                    CallError::bad(format!("missing txid {txid} in block at height {height}"))
-                })?;
-                Ok(json!({
-                    "tx_hash": txid.to_string(),
-                    "merkle": branch.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                }))
-            } else {
-                Ok(json!(txid.to_string()))
-            }
-        }
-        "blockchain.transaction.broadcast" => {
-            if params.len() != 1 {
-                return Err(CallError::params());
-            }
-            let raw = param_str(params, 0)?;
-            let bytes = hex::decode(raw).map_err(|_| CallError::bad("non-hex transaction"))?;
-            let tx: Transaction =
-                deserialize(&bytes).map_err(|_| CallError::bad("invalid transaction"))?;
-            // As bitcoind's sendrawtransaction with its default maxfeerate (0.10 BTC/kvB).
-            let max = bitcoin::FeeRate::from_sat_per_kwu(10_000_000 / 4);
-            match node.send_raw_transaction(&tx, Some(max)) {
-                Ok(txid) => Ok(json!(txid.to_string())),
-                Err(r) => Err(CallError {
-                    code: 2,
-                    message: crate::rpc::send_error_message(&r),
-                }),
-            }
-        }
-        "blockchain.estimatefee" => {
-            let blocks = param_u32(params, 0)?;
-            let blocks = u16::try_from(blocks.clamp(1, 1008)).unwrap_or(1008);
-            match node.estimate_fee(blocks) {
-                // BTC per kvB.
-                Some(rate) => Ok(json!(bitcoin::Amount::from_sat(
-                    rate.to_sat_per_kwu().saturating_mul(4)
-                )
-                .to_btc())),
-                None => Ok(json!(-1)),
-            }
-        }
-        "blockchain.relayfee" => {
-            no_params(params)?;
-            let rate = node.relay_fee();
-            Ok(json!(bitcoin::Amount::from_sat(
-                rate.to_sat_per_kwu().saturating_mul(4)
-            )
-            .to_btc()))
-        }
-        "mempool.get_fee_histogram" => {
-            no_params(params)?;
-            let pairs: Vec<Value> = node
-                .fee_histogram()
-                .into_iter()
-                .map(|(rate, vsize)| json!([rate, vsize]))
-                .collect();
-            Ok(Value::Array(pairs))
-        }
-        _ => Err(CallError {
-            code: -32601,
-            message: "method not found".into(),
-        }),
+        "blockchain.scripthash.get_history"
+        | "blockchain.scripthash.get_balance"
+        | "blockchain.scripthash.listunspent"
+        | "blockchain.scripthash.subscribe"
+        | "blockchain.scripthash.unsubscribe" => scripthash::call(node, session, method, params),
+        "blockchain.transaction.get"
+        | "blockchain.transaction.get_merkle"
+        | "blockchain.transaction.id_from_pos"
+        | "blockchain.transaction.broadcast"
+        | "blockchain.estimatefee"
+        | "blockchain.relayfee"
+        | "mempool.get_fee_histogram" => transaction::call(node, method, params),
+        _ => Err(CallError::not_found()),
     }
 }
 
