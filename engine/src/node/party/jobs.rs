@@ -15,7 +15,7 @@
 //! each slot, so a replayed or restarted party re-sends what it sent, never a second version.
 
 use super::*;
-use crate::mpc::eval::{mask_outputs, EvalMachine, LocalMemo, Task};
+use crate::mpc::eval::{mask_outputs, EvalMachine};
 use crate::mpc::evidence::{seal, sign_tagged, Delivery};
 use crate::mpc::prss::Prss;
 use crate::mpc::query::plan::{Node, Plan};
@@ -25,6 +25,7 @@ use crate::node::job::{
     gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid, JobPaidAnswer,
     JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
 };
+use std::sync::Arc;
 
 /// The reason recorded for a job its service cancelled.
 const CANCELLED: &str = "cancelled by the service before it ran";
@@ -226,18 +227,18 @@ pub(super) struct JobSession<F: PrimeField> {
     pub(super) id: Hash32,
     pub(super) record: JobRecord,
     pub(super) client: Option<u64>,
-    plan: Plan,
+    plan: Arc<Plan>,
     /// Loaded when the job runs.
-    columns: Vec<Vec<F>>,
+    columns: Arc<[Vec<F>]>,
     masks: Vec<F>,
-    prss: Option<Prss<F>>,
+    prss: Option<Arc<Prss<F>>>,
     ignored: BTreeSet<PartyId>,
     /// The key agreement's log (persisted in the store's journal `jobsetup:HEX`).
     setup_log: Vec<LogEntry>,
     /// The evaluation's log (journal `job:HEX`).
     eval_log: Vec<LogEntry>,
-    /// The evaluation's local passes: the machine is rebuilt for every event.
-    memo: LocalMemo<F>,
+    /// The evaluation, kept across events (re-created from `eval_log` after a restart).
+    machine: Option<EvalMachine<'static, F>>,
     pub(super) phase: Phase,
 }
 
@@ -683,7 +684,7 @@ impl Core {
                     .map_err(|e| e.to_string())?,
             );
         }
-        j.columns = columns;
+        j.columns = columns.into();
         Ok(())
     }
 
@@ -705,11 +706,12 @@ impl Core {
                 self.setup_step(j, fresh)
             }
             Phase::Eval => {
+                let fed = event.is_some();
                 if let Some(e) = event {
                     self.store.append_journal(&job_key(&j.id), e.0, &e.1)?;
                     j.eval_log.push(e);
                 }
-                self.eval_step(j, fresh)
+                self.eval_step(j, fresh, fed)
             }
             Phase::Quoted | Phase::Done => Ok(()),
         }
@@ -748,12 +750,12 @@ impl Core {
                 excluded,
                 ..
             })) => {
-                j.prss = Some(prss);
+                j.prss = Some(Arc::new(prss));
                 j.ignored = excluded;
                 j.phase = Phase::Eval;
                 info!(target: "btcmpc::party", job = %hex::encode(j.id), "key agreement done: evaluating");
                 // The evaluation starts now, with nothing delivered to it yet.
-                self.eval_step(j, true)
+                self.eval_step(j, true, false)
             }
             Some(Ok(_)) => self.fail_job(j, "this party was excluded at setup"),
             Some(Err(e)) => self.fail_job(j, &format!("key agreement: {e}")),
@@ -766,40 +768,53 @@ impl Core {
         }
     }
 
+    /// Hands the evaluation the last logged event (`fed`) or starts it: the machine lives
+    /// across events, so each message is handled once and each round's local part runs once;
+    /// it is re-created from the log only when the daemon has none (the start of the phase, a
+    /// restart), which replays the log once.
     fn eval_step<F: PrimeField>(
         &mut self,
         j: &mut JobSession<F>,
         fresh: bool,
+        fed: bool,
     ) -> Result<(), PartyError> {
-        let Some(prss) = j.prss.as_ref() else {
+        let Some(prss) = j.prss.clone() else {
             return Ok(());
         };
-        let task = Task::Plan {
-            plan: &j.plan,
-            columns: &j.columns,
-        };
-        let mut m = match EvalMachine::new(
-            prss,
-            j.id,
-            task,
-            self.verifying.clone(),
-            self.signer.clone(),
-            j.ignored.clone(),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("evaluation: {e}");
-                return self.fail_job(j, &reason);
+        let n = self.params.n();
+        let (send, out) = match (j.machine.as_mut(), fed) {
+            (Some(m), true) => match j.eval_log.last() {
+                Some(e) => feed(m, n, e),
+                None => (Vec::new(), None),
+            },
+            _ => {
+                let mut m = match EvalMachine::new_shared(
+                    prss,
+                    j.id,
+                    j.plan.clone(),
+                    j.columns.clone(),
+                    self.verifying.clone(),
+                    self.signer.clone(),
+                    j.ignored.clone(),
+                ) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let reason = format!("evaluation: {e}");
+                        return self.fail_job(j, &reason);
+                    }
+                };
+                if self.fault(Fault::WrongProduct) {
+                    m.lie_in_openings(F::ONE);
+                }
+                let r = replay(&mut m, n, &j.eval_log, fresh);
+                j.machine = Some(m);
+                r
             }
         };
-        m.use_memo(&mut j.memo);
-        if self.fault(Fault::WrongProduct) {
-            m.lie_in_openings(F::ONE);
-        }
-        let (send, out) = replay(&mut m, self.params.n(), &j.eval_log, fresh);
-        let waiting = m.waiting();
-        let evidence = m.evidence().to_vec();
-        drop(m);
+        let (waiting, evidence) = match j.machine.as_ref() {
+            Some(m) => (m.waiting(), m.evidence().to_vec()),
+            None => (None, Vec::new()),
+        };
         if !evidence.is_empty() {
             let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
             self.store.put_job_state(
@@ -876,8 +891,8 @@ impl Core {
         j.record.delivery = Some(delivery.clone());
         j.record.state = "delivered".into();
         j.phase = Phase::Done;
-        j.columns = Vec::new();
-        j.memo = LocalMemo::default();
+        j.columns = Vec::new().into();
+        j.machine = None;
         self.put_job(&j.record)?;
         self.crash_point(FaultStep::Deliver, false);
         info!(target: "btcmpc::party", job = %hex::encode(j.id), "output share sealed and delivered");
@@ -896,8 +911,8 @@ impl Core {
         j.record.state = "failed".into();
         j.record.reason = Some(reason.to_string());
         j.phase = Phase::Done;
-        j.columns = Vec::new();
-        j.memo = LocalMemo::default();
+        j.columns = Vec::new().into();
+        j.machine = None;
         self.put_job(&j.record)?;
         self.reply(
             j.client.unwrap_or(u64::MAX),
@@ -1143,7 +1158,7 @@ impl Core {
                 ..
             })) = out
             {
-                j.prss = Some(prss);
+                j.prss = Some(Arc::new(prss));
                 j.ignored = excluded;
                 j.phase = Phase::Eval;
             }
@@ -1162,16 +1177,49 @@ impl<F: PrimeField> JobSession<F> {
             id,
             record,
             client,
-            plan,
-            columns: Vec::new(),
+            plan: Arc::new(plan),
+            columns: Vec::new().into(),
             masks: Vec::new(),
             prss: None,
             ignored: BTreeSet::new(),
             setup_log: Vec::new(),
             eval_log: Vec::new(),
-            memo: LocalMemo::default(),
+            machine: None,
             phase: Phase::Quoted,
         }
+    }
+}
+
+/// Hands one logged event (a message, or a deadline from sender 0) to a live machine: the
+/// messages it sends and its output, if the event produced one (as [`replay`] for one entry).
+#[allow(clippy::type_complexity)]
+fn feed<F: PrimeField, M: Machine<F>>(
+    m: &mut M,
+    n: usize,
+    entry: &LogEntry,
+) -> (
+    Vec<Outgoing<F>>,
+    Option<Result<M::Output, crate::mpc::round::RoundError>>,
+) {
+    let LogEntry(from, raw) = entry;
+    let r = if *from == 0 {
+        match decode_round(raw) {
+            Some(round) => m.deadline(round),
+            None => return (Vec::new(), None),
+        }
+    } else {
+        let Ok(p) = PartyId::new(*from as usize, n) else {
+            return (Vec::new(), None);
+        };
+        let Ok(msg) = decode_message::<F>(raw) else {
+            return (Vec::new(), None);
+        };
+        m.handle(p, msg)
+    };
+    match r {
+        Ok(s) => (s.send, s.output.map(Ok)),
+        Err(e) if e.is_refusal() => (Vec::new(), None),
+        Err(e) => (Vec::new(), Some(Err(e))),
     }
 }
 
