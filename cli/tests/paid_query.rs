@@ -153,18 +153,32 @@ fn a_service_pays_four_party_processes_and_gets_the_answer_even_with_a_cheater()
         (100..1_000).contains(&funding_fee),
         "the service paid 4 escrow outputs plus one funding fee: {spent}"
     );
-    // Each party's claim paid its own wallet exactly its fee: the claim's fee was carried.
+    // Each party's claim paid its own wallet its fee: the claim's fee was carried, so the
+    // claim nets exactly 5000 sat, or 5000 sat less what the party added when its claim had
+    // to be fee-bumped (a slow block on a loaded machine).
     net.settle();
+    // The escrow output is the fee plus the quoted claim fee.
+    let quoted = escrow as i64 - 5000;
     for p in ["p1", "p2", "p3", "p4"] {
         net.cli.json(p, &["wallet", "balance"]);
         let h = net.cli.json(p, &["wallet", "history"]);
+        let claims: Vec<(i64, i64)> = h["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| Some((t["net_sat"].as_i64()?, t["fee_sat"].as_i64()?)))
+            .filter(|(net, fee)| *net > 0 && net + fee == escrow as i64)
+            .collect();
+        assert_eq!(claims.len(), 1, "{p}: one claim of its escrow output: {h}");
+        let (net, fee) = claims[0];
         assert!(
-            h["transactions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["net_sat"] == 5000),
-            "{p} received exactly its 5000 sat fee: {h}"
+            fee >= quoted,
+            "{p}: claim fee {fee} below the quoted {quoted}: {h}"
+        );
+        assert_eq!(
+            net,
+            5000 - (fee - quoted),
+            "{p} received its 5000 sat fee, less any bump: {h}"
         );
     }
 

@@ -314,14 +314,36 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     assert!(job.blamed().is_empty());
     assert_eq!(book.load(&job.id_hex())?.result, job.result);
 
-    // Each party's claim paid its own wallet exactly its fee.
+    // Each party's claim paid its own wallet its fee: the escrow output carries the fee plus
+    // the quoted claim fee, so the claim nets exactly the fee, or the fee less what the party
+    // added when its claim had to be fee-bumped (a slow block on a loaded machine).
     w.mine(1)?;
+    let funding = job.funding.as_ref().expect("the job was paid");
     for i in 1..=4 {
+        let escrow = funding
+            .outputs
+            .iter()
+            .find(|o| o.party == i)
+            .expect("every party was paid")
+            .sats;
+        let quoted = job.quotes.iter().find(|q| q.party == i).unwrap();
         let mut wallet =
             RoleWallet::open(&w.dir.path().join(format!("party{i}")), Network::Regtest)?;
         wallet.sync(&w.chain)?;
-        let got = wallet.history().iter().any(|t| t.net_sat == FEE_SAT as i64);
-        assert!(got, "party {i} received its {FEE_SAT} sat fee");
+        let claims: Vec<(i64, u64)> = wallet
+            .history()
+            .iter()
+            .filter_map(|t| Some((t.net_sat, t.fee_sat?)))
+            .filter(|(net, fee)| *net > 0 && net + *fee as i64 == escrow as i64)
+            .collect();
+        assert_eq!(claims.len(), 1, "party {i}: one claim of its escrow output");
+        let (net, fee) = claims[0];
+        assert!(fee >= quoted.claim_fee_sat, "party {i}: claim fee {fee}");
+        assert_eq!(
+            net,
+            FEE_SAT as i64 - (fee - quoted.claim_fee_sat) as i64,
+            "party {i} received its {FEE_SAT} sat fee, less any bump"
+        );
     }
     for p in parties {
         rt.block_on(p.shutdown())?;

@@ -25,15 +25,70 @@ pub struct Backup {
     pub version: u32,
     /// The network of the wallet.
     pub network: String,
-    /// Contract key indices handed out, with their labels.
-    pub contract_keys: Vec<(u32, String)>,
+    /// Contract keys handed out.
+    pub contract_keys: Vec<ContractKey>,
     /// Contracts with their files and funding outpoints.
     pub contracts: Vec<ContractRecord>,
-    /// Contract spends still being re-broadcast: (kind, contract, raw transaction hex).
-    pub pending: Vec<(String, Option<String>, String)>,
+    /// Contract spends still being re-broadcast.
+    pub pending: Vec<PendingSpend>,
     /// Other state keyed by name (job parameters), opaque to the wallet.
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A contract key handed out: its index on the contract derivation path and its public key.
+/// Version 1 writes it as the JSON array `[index, pubkey]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u32, String)", into = "(u32, String)")]
+pub struct ContractKey {
+    /// The index (hardened) on the wallet's contract path.
+    pub index: u32,
+    /// The x-only or compressed public key, hex, as the wallet recorded it.
+    pub pubkey: String,
+}
+
+impl From<(u32, String)> for ContractKey {
+    fn from((index, pubkey): (u32, String)) -> Self {
+        ContractKey { index, pubkey }
+    }
+}
+
+impl From<ContractKey> for (u32, String) {
+    fn from(k: ContractKey) -> Self {
+        (k.index, k.pubkey)
+    }
+}
+
+/// A contract spend the wallet keeps re-broadcasting until it is buried. Version 1 writes it
+/// as the JSON array `[kind, contract, raw transaction hex]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(String, Option<String>, String)",
+    into = "(String, Option<String>, String)"
+)]
+pub struct PendingSpend {
+    /// What the spend is (`claim`, `refund`, `exit`, `slash`, ...).
+    pub kind: String,
+    /// The contract's name, when the spend is of a recorded contract.
+    pub contract: Option<String>,
+    /// The raw transaction, consensus-encoded hex.
+    pub tx_hex: String,
+}
+
+impl From<(String, Option<String>, String)> for PendingSpend {
+    fn from((kind, contract, tx_hex): (String, Option<String>, String)) -> Self {
+        PendingSpend {
+            kind,
+            contract,
+            tx_hex,
+        }
+    }
+}
+
+impl From<PendingSpend> for (String, Option<String>, String) {
+    fn from(p: PendingSpend) -> Self {
+        (p.kind, p.contract, p.tx_hex)
+    }
 }
 
 fn cipher(wallet: &RoleWallet) -> ChaCha20Poly1305 {
@@ -50,11 +105,18 @@ impl RoleWallet {
         Ok(Backup {
             version: 1,
             network: self.network().to_string(),
-            contract_keys: store::contract_key_indices(self.conn())?,
+            contract_keys: store::contract_key_indices(self.conn())?
+                .into_iter()
+                .map(ContractKey::from)
+                .collect(),
             contracts: store::list_contracts(self.conn())?,
             pending: store::list_broadcasts(self.conn())?
                 .into_iter()
-                .map(|r| (r.kind, r.contract, serialize_hex(&r.tx)))
+                .map(|r| PendingSpend {
+                    kind: r.kind,
+                    contract: r.contract,
+                    tx_hex: serialize_hex(&r.tx),
+                })
                 .collect(),
             extra: Default::default(),
         })
@@ -131,15 +193,15 @@ impl RoleWallet {
     /// As [`RoleWallet::read_backup`]; database errors.
     pub fn restore_backup(&self, path: &Path) -> Result<Backup, WalletError> {
         let doc = self.read_backup(path)?;
-        for (idx, pk) in &doc.contract_keys {
-            store::record_contract_key(self.conn(), *idx, pk, "restored")?;
+        for k in &doc.contract_keys {
+            store::record_contract_key(self.conn(), k.index, &k.pubkey, "restored")?;
         }
         for c in &doc.contracts {
             store::put_contract(self.conn(), c)?;
         }
-        for (kind, contract, raw) in &doc.pending {
+        for p in &doc.pending {
             let tx: bitcoin::Transaction =
-                deserialize_hex(raw).map_err(|e| WalletError::Backup {
+                deserialize_hex(&p.tx_hex).map_err(|e| WalletError::Backup {
                     path: path.into(),
                     reason: format!("bad transaction: {e}"),
                 })?;
@@ -148,13 +210,48 @@ impl RoleWallet {
                 &BroadcastRecord {
                     txid: tx.compute_txid(),
                     tx,
-                    kind: kind.clone(),
-                    contract: contract.clone(),
+                    kind: p.kind.clone(),
+                    contract: p.contract.clone(),
                     height: 0,
                     fee_rate_sat_kwu: 0,
                 },
             )?;
         }
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Version 1 of the backup document, frozen: a document written by any version 1 wallet
+    /// reads into the typed fields and writes back to the same JSON.
+    #[test]
+    fn version_1_documents_read_and_write_back_unchanged() {
+        let text = include_str!("../tests/data/backup_v1.json");
+        let doc: Backup = serde_json::from_str(text).unwrap();
+        assert_eq!(doc.version, 1);
+        assert_eq!(
+            doc.contract_keys[1],
+            ContractKey {
+                index: 1,
+                pubkey: "02f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9".into()
+            }
+        );
+        assert_eq!(doc.contracts[0].amount_sat, Some(10_309));
+        assert_eq!(doc.contracts[1].funding, None);
+        assert_eq!(
+            doc.pending[0],
+            PendingSpend {
+                kind: "claim".into(),
+                contract: Some("escrow-1".into()),
+                tx_hex: "02000000000100000000".into()
+            }
+        );
+        assert_eq!(doc.pending[1].contract, None);
+        let back = serde_json::to_value(&doc).unwrap();
+        let original: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back, original);
     }
 }

@@ -61,6 +61,16 @@ pub struct FeePolicy {
     pub free_fee: Amount,
 }
 
+/// The fee rate used when the server has no estimate (regtest has none): 1 sat/vB.
+pub const FEE_FLOOR: FeeRate = FeeRate::from_sat_per_kwu(250);
+
+/// Confirmation target (blocks) of contract transactions: escrow fundings and spends, ACL
+/// records, bonds and their slashes (their deadlines are counted in blocks).
+pub const CONTRACT_TARGET: usize = 2;
+
+/// Confirmation target (blocks) of plain payments out of the wallet.
+pub const PAYMENT_TARGET: usize = 6;
+
 /// The wallet's policy: at most 200 sat/vB and at most 10% of the amount moved (fees up to
 /// 2,000 sat always accepted). 200 sat/vB is above every next-block estimate of 2023-2024
 /// except the halving block's; above it the user decides with an explicit rate.

@@ -21,8 +21,8 @@
 //! ```
 
 mod backup;
-mod chain;
-mod contract_ops;
+mod contracts;
+mod electrum;
 mod error;
 mod fee;
 pub mod fs;
@@ -31,14 +31,16 @@ mod store;
 mod wallet;
 mod watch;
 
-pub use backup::Backup;
-pub use chain::{check_transport, ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
-pub use contract_ops::{
+pub use backup::{Backup, ContractKey, PendingSpend};
+pub use contracts::{
     contract_name, contract_status, preimage_in_witness, ClaimRules, ContractStatus, EscrowPromise,
     FundingStatus, OutputStatus, SpendStatus,
 };
+pub use electrum::{check_transport, ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
 pub use error::WalletError;
-pub use fee::{FeeChoice, FeePolicy, DEFAULT_FEE_POLICY};
+pub use fee::{
+    FeeChoice, FeePolicy, CONTRACT_TARGET, DEFAULT_FEE_POLICY, FEE_FLOOR, PAYMENT_TARGET,
+};
 pub use store::{BroadcastRecord, ContractRecord};
 pub use wallet::{
     move_aside, ExistingDatabase, HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE,

@@ -76,8 +76,30 @@ pub struct BroadcastRecord {
     pub fee_rate_sat_kwu: u64,
 }
 
+/// The version of btcmpc's tables in a wallet database (`schema_version` in `btcmpc_meta`).
+/// Version 1 is the layout above; databases written before the version was recorded have
+/// exactly that layout and are stamped version 1 when opened.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Creates btcmpc's tables if missing and checks (or records) their version.
+///
+/// # Errors
+/// Database errors; [`WalletError::Database`] for a database written by a newer btcmpc (a
+/// later schema version), which this build must not change.
 pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
-    conn.execute_batch(SCHEMA).map_err(WalletError::db)
+    conn.execute_batch(SCHEMA).map_err(WalletError::db)?;
+    match get_meta(conn, "schema_version")? {
+        None => set_meta(conn, "schema_version", &SCHEMA_VERSION.to_string()),
+        Some(v) => match v.parse::<u32>() {
+            Ok(v) if v == SCHEMA_VERSION => Ok(()),
+            Ok(v) if v > SCHEMA_VERSION => Err(WalletError::Database(format!(
+                "written by a newer btcmpc (schema version {v}; this build reads version {SCHEMA_VERSION}): upgrade btcmpc"
+            ))),
+            _ => Err(WalletError::Database(format!(
+                "unknown schema version {v:?} in btcmpc_meta"
+            ))),
+        },
+    }
 }
 
 pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, WalletError> {
@@ -284,6 +306,36 @@ mod tests {
         put_contract(&conn, &rec).unwrap();
         assert_eq!(list_contracts(&conn).unwrap(), vec![rec]);
         assert_eq!(get_contract(&conn, "nope").unwrap(), None);
+    }
+
+    #[test]
+    fn the_unversioned_layout_is_stamped_version_1_and_keeps_its_records() {
+        // A database as the first releases wrote it: the tables, no schema version.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO btcmpc_contracts (name, file, script_pubkey) VALUES ('c', '{}', '51')",
+            [],
+        )
+        .unwrap();
+        init(&conn).unwrap();
+        assert_eq!(
+            get_meta(&conn, "schema_version").unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(list_contracts(&conn).unwrap()[0].name, "c");
+        // Opening again changes nothing; a newer version is refused, nothing written.
+        init(&conn).unwrap();
+        set_meta(&conn, "schema_version", "2").unwrap();
+        let e = init(&conn).unwrap_err().to_string();
+        assert!(
+            e.contains("newer btcmpc") && e.contains("schema version 2"),
+            "{e}"
+        );
+        assert_eq!(
+            get_meta(&conn, "schema_version").unwrap().as_deref(),
+            Some("2")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, Tran
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::chain::ChainClient;
+use crate::electrum::ChainClient;
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
@@ -82,8 +82,6 @@ pub struct SyncReport {
     pub full_scan: bool,
     /// Unconfirmed transactions broadcast again.
     pub rebroadcast: usize,
-    /// Claims replaced by fee-bumped ones (unconfirmed a block or more after broadcast).
-    pub bumped: usize,
 }
 
 /// One role's wallet: BIP86 taproot keychains in BDK, contract keys beside them, our records in
@@ -375,7 +373,10 @@ impl RoleWallet {
 
     /// Sync with the server: a full scan the first time (or after a restore), then a sync of
     /// the revealed scripts. Afterwards, every unconfirmed transaction of this wallet and every
-    /// contract spend it broadcast is broadcast again (the server may have lost its mempool).
+    /// contract spend it broadcast is broadcast again (the server may have lost its mempool),
+    /// which is how the wallet keeps its transactions until they are buried. Nothing else is
+    /// spent or replaced: fee-bumping stuck claims is [`RoleWallet::bump_stuck_claims`], called
+    /// by whoever claims.
     ///
     /// # Errors
     /// [`WalletError::Electrum`] when the server fails; database errors.
@@ -403,12 +404,10 @@ impl RoleWallet {
         }
         let (tip, _) = chain.tip()?;
         let rebroadcast = self.rebroadcast(chain, tip)?;
-        let bumped = self.bump_stuck_claims(chain, MAX_CLAIM_FEE_RATE)?.len();
         Ok(SyncReport {
             tip,
             full_scan: !scanned,
             rebroadcast,
-            bumped,
         })
     }
 

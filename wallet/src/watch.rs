@@ -7,8 +7,8 @@ use std::time::Duration;
 use bitcoin::{OutPoint, ScriptBuf, Txid};
 use btcmpc_contracts::{CompiledContract, ContractFile};
 
-use crate::chain::ChainClient;
-use crate::contract_ops::{contract_status, ContractStatus};
+use crate::contracts::{contract_status, ContractStatus};
+use crate::electrum::ChainClient;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
 

@@ -11,7 +11,7 @@ use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, Inte
 use btcmpc_contracts::{SlashTerms, SpendError, TxDifference};
 use btcmpc_wallet::{
     contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet, WalletError, WatchEvent,
-    Watcher,
+    Watcher, MAX_CLAIM_FEE_RATE,
 };
 
 mod support;
@@ -344,8 +344,11 @@ fn unconfirmed_claims_are_bumped_every_block() -> anyhow::Result<()> {
         w.settle()
     };
     empty(&w)?;
-    let report = party.sync(&w.chain)?;
-    assert_eq!(report.bumped, 1, "{report:?}");
+    // Syncing alone replaces nothing: bumping is the claimer's explicit call.
+    party.sync(&w.chain)?;
+    assert_eq!(party.pending_broadcasts()?[0].txid, first);
+    let bumped = party.bump_stuck_claims(&w.chain, MAX_CLAIM_FEE_RATE)?;
+    assert_eq!(bumped.len(), 1, "{bumped:?}");
     let pending = party.pending_broadcasts()?;
     assert_eq!(pending.len(), 1);
     let second = pending[0].txid;
@@ -366,7 +369,10 @@ fn unconfirmed_claims_are_bumped_every_block() -> anyhow::Result<()> {
     );
     // Confirmed claims are not bumped again.
     empty(&w)?;
-    assert_eq!(party.sync(&w.chain)?.bumped, 0);
+    party.sync(&w.chain)?;
+    assert!(party
+        .bump_stuck_claims(&w.chain, MAX_CLAIM_FEE_RATE)?
+        .is_empty());
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use btcmpc_wallet::{
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
-use crate::cmd::wallet::{connect, open, open_synced, FEE_FLOOR};
+use crate::cmd::wallet::{connect, open, open_synced};
 use crate::{global::Global, output::Report};
 
 /// The chain-facing contract commands.
@@ -157,10 +157,7 @@ impl FeeArg {
     /// The rate given, or the server's estimate (bounded by the wallet's fee policy when the
     /// transaction is built).
     fn choice(&self, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
-        match &self.fee_rate {
-            Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
-            None => Ok(chain.fee_rate(2, FEE_FLOOR)),
-        }
+        crate::cmd::party::fee_rate(self.fee_rate.as_deref(), chain)
     }
 }
 

@@ -19,9 +19,8 @@ use btcmpc_engine::node::chain::{ChainView, ElectrumView};
 use btcmpc_wallet::ChainClient;
 use serde_json::json;
 
-use crate::args::parse_fee_rate;
 use crate::cmd::party::parse_height;
-use crate::cmd::wallet::{connect, open_synced, FEE_FLOOR};
+use crate::cmd::wallet::{connect, open_synced};
 use crate::{global::Global, output::Report};
 use btcmpc_wallet::FeeChoice;
 
@@ -132,10 +131,7 @@ enum Cmd {
 /// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
 /// bounds when the transaction is built.
 fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
-    match arg {
-        Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
-        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
-    }
+    crate::cmd::party::fee_rate(arg, chain)
 }
 
 fn service(text: &str) -> anyhow::Result<PublicKey> {

@@ -17,7 +17,7 @@ use btcmpc_wallet::ChainClient;
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
-use crate::cmd::wallet::{open, open_synced, FEE_FLOOR};
+use crate::cmd::wallet::{open, open_synced};
 use crate::{global::Global, output::Report};
 use btcmpc_wallet::FeeChoice;
 
@@ -167,10 +167,8 @@ fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
 /// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
 /// bounds when the transaction is built.
 pub fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
-    match arg {
-        Some(r) => Ok(FeeChoice::Explicit(parse_fee_rate(r)?)),
-        None => Ok(chain.fee_rate(2, FEE_FLOOR)),
-    }
+    let explicit = arg.map(parse_fee_rate).transpose()?;
+    Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET))
 }
 
 /// A height argument: absolute, or `+N` from the tip; either way a block height

@@ -3,15 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use bitcoin::FeeRate;
-use btcmpc_wallet::{keys, ChainClient, ExistingDatabase, FeeChoice, RoleWallet, DEFAULT_TIMEOUT};
+use btcmpc_wallet::{keys, ChainClient, ExistingDatabase, RoleWallet, DEFAULT_TIMEOUT};
 use serde_json::json;
 
 use crate::args::{parse_amount, parse_fee_rate};
 use crate::{global::Global, output::Report};
-
-/// Fee rate used when the server has no estimate (regtest): 1 sat/vB.
-pub const FEE_FLOOR: FeeRate = FeeRate::from_sat_per_kwu(250);
 
 /// Arguments of `btcmpc wallet`.
 #[derive(Debug, clap::Args)]
@@ -251,15 +247,19 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let mut wallet = open(global)?;
             let chain = connect(global)?;
             let r = wallet.sync(&chain)?;
+            // Claims still unconfirmed a block after their broadcast pay more (bounded).
+            let bumped = wallet.bump_stuck_claims(&chain, btcmpc_wallet::MAX_CLAIM_FEE_RATE)?;
             let (confirmed, unconfirmed) = wallet.balance();
             Ok(Report::new(
                 format!(
-                    "synced to height {}{}; re-broadcast {} transaction(s)\nconfirmed:   {confirmed}\nunconfirmed: {unconfirmed}",
+                    "synced to height {}{}; re-broadcast {} transaction(s), fee-bumped {} claim(s)\nconfirmed:   {confirmed}\nunconfirmed: {unconfirmed}",
                     r.tip,
                     if r.full_scan { " (full scan)" } else { "" },
-                    r.rebroadcast
+                    r.rebroadcast,
+                    bumped.len()
                 ),
                 json!({"height": r.tip, "full_scan": r.full_scan, "rebroadcast": r.rebroadcast,
+                    "bumped": bumped.iter().map(|(old, new)| json!({"replaced": old.to_string(), "by": new.to_string()})).collect::<Vec<_>>(),
                     "confirmed": confirmed.to_sat(), "unconfirmed": unconfirmed.to_sat()}),
             ))
         }
@@ -281,10 +281,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             wallet.sync(&chain)?;
             // An explicit rate is paid as given; the server's estimate is bounded by the
             // wallet's fee policy.
-            let fee = match fee_rate {
-                Some(r) => FeeChoice::Explicit(r),
-                None => chain.fee_rate(6, FEE_FLOOR),
-            };
+            let fee = chain.fee_choice(fee_rate, btcmpc_wallet::PAYMENT_TARGET);
             let txid = wallet.send(&chain, &address, amount, fee)?;
             Ok(Report::new(
                 txid.to_string(),

@@ -250,7 +250,7 @@ impl Net {
             "--manifest",
             &self.manifest,
             "--party-timeout",
-            "20",
+            "60",
         ]
     }
 

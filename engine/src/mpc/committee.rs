@@ -20,7 +20,7 @@
 //!    echo-broadcast openings, BGW complaint resolution with the owner revealing the vectors of
 //!    the parties off the polynomial): liars are named, an inconsistent owner gets the store
 //!    refused.
-//! 3. **Job.** The plan is made ([`crate::mpc::query::plan`]); the service deals one mask per
+//! 3. **Job.** The plan is made ([`crate::mpc::query::plan()`]); the service deals one mask per
 //!    opened sum, checked like the store (an inconsistent service gets the job refused).
 //! 4. **Compute.** Every party evaluates the plan on its shares ([`EvalMachine`]); degree-`2t`
 //!    openings travel by signed echo-broadcast. Each party masks its aggregate shares.

@@ -37,6 +37,9 @@ use crate::mpc::shamir::{dealer_rng, Params};
 /// Values per share batch frame (64 Ki values: 2 MiB of secp256k1 shares).
 pub const BATCH_VALUES: usize = 1 << 16;
 
+/// The least time a store check waits for the parties still silent once `n - t` answered.
+pub const STRAGGLER_GRACE: Duration = Duration::from_secs(5);
+
 /// Errors of the owner's client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -330,13 +333,14 @@ pub(crate) async fn deal_checked<F: PrimeField>(
         session,
         receipts: receipts.clone(),
     };
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let check_started = Instant::now();
     for i in 1..=n as u32 {
         let (endpoint, key) = endpoint_of(i);
         let me = transport.clone();
         let (check, shares, options) = (check.clone(), Arc::clone(&shares), options.clone());
         let begin = begin(i as usize - 1);
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let r = with_retries(options.party_timeout, || {
                 let (endpoint, me, check, shares, begin) =
                     (&endpoint, &me, &check, &shares, &begin);
@@ -369,15 +373,45 @@ pub(crate) async fn deal_checked<F: PrimeField>(
             })
             .await;
             (i, r)
-        }));
+        });
     }
+    // Once n - t parties have answered, the others get a quarter of the time those took more
+    // (at least STRAGGLER_GRACE, at most the party timeout): they ran the same rounds, so a
+    // silent party costs the store a little more than the honest parties' time instead of
+    // the whole party timeout.
+    let quorum = n - params.t();
+    let mut answers: Vec<(u32, Result<StoreDone, String>)> = Vec::new();
+    let mut straggler_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match straggler_deadline {
+            Some(d) => match tokio::time::timeout_at(d, tasks.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => tasks.join_next().await,
+        };
+        let Some(joined) = next else { break };
+        answers.push(joined.map_err(|e| OwnerError::Manifest(e.to_string()))?);
+        if answers.len() >= quorum && straggler_deadline.is_none() {
+            let grace = (check_started.elapsed() / 4)
+                .max(STRAGGLER_GRACE)
+                .min(options.party_timeout);
+            straggler_deadline = Some(tokio::time::Instant::now() + grace);
+        }
+    }
+    tasks.abort_all();
+    for i in 1..=n as u32 {
+        if !answers.iter().any(|(p, _)| *p == i) {
+            answers.push((i, Err("no answer within the stragglers' grace".into())));
+        }
+    }
+    answers.sort_by_key(|(i, _)| *i);
     let mut holders = Vec::new();
     let mut silent = Vec::new();
     let mut refusals = Vec::new();
     let mut reports: Vec<(u32, Vec<u32>)> = Vec::new();
     let mut equivocations: Vec<crate::mpc::echo::Equivocation> = Vec::new();
-    for t in tasks {
-        let (i, r) = t.await.map_err(|e| OwnerError::Manifest(e.to_string()))?;
+    for (i, r) in answers {
         if let Ok(done) = &r {
             for e in &done.evidence {
                 if !equivocations.iter().any(|k| k.sender() == e.sender()) {

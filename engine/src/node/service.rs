@@ -382,6 +382,8 @@ impl Service {
         .map_or_else(|| Err("no answer".into()), |(_, r)| r)
     }
 
+    /// Tells every paid party of its funding (the escrow transaction and its outputs); one
+    /// answer per party, in `paid.outputs` order.
     pub async fn paid(
         &self,
         manifest: &Manifest,

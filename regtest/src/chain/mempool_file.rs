@@ -81,7 +81,7 @@ pub fn encode<'a>(entries: impl IntoIterator<Item = (u64, &'a Transaction)>) -> 
 ///
 /// # Errors
 /// [`MempoolFileError::Corrupt`] naming the first fault (magic, version, checksum, a length
-/// beyond the file or beyond [`MAX_TX`], a transaction that does not decode).
+/// beyond the file or beyond 4 MiB, a transaction that does not decode).
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<(u64, Transaction)>, MempoolFileError> {
     let bad = |reason: String| MempoolFileError::Corrupt {
         path: path.to_owned(),

@@ -12,8 +12,8 @@
 //! Every read has a timeout, headers are capped at 64 KiB and bodies at [`MAX_BODY`] (HTTP 413,
 //! as Core's `evhttp_set_max_body_size`) and a body at [`crate::electrum::MAX_JSON_TOKENS`]
 //! JSON values (HTTP 400 with a JSON-RPC error), which bounds a batch (Core counts no batch);
-//! bodies above 64 KiB are read and handled a few at a time ([`Limits::large_inputs`]).
-//! Connections are capped at [`Limits::rpc_connections`]; a new client is admitted by closing
+//! bodies above 64 KiB are read and handled a few at a time ([`crate::limits::Limits::large_inputs`]).
+//! Connections are capped at [`crate::limits::Limits::rpc_connections`]; a new client is admitted by closing
 //! the least recently active idle connection (policy of [`crate::limits`]). So a slow, silent
 //! or malicious client only ever costs its own connection.
 

@@ -185,6 +185,16 @@ impl ChainClient {
         let relay = self.inner.inner.relay_fee().ok();
         FeeChoice::Automatic(choose_fee_rate(est, relay, floor))
     }
+
+    /// The fee of a transaction: `explicit` paid as given, or else the server's estimate for
+    /// `target` blocks above [`crate::FEE_FLOOR`] ([`ChainClient::fee_rate`]), which the
+    /// wallet's fee policy bounds when the transaction is built.
+    pub fn fee_choice(&self, explicit: Option<FeeRate>, target: usize) -> FeeChoice {
+        match explicit {
+            Some(r) => FeeChoice::Explicit(r),
+            None => self.fee_rate(target, crate::FEE_FLOOR),
+        }
+    }
 }
 
 /// Refuse a plaintext Electrum URL off regtest unless `allow_plaintext`.

@@ -17,7 +17,7 @@ use btcmpc_contracts::{
 };
 use serde::Serialize;
 
-use crate::chain::ChainClient;
+use crate::electrum::ChainClient;
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::store::ContractRecord;
 use crate::wallet::RoleWallet;
