@@ -285,32 +285,10 @@ impl<F> From<CompareError> for Stop<F> {
 /// What the replays of the local part keep of the random bits: the canonical inverse roots of
 /// opened `r^2` values per round, and the bits made from the two rounds starting at a round
 /// (each with the squares opened, which identify them; the PRSS draw is fixed by the replay).
-///
-/// And the per-row values of every interactive node (a comparison or a product of shares) the
-/// replays computed, by the node and the round it started at: a replay that reaches the node at
-/// that round again, with the node's last round done as it was, takes the values and the
-/// counters after it instead of running the node's local part again. The rounds done only grow
-/// (a round's result is final), so a pass costs the nodes whose rounds are new, not every node
-/// since the start: the replays of a job with many comparisons stay linear in its rounds.
 #[derive(Debug, Default)]
 struct RootCache<F> {
     entries: BTreeMap<usize, (Vec<F>, Vec<Option<F>>)>,
     bits: BTreeMap<usize, (Vec<F>, Vec<F>)>,
-    nodes: HashMap<(Node, usize), Segment<F>>,
-}
-
-/// An interactive node's values and what its evaluation consumed (see [`RootCache`]).
-#[derive(Debug, Clone)]
-struct Segment<F> {
-    /// The round after the node's last round.
-    end: usize,
-    /// That last round's result, as the node used it.
-    last: Vec<F>,
-    /// PRSS draws and random-bit batches the node took.
-    draws: u64,
-    batches: usize,
-    /// The node's per-row values.
-    values: Vec<F>,
 }
 
 /// The local part of one evaluation, replayed over the rounds already done.
@@ -594,8 +572,9 @@ impl<'r, F: PrimeField> Run<'r, F> {
     }
 
     /// The per-row values of `node` as degree-`t` shares; an interactive node (a comparison
-    /// or a product) once per pass, and from the replays' cache when its rounds are done
-    /// ([`RootCache`]).
+    /// or a product of shares) once per pass: a node that occurs again (a filter's comparison
+    /// in a gate test) takes no more rounds. Every pass meets the nodes in the same order, so
+    /// the rounds line up across the replays of the local part.
     fn rows<'c>(&mut self, node: &Node, columns: &'c [Vec<F>]) -> Result<Vals<'c, F>, Stop<F>> {
         if !matches!(
             node,
@@ -606,31 +585,10 @@ impl<'r, F: PrimeField> Run<'r, F> {
         if let Some(v) = self.seen.get(node) {
             return Ok(Vals::Shares(Cow::Owned(v.clone())));
         }
-        let (cursor, draws, batches) = (self.cursor, self.draws, self.bit_batches);
-        let hit = self.roots.as_deref().and_then(|c| {
-            let seg = c.nodes.get(&(node.clone(), cursor))?;
-            (seg.end > cursor && self.done.get(seg.end - 1) == Some(&seg.last)).then(|| seg.clone())
-        });
-        if let Some(seg) = hit {
-            self.cursor = seg.end;
-            self.draws = draws + seg.draws;
-            self.bit_batches = batches + seg.batches;
-            self.seen.insert(node.clone(), seg.values.clone());
-            return Ok(Vals::Shares(Cow::Owned(seg.values)));
-        }
+        let cursor = self.cursor;
         let out = self.rows_once(node, columns)?;
         if let Vals::Shares(v) = &out {
             if self.cursor > cursor {
-                let seg = Segment {
-                    end: self.cursor,
-                    last: self.done[self.cursor - 1].clone(),
-                    draws: self.draws - draws,
-                    batches: self.bit_batches - batches,
-                    values: v.to_vec(),
-                };
-                if let Some(c) = self.roots.as_deref_mut() {
-                    c.nodes.insert((node.clone(), cursor), seg);
-                }
                 self.seen.insert(node.clone(), v.to_vec());
             }
         }
@@ -782,7 +740,6 @@ impl<F> Default for LocalMemo<F> {
             roots: RootCache {
                 entries: BTreeMap::new(),
                 bits: BTreeMap::new(),
-                nodes: HashMap::new(),
             },
         }
     }
@@ -1000,7 +957,6 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             roots: RootCache {
                 entries: BTreeMap::new(),
                 bits: BTreeMap::new(),
-                nodes: HashMap::new(),
             },
             done: false,
             memo: None,
