@@ -42,6 +42,29 @@ fn bad_queries_are_refused_by_name_and_cost_nothing() {
     // parties' exposure for that long.
     let err = ask("1000sat", "+145");
     assert!(err.contains("too far"), "{err}");
+    // A fee rate out of range is refused before any party computes.
+    let err = net.cli.fails(
+        "service",
+        &[
+            "service",
+            "query",
+            &card,
+            "sum(income)",
+            "--fee",
+            "1000sat",
+            "--fee-rate",
+            "0",
+        ],
+    );
+    assert!(err.contains("fee rate \"0\" out of range"), "{err}");
+    // A chain of 500 `+` (400 overflowed every party's stack in a debug build): refused by
+    // name before anyone computes.
+    let deep = format!("sum({})", vec!["income"; 500].join("+"));
+    let err = net.cli.fails(
+        "service",
+        &["service", "query", &card, &deep, "--fee", "1000sat"],
+    );
+    assert!(err.contains("operators deep"), "{err}");
     // More than the wallet holds: refused before any party is asked.
     let err = ask("1btc", "+30");
     assert!(err.contains("this wallet holds"), "{err}");

@@ -295,3 +295,59 @@ fn a_party_killed_at_each_job_step_is_paid_after_restart_when_it_delivered() {
         "{jobs}"
     );
 }
+
+/// PROTOCOL.md: a REVOKE counts as soon as it is seen. A party releases its key (by claiming)
+/// only after the service's first funding notice, and checks the grant on a fresh chain reading
+/// then: a service revoked after it computed and funded never gets a key, and its escrow comes
+/// back at T.
+#[test]
+fn a_revoke_seen_before_the_keys_are_released_stops_every_claim_and_refunds_the_service() {
+    let net = Net::new();
+    let card = net.granted_dataset(ROWS);
+    let service = net.cli.json("service", &["service", "init"])["pubkey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = balance(&net);
+    let mut args = query_args(&card);
+    let d = args.iter().position(|a| *a == "+60").unwrap();
+    args[d] = "+12";
+    // The service funds the escrow outputs and dies before it tells the parties.
+    let out = net.run_mining(
+        "service",
+        &args,
+        &[("BTCMPC_TESTING_SERVICE_CRASH", "funded-unsaved")],
+        Duration::from_secs(90),
+    );
+    assert!(!out.status.success(), "the service should have died");
+    let job = jobs(&net).into_iter().next().expect("a job record");
+    net.cli
+        .json("owner", &["owner", "revoke", "survey", &service]);
+    // Restarted, the service recovers its funding and notifies the parties: each refuses to
+    // release its key. At T it takes every escrow output back.
+    let report = settle_until(&net, &job, |r| {
+        r["pending_refunds"] == json!([])
+            && r["paid"]
+                .as_array()
+                .is_some_and(|p| p.len() == 4 && p.iter().all(|o| o["claim_txid"].is_null()))
+            && r["result"] == json!({})
+    });
+    net.env.mine(1).unwrap();
+    net.settle();
+    let lost = before - balance(&net);
+    assert!(lost < 3_000, "only fees were lost: {lost} sat; {report}");
+    for p in ["p1", "p2", "p3", "p4"] {
+        let jobs = net.cli.json(p, &["party", "jobs"]);
+        assert!(
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["state"] == "failed"
+                    && j["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("revoked") && r.contains("will not release"))),
+            "{p}: {jobs}"
+        );
+    }
+}

@@ -162,6 +162,18 @@ fn an_owner_stores_10000_rows_with_four_party_processes_and_grants_on_chain() {
     }
     let acl = net.cli.json("owner", &["owner", "acl", "survey"]);
     assert_eq!(acl["services"][0]["granted"], false, "{acl}");
+    // Records that would change nothing cost nothing: refused before a transaction.
+    let err = net
+        .cli
+        .fails("owner", &["owner", "revoke", "survey", &service]);
+    assert!(err.contains("already revoked"), "{err}");
+    let err = net.cli.fails(
+        "owner",
+        &["owner", "grant", "survey", &service, "--expires", "5"],
+    );
+    assert!(err.contains("not above the tip"), "{err}");
+    let records = net.cli.json("owner", &["owner", "acl", "survey"])["records"].clone();
+    assert_eq!(records, acl["records"], "no record was added");
 
     // Bad input: a clear one-line error, nothing published, the daemons keep serving.
     let bad = net.cli.path("bad.csv");

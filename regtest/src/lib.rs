@@ -22,6 +22,7 @@
 //! # Ok::<(), btcmpc_regtest::NodeError>(())
 //! ```
 
+pub(crate) mod automine;
 pub mod chain;
 pub(crate) mod core_json;
 pub mod electrum;
@@ -32,6 +33,7 @@ pub mod node;
 pub mod rpc;
 pub mod rpc_client;
 pub mod server;
+pub mod types;
 
 pub use limits::Limits;
 pub use node::{

@@ -327,18 +327,36 @@ impl RoleWallet {
     }
 
     /// The root keys (for contract signing and seed-derived secrets).
-    pub fn seed(&self) -> &Seed {
+    pub(crate) fn seed(&self) -> &Seed {
         &self.seed
     }
 
-    /// The secp256k1 context.
-    pub fn secp(&self) -> &Secp256k1<All> {
-        &self.secp
+    /// The height of the wallet's chain view (its latest checkpoint): what the last sync saw.
+    pub fn synced_height(&self) -> u32 {
+        self.wallet.latest_checkpoint().height()
     }
 
-    /// BDK's wallet, for reading.
-    pub fn bdk(&self) -> &Wallet {
-        &self.wallet
+    /// This wallet's unspent outputs, largest first, each with the PSBT input that lets this
+    /// wallet sign it (its BIP86 key path), for transactions built outside the wallet (ACL
+    /// records, whose inputs are the anchor and these coins).
+    ///
+    /// # Errors
+    /// [`WalletError::Build`] when BDK cannot describe an output's input.
+    pub fn spendable_outputs(
+        &self,
+    ) -> Result<Vec<(OutPoint, bitcoin::TxOut, bitcoin::psbt::Input)>, WalletError> {
+        let mut utxos: Vec<_> = self.wallet.list_unspent().filter(|u| !u.is_spent).collect();
+        utxos.sort_by_key(|u| std::cmp::Reverse(u.txout.value));
+        utxos
+            .into_iter()
+            .map(|u| {
+                let input = self
+                    .wallet
+                    .get_psbt_input(u.clone(), None, true)
+                    .map_err(|e| WalletError::Build(format!("wallet input: {e}")))?;
+                Ok((u.outpoint, u.txout, input))
+            })
+            .collect()
     }
 
     fn persist(&mut self) -> Result<(), WalletError> {

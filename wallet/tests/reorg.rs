@@ -54,7 +54,7 @@ fn a_reorg_to_a_lower_tip_unconfirms_and_a_crash_on_top_loses_nothing() -> anyho
     assert_eq!(bob.balance(), (Amount::ZERO, Amount::from_sat(70_000)));
     assert_eq!(height_of(&bob, t), Some(None));
     assert_eq!(height_of(&alice, t), Some(None));
-    assert_eq!(alice.bdk().latest_checkpoint().height(), 102);
+    assert_eq!(alice.synced_height(), 102);
 
     w.restart(Restart::Crash)?;
     assert!(!w.in_mempool(&t)?);

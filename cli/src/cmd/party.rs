@@ -562,10 +562,8 @@ fn status(global: &Global) -> anyhow::Result<Report> {
         text.push_str(&format!("TESTING FAULT: {f}\n"));
     }
     text.push_str(&format!(
-        "open jobs: {} of at most {} (store sessions and job records under way: {})\ndatasets:\n",
-        s.jobs_counted,
-        s.max_open_jobs,
-        s.open_jobs.len()
+        "open jobs: {} of at most {}\ndatasets:\n",
+        s.jobs_counted, s.max_open_jobs
     ));
     for d in &s.datasets {
         text.push_str(&format!(
@@ -575,6 +573,13 @@ fn status(global: &Global) -> anyhow::Result<Report> {
             d.columns,
             d.state,
             d.dataset_id.as_deref().unwrap_or("-")
+        ));
+    }
+    if s.datasets.iter().any(|d| d.state == "received") {
+        text.push_str(&format!(
+            "(received: shares taken, check not run; deleted {} minutes after the upload if the owner never runs it, at most {} kept)\n",
+            btcmpc_engine::node::party::UNCHECKED_TTL_SECS / 60,
+            btcmpc_engine::node::party::MAX_UNCHECKED
         ));
     }
     Ok(Report::new(text.trim_end(), serde_json::to_value(&s)?))

@@ -543,6 +543,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             party_timeout,
             accept_v1_risks,
         } => {
+            // Every argument is checked before any party is asked to work.
+            if let Some(r) = fee_rate.as_deref() {
+                crate::args::parse_fee_rate(r)?;
+            }
             let (card, manifest) = resolve_card(global, &card)?;
             if global.network.network() == bitcoin::Network::Bitcoin && !accept_v1_risks {
                 let schema: btcmpc_engine::mpc::csv::Schema =

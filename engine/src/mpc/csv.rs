@@ -259,7 +259,26 @@ pub enum Unusable {
         /// The cell (truncated).
         value: String,
     },
+    /// A category column with more distinct labels than [`MAX_CATEGORY_LEVELS`] (each label
+    /// is a secret-shared 0/1 column).
+    TooManyLevels {
+        /// Distinct labels found.
+        levels: usize,
+    },
+    /// A category label longer than [`MAX_LABEL_BYTES`] or holding a control character.
+    BadLabel {
+        /// Line of the cell.
+        line: usize,
+        /// The label (truncated).
+        value: String,
+    },
 }
+
+/// Most distinct labels of one category column (each is stored as a 0/1 column).
+pub const MAX_CATEGORY_LEVELS: usize = 256;
+
+/// Longest category label, bytes.
+pub const MAX_LABEL_BYTES: usize = 64;
 
 impl fmt::Display for UnusableColumn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -273,6 +292,16 @@ impl fmt::Display for UnusableColumn {
                 f,
                 "column {} {:?} has text {value:?} at line {line} (for labels, rename its header cell to `{}:cat`)",
                 self.column, self.name, self.name
+            ),
+            Unusable::TooManyLevels { levels } => write!(
+                f,
+                "column {} {:?} has {levels} distinct labels, more than the {MAX_CATEGORY_LEVELS} a category column may have",
+                self.column, self.name
+            ),
+            Unusable::BadLabel { line, value } => write!(
+                f,
+                "column {} {:?} has the label {value:?} at line {line}: labels are at most {MAX_LABEL_BYTES} bytes without control characters",
+                self.column, self.name
             ),
         }
     }
@@ -776,6 +805,11 @@ fn parse_header_cell(column: usize, cell: &str) -> Result<RawColumn, CsvError> {
     if name.contains('=') {
         return Err(bad("column names may not contain '='"));
     }
+    if name.chars().any(char::is_control) {
+        return Err(bad(
+            "column names may not contain control characters (a line break, a tab, an escape)",
+        ));
+    }
     if range.is_some() && matches!(declared, Declared::Bool | Declared::Cat) {
         return Err(bad("only numeric columns take a range"));
     }
@@ -961,12 +995,36 @@ fn encode_column(col: &RawColumn, lines: &[usize]) -> Result<Encoded, CsvError> 
     };
     let one = 1i128 << FRAC_BITS;
     if ty == Declared::Cat {
-        let levels: BTreeSet<&str> = col
-            .cells
-            .iter()
-            .filter(|c| !c.is_null())
-            .map(|c| c.text.as_str())
-            .collect();
+        let mut levels: BTreeSet<&str> = BTreeSet::new();
+        for (c, line) in col.cells.iter().zip(lines) {
+            if c.is_null() {
+                continue;
+            }
+            if c.text.len() > MAX_LABEL_BYTES || c.text.chars().any(char::is_control) {
+                return Ok(Encoded::Unusable(UnusableColumn {
+                    column: col.number,
+                    name: col.name.clone(),
+                    reason: Unusable::BadLabel {
+                        line: *line,
+                        value: shown(&c.text),
+                    },
+                }));
+            }
+            levels.insert(c.text.as_str());
+            if levels.len() > MAX_CATEGORY_LEVELS {
+                let all: BTreeSet<&str> = col
+                    .cells
+                    .iter()
+                    .filter(|c| !c.is_null())
+                    .map(|c| c.text.as_str())
+                    .collect();
+                return Ok(Encoded::Unusable(UnusableColumn {
+                    column: col.number,
+                    name: col.name.clone(),
+                    reason: Unusable::TooManyLevels { levels: all.len() },
+                }));
+            }
+        }
         let levels: Vec<String> = levels.into_iter().map(str::to_owned).collect();
         let fields = levels
             .iter()
@@ -1117,6 +1175,38 @@ mod tests {
     use proptest::prelude::*;
 
     const ONE: i128 = 1 << 16;
+
+    /// Category columns are bounded (each label is a shared 0/1 column) and names and labels
+    /// carry no control characters (they are printed in results): refused by name, at the
+    /// boundary.
+    #[test]
+    fn category_labels_and_names_are_bounded() {
+        let labels = |n: usize| {
+            let mut t = String::from("a:cat\n");
+            for i in 0..n {
+                t.push_str(&format!("l{i}\n"));
+            }
+            t
+        };
+        assert!(Dataset::parse(&labels(MAX_CATEGORY_LEVELS)).is_ok());
+        let e = Dataset::parse(&labels(5_000)).unwrap_err().to_string();
+        assert!(
+            e.contains("5000 distinct labels") && e.contains("\"a\""),
+            "{e}"
+        );
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        let e = Dataset::parse(&format!("a:cat\nok\n{long}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(Dataset::parse(&format!("a:cat\n{}\n", "x".repeat(MAX_LABEL_BYTES))).is_ok());
+        let e = Dataset::parse("\"x\ny\",b\n1,2\n").unwrap_err().to_string();
+        assert!(e.contains("control characters"), "{e}");
+        let e = Dataset::parse("a:cat\n\"p\u{1b}[2Jq\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("control characters"), "{e}");
+    }
 
     /// SQL's and spreadsheets' NULL markers are NULL; a schema with ranges beyond 64 bits
     /// survives a JSON round trip (as `serde_json::Value` too).
@@ -1349,10 +1439,17 @@ mod tests {
     fn quotes_line_ends_and_bom() {
         // BOM, CRLF, a quoted comma, a doubled quote, a quoted line break, a blank line, a lone CR.
         let text = "\u{feff}x,\"la,bel:cat\"\r\n1,\"a,\"\"b\"\r\n\r\n2,\"two\nlines\"\r3,c\n";
-        let d = Dataset::parse(text).unwrap();
+        // A label may not hold the line break (it is printed in results), but it is read as
+        // one cell: the error names its line.
+        let e = Dataset::parse(text).unwrap_err().to_string();
+        assert!(
+            e.contains("line 4") && e.contains("control characters"),
+            "{e}"
+        );
+        let d = Dataset::parse(&text.replace("two\nlines", "two lines")).unwrap();
         assert_eq!(
             names(&d),
-            ["x", "la,bel=a,\"b", "la,bel=c", "la,bel=two\nlines"]
+            ["x", "la,bel=a,\"b", "la,bel=c", "la,bel=two lines"]
         );
         assert_eq!(d.values[0], [ONE, 2 * ONE, 3 * ONE]);
         // Line numbers count the quoted line break: the short row is on line 4.

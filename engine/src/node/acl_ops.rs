@@ -48,29 +48,17 @@ pub enum OpsError {
 
 /// The wallet's unspent outputs, largest first, with the PSBT inputs that let it sign them.
 fn spendable(wallet: &RoleWallet) -> Result<Vec<(FeeInput, bitcoin::psbt::Input)>, OpsError> {
-    let mut utxos: Vec<_> = wallet
-        .bdk()
-        .list_unspent()
-        .filter(|u| !u.is_spent)
-        .collect();
-    utxos.sort_by_key(|u| std::cmp::Reverse(u.txout.value));
-    utxos
+    Ok(wallet
+        .spendable_outputs()?
         .into_iter()
-        .map(|u| {
+        .map(|(outpoint, txout, input)| {
             let fee_input = FeeInput {
-                utxo: Utxo {
-                    outpoint: u.outpoint,
-                    txout: u.txout.clone(),
-                },
+                utxo: Utxo { outpoint, txout },
                 satisfaction_weight: BIP86_SATISFACTION,
             };
-            let input = wallet
-                .bdk()
-                .get_psbt_input(u, None, true)
-                .map_err(|e| OpsError::Refused(format!("wallet input: {e}")))?;
-            Ok((fee_input, input))
+            (fee_input, input)
         })
-        .collect()
+        .collect())
 }
 
 fn no_funds(needed: &str) -> OpsError {

@@ -58,6 +58,15 @@ pub enum OwnerError {
     /// The store check refused the dealing.
     #[error("store check refused the dealing: {0}")]
     Refused(String),
+    /// The dataset's description (column names, category labels, ranges) does not fit the
+    /// one message that declares a store.
+    #[error("the dataset's description (column names, category labels, ranges) takes {bytes} bytes, more than the {cap} a store may declare: store fewer columns (--columns) or shorter names and labels")]
+    TooLarge {
+        /// Bytes of the `STORE_BEGIN` message.
+        bytes: usize,
+        /// The message type's cap.
+        cap: u32,
+    },
     /// A party refused a message or timed out.
     #[error("party {party}: {reason}")]
     Party {
@@ -253,6 +262,17 @@ pub(crate) async fn deal_checked<F: PrimeField>(
         mask: field_to_hex(&shares[i].mask),
         job,
     };
+    // The declaration must fit its message: checked here, once, instead of failing at every
+    // party (and being retried) after the dealing.
+    let declared =
+        serde_json::to_vec(&begin(0)).map_err(|e| OwnerError::Manifest(e.to_string()))?;
+    let cap = MessageType::STORE_BEGIN.cap().unwrap_or(0);
+    if declared.len() > cap as usize {
+        return Err(OwnerError::TooLarge {
+            bytes: declared.len(),
+            cap,
+        });
+    }
     let context = begin(0).context();
     let expected: Vec<Hash32> = shares.iter().map(|s| s.receipt_hash(&context)).collect();
     let total = (schema.rows * schema.fields.len() * n * F::ENCODED_LEN) as u64;

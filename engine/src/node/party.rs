@@ -993,7 +993,8 @@ impl Core {
     }
 
     /// The dataset (store session id) whose ACL must be read afresh before `frame` is
-    /// answered: a job request or a run of a quoted job, on a party that follows a chain.
+    /// answered: an access question, a job request, a run of a quoted job or the first
+    /// funding notice of a delivered job, on a party that follows a chain.
     /// `None` for every other frame (and for frames too malformed to name a dataset: they are
     /// refused by the handler).
     fn needs_fresh_acl(&self, frame: &Frame) -> Option<String> {
@@ -1013,6 +1014,10 @@ impl Core {
             MessageType::ACCESS => {
                 let m: AccessRequest = parse_json(frame).ok()?;
                 self.committed_dataset(&m.dataset_id).ok()?.0
+            }
+            MessageType::JOB_PAID => {
+                let m: super::job::JobPaid = parse_json(frame).ok()?;
+                self.unpaid_job_dataset(&m.job)?
             }
             _ => return None,
         };

@@ -10,7 +10,7 @@ use super::consensus::{self, Coin};
 use super::mempool::MempoolTx;
 use super::policy::{self, fee_for};
 use super::{ChainState, Events};
-use crate::node::{AcceptInfo, NodeEvent, Reject, ScriptHash};
+use crate::types::{AcceptInfo, NodeEvent, Reject, ScriptHash};
 
 /// An accepted (or, for a test, acceptable) transaction.
 #[derive(Debug)]

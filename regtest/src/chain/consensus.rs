@@ -12,7 +12,7 @@ use bitcoin::{
     WitnessMerkleNode,
 };
 
-use crate::node::Reject;
+use crate::types::Reject;
 
 /// Regtest proof-of-work limit (`nBits` of every regtest block).
 pub const POW_BITS: u32 = 0x207f_ffff;

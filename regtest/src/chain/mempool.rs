@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bitcoin::{Amount, OutPoint, Transaction, Txid, Wtxid};
 
-use crate::node::ScriptHash;
+use crate::types::ScriptHash;
 
 /// One mempool transaction.
 #[derive(Debug, Clone)]

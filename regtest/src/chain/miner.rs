@@ -12,7 +12,7 @@ use bitcoin::{
 
 use super::consensus::{self, Coin};
 use super::{ChainState, Events};
-use crate::node::{NodeError, Reject};
+use crate::types::{NodeError, Reject};
 
 /// Weight kept free for the coinbase (Core's default `-blockreservedweight`).
 const COINBASE_RESERVED_WEIGHT: u64 = 8_000;

@@ -4,7 +4,6 @@
 //! events.
 
 mod accept;
-pub(crate) mod automine;
 pub mod consensus;
 pub mod mempool;
 pub mod mempool_file;
@@ -27,7 +26,7 @@ use tracing::{debug, info, warn};
 use self::consensus::Coin;
 use self::mempool::Mempool;
 use self::store::{Record, Store};
-use crate::node::{
+use crate::types::{
     Confirmation, HistoryItem, MempoolEntry, NodeError, NodeEvent, Reject, ScriptHash, TipInfo,
     TxInfo, Utxo, UtxoEntry,
 };
@@ -1072,7 +1071,7 @@ impl ChainState {
         &self,
         op: &OutPoint,
         include_mempool: bool,
-    ) -> Option<crate::node::UtxoEntry> {
+    ) -> Option<crate::types::UtxoEntry> {
         if include_mempool {
             if self.mempool.spends.contains_key(op) {
                 return None;

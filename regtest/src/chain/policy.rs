@@ -5,7 +5,7 @@ use bitcoin::script::Instruction;
 use bitcoin::{Amount, FeeRate, Script, Transaction, TxOut};
 
 use crate::chain::consensus::Coin;
-use crate::node::Reject;
+use crate::types::Reject;
 
 /// Core's `-mempoolexpiry` default (`DEFAULT_MEMPOOL_EXPIRY_HOURS`, 336 hours): an entry older
 /// than this is evicted when the next transaction is accepted (`LimitMempoolSize`).

@@ -15,7 +15,7 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::{Block, BlockHash};
 use tracing::warn;
 
-use crate::node::NodeError;
+use crate::types::NodeError;
 
 /// File name of the block store in the datadir.
 pub const BLOCKS_FILE: &str = "blocks.dat";

@@ -31,6 +31,12 @@ use super::{QueryError, Span};
 /// Deepest nesting of parentheses and unary minus accepted (bounds the recursion).
 pub const MAX_DEPTH: usize = 64;
 
+/// Tallest expression or condition tree accepted: every operator counts, so a chain
+/// `a + b + c ...` of 129 terms is refused. It bounds the recursion of everything that walks a
+/// query after the parser (planner, evaluator, printing): without it one 4 KiB query of
+/// chained `+` overflowed a party daemon's stack.
+pub const MAX_HEIGHT: usize = 128;
+
 /// Parses a query.
 ///
 /// # Errors
@@ -52,10 +58,22 @@ pub fn parse(query: &str) -> Result<Query, QueryError> {
     let mut aggregates = Vec::new();
     let mut filters = Vec::new();
     loop {
-        aggregates.push(p.aggregate()?);
+        let (agg, span) = p.aggregate()?;
+        for e in agg_exprs(&agg) {
+            p.check_height(Tree::Expr(e), span)?;
+        }
+        aggregates.push((agg, span));
         filters.push(if p.keyword("where") {
-            p.pos += 1;
-            Some(p.cond()?)
+            let at = p.next().span;
+            let c = p.cond()?;
+            p.check_height(
+                Tree::Cond(&c),
+                Span {
+                    start: at.start,
+                    end: p.peek().span.start.max(at.end),
+                },
+            )?;
+            Some(c)
         } else {
             None
         });
@@ -356,6 +374,57 @@ impl Parser<'_> {
         Err(self.error(k.span, &format!("{what}, found {}", k.tok.describe())))
     }
 
+    /// Refuses a tree taller than [`MAX_HEIGHT`], measured without recursion.
+    fn check_height(&self, root: Tree<'_>, span: Span) -> Result<(), QueryError> {
+        let mut stack = vec![(root, 1usize)];
+        while let Some((node, h)) = stack.pop() {
+            if h > MAX_HEIGHT {
+                return Err(self.error(
+                    span,
+                    &format!(
+                        "expression more than {MAX_HEIGHT} operators deep (each operator of a chain like a + b + c counts); split it into several aggregates"
+                    ),
+                ));
+            }
+            match node {
+                Tree::Expr(e) => match e {
+                    Expr::Neg { expr, .. } => stack.push((Tree::Expr(expr), h + 1)),
+                    Expr::Binary { lhs, rhs, .. } => {
+                        stack.push((Tree::Expr(lhs), h + 1));
+                        stack.push((Tree::Expr(rhs), h + 1));
+                    }
+                    _ => {}
+                },
+                Tree::Cond(c) => match c {
+                    Cond::Compare { lhs, rhs, .. } => {
+                        stack.push((Tree::Expr(lhs), h + 1));
+                        stack.push((Tree::Expr(rhs), h + 1));
+                    }
+                    Cond::Between {
+                        expr, low, high, ..
+                    } => {
+                        for e in [expr, low, high] {
+                            stack.push((Tree::Expr(e), h + 1));
+                        }
+                    }
+                    Cond::In { expr, list, .. } => {
+                        stack.push((Tree::Expr(expr), h + 1));
+                        for e in list {
+                            stack.push((Tree::Expr(e), h + 1));
+                        }
+                    }
+                    Cond::IsNull { expr, .. } => stack.push((Tree::Expr(expr), h + 1)),
+                    Cond::Not(c) => stack.push((Tree::Cond(c), h + 1)),
+                    Cond::And(a, b) | Cond::Or(a, b) => {
+                        stack.push((Tree::Cond(a), h + 1));
+                        stack.push((Tree::Cond(b), h + 1));
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
     fn enter(&mut self, span: Span) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -450,6 +519,24 @@ impl Parser<'_> {
     }
 }
 
+/// The expressions an aggregate reads.
+fn agg_exprs(agg: &Aggregate) -> Vec<&Expr> {
+    match agg {
+        Aggregate::Sum(e) | Aggregate::CountOf(e) | Aggregate::Mean(e) | Aggregate::Var(e) => {
+            vec![e]
+        }
+        Aggregate::Cov(a, b) | Aggregate::Dot(a, b) => vec![a, b],
+        Aggregate::Count | Aggregate::Hist { .. } => Vec::new(),
+    }
+}
+
+/// A node of either tree kind, for [`Parser::check_height`].
+#[derive(Clone, Copy)]
+enum Tree<'a> {
+    Expr(&'a Expr),
+    Cond(&'a Cond),
+}
+
 fn binary(op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
     let span = Span {
         start: lhs.span().start,
@@ -466,6 +553,29 @@ fn binary(op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_of_operators_are_bounded_by_height_without_recursion() {
+        let chain = |n: usize, op: &str| vec!["a"; n].join(op);
+        // 128 terms make 127 operators under the aggregate: accepted.
+        assert!(parse(&format!("sum({})", chain(MAX_HEIGHT, " + "))).is_ok());
+        // One more operator, or the 2,000-term chain that overflowed a daemon: refused by name.
+        for n in [MAX_HEIGHT + 1, 2_000] {
+            let e = parse(&format!("sum({})", chain(n, "+")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("operators deep"), "{n}: {e}");
+        }
+        let conds = vec!["a > 0"; 300].join(" and ");
+        let e = parse(&format!("count() where {conds}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("operators deep"), "{e}");
+        let e = parse(&format!("cov(a, {})", chain(700, "*")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("operators deep"), "{e}");
+    }
 
     fn round_trip(q: &str) -> String {
         parse(q).unwrap().to_string()

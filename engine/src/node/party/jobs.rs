@@ -565,6 +565,14 @@ impl Core {
             .count()
     }
 
+    /// The dataset of job `id` if it is delivered and not yet paid (the first funding notice
+    /// releases the key: the grant is checked on a fresh reading first).
+    pub(super) fn unpaid_job_dataset(&self, id: &Hash32) -> Option<String> {
+        let j = self.jobs.get(id)?;
+        with_job!(j, j => (j.record.delivery.is_some() && j.record.paid.is_none())
+            .then(|| j.record.dataset.clone()))
+    }
+
     /// The dataset of job `id` if it is quoted and not yet run (a run is a new admission).
     pub(super) fn quoted_job_dataset(&self, id: &Hash32) -> Option<String> {
         let j = self.jobs.get(id)?;
@@ -1001,6 +1009,36 @@ impl Core {
     pub(super) fn on_job_paid(&mut self, conn: u64, paid: JobPaid) -> Result<(), Refuse> {
         let key = self.client_key(conn)?;
         let me = self.me.get();
+        // The key is released only to a service still granted: a REVOKE seen before the first
+        // funding notice (on a fresh ACL reading) stops the job here. This party never claims;
+        // the service's escrow comes back to it at T.
+        let first_notice = self.jobs.get(&paid.job).is_some_and(|job| {
+            with_job!(job, j => j.record.paid.is_none()
+                && j.record.delivery.is_some()
+                && j.record.client_key == hex::encode(key.0))
+        });
+        if first_notice {
+            let access = match self.jobs.get(&paid.job) {
+                Some(job) => with_job!(job, j => self.recheck_access(j)),
+                None => Ok(()),
+            };
+            if let Err(why) = access {
+                let reason = format!(
+                    "{why}: this party will not release its key for this job (the escrow is refunded to the service at T)"
+                );
+                if let Some(job) = self.jobs.get_mut(&paid.job) {
+                    let rec = with_job!(job, j => {
+                        j.phase = Phase::Done;
+                        j.record.state = "failed".into();
+                        j.record.reason = Some(reason.clone());
+                        j.record.clone()
+                    });
+                    self.put_job(&rec).map_err(|e| e.to_string())?;
+                }
+                info!(target: "btcmpc::party", job = %hex::encode(paid.job), "not claiming: {why}");
+                return Err(reason);
+            }
+        }
         let Some(job) = self.jobs.get_mut(&paid.job) else {
             return Err(format!("no job {}", hex::encode(paid.job)));
         };

@@ -1,4 +1,5 @@
-//! The background miner of [`crate::node::Automine`].
+//! The background miner of [`crate::node::Automine`]: a driver thread beside the chain code
+//! that mines on the node when its mode says a block is due.
 
 use std::time::{Duration, Instant};
 
@@ -36,12 +37,12 @@ pub(crate) fn spawn(node: WeakNode, automine: Automine) {
                 since = None;
                 last = Instant::now();
                 if let Err(e) = node.generate_to_script(1, &automine.script_pubkey) {
-                    warn!(target: "btcmpc_regtest::chain::automine", error = %e, "automatic mining failed");
+                    warn!(target: "btcmpc_regtest::automine", error = %e, "automatic mining failed");
                 }
             }
         }
     });
     if let Err(e) = spawned {
-        warn!(target: "btcmpc_regtest::chain::automine", error = %e, "cannot start the automatic miner");
+        warn!(target: "btcmpc_regtest::automine", error = %e, "cannot start the automatic miner");
     }
 }
