@@ -82,7 +82,7 @@ fn balance(net: &Net) -> u64 {
 fn clear_sum() -> String {
     let tenths: i64 = (0..ROWS as i64)
         .filter(|r| r % 7 != 3)
-        .map(|r| (r % 1000) * 10 + r % 10)
+        .map(|r| (r % 1000 + 1) * 10 + r % 10)
         .sum();
     format!("{}.{}", tenths / 10, tenths % 10)
 }

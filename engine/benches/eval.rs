@@ -1,13 +1,16 @@
 //! Benchmarks of evaluation in both fields: `sum` and `dot` over 1 million rows of one party's
-//! shares, and element-wise products through the in-process committee (n = 4, t = 1).
+//! shares, element-wise products through the in-process committee (n = 4, t = 1), and a secure
+//! comparison (LTZ of a 32-bit value) on 10,000 rows through the committee.
 
 use btcmpc_engine::mpc::committee::{Committee, Scenario};
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::query::{Node, Opened, Plan};
 use btcmpc_engine::mpc::shamir::{self, Params};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const ROWS: usize = 1_000_000;
 const PRODUCTS: usize = 1 << 18;
+const COMPARED: usize = 10_000;
 
 fn shares<F: PrimeField>(len: usize, seed: u64) -> Vec<F> {
     (0..len as u64)
@@ -52,11 +55,61 @@ fn products<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
+/// `sum(LTZ(x))` over 10,000 rows of 32-bit signed values: shared random bits (72 per row),
+/// one masked opening, a 5-round BitLT, through 4 parties in one process.
+fn comparisons<F: PrimeField>(c: &mut Criterion) {
+    let params = Params::new(4, 1).expect("n = 4, t = 1 is valid");
+    let committee = Committee::<F>::setup(&Scenario::honest(4, 1)).expect("honest setup");
+    let mut rng = shamir::dealer_rng();
+    let values: Vec<F> = (0..COMPARED as i64)
+        .map(|i| F::from_i64((i.wrapping_mul(0x9e37_79b9) % (1 << 31)) - (1 << 30)))
+        .collect();
+    let columns: Vec<Vec<Vec<F>>> = shamir::deal_vec(&values, params, &mut rng)
+        .into_iter()
+        .map(|c| vec![c])
+        .collect();
+    let node = Node::LessThanZero {
+        value: Box::new(Node::Column(0)),
+        bits: 32,
+    };
+    let plan = Plan {
+        field: F::NAME,
+        rows: COMPARED,
+        opened: vec![Opened {
+            label: "sum(x < 0)".into(),
+            degree: node.degree(),
+            node,
+            scale: 0,
+            bits: 15,
+        }],
+        outputs: Vec::new(),
+        degree: 1,
+        gates: Vec::new(),
+        min_rows: None,
+        supports: Vec::new(),
+    };
+    let mut g = c.benchmark_group(format!("committee/{}", F::NAME));
+    g.throughput(Throughput::Elements(COMPARED as u64));
+    g.sample_size(10);
+    g.bench_function("ltz32_10k_n4", |bench| {
+        bench.iter(|| {
+            black_box(
+                committee
+                    .evaluate([2u8; 32], &plan, &columns)
+                    .expect("honest comparison"),
+            )
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     aggregates::<Secp256k1Scalar>(c);
     aggregates::<Mersenne127>(c);
     products::<Secp256k1Scalar>(c);
     products::<Mersenne127>(c);
+    comparisons::<Mersenne127>(c);
+    comparisons::<Secp256k1Scalar>(c);
 }
 
 criterion_group!(eval, benches);

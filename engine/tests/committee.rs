@@ -130,7 +130,10 @@ fn scenario(n: usize, t: usize, bad: &[usize], b: Behaviour, seed: u64) -> Scena
 fn promise(b: Behaviour, products: bool, bad: &[usize]) -> (bool, BTreeSet<usize>) {
     let named: BTreeSet<usize> = bad.iter().copied().collect();
     match b {
-        Behaviour::Honest | Behaviour::Withhold => (true, BTreeSet::new()),
+        // These queries open nothing to the committee: a wrong opening has nothing to lie in.
+        Behaviour::Honest | Behaviour::Withhold | Behaviour::WrongOpening => {
+            (true, BTreeSet::new())
+        }
         // Detected by the over-determined degree-2t openings: abort, no blame.
         Behaviour::WrongProductContribution => (!products || bad.is_empty(), BTreeSet::new()),
         _ => (true, named),

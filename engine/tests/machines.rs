@@ -245,12 +245,16 @@ fn evaluation_agrees_in_any_delivery_order_and_after_a_restart() {
             .unwrap()
             .values,
     );
-    for k in 0..want.len() {
-        let shares: Vec<(usize, F)> = a.iter().enumerate().map(|(i, v)| (i + 1, v[k])).collect();
+    for (k, want) in want.iter().enumerate() {
+        let shares: Vec<(usize, F)> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v.values[k]))
+            .collect();
         let got = btcmpc_engine::mpc::shamir::reconstruct(params, &shares).unwrap();
         assert_eq!(
             btcmpc_engine::mpc::query::num::to_signed(got),
-            want[k],
+            *want,
             "opened sum {k}"
         );
     }

@@ -159,6 +159,14 @@ const SHOWN_DIGITS: usize = 5;
 fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
     let mut text = format!("job {} on dataset {name}\n", job.id_hex());
     let mut result = serde_json::Map::new();
+    // The cells the leakage rule withheld (their value reads `withheld (fewer than N rows)`).
+    let withheld: Vec<&str> = job
+        .result
+        .iter()
+        .flatten()
+        .filter(|v| v.withheld)
+        .map(|v| v.name.as_str())
+        .collect();
     match &job.result {
         Some(values) => {
             text.push_str("result:\n");
@@ -272,7 +280,14 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
             job.request.timeout
         ));
     }
-    for (p, e) in &job.silent {
+    for (p, e) in &job.gate_dissent {
+        text.push_str(&format!("named: party {p} {e} (not paid)\n"));
+    }
+    for (p, e) in job
+        .silent
+        .iter()
+        .filter(|(p, _)| !job.gate_dissent.iter().any(|(q, _)| q == p))
+    {
         text.push_str(&format!("  party {p} delivered nothing: {e}\n"));
     }
     let _ = manifest;
@@ -281,6 +296,9 @@ fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str
         json!({"job": job.id_hex(),
                "result": if job.funding.is_none() && result.is_empty() { Value::Null } else { Value::Object(result) },
                "paid": paid,
+               "withheld": withheld,
+               "gate_dissent": job.gate_dissent.iter()
+                   .map(|(p, e)| json!({"party": p, "why": e})).collect::<Vec<_>>(),
                "pending_refunds": pending, "blamed": blamed, "slashed": slashed}),
     )
 }

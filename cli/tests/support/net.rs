@@ -382,9 +382,11 @@ impl Net {
 }
 
 /// A CSV of `rows` rows with an integer column, a decimal column with gaps, a category and a
-/// column with a declared range.
+/// column with a declared range. Neither `income` nor `age` can be 0 (their ranges exclude
+/// it), so the leakage rule counts their rows by presence alone: `sum(income)` and
+/// `count(income)` rest on the same rows.
 pub fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {
-    let mut s = String::from("id,income,plan:cat,age:int:0..120\n");
+    let mut s = String::from("id,income,plan:cat,age:int:1..120\n");
     let mut sum = 0;
     let mut gaps = 0;
     for r in 0..rows {
@@ -392,7 +394,7 @@ pub fn write_csv(path: &std::path::Path, rows: usize) -> (i64, usize) {
             gaps += 1;
             String::new()
         } else {
-            format!("{}.{}", r % 1000, r % 10)
+            format!("{}.{}", r % 1000 + 1, r % 10)
         };
         let plan = ["free", "basic", "full"][r % 3];
         s.push_str(&format!("{r},{income},{plan},{}\n", 18 + r % 70));

@@ -29,17 +29,22 @@
 //!    finishes the query ([`Plan::finish`]).
 //!
 //! Evil twins ([`Behaviour`]) run the honest machine; the driver rewrites (and re-signs with
-//! the party's key) the messages it sends, or drops them. Only a wrong product contribution
-//! and a lying check opening lie inside the machine ([`EvalMachine::lie_in_openings`],
+//! the party's key) the messages it sends, or drops them. A wrong product contribution, a wrong
+//! share in an opening to the committee and a lying check opening lie inside the machine
+//! ([`EvalMachine::lie_in_openings`], [`EvalMachine::lie_in_public_openings`],
 //! [`CheckMachine::lie_in_opening`]): the party signs one value only, its own view included
-//! (rewriting its messages would make it an equivocator).
+//! (rewriting its messages would make it an equivocator). [`run_plan`] runs a hand-built plan
+//! (comparisons, gates) and lets a test add any [`crate::mpc::eval::Tamper`].
 //!
 //! What version 1 guarantees, and what the tests assert: with `n >= 3t + 1` and at most `t`
 //! faulty parties, linear aggregates (`sum`, `count`, `mean`, `hist`) are delivered correctly
 //! and every wrong output share, lying check opening and equivocation is named; a party that
 //! only withholds is not named (it is simply not paid). Aggregates with products stay private;
 //! a wrong product contribution is detected by every honest party (the degree-`2t` openings
-//! are over-determined) and the job aborts without blame. With `n = 2t + 1` the same attack goes
+//! are over-determined) and the job aborts without blame. In a comparison or a gate, a wrong
+//! share in an opening to the committee (`r^2`, the masked opening, a gate bit) is corrected by
+//! Berlekamp-Welch and its author named, with the signed openings as evidence
+//! ([`crate::mpc::eval::OpeningFault`]); the honest parties agree on every gate bit. With `n = 2t + 1` the same attack goes
 //! undetected and shifts the result (an additive attack): version 1 is correct for products
 //! only against a semi-honest minority, as PROTOCOL.md states.
 
@@ -60,7 +65,7 @@ use crate::mpc::csv::Dataset;
 use crate::mpc::dealing::{self, Hash32, PartyShares};
 use crate::mpc::decode::{decode_vec, DecodeVec};
 use crate::mpc::echo::{payload_hash, Equivocation, SignedHeader};
-use crate::mpc::eval::{mask_outputs, EvalError, EvalMachine, Task};
+use crate::mpc::eval::{mask_outputs, EvalError, EvalMachine, Evaluation, Task};
 use crate::mpc::evidence::PartyKey;
 use crate::mpc::field::PrimeField;
 use crate::mpc::prss::{Prss, PrssError};
@@ -89,11 +94,14 @@ pub enum Behaviour {
     /// Sends different signed values to different parties (check openings and degree-`2t`
     /// openings).
     Equivocate,
+    /// Adds 1 to the first share of every opening to the committee it sends (the `r^2` of
+    /// random bits, the masked opening of a comparison, the gate bits).
+    WrongOpening,
 }
 
 impl Behaviour {
     /// Every behaviour, honest first.
-    pub const ALL: [Behaviour; 7] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Honest,
         Behaviour::WrongOutputShare,
         Behaviour::WrongProductContribution,
@@ -101,6 +109,7 @@ impl Behaviour {
         Behaviour::BadRandomnessContribution,
         Behaviour::Withhold,
         Behaviour::Equivocate,
+        Behaviour::WrongOpening,
     ];
 }
 
@@ -199,9 +208,17 @@ pub struct Outcome {
     pub status: Status,
     /// The finished outputs, when delivered.
     pub result: Option<Vec<OutputValue>>,
-    /// The opened sums (signed integers at their scales), when delivered.
+    /// The opened sums (signed integers at their scales), when delivered; a withheld sum
+    /// opens to 0 (its masked share was the mask alone).
     pub opened: Option<Vec<BigInt>>,
-    /// Every party named: equivocation, lying check opening, wrong output share.
+    /// Per opened sum, whether the gates disclose it, when delivered (all `true` without
+    /// gates). `result` marks the outputs of undisclosed sums withheld
+    /// ([`OutputValue::withheld`]).
+    pub disclosed: Option<Vec<bool>>,
+    /// The public gate bits every honest party opened, when the evaluation finished.
+    pub gates: Option<Vec<bool>>,
+    /// Every party named: equivocation, lying check opening, wrong output share, wrong share in
+    /// an opening to the committee.
     pub culprits: BTreeSet<usize>,
     /// The equivocation evidence gathered.
     pub equivocations: Vec<Equivocation>,
@@ -675,10 +692,47 @@ impl<F: PrimeField> Committee<F> {
         a: &[Vec<F>],
         b: &[Vec<F>],
     ) -> Result<Vec<Vec<F>>, EvalError> {
+        let tasks = (0..self.params.n())
+            .map(|i| Task::Products { a: &a[i], b: &b[i] })
+            .collect();
+        Ok(self
+            .tasks(job, tasks, true)?
+            .into_iter()
+            .map(|e| e.values)
+            .collect())
+    }
+
+    /// Evaluates `plan` through the committee, all parties honest: `columns[i - 1]` are party
+    /// `i`'s share columns; returns every party's [`Evaluation`] (unmasked shares).
+    ///
+    /// # Errors
+    /// [`EvalError`] from any round.
+    pub fn evaluate(
+        &self,
+        job: Hash32,
+        plan: &Plan,
+        columns: &[Vec<Vec<F>>],
+    ) -> Result<Vec<Evaluation<F>>, EvalError> {
+        let tasks = (0..self.params.n())
+            .map(|i| Task::Plan {
+                plan,
+                columns: &columns[i],
+            })
+            .collect();
+        self.tasks(job, tasks, plan.rows >= 1_000)
+    }
+
+    fn tasks(
+        &self,
+        job: Hash32,
+        tasks: Vec<Task<'_, F>>,
+        parallel: bool,
+    ) -> Result<Vec<Evaluation<F>>, EvalError> {
         let n = self.params.n();
-        let machines = (0..n)
-            .map(|i| {
-                let task = Task::Products { a: &a[i], b: &b[i] };
+        let machines = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| {
                 EvalMachine::new(
                     &self.prss[i],
                     job,
@@ -691,7 +745,7 @@ impl<F: PrimeField> Committee<F> {
             })
             .collect();
         let mut net = Net::new(n, &self.signing, vec![Behaviour::Honest; n], Phase::Compute);
-        let slots = drive(&mut net, machines, true, &|_, _| None);
+        let slots = drive(&mut net, machines, parallel, &|_, _| None);
         slots
             .into_iter()
             .map(|s| match s.and_then(|s| s.output) {
@@ -856,6 +910,26 @@ pub fn run<F: PrimeField>(
 ) -> Result<Outcome, CommitteeError> {
     let parsed = parse(query)?;
     let plan = plan_text::<F>(query, &parsed, &data.schema)?;
+    run_plan::<F>(scenario, data, plan, &parsed.to_string(), &|_, _| {})
+}
+
+/// What a test may do to party `i`'s evaluation machine before it starts (deviations beyond
+/// the [`Behaviour`]s, e.g. [`EvalMachine::tamper`]).
+pub type Prepare<F> = dyn for<'m> Fn(usize, &mut EvalMachine<'m, F>);
+
+/// Runs a plan (built by hand or by the planner; `label` is the query text the job signs)
+/// over the CSV `data` through the committee of `scenario`, end to end; `prepare` is offered
+/// every party's evaluation machine before it starts.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_plan<F: PrimeField>(
+    scenario: &Scenario,
+    data: &Dataset,
+    plan: Plan,
+    label: &str,
+    prepare: &Prepare<F>,
+) -> Result<Outcome, CommitteeError> {
     let committee = Committee::<F>::setup(scenario)?;
     let params = committee.params;
     let n = params.n();
@@ -867,6 +941,8 @@ pub fn run<F: PrimeField>(
         status,
         result: None,
         opened: None,
+        disclosed: None,
+        gates: None,
         culprits: convicted,
         equivocations,
         roster: roster.clone(),
@@ -928,7 +1004,7 @@ pub fn run<F: PrimeField>(
             *x += F::ONE;
         }
     }
-    let job_context = digest_json(b"btcmpc/v1/job", &(hex::encode(job), parsed.to_string()));
+    let job_context = digest_json(b"btcmpc/v1/job", &(hex::encode(job), label));
     match run_check(
         &committee,
         scenario,
@@ -973,9 +1049,12 @@ pub fn run<F: PrimeField>(
                 committee.signing[i].0.clone(),
                 ignored.clone(),
             )?;
-            if scenario.behaviour(i + 1) == Behaviour::WrongProductContribution {
-                m.lie_in_openings(F::ONE);
+            match scenario.behaviour(i + 1) {
+                Behaviour::WrongProductContribution => m.lie_in_openings(F::ONE),
+                Behaviour::WrongOpening => m.lie_in_public_openings(F::ONE),
+                _ => {}
             }
+            prepare(i + 1, &mut m);
             Ok(Some(m))
         })
         .collect::<Result<Vec<_>, RoundError>>()?;
@@ -990,6 +1069,8 @@ pub fn run<F: PrimeField>(
     let slots = drive(&mut net, machines, parallel, &|_, _| None);
     let mut outputs: Vec<(usize, Vec<F>)> = Vec::new();
     let mut abort: Option<String> = None;
+    // What the honest parties agree on: gate bits and disclosure.
+    let mut public: Option<(Vec<bool>, Vec<bool>)> = None;
     for (i, s) in slots.into_iter().enumerate() {
         let Some(s) = s else { continue };
         let b = scenario.behaviour(i + 1);
@@ -998,8 +1079,36 @@ pub fn run<F: PrimeField>(
                 equivocations.push(ev.clone());
             }
         }
+        if b == Behaviour::Honest {
+            for f in s.machine.opening_faults() {
+                if let Err(e) = f.verify(&job, &committee.verifying, params.t()) {
+                    return Err(CommitteeError::Diverged(format!(
+                        "party {} named {:?} on evidence that does not verify: {e}",
+                        i + 1,
+                        f.culprits
+                    )));
+                }
+                convicted.extend(f.culprits.iter().map(|c| *c as usize));
+            }
+            if let Some(Ok(e)) = &s.output {
+                let mine = (e.gates.clone(), e.disclosed.clone());
+                match &public {
+                    Some(p) if *p != mine => {
+                        return Err(CommitteeError::Diverged(format!(
+                            "party {} opened gates {:?}, another {:?}",
+                            i + 1,
+                            mine.0,
+                            p.0
+                        )))
+                    }
+                    _ => public = Some(mine),
+                }
+            }
+        }
         let r = match s.output {
-            Some(Ok(a)) => mask_outputs(&a, &mask_shares[i].columns[0]).map_err(RoundError::from),
+            Some(Ok(a)) => {
+                mask_outputs(&a.values, &mask_shares[i].columns[0]).map_err(RoundError::from)
+            }
             Some(Err(e)) => Err(e),
             None => Err(RoundError::Stalled("the evaluation did not finish".into())),
         };
@@ -1054,11 +1163,15 @@ pub fn run<F: PrimeField>(
         .zip(&masks)
         .map(|(y, m)| to_signed(*y - *m))
         .collect();
-    let result = plan.finish(&opened)?;
+    let (gates, disclosed) = public.unwrap_or_else(|| (Vec::new(), vec![true; opened.len()]));
+    // An output reading a sum of a closed gate is finished as withheld.
+    let result = Some(plan.finish_gated(&opened, &gates)?);
     Ok(Outcome {
         status: Status::Delivered,
-        result: Some(result),
+        result,
         opened: Some(opened),
+        disclosed: Some(disclosed),
+        gates: Some(gates),
         culprits: convicted,
         equivocations,
         roster,

@@ -661,6 +661,12 @@ impl<F: PrimeField> Broadcast<F> {
         }]
     }
 
+    /// The signed header this party holds for `sender`'s value (its own included), if any:
+    /// the evidence behind a value it decoded.
+    pub fn header(&self, sender: PartyId) -> Option<&SignedHeader> {
+        self.echo.held(sender.get())
+    }
+
     /// What the parties agreed, once [`Broadcast::is_done`] (`None` before).
     pub fn output(&self) -> Option<BroadcastOutput<F>> {
         if !self.is_done() {

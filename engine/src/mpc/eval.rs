@@ -8,19 +8,35 @@
 //!   product of the two share vectors, a degree-`2t` value, reduced once per aggregate (all the
 //!   aggregates of a query in one batch) with [`crate::mpc::mult`];
 //! - a product inside a row expression (`sum(a * b * c)`) element-wise, reduced in one batch
-//!   per product node before it is used.
+//!   per product node before it is used;
+//! - a comparison ([`Node::LessThanZero`], [`Node::EqualsZero`]) by Catrina and de Hoogh's LTZ
+//!   and EQZ on every row at once ([`crate::mpc::compare`]): shared random bits, one masked
+//!   opening to the committee, and a logarithmic tree of products;
+//! - the disclosure gates of the plan ([`Plan::gates`]) last: every test's count on shares,
+//!   its test bit (LTZ, EQZ), the AND of a gate's tests, and **one opened bit per gate**. An
+//!   opened sum of a gate whose bit is 0 is withheld: replaced by 0 before the output mask, so
+//!   nothing about it leaves the party ([`Evaluation`]).
 //!
-//! Evaluation is a round-based machine ([`EvalMachine`]) with no thread, queue or clock: when
-//! the evaluation needs a degree reduction it masks this party's degree-`2t` values with a PRSS
-//! double sharing ([`Prss::double`]) and yields them as a signed echo-broadcast
-//! ([`crate::mpc::echo::Broadcast`]) of round `r`; the driver delivers the other parties'
-//! messages; with the openings of round `r` the machine opens the masked values (checking that
-//! the over-determined openings lie on one degree-`2t` polynomial), re-shares them and resumes.
-//! Damgård-Nielsen, "Scalable and Unconditionally Secure Multiparty Computation", CRYPTO 2007,
-//! with PRSS double sharings instead of dealt ones.
+//! Evaluation is a round-based machine ([`EvalMachine`]) with no thread, queue or clock. A round
+//! is one signed echo-broadcast ([`crate::mpc::echo::Broadcast`]) of one vector per party, of
+//! one of two kinds:
+//!
+//! - a **degree reduction**: the machine masks this party's degree-`2t` values with a PRSS
+//!   double sharing ([`Prss::double`]) and broadcasts them; with the openings of the round it
+//!   checks that they lie on one degree-`2t` polynomial, opens the masked values and re-shares
+//!   them. Damgård-Nielsen, "Scalable and Unconditionally Secure Multiparty Computation",
+//!   CRYPTO 2007, with PRSS double sharings instead of dealt ones;
+//! - an **opening to the committee** of degree-`t` shares (the `r^2` of random bits, the masked
+//!   opening of a comparison, the gate bits): every party broadcasts its shares and decodes them
+//!   with Berlekamp-Welch ([`crate::mpc::decode::decode_vec`]); with `n >= 3t + 1` a share off
+//!   the polynomial is corrected and its author named ([`OpeningFault`], with the signed
+//!   broadcasts as evidence); openings that determine no polynomial abort the step.
+//!
+//! Both are checked in the round they happen (see [`crate::mpc::compare`], "No selective
+//! failure").
 //!
 //! Resuming re-runs the (deterministic) local part of the evaluation from the start with the
-//! reduced values of the rounds already done: the machine's state is its inputs plus those
+//! results of the rounds already done: the machine's state is its inputs plus those
 //! rounds, so a driver that persists the inputs and the messages delivered can re-create it
 //! after a restart; it then re-emits byte-identical signed messages. A driver that re-creates
 //! the machine for every event keeps the local passes in a [`LocalMemo`] so that each runs
@@ -35,20 +51,26 @@
 //! to the service together with `t` parties (who, knowing `t` shares and the result, determine
 //! the polynomial anyway). A PRSS zero sharing of degree `t` does not exist (see
 //! [`crate::mpc::prss`]), and a re-sharing round would turn a cheater that is named at decoding
-//! into an unattributed abort, so linear aggregates are not re-shared.
+//! into an unattributed abort, so linear aggregates are not re-shared. A comparison's output is
+//! a linear function of PRSS-derived bit sharings and reduced products, so a sum over
+//! comparisons carries no trace of the stored sharings either.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k256::schnorr::{SigningKey, VerifyingKey};
 
-use crate::mpc::echo::{Broadcast, Equivocation};
+use crate::mpc::compare::{self, CompareError, Rounds};
+use crate::mpc::decode::{decode_vec, DecodeVec};
+use crate::mpc::echo::{payload_hash, Broadcast, Equivocation, SignedHeader};
 use crate::mpc::field::PrimeField;
 use crate::mpc::mult::{self, MultError};
 use crate::mpc::prss::Prss;
 use crate::mpc::query::num::to_field;
 use crate::mpc::query::{Node, Plan};
 use crate::mpc::round::{Machine, Message, Outgoing, PartyId, RoundError, RoundId, Step};
+use crate::mpc::shamir::Params;
 
 /// Errors of evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +103,38 @@ pub enum EvalError {
         #[source]
         source: MultError,
     },
+    /// An opening to the committee failed (the shares determine no polynomial, or too few
+    /// arrived): the step aborts.
+    #[error("opening in round {round}: {reason}")]
+    Opening {
+        /// The round.
+        round: u32,
+        /// What failed.
+        reason: String,
+    },
+    /// A comparison is wider than the field allows (or 0 bits wide).
+    #[error("comparison {node} has {bits} bits, this field compares 1 to {max} bits")]
+    CompareBits {
+        /// The comparison node (abbreviated).
+        node: String,
+        /// Its bits.
+        bits: u32,
+        /// [`compare::max_compare_bits`].
+        max: u32,
+    },
+    /// A comparison step failed.
+    #[error("comparison: {0}")]
+    Comparison(#[from] CompareError),
+    /// A gate names an opened sum the plan does not have.
+    #[error("gate {gate} names opened sum {index}, the plan has {opened}")]
+    BadGate {
+        /// The gate.
+        gate: usize,
+        /// The index named.
+        index: usize,
+        /// Opened sums of the plan.
+        opened: usize,
+    },
     /// The plan uses an operation this evaluator does not run.
     #[error("the evaluator does not run {0}")]
     Unsupported(&'static str),
@@ -111,10 +165,107 @@ pub enum Task<'a, F> {
     },
 }
 
+/// What an evaluation produced: this party's degree-`t` shares, and what the gates allow.
+///
+/// Every honest party holds the same `gates` and `disclosed` (the gate bits were opened to the
+/// committee). A withheld sum's share is already 0 (a public sharing of 0), so once masked
+/// ([`mask_outputs`]) it carries nothing but the mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation<F> {
+    /// One share per opened sum of the plan (0 where withheld), or per product.
+    pub values: Vec<F>,
+    /// Per value: whether it is disclosed (every gate naming it passed). All `true` without
+    /// gates.
+    pub disclosed: Vec<bool>,
+    /// The public bit of every gate of the plan, in order ([`Plan::gates`]).
+    pub gates: Vec<bool>,
+}
+
+impl<F> Evaluation<F> {
+    fn open(values: Vec<F>) -> Self {
+        Evaluation {
+            disclosed: vec![true; values.len()],
+            values,
+            gates: Vec::new(),
+        }
+    }
+}
+
+/// Test support: a deviation of this party inside an evaluation (the evil twins of the
+/// comparison tests). The party signs one value per round, its own view included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tamper<F> {
+    /// Adds `delta` to value `position` of what this party broadcasts in round `round` (a masked
+    /// degree-`2t` value in a reduction, a share in an opening to the committee).
+    Round {
+        /// The round.
+        round: u32,
+        /// Position in the round's vector.
+        position: usize,
+        /// What is added.
+        delta: F,
+    },
+    /// Adds `delta` to this party's share of random bit `position` of the first batch of random
+    /// bits it makes.
+    RandomBit {
+        /// Position in the batch.
+        position: usize,
+        /// What is added.
+        delta: F,
+    },
+}
+
+/// An input an [`EvalMachine`] borrows, or shares with an owning driver (which keeps the
+/// machine across events instead of re-creating it: [`EvalMachine::new_shared`]).
+enum Held<'a, T: ?Sized> {
+    Borrowed(&'a T),
+    Shared(Arc<T>),
+}
+
+impl<T: ?Sized> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Held::Borrowed(t) => t,
+            Held::Shared(t) => t,
+        }
+    }
+}
+
+/// A [`Task`] whose inputs are borrowed or shared.
+enum HeldTask<'a, F> {
+    Plan {
+        plan: Held<'a, Plan>,
+        columns: Held<'a, [Vec<F>]>,
+    },
+    Products {
+        a: Held<'a, [F]>,
+        b: Held<'a, [F]>,
+    },
+}
+
+impl<F> HeldTask<'_, F> {
+    fn view(&self) -> Task<'_, F> {
+        match self {
+            HeldTask::Plan { plan, columns } => Task::Plan { plan, columns },
+            HeldTask::Products { a, b } => Task::Products { a, b },
+        }
+    }
+}
+
+/// What the local part needs from the next round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request<F> {
+    /// Degree-`2t` values to reduce to degree `t`.
+    Reduce(Vec<F>),
+    /// Degree-`t` shares to open to the committee.
+    Open(Vec<F>),
+}
+
 /// Why the local part of an evaluation stopped.
 enum Stop<F> {
-    /// It needs the degree-`2t` values reduced in the next round.
-    Need(Vec<F>),
+    /// It needs the next round.
+    Need(Request<F>),
     /// It failed.
     Fail(EvalError),
 }
@@ -125,10 +276,35 @@ impl<F> From<EvalError> for Stop<F> {
     }
 }
 
-/// The local part of one evaluation, replayed over the rounds already reduced.
+impl<F> From<CompareError> for Stop<F> {
+    fn from(e: CompareError) -> Self {
+        Stop::Fail(EvalError::Comparison(e))
+    }
+}
+
+/// What the replays of the local part keep of the random bits: the canonical inverse roots of
+/// opened `r^2` values per round, and the bits made from the two rounds starting at a round
+/// (each with the squares opened, which identify them; the PRSS draw is fixed by the replay).
+#[derive(Debug, Default)]
+struct RootCache<F> {
+    entries: BTreeMap<usize, (Vec<F>, Vec<Option<F>>)>,
+    bits: BTreeMap<usize, (Vec<F>, Vec<F>)>,
+}
+
+/// The local part of one evaluation, replayed over the rounds already done.
 struct Run<'r, F> {
-    reduced: &'r [Vec<F>],
+    /// The result of every round done: re-shared products, or opened values.
+    done: &'r [Vec<F>],
     cursor: usize,
+    prss: Option<&'r Prss<F>>,
+    job: [u8; 32],
+    draws: u64,
+    bit_batches: usize,
+    tamper_bit: Option<(usize, F)>,
+    roots: Option<&'r mut RootCache<F>>,
+    /// The interactive nodes computed in this pass: a node that occurs again (a filter's
+    /// comparison in a gate test) is computed once.
+    seen: HashMap<Node, Vec<F>>,
 }
 
 enum Vals<'a, F: Clone> {
@@ -136,38 +312,137 @@ enum Vals<'a, F: Clone> {
     Shares(Cow<'a, [F]>),
 }
 
+/// PRSS counters of the random sharings of comparisons (apart from the rounds' counters).
+const RANDOM_COUNTER_BASE: u64 = 1 << 40;
+
+impl<F: PrimeField> Rounds<F> for Run<'_, F> {
+    type Stop = Stop<F>;
+
+    fn multiply(&mut self, a: &[F], b: &[F]) -> Result<Vec<F>, Stop<F>> {
+        let round = self.cursor as u32;
+        self.round(|| {
+            mult::local_products(a, b)
+                .map(Request::Reduce)
+                .map_err(|source| EvalError::Reduction { round, source })
+        })
+    }
+
+    fn open(&mut self, shares: Vec<F>) -> Result<Vec<F>, Stop<F>> {
+        self.round(|| Ok(Request::Open(shares)))
+    }
+
+    fn random(&mut self, len: usize) -> Result<Vec<F>, Stop<F>> {
+        let Some(prss) = self.prss else {
+            return Err(EvalError::NeedsRound {
+                round: self.cursor as u32,
+            }
+            .into());
+        };
+        let counter = RANDOM_COUNTER_BASE + self.draws;
+        self.draws += 1;
+        Ok(prss.random(&self.job, counter, len))
+    }
+
+    fn inverse_roots(&mut self, squares: &[F]) -> Result<Vec<Option<F>>, Stop<F>> {
+        let key = self.cursor;
+        if let Some(cache) = self.roots.as_deref_mut() {
+            if let Some((sq, roots)) = cache.entries.get(&key) {
+                if sq == squares {
+                    return Ok(roots.clone());
+                }
+            }
+            let roots = compare::inverse_roots(squares)?;
+            cache.entries.insert(key, (squares.to_vec(), roots.clone()));
+            return Ok(roots);
+        }
+        Ok(compare::inverse_roots(squares)?)
+    }
+
+    fn cached_bits(&mut self, len: usize) -> Option<Vec<F>> {
+        let c = self.cursor;
+        let cache = self.roots.as_deref()?;
+        let (squares, bits) = cache.bits.get(&c)?;
+        if bits.len() != len || self.done.get(c + 1) != Some(squares) {
+            return None;
+        }
+        let bits = bits.clone();
+        self.cursor += 2;
+        self.draws += 1;
+        Some(bits)
+    }
+
+    fn position(&self) -> usize {
+        self.cursor
+    }
+
+    fn keep_bits(&mut self, start: usize, squares: &[F], bits: &[F]) {
+        if let Some(cache) = self.roots.as_deref_mut() {
+            cache.bits.insert(start, (squares.to_vec(), bits.to_vec()));
+        }
+    }
+
+    fn tamper_bits(&mut self, bits: &mut [F]) {
+        if self.bit_batches == 0 {
+            if let Some((p, d)) = self.tamper_bit {
+                if let Some(b) = bits.get_mut(p) {
+                    *b += d;
+                }
+            }
+        }
+        self.bit_batches += 1;
+    }
+}
+
 impl<'r, F: PrimeField> Run<'r, F> {
-    /// The next round's reduced values, or a stop asking for it.
-    fn reduce(
+    fn new(done: &'r [Vec<F>]) -> Self {
+        Run {
+            done,
+            cursor: 0,
+            prss: None,
+            job: [0; 32],
+            draws: 0,
+            bit_batches: 0,
+            tamper_bit: None,
+            roots: None,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The next round's result, or a stop asking for it.
+    fn round(
         &mut self,
-        c2t: impl FnOnce() -> Result<Vec<F>, EvalError>,
+        request: impl FnOnce() -> Result<Request<F>, EvalError>,
     ) -> Result<Vec<F>, Stop<F>> {
-        if let Some(v) = self.reduced.get(self.cursor) {
+        if let Some(v) = self.done.get(self.cursor) {
             self.cursor += 1;
             return Ok(v.clone());
         }
-        Err(Stop::Need(c2t()?))
+        Err(Stop::Need(request()?))
     }
 
-    fn task(&mut self, task: Task<'_, F>) -> Result<Vec<F>, Stop<F>> {
+    fn task(&mut self, task: Task<'_, F>) -> Result<Evaluation<F>, Stop<F>> {
         match task {
             Task::Plan { plan, columns } => self.evaluate(plan, columns),
-            Task::Products { a, b } => {
-                let round = self.cursor as u32;
-                self.reduce(|| {
-                    mult::local_products(a, b)
-                        .map_err(|source| EvalError::Reduction { round, source })
-                })
-            }
+            Task::Products { a, b } => Ok(Evaluation::open(self.multiply(a, b)?)),
         }
     }
 
-    fn evaluate(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, Stop<F>> {
-        if !plan.gates.is_empty() {
-            return Err(EvalError::Unsupported("disclosure gates").into());
-        }
+    fn evaluate(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Evaluation<F>, Stop<F>> {
         for o in &plan.opened {
-            check_columns(&o.node, columns, plan.rows)?;
+            check_node(&o.node, columns, plan.rows)?;
+        }
+        for (g, gate) in plan.gates.iter().enumerate() {
+            for test in &gate.tests {
+                check_node(test.rows(), columns, plan.rows)?;
+            }
+            if let Some(index) = gate.opened.iter().find(|i| **i >= plan.opened.len()) {
+                return Err(EvalError::BadGate {
+                    gate: g,
+                    index: *index,
+                    opened: plan.opened.len(),
+                }
+                .into());
+            }
         }
         let mut out = Vec::with_capacity(plan.opened.len());
         let mut to_reduce = Vec::new();
@@ -180,12 +455,88 @@ impl<'r, F: PrimeField> Run<'r, F> {
         }
         if !to_reduce.is_empty() {
             let c2t: Vec<F> = to_reduce.iter().map(|k| out[*k]).collect();
-            let reduced = self.reduce(|| Ok(c2t))?;
+            let reduced = self.round(|| Ok(Request::Reduce(c2t)))?;
             for (k, v) in to_reduce.into_iter().zip(reduced) {
                 out[k] = v;
             }
         }
-        Ok(out)
+        let mut result = Evaluation::open(out);
+        if plan.gates.is_empty() {
+            return Ok(result);
+        }
+        let bits = self.gates(plan, columns)?;
+        for (gate, pass) in plan.gates.iter().zip(&bits) {
+            if !*pass {
+                for i in &gate.opened {
+                    result.disclosed[*i] = false;
+                    result.values[*i] = F::ZERO;
+                }
+            }
+        }
+        result.gates = bits;
+        Ok(result)
+    }
+
+    /// The public bit of every gate: counts, LTZ and EQZ of all tests in one batch, the AND of
+    /// each gate's tests, one opening of all the gates' bits.
+    fn gates(&mut self, plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<bool>, Stop<F>> {
+        use crate::mpc::query::plan::GateTest;
+        // (gate, zero passes too, min_rows, count share) of every test that can fail.
+        let mut tests: Vec<(usize, bool, u64, F)> = Vec::new();
+        for (g, gate) in plan.gates.iter().enumerate() {
+            for test in &gate.tests {
+                let (min, zero_ok) = match test {
+                    GateTest::AtLeast { min_rows, .. } => (*min_rows, false),
+                    GateTest::ZeroOrAtLeast { min_rows, .. } => (*min_rows, true),
+                };
+                if min == 0 {
+                    continue; // every count passes
+                }
+                let count = match self.rows(test.rows(), columns)? {
+                    Vals::Shares(v) => F::sum_slice(&v),
+                    Vals::Const(c) => c * F::from_u64(plan.rows as u64),
+                };
+                tests.push((g, zero_ok, min, count));
+            }
+        }
+        if tests.is_empty() {
+            return Ok(vec![true; plan.gates.len()]);
+        }
+        // count - min_rows is in [-min_rows, rows]: one sign bit more than the larger.
+        let largest = tests
+            .iter()
+            .map(|t| t.2)
+            .chain(std::iter::once(plan.rows as u64))
+            .max()
+            .unwrap_or(0);
+        let k = 65 - largest.leading_zeros();
+        let diff: Vec<F> = tests.iter().map(|t| t.3 - F::from_u64(t.2)).collect();
+        let lt = compare::ltz(self, &diff, k)?;
+        let zeros: Vec<F> = tests.iter().filter(|t| t.1).map(|t| t.3).collect();
+        let eq = if zeros.is_empty() {
+            Vec::new()
+        } else {
+            compare::eqz(self, &zeros, k)?
+        };
+        // count >= min_rows, or (ZeroOrAtLeast) count == 0: exclusive as min_rows >= 1.
+        let mut eq = eq.into_iter();
+        let mut per_gate: Vec<Vec<F>> = vec![Vec::new(); plan.gates.len()];
+        for (t, lt) in tests.iter().zip(lt) {
+            let mut pass = F::ONE - lt;
+            if t.1 {
+                pass += eq.next().unwrap_or(F::ZERO);
+            }
+            per_gate[t.0].push(pass);
+        }
+        let width = per_gate.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut flat = Vec::with_capacity(width * per_gate.len());
+        for bits in per_gate {
+            let pad = width - bits.len();
+            flat.extend(bits);
+            flat.extend(std::iter::repeat_n(F::ONE, pad));
+        }
+        let anded = compare::and_groups(self, flat, width)?;
+        compare::open_bits(self, anded)
     }
 
     /// The row sum of `node` (degree `2t` when a product sits at its top).
@@ -210,23 +561,67 @@ impl<'r, F: PrimeField> Run<'r, F> {
                     (Vals::Const(c), Vals::Const(d)) => c * d * F::from_u64(rows as u64),
                 }
             }
-            Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
-                return Err(EvalError::Unsupported("comparisons").into())
-            }
-            Node::Column(_) | Node::Const(_) => match self.rows(node, columns)? {
+            Node::Column(_)
+            | Node::Const(_)
+            | Node::LessThanZero { .. }
+            | Node::EqualsZero { .. } => match self.rows(node, columns)? {
                 Vals::Shares(v) => F::sum_slice(&v),
                 Vals::Const(c) => c * F::from_u64(rows as u64),
             },
         })
     }
 
-    /// The per-row values of `node` as degree-`t` shares.
+    /// The per-row values of `node` as degree-`t` shares; an interactive node (a comparison
+    /// or a product of shares) once per pass: a node that occurs again (a filter's comparison
+    /// in a gate test) takes no more rounds. Every pass meets the nodes in the same order, so
+    /// the rounds line up across the replays of the local part.
     fn rows<'c>(&mut self, node: &Node, columns: &'c [Vec<F>]) -> Result<Vals<'c, F>, Stop<F>> {
+        if !matches!(
+            node,
+            Node::LessThanZero { .. } | Node::EqualsZero { .. } | Node::Mul(..)
+        ) {
+            return self.rows_once(node, columns);
+        }
+        if let Some(v) = self.seen.get(node) {
+            return Ok(Vals::Shares(Cow::Owned(v.clone())));
+        }
+        let cursor = self.cursor;
+        let out = self.rows_once(node, columns)?;
+        if let Vals::Shares(v) = &out {
+            if self.cursor > cursor {
+                self.seen.insert(node.clone(), v.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Run::rows`] without the caches.
+    fn rows_once<'c>(
+        &mut self,
+        node: &Node,
+        columns: &'c [Vec<F>],
+    ) -> Result<Vals<'c, F>, Stop<F>> {
         Ok(match node {
             Node::Column(c) => Vals::Shares(Cow::Borrowed(&columns[*c][..])),
             Node::Const(k) => Vals::Const(to_field(k)),
-            Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
-                return Err(EvalError::Unsupported("comparisons").into())
+            Node::LessThanZero { value, bits } | Node::EqualsZero { value, bits } => {
+                let less = matches!(node, Node::LessThanZero { .. });
+                match self.rows(value, columns)? {
+                    Vals::Const(c) => {
+                        let v = crate::mpc::query::num::to_signed(c);
+                        let b = if less {
+                            v < num_bigint::BigInt::from(0)
+                        } else {
+                            v == num_bigint::BigInt::from(0)
+                        };
+                        Vals::Const(F::from_u64(u64::from(b)))
+                    }
+                    Vals::Shares(v) => Vals::Shares(Cow::Owned(if less {
+                        compare::ltz(self, &v, *bits)?
+                    } else {
+                        compare::eqz(self, &v, *bits)?
+                    })),
+                }
             }
             Node::Neg(a) => match self.rows(a, columns)? {
                 Vals::Const(c) => Vals::Const(-c),
@@ -288,11 +683,7 @@ impl<'r, F: PrimeField> Run<'r, F> {
                         Vals::Shares(Cow::Owned(v.iter().map(|x| *x * c).collect()))
                     }
                     (Vals::Shares(v), Vals::Shares(w)) => {
-                        let round = self.cursor as u32;
-                        Vals::Shares(Cow::Owned(self.reduce(|| {
-                            mult::local_products(&v, &w)
-                                .map_err(|source| EvalError::Reduction { round, source })
-                        })?))
+                        Vals::Shares(Cow::Owned(self.multiply(&v, &w)?))
                     }
                 }
             }
@@ -300,30 +691,26 @@ impl<'r, F: PrimeField> Run<'r, F> {
     }
 }
 
-/// Every opened sum of a plan that multiplies no shares, computed locally.
+/// Every opened sum of a plan that needs no round (no product of shares, no comparison),
+/// computed locally; gates are not evaluated (a plan with gates needs rounds).
 ///
 /// # Errors
-/// [`EvalError::ColumnLength`]; [`EvalError::NeedsRound`] if the plan needs a degree
-/// reduction (run an [`EvalMachine`]).
+/// [`EvalError::ColumnLength`], [`EvalError::CompareBits`]; [`EvalError::NeedsRound`] if the
+/// plan needs a round (run an [`EvalMachine`]).
 pub fn evaluate_local<F: PrimeField>(plan: &Plan, columns: &[Vec<F>]) -> Result<Vec<F>, EvalError> {
-    match (Run {
-        reduced: &[],
-        cursor: 0,
-    })
-    .evaluate(plan, columns)
-    {
-        Ok(v) => Ok(v),
+    match Run::new(&[]).evaluate(plan, columns) {
+        Ok(v) => Ok(v.values),
         Err(Stop::Fail(e)) => Err(e),
         Err(Stop::Need(_)) => Err(EvalError::NeedsRound { round: 0 }),
     }
 }
 
-/// One run of the local part of an evaluation over the rounds reduced so far: it finished, or
-/// it needs the next round's degree-`2t` values reduced.
+/// One run of the local part of an evaluation over the rounds done so far: it finished, or
+/// it needs the next round.
 #[derive(Debug, Clone)]
 enum Pass<F> {
-    Done(Vec<F>),
-    Need(Vec<F>),
+    Done(Evaluation<F>),
+    Need(Request<F>),
 }
 
 /// The local passes of one evaluation, kept across rebuilds of its [`EvalMachine`]
@@ -341,6 +728,7 @@ pub struct LocalMemo<F> {
     reduced: Vec<Vec<F>>,
     passes: Vec<Option<Pass<F>>>,
     runs: usize,
+    roots: RootCache<F>,
 }
 
 impl<F> Default for LocalMemo<F> {
@@ -349,6 +737,10 @@ impl<F> Default for LocalMemo<F> {
             reduced: Vec::new(),
             passes: Vec::new(),
             runs: 0,
+            roots: RootCache {
+                entries: BTreeMap::new(),
+                bits: BTreeMap::new(),
+            },
         }
     }
 }
@@ -390,26 +782,98 @@ impl<F: PrimeField> LocalMemo<F> {
     }
 }
 
-/// The round in progress: its broadcast and the degree-`t` half of its double sharing.
+/// A party named at an opening to the committee: its share is off the polynomial the others'
+/// determine. The evidence is every signed opening of the round (headers and payloads): a judge
+/// re-decodes them ([`OpeningFault::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningFault<F> {
+    /// The round.
+    pub round: u32,
+    /// The parties named, ascending.
+    pub culprits: Vec<u32>,
+    /// Every opening used: the signed header and the payload it signs.
+    pub openings: Vec<(SignedHeader, Arc<Vec<F>>)>,
+}
+
+impl<F: PrimeField> OpeningFault<F> {
+    /// Checks the evidence against the committee's keys (`keys[i - 1]` for party `i`) and
+    /// threshold `t`: every header verifies, signs its payload, is for `(job, round)`; the
+    /// openings decode with exactly these culprits (each named only when at least `2t + 1`
+    /// openings agree on the polynomial, so never an honest party).
+    ///
+    /// # Errors
+    /// A one-line reason when the evidence does not convict.
+    pub fn verify(&self, job: &[u8; 32], keys: &[VerifyingKey], t: usize) -> Result<(), String> {
+        let params = Params::new(keys.len(), t).map_err(|e| e.to_string())?;
+        let mut vectors = Vec::new();
+        for (h, payload) in &self.openings {
+            let key = keys
+                .get((h.sender as usize).wrapping_sub(1))
+                .ok_or_else(|| format!("sender {} is not in the committee", h.sender))?;
+            h.verify(key)
+                .map_err(|e| format!("opening of party {}: {e}", h.sender))?;
+            if h.job != *job || h.round != self.round || h.slot != h.sender {
+                return Err(format!("opening of party {} is for another slot", h.sender));
+            }
+            if h.payload_hash != payload_hash(payload) {
+                return Err(format!(
+                    "payload of party {} is not the one signed",
+                    h.sender
+                ));
+            }
+            vectors.push((h.sender as usize, &payload[..]));
+        }
+        match decode_vec(params, &vectors).map_err(|e| e.to_string())? {
+            DecodeVec::Decoded { culprits, .. }
+                if culprits
+                    .iter()
+                    .map(|c| *c as u32)
+                    .eq(self.culprits.iter().copied())
+                    && !culprits.is_empty() =>
+            {
+                Ok(())
+            }
+            DecodeVec::Decoded { culprits, .. } => Err(format!(
+                "the openings name {culprits:?}, not {:?}",
+                self.culprits
+            )),
+            DecodeVec::Inconsistent { position } => Err(format!(
+                "the openings are inconsistent at position {position}"
+            )),
+        }
+    }
+}
+
+/// The kind of the round in progress.
+#[derive(Debug)]
+enum Kind<F> {
+    /// A degree reduction: the degree-`t` half of its double sharing.
+    Reduce { rt: Vec<F> },
+    /// An opening to the committee.
+    Open,
+}
+
+/// The round in progress: its broadcast and what it is.
 #[derive(Debug)]
 struct Current<F> {
     broadcast: Broadcast<F>,
-    rt: Vec<F>,
+    kind: Kind<F>,
     len: usize,
 }
 
 /// One party's evaluation of a [`Task`] as a round-based machine (see the module docs).
 ///
 /// Round `r` (from 0) is an echo-broadcast of job `job`, round `r`, of this party's masked
-/// degree-`2t` values; PRSS counter `r`. Messages of round `r + 1` that arrive while this party
-/// is still in round `r` are kept; older rounds are refused ([`RoundError::PastRound`]).
+/// degree-`2t` values (a reduction; PRSS counter `r`) or of its degree-`t` shares (an opening to
+/// the committee). Messages of round `r + 1` that arrive while this party is still in round `r`
+/// are kept; older rounds are refused ([`RoundError::PastRound`]).
 ///
 /// What a driver persists to resume: the PRSS keys, the job, the task's inputs (plan and share
 /// columns), the parties ignored, the signing key, and the messages delivered.
 pub struct EvalMachine<'a, F> {
-    prss: &'a Prss<F>,
+    prss: Held<'a, Prss<F>>,
     job: [u8; 32],
-    task: Task<'a, F>,
+    task: HeldTask<'a, F>,
     me: PartyId,
     keys: Vec<VerifyingKey>,
     signer: SigningKey,
@@ -418,7 +882,11 @@ pub struct EvalMachine<'a, F> {
     current: Option<Current<F>>,
     early: Vec<(PartyId, Message<F>)>,
     evidence: Vec<Equivocation>,
+    faults: Vec<OpeningFault<F>>,
     lie: Option<F>,
+    lie_open: Option<F>,
+    tampers: Vec<Tamper<F>>,
+    roots: RootCache<F>,
     done: bool,
     memo: Option<&'a mut LocalMemo<F>>,
 }
@@ -448,6 +916,27 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         signer: SigningKey,
         ignored: BTreeSet<PartyId>,
     ) -> Result<Self, RoundError> {
+        let task = match task {
+            Task::Plan { plan, columns } => HeldTask::Plan {
+                plan: Held::Borrowed(plan),
+                columns: Held::Borrowed(columns),
+            },
+            Task::Products { a, b } => HeldTask::Products {
+                a: Held::Borrowed(a),
+                b: Held::Borrowed(b),
+            },
+        };
+        Self::with(Held::Borrowed(prss), job, task, keys, signer, ignored)
+    }
+
+    fn with(
+        prss: Held<'a, Prss<F>>,
+        job: [u8; 32],
+        task: HeldTask<'a, F>,
+        keys: Vec<VerifyingKey>,
+        signer: SigningKey,
+        ignored: BTreeSet<PartyId>,
+    ) -> Result<Self, RoundError> {
         let me = PartyId::new(prss.me() as usize, keys.len())?;
         Ok(EvalMachine {
             prss,
@@ -461,10 +950,46 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             current: None,
             early: Vec::new(),
             evidence: Vec::new(),
+            faults: Vec::new(),
             lie: None,
+            lie_open: None,
+            tampers: Vec::new(),
+            roots: RootCache {
+                entries: BTreeMap::new(),
+                bits: BTreeMap::new(),
+            },
             done: false,
             memo: None,
         })
+    }
+
+    /// The evaluation of `plan` over `columns` as [`EvalMachine::new`], owning shares of its
+    /// inputs: a driver keeps this machine across events (each message is handled once, the
+    /// rounds' local part runs once per round) instead of re-creating it from its log for
+    /// every event, which costs every logged message again per event.
+    ///
+    /// # Errors
+    /// As [`EvalMachine::new`].
+    pub fn new_shared(
+        prss: Arc<Prss<F>>,
+        job: [u8; 32],
+        plan: Arc<Plan>,
+        columns: Arc<[Vec<F>]>,
+        keys: Vec<VerifyingKey>,
+        signer: SigningKey,
+        ignored: BTreeSet<PartyId>,
+    ) -> Result<EvalMachine<'static, F>, RoundError> {
+        EvalMachine::with(
+            Held::Shared(prss),
+            job,
+            HeldTask::Plan {
+                plan: Held::Shared(plan),
+                columns: Held::Shared(columns),
+            },
+            keys,
+            signer,
+            ignored,
+        )
     }
 
     /// Keeps the local passes in `memo` and looks them up there (see [`LocalMemo`]): for a
@@ -473,18 +998,33 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         self.memo = Some(memo);
     }
 
-    /// The local part over the rounds reduced so far, from the memo when it has it.
+    /// The local part over the rounds done so far, from the memo when it has it.
     fn local_pass(&mut self) -> Result<Pass<F>, RoundError> {
         if let Some(pass) = self.memo.as_ref().and_then(|m| m.get(&self.reduced)) {
             return Ok(pass.clone());
         }
-        let mut run = Run {
-            reduced: &self.reduced,
-            cursor: 0,
+        let tamper_bit = self.tampers.iter().find_map(|t| match t {
+            Tamper::RandomBit { position, delta } => Some((*position, *delta)),
+            Tamper::Round { .. } => None,
+        });
+        let roots = match self.memo.as_mut() {
+            Some(m) => &mut m.roots,
+            None => &mut self.roots,
         };
-        let pass = match run.task(self.task) {
+        let mut run = Run {
+            done: &self.reduced,
+            cursor: 0,
+            prss: Some(&*self.prss),
+            job: self.job,
+            draws: 0,
+            bit_batches: 0,
+            tamper_bit,
+            roots: Some(roots),
+            seen: HashMap::new(),
+        };
+        let pass = match run.task(self.task.view()) {
             Ok(out) => Pass::Done(out),
-            Err(Stop::Need(c2t)) => Pass::Need(c2t),
+            Err(Stop::Need(req)) => Pass::Need(req),
             Err(Stop::Fail(e)) => return Err(e.into()),
         };
         if let Some(m) = self.memo.as_mut() {
@@ -493,12 +1033,24 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         Ok(pass)
     }
 
-    /// Test support: adds `delta` to the first masked degree-`2t` value of every round before
-    /// it is signed, this party's own view included (a wrong product contribution, the evil
-    /// twin of the in-process committee and of the fault switchboard, which only regtest
-    /// allows).
+    /// Test support: adds `delta` to the first masked degree-`2t` value of every reduction
+    /// round before it is signed, this party's own view included (a wrong product contribution,
+    /// the evil twin of the in-process committee and of the fault switchboard, which only
+    /// regtest allows).
     pub fn lie_in_openings(&mut self, delta: F) {
         self.lie = Some(delta);
+    }
+
+    /// Test support: adds `delta` to the first share of every opening to the committee before
+    /// it is signed, this party's own view included (a wrong share in a masked opening, an
+    /// `r^2` opening or a gate bit).
+    pub fn lie_in_public_openings(&mut self, delta: F) {
+        self.lie_open = Some(delta);
+    }
+
+    /// Test support: one more deviation of this party ([`Tamper`]).
+    pub fn tamper(&mut self, t: Tamper<F>) {
+        self.tampers.push(t);
     }
 
     /// Equivocation evidence gathered in the rounds so far.
@@ -506,11 +1058,16 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         &self.evidence
     }
 
+    /// Parties named at openings to the committee so far, with the evidence.
+    pub fn opening_faults(&self) -> &[OpeningFault<F>] {
+        &self.faults
+    }
+
     /// Runs the local part as far as it goes: the output, or the next round's messages.
-    fn progress(&mut self) -> Result<Step<F, Vec<F>>, RoundError> {
+    fn progress(&mut self) -> Result<Step<F, Evaluation<F>>, RoundError> {
         let mut send = Vec::new();
         loop {
-            let c2t = match self.local_pass()? {
+            let req = match self.local_pass()? {
                 Pass::Done(out) => {
                     self.done = true;
                     return Ok(Step {
@@ -518,17 +1075,39 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
                         output: Some(out),
                     });
                 }
-                Pass::Need(c2t) => c2t,
+                Pass::Need(req) => req,
             };
             let round = self.reduced.len() as u32;
-            let mut c2t = c2t;
-            let len = c2t.len();
-            let (rt, r2t) = self.prss.double(&self.job, u64::from(round), len);
-            mult::mask_for_opening(&mut c2t, &r2t)
-                .map_err(|source| EvalError::Reduction { round, source })?;
-            if let (Some(d), Some(x)) = (self.lie, c2t.first_mut()) {
-                *x += d;
+            let (mut payload, kind) = match req {
+                Request::Reduce(mut c2t) => {
+                    let (rt, r2t) = self.prss.double(&self.job, u64::from(round), c2t.len());
+                    mult::mask_for_opening(&mut c2t, &r2t)
+                        .map_err(|source| EvalError::Reduction { round, source })?;
+                    if let (Some(d), Some(x)) = (self.lie, c2t.first_mut()) {
+                        *x += d;
+                    }
+                    (c2t, Kind::Reduce { rt })
+                }
+                Request::Open(mut shares) => {
+                    if let (Some(d), Some(x)) = (self.lie_open, shares.first_mut()) {
+                        *x += d;
+                    }
+                    (shares, Kind::Open)
+                }
+            };
+            for t in &self.tampers {
+                if let Tamper::Round {
+                    round: r,
+                    position,
+                    delta,
+                } = t
+                {
+                    if let Some(x) = payload.get_mut(*position).filter(|_| *r == round) {
+                        *x += *delta;
+                    }
+                }
             }
+            let len = payload.len();
             let mut ignored = self.ignored.clone();
             ignored.extend(
                 self.evidence
@@ -537,7 +1116,7 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             );
             let mut broadcast =
                 Broadcast::new(self.me, self.job, round, self.keys.clone(), ignored);
-            send.extend(broadcast.start(&self.signer, c2t));
+            send.extend(broadcast.start(&self.signer, payload));
             // Messages of this round that arrived early.
             for (from, m) in std::mem::take(&mut self.early) {
                 if Broadcast::<F>::slot_of(&m).map(|s| s.1) == Some(round) {
@@ -549,14 +1128,18 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
                     self.early.push((from, m));
                 }
             }
-            self.current = Some(Current { broadcast, rt, len });
+            self.current = Some(Current {
+                broadcast,
+                kind,
+                len,
+            });
             if !self.finish_round()? {
                 return Ok(Step::send(send));
             }
         }
     }
 
-    /// If the current round's broadcast is over: opens, re-shares and records the round;
+    /// If the current round's broadcast is over: opens (and re-shares) and records the round;
     /// returns whether it did.
     fn finish_round(&mut self) -> Result<bool, RoundError> {
         let Some(cur) = self.current.as_ref() else {
@@ -573,19 +1156,67 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             }
         }
         let convicted: BTreeSet<u32> = self.evidence.iter().map(Equivocation::sender).collect();
-        let openings: Vec<(usize, &[F])> = out
+        let values: Vec<&(PartyId, Arc<Vec<F>>)> = out
             .values
             .iter()
             .filter(|(p, _)| !convicted.contains(&p.get()))
-            .map(|(p, v)| (p.point(), &v[..]))
             .collect();
-        let wrap = |source| EvalError::Reduction { round, source };
-        let d = mult::open_2t(self.prss.t(), &openings, cur.len).map_err(wrap)?;
-        self.reduced.push(mult::reshare(d, &cur.rt).map_err(wrap)?);
+        match cur.kind {
+            Kind::Reduce { rt } => {
+                let openings: Vec<(usize, &[F])> =
+                    values.iter().map(|(p, v)| (p.point(), &v[..])).collect();
+                let wrap = |source| EvalError::Reduction { round, source };
+                let d = mult::open_2t(self.prss.t(), &openings, cur.len).map_err(wrap)?;
+                self.reduced.push(mult::reshare(d, &rt).map_err(wrap)?);
+            }
+            Kind::Open => {
+                let fail = |reason: String| EvalError::Opening { round, reason };
+                // A vector of the wrong length is an erasure; its signer is named with the
+                // others off the polynomial.
+                let (good, short): (Vec<_>, Vec<_>) = values
+                    .iter()
+                    .copied()
+                    .partition(|(_, v)| v.len() == cur.len);
+                let openings: Vec<(usize, &[F])> =
+                    good.iter().map(|(p, v)| (p.point(), &v[..])).collect();
+                let params =
+                    Params::new(self.keys.len(), self.prss.t()).map_err(|e| fail(e.to_string()))?;
+                match decode_vec(params, &openings).map_err(|e| fail(e.to_string()))? {
+                    DecodeVec::Decoded {
+                        values: v,
+                        culprits,
+                    } => {
+                        let mut named: Vec<u32> = culprits.iter().map(|c| *c as u32).collect();
+                        named.extend(short.iter().map(|(p, _)| p.get()));
+                        named.sort_unstable();
+                        if !named.is_empty() {
+                            let openings = values
+                                .iter()
+                                .filter_map(|(p, v)| {
+                                    Some((cur.broadcast.header(*p)?.clone(), v.clone()))
+                                })
+                                .collect();
+                            self.faults.push(OpeningFault {
+                                round,
+                                culprits: named,
+                                openings,
+                            });
+                        }
+                        self.reduced.push(v);
+                    }
+                    DecodeVec::Inconsistent { position } => {
+                        return Err(fail(format!(
+                            "the shares are inconsistent at position {position}"
+                        ))
+                        .into())
+                    }
+                }
+            }
+        }
         Ok(true)
     }
 
-    fn after(&mut self, send: Vec<Outgoing<F>>) -> Result<Step<F, Vec<F>>, RoundError> {
+    fn after(&mut self, send: Vec<Outgoing<F>>) -> Result<Step<F, Evaluation<F>>, RoundError> {
         if !self.finish_round()? {
             return Ok(Step::send(send));
         }
@@ -598,16 +1229,20 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
 }
 
 impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
-    type Output = Vec<F>;
+    type Output = Evaluation<F>;
 
-    fn start(&mut self) -> Result<Step<F, Vec<F>>, RoundError> {
+    fn start(&mut self) -> Result<Step<F, Evaluation<F>>, RoundError> {
         if self.done || self.current.is_some() || !self.reduced.is_empty() {
             return Ok(Step::none());
         }
         self.progress()
     }
 
-    fn handle(&mut self, from: PartyId, msg: Message<F>) -> Result<Step<F, Vec<F>>, RoundError> {
+    fn handle(
+        &mut self,
+        from: PartyId,
+        msg: Message<F>,
+    ) -> Result<Step<F, Evaluation<F>>, RoundError> {
         let kind = msg.kind();
         if from == self.me || from.point() > self.keys.len() || self.ignored.contains(&from) {
             return Err(RoundError::NotParticipant { from });
@@ -652,7 +1287,7 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
         self.after(send)
     }
 
-    fn deadline(&mut self, round: RoundId) -> Result<Step<F, Vec<F>>, RoundError> {
+    fn deadline(&mut self, round: RoundId) -> Result<Step<F, Evaluation<F>>, RoundError> {
         let Some(cur) = self.current.as_mut() else {
             return Ok(Step::none());
         };
@@ -668,7 +1303,12 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
     }
 }
 
-fn check_columns<F>(node: &Node, columns: &[Vec<F>], rows: usize) -> Result<(), EvalError> {
+/// Checks the columns a node reads and the width of its comparisons.
+fn check_node<F: PrimeField>(
+    node: &Node,
+    columns: &[Vec<F>],
+    rows: usize,
+) -> Result<(), EvalError> {
     match node {
         Node::Column(c) => {
             let got = columns.get(*c).map_or(0, Vec::len);
@@ -682,13 +1322,30 @@ fn check_columns<F>(node: &Node, columns: &[Vec<F>], rows: usize) -> Result<(), 
             Ok(())
         }
         Node::Const(_) => Ok(()),
-        Node::Neg(a) | Node::Scale(a, _) => check_columns(a, columns, rows),
+        Node::Neg(a) | Node::Scale(a, _) => check_node(a, columns, rows),
         Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => {
-            check_columns(a, columns, rows)?;
-            check_columns(b, columns, rows)
+            check_node(a, columns, rows)?;
+            check_node(b, columns, rows)
         }
-        Node::LessThanZero { .. } | Node::EqualsZero { .. } => {
-            Err(EvalError::Unsupported("comparisons"))
+        Node::LessThanZero { value, bits } | Node::EqualsZero { value, bits } => {
+            let max = compare::max_compare_bits::<F>();
+            if *bits == 0 || *bits > max {
+                let mut name = format!("{node:?}");
+                if name.len() > 120 {
+                    let cut = (0..=117)
+                        .rev()
+                        .find(|i| name.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    name.truncate(cut);
+                    name.push_str("...");
+                }
+                return Err(EvalError::CompareBits {
+                    node: name,
+                    bits: *bits,
+                    max,
+                });
+            }
+            check_node(value, columns, rows)
         }
     }
 }
@@ -784,13 +1441,21 @@ mod tests {
         .unwrap();
         let step = m.start().unwrap();
         assert!(step.send.is_empty());
-        assert_eq!(step.output, Some(vec![F::from_u64(21 << 16)]));
+        assert_eq!(
+            step.output.map(|e| e.values),
+            Some(vec![F::from_u64(21 << 16)])
+        );
         assert_eq!(m.waiting(), None);
     }
 
     /// What four parties did in one evaluation: each one's output and the messages it sent
     /// (in order), and the local passes its memo ran (0 without one).
-    type Outcome = (Vec<Vec<F>>, Vec<Vec<Outgoing<F>>>, Vec<usize>);
+    type Outcome = (
+        Vec<Vec<F>>,
+        Vec<Vec<Outgoing<F>>>,
+        Vec<usize>,
+        Vec<Vec<Delivered>>,
+    );
 
     /// A message handed to a party: its sender and the message.
     type Delivered = (PartyId, Message<F>);
@@ -847,7 +1512,7 @@ mod tests {
             } else if !logs[i].is_empty() {
                 continue;
             }
-            outputs[i] = step.output;
+            outputs[i] = step.output.map(|e| e.values);
             for o in step.send {
                 for to in 0..n {
                     let to_it = match o.to {
@@ -865,7 +1530,12 @@ mod tests {
             .into_iter()
             .map(|o| o.expect("every party finished"))
             .collect();
-        (outputs, sent, memos.iter().map(LocalMemo::runs).collect())
+        (
+            outputs,
+            sent,
+            memos.iter().map(LocalMemo::runs).collect(),
+            logs,
+        )
     }
 
     #[test]
@@ -888,8 +1558,8 @@ mod tests {
                 cols[i].push(shares);
             }
         }
-        let (plain_out, plain_sent, plain_runs) = rebuilt_per_event(&plan, &cols, false);
-        let (memo_out, memo_sent, memo_runs) = rebuilt_per_event(&plan, &cols, true);
+        let (plain_out, plain_sent, plain_runs, _) = rebuilt_per_event(&plan, &cols, false);
+        let (memo_out, memo_sent, memo_runs, _) = rebuilt_per_event(&plan, &cols, true);
         assert_eq!(plain_runs, [0; 4]);
         // One pass per round reduced plus the last: 3, however many messages arrived.
         assert_eq!(memo_runs, [3; 4]);
@@ -902,5 +1572,170 @@ mod tests {
             reconstruct(params, &shares).unwrap(),
             F::from_u64(sum_x << 16)
         );
+    }
+
+    #[test]
+    fn comparisons_and_gates_replay_byte_identically_with_one_pass_per_round() {
+        use crate::mpc::query::{Gate, GateTest, Opened};
+        use crate::mpc::shamir::{deal_vec, reconstruct, Params};
+        use rand::SeedableRng;
+        let x: Vec<i128> = vec![1, 0, -1];
+        let y: Vec<i128> = vec![1, -1, -2];
+        // Few rounds (the driver below replays every log for every event): a 2-bit LTZ has no
+        // BitLT round.
+        let below = Node::LessThanZero {
+            value: Box::new(Node::Sub(
+                Box::new(Node::Column(1)),
+                Box::new(Node::Column(0)),
+            )),
+            bits: 2,
+        };
+        let nodes = [
+            Node::Mul(Box::new(below.clone()), Box::new(Node::Column(0))),
+            Node::Column(1),
+        ];
+        let plan = Plan {
+            field: F::NAME,
+            rows: x.len(),
+            opened: nodes
+                .into_iter()
+                .map(|node| Opened {
+                    label: String::new(),
+                    degree: node.degree(),
+                    scale: 0,
+                    bits: 0,
+                    node,
+                })
+                .collect(),
+            outputs: Vec::new(),
+            degree: 2,
+            gates: vec![Gate {
+                tests: vec![GateTest::AtLeast {
+                    rows: below,
+                    min_rows: 2,
+                }],
+                opened: vec![0],
+            }],
+            min_rows: Some(2),
+            supports: Vec::new(),
+        };
+        let params = Params::new(4, 1).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let values = vec![x, y];
+        let mut cols: Vec<Vec<Vec<F>>> = vec![Vec::new(); 4];
+        for column in &values {
+            let secrets: Vec<F> = column.iter().map(|v| F::from_i128(*v)).collect();
+            for (i, shares) in deal_vec(&secrets, params, &mut rng).into_iter().enumerate() {
+                cols[i].push(shares);
+            }
+        }
+        // Every party's machine is re-created for every event, with a memo.
+        let (memo_out, memo_sent, memo_runs, logs) = rebuilt_per_event(&plan, &cols, true);
+        // A restart without the memo: party 1's machine re-created once and re-fed its log
+        // re-emits byte-identical messages and the same output.
+        let prss = agree::<F>(4, 1, 5);
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let mut again = EvalMachine::new(
+            &prss[0],
+            [7; 32],
+            Task::Plan {
+                plan: &plan,
+                columns: &cols[0],
+            },
+            keys,
+            signers[0].clone(),
+            BTreeSet::new(),
+        )
+        .unwrap();
+        let mut step = again.start().unwrap();
+        let mut resent = std::mem::take(&mut step.send);
+        let mut out = None;
+        for (from, msg) in &logs[0] {
+            if let Ok(mut s) = again.handle(*from, msg.clone()) {
+                resent.append(&mut s.send);
+                out = out.or(s.output);
+            }
+        }
+        assert_eq!(
+            resent, memo_sent[0],
+            "byte-identical messages after a restart"
+        );
+        assert_eq!(out.map(|e| e.values), Some(memo_out[0].clone()));
+        for (sent, runs) in memo_sent.iter().zip(&memo_runs) {
+            let rounds = sent
+                .iter()
+                .filter(|o| matches!(o.msg, Message::Value { .. }))
+                .count();
+            // The row comparison (its repeat in the gate test is computed once), the gate's
+            // count comparison and the gate bit's opening.
+            assert!(rounds >= 6, "comparisons take rounds: {rounds}");
+            assert_eq!(*runs, rounds + 1, "one local pass per round and the last");
+        }
+        // y < x on two rows (-1 < 0 and -2 < -1; not 1 < 1): the gate passes
+        // and sum 0 opens.
+        let want = plan.eval_clear(&values);
+        for (k, w) in want.iter().enumerate() {
+            let shares: Vec<(usize, F)> = (0..4).map(|i| (i + 1, memo_out[i][k])).collect();
+            let got = crate::mpc::query::num::to_signed(reconstruct(params, &shares).unwrap());
+            assert_eq!(got, *w, "sum {k}");
+        }
+    }
+
+    #[test]
+    fn opening_fault_evidence_convicts_only_the_party_off_the_polynomial() {
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let job = [3u8; 32];
+        // Shares of 5 + 2x and of 1 + 7x; party 3 is off in the second position.
+        let shares = |i: u64| vec![F::from_u64(5 + 2 * i), F::from_u64(1 + 7 * i)];
+        let signed = |i: usize, v: Vec<F>| {
+            let h = SignedHeader::sign(
+                &signers[i - 1],
+                job,
+                4,
+                i as u32,
+                i as u32,
+                payload_hash(&v),
+            );
+            (h, Arc::new(v))
+        };
+        let mut openings: Vec<(SignedHeader, Arc<Vec<F>>)> =
+            (1..=4).map(|i| signed(i, shares(i as u64))).collect();
+        let mut bad = shares(3);
+        bad[1] += F::ONE;
+        openings[2] = signed(3, bad);
+        let fault = OpeningFault {
+            round: 4,
+            culprits: vec![3],
+            openings: openings.clone(),
+        };
+        assert_eq!(fault.verify(&job, &keys, 1), Ok(()));
+        // Blaming another party, another round or job, or a payload not signed: refused.
+        let other = OpeningFault {
+            culprits: vec![2],
+            ..fault.clone()
+        };
+        assert!(other.verify(&job, &keys, 1).is_err());
+        let late = OpeningFault {
+            round: 5,
+            ..fault.clone()
+        };
+        assert!(late.verify(&job, &keys, 1).is_err());
+        assert!(fault.verify(&[0; 32], &keys, 1).is_err());
+        let mut forged = fault.clone();
+        forged.openings[2].1 = Arc::new(shares(3));
+        assert!(forged.verify(&job, &keys, 1).is_err());
+        // Consistent openings convict nobody.
+        let clean = OpeningFault {
+            round: 4,
+            culprits: vec![3],
+            openings: (1..=4).map(|i| signed(i, shares(i as u64))).collect(),
+        };
+        assert!(clean.verify(&job, &keys, 1).is_err());
     }
 }

@@ -13,7 +13,7 @@
 //! - [`crate::mpc::check::CheckMachine`]: the store check and the mask check, with BGW
 //!   complaint resolution;
 //! - [`crate::mpc::eval::EvalMachine`]: evaluation of a plan with Damgård-Nielsen degree-`2t`
-//!   openings.
+//!   openings and openings of degree-`t` shares to the committee (comparisons, gates).
 //!
 //! Each offers `start()`, `handle(from, msg)` and `deadline(round)`, all returning a
 //! [`Step`]: the messages to send and, once, the output. A driver must:

@@ -69,6 +69,9 @@ pub enum Fault {
     /// escrow output, so `k_i` is never revealed: the service decodes from the others and is
     /// refunded that output after `T` (PROTOCOL.md, job flow, step 7).
     WithholdKey,
+    /// Computes like an honest party but delivers the first gate bit of the job's plan
+    /// flipped (signed): the service takes the bit `2t + 1` parties agree on and names it.
+    WrongGateBit,
     /// Drops every message to this party (1-based index).
     DropTo(u32),
     /// Dies (abort, like `kill -9`) just before the step.
@@ -85,7 +88,7 @@ impl Fault {
 
     /// Every accepted spelling, for help texts and errors.
     pub const NAMES: &'static str = "withhold, wrong-opening, equivocate, bad-receipt, \
-         wrong-output-share, wrong-product, withhold-key, drop-to:K, \
+         wrong-output-share, wrong-product, withhold-key, wrong-gate-bit, drop-to:K, \
          crash-before:STEP, crash-after:STEP (STEP: receipt, check-send, commit, quote, \
          deliver, paid, claim)";
 }
@@ -100,6 +103,7 @@ impl fmt::Display for Fault {
             Fault::WrongOutputShare => write!(f, "wrong-output-share"),
             Fault::WrongProduct => write!(f, "wrong-product"),
             Fault::WithholdKey => write!(f, "withhold-key"),
+            Fault::WrongGateBit => write!(f, "wrong-gate-bit"),
             Fault::DropTo(k) => write!(f, "drop-to:{k}"),
             Fault::CrashBefore(s) => write!(f, "crash-before:{}", s.name()),
             Fault::CrashAfter(s) => write!(f, "crash-after:{}", s.name()),
@@ -136,6 +140,7 @@ impl FromStr for Fault {
                 "wrong-output-share" => Fault::WrongOutputShare,
                 "wrong-product" => Fault::WrongProduct,
                 "withhold-key" => Fault::WithholdKey,
+                "wrong-gate-bit" => Fault::WrongGateBit,
                 _ => return Err(bad()),
             },
             Some(("drop-to", k)) => {
@@ -162,6 +167,7 @@ mod tests {
             "wrong-output-share",
             "wrong-product",
             "withhold-key",
+            "wrong-gate-bit",
             "drop-to:3",
             "crash-before:receipt",
             "crash-after:check-send",

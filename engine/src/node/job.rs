@@ -29,10 +29,22 @@ use sha2::Sha256;
 
 use super::card::{schnorr_sign, schnorr_verify, tagged_hash};
 use super::wire::{hex32, hex64};
+use crate::mpc::csv::Schema;
 use crate::mpc::dealing::Hash32;
+use crate::mpc::field::PrimeField;
+use crate::mpc::query::plan::{plan_with_rule, LeakageRule, Plan};
 
-/// Version of the job exchange.
-pub const JOB_PROTOCOL_VERSION: u32 = 1;
+/// Version of the job exchange. Version 2: a quote names the leakage rule the party plans
+/// the query under ([`Quote::min_rows`], [`Quote::earlier`]) and a delivery carries the gate
+/// bits the evaluation opened ([`JobDelivery::gates`]).
+pub const JOB_PROTOCOL_VERSION: u32 = 2;
+/// Most earlier queries a quote names (the most recent ones this party answered for the
+/// service on the dataset).
+pub const MAX_EARLIER: usize = 16;
+/// Most gate bits a delivery carries (a plan has at most one gate per query).
+pub const MAX_GATES: usize = 64;
+/// The tag of a party's signature on the gate bits it delivers ([`gate_bits_encoding`]).
+pub const GATE_BITS_TAG: &[u8] = b"btcmpc/v2/gate-bits";
 /// Longest query text, in bytes.
 pub const MAX_QUERY_LEN: usize = 4096;
 /// Most sats a fee may name (21 million bitcoin).
@@ -185,16 +197,27 @@ pub struct Quote {
     pub claim_fee_sat: u64,
     /// `T`, as in the request.
     pub timeout: u32,
+    /// The leakage rule's `min_rows` the party plans the query under
+    /// ([`crate::mpc::query::plan::LeakageRule`]).
+    #[serde(default)]
+    pub min_rows: u64,
+    /// The queries the party answered earlier for this service on this dataset, oldest first
+    /// (the leakage rule's `earlier`): at most [`MAX_EARLIER`], each at most
+    /// [`MAX_QUERY_LEN`] bytes. The service plans with them to finish the gated plan the
+    /// parties evaluate.
+    #[serde(default)]
+    pub earlier: Vec<String>,
     /// The party's signature.
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
 }
 
 impl Quote {
-    /// `tagged_hash("btcmpc/v1/quote", job || u32_be(party) || H_i || P_i || u64_be(fee) ||
-    /// u64_be(claim_fee) || u32_be(T))`.
+    /// `tagged_hash("btcmpc/v2/quote", job || u32_be(party) || H_i || P_i || u64_be(fee) ||
+    /// u64_be(claim_fee) || u32_be(T) || u64_be(min_rows) || u32_be(#earlier) ||
+    /// (u32_be(len) || text) per earlier query)`.
     pub fn digest(&self) -> Hash32 {
-        let mut m = Vec::with_capacity(32 + 4 + 32 + 66 + 8 + 8 + 4);
+        let mut m = Vec::with_capacity(32 + 4 + 32 + 66 + 8 + 8 + 4 + 8 + 4);
         m.extend_from_slice(&self.job);
         m.extend_from_slice(&self.party.to_be_bytes());
         m.extend_from_slice(&self.key_hash);
@@ -202,7 +225,39 @@ impl Quote {
         m.extend_from_slice(&self.fee_sat.to_be_bytes());
         m.extend_from_slice(&self.claim_fee_sat.to_be_bytes());
         m.extend_from_slice(&self.timeout.to_be_bytes());
-        tagged_hash("btcmpc/v1/quote", &m)
+        m.extend_from_slice(&self.min_rows.to_be_bytes());
+        m.extend_from_slice(&(self.earlier.len() as u32).to_be_bytes());
+        for q in &self.earlier {
+            m.extend_from_slice(&(q.len() as u32).to_be_bytes());
+            m.extend_from_slice(q.as_bytes());
+        }
+        tagged_hash("btcmpc/v2/quote", &m)
+    }
+
+    /// Checks the bounds of the leakage rule the quote names.
+    ///
+    /// # Errors
+    /// One line naming the bound.
+    pub fn check_rule(&self) -> Result<(), String> {
+        if self.earlier.len() > MAX_EARLIER {
+            return Err(format!(
+                "party {} names {} earlier queries, at most {MAX_EARLIER}",
+                self.party,
+                self.earlier.len()
+            ));
+        }
+        if let Some(q) = self
+            .earlier
+            .iter()
+            .find(|q| q.is_empty() || q.len() > MAX_QUERY_LEN)
+        {
+            return Err(format!(
+                "party {} names an earlier query of {} bytes, 1 to {MAX_QUERY_LEN} allowed",
+                self.party,
+                q.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the quote against the job, the party's roster key and the request's terms.
@@ -227,6 +282,7 @@ impl Quote {
                 self.party_key
             ));
         }
+        self.check_rule()?;
         if self.claim_fee_sat > MAX_CLAIM_FEE_SAT {
             return Err(format!(
                 "party {party} asks {} sat for its claim's fee, at most {MAX_CLAIM_FEE_SAT}",
@@ -288,6 +344,46 @@ pub struct JobDelivery {
     /// The signature, hex (64 bytes).
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
+    /// The public bit of every gate of the job's plan, in order, as the evaluation opened it
+    /// to the committee (at most [`MAX_GATES`]; empty for a plan without gates).
+    #[serde(default)]
+    pub gates: Vec<bool>,
+    /// The party's signature on [`gate_bits_encoding`] under [`GATE_BITS_TAG`], hex (64
+    /// bytes; empty when there are no gates).
+    #[serde(default)]
+    pub gates_signature: String,
+}
+
+/// The plan of a job's `query` under the leakage rule a quote names (`min_rows`, the earlier
+/// queries' texts): what every party evaluates and what the service finishes, so both sides
+/// call this with the same inputs.
+///
+/// # Errors
+/// A query or earlier query that does not parse or plan, in one line.
+pub fn plan_job<F: PrimeField>(
+    query: &str,
+    schema: &Schema,
+    min_rows: u64,
+    earlier: &[String],
+) -> Result<Plan, String> {
+    let parsed = crate::mpc::query::parse(query).map_err(|e| format!("query: {e}"))?;
+    let earlier = earlier
+        .iter()
+        .map(|q| crate::mpc::query::parse(q).map_err(|e| format!("earlier query {q:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    plan_with_rule::<F>(query, &parsed, schema, &LeakageRule { min_rows, earlier })
+        .map_err(|e| format!("query: {e}"))
+}
+
+/// What a party signs of the gate bits it delivers: `job || u32_be(party) || u32_be(count) ||
+/// one byte (0 or 1) per gate`.
+pub fn gate_bits_encoding(job: &Hash32, party: u32, gates: &[bool]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(32 + 8 + gates.len());
+    m.extend_from_slice(job);
+    m.extend_from_slice(&party.to_be_bytes());
+    m.extend_from_slice(&(gates.len() as u32).to_be_bytes());
+    m.extend(gates.iter().map(|b| u8::from(*b)));
+    m
 }
 
 /// One escrow output of the funding transaction.
@@ -484,6 +580,8 @@ mod tests {
             fee_sat: r.fee_sat,
             claim_fee_sat: 300,
             timeout: r.timeout,
+            min_rows: 10,
+            earlier: vec!["count() where age > 65".into()],
             signature: [0; 64],
         };
         q.signature = schnorr_sign(&party, q.digest());
@@ -497,6 +595,24 @@ mod tests {
             .verify(&r, 2, &party.public_key())
             .unwrap_err()
             .contains("not the requested"));
+        // The leakage rule is signed: another min_rows or earlier list is another quote.
+        let mut other = q.clone();
+        other.earlier.clear();
+        assert!(other.verify(&r, 2, &party.public_key()).is_err());
+        other = q.clone();
+        other.min_rows = 11;
+        assert!(other.verify(&r, 2, &party.public_key()).is_err());
+        // Bounded: too many earlier queries, or an empty one, are refused even when signed.
+        let mut many = q.clone();
+        many.earlier = vec!["sum(x)".into(); MAX_EARLIER + 1];
+        many.signature = schnorr_sign(&party, many.digest());
+        assert!(many
+            .verify(&r, 2, &party.public_key())
+            .unwrap_err()
+            .contains("earlier queries"));
+        many.earlier = vec![String::new()];
+        many.signature = schnorr_sign(&party, many.digest());
+        assert!(many.verify(&r, 2, &party.public_key()).is_err());
         // Both sides build the same escrow from the quote.
         let a = escrow_contract(
             Network::Regtest,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::job::{
-    escrow_contract, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, PaidOutput, Quote,
+    escrow_contract, plan_job, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, PaidOutput, Quote,
 };
 use super::judge::{
     bond_file, remember_bond, slash_terms, EvidenceRule, JobEvidence, JudgeAnswer, JudgeRequest,
@@ -36,7 +36,7 @@ use super::judge::{
 };
 use super::manifest::Manifest;
 use super::owner::StoreOptions;
-use super::service::{open_result, JobResult, Service};
+use super::service::{majority_gates, open_result, JobResult, Service};
 use super::transport::ChannelConfig;
 use super::wire::{field_from_hex, field_to_hex};
 use crate::mpc::csv::Schema;
@@ -73,8 +73,11 @@ pub struct ClaimSeen {
 pub struct ResultValue {
     /// The output's name (the aggregate as written).
     pub name: String,
-    /// The value, decimal text.
+    /// The value, decimal text; `withheld (fewer than N rows)` for a withheld cell.
     pub value: String,
+    /// Whether the leakage rule withheld the value (absent when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// Everything a service knows of one job; saved by the caller after every step.
@@ -139,6 +142,20 @@ pub struct ServiceJob {
     /// this job for the judges.
     #[serde(default)]
     pub mask_receipts_root: Option<String>,
+    /// The leakage rule's `min_rows` every quoting party plans the query under (absent in
+    /// records of version-1 jobs, planned without gates).
+    #[serde(default)]
+    pub min_rows: Option<u64>,
+    /// The earlier queries every quoting party named (the leakage rule's `earlier`).
+    #[serde(default)]
+    pub earlier: Vec<String>,
+    /// The gate bits `2t + 1` delivering parties agree on, one per gate of the plan.
+    #[serde(default)]
+    pub gates: Vec<bool>,
+    /// Parties that delivered other gate bits than `2t + 1` others, with what they delivered
+    /// (they are not paid).
+    #[serde(default)]
+    pub gate_dissent: Vec<(u32, String)>,
 }
 
 /// A slash of a culprit's bond, paying this service (PROTOCOL.md, "Evidence and penalties").
@@ -231,6 +248,10 @@ impl ServiceJob {
             unslashed: Vec::new(),
             equivocations: Vec::new(),
             mask_receipts_root: None,
+            min_rows: None,
+            earlier: Vec::new(),
+            gates: Vec::new(),
+            gate_dissent: Vec::new(),
         })
     }
 
@@ -254,6 +275,7 @@ impl ServiceJob {
                 .map(|o| ResultValue {
                     name: o.name.clone(),
                     value: o.decimal.clone(),
+                    withheld: o.withheld,
                 })
                 .collect(),
         ))
@@ -321,7 +343,66 @@ impl ServiceJob {
         if !self.refused.is_empty() {
             return Err(by_reason(&self.refused));
         }
+        self.adopt_rule()
+    }
+
+    /// Takes the leakage rule the quotes name (every quoting party must name the same
+    /// `min_rows` and earlier queries, or the parties would evaluate different plans) and
+    /// plans the query under it, as the parties do.
+    ///
+    /// # Errors
+    /// Quotes that disagree (naming each party's rule), a bound a quote breaks, a query that
+    /// does not plan under the rule.
+    pub fn adopt_rule(&mut self) -> Result<(), String> {
+        let Some(first) = self.quotes.first() else {
+            return Err("no quotes".into());
+        };
+        for q in &self.quotes {
+            q.check_rule()?;
+        }
+        if self
+            .quotes
+            .iter()
+            .any(|q| q.min_rows != first.min_rows || q.earlier != first.earlier)
+        {
+            return Err(format!(
+                "the parties would plan this query under different leakage rules ({}): they \
+                 answered different earlier queries for this service, so their gates differ; \
+                 the job is not run",
+                self.quotes
+                    .iter()
+                    .map(|q| format!(
+                        "party {}: min_rows {}, {} earlier quer{}",
+                        q.party,
+                        q.min_rows,
+                        q.earlier.len(),
+                        if q.earlier.len() == 1 { "y" } else { "ies" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        self.min_rows = Some(first.min_rows);
+        self.earlier = first.earlier.clone();
+        let opened = in_field!(self.field.as_str(), F => {
+            self.plan::<F>().map(|p| p.opened.len())
+        })?;
+        if opened != self.masks.len() {
+            return Err(format!(
+                "the plan under the leakage rule opens {opened} sums, {} masks were drawn",
+                self.masks.len()
+            ));
+        }
         Ok(())
+    }
+
+    /// The plan the parties evaluate: under the quoted leakage rule ([`plan_job`]), or without
+    /// gates for a record from before the rule was quoted.
+    fn plan<F: PrimeField>(&self) -> Result<Plan, String> {
+        match self.min_rows {
+            Some(m) => plan_job::<F>(&self.request.query, &self.schema, m, &self.earlier),
+            None => plan_for::<F>(&self.request.query, &self.schema),
+        }
     }
 
     /// Withdraws the job at every party that quoted it (it was never run): they stop holding
@@ -419,6 +500,7 @@ impl ServiceJob {
             .await;
         self.deliveries.clear();
         self.silent.clear();
+        self.gate_dissent.clear();
         for (p, a) in answers {
             match a {
                 Ok(d) => self.deliveries.push(d),
@@ -426,6 +508,22 @@ impl ServiceJob {
             }
         }
         let t = manifest.roster.params.t;
+        // The gate bits: those 2t + 1 deliveries agree on; a party delivering others is named
+        // and not paid.
+        let gates = in_field!(self.field.as_str(), F => self.plan::<F>().map(|p| p.gates.len()))?;
+        let delivered: Vec<(u32, &[bool])> = self
+            .deliveries
+            .iter()
+            .map(|d| (d.party, &d.gates[..]))
+            .collect();
+        if delivered.len() > 2 * t {
+            let (bits, dissent) = majority_gates(gates, t, &delivered)?;
+            self.gates = bits;
+            self.deliveries
+                .retain(|d| !dissent.iter().any(|(p, _)| *p == d.party));
+            self.silent.extend(dissent.iter().cloned());
+            self.gate_dissent = dissent;
+        }
         if self.deliveries.len() < 2 * t + 1 {
             return Err(format!(
                 "{} deliveries, {} needed to pay: {}",
@@ -711,9 +809,9 @@ impl ServiceJob {
             claimed.push((c.party, sealed, hex32(&c.key)?));
         }
         let opened: JobResult = in_field!(self.field.as_str(), F => {
-            let plan = plan_for::<F>(&self.request.query, &self.schema)?;
+            let plan = self.plan::<F>()?;
             let masks = self.masks_in::<F>()?;
-            open_result::<F>(params, &plan, &masks, &job, &claimed)
+            open_result::<F>(params, &plan, &masks, &self.gates, &job, &claimed)
         })?;
         let result: Vec<ResultValue> = opened
             .result
@@ -721,6 +819,7 @@ impl ServiceJob {
             .map(|o: &OutputValue| ResultValue {
                 name: o.name.clone(),
                 value: o.decimal.clone(),
+                withheld: o.withheld,
             })
             .collect();
         self.result = Some(result.clone());

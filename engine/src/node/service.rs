@@ -14,7 +14,8 @@ use super::access::{AccessAnswer, AccessRequest};
 use super::card::schnorr_sign;
 use super::frame::{Frame, MessageType};
 use super::job::{
-    JobCancel, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote, JOB_PROTOCOL_VERSION,
+    gate_bits_encoding, JobCancel, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
+    GATE_BITS_TAG, JOB_PROTOCOL_VERSION, MAX_GATES,
 };
 use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
@@ -456,7 +457,83 @@ pub fn check_delivery(
         &Sig(d.signature),
         party as usize,
     )
-    .map_err(|e| format!("the delivery signature: {e}"))
+    .map_err(|e| format!("the delivery signature: {e}"))?;
+    if d.gates.len() > MAX_GATES {
+        return Err(format!(
+            "delivered {} gate bits, at most {MAX_GATES}",
+            d.gates.len()
+        ));
+    }
+    if !d.gates.is_empty() {
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(&d.gates_signature, &mut sig)
+            .map_err(|_| "the gate bits' signature is not 64 bytes of hex".to_string())?;
+        verify_tagged(
+            &pk,
+            GATE_BITS_TAG,
+            &gate_bits_encoding(&job, party, &d.gates),
+            &Sig(sig),
+            party as usize,
+        )
+        .map_err(|e| format!("the gate bits' signature: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The gate bits of a job from the parties' deliveries: for each gate, the bit at least
+/// `2t + 1` parties delivered (every honest party opened the same bit inside the evaluation,
+/// and at most `t` parties lie), and the parties that delivered anything else (another bit,
+/// or another number of bits). `deliveries` holds `(party, gate bits)`.
+///
+/// # Errors
+/// A gate on whose bit fewer than `2t + 1` deliveries agree (no result can be finished).
+#[allow(clippy::type_complexity)]
+pub fn majority_gates(
+    gates: usize,
+    t: usize,
+    deliveries: &[(u32, &[bool])],
+) -> Result<(Vec<bool>, Vec<(u32, String)>), String> {
+    let mut bits = Vec::with_capacity(gates);
+    for g in 0..gates {
+        let ones = deliveries
+            .iter()
+            .filter(|(_, d)| d.len() == gates && d[g])
+            .count();
+        let zeros = deliveries
+            .iter()
+            .filter(|(_, d)| d.len() == gates && !d[g])
+            .count();
+        bits.push(if ones > 2 * t {
+            true
+        } else if zeros > 2 * t {
+            false
+        } else {
+            return Err(format!(
+                "no 2t + 1 = {} deliveries agree on gate {g}'s bit ({ones} say 1, {zeros} say 0)",
+                2 * t + 1
+            ));
+        });
+    }
+    let dissent = deliveries
+        .iter()
+        .filter(|(_, d)| *d != &bits[..])
+        .map(|(p, d)| {
+            let show = |b: &[bool]| {
+                b.iter()
+                    .map(|x| if *x { '1' } else { '0' })
+                    .collect::<String>()
+            };
+            (
+                *p,
+                format!(
+                    "delivered gate bits {:?} where 2t + 1 parties delivered {:?}",
+                    show(d),
+                    show(&bits)
+                ),
+            )
+        })
+        .collect();
+    Ok((bits, dissent))
 }
 
 /// What the service learns from the opened output shares.
@@ -469,7 +546,9 @@ pub struct JobResult {
 }
 
 /// Opens each claimed `c_i` with its revealed `k_i`, decodes the masked outputs (naming wrong
-/// shares), removes the masks and finishes the plan. `claimed` holds `(party, c_i, k_i)`.
+/// shares), removes the masks and finishes the plan with the opened gate bits `gates` (one per
+/// [`Plan::gates`]; an output of a closed gate is withheld). `claimed` holds
+/// `(party, c_i, k_i)`.
 ///
 /// # Errors
 /// One line: too few shares, inconsistent shares (no result and no blame), a plan that does
@@ -478,6 +557,7 @@ pub fn open_result<F: PrimeField>(
     params: Params,
     plan: &Plan,
     masks: &[F],
+    gates: &[bool],
     job: &Hash32,
     claimed: &[(u32, Vec<u8>, Hash32)],
 ) -> Result<JobResult, String> {
@@ -515,7 +595,9 @@ pub fn open_result<F: PrimeField>(
         .zip(masks)
         .map(|(y, m)| to_signed(*y - *m))
         .collect();
-    let result = plan.finish(&opened).map_err(|e| e.to_string())?;
+    let result = plan
+        .finish_gated(&opened, gates)
+        .map_err(|e| e.to_string())?;
     culprits.sort_unstable();
     culprits.dedup();
     Ok(JobResult { result, culprits })

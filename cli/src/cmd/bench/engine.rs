@@ -3,7 +3,10 @@
 //! Every figure is the best of a few runs on this machine: dealing (n = 4, t = 1), the batch
 //! degree check of a dealing, `sum` and `dot` over the rows of one party's shares, element-wise
 //! products through the in-process committee (n = 4, the parties' machines in parallel,
-//! Damgård-Nielsen with PRSS double sharings and echo-broadcast openings) and Berlekamp-Welch decoding.
+//! Damgård-Nielsen with PRSS double sharings and echo-broadcast openings), Berlekamp-Welch decoding, and filtered aggregates
+//! through the committee (`count() where x > c`, `mean(y) where x between a and b` over 32-bit
+//! values: secure comparisons, Catrina-de Hoogh LTZ with random bits by the square-root
+//! trick), with the comparisons per second (each measured once: a run takes seconds).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -44,6 +47,9 @@ pub struct Args {
     /// Runs per measurement (the best is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Rows of the filtered aggregates through the committee (0: skip them).
+    #[arg(long, default_value_t = 100_000)]
+    compare_rows: usize,
 }
 
 /// Best wall-clock time of `runs` runs of `f`.
@@ -82,6 +88,53 @@ fn linear_plan<F: PrimeField>(query: &str, rows: usize) -> anyhow::Result<Plan> 
     let mut schema = d.schema;
     schema.rows = rows;
     Ok(plan::<F>(&parse(query)?, &schema)?)
+}
+
+/// The filtered aggregates over `rows` rows of 32-bit values through the committee (n = 4,
+/// t = 1), one run each, with the comparisons per second.
+fn filtered<F: PrimeField>(rows: usize) -> anyhow::Result<Vec<Row>> {
+    let params = Params::new(4, 1)?;
+    let mut rng = shamir::dealer_rng();
+    // Declared ranges make x and y 32-bit values; no gaps, so the fields are x and y.
+    let d = btcmpc_engine::mpc::csv::Dataset::parse(
+        "x:int:-2147483648..2147483647,y:int:-2147483648..2147483647\n0,0\n1,1\n",
+    )
+    .context("benchmark schema")?;
+    let mut schema = d.schema;
+    schema.rows = rows;
+    let x: Vec<F> = (0..rows as i64)
+        .map(|i| F::from_i64(i.wrapping_mul(0x9e37_79b9) % (1 << 31)))
+        .collect();
+    let y: Vec<F> = (0..rows as i64).map(|i| F::from_i64(i % 100_000)).collect();
+    let mut columns: Vec<Vec<Vec<F>>> = vec![Vec::new(); 4];
+    for col in [&x, &y] {
+        for (i, sh) in shamir::deal_vec(col, params, &mut rng)
+            .into_iter()
+            .enumerate()
+        {
+            columns[i].push(sh);
+        }
+    }
+    let committee = Committee::<F>::setup(&Scenario::honest(4, 1))?;
+    let mut out = Vec::new();
+    for (query, per_row) in [
+        ("count() where x > 1000", 1),
+        ("mean(y) where x between -1000000 and 1000000", 2),
+    ] {
+        let p = plan::<F>(&parse(query)?, &schema)?;
+        let time = best(1, || {
+            committee
+                .evaluate([9u8; 32], &p, &columns)
+                .map_err(|e| anyhow!("{query}: {e}"))
+        })?;
+        out.push(row(
+            format!("{query}, {rows} rows, committee n=4"),
+            time,
+            Some(rows * per_row),
+            "cmp/s",
+        ));
+    }
+    Ok(out)
 }
 
 fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
@@ -185,7 +238,13 @@ fn render(field: &str, rows: &[Row], text: &mut String, json: &mut Vec<Value>) {
     for r in rows {
         let rate = r
             .per_second
-            .map(|p| format!("{:.2}M {}", p / 1e6, r.unit))
+            .map(|p| {
+                if p >= 1e5 {
+                    format!("{:.2}M {}", p / 1e6, r.unit)
+                } else {
+                    format!("{p:.0} {}", r.unit)
+                }
+            })
             .unwrap_or_default();
         let _ = writeln!(
             text,
@@ -212,11 +271,17 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
     let mut text = String::new();
     let mut json = Vec::new();
     if matches!(args.field, FieldArg::Secp256k1 | FieldArg::Both) {
-        let rows = measure::<Secp256k1Scalar>(args.size, args.runs)?;
+        let mut rows = measure::<Secp256k1Scalar>(args.size, args.runs)?;
+        if args.compare_rows > 0 {
+            rows.extend(filtered::<Secp256k1Scalar>(args.compare_rows)?);
+        }
         render(Secp256k1Scalar::NAME, &rows, &mut text, &mut json);
     }
     if matches!(args.field, FieldArg::M127 | FieldArg::Both) {
-        let rows = measure::<Mersenne127>(args.size, args.runs)?;
+        let mut rows = measure::<Mersenne127>(args.size, args.runs)?;
+        if args.compare_rows > 0 {
+            rows.extend(filtered::<Mersenne127>(args.compare_rows)?);
+        }
         render(Mersenne127::NAME, &rows, &mut text, &mut json);
     }
     let _ = writeln!(

@@ -15,16 +15,17 @@
 //! each slot, so a replayed or restarted party re-sends what it sent, never a second version.
 
 use super::*;
-use crate::mpc::eval::{mask_outputs, EvalMachine, LocalMemo, Task};
-use crate::mpc::evidence::{seal, Delivery};
+use crate::mpc::eval::{mask_outputs, EvalMachine};
+use crate::mpc::evidence::{seal, sign_tagged, Delivery};
 use crate::mpc::prss::Prss;
-use crate::mpc::query::parse;
-use crate::mpc::query::plan::{plan_text, Node, Plan};
+use crate::mpc::query::plan::{Node, Plan};
 use crate::mpc::setup::{Setup, SetupOutput};
 use crate::node::card::tagged_hash;
 use crate::node::job::{
-    hashlock_key, JobCancel, JobDelivery, JobPaid, JobPaidAnswer, JobRequest, JobRun, Quote,
+    gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid, JobPaidAnswer,
+    JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
 };
+use std::sync::Arc;
 
 /// The reason recorded for a job its service cancelled.
 const CANCELLED: &str = "cancelled by the service before it ran";
@@ -226,18 +227,18 @@ pub(super) struct JobSession<F: PrimeField> {
     pub(super) id: Hash32,
     pub(super) record: JobRecord,
     pub(super) client: Option<u64>,
-    plan: Plan,
+    plan: Arc<Plan>,
     /// Loaded when the job runs.
-    columns: Vec<Vec<F>>,
+    columns: Arc<[Vec<F>]>,
     masks: Vec<F>,
-    prss: Option<Prss<F>>,
+    prss: Option<Arc<Prss<F>>>,
     ignored: BTreeSet<PartyId>,
     /// The key agreement's log (persisted in the store's journal `jobsetup:HEX`).
     setup_log: Vec<LogEntry>,
     /// The evaluation's log (journal `job:HEX`).
     eval_log: Vec<LogEntry>,
-    /// The evaluation's local passes: the machine is rebuilt for every event.
-    memo: LocalMemo<F>,
+    /// The evaluation, kept across events (re-created from `eval_log` after a restart).
+    machine: Option<EvalMachine<'static, F>>,
     pub(super) phase: Phase,
 }
 
@@ -379,14 +380,17 @@ impl Core {
                 req.timeout, view.tip, rules.margin, rules.min_conf
             ));
         }
-        let parsed = parse(&req.query).map_err(|e| format!("query: {e}"))?;
+        // The leakage rule: this party's min_rows and the queries it answered earlier for this
+        // service on this dataset (the most recent MAX_EARLIER distinct texts, oldest first).
+        let earlier = self.earlier_queries(&req.service, &req.dataset_id);
         let schema = &record.begin.schema;
         let plan = match record.begin.field.as_str() {
-            Secp256k1Scalar::NAME => plan_text::<Secp256k1Scalar>(&req.query, &parsed, schema),
-            Mersenne127::NAME => plan_text::<Mersenne127>(&req.query, &parsed, schema),
+            Secp256k1Scalar::NAME => {
+                plan_job::<Secp256k1Scalar>(&req.query, schema, min_rows, &earlier)
+            }
+            Mersenne127::NAME => plan_job::<Mersenne127>(&req.query, schema, min_rows, &earlier),
             other => return Err(format!("dataset in unknown field {other}")),
-        }
-        .map_err(|e| format!("query: {e}"))?;
+        }?;
         let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
         let ask = AccessRequest {
             dataset_id: req.dataset_id.clone(),
@@ -416,6 +420,8 @@ impl Core {
             fee_sat: req.fee_sat,
             claim_fee_sat,
             timeout: req.timeout,
+            min_rows,
+            earlier,
             signature: [0; 64],
         };
         quote.signature = schnorr_sign(&self.party_key, quote.digest());
@@ -448,6 +454,35 @@ impl Core {
         self.crash_point(FaultStep::Quote, false);
         self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
         Ok(())
+    }
+
+    /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
+    /// first, each text once, the most recent [`MAX_EARLIER`].
+    fn earlier_queries(&self, service: &str, dataset_id: &str) -> Vec<String> {
+        let mut answered: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter_map(|j| {
+                with_job!(j, j => {
+                    let r = &j.record;
+                    (r.delivery.is_some()
+                        && r.request.service == service
+                        && r.request.dataset_id == dataset_id)
+                        .then(|| (r.seq, r.request.query.clone()))
+                })
+            })
+            .collect();
+        answered.sort();
+        let mut seen = BTreeSet::new();
+        let mut out: Vec<String> = answered
+            .into_iter()
+            .rev()
+            .filter(|(_, q)| seen.insert(q.clone()))
+            .map(|(_, q)| q)
+            .take(MAX_EARLIER)
+            .collect();
+        out.reverse();
+        out
     }
 
     pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
@@ -657,7 +692,7 @@ impl Core {
                     .map_err(|e| e.to_string())?,
             );
         }
-        j.columns = columns;
+        j.columns = columns.into();
         Ok(())
     }
 
@@ -679,11 +714,12 @@ impl Core {
                 self.setup_step(j, fresh)
             }
             Phase::Eval => {
+                let fed = event.is_some();
                 if let Some(e) = event {
                     self.store.append_journal(&job_key(&j.id), e.0, &e.1)?;
                     j.eval_log.push(e);
                 }
-                self.eval_step(j, fresh)
+                self.eval_step(j, fresh, fed)
             }
             Phase::Quoted | Phase::Done => Ok(()),
         }
@@ -722,12 +758,12 @@ impl Core {
                 excluded,
                 ..
             })) => {
-                j.prss = Some(prss);
+                j.prss = Some(Arc::new(prss));
                 j.ignored = excluded;
                 j.phase = Phase::Eval;
                 info!(target: "btcmpc::party", job = %hex::encode(j.id), "key agreement done: evaluating");
                 // The evaluation starts now, with nothing delivered to it yet.
-                self.eval_step(j, true)
+                self.eval_step(j, true, false)
             }
             Some(Ok(_)) => self.fail_job(j, "this party was excluded at setup"),
             Some(Err(e)) => self.fail_job(j, &format!("key agreement: {e}")),
@@ -740,40 +776,53 @@ impl Core {
         }
     }
 
+    /// Hands the evaluation the last logged event (`fed`) or starts it: the machine lives
+    /// across events, so each message is handled once and each round's local part runs once;
+    /// it is re-created from the log only when the daemon has none (the start of the phase, a
+    /// restart), which replays the log once.
     fn eval_step<F: PrimeField>(
         &mut self,
         j: &mut JobSession<F>,
         fresh: bool,
+        fed: bool,
     ) -> Result<(), PartyError> {
-        let Some(prss) = j.prss.as_ref() else {
+        let Some(prss) = j.prss.clone() else {
             return Ok(());
         };
-        let task = Task::Plan {
-            plan: &j.plan,
-            columns: &j.columns,
-        };
-        let mut m = match EvalMachine::new(
-            prss,
-            j.id,
-            task,
-            self.verifying.clone(),
-            self.signer.clone(),
-            j.ignored.clone(),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("evaluation: {e}");
-                return self.fail_job(j, &reason);
+        let n = self.params.n();
+        let (send, out) = match (j.machine.as_mut(), fed) {
+            (Some(m), true) => match j.eval_log.last() {
+                Some(e) => feed(m, n, e),
+                None => (Vec::new(), None),
+            },
+            _ => {
+                let mut m = match EvalMachine::new_shared(
+                    prss,
+                    j.id,
+                    j.plan.clone(),
+                    j.columns.clone(),
+                    self.verifying.clone(),
+                    self.signer.clone(),
+                    j.ignored.clone(),
+                ) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let reason = format!("evaluation: {e}");
+                        return self.fail_job(j, &reason);
+                    }
+                };
+                if self.fault(Fault::WrongProduct) {
+                    m.lie_in_openings(F::ONE);
+                }
+                let r = replay(&mut m, n, &j.eval_log, fresh);
+                j.machine = Some(m);
+                r
             }
         };
-        m.use_memo(&mut j.memo);
-        if self.fault(Fault::WrongProduct) {
-            m.lie_in_openings(F::ONE);
-        }
-        let (send, out) = replay(&mut m, self.params.n(), &j.eval_log, fresh);
-        let waiting = m.waiting();
-        let evidence = m.evidence().to_vec();
-        drop(m);
+        let (waiting, evidence) = match j.machine.as_ref() {
+            Some(m) => (m.waiting(), m.evidence().to_vec()),
+            None => (None, Vec::new()),
+        };
         if !evidence.is_empty() {
             let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
             self.store.put_job_state(
@@ -788,7 +837,9 @@ impl Core {
             self.send_out(&key, &id, o, None)?;
         }
         match out {
-            Some(Ok(aggregates)) => self.deliver_output(j, &aggregates),
+            // Withheld sums (a gate whose bit opened to 0) are already 0 here, so their
+            // masked shares carry only the mask; `evaluation.gates` holds the public gate bits.
+            Some(Ok(evaluation)) => self.deliver_output(j, &evaluation.values, &evaluation.gates),
             Some(Err(e)) => self.fail_job(j, &format!("evaluation: {e}")),
             None => {
                 if let Some(r) = waiting {
@@ -803,6 +854,7 @@ impl Core {
         &mut self,
         j: &mut JobSession<F>,
         aggregates: &[F],
+        gates: &[bool],
     ) -> Result<(), PartyError> {
         let mut y = match mask_outputs(aggregates, &j.masks) {
             Ok(y) => y,
@@ -822,19 +874,33 @@ impl Core {
             ciphertext_hash: Sha256::digest(&sealed).into(),
         };
         let sig = d.sign(&self.signer);
+        let mut gates = gates.to_vec();
+        if self.fault(Fault::WrongGateBit) {
+            if let Some(b) = gates.first_mut() {
+                *b = !*b;
+            }
+        }
+        let gates_signature = if gates.is_empty() {
+            String::new()
+        } else {
+            let enc = gate_bits_encoding(&j.id, self.me.get(), &gates);
+            hex::encode(sign_tagged(&self.signer, GATE_BITS_TAG, &enc).0)
+        };
         let delivery = JobDelivery {
             job: j.id,
             party: self.me.get(),
             key_hash: d.key_hash,
             sealed: hex::encode(&sealed),
             signature: sig.0,
+            gates,
+            gates_signature,
         };
         self.crash_point(FaultStep::Deliver, true);
         j.record.delivery = Some(delivery.clone());
         j.record.state = "delivered".into();
         j.phase = Phase::Done;
-        j.columns = Vec::new();
-        j.memo = LocalMemo::default();
+        j.columns = Vec::new().into();
+        j.machine = None;
         self.put_job(&j.record)?;
         self.crash_point(FaultStep::Deliver, false);
         info!(target: "btcmpc::party", job = %hex::encode(j.id), "output share sealed and delivered");
@@ -853,8 +919,8 @@ impl Core {
         j.record.state = "failed".into();
         j.record.reason = Some(reason.to_string());
         j.phase = Phase::Done;
-        j.columns = Vec::new();
-        j.memo = LocalMemo::default();
+        j.columns = Vec::new().into();
+        j.machine = None;
         self.put_job(&j.record)?;
         self.reply(
             j.client.unwrap_or(u64::MAX),
@@ -1080,7 +1146,6 @@ impl Core {
     }
 
     fn resume_job<F: PrimeField>(&mut self, rec: JobRecord) -> Result<JobSession<F>, Refuse> {
-        let parsed = parse(&rec.request.query).map_err(|e| e.to_string())?;
         let schema = self
             .store
             .datasets()
@@ -1090,8 +1155,13 @@ impl Core {
             .and_then(|d| serde_json::from_slice::<SessionRecord>(&d.meta).ok())
             .map(|r| r.begin.schema)
             .ok_or("the dataset is gone")?;
-        let plan =
-            plan_text::<F>(&rec.request.query, &parsed, &schema).map_err(|e| e.to_string())?;
+        // The plan the job was quoted with (the quote names the leakage rule).
+        let plan = plan_job::<F>(
+            &rec.request.query,
+            &schema,
+            rec.quote.min_rows,
+            &rec.quote.earlier,
+        )?;
         let id = rec.quote.job;
         let mut j = JobSession::new(id, rec, plan, None);
         let journal = |key: String| -> Result<Vec<LogEntry>, Refuse> {
@@ -1126,7 +1196,7 @@ impl Core {
                 ..
             })) = out
             {
-                j.prss = Some(prss);
+                j.prss = Some(Arc::new(prss));
                 j.ignored = excluded;
                 j.phase = Phase::Eval;
             }
@@ -1145,16 +1215,49 @@ impl<F: PrimeField> JobSession<F> {
             id,
             record,
             client,
-            plan,
-            columns: Vec::new(),
+            plan: Arc::new(plan),
+            columns: Vec::new().into(),
             masks: Vec::new(),
             prss: None,
             ignored: BTreeSet::new(),
             setup_log: Vec::new(),
             eval_log: Vec::new(),
-            memo: LocalMemo::default(),
+            machine: None,
             phase: Phase::Quoted,
         }
+    }
+}
+
+/// Hands one logged event (a message, or a deadline from sender 0) to a live machine: the
+/// messages it sends and its output, if the event produced one (as [`replay`] for one entry).
+#[allow(clippy::type_complexity)]
+fn feed<F: PrimeField, M: Machine<F>>(
+    m: &mut M,
+    n: usize,
+    entry: &LogEntry,
+) -> (
+    Vec<Outgoing<F>>,
+    Option<Result<M::Output, crate::mpc::round::RoundError>>,
+) {
+    let LogEntry(from, raw) = entry;
+    let r = if *from == 0 {
+        match decode_round(raw) {
+            Some(round) => m.deadline(round),
+            None => return (Vec::new(), None),
+        }
+    } else {
+        let Ok(p) = PartyId::new(*from as usize, n) else {
+            return (Vec::new(), None);
+        };
+        let Ok(msg) = decode_message::<F>(raw) else {
+            return (Vec::new(), None);
+        };
+        m.handle(p, msg)
+    };
+    match r {
+        Ok(s) => (s.send, s.output.map(Ok)),
+        Err(e) if e.is_refusal() => (Vec::new(), None),
+        Err(e) => (Vec::new(), Some(Err(e))),
     }
 }
 
