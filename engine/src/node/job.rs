@@ -358,6 +358,14 @@ pub struct JobDelivery {
 /// queries' texts): what every party evaluates and what the service finishes, so both sides
 /// call this with the same inputs.
 ///
+/// The rule (its cell supports, gates and differencing tests) applies to the queries that
+/// select rows: a `where` on any aggregate, a `group by` or a `hist`. A query of plain
+/// aggregates over every row (`sum`, `count`, `mean`, `var`, `cov`, `dot` without a filter) is
+/// planned without gates: it needs no secure comparison, and its only size test is the public
+/// one every party makes before quoting (the dataset holds at least `min_rows` rows). What this
+/// leaves open (a product with a 0/1 column as an implicit filter, a column that is zero on all
+/// but a few rows) is stated in the README.
+///
 /// # Errors
 /// A query or earlier query that does not parse or plan, in one line.
 pub fn plan_job<F: PrimeField>(
@@ -367,6 +375,16 @@ pub fn plan_job<F: PrimeField>(
     earlier: &[String],
 ) -> Result<Plan, String> {
     let parsed = crate::mpc::query::parse(query).map_err(|e| format!("query: {e}"))?;
+    let selects_rows = parsed.group_by.is_some()
+        || parsed.filters.iter().any(Option::is_some)
+        || parsed
+            .aggregates
+            .iter()
+            .any(|(a, _)| matches!(a, crate::mpc::query::Aggregate::Hist { .. }));
+    if !selects_rows {
+        return crate::mpc::query::plan::plan_text::<F>(query, &parsed, schema)
+            .map_err(|e| format!("query: {e}"));
+    }
     let earlier = earlier
         .iter()
         .map(|q| crate::mpc::query::parse(q).map_err(|e| format!("earlier query {q:?}: {e}")))
