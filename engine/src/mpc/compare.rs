@@ -1,7 +1,7 @@
 //! Secure comparison on Shamir shares: shared random bits, LTZ, EQZ and BitLT.
 //!
 //! Every protocol here runs on degree-`t` Shamir shares over a prime field, with two
-//! interactive steps provided by the evaluator ([`Rounds`], implemented by
+//! interactive steps provided by the evaluator (`Rounds`, implemented by
 //! [`crate::mpc::eval`]'s machine): element-wise products (a Damgård-Nielsen degree reduction
 //! with PRSS double sharings, one round for a whole batch) and **openings to the committee**
 //! (every party echo-broadcasts its degree-`t` shares; each decodes them with the robust
@@ -20,7 +20,7 @@
 //! integer is even; public, so variable time is fine), and
 //! `[b] = ([r] / rho + 1) / 2`, a uniform bit (`r = rho` or `r = -rho` with probability `1/2`
 //! each, and the opening of `r^2` says nothing about which). All the bits of a comparison are
-//! made in one batch: two rounds. [`random_bits`].
+//! made in one batch: two rounds. `random_bits`.
 //!
 //! # LTZ (less than zero)
 //!
@@ -30,13 +30,13 @@
 //! `r''` of `kappa + 1` bits (`r = 2^m r'' + r'`), the committee opens the masked value
 //! `c = 2^(k-1) + a + r` (the **masked opening**), computes `c' = c mod 2^m` in the clear, the
 //! bit `u = BitLT(c', r')` on shares, and `a mod 2^m = c' - r' + 2^m u`; then
-//! `LTZ(a) = (a mod 2^m - a) / 2^m`. [`ltz`].
+//! `LTZ(a) = (a mod 2^m - a) / 2^m`. `ltz`.
 //!
 //! **BitLT** (`c < r` for a public `c` and shared bits of `r`) is `1 - CarryOut(c, NOT r, 1)`:
 //! the carry of `c + (2^m - 1 - r) + 1 = 2^m + c - r`. CarryOut combines per-bit
 //! (propagate, generate) pairs with the carry operator
 //! `(p2, g2) o (p1, g1) = (p2 p1, g2 + p2 g1)` in a balanced tree: `ceil(log2 m)` rounds, two
-//! products per combination (one where the lower segment starts at bit 0). [`bit_lt`].
+//! products per combination (one where the lower segment starts at bit 0). `bit_lt`.
 //!
 //! # EQZ (equal to zero)
 //!
@@ -45,7 +45,7 @@
 //! bits of `c - 2^(k-1)` equal `r'` (`|a| < 2^k`), which is `1 - OR_i (c_i XOR r'_i)`, here the
 //! AND of the `k` bits `1 - (c_i XOR r'_i)` by a tree of products (**KOr** with the
 //! logarithmic prefix-OR circuit instead of their constant-round one): `ceil(log2 k)` rounds.
-//! [`eqz`].
+//! `eqz`.
 //!
 //! # Why the field has room
 //!
