@@ -423,36 +423,7 @@ fn a_row_wise_product_over_ten_thousand_rows_crosses_the_wire_in_one_reduction()
     let rows = 10_000;
     let csv = net.cli.path("data.csv");
     write_csv(std::path::Path::new(&csv), rows);
-    net.store(&csv, "survey");
-    net.fund("service");
-    let service = net.cli.json("service", &["service", "init"])["pubkey"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let card = net.cli.path("survey.card.json");
-    net.cli
-        .json("owner", &["owner", "export", "survey", "--out", &card]);
-    net.cli.json(
-        "owner",
-        &["owner", "grant", "survey", &service, "--max-degree", "3"],
-    );
-    net.env.mine(1).unwrap();
-    net.settle();
-    let end = Instant::now() + WAIT;
-    loop {
-        let out = net
-            .cli
-            .run("service", &["--json", "service", "access", &card]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["parties"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|p| p["granted"] == true))
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "the grant was never read: {v}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
     let v = query(&net, &card, "sum(age * age * age)", "5000sat");
     let want: i64 = (0..rows)
         .map(|r| (18 + r % 70) as i64)
@@ -539,37 +510,8 @@ fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
     let csv_text = filter_csv(rows);
     let csv = net.cli.path("data.csv");
     std::fs::write(&csv, &csv_text).unwrap();
-    net.store(&csv, "survey");
-    net.fund("service");
-    let service = net.cli.json("service", &["service", "init"])["pubkey"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let card = net.cli.path("survey.card.json");
-    net.cli
-        .json("owner", &["owner", "export", "survey", "--out", &card]);
     // A filtered mean multiplies the filter, the presence bit and the value: degree 3.
-    net.cli.json(
-        "owner",
-        &["owner", "grant", "survey", &service, "--max-degree", "3"],
-    );
-    net.env.mine(1).unwrap();
-    net.settle();
-    let end = Instant::now() + WAIT;
-    loop {
-        let out = net
-            .cli
-            .run("service", &["--json", "service", "access", &card]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["parties"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|p| p["granted"] == true))
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "the grant was never read: {v}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
     let queries = [
         // age 87 only: 4 of 300 rows, fewer than min_rows.
         "count() where age > 86",

@@ -269,7 +269,13 @@ impl Net {
     pub fn granted_dataset(&self, rows: usize) -> String {
         let csv = self.cli.path("data.csv");
         write_csv(std::path::Path::new(&csv), rows);
-        self.store(&csv, "survey");
+        self.grant_stored(&csv, &[])
+    }
+
+    /// Stores `csv` as dataset `survey`, funds and inits the service, grants it with the extra
+    /// `owner grant` arguments, and waits until every party reads the grant; returns the card.
+    pub fn grant_stored(&self, csv: &str, grant: &[&str]) -> String {
+        self.store(csv, "survey");
         self.fund("service");
         let service = self.cli.json("service", &["service", "init"])["pubkey"]
             .as_str()
@@ -278,8 +284,9 @@ impl Net {
         let card = self.cli.path("survey.card.json");
         self.cli
             .json("owner", &["owner", "export", "survey", "--out", &card]);
-        self.cli
-            .json("owner", &["owner", "grant", "survey", &service]);
+        let mut args = vec!["owner", "grant", "survey", &service];
+        args.extend_from_slice(grant);
+        self.cli.json("owner", &args);
         self.env.mine(1).unwrap();
         self.settle();
         let end = Instant::now() + WAIT;
