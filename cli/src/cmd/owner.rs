@@ -226,21 +226,8 @@ fn extend(
         )
     })?;
     // A record that would change nothing is refused before it costs a fee.
-    let tip = view.tip()?;
-    match record {
-        Record::Revoke { service } => match state.table(tip).get(service) {
-            None => bail!("{service} was never granted dataset {name}: nothing to revoke (no transaction made)"),
-            Some(Access::Revoked(txid)) => bail!(
-                "{service} is already revoked from dataset {name} by {txid}: nothing to revoke (no transaction made)"
-            ),
-            Some(_) => {}
-        },
-        Record::Grant { scope, .. } => {
-            if let Some(h) = scope.expiry.filter(|h| *h <= tip) {
-                bail!("--expires {h} is not above the tip {tip}: the grant would be expired before it counts (no transaction made)");
-            }
-        }
-        _ => {}
+    if let Some(why) = state.unchanged_by(record, view.tip()?) {
+        bail!("dataset {name}: {why} (no transaction made)");
     }
     let rate = fee_rate(rate, &chain)?;
     let txid = extend_anchor(

@@ -652,6 +652,25 @@ impl AclState {
         }
     }
 
+    /// Why `record` would change nothing at tip `tip` (so it must not be published and paid
+    /// for): a REVOKE of a service never granted or already revoked, a GRANT whose expiry is
+    /// not above the tip. `None` when the record does something.
+    pub fn unchanged_by(&self, record: &Record, tip: u32) -> Option<String> {
+        match record {
+            Record::Revoke { service } => match self.table(tip).get(service) {
+                None => Some(format!("{service} was never granted this dataset: nothing to revoke")),
+                Some(Access::Revoked(txid)) => Some(format!(
+                    "{service} is already revoked by {txid}: nothing to revoke"
+                )),
+                Some(_) => None,
+            },
+            Record::Grant { scope, .. } => scope.expiry.filter(|h| *h <= tip).map(|h| {
+                format!("expiry {h} is not above the tip {tip}: the grant would be expired before it counts")
+            }),
+            _ => None,
+        }
+    }
+
     /// Every service named by a record, with its access at `tip`.
     pub fn table(&self, tip: u32) -> BTreeMap<PublicKey, Access> {
         let mut keys = BTreeSet::new();
