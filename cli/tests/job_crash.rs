@@ -337,17 +337,10 @@ fn a_revoke_seen_before_the_keys_are_released_stops_every_claim_and_refunds_the_
     let lost = before - balance(&net);
     assert!(lost < 3_000, "only fees were lost: {lost} sat; {report}");
     for p in ["p1", "p2", "p3", "p4"] {
-        let jobs = net.cli.json(p, &["party", "jobs"]);
         assert!(
-            jobs["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|j| j["state"] == "failed"
-                    && j["reason"]
-                        .as_str()
-                        .is_some_and(|r| r.contains("revoked") && r.contains("will not release"))),
-            "{p}: {jobs}"
+            net.has_failed_job(p, &["revoked", "will not release"]),
+            "{p}: {}",
+            net.cli.json(p, &["party", "jobs"])
         );
     }
 }

@@ -222,6 +222,21 @@ impl Net {
         self.wait_ready(party);
     }
 
+    /// Whether party `who`'s `party jobs` lists a failed job whose reason holds every one of
+    /// `words`.
+    pub fn has_failed_job(&self, who: &str, words: &[&str]) -> bool {
+        self.cli.json(who, &["party", "jobs"])["jobs"]
+            .as_array()
+            .is_some_and(|jobs| {
+                jobs.iter().any(|j| {
+                    j["state"] == "failed"
+                        && j["reason"]
+                            .as_str()
+                            .is_some_and(|r| words.iter().all(|w| r.contains(w)))
+                })
+            })
+    }
+
     pub fn status(&self, party: usize) -> Value {
         self.cli.json(PARTIES[party - 1], &["party", "status"])
     }
