@@ -356,11 +356,8 @@ fn wallet_commands_refuse_bad_input_in_one_line() {
     let err = cli.fails("w", &["wallet", "send", &own, "1000"]);
     assert!(err.contains("needs a unit"), "{err}");
     // An unreachable server is named.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let lease = btcmpc_regtest::ports::PortLease::new().unwrap();
+    let port = lease.port();
     let out = output_bounded(Command::new(env!("CARGO_BIN_EXE_btcmpc")).args([
         "--datadir",
         cli.root.join("w").to_str().unwrap(),

@@ -17,6 +17,7 @@ use btcmpc_engine::node::owner::{Owner, OwnerError, StoreOptions};
 use btcmpc_engine::node::party::{Party, PartyConfig};
 use btcmpc_engine::node::roster::{Roster, RosterParams};
 use btcmpc_engine::node::transport::{connect, ChannelConfig};
+use btcmpc_regtest::ports::PortLease;
 
 struct Committee {
     manifest: Manifest,
@@ -24,14 +25,13 @@ struct Committee {
     /// Each party's Noise key (to play a party that misbehaves on the wire).
     transports: Vec<StaticKeypair>,
     _dir: tempfile::TempDir,
+    /// The parties' endpoints, held until the parties are gone.
+    _ports: Vec<PortLease>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port held until the lease is dropped ([`btcmpc_regtest::ports`]).
+fn lease_port() -> PortLease {
+    PortLease::new().expect("a loopback port to lease")
 }
 
 async fn committee(n: usize) -> Committee {
@@ -39,10 +39,13 @@ async fn committee(n: usize) -> Committee {
     let dir = tempfile::tempdir().unwrap();
     let mut keys = Vec::new();
     let mut cards = Vec::new();
+    let mut ports = Vec::new();
     for _ in 0..n {
         let kp = Keypair::new(&secp, &mut rand::thread_rng());
         let tk = StaticKeypair::generate().unwrap();
-        let endpoint = format!("127.0.0.1:{}", free_port());
+        let lease = lease_port();
+        let endpoint = format!("127.0.0.1:{}", lease.port());
+        ports.push(lease);
         cards.push(
             PartyCard::new(Network::Regtest, &kp, tk.public().0, &endpoint, 1000, 4).unwrap(),
         );
@@ -86,6 +89,7 @@ async fn committee(n: usize) -> Committee {
         parties,
         transports,
         _dir: dir,
+        _ports: ports,
     }
 }
 

@@ -32,6 +32,7 @@ use bitcoin::{Address, Amount, BlockHash, Network, Txid};
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::ports::PortLease;
 use crate::rpc_client::{Auth, RpcClient, RpcClientError};
 use crate::server::{Server, ServerConfig, ServerError};
 
@@ -104,6 +105,8 @@ struct RealSetup {
     rpc_port: u16,
     p2p_port: u16,
     electrs: Option<ElectrsSetup>,
+    /// The ports above, held while the environment lives (a restart binds them again).
+    leases: Vec<PortLease>,
 }
 
 struct ElectrsSetup {
@@ -424,8 +427,8 @@ impl TestEnv {
     /// When either cannot be started or does not answer in time.
     pub fn real(bitcoind_exe: &Path, electrs_exe: &Path) -> Result<TestEnv, HarnessError> {
         let mut env = Self::real_bitcoind_only(bitcoind_exe)?;
-        let electrum_port = free_port()?;
-        let monitoring_port = free_port()?;
+        let (electrum_lease, monitoring_lease) = (lease_port()?, lease_port()?);
+        let (electrum_port, monitoring_port) = (electrum_lease.port(), monitoring_lease.port());
         let es = ElectrsSetup {
             exe: electrs_exe.to_path_buf(),
             electrum_port,
@@ -439,6 +442,7 @@ impl TestEnv {
         {
             *slot = Some(spawn_electrs(env.dir.path(), setup, &es)?);
             setup.electrs = Some(es);
+            setup.leases.extend([electrum_lease, monitoring_lease]);
         }
         env.electrum = SocketAddr::from(([127, 0, 0, 1], electrum_port));
         let height = env.tip_height()?;
@@ -582,11 +586,13 @@ impl TestEnv {
             .map_err(io_err("creating a temporary datadir"))?;
         let datadir = dir.path().join("bitcoind");
         std::fs::create_dir_all(&datadir).map_err(io_err("creating the bitcoind datadir"))?;
+        let (rpc_lease, p2p_lease) = (lease_port()?, lease_port()?);
         let setup = RealSetup {
             bitcoind_exe: bitcoind_exe.to_path_buf(),
-            rpc_port: free_port()?,
-            p2p_port: free_port()?,
+            rpc_port: rpc_lease.port(),
+            p2p_port: p2p_lease.port(),
             electrs: None,
+            leases: vec![rpc_lease, p2p_lease],
         };
         let rpc_port = setup.rpc_port;
         let bitcoind = spawn_bitcoind(dir.path(), &setup)?;
@@ -1117,14 +1123,9 @@ fn electrs_notify_count(metrics: SocketAddr) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-fn free_port() -> Result<u16, HarnessError> {
-    let l = TcpListener::bind(("127.0.0.1", 0)).map_err(io_err("finding a free port"))?;
-    let port = l
-        .local_addr()
-        .map_err(io_err("finding a free port"))?
-        .port();
-    Ok(port)
+/// A loopback port held until the lease is dropped ([`crate::ports`]).
+fn lease_port() -> Result<PortLease, HarnessError> {
+    PortLease::new().map_err(io_err("leasing a loopback port"))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod faucet;
 pub mod harness;
 pub mod limits;
 pub mod node;
+pub mod ports;
 pub mod rpc;
 pub mod rpc_client;
 pub mod server;

@@ -23,6 +23,7 @@ use btcmpc_engine::node::service::Service;
 use btcmpc_engine::node::settle::{report_notice, wait_and_open, JobBook};
 use btcmpc_engine::node::wire::StoreCommit;
 use btcmpc_regtest::harness::TestEnv;
+use btcmpc_regtest::ports::PortLease;
 use btcmpc_wallet::{ChainClient, FeeChoice, RoleWallet};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -33,11 +34,9 @@ fn fee() -> FeeChoice {
     FeeChoice::Explicit(FeeRate::from_sat_per_vb_u32(2))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A loopback port held until the lease is dropped ([`btcmpc_regtest::ports`]).
+fn lease_port() -> PortLease {
+    PortLease::new().expect("a loopback port to lease")
 }
 
 struct World {
@@ -102,12 +101,15 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     let mut wallets = Vec::new();
     let mut keys = Vec::new();
     let mut cards = Vec::new();
+    let mut ports = Vec::new();
     for i in 1..=4 {
         let mut wallet = w.wallet(&format!("party{i}"), 1_000_000)?;
         let (_, key) = wallet.contract_key(None, "party key")?;
         let kp = wallet.contract_keypair_for(&key)?.expect("its own key");
         let transport = StaticKeypair::generate()?;
-        let endpoint = format!("127.0.0.1:{}", free_port());
+        let lease = lease_port();
+        let endpoint = format!("127.0.0.1:{}", lease.port());
+        ports.push(lease);
         cards.push(PartyCard::new(
             Network::Regtest,
             &kp,

@@ -128,12 +128,9 @@ fn bad_sends_fail_cleanly_and_broadcast_nothing() -> anyhow::Result<()> {
 
 #[test]
 fn unreachable_server_is_named() {
-    // A port nothing listens on: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on: leased (no other process is handed it) and never bound.
+    let lease = btcmpc_regtest::ports::PortLease::new().unwrap();
+    let port = lease.port();
     let err =
         ChainClient::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).unwrap_err();
     let msg = err.to_string();

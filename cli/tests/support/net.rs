@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::{Address, Amount, Network};
 use btcmpc_regtest::harness::TestEnv;
+use btcmpc_regtest::ports::PortLease;
 use serde_json::Value;
 
 use super::Cli;
@@ -33,14 +34,15 @@ pub struct Net {
     pub cli: Cli,
     pub manifest: String,
     pub daemons: Vec<Option<Daemon>>,
+    /// The parties' endpoints, held until the daemons are gone.
+    pub _ports: Vec<PortLease>,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port held for this test until the lease is dropped (see
+/// [`btcmpc_regtest::ports`]: a port that was merely free a moment ago may be taken by a
+/// parallel test before the daemon binds it).
+pub fn lease_port() -> PortLease {
+    PortLease::new().expect("a loopback port to lease")
 }
 
 impl Net {
@@ -82,11 +84,14 @@ impl Net {
             _dir: dir,
             manifest: String::new(),
             daemons: Vec::new(),
+            _ports: Vec::new(),
         };
         let mut cards = Vec::new();
         for p in PARTIES {
             net.fund(p);
-            let endpoint = format!("127.0.0.1:{}", free_port());
+            let lease = lease_port();
+            let endpoint = format!("127.0.0.1:{}", lease.port());
+            net._ports.push(lease);
             let v = net.cli.json(p, &["party", "init", "--endpoint", &endpoint]);
             cards.push(v["card"].as_str().unwrap().to_string());
         }

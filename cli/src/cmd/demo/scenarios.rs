@@ -242,14 +242,8 @@ pub fn setup(w: &mut World, service_b: bool) -> anyhow::Result<Setup> {
     })?;
     let mut cards = Vec::new();
     for p in PARTIES {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?
-            .port();
-        let v = w.json(
-            p,
-            &["party", "init", "--endpoint", &format!("127.0.0.1:{port}")],
-        )?;
+        let endpoint = w.lease_endpoint()?;
+        let v = w.json(p, &["party", "init", "--endpoint", &endpoint])?;
         cards.push(str_of(&v, "card", "party init")?);
     }
     let roster = w.path("roster.json").display().to_string();

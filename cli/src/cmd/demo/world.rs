@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use bitcoin::{Amount, Transaction, Txid};
+use btcmpc_regtest::ports::PortLease;
 use btcmpc_regtest::rpc_client::{Auth, RpcClient};
 use btcmpc_regtest::server::{Server, ServerConfig};
 use btcmpc_regtest::AutomineMode;
@@ -173,6 +174,8 @@ pub struct World {
     exe: PathBuf,
     daemons: Vec<Option<Proc>>,
     faults: Vec<Option<String>>,
+    /// The daemons' endpoints, held while the world lives ([`PortLease`]).
+    ports: Vec<PortLease>,
     /// Print progress on stderr.
     pub verbose: bool,
     started: Instant,
@@ -225,6 +228,18 @@ impl Ran {
 }
 
 impl World {
+    /// A loopback endpoint for a daemon, held by this world until it is dropped: no other
+    /// process (a parallel demo, a test) is handed the same port before the daemon binds it.
+    ///
+    /// # Errors
+    /// When no port can be leased.
+    pub fn lease_endpoint(&mut self) -> anyhow::Result<String> {
+        let lease = PortLease::new().context("leasing a loopback port for a party")?;
+        let endpoint = format!("127.0.0.1:{}", lease.port());
+        self.ports.push(lease);
+        Ok(endpoint)
+    }
+
     /// Starts the embedded node (any free ports, automine a moment after each transaction)
     /// in a new temporary directory.
     ///
@@ -257,6 +272,7 @@ impl World {
             exe,
             daemons: (0..4).map(|_| None).collect(),
             faults: vec![None; 4],
+            ports: Vec::new(),
             verbose,
             started: Instant::now(),
         })
