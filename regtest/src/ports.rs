@@ -8,15 +8,19 @@
 //!
 //! - its port lies **below the kernel's ephemeral range** (`ip_local_port_range` on Linux), so
 //!   the kernel never hands it out on its own;
-//! - it holds an exclusive lock on a file named after the port in a shared directory of the
-//!   temporary directory, so two leases (in any processes) never name the same port. The lock
-//!   is the operating system's and goes away with the process, even after `kill -9`.
+//! - it holds an exclusive lock named after the port, so two leases (in any processes of the
+//!   machine) never name the same port: on Linux a listening socket in the abstract Unix
+//!   namespace (`btcmpc-port-lease-PORT`: nothing on disk, whatever `TMPDIR` each process has),
+//!   elsewhere a locked file in the shared temporary directory. Either lock is the operating
+//!   system's and goes away with the process, even after `kill -9`.
 //!
 //! The child binds the port while the lease is held; drop the lease when the child is gone.
 
+#[cfg(not(target_os = "linux"))]
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::TcpListener;
+#[cfg(not(target_os = "linux"))]
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,7 +37,7 @@ const ATTEMPTS: u32 = 512;
 #[derive(Debug)]
 pub struct PortLease {
     port: u16,
-    _lock: File,
+    _lock: Lock,
 }
 
 impl PortLease {
@@ -41,17 +45,16 @@ impl PortLease {
     ///
     /// # Errors
     ///
-    /// When the lock directory cannot be created, or no port in the range
+    /// When a lock cannot be taken (other than by being held), or no port in the range
     /// `[12000, start of the ephemeral range)` is free after 512 tries.
     pub fn new() -> io::Result<PortLease> {
-        let dir = lease_dir()?;
         let end = ephemeral_start().max(LOWEST + 1_000);
         let span = u32::from(end - LOWEST);
         let mut next = start_offset() % span;
         for _ in 0..ATTEMPTS {
             let port = LOWEST + u16::try_from(next).unwrap_or(0);
             next = (next + 1) % span;
-            if let Some(lease) = try_port(&dir, port)? {
+            if let Some(lease) = try_port(port)? {
                 return Ok(lease);
             }
         }
@@ -67,25 +70,43 @@ impl PortLease {
     }
 }
 
-/// The shared directory of lock files (created if missing; on Unix writable by every user,
-/// with the sticky bit, like the temporary directory itself).
-fn lease_dir() -> io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join("btcmpc-port-leases");
-    if !dir.is_dir() {
-        std::fs::create_dir_all(&dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Best effort: another user's lease files are then skipped, not fatal.
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
-        }
+/// The lease of `port` if nobody else holds it and it is free on loopback.
+fn try_port(port: u16) -> io::Result<Option<PortLease>> {
+    let Some(lock) = lock(port)? else {
+        return Ok(None);
+    };
+    // Held by us now; a process that is not using leases may still have it bound.
+    if TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return Ok(None);
     }
-    Ok(dir)
+    Ok(Some(PortLease { port, _lock: lock }))
 }
 
-/// The lease of `port` if nobody else holds it and it is free on loopback.
-fn try_port(dir: &std::path::Path, port: u16) -> io::Result<Option<PortLease>> {
-    let path: PathBuf = dir.join(port.to_string());
+#[cfg(target_os = "linux")]
+type Lock = std::os::unix::net::UnixListener;
+
+/// The lock of `port`: a socket bound to an abstract Unix address, or `None` when another
+/// process holds it.
+#[cfg(target_os = "linux")]
+fn lock(port: u16) -> io::Result<Option<Lock>> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let addr = SocketAddr::from_abstract_name(format!("btcmpc-port-lease-{port}"))?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+type Lock = File;
+
+/// The lock of `port`: a locked file in the shared directory, or `None` when another process
+/// holds it.
+#[cfg(not(target_os = "linux"))]
+fn lock(port: u16) -> io::Result<Option<Lock>> {
+    let path: PathBuf = lease_dir()?.join(port.to_string());
     let file = match OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -98,15 +119,27 @@ fn try_port(dir: &std::path::Path, port: u16) -> io::Result<Option<PortLease>> {
         Err(e) => return Err(e),
     };
     match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    // Held by us now; a process that is not using leases may still have it bound.
-    if TcpListener::bind(("127.0.0.1", port)).is_err() {
-        return Ok(None);
+}
+
+/// The shared directory of lock files (created if missing; on Unix writable by every user,
+/// with the sticky bit, like the temporary directory itself).
+#[cfg(not(target_os = "linux"))]
+fn lease_dir() -> io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join("btcmpc-port-leases");
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Best effort: another user's lease files are then skipped, not fatal.
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+        }
     }
-    Ok(Some(PortLease { port, _lock: file }))
+    Ok(dir)
 }
 
 /// Where the kernel's ephemeral ports start (Linux), or 32768.
@@ -145,11 +178,10 @@ mod tests {
         let l = TcpListener::bind(("127.0.0.1", a.port())).unwrap();
         drop(l);
         // A held port is refused to a second lease; after the drop it can be leased again.
-        let dir = lease_dir().unwrap();
-        assert!(try_port(&dir, a.port()).unwrap().is_none());
+        assert!(try_port(a.port()).unwrap().is_none());
         let port = a.port();
         drop(a);
-        assert!(try_port(&dir, port).unwrap().is_some());
+        assert!(try_port(port).unwrap().is_some());
     }
 
     #[test]
@@ -157,8 +189,7 @@ mod tests {
         // An ephemeral port: no lease holds it, but a socket does.
         let busy = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = busy.local_addr().unwrap().port();
-        let dir = lease_dir().unwrap();
-        assert!(try_port(&dir, port).unwrap().is_none());
+        assert!(try_port(port).unwrap().is_none());
         drop(busy);
     }
 }
