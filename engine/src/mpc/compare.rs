@@ -26,8 +26,8 @@
 //!
 //! Catrina and de Hoogh, "Improved Primitives for Secure Multiparty Integer Computation",
 //! SCN 2010: protocol **LTZ** as `-Trunc([a], k, k - 1)`, with **Trunc** from **Mod2m**:
-//! for a `k`-bit signed `a` and `m = k - 1`, with random bits `r'_0..r'_{m-1}` and
-//! `r''` of `kappa + 1` bits (`r = 2^m r'' + r'`), the committee opens the masked value
+//! for a `k`-bit signed `a` and `m = k - 1`, with random bits `r'_0..r'_{m-1}` and a random
+//! integer `r''` (`r = 2^m r'' + r'`), the committee opens the masked value
 //! `c = 2^(k-1) + a + r` (the **masked opening**), computes `c' = c mod 2^m` in the clear, the
 //! bit `u = BitLT(c', r')` on shares, and `a mod 2^m = c' - r' + 2^m u`; then
 //! `LTZ(a) = (a mod 2^m - a) / 2^m`. `ltz`.
@@ -47,15 +47,30 @@
 //! logarithmic prefix-OR circuit instead of their constant-round one): `ceil(log2 k)` rounds.
 //! `eqz`.
 //!
+//! # The high part of the mask
+//!
+//! `r''` needs no bits, only a random integer that hides the high part of `a`: it is a PRSS
+//! random integer, `r'' = sum_A r_A` over the `C(n, t)` PRSS sets with every `r_A` uniform in
+//! `[0, 2^(kappa + 1))` for LTZ and `[0, 2^kappa)` for EQZ (Catrina and de Hoogh's
+//! **PRandInt**, SCN 2010, section 2, after Cramer, Damgård and Ishai, TCC 2005;
+//! [`crate::mpc::prss::Prss::random_int`]): no round, no square root, and no party chooses it.
+//! The one term no coalition of `t` parties knows is uniform over `2^(kappa + 1)` (LTZ) or
+//! `2^kappa` (EQZ) values and the high part of `2^(k-1) + a + r'` it hides is at most 2 (LTZ,
+//! `< 2^(k+1)` over `2^m = 2^(k-1)`) or 1 (EQZ): statistical distance at most `2^-kappa`.
+//! Only the `m` (LTZ) or `k` (EQZ) bits of `r'` come from the square-root trick: a 32-bit
+//! comparison takes 31 random bits per row instead of 72.
+//!
 //! # Why the field has room
 //!
-//! The masked value `c = 2^(k-1) + a + r` is an integer in `[0, 2^(k + kappa + 1))` (`2^(k-1)
-//! + a` is in `[0, 2^k)`, `r < 2^(k + kappa)`), and it must not wrap modulo `p` so that its low
-//! bits are those of the integer. [`max_compare_bits`] is `MAGNITUDE_LIMIT_BITS - kappa - 1`
-//! and `MAGNITUDE_LIMIT_BITS <= log2(p) - 1` ([`PrimeField::MAGNITUDE_LIMIT_BITS`]), so
-//! `k + kappa + 1 <= MAGNITUDE_LIMIT_BITS < log2(p)`: no wrap. The opening `c` is within
-//! statistical distance `2^-kappa` of a value independent of `a` (the mask has `kappa` more bits
-//! than `a`).
+//! The masked value `c = 2^(k-1) + a + r' + 2^m r''` is a non-negative integer below
+//! `2^(k + kappa + SET_BITS + 1)`: `2^(k-1) + a < 2^k`, `r' < 2^m`, and `r'' < C(n, t) 2^(kappa
+//! + 1) <= 2^(kappa + 1 + SET_BITS)` with `m = k - 1` (LTZ), or `r'' < 2^(kappa + SET_BITS)`
+//! with `m = k` (EQZ) ([`SET_BITS`]: `C(n, t) < 2^8` for every committee the engine runs). It
+//! must not wrap modulo `p` so that its low bits are those of the integer.
+//! [`max_compare_bits`] is `MAGNITUDE_LIMIT_BITS - kappa - SET_BITS - 1` and
+//! `MAGNITUDE_LIMIT_BITS <= log2(p) - 1` ([`PrimeField::MAGNITUDE_LIMIT_BITS`]), so
+//! `k + kappa + SET_BITS + 1 <= MAGNITUDE_LIMIT_BITS < log2(p)`: no wrap. The opening `c` is
+//! within statistical distance `2^-kappa` of a value independent of `a` (above).
 //!
 //! # No selective failure
 //!
@@ -96,10 +111,16 @@ use crate::mpc::field::{batch_invert, PrimeField};
 /// distance `2^-kappa` of uniform.
 pub const STATISTICAL_SECURITY_BITS: u32 = 40;
 
+/// Bits of the number of PRSS sets `C(n, t)` of any committee the engine runs (`n <= 10`,
+/// `2t < n`: at most `C(10, 4) = 210 < 2^8`): a PRSS random integer of `b`-bit terms is below
+/// `2^(b + SET_BITS)`.
+pub const SET_BITS: u32 = 8;
+
 /// The most bits (sign bit included) a compared value may have in field `F`:
-/// `F::MAGNITUDE_LIMIT_BITS - kappa - 1` (85 for 2^127-1, 213 for secp256k1's order).
+/// `F::MAGNITUDE_LIMIT_BITS - kappa - SET_BITS - 1` (77 for 2^127-1, 205 for secp256k1's
+/// order; see "Why the field has room").
 pub fn max_compare_bits<F: PrimeField>() -> u32 {
-    F::MAGNITUDE_LIMIT_BITS - STATISTICAL_SECURITY_BITS - 1
+    F::MAGNITUDE_LIMIT_BITS - STATISTICAL_SECURITY_BITS - SET_BITS - 1
 }
 
 /// How many times the random bits of a batch are redrawn where `r^2` opened to 0 (each time
@@ -155,6 +176,10 @@ pub(crate) trait Rounds<F: PrimeField> {
 
     /// This party's shares of `len` fresh PRSS random sharings.
     fn random(&mut self, len: usize) -> Result<Vec<F>, Self::Stop>;
+
+    /// This party's shares of `len` fresh PRSS random integers, each the sum of `C(n, t)`
+    /// uniform `bits`-bit integers ([`crate::mpc::prss::Prss::random_int`]).
+    fn random_int(&mut self, len: usize, bits: u32) -> Result<Vec<F>, Self::Stop>;
 
     /// The canonical inverse square roots `1 / rho` of the opened `r^2` of the round just
     /// done (an evaluator may keep them across replays); `None` where the value is 0.
@@ -245,45 +270,76 @@ fn bit(l: &[u64; 4], i: u32) -> bool {
 /// `x^e` for an exponent given as little-endian limbs, with a fixed 4-bit window (variable
 /// time: public values only).
 fn pow_limbs<F: PrimeField>(x: F, e: &[u64; 4]) -> F {
-    let top = (0..256u32).rev().find(|i| bit(e, *i)).map_or(0, |i| i + 1);
-    if top <= 8 || (0..top - 1).all(|i| !bit(e, i)) {
-        // Small exponents and powers of two: plain square-and-multiply.
+    Exponent::new(e).pow(x)
+}
+
+/// An exponent prepared once for many exponentiations: its bit length and its 4-bit windows,
+/// most significant first, so that each exponentiation is squarings and table products only
+/// (a square root is one exponentiation per random bit, tens of them per compared row).
+#[derive(Debug, Clone)]
+struct Exponent {
+    /// Bit length (0 for the exponent 0).
+    top: u32,
+    /// A power of two: `x^e` is `top - 1` squarings of `x`.
+    power_of_two: bool,
+    /// The 4-bit windows, most significant first.
+    digits: Vec<u8>,
+}
+
+impl Exponent {
+    fn new(e: &[u64; 4]) -> Self {
+        let top = (0..256u32).rev().find(|i| bit(e, *i)).map_or(0, |i| i + 1);
+        let power_of_two = top >= 1 && (0..top - 1).all(|i| !bit(e, i));
+        let digits = (0..top.div_ceil(4))
+            .rev()
+            .map(|w| (0..4).fold(0u8, |d, j| d | (u8::from(bit(e, 4 * w + j)) << j)))
+            .collect();
+        Exponent {
+            top,
+            power_of_two,
+            digits,
+        }
+    }
+
+    fn pow<F: PrimeField>(&self, x: F) -> F {
+        if self.top == 0 {
+            return F::ONE;
+        }
+        if self.power_of_two {
+            let mut acc = x;
+            for _ in 1..self.top {
+                acc = acc.square();
+            }
+            return acc;
+        }
+        let mut table = [F::ONE; 16];
+        for k in 1..16 {
+            table[k] = table[k - 1] * x;
+        }
         let mut acc = F::ONE;
-        for i in (0..top).rev() {
-            acc = acc.square();
-            if bit(e, i) {
-                acc *= x;
+        for (i, d) in self.digits.iter().enumerate() {
+            if i > 0 {
+                for _ in 0..4 {
+                    acc = acc.square();
+                }
+            }
+            if *d != 0 {
+                acc *= table[usize::from(*d)];
             }
         }
-        return acc;
+        acc
     }
-    let mut table = [F::ONE; 16];
-    for k in 1..16 {
-        table[k] = table[k - 1] * x;
-    }
-    let windows = top.div_ceil(4);
-    let mut acc = F::ONE;
-    for w in (0..windows).rev() {
-        for _ in 0..4 {
-            acc = acc.square();
-        }
-        let digit = (0..4).fold(0usize, |d, j| d | (usize::from(bit(e, 4 * w + j)) << j));
-        if digit != 0 {
-            acc *= table[digit];
-        }
-    }
-    acc
 }
 
 /// Tonelli-Shanks for the field `F`: `p - 1 = q 2^s` with `q` odd, and a non-residue's `z^q`.
 struct Sqrt<F> {
     s: u32,
     /// `(q - 1) / 2`.
-    half_q: [u64; 4],
+    half_q: Exponent,
     /// `z^q` for the least quadratic non-residue `z >= 2`.
     zq: F,
     /// `(p + 1) / 4` when `p = 3 mod 4`.
-    quarter: Option<[u64; 4]>,
+    quarter: Option<Exponent>,
 }
 
 impl<F: PrimeField> Sqrt<F> {
@@ -298,10 +354,10 @@ impl<F: PrimeField> Sqrt<F> {
             .find(|z| pow_limbs(*z, &half_p1) == -F::ONE)
             .expect("half of the field's elements are non-residues");
         // (p + 1) / 4 = ((p - 1) / 2 + 1) / 2 = (half_p1 + 1) / 2, and half_p1 is odd when s = 1.
-        let quarter = (s == 1).then(|| limbs_add_one_shr1(half_p1));
+        let quarter = (s == 1).then(|| Exponent::new(&limbs_add_one_shr1(half_p1)));
         Sqrt {
             s,
-            half_q,
+            half_q: Exponent::new(&half_q),
             zq: pow_limbs(z, &q),
             quarter,
         }
@@ -314,11 +370,11 @@ impl<F: PrimeField> Sqrt<F> {
         }
         if let Some(e) = &self.quarter {
             // p = 3 mod 4: x^((p+1)/4) (for 2^127 - 1, 125 squarings).
-            let r = pow_limbs(x, e);
+            let r = e.pow(x);
             return (r.square() == x).then_some(r);
         }
         // w = x^((q-1)/2): t = x^q = x w^2, r = x^((q+1)/2) = x w.
-        let w = pow_limbs(x, &self.half_q);
+        let w = self.half_q.pow(x);
         let mut t = x * w.square();
         let mut r = x * w;
         let mut m = self.s;
@@ -582,19 +638,20 @@ fn compose<F: PrimeField>(bits: &[F]) -> F {
     acc
 }
 
-/// The masked opening of every row: `c = 2^(k-1) + a + sum_i 2^i bits[row][i]`.
+/// The masked opening of every row: `c = 2^(k-1) + a + r' + 2^m r''` with
+/// `r' = sum_i 2^i bits[row * m + i]` (`m` shared bits per row) and `r'' = high[row]`.
 fn masked_opening<F: PrimeField, R: Rounds<F>>(
     rounds: &mut R,
     a: &[F],
     bits: &[F],
-    per_row: usize,
+    high: &[F],
+    m: usize,
     k: u32,
 ) -> Result<Vec<F>, R::Stop> {
     let shift = F::pow2(k - 1);
-    let c: Vec<F> = a
-        .iter()
-        .zip(bits.chunks_exact(per_row))
-        .map(|(a, r)| *a + shift + compose(r))
+    let two_m = F::pow2(m as u32);
+    let c: Vec<F> = (0..a.len())
+        .map(|row| a[row] + shift + compose(&bits[row * m..(row + 1) * m]) + two_m * high[row])
         .collect();
     rounds.open(c)
 }
@@ -616,17 +673,10 @@ pub(crate) fn ltz<F: PrimeField, R: Rounds<F>>(
         return Ok(Vec::new());
     }
     let m = (k - 1) as usize;
-    let per_row = m + STATISTICAL_SECURITY_BITS as usize + 1;
-    let bits = random_bits(rounds, rows * per_row)?;
-    let c = masked_opening(rounds, a, &bits, per_row, k)?;
-    let u = bit_lt(
-        rounds,
-        &|row, i| field_bit(&c[row], i),
-        &bits,
-        per_row,
-        rows,
-        m,
-    )?;
+    let bits = random_bits(rounds, rows * m)?;
+    let high = rounds.random_int(rows, STATISTICAL_SECURITY_BITS + 1)?;
+    let c = masked_opening(rounds, a, &bits, &high, m, k)?;
+    let u = bit_lt(rounds, &|row, i| field_bit(&c[row], i), &bits, m, rows, m)?;
     let two_m = F::pow2(m as u32);
     let inv = two_m.inverse().expect("2^m is not 0");
     Ok((0..rows)
@@ -634,7 +684,7 @@ pub(crate) fn ltz<F: PrimeField, R: Rounds<F>>(
             let c_low = (0..m).rev().fold(F::ZERO, |acc, i| {
                 acc.double() + F::from_u64(u64::from(field_bit(&c[row], i)))
             });
-            let r_low = compose(&bits[row * per_row..row * per_row + m]);
+            let r_low = compose(&bits[row * m..(row + 1) * m]);
             let a_mod = c_low - r_low + two_m * u[row];
             (a_mod - a[row]) * inv
         })
@@ -657,15 +707,15 @@ pub(crate) fn eqz<F: PrimeField, R: Rounds<F>>(
         return Ok(Vec::new());
     }
     let k = k as usize;
-    let per_row = k + STATISTICAL_SECURITY_BITS as usize;
-    let bits = random_bits(rounds, rows * per_row)?;
-    let c = masked_opening(rounds, a, &bits, per_row, k as u32)?;
+    let bits = random_bits(rounds, rows * k)?;
+    let high = rounds.random_int(rows, STATISTICAL_SECURITY_BITS)?;
+    let c = masked_opening(rounds, a, &bits, &high, k, k as u32)?;
     // Low k bits of c - 2^(k-1) (mod 2^k): those of c with bit k - 1 flipped.
     let mut eq = Vec::with_capacity(rows * k);
     for row in 0..rows {
         for i in 0..k {
             let w = field_bit(&c[row], i) ^ (i == k - 1);
-            let b = bits[row * per_row + i];
+            let b = bits[row * k + i];
             // 1 - (w XOR b)
             eq.push(if w { b } else { F::ONE - b });
         }
@@ -752,19 +802,28 @@ mod tests {
 
     #[test]
     fn compare_bits_leave_room_for_the_mask() {
-        assert_eq!(max_compare_bits::<Mersenne127>(), 85);
-        assert_eq!(max_compare_bits::<Secp256k1Scalar>(), 213);
-        // k + kappa + 1 bits stay below log2(p).
-        assert!(max_compare_bits::<Mersenne127>() + STATISTICAL_SECURITY_BITS + 1 < 127);
-        assert!(max_compare_bits::<Secp256k1Scalar>() + STATISTICAL_SECURITY_BITS + 1 < 256);
+        assert_eq!(max_compare_bits::<Mersenne127>(), 77);
+        assert_eq!(max_compare_bits::<Secp256k1Scalar>(), 205);
+        // k + kappa + SET_BITS + 1 bits stay below log2(p).
+        assert!(max_compare_bits::<Mersenne127>() + STATISTICAL_SECURITY_BITS + SET_BITS + 1 < 127);
+        assert!(
+            max_compare_bits::<Secp256k1Scalar>() + STATISTICAL_SECURITY_BITS + SET_BITS + 1 < 256
+        );
+        // Every committee the engine runs has fewer than 2^SET_BITS PRSS sets.
+        for n in 3..=crate::mpc::prss::MAX_PARTIES {
+            for t in 1..n.div_ceil(2) {
+                let sets = crate::mpc::prss::key_sets(n, t).unwrap().len();
+                assert!(sets < 1 << SET_BITS, "n {n} t {t}: {sets} sets");
+            }
+        }
         assert_eq!(
             check_bits::<Mersenne127>(0),
-            Err(CompareError::Bits { bits: 0, max: 85 })
+            Err(CompareError::Bits { bits: 0, max: 77 })
         );
         assert_eq!(
-            check_bits::<Mersenne127>(86),
-            Err(CompareError::Bits { bits: 86, max: 85 })
+            check_bits::<Mersenne127>(78),
+            Err(CompareError::Bits { bits: 78, max: 77 })
         );
-        assert_eq!(check_bits::<Mersenne127>(85), Ok(()));
+        assert_eq!(check_bits::<Mersenne127>(77), Ok(()));
     }
 }

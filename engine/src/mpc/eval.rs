@@ -213,6 +213,14 @@ pub enum Tamper<F> {
         /// What is added.
         delta: F,
     },
+    /// Adds `delta` to this party's share of random integer `position` (the high part `r''` of
+    /// a comparison's mask) of the first batch of PRSS random integers it makes.
+    RandomInt {
+        /// Position in the batch.
+        position: usize,
+        /// What is added.
+        delta: F,
+    },
 }
 
 /// An input an [`EvalMachine`] borrows, or shares with an owning driver (which keeps the
@@ -285,10 +293,47 @@ impl<F> From<CompareError> for Stop<F> {
 /// What the replays of the local part keep of the random bits: the canonical inverse roots of
 /// opened `r^2` values per round, and the bits made from the two rounds starting at a round
 /// (each with the squares opened, which identify them; the PRSS draw is fixed by the replay).
+///
+/// And the per-row values of every interactive node (a comparison or a product of shares) the
+/// replays computed, by the node and the round it started at: a replay that reaches the node at
+/// that round again, with the node's last round done as it was, takes the values and the
+/// counters after it instead of running the node's local part again, and marks the
+/// interactive nodes computed inside it as computed in this pass (a later occurrence of one of
+/// them must take no rounds, as in the pass that computed it). The rounds done only grow (a
+/// round's result is final), so a pass costs the nodes whose rounds are new, not every node
+/// since the start: the replays of a job with many comparisons stay linear in its rounds.
 #[derive(Debug, Default)]
 struct RootCache<F> {
     entries: BTreeMap<usize, (Vec<F>, Vec<Option<F>>)>,
     bits: BTreeMap<usize, (Vec<F>, Vec<F>)>,
+    nodes: HashMap<(Node, usize), Segment<F>>,
+}
+
+impl<F> RootCache<F> {
+    fn new() -> Self {
+        RootCache {
+            entries: BTreeMap::new(),
+            bits: BTreeMap::new(),
+            nodes: HashMap::new(),
+        }
+    }
+}
+
+/// An interactive node's values and what its evaluation consumed (see [`RootCache`]).
+#[derive(Debug, Clone)]
+struct Segment<F> {
+    /// The round after the node's last round.
+    end: usize,
+    /// That last round's result, as the node used it.
+    last: Vec<F>,
+    /// PRSS draws, random-bit batches and random-integer batches the node took.
+    draws: u64,
+    batches: usize,
+    ints: usize,
+    /// The node's per-row values.
+    values: Vec<F>,
+    /// The interactive nodes computed inside it (nested ones included), with their values.
+    inner: Vec<(Node, Vec<F>)>,
 }
 
 /// The local part of one evaluation, replayed over the rounds already done.
@@ -301,10 +346,14 @@ struct Run<'r, F> {
     draws: u64,
     bit_batches: usize,
     tamper_bit: Option<(usize, F)>,
+    tamper_int: Option<(usize, F)>,
+    int_batches: usize,
     roots: Option<&'r mut RootCache<F>>,
     /// The interactive nodes computed in this pass: a node that occurs again (a filter's
     /// comparison in a gate test) is computed once.
     seen: HashMap<Node, Vec<F>>,
+    /// The keys of `seen` in the order they were added.
+    seen_order: Vec<Node>,
 }
 
 enum Vals<'a, F: Clone> {
@@ -341,6 +390,27 @@ impl<F: PrimeField> Rounds<F> for Run<'_, F> {
         let counter = RANDOM_COUNTER_BASE + self.draws;
         self.draws += 1;
         Ok(prss.random(&self.job, counter, len))
+    }
+
+    fn random_int(&mut self, len: usize, bits: u32) -> Result<Vec<F>, Stop<F>> {
+        let Some(prss) = self.prss else {
+            return Err(EvalError::NeedsRound {
+                round: self.cursor as u32,
+            }
+            .into());
+        };
+        let counter = RANDOM_COUNTER_BASE + self.draws;
+        self.draws += 1;
+        let mut out = prss.random_int(&self.job, counter, len, bits);
+        if self.int_batches == 0 {
+            if let Some((p, d)) = self.tamper_int {
+                if let Some(v) = out.get_mut(p) {
+                    *v += d;
+                }
+            }
+        }
+        self.int_batches += 1;
+        Ok(out)
     }
 
     fn inverse_roots(&mut self, squares: &[F]) -> Result<Vec<Option<F>>, Stop<F>> {
@@ -403,8 +473,11 @@ impl<'r, F: PrimeField> Run<'r, F> {
             draws: 0,
             bit_batches: 0,
             tamper_bit: None,
+            tamper_int: None,
+            int_batches: 0,
             roots: None,
             seen: HashMap::new(),
+            seen_order: Vec::new(),
         }
     }
 
@@ -574,7 +647,8 @@ impl<'r, F: PrimeField> Run<'r, F> {
     /// The per-row values of `node` as degree-`t` shares; an interactive node (a comparison
     /// or a product of shares) once per pass: a node that occurs again (a filter's comparison
     /// in a gate test) takes no more rounds. Every pass meets the nodes in the same order, so
-    /// the rounds line up across the replays of the local part.
+    /// the rounds line up across the replays of the local part; a node whose rounds a former
+    /// replay completed is taken from the replays' cache ([`RootCache`]).
     fn rows<'c>(&mut self, node: &Node, columns: &'c [Vec<F>]) -> Result<Vals<'c, F>, Stop<F>> {
         if !matches!(
             node,
@@ -585,14 +659,54 @@ impl<'r, F: PrimeField> Run<'r, F> {
         if let Some(v) = self.seen.get(node) {
             return Ok(Vals::Shares(Cow::Owned(v.clone())));
         }
-        let cursor = self.cursor;
+        let (cursor, draws, batches, ints) =
+            (self.cursor, self.draws, self.bit_batches, self.int_batches);
+        let hit = self.roots.as_deref().and_then(|c| {
+            let seg = c.nodes.get(&(node.clone(), cursor))?;
+            (seg.end > cursor && self.done.get(seg.end - 1) == Some(&seg.last)).then(|| seg.clone())
+        });
+        if let Some(seg) = hit {
+            self.cursor = seg.end;
+            self.draws = draws + seg.draws;
+            self.bit_batches = batches + seg.batches;
+            self.int_batches = ints + seg.ints;
+            for (n, v) in seg.inner {
+                self.mark_seen(n, v);
+            }
+            self.mark_seen(node.clone(), seg.values.clone());
+            return Ok(Vals::Shares(Cow::Owned(seg.values)));
+        }
+        let first_inner = self.seen_order.len();
         let out = self.rows_once(node, columns)?;
         if let Vals::Shares(v) = &out {
             if self.cursor > cursor {
-                self.seen.insert(node.clone(), v.to_vec());
+                let inner = self.seen_order[first_inner..]
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), self.seen.get(n)?.clone())))
+                    .collect();
+                let seg = Segment {
+                    end: self.cursor,
+                    last: self.done[self.cursor - 1].clone(),
+                    draws: self.draws - draws,
+                    batches: self.bit_batches - batches,
+                    ints: self.int_batches - ints,
+                    values: v.to_vec(),
+                    inner,
+                };
+                if let Some(c) = self.roots.as_deref_mut() {
+                    c.nodes.insert((node.clone(), cursor), seg);
+                }
+                self.mark_seen(node.clone(), v.to_vec());
             }
         }
         Ok(out)
+    }
+
+    /// Records `node` as computed in this pass, with its per-row values.
+    fn mark_seen(&mut self, node: Node, values: Vec<F>) {
+        if self.seen.insert(node.clone(), values).is_none() {
+            self.seen_order.push(node);
+        }
     }
 
     /// [`Run::rows`] without the caches.
@@ -737,10 +851,7 @@ impl<F> Default for LocalMemo<F> {
             reduced: Vec::new(),
             passes: Vec::new(),
             runs: 0,
-            roots: RootCache {
-                entries: BTreeMap::new(),
-                bits: BTreeMap::new(),
-            },
+            roots: RootCache::new(),
         }
     }
 }
@@ -954,10 +1065,7 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             lie: None,
             lie_open: None,
             tampers: Vec::new(),
-            roots: RootCache {
-                entries: BTreeMap::new(),
-                bits: BTreeMap::new(),
-            },
+            roots: RootCache::new(),
             done: false,
             memo: None,
         })
@@ -1005,7 +1113,11 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         }
         let tamper_bit = self.tampers.iter().find_map(|t| match t {
             Tamper::RandomBit { position, delta } => Some((*position, *delta)),
-            Tamper::Round { .. } => None,
+            _ => None,
+        });
+        let tamper_int = self.tampers.iter().find_map(|t| match t {
+            Tamper::RandomInt { position, delta } => Some((*position, *delta)),
+            _ => None,
         });
         let roots = match self.memo.as_mut() {
             Some(m) => &mut m.roots,
@@ -1019,8 +1131,11 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             draws: 0,
             bit_batches: 0,
             tamper_bit,
+            tamper_int,
+            int_batches: 0,
             roots: Some(roots),
             seen: HashMap::new(),
+            seen_order: Vec::new(),
         };
         let pass = match run.task(self.task.view()) {
             Ok(out) => Pass::Done(out),

@@ -389,16 +389,21 @@ pub type SetKeys = Vec<(Vec<u32>, [u8; 32])>;
 /// One key of this party with its precomputed coefficients.
 #[derive(Clone)]
 struct SetKey<F> {
+    /// The set's position in [`key_sets`].
+    set: usize,
     key: [u8; 32],
     /// `g_A(me)`, as an integer and as a field element.
     g: (i64, F),
     /// `g_A(me) * me^l` for `l = 1..=t`.
     gz: Vec<(i64, F)>,
+    /// `f_A(me) = g_A(me) / c_A` with `c_A = prod_{j not in A} j`: the share of a sharing of
+    /// `r_A` itself (not of `c_A r_A`), for [`Prss::random_int`].
+    f: F,
 }
 
 impl<F> std::fmt::Debug for SetKey<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SetKey(..)")
+        write!(f, "SetKey(set {}, ..)", self.set)
     }
 }
 
@@ -412,6 +417,8 @@ pub enum Purpose {
     Zero = 2,
     /// Double sharings.
     Double = 3,
+    /// Random integers ([`Prss::random_int`]).
+    RandomInt = 4,
 }
 
 /// Elements generated per batch (bounds the scratch buffers).
@@ -485,14 +492,13 @@ impl<F: PrimeField> Prss<F> {
         let x = i64::from(me);
         let mut out = Vec::with_capacity(keys.len());
         for (members, key) in keys {
-            let set = sets.iter().position(|s| *s == members);
-            match set {
+            let set = match sets.iter().position(|s| *s == members) {
                 Some(set) if !members.contains(&me) => {
                     return Err(PrssError::NotMember { from: me, set })
                 }
                 None => return Err(PrssError::BadCommittee { n, t }),
-                Some(_) => {}
-            }
+                Some(set) => set,
+            };
             // g_A(x) = prod_{j not in A} (j - x): |g| < n^t <= 10^3 for n <= 10, t <= 3.
             let g: i64 = (1..=n as i64)
                 .filter(|j| !members.contains(&(*j as u32)))
@@ -504,10 +510,19 @@ impl<F: PrimeField> Prss<F> {
                 gz.push((g * pow, F::from_i64(g * pow)));
                 pow *= x;
             }
+            let c: i64 = (1..=n as i64)
+                .filter(|j| !members.contains(&(*j as u32)))
+                .product();
+            let f = F::from_i64(g)
+                * F::from_i64(c)
+                    .inverse()
+                    .ok_or(PrssError::BadCommittee { n, t })?;
             out.push(SetKey {
+                set,
                 key,
                 g: (g, F::from_i64(g)),
                 gz,
+                f,
             });
         }
         if out.len() != binomial(n - 1, t) {
@@ -558,6 +573,33 @@ impl<F: PrimeField> Prss<F> {
                 for (o, v) in o.iter_mut().zip(r.iter()) {
                     *o += mul_small(*v, k.g.0, k.g.1);
                 }
+            }
+        }
+        out
+    }
+
+    /// This party's shares of `len` random **integers** for `(job, counter)`: sharing `k`
+    /// shares `r = sum_A r_A` with every `r_A` a uniform integer in `[0, 2^bits)`, so `r` is an
+    /// integer in `[0, C(n, t) 2^bits)` (no reduction mod `p` when `p` is larger). The term of
+    /// the set `A*` no coalition of `t` parties holds is uniform to that coalition: `r` hides
+    /// any value below `2^bits` added to it up to statistical distance `2^-bits` per unit of
+    /// that value's range (the PRSS of random integers of Cramer, Damgård and Ishai, TCC 2005,
+    /// section 6; Catrina and de Hoogh's `PRandInt`, SCN 2010, section 2). `bits <= 64`.
+    ///
+    /// Costs one field multiplication per set key and value (`f_A(me)` is a full field element),
+    /// against a square root per bit for a sum of shared random bits.
+    pub fn random_int(&self, job: &[u8; 32], counter: u64, len: usize, bits: u32) -> Vec<F> {
+        let bits = bits.min(64);
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        let mut out = vec![F::ZERO; len];
+        for k in &self.keys {
+            let mut rng = Self::stream(&k.key, job, Purpose::RandomInt, counter);
+            for o in out.iter_mut() {
+                *o += F::from_u64(rng.next_u64() & mask) * k.f;
             }
         }
         out
@@ -706,6 +748,48 @@ pub(crate) mod tests {
             parties[0].random(&[4u8; 32], 0, 1),
             parties[0].random(&job, 0, 1)
         );
+    }
+
+    /// Random integers: every sharing has degree `t`, and its secret is exactly the integer
+    /// sum of the sets' values computed the naive way (each set's `r_A` drawn from the key of
+    /// one of its members), below `C(n, t) 2^bits`.
+    fn integers<F: PrimeField>(n: usize, t: usize, bits: u32) {
+        let parties = agree::<F>(n, t, 11);
+        let job = [5u8; 32];
+        let len = 6;
+        let shares: Vec<Vec<F>> = parties
+            .iter()
+            .map(|p| p.random_int(&job, 9, len, bits))
+            .collect();
+        // Naive: r = sum over the sets A of r_A, r_A from the stream of any member's key.
+        let sets = key_sets(n, t).unwrap();
+        let mut naive = vec![0u128; len];
+        for set in &sets {
+            let holder = &parties[set[0] as usize - 1];
+            let index = sets.iter().position(|s| s == set).unwrap();
+            let key = holder.keys.iter().find(|k| k.set == index).unwrap();
+            let mut rng = Prss::<F>::stream(&key.key, &job, Purpose::RandomInt, 9);
+            for v in naive.iter_mut() {
+                *v += u128::from(rng.next_u64() & ((1u64 << bits) - 1));
+            }
+        }
+        for (k, want) in naive.iter().enumerate() {
+            let pts: Vec<(u32, F)> = (0..n).map(|i| (i as u32 + 1, shares[i][k])).collect();
+            assert!(degree_at_most(&pts, t), "an integer sharing has degree t");
+            let secret = interpolate(&pts[..=t], F::ZERO);
+            assert_eq!(secret, F::from_u128(*want));
+            assert!(*want < (binomial(n, t) as u128) << bits);
+        }
+        assert_ne!(naive[0], naive[1], "fresh values per position");
+    }
+
+    #[test]
+    fn random_integers_are_the_sum_of_the_sets_values() {
+        for (n, t) in [(3, 1), (4, 1), (5, 2), (7, 2), (10, 3)] {
+            integers::<Mersenne127>(n, t, 41);
+        }
+        integers::<Secp256k1Scalar>(4, 1, 41);
+        integers::<Secp256k1Scalar>(7, 3, 63);
     }
 
     #[test]

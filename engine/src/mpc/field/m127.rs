@@ -53,9 +53,12 @@ fn mul_fold(a: u128, b: u128) -> u128 {
     let a1 = a >> 64;
     let b0 = b as u64 as u128;
     let b1 = b >> 64;
-    let p00 = a0 * b0;
-    let mid = a0 * b1 + a1 * b0; // a1, b1 < 2^63: each term < 2^127
-    let p11 = a1 * b1;
+    // No product overflows (a0, b0 < 2^64; a1, b1 < 2^63): `wrapping_mul` says so to the
+    // compiler, so builds with overflow checks do not call the checked 128-bit multiplication
+    // (a library call, ten times the cost of the product) on this hot path.
+    let p00 = a0.wrapping_mul(b0);
+    let mid = a0.wrapping_mul(b1) + a1.wrapping_mul(b0); // each term < 2^127
+    let p11 = a1.wrapping_mul(b1);
     let (lo, carry) = p00.overflowing_add(mid << 64);
     let hi = p11 + (mid >> 64) + u128::from(carry);
     // x = hi * 2^128 + lo < 2^254; x >> 127 and x & p are each below 2^127.
@@ -280,9 +283,10 @@ impl PrimeField for Mersenne127 {
     #[inline]
     fn mul_u64(self, k: u64) -> Self {
         // self < 2^127, k < 2^64: the product is below 2^191; fold twice.
-        let lo = (self.0 as u64 as u128) * u128::from(k);
-        let hi = (self.0 >> 64) * u128::from(k); // < 2^127
-                                                 // x = hi * 2^64 + lo.
+        // No overflow (see `mul_fold` for why the products are wrapping).
+        let lo = (self.0 as u64 as u128).wrapping_mul(u128::from(k));
+        let hi = (self.0 >> 64).wrapping_mul(u128::from(k)); // < 2^127
+                                                             // x = hi * 2^64 + lo.
         let (low, c) = lo.overflowing_add(hi << 64);
         let high = (hi >> 64) + u128::from(c); // x = high * 2^128 + low, high < 2^63
         let r = ((high << 1) | (low >> 127)) + (low & Self::P);
@@ -304,9 +308,10 @@ impl PrimeField for Mersenne127 {
         for (x, y) in a.iter().zip(b) {
             let (x0, x1) = (x.0 as u64 as u128, x.0 >> 64);
             let (y0, y1) = (y.0 as u64 as u128, y.0 >> 64);
-            s0.add(x0 * y0);
-            s1.add(x0 * y1 + x1 * y0); // x1, y1 < 2^63: no overflow
-            s2.add(x1 * y1);
+            // No overflow (x1, y1 < 2^63); wrapping as in `mul_fold`.
+            s0.add(x0.wrapping_mul(y0));
+            s1.add(x0.wrapping_mul(y1) + x1.wrapping_mul(y0));
+            s2.add(x1.wrapping_mul(y1));
         }
         // total = s0 + s1 2^64 + s2 2^128, and 2^128 = 2 (mod p).
         s0.finish() + s1.finish().mul_u64(1 << 32).mul_u64(1 << 32) + s2.finish().double()
