@@ -354,36 +354,9 @@ impl ServiceJob {
     /// Quotes that disagree (naming each party's rule), a bound a quote breaks, a query that
     /// does not plan under the rule.
     pub fn adopt_rule(&mut self) -> Result<(), String> {
-        let Some(first) = self.quotes.first() else {
-            return Err("no quotes".into());
-        };
-        for q in &self.quotes {
-            q.check_rule()?;
-        }
-        if self
-            .quotes
-            .iter()
-            .any(|q| q.min_rows != first.min_rows || q.earlier != first.earlier)
-        {
-            return Err(format!(
-                "the parties would plan this query under different leakage rules ({}): they \
-                 answered different earlier queries for this service, so their gates differ; \
-                 the job is not run",
-                self.quotes
-                    .iter()
-                    .map(|q| format!(
-                        "party {}: min_rows {}, {} earlier quer{}",
-                        q.party,
-                        q.min_rows,
-                        q.earlier.len(),
-                        if q.earlier.len() == 1 { "y" } else { "ies" }
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-        }
-        self.min_rows = Some(first.min_rows);
-        self.earlier = first.earlier.clone();
+        let (min_rows, earlier) = common_rule(&self.quotes)?;
+        self.min_rows = Some(min_rows);
+        self.earlier = earlier;
         let opened = in_field!(self.field.as_str(), F => {
             self.plan::<F>().map(|p| p.opened.len())
         })?;
@@ -1108,9 +1081,91 @@ pub fn by_reason(answers: &[(u32, String)]) -> String {
         .join("; ")
 }
 
+/// The leakage rule every quote names: its `min_rows` and earlier queries, when all quotes
+/// name the same (the parties would otherwise plan different gates).
+///
+/// # Errors
+/// No quotes, a quote whose rule breaks a bound ([`Quote::check_rule`]), or quotes that
+/// disagree, naming each party's rule.
+pub fn common_rule(quotes: &[Quote]) -> Result<(u64, Vec<String>), String> {
+    let Some(first) = quotes.first() else {
+        return Err("no quotes".into());
+    };
+    for q in quotes {
+        q.check_rule()?;
+    }
+    if quotes
+        .iter()
+        .any(|q| q.min_rows != first.min_rows || q.earlier != first.earlier)
+    {
+        return Err(format!(
+            "the parties would plan this query under different leakage rules ({}): their \
+                 min_rows or the earlier queries they answered for this service differ, so \
+                 their gates would differ; the job is not run",
+            quotes
+                .iter()
+                .map(|q| format!(
+                    "party {}: min_rows {}, {} earlier quer{}",
+                    q.party,
+                    q.min_rows,
+                    q.earlier.len(),
+                    if q.earlier.len() == 1 { "y" } else { "ies" }
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Ok((first.min_rows, first.earlier.clone()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::by_reason;
+    use super::{by_reason, common_rule};
+    use crate::node::job::Quote;
+
+    fn quote(party: u32, min_rows: u64, earlier: &[&str]) -> Quote {
+        Quote {
+            job: [1; 32],
+            party,
+            key_hash: [2; 32],
+            party_key: String::new(),
+            fee_sat: 5_000,
+            claim_fee_sat: 300,
+            timeout: 500,
+            min_rows,
+            earlier: earlier.iter().map(|q| q.to_string()).collect(),
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn quotes_that_name_different_leakage_rules_stop_the_job_naming_each_rule() {
+        let same = [
+            quote(1, 10, &["count()"]),
+            quote(2, 10, &["count()"]),
+            quote(3, 10, &["count()"]),
+        ];
+        assert_eq!(common_rule(&same), Ok((10, vec!["count()".to_string()])));
+        // Party 2 answered one more query for this service.
+        let earlier = [
+            quote(1, 10, &["count()"]),
+            quote(2, 10, &["count()", "sum(x)"]),
+            quote(3, 10, &["count()"]),
+        ];
+        let e = common_rule(&earlier).unwrap_err();
+        assert!(e.contains("different leakage rules"), "{e}");
+        assert!(e.contains("party 2: min_rows 10, 2 earlier queries"), "{e}");
+        assert!(e.contains("party 1: min_rows 10, 1 earlier query;"), "{e}");
+        // Another min_rows.
+        let min = [quote(1, 10, &[]), quote(2, 5, &[])];
+        let e = common_rule(&min).unwrap_err();
+        assert!(e.contains("party 2: min_rows 5, 0 earlier queries"), "{e}");
+        // A bound broken, and no quotes at all.
+        let long = "x".repeat(crate::node::job::MAX_QUERY_LEN + 1);
+        let e = common_rule(&[quote(1, 10, &[long.as_str()])]).unwrap_err();
+        assert!(e.contains("party 1 names an earlier query of"), "{e}");
+        assert_eq!(common_rule(&[]), Err("no quotes".to_string()));
+    }
 
     #[test]
     fn refusals_with_one_reason_are_named_once() {

@@ -602,3 +602,50 @@ pub fn open_result<F: PrimeField>(
     culprits.dedup();
     Ok(JobResult { result, culprits })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::majority_gates;
+
+    #[test]
+    fn the_gate_bit_is_the_one_2t_plus_1_deliveries_agree_on_and_dissenters_are_named() {
+        // n = 4, t = 1: party 3 flips the second gate's bit.
+        let honest = [true, false];
+        let flipped = [true, true];
+        let d: Vec<(u32, &[bool])> = vec![(1, &honest), (2, &honest), (3, &flipped), (4, &honest)];
+        let (bits, dissent) = majority_gates(2, 1, &d).unwrap();
+        assert_eq!(bits, honest);
+        assert_eq!(dissent.len(), 1);
+        assert_eq!(dissent[0].0, 3);
+        assert!(dissent[0]
+            .1
+            .contains("\"11\" where 2t + 1 parties delivered \"10\""));
+        // A delivery with another number of bits counts for neither bit and is named.
+        let short = [true];
+        let d: Vec<(u32, &[bool])> = vec![(1, &honest), (2, &honest), (3, &honest), (4, &short)];
+        let (bits, dissent) = majority_gates(2, 1, &d).unwrap();
+        assert_eq!(bits, honest);
+        assert_eq!(dissent.iter().map(|x| x.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn without_2t_plus_1_agreeing_deliveries_no_result_is_finished() {
+        // Two say 1 and two say 0 (or only three delivered, one of them dissenting).
+        let one = [true];
+        let zero = [false];
+        let split: Vec<(u32, &[bool])> = vec![(1, &one), (2, &one), (3, &zero), (4, &zero)];
+        let e = majority_gates(1, 1, &split).unwrap_err();
+        assert!(
+            e.contains("no 2t + 1 = 3 deliveries agree on gate 0's bit (2 say 1, 2 say 0)"),
+            "{e}"
+        );
+        let three: Vec<(u32, &[bool])> = vec![(1, &one), (2, &one), (3, &zero)];
+        assert!(majority_gates(1, 1, &three).is_err());
+        // t = 2 (n = 7): five must agree.
+        let seven: Vec<(u32, &[bool])> = (1..=7)
+            .map(|p| (p, if p <= 5 { &one[..] } else { &zero[..] }))
+            .collect();
+        assert_eq!(majority_gates(1, 2, &seven).unwrap().0, vec![true]);
+        assert!(majority_gates(1, 2, &seven[1..]).is_err());
+    }
+}
