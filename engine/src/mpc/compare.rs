@@ -616,9 +616,24 @@ pub(crate) fn bit_lt<F: PrimeField, R: Rounds<F>>(
     Ok(g.into_iter().map(|carry| F::ONE - carry).collect())
 }
 
-/// Bit `i` of `c`'s canonical integer.
-fn field_bit<F: PrimeField>(c: &F, i: usize) -> bool {
-    bit(&c.to_limbs(), i as u32)
+/// The field element of the integer `l mod 2^m` (`l` little-endian limbs, `m <= 256`).
+fn low_bits<F: PrimeField>(l: &[u64; 4], m: usize) -> F {
+    let two_64 = F::from_u128(1 << 64);
+    let mut acc = F::ZERO;
+    for w in (0..4).rev() {
+        let lo = w * 64;
+        if lo >= m {
+            continue;
+        }
+        let take = (m - lo).min(64);
+        let word = if take == 64 {
+            l[w]
+        } else {
+            l[w] & ((1u64 << take) - 1)
+        };
+        acc = acc * two_64 + F::from_u64(word);
+    }
+    acc
 }
 
 fn check_bits<F: PrimeField>(bits: u32) -> Result<(), CompareError> {
@@ -676,14 +691,21 @@ pub(crate) fn ltz<F: PrimeField, R: Rounds<F>>(
     let bits = random_bits(rounds, rows * m)?;
     let high = rounds.random_int(rows, STATISTICAL_SECURITY_BITS + 1)?;
     let c = masked_opening(rounds, a, &bits, &high, m, k)?;
-    let u = bit_lt(rounds, &|row, i| field_bit(&c[row], i), &bits, m, rows, m)?;
+    // The public openings' integers, once (a secp256k1 scalar leaves Montgomery form here).
+    let c_limbs: Vec<[u64; 4]> = c.iter().map(PrimeField::to_limbs).collect();
+    let u = bit_lt(
+        rounds,
+        &|row, i| bit(&c_limbs[row], i as u32),
+        &bits,
+        m,
+        rows,
+        m,
+    )?;
     let two_m = F::pow2(m as u32);
     let inv = two_m.inverse().expect("2^m is not 0");
     Ok((0..rows)
         .map(|row| {
-            let c_low = (0..m).rev().fold(F::ZERO, |acc, i| {
-                acc.double() + F::from_u64(u64::from(field_bit(&c[row], i)))
-            });
+            let c_low = low_bits::<F>(&c_limbs[row], m);
             let r_low = compose(&bits[row * m..(row + 1) * m]);
             let a_mod = c_low - r_low + two_m * u[row];
             (a_mod - a[row]) * inv
@@ -712,9 +734,10 @@ pub(crate) fn eqz<F: PrimeField, R: Rounds<F>>(
     let c = masked_opening(rounds, a, &bits, &high, k, k as u32)?;
     // Low k bits of c - 2^(k-1) (mod 2^k): those of c with bit k - 1 flipped.
     let mut eq = Vec::with_capacity(rows * k);
-    for row in 0..rows {
+    for (row, c) in c.iter().enumerate() {
+        let c = c.to_limbs();
         for i in 0..k {
-            let w = field_bit(&c[row], i) ^ (i == k - 1);
+            let w = bit(&c, i as u32) ^ (i == k - 1);
             let b = bits[row * k + i];
             // 1 - (w XOR b)
             eq.push(if w { b } else { F::ONE - b });
@@ -792,6 +815,28 @@ mod tests {
             pow_limbs(y, &limbs_sub_one(Mersenne127::MODULUS)),
             Mersenne127::ONE
         );
+    }
+
+    #[test]
+    fn low_bits_match_the_bits_one_by_one() {
+        fn naive<F: PrimeField>(l: &[u64; 4], m: usize) -> F {
+            (0..m).rev().fold(F::ZERO, |acc, i| {
+                acc.double() + F::from_u64(u64::from(bit(l, i as u32)))
+            })
+        }
+        let l = [0x8000_0000_0000_0001, u64::MAX, 0x1234_5678_9abc_def0, 7];
+        for m in [0, 1, 2, 31, 63, 64, 65, 100, 127, 128, 129, 200, 255] {
+            assert_eq!(
+                low_bits::<Mersenne127>(&l, m.min(126)),
+                naive::<Mersenne127>(&l, m.min(126)),
+                "{m}"
+            );
+            assert_eq!(
+                low_bits::<Secp256k1Scalar>(&l, m),
+                naive::<Secp256k1Scalar>(&l, m),
+                "{m}"
+            );
+        }
     }
 
     #[test]

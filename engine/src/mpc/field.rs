@@ -485,6 +485,9 @@ mod tests {
             prop_assert_eq!((x * y).value(), acc);
             prop_assert_eq!((x + y).value(), (a + b) % Mersenne127::P);
             prop_assert_eq!((x - y).value(), (a + Mersenne127::P - b) % Mersenne127::P);
+            // The dedicated squaring against the product.
+            prop_assert_eq!(x.square(), x * x);
+            prop_assert_eq!(y.square(), y * y);
         }
 
         #[test]
