@@ -18,6 +18,7 @@ use btcmpc_contracts::{
 use serde::Serialize;
 
 use crate::electrum::ChainClient;
+use crate::error::{ContractError, KeyRole};
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::store::ContractRecord;
 use crate::wallet::RoleWallet;
@@ -301,11 +302,11 @@ pub fn contract_name(file: &ContractFile) -> String {
 impl RoleWallet {
     fn check_network(&self, file: &ContractFile) -> Result<(), WalletError> {
         if file.network() != self.network() {
-            return Err(WalletError::Contract(format!(
-                "contract file is for {}, this wallet is on {}",
-                file.network(),
-                self.network()
-            )));
+            return Err(ContractError::WrongNetwork {
+                file: file.network(),
+                wallet: self.network(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -390,12 +391,9 @@ impl RoleWallet {
         Ok(self.contract(&contract_name(file))?.and_then(|r| r.funding))
     }
 
-    fn keypair_of(&self, pk: &PublicKey, role: &str) -> Result<Keypair, WalletError> {
-        self.contract_keypair_for(pk)?.ok_or_else(|| {
-            WalletError::Contract(format!(
-                "this wallet does not hold the {role} key {pk} of the contract"
-            ))
-        })
+    fn keypair_of(&self, key: &PublicKey, role: KeyRole) -> Result<Keypair, WalletError> {
+        self.contract_keypair_for(key)?
+            .ok_or_else(|| ContractError::KeyNotHeld { role, key: *key }.into())
     }
 
     /// The output the contract's money lives in now ([`ContractStatus::live`]), or an error
@@ -410,22 +408,22 @@ impl RoleWallet {
             return Ok((o.utxo(file.compiled()), status));
         }
         let Some(last) = status.outputs.last() else {
-            return Err(WalletError::Contract(format!(
-                "contract {} is not funded (no output pays it)",
-                contract_name(file)
-            )));
+            return Err(ContractError::NotFunded {
+                name: contract_name(file),
+            }
+            .into());
         };
         let s = last
             .spend
             .as_ref()
             .expect("no unspent output, so the last is spent");
-        Err(WalletError::Contract(format!(
-            "contract {} has no unspent output: {} is already spent by {} ({})",
-            contract_name(file),
-            last.outpoint,
-            s.txid,
-            s.path.as_deref().unwrap_or("unknown path")
-        )))
+        Err(ContractError::AllSpent {
+            name: contract_name(file),
+            outpoint: last.outpoint,
+            by: s.txid,
+            path: s.path.clone(),
+        }
+        .into())
     }
 
     /// Build, sign, finalize and verify a one-input sweep of a contract output along `kind`
@@ -441,21 +439,21 @@ impl RoleWallet {
     ) -> Result<Transaction, WalletError> {
         let compiled = file.compiled();
         let (signer, role) = match (file.contract(), kind) {
-            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, "receiver"),
-            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, "sender"),
-            (Contract::Bond(b), PathKind::Exit) => (b.party, "party"),
-            (c, k) => {
-                return Err(WalletError::Contract(format!(
-                    "a {} contract has no {k} path",
-                    c.kind()
-                )))
+            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, KeyRole::Receiver),
+            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, KeyRole::Sender),
+            (Contract::Bond(b), PathKind::Exit) => (b.party, KeyRole::Party),
+            (c, path) => {
+                return Err(ContractError::NoPath {
+                    kind: c.kind(),
+                    path,
+                }
+                .into())
             }
         };
         let kp = self.keypair_of(&signer, role)?;
         let (mut psbt, _) = match kind {
             PathKind::Claim => {
-                let preimage = preimage
-                    .ok_or_else(|| WalletError::Contract("a claim needs the preimage".into()))?;
+                let preimage = preimage.ok_or(ContractError::MissingPreimage)?;
                 compiled.build_claim(utxo, preimage, to, fee_rate)?
             }
             PathKind::Refund => compiled.build_refund(utxo, to, fee_rate)?,
@@ -500,10 +498,11 @@ impl RoleWallet {
         self.check_network(file)?;
         // Check the path and the key before touching the chain.
         if file.compiled().path(kind).is_none() {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no {kind} path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: kind,
+            }
+            .into());
         }
         let (utxo, _) = self.live_utxo(chain, file)?;
         self.sweep_utxo(chain, file, kind, fee, utxo)
@@ -523,10 +522,11 @@ impl RoleWallet {
         let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
         self.check_network(file)?;
         if file.compiled().path(kind).is_none() {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no {kind} path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: kind,
+            }
+            .into());
         }
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, kind, &utxo, to, None, fee_rate)?;
@@ -539,7 +539,7 @@ impl RoleWallet {
     /// `rules.min_conf` confirmations, and `tip + rules.margin <= T`. Returns the output.
     ///
     /// # Errors
-    /// [`WalletError::Contract`] naming the rule broken; network errors.
+    /// [`ContractError`] naming the rule broken; network errors.
     pub fn check_claim(
         &self,
         chain: &ChainClient,
@@ -549,10 +549,11 @@ impl RoleWallet {
     ) -> Result<Utxo, WalletError> {
         self.check_network(file)?;
         let Contract::ClaimOrRefund(escrow) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no claim path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: PathKind::Claim,
+            }
+            .into());
         };
         let timeout = escrow.timeout.to_u32();
         let status = contract_status(chain, file.compiled(), Some(promise.outpoint))?;
@@ -560,40 +561,41 @@ impl RoleWallet {
             .outputs
             .iter()
             .find(|o| o.outpoint == promise.outpoint)
-            .ok_or_else(|| {
-                WalletError::Contract(format!(
-                    "promised output {} does not pay escrow {} in our chain view",
-                    promise.outpoint,
-                    contract_name(file)
-                ))
+            .ok_or_else(|| ContractError::PromiseNotFound {
+                outpoint: promise.outpoint,
+                name: contract_name(file),
             })?;
         if out.value_sat < promise.amount.to_sat() {
-            return Err(WalletError::Contract(format!(
-                "promised output {} holds {} sat, less than the promised {} sat",
-                out.outpoint,
-                out.value_sat,
-                promise.amount.to_sat()
-            )));
+            return Err(ContractError::PromiseShort {
+                outpoint: out.outpoint,
+                holds: Amount::from_sat(out.value_sat),
+                promised: promise.amount,
+            }
+            .into());
         }
         if let Some(s) = &out.spend {
-            return Err(WalletError::Contract(format!(
-                "promised output {} is already spent by {} ({})",
-                out.outpoint,
-                s.txid,
-                s.path.as_deref().unwrap_or("unknown path")
-            )));
+            return Err(ContractError::PromiseSpent {
+                outpoint: out.outpoint,
+                by: s.txid,
+                path: s.path.clone(),
+            }
+            .into());
         }
         if out.confirmations < rules.min_conf {
-            return Err(WalletError::Contract(format!(
-                "promised output {} has {} confirmation(s), a claim needs {}",
-                out.outpoint, out.confirmations, rules.min_conf
-            )));
+            return Err(ContractError::PromiseUnconfirmed {
+                outpoint: out.outpoint,
+                confirmations: out.confirmations,
+                needed: rules.min_conf,
+            }
+            .into());
         }
         if status.tip.saturating_add(rules.margin) > timeout {
-            return Err(WalletError::Contract(format!(
-                "tip {} + claim margin {} is past the escrow timeout {timeout}: the refund could race the claim",
-                status.tip, rules.margin
-            )));
+            return Err(ContractError::PastClaimMargin {
+                tip: status.tip,
+                margin: rules.margin,
+                timeout,
+            }
+            .into());
         }
         Ok(out.utxo(file.compiled()))
     }
@@ -690,35 +692,29 @@ impl RoleWallet {
             .pending_broadcasts()?
             .into_iter()
             .find(|r| r.txid == txid)
-            .ok_or_else(|| {
-                WalletError::Unknown(format!(
-                    "{txid} is not a contract spend this wallet is watching"
-                ))
-            })?;
+            .ok_or(ContractError::NotWatched(txid))?;
         let name = rec
             .contract
             .clone()
-            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no contract")))?;
+            .ok_or(ContractError::NoContract(txid))?;
         let stored = self
             .contract(&name)?
-            .ok_or_else(|| WalletError::Unknown(format!("contract {name} is not remembered")))?;
-        let file = ContractFile::from_json(&stored.file)
-            .map_err(|e| WalletError::Contract(format!("stored contract {name}: {e}")))?;
-        let input = rec
-            .tx
-            .input
-            .first()
-            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no input")))?;
+            .ok_or_else(|| ContractError::NotRemembered(name.clone()))?;
+        let file =
+            ContractFile::from_json(&stored.file).map_err(|source| ContractError::StoredFile {
+                name: name.clone(),
+                source,
+            })?;
+        let input = rec.tx.input.first().ok_or(ContractError::NoInput(txid))?;
         let kind = file
             .compiled()
             .path_of_witness(&input.witness)
-            .ok_or_else(|| {
-                WalletError::Contract(format!("{txid} does not spend contract {name}"))
+            .ok_or_else(|| ContractError::NotASpendOf {
+                txid,
+                name: name.clone(),
             })?;
         if kind == PathKind::Slash {
-            return Err(WalletError::Contract(
-                "a slash cannot be re-signed alone: its judges must sign the new fee".into(),
-            ));
+            return Err(ContractError::SlashNeedsJudges.into());
         }
         let preimage = file
             .compiled()
@@ -730,12 +726,7 @@ impl RoleWallet {
             .output
             .get(input.previous_output.vout as usize)
             .cloned()
-            .ok_or_else(|| {
-                WalletError::Unknown(format!(
-                    "funding output {} not found",
-                    input.previous_output
-                ))
-            })?;
+            .ok_or(ContractError::FundingOutputMissing(input.previous_output))?;
         let utxo = Utxo {
             outpoint: input.previous_output,
             txout,
@@ -808,10 +799,7 @@ impl RoleWallet {
     fn require_bond(file: &ContractFile) -> Result<&btcmpc_contracts::Bond, WalletError> {
         match file.contract() {
             Contract::Bond(b) => Ok(b),
-            other => Err(WalletError::Contract(format!(
-                "a {} contract cannot be slashed",
-                other.kind()
-            ))),
+            other => Err(ContractError::NotSlashable { kind: other.kind() }.into()),
         }
     }
 
@@ -868,7 +856,7 @@ impl RoleWallet {
     /// [`RoleWallet::check_slash`] or [`RoleWallet::slash_psbt`]. Returns how many it added.
     ///
     /// # Errors
-    /// [`WalletError::Sign`] when this wallet holds no judge key of the bond.
+    /// [`ContractError::NoJudgeKey`] when this wallet holds no judge key of the bond.
     pub fn sign_checked_slash(
         &self,
         file: &ContractFile,
@@ -882,9 +870,7 @@ impl RoleWallet {
             }
         }
         if added == 0 {
-            return Err(WalletError::Sign(
-                "this wallet holds none of the bond's judge keys".into(),
-            ));
+            return Err(ContractError::NoJudgeKey.into());
         }
         Ok(added)
     }

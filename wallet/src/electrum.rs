@@ -6,6 +6,7 @@ use bdk_electrum::electrum_client::{self, ConfigBuilder, ElectrumApi};
 use bdk_electrum::BdkElectrumClient;
 use bitcoin::{BlockHash, FeeRate, Script, Transaction, Txid};
 
+use crate::error::{Rejection, ServerError};
 use crate::fee::FeeChoice;
 use crate::WalletError;
 
@@ -51,7 +52,7 @@ impl ChainClient {
         let client = electrum_client::Client::from_config(&full, config).map_err(|e| {
             WalletError::Electrum {
                 url: url.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             }
         })?;
         let this = ChainClient {
@@ -89,10 +90,10 @@ impl ChainClient {
         &self.inner
     }
 
-    pub(crate) fn err(&self, e: impl std::fmt::Display) -> WalletError {
+    pub(crate) fn err(&self, e: impl Into<ServerError>) -> WalletError {
         WalletError::Electrum {
             url: self.url.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -153,25 +154,31 @@ impl ChainClient {
             .map_err(|e| self.err(e))
     }
 
-    /// Broadcast a transaction. A transaction the server already has counts as broadcast.
+    /// Broadcast a transaction. A transaction the server already has (in its mempool or its
+    /// chain: [`Rejection::already_have`]) counts as broadcast.
     ///
     /// # Errors
-    /// [`WalletError::Broadcast`] with the server's reject reason.
+    /// [`WalletError::Broadcast`] with the server's reject text and its [`Rejection`];
+    /// [`WalletError::Electrum`] when the request itself failed (network, timeout).
     pub fn broadcast(&self, tx: &Transaction) -> Result<Txid, WalletError> {
         let txid = tx.compute_txid();
         match self.inner.transaction_broadcast(tx) {
             Ok(_) => Ok(txid),
-            Err(e) => {
-                let reason = broadcast_reason(&e);
-                if reason.contains("already in block chain")
-                    || reason.contains("txn-already-in-mempool")
-                    || reason.contains("txn-already-known")
-                {
-                    Ok(txid)
-                } else {
-                    Err(WalletError::Broadcast { txid, reason })
+            Err(e) => match reject_message(&e) {
+                Some(message) => {
+                    let rejection = Rejection::classify(&message);
+                    if rejection.already_have() {
+                        Ok(txid)
+                    } else {
+                        Err(WalletError::Broadcast {
+                            txid,
+                            rejection,
+                            message,
+                        })
+                    }
                 }
-            }
+                None => Err(self.err(e)),
+            },
         }
     }
 
@@ -244,15 +251,17 @@ fn choose_fee_rate(estimate: Option<f64>, relay: Option<f64>, floor: FeeRate) ->
     chosen
 }
 
-/// The server's message for a refused broadcast, without the client's wrapping.
-fn broadcast_reason(e: &electrum_client::Error) -> String {
+/// The server's message for a refused broadcast, without the client's wrapping; `None` when
+/// the server did not answer (the request failed).
+fn reject_message(e: &electrum_client::Error) -> Option<String> {
     match e {
-        electrum_client::Error::Protocol(v) => v
-            .get("message")
-            .and_then(|m| m.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
-        other => other.to_string(),
+        electrum_client::Error::Protocol(v) => Some(
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        ),
+        _ => None,
     }
 }
 
@@ -299,8 +308,11 @@ impl ChainClient {
                 changed = true;
             }
             for s in scripts {
-                if let Ok(Some(_)) = client.script_pop(s) {
-                    changed = true;
+                match client.script_pop(s) {
+                    Ok(Some(_)) => changed = true,
+                    // A script not subscribed (yet) has no notification to read.
+                    Ok(None) | Err(electrum_client::Error::NotSubscribed(_)) => {}
+                    Err(e) => return Err(self.err(e)),
                 }
             }
             if changed {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::electrum::ChainClient;
+use crate::error::{BuildError, ContractError, MismatchError, SignError, StorageError};
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
@@ -281,27 +282,30 @@ impl RoleWallet {
         let (ext, int) = seed.descriptors();
         let db = dir.join(DB_FILE);
         let mut conn = Connection::open(&db).map_err(WalletError::db)?;
-        let mismatch = |reason: String| WalletError::Mismatch {
+        let mismatch = |source: MismatchError| WalletError::Mismatch {
             path: db.clone(),
-            reason,
+            source,
         };
         let loaded = Wallet::load()
             .descriptor(KeychainKind::External, Some(ext.clone()))
             .descriptor(KeychainKind::Internal, Some(int.clone()))
             .check_network(network)
             .load_wallet(&mut conn)
-            .map_err(|e| mismatch(e.to_string()))?;
+            .map_err(|e| mismatch(e.into()))?;
         let wallet = match loaded {
             Some(w) => w,
             None => Wallet::create(ext, int)
                 .network(network)
                 .create_wallet(&mut conn)
-                .map_err(|e| mismatch(e.to_string()))?,
+                .map_err(|e| mismatch(e.into()))?,
         };
         store::init(&conn)?;
         match store::get_meta(&conn, "network")? {
-            Some(n) if n != network.to_string() => {
-                return Err(mismatch(format!("it is for {n}, not {network}")))
+            Some(recorded) if recorded != network.to_string() => {
+                return Err(mismatch(MismatchError::Network {
+                    recorded,
+                    wallet: network,
+                }))
             }
             Some(_) => {}
             None => store::set_meta(&conn, "network", &network.to_string())?,
@@ -341,7 +345,7 @@ impl RoleWallet {
     /// records, whose inputs are the anchor and these coins).
     ///
     /// # Errors
-    /// [`WalletError::Build`] when BDK cannot describe an output's input.
+    /// [`BuildError::WalletInput`] when BDK cannot describe an output's input.
     pub fn spendable_outputs(
         &self,
     ) -> Result<Vec<(OutPoint, bitcoin::TxOut, bitcoin::psbt::Input)>, WalletError> {
@@ -353,7 +357,7 @@ impl RoleWallet {
                 let input = self
                     .wallet
                     .get_psbt_input(u.clone(), None, true)
-                    .map_err(|e| WalletError::Build(format!("wallet input: {e}")))?;
+                    .map_err(BuildError::WalletInput)?;
                 Ok((u.outpoint, u.txout, input))
             })
             .collect()
@@ -478,8 +482,8 @@ impl RoleWallet {
             .descriptor(KeychainKind::Internal, Some(int))
             .check_network(self.network())
             .load_wallet(&mut self.conn)
-            .map_err(WalletError::db)?
-            .ok_or_else(|| WalletError::Database("the wallet vanished while reloading".into()))?;
+            .map_err(StorageError::Reload)?
+            .ok_or(StorageError::Vanished)?;
         Ok(())
     }
 
@@ -518,8 +522,10 @@ impl RoleWallet {
                         Some(o) => o.script_pubkey.clone(),
                         None => continue,
                     },
-                    // The parent is unknown to the server: no conflict can be seen.
-                    Err(_) => continue,
+                    // The parent is unknown to the server: no conflict can be seen. A failed
+                    // request is an error, not an unknown parent.
+                    Err(e) if e.is_server_answer() => continue,
+                    Err(e) => return Err(e),
                 },
             };
             for h in chain.history(&script)? {
@@ -643,10 +649,12 @@ impl RoleWallet {
         let unchecked: Address<bitcoin::address::NetworkUnchecked> =
             text.trim()
                 .parse()
-                .map_err(|e: bitcoin::address::ParseError| WalletError::Address {
-                    address: text.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(
+                    |source: bitcoin::address::ParseError| WalletError::Address {
+                        address: text.to_string(),
+                        source,
+                    },
+                )?;
         unchecked
             .require_network(self.network())
             .map_err(|_| WalletError::WrongNetwork {
@@ -662,7 +670,7 @@ impl RoleWallet {
                 needed: i.needed,
                 available: i.available,
             },
-            other => WalletError::Build(other.to_string()),
+            other => BuildError::Create(other).into(),
         }
     }
 
@@ -671,17 +679,17 @@ impl RoleWallet {
     /// Inputs of contracts are left alone: they are signed and finalized by the contract code.
     ///
     /// # Errors
-    /// [`WalletError::Sign`] when a wallet input cannot be signed.
+    /// [`SignError`] when a wallet input cannot be signed or finalized.
     pub fn sign_wallet_inputs(&self, psbt: &mut Psbt) -> Result<(), WalletError> {
         psbt.sign(self.seed.master(), &self.secp)
-            .map_err(|(_, errs)| WalletError::Sign(format!("{errs:?}")))?;
+            .map_err(|(_, errs)| SignError::Inputs(errs))?;
         let opts = SignOptions {
             try_finalize: true,
             ..Default::default()
         };
         self.wallet
             .finalize_psbt(psbt, opts)
-            .map_err(|e| WalletError::Sign(e.to_string()))?;
+            .map_err(SignError::Finalize)?;
         Ok(())
     }
 
@@ -716,9 +724,7 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        let paid = psbt
-            .fee()
-            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let paid = psbt.fee().map_err(BuildError::Fee)?;
         let moved: Amount = match amount {
             Some(a) => a,
             None => psbt
@@ -750,7 +756,7 @@ impl RoleWallet {
         self.sign_wallet_inputs(&mut psbt)?;
         let tx = psbt
             .extract_tx()
-            .map_err(|e| WalletError::Sign(e.to_string()))?;
+            .map_err(|e| SignError::Extract(Box::new(e)))?;
         self.persist()?;
         self.keep_and_broadcast(chain, &tx, kind, contract, fee_rate, replaces)?;
         Ok(tx)
@@ -864,9 +870,7 @@ impl RoleWallet {
             None => store::next_contract_index(&self.conn)?,
         };
         if index >= 1 << 31 {
-            return Err(WalletError::Contract(format!(
-                "contract key index {index} is out of range (0 to 2147483647)"
-            )));
+            return Err(ContractError::KeyIndexOutOfRange(index).into());
         }
         let pk = self.seed.contract_pubkey(&self.secp, index);
         store::record_contract_key(&self.conn, index, &pk.to_string(), label)?;
@@ -956,13 +960,11 @@ impl RoleWallet {
         fee: impl Into<FeeChoice>,
     ) -> Result<Vec<OutPoint>, WalletError> {
         if items.is_empty() {
-            return Err(WalletError::Build("no contract outputs to fund".into()));
+            return Err(BuildError::NoOutputs.into());
         }
         let scripts: std::collections::BTreeSet<&ScriptBuf> = items.iter().map(|i| &i.2).collect();
         if scripts.len() != items.len() {
-            return Err(WalletError::Build(
-                "two contract outputs pay the same script".into(),
-            ));
+            return Err(BuildError::DuplicateScript.into());
         }
         for (name, file, spk, _) in items {
             store::put_contract(
@@ -988,9 +990,7 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        let paid = psbt
-            .fee()
-            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let paid = psbt.fee().map_err(BuildError::Fee)?;
         let moved: Amount = items.iter().map(|i| i.3).sum();
         DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
         let tx = self.sign_and_broadcast(chain, psbt, "fund", Some(&items[0].0), fee_rate, None)?;
@@ -1098,7 +1098,7 @@ impl RoleWallet {
             let mut b = self
                 .wallet
                 .build_fee_bump(txid)
-                .map_err(|e| WalletError::Build(format!("cannot bump {txid}: {e}")))?;
+                .map_err(|source| BuildError::Bump { txid, source })?;
             b.fee_rate(fee_rate);
             b.finish()
         }
@@ -1120,8 +1120,12 @@ impl RoleWallet {
         if let Some(name) = contract {
             if let Some(mut rec) = store::get_contract(&self.conn, &name)? {
                 if rec.funding.is_some_and(|f| f.txid == txid) {
-                    let spk = ScriptBuf::from_hex(&rec.script_pubkey)
-                        .map_err(|e| WalletError::Database(format!("contract {name}: {e}")))?;
+                    let spk = ScriptBuf::from_hex(&rec.script_pubkey).map_err(|source| {
+                        StorageError::StoredScript {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
                     if let Some(vout) = tx.output.iter().position(|o| o.script_pubkey == spk) {
                         rec.funding = Some(OutPoint {
                             txid: tx.compute_txid(),

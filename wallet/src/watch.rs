@@ -9,6 +9,7 @@ use btcmpc_contracts::{CompiledContract, ContractFile};
 
 use crate::contracts::{contract_status, ContractStatus};
 use crate::electrum::ChainClient;
+use crate::error::ContractError;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
 
@@ -98,8 +99,11 @@ impl Watcher {
     pub fn from_wallet(wallet: &RoleWallet) -> Result<Self, WalletError> {
         let mut w = Watcher::new();
         for rec in wallet.contracts()? {
-            let file = ContractFile::from_json(&rec.file)
-                .map_err(|e| WalletError::Contract(format!("stored contract {}: {e}", rec.name)))?;
+            let file =
+                ContractFile::from_json(&rec.file).map_err(|source| ContractError::StoredFile {
+                    name: rec.name.clone(),
+                    source,
+                })?;
             w.watch(rec.name, file.compiled().clone(), rec.funding);
         }
         Ok(w)

@@ -10,8 +10,8 @@ use bitcoin::{Amount, FeeRate, Network};
 use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
 use btcmpc_contracts::{SlashTerms, SpendError, TxDifference};
 use btcmpc_wallet::{
-    contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet, WalletError, WatchEvent,
-    Watcher, MAX_CLAIM_FEE_RATE,
+    contract_status, ChainClient, ClaimRules, EscrowPromise, Rejection, RoleWallet, WalletError,
+    WatchEvent, Watcher, MAX_CLAIM_FEE_RATE,
 };
 
 mod support;
@@ -133,7 +133,12 @@ fn refund_is_non_final_one_block_early_and_valid_at_the_timeout() -> anyhow::Res
     w.mine_to_height(timeout - 1)?;
     let err = service.refund(&w.chain, &file, rate()).unwrap_err();
     match &err {
-        WalletError::Broadcast { reason, .. } => assert!(reason.contains("non-final"), "{reason}"),
+        WalletError::Broadcast {
+            rejection, message, ..
+        } => {
+            assert_eq!(*rejection, Rejection::NonFinal, "{message}");
+            assert!(message.contains("non-final"), "{message}");
+        }
         other => panic!("expected a non-final refusal, got {other:?}"),
     }
     // Only the funding is kept (until buried): a refused spend is not.

@@ -402,7 +402,10 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let (mut psbt, summary) = wallet.slash_psbt(&chain, &contract, &t)?;
             let signed = match wallet.sign_checked_slash(&contract, &mut psbt) {
                 Ok(n) => n,
-                Err(btcmpc_wallet::WalletError::Sign(_)) => 0,
+                // A wallet holding no judge key writes the PSBT unsigned for the judges.
+                Err(btcmpc_wallet::WalletError::Contract(
+                    btcmpc_wallet::ContractError::NoJudgeKey,
+                )) => 0,
                 Err(e) => return Err(e.into()),
             };
             write_psbt(&psbt_out, &psbt)?;
