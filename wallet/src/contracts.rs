@@ -15,7 +15,6 @@ use btcmpc_contracts::{
     finalize_and_verify, sign_input, CompiledContract, Contract, ContractFile, PathKind,
     SlashSummary, SlashTerms, Utxo,
 };
-use serde::Serialize;
 
 use crate::electrum::ChainClient;
 use crate::error::{ContractError, KeyRole};
@@ -25,7 +24,7 @@ use crate::wallet::RoleWallet;
 use crate::WalletError;
 
 /// Where a contract stands on chain: every output that pays its script, and what spent each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractStatus {
     /// The server's tip height.
     pub tip: u32,
@@ -40,23 +39,23 @@ pub struct ContractStatus {
 }
 
 /// The contract's funding output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FundingStatus {
     /// The outpoint.
     pub outpoint: OutPoint,
-    /// Its value in satoshis.
-    pub value_sat: u64,
+    /// Its value.
+    pub value: Amount,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
 }
 
 /// One output paying the contract's script.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputStatus {
     /// The outpoint.
     pub outpoint: OutPoint,
-    /// Its value in satoshis.
-    pub value_sat: u64,
+    /// Its value.
+    pub value: Amount,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
     /// What spent it, if anything did.
@@ -68,7 +67,7 @@ impl OutputStatus {
         Utxo {
             outpoint: self.outpoint,
             txout: TxOut {
-                value: Amount::from_sat(self.value_sat),
+                value: self.value,
                 script_pubkey: compiled.script_pubkey().clone(),
             },
         }
@@ -76,24 +75,23 @@ impl OutputStatus {
 }
 
 /// The transaction that spent the contract output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendStatus {
     /// Its id.
     pub txid: Txid,
-    /// Which path it took (`claim`, `refund`, `exit`, `slash`, `key`), if recognised.
-    pub path: Option<String>,
-    /// The hashlock preimage its witness reveals (claims), hex.
-    pub preimage: Option<String>,
+    /// Which path it took, if recognised from its witness.
+    pub path: Option<PathKind>,
+    /// The hashlock preimage its witness reveals (claims): the 32 bytes whose SHA-256 is the
+    /// contract's claim hash.
+    pub preimage: Option<[u8; 32]>,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
 }
 
 impl ContractStatus {
-    /// The preimage revealed by a claim, as bytes.
+    /// The preimage revealed by the spend of the funding output (a claim).
     pub fn preimage(&self) -> Option<[u8; 32]> {
-        let hex = self.spend.as_ref()?.preimage.as_ref()?;
-        let bytes = hex::decode(hex).ok()?;
-        bytes.try_into().ok()
+        self.spend.as_ref()?.preimage
     }
 
     /// The outputs paying the contract that nothing spent (mempool included).
@@ -117,7 +115,7 @@ impl ContractStatus {
             }
         }
         at.filter(|o| o.spend.is_none())
-            .or_else(|| self.unspent().max_by_key(|o| o.value_sat))
+            .or_else(|| self.unspent().max_by_key(|o| o.value))
     }
 }
 
@@ -198,11 +196,10 @@ pub(crate) fn contract_status_with(
             let preimage = compiled
                 .path(PathKind::Claim)
                 .and_then(|p| p.hash)
-                .and_then(|hash| preimage_in_witness(&input.witness, &hash))
-                .map(hex::encode);
+                .and_then(|hash| preimage_in_witness(&input.witness, &hash));
             Some(SpendStatus {
                 txid: tx.compute_txid(),
-                path: path.map(|p| p.name().to_string()),
+                path,
                 preimage,
                 confirmations: confirmations(tip, *h),
             })
@@ -221,7 +218,7 @@ pub(crate) fn contract_status_with(
             };
             outputs.push(OutputStatus {
                 outpoint,
-                value_sat: o.value.to_sat(),
+                value: o.value,
                 confirmations: confirmations(tip, *h),
                 spend: spend_of(outpoint),
             });
@@ -234,13 +231,13 @@ pub(crate) fn contract_status_with(
             .and_then(|(tx, h)| {
                 tx.output.get(op.vout as usize).map(|o| FundingStatus {
                     outpoint: op,
-                    value_sat: o.value.to_sat(),
+                    value: o.value,
                     confirmations: confirmations(tip, *h),
                 })
             }),
         None => outputs.first().map(|o| FundingStatus {
             outpoint: o.outpoint,
-            value_sat: o.value_sat,
+            value: o.value,
             confirmations: o.confirmations,
         }),
     };
@@ -421,7 +418,7 @@ impl RoleWallet {
             name: contract_name(file),
             outpoint: last.outpoint,
             by: s.txid,
-            path: s.path.clone(),
+            path: s.path,
         }
         .into())
     }
@@ -565,10 +562,10 @@ impl RoleWallet {
                 outpoint: promise.outpoint,
                 name: contract_name(file),
             })?;
-        if out.value_sat < promise.amount.to_sat() {
+        if out.value < promise.amount {
             return Err(ContractError::PromiseShort {
                 outpoint: out.outpoint,
-                holds: Amount::from_sat(out.value_sat),
+                holds: out.value,
                 promised: promise.amount,
             }
             .into());
@@ -577,7 +574,7 @@ impl RoleWallet {
             return Err(ContractError::PromiseSpent {
                 outpoint: out.outpoint,
                 by: s.txid,
-                path: s.path.clone(),
+                path: s.path,
             }
             .into());
         }
@@ -648,7 +645,7 @@ impl RoleWallet {
                 let stuck = status.outputs.iter().rev().find(|o| {
                     o.spend
                         .as_ref()
-                        .is_some_and(|s| s.confirmations == 0 && s.path.as_deref() == Some("claim"))
+                        .is_some_and(|s| s.confirmations == 0 && s.path == Some(PathKind::Claim))
                 });
                 match stuck {
                     Some(o) => {

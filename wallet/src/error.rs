@@ -290,13 +290,13 @@ impl std::fmt::Display for KeyRole {
     }
 }
 
-/// The text of a spend's path, or `unknown path`.
-struct PathName<'a>(&'a Option<String>);
+/// The name of a spend's path, or `unknown path`.
+struct PathName(Option<PathKind>);
 
-impl std::fmt::Display for PathName<'_> {
+impl std::fmt::Display for PathName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            Some(k) => f.write_str(k),
+            Some(k) => f.write_str(k.name()),
             None => f.write_str("unknown path"),
         }
     }
@@ -350,7 +350,7 @@ pub enum ContractError {
         name: String,
     },
     /// Every output paying the contract is spent.
-    #[error("contract {name} has no unspent output: {outpoint} is already spent by {by} ({})", PathName(.path))]
+    #[error("contract {name} has no unspent output: {outpoint} is already spent by {by} ({})", PathName(*.path))]
     AllSpent {
         /// The contract's name.
         name: String,
@@ -359,7 +359,7 @@ pub enum ContractError {
         /// What spent it.
         by: Txid,
         /// The path it took, when recognised.
-        path: Option<String>,
+        path: Option<PathKind>,
     },
     /// The promised escrow output is not in our chain view of the escrow.
     #[error("promised output {outpoint} does not pay escrow {name} in our chain view")]
@@ -380,14 +380,14 @@ pub enum ContractError {
         promised: Amount,
     },
     /// The promised escrow output is already spent.
-    #[error("promised output {outpoint} is already spent by {by} ({})", PathName(.path))]
+    #[error("promised output {outpoint} is already spent by {by} ({})", PathName(*.path))]
     PromiseSpent {
         /// The promised outpoint.
         outpoint: OutPoint,
         /// What spent it.
         by: Txid,
         /// The path it took, when recognised.
-        path: Option<String>,
+        path: Option<PathKind>,
     },
     /// The promised escrow output has too few confirmations.
     #[error(

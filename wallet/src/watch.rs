@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bitcoin::{OutPoint, ScriptBuf, Txid};
-use btcmpc_contracts::{CompiledContract, ContractFile};
+use btcmpc_contracts::{CompiledContract, ContractFile, PathKind};
 
 use crate::contracts::{contract_status, ContractStatus};
 use crate::electrum::ChainClient;
@@ -33,7 +33,7 @@ pub enum WatchEvent {
         /// The spending transaction.
         txid: Txid,
         /// The path it took, when recognised.
-        path: Option<String>,
+        path: Option<PathKind>,
         /// The hashlock preimage it reveals (claims).
         preimage: Option<[u8; 32]>,
     },
@@ -176,7 +176,7 @@ impl Watcher {
                 (None, Some(s)) => events.push(WatchEvent::Spent {
                     name: name.clone(),
                     txid: s.txid,
-                    path: s.path.clone(),
+                    path: s.path,
                     preimage: now.preimage(),
                 }),
                 (Some(b), Some(s)) if b.txid != s.txid => {
@@ -187,7 +187,7 @@ impl Watcher {
                     events.push(WatchEvent::Spent {
                         name: name.clone(),
                         txid: s.txid,
-                        path: s.path.clone(),
+                        path: s.path,
                         preimage: now.preimage(),
                     });
                 }

@@ -417,10 +417,9 @@ impl ClaimOracle for ChainClaims<'_> {
         let Ok(status) = contract_status(self.chain, file.compiled(), None) else {
             return false;
         };
-        let want = hex::encode(key);
         status.outputs.iter().any(|o| {
             o.spend.as_ref().is_some_and(|s| {
-                s.preimage.as_deref() == Some(want.as_str()) && s.confirmations >= self.min_conf
+                s.preimage.as_ref() == Some(key) && s.confirmations >= self.min_conf
             })
         })
     }

@@ -331,7 +331,7 @@ fn claim(
         .iter()
         .find(|o| o.outpoint == outpoint)
         .and_then(|o| o.spend.as_ref())
-        .filter(|s| s.path.as_deref() == Some("claim"))
+        .filter(|s| s.path == Some(btcmpc_contracts::PathKind::Claim))
     {
         return Ok(spend.txid.to_string());
     }
