@@ -8,8 +8,9 @@ use bdk_wallet::chain::ChainPosition;
 use bdk_wallet::rusqlite::Connection;
 use bdk_wallet::{KeychainKind, PersistedWallet, SignOptions, Wallet};
 use bitcoin::secp256k1::{All, Keypair, PublicKey, Secp256k1};
-use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, Transaction, Txid};
-use serde::Serialize;
+use bitcoin::{
+    Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, SignedAmount, Transaction, Txid,
+};
 use tracing::{debug, info, warn};
 
 use crate::electrum::ChainClient;
@@ -61,21 +62,22 @@ fn parents_first(mut records: Vec<BroadcastRecord>) -> Vec<BroadcastRecord> {
     out
 }
 
-/// One wallet transaction, as `wallet history` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One wallet transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryItem {
     /// Its id.
     pub txid: Txid,
-    /// Satoshis received by this wallet minus satoshis sent from it.
-    pub net_sat: i64,
-    /// The fee, when all inputs are known.
-    pub fee_sat: Option<u64>,
+    /// What this wallet received in it minus what it sent (negative for a payment out).
+    pub net: SignedAmount,
+    /// The fee, when every input's value is known to this wallet (not for a transaction
+    /// paying this wallet from someone else's coins).
+    pub fee: Option<Amount>,
     /// Its confirmation height, `None` while unconfirmed.
     pub height: Option<u32>,
 }
 
 /// What a sync found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {
     /// The server's tip height.
     pub tip: u32,
@@ -845,8 +847,12 @@ impl RoleWallet {
                 };
                 HistoryItem {
                     txid: t.tx_node.txid,
-                    net_sat: received.to_sat() as i64 - sent.to_sat() as i64,
-                    fee_sat: self.wallet.calculate_fee(tx).ok().map(|a| a.to_sat()),
+                    // Amounts of one transaction are below 21e14 sat: the casts are exact.
+                    net: SignedAmount::from_sat(received.to_sat() as i64 - sent.to_sat() as i64),
+                    // No fee when an input's value is unknown to this wallet (MissingTxOut:
+                    // someone else's coins paid us); NegativeFee cannot happen for a valid
+                    // transaction.
+                    fee: self.wallet.calculate_fee(tx).ok(),
                     height,
                 }
             })

@@ -312,12 +312,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 text.push_str(&format!(
                     "{}  {:>14}  {:>8}  {}\n",
                     i.txid,
-                    i.net_sat,
-                    i.fee_sat.map_or("-".into(), |f| f.to_string()),
+                    i.net.to_sat(),
+                    i.fee.map_or("-".into(), |f| f.to_sat().to_string()),
                     i.height.map_or("unconfirmed".into(), |h| h.to_string())
                 ));
             }
-            Ok(Report::new(text, json!({"transactions": items})))
+            // Each: `txid` (hex), `net_sat` (received minus sent), `fee_sat` (null when an
+            // input is not this wallet's), `height` (null while unconfirmed).
+            let rows: Vec<_> = items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "txid": i.txid.to_string(),
+                        "net_sat": i.net.to_sat(),
+                        "fee_sat": i.fee.map(|f| f.to_sat()),
+                        "height": i.height,
+                    })
+                })
+                .collect();
+            Ok(Report::new(text, json!({"transactions": rows})))
         }
         Cmd::Key { index, label } => {
             let mut wallet = open(global)?;
