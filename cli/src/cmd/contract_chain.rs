@@ -27,7 +27,7 @@ use btcmpc_wallet::{
 use serde_json::{json, Value};
 
 use crate::args::{parse_amount, parse_fee_rate};
-use crate::cmd::wallet::{connect, open, open_synced};
+use crate::cmd::wallet::{connect, open, open_if_any, open_synced};
 use crate::{global::Global, output::Report};
 
 /// The chain-facing contract commands.
@@ -268,7 +268,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         }
         ChainCmd::Status { file } => {
             let contract = load(&file, global)?;
-            let wallet = open(global).ok();
+            let wallet = open_if_any(global)?;
             let chain = connect(global)?;
             // With a wallet: its own fundings and spends are shown even if the server forgot
             // them.

@@ -110,6 +110,16 @@ pub fn connect(global: &Global) -> anyhow::Result<ChainClient> {
     )?)
 }
 
+/// Open the datadir's wallet if it has one: `None` when there is no wallet (a watcher's
+/// datadir); any other failure (an unreadable database, another network's) is an error.
+pub fn open_if_any(global: &Global) -> anyhow::Result<Option<RoleWallet>> {
+    match RoleWallet::open(&wallet_dir(global), global.network.network()) {
+        Ok(w) => Ok(Some(w)),
+        Err(btcmpc_wallet::WalletError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Open the wallet, connect and sync.
 pub fn open_synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)> {
     let mut wallet = open(global)?;
