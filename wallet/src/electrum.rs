@@ -185,20 +185,44 @@ impl ChainClient {
     /// A fee rate for confirmation within `target` blocks: the server's estimate, never below
     /// `floor` nor the server's relay fee. It is [`FeeChoice::Automatic`]: the wallet checks
     /// the fee it makes against its [`crate::FeePolicy`] before signing (a lying server must not
-    /// be able to burn the wallet's coins in fees). Regtest servers have no estimate: the
-    /// floor is used.
-    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeChoice {
-        let est = self.inner.inner.estimate_fee(target, None).ok();
-        let relay = self.inner.inner.relay_fee().ok();
-        FeeChoice::Automatic(choose_fee_rate(est, relay, floor))
+    /// be able to burn the wallet's coins in fees). A server without an estimate (regtest's
+    /// answer -1, or an error answer such as an unsupported method) leaves the floor.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] when a request failed without an answer (network, timeout):
+    /// the floor is not a stand-in for an estimate that could not be asked.
+    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> Result<FeeChoice, WalletError> {
+        let est = self.answered(self.inner.inner.estimate_fee(target, None))?;
+        let relay = self.answered(self.inner.inner.relay_fee())?;
+        Ok(FeeChoice::Automatic(choose_fee_rate(est, relay, floor)))
+    }
+
+    /// A request's value; `None` for the server's error answer; the error when the request
+    /// itself failed.
+    fn answered<T>(&self, r: Result<T, electrum_client::Error>) -> Result<Option<T>, WalletError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(electrum_client::Error::Protocol(answer)) => {
+                tracing::debug!(target: "btcmpc_wallet::chain", %answer, "no fee estimate");
+                Ok(None)
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// The fee of a transaction: `explicit` paid as given, or else the server's estimate for
     /// `target` blocks above [`crate::FEE_FLOOR`] ([`ChainClient::fee_rate`]), which the
     /// wallet's fee policy bounds when the transaction is built.
-    pub fn fee_choice(&self, explicit: Option<FeeRate>, target: usize) -> FeeChoice {
+    ///
+    /// # Errors
+    /// As [`ChainClient::fee_rate`] (never for an explicit rate).
+    pub fn fee_choice(
+        &self,
+        explicit: Option<FeeRate>,
+        target: usize,
+    ) -> Result<FeeChoice, WalletError> {
         match explicit {
-            Some(r) => FeeChoice::Explicit(r),
+            Some(r) => Ok(FeeChoice::Explicit(r)),
             None => self.fee_rate(target, crate::FEE_FLOOR),
         }
     }

@@ -291,7 +291,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             wallet.sync(&chain)?;
             // An explicit rate is paid as given; the server's estimate is bounded by the
             // wallet's fee policy.
-            let fee = chain.fee_choice(fee_rate, btcmpc_wallet::PAYMENT_TARGET);
+            let fee = chain.fee_choice(fee_rate, btcmpc_wallet::PAYMENT_TARGET)?;
             let txid = wallet.send(&chain, &address, amount, fee)?;
             Ok(Report::new(
                 txid.to_string(),
