@@ -363,16 +363,10 @@ impl RoleWallet {
         txid: Txid,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let contract_path = [
-            PathKind::Claim,
-            PathKind::Refund,
-            PathKind::Exit,
-            PathKind::Slash,
-        ];
         let is_contract_spend = self
             .pending_broadcasts()?
             .iter()
-            .any(|r| r.txid == txid && contract_path.iter().any(|k| k.name() == r.kind));
+            .any(|r| r.txid == txid && r.contract_path().is_some());
         if is_contract_spend {
             self.bump_contract_spend(chain, txid, FeeChoice::Explicit(fee_rate))
         } else {
@@ -749,7 +743,7 @@ impl RoleWallet {
         let (tip, _) = chain.tip()?;
         let mut out = Vec::new();
         for rec in self.pending_broadcasts()? {
-            if rec.kind != PathKind::Claim.name() || rec.height >= tip {
+            if rec.contract_path() != Some(PathKind::Claim) || rec.height >= tip {
                 continue;
             }
             let Some(first) = rec.tx.output.first() else {

@@ -9,6 +9,7 @@
 use bdk_wallet::rusqlite::{params, Connection, OptionalExtension};
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::{OutPoint, Transaction, Txid};
+use btcmpc_contracts::PathKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StorageError;
@@ -75,6 +76,22 @@ pub struct BroadcastRecord {
     pub height: u32,
     /// Its fee rate in sat/kwu.
     pub fee_rate_sat_kwu: u64,
+}
+
+impl BroadcastRecord {
+    /// The contract path this transaction spends along, when it is a contract spend (its
+    /// `kind` is the path's name: `claim`, `refund`, `exit`, `slash`); `None` for payments,
+    /// fundings, fee bumps of those, and ACL records.
+    pub fn contract_path(&self) -> Option<PathKind> {
+        [
+            PathKind::Claim,
+            PathKind::Refund,
+            PathKind::Exit,
+            PathKind::Slash,
+        ]
+        .into_iter()
+        .find(|k| k.name() == self.kind)
+    }
 }
 
 /// The version of btcmpc's tables in a wallet database (`schema_version` in `btcmpc_meta`).
