@@ -136,7 +136,7 @@ fn database_belongs_to(db: &Path, mnemonic: &Mnemonic, network: Network) -> bool
 /// path of `path`, or `None` when it does not exist. Nothing is ever deleted.
 ///
 /// # Errors
-/// [`WalletError::Io`] when a rename fails.
+/// [`crate::StorageError::Io`] when a rename fails.
 pub fn move_aside(path: &Path) -> Result<Option<PathBuf>, WalletError> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(None);
