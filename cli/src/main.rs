@@ -71,16 +71,8 @@ fn main() -> ExitCode {
             ExitCode::from(report.exit)
         }
         Err(err) => {
-            // One line: the chain of causes joined, as `anyhow`'s alternate display does.
-            // A dependency's message may span lines (electrum-client lists every attempt):
-            // fold them so the error stays one line.
-            let text = format!("{err:#}");
-            let one_line: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!("error: {}", one_line.join(" "));
+            // One line: the chain of causes, each named once (see `output::one_line`).
+            eprintln!("error: {}", output::one_line(&err));
             ExitCode::from(1)
         }
     }

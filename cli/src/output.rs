@@ -95,9 +95,47 @@ pub fn rounded_decimal(value: &str, digits: usize) -> String {
     }
 }
 
+/// An error and its causes on one line, joined with `: ` as `anyhow`'s alternate display
+/// does, except that a cause whose text its parent already shows is not repeated (the wallet's
+/// errors name their cause in their own text and also return it as their source). A message
+/// spanning lines (electrum-client lists every attempt) is folded.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts
+            .last()
+            .is_some_and(|parent| parent.contains(text.trim()))
+        {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts
+        .join(": ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rounded_decimal;
+    use super::{one_line, rounded_decimal};
+
+    #[test]
+    fn one_line_errors_name_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = btcmpc_wallet::WalletError::from(btcmpc_wallet::StorageError::Io {
+            path: "/tmp/x".into(),
+            source: io,
+        });
+        let e = anyhow::Error::from(e).context("opening the wallet");
+        assert_eq!(one_line(&e), "opening the wallet: /tmp/x: no such file");
+        let e = anyhow::anyhow!("line one\n  line two").context("outer");
+        assert_eq!(one_line(&e), "outer: line one line two");
+    }
 
     #[test]
     fn decimals_round_half_away_from_zero_and_other_text_is_kept() {

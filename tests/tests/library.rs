@@ -335,7 +335,7 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
         let claims: Vec<(i64, u64)> = wallet
             .history()
             .iter()
-            .filter_map(|t| Some((t.net_sat, t.fee_sat?)))
+            .filter_map(|t| Some((t.net.to_sat(), t.fee?.to_sat())))
             .filter(|(net, fee)| *net > 0 && net + *fee as i64 == escrow as i64)
             .collect();
         assert_eq!(claims.len(), 1, "party {i}: one claim of its escrow output");

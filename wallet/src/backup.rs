@@ -12,6 +12,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
+use crate::error::BackupError;
 use crate::store::{self, BroadcastRecord, ContractRecord};
 use crate::wallet::{write_private, RoleWallet};
 use crate::WalletError;
@@ -142,7 +143,7 @@ impl RoleWallet {
             .encrypt(&Nonce::from(nonce), plain.as_slice())
             .map_err(|_| WalletError::Backup {
                 path: path.into(),
-                reason: "encryption failed".into(),
+                source: BackupError::Encrypt,
             })?;
         let mut out = Vec::with_capacity(8 + 12 + ct.len());
         out.extend_from_slice(MAGIC);
@@ -159,29 +160,28 @@ impl RoleWallet {
     /// [`WalletError::Backup`] when the file is not a backup, was made with another seed, or
     /// was altered.
     pub fn read_backup(&self, path: &Path) -> Result<Backup, WalletError> {
-        let bad = |reason: &str| WalletError::Backup {
+        let bad = |source: BackupError| WalletError::Backup {
             path: path.into(),
-            reason: reason.into(),
+            source,
         };
         let bytes = std::fs::read(path).map_err(|e| WalletError::io(path, e))?;
         if bytes.len() < 8 + 12 + 16 || &bytes[..8] != MAGIC {
-            return Err(bad("not a btcmpc backup file"));
+            return Err(bad(BackupError::NotABackup));
         }
         let nonce: [u8; 12] = bytes[8..20].try_into().expect("length checked above");
         let plain = cipher(self)
             .decrypt(&Nonce::from(nonce), &bytes[20..])
-            .map_err(|_| bad("cannot decrypt: made with another mnemonic, or altered"))?;
+            .map_err(|_| bad(BackupError::Decrypt))?;
         let doc: Backup =
-            serde_json::from_slice(&plain).map_err(|e| bad(&format!("bad contents: {e}")))?;
+            serde_json::from_slice(&plain).map_err(|e| bad(BackupError::Contents(e)))?;
         if doc.version != 1 {
-            return Err(bad(&format!("unsupported version {}", doc.version)));
+            return Err(bad(BackupError::Version(doc.version)));
         }
         if doc.network != self.network().to_string() {
-            return Err(bad(&format!(
-                "it is for {}, this wallet is on {}",
-                doc.network,
-                self.network()
-            )));
+            return Err(bad(BackupError::Network {
+                backup: doc.network,
+                wallet: self.network(),
+            }));
         }
         Ok(doc)
     }
@@ -203,7 +203,7 @@ impl RoleWallet {
             let tx: bitcoin::Transaction =
                 deserialize_hex(&p.tx_hex).map_err(|e| WalletError::Backup {
                     path: path.into(),
-                    reason: format!("bad transaction: {e}"),
+                    source: BackupError::Transaction(e),
                 })?;
             store::put_broadcast(
                 self.conn(),

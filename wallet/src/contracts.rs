@@ -15,16 +15,16 @@ use btcmpc_contracts::{
     finalize_and_verify, sign_input, CompiledContract, Contract, ContractFile, PathKind,
     SlashSummary, SlashTerms, Utxo,
 };
-use serde::Serialize;
 
 use crate::electrum::ChainClient;
+use crate::error::{ContractError, KeyRole};
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::store::ContractRecord;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
 
 /// Where a contract stands on chain: every output that pays its script, and what spent each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractStatus {
     /// The server's tip height.
     pub tip: u32,
@@ -39,23 +39,23 @@ pub struct ContractStatus {
 }
 
 /// The contract's funding output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FundingStatus {
     /// The outpoint.
     pub outpoint: OutPoint,
-    /// Its value in satoshis.
-    pub value_sat: u64,
+    /// Its value.
+    pub value: Amount,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
 }
 
 /// One output paying the contract's script.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputStatus {
     /// The outpoint.
     pub outpoint: OutPoint,
-    /// Its value in satoshis.
-    pub value_sat: u64,
+    /// Its value.
+    pub value: Amount,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
     /// What spent it, if anything did.
@@ -67,7 +67,7 @@ impl OutputStatus {
         Utxo {
             outpoint: self.outpoint,
             txout: TxOut {
-                value: Amount::from_sat(self.value_sat),
+                value: self.value,
                 script_pubkey: compiled.script_pubkey().clone(),
             },
         }
@@ -75,24 +75,23 @@ impl OutputStatus {
 }
 
 /// The transaction that spent the contract output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendStatus {
     /// Its id.
     pub txid: Txid,
-    /// Which path it took (`claim`, `refund`, `exit`, `slash`, `key`), if recognised.
-    pub path: Option<String>,
-    /// The hashlock preimage its witness reveals (claims), hex.
-    pub preimage: Option<String>,
+    /// Which path it took, if recognised from its witness.
+    pub path: Option<PathKind>,
+    /// The hashlock preimage its witness reveals (claims): the 32 bytes whose SHA-256 is the
+    /// contract's claim hash.
+    pub preimage: Option<[u8; 32]>,
     /// Confirmations (0 while in the mempool).
     pub confirmations: u32,
 }
 
 impl ContractStatus {
-    /// The preimage revealed by a claim, as bytes.
+    /// The preimage revealed by the spend of the funding output (a claim).
     pub fn preimage(&self) -> Option<[u8; 32]> {
-        let hex = self.spend.as_ref()?.preimage.as_ref()?;
-        let bytes = hex::decode(hex).ok()?;
-        bytes.try_into().ok()
+        self.spend.as_ref()?.preimage
     }
 
     /// The outputs paying the contract that nothing spent (mempool included).
@@ -116,7 +115,7 @@ impl ContractStatus {
             }
         }
         at.filter(|o| o.spend.is_none())
-            .or_else(|| self.unspent().max_by_key(|o| o.value_sat))
+            .or_else(|| self.unspent().max_by_key(|o| o.value))
     }
 }
 
@@ -197,11 +196,10 @@ pub(crate) fn contract_status_with(
             let preimage = compiled
                 .path(PathKind::Claim)
                 .and_then(|p| p.hash)
-                .and_then(|hash| preimage_in_witness(&input.witness, &hash))
-                .map(hex::encode);
+                .and_then(|hash| preimage_in_witness(&input.witness, &hash));
             Some(SpendStatus {
                 txid: tx.compute_txid(),
-                path: path.map(|p| p.name().to_string()),
+                path,
                 preimage,
                 confirmations: confirmations(tip, *h),
             })
@@ -220,7 +218,7 @@ pub(crate) fn contract_status_with(
             };
             outputs.push(OutputStatus {
                 outpoint,
-                value_sat: o.value.to_sat(),
+                value: o.value,
                 confirmations: confirmations(tip, *h),
                 spend: spend_of(outpoint),
             });
@@ -233,13 +231,13 @@ pub(crate) fn contract_status_with(
             .and_then(|(tx, h)| {
                 tx.output.get(op.vout as usize).map(|o| FundingStatus {
                     outpoint: op,
-                    value_sat: o.value.to_sat(),
+                    value: o.value,
                     confirmations: confirmations(tip, *h),
                 })
             }),
         None => outputs.first().map(|o| FundingStatus {
             outpoint: o.outpoint,
-            value_sat: o.value_sat,
+            value: o.value,
             confirmations: o.confirmations,
         }),
     };
@@ -301,11 +299,11 @@ pub fn contract_name(file: &ContractFile) -> String {
 impl RoleWallet {
     fn check_network(&self, file: &ContractFile) -> Result<(), WalletError> {
         if file.network() != self.network() {
-            return Err(WalletError::Contract(format!(
-                "contract file is for {}, this wallet is on {}",
-                file.network(),
-                self.network()
-            )));
+            return Err(ContractError::WrongNetwork {
+                file: file.network(),
+                wallet: self.network(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -365,16 +363,10 @@ impl RoleWallet {
         txid: Txid,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
-        let contract_path = [
-            PathKind::Claim,
-            PathKind::Refund,
-            PathKind::Exit,
-            PathKind::Slash,
-        ];
         let is_contract_spend = self
             .pending_broadcasts()?
             .iter()
-            .any(|r| r.txid == txid && contract_path.iter().any(|k| k.name() == r.kind));
+            .any(|r| r.txid == txid && r.contract_path().is_some());
         if is_contract_spend {
             self.bump_contract_spend(chain, txid, FeeChoice::Explicit(fee_rate))
         } else {
@@ -390,12 +382,9 @@ impl RoleWallet {
         Ok(self.contract(&contract_name(file))?.and_then(|r| r.funding))
     }
 
-    fn keypair_of(&self, pk: &PublicKey, role: &str) -> Result<Keypair, WalletError> {
-        self.contract_keypair_for(pk)?.ok_or_else(|| {
-            WalletError::Contract(format!(
-                "this wallet does not hold the {role} key {pk} of the contract"
-            ))
-        })
+    fn keypair_of(&self, key: &PublicKey, role: KeyRole) -> Result<Keypair, WalletError> {
+        self.contract_keypair_for(key)?
+            .ok_or_else(|| ContractError::KeyNotHeld { role, key: *key }.into())
     }
 
     /// The output the contract's money lives in now ([`ContractStatus::live`]), or an error
@@ -410,22 +399,22 @@ impl RoleWallet {
             return Ok((o.utxo(file.compiled()), status));
         }
         let Some(last) = status.outputs.last() else {
-            return Err(WalletError::Contract(format!(
-                "contract {} is not funded (no output pays it)",
-                contract_name(file)
-            )));
+            return Err(ContractError::NotFunded {
+                name: contract_name(file),
+            }
+            .into());
         };
         let s = last
             .spend
             .as_ref()
             .expect("no unspent output, so the last is spent");
-        Err(WalletError::Contract(format!(
-            "contract {} has no unspent output: {} is already spent by {} ({})",
-            contract_name(file),
-            last.outpoint,
-            s.txid,
-            s.path.as_deref().unwrap_or("unknown path")
-        )))
+        Err(ContractError::AllSpent {
+            name: contract_name(file),
+            outpoint: last.outpoint,
+            by: s.txid,
+            path: s.path,
+        }
+        .into())
     }
 
     /// Build, sign, finalize and verify a one-input sweep of a contract output along `kind`
@@ -441,21 +430,21 @@ impl RoleWallet {
     ) -> Result<Transaction, WalletError> {
         let compiled = file.compiled();
         let (signer, role) = match (file.contract(), kind) {
-            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, "receiver"),
-            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, "sender"),
-            (Contract::Bond(b), PathKind::Exit) => (b.party, "party"),
-            (c, k) => {
-                return Err(WalletError::Contract(format!(
-                    "a {} contract has no {k} path",
-                    c.kind()
-                )))
+            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, KeyRole::Receiver),
+            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, KeyRole::Sender),
+            (Contract::Bond(b), PathKind::Exit) => (b.party, KeyRole::Party),
+            (c, path) => {
+                return Err(ContractError::NoPath {
+                    kind: c.kind(),
+                    path,
+                }
+                .into())
             }
         };
         let kp = self.keypair_of(&signer, role)?;
         let (mut psbt, _) = match kind {
             PathKind::Claim => {
-                let preimage = preimage
-                    .ok_or_else(|| WalletError::Contract("a claim needs the preimage".into()))?;
+                let preimage = preimage.ok_or(ContractError::MissingPreimage)?;
                 compiled.build_claim(utxo, preimage, to, fee_rate)?
             }
             PathKind::Refund => compiled.build_refund(utxo, to, fee_rate)?,
@@ -500,10 +489,11 @@ impl RoleWallet {
         self.check_network(file)?;
         // Check the path and the key before touching the chain.
         if file.compiled().path(kind).is_none() {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no {kind} path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: kind,
+            }
+            .into());
         }
         let (utxo, _) = self.live_utxo(chain, file)?;
         self.sweep_utxo(chain, file, kind, fee, utxo)
@@ -523,10 +513,11 @@ impl RoleWallet {
         let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee, 150)?;
         self.check_network(file)?;
         if file.compiled().path(kind).is_none() {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no {kind} path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: kind,
+            }
+            .into());
         }
         let to = self.next_address()?.script_pubkey();
         let tx = self.build_sweep(file, kind, &utxo, to, None, fee_rate)?;
@@ -539,7 +530,7 @@ impl RoleWallet {
     /// `rules.min_conf` confirmations, and `tip + rules.margin <= T`. Returns the output.
     ///
     /// # Errors
-    /// [`WalletError::Contract`] naming the rule broken; network errors.
+    /// [`ContractError`] naming the rule broken; network errors.
     pub fn check_claim(
         &self,
         chain: &ChainClient,
@@ -549,10 +540,11 @@ impl RoleWallet {
     ) -> Result<Utxo, WalletError> {
         self.check_network(file)?;
         let Contract::ClaimOrRefund(escrow) = file.contract() else {
-            return Err(WalletError::Contract(format!(
-                "a {} contract has no claim path",
-                file.contract().kind()
-            )));
+            return Err(ContractError::NoPath {
+                kind: file.contract().kind(),
+                path: PathKind::Claim,
+            }
+            .into());
         };
         let timeout = escrow.timeout.to_u32();
         let status = contract_status(chain, file.compiled(), Some(promise.outpoint))?;
@@ -560,40 +552,41 @@ impl RoleWallet {
             .outputs
             .iter()
             .find(|o| o.outpoint == promise.outpoint)
-            .ok_or_else(|| {
-                WalletError::Contract(format!(
-                    "promised output {} does not pay escrow {} in our chain view",
-                    promise.outpoint,
-                    contract_name(file)
-                ))
+            .ok_or_else(|| ContractError::PromiseNotFound {
+                outpoint: promise.outpoint,
+                name: contract_name(file),
             })?;
-        if out.value_sat < promise.amount.to_sat() {
-            return Err(WalletError::Contract(format!(
-                "promised output {} holds {} sat, less than the promised {} sat",
-                out.outpoint,
-                out.value_sat,
-                promise.amount.to_sat()
-            )));
+        if out.value < promise.amount {
+            return Err(ContractError::PromiseShort {
+                outpoint: out.outpoint,
+                holds: out.value,
+                promised: promise.amount,
+            }
+            .into());
         }
         if let Some(s) = &out.spend {
-            return Err(WalletError::Contract(format!(
-                "promised output {} is already spent by {} ({})",
-                out.outpoint,
-                s.txid,
-                s.path.as_deref().unwrap_or("unknown path")
-            )));
+            return Err(ContractError::PromiseSpent {
+                outpoint: out.outpoint,
+                by: s.txid,
+                path: s.path,
+            }
+            .into());
         }
         if out.confirmations < rules.min_conf {
-            return Err(WalletError::Contract(format!(
-                "promised output {} has {} confirmation(s), a claim needs {}",
-                out.outpoint, out.confirmations, rules.min_conf
-            )));
+            return Err(ContractError::PromiseUnconfirmed {
+                outpoint: out.outpoint,
+                confirmations: out.confirmations,
+                needed: rules.min_conf,
+            }
+            .into());
         }
         if status.tip.saturating_add(rules.margin) > timeout {
-            return Err(WalletError::Contract(format!(
-                "tip {} + claim margin {} is past the escrow timeout {timeout}: the refund could race the claim",
-                status.tip, rules.margin
-            )));
+            return Err(ContractError::PastClaimMargin {
+                tip: status.tip,
+                margin: rules.margin,
+                timeout,
+            }
+            .into());
         }
         Ok(out.utxo(file.compiled()))
     }
@@ -646,7 +639,7 @@ impl RoleWallet {
                 let stuck = status.outputs.iter().rev().find(|o| {
                     o.spend
                         .as_ref()
-                        .is_some_and(|s| s.confirmations == 0 && s.path.as_deref() == Some("claim"))
+                        .is_some_and(|s| s.confirmations == 0 && s.path == Some(PathKind::Claim))
                 });
                 match stuck {
                     Some(o) => {
@@ -690,35 +683,29 @@ impl RoleWallet {
             .pending_broadcasts()?
             .into_iter()
             .find(|r| r.txid == txid)
-            .ok_or_else(|| {
-                WalletError::Unknown(format!(
-                    "{txid} is not a contract spend this wallet is watching"
-                ))
-            })?;
+            .ok_or(ContractError::NotWatched(txid))?;
         let name = rec
             .contract
             .clone()
-            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no contract")))?;
+            .ok_or(ContractError::NoContract(txid))?;
         let stored = self
             .contract(&name)?
-            .ok_or_else(|| WalletError::Unknown(format!("contract {name} is not remembered")))?;
-        let file = ContractFile::from_json(&stored.file)
-            .map_err(|e| WalletError::Contract(format!("stored contract {name}: {e}")))?;
-        let input = rec
-            .tx
-            .input
-            .first()
-            .ok_or_else(|| WalletError::Unknown(format!("{txid} has no input")))?;
+            .ok_or_else(|| ContractError::NotRemembered(name.clone()))?;
+        let file =
+            ContractFile::from_json(&stored.file).map_err(|source| ContractError::StoredFile {
+                name: name.clone(),
+                source,
+            })?;
+        let input = rec.tx.input.first().ok_or(ContractError::NoInput(txid))?;
         let kind = file
             .compiled()
             .path_of_witness(&input.witness)
-            .ok_or_else(|| {
-                WalletError::Contract(format!("{txid} does not spend contract {name}"))
+            .ok_or_else(|| ContractError::NotASpendOf {
+                txid,
+                name: name.clone(),
             })?;
         if kind == PathKind::Slash {
-            return Err(WalletError::Contract(
-                "a slash cannot be re-signed alone: its judges must sign the new fee".into(),
-            ));
+            return Err(ContractError::SlashNeedsJudges.into());
         }
         let preimage = file
             .compiled()
@@ -730,12 +717,7 @@ impl RoleWallet {
             .output
             .get(input.previous_output.vout as usize)
             .cloned()
-            .ok_or_else(|| {
-                WalletError::Unknown(format!(
-                    "funding output {} not found",
-                    input.previous_output
-                ))
-            })?;
+            .ok_or(ContractError::FundingOutputMissing(input.previous_output))?;
         let utxo = Utxo {
             outpoint: input.previous_output,
             txout,
@@ -761,7 +743,7 @@ impl RoleWallet {
         let (tip, _) = chain.tip()?;
         let mut out = Vec::new();
         for rec in self.pending_broadcasts()? {
-            if rec.kind != PathKind::Claim.name() || rec.height >= tip {
+            if rec.contract_path() != Some(PathKind::Claim) || rec.height >= tip {
                 continue;
             }
             let Some(first) = rec.tx.output.first() else {
@@ -808,10 +790,7 @@ impl RoleWallet {
     fn require_bond(file: &ContractFile) -> Result<&btcmpc_contracts::Bond, WalletError> {
         match file.contract() {
             Contract::Bond(b) => Ok(b),
-            other => Err(WalletError::Contract(format!(
-                "a {} contract cannot be slashed",
-                other.kind()
-            ))),
+            other => Err(ContractError::NotSlashable { kind: other.kind() }.into()),
         }
     }
 
@@ -868,7 +847,7 @@ impl RoleWallet {
     /// [`RoleWallet::check_slash`] or [`RoleWallet::slash_psbt`]. Returns how many it added.
     ///
     /// # Errors
-    /// [`WalletError::Sign`] when this wallet holds no judge key of the bond.
+    /// [`ContractError::NoJudgeKey`] when this wallet holds no judge key of the bond.
     pub fn sign_checked_slash(
         &self,
         file: &ContractFile,
@@ -882,9 +861,7 @@ impl RoleWallet {
             }
         }
         if added == 0 {
-            return Err(WalletError::Sign(
-                "this wallet holds none of the bond's judge keys".into(),
-            ));
+            return Err(ContractError::NoJudgeKey.into());
         }
         Ok(added)
     }

@@ -6,6 +6,7 @@ use bdk_electrum::electrum_client::{self, ConfigBuilder, ElectrumApi};
 use bdk_electrum::BdkElectrumClient;
 use bitcoin::{BlockHash, FeeRate, Script, Transaction, Txid};
 
+use crate::error::{Rejection, ServerError};
 use crate::fee::FeeChoice;
 use crate::WalletError;
 
@@ -51,7 +52,7 @@ impl ChainClient {
         let client = electrum_client::Client::from_config(&full, config).map_err(|e| {
             WalletError::Electrum {
                 url: url.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             }
         })?;
         let this = ChainClient {
@@ -89,10 +90,10 @@ impl ChainClient {
         &self.inner
     }
 
-    pub(crate) fn err(&self, e: impl std::fmt::Display) -> WalletError {
+    pub(crate) fn err(&self, e: impl Into<ServerError>) -> WalletError {
         WalletError::Electrum {
             url: self.url.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -153,45 +154,75 @@ impl ChainClient {
             .map_err(|e| self.err(e))
     }
 
-    /// Broadcast a transaction. A transaction the server already has counts as broadcast.
+    /// Broadcast a transaction. A transaction the server already has (in its mempool or its
+    /// chain: [`Rejection::already_have`]) counts as broadcast.
     ///
     /// # Errors
-    /// [`WalletError::Broadcast`] with the server's reject reason.
+    /// [`WalletError::Broadcast`] with the server's reject text and its [`Rejection`];
+    /// [`WalletError::Electrum`] when the request itself failed (network, timeout).
     pub fn broadcast(&self, tx: &Transaction) -> Result<Txid, WalletError> {
         let txid = tx.compute_txid();
         match self.inner.transaction_broadcast(tx) {
             Ok(_) => Ok(txid),
-            Err(e) => {
-                let reason = broadcast_reason(&e);
-                if reason.contains("already in block chain")
-                    || reason.contains("txn-already-in-mempool")
-                    || reason.contains("txn-already-known")
-                {
-                    Ok(txid)
-                } else {
-                    Err(WalletError::Broadcast { txid, reason })
+            Err(e) => match reject_message(&e) {
+                Some(message) => {
+                    let rejection = Rejection::classify(&message);
+                    if rejection.already_have() {
+                        Ok(txid)
+                    } else {
+                        Err(WalletError::Broadcast {
+                            txid,
+                            rejection,
+                            message,
+                        })
+                    }
                 }
-            }
+                None => Err(self.err(e)),
+            },
         }
     }
 
     /// A fee rate for confirmation within `target` blocks: the server's estimate, never below
     /// `floor` nor the server's relay fee. It is [`FeeChoice::Automatic`]: the wallet checks
     /// the fee it makes against its [`crate::FeePolicy`] before signing (a lying server must not
-    /// be able to burn the wallet's coins in fees). Regtest servers have no estimate: the
-    /// floor is used.
-    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> FeeChoice {
-        let est = self.inner.inner.estimate_fee(target, None).ok();
-        let relay = self.inner.inner.relay_fee().ok();
-        FeeChoice::Automatic(choose_fee_rate(est, relay, floor))
+    /// be able to burn the wallet's coins in fees). A server without an estimate (regtest's
+    /// answer -1, or an error answer such as an unsupported method) leaves the floor.
+    ///
+    /// # Errors
+    /// [`WalletError::Electrum`] when a request failed without an answer (network, timeout):
+    /// the floor is not a stand-in for an estimate that could not be asked.
+    pub fn fee_rate(&self, target: usize, floor: FeeRate) -> Result<FeeChoice, WalletError> {
+        let est = self.answered(self.inner.inner.estimate_fee(target, None))?;
+        let relay = self.answered(self.inner.inner.relay_fee())?;
+        Ok(FeeChoice::Automatic(choose_fee_rate(est, relay, floor)))
+    }
+
+    /// A request's value; `None` for the server's error answer; the error when the request
+    /// itself failed.
+    fn answered<T>(&self, r: Result<T, electrum_client::Error>) -> Result<Option<T>, WalletError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(electrum_client::Error::Protocol(answer)) => {
+                tracing::debug!(target: "btcmpc_wallet::chain", %answer, "no fee estimate");
+                Ok(None)
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// The fee of a transaction: `explicit` paid as given, or else the server's estimate for
     /// `target` blocks above [`crate::FEE_FLOOR`] ([`ChainClient::fee_rate`]), which the
     /// wallet's fee policy bounds when the transaction is built.
-    pub fn fee_choice(&self, explicit: Option<FeeRate>, target: usize) -> FeeChoice {
+    ///
+    /// # Errors
+    /// As [`ChainClient::fee_rate`] (never for an explicit rate).
+    pub fn fee_choice(
+        &self,
+        explicit: Option<FeeRate>,
+        target: usize,
+    ) -> Result<FeeChoice, WalletError> {
         match explicit {
-            Some(r) => FeeChoice::Explicit(r),
+            Some(r) => Ok(FeeChoice::Explicit(r)),
             None => self.fee_rate(target, crate::FEE_FLOOR),
         }
     }
@@ -244,15 +275,17 @@ fn choose_fee_rate(estimate: Option<f64>, relay: Option<f64>, floor: FeeRate) ->
     chosen
 }
 
-/// The server's message for a refused broadcast, without the client's wrapping.
-fn broadcast_reason(e: &electrum_client::Error) -> String {
+/// The server's message for a refused broadcast, without the client's wrapping; `None` when
+/// the server did not answer (the request failed).
+fn reject_message(e: &electrum_client::Error) -> Option<String> {
     match e {
-        electrum_client::Error::Protocol(v) => v
-            .get("message")
-            .and_then(|m| m.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
-        other => other.to_string(),
+        electrum_client::Error::Protocol(v) => Some(
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        ),
+        _ => None,
     }
 }
 
@@ -299,8 +332,11 @@ impl ChainClient {
                 changed = true;
             }
             for s in scripts {
-                if let Ok(Some(_)) = client.script_pop(s) {
-                    changed = true;
+                match client.script_pop(s) {
+                    Ok(Some(_)) => changed = true,
+                    // A script not subscribed (yet) has no notification to read.
+                    Ok(None) | Err(electrum_client::Error::NotSubscribed(_)) => {}
+                    Err(e) => return Err(self.err(e)),
                 }
             }
             if changed {

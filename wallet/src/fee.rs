@@ -17,6 +17,7 @@
 
 use bitcoin::{Amount, FeeRate};
 
+use crate::error::FeeBound;
 use crate::WalletError;
 
 /// A fee rate and where it came from.
@@ -125,9 +126,10 @@ impl FeePolicy {
         match choice {
             FeeChoice::Automatic(rate) if rate > self.max_auto_rate => {
                 Err(WalletError::FeeTooHigh {
-                    rate: sat_per_vb(rate),
+                    rate,
+                    // Overflow only at absurd rates: name the largest amount there is.
                     fee: rate.fee_vb(vsize).unwrap_or(Amount::MAX_MONEY),
-                    bound: format!("the cap of {} sat/vB", sat_per_vb(self.max_auto_rate)),
+                    bound: FeeBound::Cap(self.max_auto_rate),
                 })
             }
             c => Ok(c.rate()),
@@ -144,22 +146,17 @@ impl FeePolicy {
             return Ok(());
         };
         let bound = if rate > self.max_auto_rate {
-            format!("the cap of {} sat/vB", sat_per_vb(self.max_auto_rate))
+            FeeBound::Cap(self.max_auto_rate)
         } else if fee > self.max_fee(amount) {
-            format!(
-                "the bound of {}% of the {} sat moved ({} sat)",
-                self.max_fee_percent,
-                amount.to_sat(),
-                self.max_fee(amount).to_sat()
-            )
+            FeeBound::Relative {
+                percent: self.max_fee_percent,
+                moved: amount,
+                max: self.max_fee(amount),
+            }
         } else {
             return Ok(());
         };
-        Err(WalletError::FeeTooHigh {
-            rate: sat_per_vb(rate),
-            fee,
-            bound,
-        })
+        Err(WalletError::FeeTooHigh { rate, fee, bound })
     }
 }
 

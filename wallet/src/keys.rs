@@ -23,8 +23,7 @@ pub const CONTRACT_PURPOSE: u32 = 4743;
 /// [`WalletError::Mnemonic`] naming what is wrong (word count, unknown word, checksum).
 pub fn parse_mnemonic(text: &str) -> Result<Mnemonic, WalletError> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    Mnemonic::parse_in(Language::English, words.join(" "))
-        .map_err(|e| WalletError::Mnemonic(e.to_string()))
+    Mnemonic::parse_in(Language::English, words.join(" ")).map_err(WalletError::Mnemonic)
 }
 
 /// A fresh 12-word mnemonic from the operating system's randomness.
@@ -59,11 +58,12 @@ impl Seed {
     /// Derive the master key from a mnemonic (empty passphrase).
     ///
     /// # Errors
-    /// Never in practice; BIP32 master derivation can fail only with negligible probability.
+    /// [`WalletError::MasterKey`], never in practice: BIP32 master derivation can fail only
+    /// with negligible probability.
     pub fn from_mnemonic(mnemonic: &Mnemonic, network: Network) -> Result<Self, WalletError> {
         let seed = mnemonic.to_seed("");
-        let master = Xpriv::new_master(NetworkKind::from(network), &seed)
-            .map_err(|e| WalletError::Mnemonic(e.to_string()))?;
+        let master =
+            Xpriv::new_master(NetworkKind::from(network), &seed).map_err(WalletError::MasterKey)?;
         Ok(Seed { master, network })
     }
 

@@ -37,7 +37,10 @@ pub use contracts::{
     FundingStatus, OutputStatus, SpendStatus,
 };
 pub use electrum::{check_transport, ChainClient, HistoryEntry, DEFAULT_TIMEOUT};
-pub use error::WalletError;
+pub use error::{
+    BackupError, BuildError, ContractError, FeeBound, KeyRole, MismatchError, Rejection,
+    ServerError, SignError, StorageError, WalletError,
+};
 pub use fee::{
     FeeChoice, FeePolicy, CONTRACT_TARGET, DEFAULT_FEE_POLICY, FEE_FLOOR, PAYMENT_TARGET,
 };

@@ -9,8 +9,10 @@
 use bdk_wallet::rusqlite::{params, Connection, OptionalExtension};
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::{OutPoint, Transaction, Txid};
+use btcmpc_contracts::PathKind;
 use serde::{Deserialize, Serialize};
 
+use crate::error::StorageError;
 use crate::WalletError;
 
 const SCHEMA: &str = "
@@ -76,6 +78,22 @@ pub struct BroadcastRecord {
     pub fee_rate_sat_kwu: u64,
 }
 
+impl BroadcastRecord {
+    /// The contract path this transaction spends along, when it is a contract spend (its
+    /// `kind` is the path's name: `claim`, `refund`, `exit`, `slash`); `None` for payments,
+    /// fundings, fee bumps of those, and ACL records.
+    pub fn contract_path(&self) -> Option<PathKind> {
+        [
+            PathKind::Claim,
+            PathKind::Refund,
+            PathKind::Exit,
+            PathKind::Slash,
+        ]
+        .into_iter()
+        .find(|k| k.name() == self.kind)
+    }
+}
+
 /// The version of btcmpc's tables in a wallet database (`schema_version` in `btcmpc_meta`).
 /// Version 1 is the layout above; databases written before the version was recorded have
 /// exactly that layout and are stamped version 1 when opened.
@@ -84,7 +102,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Creates btcmpc's tables if missing and checks (or records) their version.
 ///
 /// # Errors
-/// Database errors; [`WalletError::Database`] for a database written by a newer btcmpc (a
+/// Database errors; [`StorageError::NewerSchema`] for a database written by a newer btcmpc (a
 /// later schema version), which this build must not change.
 pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
     conn.execute_batch(SCHEMA).map_err(WalletError::db)?;
@@ -92,12 +110,12 @@ pub(crate) fn init(conn: &Connection) -> Result<(), WalletError> {
         None => set_meta(conn, "schema_version", &SCHEMA_VERSION.to_string()),
         Some(v) => match v.parse::<u32>() {
             Ok(v) if v == SCHEMA_VERSION => Ok(()),
-            Ok(v) if v > SCHEMA_VERSION => Err(WalletError::Database(format!(
-                "written by a newer btcmpc (schema version {v}; this build reads version {SCHEMA_VERSION}): upgrade btcmpc"
-            ))),
-            _ => Err(WalletError::Database(format!(
-                "unknown schema version {v:?} in btcmpc_meta"
-            ))),
+            Ok(found) if found > SCHEMA_VERSION => Err(StorageError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            }
+            .into()),
+            _ => Err(StorageError::UnknownSchema(v).into()),
         },
     }
 }
@@ -155,6 +173,16 @@ pub(crate) fn contract_key_indices(conn: &Connection) -> Result<Vec<(u32, String
     rows.collect::<Result<_, _>>().map_err(WalletError::db)
 }
 
+/// A `u64` as SQLite's signed 64-bit integer; values above `i64::MAX` (no amount or fee rate
+/// reaches them) are refused rather than written wrapped.
+fn sql_u64(v: u64) -> Result<i64, WalletError> {
+    i64::try_from(v).map_err(|e| {
+        WalletError::db(bdk_wallet::rusqlite::Error::ToSqlConversionFailure(
+            Box::new(e),
+        ))
+    })
+}
+
 pub(crate) fn put_contract(conn: &Connection, rec: &ContractRecord) -> Result<(), WalletError> {
     conn.execute(
         "INSERT INTO btcmpc_contracts (name, file, script_pubkey, funding_txid, funding_vout, amount_sat)
@@ -168,29 +196,48 @@ pub(crate) fn put_contract(conn: &Connection, rec: &ContractRecord) -> Result<()
             rec.script_pubkey,
             rec.funding.map(|o| o.txid.to_string()),
             rec.funding.map(|o| o.vout),
-            rec.amount_sat.map(|a| a as i64),
+            rec.amount_sat.map(sql_u64).transpose()?,
         ],
     )
     .map(|_| ())
     .map_err(WalletError::db)
 }
 
+/// A column's value that SQLite holds but that is not what we wrote there (a txid that does
+/// not parse, a negative amount): the row is refused as a conversion failure, never read as
+/// absent or zero.
+fn bad_column(
+    col: usize,
+    ty: bdk_wallet::rusqlite::types::Type,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> bdk_wallet::rusqlite::Error {
+    bdk_wallet::rusqlite::Error::FromSqlConversionFailure(col, ty, Box::new(e))
+}
+
 fn row_to_contract(
     r: &bdk_wallet::rusqlite::Row<'_>,
 ) -> bdk_wallet::rusqlite::Result<ContractRecord> {
+    use bdk_wallet::rusqlite::types::Type;
     let txid: Option<String> = r.get(3)?;
     let vout: Option<u32> = r.get(4)?;
     let amount: Option<i64> = r.get(5)?;
     let funding = match (txid, vout) {
-        (Some(t), Some(v)) => t.parse().ok().map(|txid| OutPoint { txid, vout: v }),
+        (Some(t), Some(v)) => Some(OutPoint {
+            txid: t.parse().map_err(|e| bad_column(3, Type::Text, e))?,
+            vout: v,
+        }),
         _ => None,
     };
+    let amount_sat = amount
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|e| bad_column(5, Type::Integer, e))?;
     Ok(ContractRecord {
         name: r.get(0)?,
         file: r.get(1)?,
         script_pubkey: r.get(2)?,
         funding,
-        amount_sat: amount.map(|a| a as u64),
+        amount_sat,
     })
 }
 
@@ -232,7 +279,7 @@ pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<
             rec.kind,
             rec.contract,
             rec.height,
-            rec.fee_rate_sat_kwu as i64
+            sql_u64(rec.fee_rate_sat_kwu)?
         ],
     )
     .map(|_| ())
@@ -256,13 +303,15 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
         .map_err(WalletError::db)?;
     let rows = stmt
         .query_map([], |r| {
+            let rate = r.get::<_, i64>(5)?;
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get(2)?,
                 r.get(3)?,
                 r.get::<_, u32>(4)?,
-                r.get::<_, i64>(5)?,
+                u64::try_from(rate)
+                    .map_err(|e| bad_column(5, bdk_wallet::rusqlite::types::Type::Integer, e))?,
             ))
         })
         .map_err(WalletError::db)?;
@@ -270,14 +319,14 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
     for row in rows {
         let (txid, raw, kind, contract, height, rate) = row.map_err(WalletError::db)?;
         let tx: Transaction = deserialize_hex(&raw)
-            .map_err(|e| WalletError::Database(format!("stored transaction {txid}: {e}")))?;
+            .map_err(|source| StorageError::StoredTransaction { txid, source })?;
         out.push(BroadcastRecord {
             txid: tx.compute_txid(),
             tx,
             kind,
             contract,
             height,
-            fee_rate_sat_kwu: u64::try_from(rate).unwrap_or(0),
+            fee_rate_sat_kwu: rate,
         });
     }
     Ok(out)

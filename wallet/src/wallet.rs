@@ -8,11 +8,13 @@ use bdk_wallet::chain::ChainPosition;
 use bdk_wallet::rusqlite::Connection;
 use bdk_wallet::{KeychainKind, PersistedWallet, SignOptions, Wallet};
 use bitcoin::secp256k1::{All, Keypair, PublicKey, Secp256k1};
-use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, Transaction, Txid};
-use serde::Serialize;
+use bitcoin::{
+    Address, Amount, FeeRate, Network, OutPoint, Psbt, ScriptBuf, SignedAmount, Transaction, Txid,
+};
 use tracing::{debug, info, warn};
 
 use crate::electrum::ChainClient;
+use crate::error::{BuildError, ContractError, MismatchError, SignError, StorageError};
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
@@ -60,21 +62,22 @@ fn parents_first(mut records: Vec<BroadcastRecord>) -> Vec<BroadcastRecord> {
     out
 }
 
-/// One wallet transaction, as `wallet history` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One wallet transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryItem {
     /// Its id.
     pub txid: Txid,
-    /// Satoshis received by this wallet minus satoshis sent from it.
-    pub net_sat: i64,
-    /// The fee, when all inputs are known.
-    pub fee_sat: Option<u64>,
+    /// What this wallet received in it minus what it sent (negative for a payment out).
+    pub net: SignedAmount,
+    /// The fee, when every input's value is known to this wallet (not for a transaction
+    /// paying this wallet from someone else's coins).
+    pub fee: Option<Amount>,
     /// Its confirmation height, `None` while unconfirmed.
     pub height: Option<u32>,
 }
 
 /// What a sync found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {
     /// The server's tip height.
     pub tip: u32,
@@ -133,7 +136,7 @@ fn database_belongs_to(db: &Path, mnemonic: &Mnemonic, network: Network) -> bool
 /// path of `path`, or `None` when it does not exist. Nothing is ever deleted.
 ///
 /// # Errors
-/// [`WalletError::Io`] when a rename fails.
+/// [`crate::StorageError::Io`] when a rename fails.
 pub fn move_aside(path: &Path) -> Result<Option<PathBuf>, WalletError> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(None);
@@ -281,27 +284,30 @@ impl RoleWallet {
         let (ext, int) = seed.descriptors();
         let db = dir.join(DB_FILE);
         let mut conn = Connection::open(&db).map_err(WalletError::db)?;
-        let mismatch = |reason: String| WalletError::Mismatch {
+        let mismatch = |source: MismatchError| WalletError::Mismatch {
             path: db.clone(),
-            reason,
+            source,
         };
         let loaded = Wallet::load()
             .descriptor(KeychainKind::External, Some(ext.clone()))
             .descriptor(KeychainKind::Internal, Some(int.clone()))
             .check_network(network)
             .load_wallet(&mut conn)
-            .map_err(|e| mismatch(e.to_string()))?;
+            .map_err(|e| mismatch(e.into()))?;
         let wallet = match loaded {
             Some(w) => w,
             None => Wallet::create(ext, int)
                 .network(network)
                 .create_wallet(&mut conn)
-                .map_err(|e| mismatch(e.to_string()))?,
+                .map_err(|e| mismatch(e.into()))?,
         };
         store::init(&conn)?;
         match store::get_meta(&conn, "network")? {
-            Some(n) if n != network.to_string() => {
-                return Err(mismatch(format!("it is for {n}, not {network}")))
+            Some(recorded) if recorded != network.to_string() => {
+                return Err(mismatch(MismatchError::Network {
+                    recorded,
+                    wallet: network,
+                }))
             }
             Some(_) => {}
             None => store::set_meta(&conn, "network", &network.to_string())?,
@@ -341,7 +347,7 @@ impl RoleWallet {
     /// records, whose inputs are the anchor and these coins).
     ///
     /// # Errors
-    /// [`WalletError::Build`] when BDK cannot describe an output's input.
+    /// [`BuildError::WalletInput`] when BDK cannot describe an output's input.
     pub fn spendable_outputs(
         &self,
     ) -> Result<Vec<(OutPoint, bitcoin::TxOut, bitcoin::psbt::Input)>, WalletError> {
@@ -353,7 +359,7 @@ impl RoleWallet {
                 let input = self
                     .wallet
                     .get_psbt_input(u.clone(), None, true)
-                    .map_err(|e| WalletError::Build(format!("wallet input: {e}")))?;
+                    .map_err(BuildError::WalletInput)?;
                 Ok((u.outpoint, u.txout, input))
             })
             .collect()
@@ -478,8 +484,8 @@ impl RoleWallet {
             .descriptor(KeychainKind::Internal, Some(int))
             .check_network(self.network())
             .load_wallet(&mut self.conn)
-            .map_err(WalletError::db)?
-            .ok_or_else(|| WalletError::Database("the wallet vanished while reloading".into()))?;
+            .map_err(StorageError::Reload)?
+            .ok_or(StorageError::Vanished)?;
         Ok(())
     }
 
@@ -518,8 +524,10 @@ impl RoleWallet {
                         Some(o) => o.script_pubkey.clone(),
                         None => continue,
                     },
-                    // The parent is unknown to the server: no conflict can be seen.
-                    Err(_) => continue,
+                    // The parent is unknown to the server: no conflict can be seen. A failed
+                    // request is an error, not an unknown parent.
+                    Err(e) if e.is_server_answer() => continue,
+                    Err(e) => return Err(e),
                 },
             };
             for h in chain.history(&script)? {
@@ -643,10 +651,12 @@ impl RoleWallet {
         let unchecked: Address<bitcoin::address::NetworkUnchecked> =
             text.trim()
                 .parse()
-                .map_err(|e: bitcoin::address::ParseError| WalletError::Address {
-                    address: text.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(
+                    |source: bitcoin::address::ParseError| WalletError::Address {
+                        address: text.to_string(),
+                        source,
+                    },
+                )?;
         unchecked
             .require_network(self.network())
             .map_err(|_| WalletError::WrongNetwork {
@@ -662,7 +672,7 @@ impl RoleWallet {
                 needed: i.needed,
                 available: i.available,
             },
-            other => WalletError::Build(other.to_string()),
+            other => BuildError::Create(other).into(),
         }
     }
 
@@ -671,17 +681,17 @@ impl RoleWallet {
     /// Inputs of contracts are left alone: they are signed and finalized by the contract code.
     ///
     /// # Errors
-    /// [`WalletError::Sign`] when a wallet input cannot be signed.
+    /// [`SignError`] when a wallet input cannot be signed or finalized.
     pub fn sign_wallet_inputs(&self, psbt: &mut Psbt) -> Result<(), WalletError> {
         psbt.sign(self.seed.master(), &self.secp)
-            .map_err(|(_, errs)| WalletError::Sign(format!("{errs:?}")))?;
+            .map_err(|(_, errs)| SignError::Inputs(errs))?;
         let opts = SignOptions {
             try_finalize: true,
             ..Default::default()
         };
         self.wallet
             .finalize_psbt(psbt, opts)
-            .map_err(|e| WalletError::Sign(e.to_string()))?;
+            .map_err(SignError::Finalize)?;
         Ok(())
     }
 
@@ -716,9 +726,7 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        let paid = psbt
-            .fee()
-            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let paid = psbt.fee().map_err(BuildError::Fee)?;
         let moved: Amount = match amount {
             Some(a) => a,
             None => psbt
@@ -750,7 +758,7 @@ impl RoleWallet {
         self.sign_wallet_inputs(&mut psbt)?;
         let tx = psbt
             .extract_tx()
-            .map_err(|e| WalletError::Sign(e.to_string()))?;
+            .map_err(|e| SignError::Extract(Box::new(e)))?;
         self.persist()?;
         self.keep_and_broadcast(chain, &tx, kind, contract, fee_rate, replaces)?;
         Ok(tx)
@@ -839,8 +847,12 @@ impl RoleWallet {
                 };
                 HistoryItem {
                     txid: t.tx_node.txid,
-                    net_sat: received.to_sat() as i64 - sent.to_sat() as i64,
-                    fee_sat: self.wallet.calculate_fee(tx).ok().map(|a| a.to_sat()),
+                    // Amounts of one transaction are below 21e14 sat: the casts are exact.
+                    net: SignedAmount::from_sat(received.to_sat() as i64 - sent.to_sat() as i64),
+                    // No fee when an input's value is unknown to this wallet (MissingTxOut:
+                    // someone else's coins paid us); NegativeFee cannot happen for a valid
+                    // transaction.
+                    fee: self.wallet.calculate_fee(tx).ok(),
                     height,
                 }
             })
@@ -864,9 +876,7 @@ impl RoleWallet {
             None => store::next_contract_index(&self.conn)?,
         };
         if index >= 1 << 31 {
-            return Err(WalletError::Contract(format!(
-                "contract key index {index} is out of range (0 to 2147483647)"
-            )));
+            return Err(ContractError::KeyIndexOutOfRange(index).into());
         }
         let pk = self.seed.contract_pubkey(&self.secp, index);
         store::record_contract_key(&self.conn, index, &pk.to_string(), label)?;
@@ -956,13 +966,11 @@ impl RoleWallet {
         fee: impl Into<FeeChoice>,
     ) -> Result<Vec<OutPoint>, WalletError> {
         if items.is_empty() {
-            return Err(WalletError::Build("no contract outputs to fund".into()));
+            return Err(BuildError::NoOutputs.into());
         }
         let scripts: std::collections::BTreeSet<&ScriptBuf> = items.iter().map(|i| &i.2).collect();
         if scripts.len() != items.len() {
-            return Err(WalletError::Build(
-                "two contract outputs pay the same script".into(),
-            ));
+            return Err(BuildError::DuplicateScript.into());
         }
         for (name, file, spk, _) in items {
             store::put_contract(
@@ -988,9 +996,7 @@ impl RoleWallet {
             b.finish()
         }
         .map_err(|e| self.map_create_err(e))?;
-        let paid = psbt
-            .fee()
-            .map_err(|e| WalletError::Build(format!("cannot compute the fee: {e}")))?;
+        let paid = psbt.fee().map_err(BuildError::Fee)?;
         let moved: Amount = items.iter().map(|i| i.3).sum();
         DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
         let tx = self.sign_and_broadcast(chain, psbt, "fund", Some(&items[0].0), fee_rate, None)?;
@@ -1098,7 +1104,7 @@ impl RoleWallet {
             let mut b = self
                 .wallet
                 .build_fee_bump(txid)
-                .map_err(|e| WalletError::Build(format!("cannot bump {txid}: {e}")))?;
+                .map_err(|source| BuildError::Bump { txid, source })?;
             b.fee_rate(fee_rate);
             b.finish()
         }
@@ -1120,8 +1126,12 @@ impl RoleWallet {
         if let Some(name) = contract {
             if let Some(mut rec) = store::get_contract(&self.conn, &name)? {
                 if rec.funding.is_some_and(|f| f.txid == txid) {
-                    let spk = ScriptBuf::from_hex(&rec.script_pubkey)
-                        .map_err(|e| WalletError::Database(format!("contract {name}: {e}")))?;
+                    let spk = ScriptBuf::from_hex(&rec.script_pubkey).map_err(|source| {
+                        StorageError::StoredScript {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
                     if let Some(vout) = tx.output.iter().position(|o| o.script_pubkey == spk) {
                         rec.funding = Some(OutPoint {
                             txid: tx.compute_txid(),

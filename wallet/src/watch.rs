@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use bitcoin::{OutPoint, ScriptBuf, Txid};
-use btcmpc_contracts::{CompiledContract, ContractFile};
+use btcmpc_contracts::{CompiledContract, ContractFile, PathKind};
 
 use crate::contracts::{contract_status, ContractStatus};
 use crate::electrum::ChainClient;
+use crate::error::ContractError;
 use crate::wallet::RoleWallet;
 use crate::WalletError;
 
@@ -32,7 +33,7 @@ pub enum WatchEvent {
         /// The spending transaction.
         txid: Txid,
         /// The path it took, when recognised.
-        path: Option<String>,
+        path: Option<PathKind>,
         /// The hashlock preimage it reveals (claims).
         preimage: Option<[u8; 32]>,
     },
@@ -98,8 +99,11 @@ impl Watcher {
     pub fn from_wallet(wallet: &RoleWallet) -> Result<Self, WalletError> {
         let mut w = Watcher::new();
         for rec in wallet.contracts()? {
-            let file = ContractFile::from_json(&rec.file)
-                .map_err(|e| WalletError::Contract(format!("stored contract {}: {e}", rec.name)))?;
+            let file =
+                ContractFile::from_json(&rec.file).map_err(|source| ContractError::StoredFile {
+                    name: rec.name.clone(),
+                    source,
+                })?;
             w.watch(rec.name, file.compiled().clone(), rec.funding);
         }
         Ok(w)
@@ -172,7 +176,7 @@ impl Watcher {
                 (None, Some(s)) => events.push(WatchEvent::Spent {
                     name: name.clone(),
                     txid: s.txid,
-                    path: s.path.clone(),
+                    path: s.path,
                     preimage: now.preimage(),
                 }),
                 (Some(b), Some(s)) if b.txid != s.txid => {
@@ -183,7 +187,7 @@ impl Watcher {
                     events.push(WatchEvent::Spent {
                         name: name.clone(),
                         txid: s.txid,
-                        path: s.path.clone(),
+                        path: s.path,
                         preimage: now.preimage(),
                     });
                 }

@@ -7,11 +7,13 @@ use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::rand::thread_rng;
 use bitcoin::OutPoint;
 use bitcoin::{Amount, FeeRate, Network};
-use btcmpc_contracts::{Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey};
+use btcmpc_contracts::{
+    Bond, ClaimOrRefund, Contract, ContractFile, Height, InternalKey, PathKind,
+};
 use btcmpc_contracts::{SlashTerms, SpendError, TxDifference};
 use btcmpc_wallet::{
-    contract_status, ChainClient, ClaimRules, EscrowPromise, RoleWallet, WalletError, WatchEvent,
-    Watcher, MAX_CLAIM_FEE_RATE,
+    contract_status, ChainClient, ClaimRules, EscrowPromise, Rejection, RoleWallet, WalletError,
+    WatchEvent, Watcher, MAX_CLAIM_FEE_RATE,
 };
 
 mod support;
@@ -47,8 +49,8 @@ fn claim_reveals_the_preimage_to_the_service() -> anyhow::Result<()> {
     assert_eq!(
         st.funding
             .as_ref()
-            .map(|f| (f.outpoint, f.value_sat, f.confirmations)),
-        Some((op, 100_000, 1))
+            .map(|f| (f.outpoint, f.value, f.confirmations)),
+        Some((op, Amount::from_sat(100_000), 1))
     );
     assert!(st.spend.is_none());
 
@@ -76,8 +78,8 @@ fn claim_reveals_the_preimage_to_the_service() -> anyhow::Result<()> {
     let st = contract_status(&w.chain, file.compiled(), None)?;
     let spend = st.spend.as_ref().expect("the claim is seen");
     assert_eq!(
-        (spend.txid, spend.path.as_deref(), spend.confirmations),
-        (claim, Some("claim"), 0)
+        (spend.txid, spend.path, spend.confirmations),
+        (claim, Some(PathKind::Claim), 0)
     );
     assert_eq!(st.preimage(), Some(k));
     w.mine(1)?;
@@ -133,7 +135,12 @@ fn refund_is_non_final_one_block_early_and_valid_at_the_timeout() -> anyhow::Res
     w.mine_to_height(timeout - 1)?;
     let err = service.refund(&w.chain, &file, rate()).unwrap_err();
     match &err {
-        WalletError::Broadcast { reason, .. } => assert!(reason.contains("non-final"), "{reason}"),
+        WalletError::Broadcast {
+            rejection, message, ..
+        } => {
+            assert_eq!(*rejection, Rejection::NonFinal, "{message}");
+            assert!(message.contains("non-final"), "{message}");
+        }
         other => panic!("expected a non-final refusal, got {other:?}"),
     }
     // Only the funding is kept (until buried): a refused spend is not.
@@ -154,7 +161,7 @@ fn refund_is_non_final_one_block_early_and_valid_at_the_timeout() -> anyhow::Res
     let st = contract_status(&w.chain, file.compiled(), None)?;
     assert_eq!(
         st.spend.map(|s| (s.txid, s.path)),
-        Some((txid, Some("refund".to_string())))
+        Some((txid, Some(PathKind::Refund)))
     );
     Ok(())
 }
@@ -250,7 +257,7 @@ fn bond_exit_waits_for_its_height() -> anyhow::Result<()> {
     w.mine(1)?;
     party.sync(&w.chain)?;
     let st = contract_status(&w.chain, file.compiled(), None)?;
-    assert_eq!(st.spend.and_then(|s| s.path).as_deref(), Some("exit"));
+    assert_eq!(st.spend.and_then(|s| s.path), Some(PathKind::Exit));
     Ok(())
 }
 
@@ -453,7 +460,7 @@ fn watcher_reports_funding_claim_preimage_and_reorgs() -> anyhow::Result<()> {
         ev.contains(&WatchEvent::Spent {
             name: "escrow".into(),
             txid: claim,
-            path: Some("claim".into()),
+            path: Some(PathKind::Claim),
             preimage: Some(k)
         }),
         "{ev:?}"
@@ -864,10 +871,7 @@ fn the_remainder_of_a_partial_slash_is_slashed_again_then_exited() -> anyhow::Re
     );
     party.sync(&w.chain)?;
     let gained = party.balance().0 - before;
-    assert!(
-        gained > Amount::from_sat(left.value_sat - 1_000),
-        "{gained}"
-    );
+    assert!(gained > left.value - Amount::from_sat(1_000), "{gained}");
     let st = contract_status(&w.chain, file.compiled(), Some(funding))?;
     assert_eq!(st.unspent().count(), 0);
     let err = party.exit_bond(&w.chain, &file, rate()).unwrap_err();
@@ -920,7 +924,13 @@ fn a_claim_takes_only_the_promised_output() -> anyhow::Result<()> {
     let listed: Vec<_> = st
         .outputs
         .iter()
-        .map(|o| (o.outpoint, o.value_sat, o.spend.as_ref().map(|s| s.txid)))
+        .map(|o| {
+            (
+                o.outpoint,
+                o.value.to_sat(),
+                o.spend.as_ref().map(|s| s.txid),
+            )
+        })
         .collect();
     assert_eq!(
         listed,
@@ -1024,7 +1034,7 @@ fn a_refund_replaces_a_stuck_claim_once_the_tip_reaches_t() -> anyhow::Result<()
     let st = contract_status(&w.chain, file.compiled(), Some(op))?;
     let spend = st.spend.expect("the escrow output is spent");
     assert_eq!(spend.txid, refund, "the refund won");
-    assert_eq!(spend.path.as_deref(), Some("refund"));
+    assert_eq!(spend.path, Some(PathKind::Refund));
     assert_eq!(spend.confirmations, 1);
     assert!(
         w.chain.transaction(&claim).is_err() || {

@@ -38,12 +38,12 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
     let to = party.next_address()?.to_string();
 
     // The server's 1 BTC/kvB comes back as an automatic rate of 100,000 sat/vB.
-    let lie = liar.fee_rate(6, FLOOR);
+    let lie = liar.fee_rate(6, FLOOR)?;
     assert_eq!(
         lie,
         FeeChoice::Automatic(FeeRate::from_sat_per_kwu(25_000_000))
     );
-    assert_eq!(w.chain.fee_rate(6, FLOOR), FeeChoice::Automatic(FLOOR));
+    assert_eq!(w.chain.fee_rate(6, FLOOR)?, FeeChoice::Automatic(FLOOR));
 
     // A 100,000-sat payment at the lie: refused before signing, nothing broadcast.
     let err = service
@@ -92,7 +92,7 @@ fn a_lying_fee_estimate_is_refused_for_sends_and_claims() -> anyhow::Result<()> 
     w.settle()?;
     party.sync(&w.chain)?;
     let err = party
-        .claim(&liar, &file, &k, &promise, &rules, liar.fee_rate(2, FLOOR))
+        .claim(&liar, &file, &k, &promise, &rules, liar.fee_rate(2, FLOOR)?)
         .unwrap_err();
     assert!(matches!(err, WalletError::FeeTooHigh { .. }), "{err}");
     assert!(w.mempool()?.is_empty(), "no claim was broadcast");

@@ -45,7 +45,7 @@ fn a_payment_survives_a_node_crash() -> anyhow::Result<()> {
             .history()
             .iter()
             .find(|h| h.txid == txid)
-            .and_then(|h| h.fee_sat)
+            .and_then(|h| h.fee.map(|f| f.to_sat()))
             .expect("the payment's fee is known"),
     );
     assert_eq!(pending, Amount::from_sat(1_000_000 - 10_000) - fee);

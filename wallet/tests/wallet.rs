@@ -58,7 +58,7 @@ fn receive_send_and_restore_from_mnemonic() -> anyhow::Result<()> {
         .history()
         .iter()
         .find(|h| h.txid == txid)
-        .and_then(|h| h.fee_sat)
+        .and_then(|h| h.fee.map(|f| f.to_sat()))
         .expect("fee known");
     assert!(fee > 0);
     assert_eq!(

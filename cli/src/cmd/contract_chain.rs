@@ -21,12 +21,13 @@ use btcmpc_contracts::{
     decode_carrier, encode_carrier, Contract, ContractFile, SlashSummary, SlashTerms,
 };
 use btcmpc_wallet::{
-    contract_status, ChainClient, ClaimRules, EscrowPromise, FeeChoice, RoleWallet,
+    contract_status, ChainClient, ClaimRules, ContractStatus, EscrowPromise, FeeChoice, RoleWallet,
+    SpendStatus,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::args::{parse_amount, parse_fee_rate};
-use crate::cmd::wallet::{connect, open, open_synced};
+use crate::cmd::wallet::{connect, open, open_if_any, open_synced};
 use crate::{global::Global, output::Report};
 
 /// The chain-facing contract commands.
@@ -267,7 +268,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
         }
         ChainCmd::Status { file } => {
             let contract = load(&file, global)?;
-            let wallet = open(global).ok();
+            let wallet = open_if_any(global)?;
             let chain = connect(global)?;
             // With a wallet: its own fundings and spends are shown even if the server forgot
             // them.
@@ -294,7 +295,9 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                 None => text.push_str("  not funded\n"),
                 Some(f) => text.push_str(&format!(
                     "  funded:  {} with {} sat, {} confirmation(s)\n",
-                    f.outpoint, f.value_sat, f.confirmations
+                    f.outpoint,
+                    f.value.to_sat(),
+                    f.confirmations
                 )),
             }
             match &st.spend {
@@ -304,11 +307,11 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                     text.push_str(&format!(
                         "  spent:   by {} ({}), {} confirmation(s)\n",
                         s.txid,
-                        s.path.as_deref().unwrap_or("unknown path"),
+                        path_name(s),
                         s.confirmations
                     ));
                     if let Some(p) = &s.preimage {
-                        text.push_str(&format!("  preimage: {p}\n"));
+                        text.push_str(&format!("  preimage: {}\n", hex::encode(p)));
                     }
                 }
             }
@@ -317,15 +320,13 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                 for o in &st.outputs {
                     let state = match &o.spend {
                         None => "unspent".to_owned(),
-                        Some(s) => format!(
-                            "spent by {} ({})",
-                            s.txid,
-                            s.path.as_deref().unwrap_or("unknown path")
-                        ),
+                        Some(s) => format!("spent by {} ({})", s.txid, path_name(s)),
                     };
                     text.push_str(&format!(
                         "    {} {} sat, {} confirmation(s), {state}\n",
-                        o.outpoint, o.value_sat, o.confirmations
+                        o.outpoint,
+                        o.value.to_sat(),
+                        o.confirmations
                     ));
                 }
             }
@@ -336,7 +337,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                     l["height"]
                 ));
             }
-            let mut j = serde_json::to_value(&st).expect("status serializes");
+            let mut j = status_json(&st);
             j["timelocks"] = json!(locks);
             j["address"] = json!(contract.compiled().address(contract.network()).to_string());
             Ok(Report::new(text, j))
@@ -402,7 +403,10 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let (mut psbt, summary) = wallet.slash_psbt(&chain, &contract, &t)?;
             let signed = match wallet.sign_checked_slash(&contract, &mut psbt) {
                 Ok(n) => n,
-                Err(btcmpc_wallet::WalletError::Sign(_)) => 0,
+                // A wallet holding no judge key writes the PSBT unsigned for the judges.
+                Err(btcmpc_wallet::WalletError::Contract(
+                    btcmpc_wallet::ContractError::NoJudgeKey,
+                )) => 0,
                 Err(e) => return Err(e.into()),
             };
             write_psbt(&psbt_out, &psbt)?;
@@ -469,5 +473,117 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
                 j,
             ))
         }
+    }
+}
+
+/// The name of the path a spend took, or `unknown path`.
+fn path_name(s: &SpendStatus) -> &'static str {
+    s.path.map_or("unknown path", |p| p.name())
+}
+
+/// A spend as `contract status --json` prints it: `txid` (hex), `path` (`claim`, `refund`,
+/// `exit`, `slash`, `key`, or null when not recognised), `preimage` (64 hex, or null), and
+/// `confirmations`.
+fn spend_json(s: &SpendStatus) -> Value {
+    json!({
+        "txid": s.txid.to_string(),
+        "path": s.path.map(|p| p.name()),
+        "preimage": s.preimage.map(hex::encode),
+        "confirmations": s.confirmations,
+    })
+}
+
+/// `contract status --json` without the file's own fields: `tip`, `funding` (`outpoint` as
+/// `TXID:VOUT`, `value_sat`, `confirmations`, or null), `spend` (of the funding, or null) and
+/// `outputs` (every output paying the contract, each with its `spend`).
+fn status_json(st: &ContractStatus) -> Value {
+    json!({
+        "tip": st.tip,
+        "funding": st.funding.as_ref().map(|f| json!({
+            "outpoint": f.outpoint.to_string(),
+            "value_sat": f.value.to_sat(),
+            "confirmations": f.confirmations,
+        })),
+        "spend": st.spend.as_ref().map(spend_json),
+        "outputs": st.outputs.iter().map(|o| json!({
+            "outpoint": o.outpoint.to_string(),
+            "value_sat": o.value.to_sat(),
+            "confirmations": o.confirmations,
+            "spend": o.spend.as_ref().map(spend_json),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::Amount;
+    use btcmpc_contracts::PathKind;
+    use btcmpc_wallet::{FundingStatus, OutputStatus};
+
+    /// The JSON of `contract status`, frozen: the text below is what serializing the wallet's
+    /// status structs printed before the CLI built its own JSON (CLI.md documents it).
+    #[test]
+    fn status_json_keeps_its_field_names_and_formats() {
+        let claim = SpendStatus {
+            txid: "0202020202020202020202020202020202020202020202020202020202020202"
+                .parse()
+                .unwrap(),
+            path: Some(PathKind::Claim),
+            preimage: Some([0xab; 32]),
+            confirmations: 2,
+        };
+        let op: OutPoint = "0101010101010101010101010101010101010101010101010101010101010101:1"
+            .parse()
+            .unwrap();
+        let op2: OutPoint = "0303030303030303030303030303030303030303030303030303030303030303:0"
+            .parse()
+            .unwrap();
+        let st = ContractStatus {
+            tip: 105,
+            funding: Some(FundingStatus {
+                outpoint: op,
+                value: Amount::from_sat(60_000),
+                confirmations: 3,
+            }),
+            spend: Some(claim.clone()),
+            outputs: vec![
+                OutputStatus {
+                    outpoint: op,
+                    value: Amount::from_sat(60_000),
+                    confirmations: 3,
+                    spend: Some(claim),
+                },
+                OutputStatus {
+                    outpoint: op2,
+                    value: Amount::from_sat(1_000),
+                    confirmations: 0,
+                    spend: Some(SpendStatus {
+                        txid: op.txid,
+                        path: None,
+                        preimage: None,
+                        confirmations: 0,
+                    }),
+                },
+                OutputStatus {
+                    outpoint: op2,
+                    value: Amount::from_sat(5),
+                    confirmations: 0,
+                    spend: None,
+                },
+            ],
+        };
+        let before: Value = serde_json::from_str(r#"{"tip":105,"funding":{"outpoint":"0101010101010101010101010101010101010101010101010101010101010101:1","value_sat":60000,"confirmations":3},"spend":{"txid":"0202020202020202020202020202020202020202020202020202020202020202","path":"claim","preimage":"abababababababababababababababababababababababababababababababab","confirmations":2},"outputs":[{"outpoint":"0101010101010101010101010101010101010101010101010101010101010101:1","value_sat":60000,"confirmations":3,"spend":{"txid":"0202020202020202020202020202020202020202020202020202020202020202","path":"claim","preimage":"abababababababababababababababababababababababababababababababab","confirmations":2}},{"outpoint":"0303030303030303030303030303030303030303030303030303030303030303:0","value_sat":1000,"confirmations":0,"spend":{"txid":"0101010101010101010101010101010101010101010101010101010101010101","path":null,"preimage":null,"confirmations":0}},{"outpoint":"0303030303030303030303030303030303030303030303030303030303030303:0","value_sat":5,"confirmations":0,"spend":null}]}"#).unwrap();
+        assert_eq!(status_json(&st), before);
+        let empty = ContractStatus {
+            tip: 1,
+            funding: None,
+            spend: None,
+            outputs: vec![],
+        };
+        assert_eq!(
+            status_json(&empty),
+            json!({"tip": 1, "funding": null, "spend": null, "outputs": []})
+        );
     }
 }

@@ -168,7 +168,7 @@ fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
 /// bounds when the transaction is built.
 pub fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
     let explicit = arg.map(parse_fee_rate).transpose()?;
-    Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET))
+    Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET)?)
 }
 
 /// A height argument: absolute, or `+N` from the tip; either way a block height

@@ -385,8 +385,9 @@ fn settle(
             Ok(None) => {}
             Err(e) if explicit => return Err(e.context(format!("job {id}"))),
             Err(e) => {
-                text.push_str(&format!("job {id}: {e:#}\n"));
-                rows.push(json!({"job": id, "error": format!("{e:#}")}));
+                let e = crate::output::one_line(&e);
+                text.push_str(&format!("job {id}: {e}\n"));
+                rows.push(json!({"job": id, "error": e}));
             }
         }
     }
@@ -749,7 +750,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 match settle(global, None, fee_rate.as_deref(), true) {
                     Ok(r) if r.text != "no open jobs" => println!("{}", r.text),
                     Ok(_) => {}
-                    Err(e) => eprintln!("settling: {e:#}"),
+                    Err(e) => eprintln!("settling: {}", crate::output::one_line(&e)),
                 }
                 std::thread::sleep(poll);
             }

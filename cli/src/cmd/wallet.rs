@@ -110,6 +110,16 @@ pub fn connect(global: &Global) -> anyhow::Result<ChainClient> {
     )?)
 }
 
+/// Open the datadir's wallet if it has one: `None` when there is no wallet (a watcher's
+/// datadir); any other failure (an unreadable database, another network's) is an error.
+pub fn open_if_any(global: &Global) -> anyhow::Result<Option<RoleWallet>> {
+    match RoleWallet::open(&wallet_dir(global), global.network.network()) {
+        Ok(w) => Ok(Some(w)),
+        Err(btcmpc_wallet::WalletError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Open the wallet, connect and sync.
 pub fn open_synced(global: &Global) -> anyhow::Result<(RoleWallet, ChainClient)> {
     let mut wallet = open(global)?;
@@ -281,7 +291,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             wallet.sync(&chain)?;
             // An explicit rate is paid as given; the server's estimate is bounded by the
             // wallet's fee policy.
-            let fee = chain.fee_choice(fee_rate, btcmpc_wallet::PAYMENT_TARGET);
+            let fee = chain.fee_choice(fee_rate, btcmpc_wallet::PAYMENT_TARGET)?;
             let txid = wallet.send(&chain, &address, amount, fee)?;
             Ok(Report::new(
                 txid.to_string(),
@@ -312,12 +322,25 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 text.push_str(&format!(
                     "{}  {:>14}  {:>8}  {}\n",
                     i.txid,
-                    i.net_sat,
-                    i.fee_sat.map_or("-".into(), |f| f.to_string()),
+                    i.net.to_sat(),
+                    i.fee.map_or("-".into(), |f| f.to_sat().to_string()),
                     i.height.map_or("unconfirmed".into(), |h| h.to_string())
                 ));
             }
-            Ok(Report::new(text, json!({"transactions": items})))
+            // Each: `txid` (hex), `net_sat` (received minus sent), `fee_sat` (null when an
+            // input is not this wallet's), `height` (null while unconfirmed).
+            let rows: Vec<_> = items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "txid": i.txid.to_string(),
+                        "net_sat": i.net.to_sat(),
+                        "fee_sat": i.fee.map(|f| f.to_sat()),
+                        "height": i.height,
+                    })
+                })
+                .collect();
+            Ok(Report::new(text, json!({"transactions": rows})))
         }
         Cmd::Key { index, label } => {
             let mut wallet = open(global)?;

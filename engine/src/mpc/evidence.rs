@@ -90,6 +90,15 @@ pub enum EvidenceError {
         /// The party.
         index: usize,
     },
+    /// Whether a claim reveals this key could not be found out (the chain could not be
+    /// read): the evidence is neither accepted nor refused.
+    #[error("cannot check the claim of party {index}: {reason}")]
+    ClaimUnknown {
+        /// The party.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// Party index problems (range, duplicates, the accused among the others).
     #[error("bad party index {index}: {reason}")]
     BadIndex {
@@ -374,25 +383,43 @@ impl DeliveryItem {
                 index: self.index.point(),
             });
         }
-        if !claims.claim_confirmed(job_id, self.index, &self.key) {
-            return Err(EvidenceError::ClaimNotConfirmed {
+        match claims.claim_confirmed(job_id, self.index, &self.key) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EvidenceError::ClaimNotConfirmed {
                 index: self.index.point(),
-            });
+            }),
+            Err(reason) => Err(EvidenceError::ClaimUnknown {
+                index: self.index.point(),
+                reason,
+            }),
         }
-        Ok(())
     }
 }
 
 /// Whether a confirmed claim of party `index` in job `job_id` revealed `key` (the judge's view
 /// of the chain).
 pub trait ClaimOracle {
-    /// True if such a claim is confirmed.
-    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool;
+    /// True if such a claim is confirmed, false if none is.
+    ///
+    /// # Errors
+    /// Why the answer is not known (the chain could not be read), in one line.
+    fn claim_confirmed(
+        &self,
+        job_id: &Hash32,
+        index: PartyId,
+        key: &Hash32,
+    ) -> Result<bool, String>;
 }
 
+/// A closure that always knows the answer (tests, a fixed set of claims).
 impl<T: Fn(&Hash32, PartyId, &Hash32) -> bool> ClaimOracle for T {
-    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool {
-        self(job_id, index, key)
+    fn claim_confirmed(
+        &self,
+        job_id: &Hash32,
+        index: PartyId,
+        key: &Hash32,
+    ) -> Result<bool, String> {
+        Ok(self(job_id, index, key))
     }
 }
 

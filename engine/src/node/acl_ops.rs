@@ -41,6 +41,12 @@ pub enum OpsError {
     /// A roster or card problem.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The wallet's spendable outputs do not pay for the transaction (`needed` says what).
+    #[error("cannot build transaction: this wallet's funds do not cover {needed}")]
+    NoFunds {
+        /// What was to be paid.
+        needed: &'static str,
+    },
     /// Anything else, said plainly.
     #[error("{0}")]
     Refused(String),
@@ -61,10 +67,8 @@ fn spendable(wallet: &RoleWallet) -> Result<Vec<(FeeInput, bitcoin::psbt::Input)
         .collect())
 }
 
-fn no_funds(needed: &str) -> OpsError {
-    OpsError::Wallet(WalletError::Build(format!(
-        "this wallet's funds do not cover {needed}"
-    )))
+fn no_funds(needed: &'static str) -> OpsError {
+    OpsError::NoFunds { needed }
 }
 
 /// What [`publish_store`] did.

@@ -241,7 +241,11 @@ pub fn verify_job_evidence(
                     return Err(JudgeError::Malformed(format!("unknown field {other:?}")));
                 }
             }
-            .map_err(invalid)?;
+            .map_err(|e| match e {
+                // The chain, not the evidence: nothing is decided.
+                EvidenceError::ClaimUnknown { .. } => JudgeError::Io(e.to_string()),
+                e => invalid(e),
+            })?;
             let detail = match fault {
                 Fault::Unopenable => format!("c_{accused} does not open to a share vector"),
                 Fault::WrongLength => format!("y_{accused} has the wrong number of values"),
@@ -399,30 +403,35 @@ impl<'a> ChainClaims<'a> {
 }
 
 impl ClaimOracle for ChainClaims<'_> {
-    fn claim_confirmed(&self, job_id: &Hash32, index: PartyId, key: &Hash32) -> bool {
+    fn claim_confirmed(
+        &self,
+        job_id: &Hash32,
+        index: PartyId,
+        key: &Hash32,
+    ) -> Result<bool, String> {
+        // A claim of another job, or of an escrow that cannot exist (a key or timeout the
+        // request does not make valid), is no claim; a chain that cannot be read is no answer.
         if *job_id != self.request.id() {
-            return false;
+            return Ok(false);
         }
         let (Ok(service), Some(party)) = (
             self.request.service.parse::<PublicKey>(),
             self.keys.get(index.slot()),
         ) else {
-            return false;
+            return Ok(false);
         };
         let h: Hash32 = Sha256::digest(key).into();
         let Ok(file) = escrow_contract(self.network, service, *party, &h, self.request.timeout)
         else {
-            return false;
+            return Ok(false);
         };
-        let Ok(status) = contract_status(self.chain, file.compiled(), None) else {
-            return false;
-        };
-        let want = hex::encode(key);
-        status.outputs.iter().any(|o| {
+        let status = contract_status(self.chain, file.compiled(), None)
+            .map_err(|e| format!("the escrow of party {}: {e}", index.point()))?;
+        Ok(status.outputs.iter().any(|o| {
             o.spend.as_ref().is_some_and(|s| {
-                s.preimage.as_deref() == Some(want.as_str()) && s.confirmations >= self.min_conf
+                s.preimage.as_ref() == Some(key) && s.confirmations >= self.min_conf
             })
-        })
+        }))
     }
 }
 
@@ -697,6 +706,19 @@ mod tests {
                     ..
                 }
             ),
+            "{e}"
+        );
+        // A chain that cannot be read decides nothing: neither a conviction nor "does not
+        // convict", but the judge's own failure.
+        struct Unreadable;
+        impl ClaimOracle for Unreadable {
+            fn claim_confirmed(&self, _: &Hash32, _: PartyId, _: &Hash32) -> Result<bool, String> {
+                Err("electrum server down".into())
+            }
+        }
+        let e = verify_job_evidence(&ev, &m, &Unreadable).unwrap_err();
+        assert!(
+            matches!(&e, JudgeError::Io(m) if m.contains("electrum server down")),
             "{e}"
         );
     }

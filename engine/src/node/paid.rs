@@ -655,9 +655,9 @@ impl ServiceJob {
             match status
                 .outputs
                 .iter()
-                .find(|o| o.value_sat >= self.request.fee_sat)
+                .find(|o| o.value.to_sat() >= self.request.fee_sat)
             {
-                Some(o) => found.push((*party, o.outpoint, o.value_sat)),
+                Some(o) => found.push((*party, o.outpoint, o.value.to_sat())),
                 None => return Ok(false),
             }
         }
@@ -744,12 +744,7 @@ impl ServiceJob {
             else {
                 continue;
             };
-            let k = spend
-                .preimage
-                .as_deref()
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok());
-            if let Some(k) = k {
+            if let Some(k) = spend.preimage {
                 let h: [u8; 32] = Sha256::digest(k).into();
                 let quoted = self.quotes.iter().find(|q| q.party == party);
                 if quoted.is_some_and(|q| q.key_hash == h) {

@@ -87,7 +87,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         world::check_interrupted()?;
         let mut o = r.unwrap_or_else(|e| Outcome {
             name: name(which),
-            error: Some(format!("{e:#}").replace('\n', " ")),
+            error: Some(crate::output::one_line(&e)),
             ..Outcome::default()
         });
         o.seconds = t0.elapsed().as_secs_f64();

@@ -331,7 +331,7 @@ fn claim(
         .iter()
         .find(|o| o.outpoint == outpoint)
         .and_then(|o| o.spend.as_ref())
-        .filter(|s| s.path.as_deref() == Some("claim"))
+        .filter(|s| s.path == Some(btcmpc_contracts::PathKind::Claim))
     {
         return Ok(spend.txid.to_string());
     }
@@ -356,7 +356,9 @@ fn claim(
     // fee), more if the server estimates more, at most MAX_CLAIM_RATE_SAT_VB.
     let rate = bitcoin::FeeRate::from_sat_per_vb(claim_rate.clamp(1, MAX_CLAIM_RATE_SAT_VB))
         .unwrap_or(bitcoin::FeeRate::BROADCAST_MIN);
-    let fee_choice = chain.fee_rate(2, rate);
+    let fee_choice = chain
+        .fee_rate(2, rate)
+        .map_err(|e| NotYet::Wait(format!("chain: {e}")))?;
     let fee_choice = match fee_choice {
         FeeChoice::Automatic(r) if r.to_sat_per_vb_ceil() > MAX_CLAIM_RATE_SAT_VB => {
             FeeChoice::Automatic(rate)
