@@ -6,7 +6,8 @@
 //! the Electrum protocol and a subset of Core's JSON-RPC (the servers are in this crate too).
 //!
 //! The chain itself is [`Node`] (module [`node`], consensus and mempool in [`chain`]); the
-//! servers, the harness and the faucet build on it.
+//! servers, the faucet and the test harness (module `harness`, behind the cargo feature `harness`)
+//! build on it.
 //!
 //! ```
 //! use bitcoin::{Amount, ScriptBuf, WScriptHash};
@@ -27,6 +28,7 @@ pub mod chain;
 pub(crate) mod core_json;
 pub mod electrum;
 pub mod faucet;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod limits;
 pub mod node;

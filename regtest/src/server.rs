@@ -211,6 +211,17 @@ impl NodeInfo {
         }
     }
 
+    /// The contents of `node.json` describing this node: pretty-printed JSON (two-space
+    /// indents, the fields in declaration order, no trailing newline). The format is frozen as
+    /// version 1 (`tests/data/node_v1.json`): other processes read it (the `btcmpc regtest`
+    /// commands, the CLI looking for a running node).
+    ///
+    /// # Errors
+    /// When the cookie path is not UTF-8 (JSON strings are).
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec_pretty(self)
+    }
+
     /// Whether the process recorded here still exists (Linux: `/proc/PID`).
     pub fn process_alive(&self) -> bool {
         if self.pid == std::process::id() {
@@ -366,7 +377,7 @@ impl Server {
             network: "regtest".into(),
         };
         let info_path = datadir.join(NODE_INFO_FILE);
-        let info_json = serde_json::to_vec_pretty(&info).map_err(|e| ServerError::Io {
+        let info_json = info.to_json().map_err(|e| ServerError::Io {
             what: "encoding node.json".into(),
             source: std::io::Error::other(e),
         })?;
@@ -553,4 +564,69 @@ pub fn rpc_answers(info: &NodeInfo) -> bool {
     .map(|c| c.with_timeout(Duration::from_secs(2)))
     .and_then(|c| c.call("getblockcount", &[]))
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture's path (rewritten by the test when `BTCMPC_UPDATE_FIXTURES` is set).
+    const NODE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/node_v1.json");
+
+    fn fixture_info() -> NodeInfo {
+        NodeInfo {
+            pid: 4242,
+            electrum: "127.0.0.1:50001".into(),
+            rpc: "http://127.0.0.1:18443".into(),
+            cookie: PathBuf::from("/home/alice/.btcmpc/regtest/.cookie"),
+            faucet_address: "bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk".into(),
+            network: "regtest".into(),
+        }
+    }
+
+    /// Version 1 of `node.json`, frozen: the fixture reads into today's fields and today's
+    /// code writes the same bytes for the same values.
+    #[test]
+    fn node_json_v1_is_frozen() {
+        let info = fixture_info();
+        let written = info.to_json().unwrap();
+        if std::env::var_os("BTCMPC_UPDATE_FIXTURES").is_some() {
+            std::fs::write(NODE_V1, &written).unwrap();
+        }
+        let frozen = std::fs::read(NODE_V1).unwrap();
+        let read: NodeInfo = serde_json::from_slice(&frozen).unwrap();
+        assert_eq!(read, info);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            String::from_utf8(frozen).unwrap(),
+            "node.json's format changed; other processes read it"
+        );
+    }
+
+    /// `NodeInfo::read` finds the fixture as `node.json` in a datadir.
+    #[test]
+    fn read_parses_node_json_in_a_datadir() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(NodeInfo::read(dir.path()).unwrap(), None);
+        std::fs::copy(NODE_V1, dir.path().join(NODE_INFO_FILE)).unwrap();
+        assert_eq!(NodeInfo::read(dir.path()).unwrap(), Some(fixture_info()));
+    }
+
+    /// A started node writes exactly [`NodeInfo::to_json`] of what it describes, so the frozen
+    /// format above is the one on disk.
+    #[test]
+    fn a_started_node_writes_node_json_in_the_frozen_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(ServerConfig::new(dir.path().join("node"))).unwrap();
+        let bytes = std::fs::read(server.datadir().join(NODE_INFO_FILE)).unwrap();
+        let info: NodeInfo = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(info.pid, std::process::id());
+        assert_eq!(info.electrum, server.electrum_addr().to_string());
+        assert_eq!(info.rpc, server.rpc_url());
+        assert_eq!(info.cookie, server.cookie_path());
+        assert_eq!(info.faucet_address, server.faucet_address().to_string());
+        assert_eq!(info.network, "regtest");
+        assert_eq!(info.to_json().unwrap(), bytes);
+        server.stop();
+    }
 }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bitcoin::{Amount, Network};
-use btcmpc_regtest::harness::TestEnv;
+use btcmpc_regtest::rpc_client::{Auth, RpcClient};
+use btcmpc_regtest::server::{Server, ServerConfig};
 use btcmpc_wallet::{ChainClient, RoleWallet};
 use serde_json::json;
 
@@ -24,24 +25,34 @@ pub struct Args {
 
 /// Run `btcmpc bench wallet`.
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
-    let env = TestEnv::embedded().context("starting the embedded node")?;
     let dir = tempfile::tempdir()?;
+    // Stopped when dropped, before `dir` is removed.
+    let server = Server::start(ServerConfig::new(dir.path().join("node")))
+        .context("starting the embedded node")?;
+    let rpc = RpcClient::new(&server.rpc_url(), Auth::CookieFile(server.cookie_path()))
+        .context("connecting to the embedded node's RPC")?;
+    let electrum_url = server.electrum_addr().to_string();
     let (source, words) = RoleWallet::create(&dir.path().join("source"), Network::Regtest, None)?;
     let started = Instant::now();
     for i in 0..args.txs {
-        env.fund(
-            &source.peek_address(i),
-            Amount::from_sat(10_000 + u64::from(i)),
-        )?;
+        // The embedded node's faucet pays and mines a block confirming the payment.
+        let address = source.peek_address(i);
+        let amount = Amount::from_sat(10_000 + u64::from(i));
+        rpc.call(
+            "faucet",
+            &[json!(address.to_string()), json!(amount.to_btc())],
+        )
+        .with_context(|| format!("the faucet paying {address}"))?;
     }
-    env.wait_for_height(env.tip_height()?, Duration::from_secs(60))?;
+    let height: u32 = rpc.call_as("getblockcount", &[])?;
+    wait_for_electrum_height(&electrum_url, height, Duration::from_secs(60))?;
     let setup = started.elapsed();
     let mut times = Vec::new();
     let mut found = 0;
     for run in 0..args.runs.max(1) {
         let path = dir.path().join(format!("scan{run}"));
         let (mut w, _) = RoleWallet::create(&path, Network::Regtest, Some(words.clone()))?;
-        let chain = ChainClient::connect(&env.electrum_url(), Duration::from_secs(30))?;
+        let chain = ChainClient::connect(&electrum_url, Duration::from_secs(30))?;
         let t = Instant::now();
         w.sync(&chain)?;
         times.push(t.elapsed());
@@ -72,4 +83,25 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
         json!({"txs": args.txs, "full_scan_ms": median.as_secs_f64() * 1e3,
             "runs_ms": times.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>()}),
     ))
+}
+
+/// Waits until the Electrum server at `url` serves a chain of at least `height` blocks.
+///
+/// # Errors
+/// When it does not within `timeout`.
+fn wait_for_electrum_height(url: &str, height: u32, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let served = ChainClient::connect(url, Duration::from_secs(5))
+            .and_then(|chain| chain.tip())
+            .is_ok_and(|(h, _)| h >= height);
+        if served {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the Electrum server did not reach height {height} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
