@@ -559,9 +559,12 @@ fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
             }
             _ => {
                 assert_eq!(got_withheld, vec!["count() where age > 86".to_string()]);
+                // Its gate also holds a difference test (the complement of the cell), so the
+                // text names both reasons a closed gate may have.
                 assert_eq!(
                     got["count() where age > 86"],
-                    "withheld (fewer than 10 rows)"
+                    "withheld (fewer than 10 rows, or within 10 rows of another cell or an \
+                     earlier answer)"
                 );
                 let named: Vec<u64> = v["gate_dissent"]
                     .as_array()
@@ -579,6 +582,61 @@ fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
                 assert_eq!(paid, vec![1, 2, 3], "party 4 is not paid: {v}");
             }
         }
-        earlier.push(q);
+        if got.len() > got_withheld.len() {
+            earlier.push(q); // it released something: later queries are held against it
+        }
     }
+}
+
+/// The differencing rule holds a query against the earlier queries that released something,
+/// never against one whose every cell was withheld: `age > 51` is withheld (4 rows away from
+/// the answered `age > 50`), and `age > 53` is then answered (12 rows away from `age > 50`),
+/// though it is only 8 rows away from the withheld one.
+#[test]
+fn a_withheld_query_does_not_hold_back_the_next_one() {
+    let rows = 300;
+    // Bonds that back the three jobs' penalties at once.
+    let net = Net::with_bonds("100000sat", "400000sat");
+    let csv_text = filter_csv(rows);
+    let csv = net.cli.path("data.csv");
+    std::fs::write(&csv, &csv_text).unwrap();
+    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
+    let mut earlier: Vec<&str> = Vec::new();
+    for (q, withheld) in [
+        ("count() where age > 50", false),
+        ("count() where age > 51", true),
+        ("count() where age > 53", false),
+    ] {
+        let v = net.query_json(
+            &card,
+            q,
+            &[
+                "--fee",
+                "5000sat",
+                "--deadline",
+                "+120",
+                "--wait",
+                "60",
+                "--party-timeout",
+                "60",
+            ],
+            &[],
+        );
+        let (got, got_withheld) = answer(&v);
+        let (want, want_withheld) = clear_ruled(&csv_text, q, 10, &earlier);
+        assert_eq!(got, want, "{q}: {v}");
+        assert_eq!(got_withheld, want_withheld, "{q}: {v}");
+        assert_eq!(!got_withheld.is_empty(), withheld, "{q}: {v}");
+        if !withheld {
+            earlier.push(q);
+        }
+    }
+    // Had the withheld query counted, the last one would have been withheld too.
+    let (_, counted) = clear_ruled(
+        &csv_text,
+        "count() where age > 53",
+        10,
+        &["count() where age > 50", "count() where age > 51"],
+    );
+    assert_eq!(counted, vec!["count() where age > 53".to_string()]);
 }

@@ -862,7 +862,11 @@ fn a_product_with_a_01_column_is_a_filter() {
     let d = staff(40, 1, 0);
     let out = ruled(&d, "dot(salary, retired), count()", 10, &[]);
     assert!(out[0].withheld, "{:?}", out[0]);
-    assert_eq!(out[0].decimal, "withheld (fewer than 10 rows)");
+    assert!(
+        out[0].decimal.starts_with("withheld (fewer than 10 rows"),
+        "{}",
+        out[0].decimal
+    );
     assert_eq!(out[0].exact, "withheld");
     // count() is the public row count: never gated.
     assert!(!out[1].withheld);

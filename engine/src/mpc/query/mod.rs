@@ -73,7 +73,7 @@
 //! let bits = p.gate_bits_clear(&data.values);
 //! let out = p.finish_gated(&p.eval_clear(&data.values), &bits).unwrap();
 //! assert!(out.iter().all(|v| v.withheld));
-//! assert_eq!(out[0].decimal, "withheld (fewer than 2 rows)");
+//! assert!(out[0].decimal.starts_with("withheld (fewer than 2 rows"));
 //! ```
 //!
 //! Errors point at the offending token with its byte offset and a caret line:

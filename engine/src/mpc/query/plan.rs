@@ -489,6 +489,27 @@ impl Plan {
             .filter(|(_, open)| !**open)
             .flat_map(|(g, _)| g.opened.iter().copied())
             .collect();
+        // Only a gate's AND is opened, not which test failed: a closed gate with a difference
+        // test (against another cell or an earlier answer) may have closed for either reason.
+        let near = self
+            .gates
+            .iter()
+            .zip(gate_bits)
+            .filter(|(_, open)| !**open)
+            .any(|(g, _)| {
+                g.tests
+                    .iter()
+                    .any(|t| matches!(t, GateTest::ZeroOrAtLeast { .. }))
+            });
+        let min_rows = self.min_rows.unwrap_or_default();
+        let why = if near {
+            format!(
+                "withheld (fewer than {min_rows} rows, or within {min_rows} rows of another \
+                 cell or an earlier answer)"
+            )
+        } else {
+            format!("withheld (fewer than {min_rows} rows)")
+        };
         if opened.len() != self.opened.len() {
             return Err(QueryError::OpenedCount {
                 got: opened.len(),
@@ -527,10 +548,7 @@ impl Plan {
             let withheld = |name: String| OutputValue {
                 name,
                 exact: "withheld".into(),
-                decimal: format!(
-                    "withheld (fewer than {} rows)",
-                    self.min_rows.unwrap_or_default()
-                ),
+                decimal: why.clone(),
                 group: o.group.clone(),
                 withheld: true,
             };

@@ -118,6 +118,12 @@ pub(super) struct JobRecord {
     /// Order of quoting among this party's jobs (older first).
     #[serde(default)]
     pub(super) seq: u64,
+    /// Whether the evaluation released something (no gate, or a gate opened), as the
+    /// committee opened the gate bits (not as a delivery may show them): the queries that
+    /// released something are the leakage rule's earlier queries. `None` in records from
+    /// before it was kept (the delivered bits decide).
+    #[serde(default)]
+    pub(super) released: Option<bool>,
 }
 
 pub(super) fn job_key(job: &Hash32) -> String {
@@ -157,7 +163,7 @@ fn explain_degree(refusal: String, plan: &Plan) -> String {
     }
     match plan.opened.iter().max_by_key(|o| o.degree) {
         Some(o) => format!(
-            "{refusal}: {} has degree {} (a product counts each factor; a column with empty cells is multiplied by its presence bit)",
+            "{refusal}: {} has degree {} (a product counts each factor: each comparison of a filter, two for `between`, and the presence bit of a column with empty cells)",
             o.label, o.degree
         ),
         None => refusal,
@@ -436,6 +442,7 @@ impl Core {
             paid: None,
             claim_txid: None,
             reason: None,
+            released: None,
             seq: self
                 .jobs
                 .values()
@@ -457,7 +464,10 @@ impl Core {
     }
 
     /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
-    /// first, each text once, the most recent [`MAX_EARLIER`].
+    /// first, each text once, the most recent [`MAX_EARLIER`]: those that released something
+    /// (no gate, or at least one gate open). A query whose every cell was withheld released
+    /// only its gate bits and no value to subtract from, so it does not constrain later
+    /// queries (counting it withheld an exact repeat of an answered query near it).
     fn earlier_queries(&self, service: &str, dataset_id: &str) -> Vec<String> {
         let mut answered: Vec<(u64, String)> = self
             .jobs
@@ -465,7 +475,11 @@ impl Core {
             .filter_map(|j| {
                 with_job!(j, j => {
                     let r = &j.record;
-                    (r.delivery.is_some()
+                    let released = r.delivery.as_ref().is_some_and(|d| {
+                        r.released
+                            .unwrap_or(d.gates.is_empty() || d.gates.iter().any(|g| *g))
+                    });
+                    (released
                         && r.request.service == service
                         && r.request.dataset_id == dataset_id)
                         .then(|| (r.seq, r.request.query.clone()))
@@ -874,6 +888,7 @@ impl Core {
             ciphertext_hash: Sha256::digest(&sealed).into(),
         };
         let sig = d.sign(&self.signer);
+        j.record.released = Some(gates.is_empty() || gates.iter().any(|g| *g));
         let mut gates = gates.to_vec();
         if self.fault(Fault::WrongGateBit) {
             if let Some(b) = gates.first_mut() {
