@@ -168,7 +168,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let given = mnemonic_file.as_deref().map(read_mnemonic).transpose()?;
             let (mut wallet, mnemonic) = RoleWallet::create(&dir, network, given)?;
             let address = wallet.next_address()?;
-            let file = dir.join("mnemonic.txt");
+            let file = RoleWallet::mnemonic_path(&dir);
             let mut text = format!(
                 "wallet created in {}\n  mnemonic: {} (keep it safe; mode 0600)\n  address:  {address}",
                 dir.display(),
@@ -213,7 +213,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts});
             // The wallet keeps its words beside it (as `create` does): say so, so that a user who
             // keeps the seed offline knows to move the file away again.
-            let mnemonic_file = dir.join("mnemonic.txt");
+            let mnemonic_file = RoleWallet::mnemonic_path(&dir);
             if mnemonic_file.exists() {
                 note.push_str(&format!(
                     "\n  mnemonic written to {} (mode 0600; move it away to keep the seed offline)",
