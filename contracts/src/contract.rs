@@ -254,9 +254,9 @@ impl Contract {
                 hash: None,
                 after: None,
                 // count (1) + length (1) + a SIGHASH_DEFAULT signature (64)
-                witness_weight: Weight::from_wu(crate::witness::key_path_witness_size(
+                witness_weight: crate::witness::key_path_witness_weight(
                     crate::SigSizes::SIGHASH_DEFAULT,
-                ) as u64),
+                ),
             });
         }
         let kinds: &[PathKind] = match self {

@@ -71,7 +71,7 @@ pub use spend::{
     Funding, SpendSummary, Utxo, MAX_RECORD_LEN,
 };
 pub use verify::{verify_spend, CONSENSUS_FLAGS};
-pub use witness::SigSizes;
+pub use witness::{key_path_witness_weight, SigSizes};
 
 pub use bitcoin;
 pub use miniscript;
