@@ -57,7 +57,8 @@ enum Cmd {
         /// Regtest address to pay.
         address: String,
         /// Amount with its unit: `50000sat`, `0.0005btc`.
-        amount: String,
+        #[arg(value_parser = parse_amount)]
+        amount: bitcoin::Amount,
     },
 }
 
@@ -105,7 +106,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             mine_with(&rpc, n, &parse_address(&to)?.to_string())
         }
         Cmd::Mine { n, to } => mine(&datadir, n, to.as_deref()),
-        Cmd::Faucet { address, amount } => faucet(&datadir, &address, &amount),
+        Cmd::Faucet { address, amount } => faucet(&datadir, &address, amount),
     }
 }
 
@@ -378,9 +379,8 @@ fn mine_with(rpc: &RpcClient, n: u32, address: &str) -> anyhow::Result<Report> {
     ))
 }
 
-fn faucet(datadir: &Path, address: &str, amount: &str) -> anyhow::Result<Report> {
+fn faucet(datadir: &Path, address: &str, amount: bitcoin::Amount) -> anyhow::Result<Report> {
     let address = parse_address(address)?;
-    let amount = parse_amount(amount)?;
     let info = running(datadir)?;
     let rpc = client(&info)?;
     let reply = rpc
