@@ -1,36 +1,78 @@
-//! Parsing of the values commands take: amounts, fee rates, heights.
+//! Parsing of the values commands take: amounts and fee rates, as clap value parsers (a bad
+//! value is refused by clap, naming the argument; see `main`, which prints it on one line and
+//! exits 1 as for any refused value).
 
 use std::str::FromStr;
 
-use anyhow::{anyhow, Context as _};
 use bitcoin::{Amount, Denomination, FeeRate};
 
-/// `50000sat`, `0.0005btc`, `0.0005 BTC`, `1000 sats`.
-pub fn parse_amount(s: &str) -> anyhow::Result<Amount> {
+/// The highest fee rate accepted, sat/vB.
+pub const MAX_FEE_RATE_SAT_VB: f64 = 100_000.0;
+
+/// An amount with its unit: `50000sat`, `0.0005btc`, `0.0005 BTC`, `1000 sats`.
+///
+/// # Errors
+/// A message for a missing or unknown unit, or a number the unit cannot hold.
+pub fn parse_amount(s: &str) -> Result<Amount, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| anyhow!("amount {s:?} needs a unit, e.g. `50000sat` or `0.0005btc`"))?;
+        .ok_or_else(|| format!("amount {s:?} needs a unit, e.g. `50000sat` or `0.0005btc`"))?;
     let (num, unit) = t.split_at(split);
     let unit = unit.trim().to_ascii_lowercase();
     let denom = match unit.as_str() {
         "sat" | "sats" | "satoshi" | "satoshis" => Denomination::Satoshi,
         "btc" => Denomination::Bitcoin,
         other => Denomination::from_str(other)
-            .map_err(|_| anyhow!("unknown unit {other:?} in amount {s:?}"))?,
+            .map_err(|_| format!("unknown unit {other:?} in amount {s:?}"))?,
     };
-    Amount::from_str_in(num, denom).with_context(|| format!("invalid amount {s:?}"))
+    Amount::from_str_in(num, denom).map_err(|e| format!("invalid amount {s:?}: {e}"))
 }
 
-/// A fee rate in sat/vB: `2`, `2.5`, `2sat/vb`.
-pub fn parse_fee_rate(s: &str) -> anyhow::Result<FeeRate> {
+/// What `wallet send` pays: an amount, or `all` (the whole balance less the fee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountOrAll {
+    /// The whole balance less the fee.
+    All,
+    /// This amount.
+    Exact(Amount),
+}
+
+impl AmountOrAll {
+    /// The amount, `None` for `all`.
+    pub fn amount(self) -> Option<Amount> {
+        match self {
+            AmountOrAll::All => None,
+            AmountOrAll::Exact(a) => Some(a),
+        }
+    }
+}
+
+/// `all` (any case) or an amount as [`parse_amount`] takes it.
+///
+/// # Errors
+/// As [`parse_amount`].
+pub fn parse_amount_or_all(s: &str) -> Result<AmountOrAll, String> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        Ok(AmountOrAll::All)
+    } else {
+        parse_amount(s).map(AmountOrAll::Exact)
+    }
+}
+
+/// A fee rate in sat/vB: `2`, `2.5`, `2sat/vb`; `0 < rate <= 100000`, rounded up to whole
+/// sat/kwu.
+///
+/// # Errors
+/// A message for a value that is not a number or out of range.
+pub fn parse_fee_rate(s: &str) -> Result<FeeRate, String> {
     let t = s.trim().to_ascii_lowercase();
     let num = t.strip_suffix("sat/vb").unwrap_or(&t).trim();
     let v: f64 = num
         .parse()
-        .map_err(|_| anyhow!("invalid fee rate {s:?}: expected sat/vB, e.g. `2` or `2.5sat/vB`"))?;
-    if !(v.is_finite() && v > 0.0 && v <= 100_000.0) {
-        return Err(anyhow!(
+        .map_err(|_| format!("invalid fee rate {s:?}: expected sat/vB, e.g. `2` or `2.5sat/vB`"))?;
+    if !(v.is_finite() && v > 0.0 && v <= MAX_FEE_RATE_SAT_VB) {
+        return Err(format!(
             "fee rate {s:?} out of range (0 < rate <= 100000 sat/vB)"
         ));
     }
@@ -79,5 +121,21 @@ mod tests {
         );
         assert!(parse_fee_rate("-1").is_err());
         assert!(parse_fee_rate("abc").is_err());
+        assert!(parse_fee_rate("0")
+            .unwrap_err()
+            .contains("fee rate \"0\" out of range"));
+        assert!(parse_fee_rate("100001").is_err());
+    }
+
+    #[test]
+    fn amount_or_all() {
+        assert_eq!(parse_amount_or_all(" ALL ").unwrap(), AmountOrAll::All);
+        assert_eq!(
+            parse_amount_or_all("1000sat").unwrap().amount(),
+            Some(Amount::from_sat(1000))
+        );
+        assert!(parse_amount_or_all("1000")
+            .unwrap_err()
+            .contains("needs a unit"));
     }
 }

@@ -50,7 +50,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value its parser refused (an amount without a unit, a fee rate out of range): one
+        // line naming the argument, and exit 1, as for any value refused later.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            return ExitCode::from(1);
+        }
+        // Usage errors, --help and --version: clap's own text and exit code.
+        Err(e) => e.exit(),
+    };
     // A party daemon says what it does (jobs quoted, refused, delivered) unless told otherwise.
     let daemon = matches!(&cli.command, Command::Party(a) if a.is_daemon());
     global::init_logging(&cli.global, daemon);

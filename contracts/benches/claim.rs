@@ -15,12 +15,10 @@ use btcmpc_contracts::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-fn keypair(seed: u8) -> Keypair {
-    Keypair::from_secret_key(
-        &Secp256k1::new(),
-        &SecretKey::from_slice(&[seed; 32]).expect("valid scalar"),
-    )
-}
+// The test keys of the tests: one helper for every signed spend.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::keypair;
 
 fn utxo(c: &CompiledContract) -> Utxo {
     Utxo {

@@ -136,6 +136,26 @@ pub struct SpendPath {
     pub witness_weight: Weight,
 }
 
+impl SpendPath {
+    /// The keys of [`SpendPath::signers`] as the contract names them (full keys, with their
+    /// parity), in the same order: read from the path's leaf. Empty for the key path, whose
+    /// internal key is known x-only.
+    pub fn signer_keys(&self) -> Vec<bitcoin::secp256k1::PublicKey> {
+        let Some(leaf) = &self.leaf else {
+            return Vec::new();
+        };
+        self.signers
+            .iter()
+            .filter_map(|x| {
+                leaf.miniscript
+                    .iter_pk()
+                    .find(|k| k.inner.x_only_public_key().0 == *x)
+                    .map(|k| k.inner)
+            })
+            .collect()
+    }
+}
+
 impl Contract {
     /// `claim-or-refund`, `bond` or `anchor`.
     pub fn kind(&self) -> &'static str {
@@ -254,9 +274,9 @@ impl Contract {
                 hash: None,
                 after: None,
                 // count (1) + length (1) + a SIGHASH_DEFAULT signature (64)
-                witness_weight: Weight::from_wu(crate::witness::key_path_witness_size(
+                witness_weight: crate::witness::key_path_witness_weight(
                     crate::SigSizes::SIGHASH_DEFAULT,
-                ) as u64),
+                ),
             });
         }
         let kinds: &[PathKind] = match self {

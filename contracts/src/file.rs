@@ -280,6 +280,14 @@ fn legacy_paths(c: &CompiledContract) -> Value {
     )
 }
 
+/// One spend path as contract files write it (an item of `spend_paths`): `path` (its name),
+/// `miniscript` (the leaf, null for the key path), `after` (the height it needs, null for
+/// none) and `witness_weight` ([`SpendPath::witness_weight`](crate::SpendPath::witness_weight),
+/// weight units).
+pub fn spend_path_json(p: &crate::SpendPath) -> Value {
+    path_json(p, p.witness_weight.to_wu())
+}
+
 fn path_json(p: &crate::SpendPath, witness_weight: u64) -> Value {
     json!({
         "path": p.kind.name(),
@@ -291,11 +299,7 @@ fn path_json(p: &crate::SpendPath, witness_weight: u64) -> Value {
 
 /// The fields a contract file repeats for readers, all derived from the parameters.
 fn derived_fields(c: &CompiledContract, network: Network) -> Map<String, Value> {
-    let paths: Vec<Value> = c
-        .spend_paths()
-        .iter()
-        .map(|p| path_json(p, p.witness_weight.to_wu()))
-        .collect();
+    let paths: Vec<Value> = c.spend_paths().iter().map(spend_path_json).collect();
     let mut m = Map::new();
     m.insert(
         "policy".to_owned(),

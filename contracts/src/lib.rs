@@ -54,7 +54,7 @@ pub use contract::{
     Anchor, Bond, ClaimOrRefund, CompiledContract, Contract, Leaf, PathKind, SpendPath,
 };
 pub use error::{Error, FileError, SpendError, VerifyError};
-pub use file::{ContractFile, FILE_VERSION};
+pub use file::{spend_path_json, ContractFile, FILE_VERSION};
 pub use height::Height;
 pub use keys::{nums_h, parse_hash, parse_key, parse_scalar, InternalKey, NUMS_H};
 pub use locks::{
@@ -71,7 +71,7 @@ pub use spend::{
     Funding, SpendSummary, Utxo, MAX_RECORD_LEN,
 };
 pub use verify::{verify_spend, CONSENSUS_FLAGS};
-pub use witness::SigSizes;
+pub use witness::{key_path_witness_weight, SigSizes};
 
 pub use bitcoin;
 pub use miniscript;

@@ -9,7 +9,7 @@ use miniscript::{Descriptor, Miniscript, Segwitv0};
 
 use crate::keys::nums_h;
 use crate::locks::{check_locks_in, Lock};
-use crate::witness::{key_path_witness_size, tap_leaf_witness_size, wsh_witness_size, SigSizes};
+use crate::witness::{key_path_witness_weight, tap_leaf_witness_size, wsh_witness_size, SigSizes};
 use crate::Error;
 
 /// The descriptor type to compile to.
@@ -121,7 +121,7 @@ pub fn compile_policy(policy: &str, target: Target) -> Result<CompiledPolicy, Er
                     name: "key".to_owned(),
                     miniscript: None,
                     script_size: 0,
-                    witness_size: Weight::from_wu(key_path_witness_size(sigs) as u64),
+                    witness_size: key_path_witness_weight(sigs),
                 });
             }
             for (i, (depth, ms)) in tr.iter_scripts().enumerate() {

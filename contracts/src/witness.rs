@@ -217,6 +217,14 @@ pub(crate) fn tap_leaf_witness_size<Pk: MiniscriptKey>(
 }
 
 /// The witness of a taproot key-path spend: the count and one signature.
-pub(crate) fn key_path_witness_size(sigs: SigSizes) -> usize {
+pub(crate) const fn key_path_witness_size(sigs: SigSizes) -> usize {
     1 + 1 + sigs.schnorr
+}
+
+/// The witness weight of a taproot key-path input (a BIP86 wallet output, a contract's
+/// cooperative key): the stack-item count, the signature's length and a signature of
+/// `sigs.schnorr` bytes, in weight units. 67 with [`SigSizes::ANY_SIGHASH`], what a fee input's
+/// [`FeeInput::satisfaction_weight`](crate::FeeInput::satisfaction_weight) is for a BIP86 output.
+pub const fn key_path_witness_weight(sigs: SigSizes) -> bitcoin::Weight {
+    bitcoin::Weight::from_wu(key_path_witness_size(sigs) as u64)
 }

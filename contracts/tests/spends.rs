@@ -638,3 +638,24 @@ fn a_stray_key_path_signature_does_not_derail_the_finalizer() {
         "the PSBT is left as it was"
     );
 }
+
+/// A path's signer keys are the contract's own keys, parity included, in the order of its
+/// signers: what a wallet signs a contract input with.
+#[test]
+fn signer_keys_are_the_contracts_keys() {
+    let escrow = escrow();
+    let keys = |c: &btcmpc_contracts::CompiledContract, kind| {
+        c.path(kind).expect("the path").signer_keys()
+    };
+    assert_eq!(keys(&escrow, PathKind::Claim), [keypair(1).public_key()]);
+    assert_eq!(keys(&escrow, PathKind::Refund), [keypair(2).public_key()]);
+    let bond = bond();
+    assert_eq!(keys(&bond, PathKind::Exit), [keypair(10).public_key()]);
+    assert_eq!(
+        keys(&bond, PathKind::Slash),
+        [11, 12, 13].map(|i| keypair(i).public_key())
+    );
+    for p in anchor().spend_paths() {
+        assert!(p.signer_keys().is_empty(), "{:?}", p.kind);
+    }
+}

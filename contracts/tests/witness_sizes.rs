@@ -477,3 +477,16 @@ fn every_contract_path_is_exact_with_real_signatures() {
         c.path(PathKind::KeyPath).unwrap().witness_weight.to_wu()
     );
 }
+
+/// The key-path witness weight fee inputs and key paths are priced with: the count (1), the
+/// signature's length (1) and the signature (64 bytes with `SIGHASH_DEFAULT`, 65 with a sighash
+/// byte).
+#[test]
+fn key_path_witness_weights() {
+    use btcmpc_contracts::{key_path_witness_weight, SigSizes};
+    assert_eq!(
+        key_path_witness_weight(SigSizes::SIGHASH_DEFAULT).to_wu(),
+        66
+    );
+    assert_eq!(key_path_witness_weight(SigSizes::ANY_SIGHASH).to_wu(), 67);
+}

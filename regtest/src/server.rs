@@ -566,6 +566,80 @@ pub fn rpc_answers(info: &NodeInfo) -> bool {
     .is_ok()
 }
 
+/// How [`stop_node`] ended.
+#[derive(Debug)]
+pub enum StopOutcome {
+    /// The node answered `stop`, removed its `node.json` and exited (or the timeout passed
+    /// while its pid was still visible, not yet reaped).
+    Stopped,
+    /// The node of `node.json` did not answer and its process is gone (killed earlier): its
+    /// stale `node.json` was removed. The error is the call's.
+    Stale(crate::rpc_client::RpcClientError),
+}
+
+/// Errors of [`stop_node`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StopError {
+    /// No RPC client could be made for the node's URL and cookie.
+    #[error(transparent)]
+    Client(crate::rpc_client::RpcClientError),
+    /// The node's process is alive but the `stop` call failed.
+    #[error("asking the node to stop")]
+    Refused(#[source] crate::rpc_client::RpcClientError),
+    /// The node still ran `timeout` after it was asked to stop.
+    #[error("the node (pid {pid}) did not stop within {timeout:?}")]
+    Timeout {
+        /// Its process id.
+        pid: u32,
+        /// How long it was given.
+        timeout: Duration,
+    },
+}
+
+/// Stop the node `info` describes (read from `datadir` with [`NodeInfo::read`]): ask it over
+/// RPC, then wait up to `timeout` for its `node.json` to go and its process to exit. A node
+/// that does not answer and whose process is gone leaves a stale `node.json`, which is removed.
+///
+/// # Errors
+/// [`StopError`]: the client cannot be made, a live node refuses, or it outlives `timeout`.
+pub fn stop_node(
+    info: &NodeInfo,
+    datadir: &Path,
+    timeout: Duration,
+) -> Result<StopOutcome, StopError> {
+    let rpc = crate::rpc_client::RpcClient::new(
+        &info.rpc,
+        crate::rpc_client::Auth::CookieFile(info.cookie.clone()),
+    )
+    .map_err(StopError::Client)?
+    .with_timeout(Duration::from_secs(120));
+    let info_path = datadir.join(NODE_INFO_FILE);
+    match rpc.call("stop", &[]) {
+        Ok(_) => {}
+        Err(e) if !info.process_alive() => {
+            let _ = std::fs::remove_file(&info_path);
+            return Ok(StopOutcome::Stale(e));
+        }
+        Err(e) => return Err(StopError::Refused(e)),
+    }
+    let deadline = Instant::now() + timeout;
+    while info_path.exists() && info.process_alive() {
+        if Instant::now() >= deadline {
+            return Err(StopError::Timeout {
+                pid: info.pid,
+                timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The pid disappears once the process is reaped; wait for that too when it can be seen.
+    while info.process_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(StopOutcome::Stopped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +656,25 @@ mod tests {
             faucet_address: "bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk".into(),
             network: "regtest".into(),
         }
+    }
+
+    /// A `node.json` whose node is gone (no such process, nothing listening): `stop_node`
+    /// says it was stale and removes it.
+    #[test]
+    fn stopping_a_dead_node_removes_its_stale_node_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = NodeInfo {
+            // Above any Linux pid_max: no such process.
+            pid: u32::MAX,
+            rpc: "http://127.0.0.1:1".into(),
+            cookie: dir.path().join(COOKIE_FILE),
+            ..fixture_info()
+        };
+        let path = dir.path().join(NODE_INFO_FILE);
+        std::fs::write(&path, info.to_json().unwrap()).unwrap();
+        let outcome = stop_node(&info, dir.path(), Duration::from_secs(5)).unwrap();
+        assert!(matches!(outcome, StopOutcome::Stale(_)), "{outcome:?}");
+        assert!(!path.exists());
     }
 
     /// Version 1 of `node.json`, frozen: the fixture reads into today's fields and today's

@@ -429,17 +429,22 @@ impl RoleWallet {
         fee_rate: FeeRate,
     ) -> Result<Transaction, WalletError> {
         let compiled = file.compiled();
-        let (signer, role) = match (file.contract(), kind) {
-            (Contract::ClaimOrRefund(c), PathKind::Claim) => (c.receiver, KeyRole::Receiver),
-            (Contract::ClaimOrRefund(c), PathKind::Refund) => (c.sender, KeyRole::Sender),
-            (Contract::Bond(b), PathKind::Exit) => (b.party, KeyRole::Party),
-            (c, path) => {
-                return Err(ContractError::NoPath {
-                    kind: c.kind(),
-                    path,
-                }
-                .into())
-            }
+        let no_path = || ContractError::NoPath {
+            kind: file.contract().kind(),
+            path: kind,
+        };
+        // The paths one key sweeps, and whose key that is.
+        let role = match kind {
+            PathKind::Claim => KeyRole::Receiver,
+            PathKind::Refund => KeyRole::Sender,
+            PathKind::Exit => KeyRole::Party,
+            _ => return Err(no_path().into()),
+        };
+        // The signer is the compiled path's (the contract has the path, and one key signs it).
+        let path = compiled.path(kind).ok_or_else(no_path)?;
+        let signer = match (path.threshold, path.signer_keys().as_slice()) {
+            (1, [key]) => *key,
+            _ => return Err(no_path().into()),
         };
         let kp = self.keypair_of(&signer, role)?;
         let (mut psbt, _) = match kind {
@@ -853,9 +858,15 @@ impl RoleWallet {
         file: &ContractFile,
         canonical: &mut Psbt,
     ) -> Result<usize, WalletError> {
-        let b = Self::require_bond(file)?;
+        Self::require_bond(file)?;
+        // The judges are the signers of the compiled slash path.
+        let judges = file
+            .compiled()
+            .path(PathKind::Slash)
+            .map(btcmpc_contracts::SpendPath::signer_keys)
+            .unwrap_or_default();
         let mut added = 0;
-        for judge in &b.judges {
+        for judge in &judges {
             if let Some(kp) = self.contract_keypair_for(judge)? {
                 added += sign_input(canonical, 0, &kp)?;
             }

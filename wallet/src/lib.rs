@@ -47,7 +47,7 @@ pub use fee::{
 pub use store::{BroadcastRecord, ContractRecord};
 pub use wallet::{
     move_aside, ExistingDatabase, HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE,
-    REORG_SAFETY,
+    MNEMONIC_FILE, REORG_SAFETY,
 };
 pub use watch::{WatchEvent, Watcher};
 

@@ -20,7 +20,8 @@ use crate::keys::{self, Seed};
 use crate::store::{self, BroadcastRecord, ContractRecord};
 use crate::{Mnemonic, WalletError};
 
-const MNEMONIC_FILE: &str = "mnemonic.txt";
+/// The file in a wallet's directory holding its mnemonic (the words and a newline, mode 0600).
+pub const MNEMONIC_FILE: &str = "mnemonic.txt";
 const DB_FILE: &str = "wallet.sqlite";
 const STOP_GAP: usize = 20;
 const BATCH: usize = 25;
@@ -205,7 +206,12 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), WalletEr
 impl RoleWallet {
     /// Whether a wallet exists in `dir`.
     pub fn exists(dir: &Path) -> bool {
-        dir.join(MNEMONIC_FILE).exists()
+        Self::mnemonic_path(dir).exists()
+    }
+
+    /// Where the wallet in `dir` keeps its mnemonic: `dir/`[`MNEMONIC_FILE`].
+    pub fn mnemonic_path(dir: &Path) -> PathBuf {
+        dir.join(MNEMONIC_FILE)
     }
 
     /// Create a wallet in `dir` from `mnemonic`, or from a fresh one. The mnemonic is written to
@@ -252,7 +258,10 @@ impl RoleWallet {
         } else {
             None
         };
-        write_private(&dir.join(MNEMONIC_FILE), format!("{mnemonic}\n").as_bytes())?;
+        write_private(
+            &Self::mnemonic_path(dir),
+            format!("{mnemonic}\n").as_bytes(),
+        )?;
         let mut wallet = Self::open(dir, network)?;
         wallet.existing = existing;
         Ok((wallet, mnemonic))
@@ -271,7 +280,7 @@ impl RoleWallet {
     /// [`WalletError::NotFound`] when there is none; [`WalletError::Mismatch`] when its database
     /// is for another network or another seed.
     pub fn open(dir: &Path, network: Network) -> Result<Self, WalletError> {
-        let mpath = dir.join(MNEMONIC_FILE);
+        let mpath = Self::mnemonic_path(dir);
         let text = match fs::read_to_string(&mpath) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -278,12 +278,14 @@ fn new(kind: NewKind, global: &Global) -> anyhow::Result<Report> {
         .spend_paths()
         .iter()
         .map(|p| {
-            json!({
-                "path": p.kind.name(),
-                "miniscript": p.leaf.as_ref().map(|l| l.miniscript.to_string()),
-                "after": p.after.map(Height::to_u32),
-                "witness_size": p.witness_weight.to_wu(),
-            })
+            // The file's rendering, its weight under the name `contract compile` reports.
+            let mut v = btcmpc_contracts::spend_path_json(p);
+            if let Some(o) = v.as_object_mut() {
+                if let Some(w) = o.remove("witness_weight") {
+                    o.insert("witness_size".to_owned(), w);
+                }
+            }
+            v
         })
         .collect();
     let mut text = format!(

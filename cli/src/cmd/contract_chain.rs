@@ -38,7 +38,8 @@ pub enum ChainCmd {
         /// The contract file.
         file: PathBuf,
         /// Amount with its unit: `50000sat`, `0.0005btc`.
-        amount: String,
+        #[arg(value_parser = parse_amount)]
+        amount: bitcoin::Amount,
         #[command(flatten)]
         fee: FeeArg,
     },
@@ -58,8 +59,8 @@ pub enum ChainCmd {
         #[arg(long, value_name = "TXID:VOUT")]
         outpoint: String,
         /// The amount you were promised; the output must hold at least this.
-        #[arg(long, value_name = "AMOUNT")]
-        amount: String,
+        #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+        amount: bitcoin::Amount,
         /// Confirmations the output needs (default: `escrow_min_conf`, 1 on regtest, 3 on
         /// signet/testnet, 6 on mainnet). Regtest only.
         #[arg(long, value_name = "N")]
@@ -128,19 +129,19 @@ pub struct TermsArg {
     #[arg(long, value_name = "ADDR")]
     to: String,
     /// The penalty (default: the whole bond less the fee); the rest returns to the bond.
-    #[arg(long, value_name = "AMOUNT")]
-    amount: Option<String>,
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+    amount: Option<bitcoin::Amount>,
     /// The slash fee rate in sat/vB (the roster's; every judge must give the same).
-    #[arg(long, value_name = "R")]
-    fee_rate: String,
+    #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+    fee_rate: bitcoin::FeeRate,
 }
 
 impl TermsArg {
     fn terms(&self, wallet: &RoleWallet) -> anyhow::Result<SlashTerms> {
         Ok(SlashTerms {
             victim: wallet.parse_address(&self.to)?.script_pubkey(),
-            penalty: self.amount.as_deref().map(parse_amount).transpose()?,
-            fee_rate: parse_fee_rate(&self.fee_rate)?,
+            penalty: self.amount,
+            fee_rate: self.fee_rate,
         })
     }
 }
@@ -150,15 +151,15 @@ impl TermsArg {
 pub struct FeeArg {
     /// Fee rate in sat/vB, paid as given (default: the server's estimate, at least 1 sat/vB,
     /// refused above 200 sat/vB or above 10% of the amount moved).
-    #[arg(long, value_name = "R")]
-    fee_rate: Option<String>,
+    #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+    fee_rate: Option<bitcoin::FeeRate>,
 }
 
 impl FeeArg {
     /// The rate given, or the server's estimate (bounded by the wallet's fee policy when the
     /// transaction is built).
     fn choice(&self, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
-        crate::cmd::party::fee_rate(self.fee_rate.as_deref(), chain)
+        crate::cmd::party::fee_rate(self.fee_rate, chain)
     }
 }
 
@@ -255,7 +256,6 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
     match cmd {
         ChainCmd::Fund { file, amount, fee } => {
             let contract = load(&file, global)?;
-            let amount = parse_amount(&amount)?;
             let (mut wallet, chain) = open_synced(global)?;
             let op = wallet.fund_contract_file(&chain, &contract, amount, fee.choice(&chain)?)?;
             Ok(Report::new(
@@ -361,7 +361,7 @@ pub fn run(cmd: ChainCmd, global: &Global) -> anyhow::Result<Report> {
             let preimage = parse_preimage(&preimage)?;
             let promise = EscrowPromise {
                 outpoint: parse_outpoint(&outpoint)?,
-                amount: parse_amount(&amount)?,
+                amount,
             };
             let mut rules = ClaimRules::for_network(network);
             rules.min_conf = min_conf.unwrap_or(rules.min_conf);

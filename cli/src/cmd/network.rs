@@ -29,8 +29,8 @@ enum Cmd {
         #[arg(long = "t", value_name = "T")]
         t: usize,
         /// Smallest bond a party must post (`100000sat`).
-        #[arg(long, value_name = "AMOUNT")]
-        min_bond: String,
+        #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+        min_bond: bitcoin::Amount,
         /// Blocks after a job's deadline during which evidence can be brought.
         #[arg(long, value_name = "N", default_value_t = 144)]
         dispute_window: u32,
@@ -127,7 +127,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         } => {
             let params = RosterParams {
                 t,
-                min_bond_sat: parse_amount(&min_bond)?.to_sat(),
+                min_bond_sat: min_bond.to_sat(),
                 penalty_multiplier,
                 dispute_window,
                 slash_fee_rate,

@@ -55,8 +55,8 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 60)]
         party_timeout: u64,
         /// Fee rate in sat/vB of the STORE transaction.
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// Write the dataset card services use: name, dataset id, STORE outpoint, anchor key,
     /// schema (columns, kinds, ranges, rows), committee, signed by the anchor key.
@@ -87,8 +87,8 @@ enum Cmd {
         #[arg(long, value_name = "H")]
         expires: Option<String>,
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// Stop a service (a REVOKE record; effective as soon as it is seen).
     Revoke {
@@ -97,8 +97,8 @@ enum Cmd {
         /// The service key.
         service_key: String,
         /// Fee rate in sat/vB.
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// The datasets this owner published.
     List,
@@ -123,14 +123,14 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         columns: Vec<String>,
         /// Fee rate in sat/vB.
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
 }
 
 /// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
 /// bounds when the transaction is built.
-fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
+fn fee_rate(arg: Option<bitcoin::FeeRate>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
     crate::cmd::party::fee_rate(arg, chain)
 }
 
@@ -209,7 +209,7 @@ fn extend(
     global: &Global,
     name: &str,
     record: &Record,
-    rate: Option<&str>,
+    rate: Option<bitcoin::FeeRate>,
 ) -> anyhow::Result<Report> {
     let dir = global.datadir();
     let d = OwnedDataset::load(&dir, name)?;
@@ -279,7 +279,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 },
             };
             record.encode()?;
-            extend(global, &name, &record, rate.as_deref())
+            extend(global, &name, &record, rate)
         }
         Cmd::Revoke {
             name,
@@ -289,7 +289,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let record = Record::Revoke {
                 service: service(&service_key)?,
             };
-            extend(global, &name, &record, rate.as_deref())
+            extend(global, &name, &record, rate)
         }
         Cmd::List => {
             let all = OwnedDataset::list(&global.datadir())?;
@@ -347,7 +347,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             columns,
             &field,
             party_timeout,
-            rate.as_deref(),
+            rate,
         ),
         Cmd::Export { name, out } => export(global, &name, out.as_deref()),
         Cmd::PublishStore {
@@ -362,7 +362,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .with_context(|| format!("receipts root {receipts_root:?} is not 64 hex"))?;
             let dir: &Path = &global.datadir();
             let (mut wallet, chain) = open_synced(global)?;
-            let rate = fee_rate(rate.as_deref(), &chain)?;
+            let rate = fee_rate(rate, &chain)?;
             let d = store_dataset(&mut wallet, &chain, dir, &name, &columns, root, rate)?;
             Ok(Report::new(
                 format!(
@@ -403,7 +403,7 @@ fn store(
     columns: Vec<String>,
     field: &str,
     party_timeout: u64,
-    rate: Option<&str>,
+    rate: Option<bitcoin::FeeRate>,
 ) -> anyhow::Result<Report> {
     use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
     use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};

@@ -44,8 +44,8 @@ enum Cmd {
         #[arg(long, value_name = "HOST:PORT")]
         endpoint: String,
         /// Fee per job (`1000sat`).
-        #[arg(long, value_name = "AMOUNT", default_value = "1000sat")]
-        fee: String,
+        #[arg(long, value_name = "AMOUNT", default_value = "1000sat", value_parser = parse_amount)]
+        fee: bitcoin::Amount,
         /// Jobs taken on at once.
         #[arg(long, value_name = "N", default_value_t = 4)]
         max_open_jobs: u32,
@@ -59,7 +59,8 @@ enum Cmd {
     /// in the card.
     Bond {
         /// The bond amount (`100000sat`), at least the roster's minimum.
-        amount: String,
+        #[arg(value_parser = parse_amount)]
+        amount: bitcoin::Amount,
         /// Exit height: absolute, or `+N` blocks from the tip.
         #[arg(long, value_name = "HEIGHT")]
         exit: String,
@@ -67,8 +68,8 @@ enum Cmd {
         #[arg(long, value_name = "F")]
         roster: PathBuf,
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// Run the party daemon: serve owners and the other parties until interrupted.
     Run {
@@ -144,8 +145,8 @@ enum Cmd {
     /// Take the bond back to this wallet once the exit height is reached.
     Withdraw {
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
 }
 
@@ -166,8 +167,10 @@ fn load_card(global: &Global) -> anyhow::Result<PartyCard> {
 
 /// The rate given (paid as given), or the server's estimate, which the wallet's fee policy
 /// bounds when the transaction is built.
-pub fn fee_rate(arg: Option<&str>, chain: &ChainClient) -> anyhow::Result<FeeChoice> {
-    let explicit = arg.map(parse_fee_rate).transpose()?;
+pub fn fee_rate(
+    explicit: Option<bitcoin::FeeRate>,
+    chain: &ChainClient,
+) -> anyhow::Result<FeeChoice> {
     Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET)?)
 }
 
@@ -214,7 +217,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     card_file.display()
                 );
             }
-            let fee = parse_amount(&fee)?;
             let mut wallet = open(global)?;
             let key_file = dir.join("transport.key");
             let transport = if key_file.exists() {
@@ -293,10 +295,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let index = roster
                 .index_of(&card.party_key)
                 .context("this party's key is not in the roster")?;
-            let amount = parse_amount(&amount)?;
             let (mut wallet, chain) = open_synced(global)?;
             let exit = parse_height("--exit", &exit, &chain)?;
-            let rate = fee_rate(rate.as_deref(), &chain)?;
+            let rate = fee_rate(rate, &chain)?;
             let (outpoint, file) =
                 fund_bond(&mut wallet, &chain, &roster, index, amount, exit, rate)?;
             write_file(&global.datadir().join("bond.json"), &file.to_json())?;
@@ -392,7 +393,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     );
                 }
             }
-            let rate = fee_rate(rate.as_deref(), &chain)?;
+            let rate = fee_rate(rate, &chain)?;
             let txid = wallet.exit_bond(&chain, &file, rate)?;
             Ok(Report::new(
                 format!("bond withdrawn: {txid}"),

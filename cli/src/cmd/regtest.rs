@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use bitcoin::{Address, Network};
 use btcmpc_regtest::rpc_client::{Auth, RpcClient};
-use btcmpc_regtest::server::{self, NodeInfo, Server, ServerConfig};
+use btcmpc_regtest::server::{self, NodeInfo, Server, ServerConfig, StopOutcome};
 use btcmpc_regtest::AutomineMode;
 use serde_json::{json, Value};
 
@@ -57,7 +57,8 @@ enum Cmd {
         /// Regtest address to pay.
         address: String,
         /// Amount with its unit: `50000sat`, `0.0005btc`.
-        amount: String,
+        #[arg(value_parser = parse_amount)]
+        amount: bitcoin::Amount,
     },
 }
 
@@ -105,7 +106,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             mine_with(&rpc, n, &parse_address(&to)?.to_string())
         }
         Cmd::Mine { n, to } => mine(&datadir, n, to.as_deref()),
-        Cmd::Faucet { address, amount } => faucet(&datadir, &address, &amount),
+        Cmd::Faucet { address, amount } => faucet(&datadir, &address, amount),
     }
 }
 
@@ -317,37 +318,16 @@ fn status(datadir: &Path) -> anyhow::Result<Report> {
 
 fn down(datadir: &Path) -> anyhow::Result<Report> {
     let info = running(datadir)?;
-    let rpc = client(&info)?;
-    match rpc.call("stop", &[]) {
-        Ok(_) => {}
-        Err(e) if !info.process_alive() => {
-            // A node killed earlier left its node.json behind.
-            let _ = std::fs::remove_file(datadir.join(server::NODE_INFO_FILE));
-            return Ok(Report::new(
-                format!("no node was running (removed a stale node.json: {e})"),
-                json!({"stopped": false, "stale": true}),
-            ));
-        }
-        Err(e) => return Err(e).context("asking the node to stop"),
+    match server::stop_node(&info, datadir, DOWN_TIMEOUT)? {
+        StopOutcome::Stale(e) => Ok(Report::new(
+            format!("no node was running (removed a stale node.json: {e})"),
+            json!({"stopped": false, "stale": true}),
+        )),
+        StopOutcome::Stopped => Ok(Report::new(
+            format!("regtest node stopped (pid {})", info.pid),
+            json!({"stopped": true, "pid": info.pid}),
+        )),
     }
-    let deadline = Instant::now() + DOWN_TIMEOUT;
-    while datadir.join(server::NODE_INFO_FILE).exists() && info.process_alive() {
-        if Instant::now() >= deadline {
-            bail!(
-                "the node (pid {}) did not stop within {DOWN_TIMEOUT:?}",
-                info.pid
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The pid disappears once the process is reaped; wait for that too when we can see it.
-    while info.process_alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(Report::new(
-        format!("regtest node stopped (pid {})", info.pid),
-        json!({"stopped": true, "pid": info.pid}),
-    ))
 }
 
 fn parse_address(s: &str) -> anyhow::Result<Address> {
@@ -378,9 +358,8 @@ fn mine_with(rpc: &RpcClient, n: u32, address: &str) -> anyhow::Result<Report> {
     ))
 }
 
-fn faucet(datadir: &Path, address: &str, amount: &str) -> anyhow::Result<Report> {
+fn faucet(datadir: &Path, address: &str, amount: bitcoin::Amount) -> anyhow::Result<Report> {
     let address = parse_address(address)?;
-    let amount = parse_amount(amount)?;
     let info = running(datadir)?;
     let rpc = client(&info)?;
     let reply = rpc

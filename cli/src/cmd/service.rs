@@ -72,8 +72,8 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 120)]
         wait: u64,
         /// Fee rate of the escrow funding in sat/vB (default: the server's estimate).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
         /// Seconds each party has for each exchange (the computation included).
         #[arg(long, value_name = "S", default_value_t = 120)]
         party_timeout: u64,
@@ -89,8 +89,8 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 10)]
         poll: u64,
         /// Fee rate of the refunds in sat/vB (default: the server's estimate).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// Print the paths of the evidence files of a job (one per party blamed).
     Evidence {
@@ -104,8 +104,8 @@ enum Cmd {
         /// A job id (default: every open job).
         job: Option<String>,
         /// Fee rate of the refunds in sat/vB (default: the server's estimate).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
 }
 
@@ -324,7 +324,7 @@ fn crash_point(global: &Global, step: &str) {
 fn settle(
     global: &Global,
     job: Option<String>,
-    fee_rate: Option<&str>,
+    fee_rate: Option<bitcoin::FeeRate>,
     open_only: bool,
 ) -> anyhow::Result<Report> {
     let book = book(global);
@@ -546,10 +546,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             party_timeout,
             accept_v1_risks,
         } => {
-            // Every argument is checked before any party is asked to work.
-            if let Some(r) = fee_rate.as_deref() {
-                crate::args::parse_fee_rate(r)?;
-            }
+            // Every argument is checked before any party is asked to work (the fee rate by
+            // its parser).
             let (card, manifest) = resolve_card(global, &card)?;
             if global.network.network() == bitcoin::Network::Bitcoin && !accept_v1_risks {
                 let schema: btcmpc_engine::mpc::csv::Schema =
@@ -673,7 +671,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             timings.lap("compute");
             let mut wallet = open(global)?;
             wallet.sync(&chain)?;
-            let fee_choice = crate::cmd::party::fee_rate(fee_rate.as_deref(), &chain)?;
+            let fee_choice = crate::cmd::party::fee_rate(fee_rate, &chain)?;
             // FOR TESTS ON REGTEST ONLY: pay only the parties BTCMPC_TESTING_SERVICE_PAY_ONLY
             // names (a cheating service; every party must refuse a delivery set under 2t + 1).
             if let Some(only) = std::env::var("BTCMPC_TESTING_SERVICE_PAY_ONLY")
@@ -738,7 +736,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         Cmd::Settle { job, fee_rate } => {
             // Every open job, or the one named (settled or not: its report again).
             let open_only = job.is_none();
-            settle(global, job, fee_rate.as_deref(), open_only)
+            settle(global, job, fee_rate, open_only)
         }
         Cmd::Run { poll, fee_rate } => {
             let poll = std::time::Duration::from_secs(poll.clamp(1, 3600));
@@ -747,7 +745,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 poll.as_secs()
             );
             loop {
-                match settle(global, None, fee_rate.as_deref(), true) {
+                match settle(global, None, fee_rate, true) {
                     Ok(r) if r.text != "no open jobs" => println!("{}", r.text),
                     Ok(_) => {}
                     Err(e) => eprintln!("settling: {}", crate::output::one_line(&e)),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 use btcmpc_wallet::{keys, ChainClient, ExistingDatabase, RoleWallet, DEFAULT_TIMEOUT};
 use serde_json::json;
 
-use crate::args::{parse_amount, parse_fee_rate};
+use crate::args::{parse_amount_or_all, parse_fee_rate, AmountOrAll};
 use crate::{global::Global, output::Report};
 
 /// Arguments of `btcmpc wallet`.
@@ -53,11 +53,12 @@ enum Cmd {
         /// The address to pay.
         address: String,
         /// The amount with its unit, or `all` for the whole balance less the fee.
-        amount: String,
+        #[arg(value_parser = parse_amount_or_all)]
+        amount: AmountOrAll,
         /// Fee rate in sat/vB, paid as given (default: the server's estimate, at least
         /// 1 sat/vB, refused above 200 sat/vB or above 10% of the amount).
-        #[arg(long, value_name = "R")]
-        fee_rate: Option<String>,
+        #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+        fee_rate: Option<bitcoin::FeeRate>,
     },
     /// Replace an unconfirmed transaction of this wallet (a payment, or a claim, refund or
     /// exit it broadcast) by one paying a higher fee rate.
@@ -65,8 +66,8 @@ enum Cmd {
         /// The transaction to replace.
         txid: String,
         /// The new fee rate in sat/vB.
-        #[arg(long, value_name = "R")]
-        fee_rate: String,
+        #[arg(long, value_name = "R", value_parser = parse_fee_rate)]
+        fee_rate: bitcoin::FeeRate,
     },
     /// The wallet's transactions, newest first.
     History,
@@ -168,7 +169,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let given = mnemonic_file.as_deref().map(read_mnemonic).transpose()?;
             let (mut wallet, mnemonic) = RoleWallet::create(&dir, network, given)?;
             let address = wallet.next_address()?;
-            let file = dir.join("mnemonic.txt");
+            let file = RoleWallet::mnemonic_path(&dir);
             let mut text = format!(
                 "wallet created in {}\n  mnemonic: {} (keep it safe; mode 0600)\n  address:  {address}",
                 dir.display(),
@@ -213,7 +214,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                     "unconfirmed": unconfirmed.to_sat(), "contracts_restored": contracts});
             // The wallet keeps its words beside it (as `create` does): say so, so that a user who
             // keeps the seed offline knows to move the file away again.
-            let mnemonic_file = dir.join("mnemonic.txt");
+            let mnemonic_file = RoleWallet::mnemonic_path(&dir);
             if mnemonic_file.exists() {
                 note.push_str(&format!(
                     "\n  mnemonic written to {} (mode 0600; move it away to keep the seed offline)",
@@ -278,12 +279,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             amount,
             fee_rate,
         } => {
-            let amount = if amount.trim().eq_ignore_ascii_case("all") {
-                None
-            } else {
-                Some(parse_amount(&amount)?)
-            };
-            let fee_rate = fee_rate.as_deref().map(parse_fee_rate).transpose()?;
+            let amount = amount.amount();
             let mut wallet = open(global)?;
             // Check the address before touching the network.
             wallet.parse_address(&address)?;
@@ -303,9 +299,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .trim()
                 .parse()
                 .with_context(|| format!("invalid txid {txid:?}"))?;
-            let rate = parse_fee_rate(&fee_rate)?;
             let (mut wallet, chain) = open_synced(global)?;
-            let new = wallet.bump_fee(&chain, txid, rate)?;
+            let new = wallet.bump_fee(&chain, txid, fee_rate)?;
             Ok(Report::new(
                 format!("{txid} replaced by {new}"),
                 json!({"txid": new.to_string(), "replaces": txid.to_string()}),

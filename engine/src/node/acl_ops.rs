@@ -25,8 +25,10 @@ use super::acl::{anchor_script, dataset_id, Record};
 use super::card::{read_bounded, write_atomic, SetupError};
 use super::roster::Roster;
 
-/// Witness weight of a BIP86 key-path input, with its stack-item count.
-const BIP86_SATISFACTION: Weight = Weight::from_wu(67);
+/// Witness weight of a BIP86 key-path input, with its stack-item count (67: the bound for a
+/// signature of any sighash type).
+const BIP86_SATISFACTION: Weight =
+    btcmpc_contracts::key_path_witness_weight(btcmpc_contracts::SigSizes::ANY_SIGHASH);
 
 /// A failed wallet operation.
 #[derive(Debug, thiserror::Error)]
