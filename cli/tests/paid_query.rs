@@ -498,6 +498,19 @@ fn answer(v: &Value) -> (std::collections::BTreeMap<String, String>, Vec<String>
     (result, withheld)
 }
 
+/// The terms of a filtered job: each gate test and comparison is a few rounds between the four
+/// processes, so a `T` far enough for the evaluation while a block is mined every half second.
+const FILTER_JOB: &[&str] = &[
+    "--fee",
+    "5000sat",
+    "--deadline",
+    "+120",
+    "--wait",
+    "60",
+    "--party-timeout",
+    "60",
+];
+
 #[test]
 fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
     // Filters, comparisons, a group by and the leakage rule evaluated on shares by four party
@@ -526,23 +539,7 @@ fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
         if i == 1 {
             net.restart(4, None);
         }
-        // Each gate test and comparison is a few rounds between the four processes: a T far
-        // enough for the evaluation while a block is mined every half second.
-        let v = net.query_json(
-            &card,
-            q,
-            &[
-                "--fee",
-                "5000sat",
-                "--deadline",
-                "+120",
-                "--wait",
-                "60",
-                "--party-timeout",
-                "60",
-            ],
-            &[],
-        );
+        let v = net.query_json(&card, q, FILTER_JOB, &[]);
         let (got, got_withheld) = answer(&v);
         let (want, want_withheld) = clear_ruled(&csv_text, q, 10, &earlier);
         assert_eq!(got, want, "{q}: {v}");
@@ -607,21 +604,7 @@ fn a_withheld_query_does_not_hold_back_the_next_one() {
         ("count() where age > 51", true),
         ("count() where age > 53", false),
     ] {
-        let v = net.query_json(
-            &card,
-            q,
-            &[
-                "--fee",
-                "5000sat",
-                "--deadline",
-                "+120",
-                "--wait",
-                "60",
-                "--party-timeout",
-                "60",
-            ],
-            &[],
-        );
+        let v = net.query_json(&card, q, FILTER_JOB, &[]);
         let (got, got_withheld) = answer(&v);
         let (want, want_withheld) = clear_ruled(&csv_text, q, 10, &earlier);
         assert_eq!(got, want, "{q}: {v}");

@@ -671,6 +671,22 @@ fn masked_opening<F: PrimeField, R: Rounds<F>>(
     rounds.open(c)
 }
 
+/// The mask of every row (`m` random bits `r'`, then a PRSS random integer `r''` of
+/// `high_bits`-bit terms) and the masked opening of `a` with it ([`masked_opening`]): the bits
+/// (`m` per row) and the opened values.
+fn mask_and_open<F: PrimeField, R: Rounds<F>>(
+    rounds: &mut R,
+    a: &[F],
+    m: usize,
+    k: u32,
+    high_bits: u32,
+) -> Result<(Vec<F>, Vec<F>), R::Stop> {
+    let bits = random_bits(rounds, a.len() * m)?;
+    let high = rounds.random_int(a.len(), high_bits)?;
+    let c = masked_opening(rounds, a, &bits, &high, m, k)?;
+    Ok((bits, c))
+}
+
 /// LTZ for every row: shares of `1` where `a < 0`, else `0`, for `a` a signed integer of at
 /// most `k` bits (sign included). Catrina-de Hoogh LTZ via Mod2m (see the module docs):
 /// `2 + 1 + ceil(log2 (k - 1))` rounds.
@@ -688,9 +704,7 @@ pub(crate) fn ltz<F: PrimeField, R: Rounds<F>>(
         return Ok(Vec::new());
     }
     let m = (k - 1) as usize;
-    let bits = random_bits(rounds, rows * m)?;
-    let high = rounds.random_int(rows, STATISTICAL_SECURITY_BITS + 1)?;
-    let c = masked_opening(rounds, a, &bits, &high, m, k)?;
+    let (bits, c) = mask_and_open(rounds, a, m, k, STATISTICAL_SECURITY_BITS + 1)?;
     // The public openings' integers, once (a secp256k1 scalar leaves Montgomery form here).
     let c_limbs: Vec<[u64; 4]> = c.iter().map(PrimeField::to_limbs).collect();
     let u = bit_lt(
@@ -728,10 +742,8 @@ pub(crate) fn eqz<F: PrimeField, R: Rounds<F>>(
     if rows == 0 {
         return Ok(Vec::new());
     }
+    let (bits, c) = mask_and_open(rounds, a, k as usize, k, STATISTICAL_SECURITY_BITS)?;
     let k = k as usize;
-    let bits = random_bits(rounds, rows * k)?;
-    let high = rounds.random_int(rows, STATISTICAL_SECURITY_BITS)?;
-    let c = masked_opening(rounds, a, &bits, &high, k, k as u32)?;
     // Low k bits of c - 2^(k-1) (mod 2^k): those of c with bit k - 1 flipped.
     let mut eq = Vec::with_capacity(rows * k);
     for (row, c) in c.iter().enumerate() {

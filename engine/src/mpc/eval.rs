@@ -381,26 +381,12 @@ impl<F: PrimeField> Rounds<F> for Run<'_, F> {
     }
 
     fn random(&mut self, len: usize) -> Result<Vec<F>, Stop<F>> {
-        let Some(prss) = self.prss else {
-            return Err(EvalError::NeedsRound {
-                round: self.cursor as u32,
-            }
-            .into());
-        };
-        let counter = RANDOM_COUNTER_BASE + self.draws;
-        self.draws += 1;
+        let (prss, counter) = self.draw()?;
         Ok(prss.random(&self.job, counter, len))
     }
 
     fn random_int(&mut self, len: usize, bits: u32) -> Result<Vec<F>, Stop<F>> {
-        let Some(prss) = self.prss else {
-            return Err(EvalError::NeedsRound {
-                round: self.cursor as u32,
-            }
-            .into());
-        };
-        let counter = RANDOM_COUNTER_BASE + self.draws;
-        self.draws += 1;
+        let (prss, counter) = self.draw()?;
         let mut out = prss.random_int(&self.job, counter, len, bits);
         if self.int_batches == 0 {
             if let Some((p, d)) = self.tamper_int {
@@ -479,6 +465,20 @@ impl<'r, F: PrimeField> Run<'r, F> {
             seen: HashMap::new(),
             seen_order: Vec::new(),
         }
+    }
+
+    /// The PRSS and the counter of the next draw of random sharings (counted across replays
+    /// in the same order, so a replay draws the same values).
+    fn draw(&mut self) -> Result<(&'r Prss<F>, u64), Stop<F>> {
+        let Some(prss) = self.prss else {
+            return Err(EvalError::NeedsRound {
+                round: self.cursor as u32,
+            }
+            .into());
+        };
+        let counter = RANDOM_COUNTER_BASE + self.draws;
+        self.draws += 1;
+        Ok((prss, counter))
     }
 
     /// The next round's result, or a stop asking for it.
