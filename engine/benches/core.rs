@@ -9,6 +9,7 @@ use btcmpc_engine::mpc::check::{verify_openings, Challenge, STORE_CHECK_TAG};
 use btcmpc_engine::mpc::dealing::{deal, receipts_root, Hash32};
 use btcmpc_engine::mpc::decode::{decode, decode_vec};
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::round::PartyId;
 use btcmpc_engine::mpc::shamir::{self, Params, Poly};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
@@ -83,9 +84,9 @@ fn batch_check<F: PrimeField>(c: &mut Criterion) {
             black_box(o)
         })
     });
-    let openings: Vec<(usize, F)> = parties
+    let openings: Vec<(PartyId, F)> = parties
         .iter()
-        .map(|p| (p.index.point(), ch.opening(p).expect("shape")))
+        .map(|p| (p.index, ch.opening(p).expect("shape")))
         .collect();
     g.bench_function("verify_openings", |b| {
         b.iter(|| black_box(verify_openings(params, &openings).expect("valid")))
@@ -100,7 +101,9 @@ fn decoding<F: PrimeField>(c: &mut Criterion) {
         let params = Params::byzantine(n).expect("valid");
         let t = params.t();
         let poly = Poly::random(F::random(&mut rng), t, &mut rng);
-        let clean: Vec<(usize, F)> = (1..=n).map(|x| (x, poly.eval_u64(x as u64))).collect();
+        let clean: Vec<(PartyId, F)> = PartyId::all(n)
+            .map(|x| (x, poly.eval_u64(u64::from(x.get()))))
+            .collect();
         let mut dirty = clean.clone();
         for k in 0..t {
             dirty[2 * k].1 += F::ONE;
@@ -114,10 +117,9 @@ fn decoding<F: PrimeField>(c: &mut Criterion) {
         // 1000 aggregates per party, no errors (the fast path).
         let secrets: Vec<F> = (0..1000).map(|_| F::random(&mut rng)).collect();
         let shares = shamir::deal_vec(&secrets, params, &mut rng);
-        let refs: Vec<(usize, &[F])> = shares
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i + 1, s.as_slice()))
+        let refs: Vec<(PartyId, &[F])> = PartyId::all(n)
+            .zip(&shares)
+            .map(|(i, s)| (i, s.as_slice()))
             .collect();
         g.throughput(Throughput::Elements(1000));
         g.bench_with_input(BenchmarkId::new("vec1000", n), &refs, |b, r| {

@@ -15,6 +15,7 @@
 //! use btcmpc_engine::mpc::decode::{decode, Decode};
 //! use btcmpc_engine::mpc::field::{PrimeField, Secp256k1Scalar as F};
 //! use btcmpc_engine::mpc::fixed::{decode_decimal, encode_decimal, Scale};
+//! use btcmpc_engine::mpc::round::PartyId;
 //! use btcmpc_engine::mpc::shamir::{dealer_rng, Params};
 //!
 //! let params = Params::byzantine(4)?; // n = 4, t = 1
@@ -28,22 +29,22 @@
 //! let context = [0u8; 32]; // digest of the dataset's metadata
 //! let receipts: Vec<[u8; 32]> = parties.iter().map(|p| p.receipt_hash(&context)).collect();
 //! let challenge = Challenge::<F>::new(STORE_CHECK_TAG, &receipts_root(&receipts), 3);
-//! let openings: Vec<(usize, F)> = parties
+//! let openings: Vec<(PartyId, F)> = parties
 //!     .iter()
-//!     .map(|p| Ok((p.index.point(), challenge.opening(p)?)))
+//!     .map(|p| Ok((p.index, challenge.opening(p)?)))
 //!     .collect::<Result<_, btcmpc_engine::mpc::check::CheckError>>()?;
 //! assert_eq!(verify_openings(params, &openings)?, CheckOutcome::Accepted);
 //!
 //! // Each party sums its shares locally; party 3 lies about its result.
-//! let mut sums: Vec<(usize, F)> = parties
+//! let mut sums: Vec<(PartyId, F)> = parties
 //!     .iter()
-//!     .map(|p| (p.index.point(), F::sum_slice(&p.columns[0])))
+//!     .map(|p| (p.index, F::sum_slice(&p.columns[0])))
 //!     .collect();
 //! sums[2].1 += F::ONE;
 //! match decode(params, &sums)? {
 //!     Decode::Decoded { value, culprits } => {
 //!         assert_eq!(decode_decimal(value, Scale::UNIT), "9.25");
-//!         assert_eq!(culprits, vec![3]);
+//!         assert_eq!(culprits, [PartyId::new(3, 4)?]);
 //!     }
 //!     Decode::Inconsistent => unreachable!("one error is within the decoding radius"),
 //! }

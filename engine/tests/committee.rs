@@ -288,7 +288,7 @@ fn a_cheating_owner_is_refused_and_nobody_is_named() {
             assert_eq!(
                 out.status,
                 Status::StoreRefused(Refusal::Inconsistent {
-                    parties: vec![victim]
+                    parties: vec![PartyId::new(victim, n).unwrap()]
                 }),
                 "n={n} victim={victim}"
             );
@@ -310,7 +310,7 @@ fn a_cheating_service_mask_gets_the_job_refused() {
             assert_eq!(
                 out.status,
                 Status::JobRefused(Refusal::Inconsistent {
-                    parties: vec![victim]
+                    parties: vec![PartyId::new(victim, n).unwrap()]
                 }),
                 "n={n} victim={victim}"
             );
@@ -363,7 +363,8 @@ fn no_corrupt_dealer_king_or_mask_gets_an_honest_party_named() {
                     | Status::JobRefused(Refusal::Inconsistent { parties }) = &out.status
                     {
                         assert!(
-                            parties.contains(&victim) || bad.contains(&victim),
+                            parties.contains(&PartyId::new(victim, n).unwrap())
+                                || bad.contains(&victim),
                             "{label}"
                         );
                     }

@@ -13,6 +13,7 @@ use btcmpc_engine::mpc::eval::{EvalError, Tamper};
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use btcmpc_engine::mpc::query::num::to_signed;
 use btcmpc_engine::mpc::query::{Gate, GateTest, Node, Opened, Plan};
+use btcmpc_engine::mpc::round::PartyId;
 use btcmpc_engine::mpc::shamir::deal_vec;
 use num_bigint::BigInt;
 use num_traits::{One, Zero};
@@ -125,10 +126,9 @@ fn on_shares<F: PrimeField>(
         );
         assert_eq!(e.disclosed, evals[0].disclosed);
     }
-    let vectors: Vec<(usize, &[F])> = evals
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i + 1, &e.values[..]))
+    let vectors: Vec<(PartyId, &[F])> = PartyId::all(evals.len())
+        .zip(&evals)
+        .map(|(i, e)| (i, &e.values[..]))
         .collect();
     let sums = match decode_vec(params, &vectors).unwrap() {
         DecodeVec::Decoded { values, culprits } => {

@@ -101,13 +101,13 @@ fn fixture_is_frozen_and_convicts() {
 #[test]
 fn every_tampered_field_is_rejected() {
     let ev = fixture_evidence();
-    let bad_sig = |index| Err(EvidenceError::BadSignature { index });
+    let bad_sig = |index| Err(EvidenceError::BadSignature { index: p(index) });
     let bad_index = |index, reason| Err(EvidenceError::BadIndex { index, reason });
     let mut cases: Vec<(&str, WrongOutputShare, Result<Fault, EvidenceError>)> = Vec::new();
     let mut e = ev.clone();
     e.field = "m127".into();
     let field_err = Err(EvidenceError::Malformed {
-        index: 2,
+        index: p(2),
         reason: format!("evidence is for field \"m127\", not {}", F::NAME),
     });
     cases.push(("field", e, field_err));
@@ -141,7 +141,7 @@ fn every_tampered_field_is_rejected() {
     cases.push((
         "accused k_i",
         e,
-        Err(EvidenceError::KeyMismatch { index: 2 }),
+        Err(EvidenceError::KeyMismatch { index: p(2) }),
     ));
     let mut e = ev.clone();
     e.others.pop();
@@ -158,7 +158,11 @@ fn every_tampered_field_is_rejected() {
     cases.push(("other c_i", e, bad_sig(4)));
     let mut e = ev.clone();
     e.others[0].key[31] ^= 1;
-    cases.push(("other k_i", e, Err(EvidenceError::KeyMismatch { index: 1 })));
+    cases.push((
+        "other k_i",
+        e,
+        Err(EvidenceError::KeyMismatch { index: p(1) }),
+    ));
     let mut e = ev.clone();
     e.others[0].signature = e.others[1].signature;
     cases.push(("other signature", e, bad_sig(1)));
@@ -180,7 +184,7 @@ fn every_tampered_field_is_rejected() {
         let oracle = move |_: &Hash32, i: PartyId, _: &Hash32| i != p(who);
         assert_eq!(
             ev.verify::<F>(params(), &roster(4), &oracle),
-            Err(EvidenceError::ClaimNotConfirmed { index: who })
+            Err(EvidenceError::ClaimNotConfirmed { index: p(who) })
         );
     }
     // A roster with another key for the accused.
@@ -188,7 +192,7 @@ fn every_tampered_field_is_rejected() {
     r[1] = PartyKey::of(&signing_key(99));
     assert_eq!(
         ev.verify::<F>(params(), &r, &all_claims),
-        Err(EvidenceError::BadSignature { index: 2 })
+        Err(EvidenceError::BadSignature { index: p(2) })
     );
     assert_eq!(
         ev.verify::<F>(params(), &roster(3), &all_claims),
@@ -223,7 +227,10 @@ fn honest_party_is_never_convicted() {
                     .map(|&i| item(i, &honest_values(i, t)))
                     .collect(),
             };
-            assert_eq!(check(&ev), Err(EvidenceError::NotGuilty { index: accused }));
+            assert_eq!(
+                check(&ev),
+                Err(EvidenceError::NotGuilty { index: p(accused) })
+            );
             // Up to t corrupt others collude on another polynomial through the accused's
             // point: with 2t + 1 others at least t + 1 are honest, so they cannot agree.
             let fake: Vec<Poly<F>> = polys(t)
@@ -302,7 +309,7 @@ fn equivocation_fixture_is_frozen_and_convicts() {
     r.swap(1, 2);
     assert_eq!(
         verify_equivocation(&parsed, &r),
-        Err(EvidenceError::BadSignature { index: 3 })
+        Err(EvidenceError::BadSignature { index: p(3) })
     );
 }
 
@@ -358,13 +365,13 @@ fn store_check_lie_convicts_only_the_liar() {
         let honest = make(i, challenge.opening(&parties[i - 1]).expect("shape"));
         assert_eq!(
             honest.verify(ps, &roster(4), &on_chain),
-            Err(EvidenceError::NotGuilty { index: i })
+            Err(EvidenceError::NotGuilty { index: p(i) })
         );
     }
     // Tampering: each field is bound by its own check.
     let malformed = |reason: &str| {
         Err(EvidenceError::Malformed {
-            index: 2,
+            index: p(2),
             reason: reason.to_owned(),
         })
     };
@@ -412,14 +419,14 @@ fn store_check_lie_convicts_only_the_liar() {
     );
     assert_eq!(
         e.verify(ps, &roster(4), &on_chain),
-        Err(EvidenceError::BadSignature { index: 2 }),
+        Err(EvidenceError::BadSignature { index: p(2) }),
         "opening signed by another party"
     );
     let mut e = lie.clone();
     e.receipt_signature = make(3, truth).receipt_signature;
     assert_eq!(
         e.verify(ps, &roster(4), &on_chain),
-        Err(EvidenceError::BadSignature { index: 2 }),
+        Err(EvidenceError::BadSignature { index: p(2) }),
         "receipt signature"
     );
     let mut e = lie.clone();

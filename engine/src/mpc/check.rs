@@ -77,8 +77,8 @@ pub enum CheckError {
     /// A party's shares do not have as many values as the challenge.
     #[error("party {index} holds {got} shared values, the challenge has {expected}")]
     LengthMismatch {
-        /// The party.
-        index: usize,
+        /// The party whose shares these are.
+        index: PartyId,
         /// Its number of values.
         got: usize,
         /// The challenge's.
@@ -95,8 +95,8 @@ pub enum CheckError {
     /// Receipts are missing for a party whose opening is off.
     #[error("no receipt for party {index}")]
     MissingReceipt {
-        /// The party.
-        index: usize,
+        /// The party (the first one without a receipt).
+        index: PartyId,
     },
     /// Bad indices.
     #[error(transparent)]
@@ -135,7 +135,7 @@ impl<F: PrimeField> Challenge<F> {
         let got = shares.len();
         if got != self.coefficients.len() {
             return Err(CheckError::LengthMismatch {
-                index: shares.index.point(),
+                index: shares.index,
                 got,
                 expected: self.coefficients.len(),
             });
@@ -158,8 +158,8 @@ pub enum CheckOutcome {
     /// These parties' openings are off the polynomial `2t + 1` others agree on: the owner must
     /// reveal their share vectors ([`resolve_complaints`]).
     Complaint {
-        /// The parties, ascending.
-        off: Vec<usize>,
+        /// The parties whose openings are off, ascending.
+        off: Vec<PartyId>,
     },
     /// No polynomial is agreed on by `2t + 1` openings within the decoding radius: the dealing
     /// is refused and nobody is named (with `n >= 3t + 1` and at most `t` faulty parties this
@@ -167,15 +167,17 @@ pub enum CheckOutcome {
     Refused,
 }
 
-/// Checks the echo-broadcast openings `(party, o_i)`; absent parties are erasures.
+/// Checks the echo-broadcast openings `(party, o_i)` (party `i`'s opening is the point
+/// `(i, o_i)`); absent parties are erasures.
 ///
 /// # Errors
-/// Index errors; [`CheckError::TooFewOpenings`] with fewer than `2t + 1` openings.
+/// Index errors (a party above `n`, a party twice); [`CheckError::TooFewOpenings`] with fewer
+/// than `2t + 1` openings.
 pub fn verify_openings<F: PrimeField>(
     params: Params,
-    openings: &[(usize, F)],
+    openings: &[(PartyId, F)],
 ) -> Result<CheckOutcome, CheckError> {
-    params.check_indices(openings.iter().map(|o| o.0))?;
+    params.check_indices(openings.iter().map(|o| o.0.point()))?;
     let need = 2 * params.t() + 1;
     if openings.len() < need {
         return Err(CheckError::TooFewOpenings {
@@ -183,9 +185,9 @@ pub fn verify_openings<F: PrimeField>(
             need,
         });
     }
-    let xs: Vec<usize> = openings.iter().map(|o| o.0).collect();
+    let parties: Vec<PartyId> = openings.iter().map(|o| o.0).collect();
     let ys: Vec<F> = openings.iter().map(|o| o.1).collect();
-    Ok(match Decoder::new(params, &xs)?.decode(&ys)? {
+    Ok(match Decoder::new(params, &parties)?.decode(&ys)? {
         Decode::Decoded { culprits, .. } if culprits.is_empty() => CheckOutcome::Accepted,
         Decode::Decoded { culprits, .. } => CheckOutcome::Complaint { off: culprits },
         Decode::Inconsistent => CheckOutcome::Refused,
@@ -200,24 +202,24 @@ pub enum Refusal {
     Unresolvable,
     /// The owner did not reveal the vector of a complaining party.
     NotRevealed {
-        /// The party.
-        index: usize,
+        /// The complaining party.
+        index: PartyId,
     },
     /// The revealed vector does not hash to the party's signed receipt.
     RevealMismatch {
-        /// The party.
-        index: usize,
+        /// The complaining party.
+        index: PartyId,
     },
     /// The revealed vector does not have the challenge's shape.
     RevealShape {
-        /// The party.
-        index: usize,
+        /// The complaining party.
+        index: PartyId,
     },
     /// These parties opened exactly what their signed vectors give, yet are off the
     /// polynomial: the owner dealt inconsistent shares.
     Inconsistent {
         /// The parties, ascending.
-        parties: Vec<usize>,
+        parties: Vec<PartyId>,
     },
 }
 
@@ -228,20 +230,21 @@ pub enum Resolution {
     /// signed for (named, slashable).
     Accepted {
         /// Parties that lied, ascending.
-        liars: Vec<usize>,
+        liars: Vec<PartyId>,
     },
     /// The dealing is refused with the owner at fault; `liars` are named all the same.
     Refused {
         /// Why.
         reason: Refusal,
         /// Parties that lied, ascending.
-        liars: Vec<usize>,
+        liars: Vec<PartyId>,
     },
 }
 
-/// BGW complaint resolution. `receipts` holds the receipt hash every party signed, `openings`
-/// the echo-broadcast openings, `revealed` the vectors the owner revealed for the complaining
-/// parties, `context` the receipt context of [`PartyShares::receipt_hash`].
+/// BGW complaint resolution. `receipts` holds the receipt hash every party signed
+/// `(party, hash)`, `openings` the echo-broadcast openings `(party, o_i)`, `revealed` the
+/// vectors the owner revealed for the complaining parties, `context` the receipt context of
+/// [`PartyShares::receipt_hash`].
 ///
 /// # Errors
 /// As [`verify_openings`]; [`CheckError::MissingReceipt`] if a complaining party has no
@@ -250,8 +253,8 @@ pub fn resolve_complaints<F: PrimeField>(
     params: Params,
     challenge: &Challenge<F>,
     context: &Hash32,
-    receipts: &[(usize, Hash32)],
-    openings: &[(usize, F)],
+    receipts: &[(PartyId, Hash32)],
+    openings: &[(PartyId, F)],
     revealed: &[PartyShares<F>],
 ) -> Result<Resolution, CheckError> {
     let off = match verify_openings(params, openings)? {
@@ -266,14 +269,15 @@ pub fn resolve_complaints<F: PrimeField>(
     };
     let mut liars = Vec::new();
     let mut truly_off = Vec::new();
-    let mut corrected: Vec<(usize, F)> = openings.to_vec();
+    // The openings with each liar's replaced by the one its signed vector gives, as points.
+    let mut corrected: Vec<(usize, F)> = openings.iter().map(|(p, o)| (p.point(), *o)).collect();
     for &i in &off {
         let receipt = receipts
             .iter()
             .find(|r| r.0 == i)
             .ok_or(CheckError::MissingReceipt { index: i })?
             .1;
-        let Some(vector) = revealed.iter().find(|v| v.index.point() == i) else {
+        let Some(vector) = revealed.iter().find(|v| v.index == i) else {
             return Ok(Resolution::Refused {
                 reason: Refusal::NotRevealed { index: i },
                 liars,
@@ -293,12 +297,12 @@ pub fn resolve_complaints<F: PrimeField>(
         };
         let slot = corrected
             .iter_mut()
-            .find(|o| o.0 == i)
+            .find(|o| o.0 == i.point())
             .expect("an off party has an opening");
         if slot.1 == recomputed {
             truly_off.push(i);
         } else {
-            debug!(target: "btcmpc_engine::mpc::check", party = i, "opening disagrees with the signed vector");
+            debug!(target: "btcmpc_engine::mpc::check", party = i.get(), "opening disagrees with the signed vector");
             liars.push(i);
             slot.1 = recomputed;
         }
@@ -403,8 +407,10 @@ impl<F: PrimeField> CheckMachine<F> {
         let n = input.params.n();
         PartyId::new(input.me.point(), n)?;
         if input.receipts.len() != n || input.keys.len() != n {
+            let first_missing = input.receipts.len().min(input.keys.len()) + 1;
             return Err(CheckError::MissingReceipt {
-                index: input.receipts.len().min(input.keys.len()) + 1,
+                index: PartyId::from_wire(u32::try_from(first_missing).unwrap_or(u32::MAX))
+                    .expect("a count plus one is not 0"),
             }
             .into());
         }
@@ -464,20 +470,15 @@ impl<F: PrimeField> CheckMachine<F> {
         evidence: Vec<Equivocation>,
         revealed: &[PartyShares<F>],
     ) -> Result<CheckOutput<F>, RoundError> {
-        let receipts: Vec<(usize, Hash32)> = self
-            .input
-            .receipts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i + 1, *r))
+        let receipts: Vec<(PartyId, Hash32)> = PartyId::all(self.input.params.n())
+            .zip(self.input.receipts.iter().copied())
             .collect();
-        let plain: Vec<(usize, F)> = openings.iter().map(|(p, o)| (p.point(), *o)).collect();
         let resolution = resolve_complaints(
             self.input.params,
             &self.challenge,
             &self.input.context,
             &receipts,
-            &plain,
+            &openings,
             revealed,
         )?;
         self.done = true;
@@ -504,12 +505,7 @@ impl<F: PrimeField> CheckMachine<F> {
             .filter(|(p, v)| v.len() == 1 && !convicted.contains(&p.get()))
             .map(|(p, v)| (*p, v[0]))
             .collect();
-        let plain: Vec<(usize, F)> = openings.iter().map(|(p, o)| (p.point(), *o)).collect();
-        if let CheckOutcome::Complaint { off } = verify_openings(self.input.params, &plain)? {
-            let off = off
-                .into_iter()
-                .map(|i| PartyId::new(i, self.input.params.n()))
-                .collect::<Result<_, _>>()?;
+        if let CheckOutcome::Complaint { off } = verify_openings(self.input.params, &openings)? {
             self.waiting = Some((off, openings, out.evidence));
             return Ok(Step::send(send));
         }
@@ -562,7 +558,12 @@ mod tests {
     use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
     use proptest::prelude::*;
     use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
+
+    fn p(i: u32) -> PartyId {
+        PartyId::from_wire(i).expect("test parties are 1-based")
+    }
 
     struct Run<F> {
         params: Params,
@@ -587,10 +588,10 @@ mod tests {
     }
 
     impl<F: PrimeField> Run<F> {
-        fn receipts(&self) -> Vec<(usize, Hash32)> {
+        fn receipts(&self) -> Vec<(PartyId, Hash32)> {
             self.parties
                 .iter()
-                .map(|p| (p.index.point(), p.receipt_hash(&self.ctx)))
+                .map(|p| (p.index, p.receipt_hash(&self.ctx)))
                 .collect()
         }
         fn challenge(&self) -> Challenge<F> {
@@ -601,19 +602,19 @@ mod tests {
                 self.parties[0].len(),
             )
         }
-        fn openings(&self, ch: &Challenge<F>) -> Vec<(usize, F)> {
+        fn openings(&self, ch: &Challenge<F>) -> Vec<(PartyId, F)> {
             self.parties
                 .iter()
-                .map(|p| (p.index.point(), ch.opening(p).unwrap()))
+                .map(|p| (p.index, ch.opening(p).unwrap()))
                 .collect()
         }
-        fn resolve(&self, ch: &Challenge<F>, openings: &[(usize, F)]) -> Resolution {
+        fn resolve(&self, ch: &Challenge<F>, openings: &[(PartyId, F)]) -> Resolution {
             let off = match verify_openings(self.params, openings).unwrap() {
                 CheckOutcome::Complaint { off } => off,
                 _ => Vec::new(),
             };
             let revealed: Vec<PartyShares<F>> =
-                off.iter().map(|&i| self.parties[i - 1].clone()).collect();
+                off.iter().map(|i| self.parties[i.slot()].clone()).collect();
             resolve_complaints(
                 self.params,
                 ch,
@@ -655,20 +656,17 @@ mod tests {
         } else {
             run.parties[victim].columns[col][row] += delta;
         }
+        let who = run.parties[victim].index;
         let ch = run.challenge();
         let op = run.openings(&ch);
         assert_eq!(
             verify_openings(run.params, &op).unwrap(),
-            CheckOutcome::Complaint {
-                off: vec![victim + 1]
-            }
+            CheckOutcome::Complaint { off: vec![who] }
         );
         assert_eq!(
             run.resolve(&ch, &op),
             Resolution::Refused {
-                reason: Refusal::Inconsistent {
-                    parties: vec![victim + 1]
-                },
+                reason: Refusal::Inconsistent { parties: vec![who] },
                 liars: vec![]
             }
         );
@@ -680,7 +678,7 @@ mod tests {
         assert_eq!(
             r,
             Resolution::Refused {
-                reason: Refusal::RevealMismatch { index: victim + 1 },
+                reason: Refusal::RevealMismatch { index: who },
                 liars: vec![]
             }
         );
@@ -688,13 +686,14 @@ mod tests {
         assert_eq!(
             r,
             Resolution::Refused {
-                reason: Refusal::NotRevealed { index: victim + 1 },
+                reason: Refusal::NotRevealed { index: who },
                 liars: vec![]
             }
         );
     }
 
-    /// Up to t parties open wrong values; they are named and nobody else; the store stands.
+    /// Up to t parties open wrong values; they are named and nobody else; the store stands. The
+    /// openings arrive in random order, so a party named by its place among them is caught.
     fn lying_parties<F: PrimeField>(n: usize, t: usize, liars: usize, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
         let run = setup::<F>(n, t, 20, &mut rng);
@@ -702,19 +701,20 @@ mod tests {
         let mut op = run.openings(&ch);
         let mut bad = Vec::new();
         while bad.len() < liars {
-            let i = rng.gen_range(1..=n);
+            let i = PartyId::new(rng.gen_range(1..=n), n).unwrap();
             if !bad.contains(&i) {
                 bad.push(i);
-                op[i - 1].1 += F::ONE;
+                op[i.slot()].1 += F::ONE;
             }
         }
         bad.sort_unstable();
         // Withhold some openings too, as long as the faults stay within t.
         let withheld = if liars < t && n > 2 * t + 1 { 1 } else { 0 };
-        let op: Vec<(usize, F)> = op
+        let mut op: Vec<(PartyId, F)> = op
             .into_iter()
-            .filter(|o| bad.contains(&o.0) || o.0 > withheld)
+            .filter(|o| bad.contains(&o.0) || o.0.point() > withheld)
             .collect();
+        op.shuffle(&mut rng);
         assert_eq!(run.resolve(&ch, &op), Resolution::Accepted { liars: bad });
     }
 
@@ -736,8 +736,10 @@ mod tests {
         assert_eq!(
             run.resolve(&ch, &op),
             Resolution::Refused {
-                reason: Refusal::Inconsistent { parties: vec![2] },
-                liars: vec![2]
+                reason: Refusal::Inconsistent {
+                    parties: vec![p(2)]
+                },
+                liars: vec![p(2)]
             }
         );
     }
@@ -750,18 +752,18 @@ mod tests {
         assert_eq!(
             ch.opening(&run.parties[0]),
             Err(CheckError::LengthMismatch {
-                index: 1,
+                index: p(1),
                 got: 10,
                 expected: 3
             })
         );
         let one = Mersenne127::ONE;
         assert_eq!(
-            verify_openings(run.params, &[(1, one), (2, one)]),
+            verify_openings(run.params, &[(p(1), one), (p(2), one)]),
             Err(CheckError::TooFewOpenings { got: 2, need: 3 })
         );
         assert!(matches!(
-            verify_openings(run.params, &[(1, one), (1, one), (2, one)]),
+            verify_openings(run.params, &[(p(1), one), (p(1), one), (p(2), one)]),
             Err(CheckError::Shamir(ShamirError::DuplicateIndex { index: 1 }))
         ));
         // The challenge depends on the tag and the root.
@@ -770,6 +772,37 @@ mod tests {
         let c = Challenge::<Mersenne127>::new(STORE_CHECK_TAG, &[1; 32], 2);
         assert_ne!(a, b);
         assert_ne!(a, c);
+    }
+
+    /// A refusal's `Debug` text is what a party sends its owner as the reason of a refused
+    /// store (`STORE_DONE`), and the resolution goes into logs: parties read as bare numbers.
+    #[test]
+    fn refusals_name_parties_by_number() {
+        assert_eq!(
+            format!("{:?}", Refusal::NotRevealed { index: p(3) }),
+            "NotRevealed { index: 3 }"
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Refusal::Inconsistent {
+                    parties: vec![p(2), p(5)]
+                }
+            ),
+            "Inconsistent { parties: [2, 5] }"
+        );
+        assert_eq!(
+            serde_json::to_string(&Resolution::Accepted {
+                liars: vec![p(1), p(4)]
+            })
+            .unwrap(),
+            r#"{"Accepted":{"liars":[1,4]}}"#
+        );
+        assert!(serde_json::from_str::<Resolution>(r#"{"Accepted":{"liars":[0]}}"#).is_err());
+        assert_eq!(
+            CheckError::MissingReceipt { index: p(7) }.to_string(),
+            "no receipt for party 7"
+        );
     }
 
     proptest! {

@@ -973,9 +973,9 @@ pub fn run_plan<F: PrimeField>(
     )?
     .resolution
     {
-        Resolution::Accepted { liars } => convicted.extend(liars),
+        Resolution::Accepted { liars } => convicted.extend(liars.iter().map(|p| p.point())),
         Resolution::Refused { reason, liars } => {
-            convicted.extend(liars);
+            convicted.extend(liars.iter().map(|p| p.point()));
             return Ok(done(
                 Status::StoreRefused(reason),
                 convicted,
@@ -1017,9 +1017,9 @@ pub fn run_plan<F: PrimeField>(
     )?
     .resolution
     {
-        Resolution::Accepted { liars } => convicted.extend(liars),
+        Resolution::Accepted { liars } => convicted.extend(liars.iter().map(|p| p.point())),
         Resolution::Refused { reason, liars } => {
-            convicted.extend(liars);
+            convicted.extend(liars.iter().map(|p| p.point()));
             return Ok(done(
                 Status::JobRefused(reason),
                 convicted,
@@ -1067,7 +1067,7 @@ pub fn run_plan<F: PrimeField>(
     // Parties compute in parallel when there is enough to compute.
     let parallel = plan.rows >= 10_000;
     let slots = drive(&mut net, machines, parallel, &|_, _| None);
-    let mut outputs: Vec<(usize, Vec<F>)> = Vec::new();
+    let mut outputs: Vec<(PartyId, Vec<F>)> = Vec::new();
     let mut abort: Option<String> = None;
     // What the honest parties agree on: gate bits and disclosure.
     let mut public: Option<(Vec<bool>, Vec<bool>)> = None;
@@ -1088,7 +1088,7 @@ pub fn run_plan<F: PrimeField>(
                         f.culprits
                     )));
                 }
-                convicted.extend(f.culprits.iter().map(|c| *c as usize));
+                convicted.extend(f.culprits.iter().map(|c| c.point()));
             }
             if let Some(Ok(e)) = &s.output {
                 let mine = (e.gates.clone(), e.disclosed.clone());
@@ -1119,7 +1119,7 @@ pub fn run_plan<F: PrimeField>(
                         *v += F::ONE;
                     }
                 }
-                outputs.push((i + 1, y));
+                outputs.push((PartyId::new(i + 1, n)?, y));
             }
             Ok(_) => {}
             Err(e) => {
@@ -1139,7 +1139,7 @@ pub fn run_plan<F: PrimeField>(
     }
 
     // Decode (the service).
-    let vectors: Vec<(usize, &[F])> = outputs.iter().map(|(i, v)| (*i, &v[..])).collect();
+    let vectors: Vec<(PartyId, &[F])> = outputs.iter().map(|(i, v)| (*i, &v[..])).collect();
     let decoded = match decode_vec(params, &vectors) {
         Ok(d) => d,
         Err(e) => {
@@ -1157,7 +1157,7 @@ pub fn run_plan<F: PrimeField>(
             return Ok(done(Status::Inconsistent, convicted, equivocations, plan))
         }
     };
-    convicted.extend(culprits);
+    convicted.extend(culprits.iter().map(|p| p.point()));
     let opened: Vec<BigInt> = values
         .iter()
         .zip(&masks)

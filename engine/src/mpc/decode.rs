@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::field::PrimeField;
+use super::round::PartyId;
 use super::shamir::{Lagrange, Params, ShamirError};
 
 /// Outcome of decoding one value.
@@ -29,8 +30,9 @@ pub enum Decode<F> {
     Decoded {
         /// Its value at 0 (the secret).
         value: F,
-        /// Parties whose points are off the polynomial, ascending.
-        culprits: Vec<usize>,
+        /// The answering parties whose points are off the polynomial, ascending (party `i`
+        /// answered for `x = i`).
+        culprits: Vec<PartyId>,
     },
     /// The answers do not determine the polynomial: no value, no blame.
     Inconsistent,
@@ -45,8 +47,8 @@ impl<F> Decode<F> {
         }
     }
 
-    /// The culprits (empty when inconsistent).
-    pub fn culprits(&self) -> &[usize] {
+    /// The culprits, ascending (empty when inconsistent).
+    pub fn culprits(&self) -> &[PartyId] {
         match self {
             Decode::Decoded { culprits, .. } => culprits,
             Decode::Inconsistent => &[],
@@ -61,8 +63,8 @@ pub enum DecodeVec<F> {
     Decoded {
         /// The values at 0.
         values: Vec<F>,
-        /// Parties whose vector is off in at least one position, ascending.
-        culprits: Vec<usize>,
+        /// The answering parties whose vector is off in at least one position, ascending.
+        culprits: Vec<PartyId>,
     },
     /// Some position does not determine its polynomial: no values, no blame.
     Inconsistent {
@@ -76,44 +78,44 @@ pub fn max_errors(answers: usize, t: usize) -> usize {
     answers.saturating_sub(t + 1) / 2
 }
 
-/// Decodes one value from the answers `(party index, y)`; parties absent from `points` are
-/// erasures.
+/// Decodes one value from the answers `(party, y)`, party `i` giving the point `(i, y)`;
+/// parties absent from `points` are erasures.
 ///
 /// # Errors
-/// [`ShamirError::BadIndex`] or [`ShamirError::DuplicateIndex`] for bad indices;
-/// [`ShamirError::NotEnoughShares`] for fewer than `t + 1` answers.
+/// [`ShamirError::BadIndex`] for a party above `n`, [`ShamirError::DuplicateIndex`] for a
+/// party that answers twice; [`ShamirError::NotEnoughShares`] for fewer than `t + 1` answers.
 pub fn decode<F: PrimeField>(
     params: Params,
-    points: &[(usize, F)],
+    points: &[(PartyId, F)],
 ) -> Result<Decode<F>, ShamirError> {
     let plan = Decoder::new(params, &points.iter().map(|p| p.0).collect::<Vec<_>>())?;
     let ys: Vec<F> = points.iter().map(|p| p.1).collect();
     plan.decode(&ys)
 }
 
-/// Decodes vectors: `vectors[k] = (party index, that party's values)`, all of one length.
+/// Decodes vectors: `vectors[k] = (party, that party's values)`, all of one length.
 ///
 /// # Errors
-/// As [`decode`], and [`ShamirError::LengthMismatch`] naming a party whose vector differs in
-/// length from the first one's.
+/// As [`decode`], and [`ShamirError::LengthMismatch`] naming (by its evaluation point) a party
+/// whose vector differs in length from the first one's.
 pub fn decode_vec<F: PrimeField>(
     params: Params,
-    vectors: &[(usize, &[F])],
+    vectors: &[(PartyId, &[F])],
 ) -> Result<DecodeVec<F>, ShamirError> {
-    let idx: Vec<usize> = vectors.iter().map(|v| v.0).collect();
+    let idx: Vec<PartyId> = vectors.iter().map(|v| v.0).collect();
     let plan = Decoder::new(params, &idx)?;
     let m = vectors.first().map_or(0, |v| v.1.len());
     for (i, v) in vectors {
         if v.len() != m {
             return Err(ShamirError::LengthMismatch {
-                index: *i,
+                index: i.point(),
                 got: v.len(),
                 expected: m,
             });
         }
     }
     let mut values = Vec::with_capacity(m);
-    let mut culprits: Vec<usize> = Vec::new();
+    let mut culprits: Vec<PartyId> = Vec::new();
     let mut ys = vec![F::ZERO; vectors.len()];
     for pos in 0..m {
         for (y, v) in ys.iter_mut().zip(vectors) {
@@ -140,7 +142,8 @@ pub fn decode_vec<F: PrimeField>(
 #[derive(Debug, Clone)]
 pub struct Decoder<F> {
     params: Params,
-    xs: Vec<usize>,
+    /// The answering parties, in the order of the values (party `i` answers for `x = i`).
+    parties: Vec<PartyId>,
     /// Weights at 0 from the first `t + 1` answers.
     at_zero: Lagrange<F>,
     /// For each further answer, the weights at its `x` from the first `t + 1` answers.
@@ -148,12 +151,14 @@ pub struct Decoder<F> {
 }
 
 impl<F: PrimeField> Decoder<F> {
-    /// Prepares decoding of answers from the parties `xs` (in the order values will be given).
+    /// Prepares decoding of answers from `parties` (in the order values will be given; party
+    /// `i` answers for `x = i`).
     ///
     /// # Errors
-    /// [`ShamirError::BadIndex`], [`ShamirError::DuplicateIndex`],
+    /// [`ShamirError::BadIndex`] (a party above `n`), [`ShamirError::DuplicateIndex`],
     /// [`ShamirError::NotEnoughShares`] (fewer than `t + 1` answers).
-    pub fn new(params: Params, xs: &[usize]) -> Result<Self, ShamirError> {
+    pub fn new(params: Params, parties: &[PartyId]) -> Result<Self, ShamirError> {
+        let xs: Vec<usize> = parties.iter().map(|p| p.point()).collect();
         params.check_indices(xs.iter().copied())?;
         let t = params.t();
         if xs.len() < t + 1 {
@@ -171,7 +176,7 @@ impl<F: PrimeField> Decoder<F> {
         let checks = weights.collect();
         Ok(Self {
             params,
-            xs: xs.to_vec(),
+            parties: parties.to_vec(),
             at_zero,
             checks,
         })
@@ -182,10 +187,10 @@ impl<F: PrimeField> Decoder<F> {
     /// # Errors
     /// [`ShamirError::NotEnoughShares`] unless there is exactly one value per party.
     pub fn decode(&self, ys: &[F]) -> Result<Decode<F>, ShamirError> {
-        if ys.len() != self.xs.len() {
+        if ys.len() != self.parties.len() {
             return Err(ShamirError::NotEnoughShares {
                 got: ys.len(),
-                need: self.xs.len(),
+                need: self.parties.len(),
             });
         }
         Ok(self.decode_unchecked(ys))
@@ -215,15 +220,15 @@ impl<F: PrimeField> Decoder<F> {
         if e == 0 {
             return Decode::Inconsistent;
         }
-        let Some(f) = bw_solve(&self.xs, ys, t, e) else {
+        let Some(f) = bw_solve(&self.parties, ys, t, e) else {
             return Decode::Inconsistent;
         };
-        let mut culprits: Vec<usize> = self
-            .xs
+        let mut culprits: Vec<PartyId> = self
+            .parties
             .iter()
             .zip(ys)
-            .filter(|(&x, &y)| eval_u64(&f, x as u64) != y)
-            .map(|(&x, _)| x)
+            .filter(|(p, &y)| eval_u64(&f, u64::from(p.get())) != y)
+            .map(|(&p, _)| p)
             .collect();
         if culprits.len() > e || k - culprits.len() < 2 * t + 1 {
             return Decode::Inconsistent;
@@ -244,16 +249,17 @@ fn eval_u64<F: PrimeField>(coeffs: &[F], x: u64) -> F {
 }
 
 /// Solves `Q(x_i) = y_i E(x_i)` with `E` monic of degree `e`, `deg Q <= t + e`, and returns
-/// `Q / E` if the division is exact and of degree at most `t`.
-fn bw_solve<F: PrimeField>(xs: &[usize], ys: &[F], t: usize, e: usize) -> Option<Vec<F>> {
+/// `Q / E` if the division is exact and of degree at most `t` (`x_i` is the point of party
+/// `xs[i]`).
+fn bw_solve<F: PrimeField>(xs: &[PartyId], ys: &[F], t: usize, e: usize) -> Option<Vec<F>> {
     let nq = t + e + 1;
     let cols = nq + e;
     // Rows: [x^0 .. x^(t+e) | -y x^0 .. -y x^(e-1) | y x^e].
     let mut m: Vec<Vec<F>> = xs
         .iter()
         .zip(ys)
-        .map(|(&x, &y)| {
-            let xf = F::from_u64(x as u64);
+        .map(|(x, &y)| {
+            let xf = F::from_u64(u64::from(x.get()));
             let mut row = Vec::with_capacity(cols + 1);
             let mut p = F::ONE;
             for _ in 0..nq {
@@ -339,26 +345,30 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
+    fn p(i: u32) -> PartyId {
+        PartyId::from_wire(i).expect("test parties are 1-based")
+    }
+
     /// The naive decoder: try every `t + 1` subset, keep a polynomial agreeing with at least
     /// `k - e_max` answers, apply the same `2t + 1` rule for blame.
-    fn oracle<F: PrimeField>(params: Params, pts: &[(usize, F)]) -> Decode<F> {
+    fn oracle<F: PrimeField>(params: Params, pts: &[(PartyId, F)]) -> Decode<F> {
         let t = params.t();
         let k = pts.len();
         let e = max_errors(k, t);
-        let mut found: Option<(F, Vec<usize>)> = None;
+        let mut found: Option<(F, Vec<PartyId>)> = None;
         for mask in 0u32..(1 << k) {
             if mask.count_ones() as usize != t + 1 {
                 continue;
             }
             let sub: Vec<(usize, F)> = (0..k)
                 .filter(|b| mask & (1 << b) != 0)
-                .map(|b| pts[b])
+                .map(|b| (pts[b].0.point(), pts[b].1))
                 .collect();
             let xs: Vec<usize> = sub.iter().map(|p| p.0).collect();
             let ys: Vec<F> = sub.iter().map(|p| p.1).collect();
             let mut off = Vec::new();
             for &(x, y) in pts {
-                let l = Lagrange::new(&xs, x as u64).unwrap();
+                let l = Lagrange::new(&xs, u64::from(x.get())).unwrap();
                 if l.interpolate(&ys).unwrap() != y {
                     off.push(x);
                 }
@@ -385,7 +395,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let secret = F::random(&mut rng);
         let poly = Poly::random(secret, t, &mut rng);
-        let mut parties: Vec<usize> = (1..=n).collect();
+        let mut parties: Vec<PartyId> = PartyId::all(n).collect();
         // Random erasures and errors.
         let s = rng.gen_range(0..=n - t - 1);
         for _ in 0..s {
@@ -394,7 +404,7 @@ mod tests {
         }
         let k = parties.len();
         let nerr = rng.gen_range(0..=k - t.min(k));
-        let mut bad: Vec<usize> = Vec::new();
+        let mut bad: Vec<PartyId> = Vec::new();
         while bad.len() < nerr {
             let p = parties[rng.gen_range(0..k)];
             if !bad.contains(&p) {
@@ -404,13 +414,13 @@ mod tests {
         bad.sort_unstable();
         // Colluding errors lie on one other polynomial (the hardest case for the decoder).
         let other = Poly::random(F::random(&mut rng), t, &mut rng);
-        let pts: Vec<(usize, F)> = parties
+        let pts: Vec<(PartyId, F)> = parties
             .iter()
             .map(|&x| {
-                let honest = poly.eval_u64(x as u64);
+                let honest = poly.eval_u64(u64::from(x.get()));
                 let y = if bad.contains(&x) {
                     if colluding {
-                        other.eval_u64(x as u64)
+                        other.eval_u64(u64::from(x.get()))
                     } else {
                         honest + F::random(&mut rng) + F::ONE
                     }
@@ -422,9 +432,9 @@ mod tests {
             .collect();
         let got = decode(params, &pts).unwrap();
         // A wrong value equal to the honest one is possible only with negligible probability.
-        let real_bad: Vec<usize> = pts
+        let real_bad: Vec<PartyId> = pts
             .iter()
-            .filter(|(x, y)| *y != poly.eval_u64(*x as u64))
+            .filter(|(x, y)| *y != poly.eval_u64(u64::from(x.get())))
             .map(|p| p.0)
             .collect();
         assert_eq!(got, oracle(params, &pts), "n={n} t={t} pts={pts:?}");
@@ -467,11 +477,14 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(n as u64);
             let secret = Mersenne127::random(&mut rng);
             let poly = Poly::random(secret, t, &mut rng);
-            let mut pts: Vec<(usize, Mersenne127)> =
-                (1..=n).map(|x| (x, poly.eval_u64(x as u64))).collect();
-            let bad: Vec<usize> = (1..=t).map(|k| (k * 3) % n + 1).collect();
+            let mut pts: Vec<(PartyId, Mersenne127)> = PartyId::all(n)
+                .map(|x| (x, poly.eval_u64(u64::from(x.get()))))
+                .collect();
+            let bad: Vec<PartyId> = (1..=t)
+                .map(|k| PartyId::new((k * 3) % n + 1, n).unwrap())
+                .collect();
             for &b in &bad {
-                pts[b - 1].1 += Mersenne127::from_u64(7);
+                pts[b.slot()].1 += Mersenne127::from_u64(7);
             }
             let mut expect = bad.clone();
             expect.sort_unstable();
@@ -484,8 +497,8 @@ mod tests {
             );
             // One more error than the radius: no value, no blame.
             if t > 0 && n == 3 * t + 1 {
-                let extra = (1..=n).find(|x| !bad.contains(x)).unwrap();
-                pts[extra - 1].1 += Mersenne127::ONE;
+                let extra = PartyId::all(n).find(|x| !bad.contains(x)).unwrap();
+                pts[extra.slot()].1 += Mersenne127::ONE;
                 let got = decode(params, &pts).unwrap();
                 for c in got.culprits() {
                     assert!(bad.contains(c) || *c == extra);
@@ -502,29 +515,28 @@ mod tests {
             (0..5).map(|_| Secp256k1Scalar::random(&mut rng)).collect();
         let mut shares = crate::mpc::shamir::deal_vec(&secrets, params, &mut rng);
         shares[2][3] += Secp256k1Scalar::ONE;
-        let v: Vec<(usize, &[Secp256k1Scalar])> = shares
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i + 1, s.as_slice()))
+        let v: Vec<(PartyId, &[Secp256k1Scalar])> = PartyId::all(4)
+            .zip(&shares)
+            .map(|(i, s)| (i, s.as_slice()))
             .collect();
         assert_eq!(
             decode_vec(params, &v).unwrap(),
             DecodeVec::Decoded {
                 values: secrets.clone(),
-                culprits: vec![3]
+                culprits: vec![p(3)]
             }
         );
         // Withheld party 3 and an error at party 1: 2e + s = 3 > n - t - 1 = 2.
         shares[0][1] += Secp256k1Scalar::ONE;
-        let v: Vec<(usize, &[Secp256k1Scalar])> =
-            vec![(1, &shares[0]), (2, &shares[1]), (4, &shares[3])];
+        let v: Vec<(PartyId, &[Secp256k1Scalar])> =
+            vec![(p(1), &shares[0]), (p(2), &shares[1]), (p(4), &shares[3])];
         assert_eq!(
             decode_vec(params, &v).unwrap(),
             DecodeVec::Inconsistent { position: 1 }
         );
         let short = &shares[3][..4];
-        let v: Vec<(usize, &[Secp256k1Scalar])> =
-            vec![(1, &shares[0]), (2, &shares[1]), (4, short)];
+        let v: Vec<(PartyId, &[Secp256k1Scalar])> =
+            vec![(p(1), &shares[0]), (p(2), &shares[1]), (p(4), short)];
         assert_eq!(
             decode_vec(params, &v),
             Err(ShamirError::LengthMismatch {
@@ -535,21 +547,62 @@ mod tests {
         );
         let one = Secp256k1Scalar::ONE;
         assert_eq!(
-            decode(params, &[(1, one), (1, one), (2, one)]),
+            decode(params, &[(p(1), one), (p(1), one), (p(2), one)]),
             Err(ShamirError::DuplicateIndex { index: 1 })
         );
         assert_eq!(
-            decode(params, &[(0, one), (1, one)]),
-            Err(ShamirError::BadIndex { index: 0, n: 4 })
+            decode(params, &[(p(5), one), (p(1), one)]),
+            Err(ShamirError::BadIndex { index: 5, n: 4 })
         );
         assert_eq!(
-            decode(params, &[(1, one)]),
+            decode(params, &[(p(1), one)]),
             Err(ShamirError::NotEnoughShares { got: 1, need: 2 })
         );
-        let d = Decoder::<Secp256k1Scalar>::new(params, &[1, 2, 3]).unwrap();
+        let d = Decoder::<Secp256k1Scalar>::new(params, &[p(1), p(2), p(3)]).unwrap();
         assert_eq!(
             d.decode(&[one, one]),
             Err(ShamirError::NotEnoughShares { got: 2, need: 3 })
+        );
+    }
+
+    /// The culprits are the parties that answered wrong, named by party (not by their position
+    /// among the answers, nor by a 0-based slot), whatever the order of the answers and with
+    /// parties missing.
+    #[test]
+    fn culprits_are_the_parties_that_lied() {
+        let n = 10;
+        let params = Params::byzantine(n).unwrap();
+        let t = params.t();
+        let mut rng = StdRng::seed_from_u64(42);
+        let secret = Mersenne127::random(&mut rng);
+        let poly = Poly::random(secret, t, &mut rng);
+        // Party 3 withheld; the others answer out of order.
+        let order = [p(7), p(2), p(10), p(5), p(1), p(9), p(4), p(6), p(8)];
+        let liars = [p(9), p(4)];
+        let pts: Vec<(PartyId, Mersenne127)> = order
+            .iter()
+            .map(|&x| {
+                let y = poly.eval_u64(u64::from(x.get()));
+                let lie = if liars.contains(&x) {
+                    Mersenne127::ONE
+                } else {
+                    Mersenne127::ZERO
+                };
+                (x, y + lie)
+            })
+            .collect();
+        let got = decode(params, &pts).unwrap();
+        assert_eq!(got.value(), Some(&secret));
+        assert_eq!(got.culprits(), [p(4), p(9)]);
+        let ys: Vec<&[Mersenne127]> = pts.iter().map(|q| std::slice::from_ref(&q.1)).collect();
+        let vectors: Vec<(PartyId, &[Mersenne127])> =
+            order.iter().copied().zip(ys.iter().copied()).collect();
+        assert_eq!(
+            decode_vec(params, &vectors).unwrap(),
+            DecodeVec::Decoded {
+                values: vec![secret],
+                culprits: vec![p(4), p(9)]
+            }
         );
     }
 }

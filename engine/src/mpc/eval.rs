@@ -901,7 +901,7 @@ pub struct OpeningFault<F> {
     /// The round.
     pub round: u32,
     /// The parties named, ascending.
-    pub culprits: Vec<u32>,
+    pub culprits: Vec<PartyId>,
     /// Every opening used: the signed header and the payload it signs.
     pub openings: Vec<(SignedHeader, Arc<Vec<F>>)>,
 }
@@ -918,9 +918,9 @@ impl<F: PrimeField> OpeningFault<F> {
         let params = Params::new(keys.len(), t).map_err(|e| e.to_string())?;
         let mut vectors = Vec::new();
         for (h, payload) in &self.openings {
-            let key = keys
-                .get((h.sender as usize).wrapping_sub(1))
-                .ok_or_else(|| format!("sender {} is not in the committee", h.sender))?;
+            let not_member = || format!("sender {} is not in the committee", h.sender);
+            let party = PartyId::from_wire(h.sender).ok_or_else(not_member)?;
+            let key = keys.get(party.slot()).ok_or_else(not_member)?;
             h.verify(key)
                 .map_err(|e| format!("opening of party {}: {e}", h.sender))?;
             if h.job != *job || h.round != self.round || h.slot != h.sender {
@@ -932,15 +932,11 @@ impl<F: PrimeField> OpeningFault<F> {
                     h.sender
                 ));
             }
-            vectors.push((h.sender as usize, &payload[..]));
+            vectors.push((party, &payload[..]));
         }
         match decode_vec(params, &vectors).map_err(|e| e.to_string())? {
             DecodeVec::Decoded { culprits, .. }
-                if culprits
-                    .iter()
-                    .map(|c| *c as u32)
-                    .eq(self.culprits.iter().copied())
-                    && !culprits.is_empty() =>
+                if culprits == self.culprits && !culprits.is_empty() =>
             {
                 Ok(())
             }
@@ -1292,8 +1288,8 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
                     .iter()
                     .copied()
                     .partition(|(_, v)| v.len() == cur.len);
-                let openings: Vec<(usize, &[F])> =
-                    good.iter().map(|(p, v)| (p.point(), &v[..])).collect();
+                let openings: Vec<(PartyId, &[F])> =
+                    good.iter().map(|(p, v)| (*p, &v[..])).collect();
                 let params =
                     Params::new(self.keys.len(), self.prss.t()).map_err(|e| fail(e.to_string()))?;
                 match decode_vec(params, &openings).map_err(|e| fail(e.to_string()))? {
@@ -1301,8 +1297,8 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
                         values: v,
                         culprits,
                     } => {
-                        let mut named: Vec<u32> = culprits.iter().map(|c| *c as u32).collect();
-                        named.extend(short.iter().map(|(p, _)| p.get()));
+                        let mut named: Vec<PartyId> = culprits;
+                        named.extend(short.iter().map(|(p, _)| *p));
                         named.sort_unstable();
                         if !named.is_empty() {
                             let openings = values
@@ -1826,13 +1822,13 @@ mod tests {
         openings[2] = signed(3, bad);
         let fault = OpeningFault {
             round: 4,
-            culprits: vec![3],
+            culprits: vec![PartyId::from_wire(3).unwrap()],
             openings: openings.clone(),
         };
         assert_eq!(fault.verify(&job, &keys, 1), Ok(()));
         // Blaming another party, another round or job, or a payload not signed: refused.
         let other = OpeningFault {
-            culprits: vec![2],
+            culprits: vec![PartyId::from_wire(2).unwrap()],
             ..fault.clone()
         };
         assert!(other.verify(&job, &keys, 1).is_err());
@@ -1848,7 +1844,7 @@ mod tests {
         // Consistent openings convict nobody.
         let clean = OpeningFault {
             round: 4,
-            culprits: vec![3],
+            culprits: vec![PartyId::from_wire(3).unwrap()],
             openings: (1..=4).map(|i| signed(i, shares(i as u64))).collect(),
         };
         assert!(clean.verify(&job, &keys, 1).is_err());

@@ -55,51 +55,53 @@ pub enum EvidenceError {
     /// A ciphertext does not open under its key.
     #[error("ciphertext of party {index} does not open under its revealed key")]
     Unopenable {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
     },
     /// A plaintext is not a well-formed share vector.
     #[error("plaintext of party {index} is malformed: {reason}")]
     Malformed {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
         /// What is wrong.
         reason: String,
     },
     /// A signature does not verify under the party's roster key.
     #[error("signature of party {index} does not verify")]
     BadSignature {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
     },
     /// A public key or signature has a bad encoding.
     #[error("bad key or signature encoding for party {index}")]
     BadEncoding {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
     },
     /// The revealed key does not hash to the signed `H_i`.
     #[error("revealed key of party {index} does not hash to its H_i")]
     KeyMismatch {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
     },
     /// No confirmed claim reveals this key.
     #[error("no confirmed claim of party {index} reveals its key")]
     ClaimNotConfirmed {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
     },
     /// Whether a claim reveals this key could not be found out (the chain could not be
     /// read): the evidence is neither accepted nor refused.
     #[error("cannot check the claim of party {index}: {reason}")]
     ClaimUnknown {
-        /// The party.
-        index: usize,
+        /// The party (1-based, its evaluation point).
+        index: PartyId,
         /// Why.
         reason: String,
     },
-    /// Party index problems (range, duplicates, the accused among the others).
+    /// Party index problems (range, duplicates, the accused among the others). The index is
+    /// kept as given (it may be 0 or above `n`, so it is no [`PartyId`]; for a roster of the
+    /// wrong size it is the roster's size).
     #[error("bad party index {index}: {reason}")]
     BadIndex {
         /// The index.
@@ -128,8 +130,8 @@ pub enum EvidenceError {
     /// The accused's share is on the polynomial: not guilty.
     #[error("party {index}'s share lies on the others' polynomial: no fault")]
     NotGuilty {
-        /// The accused.
-        index: usize,
+        /// The accused (1-based).
+        index: PartyId,
     },
     /// The evidence names other committee parameters than the manifest's.
     #[error("evidence is for n = {n}, t = {t}, not the committee's parameters")]
@@ -157,13 +159,13 @@ impl PartyKey {
         PartyKey(sk.verifying_key().to_bytes().into())
     }
 
-    /// The x-only form of a 33-byte compressed key (the parity byte is dropped).
+    /// The x-only form of `party`'s 33-byte compressed key (the parity byte is dropped).
     ///
     /// # Errors
-    /// [`EvidenceError::BadEncoding`] (index 0) if the prefix is not 2 or 3.
-    pub fn from_compressed(bytes: &[u8; 33]) -> Result<Self, EvidenceError> {
+    /// [`EvidenceError::BadEncoding`] naming `party` if the prefix is not 2 or 3.
+    pub fn from_compressed(bytes: &[u8; 33], party: PartyId) -> Result<Self, EvidenceError> {
         if bytes[0] != 2 && bytes[0] != 3 {
-            return Err(EvidenceError::BadEncoding { index: 0 });
+            return Err(EvidenceError::BadEncoding { index: party });
         }
         let mut x = [0u8; 32];
         x.copy_from_slice(&bytes[1..]);
@@ -184,16 +186,17 @@ pub fn sign_tagged(sk: &SigningKey, tag: &[u8], encoding: &[u8]) -> Sig {
     Sig(sig.to_bytes())
 }
 
-/// Verifies a signature made by [`sign_tagged`] for party `index`.
+/// Verifies a signature made by [`sign_tagged`] by party `index` (whose key is `key`; the
+/// party is only named in the error).
 ///
 /// # Errors
-/// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
+/// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`] naming `index`.
 pub fn verify_tagged(
     key: &PartyKey,
     tag: &[u8],
     encoding: &[u8],
     sig: &Sig,
-    index: usize,
+    index: PartyId,
 ) -> Result<(), EvidenceError> {
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| EvidenceError::BadEncoding { index })?;
     let s = Signature::try_from(&sig.0[..]).map_err(|_| EvidenceError::BadEncoding { index })?;
@@ -252,13 +255,8 @@ pub fn open<F: PrimeField>(
     let key = seal_key(job_id, index, k);
     let plain = ChaCha20Poly1305::new(&Key::from(key))
         .decrypt(&Nonce::default(), ciphertext)
-        .map_err(|_| EvidenceError::Unopenable {
-            index: index.point(),
-        })?;
-    let malformed = |reason: String| EvidenceError::Malformed {
-        index: index.point(),
-        reason,
-    };
+        .map_err(|_| EvidenceError::Unopenable { index })?;
+    let malformed = |reason: String| EvidenceError::Malformed { index, reason };
     let (len, body) = plain
         .split_first_chunk::<4>()
         .ok_or_else(|| malformed("shorter than its length prefix".into()))?;
@@ -376,20 +374,16 @@ impl DeliveryItem {
             DELIVERY_TAG,
             &d.encoding(),
             &self.signature,
-            self.index.point(),
+            self.index,
         )?;
         if sha256(&self.key) != self.key_hash {
-            return Err(EvidenceError::KeyMismatch {
-                index: self.index.point(),
-            });
+            return Err(EvidenceError::KeyMismatch { index: self.index });
         }
         match claims.claim_confirmed(job_id, self.index, &self.key) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(EvidenceError::ClaimNotConfirmed {
-                index: self.index.point(),
-            }),
+            Ok(false) => Err(EvidenceError::ClaimNotConfirmed { index: self.index }),
             Err(reason) => Err(EvidenceError::ClaimUnknown {
-                index: self.index.point(),
+                index: self.index,
                 reason,
             }),
         }
@@ -478,7 +472,7 @@ impl WrongOutputShare {
         let t = params.t();
         if self.field != F::NAME {
             return Err(EvidenceError::Malformed {
-                index: self.accused.index.point(),
+                index: self.accused.index,
                 reason: format!("evidence is for field {:?}, not {}", self.field, F::NAME),
             });
         }
@@ -525,7 +519,7 @@ impl WrongOutputShare {
             .find(|(_, v)| v.len() != len)
         {
             return Err(EvidenceError::Malformed {
-                index: o.0.index.point(),
+                index: o.0.index,
                 reason: format!("{} values, others have {len}", o.1.len()),
             });
         }
@@ -571,7 +565,7 @@ impl WrongOutputShare {
             Ok(_) => first_off
                 .map(|position| Fault::OffPolynomial { position })
                 .ok_or(EvidenceError::NotGuilty {
-                    index: self.accused.index.point(),
+                    index: self.accused.index,
                 }),
         }
     }
@@ -610,7 +604,7 @@ impl Receipt {
     /// # Errors
     /// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`].
     pub fn verify(&self, key: &PartyKey, sig: &Sig) -> Result<(), EvidenceError> {
-        verify_tagged(key, RECEIPT_TAG, &self.encoding(), sig, self.index.point())
+        verify_tagged(key, RECEIPT_TAG, &self.encoding(), sig, self.index)
     }
 }
 
@@ -670,7 +664,7 @@ impl<F: PrimeField> StoreCheckLie<F> {
         let party = self.receipt.index;
         let i = party.point();
         let malformed = |reason: &str| EvidenceError::Malformed {
-            index: i,
+            index: party,
             reason: reason.to_owned(),
         };
         if self.field != F::NAME {
@@ -704,10 +698,10 @@ impl<F: PrimeField> StoreCheckLie<F> {
             return Err(malformed("opening is not bound to this check"));
         }
         let vk = VerifyingKey::from_bytes(&key.0)
-            .map_err(|_| EvidenceError::BadEncoding { index: i })?;
+            .map_err(|_| EvidenceError::BadEncoding { index: party })?;
         self.opening
             .verify(&vk)
-            .map_err(|_| EvidenceError::BadSignature { index: i })?;
+            .map_err(|_| EvidenceError::BadSignature { index: party })?;
         if payload_hash(&[self.opened]) != self.opening.payload_hash {
             return Err(malformed(
                 "opened value does not match the signed payload hash",
@@ -718,7 +712,7 @@ impl<F: PrimeField> StoreCheckLie<F> {
             .opening(&self.revealed)
             .map_err(|e| malformed(&e.to_string()))?;
         if recomputed == self.opened {
-            Err(EvidenceError::NotGuilty { index: i })
+            Err(EvidenceError::NotGuilty { index: party })
         } else {
             Ok(party)
         }
@@ -747,22 +741,18 @@ pub fn verify_equivocation(
     if a.payload_hash == b.payload_hash {
         return Err(EvidenceError::NoConflict("same payload"));
     }
-    let index = a.sender as usize;
-    let key = roster
-        .get(index.wrapping_sub(1))
-        .ok_or(EvidenceError::BadIndex {
-            index,
-            reason: "not in the roster",
-        })?;
+    let not_in_roster = EvidenceError::BadIndex {
+        index: a.sender as usize,
+        reason: "not in the roster",
+    };
+    let index = PartyId::from_wire(a.sender).ok_or(not_in_roster.clone())?;
+    let key = roster.get(index.slot()).ok_or(not_in_roster)?;
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| EvidenceError::BadEncoding { index })?;
     for h in [a, b] {
         h.verify(&vk)
             .map_err(|_| EvidenceError::BadSignature { index })?;
     }
-    PartyId::from_wire(a.sender).ok_or(EvidenceError::BadIndex {
-        index,
-        reason: "not in the roster",
-    })
+    Ok(index)
 }
 
 /// Serde of byte vectors as lower-case hex strings.
@@ -819,7 +809,9 @@ mod tests {
         );
         assert_eq!(
             open::<Secp256k1Scalar>(&job, PartyId::from_wire(3).unwrap(), &k, &c),
-            Err(EvidenceError::Unopenable { index: 3 })
+            Err(EvidenceError::Unopenable {
+                index: PartyId::from_wire(3).unwrap()
+            })
         );
         let mut bad = c.clone();
         bad[0] ^= 1;
@@ -827,7 +819,7 @@ mod tests {
         // A 32-byte value is not a m127 value vector.
         assert!(matches!(
             open::<Mersenne127>(&job, PartyId::from_wire(2).unwrap(), &k, &c),
-            Err(EvidenceError::Malformed { index: 2, .. })
+            Err(EvidenceError::Malformed { index, .. }) if index.get() == 2
         ));
     }
 
@@ -873,9 +865,11 @@ mod tests {
         };
         assert_eq!(
             verify_equivocation(&ev3, &roster),
-            Err(EvidenceError::BadSignature { index: 2 })
+            Err(EvidenceError::BadSignature {
+                index: PartyId::from_wire(2).unwrap()
+            })
         );
-        let mut tampered = b;
+        let mut tampered = b.clone();
         tampered.payload_hash = [12; 32];
         let ev4 = Equivocation {
             first: a.clone(),
@@ -883,14 +877,30 @@ mod tests {
         };
         assert_eq!(
             verify_equivocation(&ev4, &roster),
-            Err(EvidenceError::BadSignature { index: 2 })
+            Err(EvidenceError::BadSignature {
+                index: PartyId::from_wire(2).unwrap()
+            })
         );
-        let mut outside = a;
-        outside.sender = 3;
-        let ev5 = Equivocation {
-            first: outside.clone(),
-            second: outside,
-        };
-        assert!(verify_equivocation(&ev5, &roster).is_err());
+        // A sender outside the roster, or 0, is a bad index, reported as given.
+        for sender in [3, 0] {
+            let mut first = a.clone();
+            first.sender = sender;
+            let mut second = b.clone();
+            second.sender = sender;
+            assert_eq!(
+                verify_equivocation(&Equivocation { first, second }, &roster),
+                Err(EvidenceError::BadIndex {
+                    index: sender as usize,
+                    reason: "not in the roster"
+                })
+            );
+        }
+        assert_eq!(
+            EvidenceError::BadSignature {
+                index: PartyId::from_wire(2).unwrap()
+            }
+            .to_string(),
+            "signature of party 2 does not verify"
+        );
     }
 }

@@ -49,8 +49,10 @@ use crate::mpc::prss::PrssError;
 /// A party of a committee of `n`: its 1-based evaluation point (party `i` holds the share at
 /// `x = i`). Build one with [`PartyId::new`], checked against `n`.
 ///
-/// Serialized as the plain integer; 0 does not deserialize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Serialized as the plain integer; 0 does not deserialize. `Display` and `Debug` both print
+/// the bare number, so messages and the derived `Debug` of the types that name parties (a
+/// refusal's reason sent to the owner, a list of culprits) read `3`, `[2, 5]`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct PartyId(u32);
 
@@ -110,6 +112,12 @@ impl PartyId {
 impl std::fmt::Display for PartyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Debug for PartyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
     }
 }
 
@@ -422,5 +430,9 @@ mod tests {
             [1, 2, 3]
         );
         assert_eq!(serde_json::to_string(&p).unwrap(), "4");
+        assert_eq!(serde_json::from_str::<PartyId>("4").unwrap(), p);
+        assert!(serde_json::from_str::<PartyId>("0").is_err());
+        assert_eq!((format!("{p}"), format!("{p:?}")), ("4".into(), "4".into()));
+        assert_eq!(format!("{:?}", [p, p]), "[4, 4]");
     }
 }

@@ -218,7 +218,8 @@ pub fn verify_job_evidence(
         .roster
         .cards
         .iter()
-        .map(|c| PartyKey::from_compressed(&c.party_key.serialize()))
+        .zip(PartyId::all(manifest.roster.cards.len()))
+        .map(|(c, p)| PartyKey::from_compressed(&c.party_key.serialize(), p))
         .collect::<Result<_, _>>()
         .map_err(|e| JudgeError::Io(format!("the manifest's roster keys: {e}")))?;
     let params = Params::new(manifest.roster.n(), manifest.roster.params.t)

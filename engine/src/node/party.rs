@@ -1574,7 +1574,7 @@ impl Core {
         };
         let liars: Vec<u32> = liars
             .iter()
-            .map(|l| *l as u32)
+            .map(|l| l.get())
             .chain(out.evidence.iter().map(|e| e.sender()))
             .collect::<BTreeSet<_>>()
             .into_iter()

@@ -443,10 +443,11 @@ pub fn check_delivery(
     let key = roster
         .get((party as usize).wrapping_sub(1))
         .ok_or("not in the roster")?;
-    let pk = PartyKey::from_compressed(&key.serialize()).map_err(|e| e.to_string())?;
+    let id = PartyId::from_wire(party).ok_or("party index 0")?;
+    let pk = PartyKey::from_compressed(&key.serialize(), id).map_err(|e| e.to_string())?;
     let delivery = Delivery {
         job_id: job,
-        index: PartyId::from_wire(party).ok_or("party index 0")?,
+        index: id,
         key_hash: d.key_hash,
         ciphertext_hash: Sha256::digest(&sealed).into(),
     };
@@ -455,7 +456,7 @@ pub fn check_delivery(
         DELIVERY_TAG,
         &delivery.encoding(),
         &Sig(d.signature),
-        party as usize,
+        id,
     )
     .map_err(|e| format!("the delivery signature: {e}"))?;
     if d.gates.len() > MAX_GATES {
@@ -473,7 +474,7 @@ pub fn check_delivery(
             GATE_BITS_TAG,
             &gate_bits_encoding(&job, party, &d.gates),
             &Sig(sig),
-            party as usize,
+            id,
         )
         .map_err(|e| format!("the gate bits' signature: {e}"))?;
     }
@@ -562,25 +563,25 @@ pub fn open_result<F: PrimeField>(
     claimed: &[(u32, Vec<u8>, Hash32)],
 ) -> Result<JobResult, String> {
     let mut culprits = Vec::new();
-    let mut vectors: Vec<(usize, Vec<F>)> = Vec::new();
+    let mut vectors: Vec<(PartyId, Vec<F>)> = Vec::new();
     for (party, sealed, k) in claimed {
         let Some(id) = PartyId::from_wire(*party) else {
             continue;
         };
         match open::<F>(job, id, k, sealed) {
-            Ok(y) if y.len() == masks.len() => vectors.push((*party as usize, y)),
+            Ok(y) if y.len() == masks.len() => vectors.push((id, y)),
             // A share that does not open, or has the wrong length, is wrong.
             _ => culprits.push(*party),
         }
     }
-    let refs: Vec<(usize, &[F])> = vectors.iter().map(|(i, v)| (*i, &v[..])).collect();
+    let refs: Vec<(PartyId, &[F])> = vectors.iter().map(|(i, v)| (*i, &v[..])).collect();
     let decoded = decode_vec(params, &refs).map_err(|e| format!("decoding: {e}"))?;
     let values = match decoded {
         DecodeVec::Decoded {
             values,
             culprits: c,
         } => {
-            culprits.extend(c.into_iter().map(|c| c as u32));
+            culprits.extend(c.into_iter().map(PartyId::get));
             values
         }
         DecodeVec::Inconsistent { .. } => {

@@ -19,6 +19,7 @@ use btcmpc_engine::mpc::decode::{decode_vec, DecodeVec};
 use btcmpc_engine::mpc::eval::evaluate_local;
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
 use btcmpc_engine::mpc::query::{parse, plan, Plan};
+use btcmpc_engine::mpc::round::PartyId;
 use btcmpc_engine::mpc::shamir::{self, Params};
 use serde_json::{json, Value};
 
@@ -163,9 +164,9 @@ fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> 
         "values/s",
     ));
     let challenge = Challenge::<F>::new(STORE_CHECK_TAG, &root, size);
-    let openings: Vec<(usize, F)> = dealt
+    let openings: Vec<(PartyId, F)> = dealt
         .iter()
-        .map(|p| Ok((p.index.point(), challenge.opening(p)?)))
+        .map(|p| Ok((p.index, challenge.opening(p)?)))
         .collect::<anyhow::Result<_>>()?;
     let time = best(runs, || Ok(verify_openings(params, &openings)?))?;
     rows.push(row("batch check: verify 4 openings".into(), time, None, ""));
@@ -210,13 +211,13 @@ fn measure<F: PrimeField>(size: usize, runs: usize) -> anyhow::Result<Vec<Row>> 
     let m = size.min(100_000);
     let mut outs = shamir::deal_vec(&values[..m], params, &mut rng);
     outs[2][0] += F::ONE;
-    let vectors: Vec<(usize, &[F])> = outs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i + 1, &v[..]))
+    let vectors: Vec<(PartyId, &[F])> = PartyId::all(params.n())
+        .zip(&outs)
+        .map(|(i, v)| (i, &v[..]))
         .collect();
+    let third = PartyId::new(3, params.n())?;
     let time = best(runs, || match decode_vec(params, &vectors)? {
-        DecodeVec::Decoded { culprits, .. } if culprits == [3] => Ok(()),
+        DecodeVec::Decoded { culprits, .. } if culprits == [third] => Ok(()),
         other => Err(anyhow!("unexpected decoding {other:?}")),
     })?;
     rows.push(row(
