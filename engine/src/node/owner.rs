@@ -442,14 +442,14 @@ pub(crate) async fn deal_checked<F: PrimeField>(
         match r {
             Ok(done) if done.accepted && done.party == i => {
                 holders.push(i);
-                reports.push((i, done.liars));
+                reports.push((i, done.liars.iter().map(|p| p.get()).collect()));
             }
             Ok(done) => {
                 refusals.push(format!(
                     "party {i}: {}",
                     done.reason.clone().unwrap_or_default()
                 ));
-                reports.push((i, done.liars));
+                reports.push((i, done.liars.iter().map(|p| p.get()).collect()));
             }
             Err(e) => {
                 tracing::info!(target: "btcmpc::owner", party = i, "no check result: {e}");

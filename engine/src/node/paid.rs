@@ -791,7 +791,7 @@ impl ServiceJob {
             })
             .collect();
         self.result = Some(result.clone());
-        self.culprits = opened.culprits;
+        self.culprits = opened.culprits.iter().map(|p| p.get()).collect();
         Ok(result)
     }
 

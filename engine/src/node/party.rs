@@ -1572,10 +1572,10 @@ impl Core {
             Resolution::Accepted { liars } => (liars, None),
             Resolution::Refused { reason, liars } => (liars, Some(reason)),
         };
-        let liars: Vec<u32> = liars
+        let liars: Vec<PartyId> = liars
             .iter()
-            .map(|l| l.get())
-            .chain(out.evidence.iter().map(|e| e.sender()))
+            .copied()
+            .chain(out.evidence.iter().filter_map(|e| PartyId::from_wire(e.sender())))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();

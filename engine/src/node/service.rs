@@ -542,8 +542,9 @@ pub fn majority_gates(
 pub struct JobResult {
     /// Every output of the plan, finished (PROTOCOL.md: the service divides by the scale).
     pub result: Vec<OutputValue>,
-    /// Parties whose output share was off the polynomial of the others (Berlekamp-Welch).
-    pub culprits: Vec<u32>,
+    /// Parties whose output share was off the polynomial of the others (Berlekamp-Welch), or
+    /// did not open, ascending.
+    pub culprits: Vec<PartyId>,
 }
 
 /// Opens each claimed `c_i` with its revealed `k_i`, decodes the masked outputs (naming wrong
@@ -571,7 +572,7 @@ pub fn open_result<F: PrimeField>(
         match open::<F>(job, id, k, sealed) {
             Ok(y) if y.len() == masks.len() => vectors.push((id, y)),
             // A share that does not open, or has the wrong length, is wrong.
-            _ => culprits.push(*party),
+            _ => culprits.push(id),
         }
     }
     let refs: Vec<(PartyId, &[F])> = vectors.iter().map(|(i, v)| (*i, &v[..])).collect();
@@ -581,7 +582,7 @@ pub fn open_result<F: PrimeField>(
             values,
             culprits: c,
         } => {
-            culprits.extend(c.into_iter().map(PartyId::get));
+            culprits.extend(c);
             values
         }
         DecodeVec::Inconsistent { .. } => {

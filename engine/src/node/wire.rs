@@ -30,6 +30,7 @@ use super::frame::{decode_field_vec, encode_field_vec, Frame, FrameError, Messag
 use crate::mpc::csv::Schema;
 use crate::mpc::dealing::Hash32;
 use crate::mpc::field::PrimeField;
+use crate::mpc::round::PartyId;
 
 /// Version of the store exchange.
 pub const STORE_PROTOCOL_VERSION: u32 = 1;
@@ -314,7 +315,7 @@ pub struct StoreDone {
     pub reason: Option<String>,
     /// Parties named as liars by the check.
     #[serde(default)]
-    pub liars: Vec<u32>,
+    pub liars: Vec<PartyId>,
     /// Equivocation evidence the check gathered: two conflicting messages one party signed
     /// for one slot (self-authenticating; the dealer may take it to the judges).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
