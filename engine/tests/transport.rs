@@ -544,3 +544,60 @@ async fn a_flood_of_silent_connections_is_bounded_and_the_listener_recovers() {
     );
     drop(mutes);
 }
+
+/// A client waiting for an answer that takes three idle timeouts to compute gets it: its
+/// `recv_keepalive` pings the server, and the server's writer pings back while it computes.
+/// The same wait with plain `recv` and a server that sends nothing times out.
+#[tokio::test]
+async fn a_slow_answer_arrives_through_keepalives_on_both_ends() {
+    let idle = ChannelConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..cfg()
+    };
+    let slow = Duration::from_millis(900);
+    let answer = Frame::new(MessageType::ERROR, b"the answer".to_vec()).unwrap();
+
+    let (mut client, server, _l) = pair(idle).await;
+    let (mut tx, mut rx) = server.split();
+    let reply = answer.clone();
+    let server_task = tokio::spawn(async move {
+        // The server "computes" for `slow`, pinging like a party's writer, and reads the
+        // client's pings meanwhile (its own idle timeout must not fire either).
+        let ping = Frame::new(MessageType::PING, Vec::new()).unwrap();
+        let period = btcmpc_engine::node::transport::keepalive_period(idle.idle_timeout);
+        let reader = tokio::spawn(async move {
+            let mut pings = 0u32;
+            loop {
+                match rx.recv().await {
+                    Ok(f) if f.kind() == MessageType::PING => pings += 1,
+                    Ok(f) => panic!("unexpected {}", f.kind()),
+                    Err(e) => return (pings, e.to_string()),
+                }
+            }
+        });
+        let until = tokio::time::Instant::now() + slow;
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(period).await;
+            tx.send(&ping).await.unwrap();
+        }
+        tx.send(&reply).await.unwrap();
+        (tx, reader)
+    });
+    let got = tokio::time::timeout(WAIT, client.recv_keepalive())
+        .await
+        .expect("answer in time")
+        .expect("the channel stays up through the slow answer");
+    assert_eq!(got, answer);
+    let (_tx, reader) = server_task.await.unwrap();
+    drop(client);
+    let (pings, _) = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+    assert!(pings >= 2, "the waiting client pinged the server ({pings} pings)");
+
+    // Without keepalives the same wait is cut by the idle timeout.
+    let (mut client, _server, _l) = pair(idle).await;
+    let e = tokio::time::timeout(WAIT, client.recv())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Timeout { .. }), "{e}");
+}

@@ -40,7 +40,9 @@ use super::manifest::Manifest;
 use super::noise::{AllowedKeys, StaticKeypair, TransportKey};
 use super::peer::{decode_message, message_bytes, peek_session, LogEntry, PeerMessage};
 use super::store::{DatasetMeta, OutboxSlot, PutOutgoing, Store, StoreError};
-use super::transport::{Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError};
+use super::transport::{
+    keepalive_period, Backoff, ChannelConfig, Listener, PeerEvent, Peers, TransportError,
+};
 use super::wire::{
     self, field_from_hex, json_frame, parse_json, receipt_digest, Complaint, DatasetStatus,
     Receipt, SessionOnly, ShareBatch, StoreBegin, StoreCheck, StoreCommit, StoreDone, WireError,
@@ -360,6 +362,7 @@ impl Party {
         let accept_peers = Arc::clone(&peers);
         let party_keys: HashSet<TransportKey> = others.into_iter().collect();
         let own_key = config.transport.public();
+        let client_idle = config.channel.idle_timeout;
         let accept = tokio::spawn(async move {
             let mut next_conn = 1u64;
             while let Some(r) = listener.next().await {
@@ -394,8 +397,23 @@ impl Party {
                 {
                     return;
                 }
+                // The writer also sends a keepalive every third of the idle timeout, so a
+                // client waiting for a long evaluation's answer does not drop this party as
+                // silent.
+                let period = keepalive_period(client_idle);
                 tokio::spawn(async move {
-                    while let Some(f) = out_rx.recv().await {
+                    let ping = Frame::new(MessageType::PING, Vec::new())
+                        .expect("an empty ping is under its cap");
+                    let mut tick =
+                        tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    loop {
+                        let f = tokio::select! {
+                            f = out_rx.recv() => match f {
+                                Some(f) => f,
+                                None => return,
+                            },
+                            _ = tick.tick() => ping.clone(),
+                        };
                         if tx.send(&f).await.is_err() {
                             return;
                         }
@@ -689,6 +707,18 @@ fn store_job(s: &Hash32) -> String {
     format!("store:{}", session_hex(s))
 }
 
+/// Runs a handler that may compute for long (an evaluation round over many rows) so that the
+/// runtime's other tasks (socket readers and writers, keepalives, timers) go on meanwhile: on a
+/// multi-threaded runtime the worker hands its queued tasks to another thread first
+/// (`block_in_place`); on a current-thread runtime it runs in place.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Core {
     async fn run(
         mut self,
@@ -700,8 +730,8 @@ impl Core {
         loop {
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                Some(ev) = events.recv() => self.on_event(ev)?,
-                Some(ev) = peer_events.recv() => self.on_peer_event(ev)?,
+                Some(ev) = events.recv() => off_runtime(|| self.on_event(ev))?,
+                Some(ev) = peer_events.recv() => off_runtime(|| self.on_peer_event(ev))?,
                 else => return Ok(()),
             }
         }

@@ -135,7 +135,7 @@ where
                     .map_err(|e| format!("unreachable: {e}"))?;
                 ch.send(&frame).await.map_err(|e| e.to_string())?;
                 loop {
-                    let f = ch.recv().await.map_err(|e| e.to_string())?;
+                    let f = ch.recv_keepalive().await.map_err(|e| e.to_string())?;
                     match f.kind() {
                         MessageType::PING => continue,
                         MessageType::ERROR => {

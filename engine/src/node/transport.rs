@@ -278,6 +278,36 @@ impl Channel {
         self.receiver.recv().await
     }
 
+    /// Waits for the next frame that is not a keepalive, sending an empty
+    /// [`MessageType::PING`] every third of the idle timeout meanwhile: the way a client waits
+    /// for an answer that takes longer than the idle timeout to compute (a job's evaluation),
+    /// so that neither end drops the other as silent. Incoming PINGs are skipped.
+    ///
+    /// # Errors
+    /// As [`ChannelReceiver::recv`] and [`ChannelSender::send`].
+    pub async fn recv_keepalive(&mut self) -> Result<Frame, TransportError> {
+        let period = keepalive_period(self.receiver.timeout);
+        let ping = Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let (sender, receiver) = (&mut self.sender, &mut self.receiver);
+        loop {
+            // The receive future lives across ticks (it is never dropped half-way through a
+            // frame); a ping is sent beside it.
+            let recv = receiver.recv();
+            tokio::pin!(recv);
+            let frame = loop {
+                tokio::select! {
+                    r = &mut recv => break r?,
+                    _ = tick.tick() => sender.send(&ping).await?,
+                }
+            };
+            if frame.kind() == MessageType::PING && frame.payload().is_empty() {
+                continue;
+            }
+            return Ok(frame);
+        }
+    }
+
     /// Splits into halves that can be used from different tasks.
     #[must_use]
     pub fn split(self) -> (ChannelSender, ChannelReceiver) {
@@ -540,6 +570,13 @@ impl ChannelReceiver {
         self.read_plaintext_into_buf().await?;
         Ok(self.buf.split().to_vec())
     }
+}
+
+/// How often a live channel sends an empty [`MessageType::PING`]: a third of the idle
+/// timeout `idle` (at least 10 ms), so a peer's idle timeout only fires on a dead or silent end.
+#[must_use]
+pub fn keepalive_period(idle: Duration) -> Duration {
+    (idle / 3).max(Duration::from_millis(10))
 }
 
 /// Most handshakes a [`Listener`] runs at once; further connections are closed at once until
@@ -900,7 +937,7 @@ impl Peers {
     /// Sends an empty [`MessageType::PING`] every third of the idle timeout while the channel
     /// lives, so that the peer's idle timeout only fires on a dead or silent peer.
     fn spawn_keepalive(&self, peer: TransportKey, sender: std::sync::Weak<Mutex<ChannelSender>>) {
-        let period = (self.config.idle_timeout / 3).max(Duration::from_millis(10));
+        let period = keepalive_period(self.config.idle_timeout);
         let ping =
             Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
         tokio::spawn(async move {
