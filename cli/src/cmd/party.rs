@@ -16,7 +16,7 @@ use btcmpc_engine::node::roster::Roster;
 use btcmpc_wallet::ChainClient;
 use serde_json::json;
 
-use crate::args::{parse_amount, parse_fee_rate};
+use crate::args::{parse_amount, parse_fee_rate, HeightArg};
 use crate::cmd::wallet::{open, open_synced};
 use crate::{global::Global, output::Report};
 use btcmpc_wallet::FeeChoice;
@@ -62,8 +62,8 @@ enum Cmd {
         #[arg(value_parser = parse_amount)]
         amount: bitcoin::Amount,
         /// Exit height: absolute, or `+N` blocks from the tip.
-        #[arg(long, value_name = "HEIGHT")]
-        exit: String,
+        #[arg(long, value_name = "HEIGHT", value_parser = crate::args::parse_height)]
+        exit: HeightArg,
         /// The fully signed roster.
         #[arg(long, value_name = "F")]
         roster: PathBuf,
@@ -174,27 +174,21 @@ pub fn fee_rate(
     Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET)?)
 }
 
-/// A height argument: absolute, or `+N` from the tip; either way a block height
-/// `1 <= h < 500,000,000` (`btcmpc_contracts::Height`: from 500,000,000 on, nLockTime and
-/// `after` count Unix time).
-pub fn parse_height(flag: &str, text: &str, chain: &ChainClient) -> anyhow::Result<u32> {
-    let t = text.trim();
-    let h = if let Some(rel) = t.strip_prefix('+') {
-        let n: u32 = rel
-            .parse()
-            .with_context(|| format!("{flag}: invalid relative height {text:?}"))?;
-        let (tip, _) = chain.tip()?;
-        let h = tip.saturating_add(n);
-        btcmpc_contracts::Height::new(h).map_err(|_| {
-            anyhow::anyhow!(
-                "{flag}: tip {tip} + {n} = {} is not a block height in 1..500000000",
-                u64::from(tip) + u64::from(n)
-            )
-        })?
-    } else {
-        btcmpc_contracts::Height::parse_field(flag, t)?
+/// A height argument as an absolute height: as given, or `+N` from the chain's tip (asked of
+/// the server only then).
+///
+/// # Errors
+/// The server's error, or `tip + N` out of the block height range (naming `flag`).
+pub fn resolve_height(
+    flag: &str,
+    arg: HeightArg,
+    chain: &ChainClient,
+) -> anyhow::Result<btcmpc_contracts::Height> {
+    let tip = match arg {
+        HeightArg::Absolute(h) => return Ok(h),
+        HeightArg::AfterTip(_) => chain.tip()?.0,
     };
-    Ok(h.to_u32())
+    arg.resolve(flag, tip)
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -296,7 +290,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .index_of(&card.party_key)
                 .context("this party's key is not in the roster")?;
             let (mut wallet, chain) = open_synced(global)?;
-            let exit = parse_height("--exit", &exit, &chain)?;
+            let exit = resolve_height("--exit", exit, &chain)?.to_u32();
             let rate = fee_rate(rate, &chain)?;
             let (outpoint, file) =
                 fund_bond(&mut wallet, &chain, &roster, index, amount, exit, rate)?;
