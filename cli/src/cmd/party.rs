@@ -131,11 +131,13 @@ enum Cmd {
         /// The committee's manifest (default: DATADIR/manifest.json).
         #[arg(long, value_name = "F")]
         manifest: Option<PathBuf>,
-        /// A slash PSBT other judges signed (base64 file): checked to be the canonical slash,
-        /// then signed too.
+        /// A slash PSBT other judges signed, as the carrier file `party judge` and `contract
+        /// slash`/`sign-psbt` write (version 1; a bare base64 PSBT is refused): checked to be
+        /// the canonical slash, then signed too.
         #[arg(long, value_name = "F")]
         psbt: Option<PathBuf>,
-        /// Where to write the signed PSBT (default: DATADIR/evidence/slash-JOB-partyI.psbt).
+        /// Where to write the signed PSBT carrier (default:
+        /// DATADIR/evidence/slash-JOB-partyI.psbt).
         #[arg(long, value_name = "F")]
         out: Option<PathBuf>,
         /// Broadcast the slash once it carries k signatures.
@@ -601,8 +603,9 @@ fn judge(
         .context("this party is not in the manifest's roster")? as u32;
     let ev = JobEvidence::from_json(&read_bounded(evidence)?)
         .with_context(|| format!("evidence {}", evidence.display()))?;
+    // The carrier's text as it is: the judge decodes it (and names what is wrong with it).
     let psbt = match psbt {
-        Some(p) => Some(read_bounded(&p)?.trim().to_string()),
+        Some(p) => Some(read_bounded(&p)?),
         None => None,
     };
     let (mut wallet, chain) = open_synced(global)?;
@@ -643,7 +646,7 @@ fn judge(
         }
         let file = judge::bond_file(&manifest, a.accused)?;
         let terms = judge::slash_terms(&req.evidence.request, &manifest)?;
-        let signed: bitcoin::Psbt = a.psbt.parse().context("the signed PSBT")?;
+        let signed = btcmpc_contracts::decode_carrier(&a.psbt).context("the signed PSBT")?;
         let (t, _) = wallet.broadcast_slash(&chain, &file, &terms, &signed)?;
         text.push_str(&format!("\nbroadcast: {t}"));
         txid = Some(t.to_string());
