@@ -145,7 +145,8 @@ pub fn publish_store(
                 },
             ],
         };
-        let weight = tx.weight() + Weight::from_wu(2) + BIP86_SATISFACTION * chosen.len() as u64;
+        let weight =
+            btcmpc_contracts::estimated_weight(&tx, BIP86_SATISFACTION * chosen.len() as u64);
         let fee = fee_rate
             .fee_wu(weight)
             .ok_or_else(|| OpsError::Refused("fee overflow".into()))?;
