@@ -334,7 +334,7 @@ fn settle(
             JobBook::check_id(&j)?;
             vec![j]
         }
-        None => book.ids(),
+        None => book.ids()?,
     };
     let mut text = String::new();
     let mut rows = Vec::new();

@@ -605,7 +605,7 @@ impl ServiceJob {
         let txid = outpoints
             .first()
             .map(|o| o.txid.to_string())
-            .unwrap_or_default();
+            .ok_or("the job has no escrow output to fund")?;
         self.funding = Some(JobPaid {
             job: self.request.id(),
             funding_txid: txid,
