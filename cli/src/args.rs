@@ -1,10 +1,12 @@
-//! Parsing of the values commands take: amounts and fee rates, as clap value parsers (a bad
-//! value is refused by clap, naming the argument; see `main`, which prints it on one line and
-//! exits 1 as for any refused value).
+//! Parsing of the values commands take: amounts, fee rates and block heights, as clap value
+//! parsers (a bad value is refused by clap, naming the argument; see `main`, which prints it on
+//! one line and exits 1 as for any refused value).
 
+use std::fmt;
 use std::str::FromStr;
 
 use bitcoin::{Amount, Denomination, FeeRate};
+use btcmpc_contracts::Height;
 
 /// The highest fee rate accepted, sat/vB.
 pub const MAX_FEE_RATE_SAT_VB: f64 = 100_000.0;
@@ -80,9 +82,152 @@ pub fn parse_fee_rate(s: &str) -> Result<FeeRate, String> {
     Ok(FeeRate::from_sat_per_kwu((v * 250.0).ceil() as u64))
 }
 
+/// The most blocks a relative height `+N` may count from the tip: 52,560, about one year of
+/// blocks (144 a day). A lock further away than that is given as an absolute height.
+pub const MAX_AFTER_TIP: u32 = 52_560;
+
+/// A block height as a command takes it: absolute (`850000`), or a number of blocks after the
+/// chain tip (`+144`), resolved by [`HeightArg::resolve`] once the tip is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeightArg {
+    /// This height (`1 <= h < 500,000,000`, see [`Height`]).
+    Absolute(Height),
+    /// The tip plus this many blocks, `0 <= N <= MAX_AFTER_TIP`.
+    AfterTip(u32),
+}
+
+impl HeightArg {
+    /// The absolute height: the one given, or `tip + N`.
+    ///
+    /// # Errors
+    /// A message naming `flag` when `tip + N` is not a block height (`Height`'s range).
+    pub fn resolve(self, flag: &str, tip: u32) -> anyhow::Result<Height> {
+        match self {
+            HeightArg::Absolute(h) => Ok(h),
+            HeightArg::AfterTip(n) => {
+                let sum = u64::from(tip) + u64::from(n);
+                u32::try_from(sum)
+                    .ok()
+                    .and_then(|h| Height::new(h).ok())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{flag}: tip {tip} + {n} = {sum} is not a block height in 1..500000000"
+                        )
+                    })
+            }
+        }
+    }
+
+    /// The absolute height, for commands that have no chain connection.
+    ///
+    /// # Errors
+    /// [`btcmpc_contracts::Error::RelativeHeight`] (naming `flag`) for `+N`.
+    pub fn absolute(self, flag: &str) -> Result<Height, btcmpc_contracts::Error> {
+        match self {
+            HeightArg::Absolute(h) => Ok(h),
+            HeightArg::AfterTip(_) => Err(btcmpc_contracts::Error::RelativeHeight {
+                field: flag.to_owned(),
+                value: self.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for HeightArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeightArg::Absolute(h) => write!(f, "{h}"),
+            HeightArg::AfterTip(n) => write!(f, "+{n}"),
+        }
+    }
+}
+
+/// A height: `H` with `1 <= H < 500,000,000` (from 500,000,000 on, nLockTime and `after` count
+/// Unix time), or `+N` blocks after the tip with `N <= MAX_AFTER_TIP`.
+///
+/// # Errors
+/// A message for anything else (the value quoted).
+pub fn parse_height(s: &str) -> Result<HeightArg, String> {
+    let t = s.trim();
+    if let Some(rel) = t.strip_prefix('+') {
+        // Digits only: `u32::from_str` would also take a second sign (`++1`).
+        let digits = !rel.is_empty() && rel.bytes().all(|b| b.is_ascii_digit());
+        return match rel.parse::<u32>() {
+            Ok(n) if digits && n <= MAX_AFTER_TIP => Ok(HeightArg::AfterTip(n)),
+            _ => Err(format!(
+                "relative height {t:?} is not +N blocks after the tip with N in 0..={MAX_AFTER_TIP}; give an absolute height for a later one"
+            )),
+        };
+    }
+    t.parse::<u32>()
+        .ok()
+        .and_then(|h| Height::new(h).ok())
+        .map(HeightArg::Absolute)
+        .ok_or_else(|| format!("height {t:?} is not an absolute block height in 1..500000000"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heights() {
+        let h = |n| HeightArg::Absolute(Height::new(n).unwrap());
+        assert_eq!(parse_height("850000").unwrap(), h(850_000));
+        assert_eq!(parse_height(" 1 ").unwrap(), h(1));
+        assert_eq!(parse_height("499999999").unwrap(), h(499_999_999));
+        assert_eq!(parse_height("+0").unwrap(), HeightArg::AfterTip(0));
+        assert_eq!(parse_height("+144").unwrap(), HeightArg::AfterTip(144));
+        assert_eq!(
+            parse_height("+52560").unwrap(),
+            HeightArg::AfterTip(MAX_AFTER_TIP)
+        );
+        for bad in ["0", "500000000", "4294967296", "-1", "abc", "", "1e3"] {
+            let e = parse_height(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!("height {bad:?} is not an absolute block height in 1..500000000")
+            );
+        }
+        for bad in ["+52561", "+4294967296", "+", "+-1", "++1", "+abc"] {
+            let e = parse_height(bad).unwrap_err();
+            assert!(e.starts_with(&format!("relative height {bad:?}")), "{e}");
+        }
+        // Resolution against the tip, at the top of the range.
+        assert_eq!(
+            h(7).resolve("--exit", 100).unwrap(),
+            Height::new(7).unwrap()
+        );
+        assert_eq!(
+            HeightArg::AfterTip(144).resolve("--exit", 100).unwrap(),
+            Height::new(244).unwrap()
+        );
+        assert_eq!(
+            HeightArg::AfterTip(1)
+                .resolve("--exit", 499_999_998)
+                .unwrap(),
+            Height::MAX
+        );
+        let e = HeightArg::AfterTip(2)
+            .resolve("--exit", 499_999_998)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--exit: tip 499999998 + 2 = 500000000 is not a block height in 1..500000000"
+        );
+        let e = HeightArg::AfterTip(0).resolve("--exit", 0).unwrap_err();
+        assert!(e.to_string().starts_with("--exit: tip 0 + 0 = 0"), "{e}");
+        assert!(HeightArg::AfterTip(MAX_AFTER_TIP)
+            .resolve("--exit", u32::MAX)
+            .is_err());
+        let e = HeightArg::AfterTip(144).absolute("--timeout").unwrap_err();
+        assert!(
+            e.to_string().contains("\"+144\" needs a chain connection"),
+            "{e}"
+        );
+        assert_eq!(h(9).absolute("--timeout").unwrap(), Height::new(9).unwrap());
+    }
 
     #[test]
     fn amounts() {

@@ -49,14 +49,36 @@ enum Command {
     Demo(cmd::demo::Args),
 }
 
+/// A value refused by its parser, as `error: ARG: REASON` (`error: --timeout: height "0" is not
+/// ...`), the shape of the errors the commands give for values they refuse; clap's own first
+/// line when the error lacks the argument or the reason.
+fn refused_value(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        // `--timeout <TIMEOUT>`: the flag; `<AMOUNT>`: the positional.
+        Some(ContextValue::String(a)) => a.split_whitespace().next().map(str::to_owned),
+        _ => None,
+    };
+    match (arg, std::error::Error::source(e)) {
+        (Some(arg), Some(reason)) => format!("error: {arg}: {reason}"),
+        _ => {
+            let text = e.render().to_string();
+            text.lines()
+                .next()
+                .unwrap_or("error: invalid value")
+                .to_owned()
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A value its parser refused (an amount without a unit, a fee rate out of range): one
-        // line naming the argument, and exit 1, as for any value refused later.
+        // A value its parser refused (an amount without a unit, a fee rate out of range, a
+        // height that is not one): one line naming the argument, and exit 1, as for any value
+        // refused later.
         Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
-            let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            eprintln!("{}", refused_value(&e));
             return ExitCode::from(1);
         }
         // Usage errors, --help and --version: clap's own text and exit code.

@@ -67,8 +67,8 @@ pub use slash::{
     CARRIER_VERSION, MAX_CARRIER_LEN,
 };
 pub use spend::{
-    combine, finalize_and_verify, finalize_input, sign_input, sign_input_with_secret_key, FeeInput,
-    Funding, SpendSummary, Utxo, MAX_RECORD_LEN,
+    combine, estimated_weight, finalize_and_verify, finalize_input, sign_input,
+    sign_input_with_secret_key, FeeInput, Funding, SpendSummary, Utxo, MAX_RECORD_LEN,
 };
 pub use verify::{verify_spend, CONSENSUS_FLAGS};
 pub use witness::{key_path_witness_weight, SigSizes};

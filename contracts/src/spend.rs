@@ -68,8 +68,11 @@ pub struct SpendSummary {
     pub weight: Weight,
 }
 
-/// Weight of a segwit transaction whose inputs have `witness` bytes of witness in total.
-fn estimated_weight(tx: &Transaction, witness: Weight) -> Weight {
+/// Weight of the signed segwit transaction `tx` (built without witnesses) will have once its
+/// inputs carry `witness` weight units of witness in total (each input's satisfaction weight
+/// with its stack-item count, e.g. [`FeeInput::satisfaction_weight`]): the one estimate every
+/// fee of a spend we build is computed from.
+pub fn estimated_weight(tx: &Transaction, witness: Weight) -> Weight {
     // `tx` has no witness yet, so its weight is 4 x its legacy size; the segwit marker and
     // flag add 2 weight units.
     tx.weight() + Weight::from_wu(2) + witness

@@ -13,7 +13,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackupError;
-use crate::store::{self, BroadcastRecord, ContractRecord};
+use crate::store::{self, BroadcastKind, BroadcastRecord, ContractRecord};
 use crate::wallet::{write_private, RoleWallet};
 use crate::WalletError;
 
@@ -61,23 +61,24 @@ impl From<ContractKey> for (u32, String) {
 }
 
 /// A contract spend the wallet keeps re-broadcasting until it is buried. Version 1 writes it
-/// as the JSON array `[kind, contract, raw transaction hex]`.
+/// as the JSON array `[kind, contract, raw transaction hex]`, the kind as its
+/// [`BroadcastKind::name`]; a kind this build does not know is refused, naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
-    from = "(String, Option<String>, String)",
-    into = "(String, Option<String>, String)"
+    from = "(BroadcastKind, Option<String>, String)",
+    into = "(BroadcastKind, Option<String>, String)"
 )]
 pub struct PendingSpend {
     /// What the spend is (`claim`, `refund`, `exit`, `slash`, ...).
-    pub kind: String,
+    pub kind: BroadcastKind,
     /// The contract's name, when the spend is of a recorded contract.
     pub contract: Option<String>,
     /// The raw transaction, consensus-encoded hex.
     pub tx_hex: String,
 }
 
-impl From<(String, Option<String>, String)> for PendingSpend {
-    fn from((kind, contract, tx_hex): (String, Option<String>, String)) -> Self {
+impl From<(BroadcastKind, Option<String>, String)> for PendingSpend {
+    fn from((kind, contract, tx_hex): (BroadcastKind, Option<String>, String)) -> Self {
         PendingSpend {
             kind,
             contract,
@@ -86,7 +87,7 @@ impl From<(String, Option<String>, String)> for PendingSpend {
     }
 }
 
-impl From<PendingSpend> for (String, Option<String>, String) {
+impl From<PendingSpend> for (BroadcastKind, Option<String>, String) {
     fn from(p: PendingSpend) -> Self {
         (p.kind, p.contract, p.tx_hex)
     }
@@ -210,7 +211,7 @@ impl RoleWallet {
                 &BroadcastRecord {
                     txid: tx.compute_txid(),
                     tx,
-                    kind: p.kind.clone(),
+                    kind: p.kind,
                     contract: p.contract.clone(),
                     height: 0,
                     fee_rate_sat_kwu: 0,
@@ -244,7 +245,7 @@ mod tests {
         assert_eq!(
             doc.pending[0],
             PendingSpend {
-                kind: "claim".into(),
+                kind: BroadcastKind::Claim,
                 contract: Some("escrow-1".into()),
                 tx_hex: "02000000000100000000".into()
             }
@@ -253,5 +254,23 @@ mod tests {
         let back = serde_json::to_value(&doc).unwrap();
         let original: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(back, original);
+    }
+
+    /// A pending spend of each kind text a version 1 document may hold reads as its typed kind
+    /// and writes back as the same text; an unknown kind is refused, naming it.
+    #[test]
+    fn pending_spend_kinds_read_and_write_back() {
+        for kind in [
+            "send", "fund", "bump", "claim", "refund", "exit", "slash", "store", "grant", "revoke",
+        ] {
+            let text = format!(r#"["{kind}",null,"0200"]"#);
+            let p: PendingSpend = serde_json::from_str(&text).unwrap();
+            assert_eq!(p.kind.name(), kind);
+            assert_eq!(serde_json::to_string(&p).unwrap(), text);
+        }
+        let e = serde_json::from_str::<PendingSpend>(r#"["teleport",null,"0200"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `teleport`"), "{e}");
     }
 }

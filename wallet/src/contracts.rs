@@ -478,7 +478,14 @@ impl RoleWallet {
                 amount_sat: None,
             })?;
         }
-        self.broadcast_recorded(chain, tx, kind.name(), Some(&name), fee_rate)
+        self.broadcast_recorded(
+            chain,
+            tx,
+            crate::BroadcastKind::of_path(kind)
+                .expect("contract spends are sent along claim, refund, exit or slash"),
+            Some(&name),
+            fee_rate,
+        )
     }
 
     fn sweep_to_wallet(

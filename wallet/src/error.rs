@@ -175,6 +175,15 @@ pub enum StorageError {
         #[source]
         source: bitcoin::consensus::encode::FromHexError,
     },
+    /// A kept transaction's recorded kind is not one this build knows (see
+    /// [`crate::BroadcastKind`]).
+    #[error("wallet database: stored transaction {txid}: unknown kind {kind:?} (written by another btcmpc?)")]
+    UnknownBroadcastKind {
+        /// The txid recorded beside it.
+        txid: String,
+        /// The kind recorded.
+        kind: String,
+    },
     /// A contract's recorded script is not hex.
     #[error("wallet database: contract {name}: {source}")]
     StoredScript {

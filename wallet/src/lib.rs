@@ -44,7 +44,7 @@ pub use error::{
 pub use fee::{
     FeeChoice, FeePolicy, CONTRACT_TARGET, DEFAULT_FEE_POLICY, FEE_FLOOR, PAYMENT_TARGET,
 };
-pub use store::{BroadcastRecord, ContractRecord};
+pub use store::{BroadcastKind, BroadcastRecord, ContractRecord};
 pub use wallet::{
     move_aside, ExistingDatabase, HistoryItem, RoleWallet, SyncReport, MAX_CLAIM_FEE_RATE,
     MNEMONIC_FILE, REORG_SAFETY,

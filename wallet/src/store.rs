@@ -59,6 +59,119 @@ pub struct ContractRecord {
     pub amount_sat: Option<u64>,
 }
 
+/// What a kept transaction is. Stored (the `kind` column, the backup's pending spends) as its
+/// lower-case [`BroadcastKind::name`].
+///
+/// The set is closed: a stored kind this build does not know is refused, naming it
+/// ([`StorageError::UnknownBroadcastKind`]), rather than carried as free text. A kind decides
+/// what a record is (a contract spend along one path, a payment, an ACL record), so a build that
+/// misread one would misclassify it; a new kind is a change of the stored layout and comes with
+/// a new [`SCHEMA_VERSION`] (and backup version), which older builds refuse as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BroadcastKind {
+    /// A payment (`wallet send`).
+    Send,
+    /// A contract funding.
+    Fund,
+    /// A fee bump of a wallet transaction that was not recorded.
+    Bump,
+    /// A contract spend along the claim path.
+    Claim,
+    /// A contract spend along the refund path.
+    Refund,
+    /// A contract spend along the exit path.
+    Exit,
+    /// A contract spend along the slash path.
+    Slash,
+    /// A STORE record (a dataset's first anchor).
+    Store,
+    /// A GRANT record (an anchor extension).
+    Grant,
+    /// A REVOKE record (an anchor extension).
+    Revoke,
+}
+
+impl BroadcastKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [BroadcastKind; 10] = [
+        BroadcastKind::Send,
+        BroadcastKind::Fund,
+        BroadcastKind::Bump,
+        BroadcastKind::Claim,
+        BroadcastKind::Refund,
+        BroadcastKind::Exit,
+        BroadcastKind::Slash,
+        BroadcastKind::Store,
+        BroadcastKind::Grant,
+        BroadcastKind::Revoke,
+    ];
+
+    /// The stored text: `send`, `fund`, `bump`, `claim`, `refund`, `exit`, `slash`, `store`,
+    /// `grant`, `revoke`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BroadcastKind::Send => "send",
+            BroadcastKind::Fund => "fund",
+            BroadcastKind::Bump => "bump",
+            BroadcastKind::Claim => "claim",
+            BroadcastKind::Refund => "refund",
+            BroadcastKind::Exit => "exit",
+            BroadcastKind::Slash => "slash",
+            BroadcastKind::Store => "store",
+            BroadcastKind::Grant => "grant",
+            BroadcastKind::Revoke => "revoke",
+        }
+    }
+
+    /// The kind of a spend of a contract along `path`; `None` for the key path (an anchor
+    /// extension is recorded as the record it publishes, `grant` or `revoke`).
+    pub fn of_path(path: PathKind) -> Option<BroadcastKind> {
+        match path {
+            PathKind::Claim => Some(BroadcastKind::Claim),
+            PathKind::Refund => Some(BroadcastKind::Refund),
+            PathKind::Exit => Some(BroadcastKind::Exit),
+            PathKind::Slash => Some(BroadcastKind::Slash),
+            _ => None,
+        }
+    }
+
+    /// The contract path a spend of this kind goes along; `None` for payments, fundings, fee
+    /// bumps of those, and ACL records.
+    pub fn contract_path(self) -> Option<PathKind> {
+        match self {
+            BroadcastKind::Claim => Some(PathKind::Claim),
+            BroadcastKind::Refund => Some(PathKind::Refund),
+            BroadcastKind::Exit => Some(PathKind::Exit),
+            BroadcastKind::Slash => Some(PathKind::Slash),
+            BroadcastKind::Send
+            | BroadcastKind::Fund
+            | BroadcastKind::Bump
+            | BroadcastKind::Store
+            | BroadcastKind::Grant
+            | BroadcastKind::Revoke => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BroadcastKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BroadcastKind {
+    type Err = String;
+
+    /// The kind whose [`BroadcastKind::name`] is `s`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BroadcastKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown transaction kind {s:?}"))
+    }
+}
+
 /// A transaction this wallet broadcast and keeps re-broadcasting until it is buried
 /// (`REORG_SAFETY` deep) or a conflicting transaction is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,9 +180,8 @@ pub struct BroadcastRecord {
     pub txid: Txid,
     /// The transaction.
     pub tx: Transaction,
-    /// What it is (`send`, `fund`, `bump`, `claim`, `refund`, `exit`, `slash`, `store`,
-    /// `grant`, `revoke`).
-    pub kind: String,
+    /// What it is.
+    pub kind: BroadcastKind,
     /// The contract it belongs to, if any.
     pub contract: Option<String>,
     /// The tip height when it was (last) broadcast.
@@ -83,14 +195,7 @@ impl BroadcastRecord {
     /// `kind` is the path's name: `claim`, `refund`, `exit`, `slash`); `None` for payments,
     /// fundings, fee bumps of those, and ACL records.
     pub fn contract_path(&self) -> Option<PathKind> {
-        [
-            PathKind::Claim,
-            PathKind::Refund,
-            PathKind::Exit,
-            PathKind::Slash,
-        ]
-        .into_iter()
-        .find(|k| k.name() == self.kind)
+        self.kind.contract_path()
     }
 }
 
@@ -276,7 +381,7 @@ pub(crate) fn put_broadcast(conn: &Connection, rec: &BroadcastRecord) -> Result<
         params![
             rec.txid.to_string(),
             serialize_hex(&rec.tx),
-            rec.kind,
+            rec.kind.name(),
             rec.contract,
             rec.height,
             sql_u64(rec.fee_rate_sat_kwu)?
@@ -307,7 +412,7 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get(2)?,
+                r.get::<_, String>(2)?,
                 r.get(3)?,
                 r.get::<_, u32>(4)?,
                 u64::try_from(rate)
@@ -318,6 +423,10 @@ pub(crate) fn list_broadcasts(conn: &Connection) -> Result<Vec<BroadcastRecord>,
     let mut out = Vec::new();
     for row in rows {
         let (txid, raw, kind, contract, height, rate) = row.map_err(WalletError::db)?;
+        let kind: BroadcastKind = match kind.parse() {
+            Ok(k) => k,
+            Err(_) => return Err(StorageError::UnknownBroadcastKind { txid, kind }.into()),
+        };
         let tx: Transaction = deserialize_hex(&raw)
             .map_err(|source| StorageError::StoredTransaction { txid, source })?;
         out.push(BroadcastRecord {
@@ -384,6 +493,74 @@ mod tests {
         assert_eq!(
             get_meta(&conn, "schema_version").unwrap().as_deref(),
             Some("2")
+        );
+    }
+
+    /// Rows as earlier builds wrote them (the kind as free text): each of the ten kinds loads
+    /// as its typed kind and writes back as the same text; a kind this build does not know is an
+    /// error naming it and the transaction.
+    #[test]
+    fn stored_kind_texts_load_and_unknown_ones_are_named() {
+        let texts = [
+            "send", "fund", "bump", "claim", "refund", "exit", "slash", "store", "grant", "revoke",
+        ];
+        let conn = Connection::open_in_memory().unwrap();
+        init(&conn).unwrap();
+        let mut txs = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let tx = Transaction {
+                version: bitcoin::transaction::Version::TWO,
+                lock_time: bitcoin::absolute::LockTime::from_consensus(i as u32),
+                input: vec![bitcoin::TxIn::default()],
+                output: vec![bitcoin::TxOut::NULL],
+            };
+            conn.execute(
+                "INSERT INTO btcmpc_broadcasts (txid, raw, kind, contract, height, fee_rate)
+                 VALUES (?1, ?2, ?3, NULL, 7, 250)",
+                params![tx.compute_txid().to_string(), serialize_hex(&tx), text],
+            )
+            .unwrap();
+            txs.push(tx);
+        }
+        let got = list_broadcasts(&conn).unwrap();
+        let kinds: Vec<&str> = got.iter().map(|r| r.kind.name()).collect();
+        assert_eq!(kinds, texts);
+        assert_eq!(
+            got.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            BroadcastKind::ALL
+        );
+        assert_eq!(got[3].contract_path(), Some(PathKind::Claim));
+        assert_eq!(got[6].contract_path(), Some(PathKind::Slash));
+        assert_eq!(got[8].contract_path(), None);
+        // Written back through the typed record: the same text in the column.
+        remove_broadcast(&conn, &got[9].txid).unwrap();
+        put_broadcast(&conn, &got[9]).unwrap();
+        let text: String = conn
+            .query_row(
+                "SELECT kind FROM btcmpc_broadcasts WHERE txid = ?1",
+                params![got[9].txid.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(text, "revoke");
+        for k in BroadcastKind::ALL {
+            assert_eq!(k.name().parse::<BroadcastKind>(), Ok(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.name().into())
+            );
+        }
+        // An unknown kind: an error naming it and the transaction, not a panic.
+        conn.execute(
+            "UPDATE btcmpc_broadcasts SET kind = 'teleport' WHERE txid = ?1",
+            params![txs[0].compute_txid().to_string()],
+        )
+        .unwrap();
+        let e = list_broadcasts(&conn).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown kind \"teleport\"")
+                && e.contains(&txs[0].compute_txid().to_string()),
+            "{e}"
         );
     }
 

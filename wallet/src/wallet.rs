@@ -17,7 +17,7 @@ use crate::electrum::ChainClient;
 use crate::error::{BuildError, ContractError, MismatchError, SignError, StorageError};
 use crate::fee::{FeeChoice, DEFAULT_FEE_POLICY};
 use crate::keys::{self, Seed};
-use crate::store::{self, BroadcastRecord, ContractRecord};
+use crate::store::{self, BroadcastKind, BroadcastRecord, ContractRecord};
 use crate::{Mnemonic, WalletError};
 
 /// The file in a wallet's directory holding its mnemonic (the words and a newline, mode 0600).
@@ -713,7 +713,7 @@ impl RoleWallet {
         script_pubkey: ScriptBuf,
         amount: Option<Amount>,
         fee: FeeChoice,
-        kind: &str,
+        kind: BroadcastKind,
         contract: Option<&str>,
     ) -> Result<Transaction, WalletError> {
         // An automatic rate above the absolute cap is refused before coin selection, which
@@ -749,7 +749,7 @@ impl RoleWallet {
         // Refused before signing; nothing was persisted for this transaction yet.
         DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
         let tx = self.sign_and_broadcast(chain, psbt, kind, contract, fee_rate, None)?;
-        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), kind, fee_sat = paid.to_sat(), "broadcast");
+        info!(target: "btcmpc_wallet::send", txid = %tx.compute_txid(), %kind, fee_sat = paid.to_sat(), "broadcast");
         Ok(tx)
     }
 
@@ -759,7 +759,7 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         mut psbt: Psbt,
-        kind: &str,
+        kind: BroadcastKind,
         contract: Option<&str>,
         fee_rate: FeeRate,
         replaces: Option<Txid>,
@@ -783,7 +783,7 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         tx: &Transaction,
-        kind: &str,
+        kind: BroadcastKind,
         contract: Option<&str>,
         fee_rate: FeeRate,
         replaces: Option<Txid>,
@@ -792,7 +792,7 @@ impl RoleWallet {
         let rec = BroadcastRecord {
             txid: tx.compute_txid(),
             tx: tx.clone(),
-            kind: kind.to_string(),
+            kind,
             contract: contract.map(str::to_string),
             height: tip,
             fee_rate_sat_kwu: fee_rate.to_sat_per_kwu(),
@@ -811,7 +811,7 @@ impl RoleWallet {
             self.wallet.apply_evicted_txs([(old, now)]);
         }
         self.persist()?;
-        info!(target: "btcmpc_wallet::broadcast", txid = %rec.txid, kind, "broadcast and kept");
+        info!(target: "btcmpc_wallet::broadcast", txid = %rec.txid, %kind, "broadcast and kept");
         Ok(rec.txid)
     }
 
@@ -836,7 +836,7 @@ impl RoleWallet {
             addr.script_pubkey(),
             amount,
             fee.into(),
-            "send",
+            BroadcastKind::Send,
             None,
         )?;
         Ok(tx.compute_txid())
@@ -942,7 +942,7 @@ impl RoleWallet {
             script_pubkey.clone(),
             Some(amount),
             fee.into(),
-            "fund",
+            BroadcastKind::Fund,
             Some(name),
         )?;
         let vout = tx
@@ -1008,7 +1008,14 @@ impl RoleWallet {
         let paid = psbt.fee().map_err(BuildError::Fee)?;
         let moved: Amount = items.iter().map(|i| i.3).sum();
         DEFAULT_FEE_POLICY.check(fee, paid, moved)?;
-        let tx = self.sign_and_broadcast(chain, psbt, "fund", Some(&items[0].0), fee_rate, None)?;
+        let tx = self.sign_and_broadcast(
+            chain,
+            psbt,
+            BroadcastKind::Fund,
+            Some(&items[0].0),
+            fee_rate,
+            None,
+        )?;
         let txid = tx.compute_txid();
         let mut outpoints = Vec::with_capacity(items.len());
         for (name, file, spk, amount) in items {
@@ -1072,7 +1079,7 @@ impl RoleWallet {
         &mut self,
         chain: &ChainClient,
         tx: &Transaction,
-        kind: &str,
+        kind: BroadcastKind,
         contract: Option<&str>,
         fee_rate: FeeRate,
     ) -> Result<Txid, WalletError> {
@@ -1090,7 +1097,7 @@ impl RoleWallet {
         let txid = self.keep_and_broadcast(
             chain,
             tx,
-            &old.kind,
+            old.kind,
             old.contract.as_deref(),
             fee_rate,
             Some(old.txid),
@@ -1121,16 +1128,10 @@ impl RoleWallet {
         let old = store::list_broadcasts(&self.conn)?
             .into_iter()
             .find(|r| r.txid == txid);
-        let kind = old.as_ref().map_or("bump", |r| r.kind.as_str()).to_string();
+        let kind = old.as_ref().map_or(BroadcastKind::Bump, |r| r.kind);
         let contract = old.as_ref().and_then(|r| r.contract.clone());
-        let tx = self.sign_and_broadcast(
-            chain,
-            psbt,
-            &kind,
-            contract.as_deref(),
-            fee_rate,
-            Some(txid),
-        )?;
+        let tx =
+            self.sign_and_broadcast(chain, psbt, kind, contract.as_deref(), fee_rate, Some(txid))?;
         // A bumped contract funding moves the contract's outpoint to the replacement.
         if let Some(name) = contract {
             if let Some(mut rec) = store::get_contract(&self.conn, &name)? {

@@ -148,7 +148,7 @@ fn refund_is_non_final_one_block_early_and_valid_at_the_timeout() -> anyhow::Res
         service
             .pending_broadcasts()?
             .iter()
-            .all(|r| r.kind == "fund"),
+            .all(|r| r.kind == btcmpc_wallet::BroadcastKind::Fund),
         "a refused spend is not kept"
     );
     // The party cannot refund: not its key.

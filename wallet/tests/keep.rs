@@ -209,7 +209,7 @@ fn every_kind_survives(forget: fn(&mut World) -> anyhow::Result<()>) -> anyhow::
     let kept_claim = party
         .pending_broadcasts()?
         .into_iter()
-        .find(|r| r.kind == "claim")
+        .find(|r| r.kind == btcmpc_wallet::BroadcastKind::Claim)
         .expect("the claim is kept");
     assert_eq!(kept_claim.tx.input[0].previous_output, claim_op);
     let mut all = all;

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use btcmpc_contracts::{
     compile_policy, parse_hash, parse_key, Anchor, Bond, ClaimOrRefund, Contract, ContractFile,
-    Height, InternalKey, Target,
+    InternalKey, Target,
 };
 use serde_json::{json, Value};
 
-use crate::{global::Global, output::Report};
+use crate::{args::HeightArg, global::Global, output::Report};
 
 /// Arguments of `btcmpc contract`.
 #[derive(Debug, clap::Args)]
@@ -81,8 +81,8 @@ enum NewKind {
         #[arg(long)]
         hash: String,
         /// Absolute block height from which the refund is valid.
-        #[arg(long)]
-        timeout: String,
+        #[arg(long, value_parser = crate::args::parse_height)]
+        timeout: HeightArg,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -97,8 +97,8 @@ enum NewKind {
         #[arg(long, value_name = "K,KEY...")]
         judges: String,
         /// Absolute block height from which the party may exit.
-        #[arg(long)]
-        exit: String,
+        #[arg(long, value_parser = crate::args::parse_height)]
+        exit: HeightArg,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -187,10 +187,6 @@ fn compile(args: CompileArgs, global: &Global) -> anyhow::Result<Report> {
     Ok(Report::new(text, json))
 }
 
-fn height(flag: &str, text: &str) -> anyhow::Result<Height> {
-    Ok(Height::parse_field(flag, text)?)
-}
-
 fn internal_key(key: &KeyArgs) -> anyhow::Result<InternalKey> {
     Ok(match &key.cooperative_key {
         Some(k) => InternalKey::Cooperative(parse_key("--cooperative-key", k)?),
@@ -228,7 +224,7 @@ fn new(kind: NewKind, global: &Global) -> anyhow::Result<Report> {
                 receiver: parse_key("--receiver", &receiver)?,
                 sender: parse_key("--sender", &sender)?,
                 hash: parse_hash("--hash", &hash)?,
-                timeout: height("--timeout", &timeout)?,
+                timeout: timeout.absolute("--timeout")?,
                 internal_key: internal_key(&key)?,
             }),
             file,
@@ -246,7 +242,7 @@ fn new(kind: NewKind, global: &Global) -> anyhow::Result<Report> {
                     party: parse_key("--party", &party)?,
                     judges,
                     k,
-                    exit: height("--exit", &exit)?,
+                    exit: exit.absolute("--exit")?,
                     internal_key: internal_key(&key)?,
                 }),
                 file,

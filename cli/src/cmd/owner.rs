@@ -19,7 +19,8 @@ use btcmpc_engine::node::chain::{ChainView, ElectrumView};
 use btcmpc_wallet::ChainClient;
 use serde_json::json;
 
-use crate::cmd::party::parse_height;
+use crate::args::HeightArg;
+use crate::cmd::party::resolve_height;
 use crate::cmd::wallet::{connect, open_synced};
 use crate::{global::Global, output::Report};
 use btcmpc_wallet::FeeChoice;
@@ -84,8 +85,8 @@ enum Cmd {
         #[arg(long, value_name = "D", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
         max_degree: u8,
         /// The grant ends at this height (absolute or +N); default: never.
-        #[arg(long, value_name = "H")]
-        expires: Option<String>,
+        #[arg(long, value_name = "H", value_parser = crate::args::parse_height)]
+        expires: Option<HeightArg>,
         /// Fee rate in sat/vB (default: the server's estimate, at least 1 sat/vB).
         #[arg(long, value_name = "R", value_parser = crate::args::parse_fee_rate)]
         fee_rate: Option<bitcoin::FeeRate>,
@@ -266,9 +267,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         } => {
             let d = OwnedDataset::load(&global.datadir(), &name)?;
             let service = service(&service_key)?;
-            let expiry = match &expires {
+            let expiry = match expires {
                 None => None,
-                Some(h) => Some(parse_height("--expires", h, &connect(global)?)?),
+                Some(h) => Some(resolve_height("--expires", h, &connect(global)?)?.to_u32()),
             };
             let record = Record::Grant {
                 service,

@@ -16,7 +16,7 @@ use btcmpc_engine::node::roster::Roster;
 use btcmpc_wallet::ChainClient;
 use serde_json::json;
 
-use crate::args::{parse_amount, parse_fee_rate};
+use crate::args::{parse_amount, parse_fee_rate, HeightArg};
 use crate::cmd::wallet::{open, open_synced};
 use crate::{global::Global, output::Report};
 use btcmpc_wallet::FeeChoice;
@@ -62,8 +62,8 @@ enum Cmd {
         #[arg(value_parser = parse_amount)]
         amount: bitcoin::Amount,
         /// Exit height: absolute, or `+N` blocks from the tip.
-        #[arg(long, value_name = "HEIGHT")]
-        exit: String,
+        #[arg(long, value_name = "HEIGHT", value_parser = crate::args::parse_height)]
+        exit: HeightArg,
         /// The fully signed roster.
         #[arg(long, value_name = "F")]
         roster: PathBuf,
@@ -131,11 +131,13 @@ enum Cmd {
         /// The committee's manifest (default: DATADIR/manifest.json).
         #[arg(long, value_name = "F")]
         manifest: Option<PathBuf>,
-        /// A slash PSBT other judges signed (base64 file): checked to be the canonical slash,
-        /// then signed too.
+        /// A slash PSBT other judges signed, as the carrier file `party judge` and `contract
+        /// slash`/`sign-psbt` write (version 1; a bare base64 PSBT is refused): checked to be
+        /// the canonical slash, then signed too.
         #[arg(long, value_name = "F")]
         psbt: Option<PathBuf>,
-        /// Where to write the signed PSBT (default: DATADIR/evidence/slash-JOB-partyI.psbt).
+        /// Where to write the signed PSBT carrier (default:
+        /// DATADIR/evidence/slash-JOB-partyI.psbt).
         #[arg(long, value_name = "F")]
         out: Option<PathBuf>,
         /// Broadcast the slash once it carries k signatures.
@@ -174,27 +176,21 @@ pub fn fee_rate(
     Ok(chain.fee_choice(explicit, btcmpc_wallet::CONTRACT_TARGET)?)
 }
 
-/// A height argument: absolute, or `+N` from the tip; either way a block height
-/// `1 <= h < 500,000,000` (`btcmpc_contracts::Height`: from 500,000,000 on, nLockTime and
-/// `after` count Unix time).
-pub fn parse_height(flag: &str, text: &str, chain: &ChainClient) -> anyhow::Result<u32> {
-    let t = text.trim();
-    let h = if let Some(rel) = t.strip_prefix('+') {
-        let n: u32 = rel
-            .parse()
-            .with_context(|| format!("{flag}: invalid relative height {text:?}"))?;
-        let (tip, _) = chain.tip()?;
-        let h = tip.saturating_add(n);
-        btcmpc_contracts::Height::new(h).map_err(|_| {
-            anyhow::anyhow!(
-                "{flag}: tip {tip} + {n} = {} is not a block height in 1..500000000",
-                u64::from(tip) + u64::from(n)
-            )
-        })?
-    } else {
-        btcmpc_contracts::Height::parse_field(flag, t)?
+/// A height argument as an absolute height: as given, or `+N` from the chain's tip (asked of
+/// the server only then).
+///
+/// # Errors
+/// The server's error, or `tip + N` out of the block height range (naming `flag`).
+pub fn resolve_height(
+    flag: &str,
+    arg: HeightArg,
+    chain: &ChainClient,
+) -> anyhow::Result<btcmpc_contracts::Height> {
+    let tip = match arg {
+        HeightArg::Absolute(h) => return Ok(h),
+        HeightArg::AfterTip(_) => chain.tip()?.0,
     };
-    Ok(h.to_u32())
+    arg.resolve(flag, tip)
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -296,7 +292,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 .index_of(&card.party_key)
                 .context("this party's key is not in the roster")?;
             let (mut wallet, chain) = open_synced(global)?;
-            let exit = parse_height("--exit", &exit, &chain)?;
+            let exit = resolve_height("--exit", exit, &chain)?.to_u32();
             let rate = fee_rate(rate, &chain)?;
             let (outpoint, file) =
                 fund_bond(&mut wallet, &chain, &roster, index, amount, exit, rate)?;
@@ -607,8 +603,9 @@ fn judge(
         .context("this party is not in the manifest's roster")? as u32;
     let ev = JobEvidence::from_json(&read_bounded(evidence)?)
         .with_context(|| format!("evidence {}", evidence.display()))?;
+    // The carrier's text as it is: the judge decodes it (and names what is wrong with it).
     let psbt = match psbt {
-        Some(p) => Some(read_bounded(&p)?.trim().to_string()),
+        Some(p) => Some(read_bounded(&p)?),
         None => None,
     };
     let (mut wallet, chain) = open_synced(global)?;
@@ -649,7 +646,7 @@ fn judge(
         }
         let file = judge::bond_file(&manifest, a.accused)?;
         let terms = judge::slash_terms(&req.evidence.request, &manifest)?;
-        let signed: bitcoin::Psbt = a.psbt.parse().context("the signed PSBT")?;
+        let signed = btcmpc_contracts::decode_carrier(&a.psbt).context("the signed PSBT")?;
         let (t, _) = wallet.broadcast_slash(&chain, &file, &terms, &signed)?;
         text.push_str(&format!("\nbroadcast: {t}"));
         txid = Some(t.to_string());

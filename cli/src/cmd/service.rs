@@ -62,8 +62,8 @@ enum Cmd {
         #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
         fee: bitcoin::Amount,
         /// The escrow refund height T: absolute, or `+N` blocks from the tip.
-        #[arg(long, value_name = "HEIGHT", default_value = "+20")]
-        deadline: String,
+        #[arg(long, value_name = "HEIGHT", default_value = "+20", value_parser = crate::args::parse_height)]
+        deadline: crate::args::HeightArg,
         /// Stop after the quotes and print the price.
         #[arg(long)]
         quote: bool,
@@ -334,7 +334,7 @@ fn settle(
             JobBook::check_id(&j)?;
             vec![j]
         }
-        None => book.ids(),
+        None => book.ids()?,
     };
     let mut text = String::new();
     let mut rows = Vec::new();
@@ -567,7 +567,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             if let Err(e) = verify_manifest(&manifest, &ElectrumView::new(&chain))?.ok() {
                 bail!("the dataset's committee is refused: {e}");
             }
-            let timeout = crate::cmd::party::parse_height("--deadline", &deadline, &chain)?;
+            let timeout =
+                crate::cmd::party::resolve_height("--deadline", deadline, &chain)?.to_u32();
             let schema: btcmpc_engine::mpc::csv::Schema =
                 serde_json::from_value(card["schema"].clone())
                     .context("dataset card: bad schema")?;

@@ -18,7 +18,9 @@ use btcmpc_contracts::{
     finalize_and_verify, sign_input, verify_spend, Anchor, Contract, ContractFile, FeeInput,
     Funding, SpendError, Utxo,
 };
-use btcmpc_wallet::{ChainClient, FeeChoice, RoleWallet, WalletError, DEFAULT_FEE_POLICY};
+use btcmpc_wallet::{
+    BroadcastKind, ChainClient, FeeChoice, RoleWallet, WalletError, DEFAULT_FEE_POLICY,
+};
 use serde::{Deserialize, Serialize};
 
 use super::acl::{anchor_script, dataset_id, Record};
@@ -145,7 +147,8 @@ pub fn publish_store(
                 },
             ],
         };
-        let weight = tx.weight() + Weight::from_wu(2) + BIP86_SATISFACTION * chosen.len() as u64;
+        let weight =
+            btcmpc_contracts::estimated_weight(&tx, BIP86_SATISFACTION * chosen.len() as u64);
         let fee = fee_rate
             .fee_wu(weight)
             .ok_or_else(|| OpsError::Refused("fee overflow".into()))?;
@@ -172,7 +175,7 @@ pub fn publish_store(
         let spent: Vec<TxOut> = chosen.iter().map(|(f, _)| f.utxo.txout.clone()).collect();
         verify_spend(&tx, &spent)
             .map_err(|e| OpsError::Refused(format!("STORE transaction refused: {e}")))?;
-        let txid = wallet.broadcast_recorded(chain, &tx, "store", None, fee_rate)?;
+        let txid = wallet.broadcast_recorded(chain, &tx, BroadcastKind::Store, None, fee_rate)?;
         let outpoint = OutPoint { txid, vout: 0 };
         tracing::info!(target: "btcmpc_engine::node::acl", %txid, "STORE published");
         return Ok(StorePublished {
@@ -202,8 +205,8 @@ pub fn extend_anchor(
     let fee_choice = fee.into();
     let fee_rate = DEFAULT_FEE_POLICY.check_rate(fee_choice, 250)?;
     let kind = match record {
-        Record::Grant { .. } => "grant",
-        Record::Revoke { .. } => "revoke",
+        Record::Grant { .. } => BroadcastKind::Grant,
+        Record::Revoke { .. } => BroadcastKind::Revoke,
         Record::Store { .. } => {
             return Err(OpsError::Refused(
                 "a STORE record starts a dataset; it does not extend an anchor".into(),
@@ -266,7 +269,7 @@ pub fn extend_anchor(
         let paid = spent.checked_sub(out).unwrap_or(Amount::ZERO);
         DEFAULT_FEE_POLICY.check(fee_choice, paid, anchor.txout.value)?;
         let txid = wallet.broadcast_recorded(chain, &tx, kind, None, fee_rate)?;
-        tracing::info!(target: "btcmpc_engine::node::acl", %txid, kind, "anchor extended");
+        tracing::info!(target: "btcmpc_engine::node::acl", %txid, %kind, "anchor extended");
         return Ok(txid);
     }
     Err(no_funds("the anchor extension's fee"))

@@ -8,6 +8,11 @@
 //!                                                     signature, or an ERROR naming why not
 //! ```
 //!
+//! A slash PSBT travels between judges in one format, whether in these messages or in the files
+//! of `party judge` and `contract slash`/`sign-psbt`: the version-1 carrier of
+//! [`btcmpc_contracts::encode_carrier`]. A bare PSBT without the carrier's version field is
+//! refused ([`btcmpc_contracts::decode_carrier`] says so).
+//!
 //! The pure part ([`verify_job_evidence`], [`slash_terms`]) takes the judge's manifest and a
 //! [`ClaimOracle`] and returns a [`Verdict`]; the driver ([`judge`]) reads the chain, checks and
 //! signs with the judge's wallet, and keeps a record per `(job, accused)` so the same evidence
@@ -442,7 +447,8 @@ impl ClaimOracle for ChainClaims<'_> {
 pub struct JudgeRequest {
     /// The evidence.
     pub evidence: JobEvidence,
-    /// The slash PSBT with the signatures collected so far (base64), if any.
+    /// The slash PSBT with the signatures collected so far, as a version-1 carrier
+    /// ([`btcmpc_contracts::encode_carrier`]), if any.
     #[serde(default)]
     pub psbt: Option<String>,
 }
@@ -459,7 +465,8 @@ pub struct JudgeAnswer {
     pub rule: String,
     /// What is wrong.
     pub detail: String,
-    /// The slash PSBT (base64) with every valid signature it had plus this judge's.
+    /// The slash PSBT with every valid signature it had plus this judge's, as a version-1
+    /// carrier ([`btcmpc_contracts::encode_carrier`]: base64 and a newline).
     pub psbt: String,
     /// Valid judge signatures on it.
     pub signatures: usize,
@@ -475,6 +482,18 @@ pub struct JudgeAnswer {
     pub remainder_sat: u64,
     /// The slash fee, sats.
     pub fee_sat: u64,
+}
+
+/// The slash PSBT a request carries, decoded from its version-1 carrier (nothing in it is
+/// trusted: [`RoleWallet::sign_slash`] compares it with the canonical slash).
+fn received_slash(req: &JudgeRequest) -> Result<Option<bitcoin::Psbt>, JudgeError> {
+    req.psbt
+        .as_deref()
+        .map(|carrier| {
+            btcmpc_contracts::decode_carrier(carrier)
+                .map_err(|e| JudgeError::Malformed(format!("the slash PSBT: {e}")))
+        })
+        .transpose()
 }
 
 /// The store key of the judge's record for `(job, accused)`.
@@ -540,10 +559,8 @@ pub fn judge(
             });
         }
     }
-    let mut psbt = match &req.psbt {
-        Some(b64) => b64
-            .parse::<bitcoin::Psbt>()
-            .map_err(|e| JudgeError::Malformed(format!("the slash PSBT: {e}")))?,
+    let mut psbt = match received_slash(req)? {
+        Some(psbt) => psbt,
         None => {
             wallet
                 .slash_psbt(chain, &file, &terms)
@@ -564,7 +581,7 @@ pub fn judge(
         judge: me,
         rule: verdict.rule.to_string(),
         detail: verdict.detail,
-        psbt: psbt.to_string(),
+        psbt: btcmpc_contracts::encode_carrier(&psbt),
         signatures,
         needed: manifest.roster.params.t + 1,
         bond_outpoint: summary.outpoint.to_string(),
@@ -640,6 +657,38 @@ mod tests {
 
     fn claimed(_: &Hash32, _: PartyId, _: &Hash32) -> bool {
         true
+    }
+
+    /// The slash PSBT between judges is the version-1 carrier: a judge reads what another
+    /// wrote, and refuses a bare base64 PSBT (no version field), naming why.
+    #[test]
+    fn the_slash_psbt_travels_as_a_carrier() {
+        let m = manifest();
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn::default()],
+            output: vec![bitcoin::TxOut::NULL],
+        };
+        let psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+        let mut req = JudgeRequest {
+            evidence: evidence(request(&m, PAYOUT), 3, 1),
+            psbt: None,
+        };
+        assert_eq!(received_slash(&req).unwrap(), None);
+        req.psbt = Some(btcmpc_contracts::encode_carrier(&psbt));
+        let got = received_slash(&req).unwrap().unwrap();
+        assert_eq!(got.unsigned_tx, psbt.unsigned_tx);
+        // The request's JSON carries the carrier text unchanged.
+        let back: JudgeRequest =
+            serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+        assert_eq!(back, req);
+        req.psbt = Some(psbt.to_string());
+        let e = received_slash(&req).unwrap_err().to_string();
+        assert!(
+            e.contains("the slash PSBT") && e.contains("carrier version"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -605,7 +605,7 @@ impl ServiceJob {
         let txid = outpoints
             .first()
             .map(|o| o.txid.to_string())
-            .unwrap_or_default();
+            .ok_or("the job has no escrow output to fund")?;
         self.funding = Some(JobPaid {
             job: self.request.id(),
             funding_txid: txid,
@@ -1009,9 +1009,7 @@ impl ServiceJob {
         let file = bond_file(manifest, culprit).map_err(|e| e.to_string())?;
         remember_bond(wallet, manifest, culprit, &file).map_err(|e| e.to_string())?;
         let terms = slash_terms(&self.request, manifest).map_err(|e| e.to_string())?;
-        let psbt: bitcoin::Psbt = answer
-            .psbt
-            .parse()
+        let psbt = btcmpc_contracts::decode_carrier(&answer.psbt)
             .map_err(|e| format!("the judges' slash PSBT: {e}"))?;
         let (txid, summary) = wallet
             .broadcast_slash(chain, &file, &terms, &psbt)

@@ -581,6 +581,18 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Why `serde_json::to_vec` cannot fail on a [`CheckJournal`]: derived `Serialize` of lists of
+/// byte strings and numbers (`serde_json` fails only on a map with non-string keys or a
+/// failing `Serialize` impl).
+const JOURNAL_SERIALIZES: &str =
+    "a check journal serializes: derived Serialize of lists of byte strings and numbers";
+/// Why `serde_json::to_vec` cannot fail on a [`SessionRecord`] (as [`JOURNAL_SERIALIZES`]).
+const RECORD_SERIALIZES: &str =
+    "a session record serializes: derived Serialize of strings, numbers and a schema";
+/// Why `serde_json::to_vec` cannot fail on a list of equivocations (as [`JOURNAL_SERIALIZES`]).
+const EVIDENCE_SERIALIZES: &str =
+    "equivocation evidence serializes: derived Serialize of signed message headers";
+
 /// What a party persists of a running check: the receipts and every delivered message.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct CheckJournal {
@@ -1497,7 +1509,7 @@ impl Core {
         // A check stays open until the dataset is committed (or refused): its outbox is
         // re-sent to a peer that comes back, which may still need it to finish.
         let (journal, open) = with_session!(s, s => (
-            serde_json::to_vec(&s.journal).unwrap_or_default(),
+            serde_json::to_vec(&s.journal).expect(JOURNAL_SERIALIZES),
             s.done.as_ref().is_none_or(|d| d.accepted),
         ));
         self.store
@@ -1635,8 +1647,10 @@ impl Core {
                             s.journal.receipts.iter().map(|r| r.hash).collect();
                         r.receipts_root =
                             Some(hex::encode(crate::mpc::dealing::receipts_root(&hashes)));
-                        self.store
-                            .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())?;
+                        self.store.set_dataset_meta(
+                            &id,
+                            &serde_json::to_vec(&r).expect(RECORD_SERIALIZES),
+                        )?;
                     }
                 }
             }
@@ -1648,7 +1662,7 @@ impl Core {
         info!(target: "btcmpc::party", session = %id, accepted = done.accepted, liars = ?done.liars, "store check finished");
         if !s.evidence.is_empty() {
             // Two conflicting signed messages for one slot: kept as evidence, never dropped.
-            let bytes = serde_json::to_vec(&s.evidence).unwrap_or_default();
+            let bytes = serde_json::to_vec(&s.evidence).expect(EVIDENCE_SERIALIZES);
             self.store
                 .put_job_state(&format!("evidence:{id}"), &bytes, false)?;
         }
@@ -1875,7 +1889,7 @@ impl Core {
         s.journal.delivered.push(LogEntry(from.get(), raw));
         self.store.put_job_state(
             &store_job(&s.begin.session),
-            &serde_json::to_vec(&s.journal).unwrap_or_default(),
+            &serde_json::to_vec(&s.journal).expect(JOURNAL_SERIALIZES),
             true,
         )?;
         self.after_step(s, step, None)
@@ -1984,7 +1998,7 @@ impl Core {
         r.store_outpoint = Some(m.store_outpoint.clone());
         r.anchor_key = Some(m.anchor_key.clone());
         self.store
-            .set_dataset_meta(&id, &serde_json::to_vec(&r).unwrap_or_default())
+            .set_dataset_meta(&id, &serde_json::to_vec(&r).expect(RECORD_SERIALIZES))
             .map_err(|e| e.to_string())?;
         self.store
             .put_job_state(&store_job(&m.session), b"{}", false)
@@ -2271,7 +2285,11 @@ fn follow_acls(
             .ok();
         }
         if store.is_none() {
-            store = Store::open(path).ok();
+            store = Store::open(path)
+                .map_err(
+                    |e| warn!(target: "btcmpc::party", "ACL follower cannot open the store: {e}"),
+                )
+                .ok();
         }
         let read_at = std::time::Instant::now();
         if let (Some(c), Some(st)) = (&client, &store) {
@@ -2299,7 +2317,11 @@ fn follow_acls(
                             return;
                         }
                     }
-                    for d in st.datasets().unwrap_or_default() {
+                    let datasets = st.datasets().unwrap_or_else(|e| {
+                        warn!(target: "btcmpc::party", "ACL follower cannot list the datasets: {e}");
+                        Vec::new()
+                    });
+                    for d in datasets {
                         let Ok(r) = serde_json::from_slice::<SessionRecord>(&d.meta) else {
                             continue;
                         };

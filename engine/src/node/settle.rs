@@ -132,23 +132,36 @@ impl JobBook {
         })
     }
 
-    /// Every job id in the book, sorted (files that are not `HEX64.json` are skipped).
-    pub fn ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.dir.join("jobs"))
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()
-                            .and_then(|n| n.strip_suffix(".json"))
-                            .filter(|id| Self::check_id(id).is_ok())
-                            .map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Every job id in the book, sorted (files that are not `HEX64.json` are skipped); none
+    /// before the first job is recorded (no `jobs` directory yet).
+    ///
+    /// # Errors
+    /// [`SettleError::File`] when the `jobs` directory exists but cannot be listed.
+    pub fn ids(&self) -> Result<Vec<String>, SettleError> {
+        let dir = self.dir.join("jobs");
+        let failed = |e: std::io::Error| SettleError::File {
+            path: dir.clone(),
+            reason: e.to_string(),
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(failed)?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|id| Self::check_id(id).is_ok())
+            {
+                ids.push(id.to_string());
+            }
+        }
         ids.sort();
-        ids
+        Ok(ids)
     }
 }
 
@@ -425,11 +438,18 @@ mod tests {
             book.path(&id).unwrap(),
             dir.path().join("jobs").join(format!("{id}.json"))
         );
+        // No job yet: no `jobs` directory, no ids. A `jobs` that cannot be listed is an error
+        // naming it, not an empty book.
+        assert_eq!(book.ids().unwrap(), Vec::<String>::new());
+        std::fs::write(dir.path().join("jobs"), "not a directory").unwrap();
+        let e = book.ids().unwrap_err().to_string();
+        assert!(e.contains("jobs"), "{e}");
+        std::fs::remove_file(dir.path().join("jobs")).unwrap();
         // Only job records are listed.
         std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
         std::fs::write(dir.path().join("jobs").join(format!("{id}.json")), "{}").unwrap();
         std::fs::write(dir.path().join("jobs").join("notes.json"), "{}").unwrap();
-        assert_eq!(book.ids(), vec![id.clone()]);
+        assert_eq!(book.ids().unwrap(), vec![id.clone()]);
         // A record that does not parse is named.
         let e = book.load(&id).unwrap_err().to_string();
         assert!(e.contains("not a job record"), "{e}");

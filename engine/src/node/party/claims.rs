@@ -61,7 +61,9 @@ pub(super) fn claim_paid_jobs(
             .ok();
         }
         if store.is_none() {
-            store = Store::open(path).ok();
+            store = Store::open(path)
+                .map_err(|e| warn!(target: "btcmpc::party", "claimer cannot open the store: {e}"))
+                .ok();
         }
         if wallet.is_none() {
             wallet = RoleWallet::open(wallet_dir, src.network)
@@ -69,15 +71,7 @@ pub(super) fn claim_paid_jobs(
                 .ok();
         }
         if let (Some(c), Some(st), Some(w)) = (&client, &store, &mut wallet) {
-            let paid: Vec<JobRecord> = st
-                .jobs_with_prefix("job:")
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|k| st.job_state(&k).ok().flatten())
-                .filter_map(|b| serde_json::from_slice::<JobRecord>(&b).ok())
-                .filter(|r| r.state == "paid" && r.claim_txid.is_none())
-                .collect();
-            for rec in paid {
+            for rec in paid_unclaimed(st) {
                 let job = rec.quote.job;
                 if fault == Some(Fault::WithholdKey) {
                     if let std::collections::hash_map::Entry::Vacant(e) =
@@ -186,6 +180,35 @@ pub(super) fn claim_paid_jobs(
 
 /// Most pieces of evidence one claimer round judges (each costs chain lookups and a sync).
 const JUDGE_PER_ROUND: usize = 4;
+
+/// The job records that are paid and not yet claimed. A store that cannot be read, or a record
+/// that cannot be read or decoded, is logged and skipped: the next pass reads it again.
+fn paid_unclaimed(st: &Store) -> Vec<JobRecord> {
+    let keys = match st.jobs_with_prefix("job:") {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(target: "btcmpc::party", "claimer cannot list the jobs: {e}");
+            return Vec::new();
+        }
+    };
+    keys.into_iter()
+        .filter_map(|k| match st.job_state(&k) {
+            Ok(Some(b)) => match serde_json::from_slice::<JobRecord>(&b) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(target: "btcmpc::party", record = %k, "claimer skips an unreadable job record: {e}");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                warn!(target: "btcmpc::party", record = %k, "claimer cannot read a job record: {e}");
+                None
+            }
+        })
+        .filter(|r| r.state == "paid" && r.claim_txid.is_none())
+        .collect()
+}
 
 /// Judges evidence a client sent ([`crate::node::judge::judge`]), after syncing the wallet so
 /// the judge's chain view is current.

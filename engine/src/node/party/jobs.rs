@@ -514,7 +514,9 @@ impl Core {
         }
         self.store.put_job_state(
             &job_key(&rec.quote.job),
-            &serde_json::to_vec(rec).unwrap_or_default(),
+            &serde_json::to_vec(rec).expect(
+                "a job record serializes: derived Serialize of strings, numbers, lists and options",
+            ),
             open,
         )
     }
@@ -838,7 +840,9 @@ impl Core {
             None => (None, Vec::new()),
         };
         if !evidence.is_empty() {
-            let bytes = serde_json::to_vec(&evidence).unwrap_or_default();
+            let bytes = serde_json::to_vec(&evidence).expect(
+                "equivocation evidence serializes: derived Serialize of signed message headers",
+            );
             self.store.put_job_state(
                 &format!("evidence:job-{}", hex::encode(j.id)),
                 &bytes,
