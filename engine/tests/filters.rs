@@ -1048,3 +1048,74 @@ fn finish_checks_the_gate_bits() {
         .unwrap();
     assert!(out[0].withheld);
 }
+
+/// A long `in (...)` list, `or` chain or `and` chain plans to a tree linear in its length (each
+/// side of `and`/`or` appears once): 20 items cost about twice 10, not 2^10 times (a service
+/// could otherwise stall every party with one 18-item list). The answers stay SQL's.
+#[test]
+fn long_condition_chains_plan_linearly_and_answer_right() {
+    let rows: Vec<Row> = (0..30)
+        .map(|i| {
+            (
+                Some(i % 25),
+                if i % 7 == 0 { None } else { Some(i % 5) },
+                Some(LEVELS[i as usize % 3]),
+            )
+        })
+        .collect();
+    let d = Dataset::parse(&csv_of(&rows)).unwrap();
+    let db = sqlite_of(&rows);
+    let size = |q: &str| {
+        let p = btcmpc_engine::mpc::query::plan::plan_text::<Mersenne127>(
+            q,
+            &parse(q).unwrap(),
+            &d.schema,
+        )
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+        format!("{p:?}").len()
+    };
+    let list = |k: i64| (0..k).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let ors = |k: i64| {
+        (0..k)
+            .map(|i| format!("a = {i}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let ands = |k: i64| {
+        (0..k)
+            .map(|i| format!("b != {i}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    for (name, q10, q20) in [
+        (
+            "in",
+            format!("count() where a in ({})", list(10)),
+            format!("count() where a in ({})", list(20)),
+        ),
+        (
+            "or",
+            format!("count() where {}", ors(10)),
+            format!("count() where {}", ors(20)),
+        ),
+        (
+            "and",
+            format!("count() where {}", ands(3)),
+            format!("count() where {}", ands(6)),
+        ),
+    ] {
+        let (s10, s20) = (size(&q10), size(&q20));
+        assert!(
+            s20 < 3 * s10,
+            "{name}: {s10} bytes of plan for half the items, {s20} for all"
+        );
+        for q in [&q10, &q20] {
+            let cond = q.trim_start_matches("count() where ");
+            assert_eq!(
+                clear(&d, q),
+                vec![one(&db, "count(*)", cond).to_string()],
+                "{q}"
+            );
+        }
+    }
+}

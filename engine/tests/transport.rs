@@ -591,7 +591,10 @@ async fn a_slow_answer_arrives_through_keepalives_on_both_ends() {
     let (_tx, reader) = server_task.await.unwrap();
     drop(client);
     let (pings, _) = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
-    assert!(pings >= 2, "the waiting client pinged the server ({pings} pings)");
+    assert!(
+        pings >= 2,
+        "the waiting client pinged the server ({pings} pings)"
+    );
 
     // Without keepalives the same wait is cut by the idle timeout.
     let (mut client, _server, _l) = pair(idle).await;

@@ -38,9 +38,32 @@ use crate::mpc::query::plan::{plan_with_rule, LeakageRule, Plan};
 /// the query under ([`Quote::min_rows`], [`Quote::earlier`]) and a delivery carries the gate
 /// bits the evaluation opened ([`JobDelivery::gates`]).
 pub const JOB_PROTOCOL_VERSION: u32 = 2;
-/// Most earlier queries a quote names (the most recent ones this party answered for the
-/// service on the dataset).
+/// Most earlier queries a quote names, and so the most distinct queries a party releases to
+/// one service on one dataset: the leakage rule compares a new query with every query
+/// released before it, so once there are this many only repeats of them are answered
+/// ([`admit_query`]).
 pub const MAX_EARLIER: usize = 16;
+
+/// The leakage rule's history for a new `query`: `released` holds the distinct queries this
+/// party released to the service on the dataset, oldest first. Returns the earlier queries
+/// the quote names (all of them, at most [`MAX_EARLIER`]).
+///
+/// # Errors
+/// One line when `MAX_EARLIER` distinct queries are released and `query` is not one of them:
+/// comparing it with only the most recent ones would let a pair of queries whose supports
+/// differ by one row through once enough queries separate them.
+pub fn admit_query(query: &str, mut released: Vec<String>) -> Result<Vec<String>, String> {
+    if released.len() >= MAX_EARLIER && !released.iter().any(|q| q == query) {
+        return Err(format!(
+            "this party has released {} queries to this service on this dataset, the most the leakage rule compares a new query with ({MAX_EARLIER}); repeats of them are still answered",
+            released.len()
+        ));
+    }
+    if released.len() > MAX_EARLIER {
+        released.drain(..released.len() - MAX_EARLIER);
+    }
+    Ok(released)
+}
 /// Most gate bits a delivery carries (a plan has at most one gate per query).
 pub const MAX_GATES: usize = 64;
 /// The tag of a party's signature on the gate bits it delivers ([`gate_bits_encoding`]).
@@ -541,6 +564,30 @@ mod tests {
         };
         r.sign(kp);
         r
+    }
+
+    #[test]
+    fn once_the_history_is_full_only_repeats_are_answered() {
+        let history = |k: usize| {
+            (0..k)
+                .map(|i| format!("count() where id > -{i}"))
+                .collect::<Vec<_>>()
+        };
+        // Below the bound: everything is admitted and named.
+        let named = admit_query("sum(v) where id <= 41", history(MAX_EARLIER - 1)).unwrap();
+        assert_eq!(named, history(MAX_EARLIER - 1));
+        // At the bound: a new query is refused (it could not be compared with everything
+        // released), a repeat of a released one is answered with the whole history.
+        let e = admit_query("sum(v) where id <= 41", history(MAX_EARLIER)).unwrap_err();
+        assert!(
+            e.contains("released 16 queries") && e.contains("repeats"),
+            "{e}"
+        );
+        let named = admit_query("count() where id > -3", history(MAX_EARLIER)).unwrap();
+        assert_eq!(named, history(MAX_EARLIER));
+        // A longer history (another version's records) names the most recent MAX_EARLIER.
+        let named = admit_query("count() where id > -19", history(MAX_EARLIER + 4)).unwrap();
+        assert_eq!(named, history(MAX_EARLIER + 4)[4..].to_vec());
     }
 
     #[test]

@@ -156,7 +156,11 @@ impl Link {
     /// The next frame that is not a keepalive; an `ERROR` frame becomes its text.
     async fn recv(&mut self) -> Result<Frame, String> {
         loop {
-            let f = self.channel.recv_keepalive().await.map_err(|e| e.to_string())?;
+            let f = self
+                .channel
+                .recv_keepalive()
+                .await
+                .map_err(|e| e.to_string())?;
             match f.kind() {
                 MessageType::PING => continue,
                 MessageType::ERROR => {

@@ -1617,7 +1617,11 @@ impl Core {
         let liars: Vec<PartyId> = liars
             .iter()
             .copied()
-            .chain(out.evidence.iter().filter_map(|e| PartyId::from_wire(e.sender())))
+            .chain(
+                out.evidence
+                    .iter()
+                    .filter_map(|e| PartyId::from_wire(e.sender())),
+            )
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();

@@ -287,7 +287,8 @@ impl Channel {
     /// As [`ChannelReceiver::recv`] and [`ChannelSender::send`].
     pub async fn recv_keepalive(&mut self) -> Result<Frame, TransportError> {
         let period = keepalive_period(self.receiver.timeout);
-        let ping = Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
+        let ping =
+            Frame::new(MessageType::PING, Vec::new()).expect("an empty ping is under its cap");
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let (sender, receiver) = (&mut self.sender, &mut self.receiver);
         loop {

@@ -18,7 +18,8 @@
 //! `P` the product of the validity columns of `S`. Then exactly as SQL: `not` swaps them;
 //! `a and b` is true `= Ta Tb`, false `= Fa + Fb - Fa Fb`; `a or b` is true
 //! `= Ta + Tb - Ta Tb`, false `= Fa Fb` (when neither side can be unknown, false is `1 - true`,
-//! saving a product). A row counts only where the condition is true. `e is null` is
+//! saving a product). The sums are built as `1 - (1 - x)(1 - y)` so that each side appears
+//! once in the tree: a chain of `k` conditions is a tree linear in `k`, not `2^k`. A row counts only where the condition is true. `e is null` is
 //! `1 - P` (never unknown), `e is not null` is `P`.
 //!
 //! **Categories.** A category column is one-hot ("c=red" is `2^16` on the rows of level `red`,
@@ -122,21 +123,23 @@ impl Truth {
 
     /// `self and other` (SQL: false and unknown is false).
     pub fn and(self, other: Truth) -> Truth {
-        let t = mul(self.t, other.t.clone());
+        let t = mul(self.t, other.t);
         let never_null = self.never_null && other.never_null;
         let f = if never_null {
             one_minus(t.clone())
         } else {
-            let both = mul(self.f.clone(), other.f.clone());
-            sub(add(self.f, other.f), both)
+            // Fa + Fb - Fa Fb, written with each side once (De Morgan): a chain of `and`s
+            // grows linearly, not doubling at each step.
+            one_minus(mul(one_minus(self.f), one_minus(other.f)))
         };
         Truth { t, f, never_null }
     }
 
     /// `self or other` (SQL: true or unknown is true).
     pub fn or(self, other: Truth) -> Truth {
-        let both = mul(self.t.clone(), other.t.clone());
-        let t = sub(add(self.t, other.t), both);
+        // Ta + Tb - Ta Tb, written with each side once (De Morgan): a chain of `or`s (an
+        // `in (...)` list) grows linearly, not doubling at each step.
+        let t = one_minus(mul(one_minus(self.t), one_minus(other.t)));
         let never_null = self.never_null && other.never_null;
         let f = if never_null {
             one_minus(t.clone())

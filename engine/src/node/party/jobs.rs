@@ -22,8 +22,8 @@ use crate::mpc::query::plan::{Node, Plan};
 use crate::mpc::setup::{Setup, SetupOutput};
 use crate::node::card::tagged_hash;
 use crate::node::job::{
-    gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid, JobPaidAnswer,
-    JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
+    admit_query, gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid,
+    JobPaidAnswer, JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
 };
 use std::sync::Arc;
 
@@ -386,9 +386,30 @@ impl Core {
                 req.timeout, view.tip, rules.margin, rules.min_conf
             ));
         }
+        // The grant is checked before the query is planned (planning costs work in the size
+        // of the query): a service that is not granted, revoked or expired costs nothing more.
+        let names: Vec<String> = record
+            .begin
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let unplanned = AccessRequest {
+            dataset_id: req.dataset_id.clone(),
+            service: req.service.clone(),
+            columns: Vec::new(),
+            degree: 0,
+            signature: String::new(),
+        };
+        authorize(view, &service, &unplanned, &names, rows, min_rows)?;
         // The leakage rule: this party's min_rows and the queries it answered earlier for this
-        // service on this dataset (the most recent MAX_EARLIER distinct texts, oldest first).
-        let earlier = self.earlier_queries(&req.service, &req.dataset_id);
+        // service on this dataset (every distinct text, oldest first).
+        // A new query is compared with every query released before it.
+        let earlier = admit_query(
+            &req.query,
+            self.earlier_queries(&req.service, &req.dataset_id),
+        )?;
         let schema = &record.begin.schema;
         let plan = match record.begin.field.as_str() {
             Secp256k1Scalar::NAME => {
@@ -397,7 +418,6 @@ impl Core {
             Mersenne127::NAME => plan_job::<Mersenne127>(&req.query, schema, min_rows, &earlier),
             other => return Err(format!("dataset in unknown field {other}")),
         }?;
-        let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
         let ask = AccessRequest {
             dataset_id: req.dataset_id.clone(),
             service: req.service.clone(),
@@ -464,7 +484,8 @@ impl Core {
     }
 
     /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
-    /// first, each text once, the most recent [`MAX_EARLIER`]: those that released something
+    /// first, each text once, all of them (a new query is refused once there are
+    /// [`MAX_EARLIER`]): those that released something
     /// (no gate, or at least one gate open). A query whose every cell was withheld released
     /// only its gate bits and no value to subtract from, so it does not constrain later
     /// queries (counting it withheld an exact repeat of an answered query near it).
@@ -493,7 +514,6 @@ impl Core {
             .rev()
             .filter(|(_, q)| seen.insert(q.clone()))
             .map(|(_, q)| q)
-            .take(MAX_EARLIER)
             .collect();
         out.reverse();
         out
