@@ -23,7 +23,7 @@ use crate::mpc::setup::{Setup, SetupOutput};
 use crate::node::card::tagged_hash;
 use crate::node::job::{
     admit_query, gate_bits_encoding, hashlock_key, plan_job, JobCancel, JobDelivery, JobPaid,
-    JobPaidAnswer, JobRequest, JobRun, Quote, GATE_BITS_TAG, MAX_EARLIER,
+    JobPaidAnswer, JobRequest, JobRun, Quote, GATE_BITS_TAG,
 };
 use std::sync::Arc;
 
@@ -485,7 +485,7 @@ impl Core {
 
     /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
     /// first, each text once, all of them (a new query is refused once there are
-    /// [`MAX_EARLIER`]): those that released something
+    /// [`MAX_EARLIER`](crate::node::job::MAX_EARLIER)): those that released something
     /// (no gate, or at least one gate open). A query whose every cell was withheld released
     /// only its gate bits and no value to subtract from, so it does not constrain later
     /// queries (counting it withheld an exact repeat of an answered query near it).
