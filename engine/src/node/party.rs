@@ -363,6 +363,7 @@ impl Party {
         let party_keys: HashSet<TransportKey> = others.into_iter().collect();
         let own_key = config.transport.public();
         let client_idle = config.channel.idle_timeout;
+        let clients: Arc<std::sync::Mutex<HashMap<TransportKey, usize>>> = Arc::default();
         let accept = tokio::spawn(async move {
             let mut next_conn = 1u64;
             while let Some(r) = listener.next().await {
@@ -380,6 +381,20 @@ impl Party {
                     }
                     continue;
                 }
+                // Bounded client channels: at most MAX_CLIENTS_PER_KEY per key and MAX_CLIENTS in
+                // all (any key may connect as a client, so a flood of fresh keys would
+                // otherwise take every file descriptor). Refused ones are told why.
+                let slot = match ClientSlot::take(&clients, remote) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        warn!(target: "btcmpc::party", client = %remote, "client refused: {why}");
+                        let (mut tx, _) = ch.split();
+                        if let Ok(f) = Frame::new(MessageType::ERROR, why.into_bytes()) {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(&f)).await;
+                        }
+                        continue;
+                    }
+                };
                 let conn = next_conn;
                 next_conn += 1;
                 let (mut tx, mut rx) = ch.split();
@@ -420,6 +435,7 @@ impl Party {
                     }
                 });
                 tokio::spawn(async move {
+                    let _slot = slot;
                     loop {
                         match rx.recv().await {
                             Ok(frame) if frame.kind() == MessageType::PING => {}
@@ -717,6 +733,59 @@ fn session_hex(s: &Hash32) -> String {
 
 fn store_job(s: &Hash32) -> String {
     format!("store:{}", session_hex(s))
+}
+
+/// Most client channels (owners, services, operators) a party holds at once.
+pub const MAX_CLIENTS: usize = 512;
+/// Most client channels a party holds at once for one client key.
+pub const MAX_CLIENTS_PER_KEY: usize = 8;
+
+/// One client channel counted against [`MAX_CLIENTS`] and [`MAX_CLIENTS_PER_KEY`] until it is
+/// dropped.
+struct ClientSlot {
+    table: Arc<std::sync::Mutex<HashMap<TransportKey, usize>>>,
+    key: TransportKey,
+}
+
+impl ClientSlot {
+    fn take(
+        table: &Arc<std::sync::Mutex<HashMap<TransportKey, usize>>>,
+        key: TransportKey,
+    ) -> Result<Self, String> {
+        let mut t = table.lock().expect("client table lock is never poisoned");
+        let all: usize = t.values().sum();
+        if all >= MAX_CLIENTS {
+            return Err(format!(
+                "busy: {MAX_CLIENTS} client connections are open here; try later"
+            ));
+        }
+        let n = t.entry(key).or_insert(0);
+        if *n >= MAX_CLIENTS_PER_KEY {
+            return Err(format!(
+                "busy: this key already has {MAX_CLIENTS_PER_KEY} connections open here"
+            ));
+        }
+        *n += 1;
+        Ok(Self {
+            table: Arc::clone(table),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut t = self
+            .table
+            .lock()
+            .expect("client table lock is never poisoned");
+        if let Some(n) = t.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Runs a handler that may compute for long (an evaluation round over many rows) so that the
@@ -2414,5 +2483,40 @@ impl SessionRecord {
     /// The anchor key recorded by the owner's STORE_COMMIT.
     fn begin_anchor(&self) -> Option<PublicKey> {
         self.anchor_key.as_deref().and_then(|k| k.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Client channels are bounded per key and in all; a dropped channel frees its slot.
+    #[test]
+    fn client_slots_are_bounded_per_key_and_in_all() {
+        let table: Arc<std::sync::Mutex<HashMap<TransportKey, usize>>> = Arc::default();
+        let key = |i: u16| {
+            let mut k = [0u8; 32];
+            k[..2].copy_from_slice(&i.to_le_bytes());
+            TransportKey(k)
+        };
+        let mut held: Vec<ClientSlot> = (0..MAX_CLIENTS_PER_KEY)
+            .map(|_| ClientSlot::take(&table, key(0)).unwrap())
+            .collect();
+        let e = ClientSlot::take(&table, key(0)).err().unwrap();
+        assert!(e.contains("this key already has 8"), "{e}");
+        held.pop();
+        held.push(ClientSlot::take(&table, key(0)).expect("a freed slot is taken again"));
+        // Fresh keys fill the rest; then every key is refused, until one is dropped.
+        let mut i = 1;
+        while held.len() < MAX_CLIENTS {
+            held.push(ClientSlot::take(&table, key(i)).unwrap());
+            i += 1;
+        }
+        let e = ClientSlot::take(&table, key(i)).err().unwrap();
+        assert!(e.contains("512 client connections"), "{e}");
+        drop(held.pop());
+        assert!(ClientSlot::take(&table, key(i)).is_ok());
+        drop(held);
+        assert!(table.lock().unwrap().is_empty(), "every slot given back");
     }
 }

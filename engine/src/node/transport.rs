@@ -27,7 +27,7 @@ use snow::StatelessTransportState;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 
@@ -580,18 +580,62 @@ pub fn keepalive_period(idle: Duration) -> Duration {
     (idle / 3).max(Duration::from_millis(10))
 }
 
-/// Most handshakes a [`Listener`] runs at once; further connections are closed at once until
-/// one finishes (each is bounded by the handshake timeout).
+/// Most handshakes a [`Listener`] runs at once; a further connection evicts the oldest pending
+/// one (each is bounded by the handshake timeout).
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// Most handshakes a [`Listener`] runs at once for one remote address, so one host that opens
-/// silent connections cannot take every slot.
+/// silent connections cannot take every slot; a further one from it evicts its oldest.
 pub const MAX_PENDING_PER_ADDRESS: usize = 8;
+
+/// The handshakes a [`Listener`] runs, oldest first, each with the sender that evicts it.
+#[derive(Debug, Default)]
+struct PendingHandshakes {
+    next: u64,
+    queue: std::collections::VecDeque<(u64, std::net::IpAddr, oneshot::Sender<()>)>,
+}
+
+impl PendingHandshakes {
+    /// Registers a handshake from `ip`, evicting the oldest one of `ip` if it has
+    /// [`MAX_PENDING_PER_ADDRESS`], then the oldest of all if there are
+    /// [`MAX_PENDING_HANDSHAKES`]. Returns its number and the receiver that says it is evicted.
+    fn admit(&mut self, ip: std::net::IpAddr) -> (u64, oneshot::Receiver<()>) {
+        if self.queue.iter().filter(|e| e.1 == ip).count() >= MAX_PENDING_PER_ADDRESS {
+            if let Some(i) = self.queue.iter().position(|e| e.1 == ip) {
+                self.evict(i);
+            }
+        }
+        if self.queue.len() >= MAX_PENDING_HANDSHAKES {
+            self.evict(0);
+        }
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next;
+        self.next += 1;
+        self.queue.push_back((seq, ip, tx));
+        (seq, rx)
+    }
+
+    fn evict(&mut self, i: usize) {
+        if let Some((_, ip, stop)) = self.queue.remove(i) {
+            tracing::warn!(target: "btcmpc_engine::node::transport", %ip, "evicted the oldest pending handshake to make room");
+            let _ = stop.send(());
+        }
+    }
+
+    /// Forgets handshake `seq` (finished, failed or evicted).
+    fn done(&mut self, seq: u64) {
+        if let Some(i) = self.queue.iter().position(|e| e.0 == seq) {
+            self.queue.remove(i);
+        }
+    }
+}
 
 /// A TCP listener that handshakes every incoming connection in its own task and yields the
 /// authenticated channels; a connection that fails (garbage, a refused key, a timeout) is
 /// reported and dropped while the others go on. At most [`MAX_PENDING_HANDSHAKES`] handshakes
-/// run at once, so a flood of idle connections costs bounded memory.
+/// run at once ([`MAX_PENDING_PER_ADDRESS`] per remote address), so a flood of idle connections
+/// costs bounded memory; a new connection evicts the oldest pending handshake, so the flood
+/// does not lock honest clients out either.
 #[derive(Debug)]
 pub struct Listener {
     local_addr: SocketAddr,
@@ -623,8 +667,7 @@ impl Listener {
         let (tx, rx) = mpsc::channel(64);
         let me = Arc::new(me);
         let allowed = Arc::new(allowed);
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
-        let per_ip: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
+        let pending: Arc<std::sync::Mutex<PendingHandshakes>> = Arc::default();
         let task = tokio::spawn(async move {
             loop {
                 let (stream, from) = match listener.accept().await {
@@ -635,44 +678,28 @@ impl Listener {
                         continue;
                     }
                 };
-                let ip = from.ip();
-                {
-                    let mut p = per_ip
-                        .lock()
-                        .expect("per-address table lock is never poisoned");
-                    let n = p.entry(ip).or_insert(0);
-                    if *n >= MAX_PENDING_PER_ADDRESS {
-                        tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_PER_ADDRESS} handshakes from this address already in progress");
-                        drop(stream);
-                        continue;
-                    }
-                    *n += 1;
-                }
-                let release = {
-                    let per_ip = Arc::clone(&per_ip);
-                    move || {
-                        let mut p = per_ip
-                            .lock()
-                            .expect("per-address table lock is never poisoned");
-                        if let Some(n) = p.get_mut(&ip) {
-                            *n -= 1;
-                            if *n == 0 {
-                                p.remove(&ip);
-                            }
-                        }
-                    }
-                };
-                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
-                    release();
-                    tracing::warn!(target: "btcmpc_engine::node::transport", %from, "refused connection: {MAX_PENDING_HANDSHAKES} handshakes already in progress");
-                    drop(stream);
-                    continue;
-                };
+                // Room is made by evicting the oldest pending handshake (of this address when
+                // it has MAX_PENDING_PER_ADDRESS, else of all): an honest handshake takes
+                // milliseconds, so silent connections are the ones evicted and a flood of them
+                // cannot lock clients out for a whole handshake timeout.
+                let (seq, evicted) = pending
+                    .lock()
+                    .expect("pending handshake table lock is never poisoned")
+                    .admit(from.ip());
                 let (me, allowed, tx) = (Arc::clone(&me), Arc::clone(&allowed), tx.clone());
+                let pending = Arc::clone(&pending);
                 tokio::spawn(async move {
-                    let r = accept(stream, &me, &allowed, config).await;
-                    drop(permit);
-                    release();
+                    let r = tokio::select! {
+                        r = accept(stream, &me, &allowed, config) => r,
+                        _ = evicted => Err(TransportError::Timeout {
+                            during: "handshaking (evicted for a newer connection)",
+                            after: config.handshake_timeout,
+                        }),
+                    };
+                    pending
+                        .lock()
+                        .expect("pending handshake table lock is never poisoned")
+                        .done(seq);
                     if let Err(e) = &r {
                         tracing::info!(target: "btcmpc_engine::node::transport", %from, "refused connection: {e}");
                     }
