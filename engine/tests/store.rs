@@ -276,3 +276,30 @@ fn a_journal_keeps_its_order_across_reopening_and_is_deleted_whole() {
     assert!(s.journal("job:aa").unwrap().is_empty());
     assert_eq!(s.journal("job:bb").unwrap(), vec![(1, b"other".to_vec())]);
 }
+
+/// A job's outbox lives while the job is open and goes when it is closed (in the same write),
+/// so finished jobs do not keep every message they signed on disk; other jobs keep theirs.
+#[test]
+fn closing_a_job_deletes_its_outbox_and_only_its() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("party.sqlite")).unwrap();
+    let other = OutboxSlot {
+        job: "job-2".into(),
+        round: 1,
+        slot: 0,
+    };
+    s.put_outgoing(&slot(1, 0), b"m").unwrap();
+    s.put_outgoing(&slot(2, 0), b"n").unwrap();
+    s.put_outgoing(&other, b"o").unwrap();
+    s.put_job_state("job-1", b"running", true).unwrap();
+    assert_eq!(s.outbox("job-1").unwrap().len(), 2, "open: kept");
+    s.put_job_state("job-1", b"claimed", false).unwrap();
+    assert!(s.outbox("job-1").unwrap().is_empty(), "closed: deleted");
+    assert_eq!(
+        s.outbox("job-2").unwrap().len(),
+        1,
+        "another job's outbox stays"
+    );
+    s.delete_outbox("job-2").unwrap();
+    assert!(s.outbox("job-2").unwrap().is_empty());
+}

@@ -468,7 +468,9 @@ impl Store {
         })
     }
 
-    /// Stores the state of `job` (opaque bytes) and whether it is still open.
+    /// Stores the state of `job` (opaque bytes) and whether it is still open. Closing a job
+    /// deletes its outbox in the same transaction: no machine of a closed job sends again, so
+    /// its messages are never re-sent and no slot of it can be offered a second version.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
@@ -477,8 +479,22 @@ impl Store {
             tx.execute(
                 "INSERT OR REPLACE INTO jobs (job, state, open) VALUES (?1, ?2, ?3)",
                 params![job, state, open],
-            )
-            .map(drop)
+            )?;
+            if !open {
+                tx.execute("DELETE FROM outbox WHERE job = ?1", [job])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the outbox of `job` (its machines are finished: they never send again).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn delete_outbox(&mut self, job: &str) -> Result<(), StoreError> {
+        self.write("deleting an outbox", |tx| {
+            tx.execute("DELETE FROM outbox WHERE job = ?1", [job])
+                .map(drop)
         })
     }
 

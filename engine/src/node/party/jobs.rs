@@ -522,9 +522,12 @@ impl Core {
     pub(super) fn put_job(&mut self, rec: &JobRecord) -> Result<(), StoreError> {
         let open = !matches!(rec.state.as_str(), "claimed" | "failed");
         if !matches!(rec.state.as_str(), "quoted" | "running") {
-            // Delivered or failed: the machines' outcome is recorded, their logs are done with.
+            // Delivered or failed: the machines' outcome is recorded, their logs and the
+            // messages they signed are done with (the machines never run or send again).
             self.store.delete_journal(&setup_journal(&rec.quote.job))?;
             self.store.delete_journal(&job_key(&rec.quote.job))?;
+            self.store.delete_outbox(&setup_journal(&rec.quote.job))?;
+            self.store.delete_outbox(&job_key(&rec.quote.job))?;
         }
         if !open {
             // The output masks are of no use once the job is over.
