@@ -28,7 +28,25 @@ pub fn parse_amount(s: &str) -> Result<Amount, String> {
         other => Denomination::from_str(other)
             .map_err(|_| format!("unknown unit {other:?} in amount {s:?}"))?,
     };
-    Amount::from_str_in(num, denom).map_err(|e| format!("invalid amount {s:?}: {e}"))
+    let a = Amount::from_str_in(num, denom).map_err(|e| format!("invalid amount {s:?}: {e}"))?;
+    if a > Amount::MAX_MONEY {
+        return Err(format!(
+            "amount {s:?} is above 21,000,000 BTC, all the bitcoin there is"
+        ));
+    }
+    Ok(a)
+}
+
+/// A job fee per party: an amount as [`parse_amount`] takes it, at least 1 sat.
+///
+/// # Errors
+/// As [`parse_amount`], or a zero amount.
+pub fn parse_fee(s: &str) -> Result<Amount, String> {
+    let a = parse_amount(s)?;
+    if a == Amount::ZERO {
+        return Err(format!("fee {s:?} is zero; a party takes at least 1 sat"));
+    }
+    Ok(a)
 }
 
 /// What `wallet send` pays: an amount, or `all` (the whole balance less the fee).
@@ -247,6 +265,13 @@ mod tests {
             .contains("unknown unit"));
         assert!(parse_amount("0.000000001btc").is_err());
         assert!(parse_amount("1.5sat").is_err());
+        // Nothing above all the bitcoin there is; a fee is at least 1 sat.
+        assert!(parse_amount("21000000btc").is_ok());
+        assert!(parse_amount("21000001btc")
+            .unwrap_err()
+            .contains("above 21,000,000 BTC"));
+        assert!(parse_fee("0sat").unwrap_err().contains("zero"));
+        assert_eq!(parse_fee("1sat").unwrap(), Amount::from_sat(1));
         assert!(parse_amount("12 apples").is_err());
     }
 

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! cargo run -p btcmpc-engine --example store_csv -- \
-//!     WALLET_DIR ELECTRUM_URL MANIFEST.json FILE.csv NAME
+//!     WALLET_DIR ELECTRUM_URL MANIFEST.json FILE.csv NAME [COLUMN,COLUMN,...]
 //! ```
+//!
+//! The optional last argument stores only the named columns (as `owner store --columns`).
 //!
 //! `WALLET_DIR` is a regtest wallet made by `btcmpc wallet create` (`DATADIR/wallet`) with
 //! funds for the STORE transaction; the committee's daemons (`btcmpc party run`) must be up.
@@ -24,10 +26,35 @@ use btcmpc_engine::node::owner::{Owner, StoreOptions};
 use btcmpc_engine::node::wire::StoreCommit;
 use btcmpc_wallet::{ChainClient, FeeChoice, RoleWallet};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [wallet_dir, electrum, manifest, file, name] = &args[..] else {
-        return Err("usage: store_csv WALLET_DIR ELECTRUM_URL MANIFEST.json FILE.csv NAME".into());
+    let (wallet_dir, electrum, manifest, file, name, only) = match &args[..] {
+        [w, e, m, f, n] => (w, e, m, f, n, None),
+        [w, e, m, f, n, c] => (
+            w,
+            e,
+            m,
+            f,
+            n,
+            Some(c.split(',').map(str::to_owned).collect()),
+        ),
+        _ => {
+            return Err(
+                "usage: store_csv WALLET_DIR ELECTRUM_URL MANIFEST.json FILE.csv NAME \
+                 [COLUMN,COLUMN,...]"
+                    .into(),
+            )
+        }
     };
     let network = bitcoin::Network::Regtest;
     let chain = ChainClient::connect_for(electrum, network, false, Duration::from_secs(30))?;
@@ -35,7 +62,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = Manifest::load(Path::new(manifest))?;
     verify_manifest(&manifest, &ElectrumView::new(&chain))?.ok()?;
 
-    let dataset = Dataset::from_bytes_with(&std::fs::read(file)?, &ReadOptions::default())?;
+    let read = ReadOptions { columns: only };
+    let dataset = Dataset::from_bytes_with(&std::fs::read(file)?, &read)?;
     let owner = Owner::new(manifest, StaticKeypair::generate()?);
     let options = StoreOptions::new(name);
     let rt = tokio::runtime::Runtime::new()?;

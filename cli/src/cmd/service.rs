@@ -21,7 +21,7 @@ use btcmpc_engine::node::service::Service;
 use btcmpc_engine::node::settle::{report_notice, settle_job, wait_and_open, JobBook};
 use serde_json::{json, Value};
 
-use crate::args::parse_amount;
+use crate::args::parse_fee;
 use crate::cmd::wallet::{connect, open, open_synced};
 use crate::{global::Global, output::Report};
 
@@ -58,8 +58,8 @@ enum Cmd {
         card: PathBuf,
         /// The query, e.g. 'sum(income), mean(age)'.
         query: String,
-        /// The fee offered to each party.
-        #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+        /// The fee offered to each party (at least 1 sat).
+        #[arg(long, value_name = "AMOUNT", value_parser = parse_fee)]
         fee: bitcoin::Amount,
         /// The escrow refund height T: absolute, or `+N` blocks from the tip.
         #[arg(long, value_name = "HEIGHT", default_value = "+20", value_parser = crate::args::parse_height)]

@@ -241,7 +241,7 @@ pub enum BondFailure {
         min: u64,
     },
     /// The bond is not confirmed.
-    #[error("not confirmed yet ({confirmations} of {needed} confirmations): wait for the next block (on regtest: btcmpc regtest mine 1)")]
+    #[error("not confirmed yet ({confirmations} of {needed} confirmations): wait for the next block (on regtest: `btcmpc --datadir NODE_DIR regtest mine 1`, NODE_DIR the datadir of `regtest up`)")]
     Unconfirmed {
         /// Its confirmations.
         confirmations: u32,

@@ -224,10 +224,8 @@ fn text(setup: &Setup, outcomes: &[Outcome], setup_secs: f64, secs: f64) -> Stri
             }
         } else {
             for (k, v) in &o.result {
-                let mut s = v.as_str().map_or(v.to_string(), str::to_string);
-                if s.chars().count() > 110 {
-                    s = s.chars().take(107).collect::<String>() + "...";
-                }
+                // Keys and txids are shortened so that the reason after them stays on the line.
+                let s = shorten_hex(&v.as_str().map_or(v.to_string(), str::to_string));
                 t.push_str(&format!("  {k}: {s}\n"));
             }
         }
@@ -339,5 +337,47 @@ mod tests {
         assert!(t.contains("== withhold [ok"), "{t}");
         assert!(t.contains("1 of 3 scenarios passed every check"), "{t}");
         assert!(t.contains("abababab..abab"), "{t}");
+    }
+}
+
+/// `text` with every run of more than 16 hex digits (a key, a txid) cut to its first 8 and `…`.
+fn shorten_hex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() > 16 {
+            out.push_str(&run[..8]);
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod shorten_tests {
+    #[test]
+    fn long_hex_runs_are_cut_and_the_rest_kept() {
+        let key = "025d6b687bf1cc3ced0fafbba5bb7e070743549380bfbf691a34cfcd0011223344";
+        let text = format!("parties 1, 2: {key} was revoked by {}", "ab".repeat(32));
+        assert_eq!(
+            super::shorten_hex(&text),
+            "parties 1, 2: 025d6b68… was revoked by abababab…"
+        );
+        assert_eq!(
+            super::shorten_hex("mean 12.5 of 20190 rows"),
+            "mean 12.5 of 20190 rows"
+        );
     }
 }
