@@ -413,7 +413,7 @@ fn table(args: &Args, t: usize, field_name: &str, runs: &[Measured]) -> (String,
         "target",
         "measured",
         "vs MP-SPDZ",
-        "target"
+        "met?"
     );
     let mut rows = Vec::new();
     let mut line = |what: &str,
