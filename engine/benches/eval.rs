@@ -1,14 +1,22 @@
 //! Benchmarks of evaluation in both fields: `sum` and `dot` over 1 million rows of one party's
-//! shares, element-wise products through the in-process committee (n = 4, t = 1), and a secure
-//! comparison (LTZ of a 32-bit value) on 10,000 rows through the committee.
+//! shares, element-wise products through the in-process committee (n = 4, t = 1), a secure
+//! comparison (LTZ of a 32-bit value) on 10,000 rows through the committee, and the pieces of
+//! one party's share of a degree reduction of 1 million products (`reduction/FIELD/...`: the
+//! local products, the PRSS double sharing, masking, the payload hash of the signed opening,
+//! encoding and decoding the opening as a peer message, checking and interpolating the four
+//! openings, re-sharing), which `btcmpc bench committee` runs across processes.
 
 // criterion_group! defines a public function that cannot carry a doc comment.
 #![allow(missing_docs)]
 
 use btcmpc_engine::mpc::committee::{Committee, Scenario};
+use btcmpc_engine::mpc::echo::{payload_hash, SignedHeader};
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
+use btcmpc_engine::mpc::mult;
 use btcmpc_engine::mpc::query::{Node, Opened, Plan};
+use btcmpc_engine::mpc::round::{Message, PartyId};
 use btcmpc_engine::mpc::shamir::{self, Params};
+use btcmpc_engine::node::peer::{decode_message, message_bytes};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const ROWS: usize = 1_000_000;
@@ -106,7 +114,81 @@ fn comparisons<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
+/// One party's local work in a degree reduction of `REDUCED` products (n = 4, t = 1), piece
+/// by piece.
+fn reduction<F: PrimeField>(c: &mut Criterion) {
+    const REDUCED: usize = 1_000_000;
+    let committee = Committee::<F>::setup(&Scenario::honest(4, 1)).expect("honest setup");
+    let prss = committee
+        .prss(PartyId::new(1, 4).expect("party 1 of 4"))
+        .expect("party 1's PRSS");
+    let a = shares::<F>(REDUCED, 4);
+    let b = shares::<F>(REDUCED, 5);
+    let job = [3u8; 32];
+    let c2t = mult::local_products(&a, &b).expect("same lengths");
+    let (rt, r2t) = prss.double(&job, 0, REDUCED);
+    let header = SignedHeader {
+        job,
+        round: 0,
+        slot: 1,
+        sender: 1,
+        payload_hash: payload_hash(&c2t),
+        signature: [0; 64],
+    };
+    let msg = Message::Value {
+        header,
+        payload: std::sync::Arc::new(c2t.clone()),
+    };
+    let bytes = message_bytes(&msg);
+    let openings: Vec<Vec<F>> = (1..=4u64)
+        .map(|x| {
+            c2t.iter()
+                .map(|v| *v + F::from_u64(x) * F::from_u64(7) + F::from_u64(x * x))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<(usize, &[F])> = openings
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i + 1, &v[..]))
+        .collect();
+    let mut g = c.benchmark_group(format!("reduction/{}", F::NAME));
+    g.throughput(Throughput::Elements(REDUCED as u64));
+    g.sample_size(10);
+    g.bench_function("local_products_1m", |bench| {
+        bench.iter(|| black_box(mult::local_products(&a, &b).expect("same lengths")))
+    });
+    g.bench_function("prss_double_1m", |bench| {
+        bench.iter(|| black_box(prss.double(&job, 1, REDUCED)))
+    });
+    g.bench_function("mask_1m", |bench| {
+        bench.iter(|| {
+            let mut c = c2t.clone();
+            mult::mask_for_opening(&mut c, &r2t).expect("same lengths");
+            black_box(c)
+        })
+    });
+    g.bench_function("payload_hash_1m", |bench| {
+        bench.iter(|| black_box(payload_hash(&c2t)))
+    });
+    g.bench_function("encode_value_message_1m", |bench| {
+        bench.iter(|| black_box(message_bytes(&msg)))
+    });
+    g.bench_function("decode_value_message_1m", |bench| {
+        bench.iter(|| black_box(decode_message::<F>(&bytes).expect("valid")))
+    });
+    g.bench_function("open_2t_4_openings_1m", |bench| {
+        bench.iter(|| black_box(mult::open_2t(1, &refs, REDUCED).expect("consistent")))
+    });
+    g.bench_function("reshare_1m", |bench| {
+        bench.iter(|| black_box(mult::reshare(c2t.clone(), &rt).expect("same lengths")))
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    reduction::<Secp256k1Scalar>(c);
+    reduction::<Mersenne127>(c);
     aggregates::<Secp256k1Scalar>(c);
     aggregates::<Mersenne127>(c);
     products::<Secp256k1Scalar>(c);

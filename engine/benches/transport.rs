@@ -1,5 +1,5 @@
 //! Throughput of sealed frames over loopback TCP, per Noise cipher: what
-//! `noise::Cipher::default()` was chosen by.
+//! `noise::Cipher::default()` was chosen by; and 1 MiB frames with the default cipher.
 //!
 //! `cargo bench -p btcmpc-engine --bench transport`
 //!
@@ -19,6 +19,7 @@ use btcmpc_engine::node::transport::{connect, ChannelConfig, Listener};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const FRAME_BYTES: usize = 8 * 1024 * 1024;
+const SMALL_FRAME_BYTES: usize = 1024 * 1024;
 
 fn sealed_frames(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -32,6 +33,8 @@ fn sealed_frames(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     let frame =
         Frame::new(MessageType::SHARE_BATCH, vec![0x5Au8; FRAME_BYTES]).expect("under the cap");
+    let small =
+        Frame::new(MessageType::SIGNED, vec![0xA5u8; SMALL_FRAME_BYTES]).expect("under the cap");
     for cipher in Cipher::ALL {
         let config = ChannelConfig {
             cipher,
@@ -54,6 +57,7 @@ fn sealed_frames(c: &mut Criterion) {
             let server = l.next().await.expect("listener").expect("accepted");
             (client, server)
         });
+        group.throughput(Throughput::Bytes(FRAME_BYTES as u64));
         group.bench_function(format!("{cipher:?} 8 MiB frame"), |bench| {
             bench.iter(|| {
                 rt.block_on(async {
@@ -63,6 +67,19 @@ fn sealed_frames(c: &mut Criterion) {
                 });
             });
         });
+        if cipher == Cipher::default() {
+            // The size of the committee's messages per party and round at 32 K products.
+            group.throughput(Throughput::Bytes(SMALL_FRAME_BYTES as u64));
+            group.bench_function(format!("{cipher:?} 1 MiB frame"), |bench| {
+                bench.iter(|| {
+                    rt.block_on(async {
+                        let (sent, got) = tokio::join!(client.send(&small), server.recv());
+                        sent.expect("sent");
+                        assert_eq!(got.expect("received").payload().len(), SMALL_FRAME_BYTES);
+                    });
+                });
+            });
+        }
     }
     group.finish();
 }

@@ -702,6 +702,23 @@ impl<F: PrimeField> Committee<F> {
             .collect())
     }
 
+    /// Opens degree-`t` share vectors to the committee (one signed echo-broadcast, decoded
+    /// with Berlekamp-Welch by every party): `shares[i - 1]` is party `i`'s vector; returns what
+    /// every party opened. All parties honest.
+    ///
+    /// # Errors
+    /// [`EvalError`] from the opening.
+    pub fn open(&self, job: Hash32, shares: &[Vec<F>]) -> Result<Vec<Vec<F>>, EvalError> {
+        let tasks = (0..self.params.n())
+            .map(|i| Task::Open { shares: &shares[i] })
+            .collect();
+        Ok(self
+            .tasks(job, tasks, true)?
+            .into_iter()
+            .map(|e| e.values)
+            .collect())
+    }
+
     /// Evaluates `plan` through the committee, all parties honest: `columns[i - 1]` are party
     /// `i`'s share columns; returns every party's [`Evaluation`] (unmasked shares).
     ///
@@ -1210,6 +1227,25 @@ mod tests {
         assert!(convicted.is_empty());
         assert!(equivocations.is_empty());
         run
+    }
+
+    #[test]
+    fn products_then_an_opening_give_every_party_the_products() {
+        let committee = Committee::<F>::setup(&Scenario::honest(4, 1)).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let x: Vec<F> = (0..50).map(|i| F::from_i64(i * 7 - 100)).collect();
+        let y: Vec<F> = (0..50).map(|i| F::from_i64(i * i + 1)).collect();
+        let a = crate::mpc::shamir::deal_vec(&x, committee.params, &mut rng);
+        let b = crate::mpc::shamir::deal_vec(&y, committee.params, &mut rng);
+        let c = committee.multiply([1; 32], &a, &b).unwrap();
+        let opened = committee.open([2; 32], &c).unwrap();
+        let want: Vec<F> = x.iter().zip(&y).map(|(p, q)| *p * *q).collect();
+        assert_eq!(opened.len(), 4);
+        for o in &opened {
+            assert_eq!(o, &want);
+        }
+        // The opening reveals the values, not the shares: one party's shares are not them.
+        assert_ne!(c[0], want);
     }
 
     #[test]

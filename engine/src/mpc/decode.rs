@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::field::PrimeField;
+use super::mult::{Weight, BLOCK};
 use super::round::PartyId;
 use super::shamir::{Lagrange, Params, ShamirError};
 
@@ -114,16 +115,57 @@ pub fn decode_vec<F: PrimeField>(
             });
         }
     }
-    let mut values = Vec::with_capacity(m);
+    // Block by block, the fast path of every position at once: the value at 0 through the
+    // first t + 1 answers, and every further answer checked against that polynomial (small
+    // Lagrange weights cost additions, see `mult::Weight`). The positions where a check fails
+    // are then decoded one by one, in order, exactly as `Decoder::decode` does.
+    let t = params.t();
+    let base: Vec<&[F]> = vectors[..=t].iter().map(|v| v.1).collect();
+    let zero: Vec<Weight<F>> = plan
+        .at_zero
+        .weights()
+        .iter()
+        .map(|w| Weight::new(*w))
+        .collect();
+    let checks: Vec<(Vec<Weight<F>>, &[F])> = plan
+        .checks
+        .iter()
+        .zip(&vectors[t + 1..])
+        .map(|(l, v)| (l.weights().iter().map(|w| Weight::new(*w)).collect(), v.1))
+        .collect();
+    let mut values = vec![F::ZERO; m];
+    let mut slow: Vec<usize> = Vec::new();
+    let mut acc = vec![F::ZERO; BLOCK.min(m)];
+    for (start, o) in (0..m).step_by(BLOCK).zip(values.chunks_mut(BLOCK)) {
+        let end = start + o.len();
+        for (w, b) in zero.iter().zip(&base) {
+            w.add_times(o, &b[start..end]);
+        }
+        let acc = &mut acc[..o.len()];
+        for (l, v) in &checks {
+            acc.copy_from_slice(&v[start..end]);
+            for (w, b) in l.iter().zip(&base) {
+                w.sub_times(acc, &b[start..end]);
+            }
+            slow.extend(
+                acc.iter()
+                    .enumerate()
+                    .filter(|(_, a)| !a.is_zero())
+                    .map(|(k, _)| start + k),
+            );
+        }
+    }
+    slow.sort_unstable();
+    slow.dedup();
     let mut culprits: Vec<PartyId> = Vec::new();
     let mut ys = vec![F::ZERO; vectors.len()];
-    for pos in 0..m {
+    for pos in slow {
         for (y, v) in ys.iter_mut().zip(vectors) {
             *y = v.1[pos];
         }
         match plan.decode_unchecked(&ys) {
             Decode::Decoded { value, culprits: c } => {
-                values.push(value);
+                values[pos] = value;
                 culprits.extend(c);
             }
             Decode::Inconsistent => return Ok(DecodeVec::Inconsistent { position: pos }),
@@ -603,6 +645,63 @@ mod tests {
                 values: vec![secret],
                 culprits: vec![p(4), p(9)]
             }
+        );
+    }
+
+    #[test]
+    fn vectors_decode_as_one_position_at_a_time_across_blocks() {
+        // n = 7, t = 2, parties given out of order; errors past the first block, in the base
+        // (the first t + 1 answers) and in the checked answers, and one position with more
+        // errors than the radius: the vector decoder agrees with `decode` position by position.
+        let params = Params::new(7, 2).unwrap();
+        let mut rng = StdRng::seed_from_u64(8);
+        let len = 2 * crate::mpc::mult::BLOCK + 77;
+        let secrets: Vec<Mersenne127> = (0..len).map(|_| Mersenne127::random(&mut rng)).collect();
+        let mut shares = crate::mpc::shamir::deal_vec(&secrets, params, &mut rng);
+        shares[4][5] += Mersenne127::ONE;
+        shares[0][1500] += Mersenne127::ONE;
+        shares[6][len - 1] += Mersenne127::ONE;
+        shares[1][len - 1] += Mersenne127::ONE;
+        let order = [5u32, 1, 7, 3, 2, 6, 4];
+        let v: Vec<(PartyId, &[Mersenne127])> = order
+            .iter()
+            .map(|&i| (p(i), &shares[i as usize - 1][..]))
+            .collect();
+        let mut culprits = Vec::new();
+        for (k, s) in secrets.iter().enumerate() {
+            let pts: Vec<(PartyId, Mersenne127)> = v.iter().map(|(q, x)| (*q, x[k])).collect();
+            match decode(params, &pts).unwrap() {
+                Decode::Decoded { value, culprits: c } => {
+                    assert_eq!(value, *s);
+                    culprits.extend(c);
+                }
+                Decode::Inconsistent => panic!("position {k} decodes"),
+            }
+        }
+        culprits.sort_unstable();
+        culprits.dedup();
+        assert_eq!(culprits, [p(1), p(2), p(5), p(7)]);
+        assert_eq!(
+            decode_vec(params, &v).unwrap(),
+            DecodeVec::Decoded {
+                values: secrets.clone(),
+                culprits,
+            }
+        );
+        // Three wrong answers at one position (radius 2): inconsistent there, first such.
+        shares[2][2110] += Mersenne127::ONE;
+        shares[3][2110] += Mersenne127::ONE;
+        shares[4][2110] += Mersenne127::ONE;
+        shares[2][2100] += Mersenne127::ONE;
+        shares[3][2100] += Mersenne127::ONE;
+        shares[5][2100] += Mersenne127::ONE;
+        let v: Vec<(PartyId, &[Mersenne127])> = order
+            .iter()
+            .map(|&i| (p(i), &shares[i as usize - 1][..]))
+            .collect();
+        assert_eq!(
+            decode_vec(params, &v).unwrap(),
+            DecodeVec::Inconsistent { position: 2100 }
         );
     }
 }

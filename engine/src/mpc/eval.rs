@@ -163,6 +163,14 @@ pub enum Task<'a, F> {
         /// Of the right factors (same length).
         b: &'a [F],
     },
+    /// Opens degree-`t` shares to the committee in one round, as a comparison opens its masked
+    /// value: every party broadcasts its shares and decodes them with Berlekamp-Welch (a share
+    /// off the polynomial is corrected and its author named, [`OpeningFault`]). The
+    /// [`Evaluation`]'s values are the opened values, the same at every honest party.
+    Open {
+        /// This party's shares.
+        shares: &'a [F],
+    },
 }
 
 /// What an evaluation produced: this party's degree-`t` shares, and what the gates allow.
@@ -250,6 +258,9 @@ enum HeldTask<'a, F> {
         a: Held<'a, [F]>,
         b: Held<'a, [F]>,
     },
+    Open {
+        shares: Held<'a, [F]>,
+    },
 }
 
 impl<F> HeldTask<'_, F> {
@@ -257,6 +268,7 @@ impl<F> HeldTask<'_, F> {
         match self {
             HeldTask::Plan { plan, columns } => Task::Plan { plan, columns },
             HeldTask::Products { a, b } => Task::Products { a, b },
+            HeldTask::Open { shares } => Task::Open { shares },
         }
     }
 }
@@ -497,6 +509,7 @@ impl<'r, F: PrimeField> Run<'r, F> {
         match task {
             Task::Plan { plan, columns } => self.evaluate(plan, columns),
             Task::Products { a, b } => Ok(Evaluation::open(self.multiply(a, b)?)),
+            Task::Open { shares } => Ok(Evaluation::open(self.open(shares.to_vec())?)),
         }
     }
 
@@ -1031,6 +1044,9 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             Task::Products { a, b } => HeldTask::Products {
                 a: Held::Borrowed(a),
                 b: Held::Borrowed(b),
+            },
+            Task::Open { shares } => HeldTask::Open {
+                shares: Held::Borrowed(shares),
             },
         };
         Self::with(Held::Borrowed(prss), job, task, keys, signer, ignored)

@@ -87,25 +87,25 @@ pub fn mask_for_opening<F: PrimeField>(c2t: &mut [F], r2t: &[F]) -> Result<(), M
 }
 
 /// Elements per pass of [`open_2t`] (keeps the blocks of every opening in cache).
-const BLOCK: usize = 1024;
+pub(crate) const BLOCK: usize = 1024;
 
 /// A Lagrange weight, with the small integer it equals when there is one (for consecutive
 /// party indices the weights are such integers): multiplying by `|k| <= 3` takes additions,
 /// cheaper than a full multiplication in the 256-bit field. Same field value either way.
 #[derive(Clone, Copy)]
-struct Weight<F> {
+pub(crate) struct Weight<F> {
     w: F,
     small: Option<i64>,
 }
 
 impl<F: PrimeField> Weight<F> {
-    fn new(w: F) -> Self {
+    pub(crate) fn new(w: F) -> Self {
         let small = (-3i64..=3).find(|k| F::from_i64(*k) == w);
         Self { w, small }
     }
 
     /// `out[i] += w * x[i]`, choosing the multiplication once for the slice.
-    fn add_times(&self, out: &mut [F], x: &[F]) {
+    pub(crate) fn add_times(&self, out: &mut [F], x: &[F]) {
         let pairs = out.iter_mut().zip(x);
         match self.small {
             Some(0) => {}
@@ -117,7 +117,7 @@ impl<F: PrimeField> Weight<F> {
     }
 
     /// `out[i] -= w * x[i]`, choosing the multiplication once for the slice.
-    fn sub_times(&self, out: &mut [F], x: &[F]) {
+    pub(crate) fn sub_times(&self, out: &mut [F], x: &[F]) {
         let pairs = out.iter_mut().zip(x);
         match self.small {
             Some(0) => {}

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod acl;
 pub mod acl_ops;
+pub mod bench;
 pub mod card;
 pub mod chain;
 pub mod fault;

@@ -3,6 +3,7 @@
 
 use crate::{global::Global, output::Report};
 
+mod committee;
 mod contracts;
 mod engine;
 mod regtest;
@@ -17,6 +18,12 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum What {
+    /// The committee across separate party processes on loopback over the parties' Noise
+    /// channels: products, a dot product, an owner's input summed and opened, beside MP-SPDZ.
+    Committee(committee::Args),
+    /// One party of `bench committee` (started by it).
+    #[command(hide = true)]
+    CommitteeParty(committee::PartyArgs),
     /// Contract spends: build, sign, finalize and verify.
     Contracts(contracts::Args),
     /// The MPC engine: dealing, checks, aggregates, products, decoding.
@@ -30,6 +37,8 @@ enum What {
 /// Run `btcmpc bench`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
     match args.what {
+        What::Committee(a) => committee::run(a, global),
+        What::CommitteeParty(a) => committee::party(a, global),
         What::Contracts(a) => contracts::run(a, global),
         What::Engine(a) => engine::run(a, global),
         What::Regtest(a) => regtest::run(a, global),
