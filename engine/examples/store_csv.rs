@@ -72,12 +72,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut wallet = RoleWallet::open(Path::new(wallet_dir), network)?;
     wallet.sync(&chain)?;
-    let columns: Vec<String> = dataset
-        .schema
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
+    let columns = dataset.schema.column_names();
     let dir = Path::new(wallet_dir).join("..");
     let fee = FeeChoice::Explicit(bitcoin::FeeRate::from_sat_per_vb(2).ok_or("fee rate")?);
     let d = store_dataset(

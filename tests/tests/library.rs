@@ -189,12 +189,7 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     assert_eq!(shared.holders, vec![1, 2, 3, 4]);
     let mut owner_wallet = w.wallet("owner", 1_000_000)?;
     let owner_dir = w.dir.path().join("owner-data");
-    let columns: Vec<String> = dataset
-        .schema
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
+    let columns = dataset.schema.column_names();
     let d = store_dataset(
         &mut owner_wallet,
         &w.chain,

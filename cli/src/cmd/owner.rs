@@ -508,12 +508,7 @@ fn store(
     )?;
     let (mut wallet, chain) = open_synced(global)?;
     let rate = fee_rate(rate, &chain)?;
-    let names: Vec<String> = dataset
-        .schema
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
+    let names = dataset.schema.column_names();
     let d = store_dataset(
         &mut wallet,
         &chain,

@@ -407,6 +407,11 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// The CSV columns' names, in order (what a grant's column scope indexes).
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
     /// The CSV column called `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)

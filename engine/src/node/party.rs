@@ -2105,13 +2105,7 @@ impl Core {
             .acls
             .get(&id)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
-        let names: Vec<String> = record
-            .begin
-            .schema
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names = record.begin.schema.column_names();
         let verdict = authorize(view, &service, m, &names, rows, min_rows);
         Ok(AccessAnswer {
             party: self.me.get(),

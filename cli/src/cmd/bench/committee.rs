@@ -200,30 +200,27 @@ struct Measured {
 }
 
 impl Measured {
-    /// First message to last opening, ms.
-    fn span_ms(&self) -> f64 {
-        let start = self
-            .owner
+    /// The earliest start of the owner and the parties, µs.
+    fn start_us(&self) -> u64 {
+        self.owner
             .as_ref()
             .map(|o| o.start_us)
             .into_iter()
             .chain(self.parties.iter().map(|p| p.start_us))
             .min()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// First message to last opening, ms.
+    fn span_ms(&self) -> f64 {
+        let start = self.start_us();
         let end = self.parties.iter().map(|p| p.end_us).max().unwrap_or(0);
         end.saturating_sub(start) as f64 / 1e3
     }
 
     /// The workload's own machine (before the opening), first start to last end, ms.
     fn compute_ms(&self) -> f64 {
-        let start = self
-            .owner
-            .as_ref()
-            .map(|o| o.start_us)
-            .into_iter()
-            .chain(self.parties.iter().map(|p| p.start_us))
-            .min()
-            .unwrap_or(0);
+        let start = self.start_us();
         let end = self
             .parties
             .iter()

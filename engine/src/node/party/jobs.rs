@@ -388,13 +388,7 @@ impl Core {
         }
         // The grant is checked before the query is planned (planning costs work in the size
         // of the query): a service that is not granted, revoked or expired costs nothing more.
-        let names: Vec<String> = record
-            .begin
-            .schema
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names = record.begin.schema.column_names();
         let unplanned = AccessRequest {
             dataset_id: req.dataset_id.clone(),
             service: req.service.clone(),
@@ -632,7 +626,7 @@ impl Core {
             .get(&j.record.dataset)
             .ok_or("this party has not read the dataset's ACL from the chain yet; ask again")?;
         let schema = &record.begin.schema;
-        let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+        let names = schema.column_names();
         let ask = AccessRequest {
             dataset_id: req.dataset_id.clone(),
             service: req.service.clone(),
