@@ -623,3 +623,50 @@ fn a_withheld_query_does_not_hold_back_the_next_one() {
     );
     assert_eq!(counted, vec!["count() where age > 53".to_string()]);
 }
+
+/// Two queries whose rows differ by one, asked at the same time by one service: at most one
+/// releases a number (the other is withheld, or refused at run because the first was answered
+/// or started after its quote). A party used to compare a new query only with delivered ones,
+/// so both came back and their difference was one row's value.
+#[test]
+fn two_queries_at_once_never_both_release_a_one_row_difference() {
+    let rows = 300;
+    let net = Net::with_bonds("100000sat", "400000sat");
+    let csv_text = filter_csv(rows);
+    let csv = net.cli.path("data.csv");
+    std::fs::write(&csv, &csv_text).unwrap();
+    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
+    // Two coins, so both escrows can be funded at once.
+    net.fund_again("service");
+    let pair = ["count() where age > 50", "count() where age > 51"];
+    let args: Vec<Vec<&str>> = pair
+        .iter()
+        .map(|q| {
+            let mut a = vec!["--json", "service", "query", card.as_str(), q];
+            a.extend_from_slice(FILTER_JOB);
+            a
+        })
+        .collect();
+    let runs: Vec<(&str, &[&str])> = args.iter().map(|a| ("service", &a[..])).collect();
+    let outs = net.run_all_mining(&runs, &[], Duration::from_secs(150));
+    let mut released = Vec::new();
+    for (q, out) in pair.iter().zip(&outs) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let (got, withheld) = answer(&v);
+            if withheld.is_empty() {
+                released.push((q, got));
+            }
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("panicked"), "{q}: {err}");
+            assert!(
+                text.is_empty() || !text.contains("\"result\""),
+                "{q}: {text}"
+            );
+        }
+    }
+    assert!(released.len() <= 1, "both released: {released:?}");
+    assert_eq!(released.len(), 1, "one of them is answered: {outs:?}");
+}

@@ -65,6 +65,20 @@ impl Net {
         self.settle();
     }
 
+    /// Pays `who`'s existing wallet another coin of 1,000,000 sat (so it can fund two things at
+    /// once) and waits for it to confirm.
+    pub fn fund_again(&self, who: &str) {
+        let addr: Address = self.cli.json(who, &["wallet", "address"])["address"]
+            .as_str()
+            .unwrap()
+            .parse::<Address<_>>()
+            .unwrap()
+            .require_network(Network::Regtest)
+            .unwrap();
+        self.env.fund(&addr, Amount::from_sat(1_000_000)).unwrap();
+        self.settle();
+    }
+
     /// Four bonded parties with a verified manifest, each daemon running, and a funded owner.
     pub fn new() -> Net {
         Net::with_bonds("100000sat", "100000sat")
@@ -368,43 +382,67 @@ impl Net {
         env: &[(&str, &str)],
         limit: Duration,
     ) -> std::process::Output {
-        let mut c = self.command(who);
-        c.args(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        struct Guard(Child);
+        self.run_all_mining(&[(who, args)], env, limit)
+            .pop()
+            .expect("one run, one output")
+    }
+
+    /// Runs every `(who, args)` at once with `env` set, mining a block every half second until
+    /// all have exited (at most `limit`; every one still running is killed after, and on any
+    /// failure); their outputs, in order.
+    pub fn run_all_mining(
+        &self,
+        runs: &[(&str, &[&str])],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Vec<std::process::Output> {
+        struct Guard(Vec<Child>);
         impl Drop for Guard {
             fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
+                for c in &mut self.0 {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
             }
         }
-        let mut g = Guard(child);
+        let mut g = Guard(Vec::new());
+        for (who, args) in runs {
+            let mut c = self.command(who);
+            c.args(*args);
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            let child = c
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            g.0.push(child);
+        }
         let end = Instant::now() + limit;
-        while g.0.try_wait().unwrap().is_none() {
+        while g.0.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
             assert!(
                 Instant::now() < end,
-                "btcmpc {args:?} did not finish in {limit:?}"
+                "btcmpc {:?} did not finish in {limit:?}",
+                runs.iter().map(|r| r.1).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(500));
             self.env.mine(1).unwrap();
         }
         use std::io::Read;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        g.0.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-        g.0.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-        std::process::Output {
-            status: g.0.wait().unwrap(),
-            stdout: out,
-            stderr: err,
-        }
+        g.0.iter_mut()
+            .map(|c| {
+                let (mut out, mut err) = (Vec::new(), Vec::new());
+                c.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+                c.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+                std::process::Output {
+                    status: c.wait().unwrap(),
+                    stdout: out,
+                    stderr: err,
+                }
+            })
+            .collect()
     }
 }
 

@@ -477,8 +477,8 @@ impl Core {
         Ok(())
     }
 
-    /// The queries this party delivered an answer to for `service` on `dataset_id`, oldest
-    /// first, each text once, all of them (a new query is refused once there are
+    /// The queries this party delivered an answer to for `service` on `dataset_id`, or is
+    /// evaluating now, oldest first, each text once, all of them (a new query is refused once there are
     /// [`MAX_EARLIER`](crate::node::job::MAX_EARLIER)): those that released something
     /// (no gate, or at least one gate open). A query whose every cell was withheld released
     /// only its gate bits and no value to subtract from, so it does not constrain later
@@ -494,7 +494,10 @@ impl Core {
                         r.released
                             .unwrap_or(d.gates.is_empty() || d.gates.iter().any(|g| *g))
                     });
-                    (released
+                    // A job under way may release: it counts until it is delivered (then by
+                    // what it released) or fails, so two queries run at once are compared.
+                    let in_flight = r.delivery.is_none() && r.state == "running";
+                    ((released || in_flight)
                         && r.request.service == service
                         && r.request.dataset_id == dataset_id)
                         .then(|| (r.seq, r.request.query.clone()))
@@ -666,6 +669,16 @@ impl Core {
         // The grant is checked again on the chain's latest reading: a REVOKE seen between the
         // quote and the run stops the job before any share is touched.
         self.recheck_access(j)?;
+        // The leakage rule of the quote must still be the party's: a query of this service on
+        // this dataset that was answered, or started, after this quote was not compared with
+        // this one (two queries run at once would each pass the rule without the other).
+        let rule_now = admit_query(
+            &j.record.request.query,
+            self.earlier_queries(&j.record.request.service, &j.record.request.dataset_id),
+        )?;
+        if rule_now != j.record.quote.earlier {
+            return Err("another query of this service on this dataset was answered or started after this job was quoted, so the quote's leakage rule is out of date: ask for a new quote (nothing is paid)".into());
+        }
         let mask_id = session_hex(&run.mask_session);
         let d = self
             .store
