@@ -470,11 +470,7 @@ fn store(
             b.set_position(done);
         }) as btcmpc_engine::node::owner::Progress
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::cmd::runtime()?;
     let started = std::time::Instant::now();
     let shared = rt.block_on(async {
         if field == Mersenne127::NAME {

@@ -6,6 +6,7 @@
 //! `party withdraw`), `manifest.json` (the committee, for `party run`), `party.sqlite` (the
 //! daemon's store).
 
+use crate::cmd::runtime;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -397,14 +398,6 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             ))
         }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@
 //! Files in the datadir: `service.json` (the service key, a contract key of this wallet) and
 //! `service-transport.key` (its Noise static key, mode 0600).
 
+use crate::cmd::runtime;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -142,13 +143,6 @@ fn load_service(global: &Global) -> anyhow::Result<Service> {
         keypair,
         StaticKeypair::from_secret(&secret.secret_bytes())?,
     ))
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
 }
 
 /// Fractional digits of a result in the text report (values are stored to 2^-16, about
@@ -808,10 +802,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                 &columns,
                 degree,
             );
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             let answers = rt.block_on(service.check_access(
                 &manifest,
                 &request,

@@ -13,6 +13,7 @@
 //! A run is checked: every party's digest of what it opened must equal the digest of the
 //! clear computation from the same seed.
 
+use crate::cmd::runtime;
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -89,14 +90,6 @@ pub struct PartyArgs {
     /// Seconds the run may take.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 fn addrs(ports: &[u16]) -> Vec<SocketAddr> {
