@@ -585,19 +585,24 @@ fn filters_groups_and_a_withheld_cell_match_the_clear_answers() {
     }
 }
 
+/// Four parties bonded to back several filtered jobs' penalties at once, the 300-row filter
+/// table stored and the service granted degree 3: the net, the CSV text and the card.
+fn filter_net() -> (Net, String, String) {
+    let net = Net::with_bonds("100000sat", "400000sat");
+    let csv_text = filter_csv(300);
+    let csv = net.cli.path("data.csv");
+    std::fs::write(&csv, &csv_text).unwrap();
+    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
+    (net, csv_text, card)
+}
+
 /// The differencing rule holds a query against the earlier queries that released something,
 /// never against one whose every cell was withheld: `age > 51` is withheld (4 rows away from
 /// the answered `age > 50`), and `age > 53` is then answered (12 rows away from `age > 50`),
 /// though it is only 8 rows away from the withheld one.
 #[test]
 fn a_withheld_query_does_not_hold_back_the_next_one() {
-    let rows = 300;
-    // Bonds that back the three jobs' penalties at once.
-    let net = Net::with_bonds("100000sat", "400000sat");
-    let csv_text = filter_csv(rows);
-    let csv = net.cli.path("data.csv");
-    std::fs::write(&csv, &csv_text).unwrap();
-    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
+    let (net, csv_text, card) = filter_net();
     let mut earlier: Vec<&str> = Vec::new();
     for (q, withheld) in [
         ("count() where age > 50", false),
@@ -630,12 +635,7 @@ fn a_withheld_query_does_not_hold_back_the_next_one() {
 /// so both came back and their difference was one row's value.
 #[test]
 fn two_queries_at_once_never_both_release_a_one_row_difference() {
-    let rows = 300;
-    let net = Net::with_bonds("100000sat", "400000sat");
-    let csv_text = filter_csv(rows);
-    let csv = net.cli.path("data.csv");
-    std::fs::write(&csv, &csv_text).unwrap();
-    let card = net.grant_stored(&csv, &["--max-degree", "3"]);
+    let (net, _, card) = filter_net();
     // Two coins, so both escrows can be funded at once.
     net.fund_again("service");
     let pair = ["count() where age > 50", "count() where age > 51"];

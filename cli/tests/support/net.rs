@@ -54,19 +54,11 @@ impl Net {
 
     pub fn fund(&self, who: &str) {
         self.cli.json(who, &["wallet", "create"]);
-        let addr: Address = self.cli.json(who, &["wallet", "address"])["address"]
-            .as_str()
-            .unwrap()
-            .parse::<Address<_>>()
-            .unwrap()
-            .require_network(Network::Regtest)
-            .unwrap();
-        self.env.fund(&addr, Amount::from_sat(1_000_000)).unwrap();
-        self.settle();
+        self.fund_again(who);
     }
 
-    /// Pays `who`'s existing wallet another coin of 1,000,000 sat (so it can fund two things at
-    /// once) and waits for it to confirm.
+    /// Pays `who`'s existing wallet a coin of 1,000,000 sat (called again, so it can fund two
+    /// things at once) and waits for it to confirm.
     pub fn fund_again(&self, who: &str) {
         let addr: Address = self.cli.json(who, &["wallet", "address"])["address"]
             .as_str()
