@@ -1,4 +1,5 @@
-//! Benchmarks of the arithmetic core in both fields: dealing (values shared per second, n = 4,
+//! Benchmarks of the arithmetic core in both fields: the square roots of comparisons' random
+//! bits, dealing (values shared per second, n = 4,
 //! t = 1), the batch degree check on 1 million values, and Berlekamp-Welch decoding
 //! (n = 4..=7).
 
@@ -6,6 +7,7 @@
 #![allow(missing_docs)]
 
 use btcmpc_engine::mpc::check::{verify_openings, Challenge, STORE_CHECK_TAG};
+use btcmpc_engine::mpc::compare::inverse_roots;
 use btcmpc_engine::mpc::dealing::{deal, receipts_root, Hash32};
 use btcmpc_engine::mpc::decode::{decode, decode_vec};
 use btcmpc_engine::mpc::field::{Mersenne127, PrimeField, Secp256k1Scalar};
@@ -156,7 +158,29 @@ fn field_ops<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
+/// The public square roots of the shared random bits of comparisons: `inverse_roots` of 4,096
+/// squares (one per random bit; a 32-bit comparison takes 31).
+fn roots<F: PrimeField>(c: &mut Criterion) {
+    const LEN: usize = 4096;
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let squares: Vec<F> = (0..LEN)
+        .map(|_| {
+            let r = F::random(&mut rng);
+            r * r
+        })
+        .collect();
+    let mut g = c.benchmark_group(format!("roots/{}", F::NAME));
+    g.throughput(Throughput::Elements(LEN as u64));
+    g.sample_size(10);
+    g.bench_function("inverse_roots", |b| {
+        b.iter(|| black_box(inverse_roots(black_box(&squares)).expect("squares")))
+    });
+    g.finish();
+}
+
 fn all(c: &mut Criterion) {
+    roots::<Mersenne127>(c);
+    roots::<Secp256k1Scalar>(c);
     field_ops::<Secp256k1Scalar>(c);
     field_ops::<Mersenne127>(c);
     dealing::<Secp256k1Scalar>(c);

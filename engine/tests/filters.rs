@@ -1137,11 +1137,21 @@ fn a_repeated_aggregate_is_answered_again() {
     let again = ruled(&d, q, 10, &[q]);
     assert_eq!(again, first);
     // Asked beside another aggregate, and with that one earlier.
-    let more = ruled(&d, "count() where age < 10, mean(x) where age > 30", 10, &[q]);
+    let more = ruled(
+        &d,
+        "count() where age < 10, mean(x) where age > 30",
+        10,
+        &[q],
+    );
     assert!(more.iter().all(|v| !v.withheld), "{more:?}");
     // A different aggregate over rows that differ by the two rows where flag is 0 is
     // still a difference: dot(x, flag) minus sum(x) is those two rows.
-    let dot = ruled(&d, "dot(x, flag) where age > 30", 10, &["sum(x) where age > 30"]);
+    let dot = ruled(
+        &d,
+        "dot(x, flag) where age > 30",
+        10,
+        &["sum(x) where age > 30"],
+    );
     assert!(dot[0].withheld, "{dot:?}");
     // The same text with another condition is another aggregate.
     let near = ruled(&d, "mean(x) where age > 31", 10, &[q]);

@@ -331,6 +331,53 @@ impl Exponent {
     }
 }
 
+/// Independent exponentiations run in lockstep by [`Exponent::pow_lanes`]: a field
+/// multiplication's latency is several times its throughput, and a square root is a chain of
+/// dependent squarings, so interleaving chains lets the core overlap them.
+const LANES: usize = 8;
+
+impl Exponent {
+    /// `x^e` for [`LANES`] values at once, each exactly as [`Exponent::pow`] computes it.
+    fn pow_lanes<F: PrimeField>(&self, xs: &[F; LANES]) -> [F; LANES] {
+        fn square_all<F: PrimeField>(acc: &mut [F; LANES]) {
+            for a in acc.iter_mut() {
+                *a = a.square();
+            }
+        }
+        if self.top == 0 {
+            return [F::ONE; LANES];
+        }
+        if self.power_of_two {
+            let mut acc = *xs;
+            for _ in 1..self.top {
+                square_all(&mut acc);
+            }
+            return acc;
+        }
+        let mut table = [[F::ONE; LANES]; 16];
+        for k in 1..16 {
+            for l in 0..LANES {
+                table[k][l] = table[k - 1][l] * xs[l];
+            }
+        }
+        let mut acc = [F::ONE; LANES];
+        for (i, d) in self.digits.iter().enumerate() {
+            if i > 0 {
+                for _ in 0..4 {
+                    square_all(&mut acc);
+                }
+            }
+            if *d != 0 {
+                let row = &table[usize::from(*d)];
+                for l in 0..LANES {
+                    acc[l] *= row[l];
+                }
+            }
+        }
+        acc
+    }
+}
+
 /// Tonelli-Shanks for the field `F`: `p - 1 = q 2^s` with `q` odd, and a non-residue's `z^q`.
 struct Sqrt<F> {
     s: u32,
@@ -363,18 +410,38 @@ impl<F: PrimeField> Sqrt<F> {
         }
     }
 
-    /// A square root of `x` (any of the two), `None` for a non-residue.
-    fn root(&self, x: F) -> Option<F> {
+    /// A square root of each of `xs` ([`Sqrt::root`] of each; `None` for a non-residue), the
+    /// exponentiations [`LANES`] at a time.
+    fn roots(&self, xs: &[F]) -> Vec<Option<F>> {
+        let mut out = Vec::with_capacity(xs.len());
+        for chunk in xs.chunks(LANES) {
+            let mut lane = [F::ONE; LANES];
+            lane[..chunk.len()].copy_from_slice(chunk);
+            match &self.quarter {
+                Some(e) => {
+                    let r = e.pow_lanes(&lane);
+                    out.extend(
+                        chunk
+                            .iter()
+                            .zip(r)
+                            .map(|(x, r)| (r.square() == *x).then_some(r)),
+                    );
+                }
+                None => {
+                    let w = self.half_q.pow_lanes(&lane);
+                    out.extend(chunk.iter().zip(w).map(|(x, w)| self.finish(*x, w)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The end of Tonelli-Shanks for `x` from `w = x^((q-1)/2)`.
+    fn finish(&self, x: F, w: F) -> Option<F> {
         if x.is_zero() {
             return Some(F::ZERO);
         }
-        if let Some(e) = &self.quarter {
-            // p = 3 mod 4: x^((p+1)/4) (for 2^127 - 1, 125 squarings).
-            let r = e.pow(x);
-            return (r.square() == x).then_some(r);
-        }
-        // w = x^((q-1)/2): t = x^q = x w^2, r = x^((q+1)/2) = x w.
-        let w = self.half_q.pow(x);
+        // t = x^q = x w^2, r = x^((q+1)/2) = x w.
         let mut t = x * w.square();
         let mut r = x * w;
         let mut m = self.s;
@@ -400,6 +467,20 @@ impl<F: PrimeField> Sqrt<F> {
         }
         Some(r)
     }
+
+    /// A square root of `x` (any of the two), `None` for a non-residue.
+    fn root(&self, x: F) -> Option<F> {
+        if x.is_zero() {
+            return Some(F::ZERO);
+        }
+        if let Some(e) = &self.quarter {
+            // p = 3 mod 4: x^((p+1)/4) (for 2^127 - 1, 125 squarings).
+            let r = e.pow(x);
+            return (r.square() == x).then_some(r);
+        }
+        // w = x^((q-1)/2).
+        self.finish(x, self.half_q.pow(x))
+    }
 }
 
 /// The canonical square root of `x`: of the two roots, the one whose canonical integer is even
@@ -423,11 +504,9 @@ fn canonical<F: PrimeField>(r: F) -> F {
 /// # Errors
 /// [`CompareError::NotSquare`] naming the first non-residue.
 pub fn inverse_roots<F: PrimeField>(squares: &[F]) -> Result<Vec<Option<F>>, CompareError> {
-    let sq = Sqrt::<F>::new();
     let mut roots = Vec::with_capacity(squares.len());
-    for (position, x) in squares.iter().enumerate() {
-        let r = sq.root(*x).ok_or(CompareError::NotSquare { position })?;
-        roots.push(canonical(r));
+    for (position, r) in Sqrt::<F>::new().roots(squares).into_iter().enumerate() {
+        roots.push(canonical(r.ok_or(CompareError::NotSquare { position })?));
     }
     let zero: Vec<bool> = roots.iter().map(PrimeField::is_zero).collect();
     for r in roots.iter_mut().filter(|r| r.is_zero()) {
@@ -808,6 +887,26 @@ mod tests {
             inverse_roots(&[F::from_u64(4), F::ZERO]).unwrap()[..],
             [Some(_), None]
         ));
+        // The lockstep exponentiations give each value's own root, whatever its lane: squares,
+        // non-residues and 0 mixed, a length that is no multiple of the lanes.
+        let mixed: Vec<F> = (0u64..203)
+            .map(|v| match v % 3 {
+                0 => F::from_u64(v * 7919 + 3).square(),
+                1 => F::from_u64(v),
+                _ => F::ZERO,
+            })
+            .collect();
+        let one_by_one: Vec<Option<F>> = mixed.iter().map(|x| sq.root(*x)).collect();
+        assert_eq!(sq.roots(&mixed), one_by_one);
+        assert!(one_by_one.iter().any(Option::is_none));
+        let squares: Vec<F> = mixed.iter().map(|x| x.square()).collect();
+        let inv = inverse_roots(&squares).unwrap();
+        for (x, i) in mixed.iter().zip(inv) {
+            match i {
+                None => assert!(x.is_zero()),
+                Some(i) => assert_eq!(i.inverse().map(canonical), Some(canonical(*x))),
+            }
+        }
     }
 
     #[test]
