@@ -993,6 +993,18 @@ fn infer(col: &RawColumn, lines: &[usize]) -> Result<Declared, UnusableColumn> {
     }))
 }
 
+/// The order of a category column's levels (and so of a `group by` table and a `hist`):
+/// labels that read as numbers first, by value (`2` before `10`), then the others as text.
+fn level_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let num = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y).then_with(|| a.cmp(b)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 fn encode_column(col: &RawColumn, lines: &[usize]) -> Result<Encoded, CsvError> {
     let ty = match infer(col, lines) {
         Ok(t) => t,
@@ -1030,7 +1042,8 @@ fn encode_column(col: &RawColumn, lines: &[usize]) -> Result<Encoded, CsvError> 
                 }));
             }
         }
-        let levels: Vec<String> = levels.into_iter().map(str::to_owned).collect();
+        let mut levels: Vec<String> = levels.into_iter().map(str::to_owned).collect();
+        levels.sort_by(|a, b| level_order(a, b));
         let fields = levels
             .iter()
             .map(|level| {
@@ -1211,6 +1224,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("control characters"), "{e}");
+    }
+
+    /// Levels that read as numbers come in numeric order (a `group by plan` table reads 1, 2,
+    /// ..., 10, not 1, 10, 2), then the other labels as text; each level's 0/1 column follows.
+    #[test]
+    fn category_levels_in_numeric_then_text_order() {
+        let d = Dataset::parse(
+            "p:cat
+10
+2
+b
+1
+-3
+a
+2.5
+10
+",
+        )
+        .unwrap();
+        let ColumnKind::Category { levels } = &d.schema.columns[0].kind else {
+            panic!("a category column");
+        };
+        assert_eq!(levels, &["-3", "1", "2", "2.5", "10", "a", "b"]);
+        let names: Vec<&str> = d.schema.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["p=-3", "p=1", "p=2", "p=2.5", "p=10", "p=a", "p=b"]);
+        // p=10 is 1 on the two rows labelled 10 (lines 2 and 9).
+        assert_eq!(d.values[4].iter().filter(|v| **v == ONE).count(), 2);
+        assert_eq!(d.values[4][0], ONE);
     }
 
     /// SQL's and spreadsheets' NULL markers are NULL; a schema with ranges beyond 64 bits

@@ -313,7 +313,7 @@ pub enum Finish {
     },
     /// `hist(c)`: one opened sum per level.
     Hist {
-        /// `(level, opened sum)`, levels sorted.
+        /// `(level, opened sum)`, in the column's level order.
         levels: Vec<(String, usize)>,
     },
 }
