@@ -383,8 +383,10 @@ impl Party {
                 }
                 // Bounded client channels: at most MAX_CLIENTS_PER_KEY per key and MAX_CLIENTS in
                 // all (any key may connect as a client, so a flood of fresh keys would
-                // otherwise take every file descriptor). Refused ones are told why.
-                let slot = match ClientSlot::take(&clients, remote) {
+                // otherwise take every file descriptor). Refused ones are told why. The
+                // operator's own key is not held to MAX_CLIENTS: `party status` and the other
+                // operator commands still get through while a flood holds every other slot.
+                let slot = match ClientSlot::take(&clients, remote, remote == own_key) {
                     Ok(slot) => slot,
                     Err(why) => {
                         warn!(target: "btcmpc::party", client = %remote, "client refused: {why}");
@@ -741,7 +743,7 @@ pub const MAX_CLIENTS: usize = 512;
 pub const MAX_CLIENTS_PER_KEY: usize = 8;
 
 /// One client channel counted against [`MAX_CLIENTS`] and [`MAX_CLIENTS_PER_KEY`] until it is
-/// dropped.
+/// dropped (the operator's key against [`MAX_CLIENTS_PER_KEY`] only).
 struct ClientSlot {
     table: Arc<std::sync::Mutex<HashMap<TransportKey, usize>>>,
     key: TransportKey,
@@ -751,10 +753,11 @@ impl ClientSlot {
     fn take(
         table: &Arc<std::sync::Mutex<HashMap<TransportKey, usize>>>,
         key: TransportKey,
+        operator: bool,
     ) -> Result<Self, String> {
         let mut t = table.lock().expect("client table lock is never poisoned");
         let all: usize = t.values().sum();
-        if all >= MAX_CLIENTS {
+        if all >= MAX_CLIENTS && !operator {
             return Err(format!(
                 "busy: {MAX_CLIENTS} client connections are open here; try later"
             ));
@@ -2494,22 +2497,30 @@ mod tests {
             TransportKey(k)
         };
         let mut held: Vec<ClientSlot> = (0..MAX_CLIENTS_PER_KEY)
-            .map(|_| ClientSlot::take(&table, key(0)).unwrap())
+            .map(|_| ClientSlot::take(&table, key(0), false).unwrap())
             .collect();
-        let e = ClientSlot::take(&table, key(0)).err().unwrap();
+        let e = ClientSlot::take(&table, key(0), false).err().unwrap();
         assert!(e.contains("this key already has 8"), "{e}");
         held.pop();
-        held.push(ClientSlot::take(&table, key(0)).expect("a freed slot is taken again"));
+        held.push(ClientSlot::take(&table, key(0), false).expect("a freed slot is taken again"));
         // Fresh keys fill the rest; then every key is refused, until one is dropped.
         let mut i = 1;
         while held.len() < MAX_CLIENTS {
-            held.push(ClientSlot::take(&table, key(i)).unwrap());
+            held.push(ClientSlot::take(&table, key(i), false).unwrap());
             i += 1;
         }
-        let e = ClientSlot::take(&table, key(i)).err().unwrap();
+        let e = ClientSlot::take(&table, key(i), false).err().unwrap();
         assert!(e.contains("512 client connections"), "{e}");
+        // The operator still gets its own slots, up to the per-key bound.
+        let operator = key(u16::MAX);
+        let ops: Vec<ClientSlot> = (0..MAX_CLIENTS_PER_KEY)
+            .map(|_| ClientSlot::take(&table, operator, true).expect("the operator is let in"))
+            .collect();
+        let e = ClientSlot::take(&table, operator, true).err().unwrap();
+        assert!(e.contains("this key already has 8"), "{e}");
+        drop(ops);
         drop(held.pop());
-        assert!(ClientSlot::take(&table, key(i)).is_ok());
+        assert!(ClientSlot::take(&table, key(i), false).is_ok());
         drop(held);
         assert!(table.lock().unwrap().is_empty(), "every slot given back");
     }
