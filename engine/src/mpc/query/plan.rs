@@ -86,14 +86,18 @@
 //!   differ by 1 to `min_rows - 1` rows would reveal those rows by subtraction. Pairs that
 //!   cannot differ by few rows are skipped: cells of different levels of one column (disjoint,
 //!   each at least `min_rows`), a level's cell against all rows when the column has another
-//!   level (whose cell, at least `min_rows`, lies in the difference), and two sums of one
-//!   aggregate (they share their rows; the `!= 0` factors only leave out rows that add nothing
-//!   to the sum).
+//!   level (whose cell, at least `min_rows`, lies in the difference), and a partition's union
+//!   against a cell of one of its levels when the column has another level. Two sets of one
+//!   aggregate are compared like any others: a mean's sum of a 0/1 column and its count differ
+//!   by the column's zeros (their difference is the count of a small cell), a cov's `sum(x)`
+//!   and `sum(x * flag)` by the rows where `flag` is 0 (one row's `x`), and a set shared with
+//!   other aggregates would tie those together. So `mean(x) where c` is withheld when `x` is 0
+//!   on 1 to `min_rows - 1` rows of `c`, every time it is asked.
 //!
 //! The tests repeat comparison subtrees of the opened sums ([`Node`] is `Hash`, so an evaluator
 //! can run each distinct comparison once per row): `mean(meddol) where xage > 60` on the RAND
-//! data with one earlier query has 2 opened sums, 6 tests and 3 distinct comparisons per row;
-//! `mean(meddol) group by plan` (18 levels) 36 sums, 76 tests and 21 distinct comparisons.
+//! data with one earlier query has 2 opened sums, 7 tests and 3 distinct comparisons per row;
+//! `mean(meddol) group by plan` (18 levels) 36 sums and 57 tests.
 //!
 //! [`Plan::finish_gated`] marks every output reading a withheld sum as withheld
 //! ([`OutputValue::withheld`]; its text says "withheld (fewer than N rows)"). **What remains
@@ -391,10 +395,6 @@ pub struct RowSet {
     pub label: String,
     /// 1 on the rows of the set, 0 elsewhere.
     pub node: Node,
-    /// The canonical text of each aggregate whose sums rest on this set, with its `where`
-    /// and `group by` (`mean(x) where age > 65`): two sets of one aggregate, in one query or
-    /// in an earlier one, differ only by rows that add nothing to its sums.
-    pub aggregates: BTreeSet<String>,
 }
 
 /// What the parties compute and the service opens for one query.
@@ -1152,11 +1152,7 @@ impl<F: PrimeField> Builder<'_, F> {
                 .or_insert_with(|| filter::mul(base_node.clone(), filter::one_minus(present.t)));
             if let Some((label, node)) = base.clone() {
                 self.sets.push(SetRec {
-                    set: RowSet {
-                        label,
-                        node,
-                        aggregates: BTreeSet::new(),
-                    },
+                    set: RowSet { label, node },
                     aggregates: BTreeSet::from([self.aggregate]),
                     level: None,
                     cell: false,
@@ -1169,11 +1165,7 @@ impl<F: PrimeField> Builder<'_, F> {
         };
         self.gated.insert(i);
         self.sets.push(SetRec {
-            set: RowSet {
-                label,
-                node,
-                aggregates: BTreeSet::new(),
-            },
+            set: RowSet { label, node },
             aggregates: BTreeSet::from([self.aggregate]),
             level: cell
                 .level
@@ -1514,13 +1506,7 @@ fn build<F: PrimeField>(
     }
     let (gates, supports) = match rule {
         None => (Vec::new(), Vec::new()),
-        Some(rule) => {
-            // Each aggregate's identity across queries: its text, `where` and `group by`.
-            let keys: Vec<String> = (0..query.aggregates.len())
-                .map(|ai| aggregate_key(query, ai))
-                .collect();
-            gate::<F>(&mut b, rule, schema, &keys)?
-        }
+        Some(rule) => gate::<F>(&mut b, rule, schema)?,
     };
     // The gates' products are left out: a gate opens one bit, no moment of the data.
     let degree = b
@@ -1546,7 +1532,6 @@ fn gate<F: PrimeField>(
     b: &mut Builder<'_, F>,
     rule: &LeakageRule,
     schema: &Schema,
-    keys: &[String],
 ) -> Result<(Vec<Gate>, Vec<RowSet>), QueryError> {
     // Distinct row sets of this query, first occurrence kept.
     let mut sets: Vec<SetRec> = Vec::new();
@@ -1558,9 +1543,6 @@ fn gate<F: PrimeField>(
             }
             None => sets.push(s.clone()),
         }
-    }
-    for s in &mut sets {
-        s.set.aggregates = s.aggregates.iter().map(|i| keys[*i].clone()).collect();
     }
     let supports: Vec<RowSet> = sets.iter().map(|s| s.set.clone()).collect();
     if b.gated.is_empty() {
@@ -1585,7 +1567,6 @@ fn gate<F: PrimeField>(
     let mut others: Vec<RowSet> = vec![RowSet {
         label: "all rows".into(),
         node: Node::Const(BigInt::one()),
-        aggregates: BTreeSet::new(),
     }];
     for q in &rule.earlier {
         let text = q.to_string();
@@ -1631,35 +1612,38 @@ fn gate<F: PrimeField>(
         tests.push(GateTest::ZeroOrAtLeast { rows, min_rows });
         Ok(())
     };
+    let levels = |c: &str| match schema.column(c).map(|c| &c.kind) {
+        Some(ColumnKind::Category { levels }) => levels.len(),
+        _ => 0,
+    };
     for (i, u) in sets.iter().enumerate() {
         for v in &sets[i + 1..] {
-            // Two row sets of one aggregate (a sum and its count, or the same set asked twice).
-            let same_aggregate = !u.aggregates.is_disjoint(&v.aggregates);
             // Cells of different levels of one column are disjoint, and each is tested
             // `>= min_rows`: their difference is their union.
             let disjoint = matches!((&u.level, &v.level), (Some((c1, l1)), Some((c2, l2))) if c1 == c2 && l1 != l2)
                 && u.cell
                 && v.cell;
-            if !same_aggregate && !disjoint {
+            // A partition's union (no cell) and a cell of one of its levels, of one aggregate,
+            // when the column has another level: the union holds that level's cells too (at
+            // least min_rows if the gate opens).
+            let union_of_cell = !u.aggregates.is_disjoint(&v.aggregates)
+                && u.cell != v.cell
+                && [u, v]
+                    .iter()
+                    .any(|s| s.cell && matches!(&s.level, Some((c, _)) if levels(c) >= 2));
+            // Two sets of one aggregate are compared like any others: a mean's count and its
+            // sum of a 0/1 column differ by its zeros (the count of a small cell), and a set
+            // shared with another aggregate ties them together (`sum(x) where c` and
+            // `dot(x, flag) where c` beside `mean(flag) where c`).
+            if !disjoint && !union_of_cell {
                 pair(&u.set, &v.set, &mut tests)?;
             }
         }
         // A cell of one level of a column with two levels or more differs from all rows by at
         // least another level's cell of the same gate (at least min_rows if the gate opens).
-        let levels = |c: &str| match schema.column(c).map(|c| &c.kind) {
-            Some(ColumnKind::Category { levels }) => levels.len(),
-            _ => 0,
-        };
         let implied = u.cell && matches!(&u.level, Some((c, _)) if levels(c) >= 2);
         for (k, v) in others.iter().enumerate() {
             if k == 0 && implied {
-                continue;
-            }
-            // The same aggregate answered earlier: its sets and this query's are the same row
-            // sets, and this query pairs them above only as two sets of one aggregate (not
-            // tested). Testing them across queries would withhold an exact repeat of
-            // `mean(x) where c` whenever `c` holds 1 to min_rows - 1 rows where `x` is 0.
-            if !u.set.aggregates.is_disjoint(&v.aggregates) {
                 continue;
             }
             pair(&u.set, v, &mut tests)?;
@@ -1670,19 +1654,6 @@ fn gate<F: PrimeField>(
         opened: b.gated.iter().copied().collect(),
     };
     Ok((vec![gate], supports))
-}
-
-/// The identity of aggregate `ai` of `query` across queries: its canonical text with its
-/// `where` condition and the query's `group by`.
-fn aggregate_key(query: &Query, ai: usize) -> String {
-    let mut key = query.aggregates[ai].0.to_string();
-    if let Some(c) = query.filter(ai) {
-        key.push_str(&format!(" where {c}"));
-    }
-    if let Some((g, _)) = &query.group_by {
-        key.push_str(&format!(" group by {g}"));
-    }
-    key
 }
 
 /// Plans a parsed query; errors point into the query's canonical text.
