@@ -114,8 +114,13 @@ fn int(v: i64) -> Rational {
 /// Plans `q` under the rule with `earlier` answered before, evaluates it in the clear (gate
 /// bits included) and returns what is released.
 fn ask(d: &Dataset, q: &str, earlier: &[&str]) -> Answer {
+    ask_with(d, q, earlier, MIN_ROWS)
+}
+
+/// [`ask`] under another `min_rows` (1 releases every non-empty cell).
+fn ask_with(d: &Dataset, q: &str, earlier: &[&str], min_rows: u64) -> Answer {
     let rule = LeakageRule {
-        min_rows: MIN_ROWS,
+        min_rows,
         earlier: earlier.iter().map(|e| parse(e).unwrap()).collect(),
     };
     let p = plan_with_rule::<Mersenne127>(q, &parse(q).unwrap(), &d.schema, &rule)
@@ -333,7 +338,13 @@ fn a_mean_does_not_bridge_a_sum_and_a_dot_product() {
 #[test]
 fn a_cov_with_a_01_column_does_not_open_one_rows_value() {
     let d = data();
-    let a = ask(&d, &format!("cov(x, flag) where {C}"), &[]);
+    let q = format!("cov(x, flag) where {C}");
+    // The attack is real: with every cell released, the two sums differ by that row's x.
+    let open = ask_with(&d, &q, &[], 1);
+    let sum_x = open.sum(&format!("sum(x) where {C}"));
+    let sum_xf = open.sum(&format!("sum(x * flag) where {C}"));
+    assert_eq!(sum_x.minus(&sum_xf), Rational::integer(x_of(ZERO_FLAG_ROW)));
+    let a = ask(&d, &q, &[]);
     assert!(!a.released(), "{:?}", a.outputs);
     assert!(a.seen.is_empty(), "{:?}", a.seen.keys());
     // cov of two never-zero columns is answered.
