@@ -241,7 +241,8 @@ pub(super) struct JobSession<F: PrimeField> {
     ignored: BTreeSet<PartyId>,
     /// The key agreement's log (persisted in the store's journal `jobsetup:HEX`).
     setup_log: Vec<LogEntry>,
-    /// The evaluation's log (journal `job:HEX`).
+    /// The evaluation's log (journal `job:HEX`) until the machine is built from it; then only
+    /// the entry being handed to the machine.
     eval_log: Vec<LogEntry>,
     /// The evaluation, kept across events (re-created from `eval_log` after a restart).
     machine: Option<EvalMachine<'static, F>>,
@@ -763,6 +764,12 @@ impl Core {
                 let fed = event.is_some();
                 if let Some(e) = event {
                     self.store.append_journal(&job_key(&j.id), e.0, &e.1)?;
+                    // A live machine has absorbed every earlier entry: only the new one is
+                    // kept here (the journal keeps them all for a restart). Holding every
+                    // round's messages took most of a filtered job's memory.
+                    if j.machine.is_some() {
+                        j.eval_log.clear();
+                    }
                     j.eval_log.push(e);
                 }
                 self.eval_step(j, fresh, fed)
@@ -841,6 +848,9 @@ impl Core {
                 Some(e) => feed(m, n, e),
                 None => (Vec::new(), None),
             },
+            // The machine is built once per phase (and after a restart, from the journal); a
+            // live one has nothing to replay.
+            (Some(_), false) => (Vec::new(), None),
             _ => {
                 let mut m = match EvalMachine::new_shared(
                     prss,
@@ -862,6 +872,7 @@ impl Core {
                 }
                 let r = replay(&mut m, n, &j.eval_log, fresh);
                 j.machine = Some(m);
+                j.eval_log = Vec::new();
                 r
             }
         };
