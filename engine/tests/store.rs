@@ -251,6 +251,67 @@ fn a_version_one_store_migrates_and_keeps_its_jobs() {
     assert_eq!(s.journal("job:aa").unwrap(), vec![(1, b"x".to_vec())]);
 }
 
+/// A version-2 store (journal and outbox as WITHOUT ROWID tables) migrates to rowid tables with
+/// its journal and outbox as they were, and both keep their keys unique.
+#[test]
+fn a_version_two_store_migrates_its_journal_and_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("party.sqlite");
+    drop(Store::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE journal; DROP TABLE outbox;
+             CREATE TABLE journal (job TEXT NOT NULL, seq INTEGER NOT NULL,
+                 sender INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (job, seq)) WITHOUT ROWID;
+             CREATE TABLE outbox (job TEXT NOT NULL, round INTEGER NOT NULL, slot INTEGER NOT NULL,
+                 bytes BLOB NOT NULL, sent INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (job, round, slot)) WITHOUT ROWID;
+             INSERT INTO journal VALUES ('job:aa', 1, 2, x'0102'), ('job:aa', 2, 0, x'03');
+             INSERT INTO outbox VALUES ('job-1', 4, 0, x'6d', 1), ('job-1', 5, 0, x'6e', 0);
+             UPDATE schema_version SET version = 2;",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        s.journal("job:aa").unwrap(),
+        vec![(2, vec![1, 2]), (0, vec![3])]
+    );
+    s.append_journal("job:aa", 4, b"x").unwrap();
+    assert_eq!(s.journal("job:aa").unwrap()[2], (4, b"x".to_vec()));
+    let out = s.outbox("job-1").unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].1.clone(), out[0].2), (b"m".to_vec(), true));
+    assert_eq!((out[1].1.clone(), out[1].2), (b"n".to_vec(), false));
+    // The first message of a slot is kept, as before.
+    assert_eq!(
+        s.put_outgoing(&slot(4, 0), b"other").unwrap(),
+        PutOutgoing::KeptExisting {
+            stored: b"m".to_vec()
+        }
+    );
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for table in ["journal", "outbox"] {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        assert!(sql.contains("UNIQUE"), "{sql}");
+    }
+    let dup = conn.execute(
+        "INSERT INTO journal (job, seq, sender, bytes) VALUES ('job:aa', 1, 0, x'00')",
+        [],
+    );
+    assert!(dup.is_err(), "a second event at one position is refused");
+}
+
 #[test]
 fn a_journal_keeps_its_order_across_reopening_and_is_deleted_whole() {
     let dir = tempfile::tempdir().unwrap();
