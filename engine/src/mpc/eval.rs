@@ -446,6 +446,9 @@ impl<F: PrimeField> Rounds<F> for Run<'_, F> {
     fn keep_bits(&mut self, start: usize, squares: &[F], bits: &[F]) {
         if let Some(cache) = self.roots.as_deref_mut() {
             cache.bits.insert(start, (squares.to_vec(), bits.to_vec()));
+            // Later passes take the bits: the roots of the batch's squares (opened in the
+            // round after `start`, looked up at `start + 2`) are not asked for again.
+            cache.entries.remove(&(start + 2));
         }
     }
 
@@ -1791,6 +1794,12 @@ mod tests {
             "byte-identical messages after a restart"
         );
         assert_eq!(out.map(|e| e.values), Some(memo_out[0].clone()));
+        // Every batch of random bits is kept as bits; the roots of its squares are dropped.
+        assert!(!again.roots.bits.is_empty());
+        assert!(
+            again.roots.entries.is_empty(),
+            "roots kept beside their bits"
+        );
         for (sent, runs) in memo_sent.iter().zip(&memo_runs) {
             let rounds = sent
                 .iter()
