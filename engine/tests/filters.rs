@@ -137,18 +137,31 @@ fn sqlite_value(db: &Connection, agg: usize, cond: &str) -> Option<Rational> {
     })
 }
 
-/// Effective supports of aggregate `agg` over `cond` as SQL conditions (the rows where an
-/// opened sum can be non-zero): each must reach `min_rows` for the output to be released.
+/// Effective supports of aggregate `agg` over `cond` as SQL conditions: the rows where each
+/// monomial of an opened sum can be non-zero (a constant monomial rests on the cell's rows), and,
+/// for a sum of two monomials or more, where the whole expression is non-zero. Each must reach
+/// `min_rows` for the output to be released.
 fn support_conds(agg: usize, cond: &str) -> Vec<String> {
+    let cell = |e: &str| format!("({cond}) AND ({e}) IS NOT NULL");
+    let and = |e: &str, extra: &[&str]| {
+        let mut c = cell(e);
+        for x in extra {
+            c.push_str(&format!(" AND ({x}) != 0"));
+        }
+        c
+    };
     match AGGS[agg] {
         ("count", None) => vec![format!("({cond})")],
-        ("count", Some(e)) => vec![format!("({cond}) AND ({e}) IS NOT NULL")],
-        ("mean", Some(e)) => vec![
-            format!("({cond}) AND ({e}) IS NOT NULL"),
-            format!("({cond}) AND ({e}) != 0"),
-        ],
-        (_, Some(e)) => vec![format!("({cond}) AND ({e}) != 0")],
-        _ => unreachable!(),
+        ("count", Some(e)) => vec![cell(e)],
+        ("sum", Some("a")) => vec![and("a", &["a"])],
+        ("sum", Some(e @ "a + b")) => vec![and(e, &["a"]), and(e, &["b"]), and(e, &[e])],
+        ("mean", Some("b")) => vec![cell("b"), and("b", &["b"])],
+        ("mean", Some(e @ "2 * a - b")) => {
+            vec![cell(e), and(e, &["a"]), and(e, &["b"]), and(e, &[e])]
+        }
+        ("dot", Some(e @ "a * b")) => vec![and(e, &["a", "b"])],
+        ("sum", Some(e @ "a * 0.5 + 1.5")) => vec![and(e, &["a"]), cell(e)],
+        _ => unreachable!("an aggregate of AGGS"),
     }
 }
 

@@ -247,6 +247,15 @@ pub enum QueryError {
         /// [`plan::MAX_GATE_TESTS`].
         max: usize,
     },
+    /// An aggregate's row expression expands to more monomials than the leakage rule examines
+    /// ([`plan::MAX_MONOMIALS`]).
+    #[error("`{expression}` expands to more than {max} products of columns: the leakage rule examines each one's rows; write it as several aggregates")]
+    TooManyTerms {
+        /// The row expression.
+        expression: String,
+        /// [`plan::MAX_MONOMIALS`].
+        max: usize,
+    },
     /// [`plan::Plan::finish_gated`] was given the wrong number of gate bits.
     #[error("{got} gate bits given, the plan has {expected} gates")]
     GateBits {

@@ -61,10 +61,14 @@
 //!
 //! **Leakage rule** ([`plan_with_rule`], PROTOCOL.md "Leakage"). An aggregate can reveal a few
 //! rows: a count over one row is the row, and so is `dot(salary, retired)` with one retired
-//! row. The *effective support* of an opened sum is the set of rows where its row expression
-//! can be non-zero: the rows where its condition (and group level) is true, its nullable inputs
-//! are present, and every factor of `e` is non-zero. Every opened sum whose effective support is
-//! not provably every row is a *cell*; the plan has one [`Gate`] holding all of them, and the
+//! row. The *effective supports* of an opened sum are sets of rows where its condition (and
+//! group level) is true and its nullable inputs are present, one per monomial of its row
+//! expression `e` expanded as a sum of products (the rows where every factor of the monomial is
+//! non-zero; a constant monomial rests on all of them), and, when `e` has two monomials of
+//! columns or more, the rows where `e` differs from its constant part. A constant added to `e`
+//! hides nothing then: `sum(x * (1 - flag) + 10000)` is `sum(x) - sum(x * flag)` plus a public
+//! constant, and the sets of `x` and `x * flag` differ by the rows where `flag` is 0. Every
+//! opened sum whose effective supports are not provably every row is a *cell*; the plan has one [`Gate`] holding all of them, and the
 //! committee opens only the gate's bit (the AND of its tests, never a count). Its tests:
 //!
 //! - `AtLeast(min_rows)` on each distinct cell support. A factor's `!= 0` indicator is a secret
@@ -101,8 +105,9 @@
 //!
 //! [`Plan::finish_gated`] marks every output reading a withheld sum as withheld
 //! ([`OutputValue::withheld`]; its text says "withheld (fewer than N rows)"). **What remains
-//! possible:** the rule compares pairs of row sets. A difference spread over three or more
-//! queries (`A - B - C` where each pair differs by many rows) is not caught, nor is an attack
+//! possible:** the rule compares pairs of row sets. A difference spread over three sets or
+//! more (`A - B - C` where each pair differs by many rows: a total and two filtered parts, in
+//! one query or over several) is not caught, nor is an attack
 //! that combines many released cells algebraically (solving for a row from overlapping sums),
 //! nor any inference from the released values themselves. A refusal is information too: the
 //! gate bit tells whether every test passed, so a query built to be refused exactly when one
@@ -861,6 +866,10 @@ pub const MAX_CELLS: usize = 1024;
 /// grow with the square of the cells and with the earlier queries).
 pub const MAX_GATE_TESTS: usize = 4096;
 
+/// Most monomials the leakage rule examines in one aggregate's row expression (each is a set of
+/// rows of its own).
+pub const MAX_MONOMIALS: usize = 64;
+
 /// A `group by` or `hist` level of a cell.
 #[derive(Debug, Clone)]
 struct Level {
@@ -913,6 +922,9 @@ impl Cell {
         }
     }
 }
+
+/// The `!= 0` indicators of one monomial's factors, by label.
+type Factors = Vec<(String, Node)>;
 
 /// A row set recorded for the leakage rule.
 #[derive(Debug, Clone)]
@@ -1058,45 +1070,115 @@ impl<F: PrimeField> Builder<'_, F> {
         Ok(RowCount::Opened(i))
     }
 
-    /// The factors of a product whose zero makes `e` zero, with their `!= 0` indicators;
-    /// `None` if `e` is the constant 0. Factors whose range over present rows excludes 0 are
-    /// left out (never zero), so are non-zero constants.
-    fn nonzero_factors(&self, e: &Expr) -> Result<Option<Vec<(String, Node)>>, QueryError> {
-        fn split<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    /// The monomials of `e` (it expanded as a sum of products of columns and constants), each
+    /// as the factors whose zero makes it zero, with their `!= 0` indicators; `None` if every
+    /// monomial has a zero constant factor. Factors whose range over present rows excludes 0
+    /// are left out (never zero), so are non-zero constants: a monomial of constants alone has
+    /// no factor (its sum is a constant times the cell's row count).
+    ///
+    /// Each monomial is its own set for the leakage rule: `sum(x * (1 - flag) + 10000)` never
+    /// is 0, but it is `sum(x) - sum(x * flag)` plus a constant, and the rows of `x` and of
+    /// `x * flag` differ by those where `flag` is 0.
+    ///
+    /// # Errors
+    /// [`QueryError::TooManyTerms`] past [`MAX_MONOMIALS`]; the errors of lowering a factor.
+    fn monomial_factors(&self, e: &Expr) -> Result<Option<Vec<Factors>>, QueryError> {
+        fn expand(e: &Expr, max: usize) -> Option<Vec<Vec<&Expr>>> {
             match e {
+                Expr::Binary {
+                    op: BinOp::Add | BinOp::Sub,
+                    lhs,
+                    rhs,
+                    ..
+                } => {
+                    let mut l = expand(lhs, max)?;
+                    l.extend(expand(rhs, max)?);
+                    (l.len() <= max).then_some(l)
+                }
                 Expr::Binary {
                     op: BinOp::Mul,
                     lhs,
                     rhs,
                     ..
                 } => {
-                    split(lhs, out);
-                    split(rhs, out);
+                    let (l, r) = (expand(lhs, max)?, expand(rhs, max)?);
+                    if l.len().saturating_mul(r.len()) > max {
+                        return None;
+                    }
+                    Some(
+                        l.iter()
+                            .flat_map(|a| {
+                                r.iter().map(move |b| a.iter().chain(b).copied().collect())
+                            })
+                            .collect(),
+                    )
                 }
-                Expr::Neg { expr, .. } => split(expr, out),
-                other => out.push(other),
+                Expr::Neg { expr, .. } => expand(expr, max),
+                other => Some(vec![vec![other]]),
             }
         }
-        let mut factors = Vec::new();
-        split(e, &mut factors);
-        let mut out: BTreeMap<String, Node> = BTreeMap::new();
-        for f in factors {
-            match self.planner.lower(f)? {
-                Lowered::Const(d) if d.is_zero() => return Ok(None),
-                Lowered::Const(_) => {}
-                Lowered::Secret(t) => {
-                    let r = &t.present_range;
-                    if r.lo > BigInt::zero() || r.hi < BigInt::zero() {
-                        continue;
+        let monomials = expand(e, MAX_MONOMIALS).ok_or_else(|| QueryError::TooManyTerms {
+            expression: e.to_string(),
+            max: MAX_MONOMIALS,
+        })?;
+        let mut out: Vec<Factors> = Vec::new();
+        let mut secret = 0;
+        'monomials: for m in monomials {
+            let mut factors: BTreeMap<String, Node> = BTreeMap::new();
+            let mut has_secret = false;
+            for f in m {
+                match self.planner.lower(f)? {
+                    Lowered::Const(d) if d.is_zero() => continue 'monomials,
+                    Lowered::Const(_) => {}
+                    Lowered::Secret(t) => {
+                        has_secret = true;
+                        let r = &t.present_range;
+                        if r.lo > BigInt::zero() || r.hi < BigInt::zero() {
+                            continue;
+                        }
+                        let label = format!("{f} != 0");
+                        if let std::collections::btree_map::Entry::Vacant(v) = factors.entry(label)
+                        {
+                            v.insert(self.conds.nonzero(f, t.node, &t.range)?);
+                        }
                     }
-                    let label = format!("{f} != 0");
-                    if let std::collections::btree_map::Entry::Vacant(v) = out.entry(label) {
-                        v.insert(self.conds.nonzero(f, t.node, &t.range)?);
+                }
+            }
+            secret += usize::from(has_secret);
+            let factors: Vec<(String, Node)> = factors.into_iter().collect();
+            if !out.contains(&factors) {
+                out.push(factors);
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        // Monomials of different columns can cancel on most rows (`sum(x - y + 10000)` where
+        // `x = y` but on one row): the rows where `e` differs from its constant part are a set
+        // too, unless they are provably every row.
+        if secret >= 2 {
+            if let Lowered::Secret(t) = self.planner.lower(e)? {
+                let c = t.node.eval_row(&|_| 0);
+                let shift = |r: &Interval| Interval {
+                    lo: &r.lo - &c,
+                    hi: &r.hi - &c,
+                };
+                let present = shift(&t.present_range);
+                if !(present.lo > BigInt::zero() || present.hi < BigInt::zero()) {
+                    let node = filter::sub(t.node.clone(), Node::Const(c.clone()));
+                    let label = if c.is_zero() {
+                        format!("{e} != 0")
+                    } else {
+                        format!("{e} != its constant part")
+                    };
+                    let whole = vec![(label, self.conds.nonzero(e, node, &shift(&t.range))?)];
+                    if !out.contains(&whole) {
+                        out.push(whole);
                     }
                 }
             }
         }
-        Ok(Some(out.into_iter().collect()))
+        Ok(Some(out))
     }
 
     /// Records the effective support of opened sum `i` (the rows where its row expression can
@@ -1112,23 +1194,40 @@ impl<F: PrimeField> Builder<'_, F> {
         if !self.rule {
             return Ok(());
         }
-        let mut parts: Vec<(String, Node)> = Vec::new();
+        let mut base_parts: Vec<(String, Node)> = Vec::new();
         if let Some((text, t)) = &cell.filter {
-            parts.push((format!("where {text}"), t.clone()));
+            base_parts.push((format!("where {text}"), t.clone()));
         }
         for c in support {
             let name = &self.planner.schema.fields[*c].name;
-            parts.push((
+            base_parts.push((
                 format!("present({name})"),
                 Node::Column(self.planner.validity(*c)),
             ));
         }
-        if let Some(e) = e {
-            match self.nonzero_factors(e)? {
+        let monomials = match e {
+            None => vec![Vec::new()],
+            Some(e) => match self.monomial_factors(e)? {
                 None => return Ok(()),
-                Some(fs) => parts.extend(fs),
-            }
+                Some(m) => m,
+            },
+        };
+        for factors in monomials {
+            let mut parts = base_parts.clone();
+            parts.extend(factors);
+            self.record_set(i, parts, cell)?;
         }
+        Ok(())
+    }
+
+    /// Records one set of opened sum `i` (see [`Builder::record`]): `parts` joined, and the
+    /// partition's union and remainder when `cell` is a level.
+    fn record_set(
+        &mut self,
+        i: usize,
+        mut parts: Vec<(String, Node)>,
+        cell: &Cell,
+    ) -> Result<(), QueryError> {
         // A condition that is constant true is every row; constant false leaves the 0 part,
         // so the cell is empty and withheld.
         parts.retain(|(_, n)| !matches!(n, Node::Const(k) if k.is_one()));
