@@ -68,8 +68,9 @@
 //! columns or more, the rows where `e` differs from its constant part. A constant added to `e`
 //! hides nothing then: `sum(x * (1 - flag) + 10000)` is `sum(x) - sum(x * flag)` plus a public
 //! constant, and the sets of `x` and `x * flag` differ by the rows where `flag` is 0. Every
-//! opened sum whose effective supports are not provably every row is a *cell*; the plan has one [`Gate`] holding all of them, and the
-//! committee opens only the gate's bit (the AND of its tests, never a count). Its tests:
+//! opened sum whose effective supports are not provably every row is a *cell*; the plan has one
+//! [`Gate`] holding all of them, and the committee opens only the gate's bit (the AND of its
+//! tests, never a count). Its tests:
 //!
 //! - `AtLeast(min_rows)` on each distinct cell support. A factor's `!= 0` indicator is a secret
 //!   equality test per row, skipped where the planner can prove it: a factor whose range over
@@ -107,9 +108,9 @@
 //! ([`OutputValue::withheld`]; its text says "withheld (fewer than N rows)"). **What remains
 //! possible:** the rule compares pairs of row sets. A difference spread over three sets or
 //! more (`A - B - C` where each pair differs by many rows: a total and two filtered parts, in
-//! one query or over several) is not caught, nor is an attack
-//! that combines many released cells algebraically (solving for a row from overlapping sums),
-//! nor any inference from the released values themselves. A refusal is information too: the
+//! one query or over several) is not caught, nor is an attack that combines many released
+//! cells algebraically (solving for a row from overlapping sums), nor any inference from the
+//! released values themselves. A refusal is information too: the
 //! gate bit tells whether every test passed, so a query built to be refused exactly when one
 //! row has some property (its support equal to an earlier one's unless that row matches)
 //! reveals that property by being refused or answered; denials leak (Kenthapadi, Mishra and
