@@ -132,13 +132,7 @@ fn ask_with(d: &Dataset, q: &str, earlier: &[&str], min_rows: u64) -> Answer {
     let outputs = p
         .finish_gated(&opened, &bits)
         .unwrap_or_else(|e| panic!("{q}: {e}"));
-    let closed: Vec<usize> = p
-        .gates
-        .iter()
-        .zip(&bits)
-        .filter(|(_, open)| !**open)
-        .flat_map(|(g, _)| g.opened.iter().copied())
-        .collect();
+    let closed = p.withheld_sums(&bits);
     let seen = p
         .opened
         .iter()

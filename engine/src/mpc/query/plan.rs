@@ -472,6 +472,17 @@ impl Plan {
             .collect()
     }
 
+    /// The indices (into [`Plan::opened`]) of the sums withheld under `gate_bits` (one bit per
+    /// gate of [`Plan::gates`], `true` open): every sum a closed gate names.
+    pub fn withheld_sums(&self, gate_bits: &[bool]) -> BTreeSet<usize> {
+        self.gates
+            .iter()
+            .zip(gate_bits)
+            .filter(|(_, open)| !**open)
+            .flat_map(|(g, _)| g.opened.iter().copied())
+            .collect()
+    }
+
     /// Finishes every output from the decoded opened sums and the opened gate bits (one per
     /// [`Plan::gates`], in order): an output reading a sum of a closed gate is withheld
     /// ([`OutputValue::withheld`]); the values at withheld positions of `opened` are ignored.
@@ -492,13 +503,7 @@ impl Plan {
                 expected: self.gates.len(),
             });
         }
-        let closed: BTreeSet<usize> = self
-            .gates
-            .iter()
-            .zip(gate_bits)
-            .filter(|(_, open)| !**open)
-            .flat_map(|(g, _)| g.opened.iter().copied())
-            .collect();
+        let closed = self.withheld_sums(gate_bits);
         // Only a gate's AND is opened, not which test failed: a closed gate with a difference
         // test (against another cell or an earlier answer) may have closed for either reason.
         let near = self
