@@ -29,6 +29,20 @@ const ZERO_FLAG_ROW: i64 = 25;
 const OUTLIER_ROW: i64 = 30;
 const OUTLIER_V: i64 = 7;
 
+/// Row `i`'s `age`, `x`, `flag`, `dept` and `grp`, the columns [`data`] and [`data2`] share.
+fn common(i: i64) -> (i64, i64, u8, &'static str, &'static str) {
+    let flag = u8::from(i != ZERO_FLAG_ROW);
+    let dept = if i % 2 == 0 { "ops" } else { "sales" };
+    let grp = if i == NULL_GRP_ROW {
+        ""
+    } else if i % 2 == 0 {
+        "a"
+    } else {
+        "b"
+    };
+    (20 + i, 100 + i, flag, dept, grp)
+}
+
 /// 40 rows: `age` 20..59; `x` = 100 + row (never 0); `flag` 1 except on row 25; `v` 1 except
 /// 7 on row 30; `y` = row except NULL on row 22; `dept` ops/sales alternating; `grp` a/b
 /// alternating except NULL on row 33.
@@ -37,26 +51,14 @@ fn data() -> Dataset {
         "age:int:0..200,x:int:1..1000,flag:bool,v:int:0..100,y:int,dept:cat,grp:cat\n",
     );
     for i in 0..40i64 {
-        let flag = u8::from(i != ZERO_FLAG_ROW);
+        let (age, x, flag, dept, grp) = common(i);
         let v = if i == OUTLIER_ROW { OUTLIER_V } else { 1 };
         let y = if i == 22 {
             String::new()
         } else {
             i.to_string()
         };
-        let dept = if i % 2 == 0 { "ops" } else { "sales" };
-        let grp = if i == 33 {
-            ""
-        } else if i % 2 == 0 {
-            "a"
-        } else {
-            "b"
-        };
-        csv.push_str(&format!(
-            "{},{},{flag},{v},{y},{dept},{grp}\n",
-            20 + i,
-            100 + i
-        ));
+        csv.push_str(&format!("{age},{x},{flag},{v},{y},{dept},{grp}\n"));
     }
     Dataset::parse(&csv).unwrap()
 }
@@ -395,19 +397,11 @@ fn data2() -> Dataset {
         "age:int:0..200,x:int:1..1000,flag:bool,y:int:1..100,dept:cat,grp:cat,tier:cat,half:cat\n",
     );
     for i in 0..40i64 {
-        let flag = u8::from(i != ZERO_FLAG_ROW);
+        let (age, x, flag, dept, grp) = common(i);
         let y = if i == 22 {
             String::new()
         } else {
             (i + 1).to_string()
-        };
-        let dept = if i % 2 == 0 { "ops" } else { "sales" };
-        let grp = if i == NULL_GRP_ROW {
-            ""
-        } else if i % 2 == 0 {
-            "a"
-        } else {
-            "b"
         };
         let tier = if [3, 17, GOLD_ROW_IN_C].contains(&i) {
             "gold"
@@ -416,9 +410,7 @@ fn data2() -> Dataset {
         };
         let half = if i < 20 { "early" } else { "late" };
         csv.push_str(&format!(
-            "{},{},{flag},{y},{dept},{grp},{tier},{half}\n",
-            20 + i,
-            100 + i
+            "{age},{x},{flag},{y},{dept},{grp},{tier},{half}\n"
         ));
     }
     Dataset::parse(&csv).unwrap()
