@@ -611,3 +611,123 @@ async fn a_slow_answer_arrives_through_keepalives_on_both_ends() {
         .unwrap_err();
     assert!(matches!(e, TransportError::Timeout { .. }), "{e}");
 }
+
+/// Two managers whose channels to each other are `(lo dialled, hi dialled)`, `lo` holding the
+/// lower key; each side's half of each channel is returned unadopted.
+struct Crossed {
+    lo: StaticKeypair,
+    hi: StaticKeypair,
+    /// `lo`'s side of the channel `lo` dialled, and `hi`'s side of it.
+    lo_dialled: (Channel, Channel),
+    /// `hi`'s side of the channel `hi` dialled, and `lo`'s side of it.
+    hi_dialled: (Channel, Channel),
+}
+
+async fn crossed() -> Crossed {
+    let (a, b) = keys();
+    let (lo, hi) = if a.public() < b.public() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let mut l_lo = listen(&lo, &[&hi], cfg()).await;
+    let mut l_hi = listen(&hi, &[&lo], cfg()).await;
+    let lo_out = connect(
+        l_hi.local_addr(),
+        &lo,
+        &AllowedKeys::new([hi.public()]),
+        cfg(),
+    )
+    .await
+    .unwrap();
+    let hi_in = next_ok(&mut l_hi).await;
+    let hi_out = connect(
+        l_lo.local_addr(),
+        &hi,
+        &AllowedKeys::new([lo.public()]),
+        cfg(),
+    )
+    .await
+    .unwrap();
+    let lo_in = next_ok(&mut l_lo).await;
+    Crossed {
+        lo,
+        hi,
+        lo_dialled: (lo_out, hi_in),
+        hi_dialled: (hi_out, lo_in),
+    }
+}
+
+/// The payloads of the frames `events` yields within `wait`; panics on a disconnection.
+async fn frames_within(
+    events: &mut tokio::sync::mpsc::Receiver<PeerEvent>,
+    wait: Duration,
+) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(wait, events.recv()).await {
+        match ev {
+            PeerEvent::Frame { frame, .. } => got.push(frame.payload().to_vec()),
+            e => panic!("no channel in use failed, yet: {e:?}"),
+        }
+    }
+    got
+}
+
+/// Both sides dial at once and each sends on its own channel before it learns of the other's:
+/// both settle on the channel the lower key dialled, and every frame arrives, whichever order
+/// the channels are adopted in. (Before the losing channel was read to its end, a frame sent on
+/// it was lost: a party's store check then missed an opening.)
+#[tokio::test]
+async fn a_simultaneous_dial_loses_no_frame_in_either_adoption_order() {
+    let backoff = Backoff::default();
+    let frame = |s: &str| Frame::new(MessageType::PING, s.as_bytes().to_vec()).unwrap();
+    for lo_adopts_its_own_first in [true, false] {
+        let c = crossed().await;
+        let (p_lo, mut ev_lo) = Peers::new(
+            c.lo.clone(),
+            AllowedKeys::new([c.hi.public()]),
+            cfg(),
+            backoff,
+        );
+        let (p_hi, mut ev_hi) = Peers::new(
+            c.hi.clone(),
+            AllowedKeys::new([c.lo.public()]),
+            cfg(),
+            backoff,
+        );
+        let (lo_out, hi_in) = c.lo_dialled;
+        let (hi_out, lo_in) = c.hi_dialled;
+
+        // Each side adopts its own dial and sends on it.
+        p_hi.adopt(hi_out).unwrap();
+        p_hi.send(c.lo.public(), &frame("hi-1")).await.unwrap();
+        if lo_adopts_its_own_first {
+            p_lo.adopt(lo_out).unwrap();
+            p_lo.send(c.hi.public(), &frame("lo-1")).await.unwrap();
+            // The channel hi dialled loses at lo: what hi sent on it is still read.
+            p_lo.adopt(lo_in).unwrap();
+        } else {
+            // lo takes hi's channel first, then replaces it with its own before its reader
+            // ever ran: the replaced channel is still read.
+            p_lo.adopt(lo_in).unwrap();
+            p_lo.adopt(lo_out).unwrap();
+            p_lo.send(c.hi.public(), &frame("lo-1")).await.unwrap();
+        }
+        // hi learns of lo's channel and switches to it.
+        p_hi.adopt(hi_in).unwrap();
+        p_hi.send(c.lo.public(), &frame("hi-2")).await.unwrap();
+        p_lo.send(c.hi.public(), &frame("lo-2")).await.unwrap();
+
+        let mut at_lo = frames_within(&mut ev_lo, Duration::from_secs(2)).await;
+        let at_hi = frames_within(&mut ev_hi, Duration::from_secs(2)).await;
+        at_lo.sort();
+        assert_eq!(
+            at_lo,
+            vec![b"hi-1".to_vec(), b"hi-2".to_vec()],
+            "lo adopts its own first: {lo_adopts_its_own_first}"
+        );
+        assert_eq!(at_hi, vec![b"lo-1".to_vec(), b"lo-2".to_vec()]);
+        assert_eq!(p_lo.connected(), vec![c.hi.public()]);
+        assert_eq!(p_hi.connected(), vec![c.lo.public()]);
+    }
+}

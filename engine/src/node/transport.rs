@@ -789,12 +789,17 @@ pub enum PeerEvent {
     },
 }
 
+#[derive(Default)]
 struct Slot {
     addr: Option<SocketAddr>,
     sender: Option<Arc<Mutex<ChannelSender>>>,
     dialer: Option<TransportKey>,
     generation: u64,
     reader: Option<JoinHandle<()>>,
+    /// Readers of channels this side no longer sends on (a replaced channel, or the one that
+    /// lost a simultaneous dial): they hand on what the peer already wrote into them until the
+    /// peer closes them or they fall idle.
+    draining: Vec<JoinHandle<()>>,
 }
 
 /// Keeps at most one channel per peer: dials on demand with [`Backoff`], adopts incoming
@@ -803,7 +808,8 @@ struct Slot {
 /// peer silent for the whole idle timeout is dropped and reported).
 ///
 /// When both sides dial at once, both keep the channel dialled by the lower key, so they agree
-/// on one.
+/// on one. Frames the peer already wrote into the other channel are not lost: that channel is
+/// read until the peer closes it (or it falls silent for the idle timeout).
 pub struct Peers {
     me: Arc<StaticKeypair>,
     allowed: Arc<AllowedKeys>,
@@ -854,16 +860,7 @@ impl Peers {
             .slots
             .lock()
             .expect("peer table lock is never poisoned");
-        slots
-            .entry(peer)
-            .or_insert_with(|| Slot {
-                addr: None,
-                sender: None,
-                dialer: None,
-                generation: 0,
-                reader: None,
-            })
-            .addr = Some(addr);
+        slots.entry(peer).or_default().addr = Some(addr);
     }
 
     /// The peers with a live channel.
@@ -883,7 +880,9 @@ impl Peers {
     }
 
     /// Adopts an authenticated channel (from [`Listener::next`] or [`connect`]). If a live
-    /// channel to the same peer exists, the one dialled by the lower key is kept.
+    /// channel to the same peer exists, the one dialled by the lower key is kept; the other is
+    /// still read (never sent on) until the peer closes it, so that no frame the peer sent on
+    /// it before it learnt of the choice is lost.
     ///
     /// # Errors
     /// [`NoiseError::UnknownPeer`] if the channel's remote key is not in this manager's
@@ -898,38 +897,52 @@ impl Peers {
         } else {
             peer
         };
+        let generation = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut slots = self
             .slots
             .lock()
             .expect("peer table lock is never poisoned");
-        let slot = slots.entry(peer).or_insert_with(|| Slot {
-            addr: None,
-            sender: None,
-            dialer: None,
-            generation: 0,
-            reader: None,
-        });
+        let slot = slots.entry(peer).or_default();
+        slot.draining.retain(|r| !r.is_finished());
+        let (tx, rx) = channel.split();
         if let (Some(_), Some(old)) = (&slot.sender, slot.dialer) {
             if old < dialer {
                 tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "keeping the existing channel dialled by the lower key");
+                // Its sending half stays open beside the reader: closing it would look like a
+                // disconnection to a peer that still sends on it.
+                let reader = self.spawn_reader(peer, rx, generation, Some(tx));
+                slot.draining.push(reader);
                 return Ok(());
             }
         }
         if let Some(r) = slot.reader.take() {
-            r.abort();
+            slot.draining.push(r);
         }
-        let generation = self
-            .next_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, mut rx) = channel.split();
         let sender = Arc::new(Mutex::new(tx));
         self.spawn_keepalive(peer, Arc::downgrade(&sender));
         slot.sender = Some(sender);
         slot.dialer = Some(dialer);
         slot.generation = generation;
+        slot.reader = Some(self.spawn_reader(peer, rx, generation, None));
+        Ok(())
+    }
+
+    /// Forwards the frames of one channel as [`PeerEvent::Frame`]s until it fails or closes;
+    /// then, if it is still the peer's live channel (`generation`), clears it and reports
+    /// [`PeerEvent::Disconnected`]. `keep` holds a sending half open for the reader's life.
+    fn spawn_reader(
+        &self,
+        peer: TransportKey,
+        mut rx: ChannelReceiver,
+        generation: u64,
+        keep: Option<ChannelSender>,
+    ) -> JoinHandle<()> {
         let events = self.events.clone();
         let table = Arc::clone(&self.slots);
-        slot.reader = Some(tokio::spawn(async move {
+        tokio::spawn(async move {
+            let _keep = keep;
             loop {
                 match rx.recv().await {
                     Ok(frame)
@@ -943,23 +956,26 @@ impl Peers {
                         }
                     }
                     Err(error) => {
-                        if let Some(s) = table
+                        let live = table
                             .lock()
                             .expect("peer table lock is never poisoned")
                             .get_mut(&peer)
-                        {
-                            if s.generation == generation {
+                            .filter(|s| s.generation == generation && s.sender.is_some())
+                            .map(|s| {
                                 s.sender = None;
                                 s.dialer = None;
-                            }
+                            })
+                            .is_some();
+                        if live {
+                            let _ = events.send(PeerEvent::Disconnected { peer, error }).await;
+                        } else {
+                            tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "a channel no longer used closed: {error}");
                         }
-                        let _ = events.send(PeerEvent::Disconnected { peer, error }).await;
                         return;
                     }
                 }
             }
-        }));
-        Ok(())
+        })
     }
 
     /// Sends an empty [`MessageType::PING`] every third of the idle timeout while the channel
@@ -997,18 +1013,31 @@ impl Peers {
         let r = guard.send(frame).await;
         drop(guard);
         if r.is_err() {
-            let mut slots = self
-                .slots
-                .lock()
-                .expect("peer table lock is never poisoned");
-            if let Some(s) = slots.get_mut(&peer) {
-                if s.sender.as_ref().is_some_and(|x| Arc::ptr_eq(x, &sender)) {
-                    s.sender = None;
-                    s.dialer = None;
-                    if let Some(r) = s.reader.take() {
-                        r.abort();
+            let was_live = {
+                let mut slots = self
+                    .slots
+                    .lock()
+                    .expect("peer table lock is never poisoned");
+                match slots.get_mut(&peer) {
+                    Some(s) if s.sender.as_ref().is_some_and(|x| Arc::ptr_eq(x, &sender)) => {
+                        s.sender = None;
+                        s.dialer = None;
+                        if let Some(r) = s.reader.take() {
+                            r.abort();
+                        }
+                        true
                     }
+                    _ => false,
                 }
+            };
+            if was_live {
+                // Reported as the reader would: the owner of this manager learns that frames
+                // may have been lost both ways.
+                let error = TransportError::Closed { peer };
+                let _ = self
+                    .events
+                    .send(PeerEvent::Disconnected { peer, error })
+                    .await;
             }
         }
         r
@@ -1069,6 +1098,9 @@ impl Drop for Peers {
         if let Ok(mut slots) = self.slots.lock() {
             for s in slots.values_mut() {
                 if let Some(r) = s.reader.take() {
+                    r.abort();
+                }
+                for r in s.draining.drain(..) {
                     r.abort();
                 }
             }
