@@ -342,6 +342,50 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
             "party {i} received its {FEE_SAT} sat fee, less any bump"
         );
     }
+
+    // A quote kept while another query of the same service runs: asked for again, every party
+    // quotes it again under the leakage rule as it is now (naming the query that ran), so the
+    // job runs; the quote first made would be refused at the run as out of date.
+    let job_for = |query: &str| {
+        ServiceJob::new(
+            &service,
+            &manifest,
+            &d.dataset_id,
+            Secp256k1Scalar::NAME,
+            dataset.schema.clone(),
+            query,
+            FEE_SAT,
+            view.tip().map_err(|e| e.to_string())? + 60,
+            Network::Regtest,
+            &payout,
+        )
+    };
+    let first = "sum(income), count(income)".to_string();
+    let mut kept = job_for("sum(income)").map_err(anyhow::Error::msg)?;
+    rt.block_on(kept.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    assert!(kept.quotes.iter().all(|q| q.earlier == [first.clone()]));
+    let mut between = job_for("mean(income)").map_err(anyhow::Error::msg)?;
+    rt.block_on(between.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    job_options.name = "between-masks".into();
+    rt.block_on(between.compute(&service, &manifest, &job_options, each))
+        .map_err(anyhow::Error::msg)?;
+    rt.block_on(kept.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    for q in &kept.quotes {
+        assert_eq!(
+            q.earlier,
+            [first.clone(), "mean(income)".to_string()],
+            "party {} quotes again under the rule as it is now",
+            q.party
+        );
+    }
+    job_options.name = "kept-masks".into();
+    rt.block_on(kept.compute(&service, &manifest, &job_options, each))
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(kept.deliveries.len(), 4);
+
     for p in parties {
         rt.block_on(p.shutdown())?;
     }

@@ -316,9 +316,11 @@ impl ServiceJob {
         config: ChannelConfig,
         timeout: Duration,
     ) -> Result<(), String> {
-        // A party that has not read the dataset's ACL yet (it just started) says "ask again":
-        // the same request is sent again (a party that quoted answers with the same quote), for
-        // at most QUOTE_RETRY.
+        // A party that has not read the dataset's ACL yet (it just started) says "ask again";
+        // a party that has not yet seen the end of this service's previous query names fewer
+        // earlier queries than the others. The same request is then sent again (a party that
+        // quoted answers with the same quote, made again if its earlier queries changed since),
+        // for at most QUOTE_RETRY.
         let start = std::time::Instant::now();
         let answers = loop {
             let answers = service
@@ -326,7 +328,8 @@ impl ServiceJob {
                 .await;
             let transient = answers
                 .iter()
-                .any(|(_, a)| a.as_ref().is_err_and(|e| e.contains("ask again")));
+                .any(|(_, a)| a.as_ref().is_err_and(|e| e.contains("ask again")))
+                || only_earlier_differ(&answers);
             if !transient || start.elapsed() >= QUOTE_RETRY {
                 break answers;
             }
@@ -1074,6 +1077,22 @@ pub fn by_reason(answers: &[(u32, String)]) -> String {
         .join("; ")
 }
 
+/// Whether every party quoted, all with the same `min_rows`, and only their earlier queries
+/// differ: a party that has not yet recorded the end of an earlier query catches up, so the
+/// quotes are asked for again.
+fn only_earlier_differ(answers: &[(u32, Result<Quote, String>)]) -> bool {
+    let quotes: Vec<&Quote> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().ok())
+        .collect();
+    let Some(first) = quotes.first() else {
+        return false;
+    };
+    quotes.len() == answers.len()
+        && quotes.iter().all(|q| q.min_rows == first.min_rows)
+        && quotes.iter().any(|q| q.earlier != first.earlier)
+}
+
 /// The leakage rule every quote names: its `min_rows` and earlier queries, when all quotes
 /// name the same (the parties would otherwise plan different gates).
 ///
@@ -1113,7 +1132,7 @@ pub fn common_rule(quotes: &[Quote]) -> Result<(u64, Vec<String>), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{by_reason, common_rule};
+    use super::{by_reason, common_rule, only_earlier_differ};
     use crate::node::job::Quote;
 
     fn quote(party: u32, min_rows: u64, earlier: &[&str]) -> Quote {
@@ -1158,6 +1177,33 @@ mod tests {
         let e = common_rule(&[quote(1, 10, &[long.as_str()])]).unwrap_err();
         assert!(e.contains("party 1 names an earlier query of"), "{e}");
         assert_eq!(common_rule(&[]), Err("no quotes".to_string()));
+    }
+
+    #[test]
+    fn only_a_lagging_earlier_list_is_asked_again() {
+        let ok = |q: Quote| (q.party, Ok(q));
+        // One party has not yet recorded the end of the previous query: ask again.
+        let lagging = [
+            ok(quote(1, 10, &["count()"])),
+            ok(quote(2, 10, &[])),
+            ok(quote(3, 10, &["count()"])),
+        ];
+        assert!(only_earlier_differ(&lagging));
+        // Agreeing quotes, another min_rows (a setting, not a lag), a refusal: not again.
+        let same = [
+            ok(quote(1, 10, &["count()"])),
+            ok(quote(2, 10, &["count()"])),
+        ];
+        assert!(!only_earlier_differ(&same));
+        let min = [ok(quote(1, 10, &["count()"])), ok(quote(2, 5, &[]))];
+        assert!(!only_earlier_differ(&min));
+        let refused = [
+            ok(quote(1, 10, &["count()"])),
+            ok(quote(2, 10, &[])),
+            (3, Err("fee too low".to_string())),
+        ];
+        assert!(!only_earlier_differ(&refused));
+        assert!(!only_earlier_differ(&[]));
     }
 
     #[test]

@@ -271,13 +271,21 @@ impl Core {
         let id = req.id();
         let key = self.client_key(conn)?;
         if let Some(j) = self.jobs.get_mut(&id) {
-            let quote = with_job!(j, j => {
+            let quoted = with_job!(j, j => {
                 if j.record.client_key != hex::encode(key.0) {
                     return Err("this job belongs to another service connection key".into());
                 }
                 j.client = Some(conn);
-                j.record.quote.clone()
+                j.phase == Phase::Quoted
             });
+            if quoted {
+                self.refresh_quote(&id)?;
+            }
+            let quote = self
+                .jobs
+                .get(&id)
+                .map(|j| with_job!(j, j => j.record.quote.clone()))
+                .ok_or("this job is gone")?;
             self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
             return Ok(());
         }
@@ -475,6 +483,48 @@ impl Core {
         info!(target: "btcmpc::party", job = %hex::encode(id), "quoted");
         self.crash_point(FaultStep::Quote, false);
         self.reply_json(Some(conn), MessageType::JOB_QUOTE, &quote);
+        Ok(())
+    }
+
+    /// A job quoted but not run, asked for again: if a query of the same service on the same
+    /// dataset was answered or started since, the quote's leakage rule is out of date (a run
+    /// would be refused). The quote is then made again under the rule as it is now (the plan
+    /// with it, signed and stored), so that a service that found the committee's quotes
+    /// disagreeing can ask again and get quotes that agree. Nothing was paid or computed yet.
+    ///
+    /// # Errors
+    /// The query is no longer admitted, or does not plan, under the rule as it is now.
+    fn refresh_quote(&mut self, id: &Hash32) -> Result<(), Refuse> {
+        let Some(j) = self.jobs.get(id) else {
+            return Ok(());
+        };
+        let (mut rec, client) = with_job!(j, j => (j.record.clone(), j.client));
+        let rule_now = admit_query(
+            &rec.request.query,
+            self.earlier_queries(&rec.request.service, &rec.request.dataset_id),
+        )?;
+        if rule_now == rec.quote.earlier {
+            return Ok(());
+        }
+        let (_, record, _) = self.committed_dataset(&rec.request.dataset_id)?;
+        let (schema, min_rows) = (&record.begin.schema, rec.quote.min_rows);
+        rec.quote.earlier = rule_now;
+        rec.quote.signature = schnorr_sign(&self.party_key, rec.quote.digest());
+        let (query, earlier) = (&rec.request.query, &rec.quote.earlier);
+        let job = match record.begin.field.as_str() {
+            Secp256k1Scalar::NAME => {
+                let plan = plan_job::<Secp256k1Scalar>(query, schema, min_rows, earlier)?;
+                Job::S(JobSession::new(*id, rec.clone(), plan, client))
+            }
+            Mersenne127::NAME => {
+                let plan = plan_job::<Mersenne127>(query, schema, min_rows, earlier)?;
+                Job::M(JobSession::new(*id, rec.clone(), plan, client))
+            }
+            other => return Err(format!("dataset in unknown field {other}")),
+        };
+        self.put_job(&rec).map_err(|e| e.to_string())?;
+        self.jobs.insert(*id, job);
+        info!(target: "btcmpc::party", job = %hex::encode(id), "quoted again: the leakage rule changed since the first quote");
         Ok(())
     }
 
