@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Context as _};
 use btcmpc_engine::mpc::csv::{Dataset, ReadOptions};
-use btcmpc_engine::mpc::field::Secp256k1Scalar;
+use btcmpc_engine::mpc::field::Mersenne127;
 use btcmpc_engine::mpc::query::{parse, plan};
 
 /// One aggregate of a demo question.
@@ -23,6 +23,11 @@ pub enum Agg {
     Var(&'static str),
     /// `cov(a, b)` (population covariance over rows where both are present).
     Cov(&'static str, &'static str),
+    /// `count() where c > k`: rows where `c` is present and above `k`.
+    CountAbove(&'static str, u32),
+    /// `mean(x) where c > k`: the mean of `x` over the rows where `c` is above `k` and `x` is
+    /// present.
+    MeanAbove(&'static str, &'static str, u32),
 }
 
 impl Agg {
@@ -34,6 +39,8 @@ impl Agg {
             Agg::Mean(c) => format!("mean({c})"),
             Agg::Var(c) => format!("var({c})"),
             Agg::Cov(a, b) => format!("cov({a}, {b})"),
+            Agg::CountAbove(c, k) => format!("count() where {c} > {k}"),
+            Agg::MeanAbove(x, c, k) => format!("mean({x}) where {c} > {k}"),
         }
     }
 }
@@ -57,8 +64,7 @@ pub fn exact(
     };
     let data = Dataset::from_bytes_with(csv, &options).context("reading the CSV in the clear")?;
     let q = parse(query).map_err(|e| anyhow!("query {query:?}: {e}"))?;
-    let p =
-        plan::<Secp256k1Scalar>(&q, &data.schema).map_err(|e| anyhow!("query {query:?}: {e}"))?;
+    let p = plan::<Mersenne127>(&q, &data.schema).map_err(|e| anyhow!("query {query:?}: {e}"))?;
     let out = p
         .finish(&p.eval_clear(&data.values))
         .map_err(|e| anyhow!("query {query:?}: {e}"))?;
@@ -121,6 +127,19 @@ pub fn float(csv: &str, aggs: &[Agg]) -> anyhow::Result<BTreeMap<String, f64>> {
                 let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
                 pairs.iter().map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / n
             }
+            Agg::CountAbove(c, k) => col(c)?
+                .iter()
+                .filter(|v| v.is_some_and(|v| v > f64::from(k)))
+                .count() as f64,
+            Agg::MeanAbove(x, c, k) => {
+                let xs: Vec<f64> = col(x)?
+                    .into_iter()
+                    .zip(col(c)?)
+                    .filter(|(_, c)| c.is_some_and(|c| c > f64::from(k)))
+                    .filter_map(|(x, _)| x)
+                    .collect();
+                xs.iter().sum::<f64>() / xs.len() as f64
+            }
         };
         out.insert(a.text(), v);
     }
@@ -162,5 +181,21 @@ mod tests {
             assert!(close(&e[k], *v), "{k}: {} vs {v}", e[k]);
         }
         assert!(!close("2.6", 2.5));
+    }
+
+    #[test]
+    fn filtered_aggregates_agree_and_skip_gaps_on_both_sides() {
+        // Row 2 has no b (not counted by `b > 15`), row 5 no a (not in the mean of a).
+        let csv = "a,b\n1,10\n2,\n3,30\n4,40\n,50\n";
+        let aggs = [Agg::CountAbove("b", 15), Agg::MeanAbove("a", "b", 15)];
+        let q = query_text(&aggs);
+        assert_eq!(q, "count() where b > 15, mean(a) where b > 15");
+        let e = exact(csv.as_bytes(), &["a", "b"], &q).unwrap();
+        let f = float(csv, &aggs).unwrap();
+        assert_eq!(e["count() where b > 15"], "3");
+        assert_eq!(e["mean(a) where b > 15"], "3.5");
+        for (k, v) in &f {
+            assert!(close(&e[k], *v), "{k}: {} vs {v}", e[k]);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `btcmpc demo [honest|withhold|wrong-share|equivocate|revoked|all]`: the whole system on a
+//! `btcmpc demo [honest|filter|withhold|wrong-share|equivocate|revoked|all]`: the whole system on a
 //! fresh embedded regtest node, with a committee of four `party run` processes and the RAND
 //! Health Insurance Experiment data, in a temporary directory removed at the end.
 //!
@@ -36,6 +36,9 @@ pub struct Args {
 enum Which {
     /// A granted service pays, gets the answer, checked against the clear data.
     Honest,
+    /// A granted service asks about a subset of rows (`where income > 10000`): every row is
+    /// compared in secret.
+    Filter,
     /// A party never claims: the result is decoded anyway and its escrow refunded after T.
     Withhold,
     /// A party delivers a wrong output share: named, the result still right, its bond slashed.
@@ -48,8 +51,9 @@ enum Which {
     All,
 }
 
-const ORDER: [Which; 5] = [
+const ORDER: [Which; 6] = [
     Which::Honest,
+    Which::Filter,
     Which::Withhold,
     Which::WrongShare,
     Which::Revoked,
@@ -78,6 +82,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
         let t0 = std::time::Instant::now();
         let r = match which {
             Which::Honest => scenarios::honest(&mut w, &setup),
+            Which::Filter => scenarios::filter(&mut w, &setup),
             Which::Withhold => scenarios::withhold(&mut w, &setup),
             Which::WrongShare => scenarios::wrong_share(&mut w, &setup),
             Which::Revoked => scenarios::revoked(&mut w, &setup),
@@ -114,6 +119,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
 fn name(w: Which) -> &'static str {
     match w {
         Which::Honest => "honest",
+        Which::Filter => "filter",
         Which::Withhold => "withhold",
         Which::WrongShare => "wrong-share",
         Which::Equivocate => "equivocate",
