@@ -36,13 +36,23 @@
 //!
 //! Each party holds `C(n-1, t)` keys: practical for `n <= 10` ([`MAX_PARTIES`]).
 //!
-//! The PRF is ChaCha12 (the stream cipher of the `rand` crate's `StdRng`; the best known attack
-//! reaches 7 rounds) keyed by `SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`,
-//! whose keystream is turned into field elements by [`PrimeField::fill_random`] (deterministic
-//! for a given stream, so every member of `A` derives the same `r_A`).
+//! The PRF is AES-128 in counter mode (NIST SP 800-38A, section 6.5): with
+//! `h = SHA256("btcmpc/v1/prss" || k_A || job || purpose || counter)`, the key is `h[0..16]`
+//! and the initial counter block `h[16..32]` (a 128-bit big-endian counter, incremented per
+//! block). Its keystream is turned into field elements by [`PrimeField::fill_random`]
+//! (deterministic for a given stream, so every member of `A` derives the same `r_A`). That
+//! AES under a secret key is a pseudo-random permutation, hence (for fewer than `2^64` blocks
+//! per key, far more than a job draws) a pseudo-random function, and AES-CTR a pseudo-random
+//! generator, is the standard assumption (Bellare, Desai, Jokipii and Rogaway, "A Concrete
+//! Security Treatment of Symmetric Encryption", FOCS 1997, for counter mode). AES-128 rather
+//! than a ChaCha stream for speed: on processors with AES instructions (detected at run time by
+//! the `aes` crate, with a constant-time bitsliced fallback) its keystream is cheaper, and
+//! drawing the streams is a large part of a double sharing's cost (one party's double sharing
+//! of 1 M values, n = 4, t = 1, took about 10% less time in secp256k1 and 25% less in 2^127-1
+//! than with ChaCha12 on the 2-core development machine).
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha12Rng;
+use aes::cipher::{KeyIvInit, StreamCipher};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::mpc::field::PrimeField;
@@ -419,6 +429,48 @@ pub enum Purpose {
     RandomInt = 4,
 }
 
+/// The keystream of AES-128 in counter mode (the PRF, see the module docs) as a source of
+/// random bytes: key `seed[0..16]`, initial counter block `seed[16..32]`. Every read continues
+/// the keystream where the previous one stopped, whatever the lengths.
+struct Stream(ctr::Ctr128BE<aes::Aes128>);
+
+impl Stream {
+    fn new(seed: &[u8; 32]) -> Self {
+        let (key, iv) = seed.split_at(16);
+        Stream(ctr::Ctr128BE::<aes::Aes128>::new(key.into(), iv.into()))
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stream(AES-128-CTR, ..)")
+    }
+}
+
+impl RngCore for Stream {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+        self.0.apply_keystream(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
 /// Elements generated per batch (bounds the scratch buffers).
 const CHUNK: usize = 1024;
 
@@ -541,14 +593,14 @@ impl<F: PrimeField> Prss<F> {
         self.t
     }
 
-    fn stream(key: &[u8; 32], job: &[u8; 32], purpose: Purpose, counter: u64) -> ChaCha12Rng {
+    fn stream(key: &[u8; 32], job: &[u8; 32], purpose: Purpose, counter: u64) -> Stream {
         let mut h = Sha256::new();
         h.update(PRF_TAG);
         h.update(key);
         h.update(job);
         h.update([purpose as u8]);
         h.update(counter.to_be_bytes());
-        ChaCha12Rng::from_seed(h.finalize().into())
+        Stream::new(&h.finalize().into())
     }
 
     /// This party's shares of `len` random degree-`t` sharings for `(job, counter)`.
@@ -681,6 +733,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::mpc::field::{Mersenne127, Secp256k1Scalar};
     use rand::rngs::StdRng;
+    use rand::SeedableRng;
 
     /// Runs the key agreement among all parties honestly.
     pub(crate) fn agree<F: PrimeField>(n: usize, t: usize, seed: u64) -> Vec<Prss<F>> {
@@ -902,6 +955,37 @@ pub(crate) mod tests {
         for (n, t) in [(4, 1), (5, 2), (7, 3)] {
             same_as_naive::<Secp256k1Scalar>(n, t);
         }
+    }
+
+    #[test]
+    fn the_stream_is_aes_128_ctr() {
+        // NIST SP 800-38A, F.5.1 (CTR-AES128.Encrypt): keystream = ciphertext XOR plaintext.
+        let mut seed = [0u8; 32];
+        seed[..16].copy_from_slice(&hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap());
+        seed[16..].copy_from_slice(&hex::decode("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff").unwrap());
+        let xor = |a: &str, b: &str| -> Vec<u8> {
+            let (a, b) = (hex::decode(a).unwrap(), hex::decode(b).unwrap());
+            a.iter().zip(&b).map(|(x, y)| x ^ y).collect()
+        };
+        let mut want = xor(
+            "6bc1bee22e409f96e93d7e117393172a",
+            "874d6191b620e3261bef6864990db6ce",
+        );
+        want.extend(xor(
+            "ae2d8a571e03ac9c9eb76fac45af8e51",
+            "9806f66b7970fdff8617187bb9fffdff",
+        ));
+        let mut whole = [0u8; 32];
+        Stream::new(&seed).fill_bytes(&mut whole);
+        assert_eq!(whole.to_vec(), want);
+        // Reads of any lengths continue the keystream.
+        let mut s = Stream::new(&seed);
+        let mut pieces = s.next_u64().to_le_bytes().to_vec();
+        pieces.extend(s.next_u32().to_le_bytes());
+        let mut rest = [0u8; 20];
+        s.fill_bytes(&mut rest);
+        pieces.extend(rest);
+        assert_eq!(pieces, want);
     }
 
     #[test]
