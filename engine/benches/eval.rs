@@ -4,7 +4,9 @@
 //! one party's share of a degree reduction of 1 million products (`reduction/FIELD/...`: the
 //! local products, the PRSS double sharing, masking, the payload hash of the signed opening,
 //! encoding and decoding the opening as a peer message, checking and interpolating the four
-//! openings, re-sharing), which `btcmpc bench committee` runs across processes.
+//! openings, re-sharing), which `btcmpc bench committee` runs across processes; and one
+//! party's PRSS sharings alone (`prss/FIELD/...`: double and degree-`2t` zero sharings for
+//! n = 4, t = 1 and n = 7, t = 2).
 
 // criterion_group! defines a public function that cannot carry a doc comment.
 #![allow(missing_docs)]
@@ -186,7 +188,33 @@ fn reduction<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
+/// One party's PRSS double and zero sharings: `len` values for party `me` of `(n, t)`.
+fn prss_sharings<F: PrimeField>(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("prss/{}", F::NAME));
+    g.sample_size(10);
+    for (n, t, me, len, name) in [
+        (4, 1, 1, 1_000_000, "n4_t1_1m"),
+        (7, 2, 3, 100_000, "n7_t2_100k"),
+    ] {
+        let committee = Committee::<F>::setup(&Scenario::honest(n, t)).expect("honest setup");
+        let prss = committee
+            .prss(PartyId::new(me, n).expect("a member"))
+            .expect("the party's PRSS");
+        let job = [3u8; 32];
+        g.throughput(Throughput::Elements(len as u64));
+        g.bench_function(format!("double_{name}"), |bench| {
+            bench.iter(|| black_box(prss.double(&job, 1, len)))
+        });
+        g.bench_function(format!("zero_2t_{name}"), |bench| {
+            bench.iter(|| black_box(prss.zero_2t(&job, 1, len)))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    prss_sharings::<Secp256k1Scalar>(c);
+    prss_sharings::<Mersenne127>(c);
     reduction::<Secp256k1Scalar>(c);
     reduction::<Mersenne127>(c);
     aggregates::<Secp256k1Scalar>(c);
