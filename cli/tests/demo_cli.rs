@@ -304,4 +304,23 @@ fn demo_refuses_another_network_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("regtest"), "{err}");
+    // Options naming another chain or datadir would be ignored: refused, each by name.
+    for (opt, value) in [
+        ("--datadir", "/nonexistent/demo-datadir"),
+        ("--electrum", "127.0.0.1:1"),
+        ("--rpc", "http://127.0.0.1:1"),
+        ("--rpc-cookie", "/nonexistent/.cookie"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .args([opt, value, "demo", "honest"])
+            .env_remove("BTCMPC_NETWORK")
+            .env_remove("BTCMPC_DATADIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{opt}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(opt) && err.contains("does not apply"), "{err}");
+        assert!(!std::path::Path::new("/nonexistent/demo-datadir").exists());
+    }
 }

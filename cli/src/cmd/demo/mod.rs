@@ -68,6 +68,23 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             global.network.name()
         );
     }
+    // The demo makes its own node, wallets and datadirs in a temporary directory: an option
+    // naming another one would be ignored, so it is refused.
+    for (set, what) in [
+        (global.datadir.is_some(), "--datadir (or BTCMPC_DATADIR)"),
+        (global.electrum.is_some(), "--electrum (or BTCMPC_ELECTRUM)"),
+        (global.rpc.is_some(), "--rpc (or BTCMPC_RPC)"),
+        (
+            global.rpc_cookie.is_some(),
+            "--rpc-cookie (or BTCMPC_RPC_COOKIE)",
+        ),
+    ] {
+        if set {
+            bail!(
+                "the demo runs its own embedded regtest node and datadirs in a temporary directory: {what} does not apply to it"
+            );
+        }
+    }
     let list: Vec<Which> = match args.scenario {
         Which::All => ORDER.to_vec(),
         one => vec![one],

@@ -418,12 +418,15 @@ pub fn setup(w: &mut World, service_b: bool) -> anyhow::Result<Setup> {
 
 /// `service query` as `who`; its JSON report.
 fn query(w: &World, who: &str, card: &str, q: &str, wait: u64) -> anyhow::Result<Value> {
+    w.say(&format!(
+        "{who} asks `{q}`: quotes, output masks, the parties compute, escrow funding, claims"
+    ));
     let (fee, wait_s, deadline) = (
         format!("{FEE_SAT}sat"),
         wait.to_string(),
         format!("+{DEADLINE}"),
     );
-    w.json_within(
+    let r = w.json_within(
         who,
         &[
             "service",
@@ -442,7 +445,13 @@ fn query(w: &World, who: &str, card: &str, q: &str, wait: u64) -> anyhow::Result
             FEE_RATE,
         ],
         Duration::from_secs(wait + 240),
-    )
+    );
+    if r.is_ok() {
+        w.say(&format!(
+            "{who} has its answer; checking it against the clear data and the chain"
+        ));
+    }
+    r
 }
 
 impl Setup {
@@ -826,6 +835,11 @@ fn cheater(
             bal.change() == bal.expected,
         );
         o.balances.insert("p3 bond".into(), bal);
+        let fee = o.balances.get("p3").map_or(0, Balance::change);
+        o.notes.push(format!(
+            "party 3 still claimed its fee ({fee:+} sat to its wallet: its escrow output pays for a delivery, and the other parties' keys open the result), but its bond lost {lost} sat: {:+} sat in all",
+            fee - lost as i64
+        ));
     }
     Ok(())
 }
