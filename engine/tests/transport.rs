@@ -731,3 +731,109 @@ async fn a_simultaneous_dial_loses_no_frame_in_either_adoption_order() {
         assert_eq!(p_hi.connected(), vec![c.lo.public()]);
     }
 }
+
+/// A manager `lo` (the lower key) holding the channel it dialled to `hi`, a listener of `lo`
+/// that `hi` dials, and `hi`'s raw end of `lo`'s channel.
+struct LoHolds {
+    lo: StaticKeypair,
+    hi: StaticKeypair,
+    p_lo: Peers,
+    ev_lo: tokio::sync::mpsc::Receiver<PeerEvent>,
+    l_lo: Listener,
+    hi_end: Channel,
+}
+
+async fn lo_holds() -> LoHolds {
+    let (a, b) = keys();
+    let (lo, hi) = if a.public() < b.public() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let l_lo = listen(&lo, &[&hi], cfg()).await;
+    let mut l_hi = listen(&hi, &[&lo], cfg()).await;
+    let lo_out = connect(
+        l_hi.local_addr(),
+        &lo,
+        &AllowedKeys::new([hi.public()]),
+        cfg(),
+    )
+    .await
+    .unwrap();
+    let hi_end = next_ok(&mut l_hi).await;
+    let (p_lo, ev_lo) = Peers::new(
+        lo.clone(),
+        AllowedKeys::new([hi.public()]),
+        cfg(),
+        Backoff::default(),
+    );
+    p_lo.adopt(lo_out).unwrap();
+    LoHolds {
+        lo,
+        hi,
+        p_lo,
+        ev_lo,
+        l_lo,
+        hi_end,
+    }
+}
+
+/// Three channels of one pair adopted in a row (hi dials, lo dials, hi dials again), each
+/// written into right after its adoption: every frame arrives once, the channel lo dialled
+/// stays the live one, and when hi's end of it closes, lo reports exactly one disconnection
+/// (the spare channels closing report none).
+#[tokio::test]
+async fn three_channels_lose_no_frame_and_one_disconnection_is_reported() {
+    let mut h = lo_holds().await;
+    let (p_lo, mut ev_lo) = (h.p_lo, h.ev_lo);
+    // lo already holds its own channel; hi dials twice more and writes into each.
+    let mut spare = Vec::new();
+    for i in 0..2 {
+        let mut ch = connect(
+            h.l_lo.local_addr(),
+            &h.hi,
+            &AllowedKeys::new([h.lo.public()]),
+            cfg(),
+        )
+        .await
+        .unwrap();
+        ch.send(&Frame::new(MessageType::PING, format!("spare-{i}").into_bytes()).unwrap())
+            .await
+            .unwrap();
+        p_lo.adopt(next_ok(&mut h.l_lo).await).unwrap();
+        spare.push(ch);
+    }
+    h.hi_end
+        .send(&Frame::new(MessageType::PING, b"live".to_vec()).unwrap())
+        .await
+        .unwrap();
+    p_lo.send(
+        h.hi.public(),
+        &Frame::new(MessageType::PING, b"to-hi".to_vec()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.hi_end.recv().await.unwrap().payload().to_vec(),
+        b"to-hi".to_vec()
+    );
+    let mut got = frames_within(&mut ev_lo, Duration::from_secs(2)).await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![b"live".to_vec(), b"spare-0".to_vec(), b"spare-1".to_vec()]
+    );
+    // hi closes the spares: no event. Then the live one: one Disconnected.
+    drop(spare);
+    let quiet = tokio::time::timeout(Duration::from_secs(1), ev_lo.recv()).await;
+    assert!(quiet.is_err(), "a spare channel closing reported {quiet:?}");
+    drop(h.hi_end);
+    let ev = tokio::time::timeout(WAIT, ev_lo.recv())
+        .await
+        .expect("the live channel's end is reported")
+        .unwrap();
+    assert!(matches!(ev, PeerEvent::Disconnected { .. }), "{ev:?}");
+    let again = tokio::time::timeout(Duration::from_secs(1), ev_lo.recv()).await;
+    assert!(again.is_err(), "a second event: {again:?}");
+    assert!(p_lo.connected().is_empty());
+}

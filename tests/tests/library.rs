@@ -151,9 +151,11 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
 
     // The party daemons, in this process; each claims into its own wallet.
     drop(wallets);
-    let mut parties = Vec::new();
-    for (i, (kp, transport)) in keys.into_iter().enumerate() {
-        let config = PartyConfig {
+    let config_of = |i: usize,
+                     kp: bitcoin::secp256k1::Keypair,
+                     transport: StaticKeypair|
+     -> anyhow::Result<PartyConfig> {
+        Ok(PartyConfig {
             manifest: manifest.clone(),
             party_key: kp,
             transport,
@@ -176,8 +178,12 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
             min_fee_sat: FEE_SAT,
             max_open_jobs: 4,
             claim_fee_rate: 2,
-        };
-        parties.push(rt.block_on(Party::start(config))?);
+        })
+    };
+    let kept_keys = keys.clone();
+    let mut parties = Vec::new();
+    for (i, (kp, transport)) in keys.into_iter().enumerate() {
+        parties.push(rt.block_on(Party::start(config_of(i, kp, transport)?))?);
     }
 
     // The owner stores the CSV with every party and publishes the STORE record.
@@ -385,6 +391,63 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     rt.block_on(kept.compute(&service, &manifest, &job_options, each))
         .map_err(anyhow::Error::msg)?;
     assert_eq!(kept.deliveries.len(), 4);
+
+    // Masks dealt for a quoted job, then another query of the service runs, the job is asked
+    // for again (quoted again, its plan too) and a party restarts before the run: the masks
+    // dealt before still fit, the restarted party runs under the rule it quoted last, and
+    // the job is delivered by every party.
+    let mut late = job_for("count(income)").map_err(anyhow::Error::msg)?;
+    rt.block_on(late.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    job_options.name = "late-masks".into();
+    rt.block_on(late.deal_masks(&service, &manifest, &job_options))
+        .map_err(anyhow::Error::msg)?;
+    let mut other = job_for("mean(income), sum(income)").map_err(anyhow::Error::msg)?;
+    rt.block_on(other.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    job_options.name = "other-masks".into();
+    rt.block_on(other.compute(&service, &manifest, &job_options, each))
+        .map_err(anyhow::Error::msg)?;
+    rt.block_on(late.quote(&service, &manifest, Default::default(), each))
+        .map_err(anyhow::Error::msg)?;
+    let rule = [
+        first.clone(),
+        "sum(income)".to_string(),
+        "mean(income)".to_string(),
+        "mean(income), sum(income)".to_string(),
+    ];
+    for q in &late.quotes {
+        assert_eq!(q.earlier, rule, "party {}", q.party);
+    }
+    let second = parties.remove(1);
+    rt.block_on(second.shutdown())?;
+    let (kp, transport) = kept_keys[1].clone();
+    parties.insert(1, rt.block_on(Party::start(config_of(1, kp, transport)?))?);
+    // Asked again after the restart: the same quote (nothing changed).
+    let before = late.quotes.clone();
+    let start = Instant::now();
+    loop {
+        match rt.block_on(late.quote(&service, &manifest, Default::default(), each)) {
+            Ok(()) => break,
+            Err(e) if start.elapsed() < WAIT && e.contains("ask again") => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => anyhow::bail!("quotes after the restart: {e}"),
+        }
+    }
+    let signed = |qs: &[btcmpc_engine::node::job::Quote]| {
+        let mut v: Vec<(u32, [u8; 64])> = qs.iter().map(|q| (q.party, q.signature)).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(
+        signed(&late.quotes),
+        signed(&before),
+        "the re-made quote survives the restart as it was signed"
+    );
+    rt.block_on(late.run(&service, &manifest, &job_options, each))
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(late.deliveries.len(), 4);
 
     for p in parties {
         rt.block_on(p.shutdown())?;
