@@ -837,3 +837,88 @@ async fn three_channels_lose_no_frame_and_one_disconnection_is_reported() {
     assert!(again.is_err(), "a second event: {again:?}");
     assert!(p_lo.connected().is_empty());
 }
+
+/// A peer that keeps dialling while this side holds the channel the lower key dialled: each
+/// of its channels loses and is kept to be read. A peer that keeps them alive (an empty ping
+/// now and then resets the idle timeout) must not make this side hold one socket and one task
+/// per dial without bound: at most a few spare channels per peer are read.
+#[tokio::test]
+async fn a_peer_dialling_again_and_again_holds_a_bounded_number_of_spare_channels() {
+    const DIALS: usize = 40;
+    let mut h = lo_holds().await;
+    let mut spares = Vec::new();
+    for _ in 0..DIALS {
+        let ch = connect(
+            h.l_lo.local_addr(),
+            &h.hi,
+            &AllowedKeys::new([h.lo.public()]),
+            cfg(),
+        )
+        .await
+        .unwrap();
+        h.p_lo.adopt(next_ok(&mut h.l_lo).await).unwrap();
+        spares.push(ch);
+    }
+    assert_eq!(h.p_lo.connected(), vec![h.hi.public()]);
+    // Past the idle timeout (10 s), kept alive by empty pings every 3 s.
+    let ping = Frame::new(MessageType::PING, Vec::new()).unwrap();
+    for _ in 0..4 {
+        h.hi_end.send(&ping).await.unwrap();
+        for ch in &mut spares {
+            let _ = ch.send(&ping).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    for (i, ch) in spares.iter_mut().enumerate() {
+        let f = Frame::new(MessageType::PING, format!("spare-{i}").into_bytes()).unwrap();
+        let _ = ch.send(&f).await;
+    }
+    let still_read = frames_within(&mut h.ev_lo, Duration::from_secs(2))
+        .await
+        .len();
+    drop(h.hi_end);
+    assert!(
+        still_read <= 8,
+        "{still_read} of {DIALS} spare channels of one peer are still held and read after 12 s"
+    );
+}
+
+/// The live channel is one the peer dialled; the peer closes it (it crashed, or gave up on it
+/// after a failed send) with a frame of ours unread, and its new channel is adopted before the
+/// old one's end is read here. The frame is lost, so this side must learn of it (a
+/// disconnection: the party re-sends its outbox when the peer is back).
+#[tokio::test]
+async fn a_replaced_channel_closed_with_a_frame_unread_is_reported() {
+    let (lo, hi) = keys();
+    let mut l_lo = listen(&lo, &[&hi], cfg()).await;
+    let (p_lo, mut ev_lo) = Peers::new(
+        lo.clone(),
+        AllowedKeys::new([hi.public()]),
+        cfg(),
+        Backoff::default(),
+    );
+    let allowed = AllowedKeys::new([lo.public()]);
+    let old = connect(l_lo.local_addr(), &hi, &allowed, cfg())
+        .await
+        .unwrap();
+    p_lo.adopt(next_ok(&mut l_lo).await).unwrap();
+    let new = connect(l_lo.local_addr(), &hi, &allowed, cfg())
+        .await
+        .unwrap();
+    let new_at_lo = next_ok(&mut l_lo).await;
+    p_lo.send(
+        hi.public(),
+        &Frame::new(MessageType::PING, b"lost".to_vec()).unwrap(),
+    )
+    .await
+    .unwrap();
+    // The peer drops the old channel unread, and its new one is adopted at once.
+    drop(old);
+    p_lo.adopt(new_at_lo).unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), ev_lo.recv()).await;
+    drop(new);
+    assert!(
+        matches!(ev, Ok(Some(PeerEvent::Disconnected { .. }))),
+        "a frame sent on the replaced channel was never read, yet: {ev:?}"
+    );
+}
