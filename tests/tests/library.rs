@@ -151,9 +151,10 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
 
     // The party daemons, in this process; each claims into its own wallet.
     drop(wallets);
-    let config_of = |i: usize,
-                     kp: bitcoin::secp256k1::Keypair,
-                     transport: StaticKeypair|
+    let config_with = |i: usize,
+                       kp: bitcoin::secp256k1::Keypair,
+                       transport: StaticKeypair,
+                       min_rows: u64|
      -> anyhow::Result<PartyConfig> {
         Ok(PartyConfig {
             manifest: manifest.clone(),
@@ -172,13 +173,16 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
                 allow_plaintext: false,
                 poll: Duration::from_secs(1),
                 acl_min_conf: 1,
-                min_rows: 100,
+                min_rows,
             }),
             wallet: Some(w.dir.path().join(format!("party{}", i + 1))),
             min_fee_sat: FEE_SAT,
             max_open_jobs: 4,
             claim_fee_rate: 2,
         })
+    };
+    let config_of = |i: usize, kp: bitcoin::secp256k1::Keypair, transport: StaticKeypair| {
+        config_with(i, kp, transport, 100)
     };
     let kept_keys = keys.clone();
     let mut parties = Vec::new();
@@ -448,6 +452,46 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     rt.block_on(late.run(&service, &manifest, &job_options, each))
         .map_err(anyhow::Error::msg)?;
     assert_eq!(late.deliveries.len(), 4);
+
+    // The leakage rule's min_rows as the party is configured now: a job quoted under a lower
+    // min_rows, asked for again after every party was restarted with a higher one, must be
+    // quoted under the higher one (or refused), never run under the lower one.
+    let restart_all = |parties: &mut Vec<Party>, min_rows: u64| -> anyhow::Result<()> {
+        for (i, p) in std::mem::take(parties).into_iter().enumerate() {
+            rt.block_on(p.shutdown())?;
+            let (kp, transport) = kept_keys[i].clone();
+            parties.push(rt.block_on(Party::start(config_with(i, kp, transport, min_rows)?))?);
+        }
+        Ok(())
+    };
+    let ask = |job: &mut ServiceJob| -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            match rt.block_on(job.quote(&service, &manifest, Default::default(), each)) {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() < WAIT && e.contains("ask again") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => anyhow::bail!("quotes: {e}"),
+            }
+        }
+    };
+    restart_all(&mut parties, 5)?;
+    // Nine rows (ages 18 and 19, one income missing): released at min_rows 5, not at 100.
+    let mut small = job_for("sum(income) where age < 20").map_err(anyhow::Error::msg)?;
+    ask(&mut small)?;
+    assert!(small.quotes.iter().all(|q| q.min_rows == 5));
+    restart_all(&mut parties, 100)?;
+    let asked = ask(&mut small);
+    if asked.is_ok() {
+        for q in &small.quotes {
+            assert_eq!(
+                q.min_rows, 100,
+                "party {} restarted with min_rows 100 still quotes the job under {} ({:?})",
+                q.party, q.min_rows, q.earlier
+            );
+        }
+    }
 
     for p in parties {
         rt.block_on(p.shutdown())?;
