@@ -482,16 +482,24 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     ask(&mut small)?;
     assert!(small.quotes.iter().all(|q| q.min_rows == 5));
     restart_all(&mut parties, 100)?;
-    let asked = ask(&mut small);
-    if asked.is_ok() {
-        for q in &small.quotes {
-            assert_eq!(
-                q.min_rows, 100,
-                "party {} restarted with min_rows 100 still quotes the job under {} ({:?})",
-                q.party, q.min_rows, q.earlier
-            );
-        }
+    ask(&mut small)?;
+    for q in &small.quotes {
+        assert_eq!(
+            q.min_rows, 100,
+            "party {} restarted with min_rows 100 still quotes the job under {} ({:?})",
+            q.party, q.min_rows, q.earlier
+        );
     }
+    // A quote run without being asked for again after the setting changed is refused at the
+    // run, before any share is touched.
+    let mut stale = job_for("sum(income) where age < 30").map_err(anyhow::Error::msg)?;
+    ask(&mut stale)?;
+    restart_all(&mut parties, 5)?;
+    job_options.name = "stale-masks".into();
+    let e = rt
+        .block_on(stale.compute(&service, &manifest, &job_options, each))
+        .expect_err("a quote under min_rows 100 is not run by parties now at 5");
+    assert!(e.contains("min_rows is 5 now, the quote's 100"), "{e}");
 
     for p in parties {
         rt.block_on(p.shutdown())?;

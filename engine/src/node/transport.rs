@@ -802,6 +802,10 @@ struct Slot {
     draining: Vec<JoinHandle<()>>,
 }
 
+/// Spare channels of one peer read at once (see [`Peers::adopt`]): a peer dialling again and
+/// again while its channels lose makes this side drop the oldest.
+pub const MAX_SPARE_CHANNELS: usize = 4;
+
 /// Keeps at most one channel per peer: dials on demand with [`Backoff`], adopts incoming
 /// channels from a [`Listener`], and forwards every received frame as a [`PeerEvent`]
 /// (except the empty keepalive [`MessageType::PING`]s managers send each other every third of the idle timeout; a
@@ -906,6 +910,11 @@ impl Peers {
             .expect("peer table lock is never poisoned");
         let slot = slots.entry(peer).or_default();
         slot.draining.retain(|r| !r.is_finished());
+        // A peer that keeps dialling while its channels lose holds at most MAX_SPARE_CHANNELS
+        // of them here: the oldest is dropped (only that peer's own frames in it are lost).
+        while slot.draining.len() >= MAX_SPARE_CHANNELS {
+            slot.draining.remove(0).abort();
+        }
         let (tx, rx) = channel.split();
         if let (Some(_), Some(old)) = (&slot.sender, slot.dialer) {
             if old < dialer {
@@ -920,6 +929,15 @@ impl Peers {
         if let Some(r) = slot.reader.take() {
             slot.draining.push(r);
         }
+        // The peer dialled again while a channel it dialled was live here: it lost that one (a
+        // restart, a failed send), so frames sent on it may never have been read. Reported as
+        // a disconnection, so that the owner re-sends what the peer may have missed.
+        if slot.sender.is_some() && slot.dialer == Some(peer) && dialer == peer {
+            let (events, error) = (self.events.clone(), TransportError::Closed { peer });
+            tokio::spawn(async move {
+                let _ = events.send(PeerEvent::Disconnected { peer, error }).await;
+            });
+        }
         let sender = Arc::new(Mutex::new(tx));
         self.spawn_keepalive(peer, Arc::downgrade(&sender));
         slot.sender = Some(sender);
@@ -931,7 +949,10 @@ impl Peers {
 
     /// Forwards the frames of one channel as [`PeerEvent::Frame`]s until it fails or closes;
     /// then, if it is still the peer's live channel (`generation`), clears it and reports
-    /// [`PeerEvent::Disconnected`]. `keep` holds a sending half open for the reader's life.
+    /// [`PeerEvent::Disconnected`]. A channel no longer sent on reports it too when it ends in
+    /// a socket error rather than a clean close or an idle timeout: a reset means the peer
+    /// closed it with bytes of ours unread, so frames sent on it may be lost. `keep` holds a
+    /// sending half open for the reader's life.
     fn spawn_reader(
         &self,
         peer: TransportKey,
@@ -966,7 +987,11 @@ impl Peers {
                                 s.dialer = None;
                             })
                             .is_some();
-                        if live {
+                        let unclean = !matches!(
+                            error,
+                            TransportError::Closed { .. } | TransportError::Timeout { .. }
+                        );
+                        if live || unclean {
                             let _ = events.send(PeerEvent::Disconnected { peer, error }).await;
                         } else {
                             tracing::debug!(target: "btcmpc_engine::node::transport", %peer, "a channel no longer used closed: {error}");

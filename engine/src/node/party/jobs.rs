@@ -487,8 +487,9 @@ impl Core {
     }
 
     /// A job quoted but not run, asked for again: if a query of the same service on the same
-    /// dataset was answered or started since, the quote's leakage rule is out of date (a run
-    /// would be refused). The quote is then made again under the rule as it is now (the plan
+    /// dataset was answered or started since, or this party's `min_rows` changed (a restart
+    /// with another setting), the quote's leakage rule is out of date (a run would be
+    /// refused). The quote is then made again under the rule as it is now (the plan
     /// with it, signed and stored), so that a service that found the committee's quotes
     /// disagreeing can ask again and get quotes that agree. Nothing was paid or computed yet.
     ///
@@ -503,12 +504,16 @@ impl Core {
             &rec.request.query,
             self.earlier_queries(&rec.request.service, &rec.request.dataset_id),
         )?;
-        if rule_now == rec.quote.earlier {
+        let min_rows = self
+            .min_rows
+            .ok_or("this party follows no chain: it cannot read the dataset's ACL")?;
+        if rule_now == rec.quote.earlier && min_rows == rec.quote.min_rows {
             return Ok(());
         }
         let (_, record, _) = self.committed_dataset(&rec.request.dataset_id)?;
-        let (schema, min_rows) = (&record.begin.schema, rec.quote.min_rows);
+        let schema = &record.begin.schema;
         rec.quote.earlier = rule_now;
+        rec.quote.min_rows = min_rows;
         rec.quote.signature = schnorr_sign(&self.party_key, rec.quote.digest());
         let (query, earlier) = (&rec.request.query, &rec.quote.earlier);
         let job = match record.begin.field.as_str() {
@@ -716,6 +721,14 @@ impl Core {
         }
         if j.phase != Phase::Quoted {
             return Ok(()); // running: the delivery follows
+        }
+        // The leakage rule's min_rows is this party's setting now (a restart may change it).
+        if self.min_rows != Some(j.record.quote.min_rows) {
+            return Err(format!(
+                "this party's min_rows is {} now, the quote's {}: the quote's leakage rule is out of date; ask for a new quote (nothing is paid)",
+                self.min_rows.map_or("unset".into(), |m| m.to_string()),
+                j.record.quote.min_rows
+            ));
         }
         // The grant is checked again on the chain's latest reading: a REVOKE seen between the
         // quote and the run stops the job before any share is touched.
