@@ -124,8 +124,13 @@ async fn an_owner_stores_with_four_daemons_in_both_fields() {
     assert_eq!(r2.holders, vec![1, 2, 3, 4]);
     assert_eq!(r2.bytes_sent, 3_000 * 3 * 4 * 16);
     assert_ne!(r.receipts_root, r2.receipts_root);
+    // A stopped daemon's address is free at once: a daemon restarted in the same process (the
+    // library's users do) binds it again without waiting.
     for p in c.parties {
+        let addr = p.local_addr();
         p.shutdown().await.unwrap();
+        std::net::TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("{addr} still bound after shutdown: {e}"));
     }
 }
 

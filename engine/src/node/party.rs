@@ -168,6 +168,7 @@ pub struct Party {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), PartyError>>,
     accept: JoinHandle<()>,
+    stop_accept: Option<oneshot::Sender<()>>,
 }
 
 impl Party {
@@ -364,9 +365,15 @@ impl Party {
         let own_key = config.transport.public();
         let client_idle = config.channel.idle_timeout;
         let clients: Arc<std::sync::Mutex<HashMap<TransportKey, usize>>> = Arc::default();
+        let (stop_accept, mut accept_stopped) = oneshot::channel::<()>();
         let accept = tokio::spawn(async move {
             let mut next_conn = 1u64;
-            while let Some(r) = listener.next().await {
+            loop {
+                let r = tokio::select! {
+                    r = listener.next() => r,
+                    _ = &mut accept_stopped => None,
+                };
+                let Some(r) = r else { break };
                 let ch = match r {
                     Ok(ch) => ch,
                     Err((from, e)) => {
@@ -455,6 +462,7 @@ impl Party {
                     }
                 });
             }
+            listener.close().await;
         });
         let task = tokio::spawn(async move {
             let r = core.run(events, peer_events, stopped).await;
@@ -467,6 +475,7 @@ impl Party {
             stop: Some(stop),
             task,
             accept,
+            stop_accept: Some(stop_accept),
         })
     }
 
@@ -475,13 +484,22 @@ impl Party {
         self.local_addr
     }
 
-    /// Stops the daemon (every write already committed stays) and waits for it.
+    /// Stops the daemon (every write already committed stays) and waits for it. The listening
+    /// address is free again when this returns (a daemon can be started on it at once).
     ///
     /// # Errors
     /// The error that stopped the daemon earlier, if one did.
     pub async fn shutdown(mut self) -> Result<(), PartyError> {
-        // Stop accepting first: the listener is closed when its task ends.
-        self.accept.abort();
+        // Stop accepting first, and wait until the listening socket is closed.
+        if let Some(s) = self.stop_accept.take() {
+            let _ = s.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.accept)
+            .await
+            .is_err()
+        {
+            self.accept.abort();
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -725,6 +725,13 @@ impl Listener {
     pub async fn next(&mut self) -> Option<Result<Channel, (SocketAddr, TransportError)>> {
         self.incoming.recv().await
     }
+
+    /// Stops accepting and returns once the socket is closed, so that the address can be
+    /// bound again at once (dropping a listener closes it a moment later, on the runtime).
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Listener {
