@@ -14,6 +14,7 @@ use btcmpc_engine::node::card::{
     read_bounded, schnorr_verify, tagged_hash, write_atomic, TransportSecret,
 };
 use btcmpc_engine::node::chain::ElectrumView;
+use btcmpc_engine::node::job::STALE_RULE;
 use btcmpc_engine::node::manifest::{verify_manifest, Manifest};
 use btcmpc_engine::node::noise::StaticKeypair;
 use btcmpc_engine::node::owner::StoreOptions;
@@ -148,6 +149,10 @@ fn load_service(global: &Global) -> anyhow::Result<Service> {
 /// Fractional digits of a result in the text report (values are stored to 2^-16, about
 /// 1.5e-5; the JSON report keeps every digit).
 const SHOWN_DIGITS: usize = 5;
+
+/// How many times `service query` asks again, as a new job, after a run refused with
+/// [`STALE_RULE`] (nothing computed, nothing paid).
+const RUN_RETRIES: usize = 3;
 
 /// The report of a job: result table, payments, blame, pending refunds.
 fn job_report(global: &Global, job: &ServiceJob, manifest: &Manifest, name: &str) -> Report {
@@ -588,19 +593,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             // Where a penalty from this job is paid: a fresh address of this wallet.
             let payout = wallet.next_address()?.to_string();
             drop(wallet);
-            let mut job = ServiceJob::new(
-                &service,
-                &manifest,
-                card["dataset_id"].as_str().unwrap_or_default(),
-                card["field"].as_str().unwrap_or_default(),
-                schema,
-                &query,
-                fee.to_sat(),
-                timeout,
-                global.network.network(),
-                &payout,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let new_job = || {
+                ServiceJob::new(
+                    &service,
+                    &manifest,
+                    card["dataset_id"].as_str().unwrap_or_default(),
+                    card["field"].as_str().unwrap_or_default(),
+                    schema.clone(),
+                    &query,
+                    fee.to_sat(),
+                    timeout,
+                    global.network.network(),
+                    &payout,
+                )
+                .map_err(anyhow::Error::msg)
+            };
+            let mut job = new_job()?;
             if let Some(values) = job.public_result().map_err(anyhow::Error::msg)? {
                 let mut text = String::from(
                     "public answer (from the dataset card; no party computes, nothing is paid):\n",
@@ -621,27 +629,33 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             let rt = runtime()?;
             let each = std::time::Duration::from_secs(party_timeout.clamp(1, 3600));
             let mut timings = Timings::start();
-            let quoted = rt.block_on(job.quote(&service, &manifest, Default::default(), each));
-            save_job(global, &job)?;
-            quoted.map_err(|e| anyhow::anyhow!("the committee refused the job: {e}"))?;
-            crash_point(global, "quoted");
-            timings.lap("quote");
-            if quote {
-                // A price check: the quotes are withdrawn at once, so no party holds a place
-                // among its open jobs for a job that will never run.
-                let cancelled =
-                    rt.block_on(job.cancel(&service, &manifest, Default::default(), each));
-                let n = job.quotes.len() as u64;
-                let claim_fees: u64 = job.quotes.iter().map(|q| q.claim_fee_sat).sum();
-                let withdrawn = match &cancelled {
-                    Ok(()) => {
-                        "quotes withdrawn; run without --quote to pay and compute".to_string()
-                    }
-                    Err(e) => format!(
-                        "could not withdraw every quote ({e}); they lapse at height {timeout}"
-                    ),
-                };
-                return Ok(Report::new(
+            // A run refused because another query of this service on this dataset started
+            // first at some parties (two queries at once, seen in another order by different
+            // parties) computed and cost nothing: the job is asked for again as a new one, after
+            // a random pause, at most RUN_RETRIES times.
+            let mut retries = 0;
+            loop {
+                let quoted = rt.block_on(job.quote(&service, &manifest, Default::default(), each));
+                save_job(global, &job)?;
+                quoted.map_err(|e| anyhow::anyhow!("the committee refused the job: {e}"))?;
+                crash_point(global, "quoted");
+                timings.lap("quote");
+                if quote {
+                    // A price check: the quotes are withdrawn at once, so no party holds a place
+                    // among its open jobs for a job that will never run.
+                    let cancelled =
+                        rt.block_on(job.cancel(&service, &manifest, Default::default(), each));
+                    let n = job.quotes.len() as u64;
+                    let claim_fees: u64 = job.quotes.iter().map(|q| q.claim_fee_sat).sum();
+                    let withdrawn = match &cancelled {
+                        Ok(()) => {
+                            "quotes withdrawn; run without --quote to pay and compute".to_string()
+                        }
+                        Err(e) => format!(
+                            "could not withdraw every quote ({e}); they lapse at height {timeout}"
+                        ),
+                    };
+                    return Ok(Report::new(
                     format!(
                         "job {}: {n} parties quote {} sat each ({} sat in all, plus {claim_fees} sat of claim fees in the escrow outputs), escrow refund height {timeout}\n{withdrawn}",
                         job.id_hex(),
@@ -652,16 +666,38 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
                            "claim_fees_sat": claim_fees, "timeout": timeout,
                            "withdrawn": cancelled.is_ok()}),
                 ));
+                }
+                let mut options = StoreOptions::new(&format!("job-{}", &job.id_hex()[..16]));
+                options.party_timeout = each;
+                let dealt = rt.block_on(job.deal_masks(&service, &manifest, &options));
+                save_job(global, &job)?;
+                dealt.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
+                timings.lap("masks");
+                let computed = rt.block_on(job.run(&service, &manifest, &options, each));
+                save_job(global, &job)?;
+                match computed {
+                    Err(e) if retries < RUN_RETRIES && e.contains(STALE_RULE) => {
+                        retries += 1;
+                        // The job id is random (the request's nonce): its first bits are the jitter.
+                        let pause =
+                            250 + u64::from_str_radix(&job.id_hex()[..8], 16).unwrap_or(0) % 1_000;
+                        eprintln!(
+                        "job {}: a party refused the run ({STALE_RULE}: another query started first); asking again as a new job in {pause} ms",
+                        job.id_hex()
+                    );
+                        // Withdrawn where it is still only quoted (it holds a place there).
+                        let _ =
+                            rt.block_on(job.cancel(&service, &manifest, Default::default(), each));
+                        std::thread::sleep(std::time::Duration::from_millis(pause));
+                        job = new_job()?;
+                        save_job(global, &job)?;
+                    }
+                    r => {
+                        r.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
+                        break;
+                    }
+                }
             }
-            let mut options = StoreOptions::new(&format!("job-{}", &job.id_hex()[..16]));
-            options.party_timeout = each;
-            let dealt = rt.block_on(job.deal_masks(&service, &manifest, &options));
-            save_job(global, &job)?;
-            dealt.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
-            timings.lap("masks");
-            let computed = rt.block_on(job.run(&service, &manifest, &options, each));
-            save_job(global, &job)?;
-            computed.map_err(|e| anyhow::anyhow!("the job did not compute: {e}"))?;
             crash_point(global, "computed");
             timings.lap("compute");
             let mut wallet = open(global)?;

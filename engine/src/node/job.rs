@@ -64,6 +64,11 @@ pub fn admit_query(query: &str, mut released: Vec<String>) -> Result<Vec<String>
     }
     Ok(released)
 }
+/// The words every party's refusal of a run whose quote's leakage rule is out of date holds
+/// (another query of the service on the dataset was answered or started after the quote, or
+/// the party's `min_rows` changed): nothing was computed or paid, and a new job may be asked
+/// for.
+pub const STALE_RULE: &str = "the quote's leakage rule is out of date";
 /// Most gate bits a delivery carries (a plan has at most one gate per query).
 pub const MAX_GATES: usize = 64;
 /// The tag of a party's signature on the gate bits it delivers ([`gate_bits_encoding`]).

@@ -725,9 +725,10 @@ impl Core {
         // The leakage rule's min_rows is this party's setting now (a restart may change it).
         if self.min_rows != Some(j.record.quote.min_rows) {
             return Err(format!(
-                "this party's min_rows is {} now, the quote's {}: the quote's leakage rule is out of date; ask for a new quote (nothing is paid)",
+                "this party's min_rows is {} now, the quote's {}: {}; ask for a new quote (nothing is paid)",
                 self.min_rows.map_or("unset".into(), |m| m.to_string()),
-                j.record.quote.min_rows
+                j.record.quote.min_rows,
+                crate::node::job::STALE_RULE
             ));
         }
         // The grant is checked again on the chain's latest reading: a REVOKE seen between the
@@ -741,7 +742,7 @@ impl Core {
             self.earlier_queries(&j.record.request.service, &j.record.request.dataset_id),
         )?;
         if rule_now != j.record.quote.earlier {
-            return Err("another query of this service on this dataset was answered or started after this job was quoted, so the quote's leakage rule is out of date: ask for a new quote (nothing is paid)".into());
+            return Err(format!("another query of this service on this dataset was answered or started after this job was quoted, so {}: ask for a new quote (nothing is paid)", crate::node::job::STALE_RULE));
         }
         let mask_id = session_hex(&run.mask_session);
         let d = self
