@@ -577,14 +577,26 @@ pub fn honest(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         Agg::CountOf("educdec"),
         Agg::Mean("educdec"),
     ];
+    honest_query(w, s, &mut o, &aggs)?;
+    Ok(o)
+}
+
+/// A paid query with every party honest: the result equals both clear computations, nothing
+/// is withheld, nobody is blamed, all four parties claim, every balance as accounted.
+fn honest_query(w: &mut World, s: &Setup, o: &mut Outcome, aggs: &[Agg]) -> anyhow::Result<()> {
     let before = w.balances(&s.roles())?;
     let card = s.card.display().to_string();
-    let v = query(w, "service", &card, &clear::query_text(&aggs), 60)?;
-    check_result(&mut o, &v, &aggs)?;
+    let v = query(w, "service", &card, &clear::query_text(aggs), 60)?;
+    check_result(o, &v, aggs)?;
+    let withheld = v["withheld"].as_array().map_or(0, Vec::len);
+    o.check(
+        format!("no aggregate is withheld by the leakage rule ({withheld})"),
+        withheld == 0,
+    );
     o.blamed = blamed_from(&v, "");
     o.check("nobody is blamed", o.blamed.is_empty());
     let after = w.balances(&s.roles())?;
-    let expected = account_payments(w, &mut o, &v, "service")?;
+    let expected = account_payments(w, o, &v, "service")?;
     let claimed = v["paid"].as_array().map_or(0, |a| {
         a.iter().filter(|p| p["claim_txid"].is_string()).count()
     });
@@ -593,7 +605,7 @@ pub fn honest(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         claimed == 4,
     );
     o.account(&before, &after, &expected);
-    Ok(o)
+    Ok(())
 }
 
 /// The income above which the filter scenario asks (5,799 of the 20,190 rows).
@@ -613,27 +625,7 @@ pub fn filter(w: &mut World, s: &Setup) -> anyhow::Result<Outcome> {
         Agg::MeanAbove("meddol", "income", INCOME_ABOVE),
         Agg::MeanAbove("income", "income", INCOME_ABOVE),
     ];
-    let before = w.balances(&s.roles())?;
-    let card = s.card.display().to_string();
-    let v = query(w, "service", &card, &clear::query_text(&aggs), 60)?;
-    check_result(&mut o, &v, &aggs)?;
-    let withheld = v["withheld"].as_array().map_or(0, Vec::len);
-    o.check(
-        format!("no aggregate is withheld by the leakage rule ({withheld})"),
-        withheld == 0,
-    );
-    o.blamed = blamed_from(&v, "");
-    o.check("nobody is blamed", o.blamed.is_empty());
-    let after = w.balances(&s.roles())?;
-    let expected = account_payments(w, &mut o, &v, "service")?;
-    let claimed = v["paid"].as_array().map_or(0, |a| {
-        a.iter().filter(|p| p["claim_txid"].is_string()).count()
-    });
-    o.check(
-        format!("all four parties claimed their fee ({claimed})"),
-        claimed == 4,
-    );
-    o.account(&before, &after, &expected);
+    honest_query(w, s, &mut o, &aggs)?;
     Ok(o)
 }
 
