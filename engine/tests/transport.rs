@@ -624,38 +624,35 @@ struct Crossed {
 }
 
 async fn crossed() -> Crossed {
-    let (a, b) = keys();
-    let (lo, hi) = if a.public() < b.public() {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (lo, hi) = ordered_keys();
     let mut l_lo = listen(&lo, &[&hi], cfg()).await;
     let mut l_hi = listen(&hi, &[&lo], cfg()).await;
-    let lo_out = connect(
-        l_hi.local_addr(),
-        &lo,
-        &AllowedKeys::new([hi.public()]),
-        cfg(),
-    )
-    .await
-    .unwrap();
-    let hi_in = next_ok(&mut l_hi).await;
-    let hi_out = connect(
-        l_lo.local_addr(),
-        &hi,
-        &AllowedKeys::new([lo.public()]),
-        cfg(),
-    )
-    .await
-    .unwrap();
-    let lo_in = next_ok(&mut l_lo).await;
+    let lo_dialled = dial(&mut l_hi, &lo, &hi).await;
+    let hi_dialled = dial(&mut l_lo, &hi, &lo).await;
     Crossed {
         lo,
         hi,
-        lo_dialled: (lo_out, hi_in),
-        hi_dialled: (hi_out, lo_in),
+        lo_dialled,
+        hi_dialled,
     }
+}
+
+/// Two keys, the lower first.
+fn ordered_keys() -> (StaticKeypair, StaticKeypair) {
+    let (a, b) = keys();
+    if a.public() < b.public() {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// `me` dials `to`'s listener `l`: `me`'s side of the channel and `to`'s side of it.
+async fn dial(l: &mut Listener, me: &StaticKeypair, to: &StaticKeypair) -> (Channel, Channel) {
+    let out = connect(l.local_addr(), me, &AllowedKeys::new([to.public()]), cfg())
+        .await
+        .unwrap();
+    (out, next_ok(l).await)
 }
 
 /// The payloads of the frames `events` yields within `wait`; panics on a disconnection.
@@ -744,23 +741,10 @@ struct LoHolds {
 }
 
 async fn lo_holds() -> LoHolds {
-    let (a, b) = keys();
-    let (lo, hi) = if a.public() < b.public() {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (lo, hi) = ordered_keys();
     let l_lo = listen(&lo, &[&hi], cfg()).await;
     let mut l_hi = listen(&hi, &[&lo], cfg()).await;
-    let lo_out = connect(
-        l_hi.local_addr(),
-        &lo,
-        &AllowedKeys::new([hi.public()]),
-        cfg(),
-    )
-    .await
-    .unwrap();
-    let hi_end = next_ok(&mut l_hi).await;
+    let (lo_out, hi_end) = dial(&mut l_hi, &lo, &hi).await;
     let (p_lo, ev_lo) = Peers::new(
         lo.clone(),
         AllowedKeys::new([hi.public()]),
