@@ -370,19 +370,29 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
             &payout,
         )
     };
+    // Quotes, asked again while a party that just started has not read the ACL yet.
+    let ask = |job: &mut ServiceJob| -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            match rt.block_on(job.quote(&service, &manifest, Default::default(), each)) {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() < WAIT && e.contains("ask again") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => anyhow::bail!("quotes: {e}"),
+            }
+        }
+    };
     let first = "sum(income), count(income)".to_string();
     let mut kept = job_for("sum(income)").map_err(anyhow::Error::msg)?;
-    rt.block_on(kept.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut kept)?;
     assert!(kept.quotes.iter().all(|q| q.earlier == [first.clone()]));
     let mut between = job_for("mean(income)").map_err(anyhow::Error::msg)?;
-    rt.block_on(between.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut between)?;
     job_options.name = "between-masks".into();
     rt.block_on(between.compute(&service, &manifest, &job_options, each))
         .map_err(anyhow::Error::msg)?;
-    rt.block_on(kept.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut kept)?;
     for q in &kept.quotes {
         assert_eq!(
             q.earlier,
@@ -401,19 +411,16 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     // dealt before still fit, the restarted party runs under the rule it quoted last, and
     // the job is delivered by every party.
     let mut late = job_for("count(income)").map_err(anyhow::Error::msg)?;
-    rt.block_on(late.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut late)?;
     job_options.name = "late-masks".into();
     rt.block_on(late.deal_masks(&service, &manifest, &job_options))
         .map_err(anyhow::Error::msg)?;
     let mut other = job_for("mean(income), sum(income)").map_err(anyhow::Error::msg)?;
-    rt.block_on(other.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut other)?;
     job_options.name = "other-masks".into();
     rt.block_on(other.compute(&service, &manifest, &job_options, each))
         .map_err(anyhow::Error::msg)?;
-    rt.block_on(late.quote(&service, &manifest, Default::default(), each))
-        .map_err(anyhow::Error::msg)?;
+    ask(&mut late)?;
     let rule = [
         first.clone(),
         "sum(income)".to_string(),
@@ -429,16 +436,7 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
     parties.insert(1, rt.block_on(Party::start(config_of(1, kp, transport)?))?);
     // Asked again after the restart: the same quote (nothing changed).
     let before = late.quotes.clone();
-    let start = Instant::now();
-    loop {
-        match rt.block_on(late.quote(&service, &manifest, Default::default(), each)) {
-            Ok(()) => break,
-            Err(e) if start.elapsed() < WAIT && e.contains("ask again") => {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => anyhow::bail!("quotes after the restart: {e}"),
-        }
-    }
+    ask(&mut late)?;
     let signed = |qs: &[btcmpc_engine::node::job::Quote]| {
         let mut v: Vec<(u32, [u8; 64])> = qs.iter().map(|q| (q.party, q.signature)).collect();
         v.sort_unstable();
@@ -463,18 +461,6 @@ fn a_rust_program_runs_every_role_through_the_library() -> anyhow::Result<()> {
             parties.push(rt.block_on(Party::start(config_with(i, kp, transport, min_rows)?))?);
         }
         Ok(())
-    };
-    let ask = |job: &mut ServiceJob| -> anyhow::Result<()> {
-        let start = Instant::now();
-        loop {
-            match rt.block_on(job.quote(&service, &manifest, Default::default(), each)) {
-                Ok(()) => return Ok(()),
-                Err(e) if start.elapsed() < WAIT && e.contains("ask again") => {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => anyhow::bail!("quotes: {e}"),
-            }
-        }
     };
     restart_all(&mut parties, 5)?;
     // Nine rows (ages 18 and 19, one income missing): released at min_rows 5, not at 100.
