@@ -219,6 +219,35 @@ pub(super) enum Job {
     M(JobSession<Mersenne127>),
 }
 
+impl Job {
+    /// The session of a job on a dataset in `field` (a field other than secp256k1 is 2^127-1:
+    /// [`plan_in_field`] refuses any other first).
+    fn in_field(field: &str, id: Hash32, rec: JobRecord, plan: Plan, client: Option<u64>) -> Job {
+        match field {
+            Secp256k1Scalar::NAME => Job::S(JobSession::new(id, rec, plan, client)),
+            _ => Job::M(JobSession::new(id, rec, plan, client)),
+        }
+    }
+}
+
+/// [`plan_job`] in the field the dataset is stored in.
+///
+/// # Errors
+/// An unknown field; the planner's refusal.
+fn plan_in_field(
+    field: &str,
+    query: &str,
+    schema: &crate::mpc::csv::Schema,
+    min_rows: u64,
+    earlier: &[String],
+) -> Result<Plan, Refuse> {
+    match field {
+        Secp256k1Scalar::NAME => plan_job::<Secp256k1Scalar>(query, schema, min_rows, earlier),
+        Mersenne127::NAME => plan_job::<Mersenne127>(query, schema, min_rows, earlier),
+        other => Err(format!("dataset in unknown field {other}")),
+    }
+}
+
 macro_rules! with_job {
     ($s:expr, $v:ident => $e:expr) => {
         match $s {
@@ -414,13 +443,7 @@ impl Core {
             self.earlier_queries(&req.service, &req.dataset_id),
         )?;
         let schema = &record.begin.schema;
-        let plan = match record.begin.field.as_str() {
-            Secp256k1Scalar::NAME => {
-                plan_job::<Secp256k1Scalar>(&req.query, schema, min_rows, &earlier)
-            }
-            Mersenne127::NAME => plan_job::<Mersenne127>(&req.query, schema, min_rows, &earlier),
-            other => return Err(format!("dataset in unknown field {other}")),
-        }?;
+        let plan = plan_in_field(&record.begin.field, &req.query, schema, min_rows, &earlier)?;
         let ask = AccessRequest {
             dataset_id: req.dataset_id.clone(),
             service: req.service.clone(),
@@ -475,10 +498,7 @@ impl Core {
                 + 1,
         };
         self.put_job(&rec).map_err(|e| e.to_string())?;
-        let job = match record.begin.field.as_str() {
-            Secp256k1Scalar::NAME => Job::S(JobSession::new(id, rec, plan, Some(conn))),
-            _ => Job::M(JobSession::new(id, rec, plan, Some(conn))),
-        };
+        let job = Job::in_field(&record.begin.field, id, rec, plan, Some(conn));
         self.jobs.insert(id, job);
         info!(target: "btcmpc::party", job = %hex::encode(id), "quoted");
         self.crash_point(FaultStep::Quote, false);
@@ -515,20 +535,17 @@ impl Core {
         rec.quote.earlier = rule_now;
         rec.quote.min_rows = min_rows;
         rec.quote.signature = schnorr_sign(&self.party_key, rec.quote.digest());
-        let (query, earlier) = (&rec.request.query, &rec.quote.earlier);
-        let job = match record.begin.field.as_str() {
-            Secp256k1Scalar::NAME => {
-                let plan = plan_job::<Secp256k1Scalar>(query, schema, min_rows, earlier)?;
-                Job::S(JobSession::new(*id, rec.clone(), plan, client))
-            }
-            Mersenne127::NAME => {
-                let plan = plan_job::<Mersenne127>(query, schema, min_rows, earlier)?;
-                Job::M(JobSession::new(*id, rec.clone(), plan, client))
-            }
-            other => return Err(format!("dataset in unknown field {other}")),
-        };
+        let field = &record.begin.field;
+        let plan = plan_in_field(
+            field,
+            &rec.request.query,
+            schema,
+            min_rows,
+            &rec.quote.earlier,
+        )?;
         self.put_job(&rec).map_err(|e| e.to_string())?;
-        self.jobs.insert(*id, job);
+        self.jobs
+            .insert(*id, Job::in_field(field, *id, rec, plan, client));
         info!(target: "btcmpc::party", job = %hex::encode(id), "quoted again: the leakage rule changed since the first quote");
         Ok(())
     }
