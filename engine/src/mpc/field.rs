@@ -144,6 +144,9 @@ pub trait PrimeField:
     fn from_bytes(bytes: &[u8]) -> Result<Self, FieldError>;
     /// The canonical integer in `[0, p)` as little-endian 64-bit limbs.
     fn to_limbs(&self) -> [u64; 4];
+    /// The element whose canonical integer has the little-endian 64-bit `limbs` (the inverse
+    /// of [`PrimeField::to_limbs`]); `None` unless the integer is below `p`.
+    fn from_limbs(limbs: [u64; 4]) -> Option<Self>;
 
     /// `self * k` for a small integer `k`.
     #[inline]

@@ -513,14 +513,15 @@ pub fn decode_field_vec<F: PrimeField>(bytes: &[u8]) -> Result<Vec<F>, FrameErro
         });
     }
     let mut out = Vec::with_capacity(bytes.len() / width);
-    let mut be = F::Repr::default();
     for (index, chunk) in bytes.chunks_exact(width).enumerate() {
-        // The field's canonical encoding is big-endian: reverse in a stack buffer.
-        let dst = be.as_mut();
-        for (d, s) in dst.iter_mut().zip(chunk.iter().rev()) {
-            *d = *s;
+        // Little-endian limbs straight from the wire (a short last limb is zero-padded).
+        let mut limbs = [0u64; 4];
+        for (limb, b) in limbs.iter_mut().zip(chunk.chunks(8)) {
+            let mut le = [0u8; 8];
+            le[..b.len()].copy_from_slice(b);
+            *limb = u64::from_le_bytes(le);
         }
-        let v = F::from_bytes(be.as_ref()).map_err(|_| FrameError::NonCanonical {
+        let v = F::from_limbs(limbs).ok_or(FrameError::NonCanonical {
             field: F::NAME,
             index,
         })?;

@@ -295,6 +295,12 @@ impl PrimeField for Mersenne127 {
     }
 
     #[inline]
+    fn from_limbs(limbs: [u64; 4]) -> Option<Self> {
+        let v = u128::from(limbs[0]) | (u128::from(limbs[1]) << 64);
+        (limbs[2] == 0 && limbs[3] == 0 && v < Self::P).then_some(Self(v))
+    }
+
+    #[inline]
     fn square(self) -> Self {
         Self(reduce_once(square_fold(self.0)))
     }

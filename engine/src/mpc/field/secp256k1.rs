@@ -1,6 +1,9 @@
 //! The secp256k1 scalar field (the group order `n` of secp256k1), backed by k256's `Scalar`.
 //!
-//! Arithmetic is k256's, constant-time.
+//! Multiplication and inversion are k256's; addition, subtraction and negation run on the
+//! four 64-bit limbs here ([`add_limbs`], [`sub_limbs`]), inlined into the vector loops of the
+//! engine (k256's own `add` is an out-of-line call through crypto-bigint's generic loops).
+//! All of them are constant-time: no branch or index depends on a value.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -10,6 +13,7 @@ use std::ops::{Add, AddAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 use k256::elliptic_curve::bigint::{Limb, U256, U512};
 use k256::elliptic_curve::ff::PrimeField as _;
 use k256::elliptic_curve::ops::Reduce;
+use k256::elliptic_curve::scalar::FromUintUnchecked;
 use k256::{FieldBytes, Scalar};
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,6 +30,75 @@ impl Secp256k1Scalar {
     pub fn inner(&self) -> &Scalar {
         &self.0
     }
+
+    /// The canonical integer as little-endian 64-bit limbs.
+    #[inline(always)]
+    fn limbs(&self) -> [u64; 4] {
+        U256::from(&self.0).to_words()
+    }
+
+    /// The element whose canonical integer is `limbs` (little-endian), which must be below `n`.
+    #[inline(always)]
+    fn from_canonical(limbs: [u64; 4]) -> Self {
+        Self(Scalar::from_uint_unchecked(U256::from_words(limbs)))
+    }
+}
+
+/// The group order `n` as little-endian 64-bit limbs.
+const N: [u64; 4] = <Secp256k1Scalar as PrimeField>::MODULUS;
+
+/// `a - b` over four little-endian limbs, and the final borrow (0 or 1).
+#[inline(always)]
+fn sbb4(a: [u64; 4], b: [u64; 4]) -> ([u64; 4], u64) {
+    let mut out = [0u64; 4];
+    let mut borrow = 0u64;
+    for i in 0..4 {
+        let (d, b1) = a[i].overflowing_sub(b[i]);
+        let (d, b2) = d.overflowing_sub(borrow);
+        out[i] = d;
+        borrow = u64::from(b1 | b2);
+    }
+    (out, borrow)
+}
+
+/// `a + b mod n` for canonical `a, b < n`, in constant time: the sum (at most `2n - 2`, so
+/// it may carry out of 256 bits) less `n` is kept unless that subtraction borrows without
+/// the carry, selected by a mask rather than a branch.
+#[inline(always)]
+pub(crate) fn add_limbs(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
+    let mut s = [0u64; 4];
+    let mut carry = 0u64;
+    for i in 0..4 {
+        let (x, c1) = a[i].overflowing_add(b[i]);
+        let (x, c2) = x.overflowing_add(carry);
+        s[i] = x;
+        carry = u64::from(c1 | c2);
+    }
+    let (t, borrow) = sbb4(s, N);
+    // Keep t = s - n when s >= n: the sum carried out, or the subtraction did not borrow.
+    let keep_t = 0u64.wrapping_sub(carry | (borrow ^ 1));
+    let mut out = [0u64; 4];
+    for i in 0..4 {
+        out[i] = (t[i] & keep_t) | (s[i] & !keep_t);
+    }
+    out
+}
+
+/// `a - b mod n` for canonical `a, b < n`, in constant time: `n` is added back (masked) when
+/// the subtraction borrows.
+#[inline(always)]
+pub(crate) fn sub_limbs(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
+    let (d, borrow) = sbb4(a, b);
+    let mask = 0u64.wrapping_sub(borrow);
+    let mut out = [0u64; 4];
+    let mut carry = 0u64;
+    for i in 0..4 {
+        let (x, c1) = d[i].overflowing_add(N[i] & mask);
+        let (x, c2) = x.overflowing_add(carry);
+        out[i] = x;
+        carry = u64::from(c1 | c2);
+    }
+    out
 }
 
 impl fmt::Debug for Secp256k1Scalar {
@@ -56,7 +129,7 @@ impl Add for Secp256k1Scalar {
     type Output = Self;
     #[inline(always)]
     fn add(self, rhs: Self) -> Self {
-        Self(self.0 + rhs.0)
+        Self::from_canonical(add_limbs(self.limbs(), rhs.limbs()))
     }
 }
 
@@ -64,7 +137,7 @@ impl Sub for Secp256k1Scalar {
     type Output = Self;
     #[inline(always)]
     fn sub(self, rhs: Self) -> Self {
-        Self(self.0 - rhs.0)
+        Self::from_canonical(sub_limbs(self.limbs(), rhs.limbs()))
     }
 }
 
@@ -72,7 +145,7 @@ impl Neg for Secp256k1Scalar {
     type Output = Self;
     #[inline(always)]
     fn neg(self) -> Self {
-        Self(-self.0)
+        Self::from_canonical(sub_limbs([0; 4], self.limbs()))
     }
 }
 
@@ -87,14 +160,14 @@ impl Mul for Secp256k1Scalar {
 impl AddAssign for Secp256k1Scalar {
     #[inline(always)]
     fn add_assign(&mut self, rhs: Self) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl SubAssign for Secp256k1Scalar {
     #[inline(always)]
     fn sub_assign(&mut self, rhs: Self) {
-        self.0 -= rhs.0;
+        *self = *self - rhs;
     }
 }
 
@@ -213,14 +286,16 @@ impl PrimeField for Secp256k1Scalar {
             })
     }
 
+    #[inline]
     fn to_limbs(&self) -> [u64; 4] {
-        let b = self.0.to_bytes();
-        let mut out = [0u64; 4];
-        for (i, limb) in out.iter_mut().enumerate() {
-            let start = 32 - 8 * (i + 1);
-            *limb = u64::from_be_bytes(b[start..start + 8].try_into().expect("8 bytes"));
-        }
-        out
+        self.limbs()
+    }
+
+    #[inline]
+    fn from_limbs(limbs: [u64; 4]) -> Option<Self> {
+        // Canonical iff limbs - n borrows; decided without a branch on the value.
+        let (_, borrow) = sbb4(limbs, N);
+        (borrow == 1).then(|| Self::from_canonical(limbs))
     }
 
     fn dot(a: &[Self], b: &[Self]) -> Self {
@@ -255,5 +330,91 @@ impl PrimeField for Secp256k1Scalar {
     #[inline]
     fn square(self) -> Self {
         Self(self.0.square())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: k256's own constant-time arithmetic on the wrapped scalars.
+    fn k256_ops(a: Scalar, b: Scalar) -> (Scalar, Scalar, Scalar) {
+        (a + b, a - b, -a)
+    }
+
+    fn ours(a: Scalar, b: Scalar) -> (Scalar, Scalar, Scalar) {
+        let (x, y) = (Secp256k1Scalar(a), Secp256k1Scalar(b));
+        let mut acc = x;
+        acc += y;
+        let mut dec = x;
+        dec -= y;
+        assert_eq!(acc, x + y);
+        assert_eq!(dec, x - y);
+        ((x + y).0, (x - y).0, (-x).0)
+    }
+
+    fn edges() -> Vec<Scalar> {
+        let m1 = -Scalar::ONE;
+        let half = Scalar::from_uint_unchecked(U256::from_words(N).shr_vartime(1));
+        vec![
+            Scalar::ZERO,
+            Scalar::ONE,
+            Scalar::from(2u64),
+            m1,
+            m1 - Scalar::ONE,
+            half,
+            half + Scalar::ONE,
+            Scalar::from(u64::MAX),
+            Scalar::from(u128::MAX),
+            // 2^255 and 2^256 - n - 1 (sums that carry out of 256 bits, or just reach n).
+            Scalar::from_uint_unchecked(U256::ONE.shl_vartime(255)),
+            Scalar::from_uint_unchecked(U256::MAX.wrapping_sub(&U256::from_words(N))),
+        ]
+    }
+
+    #[test]
+    fn limb_arithmetic_matches_k256_at_the_edges() {
+        for a in edges() {
+            for b in edges() {
+                assert_eq!(ours(a, b), k256_ops(a, b), "a = {a:?}, b = {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn from_limbs_takes_exactly_the_integers_below_n() {
+        let n = N;
+        assert_eq!(Secp256k1Scalar::from_limbs(n), None);
+        assert_eq!(Secp256k1Scalar::from_limbs([u64::MAX; 4]), None);
+        let mut n1 = n;
+        n1[0] += 1;
+        assert_eq!(Secp256k1Scalar::from_limbs(n1), None);
+        let mut below = n;
+        below[0] -= 1;
+        assert_eq!(
+            Secp256k1Scalar::from_limbs(below),
+            Some(-Secp256k1Scalar::ONE)
+        );
+        for a in edges() {
+            let x = Secp256k1Scalar(a);
+            assert_eq!(Secp256k1Scalar::from_limbs(x.to_limbs()), Some(x));
+            // The limbs are the canonical big-endian encoding read as an integer.
+            let be = a.to_bytes();
+            let mut want = [0u64; 4];
+            for (i, w) in want.iter_mut().enumerate() {
+                *w = u64::from_be_bytes(be[32 - 8 * (i + 1)..32 - 8 * i].try_into().unwrap());
+            }
+            assert_eq!(x.to_limbs(), want);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn limb_arithmetic_matches_k256(a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) {
+            let a = <Scalar as Reduce<U256>>::reduce(U256::from_be_slice(&a));
+            let b = <Scalar as Reduce<U256>>::reduce(U256::from_be_slice(&b));
+            prop_assert_eq!(ours(a, b), k256_ops(a, b));
+        }
     }
 }
