@@ -47,6 +47,16 @@ impl Secp256k1Scalar {
 /// The group order `n` as little-endian 64-bit limbs.
 const N: [u64; 4] = <Secp256k1Scalar as PrimeField>::MODULUS;
 
+/// 32 bytes as four little-endian 64-bit limbs.
+#[inline(always)]
+fn le_limbs(bytes: &[u8; 32]) -> [u64; 4] {
+    let mut limbs = [0u64; 4];
+    for (limb, b) in limbs.iter_mut().zip(bytes.chunks_exact(8)) {
+        *limb = u64::from_le_bytes(b.try_into().expect("chunks of 8 bytes"));
+    }
+    limbs
+}
+
 /// `a - b` over four little-endian limbs, and the final borrow (0 or 1).
 #[inline(always)]
 fn sbb4(a: [u64; 4], b: [u64; 4]) -> ([u64; 4], u64) {
@@ -237,25 +247,24 @@ impl PrimeField for Secp256k1Scalar {
     fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {
         // Rejection sampling on 256 bits (rejects with probability below 2^-127).
         loop {
-            let mut bytes = FieldBytes::default();
+            let mut bytes = [0u8; 32];
             rng.fill_bytes(&mut bytes);
-            if let Some(s) = Option::<Scalar>::from(Scalar::from_repr(bytes)) {
-                return Self(s);
+            if let Some(s) = Self::from_limbs(le_limbs(&bytes)) {
+                return s;
             }
         }
     }
 
     fn fill_random<R: RngCore + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        // 32 bytes per element, read as little-endian limbs; an integer at or above n
+        // (probability below 2^-127) is redrawn alone.
         let mut buf = [0u8; 32 * 128];
         for chunk in out.chunks_mut(128) {
             let bytes = &mut buf[..32 * chunk.len()];
             rng.fill_bytes(bytes);
             for (v, b) in chunk.iter_mut().zip(bytes.chunks_exact(32)) {
-                let mut repr = FieldBytes::default();
-                repr.copy_from_slice(b);
-                // Above the order with probability below 2^-127; redraw it alone.
-                *v = Option::<Scalar>::from(Scalar::from_repr(repr))
-                    .map_or_else(|| Self::random(rng), Self);
+                let b: &[u8; 32] = b.try_into().expect("chunks of 32 bytes");
+                *v = Self::from_limbs(le_limbs(b)).unwrap_or_else(|| Self::random(rng));
             }
         }
     }
