@@ -324,3 +324,71 @@ fn demo_refuses_another_network_in_one_line() {
         assert!(!std::path::Path::new("/nonexistent/demo-datadir").exists());
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_demo_with_code_130_a_json_report_and_nothing_left_behind() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args(["demo", "honest", "--json"])
+        .env_remove("BTCMPC_NETWORK")
+        .env_remove("BTCMPC_DATADIR")
+        .env("TMPDIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo(child);
+    let mut out = demo.0.stdout.take().unwrap();
+    let err = demo.0.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    // Wait for the scenario to start (the committee is up, a query is on its way).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err_t = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("scenario honest") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(100)).is_ok(),
+        "the honest scenario did not start"
+    );
+    let pid = demo.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the demo did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(demo);
+    let (out, err) = (out_t.join().unwrap(), err_t.join().unwrap());
+    assert_eq!(status.code(), Some(130), "{status}: {err}\n{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -85,6 +85,36 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             );
         }
     }
+    match play(args, global) {
+        // Ctrl-C or SIGTERM during the set-up or a step: the demo's processes are stopped.
+        Err(e) if world::interrupted() => Ok(interrupted(&e.to_string(), Vec::new())),
+        r => r,
+    }
+}
+
+/// What an interrupted demo reports: the scenarios it finished, and exit code 130 (the
+/// shell's code for a process ended by SIGINT).
+fn interrupted(why: &str, done: Vec<Outcome>) -> Report {
+    let names: Vec<&str> = done.iter().map(|o| o.name).collect();
+    Report::new(
+        format!(
+            "interrupted ({why}); scenarios finished before: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+        json!({
+            "interrupted": true,
+            "ok": false,
+            "scenarios": done.iter().map(outcome_json).collect::<Vec<_>>(),
+        }),
+    )
+    .with_exit(130)
+}
+
+fn play(args: Args, global: &Global) -> anyhow::Result<Report> {
     let list: Vec<Which> = match args.scenario {
         Which::All => ORDER.to_vec(),
         one => vec![one],
@@ -106,7 +136,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<Report> {
             Which::Equivocate => scenarios::equivocate(&mut w, &setup),
             Which::All => continue,
         };
-        world::check_interrupted()?;
+        if let Err(e) = world::check_interrupted() {
+            drop(w);
+            return Ok(interrupted(&e.to_string(), outcomes));
+        }
         let mut o = r.unwrap_or_else(|e| Outcome {
             name: name(which),
             error: Some(crate::output::one_line(&e)),

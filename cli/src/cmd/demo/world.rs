@@ -44,6 +44,11 @@ pub fn check_interrupted() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether Ctrl-C or SIGTERM was received.
+pub fn interrupted() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// How long one short command may take.
 pub const STEP: Duration = Duration::from_secs(60);
 /// How long a daemon may take to answer `party status`.
