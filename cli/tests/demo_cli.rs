@@ -32,19 +32,34 @@ impl Drop for Demo {
     }
 }
 
-fn run_demo(args: &[&str], limit: Duration) -> (Value, String) {
-    let dir = tempfile::tempdir().unwrap();
+/// `btcmpc ARGS` with its temporary directory in `tmp`, both pipes captured.
+fn spawn_demo(args: &[&str], tmp: &std::path::Path) -> Demo {
     let child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
         .args(args)
         .env_remove("BTCMPC_NETWORK")
         .env_remove("BTCMPC_DATADIR")
-        .env("TMPDIR", dir.path())
+        .env("TMPDIR", tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut demo = Demo(child);
+    Demo(child)
+}
+
+/// Everything the demo made lived in its temporary directory `tmp`, removed at the end.
+fn assert_nothing_left(tmp: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn run_demo(args: &[&str], limit: Duration) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = spawn_demo(args, dir.path());
     // Read both pipes on threads so a full pipe never blocks the demo.
     let mut out = demo.0.stdout.take().unwrap();
     let mut err = demo.0.stderr.take().unwrap();
@@ -74,13 +89,7 @@ fn run_demo(args: &[&str], limit: Duration) -> (Value, String) {
     let (out, err) = (out_t.join().unwrap(), err_t.join().unwrap());
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
     assert!(status.success(), "{status}: {err}\n{out}");
-    // Everything the demo made lived in its temporary directory, removed at the end.
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_left(dir.path());
     (v, err)
 }
 
@@ -329,17 +338,7 @@ fn demo_refuses_another_network_in_one_line() {
 fn ctrl_c_stops_the_demo_with_code_130_a_json_report_and_nothing_left_behind() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-        .args(["demo", "honest", "--json"])
-        .env_remove("BTCMPC_NETWORK")
-        .env_remove("BTCMPC_DATADIR")
-        .env("TMPDIR", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut demo = Demo(child);
+    let mut demo = spawn_demo(&["demo", "honest", "--json"], dir.path());
     let mut out = demo.0.stdout.take().unwrap();
     let err = demo.0.stderr.take().unwrap();
     let out_t = std::thread::spawn(move || {
@@ -385,10 +384,5 @@ fn ctrl_c_stops_the_demo_with_code_130_a_json_report_and_nothing_left_behind() {
     assert_eq!(v["interrupted"], true, "{v}");
     assert_eq!(v["ok"], false, "{v}");
     assert!(err.contains("interrupted"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_left(dir.path());
 }

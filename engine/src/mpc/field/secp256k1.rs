@@ -57,6 +57,20 @@ fn le_limbs(bytes: &[u8; 32]) -> [u64; 4] {
     limbs
 }
 
+/// `a + b` over four little-endian limbs, and the final carry (0 or 1).
+#[inline(always)]
+fn adc4(a: [u64; 4], b: [u64; 4]) -> ([u64; 4], u64) {
+    let mut out = [0u64; 4];
+    let mut carry = 0u64;
+    for i in 0..4 {
+        let (x, c1) = a[i].overflowing_add(b[i]);
+        let (x, c2) = x.overflowing_add(carry);
+        out[i] = x;
+        carry = u64::from(c1 | c2);
+    }
+    (out, carry)
+}
+
 /// `a - b` over four little-endian limbs, and the final borrow (0 or 1).
 #[inline(always)]
 fn sbb4(a: [u64; 4], b: [u64; 4]) -> ([u64; 4], u64) {
@@ -76,14 +90,7 @@ fn sbb4(a: [u64; 4], b: [u64; 4]) -> ([u64; 4], u64) {
 /// the carry, selected by a mask rather than a branch.
 #[inline(always)]
 pub(crate) fn add_limbs(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
-    let mut s = [0u64; 4];
-    let mut carry = 0u64;
-    for i in 0..4 {
-        let (x, c1) = a[i].overflowing_add(b[i]);
-        let (x, c2) = x.overflowing_add(carry);
-        s[i] = x;
-        carry = u64::from(c1 | c2);
-    }
+    let (s, carry) = adc4(a, b);
     let (t, borrow) = sbb4(s, N);
     // Keep t = s - n when s >= n: the sum carried out, or the subtraction did not borrow.
     let keep_t = 0u64.wrapping_sub(carry | (borrow ^ 1));
@@ -100,15 +107,7 @@ pub(crate) fn add_limbs(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
 pub(crate) fn sub_limbs(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
     let (d, borrow) = sbb4(a, b);
     let mask = 0u64.wrapping_sub(borrow);
-    let mut out = [0u64; 4];
-    let mut carry = 0u64;
-    for i in 0..4 {
-        let (x, c1) = d[i].overflowing_add(N[i] & mask);
-        let (x, c2) = x.overflowing_add(carry);
-        out[i] = x;
-        carry = u64::from(c1 | c2);
-    }
-    out
+    adc4(d, N.map(|limb| limb & mask)).0
 }
 
 impl fmt::Debug for Secp256k1Scalar {
