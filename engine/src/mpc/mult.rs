@@ -186,6 +186,25 @@ pub fn open_2t<F: PrimeField>(
     let mut sorted: Vec<(usize, &[F])> = openings.to_vec();
     sorted.sort_by_key(|o| o.0);
     let points: Vec<usize> = sorted.iter().map(|o| o.0).collect();
+    if points.iter().copied().eq(1..=points.len()) {
+        let vectors: Vec<&[F]> = sorted.iter().map(|o| o.1).collect();
+        if let Some(out) = open_consecutive(t, &vectors, len) {
+            return Ok(out);
+        }
+        // An opening is off: the weighted pass names the position.
+    }
+    open_weighted(t, &sorted, len)
+}
+
+/// [`open_2t`] with Lagrange weights, for any set of points: `sorted` holds at least `2t + 1`
+/// openings of `len` values each, by ascending party index.
+fn open_weighted<F: PrimeField>(
+    t: usize,
+    sorted: &[(usize, &[F])],
+    len: usize,
+) -> Result<Vec<F>, MultError> {
+    let need = 2 * t + 1;
+    let points: Vec<usize> = sorted.iter().map(|o| o.0).collect();
     let base = &points[..need];
     let zero = Lagrange::<F>::at_zero(base)?;
     // Validates every index (duplicates included), not only the base.
@@ -226,6 +245,41 @@ pub fn open_2t<F: PrimeField>(
         return Err(MultError::Inconsistent { position });
     }
     Ok(out)
+}
+
+/// [`open_2t`] for openings from parties `1..=m` (`vectors[j]` is party `j + 1`'s), by
+/// finite differences: the `m` values lie on one polynomial of degree at most `2t` exactly
+/// when their forward differences of orders `2t + 1 ..= m - 1` at `x = 1` vanish, and
+/// Newton's forward formula from `x = 1` gives `p(0) = sum_k (-1)^k Δ^k p(1)` for `k <= 2t`.
+/// That is `m (m - 1) / 2 + 2t` additions per element, and no multiplication for any `n`
+/// (the Lagrange weights are small integers only for `n <= 4`). `None` as soon as an element
+/// fails the check (the caller names the position).
+fn open_consecutive<F: PrimeField>(t: usize, vectors: &[&[F]], len: usize) -> Option<Vec<F>> {
+    let m = vectors.len();
+    let degree = 2 * t;
+    let mut out = Vec::with_capacity(len);
+    let mut d = vec![F::ZERO; m];
+    for i in 0..len {
+        for (dj, v) in d.iter_mut().zip(vectors) {
+            *dj = v[i];
+        }
+        // In place: after level k, d[k] = Δ^k p(1) (and d[j] = Δ^k p(j - k + 1) for j > k).
+        for k in 1..m {
+            for j in (k..m).rev() {
+                let prev = d[j - 1];
+                d[j] -= prev;
+            }
+        }
+        if d[degree + 1..].iter().any(|x| !x.is_zero()) {
+            return None;
+        }
+        let mut acc = d[degree];
+        for k in (0..degree).rev() {
+            acc = d[k] - acc;
+        }
+        out.push(acc);
+    }
+    Some(out)
 }
 
 /// `d + [r]_t(i)`: this party's degree-`t` share of the product.
@@ -338,6 +392,70 @@ mod tests {
                 assert_eq!(open(&out, t, k), x[k] * y[k]);
             }
         }
+    }
+
+    /// Openings at `x = 1..=n` of `len` random polynomials of degree `2t` (party `j`'s at
+    /// index `j - 1`), and the polynomials' values at 0.
+    fn openings_2t<G: PrimeField>(
+        n: usize,
+        t: usize,
+        len: usize,
+        seed: u64,
+    ) -> (Vec<Vec<G>>, Vec<G>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sent = vec![Vec::with_capacity(len); n];
+        let mut secrets = Vec::with_capacity(len);
+        for _ in 0..len {
+            let coeffs: Vec<G> = (0..=2 * t).map(|_| G::random(&mut rng)).collect();
+            secrets.push(coeffs[0]);
+            for (j, v) in sent.iter_mut().enumerate() {
+                let x = G::from_u64(j as u64 + 1);
+                v.push(coeffs.iter().rev().fold(G::ZERO, |acc, c| acc * x + *c));
+            }
+        }
+        (sent, secrets)
+    }
+
+    fn differences_match_weights<G: PrimeField>() {
+        for (n, t) in [(3, 1), (4, 1), (5, 1), (7, 2), (10, 3)] {
+            let len = 300;
+            let (mut sent, secrets) = openings_2t::<G>(n, t, len, n as u64);
+            let views: Vec<&[G]> = sent.iter().map(|v| &v[..]).collect();
+            let sorted: Vec<(usize, &[G])> =
+                views.iter().enumerate().map(|(j, v)| (j + 1, *v)).collect();
+            let fast = open_consecutive(t, &views, len).expect("on one polynomial");
+            assert_eq!(fast, secrets, "n = {n}, t = {t}");
+            assert_eq!(open_weighted(t, &sorted, len).unwrap(), fast);
+            // Parties 1..=m for fewer than n openings take the same path; other subsets the
+            // weighted one; all agree.
+            let skip_first: Vec<(usize, &[G])> = sorted[1..].to_vec();
+            let first_ones: Vec<(usize, &[G])> = sorted[..2 * t + 1].to_vec();
+            if n > 2 * t + 1 {
+                assert_eq!(open_2t(t, &skip_first, len).unwrap(), secrets);
+            }
+            assert_eq!(open_2t(t, &first_ones, len).unwrap(), secrets);
+            // One value off (when there is a further opening to catch it): both refuse, and
+            // open_2t names the position as the weighted pass does.
+            if n > 2 * t + 1 {
+                for party in [0, n / 2, n - 1] {
+                    sent[party][137] += G::ONE;
+                    let views: Vec<&[G]> = sent.iter().map(|v| &v[..]).collect();
+                    let sorted: Vec<(usize, &[G])> =
+                        views.iter().enumerate().map(|(j, v)| (j + 1, *v)).collect();
+                    assert_eq!(open_consecutive(t, &views, len), None);
+                    let want = Err(MultError::Inconsistent { position: 137 });
+                    assert_eq!(open_weighted(t, &sorted, len), want);
+                    assert_eq!(open_2t(t, &sorted, len), want);
+                    sent[party][137] -= G::ONE;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finite_differences_match_lagrange_weights_in_both_fields() {
+        differences_match_weights::<Mersenne127>();
+        differences_match_weights::<crate::mpc::field::Secp256k1Scalar>();
     }
 
     #[test]

@@ -235,7 +235,8 @@ impl PrimeField for Secp256k1Scalar {
 
     #[inline]
     fn is_zero(&self) -> bool {
-        bool::from(self.0.is_zero())
+        // OR of the limbs, compared once (no early exit on a limb).
+        self.limbs().iter().fold(0, |acc, limb| acc | limb) == 0
     }
 
     fn inverse(&self) -> Option<Self> {
