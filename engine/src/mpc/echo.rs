@@ -73,13 +73,14 @@ pub fn payload_hash<F: PrimeField>(values: &[F]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(PAYLOAD_TAG);
     h.update((values.len() as u64).to_be_bytes());
-    let mut buf = Vec::with_capacity(4096);
-    for chunk in values.chunks(4096 / F::ENCODED_LEN.max(1)) {
-        buf.clear();
-        for v in chunk {
-            buf.extend_from_slice(v.to_repr().as_ref());
+    // ENCODED_LEN is at most 32 bytes (the four limbs of `to_limbs`).
+    let width = F::ENCODED_LEN.max(1);
+    let mut buf = [0u8; 4096];
+    for chunk in values.chunks(buf.len() / width) {
+        for (v, out) in chunk.iter().zip(buf.chunks_exact_mut(width)) {
+            out.copy_from_slice(v.to_repr().as_ref());
         }
-        h.update(&buf);
+        h.update(&buf[..chunk.len() * width]);
     }
     h.finalize().into()
 }

@@ -275,7 +275,12 @@ impl PrimeField for Secp256k1Scalar {
 
     #[inline]
     fn to_repr(&self) -> [u8; 32] {
-        self.0.to_bytes().into()
+        // Big-endian: the most significant limb first.
+        let mut out = [0u8; 32];
+        for (bytes, limb) in out.chunks_exact_mut(8).zip(self.limbs().iter().rev()) {
+            bytes.copy_from_slice(&limb.to_be_bytes());
+        }
+        out
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, FieldError> {
@@ -415,6 +420,11 @@ mod tests {
                 *w = u64::from_be_bytes(be[32 - 8 * (i + 1)..32 - 8 * i].try_into().unwrap());
             }
             assert_eq!(x.to_limbs(), want);
+            assert_eq!(
+                x.to_repr(),
+                <[u8; 32]>::from(be),
+                "to_repr is k256's encoding"
+            );
         }
     }
 
