@@ -773,18 +773,11 @@ async fn three_channels_lose_no_frame_and_one_disconnection_is_reported() {
     // lo already holds its own channel; hi dials twice more and writes into each.
     let mut spare = Vec::new();
     for i in 0..2 {
-        let mut ch = connect(
-            h.l_lo.local_addr(),
-            &h.hi,
-            &AllowedKeys::new([h.lo.public()]),
-            cfg(),
-        )
-        .await
-        .unwrap();
+        let (mut ch, accepted) = dial(&mut h.l_lo, &h.hi, &h.lo).await;
         ch.send(&Frame::new(MessageType::PING, format!("spare-{i}").into_bytes()).unwrap())
             .await
             .unwrap();
-        p_lo.adopt(next_ok(&mut h.l_lo).await).unwrap();
+        p_lo.adopt(accepted).unwrap();
         spare.push(ch);
     }
     h.hi_end
@@ -832,15 +825,8 @@ async fn a_peer_dialling_again_and_again_holds_a_bounded_number_of_spare_channel
     let mut h = lo_holds().await;
     let mut spares = Vec::new();
     for _ in 0..DIALS {
-        let ch = connect(
-            h.l_lo.local_addr(),
-            &h.hi,
-            &AllowedKeys::new([h.lo.public()]),
-            cfg(),
-        )
-        .await
-        .unwrap();
-        h.p_lo.adopt(next_ok(&mut h.l_lo).await).unwrap();
+        let (ch, accepted) = dial(&mut h.l_lo, &h.hi, &h.lo).await;
+        h.p_lo.adopt(accepted).unwrap();
         spares.push(ch);
     }
     assert_eq!(h.p_lo.connected(), vec![h.hi.public()]);
