@@ -476,7 +476,12 @@ pub(crate) async fn deal_checked<F: PrimeField>(
             if silent.is_empty() {
                 String::new()
             } else {
-                format!("; silent: {silent:?}")
+                // Late or unreachable: a party still in the check's rounds when the party
+                // timeout passes is not necessarily silent.
+                format!(
+                    "; no check result from parties {silent:?} within the party timeout ({} s)",
+                    options.party_timeout.as_secs()
+                )
             },
         )));
     }
