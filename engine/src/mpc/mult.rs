@@ -185,10 +185,8 @@ pub fn open_2t<F: PrimeField>(
     }
     let mut sorted: Vec<(usize, &[F])> = openings.to_vec();
     sorted.sort_by_key(|o| o.0);
-    let points: Vec<usize> = sorted.iter().map(|o| o.0).collect();
-    if points.iter().copied().eq(1..=points.len()) {
-        let vectors: Vec<&[F]> = sorted.iter().map(|o| o.1).collect();
-        if let Some(out) = open_consecutive(t, &vectors, len) {
+    if sorted.iter().map(|o| o.0).eq(1..=sorted.len()) {
+        if let Some(out) = open_consecutive(t, &sorted, len) {
             return Ok(out);
         }
         // An opening is off: the weighted pass names the position.
@@ -247,20 +245,24 @@ fn open_weighted<F: PrimeField>(
     Ok(out)
 }
 
-/// [`open_2t`] for openings from parties `1..=m` (`vectors[j]` is party `j + 1`'s), by
+/// [`open_2t`] for openings from parties `1..=m` (`sorted[j]` is party `j + 1`'s), by
 /// finite differences: the `m` values lie on one polynomial of degree at most `2t` exactly
 /// when their forward differences of orders `2t + 1 ..= m - 1` at `x = 1` vanish, and
 /// Newton's forward formula from `x = 1` gives `p(0) = sum_k (-1)^k Δ^k p(1)` for `k <= 2t`.
 /// That is `m (m - 1) / 2 + 2t` additions per element, and no multiplication for any `n`
 /// (the Lagrange weights are small integers only for `n <= 4`). `None` as soon as an element
 /// fails the check (the caller names the position).
-fn open_consecutive<F: PrimeField>(t: usize, vectors: &[&[F]], len: usize) -> Option<Vec<F>> {
-    let m = vectors.len();
+fn open_consecutive<F: PrimeField>(
+    t: usize,
+    sorted: &[(usize, &[F])],
+    len: usize,
+) -> Option<Vec<F>> {
+    let m = sorted.len();
     let degree = 2 * t;
     let mut out = Vec::with_capacity(len);
     let mut d = vec![F::ZERO; m];
     for i in 0..len {
-        for (dj, v) in d.iter_mut().zip(vectors) {
+        for (dj, (_, v)) in d.iter_mut().zip(sorted) {
             *dj = v[i];
         }
         // In place: after level k, d[k] = Δ^k p(1) (and d[j] = Δ^k p(j - k + 1) for j > k).
@@ -350,12 +352,7 @@ mod tests {
         }
         (0..n)
             .map(|i| {
-                let openings: Vec<(usize, &[F])> = sent
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| (j + 1, &v[..]))
-                    .collect();
-                let d = open_2t(t, &openings, len)?;
+                let d = open_2t(t, &by_party(&sent), len)?;
                 reshare(d, &rts[i])
             })
             .collect()
@@ -416,14 +413,20 @@ mod tests {
         (sent, secrets)
     }
 
+    /// `(party index, its opening)` for openings at `x = 1..=n`.
+    fn by_party<G>(sent: &[Vec<G>]) -> Vec<(usize, &[G])> {
+        sent.iter()
+            .enumerate()
+            .map(|(j, v)| (j + 1, &v[..]))
+            .collect()
+    }
+
     fn differences_match_weights<G: PrimeField>() {
         for (n, t) in [(3, 1), (4, 1), (5, 1), (7, 2), (10, 3)] {
             let len = 300;
             let (mut sent, secrets) = openings_2t::<G>(n, t, len, n as u64);
-            let views: Vec<&[G]> = sent.iter().map(|v| &v[..]).collect();
-            let sorted: Vec<(usize, &[G])> =
-                views.iter().enumerate().map(|(j, v)| (j + 1, *v)).collect();
-            let fast = open_consecutive(t, &views, len).expect("on one polynomial");
+            let sorted = by_party(&sent);
+            let fast = open_consecutive(t, &sorted, len).expect("on one polynomial");
             assert_eq!(fast, secrets, "n = {n}, t = {t}");
             assert_eq!(open_weighted(t, &sorted, len).unwrap(), fast);
             // Parties 1..=m for fewer than n openings take the same path; other subsets the
@@ -439,10 +442,8 @@ mod tests {
             if n > 2 * t + 1 {
                 for party in [0, n / 2, n - 1] {
                     sent[party][137] += G::ONE;
-                    let views: Vec<&[G]> = sent.iter().map(|v| &v[..]).collect();
-                    let sorted: Vec<(usize, &[G])> =
-                        views.iter().enumerate().map(|(j, v)| (j + 1, *v)).collect();
-                    assert_eq!(open_consecutive(t, &views, len), None);
+                    let sorted = by_party(&sent);
+                    assert_eq!(open_consecutive(t, &sorted, len), None);
                     let want = Err(MultError::Inconsistent { position: 137 });
                     assert_eq!(open_weighted(t, &sorted, len), want);
                     assert_eq!(open_2t(t, &sorted, len), want);
@@ -489,14 +490,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let openings = |sent: &[Vec<F>]| {
-            let o: Vec<(usize, &[F])> = sent
-                .iter()
-                .enumerate()
-                .map(|(j, v)| (j + 1, &v[..]))
-                .collect();
-            open_2t(1, &o, len)
-        };
+        let openings = |sent: &[Vec<F>]| open_2t(1, &by_party(sent), len);
         let d = openings(&sent).unwrap();
         for (k, v) in d.iter().enumerate() {
             assert_eq!(*v, F::from_u64(k as u64 * k as u64 + 1));

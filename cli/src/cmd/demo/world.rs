@@ -38,7 +38,7 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// # Errors
 /// "interrupted".
 pub fn check_interrupted() -> anyhow::Result<()> {
-    if STOPPING.load(Ordering::SeqCst) {
+    if interrupted() {
         bail!("interrupted: the demo's processes were stopped");
     }
     Ok(())
