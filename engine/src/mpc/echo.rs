@@ -427,6 +427,18 @@ impl<F: PrimeField> Broadcast<F> {
         self.round
     }
 
+    /// Stops waiting for `party` (found absent from an earlier broadcast of the same step): it
+    /// is neither waited for nor heard from now on, and a value it sent is dropped from the
+    /// output (an erasure). Returns the messages of the sub-rounds this completes. This
+    /// party itself is never ignored.
+    pub fn ignore(&mut self, party: PartyId) -> Vec<Outgoing<F>> {
+        if party == self.me || !self.ignored.insert(party) {
+            return Vec::new();
+        }
+        self.early.retain(|(from, _)| *from != party);
+        self.advance()
+    }
+
     /// Signs and sends this party's value (a second call sends nothing).
     pub fn start(&mut self, key: &SigningKey, payload: Vec<F>) -> Vec<Outgoing<F>> {
         if self.started {

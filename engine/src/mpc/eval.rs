@@ -18,8 +18,8 @@
 //!   nothing about it leaves the party ([`Evaluation`]).
 //!
 //! Evaluation is a round-based machine ([`EvalMachine`]) with no thread, queue or clock. A round
-//! is one signed echo-broadcast ([`crate::mpc::echo::Broadcast`]) of one vector per party, of
-//! one of two kinds:
+//! is a signed echo-broadcast ([`crate::mpc::echo::Broadcast`]) of one vector per party, sent in
+//! chunks of at most [`CHUNK_VALUES`] values (one broadcast each), of one of two kinds:
 //!
 //! - a **degree reduction**: the machine masks this party's degree-`2t` values with a PRSS
 //!   double sharing ([`Prss::double`]) and broadcasts them; with the openings of the round it
@@ -56,14 +56,14 @@
 //! comparisons carries no trace of the stored sharings either.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use k256::schnorr::{SigningKey, VerifyingKey};
 
 use crate::mpc::compare::{self, CompareError, Rounds};
 use crate::mpc::decode::{decode_vec, DecodeVec};
-use crate::mpc::echo::{payload_hash, Broadcast, Equivocation, SignedHeader};
+use crate::mpc::echo::{payload_hash, Broadcast, BroadcastOutput, Equivocation, SignedHeader};
 use crate::mpc::field::PrimeField;
 use crate::mpc::mult::{self, MultError};
 use crate::mpc::prss::Prss;
@@ -512,7 +512,10 @@ impl<'r, F: PrimeField> Run<'r, F> {
         match task {
             Task::Plan { plan, columns } => self.evaluate(plan, columns),
             Task::Products { a, b } => Ok(Evaluation::open(self.multiply(a, b)?)),
-            Task::Open { shares } => Ok(Evaluation::open(self.open(shares.to_vec())?)),
+            // The copy is made only when the round is still to do.
+            Task::Open { shares } => Ok(Evaluation::open(
+                self.round(|| Ok(Request::Open(shares.to_vec())))?,
+            )),
         }
     }
 
@@ -967,29 +970,82 @@ impl<F: PrimeField> OpeningFault<F> {
     }
 }
 
-/// The kind of the round in progress.
+/// Values per broadcast: a round of more values is sent as consecutive broadcasts (chunks)
+/// of at most this many, chunk `k` holding positions `[k * CHUNK_VALUES, (k + 1) *
+/// CHUNK_VALUES)`. Each party holds a chunk's openings (and the raw frames they came in) only
+/// while the chunk is in flight, so a party's memory in a reduction of `L` values is its
+/// `L`-long inputs and result plus [`WINDOW`] chunks, not four more `L`-long vectors.
+/// 65,536 values: 2 MiB a broadcast in secp256k1, 1 MiB in 2^127-1.
+pub const CHUNK_VALUES: usize = 1 << 16;
+
+/// Chunks of one round in flight at once (started, not yet finished): this party computes and
+/// sends chunk `k + 1` while the messages of chunk `k` cross the network.
+pub const WINDOW: usize = 2;
+
+/// What a round does with the openings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundKind {
+    /// A degree reduction.
+    Reduce,
+    /// An opening to the committee.
+    Open,
+}
+
+/// The kind of a chunk in flight.
 #[derive(Debug)]
 enum Kind<F> {
-    /// A degree reduction: the degree-`t` half of its double sharing.
+    /// A degree reduction: the degree-`t` half of its double sharing (the chunk's length).
     Reduce { rt: Vec<F> },
     /// An opening to the committee.
     Open,
 }
 
-/// The round in progress: its broadcast and what it is.
+/// A chunk in flight: its broadcast, what it is, and where its values sit in the round.
 #[derive(Debug)]
 struct Current<F> {
     broadcast: Broadcast<F>,
     kind: Kind<F>,
     len: usize,
+    offset: usize,
+}
+
+/// The round in progress: this party's whole vector, sent chunk by chunk, and the result so
+/// far.
+#[derive(Debug)]
+struct Pending<F> {
+    kind: RoundKind,
+    /// The round's index: its result becomes `reduced[round]`.
+    round: u32,
+    /// This party's values for the round (a reduction's degree-`2t` values unmasked: each
+    /// chunk is masked with its own double sharing when it starts). A finished chunk's result
+    /// is written over its values, which its start consumed, so the round needs no second
+    /// vector of its length: once every chunk is finished this is the round's result.
+    values: Vec<F>,
+    /// Broadcast round of chunk 0; chunk `k` is broadcast round `first + k`.
+    first: u32,
+    /// Chunks in the round: `ceil(len / CHUNK_VALUES)`, at least 1.
+    chunks: usize,
+    /// Chunks started so far.
+    started: usize,
+    /// Parties whose value was missing from a finished chunk: the round's later chunks do not
+    /// wait for them (a silent party costs one deadline per sub-round per round, not per
+    /// chunk).
+    absent: BTreeSet<PartyId>,
 }
 
 /// One party's evaluation of a [`Task`] as a round-based machine (see the module docs).
 ///
-/// Round `r` (from 0) is an echo-broadcast of job `job`, round `r`, of this party's masked
-/// degree-`2t` values (a reduction; PRSS counter `r`) or of its degree-`t` shares (an opening to
-/// the committee). Messages of round `r + 1` that arrive while this party is still in round `r`
-/// are kept; older rounds are refused ([`RoundError::PastRound`]).
+/// Round `r` (from 0) sends this party's masked degree-`2t` values (a reduction) or its
+/// degree-`t` shares (an opening to the committee) in chunks of at most [`CHUNK_VALUES`]
+/// values, each chunk one echo-broadcast of job `job` with its own broadcast round number:
+/// the broadcasts are numbered from 0 across the rounds, chunk by chunk, so every party
+/// numbers them alike. A reduction's chunk in broadcast round `b` is masked with the PRSS
+/// double sharing of counter `b`; its openings are checked, opened and re-shared on their own;
+/// an opening fault is judged on one chunk's signed openings. Up to [`WINDOW`] chunks are in
+/// flight at once. Messages of a broadcast not started yet are kept when an honest peer could
+/// have sent them (at most `2 * WINDOW - 1` broadcasts ahead); older broadcasts are refused
+/// ([`RoundError::PastRound`]). A party missing from a finished chunk is not waited for in the
+/// round's later chunks.
 ///
 /// What a driver persists to resume: the PRSS keys, the job, the task's inputs (plan and share
 /// columns), the parties ignored, the signing key, and the messages delivered.
@@ -1002,7 +1058,9 @@ pub struct EvalMachine<'a, F> {
     signer: SigningKey,
     ignored: BTreeSet<PartyId>,
     reduced: Vec<Vec<F>>,
-    current: Option<Current<F>>,
+    pending: Option<Pending<F>>,
+    inflight: VecDeque<Current<F>>,
+    next_broadcast: u32,
     early: Vec<(PartyId, Message<F>)>,
     evidence: Vec<Equivocation>,
     faults: Vec<OpeningFault<F>>,
@@ -1073,7 +1131,9 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             signer,
             ignored,
             reduced: Vec::new(),
-            current: None,
+            pending: None,
+            inflight: VecDeque::new(),
+            next_broadcast: 0,
             early: Vec::new(),
             evidence: Vec::new(),
             faults: Vec::new(),
@@ -1193,93 +1253,175 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         &self.faults
     }
 
-    /// Runs the local part as far as it goes: the output, or the next round's messages.
+    /// Runs the local part as far as it goes: the output, or the next messages to send.
     fn progress(&mut self) -> Result<Step<F, Evaluation<F>>, RoundError> {
         let mut send = Vec::new();
         loop {
-            let req = match self.local_pass()? {
-                Pass::Done(out) => {
+            if self.pending.is_none() {
+                // A one-round task's output is its round's result, moved out: no replay and
+                // no second copy of a vector as long as the task's inputs.
+                if let (HeldTask::Products { .. } | HeldTask::Open { .. }, 1) =
+                    (&self.task, self.reduced.len())
+                {
+                    let values = self.reduced.pop().expect("one round done");
                     self.done = true;
                     return Ok(Step {
                         send,
-                        output: Some(out),
+                        output: Some(Evaluation::open(values)),
                     });
                 }
-                Pass::Need(req) => req,
-            };
-            let round = self.reduced.len() as u32;
-            let (mut payload, kind) = match req {
-                Request::Reduce(mut c2t) => {
-                    let (rt, r2t) = self.prss.double(&self.job, u64::from(round), c2t.len());
-                    mult::mask_for_opening(&mut c2t, &r2t)
-                        .map_err(|source| EvalError::Reduction { round, source })?;
-                    if let (Some(d), Some(x)) = (self.lie, c2t.first_mut()) {
-                        *x += d;
+                let req = match self.local_pass()? {
+                    Pass::Done(out) => {
+                        self.done = true;
+                        return Ok(Step {
+                            send,
+                            output: Some(out),
+                        });
                     }
-                    (c2t, Kind::Reduce { rt })
-                }
-                Request::Open(mut shares) => {
-                    if let (Some(d), Some(x)) = (self.lie_open, shares.first_mut()) {
-                        *x += d;
-                    }
-                    (shares, Kind::Open)
-                }
-            };
-            for t in &self.tampers {
-                if let Tamper::Round {
-                    round: r,
-                    position,
-                    delta,
-                } = t
-                {
-                    if let Some(x) = payload.get_mut(*position).filter(|_| *r == round) {
-                        *x += *delta;
-                    }
-                }
+                    Pass::Need(req) => req,
+                };
+                let round = self.reduced.len() as u32;
+                let (kind, values) = match req {
+                    Request::Reduce(v) => (RoundKind::Reduce, v),
+                    Request::Open(v) => (RoundKind::Open, v),
+                };
+                let chunks = values.len().div_ceil(CHUNK_VALUES).max(1);
+                let first = self.next_broadcast;
+                self.next_broadcast = u32::try_from(chunks)
+                    .ok()
+                    .and_then(|c| first.checked_add(c))
+                    .ok_or_else(|| EvalError::Opening {
+                        round,
+                        reason: "more broadcasts than a round number can name".into(),
+                    })?;
+                self.pending = Some(Pending {
+                    kind,
+                    round,
+                    values,
+                    first,
+                    chunks,
+                    started: 0,
+                    absent: BTreeSet::new(),
+                });
             }
-            let len = payload.len();
-            let mut ignored = self.ignored.clone();
-            ignored.extend(
-                self.evidence
-                    .iter()
-                    .filter_map(|e| PartyId::new(e.sender() as usize, self.keys.len()).ok()),
-            );
-            let mut broadcast =
-                Broadcast::new(self.me, self.job, round, self.keys.clone(), ignored);
-            send.extend(broadcast.start(&self.signer, payload));
-            // Messages of this round that arrived early.
-            for (from, m) in std::mem::take(&mut self.early) {
-                if Broadcast::<F>::slot_of(&m).map(|s| s.1) == Some(round) {
-                    match broadcast.handle(from, m) {
-                        Ok(out) => send.extend(out),
-                        Err(e) => tracing::debug!(%from, error = %e, "kept message refused"),
-                    }
-                } else {
-                    self.early.push((from, m));
-                }
-            }
-            self.current = Some(Current {
-                broadcast,
-                kind,
-                len,
-            });
-            if !self.finish_round()? {
+            if !self.pump(&mut send)? {
                 return Ok(Step::send(send));
             }
         }
     }
 
-    /// If the current round's broadcast is over: opens (and re-shares) and records the round;
-    /// returns whether it did.
-    fn finish_round(&mut self) -> Result<bool, RoundError> {
-        let Some(cur) = self.current.as_ref() else {
-            return Ok(false);
+    /// Starts chunks while the window has room and finishes the chunks at its front that are
+    /// over, in order; returns whether the round in progress is complete (its result recorded).
+    fn pump(&mut self, send: &mut Vec<Outgoing<F>>) -> Result<bool, RoundError> {
+        loop {
+            let Some(p) = self.pending.as_ref() else {
+                return Ok(false);
+            };
+            if p.started == p.chunks && self.inflight.is_empty() {
+                let p = self.pending.take().expect("checked above");
+                self.reduced.push(p.values);
+                return Ok(true);
+            }
+            if p.started < p.chunks && self.inflight.len() < WINDOW {
+                self.start_chunk(send)?;
+                continue;
+            }
+            let Some(out) = self.inflight.front().and_then(|c| c.broadcast.output()) else {
+                return Ok(false);
+            };
+            let cur = self.inflight.pop_front().expect("checked above");
+            self.finish_chunk(cur, out, send)?;
+        }
+    }
+
+    /// Masks (a reduction), signs and sends the round's next chunk.
+    fn start_chunk(&mut self, send: &mut Vec<Outgoing<F>>) -> Result<(), RoundError> {
+        let p = self
+            .pending
+            .as_mut()
+            .expect("a chunk starts only in a round");
+        let k = p.started;
+        let offset = k * CHUNK_VALUES;
+        let end = (offset + CHUNK_VALUES).min(p.values.len());
+        let round = p.first + k as u32;
+        let mut payload = p.values[offset.min(end)..end].to_vec();
+        let kind = match p.kind {
+            RoundKind::Reduce => {
+                let (rt, r2t) = self.prss.double(&self.job, u64::from(round), payload.len());
+                mult::mask_for_opening(&mut payload, &r2t).map_err(|source| {
+                    EvalError::Reduction {
+                        round: p.round,
+                        source,
+                    }
+                })?;
+                if let (Some(d), Some(x), 0) = (self.lie, payload.first_mut(), k) {
+                    *x += d;
+                }
+                Kind::Reduce { rt }
+            }
+            RoundKind::Open => {
+                if let (Some(d), Some(x), 0) = (self.lie_open, payload.first_mut(), k) {
+                    *x += d;
+                }
+                Kind::Open
+            }
         };
-        let Some(out) = cur.broadcast.output() else {
-            return Ok(false);
-        };
-        let cur = self.current.take().expect("checked above");
-        let round = cur.broadcast.round();
+        for t in &self.tampers {
+            if let Tamper::Round {
+                round: r,
+                position,
+                delta,
+            } = t
+            {
+                if *r == p.round && (offset..end).contains(position) {
+                    payload[position - offset] += *delta;
+                }
+            }
+        }
+        p.started += 1;
+        let len = payload.len();
+        let mut ignored = self.ignored.clone();
+        ignored.extend(
+            self.evidence
+                .iter()
+                .filter_map(|e| PartyId::new(e.sender() as usize, self.keys.len()).ok()),
+        );
+        ignored.extend(p.absent.iter().copied());
+        let mut broadcast = Broadcast::new(self.me, self.job, round, self.keys.clone(), ignored);
+        send.extend(broadcast.start(&self.signer, payload));
+        // Messages of this chunk that arrived early.
+        for (from, m) in std::mem::take(&mut self.early) {
+            if Broadcast::<F>::slot_of(&m).map(|s| s.1) == Some(round) {
+                match broadcast.handle(from, m) {
+                    Ok(out) => send.extend(out),
+                    Err(e) => tracing::debug!(%from, error = %e, "kept message refused"),
+                }
+            } else {
+                self.early.push((from, m));
+            }
+        }
+        self.inflight.push_back(Current {
+            broadcast,
+            kind,
+            len,
+            offset: offset.min(end),
+        });
+        Ok(())
+    }
+
+    /// Opens (and re-shares) a finished chunk into the round's result; the parties missing
+    /// from it are no longer waited for in the round's later chunks.
+    fn finish_chunk(
+        &mut self,
+        cur: Current<F>,
+        out: BroadcastOutput<F>,
+        send: &mut Vec<Outgoing<F>>,
+    ) -> Result<(), RoundError> {
+        let p = self
+            .pending
+            .as_mut()
+            .expect("a chunk finishes only in a round");
+        let round = p.round;
         for ev in out.evidence {
             if !self.evidence.iter().any(|e| e.sender() == ev.sender()) {
                 self.evidence.push(ev);
@@ -1291,13 +1433,31 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             .iter()
             .filter(|(p, _)| !convicted.contains(&p.get()))
             .collect();
+        let missing: Vec<PartyId> = PartyId::all(self.keys.len())
+            .filter(|q| *q != self.me && !values.iter().any(|(v, _)| v == q))
+            .filter(|q| !self.ignored.contains(q) && p.absent.insert(*q))
+            .collect();
+        for q in missing {
+            for c in &mut self.inflight {
+                send.extend(c.broadcast.ignore(q));
+            }
+        }
         match cur.kind {
             Kind::Reduce { rt } => {
                 let openings: Vec<(usize, &[F])> =
                     values.iter().map(|(p, v)| (p.point(), &v[..])).collect();
-                let wrap = |source| EvalError::Reduction { round, source };
+                let wrap = |source| {
+                    let source = match source {
+                        MultError::Inconsistent { position } => MultError::Inconsistent {
+                            position: position + cur.offset,
+                        },
+                        e => e,
+                    };
+                    EvalError::Reduction { round, source }
+                };
                 let d = mult::open_2t(self.prss.t(), &openings, cur.len).map_err(wrap)?;
-                self.reduced.push(mult::reshare(d, &rt).map_err(wrap)?);
+                let d = mult::reshare(d, &rt).map_err(wrap)?;
+                put(&mut p.values, cur.offset, &d).map_err(wrap)?;
             }
             Kind::Open => {
                 let fail = |reason: String| EvalError::Opening { round, reason };
@@ -1327,34 +1487,42 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
                                 })
                                 .collect();
                             self.faults.push(OpeningFault {
-                                round,
+                                round: cur.broadcast.round(),
                                 culprits: named,
                                 openings,
                             });
                         }
-                        self.reduced.push(v);
+                        put(&mut p.values, cur.offset, &v).map_err(|e| fail(e.to_string()))?;
                     }
                     DecodeVec::Inconsistent { position } => {
                         return Err(fail(format!(
-                            "the shares are inconsistent at position {position}"
+                            "the shares are inconsistent at position {}",
+                            position + cur.offset
                         ))
                         .into())
                     }
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
-    fn after(&mut self, send: Vec<Outgoing<F>>) -> Result<Step<F, Evaluation<F>>, RoundError> {
-        if !self.finish_round()? {
+    fn after(&mut self, mut send: Vec<Outgoing<F>>) -> Result<Step<F, Evaluation<F>>, RoundError> {
+        if !self.pump(&mut send)? {
             return Ok(Step::send(send));
         }
         let mut step = self.progress()?;
-        let mut all = send;
-        all.append(&mut step.send);
-        step.send = all;
+        send.append(&mut step.send);
+        step.send = send;
         Ok(step)
+    }
+
+    /// The first broadcast round not finished: the front of the window, or the next one to
+    /// start.
+    fn front(&self) -> u32 {
+        self.inflight
+            .front()
+            .map_or(self.next_broadcast, |c| c.broadcast.round())
     }
 }
 
@@ -1362,7 +1530,7 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
     type Output = Evaluation<F>;
 
     fn start(&mut self) -> Result<Step<F, Evaluation<F>>, RoundError> {
-        if self.done || self.current.is_some() || !self.reduced.is_empty() {
+        if self.done || self.pending.is_some() || !self.reduced.is_empty() {
             return Ok(Step::none());
         }
         self.progress()
@@ -1385,8 +1553,8 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
         if self.done {
             return Err(RoundError::Finished { from, kind });
         }
-        let now = self.reduced.len() as u32;
-        if round < now {
+        let front = self.front();
+        if round < front {
             return Err(RoundError::PastRound {
                 from,
                 kind,
@@ -1394,31 +1562,42 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
                 sub,
             });
         }
-        if round > now + 1 || (round == now + 1 && self.early.len() >= 3 * self.keys.len()) {
+        if let Some(cur) = self
+            .inflight
+            .iter_mut()
+            .find(|c| c.broadcast.round() == round)
+        {
+            let send = cur.broadcast.handle(from, msg)?;
+            return self.after(send);
+        }
+        // A peer finishes a chunk only after this party's last message of it, so an honest
+        // peer is at most `2 * WINDOW - 1` broadcasts ahead of this party's front.
+        let ahead = (round - front) as usize;
+        if ahead >= 2 * WINDOW || self.early.len() >= 3 * self.keys.len() * 2 * WINDOW {
             return Err(RoundError::TooEarly { from, kind, round });
         }
-        let Some(cur) = self.current.as_mut().filter(|_| round == now) else {
-            if self
-                .early
-                .iter()
-                .any(|(f, m)| *f == from && Broadcast::<F>::slot_of(m) == Some((job, round, sub)))
-            {
-                return Err(RoundError::Duplicate {
-                    from,
-                    kind,
-                    round,
-                    sub,
-                });
-            }
-            self.early.push((from, msg));
-            return Ok(Step::none());
-        };
-        let send = cur.broadcast.handle(from, msg)?;
-        self.after(send)
+        if self
+            .early
+            .iter()
+            .any(|(f, m)| *f == from && Broadcast::<F>::slot_of(m) == Some((job, round, sub)))
+        {
+            return Err(RoundError::Duplicate {
+                from,
+                kind,
+                round,
+                sub,
+            });
+        }
+        self.early.push((from, msg));
+        Ok(Step::none())
     }
 
     fn deadline(&mut self, round: RoundId) -> Result<Step<F, Evaluation<F>>, RoundError> {
-        let Some(cur) = self.current.as_mut() else {
+        let Some(cur) = self
+            .inflight
+            .iter_mut()
+            .find(|c| c.broadcast.waiting() == Some(round))
+        else {
             return Ok(Step::none());
         };
         let send = cur.broadcast.deadline(round);
@@ -1429,8 +1608,25 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
         if self.done {
             return None;
         }
-        self.current.as_ref().and_then(|c| c.broadcast.waiting())
+        self.inflight.front().and_then(|c| c.broadcast.waiting())
     }
+}
+
+/// Writes a finished chunk's result `d` over positions `offset..offset + d.len()` of the
+/// round's vector.
+///
+/// # Errors
+/// [`MultError::Lengths`] if the chunk does not fit (never for the machine's own chunks).
+fn put<F: Copy>(values: &mut [F], offset: usize, d: &[F]) -> Result<(), MultError> {
+    let room = values.len().saturating_sub(offset);
+    let slot = values
+        .get_mut(offset..offset + d.len())
+        .ok_or(MultError::Lengths {
+            left: room,
+            right: d.len(),
+        })?;
+    slot.copy_from_slice(d);
+    Ok(())
 }
 
 /// Checks the columns a node reads and the width of its comparisons.
@@ -1873,5 +2069,334 @@ mod tests {
             openings: (1..=4).map(|i| signed(i, shares(i as u64))).collect(),
         };
         assert!(clean.verify(&job, &keys, 1).is_err());
+    }
+
+    /// What four parties did in one run of a task: each party's output (`None` when silent),
+    /// the messages each sent, how many times the network went idle with a party still
+    /// waiting (each time, every waiting party is handed its deadline), and each party's
+    /// opening faults.
+    struct Run4 {
+        outputs: Vec<Option<Result<Vec<F>, RoundError>>>,
+        sent: Vec<Vec<Outgoing<F>>>,
+        idle: usize,
+        faults: Vec<Vec<OpeningFault<F>>>,
+    }
+
+    /// Runs `tasks[i - 1]` at party `i` of four (t = 1), messages delivered in the order sent;
+    /// party `silent` never starts; `tamper` deviates one party.
+    fn run4(
+        tasks: Vec<Task<'_, F>>,
+        silent: Option<usize>,
+        tamper: Option<(usize, Tamper<F>)>,
+    ) -> Run4 {
+        let n = 4;
+        let prss = agree::<F>(n, 1, 11);
+        let signers: Vec<SigningKey> = (0..n)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let id = |i: usize| PartyId::new(i + 1, n).unwrap();
+        let mut machines: Vec<EvalMachine<'_, F>> = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| {
+                EvalMachine::new(
+                    &prss[i],
+                    [9; 32],
+                    task,
+                    keys.clone(),
+                    signers[i].clone(),
+                    BTreeSet::new(),
+                )
+                .unwrap()
+            })
+            .collect();
+        if let Some((i, t)) = tamper {
+            machines[i - 1].tamper(t);
+        }
+        let mut outputs: Vec<Option<Result<Vec<F>, RoundError>>> = vec![None; n];
+        let mut sent: Vec<Vec<Outgoing<F>>> = vec![Vec::new(); n];
+        let mut queue: VecDeque<(usize, Delivered)> = VecDeque::new();
+        let mut idle = 0;
+        let mut post = |i: usize,
+                        r: Result<Step<F, Evaluation<F>>, RoundError>,
+                        outputs: &mut Vec<Option<Result<Vec<F>, RoundError>>>,
+                        queue: &mut VecDeque<(usize, Delivered)>| {
+            let step = match r {
+                Ok(s) => s,
+                Err(e) if e.is_refusal() => return,
+                Err(e) => {
+                    outputs[i] = Some(Err(e));
+                    return;
+                }
+            };
+            for o in step.send {
+                for to in (0..n).filter(|to| *to != i) {
+                    if matches!(o.to, Recipient::All) || o.to == Recipient::One(id(to)) {
+                        queue.push_back((to, (id(i), o.msg.clone())));
+                    }
+                }
+                sent[i].push(o);
+            }
+            if let Some(out) = step.output {
+                outputs[i] = Some(Ok(out.values));
+            }
+        };
+        for (i, m) in machines.iter_mut().enumerate() {
+            if silent != Some(i + 1) {
+                post(i, m.start(), &mut outputs, &mut queue);
+            }
+        }
+        loop {
+            while let Some((to, (from, msg))) = queue.pop_front() {
+                if silent == Some(to + 1) || outputs[to].is_some() {
+                    continue;
+                }
+                let r = machines[to].handle(from, msg);
+                post(to, r, &mut outputs, &mut queue);
+            }
+            let waiting: Vec<(usize, RoundId)> = (0..n)
+                .filter(|i| silent != Some(i + 1) && outputs[*i].is_none())
+                .filter_map(|i| Some((i, machines[i].waiting()?)))
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            idle += 1;
+            assert!(idle < 100, "the parties never finish");
+            for (i, round) in waiting {
+                let r = machines[i].deadline(round);
+                post(i, r, &mut outputs, &mut queue);
+            }
+        }
+        Run4 {
+            outputs,
+            faults: machines
+                .iter()
+                .map(|m| m.opening_faults().to_vec())
+                .collect(),
+            sent,
+            idle,
+        }
+    }
+
+    /// Broadcast rounds of the values a party sent, with their lengths.
+    fn value_rounds(sent: &[Outgoing<F>]) -> Vec<(u32, usize)> {
+        sent.iter()
+            .filter_map(|o| match &o.msg {
+                Message::Value { header, payload } => Some((header.round, payload.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Party `i`'s shares of `values` (t = 1, four parties), from a seeded dealing.
+    fn dealt(values: &[F], seed: u64) -> Vec<Vec<F>> {
+        use crate::mpc::shamir::{deal_vec, Params};
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        deal_vec(values, Params::new(4, 1).unwrap(), &mut rng)
+    }
+
+    /// The naive opening of one position: Lagrange interpolation at 0 of the first two
+    /// parties' shares.
+    fn naive_open(shares: &[Vec<F>], k: usize) -> F {
+        use crate::mpc::shamir::{reconstruct, Params};
+        reconstruct(
+            Params::new(4, 1).unwrap(),
+            &[(1, shares[0][k]), (2, shares[1][k])],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_round_of_several_chunks_multiplies_and_opens_like_the_clear_values() {
+        let len = 2 * CHUNK_VALUES + 123;
+        let a: Vec<F> = (0..len as u64).map(|k| F::from_u64(k * 7 + 1)).collect();
+        let b: Vec<F> = (0..len as u64).map(|k| F::from_u64(k ^ 0x5555)).collect();
+        let (sa, sb) = (dealt(&a, 1), dealt(&b, 2));
+        let run = run4(
+            (0..4)
+                .map(|i| Task::Products {
+                    a: &sa[i],
+                    b: &sb[i],
+                })
+                .collect(),
+            None,
+            None,
+        );
+        assert_eq!(run.idle, 0, "no deadline is needed among honest parties");
+        // Three broadcasts of at most CHUNK_VALUES values, numbered 0, 1, 2.
+        for sent in &run.sent {
+            assert_eq!(
+                value_rounds(sent),
+                [(0, CHUNK_VALUES), (1, CHUNK_VALUES), (2, 123)]
+            );
+        }
+        let c: Vec<Vec<F>> = run
+            .outputs
+            .into_iter()
+            .map(|o| o.unwrap().unwrap())
+            .collect();
+        // The naive check at the chunks' edges.
+        for k in [0, CHUNK_VALUES - 1, CHUNK_VALUES, 2 * CHUNK_VALUES, len - 1] {
+            assert_eq!(naive_open(&c, k), a[k] * b[k], "product {k}");
+        }
+        // And all of them, opened to the committee in chunks too.
+        let opened = run4(
+            (0..4).map(|i| Task::Open { shares: &c[i] }).collect(),
+            None,
+            None,
+        );
+        let want: Vec<F> = a.iter().zip(&b).map(|(x, y)| *x * *y).collect();
+        for (sent, out) in opened.sent.iter().zip(opened.outputs) {
+            assert_eq!(value_rounds(sent).len(), 3);
+            assert!(out.unwrap().unwrap() == want);
+        }
+    }
+
+    #[test]
+    fn a_silent_party_costs_each_round_three_deadlines_not_three_per_chunk() {
+        // Five chunks; party 4 never speaks.
+        let len = 4 * CHUNK_VALUES + 1;
+        let a: Vec<F> = (0..len as u64).map(|k| F::from_u64(k + 3)).collect();
+        let (sa, sb) = (dealt(&a, 3), dealt(&a, 4));
+        let run = run4(
+            (0..4)
+                .map(|i| Task::Products {
+                    a: &sa[i],
+                    b: &sb[i],
+                })
+                .collect(),
+            Some(4),
+            None,
+        );
+        // One deadline per sub-round (values, echoes, forwards) of the first chunk; the later
+        // chunks do not wait for party 4.
+        assert_eq!(run.idle, 3);
+        let c: Vec<Vec<F>> = run.outputs[..3]
+            .iter()
+            .map(|o| o.clone().unwrap().unwrap())
+            .collect();
+        for k in [0, CHUNK_VALUES, len - 1] {
+            assert_eq!(naive_open(&c, k), a[k] * a[k], "product {k}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_share_in_a_later_chunk_is_named_on_that_chunks_openings_alone() {
+        let len = 2 * CHUNK_VALUES + 10;
+        let x: Vec<F> = (0..len as u64).map(|k| F::from_u64(k * k)).collect();
+        let s = dealt(&x, 5);
+        let position = CHUNK_VALUES + 5;
+        let lie = Tamper::Round {
+            round: 0,
+            position,
+            delta: F::ONE,
+        };
+        let run = run4(
+            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
+            None,
+            Some((2, lie)),
+        );
+        let keys: Vec<VerifyingKey> = (0..4)
+            .map(|i| {
+                *SigningKey::from_bytes(&[i as u8 + 1; 32])
+                    .unwrap()
+                    .verifying_key()
+            })
+            .collect();
+        for i in [0, 2, 3] {
+            // Corrected, and party 2 named in broadcast round 1 (the second chunk) with that
+            // chunk's four signed openings as the evidence.
+            assert!(run.outputs[i].clone().unwrap().unwrap() == x);
+            let [fault] = &run.faults[i][..] else {
+                panic!("one fault at party {}: {:?}", i + 1, run.faults[i].len());
+            };
+            assert_eq!(fault.round, 1);
+            assert_eq!(fault.culprits, [PartyId::new(2, 4).unwrap()]);
+            assert_eq!(fault.openings.len(), 4);
+            assert!(fault.openings.iter().all(|(_, v)| v.len() == CHUNK_VALUES));
+            fault.verify(&[9; 32], &keys, 1).unwrap();
+        }
+        // The same lie in a reduction is caught at its position in the round.
+        let y: Vec<F> = vec![F::from_u64(3); len];
+        let sy = dealt(&y, 6);
+        let lie = Tamper::Round {
+            round: 0,
+            position: 2 * CHUNK_VALUES + 7,
+            delta: F::ONE,
+        };
+        let run = run4(
+            (0..4)
+                .map(|i| Task::Products {
+                    a: &s[i],
+                    b: &sy[i],
+                })
+                .collect(),
+            None,
+            Some((3, lie)),
+        );
+        for i in [0, 1, 3] {
+            match run.outputs[i].clone().unwrap() {
+                Err(RoundError::Eval(EvalError::Reduction {
+                    round: 0,
+                    source: MultError::Inconsistent { position },
+                })) => assert_eq!(position, 2 * CHUNK_VALUES + 7),
+                other => panic!("party {}: {other:?}", i + 1),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_are_kept_up_to_two_windows_ahead_and_refused_beyond() {
+        let len = 2 * WINDOW * CHUNK_VALUES + 1;
+        let x: Vec<F> = vec![F::ONE; len];
+        let s = dealt(&x, 7);
+        // What party 2 sends when the others answer: a value for every chunk.
+        let run = run4(
+            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
+            None,
+            None,
+        );
+        let values: Vec<Message<F>> = run.sent[1]
+            .iter()
+            .filter(|o| matches!(o.msg, Message::Value { .. }))
+            .map(|o| o.msg.clone())
+            .collect();
+        assert_eq!(values.len(), 2 * WINDOW + 1);
+        // A fresh party 1, in broadcast 0: broadcasts up to 2 * WINDOW - 1 are kept, the next
+        // is too early.
+        let prss = agree::<F>(4, 1, 11);
+        let keys: Vec<VerifyingKey> = (0..4)
+            .map(|i| {
+                *SigningKey::from_bytes(&[i as u8 + 1; 32])
+                    .unwrap()
+                    .verifying_key()
+            })
+            .collect();
+        let mut m = EvalMachine::new(
+            &prss[0],
+            [9; 32],
+            Task::Open { shares: &s[0] },
+            keys,
+            SigningKey::from_bytes(&[1; 32]).unwrap(),
+            BTreeSet::new(),
+        )
+        .unwrap();
+        m.start().unwrap();
+        let two = PartyId::new(2, 4).unwrap();
+        for v in &values[WINDOW..2 * WINDOW] {
+            assert!(m.handle(two, v.clone()).unwrap().send.is_empty());
+        }
+        assert!(matches!(
+            m.handle(two, values[2 * WINDOW].clone()),
+            Err(RoundError::TooEarly { round, .. }) if round as usize == 2 * WINDOW
+        ));
+        // A second copy of a kept message is a duplicate.
+        assert!(matches!(
+            m.handle(two, values[WINDOW].clone()),
+            Err(RoundError::Duplicate { .. })
+        ));
     }
 }
