@@ -426,6 +426,20 @@ mod tests {
         assert_eq!(F::dot(&a[..3], &b[..3]), short);
         let small: Vec<F> = (1..=20).map(F::from_u64).collect();
         assert_eq!(F::dot(&small, &small), F::from_u64(2870));
+        // Every length around the direct path's bound, and long vectors of the largest
+        // element (every limb product at its maximum: the column sums' carries).
+        for len in 6..40 {
+            let short = a[..len]
+                .iter()
+                .zip(&b[..len])
+                .fold(F::ZERO, |s, (x, y)| s + *x * *y);
+            assert_eq!(F::dot(&a[..len], &b[..len]), short, "length {len}");
+        }
+        let long = vec![-F::ONE; 300_007];
+        assert_eq!(F::dot(&long, &long), F::from_u64(300_007));
+        let mixed: Vec<F> = long.iter().zip(a.iter().cycle()).map(|(m, x)| *m + *x).collect();
+        let naive = mixed.iter().zip(&long).fold(F::ZERO, |s, (x, y)| s + *x * *y);
+        assert_eq!(F::dot(&mixed, &long), naive);
     }
 
     fn expand_is_deterministic<F: PrimeField>() {
