@@ -319,7 +319,17 @@ struct RootCache<F> {
     entries: BTreeMap<usize, (Vec<F>, Vec<Option<F>>)>,
     bits: BTreeMap<usize, (Vec<F>, Vec<F>)>,
     nodes: HashMap<(Node, usize), Segment<F>>,
+    /// The local dot products of long share vectors at the top of an aggregate, by the node
+    /// and the round its inputs were complete at: a replay after the aggregate's reduction
+    /// takes the value instead of multiplying the columns again (the inputs depend only on
+    /// rounds before that one, which are final).
+    dots: HashMap<(Node, usize), F>,
+    /// Dot products taken from `dots` (a replay's saving).
+    dot_hits: usize,
 }
+
+/// Shortest share vectors whose dot product [`RootCache`] keeps.
+const CACHED_DOT_LEN: usize = 1024;
 
 impl<F> RootCache<F> {
     fn new() -> Self {
@@ -327,6 +337,8 @@ impl<F> RootCache<F> {
             entries: BTreeMap::new(),
             bits: BTreeMap::new(),
             nodes: HashMap::new(),
+            dots: HashMap::new(),
+            dot_hits: 0,
         }
     }
 }
@@ -646,6 +658,23 @@ impl<'r, F: PrimeField> Run<'r, F> {
                 let x = self.rows(a, columns)?;
                 let y = self.rows(b, columns)?;
                 match (x, y) {
+                    (Vals::Shares(x), Vals::Shares(y)) if x.len() >= CACHED_DOT_LEN => {
+                        let key = (node.clone(), self.cursor);
+                        match self.roots.as_deref_mut().and_then(|r| {
+                            let v = r.dots.get(&key).copied()?;
+                            r.dot_hits += 1;
+                            Some(v)
+                        }) {
+                            Some(v) => v,
+                            None => {
+                                let v = F::dot(&x, &y);
+                                if let Some(r) = self.roots.as_deref_mut() {
+                                    r.dots.insert(key, v);
+                                }
+                                v
+                            }
+                        }
+                    }
                     (Vals::Shares(x), Vals::Shares(y)) => F::dot(&x, &y),
                     (Vals::Const(c), Vals::Shares(v)) | (Vals::Shares(v), Vals::Const(c)) => {
                         F::sum_slice(&v) * c
@@ -898,6 +927,8 @@ impl<F: PrimeField> LocalMemo<F> {
             // Other reduced values from round `common` on: the passes after it are stale.
             self.reduced.truncate(common);
             self.passes.truncate(common + 1);
+            // A dot product whose inputs read a round from `common` on may differ too.
+            self.roots.dots.retain(|(_, round), _| *round <= common);
         }
         if reduced.len() > self.reduced.len() {
             self.reduced
@@ -2080,6 +2111,8 @@ mod tests {
         sent: Vec<Vec<Outgoing<F>>>,
         idle: usize,
         faults: Vec<Vec<OpeningFault<F>>>,
+        /// Each party's dot products taken from its replays' cache.
+        dot_hits: Vec<usize>,
     }
 
     /// Runs `tasks[i - 1]` at party `i` of four (t = 1), messages delivered in the order sent;
@@ -2175,6 +2208,7 @@ mod tests {
                 .iter()
                 .map(|m| m.opening_faults().to_vec())
                 .collect(),
+            dot_hits: machines.iter().map(|m| m.roots.dot_hits).collect(),
             sent,
             idle,
         }
@@ -2398,5 +2432,55 @@ mod tests {
             m.handle(two, values[WINDOW].clone()),
             Err(RoundError::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn a_replay_takes_a_long_dot_product_from_the_cache_and_opens_it_right() {
+        let rows = 3 * CACHED_DOT_LEN + 1;
+        let mut csv = String::from("x,y\n");
+        for r in 0..rows {
+            csv.push_str(&format!("{},{}\n", r % 17, 5 + r % 3));
+        }
+        let d = Dataset::parse(&csv).unwrap();
+        let plan = plan::<F>(&parse("sum(x * y), dot(x, x), sum(x)").unwrap(), &d.schema).unwrap();
+        let mut cols: Vec<Vec<Vec<F>>> = vec![Vec::new(); 4];
+        for (c, column) in d.to_field::<F>().into_iter().enumerate() {
+            for (i, shares) in dealt(&column, 20 + c as u64).into_iter().enumerate() {
+                cols[i].push(shares);
+            }
+        }
+        let run = run4(
+            (0..4)
+                .map(|i| Task::Plan {
+                    plan: &plan,
+                    columns: &cols[i],
+                })
+                .collect(),
+            None,
+            None,
+        );
+        // Two long dot products, each computed once: the pass after the reduction takes both.
+        assert_eq!(run.dot_hits, [2; 4]);
+        let out: Vec<Vec<F>> = run
+            .outputs
+            .into_iter()
+            .map(|o| o.unwrap().unwrap())
+            .collect();
+        let (mut xy, mut xx, mut x) = (0u64, 0u64, 0u64);
+        for r in 0..rows as u64 {
+            let (a, b) = (r % 17, 5 + r % 3);
+            xy += a * b;
+            xx += a * a;
+            x += a;
+        }
+        // Fixed point: values at scale 2^16, the products' sums at 2^32.
+        let want = [
+            F::from_u64(xy) * F::from_u64(1 << 32),
+            F::from_u64(xx) * F::from_u64(1 << 32),
+            F::from_u64(x) * F::from_u64(1 << 16),
+        ];
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(naive_open(&out, k), *w, "aggregate {k}");
+        }
     }
 }

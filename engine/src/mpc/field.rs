@@ -437,8 +437,15 @@ mod tests {
         }
         let long = vec![-F::ONE; 300_007];
         assert_eq!(F::dot(&long, &long), F::from_u64(300_007));
-        let mixed: Vec<F> = long.iter().zip(a.iter().cycle()).map(|(m, x)| *m + *x).collect();
-        let naive = mixed.iter().zip(&long).fold(F::ZERO, |s, (x, y)| s + *x * *y);
+        let mixed: Vec<F> = long
+            .iter()
+            .zip(a.iter().cycle())
+            .map(|(m, x)| *m + *x)
+            .collect();
+        let naive = mixed
+            .iter()
+            .zip(&long)
+            .fold(F::ZERO, |s, (x, y)| s + *x * *y);
         assert_eq!(F::dot(&mixed, &long), naive);
     }
 
