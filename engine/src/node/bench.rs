@@ -8,7 +8,9 @@
 //! `SIGNED` frames whose payload is `version | session | message` ([`super::peer`]). The driver
 //! runs the **same machines as a real job**:
 //!
-//! 1. the PRSS key agreement ([`Setup`], signed contributions and confirmations), not timed;
+//! 1. the PRSS key agreement ([`Setup`], signed contributions and confirmations), not timed,
+//!    and a starting barrier (every party tells every other its setup is over, see [`READY`],
+//!    and waits for all of them), so the parties start the timed part together;
 //! 2. the timed workload ([`Workload`]): element-wise products ([`Task::Products`], one
 //!    Damgård-Nielsen degree reduction with a PRSS double sharing, echo-broadcast openings
 //!    checked on the degree-`2t` polynomial), the dot product of a plan `sum(a * b)`
@@ -76,7 +78,8 @@ use crate::mpc::shamir::{dealer_rng, Params};
 /// owner once it is ready for the stored vector, [`READY`]). Empty pings are the channels'
 /// keepalives; these carry text and reach the driver.
 pub const DONE: &[u8] = b"btcmpc bench done";
-/// Payload of the `PING` frame a party sends the owner once its setup is over.
+/// Payload of the `PING` frame a party sends every peer (and the owner) once its setup is
+/// over.
 pub const READY: &[u8] = b"btcmpc bench ready";
 
 /// What a run measures.
@@ -380,6 +383,7 @@ struct Net {
     held: Vec<(PartyId, Frame)>,
     finished: BTreeSet<Hash32>,
     done_from: BTreeSet<PartyId>,
+    ready_from: BTreeSet<PartyId>,
     round_timeout: Duration,
     busy: Duration,
     bytes_sent: u64,
@@ -525,6 +529,10 @@ impl Net {
                     self.done_from.insert(from);
                     return None;
                 }
+                if frame.kind() == MessageType::PING && frame.payload().as_ref() == READY {
+                    self.ready_from.insert(from);
+                    return None;
+                }
                 (frame.kind() == MessageType::SIGNED).then_some((from, frame))
             }
             PeerEvent::Disconnected { peer, error } => {
@@ -532,6 +540,38 @@ impl Net {
                 None
             }
         }
+    }
+
+    /// Tells every peer this party's setup is over and waits until every peer said so (a
+    /// message of the workload arriving meanwhile is held for its machine), so that the
+    /// timed part starts at every party within one message's delivery, not when each one's
+    /// setup happened to end.
+    async fn barrier(&mut self) -> Result<(), BenchError> {
+        let ready = Frame::new(MessageType::PING, READY.to_vec())
+            .map_err(|e| BenchError::Other(e.to_string()))?;
+        let me = self.me;
+        for p in PartyId::all(self.n).filter(|p| *p != me) {
+            self.send_frame(p, ready.clone()).await?;
+        }
+        while self.ready_from.len() + 1 < self.n {
+            match tokio::time::timeout(self.round_timeout, self.events.recv()).await {
+                Ok(Some(ev)) => {
+                    if let Some((from, frame)) = self.sort(ev) {
+                        let session = peek_session(frame.payload()).ok();
+                        if session.is_some_and(|s| !self.finished.contains(&s)) {
+                            self.held.push((from, frame));
+                        }
+                    }
+                }
+                Ok(None) => return Err(BenchError::Other("the peer manager stopped".into())),
+                Err(_) => {
+                    return Err(BenchError::Timeout(
+                        "waiting for the peers' setup to end".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Tells every peer this party is done, waits until every peer said so too, and flushes
@@ -663,6 +703,7 @@ async fn connect_all(
         held: Vec::new(),
         finished: BTreeSet::new(),
         done_from: BTreeSet::new(),
+        ready_from: BTreeSet::new(),
         round_timeout: cfg.round_timeout,
         busy: Duration::ZERO,
         bytes_sent: 0,
@@ -792,7 +833,7 @@ async fn party_inner<F: PrimeField>(
     let keys = keys(&cfg.seed, n)?;
     let verifying = keys.verifying();
     let signer = keys.signing[me - 1].clone();
-    // The inputs, before anything is timed (the setup absorbs the parties' skew).
+    // The inputs, before anything is timed.
     let (a, b): (Vec<F>, Vec<F>) = match cfg.workload {
         Workload::Products | Workload::Dot => (
             dealt_share(&cfg.seed, 0, cfg.size, t, me),
@@ -818,6 +859,7 @@ async fn party_inner<F: PrimeField>(
         .prss
         .ok_or_else(|| BenchError::Other("this party was excluded at setup".into()))?;
     let setup_ms = setup_start.elapsed().as_secs_f64() * 1e3;
+    net.barrier().await?;
     let mut owner = match cfg.workload {
         Workload::Input => {
             let mut ch = owner_rx
