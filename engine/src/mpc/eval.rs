@@ -1044,7 +1044,8 @@ struct Pending<F> {
 /// double sharing of counter `b`; its openings are checked, opened and re-shared on their own;
 /// an opening fault is judged on one chunk's signed openings. Up to [`WINDOW`] chunks are in
 /// flight at once. Messages of a broadcast not started yet are kept when an honest peer could
-/// have sent them (at most `2 * WINDOW - 1` broadcasts ahead); older broadcasts are refused
+/// have sent them (at most `2 * WINDOW - 1` broadcasts ahead, no larger than an honest one:
+/// [`RoundError::Malformed`] otherwise); older broadcasts are refused
 /// ([`RoundError::PastRound`]). A party whose value did not arrive in a finished chunk (or
 /// convicted of equivocation) is not waited for in the round's later chunks.
 ///
@@ -1580,6 +1581,25 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
         let ahead = (round - front) as usize;
         if ahead >= 2 * WINDOW || self.early.len() >= 3 * self.keys.len() * 2 * WINDOW {
             return Err(RoundError::TooEarly { from, kind, round });
+        }
+        // A kept message is no larger than an honest one (a chunk's values, one hash or header
+        // per party): the count bound above is then a bound on bytes too.
+        let n = self.keys.len();
+        let oversized = match &msg {
+            Message::Value { payload, .. } if payload.len() > CHUNK_VALUES => Some(format!(
+                "{} values, a chunk holds at most {CHUNK_VALUES}",
+                payload.len()
+            )),
+            Message::Echo { hashes, .. } if hashes.len() != n => {
+                Some(format!("{} hashes for {n} parties", hashes.len()))
+            }
+            Message::Forward { headers, .. } if headers.len() > n => {
+                Some(format!("{} headers for {n} parties", headers.len()))
+            }
+            _ => None,
+        };
+        if let Some(reason) = oversized {
+            return Err(RoundError::Malformed { from, kind, reason });
         }
         if self
             .early
@@ -2473,5 +2493,66 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn a_message_kept_for_a_later_broadcast_is_no_larger_than_an_honest_one() {
+        let len = 2 * WINDOW * CHUNK_VALUES;
+        let x: Vec<F> = vec![F::ONE; len];
+        let s = dealt(&x, 9);
+        let prss = agree::<F>(4, 1, 11);
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let mut m = EvalMachine::new(
+            &prss[0],
+            [9; 32],
+            Task::Open { shares: &s[0] },
+            keys,
+            signers[0].clone(),
+            BTreeSet::new(),
+        )
+        .unwrap();
+        m.start().unwrap();
+        let two = PartyId::new(2, 4).unwrap();
+        let round = WINDOW as u32;
+        // A signed value longer than any chunk, for a broadcast not started yet.
+        let big = vec![F::ONE; CHUNK_VALUES + 1];
+        let header = SignedHeader::sign(&signers[1], [9; 32], round, 2, 2, payload_hash(&big));
+        let value = Message::Value {
+            header,
+            payload: Arc::new(big),
+        };
+        assert!(matches!(
+            m.handle(two, value),
+            Err(RoundError::Malformed { .. })
+        ));
+        // An echo or a forward with more entries than parties.
+        let echo = Message::Echo {
+            job: [9; 32],
+            round,
+            hashes: vec![None; 1000],
+        };
+        assert!(matches!(
+            m.handle(two, echo),
+            Err(RoundError::Malformed { .. })
+        ));
+        let forward = Message::Forward {
+            job: [9; 32],
+            round,
+            headers: vec![SignedHeader::sign(&signers[1], [9; 32], round, 2, 2, [0; 32]); 5],
+        };
+        assert!(matches!(
+            m.handle(two, forward),
+            Err(RoundError::Malformed { .. })
+        ));
+        // Honest-sized messages are still kept.
+        let echo = Message::Echo {
+            job: [9; 32],
+            round,
+            hashes: vec![None; 4],
+        };
+        assert!(m.handle(two, echo).unwrap().send.is_empty());
     }
 }
