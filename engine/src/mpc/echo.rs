@@ -674,6 +674,14 @@ impl<F: PrimeField> Broadcast<F> {
         }]
     }
 
+    /// Whether `sender`'s value reached this party (its own included), whether or not the
+    /// output keeps it (a conflict or [`Broadcast::ignore`] drops it from there).
+    pub fn received(&self, sender: PartyId) -> bool {
+        self.payloads
+            .get(sender.slot())
+            .is_some_and(|p| p.is_some())
+    }
+
     /// The signed header this party holds for `sender`'s value (its own included), if any:
     /// the evidence behind a value it decoded.
     pub fn header(&self, sender: PartyId) -> Option<&SignedHeader> {

@@ -1058,9 +1058,10 @@ struct Pending<F> {
     chunks: usize,
     /// Chunks started so far.
     started: usize,
-    /// Parties whose value was missing from a finished chunk: the round's later chunks do not
-    /// wait for them (a silent party costs one deadline per sub-round per round, not per
-    /// chunk).
+    /// Parties whose value did not arrive in a finished chunk, or convicted of equivocation:
+    /// the round's later chunks do not wait for them (a silent party costs one deadline per
+    /// sub-round per round, not per chunk). A value that arrived but was dropped for an echo
+    /// conflict does not make its sender absent.
     absent: BTreeSet<PartyId>,
 }
 
@@ -1074,9 +1075,10 @@ struct Pending<F> {
 /// double sharing of counter `b`; its openings are checked, opened and re-shared on their own;
 /// an opening fault is judged on one chunk's signed openings. Up to [`WINDOW`] chunks are in
 /// flight at once. Messages of a broadcast not started yet are kept when an honest peer could
-/// have sent them (at most `2 * WINDOW - 1` broadcasts ahead); older broadcasts are refused
-/// ([`RoundError::PastRound`]). A party missing from a finished chunk is not waited for in the
-/// round's later chunks.
+/// have sent them (at most `2 * WINDOW - 1` broadcasts ahead, no larger than an honest one:
+/// [`RoundError::Malformed`] otherwise); older broadcasts are refused
+/// ([`RoundError::PastRound`]). A party whose value did not arrive in a finished chunk (or
+/// convicted of equivocation) is not waited for in the round's later chunks.
 ///
 /// What a driver persists to resume: the PRSS keys, the job, the task's inputs (plan and share
 /// columns), the parties ignored, the signing key, and the messages delivered.
@@ -1464,9 +1466,13 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             .iter()
             .filter(|(p, _)| !convicted.contains(&p.get()))
             .collect();
+        // A value dropped for an echo conflict did arrive: one lying echo must not stop the
+        // round's later chunks from waiting for its (maybe honest) sender, or they run on
+        // without it further than it keeps messages for.
         let missing: Vec<PartyId> = PartyId::all(self.keys.len())
-            .filter(|q| *q != self.me && !values.iter().any(|(v, _)| v == q))
-            .filter(|q| !self.ignored.contains(q) && p.absent.insert(*q))
+            .filter(|q| *q != self.me && !self.ignored.contains(q))
+            .filter(|q| convicted.contains(&q.get()) || !cur.broadcast.received(*q))
+            .filter(|q| p.absent.insert(*q))
             .collect();
         for q in missing {
             for c in &mut self.inflight {
@@ -1606,6 +1612,25 @@ impl<F: PrimeField> Machine<F> for EvalMachine<'_, F> {
         let ahead = (round - front) as usize;
         if ahead >= 2 * WINDOW || self.early.len() >= 3 * self.keys.len() * 2 * WINDOW {
             return Err(RoundError::TooEarly { from, kind, round });
+        }
+        // A kept message is no larger than an honest one (a chunk's values, one hash or header
+        // per party): the count bound above is then a bound on bytes too.
+        let n = self.keys.len();
+        let oversized = match &msg {
+            Message::Value { payload, .. } if payload.len() > CHUNK_VALUES => Some(format!(
+                "{} values, a chunk holds at most {CHUNK_VALUES}",
+                payload.len()
+            )),
+            Message::Echo { hashes, .. } if hashes.len() != n => {
+                Some(format!("{} hashes for {n} parties", hashes.len()))
+            }
+            Message::Forward { headers, .. } if headers.len() > n => {
+                Some(format!("{} headers for {n} parties", headers.len()))
+            }
+            _ => None,
+        };
+        if let Some(reason) = oversized {
+            return Err(RoundError::Malformed { from, kind, reason });
         }
         if self
             .early
@@ -2122,6 +2147,22 @@ mod tests {
         silent: Option<usize>,
         tamper: Option<(usize, Tamper<F>)>,
     ) -> Run4 {
+        run4_with(tasks, silent, tamper, None, &|_, _, m| Some(m.clone()))
+    }
+
+    /// What party `from` really sends party `to` (both 1-based) in place of `msg` (`None`:
+    /// nothing).
+    type Twin<'t> = dyn Fn(usize, usize, &Message<F>) -> Option<Message<F>> + 't;
+
+    /// [`run4`] with every message passed through `twin` on its way (a malicious sender's
+    /// deviations); `deaf: (i, j)` builds party `i`'s machine ignoring party `j`.
+    fn run4_with(
+        tasks: Vec<Task<'_, F>>,
+        silent: Option<usize>,
+        tamper: Option<(usize, Tamper<F>)>,
+        deaf: Option<(usize, usize)>,
+        twin: &Twin<'_>,
+    ) -> Run4 {
         let n = 4;
         let prss = agree::<F>(n, 1, 11);
         let signers: Vec<SigningKey> = (0..n)
@@ -2133,13 +2174,17 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, task)| {
+                let ignored = match deaf {
+                    Some((a, b)) if a == i + 1 => BTreeSet::from([id(b - 1)]),
+                    _ => BTreeSet::new(),
+                };
                 EvalMachine::new(
                     &prss[i],
                     [9; 32],
                     task,
                     keys.clone(),
                     signers[i].clone(),
-                    BTreeSet::new(),
+                    ignored,
                 )
                 .unwrap()
             })
@@ -2166,7 +2211,9 @@ mod tests {
             for o in step.send {
                 for to in (0..n).filter(|to| *to != i) {
                     if matches!(o.to, Recipient::All) || o.to == Recipient::One(id(to)) {
-                        queue.push_back((to, (id(i), o.msg.clone())));
+                        if let Some(m) = twin(i + 1, to + 1, &o.msg) {
+                            queue.push_back((to, (id(i), m)));
+                        }
                     }
                 }
                 sent[i].push(o);
@@ -2482,5 +2529,114 @@ mod tests {
         for (k, w) in want.iter().enumerate() {
             assert_eq!(naive_open(&out, k), *w, "aggregate {k}");
         }
+    }
+
+    #[test]
+    fn a_party_put_in_conflict_by_a_lying_echo_is_still_waited_for_in_later_chunks() {
+        // Party 4 runs without party 3 (sends it nothing, does not wait for it) and tells
+        // parties 1 and 2 in its echo of broadcast 0 that party 3 sent another value: they drop
+        // party 3's value of chunk 0 (an echo conflict, no equivocation). Party 3's value did arrive: parties 1 and 2 must go on
+        // waiting for it, or they run the round's later chunks without it, faster than it can
+        // follow (it waits on its deadlines for party 4), and it refuses their messages as too
+        // early, then misses them.
+        let len = 2 * WINDOW * CHUNK_VALUES + 1;
+        let x: Vec<F> = (0..len as u64).map(|k| F::from_u64(k + 1)).collect();
+        let s = dealt(&x, 8);
+        let twin = |from: usize, to: usize, m: &Message<F>| -> Option<Message<F>> {
+            if from != 4 {
+                return Some(m.clone());
+            }
+            match m {
+                _ if to == 3 => None,
+                Message::Echo { job, round, hashes } if *round == 0 => {
+                    let mut hashes = hashes.clone();
+                    hashes[2] = Some([0xAB; 32]);
+                    Some(Message::Echo {
+                        job: *job,
+                        round: *round,
+                        hashes,
+                    })
+                }
+                _ => Some(m.clone()),
+            }
+        };
+        let run = run4_with(
+            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
+            None,
+            None,
+            Some((4, 3)),
+            &twin,
+        );
+        for i in 0..3 {
+            match &run.outputs[i] {
+                Some(Ok(v)) => assert!(*v == x, "party {} opened other values", i + 1),
+                other => panic!(
+                    "party {}: {:?}",
+                    i + 1,
+                    other.as_ref().map(|r| r.as_ref().err())
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_kept_for_a_later_broadcast_is_no_larger_than_an_honest_one() {
+        let len = 2 * WINDOW * CHUNK_VALUES;
+        let x: Vec<F> = vec![F::ONE; len];
+        let s = dealt(&x, 9);
+        let prss = agree::<F>(4, 1, 11);
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let mut m = EvalMachine::new(
+            &prss[0],
+            [9; 32],
+            Task::Open { shares: &s[0] },
+            keys,
+            signers[0].clone(),
+            BTreeSet::new(),
+        )
+        .unwrap();
+        m.start().unwrap();
+        let two = PartyId::new(2, 4).unwrap();
+        let round = WINDOW as u32;
+        // A signed value longer than any chunk, for a broadcast not started yet.
+        let big = vec![F::ONE; CHUNK_VALUES + 1];
+        let header = SignedHeader::sign(&signers[1], [9; 32], round, 2, 2, payload_hash(&big));
+        let value = Message::Value {
+            header,
+            payload: Arc::new(big),
+        };
+        assert!(matches!(
+            m.handle(two, value),
+            Err(RoundError::Malformed { .. })
+        ));
+        // An echo or a forward with more entries than parties.
+        let echo = Message::Echo {
+            job: [9; 32],
+            round,
+            hashes: vec![None; 1000],
+        };
+        assert!(matches!(
+            m.handle(two, echo),
+            Err(RoundError::Malformed { .. })
+        ));
+        let forward = Message::Forward {
+            job: [9; 32],
+            round,
+            headers: vec![SignedHeader::sign(&signers[1], [9; 32], round, 2, 2, [0; 32]); 5],
+        };
+        assert!(matches!(
+            m.handle(two, forward),
+            Err(RoundError::Malformed { .. })
+        ));
+        // Honest-sized messages are still kept.
+        let echo = Message::Echo {
+            job: [9; 32],
+            round,
+            hashes: vec![None; 4],
+        };
+        assert!(m.handle(two, echo).unwrap().send.is_empty());
     }
 }
