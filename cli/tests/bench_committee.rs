@@ -60,3 +60,89 @@ fn a_small_committee_run_opens_the_clear_results_in_both_fields() {
         }
     }
 }
+
+#[test]
+fn a_size_whose_vectors_do_not_fit_is_refused_in_one_line_before_anything_starts() {
+    for (size, says) in [
+        ("18446744073709551615", "is too large"),
+        ("4000000000", "GB of memory"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+            .args(["bench", "committee", "--size", size])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{size}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{size}: {stderr}");
+        assert!(
+            stderr.contains("--size") && stderr.contains(says),
+            "{size}: {stderr}"
+        );
+    }
+}
+
+/// The processes whose parent is `pid` (from `/proc`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the command may hold spaces, the last ')' ends it.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_killed_coordinator_takes_its_party_processes_with_it() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args(["bench", "committee", "--field", "m127", "--size", "3000000"])
+        .args(["--only", "products", "--timeout", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let parties = loop {
+        let c = children_of(child.id());
+        if c.len() == 4 || Instant::now() >= end {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SIGKILL: no destructor of the coordinator runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while parties.iter().any(|p| alive(*p)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<u32> = parties.iter().copied().filter(|p| alive(*p)).collect();
+    for p in &left {
+        let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+    }
+    assert_eq!(parties.len(), 4, "the four parties never started");
+    assert!(
+        left.is_empty(),
+        "parties {left:?} outlived their coordinator"
+    );
+}
