@@ -62,24 +62,35 @@ fn a_small_committee_run_opens_the_clear_results_in_both_fields() {
 }
 
 #[test]
-fn a_size_whose_vectors_do_not_fit_is_refused_in_one_line_before_anything_starts() {
+fn a_size_that_cannot_fit_a_zero_timeout_and_a_workload_named_twice_are_refused_in_one_line() {
     for (size, says) in [
         ("18446744073709551615", "is too large"),
         ("4000000000", "GB of memory"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
-            .args(["bench", "committee", "--size", size])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{size}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{size}: {stderr}");
-        assert!(
-            stderr.contains("--size") && stderr.contains(says),
-            "{size}: {stderr}"
-        );
+        refused(&["--size", size], &["--size", says]);
     }
+    refused(&["--timeout", "0"], &["--timeout", "at least 1"]);
+    refused(
+        &["--only", "dot,products,dot"],
+        &["--only", "\"dot\" twice"],
+    );
+}
+
+/// Runs `bench committee ARGS` and checks it exits with 1 and one line holding every `says`.
+fn refused(args: &[&str], says: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_btcmpc"))
+        .args(["bench", "committee"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(
+        says.iter().all(|s| stderr.contains(s)),
+        "{args:?}: {stderr}"
+    );
 }
 
 /// The processes whose parent is `pid` (from `/proc`).

@@ -697,6 +697,14 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
     if args.size == 0 {
         bail!("--size must be at least 1");
     }
+    if args.timeout == 0 {
+        bail!("--timeout must be at least 1 s");
+    }
+    for (i, name) in args.only.iter().enumerate() {
+        if args.only[..i].iter().any(|o| o.trim() == name.trim()) {
+            bail!("--only names workload {:?} twice", name.trim());
+        }
+    }
     check_memory(args.size, args.n, args.field)?;
     let t = (args.n - 1) / 3;
     match args.field {
