@@ -1377,7 +1377,7 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
         let offset = k * CHUNK_VALUES;
         let end = (offset + CHUNK_VALUES).min(p.values.len());
         let round = p.first + k as u32;
-        let mut payload = p.values[offset.min(end)..end].to_vec();
+        let mut payload = p.values[offset..end].to_vec();
         let kind = match p.kind {
             RoundKind::Reduce => {
                 let (rt, r2t) = self.prss.double(&self.job, u64::from(round), payload.len());
@@ -1437,7 +1437,7 @@ impl<'a, F: PrimeField> EvalMachine<'a, F> {
             broadcast,
             kind,
             len,
-            offset: offset.min(end),
+            offset,
         });
         Ok(())
     }
@@ -2613,13 +2613,13 @@ mod tests {
             Err(RoundError::Malformed { .. })
         ));
         // An echo or a forward with more entries than parties.
-        let echo = Message::Echo {
+        let echo = |parties: usize| Message::Echo {
             job: [9; 32],
             round,
-            hashes: vec![None; 1000],
+            hashes: vec![None; parties],
         };
         assert!(matches!(
-            m.handle(two, echo),
+            m.handle(two, echo(1000)),
             Err(RoundError::Malformed { .. })
         ));
         let forward = Message::Forward {
@@ -2632,11 +2632,6 @@ mod tests {
             Err(RoundError::Malformed { .. })
         ));
         // Honest-sized messages are still kept.
-        let echo = Message::Echo {
-            job: [9; 32],
-            round,
-            hashes: vec![None; 4],
-        };
-        assert!(m.handle(two, echo).unwrap().send.is_empty());
+        assert!(m.handle(two, echo(4)).unwrap().send.is_empty());
     }
 }
