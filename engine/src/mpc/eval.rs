@@ -1757,6 +1757,28 @@ mod tests {
 
     type F = Mersenne127;
 
+    /// The four parties' signing keys (party `i` has `[i; 32]`) and their verifying keys.
+    fn keys4() -> (Vec<SigningKey>, Vec<VerifyingKey>) {
+        let signers: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
+            .collect();
+        let keys = signers.iter().map(|k| *k.verifying_key()).collect();
+        (signers, keys)
+    }
+
+    /// Each of four parties' products task over its shares `a[i]`, `b[i]`.
+    fn products4<'s>(a: &'s [Vec<F>], b: &'s [Vec<F>]) -> Vec<Task<'s, F>> {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| Task::Products { a, b })
+            .collect()
+    }
+
+    /// Each of four parties' task opening its shares `s[i]`.
+    fn opens4(s: &[Vec<F>]) -> Vec<Task<'_, F>> {
+        s.iter().map(|shares| Task::Open { shares }).collect()
+    }
+
     #[test]
     fn bad_shapes_are_typed_errors() {
         let d = Dataset::parse("x,y\n1,2\n3,4\n5,6\n").unwrap();
@@ -1801,13 +1823,7 @@ mod tests {
         );
         // The machine of a linear plan finishes at once, with nothing to send.
         let prss = agree::<F>(4, 1, 3);
-        let keys: Vec<VerifyingKey> = (0..4)
-            .map(|i| {
-                *SigningKey::from_bytes(&[i as u8 + 1; 32])
-                    .unwrap()
-                    .verifying_key()
-            })
-            .collect();
+        let (_, keys) = keys4();
         let signer = SigningKey::from_bytes(&[1; 32]).unwrap();
         let mut m = EvalMachine::new(
             &prss[0],
@@ -1848,10 +1864,7 @@ mod tests {
     fn rebuilt_per_event(plan: &Plan, cols: &[Vec<Vec<F>>], memo: bool) -> Outcome {
         let n = 4;
         let prss = agree::<F>(n, 1, 5);
-        let signers: Vec<SigningKey> = (0..n)
-            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
-            .collect();
-        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let (signers, keys) = keys4();
         let id = |i: usize| PartyId::new(i + 1, n).unwrap();
         let mut memos: Vec<LocalMemo<F>> = (0..n).map(|_| LocalMemo::default()).collect();
         let mut logs: Vec<Vec<(PartyId, Message<F>)>> = vec![Vec::new(); n];
@@ -2016,10 +2029,7 @@ mod tests {
         // A restart without the memo: party 1's machine re-created once and re-fed its log
         // re-emits byte-identical messages and the same output.
         let prss = agree::<F>(4, 1, 5);
-        let signers: Vec<SigningKey> = (0..4)
-            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
-            .collect();
-        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let (signers, keys) = keys4();
         let mut again = EvalMachine::new(
             &prss[0],
             [7; 32],
@@ -2074,10 +2084,7 @@ mod tests {
 
     #[test]
     fn opening_fault_evidence_convicts_only_the_party_off_the_polynomial() {
-        let signers: Vec<SigningKey> = (0..4)
-            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
-            .collect();
-        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let (signers, keys) = keys4();
         let job = [3u8; 32];
         // Shares of 5 + 2x and of 1 + 7x; party 3 is off in the second position.
         let shares = |i: u64| vec![F::from_u64(5 + 2 * i), F::from_u64(1 + 7 * i)];
@@ -2165,10 +2172,7 @@ mod tests {
     ) -> Run4 {
         let n = 4;
         let prss = agree::<F>(n, 1, 11);
-        let signers: Vec<SigningKey> = (0..n)
-            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
-            .collect();
-        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let (signers, keys) = keys4();
         let id = |i: usize| PartyId::new(i + 1, n).unwrap();
         let mut machines: Vec<EvalMachine<'_, F>> = tasks
             .into_iter()
@@ -2296,16 +2300,7 @@ mod tests {
         let a: Vec<F> = (0..len as u64).map(|k| F::from_u64(k * 7 + 1)).collect();
         let b: Vec<F> = (0..len as u64).map(|k| F::from_u64(k ^ 0x5555)).collect();
         let (sa, sb) = (dealt(&a, 1), dealt(&b, 2));
-        let run = run4(
-            (0..4)
-                .map(|i| Task::Products {
-                    a: &sa[i],
-                    b: &sb[i],
-                })
-                .collect(),
-            None,
-            None,
-        );
+        let run = run4(products4(&sa, &sb), None, None);
         assert_eq!(run.idle, 0, "no deadline is needed among honest parties");
         // Three broadcasts of at most CHUNK_VALUES values, numbered 0, 1, 2.
         for sent in &run.sent {
@@ -2324,11 +2319,7 @@ mod tests {
             assert_eq!(naive_open(&c, k), a[k] * b[k], "product {k}");
         }
         // And all of them, opened to the committee in chunks too.
-        let opened = run4(
-            (0..4).map(|i| Task::Open { shares: &c[i] }).collect(),
-            None,
-            None,
-        );
+        let opened = run4(opens4(&c), None, None);
         let want: Vec<F> = a.iter().zip(&b).map(|(x, y)| *x * *y).collect();
         for (sent, out) in opened.sent.iter().zip(opened.outputs) {
             assert_eq!(value_rounds(sent).len(), 3);
@@ -2342,16 +2333,7 @@ mod tests {
         let len = 4 * CHUNK_VALUES + 1;
         let a: Vec<F> = (0..len as u64).map(|k| F::from_u64(k + 3)).collect();
         let (sa, sb) = (dealt(&a, 3), dealt(&a, 4));
-        let run = run4(
-            (0..4)
-                .map(|i| Task::Products {
-                    a: &sa[i],
-                    b: &sb[i],
-                })
-                .collect(),
-            Some(4),
-            None,
-        );
+        let run = run4(products4(&sa, &sb), Some(4), None);
         // One deadline per sub-round (values, echoes, forwards) of the first chunk; the later
         // chunks do not wait for party 4.
         assert_eq!(run.idle, 3);
@@ -2375,18 +2357,8 @@ mod tests {
             position,
             delta: F::ONE,
         };
-        let run = run4(
-            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
-            None,
-            Some((2, lie)),
-        );
-        let keys: Vec<VerifyingKey> = (0..4)
-            .map(|i| {
-                *SigningKey::from_bytes(&[i as u8 + 1; 32])
-                    .unwrap()
-                    .verifying_key()
-            })
-            .collect();
+        let run = run4(opens4(&s), None, Some((2, lie)));
+        let (_, keys) = keys4();
         for i in [0, 2, 3] {
             // Corrected, and party 2 named in broadcast round 1 (the second chunk) with that
             // chunk's four signed openings as the evidence.
@@ -2408,16 +2380,7 @@ mod tests {
             position: 2 * CHUNK_VALUES + 7,
             delta: F::ONE,
         };
-        let run = run4(
-            (0..4)
-                .map(|i| Task::Products {
-                    a: &s[i],
-                    b: &sy[i],
-                })
-                .collect(),
-            None,
-            Some((3, lie)),
-        );
+        let run = run4(products4(&s, &sy), None, Some((3, lie)));
         for i in [0, 1, 3] {
             match run.outputs[i].clone().unwrap() {
                 Err(RoundError::Eval(EvalError::Reduction {
@@ -2435,11 +2398,7 @@ mod tests {
         let x: Vec<F> = vec![F::ONE; len];
         let s = dealt(&x, 7);
         // What party 2 sends when the others answer: a value for every chunk.
-        let run = run4(
-            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
-            None,
-            None,
-        );
+        let run = run4(opens4(&s), None, None);
         let values: Vec<Message<F>> = run.sent[1]
             .iter()
             .filter(|o| matches!(o.msg, Message::Value { .. }))
@@ -2449,13 +2408,7 @@ mod tests {
         // A fresh party 1, in broadcast 0: broadcasts up to 2 * WINDOW - 1 are kept, the next
         // is too early.
         let prss = agree::<F>(4, 1, 11);
-        let keys: Vec<VerifyingKey> = (0..4)
-            .map(|i| {
-                *SigningKey::from_bytes(&[i as u8 + 1; 32])
-                    .unwrap()
-                    .verifying_key()
-            })
-            .collect();
+        let (_, keys) = keys4();
         let mut m = EvalMachine::new(
             &prss[0],
             [9; 32],
@@ -2560,13 +2513,7 @@ mod tests {
                 _ => Some(m.clone()),
             }
         };
-        let run = run4_with(
-            (0..4).map(|i| Task::Open { shares: &s[i] }).collect(),
-            None,
-            None,
-            Some((4, 3)),
-            &twin,
-        );
+        let run = run4_with(opens4(&s), None, None, Some((4, 3)), &twin);
         for i in 0..3 {
             match &run.outputs[i] {
                 Some(Ok(v)) => assert!(*v == x, "party {} opened other values", i + 1),
@@ -2585,10 +2532,7 @@ mod tests {
         let x: Vec<F> = vec![F::ONE; len];
         let s = dealt(&x, 9);
         let prss = agree::<F>(4, 1, 11);
-        let signers: Vec<SigningKey> = (0..4)
-            .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]).unwrap())
-            .collect();
-        let keys: Vec<VerifyingKey> = signers.iter().map(|k| *k.verifying_key()).collect();
+        let (signers, keys) = keys4();
         let mut m = EvalMachine::new(
             &prss[0],
             [9; 32],
