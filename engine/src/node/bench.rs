@@ -542,18 +542,33 @@ impl Net {
         }
     }
 
-    /// Tells every peer this party's setup is over and waits until every peer said so (a
-    /// message of the workload arriving meanwhile is held for its machine), so that the
-    /// timed part starts at every party within one message's delivery, not when each one's
-    /// setup happened to end.
+    /// Tells every peer this party's setup is over and waits until every peer said so, so
+    /// that the timed part starts at every party within one message's delivery, not when
+    /// each one's setup happened to end.
     async fn barrier(&mut self) -> Result<(), BenchError> {
-        let ready = Frame::new(MessageType::PING, READY.to_vec())
+        self.all_say(READY, "waiting for the peers' setup to end")
+            .await
+    }
+
+    /// Sends every peer the `PING` `word` ([`READY`] or [`DONE`]) and waits until every peer
+    /// sent it too, within `round_timeout` per message; a machine message arriving meanwhile
+    /// is held for its machine (unless its session is over).
+    async fn all_say(&mut self, word: &[u8], waiting: &str) -> Result<(), BenchError> {
+        let ping = Frame::new(MessageType::PING, word.to_vec())
             .map_err(|e| BenchError::Other(e.to_string()))?;
         let me = self.me;
         for p in PartyId::all(self.n).filter(|p| *p != me) {
-            self.send_frame(p, ready.clone()).await?;
+            self.send_frame(p, ping.clone()).await?;
         }
-        while self.ready_from.len() + 1 < self.n {
+        loop {
+            let heard = if word == READY {
+                &self.ready_from
+            } else {
+                &self.done_from
+            };
+            if heard.len() + 1 >= self.n {
+                return Ok(());
+            }
             match tokio::time::timeout(self.round_timeout, self.events.recv()).await {
                 Ok(Some(ev)) => {
                     if let Some((from, frame)) = self.sort(ev) {
@@ -564,38 +579,16 @@ impl Net {
                     }
                 }
                 Ok(None) => return Err(BenchError::Other("the peer manager stopped".into())),
-                Err(_) => {
-                    return Err(BenchError::Timeout(
-                        "waiting for the peers' setup to end".into(),
-                    ))
-                }
+                Err(_) => return Err(BenchError::Timeout(waiting.into())),
             }
         }
-        Ok(())
     }
 
     /// Tells every peer this party is done, waits until every peer said so too, and flushes
     /// the send queues.
     async fn close(mut self) -> Result<(), BenchError> {
-        let done = Frame::new(MessageType::PING, DONE.to_vec())
-            .map_err(|e| BenchError::Other(e.to_string()))?;
-        let me = self.me;
-        for p in PartyId::all(self.n).filter(|p| *p != me) {
-            self.send_frame(p, done.clone()).await?;
-        }
-        while self.done_from.len() + 1 < self.n {
-            match tokio::time::timeout(self.round_timeout, self.events.recv()).await {
-                Ok(Some(ev)) => {
-                    let _ = self.sort(ev);
-                }
-                Ok(None) => return Err(BenchError::Other("the peer manager stopped".into())),
-                Err(_) => {
-                    return Err(BenchError::Timeout(
-                        "waiting for the peers to finish".into(),
-                    ))
-                }
-            }
-        }
+        self.all_say(DONE, "waiting for the peers to finish")
+            .await?;
         self.queues.clear();
         for s in self.senders.drain(..) {
             let _ = s.await;
