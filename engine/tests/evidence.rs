@@ -8,7 +8,7 @@ use btcmpc_engine::mpc::evidence::{
 use btcmpc_engine::mpc::field::{PrimeField, Secp256k1Scalar};
 use btcmpc_engine::mpc::round::PartyId;
 use btcmpc_engine::mpc::shamir::{Params, Poly};
-use k256::schnorr::SigningKey;
+use btcmpc_engine::mpc::sig::SigningKey;
 use sha2::{Digest, Sha256};
 
 type F = Secp256k1Scalar;

@@ -16,7 +16,7 @@ use btcmpc_engine::mpc::round::{
 };
 use btcmpc_engine::mpc::setup::Setup;
 use btcmpc_engine::mpc::shamir::{dealer_rng, Params};
-use k256::schnorr::{SigningKey, VerifyingKey};
+use btcmpc_engine::mpc::sig::{SigningKey, VerifyingKey};
 
 type F = Mersenne127;
 

@@ -39,7 +39,7 @@ use super::field::{Expander, PrimeField};
 use super::shamir::{on_one_polynomial, Params, ShamirError};
 use std::collections::BTreeSet;
 
-use k256::schnorr::{SigningKey, VerifyingKey};
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 
 use super::dealing::receipts_root;
 use super::echo::{Broadcast, Equivocation};

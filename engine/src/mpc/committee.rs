@@ -51,7 +51,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use k256::schnorr::{SigningKey, VerifyingKey};
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 use num_bigint::BigInt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -668,7 +668,7 @@ impl<F: PrimeField> Committee<F> {
     pub fn roster_keys(&self) -> Vec<PartyKey> {
         self.verifying
             .iter()
-            .map(|v| PartyKey(v.to_bytes().into()))
+            .map(|v| PartyKey(v.to_bytes()))
             .collect()
     }
 

@@ -24,8 +24,6 @@
 //! among honest parties (or a signed proof against the sender), not termination without a
 //! deadline.
 
-use k256::schnorr::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use k256::schnorr::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +32,7 @@ use std::sync::Arc;
 
 use crate::mpc::field::PrimeField;
 use crate::mpc::round::{Message, Outgoing, PartyId, Recipient, RoundError, RoundId};
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 
 /// Domain tag of the signed digest.
 pub const SIGNED_TAG: &[u8] = b"btcmpc/v1/signed-message";
@@ -135,16 +134,13 @@ impl SignedHeader {
         payload_hash: [u8; 32],
     ) -> Self {
         let d = Self::digest(&job, round, slot, sender, &payload_hash);
-        let sig: Signature = key
-            .sign_prehash(&d)
-            .expect("BIP340 signing of a 32-byte digest does not fail");
         SignedHeader {
             job,
             round,
             slot,
             sender,
             payload_hash,
-            signature: sig.to_bytes(),
+            signature: key.sign_digest(&d),
         }
     }
 
@@ -158,7 +154,6 @@ impl SignedHeader {
             round: self.round,
             slot: self.slot,
         };
-        let sig = Signature::try_from(&self.signature[..]).map_err(|_| bad.clone())?;
         let d = Self::digest(
             &self.job,
             self.round,
@@ -166,7 +161,11 @@ impl SignedHeader {
             self.sender,
             &self.payload_hash,
         );
-        key.verify_prehash(&d, &sig).map_err(|_| bad)
+        if key.verify_digest(&d, &self.signature) {
+            Ok(())
+        } else {
+            Err(bad)
+        }
     }
 }
 

@@ -59,7 +59,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use k256::schnorr::{SigningKey, VerifyingKey};
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 
 use crate::mpc::compare::{self, CompareError, Rounds};
 use crate::mpc::decode::{decode_vec, DecodeVec};

@@ -25,10 +25,10 @@
 //! auxiliary randomness (deterministic, so fixtures are stable; BIP340 nonces stay secret as
 //! they are derived from the key and message).
 
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
-use k256::schnorr::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +156,7 @@ pub struct PartyKey(#[serde(with = "hex_array")] pub [u8; 32]);
 impl PartyKey {
     /// The x-only key of a signing key.
     pub fn of(sk: &SigningKey) -> Self {
-        PartyKey(sk.verifying_key().to_bytes().into())
+        PartyKey(sk.verifying_key().to_bytes())
     }
 
     /// The x-only form of `party`'s 33-byte compressed key (the parity byte is dropped).
@@ -180,10 +180,7 @@ pub struct Sig(#[serde(with = "hex_array")] pub [u8; 64]);
 /// Signs `SHA256(tag || encoding)` with BIP340 (zero auxiliary randomness).
 pub fn sign_tagged(sk: &SigningKey, tag: &[u8], encoding: &[u8]) -> Sig {
     let digest = tagged(tag, encoding);
-    let sig = sk
-        .sign_raw(&digest, &[0u8; 32])
-        .expect("BIP340 signing of a 32-byte digest with a valid key cannot fail");
-    Sig(sig.to_bytes())
+    Sig(sk.sign_digest(&digest))
 }
 
 /// Verifies a signature made by [`sign_tagged`] by party `index` (whose key is `key`; the
@@ -199,9 +196,11 @@ pub fn verify_tagged(
     index: PartyId,
 ) -> Result<(), EvidenceError> {
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| EvidenceError::BadEncoding { index })?;
-    let s = Signature::try_from(&sig.0[..]).map_err(|_| EvidenceError::BadEncoding { index })?;
-    vk.verify_raw(&tagged(tag, encoding), &s)
-        .map_err(|_| EvidenceError::BadSignature { index })
+    if vk.verify_digest(&tagged(tag, encoding), &sig.0) {
+        Ok(())
+    } else {
+        Err(EvidenceError::BadSignature { index })
+    }
 }
 
 fn tagged(tag: &[u8], encoding: &[u8]) -> Hash32 {

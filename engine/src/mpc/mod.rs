@@ -20,3 +20,4 @@ pub mod query;
 pub mod round;
 pub mod setup;
 pub mod shamir;
+pub mod sig;

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 
-use k256::schnorr::{SigningKey, VerifyingKey};
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};

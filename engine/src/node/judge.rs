@@ -596,9 +596,9 @@ pub fn judge(
 mod tests {
     use super::*;
     use crate::mpc::evidence::DeliveryItem;
+    use crate::mpc::sig::SigningKey;
     use crate::node::card::tests::keypair;
     use crate::node::manifest::tests::manifest;
-    use k256::schnorr::SigningKey;
 
     type F = Secp256k1Scalar;
     const PAYOUT: &str = "bcrt1p8wpt9v4frpf3tkn0srd97pksgsxc5hs52lafxwru9kgeephvs7rqjeprhg";

@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mpc::sig::{SigningKey, VerifyingKey};
 use bitcoin::secp256k1::{Keypair, PublicKey};
-use k256::schnorr::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
