@@ -6,7 +6,9 @@
 //! encoding and decoding the opening as a peer message, checking and interpolating the four
 //! openings, re-sharing), which `btcmpc bench committee` runs across processes; and one
 //! party's PRSS sharings alone (`prss/FIELD/...`: double and degree-`2t` zero sharings for
-//! n = 4, t = 1 and n = 7, t = 2).
+//! n = 4, t = 1 and n = 7, t = 2); the portable 2^127 - 1 inner product beside the AVX-512
+//! one (`eval/m127/dot_1m_scalar`); signing and verifying one echo-broadcast header
+//! (`sig/...`).
 
 // criterion_group! defines a public function that cannot carry a doc comment.
 #![allow(missing_docs)]
@@ -18,6 +20,7 @@ use btcmpc_engine::mpc::mult;
 use btcmpc_engine::mpc::query::{Node, Opened, Plan};
 use btcmpc_engine::mpc::round::{Message, PartyId};
 use btcmpc_engine::mpc::shamir::{self, Params};
+use btcmpc_engine::mpc::sig::SigningKey;
 use btcmpc_engine::node::peer::{decode_message, message_bytes};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -42,6 +45,20 @@ fn aggregates<F: PrimeField>(c: &mut Criterion) {
     });
     g.bench_function("dot_1m", |b| {
         b.iter(|| black_box(F::dot(black_box(&x), black_box(&y))))
+    });
+    g.finish();
+}
+
+/// The portable inner product of 2^127 - 1, beside `eval/m127/dot_1m` (the AVX-512 IFMA one
+/// where the processor has it).
+fn dot_scalar(c: &mut Criterion) {
+    let x = shares::<Mersenne127>(ROWS, 1);
+    let y = shares::<Mersenne127>(ROWS, 2);
+    let mut g = c.benchmark_group("eval/m127");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10);
+    g.bench_function("dot_1m_scalar", |b| {
+        b.iter(|| black_box(Mersenne127::dot_scalar(black_box(&x), black_box(&y))))
     });
     g.finish();
 }
@@ -212,6 +229,20 @@ fn prss_sharings<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
+/// One signed echo-broadcast header: signing it and verifying it (BIP340, libsecp256k1).
+fn signatures(c: &mut Criterion) {
+    let key = SigningKey::from_bytes(&[7; 32]).expect("a valid secret key");
+    let header = SignedHeader::sign(&key, [1; 32], 3, 2, 2, [9; 32]);
+    let mut g = c.benchmark_group("sig");
+    g.bench_function("sign_header", |b| {
+        b.iter(|| SignedHeader::sign(&key, [1; 32], 3, 2, 2, black_box([9; 32])))
+    });
+    g.bench_function("verify_header", |b| {
+        b.iter(|| black_box(&header).verify(key.verifying_key()))
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     prss_sharings::<Secp256k1Scalar>(c);
     prss_sharings::<Mersenne127>(c);
@@ -219,6 +250,8 @@ fn benches(c: &mut Criterion) {
     reduction::<Mersenne127>(c);
     aggregates::<Secp256k1Scalar>(c);
     aggregates::<Mersenne127>(c);
+    dot_scalar(c);
+    signatures(c);
     products::<Secp256k1Scalar>(c);
     products::<Mersenne127>(c);
     comparisons::<Mersenne127>(c);

@@ -13,8 +13,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{serde_hex, FieldError, PrimeField};
 
+#[cfg(target_arch = "x86_64")]
+mod ifma;
+
 /// An element of the field of integers modulo `2^127 - 1`, always canonical (`< p`).
+/// `repr(transparent)`: a slice of elements is a slice of `u128` (the AVX-512 inner product
+/// loads it so).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
 pub struct Mersenne127(u128);
 
 impl Mersenne127 {
@@ -327,6 +333,35 @@ impl PrimeField for Mersenne127 {
     }
 
     fn dot(a: &[Self], b: &[Self]) -> Self {
+        let n = a.len().min(b.len());
+        #[cfg(target_arch = "x86_64")]
+        if n >= 8 {
+            if let Some(head) = ifma::dot(&a[..n], &b[..n]) {
+                let done = n / 8 * 8;
+                return head + Self::dot_scalar(&a[done..n], &b[done..n]);
+            }
+        }
+        Self::dot_scalar(&a[..n], &b[..n])
+    }
+}
+
+impl Mersenne127 {
+    /// Whether [`PrimeField::dot`] runs the AVX-512 IFMA inner product on this processor
+    /// (else [`Mersenne127::dot_scalar`]).
+    pub fn dot_is_vectorized() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            ifma::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The portable inner product `sum a[i] * b[i]` over the common prefix of the slices
+    /// (64-bit limbs, lazy reduction): what [`PrimeField::dot`] runs without AVX-512 IFMA.
+    pub fn dot_scalar(a: &[Self], b: &[Self]) -> Self {
         // Lazy reduction: with x = x1 2^64 + x0, sum the partial products x0 y0, x0 y1 + x1 y0
         // and x1 y1 in three 128-bit accumulators (carries counted) and fold once at the end.
         let (mut s0, mut s1, mut s2) = (Wide::default(), Wide::default(), Wide::default());
