@@ -211,4 +211,74 @@ mod tests {
             naive(&a[3..1003], &b[5..1005])
         );
     }
+
+    /// Elements drawn to hit the limb boundaries: 0, 1, p - 1, each limb all ones, powers of
+    /// two and their neighbours, and uniform values.
+    fn edgy(rng: &mut StdRng) -> Mersenne127 {
+        use rand::Rng;
+        let p = Mersenne127::P;
+        match rng.gen_range(0..8) {
+            0 => Mersenne127::ZERO,
+            1 => Mersenne127::new(p - 1),
+            2 => Mersenne127::new(((1u128 << 52) - 1) << (52 * rng.gen_range(0..3u32))),
+            3 => Mersenne127::new(1u128 << rng.gen_range(0..127u32)),
+            4 => Mersenne127::new((1u128 << rng.gen_range(1..127u32)) - 1),
+            5 => Mersenne127::new(p - (1u128 << rng.gen_range(0..126u32))),
+            _ => Mersenne127::random(rng),
+        }
+    }
+
+    /// Many seeds: every length 0..=40 and around two blocks, unaligned starts in both
+    /// slices, different lengths, edge and uniform elements, and slices of all `p - 1`
+    /// longer than three blocks: the dispatch always equals the naive inner product.
+    #[test]
+    fn random_seeds_match_the_naive_inner_product() {
+        let block = 8 * BLOCK_ROUNDS;
+        let mut rng = StdRng::seed_from_u64(99);
+        let len = 2 * block + 64;
+        for seed in 0..40u64 {
+            let mut r = StdRng::seed_from_u64(seed);
+            let a: Vec<Mersenne127> = (0..len).map(|_| edgy(&mut r)).collect();
+            let b: Vec<Mersenne127> = (0..len).map(|_| edgy(&mut r)).collect();
+            use rand::Rng;
+            let mut lengths: Vec<usize> = (0..=40).collect();
+            lengths.extend([block - 9, block - 7, block + 7, block + 9, 2 * block - 1]);
+            lengths.push(rng.gen_range(0..len - 8));
+            for n in lengths {
+                let (oa, ob) = (rng.gen_range(0..8), rng.gen_range(0..8));
+                let extra = rng.gen_range(0..8);
+                let x = &a[oa..oa + n];
+                let y = &b[ob..ob + n + extra];
+                let want = naive(x, &y[..n]);
+                assert_eq!(Mersenne127::dot(x, y), want, "seed {seed} length {n}");
+                assert_eq!(
+                    Mersenne127::dot(y, x),
+                    want,
+                    "seed {seed} length {n}, swapped"
+                );
+            }
+        }
+        let top = vec![Mersenne127::new(Mersenne127::P - 1); 10 * block + 11];
+        for n in [block, 3 * block, 10 * block + 11] {
+            // (p - 1)^2 = 1: the sum is n.
+            assert_eq!(
+                Mersenne127::dot(&top[..n], &top[..n]),
+                Mersenne127::from_u64(n as u64)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any elements, lengths and offsets: the dispatch equals the naive inner product.
+        #[test]
+        fn prop_matches_naive(
+            a in proptest::collection::vec(0u128..Mersenne127::P, 0..300),
+            b in proptest::collection::vec(0u128..Mersenne127::P, 0..300),
+        ) {
+            let a: Vec<Mersenne127> = a.into_iter().map(Mersenne127::new).collect();
+            let b: Vec<Mersenne127> = b.into_iter().map(Mersenne127::new).collect();
+            let n = a.len().min(b.len());
+            proptest::prop_assert_eq!(Mersenne127::dot(&a, &b), naive(&a[..n], &b[..n]));
+        }
+    }
 }
