@@ -21,9 +21,9 @@
 //! ([`SignedHeader`]) signed by the same party for the same `(job, round, slot)` with different
 //! payload hashes.
 //!
-//! Signatures are BIP340 Schnorr (k256) over `SHA256(tag || canonical encoding)`, with zero
-//! auxiliary randomness (deterministic, so fixtures are stable; BIP340 nonces stay secret as
-//! they are derived from the key and message).
+//! Signatures are BIP340 Schnorr ([`crate::mpc::sig`]) over `SHA256(tag || canonical
+//! encoding)`, with zero auxiliary randomness (deterministic, so fixtures are stable; BIP340
+//! nonces stay secret as they are derived from the key and message).
 
 use crate::mpc::sig::{SigningKey, VerifyingKey};
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -72,7 +72,8 @@ pub enum EvidenceError {
         /// The party (1-based, its evaluation point).
         index: PartyId,
     },
-    /// A public key or signature has a bad encoding.
+    /// A public key has a bad encoding (not the x coordinate of a curve point, or a compressed
+    /// key's prefix is not 2 or 3). Malformed signature bytes are a [`Self::BadSignature`].
     #[error("bad key or signature encoding for party {index}")]
     BadEncoding {
         /// The party (1-based, its evaluation point).
@@ -187,7 +188,9 @@ pub fn sign_tagged(sk: &SigningKey, tag: &[u8], encoding: &[u8]) -> Sig {
 /// party is only named in the error).
 ///
 /// # Errors
-/// [`EvidenceError::BadEncoding`] or [`EvidenceError::BadSignature`] naming `index`.
+/// [`EvidenceError::BadEncoding`] naming `index` if `key` is not a curve point's x coordinate;
+/// [`EvidenceError::BadSignature`] naming `index` if the signature does not verify, malformed
+/// bytes (`r >= p`, `s >= n`) included.
 pub fn verify_tagged(
     key: &PartyKey,
     tag: &[u8],
@@ -820,6 +823,44 @@ mod tests {
             open::<Mersenne127>(&job, PartyId::from_wire(2).unwrap(), &k, &c),
             Err(EvidenceError::Malformed { index, .. }) if index.get() == 2
         ));
+    }
+
+    /// A key off the curve is a bad encoding; a signature that does not verify, malformed
+    /// bytes included (r = p, s = n, all ones), is a bad signature; neither panics.
+    #[test]
+    fn malformed_keys_and_signatures_are_refused() {
+        let sk = SigningKey::from_bytes(&[7u8; 32]).unwrap();
+        let key = PartyKey::of(&sk);
+        let p = PartyId::from_wire(1).unwrap();
+        let sig = sign_tagged(&sk, RECEIPT_TAG, b"x");
+        assert_eq!(verify_tagged(&key, RECEIPT_TAG, b"x", &sig, p), Ok(()));
+        let p_bytes: [u8; 32] =
+            hex::decode("fffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2f")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        // x = 0 and x = 5 are not on the curve; p and 2^256 - 1 are no field elements.
+        let mut five = [0u8; 32];
+        five[31] = 5;
+        for off_curve in [[0u8; 32], five, p_bytes, [0xff; 32]] {
+            assert_eq!(
+                verify_tagged(&PartyKey(off_curve), RECEIPT_TAG, b"x", &sig, p),
+                Err(EvidenceError::BadEncoding { index: p })
+            );
+        }
+        let mut field_size = sig;
+        field_size.0[..32].copy_from_slice(&p_bytes);
+        let mut order = sig;
+        order.0[32..].copy_from_slice(
+            &hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+                .unwrap(),
+        );
+        for bad in [Sig([0; 64]), Sig([0xff; 64]), field_size, order] {
+            assert_eq!(
+                verify_tagged(&key, RECEIPT_TAG, b"x", &bad, p),
+                Err(EvidenceError::BadSignature { index: p })
+            );
+        }
     }
 
     #[test]
