@@ -62,7 +62,7 @@ fn a_small_committee_run_opens_the_clear_results_in_both_fields() {
 }
 
 #[test]
-fn a_size_that_cannot_fit_a_zero_timeout_and_a_workload_named_twice_are_refused_in_one_line() {
+fn a_size_that_cannot_fit_a_bad_timeout_and_bad_workload_names_are_refused_in_one_line() {
     for (size, says) in [
         ("18446744073709551615", "is too large"),
         ("4000000000", "GB of memory"),
@@ -70,9 +70,26 @@ fn a_size_that_cannot_fit_a_zero_timeout_and_a_workload_named_twice_are_refused_
         refused(&["--size", size], &["--size", says]);
     }
     refused(&["--timeout", "0"], &["--timeout", "at least 1"]);
+    // A deadline this far ahead overflowed the clock (a panic).
+    refused(
+        &["--timeout", "18446744073709551615"],
+        &["--timeout", "at most 86400"],
+    );
     refused(
         &["--only", "dot,products,dot"],
         &["--only", "\"dot\" twice"],
+    );
+    refused(&["--only", ","], &["--only", "empty workload name"]);
+    // An unknown name after a known one is refused before the known one runs: the refusal
+    // comes at once (a products run of this size takes seconds).
+    let started = std::time::Instant::now();
+    refused(
+        &["--only", "products,bogus", "--size", "3000000"],
+        &["--only", "unknown workload \"bogus\""],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refused only after the products ran"
     );
 }
 

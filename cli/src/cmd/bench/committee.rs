@@ -123,6 +123,14 @@ pub fn party(args: PartyArgs, _global: &Global) -> anyhow::Result<Report> {
     }
     let workload = Workload::from_name(&args.workload)
         .ok_or_else(|| anyhow!("unknown workload {:?}", args.workload))?;
+    check_timeout(args.timeout)?;
+    if args.size == 0 {
+        bail!("--size must be at least 1");
+    }
+    if args.t == 0 || 3 * args.t >= args.n || args.me == 0 || args.me > args.n {
+        bail!("--t must be at least 1 with 3 t < n, and --me 1 to n");
+    }
+    check_memory(args.size, 1, args.field)?;
     let cfg = PartyConfig {
         n: args.n,
         t: args.t,
@@ -640,15 +648,17 @@ fn table(args: &Args, t: usize, field_name: &str, runs: &[Measured]) -> (String,
     (text, json)
 }
 
-fn run_field<F: PrimeField>(args: &Args, t: usize) -> anyhow::Result<Report> {
+fn run_field<F: PrimeField>(
+    args: &Args,
+    t: usize,
+    workloads: &[Workload],
+) -> anyhow::Result<Report> {
     let field = match args.field {
         Field::Secp256k1 => "secp256k1",
         Field::M127 => "m127",
     };
     let mut runs = Vec::new();
-    for name in &args.only {
-        let w = Workload::from_name(name.trim())
-            .ok_or_else(|| anyhow!("unknown workload {name:?} (products, dot, input)"))?;
+    for &w in workloads {
         runs.push(
             run_workload::<F>(args, field, t, w)
                 .with_context(|| format!("workload {}", w.name()))?,
@@ -695,6 +705,18 @@ fn check_memory(size: usize, n: usize, field: Field) -> anyhow::Result<()> {
     }
 }
 
+/// The longest `--timeout`, a day in seconds: a deadline must stay representable (a huge
+/// value overflowed the clock).
+const MAX_TIMEOUT_S: u64 = 86_400;
+
+/// Refuses a `--timeout` of 0 s or above [`MAX_TIMEOUT_S`], in one line.
+fn check_timeout(seconds: u64) -> anyhow::Result<()> {
+    if seconds == 0 || seconds > MAX_TIMEOUT_S {
+        bail!("--timeout must be at least 1 s and at most {MAX_TIMEOUT_S} s (a day)");
+    }
+    Ok(())
+}
+
 /// Run `btcmpc bench committee`.
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
     if args.n < 4 || args.n > 10 {
@@ -703,18 +725,26 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<Report> {
     if args.size == 0 {
         bail!("--size must be at least 1");
     }
-    if args.timeout == 0 {
-        bail!("--timeout must be at least 1 s");
-    }
-    for (i, name) in args.only.iter().enumerate() {
-        if args.only[..i].iter().any(|o| o.trim() == name.trim()) {
-            bail!("--only names workload {:?} twice", name.trim());
+    check_timeout(args.timeout)?;
+    // Every name is checked before anything runs.
+    let mut workloads = Vec::with_capacity(args.only.len());
+    for name in &args.only {
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("--only has an empty workload name (products, dot, input)");
         }
+        let w = Workload::from_name(name).ok_or_else(|| {
+            anyhow!("--only names unknown workload {name:?} (products, dot, input)")
+        })?;
+        if workloads.contains(&w) {
+            bail!("--only names workload {name:?} twice");
+        }
+        workloads.push(w);
     }
     check_memory(args.size, args.n, args.field)?;
     let t = (args.n - 1) / 3;
     match args.field {
-        Field::Secp256k1 => run_field::<Secp256k1Scalar>(&args, t),
-        Field::M127 => run_field::<Mersenne127>(&args, t),
+        Field::Secp256k1 => run_field::<Secp256k1Scalar>(&args, t, &workloads),
+        Field::M127 => run_field::<Mersenne127>(&args, t, &workloads),
     }
 }
