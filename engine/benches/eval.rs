@@ -6,8 +6,8 @@
 //! encoding and decoding the opening as a peer message, checking and interpolating the four
 //! openings, re-sharing), which `btcmpc bench committee` runs across processes; and one
 //! party's PRSS sharings alone (`prss/FIELD/...`: double and degree-`2t` zero sharings for
-//! n = 4, t = 1 and n = 7, t = 2); the portable 2^127 - 1 inner product beside the AVX-512
-//! one (`eval/m127/dot_1m_scalar`); signing and verifying one echo-broadcast header
+//! n = 4, t = 1 and n = 7, t = 2); the portable inner products beside the AVX-512 IFMA ones
+//! (`eval/FIELD/dot_1m_scalar`); signing and verifying one echo-broadcast header
 //! (`sig/...`).
 
 // criterion_group! defines a public function that cannot carry a doc comment.
@@ -49,16 +49,25 @@ fn aggregates<F: PrimeField>(c: &mut Criterion) {
     g.finish();
 }
 
-/// The portable inner product of 2^127 - 1, beside `eval/m127/dot_1m` (the AVX-512 IFMA one
-/// where the processor has it).
+/// The portable inner products, beside `eval/FIELD/dot_1m` (the AVX-512 IFMA ones where the
+/// processor has it).
 fn dot_scalar(c: &mut Criterion) {
-    let x = shares::<Mersenne127>(ROWS, 1);
-    let y = shares::<Mersenne127>(ROWS, 2);
     let mut g = c.benchmark_group("eval/m127");
     g.throughput(Throughput::Elements(ROWS as u64));
     g.sample_size(10);
+    let x = shares::<Mersenne127>(ROWS, 1);
+    let y = shares::<Mersenne127>(ROWS, 2);
     g.bench_function("dot_1m_scalar", |b| {
         b.iter(|| black_box(Mersenne127::dot_scalar(black_box(&x), black_box(&y))))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("eval/secp256k1");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10);
+    let x = shares::<Secp256k1Scalar>(ROWS, 1);
+    let y = shares::<Secp256k1Scalar>(ROWS, 2);
+    g.bench_function("dot_1m_scalar", |b| {
+        b.iter(|| black_box(Secp256k1Scalar::dot_scalar(black_box(&x), black_box(&y))))
     });
     g.finish();
 }

@@ -3,7 +3,9 @@
 //! Multiplication and inversion are k256's; addition, subtraction and negation run on the
 //! four 64-bit limbs here ([`add_limbs`], [`sub_limbs`]), inlined into the vector loops of the
 //! engine (k256's own `add` is an out-of-line call through crypto-bigint's generic loops).
-//! All of them are constant-time: no branch or index depends on a value.
+//! All of them are constant-time: no branch or index depends on a value. The inner product
+//! ([`PrimeField::dot`]) runs with AVX-512 IFMA where the processor has it (`ifma`, five
+//! 52-bit limbs), else on 64-bit limbs ([`Secp256k1Scalar::dot_scalar`]); both reduce once.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -19,6 +21,9 @@ use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{serde_hex, FieldError, PrimeField};
+
+#[cfg(target_arch = "x86_64")]
+mod ifma;
 
 /// An element of the secp256k1 scalar field.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -313,6 +318,40 @@ impl PrimeField for Secp256k1Scalar {
     }
 
     fn dot(a: &[Self], b: &[Self]) -> Self {
+        let n = a.len().min(b.len());
+        #[cfg(target_arch = "x86_64")]
+        if n >= 8 {
+            if let Some(head) = ifma::dot(&a[..n], &b[..n]) {
+                let done = n / 8 * 8;
+                return head + Self::dot_scalar(&a[done..n], &b[done..n]);
+            }
+        }
+        Self::dot_scalar(&a[..n], &b[..n])
+    }
+
+    #[inline]
+    fn square(self) -> Self {
+        Self(self.0.square())
+    }
+}
+
+impl Secp256k1Scalar {
+    /// Whether [`PrimeField::dot`] runs the AVX-512 IFMA inner product on this processor
+    /// (else [`Secp256k1Scalar::dot_scalar`]).
+    pub fn dot_is_vectorized() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            ifma::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The portable inner product `sum a[i] * b[i]` over the common prefix of the slices
+    /// (64-bit limbs, lazy reduction): what [`PrimeField::dot`] runs without AVX-512 IFMA.
+    pub fn dot_scalar(a: &[Self], b: &[Self]) -> Self {
         // Lazy reduction: accumulate the 512-bit products (carries counted above 2^512) and
         // reduce once. Short inputs (interpolation weights) multiply directly.
         if a.len().min(b.len()) < 8 {
@@ -339,11 +378,6 @@ impl PrimeField for Secp256k1Scalar {
         // 2^512 mod n, as the square of 2^256 mod n.
         let two256 = <Scalar as Reduce<U256>>::reduce(U256::MAX) + Scalar::ONE;
         Self(wide + Scalar::from(top) * two256.square())
-    }
-
-    #[inline]
-    fn square(self) -> Self {
-        Self(self.0.square())
     }
 }
 
