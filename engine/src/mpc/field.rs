@@ -321,6 +321,103 @@ pub(crate) mod serde_hex {
     }
 }
 
+/// The checks both vectorized inner products run against the textbook one (one reduced
+/// product and one reduced sum per pair), shared by `m127::ifma` and `secp256k1::ifma`.
+#[cfg(test)]
+pub(crate) mod dot_checks {
+    use super::PrimeField;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The textbook inner product over the common prefix.
+    pub(crate) fn naive<F: PrimeField>(a: &[F], b: &[F]) -> F {
+        a.iter().zip(b).fold(F::ZERO, |s, (x, y)| s + *x * *y)
+    }
+
+    /// For each pair of vectors (each at least `3 * block + 17` long) and every length around
+    /// the vector width (8) and the lane-emptying `block`: [`PrimeField::dot`] and `scalar`
+    /// equal the naive inner product, and `vector` (the vector loop alone) equals it over the
+    /// first `8 * floor(len / 8)` pairs. Then slices of different lengths (the common prefix)
+    /// and offset starts, on the first pair.
+    pub(crate) fn lengths<F: PrimeField>(
+        block: usize,
+        pairs: &[(&[F], &[F])],
+        vector: impl Fn(&[F], &[F]) -> Option<F>,
+        scalar: impl Fn(&[F], &[F]) -> F,
+    ) {
+        let len = 3 * block + 17;
+        for n in [
+            0,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            block - 8,
+            block - 1,
+            block,
+            block + 1,
+            block + 8,
+            2 * block,
+            len,
+        ] {
+            for (x, y) in pairs {
+                let want = naive(&x[..n], &y[..n]);
+                assert_eq!(F::dot(&x[..n], &y[..n]), want, "dot, length {n}");
+                assert_eq!(scalar(&x[..n], &y[..n]), want, "scalar, length {n}");
+                let head = n / 8 * 8;
+                assert_eq!(
+                    vector(&x[..n], &y[..n]),
+                    Some(naive(&x[..head], &y[..head])),
+                    "vector part, length {n}"
+                );
+            }
+        }
+        let (a, b) = pairs[0];
+        assert_eq!(F::dot(&a[..100], &b[..37]), naive(&a[..37], &b[..37]));
+        assert_eq!(
+            F::dot(&a[3..1003], &b[5..1005]),
+            naive(&a[3..1003], &b[5..1005])
+        );
+    }
+
+    /// `seeds` seeds of vectors drawn by `edgy`: every length 0..=40 and around two blocks
+    /// and one random length, offsets in both slices, a longer second slice, both orders; then
+    /// slices of `top` (whose square is 1) up to ten blocks long sum to their length.
+    pub(crate) fn random_seeds<F: PrimeField>(
+        block: usize,
+        seeds: u64,
+        edgy: impl Fn(&mut StdRng) -> F,
+        top: F,
+    ) {
+        assert_eq!(top * top, F::ONE, "top squares to 1");
+        let mut rng = StdRng::seed_from_u64(99);
+        let len = 2 * block + 64;
+        for seed in 0..seeds {
+            let mut r = StdRng::seed_from_u64(seed);
+            let a: Vec<F> = (0..len).map(|_| edgy(&mut r)).collect();
+            let b: Vec<F> = (0..len).map(|_| edgy(&mut r)).collect();
+            let mut lengths: Vec<usize> = (0..=40).collect();
+            lengths.extend([block - 9, block - 7, block + 7, block + 9, 2 * block - 1]);
+            lengths.push(rng.gen_range(0..len - 8));
+            for n in lengths {
+                let (oa, ob) = (rng.gen_range(0..8), rng.gen_range(0..8));
+                let extra = rng.gen_range(0..8);
+                let x = &a[oa..oa + n];
+                let y = &b[ob..ob + n + extra];
+                let want = naive(x, &y[..n]);
+                assert_eq!(F::dot(x, y), want, "seed {seed} length {n}");
+                assert_eq!(F::dot(y, x), want, "seed {seed} length {n}, swapped");
+            }
+        }
+        let top = vec![top; 10 * block + 11];
+        for n in [block, 3 * block, 10 * block + 11] {
+            assert_eq!(F::dot(&top[..n], &top[..n]), F::from_u64(n as u64));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,16 +130,9 @@ unsafe fn columns(a: &[Mersenne127], b: &[Mersenne127]) -> [u128; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::field::PrimeField;
+    use crate::mpc::field::{dot_checks, PrimeField};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
-
-    /// The textbook inner product: one reduced product and one reduced sum per pair.
-    fn naive(a: &[Mersenne127], b: &[Mersenne127]) -> Mersenne127 {
-        a.iter()
-            .zip(b)
-            .fold(Mersenne127::ZERO, |s, (x, y)| s + *x * *y)
-    }
 
     /// Equal to the naive inner product and to the scalar loop at every length around the
     /// vector width (8) and the lane-emptying block (`8 * BLOCK_ROUNDS` = 4096), over random
@@ -152,7 +145,8 @@ mod tests {
             return;
         }
         let mut rng = StdRng::seed_from_u64(17);
-        let len = 3 * 8 * BLOCK_ROUNDS + 17;
+        let block = 8 * BLOCK_ROUNDS;
+        let len = 3 * block + 17;
         let mut a = vec![Mersenne127::ZERO; len];
         let mut b = vec![Mersenne127::ZERO; len];
         Mersenne127::fill_random(&mut rng, &mut a);
@@ -167,48 +161,11 @@ mod tests {
                 _ => Mersenne127::new(Mersenne127::P - 1),
             })
             .collect();
-        let block = 8 * BLOCK_ROUNDS;
-        for n in [
-            0,
-            1,
-            7,
-            8,
-            9,
-            15,
-            16,
-            block - 8,
-            block - 1,
+        dot_checks::lengths(
             block,
-            block + 1,
-            block + 8,
-            2 * block,
-            len,
-        ] {
-            for (x, y) in [(&a, &b), (&top, &top), (&mixed, &a), (&mixed, &mixed)] {
-                let want = naive(&x[..n], &y[..n]);
-                assert_eq!(Mersenne127::dot(&x[..n], &y[..n]), want, "dot, length {n}");
-                assert_eq!(
-                    Mersenne127::dot_scalar(&x[..n], &y[..n]),
-                    want,
-                    "scalar, {n}"
-                );
-                let head = n / 8 * 8;
-                assert_eq!(
-                    dot(&x[..n], &y[..n]),
-                    Some(naive(&x[..head], &y[..head])),
-                    "vector part, length {n}"
-                );
-            }
-        }
-        // Slices of different lengths: the common prefix.
-        assert_eq!(
-            Mersenne127::dot(&a[..100], &b[..37]),
-            naive(&a[..37], &b[..37])
-        );
-        // Unaligned starts (the loads take any 16-byte-aligned element).
-        assert_eq!(
-            Mersenne127::dot(&a[3..1003], &b[5..1005]),
-            naive(&a[3..1003], &b[5..1005])
+            &[(&a, &b), (&top, &top), (&mixed, &a), (&mixed, &mixed)],
+            dot,
+            Mersenne127::dot_scalar,
         );
     }
 
@@ -233,39 +190,12 @@ mod tests {
     /// longer than three blocks: the dispatch always equals the naive inner product.
     #[test]
     fn random_seeds_match_the_naive_inner_product() {
-        let block = 8 * BLOCK_ROUNDS;
-        let mut rng = StdRng::seed_from_u64(99);
-        let len = 2 * block + 64;
-        for seed in 0..40u64 {
-            let mut r = StdRng::seed_from_u64(seed);
-            let a: Vec<Mersenne127> = (0..len).map(|_| edgy(&mut r)).collect();
-            let b: Vec<Mersenne127> = (0..len).map(|_| edgy(&mut r)).collect();
-            use rand::Rng;
-            let mut lengths: Vec<usize> = (0..=40).collect();
-            lengths.extend([block - 9, block - 7, block + 7, block + 9, 2 * block - 1]);
-            lengths.push(rng.gen_range(0..len - 8));
-            for n in lengths {
-                let (oa, ob) = (rng.gen_range(0..8), rng.gen_range(0..8));
-                let extra = rng.gen_range(0..8);
-                let x = &a[oa..oa + n];
-                let y = &b[ob..ob + n + extra];
-                let want = naive(x, &y[..n]);
-                assert_eq!(Mersenne127::dot(x, y), want, "seed {seed} length {n}");
-                assert_eq!(
-                    Mersenne127::dot(y, x),
-                    want,
-                    "seed {seed} length {n}, swapped"
-                );
-            }
-        }
-        let top = vec![Mersenne127::new(Mersenne127::P - 1); 10 * block + 11];
-        for n in [block, 3 * block, 10 * block + 11] {
-            // (p - 1)^2 = 1: the sum is n.
-            assert_eq!(
-                Mersenne127::dot(&top[..n], &top[..n]),
-                Mersenne127::from_u64(n as u64)
-            );
-        }
+        dot_checks::random_seeds(
+            8 * BLOCK_ROUNDS,
+            40,
+            edgy,
+            Mersenne127::new(Mersenne127::P - 1),
+        );
     }
 
     proptest::proptest! {
@@ -278,7 +208,10 @@ mod tests {
             let a: Vec<Mersenne127> = a.into_iter().map(Mersenne127::new).collect();
             let b: Vec<Mersenne127> = b.into_iter().map(Mersenne127::new).collect();
             let n = a.len().min(b.len());
-            proptest::prop_assert_eq!(Mersenne127::dot(&a, &b), naive(&a[..n], &b[..n]));
+            proptest::prop_assert_eq!(
+                Mersenne127::dot(&a, &b),
+                dot_checks::naive(&a[..n], &b[..n])
+            );
         }
     }
 }

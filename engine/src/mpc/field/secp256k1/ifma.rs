@@ -139,15 +139,9 @@ unsafe fn columns(a: &[Secp256k1Scalar], b: &[Secp256k1Scalar]) -> [u128; 10] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpc::field::dot_checks;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-
-    /// The textbook inner product: one reduced product (k256's) and one reduced sum per pair.
-    fn naive(a: &[Secp256k1Scalar], b: &[Secp256k1Scalar]) -> Secp256k1Scalar {
-        a.iter()
-            .zip(b)
-            .fold(Secp256k1Scalar::ZERO, |s, (x, y)| s + *x * *y)
-    }
 
     fn minus_one() -> Secp256k1Scalar {
         -Secp256k1Scalar::ONE
@@ -212,46 +206,11 @@ mod tests {
                 _ => minus_one(),
             })
             .collect();
-        for n in [
-            0,
-            1,
-            7,
-            8,
-            9,
-            15,
-            16,
-            block - 8,
-            block - 1,
+        dot_checks::lengths(
             block,
-            block + 1,
-            block + 8,
-            2 * block,
-            len,
-        ] {
-            for (x, y) in [(&a, &b), (&top, &top), (&mixed, &a), (&mixed, &mixed)] {
-                let want = naive(&x[..n], &y[..n]);
-                assert_eq!(Secp256k1Scalar::dot(&x[..n], &y[..n]), want, "dot, {n}");
-                assert_eq!(
-                    Secp256k1Scalar::dot_scalar(&x[..n], &y[..n]),
-                    want,
-                    "scalar, {n}"
-                );
-                let head = n / 8 * 8;
-                assert_eq!(
-                    dot(&x[..n], &y[..n]),
-                    Some(naive(&x[..head], &y[..head])),
-                    "vector part, length {n}"
-                );
-            }
-        }
-        // Slices of different lengths: the common prefix.
-        assert_eq!(
-            Secp256k1Scalar::dot(&a[..100], &b[..37]),
-            naive(&a[..37], &b[..37])
-        );
-        assert_eq!(
-            Secp256k1Scalar::dot(&a[3..1003], &b[5..1005]),
-            naive(&a[3..1003], &b[5..1005])
+            &[(&a, &b), (&top, &top), (&mixed, &a), (&mixed, &mixed)],
+            dot,
+            Secp256k1Scalar::dot_scalar,
         );
     }
 
@@ -260,34 +219,7 @@ mod tests {
     /// three blocks: the dispatch always equals the naive inner product.
     #[test]
     fn random_seeds_match_the_naive_inner_product() {
-        let block = 8 * BLOCK_ROUNDS;
-        let mut rng = StdRng::seed_from_u64(99);
-        let len = 2 * block + 64;
-        for seed in 0..20u64 {
-            let mut r = StdRng::seed_from_u64(seed);
-            let a: Vec<Secp256k1Scalar> = (0..len).map(|_| edgy(&mut r)).collect();
-            let b: Vec<Secp256k1Scalar> = (0..len).map(|_| edgy(&mut r)).collect();
-            let mut lengths: Vec<usize> = (0..=40).collect();
-            lengths.extend([block - 9, block - 7, block + 7, block + 9, 2 * block - 1]);
-            lengths.push(rng.gen_range(0..len - 8));
-            for n in lengths {
-                let (oa, ob) = (rng.gen_range(0..8), rng.gen_range(0..8));
-                let extra = rng.gen_range(0..8);
-                let x = &a[oa..oa + n];
-                let y = &b[ob..ob + n + extra];
-                let want = naive(x, &y[..n]);
-                assert_eq!(Secp256k1Scalar::dot(x, y), want, "seed {seed} length {n}");
-                assert_eq!(Secp256k1Scalar::dot(y, x), want, "seed {seed} {n}, swapped");
-            }
-        }
-        let top = vec![minus_one(); 10 * block + 11];
-        for n in [block, 3 * block, 10 * block + 11] {
-            // (n - 1)^2 = 1: the sum is the length.
-            assert_eq!(
-                Secp256k1Scalar::dot(&top[..n], &top[..n]),
-                Secp256k1Scalar::from_u64(n as u64)
-            );
-        }
+        dot_checks::random_seeds(8 * BLOCK_ROUNDS, 20, edgy, minus_one());
     }
 
     proptest::proptest! {
@@ -301,7 +233,7 @@ mod tests {
             let a: Vec<Secp256k1Scalar> = a.into_iter().map(of_words).collect();
             let b: Vec<Secp256k1Scalar> = b.into_iter().map(of_words).collect();
             let n = a.len().min(b.len());
-            proptest::prop_assert_eq!(Secp256k1Scalar::dot(&a, &b), naive(&a[..n], &b[..n]));
+            proptest::prop_assert_eq!(Secp256k1Scalar::dot(&a, &b), dot_checks::naive(&a[..n], &b[..n]));
         }
     }
 }
