@@ -382,6 +382,23 @@ pub(crate) mod dot_checks {
         );
     }
 
+    /// `len` copies of `x` dotted with themselves equal `x^2 len`. With `x` the value whose
+    /// limb products all lie within `2^27` of `2^52` (every 52-bit limb `2^52 - 2^26 + 1`),
+    /// each column of the vector loop fills as fast as it can, so a lane-emptying interval
+    /// longer than the lanes can hold overflows and this fails (the interval's bound is
+    /// tested here, not derived from the constant).
+    pub(crate) fn worst_case<F: PrimeField>(x: F, len: usize) {
+        let v = vec![x; len];
+        assert_eq!(
+            F::dot(&v, &v),
+            x * x * F::from_u64(len as u64),
+            "length {len}"
+        );
+    }
+
+    /// The 52-bit limb whose products with itself have both halves within `2^27` of `2^52`.
+    pub(crate) const FULL_LIMB: u64 = (1 << 52) - (1 << 26) + 1;
+
     /// `seeds` seeds of vectors drawn by `edgy`: every length 0..=40 and around two blocks
     /// and one random length, offsets in both slices, a longer second slice, both orders; then
     /// slices of `top` (whose square is 1) up to ten blocks long sum to their length.

@@ -198,6 +198,16 @@ mod tests {
         );
     }
 
+    /// Limbs [`dot_checks::FULL_LIMB`], `FULL_LIMB` and 1: five terms near `2^52` land in
+    /// column 2 per element, so a lane overflows after 819 vector iterations. 8,192
+    /// iterations and a tail: any emptying interval above 819 fails.
+    #[test]
+    fn the_fullest_columns_do_not_overflow() {
+        let l = u128::from(dot_checks::FULL_LIMB);
+        let x = Mersenne127::new(l | (l << 52) | (1 << 104));
+        dot_checks::worst_case(x, 8 * 8192 + 3);
+    }
+
     proptest::proptest! {
         /// Any elements, lengths and offsets: the dispatch equals the naive inner product.
         #[test]

@@ -222,6 +222,23 @@ mod tests {
         dot_checks::random_seeds(8 * BLOCK_ROUNDS, 20, edgy, minus_one());
     }
 
+    /// Every 52-bit limb at [`dot_checks::FULL_LIMB`] (the top one, 48 bits, at 1): nine
+    /// terms near `2^52` land in columns 4 and 5 per element, so a lane overflows after 455
+    /// vector iterations. 8,192 iterations and a tail: any emptying interval above 455 fails.
+    #[test]
+    fn the_fullest_columns_do_not_overflow() {
+        let l = dot_checks::FULL_LIMB;
+        // Limbs l, l, l, l, 1 at bits 0, 52, 104, 156, 208, as four 64-bit words.
+        let words = [
+            l | (l << 52),
+            (l >> 12) | (l << 40),
+            (l >> 24) | (l << 28),
+            (l >> 36) | (1 << 16),
+        ];
+        let x = Secp256k1Scalar::from_limbs(words).expect("below n");
+        dot_checks::worst_case(x, 8 * 8192 + 3);
+    }
+
     proptest::proptest! {
         /// Any elements (from 32 uniform bytes reduced, and their extremes), lengths and
         /// offsets: the dispatch equals the naive inner product.
