@@ -15,8 +15,7 @@
 //! vectors again and again, so from the cache) against 2.66-4.36 ms for the 64-bit scalar
 //! loop, which is bound by its four 64 x 64-bit multiplications per pair. Read cold from
 //! memory, the million pairs (32 MB) took 3.0-4.4 ms on a 2.3 GHz Xeon: there the loop waits
-//! for memory. Constant-time: no branch or address depends on the
-//! values.
+//! for memory. Constant-time: no branch or address depends on the values.
 
 // The one place the workspace allows `unsafe`: the intrinsics of a `target_feature`
 // function and the vector loads. Every block says why it is sound.
