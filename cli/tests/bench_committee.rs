@@ -131,6 +131,19 @@ fn a_party_process_refuses_bad_arguments_in_one_line() {
     }
 }
 
+/// A run slower than its `--timeout` ends in one line, the coordinator's, and exit code 1.
+/// The parties' own deadline runs 2 s later, so the coordinator stops them before they add
+/// their own "timed out" lines (a release build printed one a party before). In this debug
+/// build the coordinator wins that race even without the margin: the test checks the outcome
+/// a user sees, not the margin.
+#[test]
+fn a_run_past_its_timeout_stops_in_one_line() {
+    refused(
+        &["--only", "products", "--timeout", "1"],
+        &["workload products", "did not finish in 1 s"],
+    );
+}
+
 /// Runs `bench committee ARGS` and checks it exits with 1 and one line holding every `says`.
 fn refused(args: &[&str], says: &[&str]) {
     runs_refused(&[&["bench", "committee"], args].concat(), says);

@@ -123,7 +123,7 @@ pub fn party(args: PartyArgs, _global: &Global) -> anyhow::Result<Report> {
     }
     let workload = Workload::from_name(&args.workload)
         .ok_or_else(|| anyhow!("unknown workload {:?}", args.workload))?;
-    check_timeout(args.timeout)?;
+    check_party_timeout(args.timeout)?;
     if args.size == 0 {
         bail!("--size must be at least 1");
     }
@@ -293,7 +293,7 @@ fn run_workload<F: PrimeField>(
                 "--ports",
                 &port_list,
                 "--timeout",
-                &args.timeout.to_string(),
+                &(args.timeout + PARTY_GRACE_S).to_string(),
                 "--exit-with-stdin",
             ])
             .stdin(Stdio::piped())
@@ -713,6 +713,22 @@ const MAX_TIMEOUT_S: u64 = 86_400;
 fn check_timeout(seconds: u64) -> anyhow::Result<()> {
     if seconds == 0 || seconds > MAX_TIMEOUT_S {
         bail!("--timeout must be at least 1 s and at most {MAX_TIMEOUT_S} s (a day)");
+    }
+    Ok(())
+}
+
+/// Seconds the parties' own deadline runs past the coordinator's: when a run is too slow,
+/// the coordinator's deadline passes first and it stops the parties, so the user reads one
+/// line (the coordinator's) instead of one from every party as well.
+const PARTY_GRACE_S: u64 = 2;
+
+/// A party's `--timeout`: the coordinator's plus [`PARTY_GRACE_S`].
+fn check_party_timeout(seconds: u64) -> anyhow::Result<()> {
+    if seconds == 0 || seconds > MAX_TIMEOUT_S + PARTY_GRACE_S {
+        bail!(
+            "--timeout must be at least 1 s and at most {} s",
+            MAX_TIMEOUT_S + PARTY_GRACE_S
+        );
     }
     Ok(())
 }
