@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+#[cfg(target_arch = "x86_64")]
+mod ifma;
 mod m127;
 mod secp256k1;
 

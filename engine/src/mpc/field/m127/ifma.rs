@@ -17,14 +17,15 @@
 //! memory, the million pairs (32 MB) took 3.0-4.4 ms on a 2.3 GHz Xeon: there the loop waits
 //! for memory. Constant-time: no branch or address depends on the values.
 
-// The one place the workspace allows `unsafe`: the intrinsics of a `target_feature`
-// function and the vector loads. Every block says why it is sound.
+// One of the three modules where the workspace allows `unsafe` (with `field::ifma`): the
+// intrinsics of a `target_feature` function and the vector loads. Every block says why it is sound.
 #![allow(unsafe_code)]
 
+use crate::mpc::field::ifma::add_lanes;
 use std::arch::x86_64::{
     __m512i, _mm512_and_si512, _mm512_loadu_si512, _mm512_madd52hi_epu64, _mm512_madd52lo_epu64,
     _mm512_or_si512, _mm512_permutex2var_epi64, _mm512_set1_epi64, _mm512_set_epi64,
-    _mm512_setzero_si512, _mm512_slli_epi64, _mm512_srli_epi64, _mm512_storeu_si512,
+    _mm512_setzero_si512, _mm512_slli_epi64, _mm512_srli_epi64,
 };
 
 use super::Mersenne127;
@@ -34,10 +35,7 @@ use super::Mersenne127;
 const BLOCK_ROUNDS: usize = 512;
 
 /// Whether this processor runs [`dot`] (AVX-512 F and IFMA).
-pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512ifma")
-}
+pub(crate) use crate::mpc::field::ifma::available;
 
 /// `sum a[i] * b[i]` over the first `8 * floor(min(len) / 8)` pairs, or `None` when the
 /// processor lacks AVX-512 IFMA ([`available`]). The caller adds the remaining 0-7 pairs.
@@ -119,10 +117,7 @@ unsafe fn columns(a: &[Mersenne127], b: &[Mersenne127]) -> [u128; 6] {
             c[5] = _mm512_madd52hi_epu64(c[5], x2, y2);
         }
         for (total, column) in totals.iter_mut().zip(c) {
-            let mut lanes = [0u64; 8];
-            // SAFETY: `lanes` is 64 writable bytes; the store takes an unaligned address.
-            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast::<__m512i>(), column) };
-            *total += lanes.iter().map(|l| u128::from(*l)).sum::<u128>();
+            add_lanes(total, column);
         }
     }
     totals

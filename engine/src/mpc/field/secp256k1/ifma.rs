@@ -17,14 +17,14 @@
 //! (a transposition on the way in) before the vector loads. Constant-time: no branch or
 //! address depends on the values.
 
-// The one other place the workspace allows `unsafe`: the intrinsics of a `target_feature`
-// function and the vector loads. Every block says why it is sound.
+// One of the three modules where the workspace allows `unsafe` (with `field::ifma`): the
+// intrinsics of a `target_feature` function and the vector loads. Every block says why it is sound.
 #![allow(unsafe_code)]
 
+use crate::mpc::field::ifma::add_lanes;
 use std::arch::x86_64::{
     __m512i, _mm512_and_si512, _mm512_loadu_si512, _mm512_madd52hi_epu64, _mm512_madd52lo_epu64,
     _mm512_or_si512, _mm512_set1_epi64, _mm512_setzero_si512, _mm512_slli_epi64, _mm512_srli_epi64,
-    _mm512_storeu_si512,
 };
 
 use super::Secp256k1Scalar;
@@ -35,10 +35,7 @@ use crate::mpc::field::PrimeField;
 const BLOCK_ROUNDS: usize = 256;
 
 /// Whether this processor runs [`dot`] (AVX-512 F and IFMA).
-pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512ifma")
-}
+pub(crate) use crate::mpc::field::ifma::available;
 
 /// `sum a[i] * b[i]` over the first `8 * floor(min(len) / 8)` pairs, or `None` when the
 /// processor lacks AVX-512 IFMA ([`available`]). The caller adds the remaining 0-7 pairs.
@@ -127,10 +124,7 @@ unsafe fn columns(a: &[Secp256k1Scalar], b: &[Secp256k1Scalar]) -> [u128; 10] {
             }
         }
         for (total, column) in totals.iter_mut().zip(c) {
-            let mut lanes = [0u64; 8];
-            // SAFETY: `lanes` is 64 writable bytes; the store takes an unaligned address.
-            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast::<__m512i>(), column) };
-            *total += lanes.iter().map(|l| u128::from(*l)).sum::<u128>();
+            add_lanes(total, column);
         }
     }
     totals
